@@ -1,0 +1,28 @@
+"""Configuration errors and warnings that name the file and the line."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+
+class ConfigError(Exception):
+    """A Caddyfile or JSON config that cannot be adapted or loaded.
+
+    Messages follow Caddy's form (``Caddyfile:11 - Error during parsing:
+    unrecognized subdirective foo``) so a user can jump to the line; callers
+    show ``str(error)`` and never a traceback.
+    """
+
+
+@dataclass(frozen=True)
+class ConfigWarning:
+    """Something accepted but worth telling the user, like Caddy's Warning."""
+
+    file: str = ""
+    line: int = 0
+    directive: str = ""
+    message: str = ""
+
+    def __str__(self) -> str:
+        directive = f" ({self.directive})" if self.directive else ""
+        return f"{self.file}:{self.line}{directive}: {self.message}"
