@@ -8,6 +8,10 @@ Caddy rejects the file, ``NAME.error`` (its error message without the
 ``Error: `` prefix). The test suite compares txcaddy's output with these files,
 so it needs no Caddy at run time. Needs Debian's ``caddy`` package (2.6.2).
 
+Where txcaddy deliberately differs from Caddy (DESIGN.md §1), the fixture has
+a hand-written ``NAME.txcaddy.json``; Caddy's own answer is then recorded as
+``NAME.caddy.json`` or ``NAME.caddy-error`` for reference.
+
     python3 tools/make_fixtures.py [--force] [paths or folders...]
 """
 
@@ -24,6 +28,9 @@ ROOT = pathlib.Path(__file__).resolve().parent.parent / "tests" / "caddyfile" / 
 def record(path: pathlib.Path, caddy: str, force: bool) -> str:
     json_file = path.with_suffix(".json")
     error_file = path.with_suffix(".error")
+    if path.with_suffix(".txcaddy.json").exists():
+        json_file = path.with_suffix(".caddy.json")
+        error_file = path.with_suffix(".caddy-error")
     if not force and (json_file.exists() or error_file.exists()):
         return "kept"
     proc = subprocess.run(
@@ -38,9 +45,9 @@ def record(path: pathlib.Path, caddy: str, force: bool) -> str:
     if proc.returncode == 0:
         json_file.write_text(proc.stdout.strip() + "\n")
         return "json"
-    message = proc.stderr.strip().splitlines()[-1]
-    if message.startswith("Error: "):
-        message = message[len("Error: ") :]
+    stderr = proc.stderr.strip()
+    start = stderr.rfind("Error: ")
+    message = stderr[start + len("Error: ") :] if start >= 0 else stderr
     error_file.write_text(message + "\n")
     return "error"
 

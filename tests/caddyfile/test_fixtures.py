@@ -2,6 +2,8 @@
 
 The answers (``NAME.json`` or ``NAME.error``) were recorded with the real
 ``caddy adapt`` by ``tools/make_fixtures.py``; one test method per fixture.
+A ``NAME.txcaddy.json`` is txcaddy's answer where DESIGN.md §1 decides to
+differ from Caddy (the tutorial's forms); it takes precedence.
 """
 
 from __future__ import annotations
@@ -23,7 +25,9 @@ def _make_test(path: pathlib.Path):
         os.chdir(path.parent)
         self.addCleanup(os.chdir, cwd)
         text = path.read_text()
-        expected_json = path.with_suffix(".json")
+        expected_json = path.with_suffix(".txcaddy.json")
+        if not expected_json.exists():
+            expected_json = path.with_suffix(".json")
         if expected_json.exists():
             output, _warnings = adapt_to_json(text, path.name, environ={})
             self.assertEqual(output, expected_json.read_text().strip())
@@ -42,7 +46,7 @@ class CaddyFixtureTests(SynchronousTestCase):
 
 
 for _path in sorted(FIXTURES.rglob("*.Caddyfile")):
-    if not (_path.with_suffix(".json").exists() or _path.with_suffix(".error").exists()):
+    if not any(_path.with_suffix(s).exists() for s in (".json", ".error", ".txcaddy.json")):
         continue
     _name = "test_" + "_".join(_path.relative_to(FIXTURES).with_suffix("").parts).replace("-", "_").replace(".", "_")
     setattr(CaddyFixtureTests, _name, _make_test(_path))

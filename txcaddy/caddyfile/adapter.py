@@ -30,6 +30,18 @@ def adapt(
         config = server_type.setup(blocks)
     except RecursionError:
         raise ConfigError(f"{filename}: configuration is nested too deeply") from None
+    from txcaddy.caddyfile.formatter import formatting_difference
+
+    line, different = formatting_difference(filename, text)
+    if different:
+        server_type.warnings.append(
+            ConfigWarning(
+                file=filename,
+                line=line,
+                message="Caddyfile input is not formatted; run 'txcaddy fmt' (or 'caddy fmt') "
+                "to fix inconsistencies",
+            )
+        )
     return config, server_type.warnings
 
 

@@ -112,3 +112,28 @@ def _encode(value: Any, out: list[str], indent: str | None, depth: int) -> None:
         _encode(value.to_json(), out, indent, depth)
     else:
         raise TypeError(f"cannot encode {type(value).__name__} as JSON")
+
+
+def as_go_map(value: Any) -> Any:
+    """``value`` as Go would see it after a JSON round trip into ``map[string]any``.
+
+    Caddy's ``JSONModuleObject`` marshals a module, decodes it into a map,
+    adds the module-name key and marshals again, so every object inside it
+    (nested ones too) comes out with sorted keys.
+    """
+    if hasattr(value, "to_json"):
+        value = value.to_json()
+    if isinstance(value, dict):
+        return GoMap((key, as_go_map(item)) for key, item in value.items())
+    if isinstance(value, (list, tuple)):
+        return [as_go_map(item) for item in value]
+    return value
+
+
+def module_object(value: Any, inline_key: str, name: str) -> GoMap:
+    """Caddy's ``JSONModuleObject``: the module's JSON plus ``inline_key: name``, all sorted."""
+    out = as_go_map(value) if value is not None else GoMap()
+    if not isinstance(out, GoMap):
+        out = GoMap()
+    out[inline_key] = name
+    return out

@@ -1,0 +1,1 @@
+"""Loading configurations: Caddyfile or JSON in, Caddy's JSON config out."""

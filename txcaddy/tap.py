@@ -1,0 +1,43 @@
+"""``twistd caddy``: options and the service maker.
+
+The config is read and adapted while the options are parsed, so a bad
+Caddyfile is reported by twistd as a usage error naming file and line,
+before anything starts.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from twisted.application.service import IService
+from twisted.python import usage
+
+from txcaddy.caddyfile.errors import ConfigError
+
+
+class Options(usage.Options):
+    synopsis = "[-c Caddyfile] [--adapter caddyfile|json]"
+    longdesc = (
+        "Run txcaddy with a Caddyfile (as Caddy 2.6.2 reads it) or a Caddy JSON config. "
+        "The adapter is guessed from the file name (*.json is JSON) unless --adapter is given."
+    )
+    optParameters = [
+        ["config", "c", "Caddyfile", "The config file to load."],
+        ["adapter", "a", None, "The config adapter: caddyfile or json."],
+    ]
+
+    def postOptions(self) -> None:
+        from txcaddy.config.source import load_config
+
+        try:
+            config, warnings = load_config(self["config"], self["adapter"])
+        except ConfigError as e:
+            raise usage.UsageError(str(e)) from None
+        self.caddyConfig: dict[str, Any] = config
+        self.configWarnings = warnings
+
+
+def makeService(options: Options) -> IService:
+    from txcaddy.service import CaddyService
+
+    return CaddyService(options.caddyConfig, warnings=options.configWarnings)
