@@ -28,7 +28,7 @@ ROOT = pathlib.Path(__file__).resolve().parent.parent / "tests" / "caddyfile" / 
 def record(path: pathlib.Path, caddy: str, force: bool) -> str:
     json_file = path.with_suffix(".json")
     error_file = path.with_suffix(".error")
-    if path.with_suffix(".txcaddy.json").exists():
+    if path.with_suffix(".txcaddy.json").exists() or path.with_suffix(".txcaddy.error").exists():
         json_file = path.with_suffix(".caddy.json")
         error_file = path.with_suffix(".caddy-error")
     if not force and (json_file.exists() or error_file.exists()):

@@ -2,8 +2,10 @@
 
 The answers (``NAME.json`` or ``NAME.error``) were recorded with the real
 ``caddy adapt`` by ``tools/make_fixtures.py``; one test method per fixture.
-A ``NAME.txcaddy.json`` is txcaddy's answer where DESIGN.md §1 decides to
-differ from Caddy (the tutorial's forms); it takes precedence.
+A ``NAME.txcaddy.json`` or ``NAME.txcaddy.error`` is txcaddy's answer where
+it deliberately differs: DESIGN.md §1's tutorial forms, and error messages
+to which txcaddy adds the file and line (or a "did you mean") that Caddy
+leaves out. It takes precedence.
 """
 
 from __future__ import annotations
@@ -32,7 +34,10 @@ def _make_test(path: pathlib.Path):
             output, _warnings = adapt_to_json(text, path.name, environ={})
             self.assertEqual(output, expected_json.read_text().strip())
         else:
-            expected_error = path.with_suffix(".error").read_text().strip()
+            error_file = path.with_suffix(".txcaddy.error")
+            if not error_file.exists():
+                error_file = path.with_suffix(".error")
+            expected_error = error_file.read_text().strip()
             with self.assertRaises(ConfigError) as caught:
                 adapt_to_json(text, path.name, environ={})
             self.assertEqual(str(caught.exception), expected_error)
@@ -46,7 +51,7 @@ class CaddyFixtureTests(SynchronousTestCase):
 
 
 for _path in sorted(FIXTURES.rglob("*.Caddyfile")):
-    if not any(_path.with_suffix(s).exists() for s in (".json", ".error", ".txcaddy.json")):
+    if not any(_path.with_suffix(s).exists() for s in (".json", ".error", ".txcaddy.json", ".txcaddy.error")):
         continue
     _name = "test_" + "_".join(_path.relative_to(FIXTURES).with_suffix("").parts).replace("-", "_").replace(".", "_")
     setattr(CaddyFixtureTests, _name, _make_test(_path))

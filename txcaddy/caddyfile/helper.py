@@ -15,7 +15,7 @@ from typing import Any, Callable, Mapping
 
 from txcaddy.caddyfile.dispenser import Dispenser
 from txcaddy.caddyfile.errors import ConfigError, ConfigWarning
-from txcaddy.caddyfile.jsonenc import GoMap
+from txcaddy.caddyfile.jsonenc import GoMap, ModuleObject
 from txcaddy.caddyfile.lexer import Token
 
 MATCHER_PREFIX = "@"
@@ -53,7 +53,7 @@ class Subroute:
     errors: JSONObject | None = None
 
     def to_handler(self) -> JSONObject:
-        out: JSONObject = {"handler": "subroute"}
+        out: JSONObject = ModuleObject(handler="subroute")
         if self.routes:
             out["routes"] = [r.to_json() for r in self.routes]
         if self.errors is not None:
@@ -149,7 +149,11 @@ class Helper:
         """Read the next argument as a matcher if it is one (``*``, ``/path``, ``@name``)."""
         if not self.next_arg():
             return None, False
-        return matcher_set_from_token(self.token(), self.matcher_defs)
+        try:
+            return matcher_set_from_token(self.token(), self.matcher_defs)
+        except ConfigError as e:
+            # Caddy's message has no location; ours names the token's file and line.
+            raise self.err(str(e)) from None
 
     def extract_matcher_set(self) -> GoMap | None:
         """Take the matcher argument out of the tokens and rewind."""
@@ -160,6 +164,8 @@ class Helper:
         return matcher_set
 
     def new_route(self, matcher_set: GoMap | None, handler: JSONObject) -> list[ConfigValue]:
+        if not isinstance(handler, ModuleObject):
+            handler = ModuleObject(handler)  # Caddy encodes it with JSONModuleObject
         route = Route(handle=[handler], match=[matcher_set] if matcher_set is not None else [])
         return [ConfigValue("route", route)]
 

@@ -161,7 +161,7 @@ def parse_matcher_definitions(d: Dispenser, matcher_defs: dict[str, GoMap]) -> N
     while d.next():
         name = d.val()
         if name in matcher_defs:
-            raise ConfigError(f"matcher is defined more than once: {name}")
+            raise d.err(f"matcher is defined more than once: {name}")
         matcher_set = GoMap()
         matcher_defs[name] = matcher_set
         if d.next_arg():
@@ -344,7 +344,8 @@ class HTTPServerType:
         for block in blocks:
             if block.keys and block.keys[0].startswith(MATCHER_PREFIX):
                 raise ConfigError(
-                    f"cannot define a matcher outside of a site block: '{block.keys[0]}'"
+                    f"{_where(block.key_tokens[0])}cannot define a matcher outside of a site "
+                    f"block: '{block.keys[0]}'"
                 )
         site_blocks = [SiteBlock(block) for block in blocks]
         site_blocks = self._evaluate_global_options(site_blocks)
@@ -401,8 +402,10 @@ class HTTPServerType:
                 if expanded != tok.text:
                     segment[i] = tok.with_text(expanded)
         if not sb.block.keys:
+            first = sb.block.segments[0][0] if sb.block.segments else None
             raise ConfigError(
-                "server block without any key is global configuration, and if used, it must be first"
+                f"{_where(first)}server block without any key is global configuration, and if "
+                "used, it must be first"
             )
         matcher_defs: dict[str, GoMap] = {}
         for segment in sb.block.segments:
@@ -490,7 +493,8 @@ class HTTPServerType:
                     addresses = self._listeners_for_key(sb, key)
                 except AddressError as e:
                     raise ConfigError(
-                        f"server block {i}, key {j} ({key}): determining listener address: {e}"
+                        f"{_where(_key_token(sb.block, key))}server block {i}, key {j} ({key}): "
+                        f"determining listener address: {e}"
                     ) from None
                 for address in addresses:
                     keys_by_address.setdefault(address, []).append(key)
@@ -502,7 +506,12 @@ class HTTPServerType:
                         parsed.append(Address.parse(key).normalize())
                     except AddressError as e:
                         raise ConfigError(f"parsing key '{key}': {e}") from None
-                block = ServerBlock(keys=keys, segments=sb.block.segments, has_braces=sb.block.has_braces)
+                block = ServerBlock(
+                    keys=keys,
+                    segments=sb.block.segments,
+                    has_braces=sb.block.has_braces,
+                    key_tokens=[_key_token(sb.block, key) for key in keys],
+                )
                 by_address.setdefault(address, []).append(SiteBlock(block, sb.pile, parsed))
 
         def identity(blocks: list[SiteBlock]) -> list[tuple[int, tuple[str, ...]]]:
@@ -547,7 +556,9 @@ class HTTPServerType:
             for key in sb1.block.keys:
                 for k, sb2 in enumerate(p.server_blocks):
                     if k != j and key in sb2.block.keys:
-                        raise ConfigError(f"ambiguous site definition: {key}")
+                        raise ConfigError(
+                            f"{_where(_key_token(sb2.block, key))}ambiguous site definition: {key}"
+                        )
 
         srv: dict[str, Any] = {"listen": p.addresses}
         auto: dict[str, Any] | None = None
@@ -856,6 +867,18 @@ def _listeners_use_any_port_other_than(addresses: list[str], other_port: str) ->
     return False
 
 
+def _where(tok: Token | None) -> str:
+    """``file:line: `` for messages Caddy gives without a location."""
+    return f"{tok.file}:{tok.line}: " if tok is not None and tok.file else ""
+
+
+def _key_token(block: ServerBlock, key: str) -> Token | None:
+    for tok in block.key_tokens:
+        if tok.text == key:
+            return tok
+    return None
+
+
 def _go_list(values: list[str]) -> str:
     return "[" + " ".join(values) + "]"
 
@@ -864,6 +887,12 @@ def _detect_conflicting_schemes(
     listen: list[str], policies: list[Any], site_blocks: list[SiteBlock], http_port: str, https_port: str
 ) -> None:
     state = ""
+
+    def located(message: str, addr: Address) -> ConfigError:
+        for sb in site_blocks:
+            if addr.original in sb.block.keys:
+                return ConfigError(_where(_key_token(sb.block, addr.original)) + message)
+        return ConfigError(message)
 
     def set_http(addr: Address) -> None:
         nonlocal state
@@ -874,20 +903,22 @@ def _detect_conflicting_schemes(
             )
             if addr.scheme == "" and addr.host == "":
                 message += " (try specifying https:// in the address)"
-            raise ConfigError(message)
+            raise located(message, addr)
         if policies:
-            raise ConfigError(
+            raise located(
                 f"server listening on {_go_list(listen)} is HTTP, but attempts to configure TLS "
-                "connection policies"
+                "connection policies",
+                addr,
             )
         state = "HTTP"
 
     def set_https(addr: Address) -> None:
         nonlocal state
         if state == "HTTP":
-            raise ConfigError(
+            raise located(
                 f"server listening on {_go_list(listen)} is configured for HTTP and cannot "
-                f"natively multiplex HTTP and HTTPS: {addr.original}"
+                f"natively multiplex HTTP and HTTPS: {addr.original}",
+                addr,
             )
         state = "HTTPS"
 

@@ -16,6 +16,16 @@ class GoMap(dict):  # type: ignore[type-arg]
     """A JSON object whose keys Go would sort (a Go map, not a struct)."""
 
 
+class ModuleObject(dict):  # type: ignore[type-arg]
+    """A module's JSON as Caddy's ``JSONModuleObject`` builds it.
+
+    Caddy marshals the module, decodes it into a ``map[string]any``, adds the
+    module-name key and marshals again, so every object inside ends up with
+    sorted keys, at every depth. Handlers, subroutes, issuers, log writers and
+    the like are emitted this way.
+    """
+
+
 def _escape_char(ch: str) -> str:
     code = ord(ch)
     if ch == '"':
@@ -60,11 +70,11 @@ def _encode_float(value: float) -> str:
 def encode(value: Any, indent: str | None = None) -> str:
     """Serialize like ``json.Marshal`` (or ``json.MarshalIndent(v, "", indent)``)."""
     parts: list[str] = []
-    _encode(value, parts, indent, 0)
+    _encode(value, parts, indent, 0, False)
     return "".join(parts)
 
 
-def _encode(value: Any, out: list[str], indent: str | None, depth: int) -> None:
+def _encode(value: Any, out: list[str], indent: str | None, depth: int, sort_all: bool) -> None:
     if value is None:
         out.append("null")
     elif value is True:
@@ -78,7 +88,11 @@ def _encode(value: Any, out: list[str], indent: str | None, depth: int) -> None:
     elif isinstance(value, str):
         out.append(encode_string(value))
     elif isinstance(value, dict):
-        items = sorted(value.items()) if isinstance(value, GoMap) else list(value.items())
+        sort_all = sort_all or isinstance(value, ModuleObject)
+        if sort_all or isinstance(value, GoMap):
+            items = sorted(value.items())
+        else:
+            items = list(value.items())
         if not items:
             out.append("{}")
             return
@@ -90,7 +104,7 @@ def _encode(value: Any, out: list[str], indent: str | None, depth: int) -> None:
                 out.append("\n" + indent * (depth + 1))
             out.append(encode_string(str(key)))
             out.append(": " if indent is not None else ":")
-            _encode(item, out, indent, depth + 1)
+            _encode(item, out, indent, depth + 1, sort_all)
         if indent is not None:
             out.append("\n" + indent * depth)
         out.append("}")
@@ -104,12 +118,12 @@ def _encode(value: Any, out: list[str], indent: str | None, depth: int) -> None:
                 out.append(",")
             if indent is not None:
                 out.append("\n" + indent * (depth + 1))
-            _encode(item, out, indent, depth + 1)
+            _encode(item, out, indent, depth + 1, sort_all)
         if indent is not None:
             out.append("\n" + indent * depth)
         out.append("]")
     elif hasattr(value, "to_json"):
-        _encode(value.to_json(), out, indent, depth)
+        _encode(value.to_json(), out, indent, depth, sort_all)
     else:
         raise TypeError(f"cannot encode {type(value).__name__} as JSON")
 

@@ -209,9 +209,16 @@ def parse_route(h: Helper) -> JSONObject:
         else:
             raise h.err(
                 f"{value.directive} directive returned something other than an HTTP route or "
-                "subroute (only handler directives can be used in routes)"
+                f"subroute: {_go_repr(value.value)} (only handler directives can be used in routes)"
             )
     return subroute.to_handler()
+
+
+def _go_repr(value: object) -> str:
+    """Go's %#v for the simple values a directive can return (as Caddy prints them)."""
+    if isinstance(value, list) and all(isinstance(v, str) for v in value):
+        return "[]string{" + ", ".join(f'"{v}"' for v in value) + "}"
+    return repr(value)
 
 
 @handler_directive("handle")
