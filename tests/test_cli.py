@@ -16,7 +16,7 @@ from txcaddy.tap import Options, makeService
 SITE = ":8080 {\n\trespond /hi \"hello\" 200\n}\n"
 SITE_JSON = (
     '{"apps":{"http":{"servers":{"srv0":{"listen":[":8080"],"routes":[{"match":[{"path":["/hi"]}],'
-    '"handle":[{"handler":"static_response","status_code":200,"body":"hello"}]}]}}}}}'
+    '"handle":[{"body":"hello","handler":"static_response","status_code":200}]}]}}}}}'
 )
 
 

@@ -9,7 +9,8 @@ Errors are ``ConfigError`` with Caddy's ``File:Line - ...`` messages.
 
 from __future__ import annotations
 
-from typing import Any, Mapping
+from collections.abc import Mapping
+from typing import Any
 
 from txcaddy.caddyfile import directives as _directives  # noqa: F401  (registers them)
 from txcaddy.caddyfile.errors import ConfigError, ConfigWarning

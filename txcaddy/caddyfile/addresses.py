@@ -75,7 +75,7 @@ class Address:
     path: str = ""
 
     @classmethod
-    def parse(cls, text: str) -> "Address":
+    def parse(cls, text: str) -> Address:
         remaining = text[:4096].strip()
         original = remaining
         scheme = host = port = path = ""
@@ -102,7 +102,7 @@ class Address:
                 raise AddressError(f"port {number} is out of range")
         return cls(original, scheme, host, port, path)
 
-    def normalize(self) -> "Address":
+    def normalize(self) -> Address:
         host = self.host.strip()
         try:
             ip = ipaddress.ip_address(host)
@@ -166,7 +166,7 @@ class NetworkAddress:
     end_port: int = 0
 
     @classmethod
-    def parse(cls, text: str) -> "NetworkAddress":
+    def parse(cls, text: str) -> NetworkAddress:
         network, host, port = split_network_address(text)
         if not network:
             network = "tcp"

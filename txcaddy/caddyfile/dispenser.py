@@ -8,7 +8,8 @@ line-based argument rules and the same error messages.
 
 from __future__ import annotations
 
-from typing import Any, Sequence
+from collections.abc import Sequence
+from typing import Any
 
 from txcaddy.caddyfile.errors import ConfigError
 from txcaddy.caddyfile.lexer import Token, tokenize
@@ -25,7 +26,7 @@ class Dispenser:
         self.nesting = 0
 
     @classmethod
-    def from_text(cls, text: str, filename: str = "Testfile") -> "Dispenser":
+    def from_text(cls, text: str, filename: str = "Testfile") -> Dispenser:
         """A dispenser over raw Caddyfile text (tests and tools)."""
         from txcaddy.caddyfile.parser import replace_env_vars
 
@@ -204,7 +205,7 @@ class Dispenser:
             tokens.append(self.token())
         return tokens
 
-    def new_from_next_segment(self) -> "Dispenser":
+    def new_from_next_segment(self) -> Dispenser:
         return Dispenser(self.next_segment())
 
     def reset(self) -> None:

@@ -10,8 +10,9 @@ handler chain, or other classes (``bind``, ``tls.*``, ``custom_log``,
 from __future__ import annotations
 
 import os
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
-from typing import Any, Callable, Mapping
+from typing import Any
 
 from txcaddy.caddyfile.dispenser import Dispenser
 from txcaddy.caddyfile.errors import ConfigError, ConfigWarning
@@ -117,7 +118,7 @@ class Helper:
     def __getattr__(self, name: str) -> Any:
         return getattr(self.dispenser, name)
 
-    def with_dispenser(self, dispenser: Dispenser) -> "Helper":
+    def with_dispenser(self, dispenser: Dispenser) -> Helper:
         return Helper(
             dispenser,
             options=self.options,

@@ -706,7 +706,9 @@ class HTTPServerType:
         if auto is not None:
             srv["automatic_https"] = _ordered(auto, _AUTO_HTTPS_FIELDS)
         if logs is not None:
-            srv["logs"] = _ordered(logs, _SERVER_LOG_FIELDS)
+            # omitempty: a name reset to "" or an empty host list is left out
+            present = {k: v for k, v in logs.items() if v not in ("", [], None)}
+            srv["logs"] = _ordered(present, _SERVER_LOG_FIELDS)
         return srv
 
     def _site_matcher_sets(self, sb: SiteBlock) -> list[GoMap]:

@@ -25,7 +25,7 @@ class Token:
     def quoted(self) -> bool:
         return bool(self.quote)
 
-    def with_text(self, text: str) -> "Token":
+    def with_text(self, text: str) -> Token:
         return replace(self, text=text)
 
 

@@ -7,7 +7,7 @@ same. The names and the default order are Caddy 2.6.2's.
 
 from __future__ import annotations
 
-from typing import Callable
+from collections.abc import Callable
 
 from txcaddy.caddyfile.helper import (
     ConfigValue,

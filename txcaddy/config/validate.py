@@ -7,7 +7,8 @@ that do not parse, and handler or matcher modules txcaddy does not know.
 
 from __future__ import annotations
 
-from typing import Any, Iterable
+from collections.abc import Iterable
+from typing import Any
 
 from txcaddy.caddyfile.addresses import AddressError, NetworkAddress
 from txcaddy.caddyfile.errors import ConfigError
@@ -31,6 +32,12 @@ KNOWN_MATCHERS = frozenset(
 
 def validate_config(config: Any) -> None:
     """Raise ConfigError naming the first problem found."""
+    import json
+
+    from txcaddy.caddyfile.jsonenc import encode
+
+    if isinstance(config, dict):
+        config = json.loads(encode(config))  # adapter objects (routes, policies) to plain JSON
     if not isinstance(config, dict):
         raise ConfigError("config: the top level must be a JSON object")
     for key in config:

@@ -9,7 +9,8 @@ from __future__ import annotations
 
 import re
 import unicodedata
-from typing import Any, Callable, Mapping
+from collections.abc import Callable, Mapping
+from typing import Any
 
 from txcaddy.caddyfile._goparse import parse_go_float
 from txcaddy.caddyfile.dispenser import Dispenser
@@ -134,6 +135,13 @@ def go_duration_string(ns: int) -> str:
         if hours > 0:
             out = f"{hours}h{out}"
     return sign + out
+
+
+def atoi_error(text: str) -> str:
+    """The message of Go's ``strconv.Atoi`` failing on ``text``."""
+    digits = text[1:] if text[:1] in "+-" else text
+    reason = "value out of range" if digits.isascii() and digits.isdigit() else "invalid syntax"
+    return f'strconv.Atoi: parsing "{text}": {reason}'
 
 
 def plain_error(message: str) -> ConfigError:

@@ -9,12 +9,14 @@ ports of the modules in Caddy's ``modules/logging`` package.
 from __future__ import annotations
 
 import math
+from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
-from typing import Any, Iterable, Mapping
+from typing import Any
 
 from txcaddy.caddyfile._goparse import parse_caddy_duration, parse_go_int
 from txcaddy.caddyfile.directives._unmarshal import (
     MIB,
+    atoi_error,
     go_duration_string,
     parse_bytes,
     unmarshal_module,
@@ -359,13 +361,6 @@ FILTER_MODULES = {
     "query": _parse_actions("parameter"),
     "cookie": _parse_actions("name"),
 }
-
-
-def atoi_error(text: str) -> str:
-    """The message of Go's ``strconv.Atoi`` failing on ``text``."""
-    digits = text[1:] if text[:1] in "+-" else text
-    reason = "value out of range" if digits.isascii() and digits.isdigit() else "invalid syntax"
-    return f'strconv.Atoi: parsing "{text}": {reason}'
 
 
 # -- the log block ----------------------------------------------------------

@@ -26,14 +26,24 @@ the ``client_ip_hash``, ``query`` and ``weighted_round_robin`` policies
 from __future__ import annotations
 
 import re
+from collections.abc import Callable
 from decimal import Decimal
-from typing import Any, Callable
+from typing import Any
 
-from txcaddy.caddyfile._goparse import parse_caddy_duration, parse_go_float
+from txcaddy.caddyfile._goparse import parse_caddy_duration
+from txcaddy.caddyfile.directives._unmarshal import parse_bytes
+from txcaddy.caddyfile.directives.matchers import (
+    PRIVATE_RANGES,
+    canonical_header_key,
+    go_atoi,
+    parse_named_response_matcher,
+    parse_nested_matcher_set,
+)
 from txcaddy.caddyfile.dispenser import Dispenser
 from txcaddy.caddyfile.errors import ConfigError
 from txcaddy.caddyfile.helper import ConfigValue, Helper, JSONObject, Route, Subroute
 from txcaddy.caddyfile.jsonenc import GoMap
+from txcaddy.caddyfile.lexer import Token
 from txcaddy.caddyfile.registry import directive, handler_directive
 
 __all__ = [
@@ -72,95 +82,6 @@ def _go_quote(text: str) -> str:
         else:
             out.append(ch)
     return '"' + "".join(out) + '"'
-
-
-_ATOI = re.compile(r"[+-]?[0-9]+\Z")
-
-
-def go_atoi(text: str) -> int:
-    """strconv.Atoi, raising :class:`GoError` with Go's message."""
-    if not _ATOI.match(text):
-        raise GoError(f"strconv.Atoi: parsing {_go_quote(text)}: invalid syntax")
-    value = int(text)
-    if not -(2**63) <= value < 2**63:
-        raise GoError(f"strconv.Atoi: parsing {_go_quote(text)}: value out of range")
-    return value
-
-
-_BYTE_SIZES = {
-    "b": 1,
-    "": 1,
-    "kib": 1 << 10,
-    "ki": 1 << 10,
-    "kb": 1000,
-    "k": 1000,
-    "mib": 1 << 20,
-    "mi": 1 << 20,
-    "mb": 1000**2,
-    "m": 1000**2,
-    "gib": 1 << 30,
-    "gi": 1 << 30,
-    "gb": 1000**3,
-    "g": 1000**3,
-    "tib": 1 << 40,
-    "ti": 1 << 40,
-    "tb": 1000**4,
-    "t": 1000**4,
-    "pib": 1 << 50,
-    "pi": 1 << 50,
-    "pb": 1000**5,
-    "p": 1000**5,
-    "eib": 1 << 60,
-    "ei": 1 << 60,
-    "eb": 1000**6,
-    "e": 1000**6,
-}
-
-
-def parse_bytes(text: str) -> int:
-    """go-humanize's ParseBytes ("10MB", "1.5KiB", "4096"), Go's messages on error."""
-    digits = 0
-    for ch in text:
-        if not (ch in "0123456789.,"):
-            break
-        digits += 1
-    number = text[:digits].replace(",", "")
-    value = parse_go_float(number) if number else None
-    if value is None:
-        raise GoError(f"strconv.ParseFloat: parsing {_go_quote(number)}: invalid syntax")
-    unit = text[digits:].strip().lower()
-    if unit not in _BYTE_SIZES:
-        raise GoError(f"unhandled size name: {unit}")
-    value *= _BYTE_SIZES[unit]
-    if value >= 2.0**64:
-        raise GoError(f"too large: {text}")
-    return int(value)
-
-
-def _duration(text: str) -> int:
-    try:
-        return parse_caddy_duration(text)
-    except ValueError as e:
-        raise GoError(str(e))
-
-
-_TOKEN_CHARS = frozenset("!#$%&'*+-.^_`|~0123456789abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ")
-
-
-def canonical_header_key(key: str) -> str:
-    """textproto.CanonicalMIMEHeaderKey: ``x-foo`` → ``X-Foo``; keys with odd bytes unchanged."""
-    if any(ch not in _TOKEN_CHARS for ch in key):
-        return key
-    out = []
-    upper = True
-    for ch in key:
-        if upper and "a" <= ch <= "z":
-            ch = ch.upper()
-        elif not upper and "A" <= ch <= "Z":
-            ch = ch.lower()
-        out.append(ch)
-        upper = ch == "-"
-    return "".join(out)
 
 
 def go_split_host_port(hostport: str) -> tuple[str, str]:
@@ -235,7 +156,7 @@ def _unescape_host(host: str) -> str:
                 bad = raw[i : i + 3].decode("utf-8", "replace")
                 raise GoError(f"invalid URL escape {_go_quote(bad)}")
             if int(chr(raw[i + 1]), 16) < 8 and raw[i : i + 3] != b"%25":
-                raise GoError(f"invalid URL escape {_go_quote(raw[i:i + 3].decode())}")
+                raise GoError(f"invalid URL escape {_go_quote(raw[i : i + 3].decode())}")
             out.append(int(raw[i + 1 : i + 3], 16))
             i += 3
             continue
@@ -252,7 +173,7 @@ class _GoURL:
     def __init__(self, raw: str) -> None:
         try:
             self._parse(raw)
-        except GoError as e:
+        except ValueError as e:
             raise GoError(f"parse {_go_quote(raw)}: {e}")
 
     def _parse(self, raw: str) -> None:
@@ -290,7 +211,7 @@ class _GoURL:
             if i < 0:
                 raise GoError("missing ']' in host")
             if not _valid_optional_port(host[i + 1 :]):
-                raise GoError(f"invalid port {_go_quote(host[i + 1:])} after host")
+                raise GoError(f"invalid port {_go_quote(host[i + 1 :])} after host")
         else:
             i = host.rfind(":")
             if i != -1 and not _valid_optional_port(host[i:]):
@@ -321,7 +242,7 @@ def weak_string_json(text: str) -> Any:
         return False
     try:
         return go_atoi(text)
-    except GoError:
+    except ValueError:
         return text
 
 
@@ -433,7 +354,7 @@ def parse_upstream_dial_address(address: str) -> tuple[str, str]:
             )
         try:
             url = _GoURL(address)
-        except GoError as e:
+        except ValueError as e:
             raise GoError(f"parsing upstream URL: {e}")
         if url.path or url.raw_query or url.fragment:
             raise GoError(
@@ -463,7 +384,7 @@ def parse_upstream_dial_address(address: str) -> tuple[str, str]:
             address = after
         try:
             host, port = go_split_host_port(address)
-        except GoError:
+        except ValueError:
             host = address
         if port == "" and "{" not in host:
             port = "80"
@@ -486,7 +407,7 @@ def _srv_form_name(address: str) -> str | None:
     if "://" in address:
         try:
             url = _GoURL(address)
-        except GoError:
+        except ValueError:
             return None
         if url.port() or url.path or url.raw_query or url.fragment:
             return None
@@ -515,7 +436,9 @@ class _Context:
 ModuleParser = Callable[[Dispenser, _Context], Any]
 
 
-def _unmarshal_module(d: Dispenser, ctx: _Context, namespace: dict[str, ModuleParser], module_id: str) -> Any:
+def _unmarshal_module(
+    d: Dispenser, ctx: _Context, namespace: dict[str, ModuleParser], module_id: str
+) -> Any:
     """caddyfile.UnmarshalModule: the module's parser over the segment at the cursor."""
     parser = namespace.get(d.val())
     if parser is None:
@@ -560,7 +483,12 @@ class HTTPTransport:
             keep_alive: JSONObject = {}
             if "enabled" in self.keep_alive:
                 keep_alive["enabled"] = self.keep_alive["enabled"]
-            for key in ("probe_interval", "max_idle_conns", "max_idle_conns_per_host", "idle_timeout"):
+            for key in (
+                "probe_interval",
+                "max_idle_conns",
+                "max_idle_conns_per_host",
+                "idle_timeout",
+            ):
                 _put(keep_alive, key, self.keep_alive.get(key))
             out["keep_alive"] = keep_alive
         if self.compression is not None:
@@ -626,22 +554,22 @@ def parse_http_transport(d: Dispenser, ctx: _Context) -> HTTPTransport:
     def duration(message: str) -> int:
         value = one_arg()
         try:
-            return _duration(value)
-        except GoError as e:
+            return parse_caddy_duration(value)
+        except ValueError as e:
             raise d.err(message.format(value=value, err=e))
 
     def integer() -> int:
         value = one_arg()
         try:
             return go_atoi(value)
-        except GoError as e:
+        except ValueError as e:
             raise d.err(f"bad integer value '{value}': {e}")
 
     def size(what: str) -> int:
         value = one_arg()
         try:
             return parse_bytes(value)
-        except GoError as e:
+        except ValueError as e:
             raise d.err(f"invalid {what} size '{value}': {e}")
 
     while d.next():
@@ -722,8 +650,8 @@ def parse_http_transport(d: Dispenser, ctx: _Context) -> HTTPTransport:
                     keep_alive()["enabled"] = False
                     continue
                 try:
-                    keep_alive()["idle_timeout"] = _duration(value)
-                except GoError as e:
+                    keep_alive()["idle_timeout"] = parse_caddy_duration(value)
+                except ValueError as e:
                     raise d.err(f"bad duration value '{value}': {e}")
             elif name == "keepalive_interval":
                 value = duration("bad interval value '{value}': {err}")
@@ -805,8 +733,8 @@ def parse_fastcgi_transport(d: Dispenser, ctx: _Context) -> FastCGITransport:
                 if not d.next_arg():
                     raise d.arg_err()
                 try:
-                    setattr(t, name, _duration(d.val()))
-                except GoError as e:
+                    setattr(t, name, parse_caddy_duration(d.val()))
+                except ValueError as e:
                     raise d.err(f"bad timeout value {d.val()}: {e}")
             elif name == "capture_stderr":
                 if d.next_arg():
@@ -853,8 +781,8 @@ def _parse_dns_source(d: Dispenser, kind: str) -> JSONObject:
                 if not d.next_arg():
                     raise d.arg_err()
                 try:
-                    fields["refresh"] = _duration(d.val())
-                except GoError as e:
+                    fields["refresh"] = parse_caddy_duration(d.val())
+                except ValueError as e:
                     raise d.err(f"parsing refresh interval duration: {e}")
             elif option == "resolvers":
                 addresses = d.remaining_args()
@@ -865,8 +793,8 @@ def _parse_dns_source(d: Dispenser, kind: str) -> JSONObject:
                 if not d.next_arg():
                     raise d.arg_err()
                 try:
-                    fields[option] = _duration(d.val())
-                except GoError as e:
+                    fields[option] = parse_caddy_duration(d.val())
+                except ValueError as e:
                     what = "timeout" if option == "dial_timeout" else "delay"
                     raise d.err(f"bad {what} value '{d.val()}': {e}")
             else:
@@ -892,7 +820,9 @@ def parse_multi_source(d: Dispenser, ctx: _Context) -> JSONObject:
         nesting = d.nesting
         while d.next_block(nesting):
             name = d.val()
-            source = _unmarshal_module(d, ctx, UPSTREAM_SOURCES, f"http.reverse_proxy.upstreams.{name}")
+            source = _unmarshal_module(
+                d, ctx, UPSTREAM_SOURCES, f"http.reverse_proxy.upstreams.{name}"
+            )
             sources.append(json_module_object(source, "source", name))
     return _struct(("sources", sources))
 
@@ -920,7 +850,7 @@ def _policy_random_choose(d: Dispenser, ctx: _Context) -> JSONObject:
             raise d.arg_err()
         try:
             choose = go_atoi(d.val())
-        except GoError as e:
+        except ValueError as e:
             raise d.err(f"invalid choice value '{d.val()}': {e}")
     return _struct(("choose", choose))
 
@@ -983,7 +913,7 @@ def _policy_weighted_round_robin(d: Dispenser, ctx: _Context) -> JSONObject:
     for weight in args:
         try:
             value = go_atoi(weight)
-        except GoError as e:
+        except ValueError as e:
             raise d.err(f"invalid weight value '{weight}': {e}")
         if value < 0:
             raise d.err(f"invalid weight value '{weight}': weight should be non-negative")
@@ -1006,33 +936,6 @@ SELECTION_POLICIES: dict[str, ModuleParser] = {
     "weighted_round_robin": _policy_weighted_round_robin,
 }
 
-# ---------------------------------------------------------------------------
-# Matchers used by reverse_proxy
-
-
-def _parse_header_matcher(d: Dispenser, headers: GoMap) -> None:
-    """MatchHeader's Caddyfile syntax, adding to ``headers`` (response matchers use it)."""
-    while d.next():
-        args = d.args(1)
-        if args is None:
-            raise d.err("malformed header matcher: expected field")
-        field = args[0]
-        if field.startswith("!"):
-            if len(field) == 1:
-                raise d.err("malformed header matcher: must have field name following ! character")
-            headers[field[1:]] = None
-            if d.next_arg():
-                raise d.err(
-                    "malformed header matcher: null matching headers cannot have a field value"
-                )
-        else:
-            if not d.next_arg():
-                raise d.err("malformed header matcher: expected both field and value")
-            key = canonical_header_key(field)
-            headers[key] = (headers.get(key) or []) + [d.val()]
-        if d.next_block(0):
-            raise d.err("malformed header matcher: blocks are not supported")
-
 
 def _status_code(text: str) -> int:
     """``404`` or a class like ``4xx`` (→ 4)."""
@@ -1041,69 +944,8 @@ def _status_code(text: str) -> int:
     return go_atoi(text)
 
 
-def parse_named_response_matcher(d: Dispenser, matchers: dict[str, JSONObject]) -> None:
-    """``@name status ...`` / ``@name header ...`` inside reverse_proxy."""
-    while d.next():
-        name = d.val()
-        if name in matchers:
-            raise d.err(f"matcher is defined more than once: {name}")
-        status_codes: list[int] | None = None
-        headers: GoMap | None = None
-        nesting = d.nesting
-        while d.next_arg() or d.next_block(nesting):
-            kind = d.val()
-            if kind == "header":
-                if headers is None:
-                    headers = GoMap()
-                _parse_header_matcher(d.new_from_next_segment(), headers)
-            elif kind == "status":
-                if status_codes is None:
-                    status_codes = []
-                args = d.remaining_args()
-                if not args:
-                    raise d.arg_err()
-                for arg in args:
-                    try:
-                        status_codes.append(_status_code(arg))
-                    except GoError as e:
-                        shown = arg[:1] if len(arg) == 3 and arg.endswith("xx") else arg
-                        raise d.err(f"bad status value '{shown}': {e}")
-            else:
-                raise d.err(f"unrecognized response matcher {kind}")
-        matchers[name] = _struct(("status_code", status_codes), ("headers", headers))
-
-
-def parse_nested_matcher_set(d: Dispenser) -> GoMap:
-    """caddyhttp.ParseCaddyfileNestedMatcherSet: request matchers inline or in a block."""
-    from txcaddy.caddyfile.registry import MATCHERS
-
-    tokens_by_name: dict[str, list] = {}
-    nesting = d.nesting
-    while d.next_arg() or d.next_block(nesting):
-        name = d.val()
-        tokens_by_name.setdefault(name, []).extend(d.next_segment())
-    matcher_set = GoMap()
-    for name, tokens in tokens_by_name.items():
-        parse = MATCHERS.get(name)
-        if parse is None:
-            raise d.err(
-                f"getting matcher module '{name}': module not registered: http.matchers.{name}"
-            )
-        matcher_set[name] = parse(Dispenser(tokens))
-    return matcher_set
-
-
 # ---------------------------------------------------------------------------
 # reverse_proxy
-
-_PRIVATE_RANGES = (
-    "192.168.0.0/16",
-    "172.16.0.0/12",
-    "10.0.0.0/8",
-    "127.0.0.1/8",
-    "fd00::/8",
-    "::1",
-)
 
 _UNNECESSARY_HEADER_UP = (
     ("host", ("{hostport}", "{http.request.hostport}"), "Host"),
@@ -1149,7 +991,7 @@ class ReverseProxyConfig:
         self.handle_response: list[JSONObject] = []
         self._response_matchers: dict[str, JSONObject] = {}
         self._handle_response_segments: list[Dispenser] = []
-        self._srv_names: list[tuple[str, Dispenser, int]] = []
+        self._srv_upstreams: list[tuple[str, Token]] = []
 
     # -- pieces created on first use, as Caddy's pointers are
 
@@ -1192,7 +1034,7 @@ class ReverseProxyConfig:
                 address = address[len("srv+") :]
             try:
                 dial, scheme = parse_upstream_dial_address(address)
-            except GoError as e:
+            except ValueError as e:
                 raise d.err(str(e))
             if common_scheme and scheme != common_scheme:
                 raise d.err(
@@ -1203,7 +1045,7 @@ class ReverseProxyConfig:
             if is_srv:
                 try:
                     dial = go_split_host_port(dial)[0]
-                except GoError:
+                except ValueError:
                     pass
                 self.upstreams.append({"lookup_srv": dial})
                 return
@@ -1215,7 +1057,7 @@ class ReverseProxyConfig:
                     f"its SRV records; Caddy spells this 'dynamic srv {srv_name}' (Caddy itself "
                     f"would dial '{dial}')",
                 )
-                self._srv_names.append((srv_name, d, d.cursor))
+                self._srv_upstreams.append((srv_name, d.token()))
                 return
             self.upstreams.append({"dial": dial})
 
@@ -1229,18 +1071,18 @@ class ReverseProxyConfig:
             if plain_int:
                 try:
                     return go_atoi(value)
-                except GoError:
+                except ValueError:
                     pass
             try:
-                return _duration(value)
-            except GoError as e:
+                return parse_caddy_duration(value)
+            except ValueError as e:
                 raise d.err(message.format(value=value, err=e))
 
         def integer(message: str) -> int:
             value = one_arg()
             try:
                 return go_atoi(value)
-            except GoError as e:
+            except ValueError as e:
                 raise d.err(message.format(value=value, err=e))
 
         while d.next():
@@ -1263,8 +1105,8 @@ class ReverseProxyConfig:
                 elif name == "dynamic":
                     if not d.next_arg():
                         raise d.arg_err()
-                    if self.dynamic_upstreams is not None:
-                        raise d.err("dynamic upstreams already specified")
+                    # Caddy 2.6.2 checks the provisioned field here, which is never
+                    # set while parsing: a second "dynamic" replaces the first.
                     source_name = d.val()
                     source = _unmarshal_module(
                         d, self.ctx, UPSTREAM_SOURCES, f"http.reverse_proxy.upstreams.{source_name}"
@@ -1274,7 +1116,10 @@ class ReverseProxyConfig:
                 elif name == "lb_policy":
                     if not d.next_arg():
                         raise d.arg_err()
-                    if self.load_balancing is not None and "selection_policy" in self.load_balancing:
+                    if (
+                        self.load_balancing is not None
+                        and "selection_policy" in self.load_balancing
+                    ):
                         raise d.err("load balancing selection policy already specified")
                     policy_name = d.val()
                     policy = _unmarshal_module(
@@ -1283,31 +1128,19 @@ class ReverseProxyConfig:
                         SELECTION_POLICIES,
                         f"http.reverse_proxy.selection_policies.{policy_name}",
                     )
-                    self._lb()["selection_policy"] = json_module_object(policy, "policy", policy_name)
+                    self._lb()["selection_policy"] = json_module_object(
+                        policy, "policy", policy_name
+                    )
 
                 elif name == "lb_retries":
-                    value = one_arg()
-                    try:
-                        retries = go_atoi(value)
-                    except GoError as e:
-                        raise d.err(f"bad lb_retries number '{value}': {e}")
+                    retries = integer("bad lb_retries number '{value}': {err}")
                     self._lb()["retries"] = retries
 
                 elif name == "lb_try_duration":
-                    value = one_arg()
-                    self._lb()
-                    try:
-                        self._lb()["try_duration"] = _duration(value)
-                    except GoError as e:
-                        raise d.err(f"bad duration value {value}: {e}")
+                    self._lb()["try_duration"] = duration("bad duration value {value}: {err}")
 
                 elif name == "lb_try_interval":
-                    value = one_arg()
-                    self._lb()
-                    try:
-                        self._lb()["try_interval"] = _duration(value)
-                    except GoError as e:
-                        raise d.err(f"bad interval value '{value}': {e}")
+                    self._lb()["try_interval"] = duration("bad interval value '{value}': {err}")
 
                 elif name == "lb_retry_match":
                     try:
@@ -1317,24 +1150,17 @@ class ReverseProxyConfig:
                     self._lb().setdefault("retry_match", []).append(matcher_set)
 
                 elif name == "health_uri":
-                    value = one_arg()
-                    self._active()["uri"] = value
+                    self._active()["uri"] = one_arg()
 
                 elif name == "health_path":
-                    value = one_arg()
-                    self._active()["path"] = value
+                    self._active()["path"] = one_arg()
                     self.ctx.warn(
                         d,
                         "the 'health_path' subdirective is deprecated, please use 'health_uri' instead!",
                     )
 
                 elif name == "health_port":
-                    value = one_arg()
-                    self._active()
-                    try:
-                        self._active()["port"] = go_atoi(value)
-                    except GoError as e:
-                        raise d.err(f"bad port number '{value}': {e}")
+                    self._active()["port"] = integer("bad port number '{value}': {err}")
 
                 elif name == "health_headers":
                     health_headers = GoMap()
@@ -1345,72 +1171,41 @@ class ReverseProxyConfig:
                     self._active()["headers"] = health_headers
 
                 elif name == "health_interval":
-                    value = one_arg()
-                    self._active()
-                    try:
-                        self._active()["interval"] = _duration(value)
-                    except GoError as e:
-                        raise d.err(f"bad interval value {value}: {e}")
+                    self._active()["interval"] = duration("bad interval value {value}: {err}")
 
                 elif name == "health_timeout":
-                    value = one_arg()
-                    self._active()
-                    try:
-                        self._active()["timeout"] = _duration(value)
-                    except GoError as e:
-                        raise d.err(f"bad timeout value {value}: {e}")
+                    self._active()["timeout"] = duration("bad timeout value {value}: {err}")
 
                 elif name == "health_status":
                     value = one_arg()
-                    self._active()
                     try:
                         self._active()["expect_status"] = _status_code(value)
-                    except GoError as e:
+                    except ValueError as e:
                         raise d.err(f"bad status value '{value}': {e}")
 
                 elif name == "health_body":
-                    value = one_arg()
-                    self._active()["expect_body"] = value
+                    self._active()["expect_body"] = one_arg()
 
                 elif name == "health_passes":  # Caddy 2.8
-                    value = one_arg()
-                    self._active()
-                    try:
-                        self._active()["passes"] = go_atoi(value)
-                    except GoError as e:
-                        raise d.err(f"invalid passes count '{value}': {e}")
+                    self._active()["passes"] = integer("invalid passes count '{value}': {err}")
 
                 elif name == "health_fails":  # Caddy 2.8
-                    value = one_arg()
-                    self._active()
-                    try:
-                        self._active()["fails"] = go_atoi(value)
-                    except GoError as e:
-                        raise d.err(f"invalid fails count '{value}': {e}")
+                    self._active()["fails"] = integer("invalid fails count '{value}': {err}")
 
                 elif name == "max_fails":
-                    value = one_arg()
-                    self._passive()
-                    try:
-                        self._passive()["max_fails"] = go_atoi(value)
-                    except GoError as e:
-                        raise d.err(f"invalid maximum fail count '{value}': {e}")
+                    self._passive()["max_fails"] = integer(
+                        "invalid maximum fail count '{value}': {err}"
+                    )
 
                 elif name == "fail_duration":
-                    value = one_arg()
-                    self._passive()
-                    try:
-                        self._passive()["fail_duration"] = _duration(value)
-                    except GoError as e:
-                        raise d.err(f"bad duration value '{value}': {e}")
+                    self._passive()["fail_duration"] = duration(
+                        "bad duration value '{value}': {err}"
+                    )
 
                 elif name == "unhealthy_request_count":
-                    value = one_arg()
-                    self._passive()
-                    try:
-                        self._passive()["unhealthy_request_count"] = go_atoi(value)
-                    except GoError as e:
-                        raise d.err(f"invalid maximum connection count '{value}': {e}")
+                    self._passive()["unhealthy_request_count"] = integer(
+                        "invalid maximum connection count '{value}': {err}"
+                    )
 
                 elif name == "unhealthy_status":
                     args = d.remaining_args()
@@ -1420,17 +1215,14 @@ class ReverseProxyConfig:
                     for arg in args:
                         try:
                             code = _status_code(arg)
-                        except GoError as e:
+                        except ValueError as e:
                             raise d.err(f"bad status value '{d.val()}': {e}")
                         passive.setdefault("unhealthy_status", []).append(code)
 
                 elif name == "unhealthy_latency":
-                    value = one_arg()
-                    self._passive()
-                    try:
-                        self._passive()["unhealthy_latency"] = _duration(value)
-                    except GoError as e:
-                        raise d.err(f"bad duration value '{value}': {e}")
+                    self._passive()["unhealthy_latency"] = duration(
+                        "bad duration value '{value}': {err}"
+                    )
 
                 elif name == "flush_interval":
                     self.flush_interval = duration(
@@ -1461,7 +1253,7 @@ class ReverseProxyConfig:
                     value = one_arg()
                     try:
                         size = parse_bytes(value)
-                    except GoError as e:
+                    except ValueError as e:
                         raise d.err(f"invalid byte size '{value}': {e}")
                     if d.next_arg():
                         raise d.arg_err()
@@ -1470,7 +1262,7 @@ class ReverseProxyConfig:
                 elif name == "trusted_proxies":
                     while d.next_arg():
                         if d.val() == "private_ranges":
-                            self.trusted_proxies.extend(_PRIVATE_RANGES)
+                            self.trusted_proxies.extend(PRIVATE_RANGES)
                             continue
                         self.trusted_proxies.append(d.val())
 
@@ -1584,21 +1376,24 @@ class ReverseProxyConfig:
 
     def _finish_srv_upstreams(self) -> None:
         """txcaddy: port-less ``_service._proto.name`` upstreams become ``dynamic srv``."""
-        if not self._srv_names:
+        if not self._srv_upstreams:
             return
-        name, d, cursor = self._srv_names[0]
-        d.cursor = cursor
+        name, token = self._srv_upstreams[0]
+        at_token = Dispenser([token])
+        at_token.next()
         if self.dynamic_upstreams is not None:
-            raise d.err(
+            raise at_token.err(
                 f"upstream '{name}' is looked up as 'dynamic srv {name}', but dynamic "
                 "upstreams are already specified"
             )
         if self.upstreams:
-            raise d.err(
+            raise at_token.err(
                 f"upstream '{name}' is looked up as 'dynamic srv {name}' and cannot be "
                 "mixed with static upstreams"
             )
-        sources = [json_module_object({"name": srv}, "source", "srv") for srv, _, _ in self._srv_names]
+        sources = [
+            json_module_object({"name": srv}, "source", "srv") for srv, _ in self._srv_upstreams
+        ]
         if len(sources) == 1:
             self.dynamic_upstreams = sources[0]
         else:
@@ -1620,7 +1415,9 @@ class ReverseProxyConfig:
             if len(args) > 1:
                 raise d.err(f"too many arguments for 'handle_response': [{' '.join(args)}]")
             matcher = self._find_response_matcher(d, args[0]) if args else None
-            subroute = parse_segment_as_subroute(self.helper.with_dispenser(d.new_from_next_segment()))
+            subroute = parse_segment_as_subroute(
+                self.helper.with_dispenser(d.new_from_next_segment())
+            )
             if not isinstance(subroute, Subroute):
                 raise self.helper.err("segment was not parsed as a subroute")
             handler: JSONObject = {}
@@ -1652,7 +1449,9 @@ class ReverseProxyConfig:
                     health_checks[kind] = _struct(*((key, checks.get(key)) for key in fields))
         rewrite = None
         if self.rewrite is not None:
-            rewrite = _struct(("method", self.rewrite.get("method")), ("uri", self.rewrite.get("uri")))
+            rewrite = _struct(
+                ("method", self.rewrite.get("method")), ("uri", self.rewrite.get("uri"))
+            )
         handle_response = []
         for entry in self.handle_response:
             response_handler: JSONObject = {}
@@ -1682,7 +1481,13 @@ class ReverseProxyConfig:
         return json_module_object(handler, "handler", "reverse_proxy")
 
 
-_LOAD_BALANCING_FIELDS = ("selection_policy", "retries", "try_duration", "try_interval", "retry_match")
+_LOAD_BALANCING_FIELDS = (
+    "selection_policy",
+    "retries",
+    "try_duration",
+    "try_interval",
+    "retry_match",
+)
 _ACTIVE_FIELDS = (
     "path",
     "uri",
@@ -1728,7 +1533,7 @@ def parse_copy_response(h: Helper) -> JSONObject:
         if len(args) == 1:
             try:
                 number = go_atoi(args[0])
-            except GoError:
+            except ValueError:
                 number = 0
             if number > 0:
                 status = args[0]
@@ -1834,8 +1639,8 @@ def parse_php_fastcgi(h: Helper) -> list[ConfigValue]:
                 if not dispenser.next_arg():
                     raise dispenser.arg_err()
                 try:
-                    setattr(transport, name, _duration(dispenser.val()))
-                except GoError as e:
+                    setattr(transport, name, parse_caddy_duration(dispenser.val()))
+                except ValueError as e:
                     raise dispenser.err(f"bad timeout value {dispenser.val()}: {e}")
                 dispenser.delete()
                 dispenser.delete()
@@ -1956,9 +1761,7 @@ def parse_forward_auth(h: Helper) -> list[ConfigValue]:
         copy_set[canonical_header_key(target)] = [
             "{http.reverse_proxy.header." + canonical_header_key(source) + "}"
         ]
-    copy_handler = json_module_object(
-        {"request": _struct(("set", copy_set))}, "handler", "headers"
-    )
+    copy_handler = json_module_object({"request": _struct(("set", copy_set))}, "handler", "headers")
     config.handle_response.append(
         {"match": {"status_code": [2]}, "routes": [Route(handle=[copy_handler])]}
     )

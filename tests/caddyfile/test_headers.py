@@ -1,0 +1,52 @@
+"""``header`` and ``request_header``: how operations are split into handlers."""
+
+from __future__ import annotations
+
+import json
+
+from twisted.trial.unittest import SynchronousTestCase
+
+from txcaddy.caddyfile.adapter import adapt_to_json
+from txcaddy.caddyfile.directives import headers, reverseproxy
+
+
+def handlers(caddyfile: str) -> list[str]:
+    """Every handler of the adapted config, as compact JSON in Caddy's key order."""
+    text, _ = adapt_to_json(caddyfile, "Caddyfile")
+    routes = json.loads(text)["apps"]["http"]["servers"]["srv0"].get("routes", [])
+    return [json.dumps(h, separators=(",", ":")) for route in routes for h in route["handle"]]
+
+
+class HeaderTests(SynchronousTestCase):
+    def test_shared_operation_helper(self) -> None:
+        """reverse_proxy and the header directives share one implementation."""
+        self.assertIs(headers.apply_header_op, reverseproxy.apply_header_op)
+
+    def test_defaults_go_to_a_second_handler(self) -> None:
+        self.assertEqual(
+            handlers(":8080 {\n\theader {\n\t\t?a 1\n\t\tb 2\n\t}\n}\n"),
+            [
+                '{"handler":"headers","response":{"set":{"B":["2"]}}}',
+                '{"handler":"headers","response":{"require":{"headers":{"a":null}},'
+                '"set":{"A":["1"]}}}',
+            ],
+        )
+
+    def test_delete_defers(self) -> None:
+        self.assertEqual(
+            handlers(":8080 {\n\theader -Server\n}\n"),
+            ['{"handler":"headers","response":{"deferred":true,"delete":["Server"]}}'],
+        )
+
+    def test_no_operation_no_route(self) -> None:
+        self.assertEqual(
+            handlers(":8080 {\n\theader /x\n\theader\n\trespond 200\n}\n"),
+            ['{"handler":"static_response","status_code":200}'],
+        )
+
+    def test_request_header_one_route_per_line(self) -> None:
+        self.assertEqual(
+            handlers(":8080 {\n\trequest_header x-a ^b c\n}\n"),
+            ['{"handler":"headers","request":{"replace":{"x-a":[{"replace":"c",'
+             '"search_regexp":"^b"}]}}}'],
+        )

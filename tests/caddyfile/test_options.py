@@ -1,0 +1,167 @@
+"""Global options: behaviour the fixtures cannot show (values handed to the core, no global state)."""
+
+from __future__ import annotations
+
+from twisted.logger import globalLogPublisher
+from twisted.trial.unittest import SynchronousTestCase
+
+from txcaddy.caddyfile import (
+    directives,  # noqa: F401  (registers everything)
+    registry,
+)
+from txcaddy.caddyfile.directives._unmarshal import go_duration_string, parse_bytes
+from txcaddy.caddyfile.directives.options import (
+    PKI,
+    CertificateAuthority,
+    OCSPConfig,
+    ServerOptions,
+    admin_json,
+    apply_server_options,
+    parse_opt_order,
+    parse_server_options,
+    storage_json,
+)
+from txcaddy.caddyfile.dispenser import Dispenser
+from txcaddy.caddyfile.errors import ConfigError
+from txcaddy.caddyfile.helper import App
+from txcaddy.caddyfile.jsonenc import encode
+
+
+def option(text: str, existing: object = None) -> object:
+    """Run the global option on the first line(s) of ``text`` as the core does."""
+    d = Dispenser.from_text(text)
+    name = d.tokens[0].text
+    return registry.GLOBAL_OPTIONS[name](Dispenser(d.tokens), existing)
+
+
+class OrderTests(SynchronousTestCase):
+    def test_starts_from_default_and_leaves_it_alone(self) -> None:
+        default = list(registry.DEFAULT_DIRECTIVE_ORDER)
+        order = option("order respond first")
+        self.assertEqual(order[0], "respond")
+        self.assertEqual(order.count("respond"), 1)
+        self.assertEqual(list(registry.DEFAULT_DIRECTIVE_ORDER), default)
+        # a second, independent adaptation starts from the default again
+        self.assertEqual(option("order vars last")[0], default[0])
+
+    def test_builds_on_existing_order_without_mutating_it(self) -> None:
+        existing = ["a", "respond", "b"]
+        order = parse_opt_order(Dispenser.from_text("order respond after b"), existing)
+        self.assertEqual(order, ["a", "b", "respond"])
+        self.assertEqual(existing, ["a", "respond", "b"])
+
+    def test_before_unknown_other_drops_nothing_else(self) -> None:
+        order = option("order respond before nosuchdirective")
+        self.assertNotIn("respond", order)
+        self.assertEqual(len(order), len(registry.DEFAULT_DIRECTIVE_ORDER) - 1)
+
+
+class ValueTests(SynchronousTestCase):
+    def test_ports_and_durations(self) -> None:
+        self.assertEqual(option("http_port 8080"), 8080)
+        self.assertEqual(option("grace_period 1d"), 86_400_000_000_000)
+        self.assertEqual(option("default_bind a b"), ["a", "b"])
+
+    def test_flags(self) -> None:
+        for name in ("debug", "local_certs", "skip_install_trust"):
+            self.assertIs(option(name), True)
+
+    def test_admin_defaults_to_localhost(self) -> None:
+        self.assertEqual(option("admin"), {"listen": "localhost:2019"})
+        self.assertEqual(admin_json(option("admin off")), {"disabled": True})
+        self.assertIsNone(admin_json(None))
+
+    def test_storage_is_module_json(self) -> None:
+        value = option("storage file_system /data")
+        self.assertEqual(encode(storage_json(value)), '{"module":"file_system","root":"/data"}')
+        self.assertIsNone(storage_json(None))
+
+    def test_ocsp_stapling(self) -> None:
+        self.assertEqual(option("ocsp_stapling off"), OCSPConfig(disable_stapling=True))
+
+    def test_cert_issuer_accumulates(self) -> None:
+        first = option("cert_issuer internal")
+        both = option("cert_issuer acme", first)
+        self.assertEqual([type(i).__name__ for i in both], ["InternalIssuer", "ACMEIssuer"])
+        self.assertEqual(len(first), 1)
+
+    def test_log_option_checks_existing_names(self) -> None:
+        first = option("log {\n level INFO\n}")
+        self.assertEqual(first[0].value.name, "default")
+        with self.assertRaises(ConfigError):
+            option("log {\n level WARN\n}", first)
+
+    def test_events_is_an_app(self) -> None:
+        self.assertEqual(option("events {\n}"), App("events", {}))
+
+    def test_pki(self) -> None:
+        pki = option("pki {\n ca {\n  name N\n }\n}")
+        self.assertIsInstance(pki, PKI)
+        self.assertEqual(pki.cas, {"local": CertificateAuthority(id="local", name="N")})
+
+    def test_deprecated_protocol_block_logs_warnings(self) -> None:
+        messages: list[str] = []
+
+        def observer(event: dict) -> None:
+            if event.get("log_namespace") == "caddyfile":
+                messages.append(event["log_format"])
+
+        globalLogPublisher.addObserver(observer)
+        self.addCleanup(globalLogPublisher.removeObserver, observer)
+        opts = parse_server_options(
+            Dispenser.from_text("servers {\n protocol {\n  allow_h2c\n }\n}"), None
+        )
+        self.assertEqual(opts.protocols, ["h2c"])
+        self.assertEqual(len(messages), 2)
+        self.assertIn("DEPRECATED", messages[0])
+
+
+class ApplyServerOptionsTests(SynchronousTestCase):
+    def test_fields_set_in_server_order(self) -> None:
+        servers = {
+            "srv0": {"listen": [":80"], "routes": [], "logs": {"skip_hosts": ["a"]}},
+            "srv1": {"listen": [":81"], "listener_wrappers": [{"wrapper": "x"}]},
+        }
+        opts = ServerOptions(
+            listener_address=":80",
+            idle_timeout=5,
+            strict_sni_host=False,
+            should_log_credentials=True,
+            metrics=True,
+        )
+        fallback = ServerOptions(protocols=["h1"])
+        apply_server_options(servers, {"servers": [opts, fallback]}, [])
+        self.assertEqual(
+            list(servers["srv0"]),
+            ["listen", "idle_timeout", "routes", "strict_sni_host", "logs", "metrics"],
+        )
+        self.assertEqual(servers["srv0"]["logs"], {"skip_hosts": ["a"], "should_log_credentials": True})
+        self.assertEqual(servers["srv0"]["metrics"], {})
+        # the catch-all entry replaces listener wrappers too, as Caddy does
+        self.assertEqual(servers["srv1"], {"listen": [":81"], "protocols": ["h1"]})
+
+    def test_without_servers_option_nothing_changes(self) -> None:
+        servers = {"srv0": {"listen": [":80"]}}
+        apply_server_options(servers, {}, [])
+        self.assertEqual(servers, {"srv0": {"listen": [":80"]}})
+
+
+class GoHelpersTests(SynchronousTestCase):
+    def test_parse_bytes(self) -> None:
+        self.assertEqual(parse_bytes("16KiB"), 16384)
+        self.assertEqual(parse_bytes("1,000 kb"), 1_000_000)
+        self.assertEqual(parse_bytes("1.5g"), 1_500_000_000)
+        self.assertEqual(parse_bytes("42"), 42)
+        with self.assertRaises(ValueError) as caught:
+            parse_bytes("1zb")
+        self.assertEqual(str(caught.exception), "unhandled size name: zb")
+        with self.assertRaises(ValueError) as caught:
+            parse_bytes("1.2.3mb")
+        self.assertEqual(str(caught.exception), 'strconv.ParseFloat: parsing "1.2.3": invalid syntax')
+
+    def test_duration_string(self) -> None:
+        self.assertEqual(go_duration_string(-5_400_000_000_000), "-1h30m0s")
+        self.assertEqual(go_duration_string(1_500), "1.5µs")
+        self.assertEqual(go_duration_string(2_000_000), "2ms")
+        self.assertEqual(go_duration_string(61_500_000_000), "1m1.5s")
+        self.assertEqual(go_duration_string(0), "0s")
