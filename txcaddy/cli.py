@@ -1,4 +1,4 @@
-"""The ``txcaddy`` command: ``adapt``, ``validate``, ``fmt``, ``version``.
+"""The ``txcaddy`` command: ``run``, ``adapt``, ``validate``, ``fmt``, ``version``.
 
 It mirrors Caddy's command line so that users can diff ``txcaddy adapt``
 against ``caddy adapt``. A bad config prints ``Error: ...`` with file and
@@ -61,6 +61,37 @@ def cmd_fmt(args: argparse.Namespace, out: TextIO, err: TextIO) -> int:
     return 0
 
 
+def cmd_run(args: argparse.Namespace, out: TextIO, err: TextIO) -> int:
+    """Serve the config in the foreground until SIGINT/SIGTERM (like ``twistd -n caddy``)."""
+    import sys as _sys
+
+    from twisted.internet import reactor
+    from twisted.logger import globalLogBeginner, textFileLogObserver
+
+    from txcaddy.config.source import load_config
+    from txcaddy.service import CaddyService
+
+    config, warnings = load_config(args.config, args.adapter)
+    service = CaddyService(config, warnings=warnings, reactor=reactor)
+    globalLogBeginner.beginLoggingTo([textFileLogObserver(_sys.stderr)], redirectStandardIO=False)
+    failures: list[BaseException] = []
+
+    def start() -> None:
+        try:
+            service.startService()
+        except Exception as e:  # noqa: BLE001 - e.g. a port already in use
+            failures.append(e)
+            reactor.stop()
+
+    reactor.callWhenRunning(start)
+    reactor.addSystemEventTrigger("before", "shutdown", lambda: service.running and service.stopService())
+    reactor.run()
+    if failures:
+        print(f"Error: starting the server: {failures[0]}", file=err)
+        return 1
+    return 0
+
+
 def cmd_version(args: argparse.Namespace, out: TextIO, err: TextIO) -> int:
     print(f"txcaddy {VERSION} (Caddyfile of Caddy 2.6.2)", file=out)
     return 0
@@ -86,6 +117,11 @@ def build_parser() -> argparse.ArgumentParser:
     fmt.add_argument("path", nargs="?", default="Caddyfile", help="file to format, or - for stdin")
     fmt.add_argument("--overwrite", "-w", action="store_true", help="rewrite the file in place")
     fmt.set_defaults(func=cmd_fmt)
+
+    run = commands.add_parser("run", help="serve a config in the foreground")
+    run.add_argument("--config", "-c", default="Caddyfile", help="config file (default: Caddyfile)")
+    run.add_argument("--adapter", "-a", default=None, help="caddyfile or json")
+    run.set_defaults(func=cmd_run)
 
     version = commands.add_parser("version", help="print the version")
     version.set_defaults(func=cmd_version)

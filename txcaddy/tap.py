@@ -29,15 +29,23 @@ class Options(usage.Options):
     def postOptions(self) -> None:
         from txcaddy.config.source import load_config
 
+        from txcaddy.service import CaddyService
+
         try:
             config, warnings = load_config(self["config"], self["adapter"])
+            # Build the whole tree now so that any config error is a usage error
+            # (one clear line from twistd), not a traceback later.
+            self.service = CaddyService(config, warnings=warnings, reactor=self.reactor)
         except ConfigError as e:
             raise usage.UsageError(str(e)) from None
-        self.caddyConfig: dict[str, Any] = config
-        self.configWarnings = warnings
+        self.caddyConfig: dict[str, Any] = self.service.config
+
+    @property
+    def reactor(self) -> Any:
+        from twisted.internet import reactor
+
+        return reactor
 
 
 def makeService(options: Options) -> IService:
-    from txcaddy.service import CaddyService
-
-    return CaddyService(options.caddyConfig, warnings=options.configWarnings)
+    return options.service

@@ -1,0 +1,208 @@
+"""The HTTP/1.1 protocol on a StringTransport: framing, keep-alive, pipelining, limits."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from twisted.internet.defer import Deferred
+from twisted.internet.testing import MemoryReactorClock, StringTransport
+from twisted.trial.unittest import SynchronousTestCase
+from zope.interface import implementer
+
+from txcaddy.http._h1 import HTTP11Factory
+from txcaddy.http.errors import HandlerError
+from txcaddy.http.routing import MatcherSet, Route, RouteList
+from txcaddy.http.server import HTTPServer
+from txcaddy.interfaces import IHandler, IRequestMatcher
+
+
+@implementer(IHandler)
+class Echo:
+    """Answers with the method, path and the whole request body."""
+
+    def __init__(self) -> None:
+        self.seen: list[Any] = []
+
+    def serve(self, request: Any, response: Any, next: Any) -> Deferred[None]:
+        self.seen.append(request)
+        done: Deferred[None] = Deferred()
+        chunks: list[bytes] = []
+        handler = self
+
+        class Consumer:
+            def data_received(self, data: bytes) -> None:
+                chunks.append(data)
+
+            def body_finished(self, error: Any) -> None:
+                if error is not None:
+                    done.errback(error)
+                    return
+                response.headers.set("Content-Type", "text/plain")
+                response.write(f"{request.method} {request.path} ".encode() + b"".join(chunks))
+                done.callback(None)
+
+        del handler
+        request.body.deliver(Consumer())
+        return done
+
+
+@implementer(IHandler)
+class Held:
+    """Writes nothing until the test releases it."""
+
+    def __init__(self) -> None:
+        self.pending: list[tuple[Any, Deferred[None]]] = []
+
+    def serve(self, request: Any, response: Any, next: Any) -> Deferred[None]:
+        d: Deferred[None] = Deferred()
+        self.pending.append((response, d))
+        return d
+
+    def release(self, body: bytes = b"held") -> None:
+        response, d = self.pending.pop(0)
+        response.write(body)
+        d.callback(None)
+
+
+@implementer(IHandler)
+class Fail:
+    def serve(self, request: Any, response: Any, next: Any) -> None:
+        raise HandlerError(418, "teapot")
+
+
+@implementer(IRequestMatcher)
+class PathPrefix:
+    def __init__(self, prefix: str) -> None:
+        self.prefix = prefix
+
+    def match(self, request: Any) -> bool:
+        return request.path.startswith(self.prefix)
+
+
+class ProtocolTests(SynchronousTestCase):
+    def setUp(self) -> None:
+        self.clock = MemoryReactorClock()
+        self.echo = Echo()
+        self.held = Held()
+        routes = RouteList(
+            [
+                Route([Fail()], [MatcherSet([PathPrefix("/fail")])], terminal=True),
+                Route([self.held], [MatcherSet([PathPrefix("/held")])], terminal=True),
+                Route([self.echo]),
+            ]
+        )
+        self.server = HTTPServer("srv0", [":80"], routes, reactor=self.clock, max_header_bytes=2048)
+        self.protocol = HTTP11Factory(self.server, self.clock).buildProtocol(None)
+        self.transport = StringTransport()
+        self.protocol.makeConnection(self.transport)
+
+    def send(self, data: bytes) -> bytes:
+        self.protocol.dataReceived(data)
+        out = self.transport.value()
+        self.transport.clear()
+        return out
+
+    def test_simple_request_gets_content_length(self) -> None:
+        out = self.send(b"GET /a HTTP/1.1\r\nHost: x\r\n\r\n")
+        self.assertTrue(out.startswith(b"HTTP/1.1 200 OK\r\n"))
+        self.assertIn(b"\r\nContent-Length: 7\r\n", out)
+        self.assertIn(b"\r\nServer: Caddy\r\n", out)
+        self.assertTrue(out.endswith(b"\r\n\r\nGET /a "))
+        self.assertFalse(self.transport.disconnecting)
+
+    def test_routing_happens_at_header_time(self) -> None:
+        self.send(b"POST /up HTTP/1.1\r\nHost: x\r\nContent-Length: 10\r\n\r\n01234")
+        self.assertEqual([r.path for r in self.echo.seen], ["/up"])  # before the body ended
+        out = self.send(b"56789")
+        self.assertTrue(out.endswith(b"POST /up 0123456789"))
+
+    def test_chunked_request_body(self) -> None:
+        out = self.send(b"POST /c HTTP/1.1\r\nHost: x\r\nTransfer-Encoding: chunked\r\n\r\n3\r\nabc\r\n2\r\nde\r\n0\r\n\r\n")
+        self.assertTrue(out.endswith(b"POST /c abcde"))
+
+    def test_keep_alive_and_pipelining_answer_in_order(self) -> None:
+        out = self.send(
+            b"GET /held/1 HTTP/1.1\r\nHost: x\r\n\r\nGET /second HTTP/1.1\r\nHost: x\r\n\r\n"
+        )
+        self.assertEqual(out, b"")
+        self.assertEqual(self.echo.seen, [])  # the second waits for the first
+        self.held.release(b"first")
+        out = self.transport.value()
+        self.assertLess(out.index(b"first"), out.index(b"GET /second"))
+
+    def test_http10_closes_after_response(self) -> None:
+        out = self.send(b"GET /ten HTTP/1.0\r\n\r\n")
+        self.assertTrue(out.startswith(b"HTTP/1.0 200 OK\r\n"))
+        self.assertTrue(self.transport.disconnecting)
+
+    def test_connection_close_is_honoured(self) -> None:
+        out = self.send(b"GET / HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n")
+        self.assertIn(b"\r\nConnection: close\r\n", out)
+        self.assertTrue(self.transport.disconnecting)
+
+    def test_head_has_no_body(self) -> None:
+        out = self.send(b"HEAD /h HTTP/1.1\r\nHost: x\r\n\r\n")
+        self.assertIn(b"Content-Length: 8\r\n", out)  # what GET would send
+        self.assertTrue(out.endswith(b"\r\n\r\n"))
+
+    def test_expect_continue_is_sent_when_the_body_is_wanted(self) -> None:
+        out = self.send(b"PUT /e HTTP/1.1\r\nHost: x\r\nContent-Length: 3\r\nExpect: 100-continue\r\n\r\n")
+        self.assertEqual(out, b"HTTP/1.1 100 Continue\r\n\r\n")
+        out = self.send(b"abc")
+        self.assertTrue(out.startswith(b"HTTP/1.1 200 OK"))
+        self.assertTrue(out.endswith(b"PUT /e abc"))
+
+    def test_handler_error_status(self) -> None:
+        out = self.send(b"GET /fail HTTP/1.1\r\nHost: x\r\n\r\n")
+        self.assertTrue(out.startswith(b"HTTP/1.1 418 I'm a teapot\r\n"), out)
+        self.assertIn(b"Content-Length: 0\r\n", out)
+
+    def test_malformed_requests_get_4xx_and_close(self) -> None:
+        cases = [
+            (b"GET / HTTP/1.1\r\n\r\n", b"400"),  # no Host
+            (b"GET / HTTP/1.1\r\nHost: a\r\nHost: b\r\n\r\n", b"400"),
+            (b"GET / HTTP/1.1\r\nHost: x\r\nContent-Length: 1\r\nContent-Length: 2\r\n\r\n", b"400"),
+            (b"GET / HTTP/1.1\r\nHost: x\r\nX: " + b"a" * 3000 + b"\r\n\r\n", b"431"),
+            (b"GET / HTTP/1.1\r\nHost: x\r\nbad header\r\n\r\n", b"400"),
+            (b"BREW / HTTP/1.1\r\nHost: x\r\n\r\n", b"501"),
+        ]
+        for raw, status in cases:
+            self.setUp()
+            out = self.send(raw)
+            self.assertTrue(out.startswith(b"HTTP/1.1 " + status), (raw, out))
+            self.assertTrue(self.transport.disconnecting, raw)
+            self.assertEqual(self.echo.seen, [], raw)
+
+    def test_malformed_body_after_routing_is_a_400(self) -> None:
+        out = self.send(b"POST / HTTP/1.1\r\nHost: x\r\nTransfer-Encoding: chunked\r\n\r\n3\r\nabc\r\nzz\r\n")
+        self.assertTrue(out.startswith(b"HTTP/1.1 400 Bad Request\r\n"), out)
+        self.assertNotIn(b"abc", out)  # the handler never answered with the partial body
+        self.assertTrue(self.transport.disconnecting)
+
+    def test_idle_connection_times_out(self) -> None:
+        self.server.idle_timeout = 30
+        self.setUp_with_timeout()
+        self.clock.advance(29)
+        self.assertFalse(self.transport.disconnecting)
+        self.clock.advance(2)
+        self.assertTrue(self.transport.disconnecting)
+
+    def setUp_with_timeout(self) -> None:
+        self.protocol = HTTP11Factory(self.server, self.clock).buildProtocol(None)
+        self.transport = StringTransport()
+        self.protocol.makeConnection(self.transport)
+
+    def test_graceful_drain(self) -> None:
+        self.send(b"GET /held HTTP/1.1\r\nHost: x\r\n\r\n")
+        drained = self.server.drain(10, self.clock)
+        self.assertNoResult(drained)
+        self.held.release()
+        self.assertTrue(self.transport.disconnecting)
+        self.protocol.connectionLost(None)
+        self.successResultOf(drained)
+
+    def test_drain_forces_close_after_grace(self) -> None:
+        self.send(b"GET /held HTTP/1.1\r\nHost: x\r\n\r\n")
+        self.server.drain(5, self.clock)
+        self.clock.advance(5)
+        self.assertTrue(self.transport.disconnecting)

@@ -1,0 +1,93 @@
+"""Caddy JSON config → runtime objects.
+
+The loader is the only code that reads the JSON. Each module object is built
+by the factory registered for its Caddy module ID (``config/registry.py``);
+factories receive the module's JSON and this ``LoadContext`` to build nested
+modules, routes and matcher sets the same way.
+"""
+
+from __future__ import annotations
+
+from typing import Any, Iterable
+
+from twisted.logger import Logger
+
+from txcaddy.caddyfile.errors import ConfigError
+from txcaddy.config import registry
+
+
+class LoadContext:
+    """What module factories get besides their own JSON."""
+
+    def __init__(self, reactor: Any = None, log: Logger | None = None) -> None:
+        self.reactor = reactor
+        self.log = log or Logger(namespace="txcaddy")
+        self.path: list[str] = []  # where in the config we are, for error messages
+
+    def _where(self) -> str:
+        return ".".join(self.path) or "config"
+
+    def load_module(self, namespace: str, config: Any, inline_key: str) -> Any:
+        """Load ``config`` as module ``namespace.<config[inline_key]>``."""
+        if not isinstance(config, dict):
+            raise ConfigError(f"{self._where()}: module config must be a JSON object, got {type(config).__name__}")
+        name = config.get(inline_key)
+        if not isinstance(name, str) or not name:
+            raise ConfigError(f"{self._where()}: module name missing: expected a '{inline_key}' field")
+        factory = registry.lookup(f"{namespace}.{name}")
+        body = {k: v for k, v in config.items() if k != inline_key}
+        self.path.append(name)
+        try:
+            return factory(body, self)
+        except ConfigError:
+            raise
+        except (ValueError, TypeError, KeyError) as e:
+            raise ConfigError(f"{self._where()}: loading module '{namespace}.{name}': {e}") from None
+        finally:
+            self.path.pop()
+
+    def load_handler(self, config: Any) -> Any:
+        return self.load_module("http.handlers", config, "handler")
+
+    def load_matcher_set(self, config: Any) -> Any:
+        from txcaddy.http.routing import MatcherSet
+
+        if not isinstance(config, dict):
+            raise ConfigError(f"{self._where()}: a matcher set must be a JSON object")
+        matchers = []
+        for name, value in config.items():
+            factory = registry.lookup(f"http.matchers.{name}")
+            self.path.append(f"match.{name}")
+            try:
+                matchers.append(factory(value, self))
+            except ConfigError:
+                raise
+            except (ValueError, TypeError, KeyError) as e:
+                raise ConfigError(f"{self._where()}: loading matcher '{name}': {e}") from None
+            finally:
+                self.path.pop()
+        return MatcherSet(matchers)
+
+    def load_matcher_sets(self, configs: Iterable[Any] | None) -> list[Any]:
+        return [self.load_matcher_set(c) for c in configs or ()]
+
+    def load_routes(self, configs: Iterable[Any] | None) -> Any:
+        from txcaddy.http.routing import Route, RouteList
+
+        routes = []
+        for i, config in enumerate(configs or ()):
+            self.path.append(f"routes[{i}]")
+            try:
+                if not isinstance(config, dict):
+                    raise ConfigError(f"{self._where()}: a route must be a JSON object")
+                routes.append(
+                    Route(
+                        handlers=[self.load_handler(h) for h in config.get("handle") or ()],
+                        matcher_sets=self.load_matcher_sets(config.get("match")),
+                        group=config.get("group") or "",
+                        terminal=bool(config.get("terminal")),
+                    )
+                )
+            finally:
+                self.path.pop()
+        return RouteList(routes)

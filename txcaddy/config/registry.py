@@ -1,0 +1,81 @@
+"""Runtime modules by Caddy module ID, open to plugins.
+
+Built-in modules register with ``@module("http.handlers.static_response")``
+in their own files (imported on first lookup); third-party packages publish
+``ICaddyModule`` plugins (``docs/plugins.md``), found with Twisted's plugin
+system. The loader is the only caller of ``lookup``.
+"""
+
+from __future__ import annotations
+
+import importlib
+from typing import Any, Callable
+
+from txcaddy.caddyfile.errors import ConfigError
+
+ModuleFactory = Callable[[dict[str, Any], Any], Any]
+
+MODULES: dict[str, ModuleFactory] = {}
+
+# Modules that register built-in runtime modules when imported.
+BUILTIN_MODULES = (
+    "txcaddy.http.matchers",
+    "txcaddy.http.routing",
+    "txcaddy.http.handlers.static",
+    "txcaddy.http.handlers.vars",
+    "txcaddy.http.handlers.rewrite",
+    "txcaddy.http.handlers.headers",
+    "txcaddy.http.handlers.fileserver",
+    "txcaddy.http.handlers.requestbody",
+    "txcaddy.http.handlers.encode",
+)
+
+_loaded = False
+
+
+def module(module_id: str) -> Callable[[ModuleFactory], ModuleFactory]:
+    """Register ``factory(config, context)`` as the runtime of ``module_id``."""
+
+    def deco(factory: ModuleFactory) -> ModuleFactory:
+        if module_id in MODULES:
+            raise ValueError(f"module {module_id} already registered")
+        MODULES[module_id] = factory
+        return factory
+
+    return deco
+
+
+def _load_builtins_and_plugins() -> None:
+    global _loaded
+    if _loaded:
+        return
+    _loaded = True
+    for name in BUILTIN_MODULES:
+        try:
+            importlib.import_module(name)
+        except ModuleNotFoundError as e:
+            if e.name != name:
+                raise
+    from twisted.plugin import getPlugins
+
+    from txcaddy.interfaces import ICaddyModule
+
+    for plugin in getPlugins(ICaddyModule):
+        module_id = plugin.moduleID
+        if module_id not in MODULES:
+            MODULES[module_id] = plugin.load
+
+
+def lookup(module_id: str) -> ModuleFactory:
+    """The factory for ``module_id``; a clear error names unknown IDs."""
+    _load_builtins_and_plugins()
+    factory = MODULES.get(module_id)
+    if factory is None:
+        raise ConfigError(f"loading module '{module_id}': module not registered: {module_id}")
+    return factory
+
+
+def known(prefix: str) -> list[str]:
+    """Registered module names under a namespace (``http.handlers.``)."""
+    _load_builtins_and_plugins()
+    return sorted(m[len(prefix):] for m in MODULES if m.startswith(prefix))

@@ -1,0 +1,525 @@
+"""The HTTP/1.1 server protocol: httptools (llhttp) parsing, routing at header time.
+
+One ``HTTP11Protocol`` per client connection. The request is handed to the
+server as soon as its headers are complete; its body follows through
+``RequestBody`` while handlers already run. Responses are framed here
+(Content-Length, chunked, or close-delimited for HTTP/1.0), keep-alive and
+pipelining are handled here, and anything llhttp rejects gets a 4xx and never
+reaches a handler.
+"""
+
+from __future__ import annotations
+
+import time
+from collections import deque
+from email.utils import formatdate
+from typing import Any
+
+import httptools
+from twisted.internet.interfaces import IPushProducer
+from twisted.internet.protocol import Factory, Protocol
+from twisted.logger import Logger
+from zope.interface import implementer
+
+from txcaddy.http.errors import HandlerError, status_text
+from txcaddy.http.headers import Headers
+from txcaddy.http.request import Request, RequestBody
+from txcaddy.http.response import Response
+
+# Keep at most this much of a request body that nobody has asked for yet
+# before pausing the client (the body is streamed, never buffered whole).
+BODY_BUFFER_LIMIT = 256 * 1024
+# After a response, read and drop at most this much unread request body to
+# keep the connection (as Go does); more than that closes it.
+DISCARD_LIMIT = 256 * 1024
+DEFAULT_MAX_HEADER_BYTES = 1024 * 1024  # Go's http.DefaultMaxHeaderBytes
+
+_NO_BODY_STATUSES = frozenset({204, 304})
+
+
+class _Date:
+    """The Date header value, computed at most once a second."""
+
+    def __init__(self) -> None:
+        self._second = -1
+        self._value = b""
+
+    def now(self, seconds: float) -> bytes:
+        second = int(seconds)
+        if second != self._second:
+            self._second = second
+            self._value = formatdate(second, usegmt=True).encode("ascii")
+        return self._value
+
+
+_DATE = _Date()
+
+
+class _Exchange:
+    """A request and its response on one connection (pipelined ones queue up)."""
+
+    __slots__ = ("request", "response", "complete", "close_after", "expect_continue")
+
+    def __init__(self, request: Request, response: "H1Response", close_after: bool, expect_continue: bool) -> None:
+        self.request = request
+        self.response = response
+        self.complete = False  # the request has been read to its end
+        self.close_after = close_after
+        self.expect_continue = expect_continue
+
+
+class H1Response(Response):
+    """A response framed for HTTP/1.x on the protocol's transport.
+
+    Like Go's server, the head is held back until the body passes 2 KiB or the
+    response ends: a short response then gets a Content-Length instead of
+    chunked coding. ``flush`` sends what is held at once (streaming).
+    """
+
+    HOLD_LIMIT = 2048
+
+    def __init__(self, protocol: "HTTP11Protocol", request: Request, http10: bool, head_only: bool) -> None:
+        super().__init__()
+        self._protocol = protocol
+        self._request = request
+        self._http10 = http10
+        self._head_only = head_only
+        self._chunked = False
+        self._body_allowed = True
+        self._holding = False  # head decided but not yet on the wire
+        self._held: list[bytes] = []
+        self._held_size = 0
+        self.close_connection = False
+
+    def _send_head(self, status: int) -> None:
+        self._body_allowed = not (self._head_only or status in _NO_BODY_STATUSES or 100 <= status < 200)
+        self._holding = True
+
+    def _emit_head(self, content_length: int | None) -> None:
+        """Put the status line and header fields on the wire, with the framing decided now."""
+        self._holding = False
+        protocol = self._protocol
+        status = self.status
+        headers = self.headers
+        exchange = protocol._exchange_of(self)
+        if (exchange is not None and exchange.close_after) or protocol.closing:
+            self.close_connection = True
+        if "close" in (t.strip().lower() for t in headers.joined("Connection").split(",")):
+            self.close_connection = True
+        if status in _NO_BODY_STATUSES or 100 <= status < 200:
+            headers.delete("Content-Length")
+            headers.delete("Transfer-Encoding")
+        elif "Content-Length" not in headers:
+            if content_length is not None and (content_length > 0 or not self._head_only):
+                headers.set("Content-Length", str(content_length))
+            elif not self._head_only:
+                if self._http10:
+                    self.close_connection = True
+                else:
+                    self._chunked = True
+                    headers.set("Transfer-Encoding", "chunked")
+        if self.close_connection:
+            headers.set("Connection", "close")
+        elif self._http10:
+            headers.set("Connection", "keep-alive")
+        lines = [b"HTTP/1.0 " if self._http10 else b"HTTP/1.1 ", str(status).encode("ascii"), b" ",
+                 status_text(status).encode("ascii"), b"\r\n"]
+        if "Date" not in headers:
+            lines += [b"Date: ", _DATE.now(protocol.clock()), b"\r\n"]
+        for name, value in headers.items():
+            lines += [name.encode("latin-1"), b": ", _header_value(value), b"\r\n"]
+        lines.append(b"\r\n")
+        if self._held:
+            held, self._held = self._held, []
+            if self._body_allowed:
+                if self._chunked:
+                    lines += [b"%x\r\n" % self._held_size, *held, b"\r\n"]
+                else:
+                    lines += held
+        protocol.transport.writeSequence(lines)
+
+    def flush(self) -> None:
+        """Send the head and anything held back now (for streamed responses)."""
+        if self._holding and self._protocol.transport is not None:
+            self._emit_head(None)
+
+    def _send_body(self, data: bytes) -> None:
+        transport = self._protocol.transport
+        if transport is None:
+            return
+        if self._holding:
+            self._held.append(data)
+            self._held_size += len(data)
+            if self._held_size > self.HOLD_LIMIT:
+                self._emit_head(None)
+            return
+        if not self._body_allowed:
+            return
+        if self._chunked:
+            transport.writeSequence([b"%x\r\n" % len(data), data, b"\r\n"])
+        else:
+            transport.write(data)
+
+    def _send_end(self) -> None:
+        if self._protocol.transport is None:
+            return
+        if self._holding:
+            self._emit_head(self._held_size)
+        elif self._chunked and self._body_allowed:
+            self._protocol.transport.write(b"0\r\n\r\n")
+        self._protocol._response_finished(self)
+
+    def register_producer(self, producer: Any, streaming: bool) -> None:
+        self.flush()
+        self._protocol.transport.registerProducer(producer, streaming)
+
+    def unregister_producer(self) -> None:
+        self._protocol.transport.unregisterProducer()
+
+    def write_informational(self, status: int, headers: Headers | None = None) -> None:
+        """Send a 1xx response (100 Continue, 103 Early Hints) before the final one."""
+        if self.head_sent or self._http10:
+            return
+        lines = [b"HTTP/1.1 ", str(status).encode("ascii"), b" ", status_text(status).encode("ascii"), b"\r\n"]
+        for name, value in (headers.items() if headers is not None else ()):
+            lines += [name.encode("latin-1"), b": ", _header_value(value), b"\r\n"]
+        lines.append(b"\r\n")
+        self._protocol.transport.writeSequence(lines)
+
+
+def _header_value(value: str) -> bytes:
+    # Header values never carry CR or LF onto the wire (no response splitting).
+    data = value.encode("latin-1", "replace")
+    if b"\r" in data or b"\n" in data:
+        data = data.replace(b"\r", b" ").replace(b"\n", b" ")
+    return data
+
+
+@implementer(IPushProducer)
+class HTTP11Protocol(Protocol):
+    """An HTTP/1.1 connection to one client."""
+
+    log = Logger()
+
+    def __init__(self, server: Any, clock: Any = None, tls: Any = None) -> None:
+        self.server = server
+        self.clock = clock.seconds if clock is not None else time.time
+        self.reactor = clock
+        self.tls = tls
+        self.max_header_bytes = getattr(server, "max_header_bytes", 0) or DEFAULT_MAX_HEADER_BYTES
+        self.closing = False
+        self._parser = httptools.HttpRequestParser(self)
+        self._exchanges: deque[_Exchange] = deque()
+        self._parsing: _Exchange | None = None  # the exchange whose request is being read
+        self._url = bytearray()
+        self._header_pairs: list[tuple[bytes, bytes]] = []
+        self._header_bytes = 0
+        self._paused_reasons: set[str] = set()
+        self._buffered_input = bytearray()  # bytes held back while a response is being written
+        self._remote: tuple[str, int] = ("", 0)
+        self._local: tuple[str, int] = ("", 0)
+        self._error_status = 0
+        self._idle_call: Any = None
+
+    # -- connection ---------------------------------------------------------------------
+
+    def connectionMade(self) -> None:
+        peer = self.transport.getPeer()
+        host = self.transport.getHost()
+        self._remote = (getattr(peer, "host", "") or "", getattr(peer, "port", 0) or 0)
+        self._local = (getattr(host, "host", "") or "", getattr(host, "port", 0) or 0)
+        self.server.connection_made(self)
+        self._arm_idle_timer()
+
+    def connectionLost(self, reason: Any = None) -> None:
+        self._cancel_idle_timer()
+        error = getattr(reason, "value", reason)
+        if self._parsing is not None and not self._parsing.complete:
+            self._parsing.request.body.finish(ConnectionError(f"client went away: {error}"))
+        for exchange in self._exchanges:
+            if not exchange.complete:
+                exchange.request.body.finish(ConnectionError(f"client went away: {error}"))
+            exchange.response.connection_lost(ConnectionError(str(error)))
+        self._exchanges.clear()
+        self.server.connection_lost(self)
+
+    @property
+    def idle(self) -> bool:
+        return not self._exchanges and self._parsing is None
+
+    def close_when_idle(self) -> None:
+        """Graceful shutdown: finish what is in flight, then close."""
+        self.closing = True
+        if self.idle and self.transport is not None:
+            self.transport.loseConnection()
+
+    # -- idle timeout ---------------------------------------------------------------------
+
+    def _arm_idle_timer(self) -> None:
+        timeout = getattr(self.server, "idle_timeout", 0)
+        if timeout and self.reactor is not None:
+            self._cancel_idle_timer()
+            self._idle_call = self.reactor.callLater(timeout, self._idle_timeout)
+
+    def _cancel_idle_timer(self) -> None:
+        if self._idle_call is not None and self._idle_call.active():
+            self._idle_call.cancel()
+        self._idle_call = None
+
+    def _idle_timeout(self) -> None:
+        self._idle_call = None
+        if self.idle and self.transport is not None:
+            self.transport.loseConnection()
+
+    # -- reading ------------------------------------------------------------------------------
+
+    def _pause_reading(self, reason: str) -> None:
+        if not self._paused_reasons and self.transport is not None:
+            self.transport.pauseProducing()
+        self._paused_reasons.add(reason)
+
+    def _resume_reading(self, reason: str) -> None:
+        if reason in self._paused_reasons:
+            self._paused_reasons.discard(reason)
+            if not self._paused_reasons and self.transport is not None:
+                self.transport.resumeProducing()
+
+    def dataReceived(self, data: bytes) -> None:
+        if self._error_status:
+            return
+        self._cancel_idle_timer()
+        try:
+            self._parser.feed_data(data)
+        except httptools.HttpParserUpgrade:
+            # An upgrade request: the upgrade itself is the reverse proxy's business;
+            # without one, the request was served as a normal request.
+            pass
+        except httptools.HttpParserCallbackError as e:
+            cause = e.__context__
+            if isinstance(cause, _BadRequest):
+                self._reject(cause.status, cause.reason)
+            else:
+                self.log.error("error while reading a request: {error!r}", error=cause)
+                self._reject(400, "bad request")
+        except httptools.HttpParserInvalidMethodError:
+            self._reject(501, "unsupported method")
+        except httptools.HttpParserError as e:
+            self._reject(_status_for_parser_error(str(e)), str(e))
+
+    def _reject(self, status: int, reason: str) -> None:
+        """Answer a malformed request and close: nothing of it reaches a handler as valid."""
+        self._error_status = status
+        self.closing = True
+        self.log.debug("rejecting request from {remote}: {status} {reason}", remote=self._remote, status=status, reason=reason)
+        parsing = self._parsing
+        if parsing is not None and not parsing.complete:
+            # The head was fine but the body is not: whoever reads it gets a 400.
+            self._parsing = None
+            parsing.close_after = True
+            if self._exchanges and self._exchanges[0] is not parsing:
+                self._exchanges.remove(parsing)  # pipelined, never dispatched: drop it
+            parsing.request.body.finish(HandlerError(400, f"malformed request body: {reason}"))
+            return
+        if self.transport is None:
+            return
+        if not self._exchanges:
+            body = f"{status} {status_text(status)}: {reason}\n".encode("latin-1", "replace")
+            self.transport.write(
+                b"HTTP/1.1 %d %s\r\nContent-Type: text/plain; charset=utf-8\r\n"
+                b"Content-Length: %d\r\nConnection: close\r\n\r\n%s"
+                % (status, status_text(status).encode("ascii"), len(body), body)
+            )
+            self.transport.loseConnection()
+        # else: the response in progress finishes, then the connection closes.
+
+    # httptools callbacks
+
+    def on_message_begin(self) -> None:
+        self._url = bytearray()
+        self._header_pairs = []
+        self._header_bytes = 0
+
+    def on_url(self, url: bytes) -> None:
+        self._url += url
+        if len(self._url) > self.max_header_bytes:
+            raise _BadRequest(431, "request header fields too large")
+
+    def on_header(self, name: bytes, value: bytes) -> None:
+        self._header_bytes += len(name) + len(value) + 4
+        if self._header_bytes + len(self._url) > self.max_header_bytes:
+            raise _BadRequest(431, "request header fields too large")
+        self._header_pairs.append((name, value))
+
+    def on_headers_complete(self) -> None:
+        parser = self._parser
+        version = parser.get_http_version()
+        method = parser.get_method().decode("ascii")
+        headers = Headers((n.decode("latin-1"), v.decode("latin-1")) for n, v in self._header_pairs)
+        http10 = version == "1.0"
+        if version == "1.1" and "Host" not in headers:
+            raise _BadRequest(400, "missing required Host header")
+        if len(headers.get_all("Host")) > 1:
+            raise _BadRequest(400, "too many Host headers")
+        target = self._url.decode("latin-1")
+        if not target.startswith("/") and not (method == "OPTIONS" and target == "*"):
+            target = _origin_form(target, headers)
+        length_values = headers.get_all("Content-Length")
+        chunked = "chunked" in headers.joined("Transfer-Encoding").lower()
+        if chunked:
+            length: int | None = None
+        elif length_values:
+            length = int(length_values[0])
+        else:
+            length = 0
+
+        def on_drain() -> None:
+            self._resume_reading("body")
+
+        body = RequestBody(length, on_drain)
+        request = Request(
+            method,
+            target,
+            headers,
+            proto=f"HTTP/{version}",
+            remote=self._remote,
+            local=self._local,
+            tls=self.tls,
+            body=body,
+            server=self.server,
+            clock=self.clock,
+        )
+        keep_alive = parser.should_keep_alive() and not self.closing
+        response = H1Response(self, request, http10, method == "HEAD")
+        expect = headers.get("Expect", "").lower() == "100-continue" and not http10
+        exchange = _Exchange(request, response, not keep_alive, expect)
+        self._parsing = exchange
+        self._exchanges.append(exchange)
+        if expect:
+            body._on_drain = lambda: (self._send_continue(exchange), on_drain())
+        if len(self._exchanges) == 1:
+            self._dispatch(exchange)
+        else:
+            self._pause_reading("pipeline")
+
+    def on_body(self, data: bytes) -> None:
+        exchange = self._parsing
+        if exchange is None:
+            return
+        body = exchange.request.body
+        body.feed(data)
+        if body.buffered > BODY_BUFFER_LIMIT:
+            self._pause_reading("body")
+
+    def on_message_complete(self) -> None:
+        exchange = self._parsing
+        self._parsing = None
+        if exchange is None:
+            return
+        exchange.complete = True
+        exchange.request.body.finish()
+        if exchange.response.finished and self._exchanges and self._exchanges[0] is exchange:
+            self._next_exchange()
+
+    # -- dispatching -----------------------------------------------------------------------
+
+    def _send_continue(self, exchange: _Exchange) -> None:
+        if exchange.expect_continue and not exchange.response.head_sent and not exchange.complete:
+            exchange.expect_continue = False
+            self.transport.write(b"HTTP/1.1 100 Continue\r\n\r\n")
+
+    def _dispatch(self, exchange: _Exchange) -> None:
+        self.server.handle(exchange.request, exchange.response)
+
+    def _exchange_of(self, response: Response) -> _Exchange | None:
+        for exchange in self._exchanges:
+            if exchange.response is response:
+                return exchange
+        return None
+
+    def _response_finished(self, response: H1Response) -> None:
+        if not self._exchanges or self._exchanges[0].response is not response:
+            return
+        exchange = self._exchanges[0]
+        if response.close_connection or self._error_status or (self.closing and exchange.complete):
+            self._exchanges.popleft()
+            self.closing = True
+            self.transport.loseConnection()
+            return
+        if not exchange.complete:
+            body = exchange.request.body
+            remaining = None if body.length is None else body.length - body.received
+            if exchange.expect_continue or remaining is None or remaining > DISCARD_LIMIT:
+                # Unread body we won't wait for: close rather than read it all.
+                self._exchanges.popleft()
+                self.closing = True
+                self.transport.loseConnection()
+                return
+            if not body._consumer:
+                body.discard()
+            return  # on_message_complete moves on
+        self._next_exchange()
+
+    def _next_exchange(self) -> None:
+        self._exchanges.popleft()
+        if self.closing:
+            self.transport.loseConnection()
+            return
+        if self._exchanges:
+            self._dispatch(self._exchanges[0])
+            if len(self._exchanges) == 1:
+                self._resume_reading("pipeline")
+        else:
+            self._resume_reading("pipeline")
+            self._arm_idle_timer()
+
+    # -- IPushProducer (not used for reading; the transport is paused directly) --------
+
+    def pauseProducing(self) -> None:
+        self._pause_reading("consumer")
+
+    def resumeProducing(self) -> None:
+        self._resume_reading("consumer")
+
+    def stopProducing(self) -> None:
+        if self.transport is not None:
+            self.transport.loseConnection()
+
+
+class _BadRequest(Exception):
+    """Raised from parser callbacks: answer ``status`` and close."""
+
+    def __init__(self, status: int, reason: str) -> None:
+        super().__init__(reason)
+        self.status = status
+        self.reason = reason
+
+
+def _status_for_parser_error(message: str) -> int:
+    if "Transfer-Encoding" in message and "chunked" not in message.lower():
+        return 501 if "unknown" in message.lower() else 400
+    return 400
+
+
+def _origin_form(target: str, headers: Headers) -> str:
+    """An absolute-form target (``http://host/path``) as origin-form; the Host follows it."""
+    scheme, sep, rest = target.partition("://")
+    if not sep:
+        raise _BadRequest(400, f"invalid request target {target!r}")
+    authority, slash, path = rest.partition("/")
+    if authority:
+        headers.set("Host", authority)
+    return "/" + path if slash else "/"
+
+
+class HTTP11Factory(Factory):
+    """Builds an ``HTTP11Protocol`` per connection for one server."""
+
+    def __init__(self, server: Any, reactor: Any = None, tls: Any = None) -> None:
+        self.server = server
+        self.reactor = reactor
+        self.tls = tls
+
+    def buildProtocol(self, addr: Any) -> HTTP11Protocol:
+        protocol = HTTP11Protocol(self.server, self.reactor, self.tls)
+        protocol.factory = self
+        return protocol

@@ -1,0 +1,43 @@
+"""Errors a handler returns instead of a response (Caddy's ``HandlerError``)."""
+
+from __future__ import annotations
+
+import secrets
+from http import HTTPStatus
+
+
+class HandlerError(Exception):
+    """An error with the HTTP status the client should see.
+
+    The server runs its ``handle_errors`` routes with ``{http.error.*}``
+    placeholders set from it; without error routes the client gets the status
+    and an empty body.
+    """
+
+    def __init__(self, status: int = 500, message: str = "", cause: BaseException | None = None) -> None:
+        super().__init__(message or status_text(status))
+        self.status = status or 500
+        self.message = message
+        self.cause = cause
+        self.id = secrets.token_hex(4)  # Caddy's short random error ID
+
+    def __repr__(self) -> str:
+        return f"HandlerError({self.status}, {self.message!r})"
+
+
+# Where Go's http.StatusText words it differently from Python's HTTPStatus.
+_GO_STATUS_TEXT = {414: "Request URI Too Long", 418: "I'm a teapot", 103: "Early Hints"}
+
+
+def status_text(status: int) -> str:
+    """The reason phrase Go's ``http.StatusText`` gives (empty when unknown)."""
+    if status in _GO_STATUS_TEXT:
+        return _GO_STATUS_TEXT[status]
+    try:
+        return HTTPStatus(status).phrase
+    except ValueError:
+        return ""
+
+
+class AbortConnection(Exception):
+    """A handler asks to drop the connection without any response (``abort``)."""

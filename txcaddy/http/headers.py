@@ -1,0 +1,92 @@
+"""HTTP header fields with Go's canonical names (``x-forwarded-for`` → ``X-Forwarded-For``).
+
+Caddy's semantics depend on ``net/http``'s ``Header`` map: names are
+canonicalised, values keep their order, and several values per name are
+allowed. ``Headers`` does the same with an insertion-ordered dict.
+"""
+
+from __future__ import annotations
+
+from typing import Iterable, Iterator
+
+_TOKEN_CHARS = frozenset(
+    "!#$%&'*+-.^_`|~0123456789abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ"
+)
+_canonical_cache: dict[str, str] = {}
+
+
+def canonical_key(name: str) -> str:
+    """Go's ``textproto.CanonicalMIMEHeaderKey``."""
+    cached = _canonical_cache.get(name)
+    if cached is not None:
+        return cached
+    if not name or any(ch not in _TOKEN_CHARS for ch in name):
+        result = name  # Go leaves invalid names untouched
+    else:
+        result = "-".join(part[:1].upper() + part[1:].lower() for part in name.split("-"))
+    if len(_canonical_cache) < 4096:
+        _canonical_cache[name] = result
+    return result
+
+
+class Headers:
+    """An ordered multi-map of header fields keyed by canonical name."""
+
+    __slots__ = ("_fields",)
+
+    def __init__(self, pairs: Iterable[tuple[str, str]] = ()) -> None:
+        self._fields: dict[str, list[str]] = {}
+        for name, value in pairs:
+            self.add(name, value)
+
+    def get(self, name: str, default: str | None = None) -> str | None:
+        values = self._fields.get(canonical_key(name))
+        return values[0] if values else default
+
+    def get_all(self, name: str) -> list[str]:
+        return list(self._fields.get(canonical_key(name), ()))
+
+    def joined(self, name: str, separator: str = ",") -> str:
+        """All values of ``name`` joined, as Caddy's header placeholders show them."""
+        return separator.join(self._fields.get(canonical_key(name), ()))
+
+    def add(self, name: str, value: str) -> None:
+        self._fields.setdefault(canonical_key(name), []).append(value)
+
+    def set(self, name: str, value: str) -> None:
+        self._fields[canonical_key(name)] = [value]
+
+    def set_all(self, name: str, values: list[str]) -> None:
+        if values:
+            self._fields[canonical_key(name)] = list(values)
+        else:
+            self._fields.pop(canonical_key(name), None)
+
+    def delete(self, name: str) -> None:
+        self._fields.pop(canonical_key(name), None)
+
+    def __contains__(self, name: object) -> bool:
+        return isinstance(name, str) and canonical_key(name) in self._fields
+
+    def __iter__(self) -> Iterator[str]:
+        return iter(list(self._fields))
+
+    def __len__(self) -> int:
+        return len(self._fields)
+
+    def items(self) -> Iterator[tuple[str, str]]:
+        """Every (name, value) pair, a name repeated for each of its values."""
+        for name, values in list(self._fields.items()):
+            for value in values:
+                yield name, value
+
+    def names(self) -> list[str]:
+        return list(self._fields)
+
+    def copy(self) -> "Headers":
+        new = Headers()
+        new._fields = {name: list(values) for name, values in self._fields.items()}
+        return new
+
+    def __repr__(self) -> str:
+        return f"Headers({self._fields!r})"

@@ -1,0 +1,195 @@
+"""The request as handlers and matchers see it.
+
+One object per request, built by the protocol (HTTP/1.1 or HTTP/2) when the
+headers are complete; the body arrives later through ``RequestBody``. Fields
+follow Go's ``http.Request``/``url.URL`` where Caddy's semantics depend on
+them: ``path`` is decoded, ``raw_path`` keeps the escaping as received,
+``uri`` is what ``{http.request.uri}`` shows (path and query as currently
+rewritten), ``orig_*`` is what arrived before any rewrite.
+"""
+
+from __future__ import annotations
+
+import time
+from typing import Any, Callable
+from urllib.parse import quote, unquote
+
+from txcaddy.http.headers import Headers
+
+# Characters Go's url.PathEscape-for-paths leaves alone (validEncoded + '/').
+_PATH_SAFE = "/!$&'()*+,;=:@-._~"
+
+
+def escape_path(path: str) -> str:
+    """Go's ``url.URL.EscapedPath`` default escaping of a decoded path."""
+    return quote(path, safe=_PATH_SAFE)
+
+
+class RequestBody:
+    """The request body, delivered as it arrives to at most one consumer.
+
+    Until a consumer is attached, data is kept; the protocol pauses reading
+    when ``buffered`` grows past its limit, so nothing grows without bound.
+    A consumer gets ``data_received(bytes)`` and ``body_finished(error)``
+    (``error`` is None at a clean end).
+    """
+
+    __slots__ = ("length", "_chunks", "buffered", "finished", "error", "_consumer", "_on_drain", "received")
+
+    def __init__(self, length: int | None, on_drain: Callable[[], None] | None = None) -> None:
+        self.length = length  # Content-Length, or None (chunked, or no body on HTTP/1.0)
+        self._chunks: list[bytes] = []
+        self.buffered = 0
+        self.received = 0
+        self.finished = False
+        self.error: BaseException | None = None
+        self._consumer: Any = None
+        self._on_drain = on_drain
+
+    # -- the protocol side --------------------------------------------------------
+
+    def feed(self, data: bytes) -> None:
+        self.received += len(data)
+        if self._consumer is not None:
+            self._consumer.data_received(data)
+        else:
+            self._chunks.append(data)
+            self.buffered += len(data)
+
+    def finish(self, error: BaseException | None = None) -> None:
+        if self.finished:
+            return
+        self.finished = True
+        self.error = error
+        if self._consumer is not None:
+            self._consumer.body_finished(error)
+
+    # -- the handler side ---------------------------------------------------------
+
+    @property
+    def empty(self) -> bool:
+        """True when the request has no body at all."""
+        return self.length == 0 or (self.finished and self.received == 0)
+
+    def deliver(self, consumer: Any) -> None:
+        """Send everything (kept and future) to ``consumer``."""
+        if self._consumer is not None:
+            raise RuntimeError("the request body already has a consumer")
+        self._consumer = consumer
+        chunks, self._chunks, self.buffered = self._chunks, [], 0
+        for chunk in chunks:
+            consumer.data_received(chunk)
+        if self._on_drain is not None:
+            self._on_drain()
+        if self.finished:
+            consumer.body_finished(self.error)
+
+    def discard(self) -> None:
+        """Throw the body away (the response does not need it)."""
+        self.deliver(_Discard())
+
+
+class _Discard:
+    def data_received(self, data: bytes) -> None:
+        pass
+
+    def body_finished(self, error: BaseException | None) -> None:
+        pass
+
+
+class Request:
+    """An HTTP request being served."""
+
+    def __init__(
+        self,
+        method: str,
+        target: str,
+        headers: Headers,
+        *,
+        proto: str = "HTTP/1.1",
+        remote: tuple[str, int] = ("", 0),
+        local: tuple[str, int] = ("", 0),
+        tls: Any = None,
+        body: RequestBody | None = None,
+        server: Any = None,
+        clock: Callable[[], float] = time.time,
+    ) -> None:
+        self.method = method
+        self.orig_method = method
+        self.request_uri = target  # the request-target exactly as received
+        self.headers = headers
+        self.proto = proto
+        self.remote = remote
+        self.local = local
+        self.tls = tls
+        self.body = body if body is not None else RequestBody(0)
+        self.server = server
+        self.start = clock()
+        self.host = headers.get("Host") or ""
+        raw_path, _, query = target.partition("?")
+        if "#" in query:
+            query = query.partition("#")[0]
+        self.set_raw_path(raw_path)
+        self.query = query
+        self.orig_path = self.path
+        self.orig_raw_path = self.raw_path
+        self.orig_query = query
+        self.vars: dict[str, Any] = {}  # Caddy's request vars (``root``, ``skip_log``, ...)
+        # values matchers and handlers publish as placeholders (Caddy's repl.Set),
+        # e.g. "http.regexp.name.1", "http.matchers.file.relative"
+        self.placeholders: dict[str, Any] = {}
+        self.groups: set[str] = set()  # route groups already applied (first match wins)
+        self.error: Any = None  # the HandlerError being handled in error routes
+
+    # -- the URL ----------------------------------------------------------------------
+
+    def set_raw_path(self, raw_path: str) -> None:
+        """Set the path from its escaped form, as Go's URL parser does."""
+        self.raw_path = raw_path
+        self.path = unquote(raw_path, errors="surrogateescape") if "%" in raw_path else raw_path
+
+    def set_path(self, path: str) -> None:
+        """Set the decoded path (rewrites); the escaped form follows."""
+        self.path = path
+        self.raw_path = escape_path(path)
+
+    def escaped_path(self) -> str:
+        return self.raw_path
+
+    @property
+    def uri(self) -> str:
+        """Path and query as currently rewritten (Go's ``RequestURI()``)."""
+        return self.raw_path + ("?" + self.query if self.query else "")
+
+    @property
+    def scheme(self) -> str:
+        return "https" if self.tls is not None else "http"
+
+    @property
+    def hostname(self) -> str:
+        """The Host without its port (``[::1]:80`` → ``::1``)."""
+        host = self.host
+        if host.startswith("["):
+            end = host.find("]")
+            return host[1:end] if end > 0 else host
+        if host.count(":") == 1:
+            return host.partition(":")[0]
+        return host
+
+    @property
+    def port(self) -> str:
+        host = self.host
+        if host.startswith("["):
+            end = host.find("]")
+            return host[end + 2 :] if end > 0 and host[end + 1 : end + 2] == ":" else ""
+        if host.count(":") == 1:
+            return host.partition(":")[2]
+        return ""
+
+    @property
+    def version(self) -> tuple[int, int]:
+        major, _, minor = self.proto.partition("/")[2].partition(".")
+        return int(major or 1), int(minor or 0)
+
+    def __repr__(self) -> str:
+        return f"<Request {self.method} {self.uri} {self.proto}>"

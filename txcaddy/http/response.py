@@ -1,0 +1,170 @@
+"""The response a handler writes: status, header fields, streamed body.
+
+``Response`` is protocol-neutral; the HTTP/1.1 and HTTP/2 protocols subclass
+it to put bytes on the wire. Handlers that need to see or change what others
+write (``encode``, deferred ``header`` operations) either register an
+``on_head`` callback or pass a ``ResponseWrapper`` down the chain, as Caddy
+wraps Go's ``ResponseWriter``.
+"""
+
+from __future__ import annotations
+
+from abc import ABC, abstractmethod
+from typing import Any, Callable
+
+from twisted.internet.defer import Deferred
+
+from txcaddy.http.headers import Headers
+
+HeadCallback = Callable[["Response", int], int]
+
+
+class Response(ABC):
+    """Base response: subclasses put the head, the body and the end on the wire."""
+
+    def __init__(self) -> None:
+        self.headers = Headers()
+        self.status = 0  # the status sent, 0 until the head is written
+        self.head_sent = False
+        self.finished = False
+        self.size = 0  # body bytes written by handlers (before transfer coding)
+        self._on_head: list[HeadCallback] = []
+        self._finish_waiters: list[Deferred[None]] = []
+        self.lost: BaseException | None = None  # set when the client went away
+
+    # -- what handlers call ----------------------------------------------------------
+
+    def on_head(self, callback: HeadCallback) -> None:
+        """Call ``callback(response, status) -> status`` just before the head is sent."""
+        self._on_head.append(callback)
+
+    def write_head(self, status: int) -> None:
+        if self.head_sent:
+            return
+        for callback in self._on_head:
+            status = callback(self, status)
+        self.head_sent = True
+        self.status = status
+        self._send_head(status)
+
+    def write(self, data: bytes) -> None:
+        if not self.head_sent:
+            self.write_head(200)
+        if data and not self.finished:
+            self.size += len(data)
+            self._send_body(data)
+
+    def finish(self) -> None:
+        if self.finished:
+            return
+        if not self.head_sent:
+            self.write_head(200)
+        self.finished = True
+        self._send_end()
+        self._fire_finished()
+
+    def notify_finish(self) -> Deferred[None]:
+        """A Deferred that fires when the response is complete or the client is gone."""
+        d: Deferred[None] = Deferred()
+        if self.finished or self.lost is not None:
+            d.callback(None)
+        else:
+            self._finish_waiters.append(d)
+        return d
+
+    @abstractmethod
+    def register_producer(self, producer: Any, streaming: bool) -> None:
+        """Let the client's backpressure pause ``producer``."""
+
+    @abstractmethod
+    def unregister_producer(self) -> None:
+        """Undo ``register_producer``."""
+
+    # -- for subclasses ----------------------------------------------------------------
+
+    @abstractmethod
+    def _send_head(self, status: int) -> None:
+        """Put the status line and ``self.headers`` on the wire."""
+
+    @abstractmethod
+    def _send_body(self, data: bytes) -> None:
+        """Put body bytes on the wire (with the transfer coding in use)."""
+
+    @abstractmethod
+    def _send_end(self) -> None:
+        """End the response on the wire."""
+
+    def _fire_finished(self) -> None:
+        waiters, self._finish_waiters = self._finish_waiters, []
+        for d in waiters:
+            d.callback(None)
+
+    def connection_lost(self, reason: BaseException) -> None:
+        self.lost = reason
+        self._fire_finished()
+
+
+class ResponseWrapper(Response):
+    """A response that forwards to another one; override what you need to change."""
+
+    def __init__(self, inner: Response) -> None:
+        self.inner = inner
+
+    # Every attribute not overridden lives on the wrapped response.
+    def __getattr__(self, name: str) -> Any:
+        return getattr(self.inner, name)
+
+    @property
+    def headers(self) -> Headers:  # type: ignore[override]
+        return self.inner.headers
+
+    @property
+    def status(self) -> int:  # type: ignore[override]
+        return self.inner.status
+
+    @property
+    def head_sent(self) -> bool:  # type: ignore[override]
+        return self.inner.head_sent
+
+    @property
+    def finished(self) -> bool:  # type: ignore[override]
+        return self.inner.finished
+
+    @property
+    def size(self) -> int:  # type: ignore[override]
+        return self.inner.size
+
+    def on_head(self, callback: HeadCallback) -> None:
+        self.inner.on_head(callback)
+
+    def write_head(self, status: int) -> None:
+        self.inner.write_head(status)
+
+    def write(self, data: bytes) -> None:
+        if not self.head_sent:
+            self.write_head(200)
+        self.inner.write(data)
+
+    def finish(self) -> None:
+        if not self.head_sent:
+            self.write_head(200)
+        self.inner.finish()
+
+    def notify_finish(self) -> Deferred[None]:
+        return self.inner.notify_finish()
+
+    def register_producer(self, producer: Any, streaming: bool) -> None:
+        self.inner.register_producer(producer, streaming)
+
+    def unregister_producer(self) -> None:
+        self.inner.unregister_producer()
+
+    # A wrapper never writes to the wire itself: everything goes through ``inner``.
+    def _send_head(self, status: int) -> None:
+        self.inner._send_head(status)
+
+    def _send_body(self, data: bytes) -> None:
+        self.inner._send_body(data)
+
+    def _send_end(self) -> None:
+        self.inner._send_end()

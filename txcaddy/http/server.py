@@ -1,0 +1,149 @@
+"""One configured HTTP server (``apps.http.servers.NAME``) at run time.
+
+It owns the compiled routes and error routes, serves each request through
+them (``handle``), turns handler errors into error-route runs or bare
+statuses, tracks its connections for a graceful stop, and builds the
+protocol factories for its listeners.
+"""
+
+from __future__ import annotations
+
+from typing import Any, Callable
+
+from twisted.internet.defer import Deferred, maybeDeferred
+from twisted.logger import Logger
+from twisted.python.failure import Failure
+
+from txcaddy.http.errors import AbortConnection, HandlerError
+from txcaddy.http.request import Request
+from txcaddy.http.response import Response
+from txcaddy.http.routing import RouteList, finish_chain
+
+DEFAULT_IDLE_TIMEOUT = 5 * 60.0  # Caddy's default idle timeout
+
+
+class HTTPServer:
+    """Routes, error routes, limits and live connections of one server."""
+
+    log = Logger()
+
+    def __init__(
+        self,
+        name: str,
+        listen: list[str],
+        routes: RouteList,
+        errors: RouteList | None = None,
+        *,
+        reactor: Any = None,
+        max_header_bytes: int = 0,
+        idle_timeout: float = DEFAULT_IDLE_TIMEOUT,
+        access_log: Callable[[Request, Response], None] | None = None,
+        protocols: list[str] | None = None,
+    ) -> None:
+        self.name = name
+        self.listen = listen
+        self.routes = routes
+        self.errors = errors
+        self.reactor = reactor
+        self.max_header_bytes = max_header_bytes
+        self.idle_timeout = idle_timeout
+        self.access_log = access_log
+        self.protocols = protocols or ["h1", "h2"]
+        self.connections: set[Any] = set()
+        self._drained: list[Deferred[None]] = []
+
+    # -- requests ---------------------------------------------------------------------
+
+    def handle(self, request: Request, response: Response) -> None:
+        """Serve one request; never raises."""
+        response.headers.set("Server", "Caddy")
+        try:
+            result = self.routes.serve(request, response, finish_chain)
+        except Exception as error:  # noqa: BLE001 - every handler failure is answered
+            self._failed(request, response, error)
+            return
+        if isinstance(result, Deferred):
+            result.addCallbacks(lambda _: self._done(request, response), lambda f: self._failed(request, response, f.value))
+        else:
+            self._done(request, response)
+
+    def _done(self, request: Request, response: Response) -> None:
+        if not response.finished and response.lost is None:
+            response.finish()
+        if self.access_log is not None:
+            self.access_log(request, response)
+
+    def _failed(self, request: Request, response: Response, error: BaseException) -> None:
+        if isinstance(error, AbortConnection):
+            self._abort(response)
+            return
+        if not isinstance(error, HandlerError):
+            self.log.failure("handler failed on {uri}", Failure(error), uri=request.uri)
+            error = HandlerError(500, str(error), cause=error)
+        if response.head_sent:
+            # Too late for an error response: cut the connection so the client sees it failed.
+            self.log.error("{uri}: {error} after the response started", uri=request.uri, error=error)
+            self._abort(response)
+            return
+        request.error = error
+        if self.errors is None:
+            self._answer_status(request, response, error.status)
+            return
+        d = maybeDeferred(self.errors.serve, request, response, finish_chain)
+
+        def error_routes_failed(failure: Failure) -> None:
+            second = failure.value
+            if isinstance(second, AbortConnection):
+                self._abort(response)
+                return
+            # DESIGN.md §1: the error routes' own status wins (e.g. try_files … =503).
+            status = second.status if isinstance(second, HandlerError) else error.status
+            if response.head_sent:
+                self._abort(response)
+            else:
+                self._answer_status(request, response, status)
+
+        d.addCallbacks(lambda _: self._done(request, response), error_routes_failed)
+
+    def _answer_status(self, request: Request, response: Response, status: int) -> None:
+        response.write_head(status)
+        self._done(request, response)
+
+    def _abort(self, response: Response) -> None:
+        protocol = getattr(response, "_protocol", None)
+        transport = getattr(protocol, "transport", None)
+        if transport is not None:
+            abort = getattr(transport, "abortConnection", None)
+            (abort or transport.loseConnection)()
+
+    # -- connections -------------------------------------------------------------------
+
+    def connection_made(self, protocol: Any) -> None:
+        self.connections.add(protocol)
+
+    def connection_lost(self, protocol: Any) -> None:
+        self.connections.discard(protocol)
+        if not self.connections:
+            drained, self._drained = self._drained, []
+            for d in drained:
+                d.callback(None)
+
+    def drain(self, grace_period: float, clock: Any) -> Deferred[None]:
+        """Close idle connections, let busy ones finish, force-close after ``grace_period``."""
+        d: Deferred[None] = Deferred()
+        if not self.connections:
+            d.callback(None)
+            return d
+        self._drained.append(d)
+        for protocol in list(self.connections):
+            protocol.close_when_idle()
+        if grace_period > 0 and clock is not None:
+            timer = clock.callLater(grace_period, self._force_close)
+            d.addBoth(lambda result: (timer.active() and timer.cancel(), result)[1])
+        return d
+
+    def _force_close(self) -> None:
+        for protocol in list(self.connections):
+            transport = protocol.transport
+            if transport is not None:
+                getattr(transport, "abortConnection", transport.loseConnection)()

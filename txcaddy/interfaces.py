@@ -1,0 +1,50 @@
+"""The interfaces txcaddy's pieces meet at.
+
+A config is Caddy JSON; the loader turns each module in it (a handler, a
+matcher, ...) into an object providing one of these interfaces, found by its
+Caddy module ID (``http.handlers.static_response``, ``http.matchers.path``).
+Third-party packages add modules with Twisted plugins providing
+``ICaddyModule``.
+"""
+
+from __future__ import annotations
+
+from zope.interface import Attribute, Interface
+
+
+class IHandler(Interface):
+    """An HTTP middleware handler, Caddy's ``MiddlewareHandler``."""
+
+    def serve(request, response, next):  # noqa: N805  (zope interface signature)
+        """Handle ``request``, writing to ``response`` and/or calling ``next``.
+
+        ``next(request, response)`` runs the rest of the chain; a handler may
+        pass a wrapped response down. Return ``None`` when done synchronously or
+        a ``Deferred`` firing when done. Failures are ``HandlerError``s
+        (raised or as the Deferred's failure); they go to the server's error
+        routes.
+        """
+
+
+class IRequestMatcher(Interface):
+    """A request matcher, Caddy's ``RequestMatcher``."""
+
+    def match(request):  # noqa: N805
+        """True if ``request`` matches; may record placeholders on it."""
+
+
+class ICaddyModule(Interface):
+    """A plugin that provides one Caddy module to the loader.
+
+    Publish an object providing this (and ``twisted.plugin.IPlugin``) from a
+    module in a ``twisted/plugins/`` folder; see ``docs/plugins.md``.
+    """
+
+    moduleID = Attribute("The Caddy module ID, e.g. 'http.handlers.hello'.")
+
+    def load(config, context):  # noqa: N805
+        """Build the runtime object from the module's JSON ``config`` (a dict).
+
+        ``context`` is the ``LoadContext``: it loads nested modules and
+        gives access to the reactor and the logger.
+        """
