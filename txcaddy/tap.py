@@ -28,7 +28,6 @@ class Options(usage.Options):
 
     def postOptions(self) -> None:
         from txcaddy.config.source import load_config
-
         from txcaddy.service import CaddyService
 
         try:

@@ -10,6 +10,7 @@ from __future__ import annotations
 from twisted.trial.unittest import SynchronousTestCase
 
 from txcaddy.caddyfile import registry
+from txcaddy.caddyfile._goparse import go_atoi
 from txcaddy.caddyfile.directives import matchers
 from txcaddy.caddyfile.dispenser import Dispenser
 from txcaddy.caddyfile.errors import ConfigError
@@ -132,9 +133,9 @@ class GoBehaviourTests(SynchronousTestCase):
             self.assertEqual(matchers.canonical_header_key(key), expected, key)
 
     def test_atoi_messages(self) -> None:
-        self.assertEqual(matchers.go_atoi("+12"), 12)
+        self.assertEqual(go_atoi("+12"), 12)
         for text, reason in (("", "invalid syntax"), ("1.5", "invalid syntax"),
                              ("9" * 20, "value out of range")):
             with self.assertRaises(ValueError) as caught:
-                matchers.go_atoi(text)
+                go_atoi(text)
             self.assertEqual(str(caught.exception), f'strconv.Atoi: parsing "{text}": {reason}')

@@ -9,7 +9,7 @@ from txcaddy.caddyfile import (
     directives,  # noqa: F401  (registers everything)
     registry,
 )
-from txcaddy.caddyfile.directives._unmarshal import go_duration_string, parse_bytes
+from txcaddy.caddyfile._goparse import go_duration_string, parse_bytes
 from txcaddy.caddyfile.directives.options import (
     PKI,
     CertificateAuthority,

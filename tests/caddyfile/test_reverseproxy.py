@@ -13,20 +13,14 @@ from typing import Any
 from twisted.trial.unittest import SynchronousTestCase
 
 from txcaddy.caddyfile import directives as _directives  # noqa: F401  (registers them)
-from txcaddy.caddyfile.directives._unmarshal import parse_bytes
-from txcaddy.caddyfile.directives.reverseproxy import (
-    GoError,
-    apply_header_op,
-    canonical_header_key,
-    go_split_host_port,
-    json_module_object,
-    parse_upstream_dial_address,
-    weak_string_json,
-)
+from txcaddy.caddyfile._goparse import GoError, parse_bytes, weak_string
+from txcaddy.caddyfile.addresses import split_host_port
+from txcaddy.caddyfile.directives.matchers import canonical_header_key
+from txcaddy.caddyfile.directives.reverseproxy import apply_header_op, parse_upstream_dial_address
 from txcaddy.caddyfile.dispenser import Dispenser
 from txcaddy.caddyfile.errors import ConfigError, ConfigWarning
 from txcaddy.caddyfile.helper import GroupCounter, Helper, Route
-from txcaddy.caddyfile.jsonenc import GoMap, encode
+from txcaddy.caddyfile.jsonenc import GoMap, encode, module_object
 from txcaddy.caddyfile.registry import DIRECTIVES
 
 
@@ -455,9 +449,9 @@ class GoBehaviourTests(SynchronousTestCase):
         )
 
     def test_split_host_port(self) -> None:
-        self.assertEqual(go_split_host_port("[::1]:80"), ("::1", "80"))
+        self.assertEqual(split_host_port("[::1]:80"), ("::1", "80"))
         with self.assertRaises(GoError) as caught:
-            go_split_host_port("a:b:c")
+            split_host_port("a:b:c")
         self.assertEqual(str(caught.exception), "address a:b:c: too many colons in address")
 
     def test_parse_bytes(self) -> None:
@@ -470,12 +464,12 @@ class GoBehaviourTests(SynchronousTestCase):
 
     def test_weak_string(self) -> None:
         self.assertEqual(
-            [weak_string_json(s) for s in ("404", "+5", "true", "false", "{x}", "")],
+            [weak_string(s) for s in ("404", "+5", "true", "false", "{x}", "")],
             [404, 5, True, False, "{x}", ""],
         )
 
     def test_module_object_goes_through_float64(self) -> None:
-        handler = json_module_object(
+        handler = module_object(
             {"b": {"z": 1, "a": 2}, "interval": 4444441200000000001}, "handler", "x"
         )
         self.assertIsInstance(handler, GoMap)

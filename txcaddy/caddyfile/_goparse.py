@@ -1,14 +1,16 @@
-"""Go's number, bool and duration parsing rules, which the Caddyfile relies on.
+"""Go's parsing and formatting rules (numbers, durations, byte sizes, quoting).
 
 The adapter must accept and reject exactly what Caddy does (``1.5h`` is a
-duration, ``1,5h`` is not) and print the same values (durations become
-integer nanoseconds in JSON).
+duration, ``1,5h`` is not), print the same values (durations become integer
+nanoseconds in JSON) and word its errors as Go's ``strconv``, ``time`` and
+go-humanize do.
 """
 
 from __future__ import annotations
 
 import math
 import re
+import unicodedata
 
 _INT = re.compile(r"[+-]?[0-9]+\Z")
 _FLOAT = re.compile(
@@ -23,6 +25,10 @@ _BOOL = {
 INT64_MAX = 2**63 - 1
 
 
+class GoError(ValueError):
+    """A failure whose text is what the Go function would have returned."""
+
+
 def parse_go_int(text: str) -> int | None:
     """strconv.Atoi: decimal only, optional sign, 64-bit range."""
     if not _INT.match(text):
@@ -31,6 +37,50 @@ def parse_go_int(text: str) -> int | None:
     if not -(2**63) <= value <= INT64_MAX:
         return None
     return value
+
+
+def go_quote(text: str) -> str:
+    """``strconv.Quote`` for the text found in Caddyfile tokens."""
+    out = []
+    for ch in text:
+        if ch in '"\\':
+            out.append("\\" + ch)
+        elif ch == "\n":
+            out.append("\\n")
+        elif ch == "\t":
+            out.append("\\t")
+        elif ch == "\r":
+            out.append("\\r")
+        elif ord(ch) < 0x20 or ord(ch) == 0x7F:
+            out.append(f"\\x{ord(ch):02x}")
+        else:
+            out.append(ch)
+    return '"' + "".join(out) + '"'
+
+
+def atoi_error(text: str) -> str:
+    """The message of Go's ``strconv.Atoi`` failing on ``text``."""
+    digits = text[1:] if text[:1] in "+-" else text
+    reason = "value out of range" if digits.isascii() and digits.isdigit() else "invalid syntax"
+    return f"strconv.Atoi: parsing {go_quote(text)}: {reason}"
+
+
+def go_atoi(text: str) -> int:
+    """``strconv.Atoi``; raises ValueError with Go's message."""
+    value = parse_go_int(text)
+    if value is None:
+        raise ValueError(atoi_error(text))
+    return value
+
+
+def weak_string(text: str) -> int | bool | str:
+    """How ``caddyhttp.WeakString`` marshals: booleans and integers unquoted."""
+    if text == "true":
+        return True
+    if text == "false":
+        return False
+    value = parse_go_int(text)
+    return text if value is None else value
 
 
 def parse_go_float(text: str) -> float | None:
@@ -116,3 +166,105 @@ def parse_caddy_duration(text: str) -> int:
             raise ValueError(f'time: unknown unit "d" in duration "{text}"')
         text = converted
     return parse_go_duration(text)
+
+
+_SIZE_UNITS = {
+    "": 1,
+    "b": 1,
+    "k": 1000,
+    "kb": 1000,
+    "ki": 1 << 10,
+    "kib": 1 << 10,
+    "m": 1000**2,
+    "mb": 1000**2,
+    "mi": 1 << 20,
+    "mib": 1 << 20,
+    "g": 1000**3,
+    "gb": 1000**3,
+    "gi": 1 << 30,
+    "gib": 1 << 30,
+    "t": 1000**4,
+    "tb": 1000**4,
+    "ti": 1 << 40,
+    "tib": 1 << 40,
+    "p": 1000**5,
+    "pb": 1000**5,
+    "pi": 1 << 50,
+    "pib": 1 << 50,
+    "e": 1000**6,
+    "eb": 1000**6,
+    "ei": 1 << 60,
+    "eib": 1 << 60,
+}
+
+MIB = 1 << 20
+_DECIMAL = re.compile(r"(?:[0-9]+\.?[0-9]*|\.[0-9]+)\Z")
+
+
+def parse_bytes(text: str) -> int:
+    """go-humanize's ``ParseBytes`` (the version Caddy 2.6.2 vendors).
+
+    Raises ValueError with the message Go would print.
+    """
+    digits = 0
+    has_comma = False
+    for ch in text:
+        if not (unicodedata.category(ch) == "Nd" or ch in ".,"):
+            break
+        has_comma = has_comma or ch == ","
+        digits += 1
+    number = text[:digits]
+    if has_comma:
+        number = number.replace(",", "")
+    value = parse_go_float(number) if number.isascii() else None
+    if value is None:
+        reason = "value out of range" if _DECIMAL.match(number) else "invalid syntax"
+        raise ValueError(f'strconv.ParseFloat: parsing "{number}": {reason}')
+    extra = text[digits:].strip().lower()
+    if extra not in _SIZE_UNITS:
+        raise ValueError(f"unhandled size name: {extra}")
+    value *= _SIZE_UNITS[extra]
+    if value >= 2.0**64:
+        raise ValueError(f"too large: {text}")
+    return int(value)
+
+
+def _fmt_frac(value: int, precision: int) -> tuple[str, int]:
+    """Go's fmtFrac: the fraction digits (no trailing zeros) and the integer rest."""
+    digits = []
+    printing = False
+    for _ in range(precision):
+        digit = value % 10
+        printing = printing or digit != 0
+        if printing:
+            digits.append(str(digit))
+        value //= 10
+    if printing:
+        return "." + "".join(reversed(digits)), value
+    return "", value
+
+
+def go_duration_string(ns: int) -> str:
+    """``time.Duration.String()``, e.g. ``-1h0m0s`` or ``1.5µs``."""
+    if ns == 0:
+        return "0s"
+    sign = "-" if ns < 0 else ""
+    u = abs(ns)
+    if u < 1_000_000_000:
+        if u < 1_000:
+            unit, precision = "ns", 0
+        elif u < 1_000_000:
+            unit, precision = "µs", 3
+        else:
+            unit, precision = "ms", 6
+        frac, whole = _fmt_frac(u, precision)
+        return f"{sign}{whole}{frac}{unit}"
+    frac, seconds = _fmt_frac(u, 9)
+    out = f"{seconds % 60}{frac}s"
+    minutes = seconds // 60
+    if minutes > 0:
+        out = f"{minutes % 60}m{out}"
+        hours = minutes // 60
+        if hours > 0:
+            out = f"{hours}h{out}"
+    return sign + out

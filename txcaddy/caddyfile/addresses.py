@@ -9,13 +9,15 @@ from __future__ import annotations
 import ipaddress
 from dataclasses import dataclass
 
+from txcaddy.caddyfile._goparse import GoError, atoi_error
+
 DEFAULT_HTTP_PORT = 80
 DEFAULT_HTTPS_PORT = 443
 MAX_PORT_SPAN = 65535
 
 
-class AddressError(ValueError):
-    pass
+class AddressError(GoError):
+    """A bad address, worded as Go's ``net`` package and Caddy word it."""
 
 
 def split_host_port(hostport: str) -> tuple[str, str]:
@@ -57,13 +59,6 @@ def join_host_port(host: str, port: str) -> str:
     return f"{host}:{port}"
 
 
-def _go_atoi_error(text: str) -> str:
-    digits = text[1:] if text[:1] in "+-" else text
-    if digits.isdigit() and digits.isascii():
-        return f'strconv.Atoi: parsing "{text}": value out of range'
-    return f'strconv.Atoi: parsing "{text}": invalid syntax'
-
-
 @dataclass(frozen=True)
 class Address:
     """A parsed site address (a server block key)."""
@@ -97,7 +92,7 @@ class Address:
             except ValueError:
                 number = None
             if number is None or not -(2**63) <= number < 2**63:
-                raise AddressError(f"invalid port '{port}': {_go_atoi_error(port)}")
+                raise AddressError(f"invalid port '{port}': {atoi_error(port)}")
             if number < 0 or number > 65535:
                 raise AddressError(f"port {number} is out of range")
         return cls(original, scheme, host, port, path)

@@ -16,7 +16,7 @@ from typing import Any
 
 from txcaddy.caddyfile.dispenser import Dispenser
 from txcaddy.caddyfile.errors import ConfigError, ConfigWarning
-from txcaddy.caddyfile.jsonenc import GoMap, ModuleObject
+from txcaddy.caddyfile.jsonenc import GoMap, ModuleObject, module_object
 from txcaddy.caddyfile.lexer import Token
 
 MATCHER_PREFIX = "@"
@@ -166,7 +166,8 @@ class Helper:
 
     def new_route(self, matcher_set: GoMap | None, handler: JSONObject) -> list[ConfigValue]:
         if not isinstance(handler, ModuleObject):
-            handler = ModuleObject(handler)  # Caddy encodes it with JSONModuleObject
+            # Caddy encodes every handler with JSONModuleObject
+            handler = module_object(handler, "handler", handler["handler"])
         route = Route(handle=[handler], match=[matcher_set] if matcher_set is not None else [])
         return [ConfigValue("route", route)]
 

@@ -545,6 +545,11 @@ class HTTPServerType:
         return servers
 
     def _server(self, p: Pairing, index: int) -> dict[str, Any]:
+        from txcaddy.caddyfile.directives.options import (
+            AUTO_HTTPS_FIELDS,
+            SERVER_LOG_FIELDS,
+            in_field_order,
+        )
         from txcaddy.caddyfile.directives.tls import ConnectionPolicy
 
         options = self.options
@@ -704,11 +709,11 @@ class HTTPServerType:
         if policies:
             srv["tls_connection_policies"] = policies
         if auto is not None:
-            srv["automatic_https"] = _ordered(auto, _AUTO_HTTPS_FIELDS)
+            srv["automatic_https"] = in_field_order(auto, AUTO_HTTPS_FIELDS)
         if logs is not None:
             # omitempty: a name reset to "" or an empty host list is left out
             present = {k: v for k, v in logs.items() if v not in ("", [], None)}
-            srv["logs"] = _ordered(present, _SERVER_LOG_FIELDS)
+            srv["logs"] = in_field_order(present, SERVER_LOG_FIELDS)
         return srv
 
     def _site_matcher_sets(self, sb: SiteBlock) -> list[GoMap]:
@@ -749,7 +754,12 @@ class HTTPServerType:
 
     def _assemble(self, servers: dict[str, dict[str, Any]], pairings: list[Pairing]) -> dict[str, Any]:
         from txcaddy.caddyfile.directives.logging import build_logging
-        from txcaddy.caddyfile.directives.options import admin_json, storage_json
+        from txcaddy.caddyfile.directives.options import (
+            SERVER_FIELDS,
+            admin_json,
+            in_field_order,
+            storage_json,
+        )
         from txcaddy.caddyfile.tlsapp import build_pki_app, build_tls_app
 
         options = self.options
@@ -762,7 +772,7 @@ class HTTPServerType:
             value = options.get(key)
             if isinstance(value, int) and value:
                 http_app[key] = value
-        http_app["servers"] = {name: _ordered(srv, _SERVER_FIELDS) for name, srv in servers.items()}
+        http_app["servers"] = {name: in_field_order(srv, SERVER_FIELDS) for name, srv in servers.items()}
 
         tls_app = build_tls_app(pairings, options, self.warnings)
         pki_app = build_pki_app(pairings, options, self.warnings)
@@ -790,49 +800,6 @@ class HTTPServerType:
         if apps:
             config["apps"] = apps
         return config
-
-
-_SERVER_FIELDS = (
-    "listen",
-    "listener_wrappers",
-    "read_timeout",
-    "read_header_timeout",
-    "write_timeout",
-    "idle_timeout",
-    "keepalive_interval",
-    "max_header_bytes",
-    "routes",
-    "errors",
-    "tls_connection_policies",
-    "automatic_https",
-    "strict_sni_host",
-    "logs",
-    "protocols",
-    "metrics",
-)
-_AUTO_HTTPS_FIELDS = (
-    "disable",
-    "disable_redirects",
-    "disable_certificates",
-    "skip",
-    "skip_certificates",
-    "ignore_loaded_certificates",
-)
-_SERVER_LOG_FIELDS = (
-    "default_logger_name",
-    "logger_names",
-    "skip_hosts",
-    "skip_unmapped_hosts",
-    "should_log_credentials",
-)
-
-
-def _ordered(values: dict[str, Any], fields: tuple[str, ...]) -> dict[str, Any]:
-    """Re-emit a struct's fields in Go declaration order (unknown keys last)."""
-    out = {name: values[name] for name in fields if name in values}
-    for name, value in values.items():
-        out.setdefault(name, value)
-    return out
 
 
 def _append_subroute(

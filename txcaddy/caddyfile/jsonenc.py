@@ -9,6 +9,7 @@ that they are sorted here. Strings are escaped as Go does (``<``, ``>``,
 from __future__ import annotations
 
 import math
+from decimal import Decimal
 from typing import Any
 
 
@@ -16,13 +17,11 @@ class GoMap(dict):  # type: ignore[type-arg]
     """A JSON object whose keys Go would sort (a Go map, not a struct)."""
 
 
-class ModuleObject(dict):  # type: ignore[type-arg]
-    """A module's JSON as Caddy's ``JSONModuleObject`` builds it.
+class ModuleObject(GoMap):
+    """A module's JSON as Caddy's ``JSONModuleObject`` builds it (see :func:`module_object`).
 
-    Caddy marshals the module, decodes it into a ``map[string]any``, adds the
-    module-name key and marshals again, so every object inside ends up with
-    sorted keys, at every depth. Handlers, subroutes, issuers, log writers and
-    the like are emitted this way.
+    The encoder sorts the keys of every object inside it, at every depth, as
+    Go does for the ``map[string]any`` that Caddy re-encodes.
     """
 
 
@@ -128,26 +127,34 @@ def _encode(value: Any, out: list[str], indent: str | None, depth: int, sort_all
         raise TypeError(f"cannot encode {type(value).__name__} as JSON")
 
 
-def as_go_map(value: Any) -> Any:
-    """``value`` as Go would see it after a JSON round trip into ``map[string]any``.
+_FLOAT64_EXACT = 2**53
 
-    Caddy's ``JSONModuleObject`` marshals a module, decodes it into a map,
-    adds the module-name key and marshals again, so every object inside it
-    (nested ones too) comes out with sorted keys.
+
+def _through_any(value: Any) -> Any:
+    """``value`` as Go holds it after decoding its JSON into ``any``.
+
+    Objects become maps (sorted keys) and numbers float64s, so integers
+    beyond 2**53 come back rounded, as Go then prints them.
     """
-    if hasattr(value, "to_json"):
+    if hasattr(value, "to_json") and not isinstance(value, dict):
         value = value.to_json()
     if isinstance(value, dict):
-        return GoMap((key, as_go_map(item)) for key, item in value.items())
+        return GoMap((key, _through_any(item)) for key, item in value.items())
     if isinstance(value, (list, tuple)):
-        return [as_go_map(item) for item in value]
+        return [_through_any(item) for item in value]
+    if isinstance(value, int) and not isinstance(value, bool) and abs(value) > _FLOAT64_EXACT:
+        return int(Decimal(repr(float(value))))
     return value
 
 
-def module_object(value: Any, inline_key: str, name: str) -> GoMap:
-    """Caddy's ``JSONModuleObject``: the module's JSON plus ``inline_key: name``, all sorted."""
-    out = as_go_map(value) if value is not None else GoMap()
-    if not isinstance(out, GoMap):
-        out = GoMap()
+def module_object(value: Any, inline_key: str, name: str) -> ModuleObject:
+    """Caddy's ``caddyconfig.JSONModuleObject``: the module's JSON plus ``inline_key: name``.
+
+    Caddy marshals the module, decodes that into ``map[string]any``, adds the
+    module name and marshals again; handlers, issuers, log writers, upstream
+    sources and the like are all emitted this way.
+    """
+    decoded = _through_any(value)
+    out = ModuleObject(decoded) if isinstance(decoded, dict) else ModuleObject()
     out[inline_key] = name
     return out

@@ -8,7 +8,8 @@ modules, routes and matcher sets the same way.
 
 from __future__ import annotations
 
-from typing import Any, Iterable
+from collections.abc import Iterable
+from typing import Any
 
 from twisted.logger import Logger
 

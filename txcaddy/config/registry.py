@@ -9,7 +9,8 @@ system. The loader is the only caller of ``lookup``.
 from __future__ import annotations
 
 import importlib
-from typing import Any, Callable
+from collections.abc import Callable
+from typing import Any
 
 from txcaddy.caddyfile.errors import ConfigError
 

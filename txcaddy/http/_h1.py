@@ -60,7 +60,7 @@ class _Exchange:
 
     __slots__ = ("request", "response", "complete", "close_after", "expect_continue")
 
-    def __init__(self, request: Request, response: "H1Response", close_after: bool, expect_continue: bool) -> None:
+    def __init__(self, request: Request, response: H1Response, close_after: bool, expect_continue: bool) -> None:
         self.request = request
         self.response = response
         self.complete = False  # the request has been read to its end
@@ -78,7 +78,7 @@ class H1Response(Response):
 
     HOLD_LIMIT = 2048
 
-    def __init__(self, protocol: "HTTP11Protocol", request: Request, http10: bool, head_only: bool) -> None:
+    def __init__(self, protocol: HTTP11Protocol, request: Request, http10: bool, head_only: bool) -> None:
         super().__init__()
         self._protocol = protocol
         self._request = request

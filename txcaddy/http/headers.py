@@ -7,7 +7,7 @@ allowed. ``Headers`` does the same with an insertion-ordered dict.
 
 from __future__ import annotations
 
-from typing import Iterable, Iterator
+from collections.abc import Iterable, Iterator
 
 _TOKEN_CHARS = frozenset(
     "!#$%&'*+-.^_`|~0123456789abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ"
@@ -83,7 +83,7 @@ class Headers:
     def names(self) -> list[str]:
         return list(self._fields)
 
-    def copy(self) -> "Headers":
+    def copy(self) -> Headers:
         new = Headers()
         new._fields = {name: list(values) for name, values in self._fields.items()}
         return new

@@ -11,7 +11,8 @@ rewritten), ``orig_*`` is what arrived before any rewrite.
 from __future__ import annotations
 
 import time
-from typing import Any, Callable
+from collections.abc import Callable
+from typing import Any
 from urllib.parse import quote, unquote
 
 from txcaddy.http.headers import Headers

@@ -8,7 +8,8 @@ route ends the list; in a ``group`` only the first matching route runs.
 
 from __future__ import annotations
 
-from typing import Any, Callable, Sequence
+from collections.abc import Callable, Sequence
+from typing import Any
 
 from twisted.internet.defer import Deferred
 from zope.interface import implementer
@@ -76,7 +77,7 @@ class RouteList:
     def __init__(self, routes: Sequence[Route]) -> None:
         self.routes = tuple(routes)
 
-    def serve(self, request: Request, response: Response, next: Next) -> "Deferred[Any] | None":
+    def serve(self, request: Request, response: Response, next: Next) -> Deferred[Any] | None:
         return self._serve_from(0, request, response, next)
 
     def _serve_from(self, index: int, request: Request, response: Response, next: Next) -> Any:

@@ -5,21 +5,10 @@ from __future__ import annotations
 
 import html
 
+from txcaddy.caddyfile._goparse import parse_go_int, weak_string
 from txcaddy.caddyfile.helper import ConfigValue, Helper, JSONObject, Route, Subroute
 from txcaddy.caddyfile.jsonenc import GoMap
 from txcaddy.caddyfile.registry import directive, handler_directive
-
-
-def weak_string(value: str) -> object:
-    """Caddy's WeakString JSON: true/false and integers unquoted, else a string."""
-    if value == "true":
-        return True
-    if value == "false":
-        return False
-    from txcaddy.caddyfile._goparse import parse_go_int
-
-    number = parse_go_int(value)
-    return number if number is not None else value
 
 
 @directive("bind")
@@ -100,8 +89,6 @@ def parse_redir(h: Helper) -> JSONObject:
         body = _META_REDIRECT.format(_go_html_escape(to))
         code = "200"
     elif not code.startswith("{"):
-        from txcaddy.caddyfile._goparse import parse_go_int
-
         number = parse_go_int(code)
         if number is None:
             raise h.err(f"Not a supported redir code type or not valid integer: '{code}'")
@@ -119,8 +106,6 @@ def _status_and_text(h: Helper, text_field: str) -> tuple[str, str]:
     args = h.remaining_args()
     status = text = ""
     if len(args) == 1:
-        from txcaddy.caddyfile._goparse import parse_go_int
-
         number = parse_go_int(args[0]) if len(args[0]) == 3 else None
         if number is not None and number > 0:
             status = args[0]

@@ -12,12 +12,12 @@ from __future__ import annotations
 import os
 import re
 
+from txcaddy.caddyfile._goparse import weak_string
 from txcaddy.caddyfile.directives._unmarshal import unmarshal_module
 from txcaddy.caddyfile.directives.matchers import file_matcher_json
-from txcaddy.caddyfile.directives.reverseproxy import json_module_object, weak_string_json
 from txcaddy.caddyfile.directives.rewrite import rewrite_handler
 from txcaddy.caddyfile.helper import ConfigValue, Helper, JSONObject, hide_path
-from txcaddy.caddyfile.jsonenc import GoMap
+from txcaddy.caddyfile.jsonenc import GoMap, module_object
 from txcaddy.caddyfile.registry import directive, handler_directive
 
 SEPARATOR = "/"
@@ -241,14 +241,14 @@ def parse_file_server(h: Helper) -> JSONObject:
     if "canonical_uris" in server:
         out["canonical_uris"] = False
     if server.get("status_code"):
-        out["status_code"] = weak_string_json(server["status_code"])
+        out["status_code"] = weak_string(server["status_code"])
     if server.get("pass_thru"):
         out["pass_thru"] = True
     if precompressed:
         out["precompressed"] = precompressed
     if server.get("precompressed_order"):
         out["precompressed_order"] = server["precompressed_order"]
-    return json_module_object(out, "handler", "file_server")
+    return module_object(out, "handler", "file_server")
 
 
 # -- try_files -------------------------------------------------------------------------------

@@ -10,9 +10,9 @@ into a search regexp to replace. The operations themselves are shared with
 
 from __future__ import annotations
 
-from txcaddy.caddyfile.directives.reverseproxy import apply_header_op, json_module_object
+from txcaddy.caddyfile.directives.reverseproxy import apply_header_op
 from txcaddy.caddyfile.helper import ConfigValue, Helper, JSONObject
-from txcaddy.caddyfile.jsonenc import GoMap
+from txcaddy.caddyfile.jsonenc import GoMap, module_object
 from txcaddy.caddyfile.registry import directive
 
 __all__ = ["apply_header_op", "header_op"]
@@ -29,7 +29,7 @@ def header_op(
 
 
 def _headers_route(h: Helper, matcher_set: GoMap | None, handler: JSONObject) -> list[ConfigValue]:
-    return h.new_route(matcher_set, json_module_object(handler, "handler", "headers"))
+    return h.new_route(matcher_set, module_object(handler, "handler", "headers"))
 
 
 def _value_and_replacement(h: Helper) -> tuple[str, str]:

@@ -13,14 +13,15 @@ from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
-from txcaddy.caddyfile._goparse import parse_caddy_duration, parse_go_int
-from txcaddy.caddyfile.directives._unmarshal import (
+from txcaddy.caddyfile._goparse import (
     MIB,
     atoi_error,
     go_duration_string,
     parse_bytes,
-    unmarshal_module,
+    parse_caddy_duration,
+    parse_go_int,
 )
+from txcaddy.caddyfile.directives._unmarshal import unmarshal_module
 from txcaddy.caddyfile.dispenser import Dispenser
 from txcaddy.caddyfile.helper import ConfigValue, Helper, JSONObject
 from txcaddy.caddyfile.jsonenc import GoMap, module_object

@@ -18,6 +18,7 @@ from __future__ import annotations
 from typing import Any
 
 from txcaddy.caddyfile import registry
+from txcaddy.caddyfile._goparse import go_atoi
 from txcaddy.caddyfile.dispenser import Dispenser
 from txcaddy.caddyfile.jsonenc import GoMap
 from txcaddy.caddyfile.registry import matcher
@@ -25,8 +26,6 @@ from txcaddy.caddyfile.registry import matcher
 __all__ = [
     "PRIVATE_RANGES",
     "canonical_header_key",
-    "go_atoi",
-    "go_quote",
     "parse_header_matcher",
     "parse_named_response_matcher",
     "parse_nested_matcher_set",
@@ -69,36 +68,6 @@ def canonical_header_key(key: str) -> str:
         out.append(ch)
         upper = ch == "-"
     return "".join(out)
-
-
-def go_quote(text: str) -> str:
-    """``strconv.Quote`` for the text found in Caddyfile tokens."""
-    out = []
-    for ch in text:
-        if ch in '"\\':
-            out.append("\\" + ch)
-        elif ch == "\n":
-            out.append("\\n")
-        elif ch == "\t":
-            out.append("\\t")
-        elif ch == "\r":
-            out.append("\\r")
-        elif ord(ch) < 0x20 or ord(ch) == 0x7F:
-            out.append(f"\\x{ord(ch):02x}")
-        else:
-            out.append(ch)
-    return '"' + "".join(out) + '"'
-
-
-def go_atoi(text: str) -> int:
-    """``strconv.Atoi``; raises ValueError with Go's message."""
-    body = text[1:] if text[:1] in "+-" else text
-    if not body or not body.isascii() or not body.isdigit():
-        raise ValueError(f"strconv.Atoi: parsing {go_quote(text)}: invalid syntax")
-    value = int(text)
-    if not -(2**63) <= value < 2**63:
-        raise ValueError(f"strconv.Atoi: parsing {go_quote(text)}: value out of range")
-    return value
 
 
 def _regexp(pattern: str, name: str = "") -> JSONObject:

@@ -11,17 +11,13 @@ from __future__ import annotations
 
 from typing import Any
 
-from txcaddy.caddyfile.directives._unmarshal import parse_bytes, plain_error
+from txcaddy.caddyfile._goparse import go_atoi, go_quote, parse_bytes
+from txcaddy.caddyfile.directives._unmarshal import plain_error
 from txcaddy.caddyfile.directives.headers import header_op
-from txcaddy.caddyfile.directives.matchers import (
-    go_atoi,
-    go_quote,
-    parse_named_response_matcher,
-)
-from txcaddy.caddyfile.directives.reverseproxy import json_module_object
+from txcaddy.caddyfile.directives.matchers import parse_named_response_matcher
 from txcaddy.caddyfile.dispenser import Dispenser
 from txcaddy.caddyfile.helper import ConfigValue, Helper, JSONObject
-from txcaddy.caddyfile.jsonenc import GoMap
+from txcaddy.caddyfile.jsonenc import GoMap, module_object
 from txcaddy.caddyfile.registry import directive, handler_directive
 
 
@@ -103,7 +99,7 @@ def parse_encode(h: Helper) -> JSONObject:
         out["minimum_length"] = minimum_length
     if match is not None:
         out["match"] = match
-    return json_module_object(out, "handler", "encode")
+    return module_object(out, "handler", "encode")
 
 
 # -- request_body ----------------------------------------------------------------------
@@ -127,7 +123,7 @@ def parse_request_body(h: Helper) -> JSONObject:
             # Go converts the uint64 to int64, wrapping very large sizes.
             max_size = size - 2**64 if size >= 2**63 else size
     out: JSONObject = {"max_size": max_size} if max_size else {}
-    return json_module_object(out, "handler", "request_body")
+    return module_object(out, "handler", "request_body")
 
 
 # -- map --------------------------------------------------------------------------------------
@@ -191,7 +187,7 @@ def parse_map(h: Helper) -> JSONObject:
         out["mappings"] = mappings
     if defaults:
         out["defaults"] = defaults
-    return json_module_object(out, "handler", "map")
+    return module_object(out, "handler", "map")
 
 
 # -- push ----------------------------------------------------------------------------------------
@@ -240,7 +236,7 @@ def parse_push(h: Helper) -> JSONObject:
         out["resources"] = resources
     if headers is not None:
         out["headers"] = headers
-    return json_module_object(out, "handler", "push")
+    return module_object(out, "handler", "push")
 
 
 # -- templates ---------------------------------------------------------------------------------------
@@ -278,7 +274,7 @@ def parse_templates(h: Helper) -> JSONObject:
         out["mime_types"] = mime_types
     if delimiters:
         out["delimiters"] = delimiters
-    return json_module_object(out, "handler", "templates")
+    return module_object(out, "handler", "templates")
 
 
 # -- basicauth ------------------------------------------------------------------------------------------
@@ -328,9 +324,7 @@ def parse_basicauth(h: Helper) -> JSONObject:
     if realm:
         basic["realm"] = realm
     basic["hash_cache"] = {}
-    return json_module_object(
-        {"providers": GoMap(http_basic=basic)}, "handler", "authentication"
-    )
+    return module_object({"providers": GoMap(http_basic=basic)}, "handler", "authentication")
 
 
 # -- metrics -------------------------------------------------------------------------------------------------
@@ -348,7 +342,7 @@ def parse_metrics(h: Helper) -> JSONObject:
                 raise h.err(f"unrecognized subdirective {go_quote(h.val())}")
             disable_openmetrics = True
     out: JSONObject = {"disable_openmetrics": True} if disable_openmetrics else {}
-    return json_module_object(out, "handler", "metrics")
+    return module_object(out, "handler", "metrics")
 
 
 # -- acme_server ----------------------------------------------------------------------------------------------
@@ -376,7 +370,7 @@ def parse_acme_server(h: Helper) -> list[ConfigValue]:
                 if ca is None:
                     ca = CertificateAuthority()
                 ca.id = ca_id
-    handler = json_module_object({"ca": ca_id} if ca_id else {}, "handler", "acme_server")
+    handler = module_object({"ca": ca_id} if ca_id else {}, "handler", "acme_server")
     values = h.new_route(matcher_set, handler)
     if ca is not None:
         values.append(ConfigValue("pki.ca", ca))
@@ -401,4 +395,4 @@ def parse_tracing(h: Helper) -> JSONObject:
             span = h.val()
             if h.next_arg():
                 raise h.arg_err()
-    return json_module_object({"span": span}, "handler", "tracing")
+    return module_object({"span": span}, "handler", "tracing")

@@ -17,8 +17,8 @@ from typing import Any
 from twisted.logger import Logger
 
 from txcaddy.caddyfile import registry
-from txcaddy.caddyfile._goparse import parse_caddy_duration, parse_go_int
-from txcaddy.caddyfile.directives._unmarshal import atoi_error, parse_bytes, unmarshal_module
+from txcaddy.caddyfile._goparse import atoi_error, parse_bytes, parse_caddy_duration, parse_go_int
+from txcaddy.caddyfile.directives._unmarshal import ModuleParser, unmarshal_module
 from txcaddy.caddyfile.directives.logging import parse_log_option
 from txcaddy.caddyfile.directives.tls import (
     DNS_PROVIDERS,
@@ -31,7 +31,7 @@ from txcaddy.caddyfile.directives.tls import (
 from txcaddy.caddyfile.dispenser import Dispenser
 from txcaddy.caddyfile.errors import ConfigError, ConfigWarning
 from txcaddy.caddyfile.helper import App, JSONObject
-from txcaddy.caddyfile.jsonenc import GoMap, module_object
+from txcaddy.caddyfile.jsonenc import GoMap, ModuleObject, module_object
 from txcaddy.caddyfile.registry import global_option
 
 log = Logger(namespace="caddyfile")
@@ -174,13 +174,20 @@ def _parse_file_storage(d: Dispenser) -> JSONObject:
 STORAGE_MODULES = {"file_system": _parse_file_storage}
 
 
-@global_option("storage")
-def parse_opt_storage(d: Dispenser, existing: Any) -> GoMap:
-    """The config's ``storage`` JSON (a module object, so its keys are sorted)."""
+def _module_option(
+    d: Dispenser, namespace: str, parsers: Mapping[str, ModuleParser], inline_key: str
+) -> ModuleObject:
+    """``<option> <module> ...``: the named module's own Caddyfile syntax, as a module object."""
     if not d.next() or not d.next():
         raise d.arg_err()
     name = d.val()
-    return module_object(unmarshal_module(d, "caddy.storage", name, STORAGE_MODULES), "module", name)
+    return module_object(unmarshal_module(d, namespace, name, parsers), inline_key, name)
+
+
+@global_option("storage")
+def parse_opt_storage(d: Dispenser, existing: Any) -> GoMap:
+    """The config's ``storage`` JSON (a module object, so its keys are sorted)."""
+    return _module_option(d, "caddy.storage", STORAGE_MODULES, "module")
 
 
 def storage_json(value: Any) -> GoMap | None:
@@ -190,10 +197,7 @@ def storage_json(value: Any) -> GoMap | None:
 
 @global_option("acme_dns")
 def parse_opt_acme_dns(d: Dispenser, existing: Any) -> GoMap:
-    if not d.next() or not d.next():
-        raise d.arg_err()
-    name = d.val()
-    return module_object(unmarshal_module(d, "dns.providers", name, DNS_PROVIDERS), "name", name)
+    return _module_option(d, "dns.providers", DNS_PROVIDERS, "name")
 
 
 @global_option("acme_eab")
@@ -325,12 +329,7 @@ AUTO_HTTPS_VALUES = ("off", "disable_redirects", "disable_certs", "ignore_loaded
 
 @global_option("auto_https")
 def parse_opt_auto_https(d: Dispenser, existing: Any) -> str:
-    d.next()
-    if not d.next():
-        raise d.arg_err()
-    value = d.val()
-    if d.next():
-        raise d.arg_err()
+    value = parse_opt_single_string(d, existing)
     if value not in AUTO_HTTPS_VALUES:
         raise d.err(
             "auto_https must be one of 'off', 'disable_redirects', 'disable_certs', "
@@ -505,7 +504,8 @@ def _parse_deprecated_protocol(d: Dispenser, opts: ServerOptions) -> None:
             raise d.err(f"unrecognized protocol option '{option}'")
 
 
-# caddyhttp.Server's JSON field order.
+# caddyhttp.Server's JSON field order, and that of two of its structs; the
+# HTTP server type builds servers in this order and ``servers`` options keep it.
 SERVER_FIELDS = (
     "listen",
     "listener_wrappers",
@@ -524,6 +524,14 @@ SERVER_FIELDS = (
     "protocols",
     "metrics",
 )
+AUTO_HTTPS_FIELDS = (
+    "disable",
+    "disable_redirects",
+    "disable_certificates",
+    "skip",
+    "skip_certificates",
+    "ignore_loaded_certificates",
+)
 SERVER_LOG_FIELDS = (
     "default_logger_name",
     "logger_names",
@@ -533,11 +541,13 @@ SERVER_LOG_FIELDS = (
 )
 
 
-def _reorder(obj: dict[str, Any], fields: tuple[str, ...]) -> None:
+def in_field_order(obj: dict[str, Any], fields: tuple[str, ...]) -> dict[str, Any]:
+    """Put a struct's keys in Go's declaration order (unknown keys last), in place; returns ``obj``."""
     known = [(key, obj[key]) for key in fields if key in obj]
     extra = [(key, value) for key, value in obj.items() if key not in fields]
     obj.clear()
     obj.update(known + extra)
+    return obj
 
 
 def apply_server_options(
@@ -578,8 +588,8 @@ def apply_server_options(
         if opts.should_log_credentials:
             logs = server.setdefault("logs", {})
             logs["should_log_credentials"] = True
-            _reorder(logs, SERVER_LOG_FIELDS)
-        _reorder(server, SERVER_FIELDS)
+            in_field_order(logs, SERVER_LOG_FIELDS)
+        in_field_order(server, SERVER_FIELDS)
 
 
 def _options_for(server: Mapping[str, Any], entries: list[ServerOptions]) -> ServerOptions | None:

@@ -10,7 +10,7 @@ The output must be what ``caddy adapt`` (2.6.2) prints. Caddy encodes every
 handler through ``caddyconfig.JSONModuleObject``, which decodes the handler
 into a generic map and encodes it again: every object inside a handler ends
 up with sorted keys and every number goes through a float64. That is what
-:func:`json_module_object` reproduces, so the struct-like dicts built here
+``jsonenc.module_object`` reproduces, so the struct-like dicts built here
 only need the right keys and Go's ``omitempty`` rules.
 
 txcaddy-specific extensions (``DESIGN.md`` §1), each announced with a warning
@@ -27,109 +27,46 @@ from __future__ import annotations
 
 import re
 from collections.abc import Callable
-from decimal import Decimal
 from typing import Any
 
-from txcaddy.caddyfile._goparse import parse_caddy_duration
-from txcaddy.caddyfile.directives._unmarshal import parse_bytes
+from txcaddy.caddyfile._goparse import (
+    GoError,
+    go_atoi,
+    go_quote,
+    parse_bytes,
+    parse_caddy_duration,
+    weak_string,
+)
+from txcaddy.caddyfile.addresses import join_host_port, join_network_address, split_host_port
+from txcaddy.caddyfile.directives._unmarshal import unmarshal_module
 from txcaddy.caddyfile.directives.matchers import (
     PRIVATE_RANGES,
     canonical_header_key,
-    go_atoi,
     parse_named_response_matcher,
     parse_nested_matcher_set,
 )
 from txcaddy.caddyfile.dispenser import Dispenser
 from txcaddy.caddyfile.errors import ConfigError
-from txcaddy.caddyfile.helper import ConfigValue, Helper, JSONObject, Route, Subroute
-from txcaddy.caddyfile.jsonenc import GoMap
+from txcaddy.caddyfile.helper import (
+    MATCHER_PREFIX,
+    ConfigValue,
+    Helper,
+    JSONObject,
+    Route,
+    Subroute,
+)
+from txcaddy.caddyfile.jsonenc import GoMap, module_object
 from txcaddy.caddyfile.lexer import Token
 from txcaddy.caddyfile.registry import directive, handler_directive
 
 __all__ = [
     "apply_header_op",
-    "canonical_header_key",
-    "json_module_object",
     "parse_upstream_dial_address",
-    "weak_string_json",
     "ReverseProxyConfig",
 ]
 
-MATCHER_PREFIX = "@"
-
 # ---------------------------------------------------------------------------
-# Go behaviour the Caddyfile parsing depends on
-
-
-class GoError(ValueError):
-    """A failure whose text is what the Go function would have returned."""
-
-
-def _go_quote(text: str) -> str:
-    """strconv.Quote for the printable text found in Caddyfile tokens."""
-    out = []
-    for ch in text:
-        if ch in '"\\':
-            out.append("\\" + ch)
-        elif ch == "\n":
-            out.append("\\n")
-        elif ch == "\t":
-            out.append("\\t")
-        elif ch == "\r":
-            out.append("\\r")
-        elif ord(ch) < 0x20 or ord(ch) == 0x7F:
-            out.append(f"\\x{ord(ch):02x}")
-        else:
-            out.append(ch)
-    return '"' + "".join(out) + '"'
-
-
-def go_split_host_port(hostport: str) -> tuple[str, str]:
-    """net.SplitHostPort, raising :class:`GoError` with Go's message."""
-
-    def fail(why: str) -> GoError:
-        return GoError(f"address {hostport}: {why}")
-
-    i = hostport.rfind(":")
-    if i < 0:
-        raise fail("missing port in address")
-    j = k = 0
-    if hostport[0] == "[":
-        end = hostport.find("]")
-        if end < 0:
-            raise fail("missing ']' in address")
-        if end + 1 == len(hostport):
-            raise fail("missing port in address")
-        if end + 1 != i:
-            if hostport[end + 1] == ":":
-                raise fail("too many colons in address")
-            raise fail("missing port in address")
-        host = hostport[1:end]
-        j, k = 1, end + 1
-    else:
-        host = hostport[:i]
-        if ":" in host:
-            raise fail("too many colons in address")
-    if "[" in hostport[j:]:
-        raise fail("unexpected '[' in address")
-    if "]" in hostport[k:]:
-        raise fail("unexpected ']' in address")
-    return host, hostport[i + 1 :]
-
-
-def go_join_host_port(host: str, port: str) -> str:
-    """net.JoinHostPort: brackets around hosts that contain a colon."""
-    if ":" in host:
-        return f"[{host}]:{port}"
-    return f"{host}:{port}"
-
-
-def _join_network_address(network: str, host: str, port: str) -> str:
-    """caddy.JoinNetworkAddress."""
-    address = f"{network}/" if network else ""
-    if (host and not port) or network in ("unix", "unixgram", "unixpacket"):
-        return address + host
-    return address + go_join_host_port(host, port)
+# Go's net/url, as far as upstream addresses need it
 
 
 def _valid_optional_port(port: str) -> bool:
@@ -154,14 +91,14 @@ def _unescape_host(host: str) -> str:
         if c == 0x25:  # '%'
             if i + 2 >= len(raw) or chr(raw[i + 1]) not in _HEX or chr(raw[i + 2]) not in _HEX:
                 bad = raw[i : i + 3].decode("utf-8", "replace")
-                raise GoError(f"invalid URL escape {_go_quote(bad)}")
+                raise GoError(f"invalid URL escape {go_quote(bad)}")
             if int(chr(raw[i + 1]), 16) < 8 and raw[i : i + 3] != b"%25":
-                raise GoError(f"invalid URL escape {_go_quote(raw[i : i + 3].decode())}")
+                raise GoError(f"invalid URL escape {go_quote(raw[i : i + 3].decode())}")
             out.append(int(raw[i + 1 : i + 3], 16))
             i += 3
             continue
         if c < 0x80 and chr(c) not in _HOST_OK:
-            raise GoError(f"invalid character {_go_quote(chr(c))} in host name")
+            raise GoError(f"invalid character {go_quote(chr(c))} in host name")
         out.append(c)
         i += 1
     return out.decode("utf-8", "replace")
@@ -174,7 +111,7 @@ class _GoURL:
         try:
             self._parse(raw)
         except ValueError as e:
-            raise GoError(f"parse {_go_quote(raw)}: {e}")
+            raise GoError(f"parse {go_quote(raw)}: {e}")
 
     def _parse(self, raw: str) -> None:
         if any(ord(c) < 0x20 or ord(c) == 0x7F for c in raw):
@@ -211,11 +148,11 @@ class _GoURL:
             if i < 0:
                 raise GoError("missing ']' in host")
             if not _valid_optional_port(host[i + 1 :]):
-                raise GoError(f"invalid port {_go_quote(host[i + 1 :])} after host")
+                raise GoError(f"invalid port {go_quote(host[i + 1 :])} after host")
         else:
             i = host.rfind(":")
             if i != -1 and not _valid_optional_port(host[i:]):
-                raise GoError(f"invalid port {_go_quote(host[i:])} after host")
+                raise GoError(f"invalid port {go_quote(host[i:])} after host")
         return _unescape_host(host)
 
     def _split(self) -> tuple[str, str]:
@@ -232,45 +169,6 @@ class _GoURL:
 
     def port(self) -> str:
         return self._split()[1]
-
-
-def weak_string_json(text: str) -> Any:
-    """How caddyhttp.WeakString marshals: booleans and integers unquoted."""
-    if text == "true":
-        return True
-    if text == "false":
-        return False
-    try:
-        return go_atoi(text)
-    except ValueError:
-        return text
-
-
-_FLOAT_EXACT = 2**53
-
-
-def _through_any(value: Any) -> Any:
-    """A JSON value as Go prints it after decoding it into ``any``."""
-    if hasattr(value, "to_json") and not isinstance(value, dict):
-        value = value.to_json()
-    if isinstance(value, dict):
-        return GoMap((key, _through_any(item)) for key, item in value.items())
-    if isinstance(value, (list, tuple)):
-        return [_through_any(item) for item in value]
-    if isinstance(value, bool) or value is None or isinstance(value, str):
-        return value
-    if isinstance(value, int):
-        if abs(value) <= _FLOAT_EXACT:
-            return value
-        return int(Decimal(repr(float(value))))
-    return value
-
-
-def json_module_object(value: JSONObject, field: str, name: str) -> GoMap:
-    """caddyconfig.JSONModuleObject: ``value`` plus ``field: name``, re-encoded as Go does."""
-    out = _through_any(value)
-    out[field] = name
-    return out
 
 
 def _put(obj: JSONObject, key: str, value: Any) -> None:
@@ -375,7 +273,7 @@ def parse_upstream_dial_address(address: str) -> tuple[str, str]:
             )
         if url_port == "":
             default_port = {"": "80", "http": "80", "h2c": "80", "https": "443"}.get(url.scheme, "")
-            url.host = go_join_host_port(url.hostname(), default_port)
+            url.host = join_host_port(url.hostname(), default_port)
         scheme, host, port = url.scheme, url.hostname(), url.port()
     else:
         before, slash, after = address.partition("/")
@@ -383,7 +281,7 @@ def parse_upstream_dial_address(address: str) -> tuple[str, str]:
             network = before.strip().lower()
             address = after
         try:
-            host, port = go_split_host_port(address)
+            host, port = split_host_port(address)
         except ValueError:
             host = address
         if port == "" and "{" not in host:
@@ -391,10 +289,10 @@ def parse_upstream_dial_address(address: str) -> tuple[str, str]:
     if network == "unix+h2c":
         network, scheme = "unix", "h2c"
     if network:
-        return _join_network_address(network, host, port), scheme
+        return join_network_address(network, host, port), scheme
     if port == "" and "{" in host:
         return host, scheme
-    return go_join_host_port(host, port), scheme
+    return join_host_port(host, port), scheme
 
 
 _SRV_NAME = re.compile(r"_[^._:/{}\[\]]+\._[^._:/{}\[\]]+\.[^:/{}\[\]]+\Z")
@@ -434,16 +332,6 @@ class _Context:
 
 
 ModuleParser = Callable[[Dispenser, _Context], Any]
-
-
-def _unmarshal_module(
-    d: Dispenser, ctx: _Context, namespace: dict[str, ModuleParser], module_id: str
-) -> Any:
-    """caddyfile.UnmarshalModule: the module's parser over the segment at the cursor."""
-    parser = namespace.get(d.val())
-    if parser is None:
-        raise d.err(f"getting module named '{module_id}': module not registered: {module_id}")
-    return parser(d.new_from_next_segment(), ctx)
 
 
 # -- transports
@@ -820,10 +708,8 @@ def parse_multi_source(d: Dispenser, ctx: _Context) -> JSONObject:
         nesting = d.nesting
         while d.next_block(nesting):
             name = d.val()
-            source = _unmarshal_module(
-                d, ctx, UPSTREAM_SOURCES, f"http.reverse_proxy.upstreams.{name}"
-            )
-            sources.append(json_module_object(source, "source", name))
+            source = unmarshal_module(d, "http.reverse_proxy.upstreams", name, UPSTREAM_SOURCES, ctx)
+            sources.append(module_object(source, "source", name))
     return _struct(("sources", sources))
 
 
@@ -896,10 +782,10 @@ def _policy_query(d: Dispenser, ctx: _Context) -> JSONObject:
         if fallback is not None:
             raise d.err("fallback selection policy already specified")
         name = d.val()
-        policy = _unmarshal_module(
-            d, ctx, SELECTION_POLICIES, f"http.reverse_proxy.selection_policies.{name}"
+        policy = unmarshal_module(
+            d, "http.reverse_proxy.selection_policies", name, SELECTION_POLICIES, ctx
         )
-        fallback = json_module_object(policy, "policy", name)
+        fallback = module_object(policy, "policy", name)
     return _struct(("key", key), ("fallback", fallback))
 
 
@@ -1044,7 +930,7 @@ class ReverseProxyConfig:
             common_scheme = scheme
             if is_srv:
                 try:
-                    dial = go_split_host_port(dial)[0]
+                    dial = split_host_port(dial)[0]
                 except ValueError:
                     pass
                 self.upstreams.append({"lookup_srv": dial})
@@ -1108,10 +994,10 @@ class ReverseProxyConfig:
                     # Caddy 2.6.2 checks the provisioned field here, which is never
                     # set while parsing: a second "dynamic" replaces the first.
                     source_name = d.val()
-                    source = _unmarshal_module(
-                        d, self.ctx, UPSTREAM_SOURCES, f"http.reverse_proxy.upstreams.{source_name}"
+                    source = unmarshal_module(
+                        d, "http.reverse_proxy.upstreams", source_name, UPSTREAM_SOURCES, self.ctx
                     )
-                    self.dynamic_upstreams = json_module_object(source, "source", source_name)
+                    self.dynamic_upstreams = module_object(source, "source", source_name)
 
                 elif name == "lb_policy":
                     if not d.next_arg():
@@ -1122,15 +1008,14 @@ class ReverseProxyConfig:
                     ):
                         raise d.err("load balancing selection policy already specified")
                     policy_name = d.val()
-                    policy = _unmarshal_module(
+                    policy = unmarshal_module(
                         d,
-                        self.ctx,
+                        "http.reverse_proxy.selection_policies",
+                        policy_name,
                         SELECTION_POLICIES,
-                        f"http.reverse_proxy.selection_policies.{policy_name}",
+                        self.ctx,
                     )
-                    self._lb()["selection_policy"] = json_module_object(
-                        policy, "policy", policy_name
-                    )
+                    self._lb()["selection_policy"] = module_object(policy, "policy", policy_name)
 
                 elif name == "lb_retries":
                     retries = integer("bad lb_retries number '{value}': {err}")
@@ -1306,8 +1191,8 @@ class ReverseProxyConfig:
                     if self.transport_raw is not None:
                         raise d.err("transport already specified")
                     transport_name = d.val()
-                    transport = _unmarshal_module(
-                        d, self.ctx, TRANSPORTS, f"http.reverse_proxy.transport.{transport_name}"
+                    transport = unmarshal_module(
+                        d, "http.reverse_proxy.transport", transport_name, TRANSPORTS, self.ctx
                     )
 
                 elif name == "handle_response":
@@ -1357,7 +1242,7 @@ class ReverseProxyConfig:
                 )
             transport_json = transport.to_json()
             if not (isinstance(transport, HTTPTransport) and not transport_json):
-                self.transport_raw = json_module_object(transport_json, "protocol", transport_name)
+                self.transport_raw = module_object(transport_json, "protocol", transport_name)
 
     def _header_op(self, d: Dispenser, ops: JSONObject, args: list[str]) -> None:
         value = args[1] if len(args) > 1 else ""
@@ -1392,12 +1277,12 @@ class ReverseProxyConfig:
                 "mixed with static upstreams"
             )
         sources = [
-            json_module_object({"name": srv}, "source", "srv") for srv, _ in self._srv_upstreams
+            module_object({"name": srv}, "source", "srv") for srv, _ in self._srv_upstreams
         ]
         if len(sources) == 1:
             self.dynamic_upstreams = sources[0]
         else:
-            self.dynamic_upstreams = json_module_object({"sources": sources}, "source", "multi")
+            self.dynamic_upstreams = module_object({"sources": sources}, "source", "multi")
 
     # -- FinalizeUnmarshalCaddyfile
 
@@ -1458,7 +1343,7 @@ class ReverseProxyConfig:
             if entry.get("match") is not None:
                 response_handler["match"] = entry["match"]
             if entry.get("status_code"):
-                response_handler["status_code"] = weak_string_json(entry["status_code"])
+                response_handler["status_code"] = weak_string(entry["status_code"])
             _put(response_handler, "routes", entry.get("routes"))
             handle_response.append(response_handler)
         handler = _struct(
@@ -1478,7 +1363,7 @@ class ReverseProxyConfig:
             ("rewrite", rewrite),
             ("handle_response", handle_response),
         )
-        return json_module_object(handler, "handler", "reverse_proxy")
+        return module_object(handler, "handler", "reverse_proxy")
 
 
 _LOAD_BALANCING_FIELDS = (
@@ -1547,8 +1432,8 @@ def parse_copy_response(h: Helper) -> JSONObject:
                 raise d.err(f"unrecognized subdirective '{d.val()}'")
     handler: JSONObject = {}
     if status:
-        handler["status_code"] = weak_string_json(status)
-    return json_module_object(handler, "handler", "copy_response")
+        handler["status_code"] = weak_string(status)
+    return module_object(handler, "handler", "copy_response")
 
 
 @handler_directive("copy_response_headers")
@@ -1568,7 +1453,7 @@ def parse_copy_response_headers(h: Helper) -> JSONObject:
             else:
                 raise d.err(f"unrecognized subdirective '{d.val()}'")
     handler = _struct(("include", include), ("exclude", exclude))
-    return json_module_object(handler, "handler", "copy_response_headers")
+    return module_object(handler, "handler", "copy_response_headers")
 
 
 # ---------------------------------------------------------------------------
@@ -1658,7 +1543,7 @@ def parse_php_fastcgi(h: Helper) -> list[ConfigValue]:
             file={"try_files": ["{http.request.uri.path}/" + index_file]},
             **{"not": [GoMap(path=["*/"])]},
         )
-        redirect_handler = json_module_object(
+        redirect_handler = module_object(
             {
                 "status_code": 308,
                 "headers": GoMap(Location=["{http.request.orig_uri.path}/"]),
@@ -1674,21 +1559,21 @@ def parse_php_fastcgi(h: Helper) -> list[ConfigValue]:
                 index_file,
             ]
         rewrite_matcher = GoMap(file={"try_files": try_files, "split_path": extensions})
-        rewrite_handler = json_module_object(
+        rewrite_handler = module_object(
             {"uri": "{http.matchers.file.relative}"}, "handler", "rewrite"
         )
         routes.append(Route(handle=[rewrite_handler], match=[rewrite_matcher]))
 
     proxy_matcher = GoMap(path=["*" + ext for ext in extensions])
     config = _new_config(h)
-    config.transport_raw = json_module_object(transport.to_json(), "protocol", "fastcgi")
+    config.transport_raw = module_object(transport.to_json(), "protocol", "fastcgi")
     config.parse(dispenser)
     config.finalize()
     routes.append(Route(handle=[config.to_json()], match=[proxy_matcher]))
     subroute = Subroute(routes=routes)
 
     if user_matcher_set is not None:
-        wrapped = json_module_object(subroute.to_handler(), "handler", "subroute")
+        wrapped = module_object(subroute.to_handler(), "handler", "subroute")
         return [ConfigValue("route", Route(handle=[wrapped], match=[user_matcher_set]))]
     return [ConfigValue("route", subroute)]
 
@@ -1761,7 +1646,7 @@ def parse_forward_auth(h: Helper) -> list[ConfigValue]:
         copy_set[canonical_header_key(target)] = [
             "{http.reverse_proxy.header." + canonical_header_key(source) + "}"
         ]
-    copy_handler = json_module_object({"request": _struct(("set", copy_set))}, "handler", "headers")
+    copy_handler = module_object({"request": _struct(("set", copy_set))}, "handler", "headers")
     config.handle_response.append(
         {"match": {"status_code": [2]}, "routes": [Route(handle=[copy_handler])]}
     )

@@ -8,10 +8,9 @@ from __future__ import annotations
 
 from typing import Any
 
-from txcaddy.caddyfile.directives.matchers import go_atoi
-from txcaddy.caddyfile.directives.reverseproxy import json_module_object
+from txcaddy.caddyfile._goparse import go_atoi
 from txcaddy.caddyfile.helper import ConfigValue, Helper, JSONObject
-from txcaddy.caddyfile.jsonenc import GoMap
+from txcaddy.caddyfile.jsonenc import GoMap, module_object
 from txcaddy.caddyfile.registry import directive, handler_directive
 
 _REWRITE_FIELDS = (
@@ -27,7 +26,7 @@ _REWRITE_FIELDS = (
 def rewrite_handler(**fields: Any) -> GoMap:
     """The ``rewrite`` handler's JSON; empty fields are left out as Go's omitempty does."""
     body = {name: fields[name] for name in _REWRITE_FIELDS if fields.get(name)}
-    return json_module_object(body, "handler", "rewrite")
+    return module_object(body, "handler", "rewrite")
 
 
 def _one_argument(h: Helper) -> str:
@@ -138,5 +137,5 @@ def parse_handle_path(h: Helper) -> list[ConfigValue]:
     h.next()
     subroute = parse_segment_as_subroute(h)
     subroute.routes.insert(0, Route(handle=[rewrite_handler(strip_path_prefix=strip)]))
-    handler = json_module_object(subroute.to_handler(), "handler", "subroute")
+    handler = module_object(subroute.to_handler(), "handler", "subroute")
     return h.new_route(GoMap(path=[path]), handler)

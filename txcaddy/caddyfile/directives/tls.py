@@ -17,8 +17,8 @@ import re
 from dataclasses import dataclass, field
 from typing import Any, ClassVar
 
-from txcaddy.caddyfile._goparse import parse_caddy_duration, parse_go_int
-from txcaddy.caddyfile.directives._unmarshal import atoi_error, unmarshal_module
+from txcaddy.caddyfile._goparse import atoi_error, parse_caddy_duration, parse_go_int
+from txcaddy.caddyfile.directives._unmarshal import unmarshal_module
 from txcaddy.caddyfile.dispenser import Dispenser
 from txcaddy.caddyfile.errors import ConfigError
 from txcaddy.caddyfile.helper import ConfigValue, Helper, JSONObject
