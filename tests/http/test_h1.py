@@ -179,6 +179,17 @@ class ProtocolTests(SynchronousTestCase):
         self.assertNotIn(b"abc", out)  # the handler never answered with the partial body
         self.assertTrue(self.transport.disconnecting)
 
+    def test_length_and_chunked_served_chunked_then_closed(self) -> None:
+        out = self.send(
+            b"POST /s HTTP/1.1\r\nHost: x\r\nContent-Length: 3\r\nTransfer-Encoding: chunked\r\n\r\n"
+            b"5\r\nhello\r\n0\r\n\r\nGET /smuggled HTTP/1.1\r\nHost: x\r\n\r\n"
+        )
+        self.assertTrue(out.endswith(b"POST /s hello"), out)
+        self.assertIn(b"\r\nConnection: close\r\n", out)
+        self.assertTrue(self.transport.disconnecting)
+        self.assertNotIn("Content-Length", self.echo.seen[0].headers)
+        self.assertEqual([r.path for r in self.echo.seen], ["/s"])
+
     def test_idle_connection_times_out(self) -> None:
         self.server.idle_timeout = 30
         self.setUp_with_timeout()

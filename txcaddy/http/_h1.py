@@ -209,6 +209,9 @@ class HTTP11Protocol(Protocol):
         self.max_header_bytes = getattr(server, "max_header_bytes", 0) or DEFAULT_MAX_HEADER_BYTES
         self.closing = False
         self._parser = httptools.HttpRequestParser(self)
+        # Content-Length beside chunked Transfer-Encoding is served by the chunked
+        # framing and the connection closed afterwards (DESIGN.md §1, RFC 9112 §6.1).
+        self._parser.set_dangerous_leniencies(lenient_chunked_length=True)
         self._exchanges: deque[_Exchange] = deque()
         self._parsing: _Exchange | None = None  # the exchange whose request is being read
         self._url = bytearray()
@@ -351,6 +354,11 @@ class HTTP11Protocol(Protocol):
         self._header_pairs.append((name, value))
 
     def on_headers_complete(self) -> None:
+        if self.closing:
+            # The connection is closing (e.g. after an ambiguous framing): nothing more
+            # that arrives on it is served.
+            self._parsing = None
+            return
         parser = self._parser
         version = parser.get_http_version()
         method = parser.get_method().decode("ascii")
@@ -365,8 +373,12 @@ class HTTP11Protocol(Protocol):
             target = _origin_form(target, headers)
         length_values = headers.get_all("Content-Length")
         chunked = "chunked" in headers.joined("Transfer-Encoding").lower()
+        smuggling_risk = False
         if chunked:
             length: int | None = None
+            if length_values:
+                headers.delete("Content-Length")
+                smuggling_risk = True
         elif length_values:
             length = int(length_values[0])
         else:
@@ -388,7 +400,7 @@ class HTTP11Protocol(Protocol):
             server=self.server,
             clock=self.clock,
         )
-        keep_alive = parser.should_keep_alive() and not self.closing
+        keep_alive = parser.should_keep_alive() and not self.closing and not smuggling_risk
         response = H1Response(self, request, http10, method == "HEAD")
         expect = headers.get("Expect", "").lower() == "100-continue" and not http10
         exchange = _Exchange(request, response, not keep_alive, expect)

@@ -1,0 +1,75 @@
+"""``twistd -n caddy`` as a real process: serves, then stops cleanly on SIGTERM."""
+
+from __future__ import annotations
+
+import os
+import select
+import signal
+import socket
+import subprocess
+import sys
+import time
+
+from twisted.trial.unittest import SynchronousTestCase
+
+TWISTD = "import sys; from twisted.scripts.twistd import run; sys.argv = ['twistd'] + sys.argv[1:]; run()"
+CHECKOUT = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def wait_for_output(process: subprocess.Popen[bytes], marker: bytes, timeout: float) -> bytes:
+    """Read the process's output until ``marker`` shows up (the event we wait on)."""
+    deadline = time.monotonic() + timeout
+    seen = b""
+    while marker not in seen:
+        remaining = deadline - time.monotonic()
+        ready, _, _ = select.select([process.stdout], [], [], max(remaining, 0))
+        if not ready:
+            raise AssertionError(f"no {marker!r} within {timeout}s; output so far: {seen!r}")
+        chunk = os.read(process.stdout.fileno(), 65536)
+        if not chunk:
+            raise AssertionError(f"process ended before {marker!r}: {seen!r}")
+        seen += chunk
+    return seen
+
+
+def http_get(port: int, path: str) -> bytes:
+    with socket.create_connection(("127.0.0.1", port), timeout=10) as s:
+        s.sendall(f"GET {path} HTTP/1.1\r\nHost: 127.0.0.1\r\nConnection: close\r\n\r\n".encode())
+        chunks = []
+        while data := s.recv(65536):
+            chunks.append(data)
+        return b"".join(chunks)
+
+
+class TwistdTests(SynchronousTestCase):
+    def test_serves_and_stops_on_sigterm(self) -> None:
+        workdir = os.path.abspath(self.mktemp())
+        os.makedirs(workdir)
+        port = free_port()
+        with open(os.path.join(workdir, "Caddyfile"), "w") as f:
+            f.write(f"http://127.0.0.1:{port} {{\n\tbind 127.0.0.1\n\trespond \"from twistd\"\n}}\n")
+        env = dict(os.environ, PYTHONPATH=CHECKOUT)
+        process = subprocess.Popen(
+            [sys.executable, "-c", TWISTD, "-n", "--pidfile=", "caddy", "-c", "Caddyfile"],
+            cwd=workdir, env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
+        )
+        try:
+            wait_for_output(process, b"listening on", 30)
+            reply = http_get(port, "/")
+            self.assertTrue(reply.startswith(b"HTTP/1.1 200 OK\r\n"), reply)
+            self.assertTrue(reply.endswith(b"\r\n\r\nfrom twistd"), reply)
+            process.send_signal(signal.SIGTERM)
+            output, _ = process.communicate(timeout=20)
+        finally:
+            if process.poll() is None:
+                process.kill()
+                process.wait()
+        self.assertEqual(process.returncode, 0, output)
+        self.assertNotIn(b"Traceback", output)
+        self.assertIn(b"Main loop terminated", output)
