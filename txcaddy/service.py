@@ -104,7 +104,7 @@ class CaddyService(MultiService):
 
     def startService(self) -> None:
         for warning in self.warnings:
-            self.log.warn("{warning}", warning=str(warning))
+            self.log.warn("{config_warning}", config_warning=str(warning))
         super().startService()
         for name, addresses in self.listenAddresses().items():
             self.log.info("server {name} listening on {addresses}", name=name, addresses=addresses)

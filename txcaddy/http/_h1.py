@@ -229,7 +229,7 @@ class HTTP11Protocol(Protocol):
     def connectionMade(self) -> None:
         peer = self.transport.getPeer()
         host = self.transport.getHost()
-        self._remote = (getattr(peer, "host", "") or "", getattr(peer, "port", 0) or 0)
+        self._remote = (_unmapped(getattr(peer, "host", "") or ""), getattr(peer, "port", 0) or 0)
         self._local = (getattr(host, "host", "") or "", getattr(host, "port", 0) or 0)
         self.server.connection_made(self)
         self._arm_idle_timer()
@@ -504,6 +504,11 @@ class _BadRequest(Exception):
         super().__init__(reason)
         self.status = status
         self.reason = reason
+
+
+def _unmapped(host: str) -> str:
+    """IPv4 clients of a dual-stack socket as plain IPv4, as Go reports them."""
+    return host[7:] if host.startswith("::ffff:") and "." in host else host
 
 
 def _status_for_parser_error(message: str) -> int:

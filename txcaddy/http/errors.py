@@ -6,6 +6,9 @@ import secrets
 from http import HTTPStatus
 
 
+_ID_ALPHABET = "abcdefghijkmnpqrstuvwxyz0123456789"
+
+
 class HandlerError(Exception):
     """An error with the HTTP status the client should see.
 
@@ -19,7 +22,7 @@ class HandlerError(Exception):
         self.status = status or 500
         self.message = message
         self.cause = cause
-        self.id = secrets.token_hex(4)  # Caddy's short random error ID
+        self.id = "".join(secrets.choice(_ID_ALPHABET) for _ in range(9))  # Caddy's error ID form
 
     def __repr__(self) -> str:
         return f"HandlerError({self.status}, {self.message!r})"

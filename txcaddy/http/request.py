@@ -17,8 +17,8 @@ from urllib.parse import quote, unquote
 
 from txcaddy.http.headers import Headers
 
-# Characters Go's url.PathEscape-for-paths leaves alone (validEncoded + '/').
-_PATH_SAFE = "/!$&'()*+,;=:@-._~"
+# Characters Go's shouldEscape(c, encodePath) leaves alone besides letters and digits.
+_PATH_SAFE = "/$&+,;=:@-._~"
 
 
 def escape_path(path: str) -> str:
