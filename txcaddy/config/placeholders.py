@@ -341,7 +341,9 @@ def request_uri(request: Any) -> str:
     path = escaped_path(request) or "/"
     if request.query:
         return path + "?" + request.query
-    return path + "?" if "?" in request.request_uri else path
+    target = request.request_uri
+    force_query = target.endswith("?") and target.count("?") == 1  # as Go's url.Parse sets it
+    return path + "?" if force_query else path
 
 
 def go_path_split(path: str) -> tuple[str, str]:

@@ -127,7 +127,8 @@ class H1Response(Response):
         if "Date" not in headers:
             lines += [b"Date: ", _DATE.now(protocol.clock()), b"\r\n"]
         for name, value in headers.items():
-            lines += [name.encode("latin-1"), b": ", _header_value(value), b"\r\n"]
+            if _valid_field_name(name):  # Go drops fields whose names are not tokens
+                lines += [name.encode("latin-1"), b": ", _header_value(value), b"\r\n"]
         lines.append(b"\r\n")
         if self._held:
             held, self._held = self._held, []
@@ -185,6 +186,13 @@ class H1Response(Response):
             lines += [name.encode("latin-1"), b": ", _header_value(value), b"\r\n"]
         lines.append(b"\r\n")
         self._protocol.transport.writeSequence(lines)
+
+
+_TOKEN = frozenset(b"!#$%&'*+-.^_`|~0123456789abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ")
+
+
+def _valid_field_name(name: str) -> bool:
+    return bool(name) and name.isascii() and all(c in _TOKEN for c in name.encode("ascii"))
 
 
 def _header_value(value: str) -> bytes:

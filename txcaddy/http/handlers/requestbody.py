@@ -1,13 +1,16 @@
 """``request_body``: limit how much of the request body later handlers may read.
 
-As in Caddy 2.6.2 (Go's ``http.MaxBytesReader``), the limit acts when the
-body is *read*: a handler that never reads the body (``respond``) answers as
-usual, whatever the Content-Length. A reader gets the body up to ``max_size``
-bytes and then the error ``HandlerError(413, "http: request body too large")``
-instead of the rest; from then on the response carries ``Connection: close``
-so the connection is not reused with an unread body on it. Checked against
-the real Caddy: ``respond`` → 200; ``reverse_proxy`` reading a too-large body
-→ 413 (chunked) or 502 (Content-Length, the proxy wraps the error).
+A request whose Content-Length already exceeds ``max_size`` is answered 413
+at once, before any later handler (or a backend) sees it, and the connection
+is closed instead of reading the body. Caddy 2.6.2 only notices when the body
+is read (a ``respond`` answers 200, a ``reverse_proxy`` 502): txcaddy's answer
+is the one a user setting a limit expects (``docs/differences.md``).
+
+A body of unknown length (chunked) is limited as it is read, as Go's
+``http.MaxBytesReader`` does: the reader gets ``max_size`` bytes and then the
+error ``HandlerError(413, "http: request body too large")``; the response
+then carries ``Connection: close`` so the connection is not reused with an
+unread body on it.
 """
 
 from __future__ import annotations
@@ -90,6 +93,9 @@ class RequestBodyLimit:
         self.max_size = max_size
 
     def serve(self, request: Request, response: Response, next: Any) -> Any:
+        if self.max_size > 0 and request.body is not None and (request.body.length or 0) > self.max_size:
+            response.headers.set("Connection", "close")
+            raise HandlerError(413, TOO_LARGE_MESSAGE)
         if self.max_size > 0 and request.body is not None:
             request.body = LimitedBody(request.body, self.max_size, response)  # type: ignore[assignment]
         return next(request, response)
