@@ -5,7 +5,6 @@ from __future__ import annotations
 import secrets
 from http import HTTPStatus
 
-
 _ID_ALPHABET = "abcdefghijkmnpqrstuvwxyz0123456789"
 
 
