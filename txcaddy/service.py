@@ -19,6 +19,7 @@ from txcaddy.caddyfile.errors import ConfigError, ConfigWarning
 from txcaddy.config.loader import LoadContext
 from txcaddy.http._h1 import HTTP11Factory
 from txcaddy.http.app import HTTPApp, load_http_app
+from txcaddy.logs import LogSystem
 
 DEFAULT_GRACE_PERIOD = 10.0  # seconds to let in-flight requests finish on stop
 
@@ -69,6 +70,7 @@ class CaddyService(MultiService):
         self.config = plain_json(config)
         self.warnings = list(warnings or [])
         self.http: HTTPApp | None = None
+        self.logs: LogSystem | None = None
         self._build()
 
     def _build(self) -> None:
@@ -76,11 +78,12 @@ class CaddyService(MultiService):
         unknown = sorted(set(apps) - {"http", "tls", "pki"})
         if unknown:
             raise ConfigError(f"loading app modules: module not registered: {unknown[0]}")
+        context = LoadContext(reactor=self.reactor, log=self.log)
+        self.logs = LogSystem.from_config(self.config.get("logging"), context)
         http_config = apps.get("http")
         if not http_config:
             return
-        context = LoadContext(reactor=self.reactor, log=self.log)
-        self.http = load_http_app(http_config, context)
+        self.http = load_http_app(http_config, context, logs=self.logs)
         for name, server in self.http.servers.items():
             factory = HTTP11Factory(server, self.reactor)
             for listener in self.http.listeners[name]:
@@ -105,20 +108,26 @@ class CaddyService(MultiService):
     def startService(self) -> None:
         for warning in self.warnings:
             self.log.warn("{config_warning}", config_warning=str(warning))
+        if self.logs is not None:
+            self.logs.start()  # open the log files first: a bad one fails the start
         super().startService()
         for name, addresses in self.listenAddresses().items():
             self.log.info("server {name} listening on {addresses}", name=name, addresses=addresses)
 
     @inlineCallbacks
     def stopService(self) -> Any:
-        # Stop accepting first (the listener children), then drain the connections.
+        # Stop accepting first (the listener children), then drain the connections,
+        # then close the logs (the last requests are still logged).
         yield super().stopService()
-        if self.http is None:
-            return
-        grace = self.http.grace_period or DEFAULT_GRACE_PERIOD
-        yield DeferredList(
-            [server.drain(grace, self.reactor) for server in self.http.servers.values()]
-        )
+        try:
+            if self.http is not None:
+                grace = self.http.grace_period or DEFAULT_GRACE_PERIOD
+                yield DeferredList(
+                    [server.drain(grace, self.reactor) for server in self.http.servers.values()]
+                )
+        finally:
+            if self.logs is not None:
+                self.logs.stop()
 
 
 def plain_json(config: dict[str, Any]) -> dict[str, Any]:

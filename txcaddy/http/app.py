@@ -14,6 +14,7 @@ from txcaddy.caddyfile.addresses import AddressError, NetworkAddress
 from txcaddy.caddyfile.errors import ConfigError
 from txcaddy.config.loader import LoadContext
 from txcaddy.http.server import DEFAULT_IDLE_TIMEOUT, HTTPServer
+from txcaddy.logs import LogSystem
 
 NANOSECONDS = 1e9
 
@@ -114,8 +115,10 @@ def _qualifies_for_certificate(host: str) -> bool:
     return not any(ch in _BAD_HOST_CHARS for ch in host)
 
 
-def load_http_app(config: dict[str, Any], context: LoadContext, *, allow_tls: bool = False) -> HTTPApp:
-    """Build the HTTP app from ``apps.http``."""
+def load_http_app(
+    config: dict[str, Any], context: LoadContext, *, allow_tls: bool = False, logs: LogSystem | None = None
+) -> HTTPApp:
+    """Build the HTTP app from ``apps.http``; with ``logs``, servers write access and error logs."""
     http_port = int(config.get("http_port") or 80)
     https_port = int(config.get("https_port") or 443)
     servers: dict[str, HTTPServer] = {}
@@ -136,6 +139,10 @@ def load_http_app(config: dict[str, Any], context: LoadContext, *, allow_tls: bo
             error_routes_config = (server_config.get("errors") or {}).get("routes")
             errors = context.load_routes(error_routes_config) if error_routes_config else None
             idle = server_config.get("idle_timeout")
+            access_log = None
+            if logs is not None:
+                access_log = logs.server_logger(server_config.get("logs"), error_routes=errors is not None)
+                routes = access_log.wrap(routes)
             servers[name] = HTTPServer(
                 name,
                 listen,
@@ -144,6 +151,7 @@ def load_http_app(config: dict[str, Any], context: LoadContext, *, allow_tls: bo
                 reactor=context.reactor,
                 max_header_bytes=int(server_config.get("max_header_bytes") or 0),
                 idle_timeout=_seconds(idle) if idle else DEFAULT_IDLE_TIMEOUT,
+                access_log=access_log,
                 protocols=server_config.get("protocols"),
             )
             listeners[name] = [endpoint for address in listen for endpoint in endpoint_descriptions(address)]
