@@ -81,7 +81,7 @@ class CommandTests(SynchronousTestCase):
             f.write('{"apps":{"http":{"servers":{"s":{"listen":[":1"],"routes":[{"handle":[{"handler":"nope"}]}]}}}}}')
         code, _, err = self.run_cli("validate", "--config", path)
         self.assertEqual(code, 1)
-        self.assertIn("unknown handler module http.handlers.nope", err)
+        self.assertIn("module not registered: http.handlers.nope", err)
 
     def test_fmt(self) -> None:
         with open(self.caddyfile, "w") as f:
