@@ -1008,7 +1008,10 @@ def _merge(segments: list[Any]) -> tuple[Any, ...]:
     return tuple(merged)
 
 
-def _render(segments: tuple[Any, ...], out: list[str], request: Any, response: Any, empty_unknown: bool, empty: str) -> None:
+def _render(
+    segments: tuple[Any, ...], out: list[str], request: Any, response: Any, empty_unknown: bool, empty: str,
+    transform: Callable[[str], str] | None = None,
+) -> None:
     for segment in segments:
         if segment.__class__ is str:
             out.append(segment)
@@ -1016,13 +1019,15 @@ def _render(segments: tuple[Any, ...], out: list[str], request: Any, response: A
         value = segment.resolve(request, response)
         if value is UNKNOWN:
             if not empty_unknown:
-                _render(segment.fallback, out, request, response, False, empty)
+                _render(segment.fallback, out, request, response, False, empty, transform)
                 continue
             text = ""
         elif value.__class__ is str:
             text = value
         else:
             text = to_string(value)
+        if transform is not None and text:
+            text = transform(text)
         out.append(text or empty)
 
 
@@ -1052,11 +1057,15 @@ class Template:
         """The placeholder names at the top level, in order."""
         return [s.key for s in self._segments if s.__class__ is not str]
 
-    def render(self, request: Any, response: Any = None, *, empty_unknown: bool = False, empty: str = "") -> str:
+    def render(
+        self, request: Any, response: Any = None, *, empty_unknown: bool = False, empty: str = "",
+        transform: Callable[[str], str] | None = None,
+    ) -> str:
+        """``transform`` rewrites each known value's text (Caddy's ``ReplaceFunc``)."""
         if self.is_static:
             return self._static
         out: list[str] = []
-        _render(self._segments, out, request, response, empty_unknown, empty)
+        _render(self._segments, out, request, response, empty_unknown, empty, transform)
         return out[0] if len(out) == 1 else "".join(out)
 
     def __repr__(self) -> str:

@@ -27,6 +27,7 @@ BUILTIN_MODULES = (
     "txcaddy.http.handlers.rewrite",
     "txcaddy.http.handlers.headers",
     "txcaddy.http.handlers.fileserver",
+    "txcaddy.http.handlers._filematch",
     "txcaddy.http.handlers.requestbody",
     "txcaddy.http.handlers.encode",
 )

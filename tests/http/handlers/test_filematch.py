@@ -1,0 +1,290 @@
+"""The ``file`` matcher (``try_files``) and the Go path rules behind it (Caddy 2.6.2 matcher.go)."""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+from urllib.parse import quote
+
+from twisted.trial.unittest import SynchronousTestCase
+
+from txcaddy.caddyfile.errors import ConfigError
+from txcaddy.config.loader import LoadContext
+from txcaddy.http.errors import HandlerError
+from txcaddy.http.handlers._filematch import (
+    FileMatcher,
+    go_clean,
+    go_glob,
+    go_match,
+    sanitized_path_join,
+    within_root,
+)
+from txcaddy.testing import make_request
+
+from .support import fixture_handlers
+
+
+def matcher(config: dict) -> FileMatcher:
+    return LoadContext().load_matcher_set({"file": config}).matchers[0]
+
+
+def placeholders(request) -> dict[str, str]:
+    return {k.rpartition(".")[2]: v for k, v in request.placeholders.items() if k.startswith("http.matchers.file.")}
+
+
+class GoPathTests(SynchronousTestCase):
+    def test_clean(self) -> None:
+        for given, expected in [
+            ("", "."), ("/", "/"), ("//", "/"), ("//a//b/", "/a/b"), ("a/../..", ".."), ("/../a", "/a"),
+            ("./a/./b/", "a/b"), ("/a/b/../../../c", "/c"), ("a/b\\..\\c", "a/b\\..\\c"),
+        ]:
+            self.assertEqual(go_clean(given), expected, given)
+
+    def test_sanitized_path_join(self) -> None:
+        # Caddy's TestSanitizedPathJoin, with the paths decoded as Go's URL parser does
+        for root, path, expected in [
+            ("", "", "."),
+            ("", "/", "."),
+            ("", "/foo", "foo"),
+            ("", "/foo/", "foo/"),
+            ("", "/foo/bar", "foo/bar"),
+            ("/a", "/foo/bar", "/a/foo/bar"),
+            ("", "/foo/../bar", "bar"),
+            ("/a/b", "/foo/../bar", "/a/b/bar"),
+            ("/a/b", "/../bar", "/a/b/bar"),
+            ("/a/b", "/../../", "/a/b/"),
+            ("/a/b", "/../../etc/passwd", "/a/b/etc/passwd"),
+            ("/a/b", "../..", "/a/b"),
+            ("/a/b", "//../x", "/a/b/x"),
+            ("/a/b", "/..\\x", "/a/b/..\\x"),  # a backslash is a name character on Unix
+            ("/", "/../x", "/x"),
+        ]:
+            self.assertEqual(sanitized_path_join(root, path), expected, (root, path))
+
+    def test_match(self) -> None:
+        # from Go's path/filepath match_test.go
+        for pattern, name, expected in [
+            ("abc", "abc", True), ("*", "abc", True), ("*c", "abc", True), ("a*", "a", True), ("a*", "abc", True),
+            ("a*", "ab/c", False), ("a*/b", "abc/b", True), ("a*/b", "a/c/b", False),
+            ("a*b*c*d*e*/f", "axbxcxdxe/f", True), ("a*b*c*d*e*/f", "axbxcxdxexxx/f", True),
+            ("a*b*c*d*e*/f", "axbxcxdxe/xxx/f", False), ("a*b*c*d*e*/f", "axbxcxdxexxx/fff", False),
+            ("a*b?c*x", "abxbbxdbxebxczzx", True), ("a*b?c*x", "abxbbxdbxebxczzy", False),
+            ("ab[c]", "abc", True), ("ab[b-d]", "abc", True), ("ab[e-g]", "abc", False),
+            ("ab[^c]", "abc", False), ("ab[^b-d]", "abc", False), ("ab[^e-g]", "abc", True),
+            ("a\\*b", "a*b", True), ("a\\*b", "ab", False), ("a?b", "a☺b", True), ("a[^a]b", "a☺b", True),
+            ("a???b", "a☺b", False), ("a[^a][^a][^a]b", "a☺b", False), ("[a-ζ]*", "α", True),
+            ("*[a-ζ]", "A", False), ("a?b", "a/b", False), ("a*b", "a/b", False),
+            ("[\\]a]", "]", True), ("[\\-]", "-", True), ("[x\\-]", "x", True), ("[x\\-]", "-", True),
+            ("[x\\-]", "z", False), ("[\\-x]", "x", True), ("[\\-x]", "-", True), ("[\\-x]", "a", False),
+            ("[]a]", "]", False), ("[-]", "-", False), ("[x-]", "x", False), ("[x-]", "-", False),
+            ("[x-]", "z", False), ("[-x]", "x", False), ("[-x]", "-", False), ("[-x]", "a", False),
+            ("\\", "a", False), ("[a-b-c]", "a", False), ("[", "a", False), ("[^", "a", False),
+            ("[^bc", "a", False), ("a[", "a", False), ("a[", "ab", False), ("*x", "xxx", True),
+            ("[z-a]", "m", False), ("[^z-a]", "m", True),
+        ]:
+            self.assertEqual(go_match(pattern, name), expected, (pattern, name))
+
+    def test_glob(self) -> None:
+        base = Path(self.mktemp())
+        (base / "d1").mkdir(parents=True)
+        (base / "d2").mkdir()
+        for name in ("d1/a.txt", "d1/b.txt", "d2/a.txt", "d2/c.md", "x*y"):
+            (base / name).write_text(name)
+        root = str(base)
+        self.assertEqual(go_glob(root + "/d*/a.txt"), [root + "/d1/a.txt", root + "/d2/a.txt"])
+        self.assertEqual(go_glob(root + "/d1/*.txt"), [root + "/d1/a.txt", root + "/d1/b.txt"])
+        self.assertEqual(go_glob(root + "/x\\*y"), [root + "/x*y"])  # an escaped star is literal
+        self.assertEqual(go_glob(root + "/d2"), [root + "/d2"])
+        self.assertEqual(go_glob(root + "/nothing"), [])
+        self.assertEqual(go_glob(root + "/d1/["), [])  # a malformed pattern finds nothing
+
+
+class FileMatcherTests(SynchronousTestCase):
+    """Caddy's TestFileMatcher and TestPHPFileMatcher on the same file tree."""
+
+    def setUp(self) -> None:
+        self.root = Path(self.mktemp())
+        (self.root / "foodir").mkdir(parents=True)
+        (self.root / "foo.php.php").mkdir()
+        for name in ("foo.txt", "foodir/foo.txt", "foodir/bar.txt", "index.php", "remote.php", "notphp.php.txt",
+                     "foo.php.php/index.php", "ملف.txt", "%D9%85%D9%84%D9%81.txt", "with:in-name.txt"):
+            (self.root / name).write_text(name)
+
+    def run_match(self, config: dict, target: str, **vars_) -> tuple[bool, object]:
+        request = make_request("GET", target)
+        request.vars.update(vars_)
+        return matcher(config).match(request), request
+
+    def test_try_files_file_then_directory(self) -> None:
+        config = {"root": str(self.root), "try_files": ["{http.request.uri.path}", "{http.request.uri.path}/"]}
+        for target, expected_path, expected_type in [
+            ("/foo.txt", "/foo.txt", "file"),
+            ("/foo.txt/", "/foo.txt", "file"),
+            ("/foodir", "/foodir/", "directory"),
+            ("/foodir/", "/foodir/", "directory"),
+            ("/foodir/foo.txt", "/foodir/foo.txt", "file"),
+            ("/missingfile.php", None, None),
+            ("/" + quote("ملف.txt"), "/ملف.txt", "file"),
+            ("/" + quote(quote("ملف.txt")), "/%D9%85%D9%84%D9%81.txt", "file"),
+            ("/./with:in-name.txt", "/with:in-name.txt", "file"),
+        ]:
+            matched, request = self.run_match(config, target)
+            self.assertEqual(matched, expected_path is not None, target)
+            if matched:
+                found = placeholders(request)
+                self.assertEqual(found["relative"], expected_path, target)
+                self.assertEqual(found["type"], expected_type, target)
+                self.assertEqual(found["absolute"], str(self.root) + expected_path, target)
+                self.assertEqual(found["remainder"], "", target)
+
+    def test_split_path(self) -> None:
+        config = {"root": str(self.root), "try_files": ["{http.request.uri.path}", "{http.request.uri.path}/index.php"],
+                  "split_path": [".php"]}
+        for target, expected_path, remainder in [
+            ("/index.php", "/index.php", ""),
+            ("/index.php/somewhere", "/index.php", "/somewhere"),
+            ("/remote.php", "/remote.php", ""),
+            ("/remote.php/somewhere", "/remote.php", "/somewhere"),
+            ("/REMOTE.PHP/x", None, None),  # split case-insensitively, but the file system is not
+            ("/missingfile.php", None, None),
+            ("/notphp.php.txt", "/notphp.php.txt", ""),
+            ("/notphp.php.txt/", "/notphp.php.txt", ""),
+            ("/notphp.php.txt.suffixed", None, None),
+            ("/foo.php.php/index.php", "/foo.php.php/index.php", ""),
+            ("/%E2%C3", None, None),
+        ]:
+            matched, request = self.run_match(config, target)
+            self.assertEqual(matched, expected_path is not None, target)
+            if matched:
+                self.assertEqual(placeholders(request)["relative"], expected_path, target)
+                self.assertEqual(placeholders(request)["remainder"], remainder, target)
+
+    def test_first_split_is_case_insensitive(self) -> None:
+        self.assertEqual(FileMatcher(split_path=[".php"])._first_split("index.PHP/somewhere"), ("index.PHP", "/somewhere"))
+        # Caddy's search stops one short of the end: a value ending the path does not split it
+        self.assertEqual(FileMatcher(split_path=[".php"])._first_split("/a.php"), ("/a.php", ""))
+
+    def test_root_from_vars_and_default(self) -> None:
+        matched, request = self.run_match({"try_files": ["/foo.txt"]}, "/", root=str(self.root))
+        self.assertTrue(matched)
+        self.assertEqual(placeholders(request)["absolute"], str(self.root) + "/foo.txt")
+        cwd = os.getcwd()
+        # without a root the working directory is used and paths stay relative (Caddy's quirk)
+        relative = os.path.relpath(self.root, cwd)
+        matched, request = self.run_match({"try_files": [f"/{relative}/foo.txt"]}, "/")
+        self.assertTrue(matched)
+        self.assertEqual(placeholders(request)["absolute"], f"{relative}/foo.txt")
+
+    def test_default_try_files_is_the_request_path(self) -> None:
+        matched, request = self.run_match({"root": str(self.root)}, "/foodir/bar.txt")
+        self.assertTrue(matched)
+        self.assertEqual(placeholders(request)["relative"], "/foodir/bar.txt")
+        self.assertFalse(self.run_match({"root": str(self.root)}, "/foodir")[0])  # a directory needs "/"
+
+    def test_error_status_entries(self) -> None:
+        config = {"root": str(self.root), "try_files": ["{http.request.uri.path}", "=404"]}
+        self.assertTrue(self.run_match(config, "/foo.txt")[0])
+        error = self.assertRaises(HandlerError, self.run_match, config, "/nope")
+        self.assertEqual((error.status, error.message), (404, "404"))
+        error = self.assertRaises(HandlerError, self.run_match, {"root": str(self.root), "try_files": ["=+503"]}, "/")
+        self.assertEqual(error.status, 503)
+        # not a status: an ordinary (missing) file name
+        for entry in ("=abc", "=99", "=1000", "="):
+            self.assertFalse(self.run_match({"root": str(self.root), "try_files": [entry]}, "/")[0], entry)
+        # only first_exist knows error entries
+        self.assertFalse(self.run_match({"root": str(self.root), "try_files": ["=404"], "try_policy": "largest_size"}, "/")[0])
+
+    def test_policies(self) -> None:
+        sizes = {"a.html": 30, "b.html": 10, "c.html": 20, "empty.html": 0}
+        for name, size in sizes.items():
+            (self.root / name).write_bytes(b"x" * size)
+        for i, name in enumerate(("b.html", "a.html", "c.html", "empty.html")):
+            os.utime(self.root / name, ns=(1_600_000_000_000_000_000 + i, 1_600_000_000_000_000_000 + i))
+        files = ["/missing.html", "/a.html", "/b.html", "/c.html"]
+        for policy, expected in [("first_exist", "/a.html"), ("largest_size", "/a.html"),
+                                 ("smallest_size", "/b.html"), ("most_recently_modified", "/c.html")]:
+            matched, request = self.run_match({"root": str(self.root), "try_files": files, "try_policy": policy}, "/")
+            self.assertTrue(matched, policy)
+            self.assertEqual(placeholders(request)["relative"], expected, policy)
+        # Caddy's quirks: an empty file never wins largest_size and is replaced in smallest_size
+        self.assertFalse(self.run_match({"root": str(self.root), "try_files": ["/empty.html"], "try_policy": "largest_size"}, "/")[0])
+        matched, request = self.run_match(
+            {"root": str(self.root), "try_files": ["/empty.html", "/a.html"], "try_policy": "smallest_size"}, "/")
+        self.assertEqual(placeholders(request)["relative"], "/a.html")
+        # size policies accept directories too
+        matched, request = self.run_match({"root": str(self.root), "try_files": ["/foodir"], "try_policy": "smallest_size"}, "/")
+        self.assertEqual(placeholders(request)["type"], "directory")
+
+    def test_globs_in_entries_but_not_in_placeholder_values(self) -> None:
+        matched, request = self.run_match({"root": str(self.root), "try_files": ["/foodir/*.txt"]}, "/")
+        self.assertTrue(matched)
+        self.assertEqual(placeholders(request)["relative"], "/foodir/bar.txt")  # sorted: bar before foo
+        (self.root / "foodir" / "*.txt").write_text("star")
+        (self.root / "ab").write_text("ab")
+        # checked against Caddy 2.6.2: values are glob-escaped, except backslashes
+        for target, expected in [
+            ("/foodir/*.txt", "/foodir/*.txt"),
+            ("/foodir/%2A.txt", "/foodir/*.txt"),
+            ("/foodir/b%3Fr.txt", None),
+            ("/foodir/[bf]oo.txt", None),
+            ("/foodir/%5C*.txt", None),
+            ("/a%5Cb", "/ab"),
+        ]:
+            matched, request = self.run_match({"root": str(self.root)}, target)
+            self.assertEqual(placeholders(request).get("relative"), expected, target)
+
+    def test_placeholders_and_paths_with_dots(self) -> None:
+        matched, request = self.run_match({"root": str(self.root), "try_files": ["{http.request.uri.path}.txt"]}, "/foo")
+        self.assertEqual(placeholders(request)["relative"], "/foo.txt")
+        matched, request = self.run_match({"root": str(self.root), "try_files": ["/../../foo.txt"]}, "/")
+        self.assertEqual(placeholders(request)["absolute"], str(self.root) + "/foo.txt")
+
+    def test_symlink_outside_root_does_not_exist(self) -> None:
+        outside = Path(self.mktemp())
+        outside.mkdir()
+        (outside / "secret.txt").write_text("secret")
+        os.symlink(outside / "secret.txt", self.root / "leak.txt")
+        os.symlink(outside, self.root / "leakdir")
+        os.symlink("foo.txt", self.root / "inside.txt")
+        config = {"root": str(self.root), "try_files": ["{http.request.uri.path}", "/foo.txt"]}
+        for target in ("/leak.txt", "/leakdir/secret.txt"):
+            matched, request = self.run_match(config, target)
+            self.assertEqual(placeholders(request)["relative"], "/foo.txt", target)  # fell through
+        matched, request = self.run_match(config, "/inside.txt")
+        self.assertEqual(placeholders(request)["relative"], "/inside.txt")
+
+    def test_within_root(self) -> None:
+        real_root = os.path.realpath(self.root)
+        self.assertTrue(within_root(real_root, str(self.root / "foo.txt")))
+        self.assertTrue(within_root(real_root, str(self.root)))
+        self.assertFalse(within_root(real_root, str(self.root / "missing")))
+        self.assertFalse(within_root(real_root, str(self.root.parent)))
+        self.assertFalse(within_root(None, str(self.root / "foo.txt")))
+        self.assertTrue(within_root("/", str(self.root / "foo.txt")))
+        sibling = Path(str(self.root) + "-sibling")
+        sibling.mkdir()
+        self.assertFalse(within_root(real_root, str(sibling)))  # a shared name prefix is not containment
+
+
+class LoadTests(SynchronousTestCase):
+    def test_bad_configs(self) -> None:
+        for config, message in [
+            ({"try_policy": "random"}, "unknown try policy random"),
+            ({"try_files": "a"}, "try_files must be a list of strings"),
+            ({"root": 5}, "root must be a string"),
+            ({"tryfiles": []}, 'unknown field "tryfiles"'),
+            ({"file_system": {"backend": "x"}}, "file_system"),
+            ([], "expected an object"),
+        ]:
+            error = self.assertRaises(ConfigError, matcher, config)
+            self.assertIn(message, str(error))
+
+    def test_adapter_fixtures_load(self) -> None:
+        loaded = 0
+        for where, config in fixture_handlers("subroute"):
+            for route in config.get("routes") or []:
+                for matcher_set in route.get("match") or []:
+                    if "file" in matcher_set:
+                        self.assertIsInstance(matcher(matcher_set["file"]), FileMatcher, where)
+                        loaded += 1
+        self.assertGreater(loaded, 0)

@@ -1,0 +1,1363 @@
+"""``file_server``: static files, directory listings and precompressed sidecars.
+
+A port of Caddy 2.6.2's ``fileserver/staticfiles.go`` and ``browse.go``, with
+the HTTP semantics of Go's ``http.ServeContent`` that Caddy hands the file to:
+
+* the file is ``SanitizedPathJoin(root, path)``; the root is the handler's
+  ``root`` or ``{http.vars.root}`` or ``.``. Missing files are 404 (or the next
+  handler with ``pass_thru``), unreadable ones 403, others 500/503;
+* txcaddy adds one rule Caddy does not have: a file or directory reached
+  through a symlink that resolves outside the root is treated as missing, and
+  only regular files are served (a FIFO or device would block the reactor);
+* directories: index files, else a ``browse`` listing (HTML, or JSON for
+  ``Accept: application/json``), else 404; canonical-URI redirects (308) as
+  Caddy does them, based on the original request path;
+* ``hide`` follows Caddy's ``fileHidden``: entries without ``/`` hide any path
+  element they glob-match, entries with ``/`` are absolute-path prefixes/globs;
+* ``precompressed`` sidecars (``.br``, ``.gz``, ``.zst``) by ``Accept-Encoding``;
+* ``Content-Type`` comes from the extension through Go's ``mime`` table (its
+  built-ins, then the system's ``globs2``/``mime.types`` as Go reads them); an
+  unknown extension gets no Content-Type at all (Caddy forbids sniffing);
+* ``Last-Modified``, Caddy's ``ETag``, ``If-Match``/``If-None-Match``/
+  ``If-Modified-Since``/``If-Unmodified-Since``/``If-Range``, single and
+  multiple ``Range`` requests (multipart/byteranges) as Go answers them;
+* the status can be overridden (``status_code``, placeholders allowed), and
+  inside error routes the error's status is used, for every status
+  ServeContent would have written — as Caddy's wrapper does.
+
+Bodies are streamed from the file in large chunks by a pull producer; a small
+file is written at once.
+"""
+
+from __future__ import annotations
+
+import calendar
+import errno
+import html
+import json
+import os
+import re
+import secrets
+import stat
+import time
+from collections.abc import Iterable
+from itertools import islice
+from typing import Any
+from urllib.parse import quote, unquote
+
+from twisted.internet.defer import Deferred
+from twisted.internet.interfaces import IPullProducer
+from zope.interface import implementer
+
+from txcaddy.caddyfile.errors import ConfigError
+from txcaddy.config.placeholders import (
+    Template,
+    go_atoi,
+    go_path_base,
+    parse_query,
+    request_cookies,
+)
+from txcaddy.config.registry import lookup, module
+from txcaddy.http.errors import AbortConnection, HandlerError
+from txcaddy.http.handlers._filematch import (
+    RootGuard,
+    compile_match,
+    go_abs,
+    go_clean,
+    go_ext,
+    sanitized_path_join,
+    within_root,
+)
+from txcaddy.http.handlers.encode import accepted_encodings
+from txcaddy.http.request import Request
+from txcaddy.http.response import Response
+from txcaddy.interfaces import IHandler
+
+__all__ = ["FileServer", "Precompressed", "calculate_etag", "mime_type_by_extension"]
+
+DEFAULT_INDEX_NAMES = ("index.html", "index.txt")
+CHUNK_SIZE = 128 * 1024  # bytes read and written per producer turn
+_BROWSE_LIMIT = 10000  # entries Caddy reads from a directory for a listing
+
+# -- Go's mime.TypeByExtension (Unix) -----------------------------------------------------------
+
+_BUILTIN_TYPES = {
+    ".avif": "image/avif",
+    ".css": "text/css; charset=utf-8",
+    ".gif": "image/gif",
+    ".htm": "text/html; charset=utf-8",
+    ".html": "text/html; charset=utf-8",
+    ".jpeg": "image/jpeg",
+    ".jpg": "image/jpeg",
+    ".js": "text/javascript; charset=utf-8",
+    ".json": "application/json",
+    ".mjs": "text/javascript; charset=utf-8",
+    ".pdf": "application/pdf",
+    ".png": "image/png",
+    ".svg": "image/svg+xml",
+    ".wasm": "application/wasm",
+    ".webp": "image/webp",
+    ".xml": "text/xml; charset=utf-8",
+}
+MIME_GLOBS_FILES = ("/usr/local/share/mime/globs2", "/usr/share/mime/globs2")
+MIME_TYPES_FILES = ("/etc/mime.types", "/etc/apache2/mime.types", "/etc/apache/mime.types", "/etc/httpd/conf/mime.types")
+
+_TOKEN = frozenset("!#$%&'*+-.^_`|~0123456789abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ")
+
+
+def _media_type_with_charset(value: str) -> str | None:
+    """Go's ``setExtensionType`` normalisation: text types get ``charset=utf-8``; None if invalid."""
+    base, _, params = value.partition(";")
+    media = base.strip().lower()
+    major, slash, minor = media.partition("/")
+    if not major or not set(major) <= _TOKEN or (slash and (not minor or not set(minor) <= _TOKEN)):
+        return None
+    if value.startswith("text/") and "charset=" not in params.lower():
+        # Go re-formats the whole value as a type: with parameters that is not a token, so empty
+        return "" if params or ";" in value else f"{major}/{minor}; charset=utf-8"
+    return value
+
+
+class MimeTypes:
+    """Go's extension → type table: built-ins first, then the system's databases the way Go reads them."""
+
+    def __init__(self, globs_files: Iterable[str] = MIME_GLOBS_FILES, types_files: Iterable[str] = MIME_TYPES_FILES) -> None:
+        self.exact: dict[str, str] = dict(_BUILTIN_TYPES)
+        self.lower: dict[str, str] = dict(_BUILTIN_TYPES)
+        for path in globs_files:
+            if self._load_globs(path):
+                break
+        else:
+            for path in types_files:
+                self._load_types(path)
+
+    def _set(self, extension: str, media_type: str) -> None:
+        normalised = _media_type_with_charset(media_type)
+        if normalised is None:
+            return
+        self.exact[extension] = normalised
+        self.lower[extension.lower()] = normalised
+
+    def _load_globs(self, path: str) -> bool:
+        """``globs2`` lines are ``weight:type:*.ext``; the first (heaviest) type of an extension wins."""
+        try:
+            with open(path, encoding="utf-8", errors="surrogateescape") as f:
+                lines = f.read().splitlines()
+        except OSError:
+            return False
+        for line in lines:
+            fields = line.split(":")
+            if len(fields) < 3 or not fields[0] or len(fields[2]) < 3:
+                continue
+            if fields[0][0] == "#" or fields[2][0] != "*" or fields[2][1] != ".":
+                continue
+            extension = fields[2][1:]
+            if any(ch in extension for ch in "?*[") or extension in self.exact:
+                continue
+            self._set(extension, fields[1])
+        return True
+
+    def _load_types(self, path: str) -> None:
+        """``mime.types`` lines are ``type ext ext…``; later files override earlier entries."""
+        try:
+            with open(path, encoding="utf-8", errors="surrogateescape") as f:
+                lines = f.read().splitlines()
+        except OSError:
+            return
+        for line in lines:
+            fields = line.split()
+            if len(fields) <= 1 or fields[0][0] == "#":
+                continue
+            for extension in fields[1:]:
+                if extension[0] == "#":
+                    break
+                self._set("." + extension, fields[0])
+
+    def by_extension(self, extension: str) -> str:
+        if not extension:
+            return ""
+        found = self.exact.get(extension)
+        if found is not None:
+            return found
+        return self.lower.get(extension.lower(), "")
+
+
+_mime_types: MimeTypes | None = None
+
+
+def mime_types() -> MimeTypes:
+    """The process-wide table, read once (at config load)."""
+    global _mime_types
+    if _mime_types is None:
+        _mime_types = MimeTypes()
+    return _mime_types
+
+
+def mime_type_by_extension(extension: str) -> str:
+    """Go's ``mime.TypeByExtension``."""
+    return mime_types().by_extension(extension)
+
+
+# -- Go's time formats ----------------------------------------------------------------------------
+
+_DAYS = ("Mon", "Tue", "Wed", "Thu", "Fri", "Sat", "Sun")
+_MONTHS = ("Jan", "Feb", "Mar", "Apr", "May", "Jun", "Jul", "Aug", "Sep", "Oct", "Nov", "Dec")
+_MONTH_NUMBERS = {m.lower(): i + 1 for i, m in enumerate(_MONTHS)}
+_DAY_ALT = "|".join(_DAYS)
+_LONG_DAY_ALT = "Monday|Tuesday|Wednesday|Thursday|Friday|Saturday|Sunday"
+_MONTH_ALT = "|".join(_MONTHS)
+_FRACTION = r"(?:[.,](\d+))?"
+# http.TimeFormat, time.RFC850 and time.ANSIC, the three forms http.ParseTime accepts
+_IMF_DATE = re.compile(rf"(?i:{_DAY_ALT}), (\d\d) ((?i:{_MONTH_ALT})) (\d{{4}}) (\d\d?):(\d\d):(\d\d){_FRACTION} GMT")
+_RFC850_DATE = re.compile(
+    rf"(?i:{_LONG_DAY_ALT}), (\d\d)-((?i:{_MONTH_ALT}))-(\d\d) (\d\d?):(\d\d):(\d\d){_FRACTION} (?:[A-Z]{{3}}T?|ChST|MeST)"
+)
+_ANSIC_DATE = re.compile(rf"(?i:{_DAY_ALT}) ((?i:{_MONTH_ALT})) {{1,2}}(\d\d?) (\d\d?):(\d\d):(\d\d){_FRACTION} (\d{{4}})")
+
+
+def http_date(seconds: int) -> str:
+    """Go's ``time.Format(http.TimeFormat)`` of a UTC time."""
+    tm = time.gmtime(seconds)
+    return (f"{_DAYS[tm.tm_wday]}, {tm.tm_mday:02d} {_MONTHS[tm.tm_mon - 1]} {tm.tm_year:04d} "
+            f"{tm.tm_hour:02d}:{tm.tm_min:02d}:{tm.tm_sec:02d} GMT")
+
+
+def parse_http_time(text: str) -> int | None:
+    """Go's ``http.ParseTime`` as nanoseconds since the epoch; None when it does not parse."""
+    found = _IMF_DATE.fullmatch(text)
+    if found is not None:
+        day, month, year, hour, minute, second, fraction = found.groups()
+    else:
+        found = _RFC850_DATE.fullmatch(text)
+        if found is not None:
+            day, month, short_year, hour, minute, second, fraction = found.groups()
+            year = str((1900 if int(short_year) >= 69 else 2000) + int(short_year))
+        else:
+            found = _ANSIC_DATE.fullmatch(text)
+            if found is None:
+                return None
+            month, day, hour, minute, second, fraction, year = found.groups()
+    try:
+        moment = calendar.timegm(
+            (int(year), _MONTH_NUMBERS[month.lower()], int(day), int(hour), int(minute), int(second), 0, 0, 0)
+        )
+    except (ValueError, OverflowError):
+        return None
+    if not (1 <= int(day) <= calendar.monthrange(int(year), _MONTH_NUMBERS[month.lower()])[1]):
+        return None
+    if int(hour) > 23 or int(minute) > 59 or int(second) > 59:
+        return None
+    nanos = int((fraction or "0")[:9].ljust(9, "0"))
+    return moment * 1_000_000_000 + nanos
+
+
+def go_time_json(nanoseconds: int) -> str:
+    """Go's JSON form of a UTC time (RFC 3339 with trailing zeros of the fraction dropped)."""
+    seconds, nanos = divmod(nanoseconds, 1_000_000_000)
+    tm = time.gmtime(seconds)
+    text = (f"{tm.tm_year:04d}-{tm.tm_mon:02d}-{tm.tm_mday:02d}T"
+            f"{tm.tm_hour:02d}:{tm.tm_min:02d}:{tm.tm_sec:02d}")
+    if nanos:
+        text += "." + f"{nanos:09d}".rstrip("0")
+    return text + "Z"
+
+
+def _base36(value: int) -> str:
+    digits = "0123456789abcdefghijklmnopqrstuvwxyz"
+    if value == 0:
+        return "0"
+    sign = "-" if value < 0 else ""
+    value = abs(value)
+    out = []
+    while value:
+        value, rest = divmod(value, 36)
+        out.append(digits[rest])
+    return sign + "".join(reversed(out))
+
+
+def calculate_etag(info: os.stat_result) -> str:
+    """Caddy's ``calculateEtag``: modification time (Unix seconds) and size, both base 36."""
+    return '"' + _base36(info.st_mtime_ns // 1_000_000_000) + _base36(info.st_size) + '"'
+
+
+# -- Go's ServeContent conditionals ------------------------------------------------------------
+
+_OWS = " \t\r\n"  # textproto.TrimString
+
+
+def _scan_etag(text: str) -> tuple[str, str]:
+    """Go's ``scanETag``: the first entity tag of ``text`` and the rest; empty when malformed."""
+    text = text.strip(_OWS)
+    start = 2 if text.startswith("W/") else 0
+    if len(text) - start < 2 or text[start] != '"':
+        return "", ""
+    for i in range(start + 1, len(text)):
+        ch = ord(text[i])
+        if ch == 0x22:
+            return text[: i + 1], text[i + 1 :]
+        if not (ch == 0x21 or 0x23 <= ch <= 0x7E or ch >= 0x80):
+            return "", ""
+    return "", ""
+
+
+def _strong_match(a: str, b: str) -> bool:
+    return a == b and a != "" and a[0] == '"'
+
+
+def _weak_match(a: str, b: str) -> bool:
+    return a.removeprefix("W/") == b.removeprefix("W/")
+
+
+_COND_NONE, _COND_TRUE, _COND_FALSE = 0, 1, 2
+
+
+def _check_etags(header: str, etag: str, strong: bool) -> int:
+    """If-Match (strong) / If-None-Match (weak): TRUE when a listed tag (or ``*``) matches."""
+    rest = header
+    while True:
+        rest = rest.strip(_OWS)
+        if not rest:
+            return _COND_FALSE
+        if rest[0] == ",":
+            rest = rest[1:]
+            continue
+        if rest[0] == "*":
+            return _COND_TRUE
+        tag, rest = _scan_etag(rest)
+        if not tag:
+            return _COND_FALSE
+        if (_strong_match(tag, etag) if strong else _weak_match(tag, etag)):
+            return _COND_TRUE
+
+
+class _Preconditions:
+    """Go's ``checkPreconditions``: the answer (304/412) or the Range header still to honour."""
+
+    __slots__ = ("status", "range")
+
+    def __init__(self, request: Request, headers: Any, modified_ns: int) -> None:
+        self.status = 0
+        self.range = ""
+        fields = request.headers
+        etag = headers.get("Etag") or ""
+        known_time = modified_ns != 0
+        modified_floor = (modified_ns // 1_000_000_000) * 1_000_000_000
+        method = request.method
+        condition = _COND_NONE
+        if_match = fields.get("If-Match") or ""
+        if if_match:
+            condition = _check_etags(if_match, etag, strong=True)
+        else:
+            unmodified_since = fields.get("If-Unmodified-Since") or ""
+            if unmodified_since and known_time:
+                moment = parse_http_time(unmodified_since)
+                if moment is not None:
+                    condition = _COND_TRUE if modified_floor <= moment else _COND_FALSE
+        if condition == _COND_FALSE:
+            self.status = 412
+            return
+        if_none_match = fields.get("If-None-Match") or ""
+        if if_none_match:
+            if _check_etags(if_none_match, etag, strong=False) == _COND_TRUE:
+                self.status = 304 if method in ("GET", "HEAD") else 412
+                return
+        elif method in ("GET", "HEAD"):
+            modified_since = fields.get("If-Modified-Since") or ""
+            if modified_since and known_time:
+                moment = parse_http_time(modified_since)
+                if moment is not None and modified_floor <= moment:
+                    self.status = 304
+                    return
+        wanted = fields.get("Range") or ""
+        if wanted and method in ("GET", "HEAD"):
+            if_range = fields.get("If-Range") or ""
+            if if_range and not self._if_range_holds(if_range, etag, modified_ns):
+                wanted = ""
+        self.range = wanted
+
+    @staticmethod
+    def _if_range_holds(if_range: str, etag: str, modified_ns: int) -> bool:
+        tag, _ = _scan_etag(if_range)
+        if tag:
+            return _strong_match(tag, etag)
+        moment = parse_http_time(if_range)
+        if moment is None:
+            return False
+        return moment // 1_000_000_000 == modified_ns // 1_000_000_000
+
+
+class _RangeError(Exception):
+    pass
+
+
+_RANGE_NUMBER = re.compile(r"[+-]?[0-9]+\Z")
+_INT64_MAX = (1 << 63) - 1
+
+
+def _parse_int64(text: str) -> int | None:
+    if not _RANGE_NUMBER.match(text):
+        return None
+    value = int(text)
+    return value if -_INT64_MAX - 1 <= value <= _INT64_MAX else None
+
+
+def parse_range(header: str, size: int) -> list[tuple[int, int]]:
+    """Go's ``parseRange``: (start, length) pairs; ``_RangeError`` with Go's message when invalid."""
+    if not header:
+        return []
+    if not header.startswith("bytes="):
+        raise _RangeError("invalid range")
+    ranges: list[tuple[int, int]] = []
+    no_overlap = False
+    for spec in header[6:].split(","):
+        spec = spec.strip(_OWS)
+        if not spec:
+            continue
+        first, dash, last = spec.partition("-")
+        if not dash:
+            raise _RangeError("invalid range")
+        first, last = first.strip(_OWS), last.strip(_OWS)
+        if first == "":
+            if last == "" or last[0] == "-":
+                raise _RangeError("invalid range")
+            count = _parse_int64(last)
+            if count is None or count < 0:
+                raise _RangeError("invalid range")
+            count = min(count, size)
+            ranges.append((size - count, count))
+            continue
+        start = _parse_int64(first)
+        if start is None or start < 0:
+            raise _RangeError("invalid range")
+        if start >= size:
+            no_overlap = True
+            continue
+        if last == "":
+            ranges.append((start, size - start))
+            continue
+        end = _parse_int64(last)
+        if end is None or start > end:
+            raise _RangeError("invalid range")
+        end = min(end, size - 1)
+        ranges.append((start, end - start + 1))
+    if no_overlap and not ranges:
+        raise _RangeError("invalid range: failed to overlap")
+    return ranges
+
+
+# -- streaming the body -------------------------------------------------------------------------
+
+
+@implementer(IPullProducer)
+class _FileBody:
+    """Writes pieces of an open file (and literal bytes between them) as the client takes them."""
+
+    def __init__(self, fd: int, pieces: list[bytes | tuple[int, int]], response: Response) -> None:
+        self._fd: int | None = fd
+        self._pieces = pieces
+        self._index = 0
+        self._offset = -1  # position in the current file piece, -1 before it starts
+        self._left = 0
+        self._response = response
+        self.done: Deferred[None] = Deferred()
+
+    def start(self) -> Deferred[None]:
+        self._response.register_producer(self, False)
+        return self.done
+
+    def resumeProducing(self) -> None:
+        fd = self._fd
+        if fd is None:
+            return
+        out: list[bytes] = []
+        try:
+            while self._index < len(self._pieces):
+                piece = self._pieces[self._index]
+                if piece.__class__ is bytes:
+                    out.append(piece)  # type: ignore[arg-type]
+                    self._index += 1
+                    continue
+                if self._offset < 0:
+                    self._offset, self._left = piece  # type: ignore[misc]
+                data = _read_at(fd, min(CHUNK_SIZE, self._left), self._offset)
+                if not data:
+                    raise OSError(errno.EIO, "the file is shorter than its size")
+                self._offset += len(data)
+                self._left -= len(data)
+                if self._left == 0:
+                    self._index += 1
+                    self._offset = -1
+                out.append(data)
+                break
+        except OSError as error:
+            self._end(HandlerError(500, f"read: {error}", cause=error))
+            return
+        for data in out:
+            self._response.write(data)
+        if self._index >= len(self._pieces):
+            self._end(None)
+
+    def stopProducing(self) -> None:
+        """The client went away: release the file and let the chain finish."""
+        if self._fd is not None:
+            os.close(self._fd)
+            self._fd = None
+            self.done.callback(None)
+
+    def _end(self, error: HandlerError | None) -> None:
+        if self._fd is None:
+            return
+        os.close(self._fd)
+        self._fd = None
+        self._response.unregister_producer()
+        if error is None:
+            self.done.callback(None)
+        else:
+            self.done.errback(error)
+
+
+def _read_at(fd: int, size: int, offset: int) -> bytes:
+    if _HAS_PREAD:
+        return os.pread(fd, size, offset)
+    os.lseek(fd, offset, os.SEEK_SET)
+    return os.read(fd, size)
+
+
+_HAS_PREAD = hasattr(os, "pread")
+
+
+def _send_pieces(fd: int, pieces: list[bytes | tuple[int, int]], total: int, response: Response) -> Deferred[None] | None:
+    """Write the pieces: at once when small, else through a producer. Always closes ``fd``."""
+    if total <= CHUNK_SIZE:
+        try:
+            out = []
+            for piece in pieces:
+                if piece.__class__ is bytes:
+                    out.append(piece)
+                    continue
+                offset, length = piece  # type: ignore[misc]
+                data = _read_at(fd, length, offset) if length else b""
+                if len(data) != length:
+                    raise OSError(errno.EIO, "the file is shorter than its size")
+                out.append(data)
+        except OSError as error:
+            raise HandlerError(500, f"read: {error}", cause=error) from None
+        finally:
+            os.close(fd)
+        for data in out:
+            response.write(data)  # type: ignore[arg-type]
+        return None
+    return _FileBody(fd, pieces, response).start()
+
+
+# -- hiding files ---------------------------------------------------------------------------------
+
+
+class _Hide:
+    """A ``hide`` entry as used for one request (placeholders replaced, absolute if it has a ``/``)."""
+
+    __slots__ = ("text", "has_separator", "regex")
+
+    def __init__(self, text: str) -> None:
+        self.has_separator = "/" in text
+        self.text = go_abs(text) if self.has_separator else text
+        self.regex = compile_match(self.text)
+
+
+def file_hidden(filename: str, hide: tuple[_Hide, ...] | list[_Hide]) -> bool:
+    """Caddy's ``fileHidden`` for a file-system path."""
+    if not hide:
+        return False
+    filename = go_abs(filename)
+    components: list[str] | None = None
+    for entry in hide:
+        regex = entry.regex
+        if not entry.has_separator:
+            if components is None:
+                components = filename.split("/")
+            if regex is not None:
+                for component in components:
+                    if regex.fullmatch(component) is not None:
+                        return True
+        elif filename.startswith(entry.text) and filename[len(entry.text):].startswith("/"):
+            return True
+        if regex is not None and regex.fullmatch(filename) is not None:
+            return True
+    return False
+
+
+# -- precompressed sidecars ---------------------------------------------------------------------
+
+
+class Precompressed:
+    """An ``http.precompressed.*`` module: the encoding it answers and the sidecar's suffix."""
+
+    def __init__(self, encoding: str, suffix: str) -> None:
+        self.encoding = encoding
+        self.suffix = suffix
+
+
+@module("http.precompressed.gzip")
+def load_precompressed_gzip(config: Any, context: Any) -> Precompressed:
+    return Precompressed("gzip", ".gz")
+
+
+@module("http.precompressed.br")
+def load_precompressed_br(config: Any, context: Any) -> Precompressed:
+    return Precompressed("br", ".br")
+
+
+@module("http.precompressed.zstd")
+def load_precompressed_zstd(config: Any, context: Any) -> Precompressed:
+    return Precompressed("zstd", ".zst")
+
+
+# -- redirects ----------------------------------------------------------------------------------
+
+_CONTROL = re.compile(r"[\x00-\x1f\x7f]")
+_BAD_ESCAPE = re.compile(r"%(?![0-9A-Fa-f]{2})")
+_HTML_ESCAPES = str.maketrans({"&": "&amp;", "<": "&lt;", ">": "&gt;", '"': "&#34;", "'": "&#39;"})
+
+
+def _hex_escape_non_ascii(text: str) -> str:
+    data = text.encode("utf-8", "surrogateescape")
+    if data.isascii():
+        return text
+    return "".join(chr(b) if b < 0x80 else "%" + format(b, "x") for b in data)
+
+
+def redirect(request: Request, response: Response, to: str, status: int = 308) -> None:
+    """Caddy's ``redirect`` (no path-based open redirects) through Go's ``http.Redirect``."""
+    while to.startswith("//"):
+        to = to[1:]
+    url = to
+    if _CONTROL.search(url) is None and _BAD_ESCAPE.search(url) is None:  # url.Parse succeeds
+        if not url.startswith("/"):
+            old = request.path or "/"
+            url = old[: old.rfind("/") + 1] + url
+        url, mark, query = url.partition("?")
+        trailing = url.endswith("/")
+        url = go_clean(url)
+        if trailing and not url.endswith("/"):
+            url += "/"
+        url += mark + query
+    headers = response.headers
+    had_type = "Content-Type" in headers
+    headers.set("Location", _hex_escape_non_ascii(url))
+    if not had_type and request.method in ("GET", "HEAD"):
+        headers.set("Content-Type", "text/html; charset=utf-8")
+    response.write_head(status)
+    if not had_type and request.method == "GET":
+        body = f'<a href="{url.translate(_HTML_ESCAPES)}">Permanent Redirect</a>.\n\n'
+        response.write(body.encode("utf-8", "surrogateescape"))
+
+
+# -- directory listings ----------------------------------------------------------------------
+
+_PATH_SAFE = "/$&+,;=:@-._~"
+
+# Go's os.FileMode bits for the file types (the permission bits are the same as Unix's)
+_MODE_DIR = 1 << 31
+_MODE_SYMLINK = 1 << 27
+_MODE_DEVICE = 1 << 26
+_MODE_NAMED_PIPE = 1 << 25
+_MODE_SOCKET = 1 << 24
+_MODE_SETUID = 1 << 23
+_MODE_SETGID = 1 << 22
+_MODE_CHAR_DEVICE = 1 << 21
+_MODE_STICKY = 1 << 20
+
+
+def go_file_mode(st_mode: int) -> int:
+    """Go's ``os.FileMode`` of a Unix ``st_mode``."""
+    mode = st_mode & 0o777
+    kind = stat.S_IFMT(st_mode)
+    if kind == stat.S_IFDIR:
+        mode |= _MODE_DIR
+    elif kind == stat.S_IFLNK:
+        mode |= _MODE_SYMLINK
+    elif kind == stat.S_IFBLK:
+        mode |= _MODE_DEVICE
+    elif kind == stat.S_IFCHR:
+        mode |= _MODE_DEVICE | _MODE_CHAR_DEVICE
+    elif kind == stat.S_IFIFO:
+        mode |= _MODE_NAMED_PIPE
+    elif kind == stat.S_IFSOCK:
+        mode |= _MODE_SOCKET
+    if st_mode & stat.S_ISUID:
+        mode |= _MODE_SETUID
+    if st_mode & stat.S_ISGID:
+        mode |= _MODE_SETGID
+    if st_mode & stat.S_ISVTX:
+        mode |= _MODE_STICKY
+    return mode
+
+
+def human_size(size: int) -> str:
+    """go-humanize's ``IBytes`` (powers of 1024)."""
+    if size < 10:
+        return f"{size} B"
+    units = ("B", "KiB", "MiB", "GiB", "TiB", "PiB", "EiB")
+    exponent = 0
+    while exponent < len(units) - 1 and size >= 1024 ** (exponent + 1):
+        exponent += 1
+    value = int(size / 1024**exponent * 10 + 0.5) / 10
+    return f"{value:.1f} {units[exponent]}" if value < 10 else f"{value:.0f} {units[exponent]}"
+
+
+class _Item:
+    __slots__ = ("name", "size", "url", "mtime_ns", "mode", "is_dir", "is_symlink")
+
+    def __init__(self, name: str, size: int, url: str, mtime_ns: int, mode: int, is_dir: bool, is_symlink: bool) -> None:
+        self.name = name
+        self.size = size
+        self.url = url
+        self.mtime_ns = mtime_ns
+        self.mode = mode
+        self.is_dir = is_dir
+        self.is_symlink = is_symlink
+
+    def as_json(self) -> dict[str, Any]:
+        return {
+            "name": _valid_text(self.name),
+            "size": self.size,
+            "url": self.url,
+            "mod_time": go_time_json(self.mtime_ns),
+            "mode": self.mode,
+            "is_dir": self.is_dir,
+            "is_symlink": self.is_symlink,
+        }
+
+
+def _valid_text(text: str) -> str:
+    """What Go's JSON/HTML writers make of a name that is not valid UTF-8."""
+    return text.encode("utf-8", "surrogateescape").decode("utf-8", "replace")
+
+
+def _go_json(value: Any) -> bytes:
+    """``json.Encoder.Encode``: compact, HTML characters escaped, a final newline."""
+    text = json.dumps(value, ensure_ascii=False, separators=(",", ":"))
+    text = (text.replace("<", "\\u003c").replace(">", "\\u003e").replace("&", "\\u0026")
+            .replace("\u2028", "\\u2028").replace("\u2029", "\\u2029"))
+    return (text + "\n").encode("utf-8")
+
+
+def _path_unescape(text: str) -> str | None:
+    if "%" not in text:
+        return text
+    if _BAD_ESCAPE.search(text):
+        return None
+    return unquote(text, errors="surrogateescape")
+
+
+SORT_NAME, SORT_NAME_DIR_FIRST, SORT_SIZE, SORT_TIME = "name", "namedirfirst", "size", "time"
+_SORTS = (SORT_NAME, SORT_NAME_DIR_FIRST, SORT_SIZE, SORT_TIME)
+
+
+def sort_items(items: list[_Item], sort_by: str, order: str) -> list[_Item]:
+    """Caddy's listing orders; an unknown ``sort`` keeps the listing as read."""
+    if sort_by == SORT_NAME:
+        key: Any = lambda item: item.name.lower()  # noqa: E731
+    elif sort_by == SORT_NAME_DIR_FIRST:
+        key = lambda item: (not item.is_dir, item.name.lower())  # noqa: E731
+    elif sort_by == SORT_SIZE:
+        # directories first (by name), then files by size
+        key = lambda item: (0, item.name.lower()) if item.is_dir else (1, item.size)  # noqa: E731
+    elif sort_by == SORT_TIME:
+        key = lambda item: item.mtime_ns  # noqa: E731
+    else:
+        return items
+    return sorted(items, key=key, reverse=order == "desc")
+
+
+class _Listing:
+    """Caddy's ``browseTemplateContext``."""
+
+    def __init__(self, name: str, path: str, can_go_up: bool, items: list[_Item]) -> None:
+        self.name = name
+        self.path = path
+        self.can_go_up = can_go_up
+        self.items = items
+        self.num_dirs = sum(1 for item in items if item.is_dir)
+        self.num_files = len(items) - self.num_dirs
+        self.offset = 0
+        self.limit = 0
+        self.sort = ""
+        self.order = ""
+
+    def apply(self, sort_by: str, order: str, limit_text: str, offset_text: str) -> None:
+        self.sort, self.order = sort_by, order
+        self.items = sort_items(self.items, sort_by, order)
+        if offset_text:
+            offset = go_atoi(offset_text) or 0
+            if 0 < offset <= len(self.items):
+                self.items = self.items[offset:]
+                self.offset = offset
+        if limit_text:
+            limit = go_atoi(limit_text) or 0
+            if 0 < limit <= len(self.items):
+                self.items = self.items[:limit]
+                self.limit = limit
+
+    def breadcrumbs(self) -> list[tuple[str, str]]:
+        if not self.path:
+            return []
+        path = self.path[:-1] if self.path.endswith("/") else self.path
+        parts = path.split("/")
+        crumbs = []
+        for i, part in enumerate(parts):
+            if i == 0 and part == "":
+                part = "/"
+            crumbs.append(("../" * (len(parts) - i - 1), _path_unescape(part) or ""))
+        return crumbs
+
+
+def _e(text: str) -> str:
+    return html.escape(_valid_text(text), quote=True)
+
+
+def render_listing_html(listing: _Listing) -> bytes:
+    """A small, self-contained listing page (every name escaped)."""
+    crumbs = "".join(
+        f'<a href="{_e(link)}">{_e(text)}</a>{"/" if i else ""}' for i, (link, text) in enumerate(listing.breadcrumbs())
+    )
+    paging = ""
+    if listing.limit:
+        paging += f"&amp;limit={listing.limit}"
+    if listing.offset:
+        paging += f"&amp;offset={listing.offset}"
+
+    def header(sort_by: str, label: str) -> str:
+        order = "desc" if listing.sort == sort_by and listing.order != "desc" else "asc"
+        arrow = ""
+        if listing.sort == sort_by:
+            arrow = " &#9650;" if listing.order != "desc" else " &#9660;"
+        return f'<th><a href="?sort={sort_by}&amp;order={order}{paging}">{label}{arrow}</a></th>'
+
+    rows = []
+    if listing.can_go_up:
+        rows.append('<tr><td><a href="..">&#8593; Up</a></td><td>&mdash;</td><td></td></tr>')
+    for item in listing.items:
+        kind = "dir" if item.is_dir else "file"
+        if item.is_symlink:
+            kind += " symlink"
+        size = "&mdash;" if item.is_dir else f'<span title="{item.size}">{human_size(item.size)}</span>'
+        modified = time.strftime("%Y-%m-%d %H:%M:%S", time.gmtime(item.mtime_ns // 1_000_000_000))
+        rows.append(
+            f'<tr class="{kind}"><td><a href="{_e(item.url)}">{_e(item.name)}</a></td>'
+            f'<td>{size}</td><td><time datetime="{go_time_json(item.mtime_ns - item.mtime_ns % 1_000_000_000)}">'
+            f"{modified} UTC</time></td></tr>"
+        )
+    directories = "directory" if listing.num_dirs == 1 else "directories"
+    files = "file" if listing.num_files == 1 else "files"
+    shown = f" (of which only {listing.limit} are displayed)" if listing.limit else ""
+    page = (
+        "<!DOCTYPE html>\n<html>\n<head>\n<meta charset=\"utf-8\">\n"
+        '<meta name="viewport" content="width=device-width, initial-scale=1.0">\n'
+        f"<title>{_e(listing.name)}</title>\n"
+        "<style>body{font-family:sans-serif;margin:0}header,main{padding:1em 5%}header{background:#f2f2f2}"
+        "h1{font-size:20px;font-weight:normal}table{width:100%;border-collapse:collapse}"
+        "th,td{text-align:left;padding:.5em 0;white-space:nowrap}tr{border-bottom:1px dashed #dadada}"
+        "a{color:#006ed3;text-decoration:none}tr.dir a{font-weight:bold}</style>\n</head>\n<body>\n"
+        f"<header><h1>{crumbs}</h1></header>\n<main>\n"
+        f"<p>{listing.num_dirs} {directories}, {listing.num_files} {files}{shown}</p>\n"
+        "<table>\n<thead><tr>" + header(SORT_NAME, "Name") + header(SORT_SIZE, "Size") + header(SORT_TIME, "Modified")
+        + "</tr></thead>\n<tbody>\n" + "\n".join(rows) + "\n</tbody>\n</table>\n</main>\n</body>\n</html>\n"
+    )
+    return page.encode("utf-8")
+
+
+# -- the handler ---------------------------------------------------------------------------------
+
+
+def _is_not_exist(error: OSError) -> bool:
+    return error.errno == errno.ENOENT
+
+
+def _is_permission(error: OSError) -> bool:
+    return error.errno in (errno.EACCES, errno.EPERM)
+
+
+def _go_error(op: str, path: str, error: BaseException) -> str:
+    """Go's ``*PathError`` text, e.g. ``stat /srv/x: permission denied``."""
+    if isinstance(error, OSError) and error.strerror:
+        reason = error.strerror[:1].lower() + error.strerror[1:]
+    else:
+        reason = "invalid argument"
+    return f"{op} {path}: {reason}"
+
+
+@implementer(IHandler)
+class FileServer:
+    """``http.handlers.file_server``."""
+
+    def __init__(
+        self,
+        root: str = "",
+        hide: list[str] | None = None,
+        index_names: list[str] | None = None,
+        browse: bool = False,
+        canonical_uris: bool = True,
+        status: Template | None = None,
+        pass_thru: bool = False,
+        precompressed: dict[str, Precompressed] | None = None,
+        precompressed_order: list[str] | None = None,
+    ) -> None:
+        self.root = Template(root or "{http.vars.root}")
+        hide = hide or []
+        self._hide_templates = tuple(Template(h) for h in hide)
+        # Caddy makes static entries with a separator absolute once, at provisioning
+        self._static_hide: tuple[_Hide, ...] | None = (
+            tuple(_Hide(t.text) for t in self._hide_templates) if all(t.is_static for t in self._hide_templates) else None
+        )
+        names = DEFAULT_INDEX_NAMES if index_names is None else index_names
+        self.index_names = tuple(Template(n) for n in names)
+        self.browse = browse
+        self.canonical_uris = canonical_uris
+        self.status = status
+        self.pass_thru = pass_thru
+        self.precompressed = dict(precompressed or {})
+        self.precompressed_order = list(precompressed_order or [])
+        self.mime = mime_types()
+
+    # -- helpers ---------------------------------------------------------------------------
+
+    def _hide_list(self, request: Request, response: Response) -> tuple[_Hide, ...]:
+        if self._static_hide is not None:
+            return self._static_hide
+        return tuple(_Hide(t.render(request, response, empty_unknown=True)) for t in self._hide_templates)
+
+    def _not_found(self, request: Request, response: Response, next: Any) -> Any:
+        if self.pass_thru:
+            return next(request, response)
+        raise HandlerError(404)
+
+    def _map_dir_open_error(self, error: OSError, name: str) -> OSError | None:
+        """Go's ``mapDirOpenError``: None (does not exist) when a path element is not a directory."""
+        if _is_not_exist(error) or _is_permission(error):
+            return error
+        parts = name.split("/")
+        for i, part in enumerate(parts):
+            if not part:
+                continue
+            try:
+                info = os.stat("/".join(parts[: i + 1]))
+            except (OSError, ValueError):
+                return error
+            if not stat.S_ISDIR(info.st_mode):
+                return None
+        return error
+
+    def _stat_failed(self, error: BaseException, filename: str, request: Request, response: Response, next: Any) -> Any:
+        if isinstance(error, ValueError):  # a NUL byte: Go's stat fails with EINVAL, a 500
+            raise HandlerError(500, _go_error("stat", filename, error), cause=error)
+        assert isinstance(error, OSError)
+        mapped = self._map_dir_open_error(error, filename)
+        if mapped is None or _is_not_exist(mapped):
+            return self._not_found(request, response, next)
+        if _is_permission(mapped):
+            raise HandlerError(403, _go_error("stat", filename, mapped), cause=mapped)
+        raise HandlerError(500, _go_error("stat", filename, mapped), cause=mapped)
+
+    def _open(self, filename: str, response: Response, directory: bool = False) -> int:
+        """Caddy's ``openFile``: 404, 403, or 503 with ``Retry-After`` when the open fails."""
+        try:
+            flags = os.O_RDONLY | getattr(os, "O_CLOEXEC", 0) | getattr(os, "O_NONBLOCK", 0)
+            if directory:
+                flags |= getattr(os, "O_DIRECTORY", 0)
+            return os.open(filename, flags)
+        except ValueError as error:
+            raise HandlerError(404, _go_error("open", filename, error), cause=error) from None
+        except OSError as error:
+            mapped = self._map_dir_open_error(error, filename)
+            if mapped is None or _is_not_exist(mapped):
+                raise HandlerError(404, _go_error("open", filename, error), cause=error) from None
+            if _is_permission(mapped):
+                raise HandlerError(403, _go_error("open", filename, error), cause=error) from None
+            # maybe out of file descriptors: let clients come back a little later, not all at once
+            response.headers.set("Retry-After", str(2 + secrets.randbelow(3)))
+            raise HandlerError(503, _go_error("open", filename, error), cause=error) from None
+
+    def _override_status(self, request: Request, response: Response) -> int:
+        override = 0
+        error = request.error
+        if error is not None:
+            override = 500
+            status = getattr(error, "status", 0)
+            if status and status > 0:
+                override = status
+        if self.status is not None:
+            text = self.status.render(request, response, empty_unknown=True)
+            parsed = go_atoi(text)
+            if parsed is None:
+                raise HandlerError(500, f'strconv.Atoi: parsing "{text}": invalid syntax')
+            override = parsed
+        if override > 0 and not 100 <= override <= 999:
+            raise AbortConnection()  # Go's WriteHeader panics on such a code
+        return override
+
+    # -- serving -----------------------------------------------------------------------------
+
+    def serve(self, request: Request, response: Response, next: Any) -> Any:
+        hide = self._hide_list(request, response)
+        root = self.root.render(request, response, empty_unknown=True, empty=".")
+        filename = sanitized_path_join(root, request.path)
+        try:
+            info = os.stat(filename)
+        except (OSError, ValueError) as error:
+            return self._stat_failed(error, filename, request, response, next)
+
+        implicit_index = False
+        if stat.S_ISDIR(info.st_mode) and self.index_names:
+            for template in self.index_names:
+                index_path = sanitized_path_join(filename, template.render(request, response, empty_unknown=True))
+                if file_hidden(index_path, hide):
+                    continue
+                try:
+                    index_info = os.stat(index_path)
+                except (OSError, ValueError):
+                    continue
+                info, filename, implicit_index = index_info, index_path, True
+                break
+
+        real_root = RootGuard(root)
+        if stat.S_ISDIR(info.st_mode):
+            if self.browse and not file_hidden(filename, hide):
+                return self._serve_browse(real_root, filename, hide, request, response, next)
+            return self._not_found(request, response, next)
+
+        if file_hidden(filename, hide):
+            return self._not_found(request, response, next)
+
+        if self.canonical_uris:
+            original = request.orig_path
+            # only when the file name itself was not rewritten (no redirect loops)
+            if go_path_base(original) == go_path_base(request.path):
+                if implicit_index and not original.endswith("/"):
+                    return redirect(request, response, original + "/")
+                if not implicit_index and original.endswith("/"):
+                    return redirect(request, response, original[:-1])
+
+        fd = -1
+        etag = ""
+        size = 0
+        for encoding in accepted_encodings(request.headers, self.precompressed_order) if self.precompressed else ():
+            sidecar = self.precompressed.get(encoding)
+            if sidecar is None:
+                continue
+            compressed_name = filename + sidecar.suffix
+            try:
+                if stat.S_ISDIR(os.stat(compressed_name).st_mode):
+                    continue
+                opened = self._open(compressed_name, response)
+            except (OSError, ValueError):
+                continue
+            except HandlerError as error:
+                if error.status == 503:
+                    raise
+                continue
+            compressed_info = self._usable(opened, compressed_name, real_root)
+            if compressed_info is None:
+                continue
+            if not real_root.contains(filename):  # the sidecar of a file outside the root
+                os.close(opened)
+                return self._not_found(request, response, next)
+            fd = opened
+            headers = response.headers
+            headers.set("Content-Encoding", sidecar.encoding)
+            headers.delete("Accept-Ranges")
+            headers.add("Vary", "Accept-Encoding")
+            etag = calculate_etag(compressed_info)
+            size = compressed_info.st_size
+            break
+
+        if fd < 0:
+            try:
+                fd = self._open(filename, response)
+            except HandlerError as error:
+                if error.status == 404:
+                    return self._not_found(request, response, next)
+                raise
+            opened_info = self._usable(fd, filename, real_root)
+            if opened_info is None:
+                return self._not_found(request, response, next)
+            info = opened_info
+            etag = calculate_etag(info)
+            size = info.st_size
+
+        try:
+            headers = response.headers
+            headers.set("Etag", etag)
+            if not headers.get("Content-Type"):
+                content_type = self.mime.by_extension(go_ext(filename))
+                if content_type:
+                    headers.set("Content-Type", content_type)
+                else:
+                    headers.delete("Content-Type")  # Caddy: no sniffing either
+            override = self._override_status(request, response)
+        except BaseException:
+            os.close(fd)
+            raise
+        return self._serve_content(request, response, fd, info.st_mtime_ns, size, override)
+
+    def _usable(self, fd: int, filename: str, real_root: RootGuard) -> os.stat_result | None:
+        """The open file's details if it may be served (a regular file inside the root); else closes it."""
+        try:
+            info = os.fstat(fd)
+            if stat.S_ISREG(info.st_mode) and within_root(real_root.real, filename, fd):
+                return info
+        except OSError:
+            pass
+        os.close(fd)
+        return None
+
+    def _serve_content(self, request: Request, response: Response, fd: int, modified_ns: int, size: int, override: int) -> Any:
+        """Go's ``serveContent`` for an open file of ``size`` bytes; always closes ``fd``."""
+        handed_over = False
+        try:
+            pieces, send_size = self._content_head(request, response, modified_ns, size, override)
+            if pieces and send_size and request.method != "HEAD":
+                handed_over = True
+        finally:
+            if not handed_over:
+                os.close(fd)
+        return _send_pieces(fd, pieces, send_size, response) if handed_over else None
+
+    def _content_head(
+        self, request: Request, response: Response, modified_ns: int, size: int, override: int
+    ) -> tuple[list[bytes | tuple[int, int]], int]:
+        """Answer preconditions and ranges, write the head; the body still to send and its size."""
+        headers = response.headers
+
+        def write_head(status: int) -> None:
+            response.write_head(override if override > 0 else status)
+
+        if modified_ns != 0:
+            headers.set("Last-Modified", http_date(modified_ns // 1_000_000_000))
+        checked = _Preconditions(request, headers, modified_ns)
+        if checked.status == 412:
+            write_head(412)
+            return [], 0
+        if checked.status == 304:
+            for name in ("Content-Type", "Content-Length", "Content-Encoding"):
+                headers.delete(name)
+            if headers.get("Etag"):
+                headers.delete("Last-Modified")
+            write_head(304)
+            return [], 0
+        content_type = headers.get("Content-Type") or ""
+        try:
+            ranges = parse_range(checked.range, size)
+        except _RangeError as error:
+            if str(error).endswith("failed to overlap"):
+                headers.set("Content-Range", f"bytes */{size}")
+            headers.set("Content-Type", "text/plain; charset=utf-8")
+            headers.set("X-Content-Type-Options", "nosniff")
+            write_head(416)
+            response.write(f"{error}\n".encode())
+            return [], 0
+        if sum(length for _, length in ranges) > size:
+            ranges = []  # more bytes asked than the file has: an attack or a confused client
+        status = 200
+        pieces: list[bytes | tuple[int, int]]
+        if len(ranges) == 1:
+            start, length = ranges[0]
+            pieces = [(start, length)]
+            send_size = length
+            status = 206
+            headers.set("Content-Range", f"bytes {start}-{start + length - 1}/{size}")
+        elif len(ranges) > 1:
+            boundary = secrets.token_hex(30)
+            pieces = []
+            send_size = 0
+            for i, (start, length) in enumerate(ranges):
+                part_head = (
+                    ("\r\n" if i else "") + f"--{boundary}\r\n"
+                    f"Content-Range: bytes {start}-{start + length - 1}/{size}\r\n"
+                    f"Content-Type: {content_type}\r\n\r\n"
+                ).encode("utf-8", "surrogateescape")
+                pieces += [part_head, (start, length)]
+                send_size += len(part_head) + length
+            closing = f"\r\n--{boundary}--\r\n".encode("ascii")
+            pieces.append(closing)
+            send_size += len(closing)
+            status = 206
+            headers.set("Content-Type", "multipart/byteranges; boundary=" + boundary)
+        else:
+            pieces = [(0, size)]
+            send_size = size
+        headers.set("Accept-Ranges", "bytes")
+        if not headers.get("Content-Encoding"):
+            headers.set("Content-Length", str(send_size))
+        write_head(status)
+        return pieces, send_size
+
+    # -- browse --------------------------------------------------------------------------------
+
+    def _serve_browse(
+        self, real_root: RootGuard, dir_path: str, hide: tuple[_Hide, ...],
+        request: Request, response: Response, next: Any,
+    ) -> Any:
+        original = request.orig_path
+        if request.path == "" or go_path_base(original) == go_path_base(request.path):
+            if not original.endswith("/"):
+                return redirect(request, response, original + "/")
+        fd = self._open(dir_path, response, directory=True)
+        try:
+            if not within_root(real_root.real, dir_path, fd):
+                return self._not_found(request, response, next)
+        finally:
+            os.close(fd)
+        url_path = go_clean(request.path)
+        try:
+            items = self._read_directory(dir_path, real_root, hide)
+        except OSError as error:
+            if _is_permission(error):
+                raise HandlerError(403, _go_error("readdirent", dir_path, error), cause=error) from None
+            if _is_not_exist(error):
+                return self._not_found(request, response, next)
+            raise HandlerError(500, _go_error("readdirent", dir_path, error), cause=error) from None
+        name = _path_unescape(url_path)
+        listing = _Listing(go_path_base(name if name is not None else ""), url_path, len(url_path) > 1, items)
+        self._apply_query(request, response, listing)
+
+        accept = ",".join(request.headers.get_all("Accept")).lower()
+        if "application/json" in accept:
+            body = _go_json([item.as_json() for item in listing.items])
+            response.headers.set("Content-Type", "application/json; charset=utf-8")
+        else:
+            body = render_listing_html(listing)
+            response.headers.set("Content-Type", "text/html; charset=utf-8")
+        response.write(body)
+        return None
+
+    def _read_directory(self, dir_path: str, real_root: RootGuard, hide: tuple[_Hide, ...]) -> list[_Item]:
+        base = dir_path if dir_path.endswith("/") else dir_path + "/"
+        with os.scandir(dir_path) as entries:
+            read = sorted(islice(entries, _BROWSE_LIMIT), key=lambda entry: entry.name)
+        items = []
+        for entry in read:
+            full = base + entry.name
+            if file_hidden(full, hide):
+                continue
+            try:
+                info = entry.stat(follow_symlinks=False)
+            except OSError:
+                continue
+            is_symlink = stat.S_ISLNK(info.st_mode)
+            is_dir = stat.S_ISDIR(info.st_mode)
+            size = info.st_size
+            if is_symlink and within_root(real_root.real, full):
+                try:
+                    target = os.stat(full)
+                    is_dir = stat.S_ISDIR(target.st_mode)
+                    size = target.st_size
+                except (OSError, ValueError):
+                    pass  # a dangling link is listed with its own size
+            name = entry.name + "/" if is_dir else entry.name
+            url = "./" + quote(name, safe=_PATH_SAFE, errors="surrogateescape")
+            items.append(_Item(name, size, url, info.st_mtime_ns, go_file_mode(info.st_mode), is_dir, is_symlink))
+        return items
+
+    def _apply_query(self, request: Request, response: Response, listing: _Listing) -> None:
+        """Caddy's ``browseApplyQueryParams``: sort/order from the query (remembered in cookies)."""
+        values, _ = parse_query(request.query)
+
+        def first(name: str) -> str:
+            found = values.get(name)
+            return found[0] if found else ""
+
+        sort_by, order = first("sort"), first("order")
+        secure = "; Secure" if request.tls is not None else ""
+        cookies = None
+        if sort_by == "":
+            sort_by = SORT_NAME_DIR_FIRST
+            cookies = request_cookies(request.headers)
+            for name, value in cookies:
+                if name == "sort":
+                    sort_by = value
+                    break
+        elif sort_by in _SORTS:
+            response.headers.add("Set-Cookie", f"sort={sort_by}{secure}")
+        if order == "":
+            order = "asc"
+            for name, value in cookies if cookies is not None else request_cookies(request.headers):
+                if name == "order":
+                    order = value
+                    break
+        elif order in ("asc", "desc"):
+            response.headers.add("Set-Cookie", f"order={order}{secure}")
+        listing.apply(sort_by, order, first("limit"), first("offset"))
+
+
+# -- loading --------------------------------------------------------------------------------------
+
+_KEYS = frozenset({
+    "root", "hide", "index_names", "browse", "canonical_uris", "status_code", "pass_thru",
+    "precompressed", "precompressed_order", "file_system",
+})
+
+
+def _weak_string(value: Any) -> Template | None:
+    """A Caddy ``WeakString`` (any JSON scalar, kept as its text) as a template."""
+    if value is None or value == "":
+        return None
+    if isinstance(value, bool):
+        return Template("true" if value else "false")
+    if isinstance(value, str):
+        return Template(value)
+    if isinstance(value, float):
+        return Template(repr(value))
+    if isinstance(value, int):
+        return Template(str(value))
+    return Template(json.dumps(value, separators=(",", ":")))
+
+
+def _strings(config: dict[str, Any], key: str) -> list[str] | None:
+    value = config.get(key)
+    if value is None:
+        return None
+    if not isinstance(value, list) or not all(isinstance(v, str) for v in value):
+        raise ConfigError(f"file_server: {key} must be a list of strings")
+    return value
+
+
+@module("http.handlers.file_server")
+def load_file_server(config: dict[str, Any], context: Any) -> FileServer:
+    unknown = sorted(set(config) - _KEYS)
+    if unknown:
+        raise ConfigError(f'file_server: unknown field "{unknown[0]}"')
+    if config.get("file_system"):
+        raise ConfigError("file_server: file_system modules are not supported; files come from the local disk")
+    root = config.get("root") or ""
+    if not isinstance(root, str):
+        raise ConfigError("file_server: root must be a string")
+    browse = config.get("browse")
+    if browse is not None and not isinstance(browse, dict):
+        raise ConfigError("file_server: browse must be an object")
+    if browse and browse.get("template_file"):
+        context.log.warn(
+            "file_server: browse template_file {template} is not supported (Go templates); using the built-in listing",
+            template=browse.get("template_file"),
+        )
+    precompressed: dict[str, Precompressed] = {}
+    raw_precompressed = config.get("precompressed") or {}
+    if not isinstance(raw_precompressed, dict):
+        raise ConfigError("file_server: precompressed must be an object of encoder names")
+    for name, module_config in raw_precompressed.items():
+        sidecar = lookup(f"http.precompressed.{name}")(module_config or {}, context)
+        if sidecar.encoding in precompressed:
+            raise ConfigError(f"file_server: precompressor already added: {sidecar.encoding}")
+        precompressed[sidecar.encoding] = sidecar
+    canonical = config.get("canonical_uris")
+    return FileServer(
+        root=root,
+        hide=_strings(config, "hide"),
+        index_names=_strings(config, "index_names"),
+        browse=browse is not None,
+        canonical_uris=canonical is None or bool(canonical),
+        status=_weak_string(config.get("status_code")),
+        pass_thru=bool(config.get("pass_thru")),
+        precompressed=precompressed,
+        precompressed_order=_strings(config, "precompressed_order"),
+    )
