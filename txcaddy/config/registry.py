@@ -53,11 +53,7 @@ def _load_builtins_and_plugins() -> None:
         return
     _loaded = True
     for name in BUILTIN_MODULES:
-        try:
-            importlib.import_module(name)
-        except ModuleNotFoundError as e:
-            if e.name != name:
-                raise
+        importlib.import_module(name)
     from twisted.plugin import getPlugins
 
     from txcaddy.interfaces import ICaddyModule

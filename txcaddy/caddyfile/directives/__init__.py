@@ -1,23 +1,14 @@
 """Directive families; importing this package registers all of them."""
 
-import importlib
-
-_FAMILIES = (
-    "builtins",
-    "matchers",
-    "options",
-    "logging",
-    "tls",
-    "reverseproxy",
-    "fileserver",
-    "headers",
-    "rewrite",
-    "misc",
+from txcaddy.caddyfile.directives import (  # noqa: F401  (imported to register)
+    builtins,
+    fileserver,
+    headers,
+    logging,
+    matchers,
+    misc,
+    options,
+    reverseproxy,
+    rewrite,
+    tls,
 )
-
-for _family in _FAMILIES:
-    try:
-        importlib.import_module(f"{__name__}.{_family}")
-    except ModuleNotFoundError as e:  # a family not written yet
-        if e.name != f"{__name__}.{_family}":
-            raise
