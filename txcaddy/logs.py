@@ -44,6 +44,7 @@ from twisted.logger import ILogObserver, Logger, LogLevel, LogPublisher
 from zope.interface import implementer
 
 from txcaddy.caddyfile.errors import ConfigError
+from txcaddy.caddyfile.tlsapp import match_wildcard
 from txcaddy.config.registry import module
 
 __all__ = [
@@ -1694,22 +1695,6 @@ class _Record:
         return status
 
 
-def _match_wildcard(subject: str, wildcard: str) -> bool:
-    """certmagic's ``MatchWildcard``: ``*.example.com`` matches one label."""
-    if subject == wildcard:
-        return True
-    if "*" not in wildcard:
-        return False
-    labels = subject.split(".")
-    for i, label in enumerate(labels):
-        if not label:
-            continue
-        labels[i] = "*"
-        if ".".join(labels) == wildcard:
-            return True
-    return False
-
-
 class ServerLogger:
     """A server's access and error logging, from its ``logs`` object (Caddy's ``ServerLogConfig``).
 
@@ -1740,7 +1725,7 @@ class ServerLogger:
         if host in self.logger_names:
             return True
         for skipped in self.skip_hosts:
-            if _match_wildcard(host, skipped):
+            if match_wildcard(host, skipped):
                 return False
         return not self.skip_unmapped_hosts
 

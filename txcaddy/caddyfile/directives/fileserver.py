@@ -9,9 +9,7 @@ a route of its own so the query can be appended to the rewritten URI.
 
 from __future__ import annotations
 
-import os
-import re
-
+from txcaddy._gopath import go_abs, go_clean, go_match
 from txcaddy.caddyfile._goparse import weak_string
 from txcaddy.caddyfile.directives._unmarshal import unmarshal_module
 from txcaddy.caddyfile.directives.matchers import file_matcher_json
@@ -26,102 +24,6 @@ SEPARATOR = "/"
 PRECOMPRESSORS = ("br", "gzip", "zstd")
 
 TRY_POLICIES = ("first_exist", "largest_size", "smallest_size", "most_recently_modified")
-
-
-# -- Go's path/filepath, as fileHidden uses it -------------------------------------
-
-
-def go_clean(path: str) -> str:
-    """``filepath.Clean`` on a Unix system."""
-    if path == "":
-        return "."
-    rooted = path.startswith("/")
-    parts: list[str] = []
-    for part in path.split("/"):
-        if part in ("", "."):
-            continue
-        if part == "..":
-            if parts and parts[-1] != "..":
-                parts.pop()
-            elif not rooted:
-                parts.append("..")
-            continue
-        parts.append(part)
-    cleaned = "/".join(parts)
-    if rooted:
-        return "/" + cleaned
-    return cleaned or "."
-
-
-def go_abs(path: str) -> str:
-    """``filepath.Abs``: joined with the working directory, then cleaned."""
-    if not path.startswith("/"):
-        path = os.getcwd() + "/" + path
-    return go_clean(path)
-
-
-class _BadPattern(Exception):
-    pass
-
-
-def _class_char(pattern: str, i: int) -> tuple[str, int]:
-    """One (possibly escaped) character of a ``[...]`` class, as Go's getEsc reads it."""
-    if i >= len(pattern) or pattern[i] in "-]":
-        raise _BadPattern
-    if pattern[i] == "\\":
-        i += 1
-        if i >= len(pattern):
-            raise _BadPattern
-    return pattern[i], i + 1
-
-
-def _glob_to_regex(pattern: str) -> str:
-    out: list[str] = []
-    i = 0
-    while i < len(pattern):
-        ch = pattern[i]
-        if ch == "*":
-            out.append("[^/]*")
-            i += 1
-        elif ch == "?":
-            out.append("[^/]")
-            i += 1
-        elif ch == "\\":
-            if i + 1 >= len(pattern):
-                raise _BadPattern
-            out.append(re.escape(pattern[i + 1]))
-            i += 2
-        elif ch == "[":
-            i += 1
-            negated = i < len(pattern) and pattern[i] == "^"
-            if negated:
-                i += 1
-            ranges: list[str] = []
-            while True:
-                if i < len(pattern) and pattern[i] == "]" and ranges:
-                    i += 1
-                    break
-                lo, i = _class_char(pattern, i)
-                hi = lo
-                if i < len(pattern) and pattern[i] == "-":
-                    hi, i = _class_char(pattern, i + 1)
-                if hi < lo:
-                    raise _BadPattern
-                ranges.append(f"{re.escape(lo)}-{re.escape(hi)}")
-            out.append("[" + ("^" if negated else "") + "".join(ranges) + "]")
-        else:
-            out.append(re.escape(ch))
-            i += 1
-    return "".join(out)
-
-
-def go_match(pattern: str, name: str) -> bool:
-    """``filepath.Match``; a malformed pattern matches nothing (Caddy ignores the error)."""
-    try:
-        regex = _glob_to_regex(pattern)
-    except _BadPattern:
-        return False
-    return re.fullmatch(regex, name, re.DOTALL) is not None
 
 
 def file_hidden(filename: str, hide: list[str]) -> bool:
