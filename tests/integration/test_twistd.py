@@ -75,3 +75,45 @@ class TwistdTests(SynchronousTestCase):
         self.assertEqual(process.returncode, -signal.SIGTERM, output)
         self.assertNotIn(b"Traceback", output)
         self.assertIn(b"Main loop terminated", output)
+
+
+class TxcaddyRunTests(SynchronousTestCase):
+    def test_run_serves_and_exits_zero_on_sigterm(self) -> None:
+        workdir = os.path.abspath(self.mktemp())
+        os.makedirs(workdir)
+        port = free_port()
+        with open(os.path.join(workdir, "Caddyfile"), "w") as f:
+            f.write(f"http://127.0.0.1:{port} {{\n\tbind 127.0.0.1\n\trespond \"from txcaddy run\"\n}}\n")
+        env = dict(os.environ, PYTHONPATH=CHECKOUT)
+        process = subprocess.Popen(
+            [sys.executable, "-m", "txcaddy.cli", "run", "--config", "Caddyfile"],
+            cwd=workdir, env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
+        )
+        try:
+            wait_for_output(process, b"listening on", 30)
+            reply = http_get(port, "/")
+            self.assertTrue(reply.endswith(b"\r\n\r\nfrom txcaddy run"), reply)
+            process.send_signal(signal.SIGTERM)
+            output, _ = process.communicate(timeout=20)
+        finally:
+            if process.poll() is None:
+                process.kill()
+                process.wait()
+        self.assertEqual(process.returncode, 0, output)
+        self.assertNotIn(b"Traceback", output)
+
+    def test_run_reports_a_bad_config_in_one_line(self) -> None:
+        workdir = os.path.abspath(self.mktemp())
+        os.makedirs(workdir)
+        with open(os.path.join(workdir, "Caddyfile"), "w") as f:
+            f.write(":8080 {\n\tfile_servr\n}\n")
+        env = dict(os.environ, PYTHONPATH=CHECKOUT)
+        result = subprocess.run(
+            [sys.executable, "-m", "txcaddy.cli", "run", "--config", "Caddyfile"],
+            cwd=workdir, env=env, capture_output=True, timeout=60,
+        )
+        self.assertEqual(result.returncode, 1)
+        self.assertEqual(
+            result.stderr,
+            b"Error: Caddyfile:2: unrecognized directive: file_servr (did you mean 'file_server'?)\n",
+        )
