@@ -3,7 +3,9 @@
 from __future__ import annotations
 
 import os
+import shutil
 import socket
+import tempfile
 from typing import Any
 
 from twisted.internet import reactor
@@ -39,7 +41,10 @@ class ListenerTests(TestCase):
 
     @inlineCallbacks
     def test_unix_socket(self) -> Any:
-        path = os.path.abspath(self.mktemp()) + ".sock"
+        # AF_UNIX paths are limited to 107 bytes: use a short directory, not the trial temp tree.
+        directory = tempfile.mkdtemp(prefix="txc")
+        self.addCleanup(shutil.rmtree, directory, True)
+        path = os.path.join(directory, "s.sock")
         self.serve(f":80 {{\n\tbind unix/{path}\n\trespond \"over unix\"\n}}\n")
         out = yield deferToThread(raw_exchange, socket.AF_UNIX, path, GET)
         self.assertTrue(out.startswith(b"HTTP/1.1 200 OK\r\n"), out)
