@@ -148,7 +148,7 @@ class AccessLogTests(SynchronousTestCase):
                 return d
 
         access = logs.server_logger({})
-        server = HTTPServer("srv0", [":80"], access.wrap(RouteList([Route([Slow()])])), access_log=access)
+        server = HTTPServer("srv0", [":80"], RouteList([Route([Slow()])]), access_log=access)
         request = make_request("GET", "/")
         request.start = clock.seconds()
         server.handle(request, FakeResponse())
@@ -326,7 +326,7 @@ class ErrorLogTests(SynchronousTestCase):
                 raise HandlerError(503, "", cause=OSError("disk on fire"))
 
         access = logs.server_logger(None)
-        server = HTTPServer("srv0", [":80"], access.wrap(RouteList([Route([Broken()])])), access_log=access)
+        server = HTTPServer("srv0", [":80"], RouteList([Route([Broken()])]), access_log=access)
         server.handle(make_request("GET", "/x"), FakeResponse())
         (entry,) = [json.loads(line) for line in stderr.getvalue().splitlines()]
         self.assertEqual((entry["logger"], entry["msg"], entry["status"]), ("http.log.error", "disk on fire", 503))

@@ -12,9 +12,9 @@ service starts and closed when it stops.
 Each HTTP server gets a ``ServerLogger`` built from its ``logs`` object. It
 emits Caddy's ``handled request`` entry to logger ``http.log.access[.NAME]``
 when the response is done, and the ``http.log.error[.NAME]`` entry for a
-handler error. The request is recorded as it arrived (before rewrites and
-``request_header``) by ``LoggedRoutes``, which wraps the server's routes as
-Caddy records the request before its handler chain.
+handler error. The server calls ``begin`` before its handler chain, so the
+request is recorded as it arrived (before rewrites and ``request_header``),
+as Caddy does; ``chain_done``/``chain_failed`` and ``finished`` follow.
 
 Entries use Caddy's field names and zap's key order and number formats, so
 tools that read Caddy's logs read these. ``docs/logging.md`` says what is
@@ -53,7 +53,6 @@ __all__ = [
     "Duration",
     "Entry",
     "LogSystem",
-    "LoggedRoutes",
     "ServerLogger",
     "StringArray",
     "logger_allowed",
@@ -1574,7 +1573,7 @@ def _load_log(name: str, config: dict[str, Any], context: Any, terminal: bool) -
 
 _CREDENTIAL_HEADERS = frozenset(("Cookie", "Set-Cookie", "Authorization", "Proxy-Authorization"))
 _FRAMING_HEADERS = ("Content-Length", "Transfer-Encoding", "Connection")
-_RECORD = "access_log_record"  # the request attribute holding what LoggedRoutes recorded
+_RECORD = "access_log_record"  # the request attribute holding what begin() recorded
 _FAILED = "access_log_chain_failed"  # set when the server's handler chain failed
 
 # TLS versions and cipher suites as the numbers Go logs.
@@ -1714,11 +1713,6 @@ class ServerLogger:
         self.error_routes = error_routes
         self._names: dict[str, str] = {}
 
-    def wrap(self, routes: Any) -> Any:
-        """The routes to serve, wrapped to record each request and whether its chain failed
-        (an error a subroute's own error routes handled is not the server's error)."""
-        return LoggedRoutes(routes, self)
-
     # -- which requests, which logger ------------------------------------------------------
 
     def should_log(self, host: str) -> bool:
@@ -1791,7 +1785,12 @@ class ServerLogger:
             record.unwritten = True
             record.resp_headers = _header_object(response.headers, self.credentials)
 
-    def __call__(self, request: Any, response: Any) -> None:
+    def chain_failed(self, request: Any) -> None:
+        """The server's handler chain failed (an error a subroute handled itself is not this)."""
+        request.__dict__[_FAILED] = True
+
+    def finished(self, request: Any, response: Any) -> None:
+        """The response is complete: write the access (and error) entries."""
         state = request.__dict__
         record = state.pop(_RECORD, None)
         error = request.error if state.pop(_FAILED, False) else None
@@ -1856,33 +1855,3 @@ def _original_request_object(request: Any, credentials: bool) -> Plain:
     return out
 
 
-class LoggedRoutes:
-    """A server's routes with its logger recording each request first and noting a failed chain."""
-
-    def __init__(self, routes: Any, logger: ServerLogger) -> None:
-        self.routes = routes
-        self.logger = logger
-
-    def serve(self, request: Any, response: Any, next: Any) -> Any:
-        logger = self.logger
-        logger.begin(request, response)
-        try:
-            result = self.routes.serve(request, response, next)
-        except Exception:
-            request.__dict__[_FAILED] = True
-            raise
-        if isinstance(result, Deferred):
-            def done(value: Any) -> Any:
-                logger.chain_done(request, response)
-                return value
-
-            def failed(failure: Any) -> Any:
-                request.__dict__[_FAILED] = True
-                return failure
-
-            return result.addCallbacks(done, failed)
-        logger.chain_done(request, response)
-        return result
-
-    def __getattr__(self, name: str) -> Any:
-        return getattr(self.routes, name)

@@ -142,7 +142,6 @@ def load_http_app(
             access_log = None
             if logs is not None:
                 access_log = logs.server_logger(server_config.get("logs"), error_routes=errors is not None)
-                routes = access_log.wrap(routes)
             servers[name] = HTTPServer(
                 name,
                 listen,

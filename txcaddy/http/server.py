@@ -8,7 +8,6 @@ protocol factories for its listeners.
 
 from __future__ import annotations
 
-from collections.abc import Callable
 from typing import Any
 
 from twisted.internet.defer import Deferred, maybeDeferred
@@ -38,7 +37,7 @@ class HTTPServer:
         reactor: Any = None,
         max_header_bytes: int = 0,
         idle_timeout: float = DEFAULT_IDLE_TIMEOUT,
-        access_log: Callable[[Request, Response], None] | None = None,
+        access_log: Any = None,
         protocols: list[str] | None = None,
     ) -> None:
         self.name = name
@@ -58,23 +57,34 @@ class HTTPServer:
     def handle(self, request: Request, response: Response) -> None:
         """Serve one request; never raises."""
         response.headers.set("Server", "Caddy")
+        if self.access_log is not None:
+            self.access_log.begin(request, response)  # records the request as it arrived
         try:
             result = self.routes.serve(request, response, finish_chain)
         except Exception as error:  # noqa: BLE001 - every handler failure is answered
             self._failed(request, response, error)
             return
         if isinstance(result, Deferred):
-            result.addCallbacks(lambda _: self._done(request, response), lambda f: self._failed(request, response, f.value))
+            result.addCallbacks(
+                lambda _: self._chain_done(request, response), lambda f: self._failed(request, response, f.value)
+            )
         else:
-            self._done(request, response)
+            self._chain_done(request, response)
+
+    def _chain_done(self, request: Request, response: Response) -> None:
+        if self.access_log is not None:
+            self.access_log.chain_done(request, response)
+        self._done(request, response)
 
     def _done(self, request: Request, response: Response) -> None:
         if not response.finished and response.lost is None:
             response.finish()
         if self.access_log is not None:
-            self.access_log(request, response)
+            self.access_log.finished(request, response)
 
     def _failed(self, request: Request, response: Response, error: BaseException) -> None:
+        if self.access_log is not None:
+            self.access_log.chain_failed(request)
         if isinstance(error, AbortConnection):
             self._abort(response)
             return
