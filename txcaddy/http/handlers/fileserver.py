@@ -31,19 +31,15 @@ file is written at once.
 
 from __future__ import annotations
 
-import calendar
 import errno
-import html
 import json
 import os
 import re
 import secrets
 import stat
-import time
-from collections.abc import Iterable
 from itertools import islice
 from typing import Any
-from urllib.parse import quote, unquote
+from urllib.parse import quote
 
 from twisted.internet.defer import Deferred
 from twisted.internet.interfaces import IPullProducer
@@ -59,6 +55,28 @@ from txcaddy.config.placeholders import (
 )
 from txcaddy.config.registry import lookup, module
 from txcaddy.http.errors import AbortConnection, HandlerError
+from txcaddy.http.handlers._browse import (
+    _BAD_ESCAPE,
+    _PATH_SAFE,
+    _SORTS,
+    SORT_NAME_DIR_FIRST,
+    _go_json,
+    _Item,
+    _Listing,
+    _path_unescape,
+    go_file_mode,  # noqa: F401 - importable from here, as before the split
+    human_size,  # noqa: F401
+    render_listing_html,
+)
+from txcaddy.http.handlers._conditional import (
+    _Preconditions,
+    _RangeError,
+    calculate_etag,
+    go_time_json,  # noqa: F401
+    http_date,
+    parse_http_time,  # noqa: F401
+    parse_range,
+)
 from txcaddy.http.handlers._filematch import (
     RootGuard,
     compile_match,
@@ -67,6 +85,11 @@ from txcaddy.http.handlers._filematch import (
     go_ext,
     sanitized_path_join,
     within_root,
+)
+from txcaddy.http.handlers._mime import (
+    MimeTypes,  # noqa: F401
+    mime_type_by_extension,
+    mime_types,
 )
 from txcaddy.http.handlers.encode import accepted_encodings
 from txcaddy.http.request import Request
@@ -78,372 +101,6 @@ __all__ = ["FileServer", "Precompressed", "calculate_etag", "mime_type_by_extens
 DEFAULT_INDEX_NAMES = ("index.html", "index.txt")
 CHUNK_SIZE = 128 * 1024  # bytes read and written per producer turn
 _BROWSE_LIMIT = 10000  # entries Caddy reads from a directory for a listing
-
-# -- Go's mime.TypeByExtension (Unix) -----------------------------------------------------------
-
-_BUILTIN_TYPES = {
-    ".avif": "image/avif",
-    ".css": "text/css; charset=utf-8",
-    ".gif": "image/gif",
-    ".htm": "text/html; charset=utf-8",
-    ".html": "text/html; charset=utf-8",
-    ".jpeg": "image/jpeg",
-    ".jpg": "image/jpeg",
-    ".js": "text/javascript; charset=utf-8",
-    ".json": "application/json",
-    ".mjs": "text/javascript; charset=utf-8",
-    ".pdf": "application/pdf",
-    ".png": "image/png",
-    ".svg": "image/svg+xml",
-    ".wasm": "application/wasm",
-    ".webp": "image/webp",
-    ".xml": "text/xml; charset=utf-8",
-}
-MIME_GLOBS_FILES = ("/usr/local/share/mime/globs2", "/usr/share/mime/globs2")
-MIME_TYPES_FILES = ("/etc/mime.types", "/etc/apache2/mime.types", "/etc/apache/mime.types", "/etc/httpd/conf/mime.types")
-
-_TOKEN = frozenset("!#$%&'*+-.^_`|~0123456789abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ")
-
-
-def _media_type_with_charset(value: str) -> str | None:
-    """Go's ``setExtensionType`` normalisation: text types get ``charset=utf-8``; None if invalid."""
-    base, _, params = value.partition(";")
-    media = base.strip().lower()
-    major, slash, minor = media.partition("/")
-    if not major or not set(major) <= _TOKEN or (slash and (not minor or not set(minor) <= _TOKEN)):
-        return None
-    if value.startswith("text/") and "charset=" not in params.lower():
-        # Go re-formats the whole value as a type: with parameters that is not a token, so empty
-        return "" if params or ";" in value else f"{major}/{minor}; charset=utf-8"
-    return value
-
-
-class MimeTypes:
-    """Go's extension → type table: built-ins first, then the system's databases the way Go reads them."""
-
-    def __init__(self, globs_files: Iterable[str] = MIME_GLOBS_FILES, types_files: Iterable[str] = MIME_TYPES_FILES) -> None:
-        self.exact: dict[str, str] = dict(_BUILTIN_TYPES)
-        self.lower: dict[str, str] = dict(_BUILTIN_TYPES)
-        for path in globs_files:
-            if self._load_globs(path):
-                break
-        else:
-            for path in types_files:
-                self._load_types(path)
-
-    def _set(self, extension: str, media_type: str) -> None:
-        normalised = _media_type_with_charset(media_type)
-        if normalised is None:
-            return
-        self.exact[extension] = normalised
-        self.lower[extension.lower()] = normalised
-
-    def _load_globs(self, path: str) -> bool:
-        """``globs2`` lines are ``weight:type:*.ext``; the first (heaviest) type of an extension wins."""
-        try:
-            with open(path, encoding="utf-8", errors="surrogateescape") as f:
-                lines = f.read().splitlines()
-        except OSError:
-            return False
-        for line in lines:
-            fields = line.split(":")
-            if len(fields) < 3 or not fields[0] or len(fields[2]) < 3:
-                continue
-            if fields[0][0] == "#" or fields[2][0] != "*" or fields[2][1] != ".":
-                continue
-            extension = fields[2][1:]
-            if any(ch in extension for ch in "?*[") or extension in self.exact:
-                continue
-            self._set(extension, fields[1])
-        return True
-
-    def _load_types(self, path: str) -> None:
-        """``mime.types`` lines are ``type ext ext…``; later files override earlier entries."""
-        try:
-            with open(path, encoding="utf-8", errors="surrogateescape") as f:
-                lines = f.read().splitlines()
-        except OSError:
-            return
-        for line in lines:
-            fields = line.split()
-            if len(fields) <= 1 or fields[0][0] == "#":
-                continue
-            for extension in fields[1:]:
-                if extension[0] == "#":
-                    break
-                self._set("." + extension, fields[0])
-
-    def by_extension(self, extension: str) -> str:
-        if not extension:
-            return ""
-        found = self.exact.get(extension)
-        if found is not None:
-            return found
-        return self.lower.get(extension.lower(), "")
-
-
-_mime_types: MimeTypes | None = None
-
-
-def mime_types() -> MimeTypes:
-    """The process-wide table, read once (at config load)."""
-    global _mime_types
-    if _mime_types is None:
-        _mime_types = MimeTypes()
-    return _mime_types
-
-
-def mime_type_by_extension(extension: str) -> str:
-    """Go's ``mime.TypeByExtension``."""
-    return mime_types().by_extension(extension)
-
-
-# -- Go's time formats ----------------------------------------------------------------------------
-
-_DAYS = ("Mon", "Tue", "Wed", "Thu", "Fri", "Sat", "Sun")
-_MONTHS = ("Jan", "Feb", "Mar", "Apr", "May", "Jun", "Jul", "Aug", "Sep", "Oct", "Nov", "Dec")
-_MONTH_NUMBERS = {m.lower(): i + 1 for i, m in enumerate(_MONTHS)}
-_DAY_ALT = "|".join(_DAYS)
-_LONG_DAY_ALT = "Monday|Tuesday|Wednesday|Thursday|Friday|Saturday|Sunday"
-_MONTH_ALT = "|".join(_MONTHS)
-_FRACTION = r"(?:[.,](\d+))?"
-# http.TimeFormat, time.RFC850 and time.ANSIC, the three forms http.ParseTime accepts
-_IMF_DATE = re.compile(rf"(?i:{_DAY_ALT}), (\d\d) ((?i:{_MONTH_ALT})) (\d{{4}}) (\d\d?):(\d\d):(\d\d){_FRACTION} GMT")
-_RFC850_DATE = re.compile(
-    rf"(?i:{_LONG_DAY_ALT}), (\d\d)-((?i:{_MONTH_ALT}))-(\d\d) (\d\d?):(\d\d):(\d\d){_FRACTION} (?:[A-Z]{{3}}T?|ChST|MeST)"
-)
-_ANSIC_DATE = re.compile(rf"(?i:{_DAY_ALT}) ((?i:{_MONTH_ALT})) {{1,2}}(\d\d?) (\d\d?):(\d\d):(\d\d){_FRACTION} (\d{{4}})")
-
-
-def http_date(seconds: int) -> str:
-    """Go's ``time.Format(http.TimeFormat)`` of a UTC time."""
-    tm = time.gmtime(seconds)
-    return (f"{_DAYS[tm.tm_wday]}, {tm.tm_mday:02d} {_MONTHS[tm.tm_mon - 1]} {tm.tm_year:04d} "
-            f"{tm.tm_hour:02d}:{tm.tm_min:02d}:{tm.tm_sec:02d} GMT")
-
-
-def parse_http_time(text: str) -> int | None:
-    """Go's ``http.ParseTime`` as nanoseconds since the epoch; None when it does not parse."""
-    found = _IMF_DATE.fullmatch(text)
-    if found is not None:
-        day, month, year, hour, minute, second, fraction = found.groups()
-    else:
-        found = _RFC850_DATE.fullmatch(text)
-        if found is not None:
-            day, month, short_year, hour, minute, second, fraction = found.groups()
-            year = str((1900 if int(short_year) >= 69 else 2000) + int(short_year))
-        else:
-            found = _ANSIC_DATE.fullmatch(text)
-            if found is None:
-                return None
-            month, day, hour, minute, second, fraction, year = found.groups()
-    try:
-        moment = calendar.timegm(
-            (int(year), _MONTH_NUMBERS[month.lower()], int(day), int(hour), int(minute), int(second), 0, 0, 0)
-        )
-    except (ValueError, OverflowError):
-        return None
-    if not (1 <= int(day) <= calendar.monthrange(int(year), _MONTH_NUMBERS[month.lower()])[1]):
-        return None
-    if int(hour) > 23 or int(minute) > 59 or int(second) > 59:
-        return None
-    nanos = int((fraction or "0")[:9].ljust(9, "0"))
-    return moment * 1_000_000_000 + nanos
-
-
-def go_time_json(nanoseconds: int) -> str:
-    """Go's JSON form of a UTC time (RFC 3339 with trailing zeros of the fraction dropped)."""
-    seconds, nanos = divmod(nanoseconds, 1_000_000_000)
-    tm = time.gmtime(seconds)
-    text = (f"{tm.tm_year:04d}-{tm.tm_mon:02d}-{tm.tm_mday:02d}T"
-            f"{tm.tm_hour:02d}:{tm.tm_min:02d}:{tm.tm_sec:02d}")
-    if nanos:
-        text += "." + f"{nanos:09d}".rstrip("0")
-    return text + "Z"
-
-
-def _base36(value: int) -> str:
-    digits = "0123456789abcdefghijklmnopqrstuvwxyz"
-    if value == 0:
-        return "0"
-    sign = "-" if value < 0 else ""
-    value = abs(value)
-    out = []
-    while value:
-        value, rest = divmod(value, 36)
-        out.append(digits[rest])
-    return sign + "".join(reversed(out))
-
-
-def calculate_etag(info: os.stat_result) -> str:
-    """Caddy's ``calculateEtag``: modification time (Unix seconds) and size, both base 36."""
-    return '"' + _base36(info.st_mtime_ns // 1_000_000_000) + _base36(info.st_size) + '"'
-
-
-# -- Go's ServeContent conditionals ------------------------------------------------------------
-
-_OWS = " \t\r\n"  # textproto.TrimString
-
-
-def _scan_etag(text: str) -> tuple[str, str]:
-    """Go's ``scanETag``: the first entity tag of ``text`` and the rest; empty when malformed."""
-    text = text.strip(_OWS)
-    start = 2 if text.startswith("W/") else 0
-    if len(text) - start < 2 or text[start] != '"':
-        return "", ""
-    for i in range(start + 1, len(text)):
-        ch = ord(text[i])
-        if ch == 0x22:
-            return text[: i + 1], text[i + 1 :]
-        if not (ch == 0x21 or 0x23 <= ch <= 0x7E or ch >= 0x80):
-            return "", ""
-    return "", ""
-
-
-def _strong_match(a: str, b: str) -> bool:
-    return a == b and a != "" and a[0] == '"'
-
-
-def _weak_match(a: str, b: str) -> bool:
-    return a.removeprefix("W/") == b.removeprefix("W/")
-
-
-_COND_NONE, _COND_TRUE, _COND_FALSE = 0, 1, 2
-
-
-def _check_etags(header: str, etag: str, strong: bool) -> int:
-    """If-Match (strong) / If-None-Match (weak): TRUE when a listed tag (or ``*``) matches."""
-    rest = header
-    while True:
-        rest = rest.strip(_OWS)
-        if not rest:
-            return _COND_FALSE
-        if rest[0] == ",":
-            rest = rest[1:]
-            continue
-        if rest[0] == "*":
-            return _COND_TRUE
-        tag, rest = _scan_etag(rest)
-        if not tag:
-            return _COND_FALSE
-        if (_strong_match(tag, etag) if strong else _weak_match(tag, etag)):
-            return _COND_TRUE
-
-
-class _Preconditions:
-    """Go's ``checkPreconditions``: the answer (304/412) or the Range header still to honour."""
-
-    __slots__ = ("status", "range")
-
-    def __init__(self, request: Request, headers: Any, modified_ns: int) -> None:
-        self.status = 0
-        self.range = ""
-        fields = request.headers
-        etag = headers.get("Etag") or ""
-        known_time = modified_ns != 0
-        modified_floor = (modified_ns // 1_000_000_000) * 1_000_000_000
-        method = request.method
-        condition = _COND_NONE
-        if_match = fields.get("If-Match") or ""
-        if if_match:
-            condition = _check_etags(if_match, etag, strong=True)
-        else:
-            unmodified_since = fields.get("If-Unmodified-Since") or ""
-            if unmodified_since and known_time:
-                moment = parse_http_time(unmodified_since)
-                if moment is not None:
-                    condition = _COND_TRUE if modified_floor <= moment else _COND_FALSE
-        if condition == _COND_FALSE:
-            self.status = 412
-            return
-        if_none_match = fields.get("If-None-Match") or ""
-        if if_none_match:
-            if _check_etags(if_none_match, etag, strong=False) == _COND_TRUE:
-                self.status = 304 if method in ("GET", "HEAD") else 412
-                return
-        elif method in ("GET", "HEAD"):
-            modified_since = fields.get("If-Modified-Since") or ""
-            if modified_since and known_time:
-                moment = parse_http_time(modified_since)
-                if moment is not None and modified_floor <= moment:
-                    self.status = 304
-                    return
-        wanted = fields.get("Range") or ""
-        if wanted and method in ("GET", "HEAD"):
-            if_range = fields.get("If-Range") or ""
-            if if_range and not self._if_range_holds(if_range, etag, modified_ns):
-                wanted = ""
-        self.range = wanted
-
-    @staticmethod
-    def _if_range_holds(if_range: str, etag: str, modified_ns: int) -> bool:
-        tag, _ = _scan_etag(if_range)
-        if tag:
-            return _strong_match(tag, etag)
-        moment = parse_http_time(if_range)
-        if moment is None:
-            return False
-        return moment // 1_000_000_000 == modified_ns // 1_000_000_000
-
-
-class _RangeError(Exception):
-    pass
-
-
-_RANGE_NUMBER = re.compile(r"[+-]?[0-9]+\Z")
-_INT64_MAX = (1 << 63) - 1
-
-
-def _parse_int64(text: str) -> int | None:
-    if not _RANGE_NUMBER.match(text):
-        return None
-    value = int(text)
-    return value if -_INT64_MAX - 1 <= value <= _INT64_MAX else None
-
-
-def parse_range(header: str, size: int) -> list[tuple[int, int]]:
-    """Go's ``parseRange``: (start, length) pairs; ``_RangeError`` with Go's message when invalid."""
-    if not header:
-        return []
-    if not header.startswith("bytes="):
-        raise _RangeError("invalid range")
-    ranges: list[tuple[int, int]] = []
-    no_overlap = False
-    for spec in header[6:].split(","):
-        spec = spec.strip(_OWS)
-        if not spec:
-            continue
-        first, dash, last = spec.partition("-")
-        if not dash:
-            raise _RangeError("invalid range")
-        first, last = first.strip(_OWS), last.strip(_OWS)
-        if first == "":
-            if last == "" or last[0] == "-":
-                raise _RangeError("invalid range")
-            count = _parse_int64(last)
-            if count is None or count < 0:
-                raise _RangeError("invalid range")
-            count = min(count, size)
-            ranges.append((size - count, count))
-            continue
-        start = _parse_int64(first)
-        if start is None or start < 0:
-            raise _RangeError("invalid range")
-        if start >= size:
-            no_overlap = True
-            continue
-        if last == "":
-            ranges.append((start, size - start))
-            continue
-        end = _parse_int64(last)
-        if end is None or start > end:
-            raise _RangeError("invalid range")
-        end = min(end, size - 1)
-        ranges.append((start, end - start + 1))
-    if no_overlap and not ranges:
-        raise _RangeError("invalid range: failed to overlap")
-    return ranges
-
 
 # -- streaming the body -------------------------------------------------------------------------
 
@@ -615,7 +272,6 @@ def load_precompressed_zstd(config: Any, context: Any) -> Precompressed:
 # -- redirects ----------------------------------------------------------------------------------
 
 _CONTROL = re.compile(r"[\x00-\x1f\x7f]")
-_BAD_ESCAPE = re.compile(r"%(?![0-9A-Fa-f]{2})")
 _HTML_ESCAPES = str.maketrans({"&": "&amp;", "<": "&lt;", ">": "&gt;", '"': "&#34;", "'": "&#39;"})
 
 
@@ -650,221 +306,6 @@ def redirect(request: Request, response: Response, to: str, status: int = 308) -
     if not had_type and request.method == "GET":
         body = f'<a href="{url.translate(_HTML_ESCAPES)}">Permanent Redirect</a>.\n\n'
         response.write(body.encode("utf-8", "surrogateescape"))
-
-
-# -- directory listings ----------------------------------------------------------------------
-
-_PATH_SAFE = "/$&+,;=:@-._~"
-
-# Go's os.FileMode bits for the file types (the permission bits are the same as Unix's)
-_MODE_DIR = 1 << 31
-_MODE_SYMLINK = 1 << 27
-_MODE_DEVICE = 1 << 26
-_MODE_NAMED_PIPE = 1 << 25
-_MODE_SOCKET = 1 << 24
-_MODE_SETUID = 1 << 23
-_MODE_SETGID = 1 << 22
-_MODE_CHAR_DEVICE = 1 << 21
-_MODE_STICKY = 1 << 20
-
-
-def go_file_mode(st_mode: int) -> int:
-    """Go's ``os.FileMode`` of a Unix ``st_mode``."""
-    mode = st_mode & 0o777
-    kind = stat.S_IFMT(st_mode)
-    if kind == stat.S_IFDIR:
-        mode |= _MODE_DIR
-    elif kind == stat.S_IFLNK:
-        mode |= _MODE_SYMLINK
-    elif kind == stat.S_IFBLK:
-        mode |= _MODE_DEVICE
-    elif kind == stat.S_IFCHR:
-        mode |= _MODE_DEVICE | _MODE_CHAR_DEVICE
-    elif kind == stat.S_IFIFO:
-        mode |= _MODE_NAMED_PIPE
-    elif kind == stat.S_IFSOCK:
-        mode |= _MODE_SOCKET
-    if st_mode & stat.S_ISUID:
-        mode |= _MODE_SETUID
-    if st_mode & stat.S_ISGID:
-        mode |= _MODE_SETGID
-    if st_mode & stat.S_ISVTX:
-        mode |= _MODE_STICKY
-    return mode
-
-
-def human_size(size: int) -> str:
-    """go-humanize's ``IBytes`` (powers of 1024)."""
-    if size < 10:
-        return f"{size} B"
-    units = ("B", "KiB", "MiB", "GiB", "TiB", "PiB", "EiB")
-    exponent = 0
-    while exponent < len(units) - 1 and size >= 1024 ** (exponent + 1):
-        exponent += 1
-    value = int(size / 1024**exponent * 10 + 0.5) / 10
-    return f"{value:.1f} {units[exponent]}" if value < 10 else f"{value:.0f} {units[exponent]}"
-
-
-class _Item:
-    __slots__ = ("name", "size", "url", "mtime_ns", "mode", "is_dir", "is_symlink")
-
-    def __init__(self, name: str, size: int, url: str, mtime_ns: int, mode: int, is_dir: bool, is_symlink: bool) -> None:
-        self.name = name
-        self.size = size
-        self.url = url
-        self.mtime_ns = mtime_ns
-        self.mode = mode
-        self.is_dir = is_dir
-        self.is_symlink = is_symlink
-
-    def as_json(self) -> dict[str, Any]:
-        return {
-            "name": _valid_text(self.name),
-            "size": self.size,
-            "url": self.url,
-            "mod_time": go_time_json(self.mtime_ns),
-            "mode": self.mode,
-            "is_dir": self.is_dir,
-            "is_symlink": self.is_symlink,
-        }
-
-
-def _valid_text(text: str) -> str:
-    """What Go's JSON/HTML writers make of a name that is not valid UTF-8."""
-    return text.encode("utf-8", "surrogateescape").decode("utf-8", "replace")
-
-
-def _go_json(value: Any) -> bytes:
-    """``json.Encoder.Encode``: compact, HTML characters escaped, a final newline."""
-    text = json.dumps(value, ensure_ascii=False, separators=(",", ":"))
-    text = (text.replace("<", "\\u003c").replace(">", "\\u003e").replace("&", "\\u0026")
-            .replace("\u2028", "\\u2028").replace("\u2029", "\\u2029"))
-    return (text + "\n").encode("utf-8")
-
-
-def _path_unescape(text: str) -> str | None:
-    if "%" not in text:
-        return text
-    if _BAD_ESCAPE.search(text):
-        return None
-    return unquote(text, errors="surrogateescape")
-
-
-SORT_NAME, SORT_NAME_DIR_FIRST, SORT_SIZE, SORT_TIME = "name", "namedirfirst", "size", "time"
-_SORTS = (SORT_NAME, SORT_NAME_DIR_FIRST, SORT_SIZE, SORT_TIME)
-
-
-def sort_items(items: list[_Item], sort_by: str, order: str) -> list[_Item]:
-    """Caddy's listing orders; an unknown ``sort`` keeps the listing as read."""
-    if sort_by == SORT_NAME:
-        key: Any = lambda item: item.name.lower()  # noqa: E731
-    elif sort_by == SORT_NAME_DIR_FIRST:
-        key = lambda item: (not item.is_dir, item.name.lower())  # noqa: E731
-    elif sort_by == SORT_SIZE:
-        # directories first (by name), then files by size
-        key = lambda item: (0, item.name.lower()) if item.is_dir else (1, item.size)  # noqa: E731
-    elif sort_by == SORT_TIME:
-        key = lambda item: item.mtime_ns  # noqa: E731
-    else:
-        return items
-    return sorted(items, key=key, reverse=order == "desc")
-
-
-class _Listing:
-    """Caddy's ``browseTemplateContext``."""
-
-    def __init__(self, name: str, path: str, can_go_up: bool, items: list[_Item]) -> None:
-        self.name = name
-        self.path = path
-        self.can_go_up = can_go_up
-        self.items = items
-        self.num_dirs = sum(1 for item in items if item.is_dir)
-        self.num_files = len(items) - self.num_dirs
-        self.offset = 0
-        self.limit = 0
-        self.sort = ""
-        self.order = ""
-
-    def apply(self, sort_by: str, order: str, limit_text: str, offset_text: str) -> None:
-        self.sort, self.order = sort_by, order
-        self.items = sort_items(self.items, sort_by, order)
-        if offset_text:
-            offset = go_atoi(offset_text) or 0
-            if 0 < offset <= len(self.items):
-                self.items = self.items[offset:]
-                self.offset = offset
-        if limit_text:
-            limit = go_atoi(limit_text) or 0
-            if 0 < limit <= len(self.items):
-                self.items = self.items[:limit]
-                self.limit = limit
-
-    def breadcrumbs(self) -> list[tuple[str, str]]:
-        if not self.path:
-            return []
-        path = self.path[:-1] if self.path.endswith("/") else self.path
-        parts = path.split("/")
-        crumbs = []
-        for i, part in enumerate(parts):
-            if i == 0 and part == "":
-                part = "/"
-            crumbs.append(("../" * (len(parts) - i - 1), _path_unescape(part) or ""))
-        return crumbs
-
-
-def _e(text: str) -> str:
-    return html.escape(_valid_text(text), quote=True)
-
-
-def render_listing_html(listing: _Listing) -> bytes:
-    """A small, self-contained listing page (every name escaped)."""
-    crumbs = "".join(
-        f'<a href="{_e(link)}">{_e(text)}</a>{"/" if i else ""}' for i, (link, text) in enumerate(listing.breadcrumbs())
-    )
-    paging = ""
-    if listing.limit:
-        paging += f"&amp;limit={listing.limit}"
-    if listing.offset:
-        paging += f"&amp;offset={listing.offset}"
-
-    def header(sort_by: str, label: str) -> str:
-        order = "desc" if listing.sort == sort_by and listing.order != "desc" else "asc"
-        arrow = ""
-        if listing.sort == sort_by:
-            arrow = " &#9650;" if listing.order != "desc" else " &#9660;"
-        return f'<th><a href="?sort={sort_by}&amp;order={order}{paging}">{label}{arrow}</a></th>'
-
-    rows = []
-    if listing.can_go_up:
-        rows.append('<tr><td><a href="..">&#8593; Up</a></td><td>&mdash;</td><td></td></tr>')
-    for item in listing.items:
-        kind = "dir" if item.is_dir else "file"
-        if item.is_symlink:
-            kind += " symlink"
-        size = "&mdash;" if item.is_dir else f'<span title="{item.size}">{human_size(item.size)}</span>'
-        modified = time.strftime("%Y-%m-%d %H:%M:%S", time.gmtime(item.mtime_ns // 1_000_000_000))
-        rows.append(
-            f'<tr class="{kind}"><td><a href="{_e(item.url)}">{_e(item.name)}</a></td>'
-            f'<td>{size}</td><td><time datetime="{go_time_json(item.mtime_ns - item.mtime_ns % 1_000_000_000)}">'
-            f"{modified} UTC</time></td></tr>"
-        )
-    directories = "directory" if listing.num_dirs == 1 else "directories"
-    files = "file" if listing.num_files == 1 else "files"
-    shown = f" (of which only {listing.limit} are displayed)" if listing.limit else ""
-    page = (
-        "<!DOCTYPE html>\n<html>\n<head>\n<meta charset=\"utf-8\">\n"
-        '<meta name="viewport" content="width=device-width, initial-scale=1.0">\n'
-        f"<title>{_e(listing.name)}</title>\n"
-        "<style>body{font-family:sans-serif;margin:0}header,main{padding:1em 5%}header{background:#f2f2f2}"
-        "h1{font-size:20px;font-weight:normal}table{width:100%;border-collapse:collapse}"
-        "th,td{text-align:left;padding:.5em 0;white-space:nowrap}tr{border-bottom:1px dashed #dadada}"
-        "a{color:#006ed3;text-decoration:none}tr.dir a{font-weight:bold}</style>\n</head>\n<body>\n"
-        f"<header><h1>{crumbs}</h1></header>\n<main>\n"
-        f"<p>{listing.num_dirs} {directories}, {listing.num_files} {files}{shown}</p>\n"
-        "<table>\n<thead><tr>" + header(SORT_NAME, "Name") + header(SORT_SIZE, "Size") + header(SORT_TIME, "Modified")
-        + "</tr></thead>\n<tbody>\n" + "\n".join(rows) + "\n</tbody>\n</table>\n</main>\n</body>\n</html>\n"
-    )
-    return page.encode("utf-8")
 
 
 # -- the handler ---------------------------------------------------------------------------------

@@ -1,0 +1,1 @@
+"""The reverse_proxy handler and its upstream transport."""
