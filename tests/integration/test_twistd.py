@@ -47,59 +47,53 @@ def http_get(port: int, path: str) -> bytes:
         return b"".join(chunks)
 
 
+def serve_in_process(testcase: SynchronousTestCase, argv: list[str], answer: str) -> tuple[int, bytes, bytes]:
+    """Start a server process on a Caddyfile answering ``answer``; GET it; SIGTERM it.
+
+    Returns the exit status, the HTTP reply and the process output.
+    """
+    workdir = os.path.abspath(testcase.mktemp())
+    os.makedirs(workdir)
+    port = free_port()
+    with open(os.path.join(workdir, "Caddyfile"), "w") as f:
+        f.write(f"http://127.0.0.1:{port} {{\n\tbind 127.0.0.1\n\trespond \"{answer}\"\n}}\n")
+    env = dict(os.environ, PYTHONPATH=CHECKOUT)
+    process = subprocess.Popen(
+        [sys.executable, *argv], cwd=workdir, env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT
+    )
+    try:
+        wait_for_output(process, b"listening on", 30)
+        reply = http_get(port, "/")
+        process.send_signal(signal.SIGTERM)
+        output, _ = process.communicate(timeout=20)
+    finally:
+        if process.poll() is None:
+            process.kill()
+            process.wait()
+    return process.returncode, reply, output
+
+
 class TwistdTests(SynchronousTestCase):
     def test_serves_and_stops_on_sigterm(self) -> None:
-        workdir = os.path.abspath(self.mktemp())
-        os.makedirs(workdir)
-        port = free_port()
-        with open(os.path.join(workdir, "Caddyfile"), "w") as f:
-            f.write(f"http://127.0.0.1:{port} {{\n\tbind 127.0.0.1\n\trespond \"from twistd\"\n}}\n")
-        env = dict(os.environ, PYTHONPATH=CHECKOUT)
-        process = subprocess.Popen(
-            [sys.executable, "-c", TWISTD, "-n", "--pidfile=", "caddy", "-c", "Caddyfile"],
-            cwd=workdir, env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
+        status, reply, output = serve_in_process(
+            self, ["-c", TWISTD, "-n", "--pidfile=", "caddy", "-c", "Caddyfile"], "from twistd"
         )
-        try:
-            wait_for_output(process, b"listening on", 30)
-            reply = http_get(port, "/")
-            self.assertTrue(reply.startswith(b"HTTP/1.1 200 OK\r\n"), reply)
-            self.assertTrue(reply.endswith(b"\r\n\r\nfrom twistd"), reply)
-            process.send_signal(signal.SIGTERM)
-            output, _ = process.communicate(timeout=20)
-        finally:
-            if process.poll() is None:
-                process.kill()
-                process.wait()
+        self.assertTrue(reply.startswith(b"HTTP/1.1 200 OK\r\n"), reply)
+        self.assertTrue(reply.endswith(b"\r\n\r\nfrom twistd"), reply)
         # twistd stops cleanly and then exits through the same signal (Twisted's
         # documented behaviour), so the status is "terminated by SIGTERM".
-        self.assertEqual(process.returncode, -signal.SIGTERM, output)
+        self.assertEqual(status, -signal.SIGTERM, output)
         self.assertNotIn(b"Traceback", output)
         self.assertIn(b"Main loop terminated", output)
 
 
 class TxcaddyRunTests(SynchronousTestCase):
     def test_run_serves_and_exits_zero_on_sigterm(self) -> None:
-        workdir = os.path.abspath(self.mktemp())
-        os.makedirs(workdir)
-        port = free_port()
-        with open(os.path.join(workdir, "Caddyfile"), "w") as f:
-            f.write(f"http://127.0.0.1:{port} {{\n\tbind 127.0.0.1\n\trespond \"from txcaddy run\"\n}}\n")
-        env = dict(os.environ, PYTHONPATH=CHECKOUT)
-        process = subprocess.Popen(
-            [sys.executable, "-m", "txcaddy.cli", "run", "--config", "Caddyfile"],
-            cwd=workdir, env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
+        status, reply, output = serve_in_process(
+            self, ["-m", "txcaddy.cli", "run", "--config", "Caddyfile"], "from txcaddy run"
         )
-        try:
-            wait_for_output(process, b"listening on", 30)
-            reply = http_get(port, "/")
-            self.assertTrue(reply.endswith(b"\r\n\r\nfrom txcaddy run"), reply)
-            process.send_signal(signal.SIGTERM)
-            output, _ = process.communicate(timeout=20)
-        finally:
-            if process.poll() is None:
-                process.kill()
-                process.wait()
-        self.assertEqual(process.returncode, 0, output)
+        self.assertTrue(reply.endswith(b"\r\n\r\nfrom txcaddy run"), reply)
+        self.assertEqual(status, 0, output)
         self.assertNotIn(b"Traceback", output)
 
     def test_run_reports_a_bad_config_in_one_line(self) -> None:
