@@ -486,6 +486,17 @@ class _ClientProtocol(Protocol):
         except UpstreamProtocolError as exc:
             self.fail(exc)
 
+    def _deliver_counted(self, consumer: Any, data: bytes) -> bytes:
+        """Pass on at most ``self.remaining`` body bytes; return what follows them."""
+        if len(data) <= self.remaining:
+            self.remaining -= len(data)
+            consumer.body_data(data)
+            return b""
+        consumer.body_data(data[: self.remaining])
+        rest = data[self.remaining :]
+        self.remaining = 0
+        return rest
+
     def _parse(self, data: bytes) -> None:
         if self.buffer:
             data = self.buffer + data
@@ -505,15 +516,7 @@ class _ClientProtocol(Protocol):
                 return
             consumer = exchange._consumer
             if state == _LENGTH:
-                n = len(data)
-                if n <= self.remaining:
-                    self.remaining -= n
-                    consumer.body_data(data)
-                    data = b""
-                else:
-                    consumer.body_data(data[: self.remaining])
-                    data = data[self.remaining:]
-                    self.remaining = 0
+                data = self._deliver_counted(consumer, data)
                 if self.remaining == 0:
                     if data:
                         self.keep_alive = False  # bytes beyond the body: not reusable
@@ -523,15 +526,7 @@ class _ClientProtocol(Protocol):
                 consumer.body_data(data)
                 return
             elif state == _CHUNK_DATA:
-                n = len(data)
-                if n <= self.remaining:
-                    self.remaining -= n
-                    consumer.body_data(data)
-                    data = b""
-                else:
-                    consumer.body_data(data[: self.remaining])
-                    data = data[self.remaining:]
-                    self.remaining = 0
+                data = self._deliver_counted(consumer, data)
                 if self.remaining == 0:
                     self.state = _CHUNK_CRLF
             elif state == _CHUNK_CRLF:
