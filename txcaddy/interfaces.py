@@ -33,6 +33,29 @@ class IRequestMatcher(Interface):
         """True if ``request`` matches; may record placeholders on it."""
 
 
+class ISelectionPolicy(Interface):
+    """A load-balancing policy, Caddy's ``reverseproxy.Selector``.
+
+    ``reverse_proxy`` asks its policy for an upstream before every attempt
+    (retries included). Built-in policies are the
+    ``http.reverse_proxy.selection_policies.*`` modules in
+    ``txcaddy.reverseproxy.selection``; a plugin module registered in that
+    namespace is usable as ``{"policy": "<name>"}`` in JSON configs.
+    """
+
+    def select(pool, request, response):  # noqa: N805
+        """Choose the upstream that serves ``request``, or None if none can.
+
+        ``pool`` is the handler's sequence of ``Upstream``s in configured
+        order; only those whose ``available()`` is true may be returned, and
+        None makes the handler answer "no upstreams available" (503).
+        ``response`` (possibly None) is there for policies that answer with
+        something, like the sticky-session ``Set-Cookie``; add to its
+        headers, never replace them. Called on the reactor thread, once per
+        attempt: keep it quick and do not block.
+        """
+
+
 class ICaddyModule(Interface):
     """A plugin that provides one Caddy module to the loader.
 

@@ -19,8 +19,9 @@ naming Caddy's spelling: ``transport http`` accepts ``read_buffer_size``,
 upstream written as ``_service._proto.name`` becomes a ``dynamic srv``
 source. Newer Caddy options are accepted too: ``health_passes``,
 ``health_fails`` (Caddy 2.8), ``stream_timeout``, ``stream_close_delay`` and
-the ``client_ip_hash``, ``query`` and ``weighted_round_robin`` policies
-(Caddy 2.7).
+the ``client_ip_hash``, ``query`` and ``weighted_round_robin`` policies and
+the ``fallback`` block of ``header``, ``cookie`` and ``query`` (Caddy 2.7;
+weights of 0 from 2.9).
 """
 
 from __future__ import annotations
@@ -741,22 +742,73 @@ def _policy_random_choose(d: Dispenser, ctx: _Context) -> JSONObject:
     return _struct(("choose", choose))
 
 
+def _fallback_option(d: Dispenser, ctx: _Context, current: GoMap | None) -> GoMap:
+    """``fallback <policy> [<args>] [{…}]``, the cursor on ``fallback`` (Caddy 2.7)."""
+    if not d.next_arg():
+        raise d.arg_err()
+    if current is not None:
+        raise d.err("fallback selection policy already specified")
+    name = d.val()
+    policy = unmarshal_module(d, "http.reverse_proxy.selection_policies", name, SELECTION_POLICIES, ctx)
+    return module_object(policy, "policy", name)
+
+
+def _policy_fallback(d: Dispenser, ctx: _Context) -> GoMap | None:
+    """The ``{ fallback <policy> }`` block of ``header`` and ``query`` (Caddy 2.7)."""
+    fallback = None
+    while d.next_block(0):
+        if d.val() != "fallback":
+            raise d.err(f"unrecognized option '{d.val()}'")
+        fallback = _fallback_option(d, ctx, fallback)
+    return fallback
+
+
 def _policy_header(d: Dispenser, ctx: _Context) -> JSONObject:
-    field = ""
-    while d.next():
+    """``header <field> [{ fallback <policy> }]`` (the block from Caddy 2.7)."""
+    d.next()
+    if not d.next_arg():
+        raise d.arg_err()
+    field = d.val()
+    # Caddy 2.6.2 reads further arguments in pairs, the last one being the field
+    while d.next_arg():
         if not d.next_arg():
             raise d.arg_err()
         field = d.val()
-    return _struct(("field", field))
+    return _struct(("field", field), ("fallback", _policy_fallback(d, ctx)))
 
 
 def _policy_cookie(d: Dispenser, ctx: _Context) -> JSONObject:
+    """``cookie [<name> [<secret>]] [{ fallback <policy>; max_age <duration> }]``.
+
+    The block is newer than 2.6.2: ``fallback`` from Caddy 2.7, ``max_age`` from 2.9.
+    """
     args = d.remaining_args()
     if len(args) not in (1, 2, 3):
         raise d.arg_err()
     name = args[1] if len(args) > 1 else ""
     secret = args[2] if len(args) > 2 else ""
-    return _struct(("name", name), ("secret", secret))
+    fallback = None
+    max_age = 0
+    while d.next_block(0):
+        option = d.val()
+        if option == "fallback":
+            fallback = _fallback_option(d, ctx, fallback)
+        elif option == "max_age":
+            if not d.next_arg():
+                raise d.arg_err()
+            if max_age:
+                raise d.err("cookie max_age already specified")
+            try:
+                max_age = parse_caddy_duration(d.val())
+            except ValueError:
+                raise d.err(f"invalid duration: {d.val()}") from None
+            if max_age <= 0:
+                raise d.err(f"invalid duration: {d.val()}, max_age should be non-zero and positive")
+            if d.next_arg():
+                raise d.arg_err()
+        else:
+            raise d.err(f"unrecognized option '{option}'")
+    return _struct(("name", name), ("secret", secret), ("max_age", max_age), ("fallback", fallback))
 
 
 def _policy_client_ip_hash(d: Dispenser, ctx: _Context) -> JSONObject:
@@ -773,20 +825,7 @@ def _policy_query(d: Dispenser, ctx: _Context) -> JSONObject:
     if not d.next_arg():
         raise d.arg_err()
     key = d.val()
-    fallback = None
-    while d.next_block(0):
-        if d.val() != "fallback":
-            raise d.err(f"unrecognized option '{d.val()}'")
-        if not d.next_arg():
-            raise d.arg_err()
-        if fallback is not None:
-            raise d.err("fallback selection policy already specified")
-        name = d.val()
-        policy = unmarshal_module(
-            d, "http.reverse_proxy.selection_policies", name, SELECTION_POLICIES, ctx
-        )
-        fallback = module_object(policy, "policy", name)
-    return _struct(("key", key), ("fallback", fallback))
+    return _struct(("key", key), ("fallback", _policy_fallback(d, ctx)))
 
 
 def _policy_weighted_round_robin(d: Dispenser, ctx: _Context) -> JSONObject:
