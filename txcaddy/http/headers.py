@@ -7,12 +7,13 @@ allowed. ``Headers`` does the same with an insertion-ordered dict.
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Iterator
+from collections.abc import Container, Iterable, Iterator
 
 _TOKEN_CHARS = frozenset(
     "!#$%&'*+-.^_`|~0123456789abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ"
 )
 _canonical_cache: dict[str, str] = {}
+_raw_name_cache: dict[bytes, str] = {}
 
 
 def canonical_key(name: str) -> str:
@@ -38,6 +39,30 @@ class Headers:
         self._fields: dict[str, list[str]] = {}
         for name, value in pairs:
             self.add(name, value)
+
+    @classmethod
+    def from_raw(cls, pairs: Iterable[tuple[bytes, bytes]]) -> Headers:
+        """Fields as read off the wire (latin-1, so every byte survives a round trip).
+
+        The fast path for a whole header block: names are canonicalised through a
+        cache keyed by the raw bytes, and the dict is filled without ``add``.
+        """
+        fields: dict[str, list[str]] = {}
+        names = _raw_name_cache
+        for raw_name, raw_value in pairs:
+            name = names.get(raw_name)
+            if name is None:
+                name = canonical_key(raw_name.decode("latin-1"))
+                if len(names) < 4096:
+                    names[raw_name] = name
+            values = fields.get(name)
+            if values is None:
+                fields[name] = [raw_value.decode("latin-1")]
+            else:
+                values.append(raw_value.decode("latin-1"))
+        new = cls.__new__(cls)
+        new._fields = fields
+        return new
 
     def get(self, name: str, default: str | None = None) -> str | None:
         values = self._fields.get(canonical_key(name))
@@ -86,6 +111,14 @@ class Headers:
     def copy(self) -> Headers:
         new = Headers()
         new._fields = {name: list(values) for name, values in self._fields.items()}
+        return new
+
+    def copy_without(self, names: Container[str]) -> Headers:
+        """A copy leaving out the fields whose canonical name is in ``names``, in one pass."""
+        new = Headers()
+        new._fields = {
+            name: list(values) for name, values in self._fields.items() if name not in names
+        }
         return new
 
     def __repr__(self) -> str:

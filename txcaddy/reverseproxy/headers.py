@@ -1,0 +1,642 @@
+"""The header rules of ``reverse_proxy``: what goes upstream, what comes back.
+
+Caddy 2.6.2's behaviour (``prepareRequest``, ``addForwardedHeaders``, ``finalizeResponse``)
+plus the parts of Go's ``net/http`` client that shape the wire: which fields it writes and
+how, transparent gzip, and how it reads a response's ``Trailer`` announcement.
+
+Per client request::
+
+    prepared, upgrade = prepare_upstream_headers(request, trusted)
+
+Per attempt (after an upstream is chosen and its placeholders are published)::
+
+    headers = prepared.copy()
+    if header_up is not None:
+        apply_request_ops(header_up, headers, request)
+    reapply_upgrade(headers, upgrade)
+    fields = to_raw(headers, default_host=dial_hostport)
+    gzip = compression and wants_gzip(headers, method)
+    if gzip:
+        fields.append(ACCEPT_GZIP)
+
+On the response head::
+
+    headers = Headers.from_raw(head.headers)
+    names = announced_trailers(headers)      # before cleaning: Trailer is hop-by-hop
+    gunzip = gzip and gunzip_response_headers(headers, head.status)
+    clean_response_headers(headers)
+    (header_down ops, copy onto the client response, then add
+     "Trailer: " + ", ".join(names) when names)
+
+and at the end of the body ``relay_trailers(raw_trailers)`` gives what the client gets.
+Everything here is a plain function of its arguments: no I/O, nothing per request that a
+config load could have done.
+"""
+
+from __future__ import annotations
+
+import ipaddress
+import re
+from collections.abc import Iterable
+from typing import Any
+
+from txcaddy.caddyfile.errors import ConfigError
+from txcaddy.http.headers import Headers, canonical_key
+from txcaddy.reverseproxy.transport import RawHeaders, UpstreamError, UpstreamProtocolError
+
+__all__ = [
+    "ACCEPT_GZIP",
+    "HOP_BY_HOP",
+    "BadTrailerKey",
+    "ForwardedHeadersError",
+    "InvalidHeaderField",
+    "TrustedProxies",
+    "announced_trailers",
+    "apply_request_ops",
+    "clean_response_headers",
+    "from_raw",
+    "gunzip_response_headers",
+    "prepare_upstream_headers",
+    "reapply_upgrade",
+    "relay_trailers",
+    "to_raw",
+    "upgrade_accepted",
+    "upgrade_type",
+    "wants_gzip",
+]
+
+#: Hop-by-hop fields (Caddy's list, RFC 2616 §13.5.1 plus Alt-Svc and Proxy-Connection):
+#: never forwarded in either direction.
+HOP_BY_HOP = frozenset((
+    "Alt-Svc",
+    "Connection",
+    "Proxy-Connection",
+    "Keep-Alive",
+    "Proxy-Authenticate",
+    "Proxy-Authorization",
+    "Te",
+    "Trailer",
+    "Transfer-Encoding",
+    "Upgrade",
+))
+
+# Left out of the upstream copy besides the hop-by-hop fields: the framing comes from the
+# body the proxy sends, and Host is rebuilt from ``request.host`` (Go keeps it apart).
+_REQUEST_DROP = HOP_BY_HOP | {"Content-Length", "Host"}
+
+#: The field Go's transport adds when it asks for a transparently decoded response.
+ACCEPT_GZIP = (b"Accept-Encoding", b"gzip")
+
+_FORWARDED = ("X-Forwarded-For", "X-Forwarded-Proto", "X-Forwarded-Host")
+
+# Never written from the header map by Go's request writer: Host and User-Agent are written
+# on their own, the framing fields come from the body, Trailer from the request trailers.
+_NOT_WRITTEN = frozenset(("Host", "User-Agent", "Content-Length", "Transfer-Encoding", "Trailer"))
+
+# Header values: any control character but horizontal tab is refused (Go's
+# httpguts.ValidHeaderFieldValue); this also keeps CR/LF from splitting the request.
+_CTL = re.compile(rb"[\x00-\x08\x0a-\x1f\x7f]")
+_TOKEN = re.compile(r"[!#$%&'*+\-.^_`|~0-9A-Za-z]+")
+
+_name_bytes: dict[str, bytes | None] = {}  # canonical name → encoded, None if not a token
+
+
+class ForwardedHeadersError(ValueError):
+    """The peer address is not an IP address: Caddy fails the request with 500."""
+
+
+class InvalidHeaderField(UpstreamError):
+    """A field (after ``header_up``) cannot be written: Go's transport refuses to send it."""
+
+    status = 502
+
+
+class BadTrailerKey(UpstreamProtocolError):
+    """The upstream announced a trailer that may not be one (Go refuses the response)."""
+
+
+# -- trusted proxies ----------------------------------------------------------------------
+
+
+class _AddrError(ValueError):
+    pass
+
+
+def _go_quote(text: str) -> str:
+    """Go's ``strconv.Quote`` for the error messages."""
+    out = ['"']
+    for ch in text:
+        if ch in '"\\':
+            out.append("\\" + ch)
+        elif ch.isprintable():
+            out.append(ch)
+        elif ch in "\a\b\f\n\r\t\v":
+            out.append({"\a": r"\a", "\b": r"\b", "\f": r"\f", "\n": r"\n", "\r": r"\r",
+                        "\t": r"\t", "\v": r"\v"}[ch])
+        elif ord(ch) < 0x80:
+            out.append(f"\\x{ord(ch):02x}")
+        elif ord(ch) < 0x10000:
+            out.append(f"\\u{ord(ch):04x}")
+        else:
+            out.append(f"\\U{ord(ch):08x}")
+    out.append('"')
+    return "".join(out)
+
+
+def _addr_error(text: str, msg: str, at: str = "") -> _AddrError:
+    where = f" (at {_go_quote(at)})" if at else ""
+    return _AddrError(f"ParseAddr({_go_quote(text)}): {msg}{where}")
+
+
+def _parse_ipv4(text: str) -> int:
+    value = 0
+    octet = 0
+    digits = 0
+    fields = 0
+    for i, ch in enumerate(text):
+        if "0" <= ch <= "9":
+            if digits == 1 and octet == 0:
+                raise _addr_error(text, "IPv4 field has octet with leading zero")
+            octet = octet * 10 + ord(ch) - 48
+            digits += 1
+            if octet > 255:
+                raise _addr_error(text, "IPv4 field has value >255")
+        elif ch == ".":
+            if i == 0 or i == len(text) - 1 or text[i - 1] == ".":
+                raise _addr_error(text, "IPv4 field must have at least one digit", text[i:])
+            if fields == 3:
+                raise _addr_error(text, "IPv4 address too long")
+            value = (value << 8) | octet
+            fields += 1
+            octet = 0
+            digits = 0
+        else:
+            raise _addr_error(text, "unexpected character", text[i:])
+    if fields < 3:
+        raise _addr_error(text, "IPv4 address too short")
+    return (value << 8) | octet
+
+
+def _parse_ipv6(text: str) -> tuple[int, str]:
+    rest, sep, zone = text.partition("%")
+    if sep and not zone:
+        raise _addr_error(text, "zone must be a non-empty string")
+    groups: list[int] = []  # 16-bit groups, in order
+    ellipsis = -1  # index in groups where "::" was
+    if rest.startswith("::"):
+        ellipsis = 0
+        rest = rest[2:]
+        if not rest:
+            return 0, zone
+    while len(groups) < 8:
+        off = 0
+        acc = 0
+        while off < len(rest) and rest[off] in "0123456789abcdefABCDEF":
+            acc = (acc << 4) + int(rest[off], 16)
+            off += 1
+            if acc > 0xFFFF:
+                raise _addr_error(text, "IPv6 field has value >=2^16", rest)
+        if off == 0:
+            raise _addr_error(text, "each colon-separated field must have at least one digit", rest)
+        if off < len(rest) and rest[off] == ".":
+            if ellipsis < 0 and len(groups) != 6:
+                raise _addr_error(
+                    text, "embedded IPv4 address must replace the final 2 fields of the address",
+                    rest)
+            if len(groups) > 6:
+                raise _addr_error(
+                    text, "too many hex fields to fit an embedded IPv4 at the end of the address",
+                    rest)
+            try:
+                v4 = _parse_ipv4(rest)
+            except _AddrError as exc:
+                raise _addr_error(text, str(exc), rest) from None
+            groups += (v4 >> 16, v4 & 0xFFFF)
+            rest = ""
+            break
+        groups.append(acc)
+        rest = rest[off:]
+        if not rest:
+            break
+        if rest[0] != ":":
+            raise _addr_error(text, "unexpected character, want colon", rest)
+        if len(rest) == 1:
+            raise _addr_error(text, "colon must be followed by more characters", rest)
+        rest = rest[1:]
+        if rest[0] == ":":
+            if ellipsis >= 0:
+                raise _addr_error(text, "multiple :: in address", rest)
+            ellipsis = len(groups)
+            rest = rest[1:]
+            if not rest:
+                break
+    if rest:
+        raise _addr_error(text, "trailing garbage after address", rest)
+    if len(groups) < 8:
+        if ellipsis < 0:
+            raise _addr_error(text, "address string too short")
+        groups[ellipsis:ellipsis] = [0] * (8 - len(groups))
+    elif ellipsis >= 0:
+        raise _addr_error(text, "the :: must expand to at least one field of zeros")
+    value = 0
+    for group in groups:
+        value = (value << 16) | group
+    return value, zone
+
+
+def _parse_addr(text: str) -> tuple[ipaddress.IPv4Address | ipaddress.IPv6Address, str]:
+    """Go's ``netip.ParseAddr`` (its accepted forms and its messages); returns (ip, zone)."""
+    for ch in text:
+        if ch == ".":
+            return ipaddress.IPv4Address(_parse_ipv4(text)), ""
+        if ch == ":":
+            value, zone = _parse_ipv6(text)
+            return ipaddress.IPv6Address(value), zone
+        if ch == "%":
+            raise _addr_error(text, "missing IPv6 address")
+    raise _addr_error(text, "unable to parse IP")
+
+
+_Network = ipaddress.IPv4Network | ipaddress.IPv6Network
+
+
+def _parse_prefix(text: str) -> _Network:
+    """Go 1.19's ``netip.ParsePrefix`` (host bits may be set: ``127.0.0.1/8``)."""
+    addr_text, _, bits_text = text.rpartition("/")
+    try:
+        addr, zone = _parse_addr(addr_text)
+    except _AddrError as exc:
+        raise _AddrError(f"netip.ParsePrefix({_go_quote(text)}): {exc}") from None
+    if zone:
+        raise _AddrError(
+            f"netip.ParsePrefix({_go_quote(text)}): IPv6 zones cannot be present in a prefix")
+    bits: int | None = None
+    if re.fullmatch(r"[+-]?[0-9]+", bits_text, re.ASCII):
+        bits = int(bits_text)
+        if not -(1 << 63) <= bits < (1 << 63):
+            bits = None  # strconv.Atoi: out of range
+    if bits is None:
+        raise _AddrError(
+            f"netip.ParsePrefix({_go_quote(text)}): bad bits after slash: {_go_quote(bits_text)}")
+    if not 0 <= bits <= addr.max_prefixlen:
+        raise _AddrError(f"netip.ParsePrefix({_go_quote(text)}): prefix length out of range")
+    return ipaddress.ip_network((addr, bits), strict=False)
+
+
+class TrustedProxies:
+    """``trusted_proxies``: the peers whose X-Forwarded-* fields are believed.
+
+    Parsed once at load time with Go's address rules (so the same entries are accepted and
+    refused, with the same messages). Answers per peer address are cached, so a request
+    costs one dict lookup; the empty list (the default) answers False at once.
+    """
+
+    __slots__ = ("networks", "_answers")
+
+    def __init__(self, networks: Iterable[_Network] = ()) -> None:
+        self.networks: tuple[_Network, ...] = tuple(networks)
+        self._answers: dict[str, bool] = {}
+
+    @classmethod
+    def from_config(cls, entries: Any) -> TrustedProxies:
+        """From the handler's JSON ``trusted_proxies`` (None or a list of IPs and CIDRs)."""
+        if entries is None:
+            return cls()
+        if not isinstance(entries, list) or not all(isinstance(e, str) for e in entries):
+            raise ConfigError("reverse_proxy: trusted_proxies must be a list of strings")
+        networks: list[_Network] = []
+        for entry in entries:
+            if "/" in entry:
+                try:
+                    networks.append(_parse_prefix(entry))
+                except _AddrError as exc:
+                    raise ConfigError(f"parsing CIDR expression: '{entry}': {exc}") from None
+            else:
+                try:
+                    addr, _zone = _parse_addr(entry)  # a zone is dropped, as Go's PrefixFrom does
+                except _AddrError as exc:
+                    raise ConfigError(f"invalid IP address: '{entry}': {exc}") from None
+                networks.append(ipaddress.ip_network(addr))
+        return cls(networks)
+
+    def __bool__(self) -> bool:
+        return bool(self.networks)
+
+    def __repr__(self) -> str:
+        return f"TrustedProxies({[str(n) for n in self.networks]!r})"
+
+    def trusts(self, ip: str) -> bool:
+        """Whether the peer ``ip`` (no port, no zone) is a trusted proxy.
+
+        Raises ``ForwardedHeadersError`` when ``ip`` is not an IP address at all. As in Go,
+        an IPv4 range never contains an IPv4-mapped IPv6 address, nor the reverse.
+        """
+        answer = self._answers.get(ip)
+        if answer is not None:
+            return answer
+        try:
+            addr, _zone = _parse_addr(ip)
+        except _AddrError as exc:
+            raise ForwardedHeadersError(f"invalid IP address: '{ip}': {exc}") from None
+        answer = any(addr in network for network in self.networks)
+        if len(self._answers) >= 4096:
+            self._answers.clear()
+        self._answers[ip] = answer
+        return answer
+
+
+_NO_PROXIES = TrustedProxies()
+
+
+# -- the upstream request -------------------------------------------------------------------
+
+
+def _has_token(values: list[str], token: str) -> bool:
+    """Go's ``httpguts.HeaderValuesContainsToken`` (``token`` given in lower case)."""
+    for value in values:
+        for part in value.split(","):
+            part = part.strip(" \t")
+            if part.isascii() and part.lower() == token:
+                return True
+    return False
+
+
+def upgrade_type(headers: Headers) -> str:
+    """The protocol an upgrade asks for (lower-cased ``Upgrade``), or "" if not an upgrade."""
+    connection = headers.get_all("Connection")
+    if not connection or not _has_token(connection, "upgrade"):
+        return ""
+    return (headers.get("Upgrade") or "").lower()
+
+
+def prepare_upstream_headers(
+    request: Any, trusted: TrustedProxies = _NO_PROXIES,
+) -> tuple[Headers, str | None]:
+    """The request's fields as the upstream gets them, and the upgrade token (or None).
+
+    Done once per client request (retries reuse a copy): fields named in ``Connection`` and
+    the hop-by-hop fields go (``Te`` survives as ``Te: trailers`` when the client's TE named
+    ``trailers``), an upgrade keeps ``Connection: Upgrade`` and its lower-cased ``Upgrade``,
+    X-Forwarded-For/-Proto/-Host are set (trusting the client's values only from a trusted
+    peer), ``Host`` is ``request.host``. Content-Length is left out: the proxy frames the
+    body it sends. Raises ``ForwardedHeadersError`` for a peer that is not an IP address.
+    """
+    source = request.headers
+    connection = source.get_all("Connection")
+    upgrade: str | None = None
+    listed: set[str] = set()
+    if connection:
+        upgrade = upgrade_type(source) or None
+        for value in connection:
+            for name in value.split(","):
+                name = name.strip(" \t\r\n")
+                if name:
+                    listed.add(canonical_key(name))
+        headers = source.copy_without(_REQUEST_DROP | listed)
+    else:
+        headers = source.copy_without(_REQUEST_DROP)
+    if request.host:
+        headers.set("Host", request.host)
+    # Go removes the Connection-named fields first: "Connection: TE" takes TE with it.
+    if "Te" not in listed:
+        te = source.get_all("Te")
+        if te and _has_token(te, "trailers"):
+            headers.set("Te", "trailers")
+    if upgrade:
+        headers.set("Connection", "Upgrade")
+        headers.set("Upgrade", upgrade)
+    _add_forwarded(headers, request, trusted)
+    return headers, upgrade
+
+
+def _add_forwarded(headers: Headers, request: Any, trusted: TrustedProxies) -> None:
+    ip = request.remote[0] if request.remote else ""
+    if not ip:
+        # No address to vouch for (e.g. a unix socket peer): send none of the three rather
+        # than anything the client made up.
+        for name in _FORWARDED:
+            headers.delete(name)
+        return
+    if "%" in ip:
+        ip = ip.partition("%")[0]
+    is_trusted = trusted.trusts(ip)
+    forwarded_for = ip
+    if is_trusted:
+        prior = ", ".join(headers.get_all("X-Forwarded-For"))
+        if prior:
+            forwarded_for = prior + ", " + ip
+    headers.set("X-Forwarded-For", forwarded_for)
+    proto = "http" if request.tls is None else "https"
+    host = request.host
+    if is_trusted:
+        values = headers.get_all("X-Forwarded-Proto")
+        if values and values[-1]:
+            proto = values[-1]
+        values = headers.get_all("X-Forwarded-Host")
+        if values and values[-1]:
+            host = values[-1]
+    headers.set("X-Forwarded-Proto", proto)
+    headers.set("X-Forwarded-Host", host)
+
+
+def apply_request_ops(ops: Any, headers: Headers, request: Any) -> str:
+    """Run ``header_up`` operations (a ``HeaderOps``) on prepared headers; return the Host.
+
+    ``Host`` takes part as a field, as in Caddy: ``header_up Host x`` replaces it, ``+Host``
+    appends (the last value wins), ``-Host`` removes it, and the upstream then gets the dial
+    address (``to_raw``'s ``default_host``). Placeholders render against the client
+    ``request`` (so ``{>Connection}`` is the client's Connection field) and its
+    ``placeholders`` (``{http.reverse_proxy.upstream.hostport}`` once published).
+    Returns the Host to send, "" when there is none.
+    """
+    if "Host" not in headers:
+        headers.set("Host", "")
+    ops.apply(headers, request)
+    hosts = headers.get_all("Host")
+    host = hosts[-1] if hosts else ""
+    if host:
+        headers.set("Host", host)
+    else:
+        headers.delete("Host")
+    return host
+
+
+def reapply_upgrade(headers: Headers, upgrade: str | None) -> None:
+    """Give an upgrade request back its ``Connection: Upgrade`` / ``Upgrade`` after ops.
+
+    txcaddy's deliberate difference (DESIGN §1): ``header_up Connection {>Connection}``
+    from the tutorial would otherwise replace them and break the handshake.
+    """
+    if upgrade:
+        headers.set("Connection", "Upgrade")
+        headers.set("Upgrade", upgrade)
+
+
+def wants_gzip(headers: Headers, method: str) -> bool:
+    """Whether Go's transport would add ``Accept-Encoding: gzip`` (and decode the answer).
+
+    Only when the request (after ``header_up``) has no non-empty Accept-Encoding and no
+    Range, and is not HEAD. The caller appends ``ACCEPT_GZIP`` to the ``to_raw`` fields.
+    """
+    return method != "HEAD" and not headers.get("Accept-Encoding") and not headers.get("Range")
+
+
+def _clean_host(host: str) -> str:
+    """Go's ``cleanHost``: cut at a space or slash, non-ASCII names as punycode."""
+    for stop in (" ", "/"):
+        if stop in host:
+            host = host.partition(stop)[0]
+    if not host.isascii():
+        name, colon, port = host.rpartition(":") if host.count(":") == 1 else (host, "", "")
+        try:
+            host = name.encode("idna").decode("ascii") + colon + port
+        except UnicodeError:
+            pass
+    return host
+
+
+def _encode_value(value: str) -> bytes:
+    # Values from the wire were decoded as latin-1: this gives back the same bytes. Text
+    # from the config beyond latin-1 goes out as UTF-8, as Go writes strings.
+    try:
+        return value.strip(" \t").encode("latin-1")
+    except UnicodeEncodeError:
+        return value.strip(" \t").encode("utf-8")
+
+
+def _encode_name(name: str) -> bytes | None:
+    encoded = _name_bytes.get(name, b"")
+    if encoded == b"":
+        encoded = name.encode("ascii") if _TOKEN.fullmatch(name) else None
+        if len(_name_bytes) < 4096:
+            _name_bytes[name] = encoded
+    return encoded
+
+
+def to_raw(headers: Headers, default_host: str = "") -> RawHeaders:
+    """The upstream request's fields as bytes, written the way Go's client writes them.
+
+    ``Host`` first (the headers' Host, else ``default_host``, the dial address), then
+    ``User-Agent`` (its first value, none if empty: Caddy never adds Go's default), then
+    every other field except Content-Length, Transfer-Encoding and Trailer (the framing is
+    the pool's business). Values are trimmed of spaces and tabs. Raises
+    ``InvalidHeaderField`` for a name that is not a token or a value with control
+    characters (what Go's transport refuses to send: a 502).
+    """
+    host = headers.get("Host") or default_host
+    fields: RawHeaders = []
+    if host:
+        fields.append((b"Host", _encode_value(_clean_host(host))))
+    agent = headers.get("User-Agent")
+    if agent:
+        fields.append((b"User-Agent", _encode_value(agent)))
+    for name, value in headers.items():
+        if name in _NOT_WRITTEN:
+            continue
+        encoded = _encode_name(name)
+        if encoded is None:
+            raise InvalidHeaderField(f"net/http: invalid header field name {_go_quote(name)}")
+        fields.append((encoded, _encode_value(value)))
+    if _CTL.search(b"\t".join([value for _, value in fields])):
+        for name, value in fields:
+            if _CTL.search(value):
+                raise InvalidHeaderField(
+                    f"net/http: invalid header field value for {_go_quote(name.decode('latin-1'))}")
+    return fields
+
+
+def from_raw(pairs: Iterable[tuple[bytes, bytes]]) -> Headers:
+    """Fields read off the wire (an upstream response head, trailers) as ``Headers``."""
+    return Headers.from_raw(pairs)
+
+
+# -- the upstream response -------------------------------------------------------------------
+
+
+def announced_trailers(headers: Headers) -> list[str]:
+    """The trailer names an upstream response announces, as Go's client reads them.
+
+    Only a chunked response announces anything (otherwise ``Trailer`` is just a hop-by-hop
+    field that ``clean_response_headers`` removes). Call before cleaning. Names are
+    canonical, each once, in order. Raises ``BadTrailerKey`` (a 502, as Go refuses the
+    response) for Transfer-Encoding, Trailer or Content-Length.
+    """
+    values = headers.get_all("Trailer")
+    if not values or "Transfer-Encoding" not in headers:
+        return []
+    names: list[str] = []
+    for value in values:
+        for name in value.split(","):
+            name = name.strip(" \t")
+            if not name:
+                continue
+            name = canonical_key(name)
+            if name in ("Transfer-Encoding", "Trailer", "Content-Length"):
+                raise BadTrailerKey(f"bad trailer key {_go_quote(name)}")
+            if name not in names:
+                names.append(name)
+    return names
+
+
+def clean_response_headers(headers: Headers) -> None:
+    """Remove what must not reach the client from an upstream response's fields.
+
+    The fields named in ``Connection`` and the hop-by-hop list (so an upstream's Alt-Svc,
+    Keep-Alive, Transfer-Encoding, Trailer ... never reach the client); with a
+    Transfer-Encoding, Content-Length goes too (the length was not the framing, as Go's
+    client decides). Not for a 101 answer: the upgrade path copies its fields as they are.
+    """
+    if "Transfer-Encoding" in headers:
+        headers.delete("Content-Length")
+    for value in headers.get_all("Connection"):
+        for name in value.split(","):
+            name = name.strip(" \t\r\n")
+            if name:
+                headers.delete(name)
+    for name in HOP_BY_HOP:
+        headers.delete(name)
+
+
+def relay_trailers(trailers: Iterable[tuple[bytes, bytes]]) -> list[tuple[str, str]]:
+    """The trailer fields the client gets for the upstream's ``trailers``.
+
+    Caddy relays every trailer it receives, announced or not: names canonical, repeated
+    names merged, sorted by name as Go writes them.
+    """
+    merged = from_raw(trailers)
+    return [(name, value) for name in sorted(merged.names()) for value in merged.get_all(name)]
+
+
+def gunzip_response_headers(headers: Headers, status: int) -> bool:
+    """For a response to a request we added ``Accept-Encoding: gzip`` to: decode it?
+
+    Go's transport decodes when the first Content-Encoding is ``gzip`` (any case) and the
+    response has a body (not 1xx/204/304, not ``Content-Length: 0``); it then removes
+    Content-Encoding and Content-Length, so the client gets the plain body with no length.
+    Returns True after that fix-up: wrap the body consumer in ``GunzipBody``.
+    """
+    if status < 200 or status in (204, 304):
+        return False
+    encoding = headers.get("Content-Encoding")
+    if encoding is None or not encoding.isascii() or encoding.lower() != "gzip":
+        return False
+    if "Transfer-Encoding" not in headers:
+        length = (headers.get("Content-Length") or "").strip(" \t")
+        if length.isdigit() and int(length) == 0:
+            return False
+    headers.delete("Content-Encoding")
+    headers.delete("Content-Length")
+    return True
+
+
+def upgrade_accepted(requested: str, response_headers: Headers) -> bool:
+    """Whether a 101 answer switches to the protocol the upstream request asked for.
+
+    ``requested`` is ``upgrade_type`` of the headers as sent upstream. The answer's token must
+    be printable ASCII and equal ignoring case; otherwise Caddy gives up on the upgrade
+    without writing anything.
+    """
+    answered = upgrade_type(response_headers)
+    if not all(" " <= ch <= "~" for ch in answered):
+        return False
+    return requested.isascii() and requested.lower() == answered.lower()
