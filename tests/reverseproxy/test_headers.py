@@ -525,6 +525,13 @@ class ResponseHeaderTests(SynchronousTestCase):
             ("X-Keep", "yes"),
         ])
 
+    def test_response_connection_names_any_field(self) -> None:
+        headers = from_raw([(b"Connection", b"content-LENGTH, x-a"), (b"Connection", b"X-C"),
+                            (b"Content-Length", b"3"), (b"X-A", b"1"), (b"X-B", b"2"),
+                            (b"x-c", b"3")])
+        clean_response_headers(headers)
+        self.assertEqual(items(headers), [("X-B", "2")])
+
     def test_chunked_response_loses_content_length(self) -> None:
         headers = from_raw([(b"Content-Length", b"99"), (b"Transfer-Encoding", b"chunked"),
                             (b"X-A", b"1")])

@@ -7,7 +7,7 @@ allowed. ``Headers`` does the same with an insertion-ordered dict.
 
 from __future__ import annotations
 
-from collections.abc import Container, Iterable, Iterator
+from collections.abc import Container, ItemsView, Iterable, Iterator
 
 _TOKEN_CHARS = frozenset(
     "!#$%&'*+-.^_`|~0123456789abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ"
@@ -90,6 +90,12 @@ class Headers:
     def delete(self, name: str) -> None:
         self._fields.pop(canonical_key(name), None)
 
+    def delete_canonical(self, names: Iterable[str]) -> None:
+        """Delete several fields given by canonical name (no canonicalising: a hot path)."""
+        pop = self._fields.pop
+        for name in names:
+            pop(name, None)
+
     def __contains__(self, name: object) -> bool:
         return isinstance(name, str) and canonical_key(name) in self._fields
 
@@ -107,6 +113,10 @@ class Headers:
 
     def names(self) -> list[str]:
         return list(self._fields)
+
+    def lists(self) -> ItemsView[str, list[str]]:
+        """The live (name, values) pairs, for hot loops: read them, never change them."""
+        return self._fields.items()
 
     def copy(self) -> Headers:
         new = Headers()

@@ -98,7 +98,7 @@ _NOT_WRITTEN = frozenset(("Host", "User-Agent", "Content-Length", "Transfer-Enco
 _CTL = re.compile(rb"[\x00-\x08\x0a-\x1f\x7f]")
 _TOKEN = re.compile(r"[!#$%&'*+\-.^_`|~0-9A-Za-z]+")
 
-_name_bytes: dict[str, bytes | None] = {}  # canonical name → encoded, None if not a token
+_name_bytes: dict[str, bytes] = {}  # canonical field name → its bytes (valid tokens only)
 
 
 class ForwardedHeadersError(ValueError):
@@ -382,31 +382,50 @@ def prepare_upstream_headers(
     body it sends. Raises ``ForwardedHeadersError`` for a peer that is not an IP address.
     """
     source = request.headers
-    connection = source.get_all("Connection")
+    connection = source.joined("Connection", "\n")
     upgrade: str | None = None
-    listed: set[str] = set()
     if connection:
-        upgrade = upgrade_type(source) or None
-        for value in connection:
-            for name in value.split(","):
-                name = name.strip(" \t\r\n")
-                if name:
-                    listed.add(canonical_key(name))
-        headers = source.copy_without(_REQUEST_DROP | listed)
+        drop, _, asks_upgrade, lists_te = _connection_rule(connection)
+        if asks_upgrade:
+            upgrade = (source.get("Upgrade") or "").lower() or None
     else:
-        headers = source.copy_without(_REQUEST_DROP)
+        drop, lists_te = _REQUEST_DROP, False
+    headers = source.copy_without(drop)
     if request.host:
         headers.set("Host", request.host)
     # Go removes the Connection-named fields first: "Connection: TE" takes TE with it.
-    if "Te" not in listed:
-        te = source.get_all("Te")
-        if te and _has_token(te, "trailers"):
+    if not lists_te and "Te" in source:
+        if _has_token(source.get_all("Te"), "trailers"):
             headers.set("Te", "trailers")
     if upgrade:
         headers.set("Connection", "Upgrade")
         headers.set("Upgrade", upgrade)
     _add_forwarded(headers, request, trusted)
     return headers, upgrade
+
+
+_Rule = tuple[frozenset[str], frozenset[str], bool, bool]
+_connection_rules: dict[str, _Rule] = {}
+
+
+def _connection_rule(connection: str) -> _Rule:
+    """What a message's Connection values (joined by newlines) imply: the fields to leave out
+    of a request's upstream copy, those to remove from a response, whether it asks for an
+    upgrade, whether it names TE. Cached: the same few values recur."""
+    rule = _connection_rules.get(connection)
+    if rule is None:
+        listed = set()
+        for value in connection.split("\n"):
+            for name in value.split(","):
+                name = name.strip(" \t\r\n")
+                if name:
+                    listed.add(canonical_key(name))
+        rule = (_REQUEST_DROP | listed, HOP_BY_HOP | listed,
+                _has_token(connection.split("\n"), "upgrade"), "Te" in listed)
+        if len(_connection_rules) >= 1024:
+            _connection_rules.clear()
+        _connection_rules[connection] = rule
+    return rule
 
 
 def _add_forwarded(headers: Headers, request: Any, trusted: TrustedProxies) -> None:
@@ -504,10 +523,12 @@ def _encode_value(value: str) -> bytes:
         return value.strip(" \t").encode("utf-8")
 
 
-def _encode_name(name: str) -> bytes | None:
-    encoded = _name_bytes.get(name, b"")
-    if encoded == b"":
-        encoded = name.encode("ascii") if _TOKEN.fullmatch(name) else None
+def _encode_name(name: str) -> bytes:
+    encoded = _name_bytes.get(name)
+    if encoded is None:
+        if not _TOKEN.fullmatch(name):
+            raise InvalidHeaderField(f"net/http: invalid header field name {_go_quote(name)}")
+        encoded = name.encode("ascii")
         if len(_name_bytes) < 4096:
             _name_bytes[name] = encoded
     return encoded
@@ -530,18 +551,23 @@ def to_raw(headers: Headers, default_host: str = "") -> RawHeaders:
     agent = headers.get("User-Agent")
     if agent:
         fields.append((b"User-Agent", _encode_value(agent)))
-    for name, value in headers.items():
+    names = _name_bytes
+    for name, values in headers.lists():
         if name in _NOT_WRITTEN:
             continue
-        encoded = _encode_name(name)
-        if encoded is None:
-            raise InvalidHeaderField(f"net/http: invalid header field name {_go_quote(name)}")
-        fields.append((encoded, _encode_value(value)))
+        encoded = names.get(name) or _encode_name(name)
+        for value in values:
+            try:
+                data = value.strip(" \t").encode("latin-1")
+            except UnicodeEncodeError:
+                data = value.strip(" \t").encode("utf-8")
+            fields.append((encoded, data))
     if _CTL.search(b"\t".join([value for _, value in fields])):
-        for name, value in fields:
+        for name_bytes, value in fields:
             if _CTL.search(value):
                 raise InvalidHeaderField(
-                    f"net/http: invalid header field value for {_go_quote(name.decode('latin-1'))}")
+                    "net/http: invalid header field value for "
+                    + _go_quote(name_bytes.decode("latin-1")))
     return fields
 
 
@@ -588,13 +614,11 @@ def clean_response_headers(headers: Headers) -> None:
     """
     if "Transfer-Encoding" in headers:
         headers.delete("Content-Length")
-    for value in headers.get_all("Connection"):
-        for name in value.split(","):
-            name = name.strip(" \t\r\n")
-            if name:
-                headers.delete(name)
-    for name in HOP_BY_HOP:
-        headers.delete(name)
+    connection = headers.joined("Connection", "\n")
+    if connection:
+        headers.delete_canonical(_connection_rule(connection)[1])
+    else:
+        headers.delete_canonical(HOP_BY_HOP)
 
 
 def relay_trailers(trailers: Iterable[tuple[bytes, bytes]]) -> list[tuple[str, str]]:
