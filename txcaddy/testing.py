@@ -14,6 +14,7 @@ from collections.abc import Iterable, Mapping
 from typing import Any
 
 from twisted.internet.defer import Deferred
+from twisted.internet.testing import StringTransport
 
 from txcaddy.http.headers import Headers
 from txcaddy.http.request import Request, RequestBody
@@ -64,6 +65,11 @@ class FakeResponse(Response):
         self.chunks: list[bytes] = []
         self.producer: Any = None
         self.ended = False
+        # Protocol switching (a 101 tunnel): whether it is allowed, to what it switched,
+        # and the transport standing in for the client connection afterwards.
+        self.can_switch_protocols = True
+        self.switched_to: Any = None
+        self.switched_transport: StringTransport | None = None
 
     @property
     def body(self) -> bytes:
@@ -77,6 +83,25 @@ class FakeResponse(Response):
 
     def unregister_producer(self) -> None:
         self.producer = None
+
+    def switch_protocols(self, protocol: Any) -> None:
+        """Like the HTTP/1.1 response's: status 101, the connection handed to ``protocol``.
+
+        ``protocol`` is connected to ``switched_transport``, a ``StringTransport``
+        that shows what it sends the client; feed it client bytes with
+        ``protocol.dataReceived``.
+        """
+        if not self.can_switch_protocols or self.head_sent:
+            raise RuntimeError("switch_protocols needs an upgrade request, before any response")
+        self.can_switch_protocols = False
+        self.status = 101
+        self.head_sent = True
+        self.finished = True
+        self.ended = True
+        self.switched_to = protocol
+        self.switched_transport = StringTransport()
+        protocol.makeConnection(self.switched_transport)
+        self._fire_finished()
 
     def _send_head(self, status: int) -> None:
         pass

@@ -6,6 +6,13 @@ server as soon as its headers are complete; its body follows through
 (Content-Length, chunked, or close-delimited for HTTP/1.0), keep-alive and
 pipelining are handled here, and anything llhttp rejects gets a 4xx and never
 reaches a handler.
+
+An upgrade request (``Connection: Upgrade`` with ``Upgrade``, or CONNECT) is
+the last one read as HTTP: llhttp stops after its head, the bytes after it are
+kept unparsed and reading pauses until the handler decides. A handler that
+answers normally gets its response sent and the connection closed; one that
+calls ``response.switch_protocols(protocol)`` gets a ``101`` written and the
+connection handed to ``protocol`` (the reverse proxy's tunnel).
 """
 
 from __future__ import annotations
@@ -16,7 +23,7 @@ from email.utils import formatdate
 from typing import Any
 
 import httptools
-from twisted.internet.interfaces import IPushProducer
+from twisted.internet.interfaces import IProtocol, IPushProducer
 from twisted.internet.protocol import Factory, Protocol
 from twisted.logger import Logger
 from zope.interface import implementer
@@ -58,7 +65,7 @@ _DATE = _Date()
 class _Exchange:
     """A request and its response on one connection (pipelined ones queue up)."""
 
-    __slots__ = ("request", "response", "complete", "close_after", "expect_continue")
+    __slots__ = ("request", "response", "complete", "close_after", "expect_continue", "upgrade")
 
     def __init__(self, request: Request, response: H1Response, close_after: bool, expect_continue: bool) -> None:
         self.request = request
@@ -66,6 +73,7 @@ class _Exchange:
         self.complete = False  # the request has been read to its end
         self.close_after = close_after
         self.expect_continue = expect_continue
+        self.upgrade = False  # an upgrade request the handler may answer with switch_protocols
 
 
 class H1Response(Response):
@@ -188,6 +196,24 @@ class H1Response(Response):
         lines.append(b"\r\n")
         self._protocol.transport.writeSequence(lines)
 
+    @property
+    def can_switch_protocols(self) -> bool:
+        """Whether ``switch_protocols`` may be called: an upgrade request, nothing answered yet."""
+        return self._protocol._switchable(self) is not None
+
+    def switch_protocols(self, protocol: IProtocol) -> None:
+        """Answer ``101 Switching Protocols`` and give the connection to ``protocol``.
+
+        The head carries ``self.headers`` (fields already set on the response, such
+        as ``Server``, and whatever the handler copied from an upstream's 101), sorted
+        by name as Go writes them. The response is then finished with status 101 (for
+        the access log); ``protocol`` gets ``makeConnection(transport)``, the bytes
+        the client sent after the request head, and every later ``dataReceived`` and
+        ``connectionLost``. On graceful shutdown the server calls
+        ``protocol.close_gracefully()`` if it has one, else closes the connection.
+        """
+        self._protocol._switch_protocols(self, protocol)
+
 
 _TOKEN = frozenset(b"!#$%&'*+-.^_`|~0123456789abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ")
 
@@ -203,6 +229,10 @@ def _valid_field_name(name: str) -> bool:
         if len(_valid_names) < 4096:
             _valid_names[name] = valid
     return valid
+
+
+def _field_name(field: tuple[str, str]) -> str:
+    return field[0]
 
 
 def _header_value(value: str) -> bytes:
@@ -241,6 +271,15 @@ class HTTP11Protocol(Protocol):
         self._local: tuple[str, int] = ("", 0)
         self._error_status = 0
         self._idle_call: Any = None
+        # After an upgrade request's head nothing is parsed as HTTP: what arrives goes here
+        # instead (kept until the handler decides, then the new protocol, or dropped).
+        self._divert_to: Any = None
+        self._upgrade_data: bytearray | None = None  # bytes after an upgrade request's head
+        self._switched: Any = None  # the protocol the connection was handed to after a 101
+        # An upgrade request with a body (llhttp skips such bodies) and the framing
+        # field it had: the body is read after the head with a fresh parser.
+        self._body_after_upgrade: tuple[_Exchange, bytes] | None = None
+        self._resuming_body: _Exchange | None = None
 
     # -- connection ---------------------------------------------------------------------
 
@@ -254,6 +293,11 @@ class HTTP11Protocol(Protocol):
 
     def connectionLost(self, reason: Any = None) -> None:
         self._cancel_idle_timer()
+        switched = self._switched
+        if switched is not None:
+            switched.connectionLost(reason)
+            self.server.connection_lost(self)
+            return
         error = getattr(reason, "value", reason)
         if self._parsing is not None and not self._parsing.complete:
             self._parsing.request.body.finish(ConnectionError(f"client went away: {error}"))
@@ -266,11 +310,24 @@ class HTTP11Protocol(Protocol):
 
     @property
     def idle(self) -> bool:
-        return not self._exchanges and self._parsing is None
+        return not self._exchanges and self._parsing is None and self._switched is None
 
     def close_when_idle(self) -> None:
-        """Graceful shutdown: finish what is in flight, then close."""
+        """Graceful shutdown: finish what is in flight, then close.
+
+        A connection handed to another protocol (a tunnel) is closed now, as Caddy
+        closes its upgraded connections when it stops: through the protocol's
+        ``close_gracefully()`` (WebSocket tunnels send a 1001 close frame first).
+        """
         self.closing = True
+        switched = self._switched
+        if switched is not None:
+            close = getattr(switched, "close_gracefully", None)
+            if close is not None:
+                close()
+            else:
+                self.transport.loseConnection()
+            return
         if self.idle and self.transport is not None:
             self.transport.loseConnection()
 
@@ -306,15 +363,17 @@ class HTTP11Protocol(Protocol):
                 self.transport.resumeProducing()
 
     def dataReceived(self, data: bytes) -> None:
+        divert = self._divert_to
+        if divert is not None:
+            divert(data)
+            return
         if self._error_status:
             return
         self._cancel_idle_timer()
         try:
             self._parser.feed_data(data)
-        except httptools.HttpParserUpgrade:
-            # An upgrade request: the upgrade itself is the reverse proxy's business;
-            # without one, the request was served as a normal request.
-            pass
+        except httptools.HttpParserUpgrade as upgrade:
+            self._upgrade_requested(data[upgrade.args[0]:])
         except httptools.HttpParserCallbackError as e:
             cause = e.__context__
             if isinstance(cause, _BadRequest):
@@ -372,6 +431,10 @@ class HTTP11Protocol(Protocol):
         self._header_pairs.append((name, value))
 
     def on_headers_complete(self) -> None:
+        if self._resuming_body is not None:
+            # The stand-in head of an upgrade request's body (see _upgrade_requested).
+            self._parsing, self._resuming_body = self._resuming_body, None
+            return
         if self.closing:
             # The connection is closing (e.g. after an ambiguous framing): nothing more
             # that arrives on it is served.
@@ -422,6 +485,15 @@ class HTTP11Protocol(Protocol):
         response = H1Response(self, request, http10, method == "HEAD")
         expect = headers.get("Expect", "").lower() == "100-continue" and not http10
         exchange = _Exchange(request, response, not keep_alive, expect)
+        if parser.should_upgrade():
+            if length == 0:
+                # Whatever the answer, nothing after this head is HTTP: a normal
+                # response closes the connection, a 101 hands it over.
+                exchange.upgrade = True
+                exchange.close_after = True
+            else:
+                framing = b"Transfer-Encoding: chunked" if length is None else b"Content-Length: %d" % length
+                self._body_after_upgrade = (exchange, framing)
         self._parsing = exchange
         self._exchanges.append(exchange)
         if expect:
@@ -442,6 +514,8 @@ class HTTP11Protocol(Protocol):
 
     def on_message_complete(self) -> None:
         exchange = self._parsing
+        if self._body_after_upgrade is not None and self._body_after_upgrade[0] is exchange:
+            return  # llhttp skipped this upgrade request's body: it is read next
         self._parsing = None
         if exchange is None:
             return
@@ -449,6 +523,72 @@ class HTTP11Protocol(Protocol):
         exchange.request.body.finish()
         if exchange.response.finished and self._exchanges and self._exchanges[0] is exchange:
             self._next_exchange()
+
+    # -- upgrades ------------------------------------------------------------------------
+
+    def _upgrade_requested(self, rest: bytes) -> None:
+        """llhttp stopped after an upgrade request's head; ``rest`` is what followed it."""
+        pending = self._body_after_upgrade
+        if pending is not None:
+            # An upgrade request with a body is served as a plain request (it cannot
+            # switch): read its body, and the requests after it, with a fresh parser
+            # primed with a stand-in head that carries the body's framing.
+            self._body_after_upgrade = None
+            exchange, framing = pending
+            self._resuming_body = exchange
+            self._parser = httptools.HttpRequestParser(self)
+            self._parser.set_dangerous_leniencies(lenient_chunked_length=True)
+            self.dataReceived(b"PUT / HTTP/1.1\r\nHost: body\r\n" + framing + b"\r\n\r\n" + rest)
+            return
+        switched = self._switched
+        if switched is not None:
+            # The handler switched before the head was fully parsed (synchronously).
+            if rest:
+                switched.dataReceived(rest)
+            return
+        self._upgrade_data = bytearray(rest)
+        self._divert_to = self._upgrade_data.extend
+        if not self.transport.disconnecting:  # else already answered and closing
+            self._pause_reading("upgrade")
+
+    def _switchable(self, response: H1Response) -> _Exchange | None:
+        exchanges = self._exchanges
+        if not exchanges or response.head_sent or self._switched is not None:
+            return None
+        exchange = exchanges[0]
+        if exchange.response is not response or not exchange.upgrade:
+            return None
+        return exchange
+
+    def _switch_protocols(self, response: H1Response, protocol: Any) -> None:
+        exchange = self._switchable(response)
+        if exchange is None:
+            raise RuntimeError("switch_protocols needs the connection's upgrade request, before any response")
+        lines = [b"HTTP/1.1 101 Switching Protocols\r\n"]
+        for name, value in sorted(response.headers.items(), key=_field_name):
+            if _valid_field_name(name):
+                lines += [name.encode("latin-1"), b": ", _header_value(value), b"\r\n"]
+        lines.append(b"\r\n")
+        transport = self.transport
+        transport.write(b"".join(lines))
+        response.head_sent = True
+        response.status = 101
+        response.finished = True
+        self._exchanges.clear()
+        self._cancel_idle_timer()
+        # From now on the connection is ``protocol``'s: no parsing, no idle timer.
+        self._switched = protocol
+        self._divert_to = protocol.dataReceived
+        kept, self._upgrade_data = self._upgrade_data, None
+        if self._paused_reasons:
+            self._paused_reasons.clear()
+            transport.resumeProducing()
+        protocol.makeConnection(transport)
+        if kept:
+            protocol.dataReceived(bytes(kept))
+        response._fire_finished()
+        if self.closing:
+            self.close_when_idle()  # switched while the server drains: the tunnel closes at once
 
     # -- dispatching -----------------------------------------------------------------------
 
@@ -505,10 +645,12 @@ class HTTP11Protocol(Protocol):
     # -- IPushProducer (not used for reading; the transport is paused directly) --------
 
     def pauseProducing(self) -> None:
-        self._pause_reading("consumer")
+        if self._switched is None:  # a tunnel does its own flow control
+            self._pause_reading("consumer")
 
     def resumeProducing(self) -> None:
-        self._resume_reading("consumer")
+        if self._switched is None:
+            self._resume_reading("consumer")
 
     def stopProducing(self) -> None:
         if self.transport is not None:
