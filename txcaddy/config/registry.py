@@ -30,6 +30,7 @@ BUILTIN_MODULES = (
     "txcaddy.http.handlers._filematch",
     "txcaddy.http.handlers.requestbody",
     "txcaddy.http.handlers.encode",
+    "txcaddy.reverseproxy.transport",
     "txcaddy.reverseproxy.selection",
 )
 

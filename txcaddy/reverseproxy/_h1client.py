@@ -3,19 +3,25 @@
 Our own Protocol instead of Agent: Agent drops 1xx (incl. 101), hides trailers, has no
 response-header timeout and costs ~4x the CPU per request.  The only Deferred per request is
 the one that fires with the response head; everything else is plain method calls.
+
+The pool behaves like Go's ``http.Transport`` as Caddy configures it: which failures count as
+dial errors, when a connection is reused, and the one transparent re-send of a request that
+found its idle connection already closed by the upstream.
 """
 
 from __future__ import annotations
 
-from collections import deque
+import socket
+from collections import OrderedDict, deque
 from collections.abc import Callable
 from typing import Any
 
 from twisted.internet import endpoints
 from twisted.internet.defer import CancelledError, Deferred
 from twisted.internet.error import ConnectionDone
-from twisted.internet.interfaces import IPushProducer
+from twisted.internet.interfaces import IHandshakeListener, IPushProducer, ITCPTransport
 from twisted.internet.protocol import Factory, Protocol
+from twisted.protocols.policies import ProtocolWrapper
 from twisted.python.failure import Failure
 from zope.interface import implementer
 
@@ -26,6 +32,13 @@ CHUNKED = -1
 
 _NO_BODY_STATUSES = frozenset((204, 304))
 _FRAMING_HEADERS = frozenset((b"content-length", b"transfer-encoding"))
+# Request header names the client looks at while writing the head (lower-case).
+_NOTICED_HEADERS = _FRAMING_HEADERS | {
+    b"connection", b"upgrade", b"expect", b"idempotency-key", b"x-idempotency-key"}
+# Go's Request.isReplayable: bodyless requests with these methods may be re-sent.
+_REPLAYABLE_METHODS = frozenset((b"GET", b"HEAD", b"OPTIONS", b"TRACE"))
+# Twisted's socket read size; a configured read buffer only ever raises it (see from_config).
+_DEFAULT_READ_SIZE = 65536
 
 
 class UpstreamError(Exception):
@@ -35,15 +48,49 @@ class UpstreamError(Exception):
 
 
 class DialError(UpstreamError):
-    """Connecting failed (refused, unresolvable, dial timeout): nothing reached the upstream."""
+    """Connecting failed (refused, unresolvable, dial timeout): nothing reached the upstream.
+
+    The only error Caddy retries for every method.
+    """
 
     status = 502
+
+
+class TLSHandshakeError(UpstreamError):
+    """The TLS handshake with the upstream failed (e.g. an untrusted certificate).
+
+    Nothing of the request was sent, but, as in Caddy (Go does the handshake after its dial
+    function returned), this is *not* a dial error: only GET or ``lb_retry_match`` retries it.
+    """
+
+    status = 502
+
+
+class TLSHandshakeTimeout(TLSHandshakeError):
+    """``tls.handshake_timeout`` (or ``read_timeout`` during the handshake) expired."""
+
+    status = 504
 
 
 class ResponseHeaderTimeout(UpstreamError):
     """The upstream did not send a response head in time."""
 
     status = 504
+
+
+class UpstreamReadTimeout(UpstreamError):
+    """``read_timeout``: the upstream sent nothing for that long while we were reading.
+
+    502, not 504: Go reports it as a broken connection, which Caddy does not see as a timeout.
+    """
+
+    status = 502
+
+
+class UpstreamWriteTimeout(UpstreamError):
+    """``write_timeout``: the upstream took nothing of the request body for that long."""
+
+    status = 502
 
 
 class UpstreamConnectionLost(UpstreamError):
@@ -54,6 +101,12 @@ class UpstreamConnectionLost(UpstreamError):
 
 class UpstreamProtocolError(UpstreamError):
     """The upstream sent something that is not valid HTTP/1.x."""
+
+    status = 502
+
+
+class UnsupportedUpstreamProtocol(UpstreamError):
+    """The transport is configured for a protocol txcaddy cannot speak yet (h2c)."""
 
     status = 502
 
@@ -82,8 +135,12 @@ class UpstreamAddress:
             host = host[1:-1]
         return cls("tcp", host=host, port=int(port))
 
-    def endpoint(self, reactor: Any, timeout: float | None = None) -> Any:
-        """A client endpoint for this address (IP literals skip name resolution)."""
+    def endpoint(self, reactor: Any, timeout: float | None = None,
+                 attempt_delay: float | None = None) -> Any:
+        """A client endpoint for this address (IP literals skip name resolution).
+
+        ``attempt_delay`` is the Happy Eyeballs delay between the addresses of a hostname.
+        """
         kw = {} if timeout is None else {"timeout": timeout}
         if self.network == "unix":
             return endpoints.UNIXClientEndpoint(reactor, self.path, **kw)
@@ -91,12 +148,20 @@ class UpstreamAddress:
             return endpoints.TCP4ClientEndpoint(reactor, self.host, self.port, **kw)
         if ":" in self.host:
             return endpoints.TCP6ClientEndpoint(reactor, self.host, self.port, **kw)
-        return endpoints.HostnameEndpoint(reactor, self.host, self.port, **kw)
+        return endpoints.HostnameEndpoint(reactor, self.host, self.port,
+                                          attemptDelay=attempt_delay, **kw)
 
     def __repr__(self) -> str:
         if self.network == "unix":
             return f"UpstreamAddress(unix/{self.path})"
         return f"UpstreamAddress({self.host}:{self.port})"
+
+    def __str__(self) -> str:
+        if self.network == "unix":
+            return f"unix/{self.path}"
+        if ":" in self.host:
+            return f"[{self.host}]:{self.port}"
+        return f"{self.host}:{self.port}"
 
 
 def _is_ipv4(host: str) -> bool:
@@ -151,14 +216,15 @@ class Exchange:
     def __init__(
         self,
         pool: ConnectionPool,
-        address: UpstreamAddress,
+        host: _HostPool | None,
         head_bytes: bytes,
         body_length: int | None,
         method: bytes,
         on_informational: Callable[[ResponseHead], None] | None,
     ) -> None:
         self.pool = pool
-        self.address = address
+        self.host = host
+        self.address = host.address if host is not None else None
         self.head: Deferred[ResponseHead] = Deferred(self._cancel)
         self.response: ResponseHead | None = None
         self.is_head_request = method == b"HEAD"
@@ -167,14 +233,29 @@ class Exchange:
         self.body_remaining = body_length if body_length and body_length > 0 else 0
         self.body_done = body_length is None or body_length == 0
         self.sent_anything = False
+        #: May be re-sent on a fresh connection if a reused one turns out dead (set by the pool).
+        self.replayable = False
+        #: The request itself asked to close the connection afterwards.
+        self.close_after = False
+        #: This exchange was already re-sent once after a stale connection.
+        self.retried = False
         self._head_bytes = head_bytes
         self._pending: list[bytes] = [head_bytes]
+        self._held = False  # body withheld until 100 Continue (expect_continue_timeout)
+        self._body_refused = False  # answered before 100 Continue: the body is never sent
+        self._continue_timer: Any = None
         self._body_producer: Any = None
         self._body_streaming = False
         self._conn: _ClientProtocol | None = None
         self._consumer: Any = None
         self._finished = False
         self._done_reason: Failure | None = None
+
+    @property
+    def body_wanted(self) -> bool:
+        """The upstream connection is up and takes the request body now."""
+        conn = self._conn
+        return conn is not None and conn.exchange is self and not self._held
 
     # -- request body (IConsumer) -------------------------------------------------------
 
@@ -211,25 +292,25 @@ class Exchange:
         self._body_producer = producer
         self._body_streaming = streaming
         conn = self._conn
-        if conn is not None and conn.transport is not None:
-            conn.transport.registerProducer(producer, streaming)
+        if conn is not None and conn.transport is not None and not self._held:
+            conn.register_body_producer(producer, streaming)
         elif streaming:
             producer.pauseProducing()
 
     def unregisterProducer(self) -> None:
         producer, self._body_producer = self._body_producer, None
         conn = self._conn
-        if producer is not None and conn is not None and conn.transport is not None:
-            conn.transport.unregisterProducer()
+        if producer is not None and conn is not None and conn.transport is not None \
+                and not self._held:
+            conn.unregister_body_producer()
 
     def _send(self, chunks: list[bytes]) -> None:
         conn = self._conn
-        if conn is None or conn.transport is None:
+        if conn is None or self._held:
             self._pending.extend(chunks)
-        elif conn.exchange is not self:
+        elif conn.exchange is not self or self._body_refused or conn.transport is None:
             return  # the response ended early; the rest of the body is not wanted
         else:
-            self.sent_anything = True
             conn.transport.writeSequence(chunks)
 
     def _body_complete(self) -> None:
@@ -237,20 +318,70 @@ class Exchange:
         if self._body_producer is not None:
             self.unregisterProducer()
         conn = self._conn
-        if conn is not None:
+        if conn is not None and not self._held:
             conn.request_written()
 
     def _attach(self, conn: _ClientProtocol) -> None:
         self._conn = conn
-        pending, self._pending = self._pending, []
         self.sent_anything = True
-        conn.transport.writeSequence(pending)
+        transport = conn.transport
+        if self._held:
+            head, self._pending = self._pending[0], self._pending[1:]
+            transport.write(head)
+            self._continue_timer = self.pool.reactor.callLater(
+                self.pool.expect_continue_timeout, self._release_body)
+            return
+        pending, self._pending = self._pending, []
+        transport.writeSequence(pending)
         if self._body_producer is not None:
-            conn.transport.registerProducer(self._body_producer, self._body_streaming)
+            conn.register_body_producer(self._body_producer, self._body_streaming)
             if self._body_streaming:
                 self._body_producer.resumeProducing()
         if self.body_done:
             conn.request_written()
+
+    def _release_body(self) -> None:
+        """100 Continue arrived (or the wait expired): the held body may go now."""
+        self._cancel_continue_timer()
+        if not self._held:
+            return
+        self._held = False
+        conn = self._conn
+        if conn is None or conn.exchange is not self:
+            self._pending = []
+            return
+        pending, self._pending = self._pending, []
+        if pending:
+            conn.transport.writeSequence(pending)
+        if self._body_producer is not None:
+            conn.register_body_producer(self._body_producer, self._body_streaming)
+            if self._body_streaming:
+                self._body_producer.resumeProducing()
+        if self.body_done:
+            conn.request_written()
+
+    def _drop_held_body(self) -> None:
+        """A final response came before 100 Continue: the body is never sent.
+
+        The upstream may still wait for it, so the connection is not reused (as Go).
+        """
+        self._cancel_continue_timer()
+        self._held = False
+        self._body_refused = True
+        self._pending = []
+        self.close_after = True
+
+    def _cancel_continue_timer(self) -> None:
+        timer, self._continue_timer = self._continue_timer, None
+        if timer is not None and timer.active():
+            timer.cancel()
+
+    def _rewind(self) -> None:
+        """Forget the dead connection so the (bodyless) request can be sent on another."""
+        self._conn = None
+        self.retried = True
+        self.sent_anything = False
+        self._pending = [self._head_bytes]
 
     # -- response --------------------------------------------------------------------
 
@@ -294,7 +425,7 @@ class Exchange:
             if conn.exchange is self:
                 conn.fail(exc)
         else:
-            self.pool._forget_waiter(self)
+            self._forget()
             self._fail(Failure(exc))
 
     def _cancel(self, _d: Deferred) -> None:
@@ -303,15 +434,20 @@ class Exchange:
             if conn.exchange is self:
                 conn.fail(CancelledError("request cancelled"))
         else:
-            self.pool._forget_waiter(self)
+            self._forget()
             self._finished = True
             # Deferred's canceller contract: errback with CancelledError ourselves.
+
+    def _forget(self) -> None:
+        if self.host is not None:
+            self.host.forget_waiter(self)
 
     def _fail(self, failure: Failure) -> None:
         """Report a failure wherever the caller is listening."""
         if self._finished:
             return
         self._finished = True
+        self._cancel_continue_timer()
         if self._body_producer is not None:
             producer, self._body_producer = self._body_producer, None
             try:
@@ -331,10 +467,38 @@ class Exchange:
                 self._consumer.body_finished(None)
 
 
+@implementer(IPushProducer)
+class _WriteDeadline:
+    """Wraps a request body producer to time how long the upstream refuses more body.
+
+    The transport pauses the producer when its send buffer is full; ``write_timeout`` runs
+    while it stays paused (Go sets a deadline on every blocking write).
+    """
+
+    __slots__ = ("conn", "producer")
+
+    def __init__(self, conn: _ClientProtocol, producer: Any) -> None:
+        self.conn = conn
+        self.producer = producer
+
+    def pauseProducing(self) -> None:
+        self.conn.start_write_timer()
+        self.producer.pauseProducing()
+
+    def resumeProducing(self) -> None:
+        self.conn.stop_write_timer()
+        self.producer.resumeProducing()
+
+    def stopProducing(self) -> None:
+        self.conn.stop_write_timer()
+        self.producer.stopProducing()
+
+
 # Parser states.
 _HEAD, _LENGTH, _CHUNK_SIZE, _CHUNK_DATA, _CHUNK_CRLF, _TRAILERS, _EOF, _IDLE, _SWITCHED = range(9)
 
 
+@implementer(IHandshakeListener)
 class _ClientProtocol(Protocol):
     """One upstream connection: writes request heads, parses responses."""
 
@@ -351,13 +515,33 @@ class _ClientProtocol(Protocol):
         self.pauses: set[str] = set()
         self.timer: Any = None
         self.idle_timer: Any = None
+        self.read_timer: Any = None
+        self.write_timer: Any = None
         self.switched_to: Any = None
         self.connected = False
+        self.requests = 0  # exchanges started here; more than one means a reused connection
+        self.responded = False  # some of the current response has arrived
+        self.dial: _Dial | None = None  # waiting for the TLS handshake
+        self.handshake_ok = False
+        self.lost_reason: Failure | None = None
 
     # -- lifecycle ----------------------------------------------------------------------
 
     def connectionMade(self) -> None:
         self.connected = True
+        pool = self.pool
+        if pool.tcp_keepalive or pool.read_size:
+            try:
+                _tune_socket(self.transport, pool.tcp_keepalive, pool.read_size)
+            except Exception:  # best effort: an exotic transport keeps its defaults
+                pass
+        self._arm_read_timer()
+
+    def handshakeCompleted(self) -> None:
+        self.handshake_ok = True
+        dial, self.dial = self.dial, None
+        if dial is not None:
+            dial.handshake_done(self)
 
     def start(self, exchange: Exchange) -> None:
         """Run ``exchange`` on this (fresh or idle) connection."""
@@ -371,6 +555,8 @@ class _ClientProtocol(Protocol):
         self.trailers = []
         self.keep_alive = True
         self.written = False
+        self.responded = False
+        self.requests += 1
         exchange._attach(self)
 
     def request_written(self) -> None:
@@ -390,6 +576,53 @@ class _ClientProtocol(Protocol):
                 self.timer.cancel()
             self.timer = None
 
+    # -- read / write deadlines -----------------------------------------------------------
+
+    def _read_timed_out(self) -> None:
+        self.read_timer = None
+        if self.dial is not None:
+            self.dial.handshake_timed_out(self)
+        elif self.exchange is not None:
+            self.fail(UpstreamReadTimeout(
+                f"read from {self.host.address}: i/o timeout after {self.pool.read_timeout}s"))
+        elif self.transport is not None:
+            self.transport.abortConnection()  # idle: Go's pending read fails and drops it
+
+    def _arm_read_timer(self) -> None:
+        """Start the ``read_timeout`` deadline unless it runs already (never on a tunnel)."""
+        timeout = self.pool.read_timeout
+        if timeout and self.read_timer is None and self.connected and self.state != _SWITCHED:
+            self.read_timer = self.pool.reactor.callLater(timeout, self._read_timed_out)
+
+    def _stop_read_timer(self) -> None:
+        timer, self.read_timer = self.read_timer, None
+        if timer is not None and timer.active():
+            timer.cancel()
+
+    def start_write_timer(self) -> None:
+        if self.write_timer is None and self.connected:
+            self.write_timer = self.pool.reactor.callLater(
+                self.pool.write_timeout, self._write_timed_out)
+
+    def stop_write_timer(self) -> None:
+        timer, self.write_timer = self.write_timer, None
+        if timer is not None and timer.active():
+            timer.cancel()
+
+    def _write_timed_out(self) -> None:
+        self.write_timer = None
+        self.fail(UpstreamWriteTimeout(
+            f"write to {self.host.address}: i/o timeout after {self.pool.write_timeout}s"))
+
+    def register_body_producer(self, producer: Any, streaming: bool) -> None:
+        if self.pool.write_timeout and streaming:
+            producer = _WriteDeadline(self, producer)
+        self.transport.registerProducer(producer, streaming)
+
+    def unregister_body_producer(self) -> None:
+        self.stop_write_timer()
+        self.transport.unregisterProducer()
+
     def fail(self, exc: BaseException) -> None:
         """Abort the current exchange with ``exc`` and drop the connection."""
         if self.state == _SWITCHED:
@@ -399,6 +632,8 @@ class _ClientProtocol(Protocol):
         exchange, self.exchange = self.exchange, None
         self.keep_alive = False
         self._cancel_timer()
+        self._stop_read_timer()
+        self.stop_write_timer()
         self.state = _IDLE
         if self.transport is not None:
             self.transport.abortConnection()
@@ -408,10 +643,17 @@ class _ClientProtocol(Protocol):
 
     def connectionLost(self, reason: Failure = ConnectionDone) -> None:
         self.connected = False
+        self.lost_reason = reason
         self._cancel_timer()
+        self._stop_read_timer()
+        self.stop_write_timer()
         if self.idle_timer is not None and self.idle_timer.active():
             self.idle_timer.cancel()
         self.idle_timer = None
+        dial, self.dial = self.dial, None
+        if dial is not None:
+            dial.handshake_failed(self, reason)
+            return
         if self.state == _SWITCHED:
             if self.switched_to is not None:
                 self.switched_to.connectionLost(reason)
@@ -430,6 +672,14 @@ class _ClientProtocol(Protocol):
             exchange._succeed()
             self.host.connection_done(self, reusable=False)
             return
+        if (exchange is not None and self.state == _HEAD and not self.responded
+                and self.requests > 1 and exchange.replayable and not exchange.retried
+                and not exchange._finished):
+            # The upstream had closed this idle connection before our request reached it
+            # (Go's errServerClosedIdle): send the request again on a new connection.
+            self.state = _IDLE
+            self.host.retry_on_fresh_connection(exchange)
+            return
         self.state = _IDLE
         if exchange is not None:
             exchange._fail(Failure(UpstreamConnectionLost(
@@ -443,6 +693,8 @@ class _ClientProtocol(Protocol):
     def pause(self, why: str) -> None:
         if not self.pauses and self.transport is not None:
             self.transport.pauseProducing()
+            if self.read_timer is not None:
+                self._stop_read_timer()  # Go reads only when asked to; no deadline meanwhile
         self.pauses.add(why)
 
     def resume(self, why: str) -> None:
@@ -450,6 +702,7 @@ class _ClientProtocol(Protocol):
             self.pauses.discard(why)
             if not self.pauses and self.transport is not None:
                 self.transport.resumeProducing()
+                self._arm_read_timer()
                 if self.buffer and self.state not in (_HEAD, _IDLE, _SWITCHED):
                     data, self.buffer = self.buffer, b""
                     self.dataReceived(data)
@@ -465,6 +718,8 @@ class _ClientProtocol(Protocol):
     # -- parsing ------------------------------------------------------------------------
 
     def dataReceived(self, data: bytes) -> None:
+        if self.read_timer is not None:
+            self.read_timer.reset(self.pool.read_timeout)
         state = self.state
         if state == _SWITCHED:
             if self.switched_to is None:
@@ -507,6 +762,7 @@ class _ClientProtocol(Protocol):
             if exchange is None:
                 return
             if state == _HEAD:
+                self.responded = True
                 data = self._parse_head(data)
                 if data is None:
                     return
@@ -597,9 +853,11 @@ class _ClientProtocol(Protocol):
         bare = data.find(b"\n\n", 0, end if end >= 0 else len(data))
         if bare >= 0:
             end, skip = bare, 2  # a server using bare LF line ends
-        if end < 0:
-            if len(data) > self.pool.max_response_header_size:
-                raise UpstreamProtocolError("response head too large")
+        limit = self.pool.max_response_header_size
+        if end < 0 or end + skip > limit:
+            if len(data) > limit or end >= 0:
+                raise UpstreamProtocolError(
+                    f"server response headers exceeded {limit} bytes; aborted")
             self.buffer = data
             return None
         raw = data[:end]
@@ -639,15 +897,20 @@ class _ClientProtocol(Protocol):
         head = ResponseHead(version, status, reason, headers)
         exchange = self.exchange
         if 100 <= status < 200 and status != 101:
+            if status == 100 and exchange._held:
+                exchange._release_body()
             if exchange.on_informational is not None:
                 exchange.on_informational(head)
             return rest
         self._cancel_timer()
+        if exchange._held:
+            exchange._drop_held_body()
         exchange.response = head
         if connection_close:
             self.keep_alive = False
         if status == 101:
             self.state = _SWITCHED
+            self._stop_read_timer()  # the tunnel's two ends pace each other; no deadline
             self.keep_alive = False
             self.buffer = rest
             self.host.connection_detached(self)
@@ -707,24 +970,148 @@ class _ClientProtocol(Protocol):
         if exchange is None:
             return
         # An early answer (request body unfinished) leaves the connection unusable.
-        reusable = self.keep_alive and exchange.body_done and self.connected
+        reusable = (self.keep_alive and exchange.body_done and self.connected
+                    and self.pool.keep_alive and not exchange.close_after)
         if exchange._body_producer is not None:
             exchange._body_producer = None
-            self.transport.unregisterProducer()
+            self.unregister_body_producer()
         if self.pauses:
             self.pauses.clear()
             self.transport.resumeProducing()
+            self._arm_read_timer()
         if not reusable and self.transport is not None:
             self.transport.loseConnection()
         self.host.connection_done(self, reusable=reusable)
 
 
-class _HostPool:
-    """Connections to one upstream address: idle stack, active count, waiters."""
+def _tune_socket(transport: Any, keepalive: float | None, read_size: int | None) -> None:
+    """TCP keep-alive probes and the socket read size, on the TCP connection under TLS too."""
+    raw = transport
+    while isinstance(raw, ProtocolWrapper):  # TLS: tune the TCP connection underneath
+        raw = raw.transport
+    if read_size and hasattr(raw, "bufferSize"):
+        raw.bufferSize = read_size
+    if keepalive and ITCPTransport.providedBy(raw):
+        raw.setTcpKeepAlive(1)
+        sock = raw.getHandle()
+        seconds = max(1, int(keepalive))
+        for option in ("TCP_KEEPIDLE", "TCP_KEEPINTVL"):
+            if hasattr(socket, option):
+                try:
+                    sock.setsockopt(socket.IPPROTO_TCP, getattr(socket, option), seconds)
+                except OSError:
+                    pass
 
-    def __init__(self, pool: ConnectionPool, address: UpstreamAddress) -> None:
+
+class _Dial:
+    """One new connection for ``exchange``: connect within ``dial_timeout``, then TLS."""
+
+    __slots__ = ("host", "exchange", "timer", "timed_out", "handshake_timer",
+                 "handshake_expired")
+
+    def __init__(self, host: _HostPool, exchange: Exchange) -> None:
+        self.host = host
+        self.exchange = exchange
+        self.timer: Any = None
+        self.timed_out = False
+        self.handshake_timer: Any = None
+        self.handshake_expired = False
+
+    def start(self) -> None:
+        host = self.host
+        pool = host.pool
+        endpoint = pool.endpoint_factory(host.address)
+        if host.tls is not None:
+            endpoint = endpoints.wrapClientTLS(host.tls, endpoint)
+        factory = Factory.forProtocol(lambda: _ClientProtocol(pool, host))
+        dialing = endpoint.connect(factory)
+        if pool.dial_timeout is not None:
+            def on_timeout() -> None:
+                self.timer = None
+                self.timed_out = True
+                dialing.cancel()
+
+            self.timer = pool.reactor.callLater(max(0.0, pool.dial_timeout), on_timeout)
+        dialing.addCallbacks(self._connected, self._failed)
+
+    def _cancel_timer(self) -> None:
+        timer, self.timer = self.timer, None
+        if timer is not None and timer.active():
+            timer.cancel()
+
+    def _connected(self, conn: _ClientProtocol) -> None:
+        self._cancel_timer()
+        if self.host.tls is None or conn.handshake_ok:
+            self._ready(conn)
+        elif not conn.connected:
+            self.handshake_failed(conn, conn.lost_reason or Failure(ConnectionDone()))
+        else:
+            conn.dial = self
+            timeout = self.host.pool.tls_handshake_timeout
+            if timeout:
+                self.handshake_timer = self.host.pool.reactor.callLater(
+                    timeout, self.handshake_timed_out, conn)
+
+    def _ready(self, conn: _ClientProtocol) -> None:
+        if self.exchange._finished:
+            # The caller gave up while we were dialing: keep the connection for others.
+            self.host.connection_done(conn, reusable=True)
+            return
+        conn.start(self.exchange)
+
+    def _failed(self, reason: Failure) -> None:
+        self._cancel_timer()
+        host = self.host
+        if self.timed_out:
+            msg = f"dial {host.address}: i/o timeout after {host.pool.dial_timeout}s"
+        else:
+            msg = f"dial {host.address}: {reason.getErrorMessage()}"
+        host.dial_failed(self.exchange, DialError(msg))
+
+    def _cancel_handshake_timer(self) -> None:
+        timer, self.handshake_timer = self.handshake_timer, None
+        if timer is not None and timer.active():
+            timer.cancel()
+
+    def handshake_done(self, conn: _ClientProtocol) -> None:
+        self._cancel_handshake_timer()
+        self._ready(conn)
+
+    def handshake_timed_out(self, conn: _ClientProtocol) -> None:
+        self.handshake_timer = None
+        self.handshake_expired = True
+        conn.transport.abortConnection()
+
+    def handshake_failed(self, conn: _ClientProtocol, reason: Failure) -> None:
+        self._cancel_handshake_timer()
+        host = self.host
+        error: TLSHandshakeError
+        if self.handshake_expired:
+            error = TLSHandshakeTimeout(f"TLS handshake with {host.address}: timeout")
+        else:
+            error = TLSHandshakeError(
+                f"TLS handshake with {host.address}: {_tls_failure_text(reason)}")
+        host.dial_failed(self.exchange, error)
+
+
+def _tls_failure_text(reason: Failure) -> str:
+    """OpenSSL's error list as one readable line."""
+    value = reason.value
+    args = getattr(value, "args", ())
+    if args and isinstance(args[0], list) and args[0] and isinstance(args[0][0], tuple):
+        return "; ".join(str(entry[-1]) for entry in args[0] if entry and entry[-1])
+    return reason.getErrorMessage()
+
+
+class _HostPool:
+    """Connections to one upstream address (and TLS name): idle stack, open count, waiters."""
+
+    def __init__(self, pool: ConnectionPool, key: Any, address: UpstreamAddress,
+                 tls: Any = None) -> None:
         self.pool = pool
+        self.key = key
         self.address = address
+        self.tls = tls  # the TLS connection creator, or None for plain HTTP
         self.idle: list[_ClientProtocol] = []
         self.open = 0
         self.waiters: deque[Exchange] = deque()
@@ -732,51 +1119,33 @@ class _HostPool:
     def submit(self, exchange: Exchange) -> None:
         while self.idle:
             conn = self.idle.pop()
+            self.pool._idle_taken(conn)
             if conn.connected:
                 conn.start(exchange)
                 return
             self.open -= 1
         limit = self.pool.max_conns_per_host
-        if limit and self.open >= limit:
+        if limit > 0 and self.open >= limit:
             self.waiters.append(exchange)
             return
         self._dial(exchange)
 
     def _dial(self, exchange: Exchange) -> None:
         self.open += 1
-        pool = self.pool
-        endpoint = pool.endpoint_factory(self.address)
-        factory = Factory.forProtocol(lambda: _ClientProtocol(pool, self))
-        dialing = endpoint.connect(factory)
-        timer = None
-        timed_out = []
-        if pool.dial_timeout:
-            def on_timeout() -> None:
-                timed_out.append(True)
-                dialing.cancel()
-            timer = pool.reactor.callLater(pool.dial_timeout, on_timeout)
+        _Dial(self, exchange).start()
 
-        def connected(conn: _ClientProtocol) -> None:
-            if timer is not None and timer.active():
-                timer.cancel()
-            if exchange._finished:
-                # The caller gave up while we were dialing: keep the connection for others.
-                self.connection_done(conn, reusable=True)
-                return
-            conn.start(exchange)
+    def dial_failed(self, exchange: Exchange, error: UpstreamError) -> None:
+        exchange._fail(Failure(error))
+        self._slot_freed()
 
-        def failed(reason: Failure) -> None:
-            if timer is not None and timer.active():
-                timer.cancel()
-            self.open -= 1
-            if timed_out:
-                msg = f"dial {self.address}: timeout after {pool.dial_timeout}s"
-            else:
-                msg = f"dial {self.address}: {reason.getErrorMessage()}"
-            exchange._fail(Failure(DialError(msg)))
-            self._next_waiter()
+    def retry_on_fresh_connection(self, exchange: Exchange) -> None:
+        """Re-send ``exchange`` after its reused connection died; it takes that one's slot."""
+        exchange._rewind()
+        _Dial(self, exchange).start()
 
-        dialing.addCallbacks(connected, failed)
+    def forget_waiter(self, exchange: Exchange) -> None:
+        if exchange in self.waiters:
+            self.waiters.remove(exchange)
 
     def connection_done(self, conn: _ClientProtocol, reusable: bool) -> None:
         """An exchange ended on ``conn``; reuse or retire it."""
@@ -784,47 +1153,56 @@ class _HostPool:
             if self.waiters:
                 conn.start(self.waiters.popleft())
                 return
-            max_idle = self.pool.max_idle_per_host
+            pool = self.pool
+            max_idle = pool.max_idle_per_host
             if max_idle is None or len(self.idle) < max_idle:
                 self.idle.append(conn)
-                if self.pool.idle_timeout:
-                    conn.idle_timer = self.pool.reactor.callLater(
-                        self.pool.idle_timeout, self._retire, conn)
+                if pool.idle_timeout:
+                    conn.idle_timer = pool.reactor.callLater(
+                        pool.idle_timeout, self._retire, conn)
+                pool._idle_added(conn)
                 return
             conn.transport.loseConnection()
-        self.open -= 1
-        self._next_waiter()
+        self._slot_freed()
 
     def connection_detached(self, conn: _ClientProtocol) -> None:
         """The connection left HTTP (101): it no longer counts against the host."""
-        self.open -= 1
-        self._next_waiter()
+        self._slot_freed()
 
-    def _next_waiter(self) -> None:
+    def _slot_freed(self) -> None:
+        """One connection less: let a waiter dial; a host with nothing left is forgotten."""
+        self.open -= 1
         limit = self.pool.max_conns_per_host
-        while self.waiters and (not limit or self.open < limit):
+        while self.waiters and (limit <= 0 or self.open < limit):
             self._dial(self.waiters.popleft())
+        if self.open <= 0 and not self.waiters:
+            self.pool._forget_host(self)
 
     def _retire(self, conn: _ClientProtocol) -> None:
-        conn.idle_timer = None
+        timer, conn.idle_timer = conn.idle_timer, None
+        if timer is not None and timer.active():
+            timer.cancel()
         if conn in self.idle:
             self.idle.remove(conn)
-            self.open -= 1
+            self.pool._idle_taken(conn)
             conn.transport.loseConnection()
-            self._next_waiter()
+            self._slot_freed()
 
     def idle_lost(self, conn: _ClientProtocol) -> None:
         if conn in self.idle:
             self.idle.remove(conn)
-            self.open -= 1
-            self._next_waiter()
+            self.pool._idle_taken(conn)
+            self._slot_freed()
 
 
 class ConnectionPool:
-    """Keep-alive HTTP/1.1 connections per upstream address.
+    """Keep-alive HTTP/1.1 connections per upstream address (and TLS server name).
 
-    ``max_idle_per_host`` None means unlimited (Caddy's default is 32), ``max_conns_per_host``
-    0 means unlimited; requests beyond it wait in FIFO order.  Timeouts in seconds, 0/None off.
+    Limits follow Go's ``http.Transport``: ``max_idle_per_host`` None means unlimited,
+    ``max_idle_conns`` caps idle connections across all hosts (0 unlimited, the oldest is
+    closed first), ``max_conns_per_host`` 0 means unlimited and requests beyond it wait in
+    FIFO order.  Timeouts in seconds, 0/None off.  ``keep_alive=False`` sends
+    ``Connection: close`` and uses each connection once.
     """
 
     def __init__(
@@ -837,6 +1215,14 @@ class ConnectionPool:
         dial_timeout: float | None = 3.0,
         response_header_timeout: float | None = None,
         max_response_header_size: int = 10 << 20,
+        keep_alive: bool = True,
+        max_idle_conns: int = 0,
+        read_timeout: float | None = None,
+        write_timeout: float | None = None,
+        expect_continue_timeout: float | None = None,
+        tls_handshake_timeout: float | None = None,
+        tcp_keepalive: float | None = None,
+        read_size: int | None = None,
         endpoint_factory: Callable[[UpstreamAddress], Any] | None = None,
     ) -> None:
         self.reactor = reactor
@@ -846,8 +1232,19 @@ class ConnectionPool:
         self.dial_timeout = dial_timeout
         self.response_header_timeout = response_header_timeout
         self.max_response_header_size = max_response_header_size
+        self.keep_alive = keep_alive
+        self.max_idle_conns = max_idle_conns
+        self.read_timeout = read_timeout
+        self.write_timeout = write_timeout
+        self.expect_continue_timeout = expect_continue_timeout
+        self.tls_handshake_timeout = tls_handshake_timeout
+        self.tcp_keepalive = tcp_keepalive
+        self.read_size = read_size
         self.endpoint_factory = endpoint_factory or (lambda addr: addr.endpoint(reactor))
-        self._hosts: dict[tuple, _HostPool] = {}
+        self._hosts: dict[Any, _HostPool] = {}
+        # Idle connections of every host, oldest first; kept only when max_idle_conns is set.
+        self._idle_lru: OrderedDict[_ClientProtocol, None] | None = (
+            OrderedDict() if max_idle_conns else None)
 
     def request(
         self,
@@ -857,51 +1254,94 @@ class ConnectionPool:
         headers: RawHeaders,
         body_length: int | None = None,
         on_informational: Callable[[ResponseHead], None] | None = None,
+        tls: Any = None,
     ) -> Exchange:
         """Start a request; the body is written through the returned Exchange.
 
         ``headers`` must include Host; Content-Length / Transfer-Encoding in it are ignored,
         the framing comes from ``body_length`` (None: no body, n: Content-Length, CHUNKED).
+        ``tls`` is an IOpenSSLClientConnectionCreator for an HTTPS upstream (connections are
+        pooled per creator), or None.
         """
         parts = [method, b" ", target, b" HTTP/1.1\r\n"]
+        wants_close = switching = idempotency_key = expects_continue = False
         for name, value in headers:
-            if name.lower() in _FRAMING_HEADERS:
-                continue
+            lower = name.lower()
+            if lower in _NOTICED_HEADERS:
+                if lower in _FRAMING_HEADERS:
+                    continue
+                if lower == b"connection":
+                    tokens = {t.strip() for t in value.lower().split(b",")}
+                    wants_close = wants_close or b"close" in tokens
+                    switching = switching or b"upgrade" in tokens
+                elif lower == b"expect":
+                    expects_continue = value.strip().lower() == b"100-continue"
+                elif lower != b"upgrade":
+                    idempotency_key = True
             parts += (name, b": ", value, b"\r\n")
+        if not self.keep_alive and not wants_close and not switching:
+            parts.append(b"Connection: close\r\n")
         if body_length == CHUNKED:
             parts.append(b"Transfer-Encoding: chunked\r\n")
         elif body_length is not None:
             parts.append(b"Content-Length: %d\r\n" % body_length)
         parts.append(b"\r\n")
-        exchange = Exchange(self, address, b"".join(parts), body_length, method,
-                            on_informational)
-        host = self._hosts.get(address.key)
+        key = address.key if tls is None else (address.key, tls)
+        host = self._hosts.get(key)
         if host is None:
-            host = self._hosts[address.key] = _HostPool(self, address)
+            host = self._hosts[key] = _HostPool(self, key, address, tls)
+        exchange = Exchange(self, host, b"".join(parts), body_length, method, on_informational)
+        bodyless = not body_length
+        exchange.replayable = bodyless and (method in _REPLAYABLE_METHODS or idempotency_key)
+        exchange.close_after = wants_close
+        if expects_continue and not bodyless and self.expect_continue_timeout:
+            exchange._held = True
         host.submit(exchange)
         return exchange
 
-    def _forget_waiter(self, exchange: Exchange) -> None:
-        host = self._hosts.get(exchange.address.key)
-        if host is not None and exchange in host.waiters:
-            host.waiters.remove(exchange)
+    def failed_exchange(self, error: UpstreamError) -> Exchange:
+        """An exchange that has already failed with ``error`` (nothing is dialled)."""
+        exchange = Exchange(self, None, b"", None, b"GET", None)
+        exchange._fail(Failure(error))
+        return exchange
 
-    def idle_count(self, address: UpstreamAddress) -> int:
-        host = self._hosts.get(address.key)
+    def _host(self, address: UpstreamAddress, tls: Any) -> _HostPool | None:
+        return self._hosts.get(address.key if tls is None else (address.key, tls))
+
+    def idle_count(self, address: UpstreamAddress, tls: Any = None) -> int:
+        host = self._host(address, tls)
         return len(host.idle) if host else 0
 
-    def open_count(self, address: UpstreamAddress) -> int:
+    def open_count(self, address: UpstreamAddress, tls: Any = None) -> int:
         """Connections counted against the host (idle, busy and dialing)."""
-        host = self._hosts.get(address.key)
+        host = self._host(address, tls)
         return host.open if host else 0
+
+    def _forget_host(self, host: _HostPool) -> None:
+        if self._hosts.get(host.key) is host:
+            del self._hosts[host.key]
+
+    def _idle_added(self, conn: _ClientProtocol) -> None:
+        lru = self._idle_lru
+        if lru is None:
+            return
+        lru[conn] = None
+        while len(lru) > max(self.max_idle_conns, 0):
+            oldest = next(iter(lru))
+            oldest.host._retire(oldest)
+
+    def _idle_taken(self, conn: _ClientProtocol) -> None:
+        if self._idle_lru is not None:
+            self._idle_lru.pop(conn, None)
 
     def close_idle(self) -> None:
         """Close every idle connection (config unload)."""
-        for host in self._hosts.values():
+        for host in list(self._hosts.values()):
             idle, host.idle = host.idle, []
             for conn in idle:
-                host.open -= 1
+                self._idle_taken(conn)
                 if conn.idle_timer is not None and conn.idle_timer.active():
                     conn.idle_timer.cancel()
                 conn.idle_timer = None
                 conn.transport.loseConnection()
+                host._slot_freed()

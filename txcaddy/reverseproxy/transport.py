@@ -1,14 +1,17 @@
-"""Public face of the HTTP/1.1 upstream transport (implementation in ``_h1client``).
+"""Public face of the upstream transport (implementation in ``_h1client``, ``_transport``,
+``_tls`` and ``_resolver``).
 
 Usage::
 
-    pool = ConnectionPool(reactor, dial_timeout=3, response_header_timeout=None)
-    exchange = pool.request(UpstreamAddress.parse("127.0.0.1:8080"), b"GET", b"/",
-                            [(b"Host", b"example.com")], body_length=None,
-                            on_informational=forward_1xx)
+    transport = HTTPTransport.from_config({"protocol": "http", ...}, reactor)  # or {} for defaults
+    exchange = transport.request(UpstreamAddress.parse("127.0.0.1:8080"), b"GET", b"/",
+                                 [(b"Host", b"example.com")], body_length=None,
+                                 on_informational=forward_1xx, request=client_request)
     exchange.head.addCallback(lambda head: exchange.deliver_body(consumer))
 
-Failures are ``UpstreamError`` subclasses whose ``status`` is the code Caddy answers with.
+A bare ``ConnectionPool(reactor, ...)`` is the same client without Caddy's option loading.
+Failures are ``UpstreamError`` subclasses whose ``status`` is the code Caddy answers with;
+only ``DialError`` is a dial error for Caddy's retry rules.
 """
 
 from txcaddy.reverseproxy._h1client import (
@@ -20,23 +23,38 @@ from txcaddy.reverseproxy._h1client import (
     ResponseBodyConsumer,
     ResponseHead,
     ResponseHeaderTimeout,
+    TLSHandshakeError,
+    TLSHandshakeTimeout,
+    UnsupportedUpstreamProtocol,
     UpstreamAddress,
     UpstreamConnectionLost,
     UpstreamError,
     UpstreamProtocolError,
+    UpstreamReadTimeout,
+    UpstreamWriteTimeout,
 )
+from txcaddy.reverseproxy._tls import UpstreamTLS
+from txcaddy.reverseproxy._transport import H2C_UNSUPPORTED, HTTPTransport
 
 __all__ = [
     "CHUNKED",
     "ConnectionPool",
     "DialError",
     "Exchange",
+    "H2C_UNSUPPORTED",
+    "HTTPTransport",
     "RawHeaders",
     "ResponseBodyConsumer",
     "ResponseHead",
     "ResponseHeaderTimeout",
+    "TLSHandshakeError",
+    "TLSHandshakeTimeout",
+    "UnsupportedUpstreamProtocol",
     "UpstreamAddress",
     "UpstreamConnectionLost",
     "UpstreamError",
     "UpstreamProtocolError",
+    "UpstreamReadTimeout",
+    "UpstreamTLS",
+    "UpstreamWriteTimeout",
 ]
