@@ -271,7 +271,20 @@ class ClosingTests(TunnelTestCase):
         self.assertEqual(unmask(self.upstream_transport.value()), (0x88, b"\x03\xe9"))
         self.assertNoResult(drained)
         self.lose_client()
+        self.assertNoResult(drained)  # the upstream side is still closing
+        self.lose_upstream()
         self.successResultOf(drained)
+
+    def test_drain_waits_for_the_upstream_side_of_a_tunnel_the_client_ended(self) -> None:
+        self.upgrade()
+        self.lose_client()
+        self.assertIn(self.client, self.server.connections)
+        drained = self.server.drain(1, self.clock)
+        self.clock.advance(1)  # the forced close finds no client connection to abort
+        self.assertNoResult(drained)
+        self.lose_upstream()
+        self.successResultOf(drained)
+        self.assertEqual(self.server.connections, set())
 
 
 class CannotSwitchTests(TunnelTestCase):

@@ -210,7 +210,9 @@ class H1Response(Response):
         the access log); ``protocol`` gets ``makeConnection(transport)``, the bytes
         the client sent after the request head, and every later ``dataReceived`` and
         ``connectionLost``. On graceful shutdown the server calls
-        ``protocol.close_gracefully()`` if it has one, else closes the connection.
+        ``protocol.close_gracefully()`` if it has one, else closes the connection;
+        if it has ``when_closed()`` (a Deferred), the server counts the connection
+        as open until that fires (a tunnel's other side closing too).
         """
         self._protocol._switch_protocols(self, protocol)
 
@@ -296,7 +298,13 @@ class HTTP11Protocol(Protocol):
         switched = self._switched
         if switched is not None:
             switched.connectionLost(reason)
-            self.server.connection_lost(self)
+            self.transport = None  # gone: nothing left here for a forced close to abort
+            when_closed = getattr(switched, "when_closed", None)
+            if when_closed is None:
+                self.server.connection_lost(self)
+            else:
+                # A tunnel: the server's drain also waits for its other side to close.
+                when_closed().addBoth(lambda _: self.server.connection_lost(self))
             return
         error = getattr(reason, "value", reason)
         if self._parsing is not None and not self._parsing.complete:
@@ -325,7 +333,7 @@ class HTTP11Protocol(Protocol):
             close = getattr(switched, "close_gracefully", None)
             if close is not None:
                 close()
-            else:
+            elif self.transport is not None:
                 self.transport.loseConnection()
             return
         if self.idle and self.transport is not None:
@@ -548,7 +556,7 @@ class HTTP11Protocol(Protocol):
             return
         self._upgrade_data = bytearray(rest)
         self._divert_to = self._upgrade_data.extend
-        if not self.transport.disconnecting:  # else already answered and closing
+        if not getattr(self.transport, "disconnecting", False):  # else answered and closing already
             self._pause_reading("upgrade")
 
     def _switchable(self, response: H1Response) -> _Exchange | None:

@@ -71,6 +71,10 @@ class _End(Protocol):
         """The HTTP server is shutting down (see ``H1Response.switch_protocols``)."""
         self.tunnel.close(going_away=True)
 
+    def when_closed(self) -> Deferred[None]:
+        """Fires once both sides are closed: the HTTP server's drain waits for it."""
+        return self.tunnel.when_closed()
+
 
 class Tunnel:
     """A client connection and an upstream connection joined after a 101."""
