@@ -78,7 +78,7 @@ class CaddyService(MultiService):
         unknown = sorted(set(apps) - {"http", "tls", "pki"})
         if unknown:
             raise ConfigError(f"loading app modules: module not registered: {unknown[0]}")
-        context = LoadContext(reactor=self.reactor, log=self.log)
+        context = self.context = LoadContext(reactor=self.reactor, log=self.log)
         self.logs = LogSystem.from_config(self.config.get("logging"), context)
         http_config = apps.get("http")
         if not http_config:
@@ -91,6 +91,8 @@ class CaddyService(MultiService):
                 child = ListenerService(endpoint, factory, listener.address)
                 child.setName(f"{name} {listener.endpoint}")
                 child.setServiceParent(self)
+        for service in context.services:
+            service.setServiceParent(self)
 
     def listenAddresses(self) -> dict[str, list[str]]:
         """Each configured HTTP server's listener addresses, by server name."""
@@ -126,6 +128,7 @@ class CaddyService(MultiService):
                     [server.drain(grace, self.reactor) for server in self.http.servers.values()]
                 )
         finally:
+            self.context.unload()
             if self.logs is not None:
                 self.logs.stop()
 

@@ -8,7 +8,7 @@ modules, routes and matcher sets the same way.
 
 from __future__ import annotations
 
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable
 from typing import Any
 
 from twisted.logger import Logger
@@ -24,6 +24,25 @@ class LoadContext:
         self.reactor = reactor
         self.log = log or Logger(namespace="txcaddy")
         self.path: list[str] = []  # where in the config we are, for error messages
+        # Called when the config is unloaded (server stopped or replaced): modules
+        # release shared state and close what they hold open (pools, tunnels, timers).
+        self.unload_hooks: list[Callable[[], Any]] = []
+        # Services modules need while the config runs (health checkers, ...): the
+        # service tree adopts them.
+        self.services: list[Any] = []
+
+    def on_unload(self, hook: Callable[[], Any]) -> None:
+        """Run ``hook()`` when this config is unloaded."""
+        self.unload_hooks.append(hook)
+
+    def unload(self) -> None:
+        """Run the unload hooks, newest first; one failing does not stop the others."""
+        hooks, self.unload_hooks = self.unload_hooks, []
+        for hook in reversed(hooks):
+            try:
+                hook()
+            except Exception:  # noqa: BLE001 - unloading goes on regardless
+                self.log.failure("error while unloading the config")
 
     def _where(self) -> str:
         return ".".join(self.path) or "config"

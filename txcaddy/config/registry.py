@@ -31,6 +31,7 @@ BUILTIN_MODULES = (
     "txcaddy.http.handlers.requestbody",
     "txcaddy.http.handlers.encode",
     "txcaddy.reverseproxy.transport",
+    "txcaddy.reverseproxy.handler",
     "txcaddy.reverseproxy.selection",
 )
 

@@ -176,7 +176,15 @@ class H1Response(Response):
         if self._holding:
             self._emit_head(self._held_size)
         elif self._chunked and self._body_allowed:
-            self._protocol.transport.write(b"0\r\n\r\n")
+            if self.trailers:
+                lines = [b"0\r\n"]
+                for name, value in self.trailers.items():
+                    if _valid_field_name(name):
+                        lines += [name.encode("latin-1"), b": ", _header_value(value), b"\r\n"]
+                lines.append(b"\r\n")
+                self._protocol.transport.write(b"".join(lines))
+            else:
+                self._protocol.transport.write(b"0\r\n\r\n")
         self._protocol._response_finished(self)
 
     def register_producer(self, producer: Any, streaming: bool) -> None:
@@ -453,6 +461,11 @@ class HTTP11Protocol(Protocol):
         method = parser.get_method().decode("ascii")
         headers = Headers((n.decode("latin-1"), v.decode("latin-1")) for n, v in self._header_pairs)
         http10 = version == "1.0"
+        if version not in ("1.1", "1.0"):
+            # HTTP/0.9 has no head to route on; other majors are not HTTP/1 (Go answers the same).
+            if version.startswith("0."):
+                raise _BadRequest(400, "malformed HTTP version")
+            raise _BadRequest(505, "unsupported protocol version")
         if version == "1.1" and "Host" not in headers:
             raise _BadRequest(400, "missing required Host header")
         if len(headers.get_all("Host")) > 1:
@@ -461,7 +474,12 @@ class HTTP11Protocol(Protocol):
         if not target.startswith("/") and not (method == "OPTIONS" and target == "*"):
             target = _origin_form(target, headers)
         length_values = headers.get_all("Content-Length")
-        chunked = "chunked" in headers.joined("Transfer-Encoding").lower()
+        codings = headers.get_all("Transfer-Encoding")
+        chunked = bool(codings)
+        if chunked and (len(codings) != 1 or codings[0].strip(" \t").lower() != "chunked"):
+            # Like Go: chunked is the only transfer coding served; anything else (gzip,
+            # unknown codings, several fields) is refused before a handler sees it.
+            raise _BadRequest(501, "unsupported transfer encoding")
         smuggling_risk = False
         if chunked:
             length: int | None = None
@@ -476,7 +494,7 @@ class HTTP11Protocol(Protocol):
         def on_drain() -> None:
             self._resume_reading("body")
 
-        body = RequestBody(length, on_drain)
+        body = RequestBody(length, on_drain, self)
         request = Request(
             method,
             target,

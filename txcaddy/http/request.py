@@ -35,9 +35,9 @@ class RequestBody:
     (``error`` is None at a clean end).
     """
 
-    __slots__ = ("length", "_chunks", "buffered", "finished", "error", "_consumer", "_on_drain", "received")
+    __slots__ = ("length", "_chunks", "buffered", "finished", "error", "_consumer", "_on_drain", "received", "producer")
 
-    def __init__(self, length: int | None, on_drain: Callable[[], None] | None = None) -> None:
+    def __init__(self, length: int | None, on_drain: Callable[[], None] | None = None, producer: Any = None) -> None:
         self.length = length  # Content-Length, or None (chunked, or no body on HTTP/1.0)
         self._chunks: list[bytes] = []
         self.buffered = 0
@@ -46,6 +46,9 @@ class RequestBody:
         self.error: BaseException | None = None
         self._consumer: Any = None
         self._on_drain = on_drain
+        # An IPushProducer that pauses reading this body from the client (the
+        # connection), for consumers that pass the body on at their own pace.
+        self.producer = producer
 
     # -- the protocol side --------------------------------------------------------
 

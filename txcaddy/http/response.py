@@ -32,6 +32,7 @@ class Response(ABC):
         self._on_head: list[HeadCallback] = []
         self._finish_waiters: list[Deferred[None]] = []
         self.lost: BaseException | None = None  # set when the client went away
+        self.trailers: Headers | None = None  # sent after the body where the protocol can
 
     # -- what handlers call ----------------------------------------------------------
 
@@ -63,6 +64,13 @@ class Response(ABC):
         self.finished = True
         self._send_end()
         self._fire_finished()
+
+    def add_trailers(self, trailers: Headers) -> None:
+        """Fields to send after the body (HTTP/1.1 chunked responses, HTTP/2)."""
+        if self.trailers is None:
+            self.trailers = Headers()
+        for name, value in trailers.items():
+            self.trailers.add(name, value)
 
     def notify_finish(self) -> Deferred[None]:
         """A Deferred that fires when the response is complete or the client is gone."""
@@ -153,6 +161,9 @@ class ResponseWrapper(Response):
 
     def notify_finish(self) -> Deferred[None]:
         return self.inner.notify_finish()
+
+    def add_trailers(self, trailers: Headers) -> None:
+        self.inner.add_trailers(trailers)
 
     def register_producer(self, producer: Any, streaming: bool) -> None:
         self.inner.register_producer(producer, streaming)

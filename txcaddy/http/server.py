@@ -121,11 +121,12 @@ class HTTPServer:
         self._done(request, response)
 
     def _abort(self, response: Response) -> None:
+        # Like Go after ErrAbortHandler: what was written is flushed, then the connection
+        # closes; a response cut off mid-body is visibly incomplete to the client.
         protocol = getattr(response, "_protocol", None)
         transport = getattr(protocol, "transport", None)
         if transport is not None:
-            abort = getattr(transport, "abortConnection", None)
-            (abort or transport.loseConnection)()
+            transport.loseConnection()
 
     # -- connections -------------------------------------------------------------------
 

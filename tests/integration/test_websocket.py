@@ -1,0 +1,370 @@
+"""WebSocket and other upgrades through reverse_proxy: autobahn peers on both sides, real sockets."""
+
+from __future__ import annotations
+
+import hashlib
+import os
+from typing import Any
+
+from autobahn.twisted.websocket import (
+    WebSocketClientFactory,
+    WebSocketClientProtocol,
+    WebSocketServerFactory,
+    WebSocketServerProtocol,
+)
+from autobahn.websocket.compress import (
+    PerMessageDeflateOffer,
+    PerMessageDeflateOfferAccept,
+    PerMessageDeflateResponse,
+    PerMessageDeflateResponseAccept,
+)
+from twisted.internet import reactor
+from twisted.internet.defer import Deferred, DeferredQueue, inlineCallbacks
+from twisted.internet.interfaces import IProtocolNegotiationFactory
+from twisted.internet.protocol import ClientFactory, Factory, Protocol
+from twisted.protocols.tls import TLSMemoryBIOFactory
+from twisted.trial.unittest import TestCase
+from zope.interface import alsoProvides
+
+from tests.reverseproxy._backends import site, start_proxy
+
+FIXTURES = os.path.join(os.path.dirname(__file__), "..", "caddyfile", "fixtures", "seed")
+MIB = 1024 * 1024
+
+
+class _Upstream(WebSocketServerProtocol):
+    """Picks chat.v2, sets X-Upstream, echoes, and closes with 1008 when asked."""
+
+    def onConnect(self, request: Any) -> Any:
+        self.factory.handshakes.append(request)
+        return ("chat.v2", {"X-Upstream": "yes"})
+
+    def onOpen(self) -> None:
+        self.factory.opened.append(self)
+
+    def onMessage(self, payload: bytes, isBinary: bool) -> None:
+        if not isBinary and payload == b"close please":
+            # autobahn's sendClose refuses 1008; a real server may send it.
+            self.sendCloseFrame(code=1008, reasonUtf8=b"policy says bye")
+            return
+        self.sendMessage(payload, isBinary)
+
+    def onPing(self, payload: bytes) -> None:
+        self.factory.pings.append(payload)
+        super().onPing(payload)
+
+
+def _accept_deflate(offers: list[Any]) -> Any:
+    for offer in offers:
+        if isinstance(offer, PerMessageDeflateOffer):
+            return PerMessageDeflateOfferAccept(offer)
+    return None
+
+
+class WebSocketUpstream:
+    def __init__(self, tls: Any = None) -> None:
+        factory = WebSocketServerFactory()
+        factory.protocol = _Upstream
+        factory.setProtocolOptions(perMessageCompressionAccept=_accept_deflate)
+        factory.handshakes = []
+        factory.opened = []
+        factory.pings = []
+        factory.noisy = False
+        self.factory = factory
+        self.port = reactor.listenTCP(0, factory if tls is None else _tls(tls, factory), interface="127.0.0.1")
+        self.address = f"127.0.0.1:{self.port.getHost().port}"
+
+    def stop(self) -> Deferred[None]:
+        for protocol in self.factory.opened:
+            if protocol.transport is not None:
+                protocol.transport.loseConnection()
+        return self.port.stopListening()
+
+
+def _tls(options: Any, factory: Any) -> TLSMemoryBIOFactory:
+    """``factory`` behind TLS, answering ALPN ``http/1.1`` as the proxy offers it.
+
+    (A Twisted TLS server whose factory does no ALPN fails a client that offers it.)
+    """
+    alsoProvides(factory, IProtocolNegotiationFactory)
+    factory.acceptableProtocols = lambda: [b"http/1.1"]
+    return TLSMemoryBIOFactory(options, False, factory)
+
+
+class _Client(WebSocketClientProtocol):
+    def onConnect(self, response: Any) -> None:
+        self.factory.handshake = response
+
+    def onOpen(self) -> None:
+        self.factory.opened.callback(self)
+
+    def onMessage(self, payload: bytes, isBinary: bool) -> None:
+        self.factory.messages.put((payload, isBinary))
+
+    def onPong(self, payload: bytes) -> None:
+        self.factory.pongs.put(payload)
+
+    def onClose(self, wasClean: bool, code: Any, reason: Any) -> None:
+        if not self.factory.opened.called:
+            self.factory.opened.errback(ConnectionError(f"handshake failed: {reason}"))
+        self.factory.closed.callback((wasClean, code, reason))
+
+
+def connect_client(base: str, path: str = "/ws") -> WebSocketClientFactory:
+    host_port = base.split("//")[1]
+    factory = WebSocketClientFactory(f"ws://{host_port}{path}", protocols=["chat.v1", "chat.v2"])
+    factory.protocol = _Client
+    factory.setProtocolOptions(
+        perMessageCompressionOffers=[PerMessageDeflateOffer()],
+        perMessageCompressionAccept=lambda response: (
+            PerMessageDeflateResponseAccept(response) if isinstance(response, PerMessageDeflateResponse) else None
+        ),
+    )
+    factory.opened = Deferred()
+    factory.closed = Deferred()
+    factory.messages = DeferredQueue()
+    factory.pongs = DeferredQueue()
+    factory.noisy = False
+    host, port = host_port.rsplit(":", 1)
+    reactor.connectTCP(host, int(port), factory)
+    return factory
+
+
+class _Raw(Protocol):
+    """Sends ``request`` and collects everything until the connection closes."""
+
+    def __init__(self, request: bytes, done: Deferred[bytes]) -> None:
+        self.request = request
+        self.done = done
+        self.received = bytearray()
+
+    def connectionMade(self) -> None:
+        self.transport.write(self.request)
+
+    def dataReceived(self, data: bytes) -> None:
+        self.received += data
+
+    def connectionLost(self, reason: Any = None) -> None:
+        self.done.callback(bytes(self.received))
+
+
+def raw_exchange(base: str, request: bytes) -> Deferred[bytes]:
+    done: Deferred[bytes] = Deferred()
+    factory = ClientFactory.forProtocol(lambda: _Raw(request, done))
+    factory.noisy = False
+    host, port = base.split("//")[1].rsplit(":", 1)
+    reactor.connectTCP(host, int(port), factory)
+    return done
+
+
+class WebSocketTestCase(TestCase):
+    timeout = 60
+
+    def upstream(self) -> WebSocketUpstream:
+        upstream = WebSocketUpstream()
+        self.addCleanup(upstream.stop)
+        return upstream
+
+    @inlineCallbacks
+    def conversation(self, base: str, upstream: WebSocketUpstream) -> Any:
+        """The full exchange every proxy configuration must pass."""
+        factory = connect_client(base)
+        client = yield factory.opened
+        self.addCleanup(lambda: client.transport.loseConnection())
+        # The handshake is the upstream's: its subprotocol choice, its header, deflate end to end.
+        self.assertEqual(factory.handshake.protocol, "chat.v2")
+        self.assertEqual(factory.handshake.headers.get("x-upstream"), "yes")
+        self.assertEqual(len(client.websocket_extensions_in_use), 1)
+        (request,) = upstream.factory.handshakes
+        self.assertEqual(request.protocols, ["chat.v1", "chat.v2"])
+        self.assertIn("permessage-deflate", request.headers.get("sec-websocket-extensions", ""))
+        self.assertEqual(len(upstream.factory.opened[0].websocket_extensions_in_use), 1)
+
+        client.sendMessage("héllo".encode(), isBinary=False)
+        payload, binary = yield factory.messages.get()
+        self.assertEqual((payload, binary), ("héllo".encode(), False))
+
+        big = os.urandom(MIB)
+        client.sendMessage(big, isBinary=True)
+        payload, binary = yield factory.messages.get()
+        self.assertTrue(binary)
+        self.assertEqual(hashlib.sha256(payload).hexdigest(), hashlib.sha256(big).hexdigest())
+
+        client.sendPing(b"are you there")
+        pong = yield factory.pongs.get()
+        self.assertEqual(pong, b"are you there")
+        self.assertEqual(upstream.factory.pings, [b"are you there"])  # answered by the upstream
+
+        client.sendMessage(b"close please", isBinary=False)
+        was_clean, code, reason = yield factory.closed
+        self.assertEqual(code, 1008)
+        self.assertEqual(reason, "policy says bye")
+        self.assertTrue(was_clean)
+
+
+class ProxiedWebSocketTests(WebSocketTestCase):
+    def test_plain_reverse_proxy(self) -> Any:
+        upstream = self.upstream()
+        base = start_proxy(self, site(f"\treverse_proxy {upstream.address}"))
+        return self.conversation(base, upstream)
+
+    def fixture(self, name: str, upstream: WebSocketUpstream) -> str:
+        with open(os.path.join(FIXTURES, name)) as f:
+            text = f.read()
+        text = text.replace("example.com {", "http://:PORT {\n    bind 127.0.0.1")
+        return text.replace("localhost:3000", upstream.address)
+
+    def test_seed_example_with_explicit_connection_and_upgrade(self) -> Any:
+        # header_up Connection {>Connection} / Upgrade {>Upgrade}: works (DESIGN.md §1).
+        upstream = self.upstream()
+        base = start_proxy(self, self.fixture("11-websocket-explicit.Caddyfile", upstream))
+        return self.conversation(base, upstream)
+
+    def test_seed_example_without_options(self) -> Any:
+        upstream = self.upstream()
+        base = start_proxy(self, self.fixture("10-websocket-auto.Caddyfile", upstream))
+        return self.conversation(base, upstream)
+
+    @inlineCallbacks
+    def test_stopping_the_server_sends_going_away(self) -> Any:
+        from txcaddy import fromCaddyfile
+
+        upstream = self.upstream()
+        service = fromCaddyfile(site(f"\treverse_proxy {upstream.address}").replace("PORT", "0"), reactor=reactor)
+        service.startService()
+        (address,) = next(iter(service.boundAddresses().values()))
+        factory = connect_client(f"http://127.0.0.1:{address.port}")
+        yield factory.opened
+        upstream_closed: Deferred[Any] = Deferred()
+        upstream_protocol = upstream.factory.opened[0]
+        upstream_protocol.onClose = lambda clean, code, reason: upstream_closed.callback(code)
+        yield service.stopService()
+        was_clean, code, reason = yield factory.closed
+        self.assertEqual(code, 1001)
+        code = yield upstream_closed
+        self.assertEqual(code, 1001)
+
+
+class _RawUpgradeUpstream(Protocol):
+    """Answers any request with a 101 to ``foo``, reports the bytes that came with the head, then echoes."""
+
+    def __init__(self) -> None:
+        self.head = bytearray()
+        self.switched = False
+
+    def dataReceived(self, data: bytes) -> None:
+        if not self.switched:
+            self.head += data
+            end = self.head.find(b"\r\n\r\n")
+            if end < 0:
+                return
+            self.switched = True
+            data = bytes(self.head[end + 4:])
+            self.transport.write(b"HTTP/1.1 101 Switching Protocols\r\nUpgrade: foo\r\nConnection: Upgrade\r\n\r\n")
+            data = b"echo:" + data
+        self.transport.write(data)
+
+
+class OtherUpgradeTests(TestCase):
+    timeout = 30
+
+    def setUp(self) -> None:
+        factory = Factory.forProtocol(_RawUpgradeUpstream)
+        factory.noisy = False
+        self.port = reactor.listenTCP(0, factory, interface="127.0.0.1")
+        self.addCleanup(self.port.stopListening)
+        self.upstream = f"127.0.0.1:{self.port.getHost().port}"
+
+    @inlineCallbacks
+    def test_any_protocol_is_spliced_with_the_bytes_sent_early(self) -> Any:
+        base = start_proxy(self, site(f"\treverse_proxy {self.upstream}"))
+        received: DeferredQueue[bytes] = DeferredQueue()
+
+        class Client(Protocol):
+            def connectionMade(self) -> None:
+                self.transport.write(b"GET / HTTP/1.1\r\nHost: x\r\nConnection: Upgrade\r\nUpgrade: foo\r\n\r\nearly")
+
+            def dataReceived(self, data: bytes) -> None:
+                received.put(data)
+
+        factory = ClientFactory.forProtocol(Client)
+        factory.noisy = False
+        host, port = base.split("//")[1].rsplit(":", 1)
+        connector = reactor.connectTCP(host, int(port), factory)
+        self.addCleanup(connector.disconnect)
+        data = b""
+        while b"echo:early" not in data:
+            data += yield received.get()
+        head, _, rest = data.partition(b"\r\n\r\n")
+        self.assertEqual(
+            head.split(b"\r\n"),
+            [b"HTTP/1.1 101 Switching Protocols", b"Connection: Upgrade", b"Server: Caddy", b"Upgrade: foo"],
+        )
+        self.assertEqual(rest, b"echo:early")
+
+    @inlineCallbacks
+    def test_upgrade_to_a_route_without_proxy_is_answered_then_closed(self) -> Any:
+        base = start_proxy(self, site('\trespond "no tunnels here"'))
+        request = b"GET /ws HTTP/1.1\r\nHost: x\r\nConnection: Upgrade\r\nUpgrade: websocket\r\n\r\n"
+        out = yield raw_exchange(base, request + b"GET /second HTTP/1.1\r\nHost: x\r\n\r\n")
+        self.assertTrue(out.startswith(b"HTTP/1.1 200 OK\r\n"), out)
+        self.assertTrue(out.endswith(b"\r\n\r\nno tunnels here"), out)
+        self.assertEqual(out.count(b"HTTP/1.1"), 1)  # the bytes after the head were not served
+
+
+
+class TLSUpstreamTests(WebSocketTestCase):
+    def test_websocket_to_a_tls_upstream(self) -> Any:
+        from tests.reverseproxy.test_transport import _PKI
+
+        pki = _PKI(os.path.abspath(self.mktemp()))
+        upstream = WebSocketUpstream(tls=pki.server_options())
+        self.addCleanup(upstream.stop)
+        base = start_proxy(self, site(
+            f"\treverse_proxy https://{upstream.address} {{\n"
+            f"\t\ttransport http {{\n\t\t\ttls_trusted_ca_certs {pki.ca_file}\n\t\t}}\n\t}}"
+        ))
+        return self.conversation(base, upstream)
+
+    @inlineCallbacks
+    def test_tunnel_to_a_tls_upstream(self) -> Any:
+        from tests.reverseproxy.test_transport import _PKI
+
+        pki = _PKI(os.path.abspath(self.mktemp()))
+        factory = Factory.forProtocol(_RawUpgradeUpstream)
+        factory.noisy = False
+        port = reactor.listenTCP(0, _tls(pki.server_options(), factory), interface="127.0.0.1")
+        self.addCleanup(port.stopListening)
+        base = start_proxy(self, site(
+            f"\treverse_proxy https://127.0.0.1:{port.getHost().port} {{\n"
+            f"\t\ttransport http {{\n\t\t\ttls_trusted_ca_certs {pki.ca_file}\n\t\t}}\n\t}}"
+        ))
+        received: DeferredQueue[bytes] = DeferredQueue()
+        lost: Deferred[None] = Deferred()
+
+        class Client(Protocol):
+            def connectionMade(self) -> None:
+                self.transport.write(b"GET / HTTP/1.1\r\nHost: x\r\nConnection: Upgrade\r\nUpgrade: foo\r\n\r\nearly")
+
+            def dataReceived(self, data: bytes) -> None:
+                received.put(data)
+
+            def connectionLost(self, reason: Any = None) -> None:
+                lost.callback(None)
+
+        client_factory = ClientFactory.forProtocol(Client)
+        client_factory.noisy = False
+        host, client_port = base.split("//")[1].rsplit(":", 1)
+        connector = reactor.connectTCP(host, int(client_port), client_factory)
+        data = b""
+        while b"echo:early" not in data:
+            data += yield received.get()
+        self.assertTrue(data.startswith(b"HTTP/1.1 101 Switching Protocols\r\n"), data)
+        big = os.urandom(4 * MIB)
+        connector.transport.write(big)
+        echoed = b""
+        while len(echoed) < len(big):
+            echoed += yield received.get()
+        self.assertEqual(echoed, big)
+        connector.disconnect()
+        yield lost

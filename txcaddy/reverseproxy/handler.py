@@ -1,0 +1,707 @@
+"""``http.handlers.reverse_proxy``: the proxy loop (Caddy's ``reverseproxy.go``).
+
+Per client request the handler prepares the upstream request once (header
+rules, ``rewrite``), then loops: select an upstream, send the request, and on
+failure decide whether to try again (``lb_try_duration``, ``lb_retries``,
+``lb_retry_match``). A request is only retried when nothing of it reached the
+failed upstream, or it has no body and the retry rules allow it: a body is
+never sent twice. The response streams back as it arrives; a ``101`` turns the
+two connections into a byte tunnel.
+
+The pieces live beside this module, one concern each: ``selection``
+(policies), ``hosts`` (shared upstream state), ``headers`` (header rules),
+``transport`` (the HTTP/1.1 client and pools), ``streaming`` (body pumps,
+flushing, the upgrade tunnel).
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from twisted.internet.defer import CancelledError, Deferred
+from twisted.logger import Logger
+from twisted.python.failure import Failure
+from zope.interface import implementer
+
+from txcaddy.caddyfile.errors import ConfigError
+from txcaddy.config.placeholders import GoDuration, Template
+from txcaddy.config.registry import module
+from txcaddy.http.errors import AbortConnection, HandlerError
+from txcaddy.http.headers import Headers
+from txcaddy.http.request import Request
+from txcaddy.http.response import Response
+from txcaddy.http.routing import any_set_matches
+from txcaddy.interfaces import IHandler
+from txcaddy.reverseproxy import headers as proxy_headers
+from txcaddy.reverseproxy.hosts import HOSTS, Upstream
+from txcaddy.reverseproxy.streaming import (
+    BufferedBody,
+    RequestBodyPump,
+    ResponseRelay,
+    effective_flush_interval,
+)
+from txcaddy.reverseproxy.transport import (
+    CHUNKED,
+    DialError,
+    Exchange,
+    ResponseHead,
+    ResponseHeaderTimeout,
+    UpstreamAddress,
+)
+
+__all__ = ["ReverseProxyHandler", "load_reverse_proxy"]
+
+log = Logger(namespace="txcaddy.reverseproxy")
+
+#: Response bodies longer than this (or of unknown length) are paced by the client.
+STREAM_THRESHOLD = 64 * 1024
+_DEFAULT_TRY_INTERVAL = 0.25  # Caddy's lb_try_interval when lb_try_duration is set
+
+
+class ClientGone(Exception):
+    """The client went away: nothing more is written (Caddy logs it as 499)."""
+
+
+class _NoUpstream(HandlerError):
+    """``no upstreams available``: not a dial error, so non-GET requests are not retried."""
+
+    def __init__(self) -> None:
+        super().__init__(503, "no upstreams available")
+
+
+class PassiveHealth:
+    """Caddy's passive health checks: failures remembered for ``fail_duration``."""
+
+    def __init__(self, config: dict[str, Any], clock: Any) -> None:
+        self.fail_duration = _seconds(config.get("fail_duration"), "fail_duration")
+        self.max_fails = _int(config.get("max_fails"), "max_fails")
+        self.unhealthy_request_count = _int(config.get("unhealthy_request_count"), "unhealthy_request_count")
+        statuses = config.get("unhealthy_status") or []
+        if not isinstance(statuses, list) or not all(isinstance(s, int) for s in statuses):
+            raise ConfigError("health_checks.passive.unhealthy_status must be a list of status codes")
+        self.unhealthy_status: list[int] = statuses
+        self.unhealthy_latency = _seconds(config.get("unhealthy_latency"), "unhealthy_latency")
+        # Caddy 2.7.5's rule (DESIGN.md §1): a passive block means max_fails of at least 1,
+        # never the 2.6.2 "fails < 0" that took every upstream down.
+        if self.max_fails <= 0:
+            self.max_fails = 1
+        self.clock = clock
+        self._timers: list[Any] = []
+
+    def count_failure(self, upstream: Upstream) -> None:
+        if not self.fail_duration:
+            return
+        host = upstream.host
+        host.count_fail(1)
+        entry: list[Any] = [host]
+
+        def forget() -> None:
+            host.count_fail(-1)
+            self._timers.remove(entry)
+
+        entry.append(self.clock.callLater(self.fail_duration, forget))
+        self._timers.append(entry)
+
+    def unload(self) -> None:
+        """Forget the failures this handler counted (as Caddy does when its context ends)."""
+        entries, self._timers = self._timers, []
+        for host, timer in entries:
+            if timer.active():
+                timer.cancel()
+                host.count_fail(-1)
+
+
+class _Target:
+    """An upstream's dial address, parsed once when it has no placeholders."""
+
+    __slots__ = ("template", "address", "hostport", "host", "port", "network", "error")
+
+    def __init__(self, dial: str) -> None:
+        self.template = Template(dial) if "{" in dial else None
+        self.address: UpstreamAddress | None = None
+        self.error = ""
+        if self.template is None:
+            self._parse(dial)
+
+    def _parse(self, dial: str) -> None:
+        self.error = ""
+        network, address = "tcp", dial
+        if "/" in dial:
+            network, _, address = dial.partition("/")
+            network = network.lower()
+        if network == "unix":
+            self.address = UpstreamAddress.parse(dial)
+            self.network, self.hostport, self.host, self.port = "unix", address, address, ""
+            return
+        try:
+            parsed = UpstreamAddress.parse(address)
+        except ValueError:
+            self.address = None
+            host, sep, port = address.rpartition(":")
+            if sep and "-" in port:
+                self.error = f"dial address must represent precisely one socket: {dial}"
+            else:
+                self.error = f"invalid dial address {dial}"
+            return
+        self.address = parsed
+        self.network = network
+        self.host = parsed.host
+        self.port = str(parsed.port)
+        self.hostport = f"[{parsed.host}]:{parsed.port}" if ":" in parsed.host else f"{parsed.host}:{parsed.port}"
+
+    def resolve(self, request: Request) -> _Target:
+        """The target for this request (placeholders filled in)."""
+        if self.template is None:
+            return self
+        target = _Target.__new__(_Target)
+        target.template = None
+        target._parse(self.template.render(request, None, empty_unknown=True))
+        return target
+
+    @property
+    def network_address(self) -> str:
+        """``{http.reverse_proxy.upstream.address}``: Caddy's JoinNetworkAddress."""
+        if self.network == "unix":
+            return f"unix/{self.hostport}"
+        return self.hostport if self.network == "tcp" else f"{self.network}/{self.hostport}"
+
+
+@implementer(IHandler)
+class ReverseProxyHandler:
+    """The configured proxy; one ``_ProxyCall`` per client request does the work."""
+
+    def __init__(
+        self,
+        *,
+        clock: Any,
+        transport: Any,
+        upstreams: list[Upstream],
+        policy: Any,
+        retries: int = 0,
+        try_duration: float = 0.0,
+        try_interval: float = 0.0,
+        retry_match: list[Any] | None = None,
+        passive: PassiveHealth | None = None,
+        flush_interval: float = 0.0,
+        trusted: Any = None,
+        request_ops: Any = None,
+        response_ops: Any = None,
+        response_require: Any = None,
+        rewrite: Any = None,
+        buffer_requests: bool = False,
+        buffer_responses: bool = False,
+        max_buffer_size: int = 0,
+        tunnels: Any = None,
+        stream_timeout: float = 0.0,
+    ) -> None:
+        self.clock = clock
+        self.transport = transport
+        self.upstreams = upstreams
+        self.targets = {id(u): _Target(u.dial) for u in upstreams}
+        self.policy = policy
+        self.retries = retries
+        self.try_duration = try_duration
+        self.try_interval = try_interval
+        self.retry_match = retry_match
+        self.passive = passive
+        self.flush_interval = flush_interval
+        self.trusted = trusted
+        self.request_ops = request_ops
+        self.response_ops = response_ops
+        self.response_require = response_require
+        self.rewrite = rewrite
+        self.buffer_requests = buffer_requests
+        self.buffer_responses = buffer_responses
+        self.max_buffer_size = max_buffer_size
+        self.tunnels = tunnels
+        self.stream_timeout = stream_timeout
+        self.compression = bool(getattr(transport, "compression", True))
+
+    def serve(self, request: Request, response: Response, next: Any) -> Deferred[None]:
+        return _ProxyCall(self, request, response).start()
+
+    def target_of(self, upstream: Upstream) -> _Target:
+        target = self.targets.get(id(upstream))
+        if target is None:  # an upstream from a dynamic source
+            target = self.targets[id(upstream)] = _Target(upstream.dial)
+        return target
+
+    def try_again(self, start: float, retries: int, error: BaseException, request: Request) -> bool:
+        """Caddy's ``tryAgain`` (without the wait, which the caller schedules)."""
+        if not self.try_duration and not self.retries:
+            return False
+        if self.try_duration and self.clock.seconds() - start >= self.try_duration:
+            return False
+        if self.retries and retries >= self.retries:
+            return False
+        if not isinstance(error, DialError):
+            if self.retry_match is None:
+                if request.method != "GET":
+                    return False
+            elif not any_set_matches(self.retry_match, request):
+                return False
+        return True
+
+
+class _ProxyCall:
+    """One client request going through the proxy loop."""
+
+    __slots__ = (
+        "handler", "request", "response", "d", "start_time", "attempts", "error", "method", "target",
+        "headers", "upgrade", "body_length", "buffered", "pump", "exchange", "upstream", "attempt_start",
+        "gone", "done", "relay", "method_text", "gzip",
+    )
+
+    def __init__(self, handler: ReverseProxyHandler, request: Request, response: Response) -> None:
+        self.handler = handler
+        self.request = request
+        self.response = response
+        self.d: Deferred[None] = Deferred()
+        self.attempts = 0
+        self.error: BaseException | None = None
+        self.pump: RequestBodyPump | None = None
+        self.buffered: BufferedBody | None = None
+        self.exchange: Exchange | None = None
+        self.upstream: Upstream | None = None
+        self.gone = False
+        self.done = False
+        self.relay: ResponseRelay | None = None
+        self.gzip = False
+
+    # -- preparing (once per request) ------------------------------------------------
+
+    def start(self) -> Deferred[None]:
+        handler = self.handler
+        request = self.request
+        self.start_time = handler.clock.seconds()
+        method, target = request.method, request.uri
+        no_body = False
+        if handler.rewrite is not None:
+            method, target, no_body = _rewritten(handler.rewrite, request, self.response)
+        self.method_text = method
+        self.method = method.encode("latin-1")
+        self.target = (target or "/").encode("latin-1")
+        try:
+            self.headers, self.upgrade = proxy_headers.prepare_upstream_headers(request, handler.trusted)
+        except proxy_headers.ForwardedHeadersError as error:
+            self._finish(Failure(HandlerError(500, f"preparing request for upstream round-trip: {error}")))
+            return self.d
+        body = request.body
+        if no_body or body.empty:
+            self.body_length: int | None = None
+            if not body.finished and not no_body:
+                body.discard()
+        elif body.length is None:
+            self.body_length = CHUNKED
+        else:
+            self.body_length = body.length
+        if self.body_length is None and no_body:
+            body.discard()
+        self.response.notify_finish().addCallback(self._client_finished)
+        if self.body_length is not None and handler.buffer_requests:
+            self.buffered = BufferedBody(body, handler.max_buffer_size, self._attempt)
+        else:
+            self._attempt()
+        return self.d
+
+    def _client_finished(self, _: Any) -> None:
+        if self.response.lost is None or self.done:
+            return
+        self.gone = True
+        exchange = self.exchange
+        if exchange is not None and self.handler.flush_interval != -1:
+            # Caddy cancels the upstream request when the client leaves, except with
+            # flush_interval -1 (the upstream then runs to its end).
+            exchange.abort(ClientGone("client went away"))
+
+    # -- the loop --------------------------------------------------------------------
+
+    def _attempt(self) -> None:
+        if self.done:
+            return
+        handler = self.handler
+        request = self.request
+        self.attempts += 1
+        if self.gone:
+            self._finish(None)
+            return
+        upstream = handler.policy.select(handler.upstreams, request, self.response)
+        if upstream is None:
+            self._failed(self.error or _NoUpstream(), None)
+            return
+        target = handler.target_of(upstream).resolve(request)
+        if target.address is None:
+            self._finish(Failure(HandlerError(502, f"making dial info: upstream {upstream.dial}: {target.error}")))
+            return
+        placeholders = request.placeholders
+        placeholders["http.reverse_proxy.upstream.address"] = target.network_address
+        placeholders["http.reverse_proxy.upstream.hostport"] = target.hostport
+        placeholders["http.reverse_proxy.upstream.host"] = target.host
+        placeholders["http.reverse_proxy.upstream.port"] = target.port
+        placeholders["http.reverse_proxy.upstream.requests"] = upstream.host.num_requests
+        placeholders["http.reverse_proxy.upstream.max_requests"] = upstream.max_requests
+        placeholders["http.reverse_proxy.upstream.fails"] = upstream.host.fails
+        headers = self.headers
+        try:
+            if handler.request_ops is not None:
+                headers = headers.copy()
+                proxy_headers.apply_request_ops(handler.request_ops, headers, request)
+            if self.upgrade is not None:
+                if headers is self.headers:
+                    headers = headers.copy()
+                proxy_headers.reapply_upgrade(headers, self.upgrade)
+            raw = proxy_headers.to_raw(headers, default_host=target.hostport)
+        except Exception as error:  # noqa: BLE001 - bad header values: answered, never sent
+            self._finish(Failure(_status_error(error)))
+            return
+        self.gzip = handler.compression and proxy_headers.wants_gzip(headers, self.method_text)
+        if self.gzip:
+            raw.append(proxy_headers.ACCEPT_GZIP)
+        reason = getattr(handler.transport, "unsupported_reason", None)
+        if reason:
+            self._failed(HandlerError(502, reason), upstream)
+            return
+        self.upstream = upstream
+        upstream.host.count_request(1)
+        self.attempt_start = handler.clock.seconds()
+        exchange = self.exchange = handler.transport.request(
+            target.address,
+            self.method,
+            self.target,
+            raw,
+            self.body_length,
+            self._informational,
+            request=request,
+        )
+        if self.body_length is not None:
+            if self.buffered is not None:
+                self.buffered.send_to(exchange)
+            else:
+                self.pump = RequestBodyPump(self.request.body, exchange)
+        exchange.head.addCallbacks(self._got_head, self._round_trip_failed)
+
+    def _informational(self, head: ResponseHead) -> None:
+        """Forward 1xx responses (103 Early Hints, ...) to the client."""
+        send = getattr(self.response, "write_informational", None)
+        if send is not None and head.status != 100:
+            send(head.status, _headers_of(head))
+
+    def _round_trip_failed(self, failure: Failure) -> None:
+        upstream, self.upstream = self.upstream, None
+        self.exchange = None
+        if upstream is not None:
+            upstream.host.count_request(-1)
+        error = failure.value
+        if self.gone or isinstance(error, ClientGone):
+            self._finish(None)
+            return
+        if upstream is not None and self.handler.passive is not None:
+            self.handler.passive.count_failure(upstream)
+        self._failed(error, upstream)
+
+    def _failed(self, error: BaseException, upstream: Upstream | None) -> None:
+        """An attempt failed: try again if allowed, else answer with the error's status."""
+        self.error = error
+        handler = self.handler
+        if self.body_length is not None and upstream is not None and not isinstance(error, DialError):
+            allowed = False  # the body (or part of it) reached the upstream: never send it twice
+        elif self.buffered is not None and not self.buffered.replayable and upstream is not None:
+            allowed = False  # a body longer than the buffer was streamed: it cannot be sent again
+        else:
+            allowed = handler.try_again(self.start_time, self.attempts - 1, error, self.request)
+        self.pump = None
+        if not allowed:
+            self._finish(Failure(_status_error(error)))
+            return
+        interval = handler.try_interval
+        if not interval and handler.try_duration:
+            interval = _DEFAULT_TRY_INTERVAL
+        if interval:
+            handler.clock.callLater(interval, self._attempt)
+        else:
+            self._attempt()
+
+    # -- the response -----------------------------------------------------------------
+
+    def _got_head(self, head: ResponseHead) -> None:
+        handler = self.handler
+        request = self.request
+        response = self.response
+        upstream = self.upstream
+        exchange = self.exchange
+        assert upstream is not None and exchange is not None
+        latency = handler.clock.seconds() - self.attempt_start
+        request.placeholders["http.reverse_proxy.upstream.latency"] = GoDuration(int(latency * 1e9))
+        request.placeholders["http.reverse_proxy.upstream.latency_ms"] = latency * 1e3
+        passive = handler.passive
+        if passive is not None:
+            for bad in passive.unhealthy_status:
+                if _status_matches(head.status, bad):
+                    passive.count_failure(upstream)
+            if passive.unhealthy_latency and latency >= passive.unhealthy_latency:
+                passive.count_failure(upstream)
+        if self.gone:
+            exchange.abort(ClientGone("client went away"))
+            return
+        if head.status == 101:
+            self._switch_protocols(head, exchange, upstream)
+            return
+        upstream_headers = _headers_of(head)
+        try:
+            announced = proxy_headers.announced_trailers(upstream_headers)
+        except Exception as error:  # noqa: BLE001 - an invalid Trailer announcement
+            exchange.abort(error)
+            return
+        proxy_headers.clean_response_headers(upstream_headers)
+        gunzip = self.gzip and proxy_headers.gunzip_response_headers(upstream_headers, head.status)
+        if handler.response_ops is not None and (
+            handler.response_require is None or handler.response_require.match(head.status, upstream_headers)
+        ):
+            handler.response_ops.apply(upstream_headers, request, response)
+        out = response.headers
+        for name, value in upstream_headers.items():
+            out.add(name, value)
+        if announced:
+            out.add("Trailer", ", ".join(announced))
+        length_text = out.get("Content-Length")
+        content_length = int(length_text) if length_text and length_text.isdigit() else None
+        if request.method == "HEAD" or head.status in (204, 304):
+            content_length = 0
+        response.write_head(head.status)
+        flush = effective_flush_interval(handler.flush_interval, out.get("Content-Type") or "", content_length)
+        stream = content_length is None or content_length > STREAM_THRESHOLD
+        sniff = "Content-Type" not in out and head.status not in (204, 304) and request.method != "HEAD"
+        self.relay = ResponseRelay(
+            response, exchange, flush, handler.clock, self._body_done, stream,
+            buffer_limit=handler.max_buffer_size if handler.buffer_responses else None,
+            gunzip=gunzip, sniff=sniff,
+        )
+
+    def _body_done(self, reason: Failure | None) -> None:
+        upstream, self.upstream = self.upstream, None
+        self.exchange = None
+        if upstream is not None:
+            upstream.host.count_request(-1)
+        duration = self.handler.clock.seconds() - self.attempt_start
+        placeholders = self.request.placeholders
+        placeholders["http.reverse_proxy.upstream.duration"] = GoDuration(int(duration * 1e9))
+        placeholders["http.reverse_proxy.upstream.duration_ms"] = duration * 1e3
+        relay, self.relay = self.relay, None
+        if reason is None and relay is not None and relay.trailers:
+            self.response.add_trailers(relay.trailers)
+        if reason is None or self.gone or self.response.lost is not None:
+            self._finish(None)
+            return
+        # The head is out: no error page is possible, so the client must see the
+        # response cut off rather than a clean end.
+        log.error("{uri}: aborting with incomplete response: {error}", uri=self.request.uri, error=reason.getErrorMessage())
+        self._finish(Failure(AbortConnection()))
+
+    def _switch_protocols(self, head: ResponseHead, exchange: Exchange, upstream: Upstream) -> None:
+        """A 101: check the protocol and join the connections (Caddy's handleUpgradeResponse)."""
+        upstream.host.count_request(-1)
+        self.upstream = None
+        self.exchange = None
+        sent = self.upgrade or ""
+        upstream_headers = _headers_of(head)
+        if not sent or not proxy_headers.upgrade_accepted(sent, upstream_headers):
+            got = upstream_headers.get("Upgrade")
+            log.debug("backend tried to switch to unexpected protocol {got!r} (requested {sent!r})", got=got, sent=sent)
+            exchange.abort(CancelledError("unexpected upgrade"))
+            self._finish(None)
+            return
+        from txcaddy.reverseproxy._splice import start_tunnel
+
+        out = self.response.headers
+        for name, value in upstream_headers.items():
+            out.add(name, value)
+        start_tunnel(self.response, exchange, self.handler.tunnels, clock=self.handler.clock,
+                     stream_timeout=self.handler.stream_timeout, websocket=sent.lower() == "websocket")
+        self._finish(None)
+
+    def _finish(self, result: Failure | None) -> None:
+        if self.done:
+            return
+        self.done = True
+        elapsed = self.handler.clock.seconds() - self.start_time
+        self.request.placeholders["http.reverse_proxy.duration"] = GoDuration(int(elapsed * 1e9))
+        self.request.placeholders["http.reverse_proxy.duration_ms"] = elapsed * 1e3
+        if result is None:
+            self.d.callback(None)
+        else:
+            self.d.errback(result)
+
+
+# -- small helpers ---------------------------------------------------------------------------
+
+
+def _status_error(error: BaseException) -> BaseException:
+    """Caddy's ``statusError``: which status the client gets for a failed proxy."""
+    if isinstance(error, (HandlerError, AbortConnection)):
+        return error
+    if isinstance(error, ResponseHeaderTimeout):
+        return HandlerError(504, str(error), cause=error)
+    status = getattr(error, "status", 502)
+    return HandlerError(status if isinstance(status, int) else 502, str(error) or type(error).__name__, cause=error)
+
+
+def _status_matches(actual: int, configured: int) -> bool:
+    if actual == configured:
+        return True
+    return configured < 100 and configured * 100 <= actual < (configured + 1) * 100
+
+
+def _headers_of(head: ResponseHead) -> Headers:
+    return proxy_headers.from_raw(head.headers)
+
+
+def _rewritten(rewrite: Any, request: Request, response: Response) -> tuple[str, str, bool]:
+    """Method and target after the proxy's own ``rewrite`` (applied to a copy)."""
+    import copy
+
+    clone = copy.copy(request)
+    clone.placeholders = request.placeholders
+    rewrite.rewrite(clone, response)
+    no_body = clone.method != request.method and clone.method in ("GET", "HEAD")
+    return clone.method, clone.uri, no_body
+
+
+def _seconds(value: Any, name: str) -> float:
+    if value is None:
+        return 0.0
+    if isinstance(value, bool) or not isinstance(value, (int, float, str)):
+        raise ConfigError(f"{name} must be a duration")
+    if isinstance(value, str):
+        from txcaddy.caddyfile._goparse import parse_caddy_duration
+
+        try:
+            return parse_caddy_duration(value) / 1e9
+        except ValueError as e:
+            raise ConfigError(f"{name}: {e}") from None
+    return value / 1e9
+
+
+def _int(value: Any, name: str) -> int:
+    if value is None:
+        return 0
+    if isinstance(value, bool) or not isinstance(value, int):
+        raise ConfigError(f"{name} must be an integer")
+    return value
+
+
+_KNOWN_FIELDS = frozenset({
+    "transport", "circuit_breaker", "load_balancing", "health_checks", "upstreams", "dynamic_upstreams",
+    "flush_interval", "trusted_proxies", "headers", "buffer_requests", "buffer_responses",
+    "max_buffer_size", "rewrite", "handle_response", "stream_timeout", "stream_close_delay",
+})
+
+
+@module("http.handlers.reverse_proxy")
+def load_reverse_proxy(config: dict[str, Any], context: Any) -> ReverseProxyHandler:
+    unknown = sorted(set(config) - _KNOWN_FIELDS)
+    if unknown:
+        raise ConfigError(f"reverse_proxy: unknown field {unknown[0]!r}")
+    reactor = context.reactor
+    if reactor is None:
+        from twisted.internet import reactor as default_reactor
+
+        reactor = default_reactor
+    if config.get("circuit_breaker") is not None:
+        raise ConfigError("reverse_proxy: circuit_breaker: no circuit breaker modules are available")
+    if config.get("dynamic_upstreams") is not None:
+        raise ConfigError("reverse_proxy: dynamic upstreams (dynamic a / dynamic srv) are not supported yet")
+    if config.get("handle_response"):
+        raise ConfigError("reverse_proxy: handle_response / replace_status are not supported yet")
+
+    transport = _load_transport(config.get("transport"), context, reactor)
+
+    health = config.get("health_checks") or {}
+    passive = PassiveHealth(health["passive"], reactor) if health.get("passive") is not None else None
+    if health.get("active"):
+        context.log.warn("reverse_proxy: active health checks are not running yet (issue 5); upstreams count as healthy")
+
+    upstreams: list[Upstream] = []
+    for entry in config.get("upstreams") or ():
+        if not isinstance(entry, dict):
+            raise ConfigError("reverse_proxy: each upstream must be an object")
+        if entry.get("lookup_srv"):
+            raise ConfigError("reverse_proxy: lookup_srv upstreams are not supported yet")
+        dial = entry.get("dial")
+        if not isinstance(dial, str) or not dial:
+            raise ConfigError("reverse_proxy: an upstream needs a dial address")
+        max_requests = _int(entry.get("max_requests"), "max_requests")
+        if passive is not None and passive.unhealthy_request_count and not max_requests:
+            max_requests = passive.unhealthy_request_count
+        upstreams.append(Upstream(dial, HOSTS.acquire(dial), max_requests, passive))
+
+    lb = config.get("load_balancing") or {}
+    from txcaddy.reverseproxy.selection import load_selection_policy
+
+    policy = load_selection_policy(lb.get("selection_policy"), context)
+    retry_match = context.load_matcher_sets(lb["retry_match"]) if lb.get("retry_match") else None
+
+    flush_raw = config.get("flush_interval")
+    flush_interval = -1.0 if flush_raw == -1 else _seconds(flush_raw, "flush_interval")
+
+    request_ops = response_ops = require = None
+    if config.get("headers") is not None:
+        from txcaddy.http.handlers.headers import load_headers
+
+        header_handler = load_headers(config["headers"], context)
+        request_ops = header_handler.request_ops
+        response_ops = header_handler.response_ops
+        require = header_handler.require
+
+    rewrite = None
+    if config.get("rewrite") is not None:
+        from txcaddy.http.handlers.rewrite import load_rewrite
+
+        rewrite = load_rewrite(config["rewrite"], context)
+
+    from txcaddy.reverseproxy._splice import Tunnels
+
+    tunnels = Tunnels(reactor, close_delay=_seconds(config.get("stream_close_delay"), "stream_close_delay"))
+    stream_timeout = _seconds(config.get("stream_timeout"), "stream_timeout")
+
+    handler = ReverseProxyHandler(
+        clock=reactor,
+        transport=transport,
+        upstreams=upstreams,
+        policy=policy,
+        retries=_int(lb.get("retries"), "retries"),
+        try_duration=_seconds(lb.get("try_duration"), "try_duration"),
+        try_interval=_seconds(lb.get("try_interval"), "try_interval"),
+        retry_match=retry_match,
+        passive=passive,
+        flush_interval=flush_interval,
+        trusted=proxy_headers.TrustedProxies.from_config(config.get("trusted_proxies")),
+        request_ops=request_ops,
+        response_ops=response_ops,
+        response_require=require,
+        rewrite=rewrite,
+        buffer_requests=bool(config.get("buffer_requests")),
+        buffer_responses=bool(config.get("buffer_responses")),
+        max_buffer_size=_int(config.get("max_buffer_size"), "max_buffer_size"),
+        tunnels=tunnels,
+        stream_timeout=stream_timeout,
+    )
+
+    def unload() -> None:
+        tunnels.close_all()
+        if passive is not None:
+            passive.unload()
+        for upstream in upstreams:
+            HOSTS.release(upstream.host)
+        close_idle = getattr(transport, "close_idle", None)
+        if close_idle is not None:
+            close_idle()
+
+    context.on_unload(unload)
+    return handler
+
+
+def _load_transport(config: Any, context: Any, reactor: Any) -> Any:
+    if config is None:
+        config = {"protocol": "http"}
+    return context.load_module("http.reverse_proxy.transport", config, "protocol")
+
