@@ -33,12 +33,16 @@ _GO_STATUS_TEXT = {414: "Request URI Too Long", 418: "I'm a teapot", 103: "Early
 
 def status_text(status: int) -> str:
     """The reason phrase Go's ``http.StatusText`` gives (empty when unknown)."""
-    if status in _GO_STATUS_TEXT:
-        return _GO_STATUS_TEXT[status]
-    try:
-        return HTTPStatus(status).phrase
-    except ValueError:
+    text = _STATUS_TEXT.get(status)
+    if text is None:
         return ""
+    return text
+
+
+# Built once: looking a status up through the HTTPStatus enum costs more than the rest of
+# writing a small response head.
+_STATUS_TEXT = {int(s): s.phrase for s in HTTPStatus}
+_STATUS_TEXT.update(_GO_STATUS_TEXT)
 
 
 class AbortConnection(Exception):

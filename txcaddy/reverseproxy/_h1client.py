@@ -1024,6 +1024,7 @@ class _Dial:
         if host.tls is not None:
             endpoint = endpoints.wrapClientTLS(host.tls, endpoint)
         factory = Factory.forProtocol(lambda: _ClientProtocol(pool, host))
+        factory.noisy = False  # no "Starting factory" log line per upstream connection
         dialing = endpoint.connect(factory)
         if pool.dial_timeout is not None:
             def on_timeout() -> None:
