@@ -340,3 +340,60 @@ class SmugglingTests(ProxyTestCase):
             reply = yield _raw_exchange(port, request)
             self.assertTrue(reply.startswith(b"HTTP/1.1 %d " % status), (name, reply[:200]))
             self.assertEqual(raw.requests, expected or [], name)
+
+
+class HeaderAndPolicyTests(ProxyTestCase):
+    @inlineCallbacks
+    def test_header_up_and_header_down(self) -> Any:
+        backend = self.backend("a")
+        base = self.proxy(
+            f"\treverse_proxy {backend.address} {{\n"
+            "\t\theader_up Host {upstream_hostport}\n"
+            "\t\theader_up X-Via-Proxy {>X-Client}\n"
+            "\t\theader_up +X-Multi two\n"
+            "\t\theader_up -X-Secret\n"
+            "\t\theader_down -X-Backend\n"
+            "\t\theader_down X-Added yes\n"
+            "\t\theader_down Content-Type \"application/(.*)\" \"text/$1\"\n"
+            "\t}"
+        )
+        response, body = yield self.get(base + "/", headers={"X-Client": "c1", "X-Multi": "one", "X-Secret": "s"})
+        seen = {}
+        for name, value in json.loads(body)["headers"]:
+            seen.setdefault(name.lower(), []).append(value)
+        self.assertEqual(seen["host"], [backend.address])
+        self.assertEqual(seen["x-via-proxy"], ["c1"])
+        self.assertEqual(seen["x-multi"], ["one", "two"])
+        self.assertNotIn("x-secret", seen)
+        self.assertIsNone(response.headers.getRawHeaders("X-Backend"))
+        self.assertEqual(response.headers.getRawHeaders("X-Added"), ["yes"])
+        self.assertEqual(response.headers.getRawHeaders("Content-Type"), ["text/json"])
+
+    @inlineCallbacks
+    def test_cookie_policy_is_sticky(self) -> Any:
+        import hmac
+        from hashlib import sha256
+
+        backends = [self.backend(name) for name in "abc"]
+        base = self.proxy("\treverse_proxy " + " ".join(b.address for b in backends) + " {\n\t\tlb_policy cookie lb s3cret\n\t}")
+        response, body = yield self.get(base + "/")
+        first = json.loads(body)["backend"]
+        (cookie,) = response.headers.getRawHeaders("Set-Cookie")
+        chosen = next(b for b in backends if b.name == first)
+        expected = hmac.new(b"s3cret", chosen.address.encode(), sha256).hexdigest()
+        self.assertEqual(cookie, f"lb={expected}; Path=/")
+        for _ in range(5):
+            response, body = yield self.get(base + "/", headers={"Cookie": f"lb={expected}"})
+            self.assertEqual(json.loads(body)["backend"], first)
+            self.assertIsNone(response.headers.getRawHeaders("Set-Cookie"))
+
+    @inlineCallbacks
+    def test_hash_policies_are_sticky_per_key(self) -> Any:
+        backends = [self.backend(name) for name in "abcd"]
+        base = self.proxy("\treverse_proxy " + " ".join(b.address for b in backends) + " {\n\t\tlb_policy header X-User\n\t}")
+        chosen: dict[str, set[str]] = {}
+        for _ in range(3):
+            for user in ("ann", "bob", "cid", "dee", "eve"):
+                response, body = yield self.get(base + "/", headers={"X-User": user})
+                chosen.setdefault(user, set()).add(json.loads(body)["backend"])
+        self.assertTrue(all(len(names) == 1 for names in chosen.values()), chosen)
