@@ -281,6 +281,7 @@ class HTTP11Protocol(Protocol):
         self._local: tuple[str, int] = ("", 0)
         self._error_status = 0
         self._idle_call: Any = None
+        self._idle_since: float | None = None
         # After an upgrade request's head nothing is parsed as HTTP: what arrives goes here
         # instead (kept until the handler decides, then the new protocol, or dropped).
         self._divert_to: Any = None
@@ -302,7 +303,7 @@ class HTTP11Protocol(Protocol):
         self._arm_idle_timer()
 
     def connectionLost(self, reason: Any = None) -> None:
-        self._cancel_idle_timer()
+        self._stop_idle_timer()
         switched = self._switched
         if switched is not None:
             switched.connectionLost(reason)
@@ -349,19 +350,36 @@ class HTTP11Protocol(Protocol):
 
     # -- idle timeout ---------------------------------------------------------------------
 
+    # One timer per connection, not one per request: a keep-alive connection that serves
+    # many requests only records when it became idle, and the timer, when it fires early,
+    # waits for the rest (callLater/cancel per request cost ~7 % of a small proxied request).
+
     def _arm_idle_timer(self) -> None:
         timeout = getattr(self.server, "idle_timeout", 0)
         if timeout and self.reactor is not None:
-            self._cancel_idle_timer()
-            self._idle_call = self.reactor.callLater(timeout, self._idle_timeout)
+            self._idle_since = self.reactor.seconds()
+            if self._idle_call is None:
+                self._idle_call = self.reactor.callLater(timeout, self._idle_timeout)
 
     def _cancel_idle_timer(self) -> None:
+        """The connection is busy again (the pending timer, if any, will notice)."""
+        self._idle_since = None
+
+    def _stop_idle_timer(self) -> None:
+        self._idle_since = None
         if self._idle_call is not None and self._idle_call.active():
             self._idle_call.cancel()
         self._idle_call = None
 
     def _idle_timeout(self) -> None:
         self._idle_call = None
+        since = self._idle_since
+        if since is None:
+            return  # busy: the next _arm_idle_timer starts a new wait
+        remaining = since + getattr(self.server, "idle_timeout", 0) - self.reactor.seconds()
+        if remaining > 0:
+            self._idle_call = self.reactor.callLater(remaining, self._idle_timeout)
+            return
         if self.idle and self.transport is not None:
             self.transport.loseConnection()
 
@@ -601,7 +619,7 @@ class HTTP11Protocol(Protocol):
         response.status = 101
         response.finished = True
         self._exchanges.clear()
-        self._cancel_idle_timer()
+        self._stop_idle_timer()
         # From now on the connection is ``protocol``'s: no parsing, no idle timer.
         self._switched = protocol
         self._divert_to = protocol.dataReceived

@@ -515,6 +515,7 @@ class _ClientProtocol(Protocol):
         self.pauses: set[str] = set()
         self.timer: Any = None
         self.idle_timer: Any = None
+        self.idle_since: float | None = None
         self.read_timer: Any = None
         self.write_timer: Any = None
         self.switched_to: Any = None
@@ -545,10 +546,9 @@ class _ClientProtocol(Protocol):
 
     def start(self, exchange: Exchange) -> None:
         """Run ``exchange`` on this (fresh or idle) connection."""
-        if self.idle_timer is not None:
-            if self.idle_timer.active():
-                self.idle_timer.cancel()
-            self.idle_timer = None
+        # Busy again; a pending idle timer notices and lets itself lapse (no cancel and
+        # re-arm per request: that cost more than the rest of the pool's work).
+        self.idle_since = None
         self.exchange = exchange
         self.state = _HEAD
         self.buffer = b""
@@ -1159,8 +1159,10 @@ class _HostPool:
             if max_idle is None or len(self.idle) < max_idle:
                 self.idle.append(conn)
                 if pool.idle_timeout:
-                    conn.idle_timer = pool.reactor.callLater(
-                        pool.idle_timeout, self._retire, conn)
+                    conn.idle_since = pool.reactor.seconds()
+                    if conn.idle_timer is None:
+                        conn.idle_timer = pool.reactor.callLater(
+                            pool.idle_timeout, self._idle_check, conn)
                 pool._idle_added(conn)
                 return
             conn.transport.loseConnection()
@@ -1178,6 +1180,18 @@ class _HostPool:
             self._dial(self.waiters.popleft())
         if self.open <= 0 and not self.waiters:
             self.pool._forget_host(self)
+
+    def _idle_check(self, conn: _ClientProtocol) -> None:
+        """The idle timer fired: retire ``conn`` if it has been idle for the whole timeout."""
+        conn.idle_timer = None
+        since = conn.idle_since
+        if since is None or conn not in self.idle:
+            return
+        remaining = since + self.pool.idle_timeout - self.pool.reactor.seconds()
+        if remaining > 0:
+            conn.idle_timer = self.pool.reactor.callLater(remaining, self._idle_check, conn)
+            return
+        self._retire(conn)
 
     def _retire(self, conn: _ClientProtocol) -> None:
         timer, conn.idle_timer = conn.idle_timer, None
