@@ -397,3 +397,6 @@ class HeaderAndPolicyTests(ProxyTestCase):
                 response, body = yield self.get(base + "/", headers={"X-User": user})
                 chosen.setdefault(user, set()).add(json.loads(body)["backend"])
         self.assertTrue(all(len(names) == 1 for names in chosen.values()), chosen)
+        # ... and the keys are spread, not all sent to one upstream (rendezvous hashing of
+        # these five users over these four upstreams is not degenerate).
+        self.assertGreater(len(set().union(*chosen.values())), 1, chosen)

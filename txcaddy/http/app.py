@@ -13,6 +13,7 @@ from typing import Any
 from txcaddy.caddyfile.addresses import AddressError, NetworkAddress
 from txcaddy.caddyfile.errors import ConfigError
 from txcaddy.config.loader import LoadContext
+from txcaddy.config.values import duration_seconds
 from txcaddy.http.server import DEFAULT_IDLE_TIMEOUT, HTTPServer
 from txcaddy.logs import LogSystem
 
@@ -63,17 +64,8 @@ def endpoint_descriptions(address: str) -> list[Listener]:
     return out
 
 
-def _seconds(value: Any) -> float:
-    if isinstance(value, (int, float)):
-        return value / NANOSECONDS
-    if isinstance(value, str):
-        from txcaddy.caddyfile._goparse import parse_caddy_duration
-
-        try:
-            return parse_caddy_duration(value) / NANOSECONDS
-        except ValueError as e:
-            raise ConfigError(str(e)) from None
-    return 0.0
+def _seconds(value: Any, field: str) -> float:
+    return duration_seconds(value, f"apps.http.{field}") or 0.0
 
 
 def server_needs_tls(server: dict[str, Any], http_port: int, https_port: int) -> bool:
@@ -149,7 +141,7 @@ def load_http_app(
                 errors,
                 reactor=context.reactor,
                 max_header_bytes=int(server_config.get("max_header_bytes") or 0),
-                idle_timeout=_seconds(idle) if idle else DEFAULT_IDLE_TIMEOUT,
+                idle_timeout=_seconds(idle, "servers.idle_timeout") if idle else DEFAULT_IDLE_TIMEOUT,
                 access_log=access_log,
                 protocols=server_config.get("protocols"),
             )
@@ -161,6 +153,6 @@ def load_http_app(
         listeners,
         http_port=http_port,
         https_port=https_port,
-        grace_period=_seconds(config.get("grace_period")),
-        shutdown_delay=_seconds(config.get("shutdown_delay")),
+        grace_period=_seconds(config.get("grace_period"), "grace_period"),
+        shutdown_delay=_seconds(config.get("shutdown_delay"), "shutdown_delay"),
     )

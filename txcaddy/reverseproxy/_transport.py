@@ -13,9 +13,9 @@ from typing import Any
 
 from twisted.logger import Logger
 
-from txcaddy.caddyfile._goparse import parse_caddy_duration
 from txcaddy.caddyfile.errors import ConfigError
 from txcaddy.config.registry import module
+from txcaddy.config.values import duration_seconds
 from txcaddy.reverseproxy._h1client import (
     _DEFAULT_READ_SIZE,
     ConnectionPool,
@@ -59,17 +59,8 @@ H2C_UNSUPPORTED = (
 
 
 def _duration(field: str, value: Any) -> float | None:
-    """A ``caddy.Duration`` (nanoseconds as a JSON integer, or a duration string) in seconds."""
-    if value is None:
-        return None
-    if isinstance(value, bool) or not isinstance(value, (int, str)):
-        raise ConfigError(f"{_WHERE}: {field}: invalid duration {value!r}")
-    if isinstance(value, str):
-        try:
-            value = parse_caddy_duration(value)
-        except ValueError as e:
-            raise ConfigError(f"{_WHERE}: {field}: {e}") from None
-    return value / 1e9
+    """A ``caddy.Duration`` field in seconds (None when absent)."""
+    return duration_seconds(value, f"{_WHERE}: {field}")
 
 
 def _integer(config: dict[str, Any], field: str, where: str = _WHERE) -> int:

@@ -26,7 +26,9 @@ from zope.interface import implementer
 from txcaddy.caddyfile.errors import ConfigError
 from txcaddy.config.placeholders import GoDuration, Template
 from txcaddy.config.registry import module
+from txcaddy.config.values import duration_seconds, integer
 from txcaddy.http.errors import AbortConnection, HandlerError
+from txcaddy.http.handlers.headers import status_code_matches
 from txcaddy.http.headers import Headers
 from txcaddy.http.request import Request
 from txcaddy.http.response import Response
@@ -436,7 +438,7 @@ class _ProxyCall:
         passive = handler.passive
         if passive is not None:
             for bad in passive.unhealthy_status:
-                if _status_matches(head.status, bad):
+                if status_code_matches(head.status, bad):
                     passive.count_failure(upstream)
             if passive.unhealthy_latency and latency >= passive.unhealthy_latency:
                 passive.count_failure(upstream)
@@ -545,12 +547,6 @@ def _status_error(error: BaseException) -> BaseException:
     return HandlerError(status if isinstance(status, int) else 502, str(error) or type(error).__name__, cause=error)
 
 
-def _status_matches(actual: int, configured: int) -> bool:
-    if actual == configured:
-        return True
-    return configured < 100 and configured * 100 <= actual < (configured + 1) * 100
-
-
 def _headers_of(head: ResponseHead) -> Headers:
     return proxy_headers.from_raw(head.headers)
 
@@ -567,26 +563,11 @@ def _rewritten(rewrite: Any, request: Request, response: Response) -> tuple[str,
 
 
 def _seconds(value: Any, name: str) -> float:
-    if value is None:
-        return 0.0
-    if isinstance(value, bool) or not isinstance(value, (int, float, str)):
-        raise ConfigError(f"{name} must be a duration")
-    if isinstance(value, str):
-        from txcaddy.caddyfile._goparse import parse_caddy_duration
-
-        try:
-            return parse_caddy_duration(value) / 1e9
-        except ValueError as e:
-            raise ConfigError(f"{name}: {e}") from None
-    return value / 1e9
+    return duration_seconds(value, f"reverse_proxy: {name}") or 0.0
 
 
 def _int(value: Any, name: str) -> int:
-    if value is None:
-        return 0
-    if isinstance(value, bool) or not isinstance(value, int):
-        raise ConfigError(f"{name} must be an integer")
-    return value
+    return integer(value, f"reverse_proxy: {name}")
 
 
 _KNOWN_FIELDS = frozenset({
