@@ -98,6 +98,17 @@ class _SlowReader:
             reactor.callLater(PAUSE_FOR, transport.resumeProducing)
 
 
+def _after_head(head: bytes, data: bytes) -> tuple[bytes, bytes | None]:
+    """Collect a message head; return it and the body bytes in ``data`` (None: head incomplete)."""
+    if head.endswith(b"\r\n\r\n"):
+        return head, data
+    head += data
+    end = head.find(b"\r\n\r\n")
+    if end < 0:
+        return head, None
+    return head[: end + 4], head[end + 4:]
+
+
 class _DownloadBackend(Protocol):
     def dataReceived(self, data: bytes) -> None:
         if b"\r\n\r\n" in data:
@@ -115,13 +126,10 @@ class _DownloadClient(Protocol):
         self.transport.write(b"GET /big HTTP/1.1\r\nHost: x\r\n\r\n")
 
     def dataReceived(self, data: bytes) -> None:
-        if not self.head.endswith(b"\r\n\r\n"):
-            self.head += data
-            end = self.head.find(b"\r\n\r\n")
-            if end < 0:
-                return
-            data, self.head = self.head[end + 4:], self.head[: end + 4]
-        self.reader.received(self.transport, len(data))
+        self.head, body = _after_head(self.head, data)
+        if body is None:
+            return
+        self.reader.received(self.transport, len(body))
         if self.reader.count >= GIB and not self.finished.called:
             self.finished.callback(self.reader.count)
             self.transport.loseConnection()
@@ -133,13 +141,10 @@ class _UploadBackend(Protocol):
         self.reader = _SlowReader()
 
     def dataReceived(self, data: bytes) -> None:
-        if not self.head.endswith(b"\r\n\r\n"):
-            self.head += data
-            end = self.head.find(b"\r\n\r\n")
-            if end < 0:
-                return
-            data, self.head = self.head[end + 4:], self.head[: end + 4]
-        self.reader.received(self.transport, len(data))
+        self.head, body = _after_head(self.head, data)
+        if body is None:
+            return
+        self.reader.received(self.transport, len(body))
         if self.reader.count >= GIB:
             self.transport.write(b"HTTP/1.1 200 OK\r\nContent-Length: %d\r\n\r\n%d" % (len(str(GIB)), self.reader.count))
 

@@ -23,6 +23,9 @@ from zope.interface import implementer
 from txcaddy.http.headers import Headers
 from txcaddy.http.request import RequestBody
 from txcaddy.http.response import Response
+from txcaddy.http.sniff import detect_content_type
+from txcaddy.reverseproxy._decompress import GunzipBody
+from txcaddy.reverseproxy.headers import relay_trailers
 from txcaddy.reverseproxy.transport import Exchange, RawHeaders
 
 __all__ = ["RequestBodyPump", "BufferedBody", "ResponseRelay", "effective_flush_interval"]
@@ -213,8 +216,6 @@ class ResponseRelay:
         consumer: Any = self
         self._producer: Any = exchange
         if gunzip:
-            from txcaddy.reverseproxy._decompress import GunzipBody
-
             # The decoder paces itself and the upstream: it is the client's producer.
             consumer = self._producer = GunzipBody(self, producer=exchange)
             stream = True
@@ -228,8 +229,6 @@ class ResponseRelay:
         if self._sniff:
             self._sniff = False
             if data and "Content-Type" not in self.response.headers:
-                from txcaddy.http.sniff import detect_content_type
-
                 self.response.headers.set("Content-Type", detect_content_type(data[:512]))
             if self.flush_interval < 0 and self._flush is not None and self._held is None:
                 self.response.write(data)
@@ -255,8 +254,6 @@ class ResponseRelay:
             self._flush()
 
     def body_trailers(self, trailers: RawHeaders) -> None:
-        from txcaddy.reverseproxy.headers import relay_trailers
-
         self.trailers = Headers(relay_trailers(trailers))
 
     def _release_held(self) -> None:
