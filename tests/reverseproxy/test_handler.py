@@ -41,6 +41,9 @@ class FakeExchange:
         self.sent_anything = False
         self.body_wanted = False
 
+    def when_head(self, on_head: Any, on_failure: Any) -> None:
+        self.head.addCallbacks(on_head, on_failure)
+
     @property
     def dial(self) -> str:
         return f"{self.address.host}:{self.address.port}"

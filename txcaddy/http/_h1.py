@@ -28,6 +28,7 @@ from twisted.internet.protocol import Factory, Protocol
 from twisted.logger import Logger
 from zope.interface import implementer
 
+from txcaddy._twisted import send_now, send_sequence_now
 from txcaddy.http.errors import HandlerError, status_text
 from txcaddy.http.headers import Headers
 from txcaddy.http.request import Request, RequestBody
@@ -50,13 +51,24 @@ class _Date:
     def __init__(self) -> None:
         self._second = -1
         self._value = b""
+        self._line = ""
 
     def now(self, seconds: float) -> bytes:
+        self._update(seconds)
+        return self._value
+
+    def line(self, seconds: float) -> str:
+        """``Date: ...\\r\\n`` as text."""
+        self._update(seconds)
+        return self._line
+
+    def _update(self, seconds: float) -> None:
         second = int(seconds)
         if second != self._second:
             self._second = second
-            self._value = formatdate(second, usegmt=True).encode("ascii")
-        return self._value
+            text = formatdate(second, usegmt=True)
+            self._value = text.encode("ascii")
+            self._line = "Date: " + text + "\r\n"
 
 
 _DATE = _Date()
@@ -109,15 +121,19 @@ class H1Response(Response):
         protocol = self._protocol
         status = self.status
         headers = self.headers
-        exchange = protocol._exchange_of(self)
-        if (exchange is not None and exchange.close_after) or protocol.closing:
+        exchanges = protocol._exchanges
+        if protocol.closing or (exchanges and exchanges[0].response is self and exchanges[0].close_after):
             self.close_connection = True
-        if "close" in (t.strip().lower() for t in headers.joined("Connection").split(",")):
+        elif not exchanges or exchanges[0].response is not self:
+            exchange = protocol._exchange_of(self)
+            if exchange is not None and exchange.close_after:
+                self.close_connection = True
+        connection = headers.values_of("Connection")
+        if connection is not None and _asks_close(connection):
             self.close_connection = True
         if status in _NO_BODY_STATUSES or 100 <= status < 200:
-            headers.delete("Content-Length")
-            headers.delete("Transfer-Encoding")
-        elif "Content-Length" not in headers:
+            headers.delete_canonical(("Content-Length", "Transfer-Encoding"))
+        elif headers.values_of("Content-Length") is None:
             if content_length is not None and (content_length > 0 or not self._head_only):
                 headers.set("Content-Length", str(content_length))
             elif not self._head_only:
@@ -130,23 +146,33 @@ class H1Response(Response):
             headers.set("Connection", "close")
         elif self._http10:
             headers.set("Connection", "keep-alive")
-        lines = [b"HTTP/1.0 " if self._http10 else b"HTTP/1.1 ", str(status).encode("ascii"), b" ",
-                 status_text(status).encode("ascii"), b"\r\n"]
-        if "Date" not in headers:
-            lines += [b"Date: ", _DATE.now(protocol.clock()), b"\r\n"]
-        for name, value in headers.items():
-            if _valid_field_name(name):  # Go drops fields whose names are not tokens
-                lines += [name.encode("latin-1"), b": ", _header_value(value), b"\r\n"]
-        lines.append(b"\r\n")
+        # Built as text and encoded once; a value with CR or LF (which would split the
+        # response) is caught by counting line ends, then every value is cleaned.
+        lines = [_status_line(status, self._http10)]
+        if headers.values_of("Date") is None:
+            lines.append(_DATE.line(protocol.clock()))
+        valid = _valid_names
+        for name, values in headers.lists():
+            ok = valid.get(name)
+            if ok is None:
+                ok = _valid_field_name(name)
+            if ok:  # Go drops fields whose names are not tokens
+                for value in values:
+                    lines.append(name + ": " + value + "\r\n")
+        lines.append("\r\n")
+        text = "".join(lines)
+        if text.count("\n") != len(lines) or text.count("\r") != len(lines):
+            text = "".join(_clean_line(line) for line in lines[:-1]) + "\r\n"
+        data = text.encode("latin-1", "replace")
         if self._held:
             held, self._held = self._held, []
             if self._body_allowed:
                 if self._chunked:
-                    lines += [b"%x\r\n" % self._held_size, *held, b"\r\n"]
+                    data = b"".join([data, b"%x\r\n" % self._held_size, *held, b"\r\n"])
                 else:
-                    lines += held
+                    data = b"".join([data, *held])
         # One write of one joined buffer: far cheaper than many small writes through Twisted.
-        protocol.transport.write(b"".join(lines))
+        send_now(protocol.transport, data)
 
     def flush(self) -> None:
         """Send the head and anything held back now (for streamed responses)."""
@@ -166,9 +192,9 @@ class H1Response(Response):
         if not self._body_allowed:
             return
         if self._chunked:
-            transport.writeSequence([b"%x\r\n" % len(data), data, b"\r\n"])
+            send_sequence_now(transport, [b"%x\r\n" % len(data), data, b"\r\n"])
         else:
-            transport.write(data)
+            send_now(transport, data)
 
     def _send_end(self) -> None:
         if self._protocol.transport is None:
@@ -182,9 +208,9 @@ class H1Response(Response):
                     if _valid_field_name(name):
                         lines += [name.encode("latin-1"), b": ", _header_value(value), b"\r\n"]
                 lines.append(b"\r\n")
-                self._protocol.transport.write(b"".join(lines))
+                send_now(self._protocol.transport, b"".join(lines))
             else:
-                self._protocol.transport.write(b"0\r\n\r\n")
+                send_now(self._protocol.transport, b"0\r\n\r\n")
         self._protocol._response_finished(self)
 
     def register_producer(self, producer: Any, streaming: bool) -> None:
@@ -239,6 +265,34 @@ def _valid_field_name(name: str) -> bool:
         if len(_valid_names) < 4096:
             _valid_names[name] = valid
     return valid
+
+
+_status_lines: dict[tuple[int, bool], str] = {}
+
+
+def _status_line(status: int, http10: bool) -> str:
+    """``HTTP/1.1 200 OK\\r\\n`` (cached per status)."""
+    line = _status_lines.get((status, http10))
+    if line is None:
+        line = f"{'HTTP/1.0' if http10 else 'HTTP/1.1'} {status} {status_text(status)}\r\n"
+        if len(_status_lines) < 1024:
+            _status_lines[(status, http10)] = line
+    return line
+
+
+def _clean_line(line: str) -> str:
+    """A header line with CR and LF inside its value turned into spaces."""
+    body = line[:-2] if line.endswith("\r\n") else line
+    return body.replace("\r", " ").replace("\n", " ") + "\r\n"
+
+
+def _asks_close(values: list[str]) -> bool:
+    """Whether Connection values name ``close``."""
+    for value in values:
+        for token in value.split(","):
+            if token.strip().lower() == "close":
+                return True
+    return False
 
 
 def _field_name(field: tuple[str, str]) -> str:
@@ -477,22 +531,24 @@ class HTTP11Protocol(Protocol):
         parser = self._parser
         version = parser.get_http_version()
         method = parser.get_method().decode("ascii")
-        headers = Headers((n.decode("latin-1"), v.decode("latin-1")) for n, v in self._header_pairs)
+        headers = Headers.from_raw(self._header_pairs)
         http10 = version == "1.0"
         if version not in ("1.1", "1.0"):
             # HTTP/0.9 has no head to route on; other majors are not HTTP/1 (Go answers the same).
             if version.startswith("0."):
                 raise _BadRequest(400, "malformed HTTP version")
             raise _BadRequest(505, "unsupported protocol version")
-        if version == "1.1" and "Host" not in headers:
-            raise _BadRequest(400, "missing required Host header")
-        if len(headers.get_all("Host")) > 1:
+        hosts = headers.values_of("Host")
+        if hosts is None:
+            if version == "1.1":
+                raise _BadRequest(400, "missing required Host header")
+        elif len(hosts) > 1:
             raise _BadRequest(400, "too many Host headers")
         target = self._url.decode("latin-1")
         if not target.startswith("/") and not (method == "OPTIONS" and target == "*"):
             target = _origin_form(target, headers)
-        length_values = headers.get_all("Content-Length")
-        codings = headers.get_all("Transfer-Encoding")
+        length_values = headers.values_of("Content-Length")
+        codings = headers.values_of("Transfer-Encoding")
         chunked = bool(codings)
         if chunked and (len(codings) != 1 or codings[0].strip(" \t").lower() != "chunked"):
             # Like Go: chunked is the only transfer coding served; anything else (gzip,
@@ -527,7 +583,8 @@ class HTTP11Protocol(Protocol):
         )
         keep_alive = parser.should_keep_alive() and not self.closing and not smuggling_risk
         response = H1Response(self, request, http10, method == "HEAD")
-        expect = headers.get("Expect", "").lower() == "100-continue" and not http10
+        expects = headers.values_of("Expect")
+        expect = expects is not None and expects[0].lower() == "100-continue" and not http10
         exchange = _Exchange(request, response, not keep_alive, expect)
         if parser.should_upgrade():
             if length == 0:

@@ -75,6 +75,20 @@ class Headers:
         """All values of ``name`` joined, as Caddy's header placeholders show them."""
         return separator.join(self._fields.get(canonical_key(name), ()))
 
+    def values_of(self, canonical_name: str) -> list[str] | None:
+        """The live values of a field given by canonical name, or None (hot paths: no copy)."""
+        return self._fields.get(canonical_name)
+
+    def merge(self, other: Headers) -> None:
+        """Add every field of ``other`` (both keyed by canonical names: no re-canonicalising)."""
+        fields = self._fields
+        for name, values in other._fields.items():
+            mine = fields.get(name)
+            if mine is None:
+                fields[name] = list(values)
+            else:
+                mine.extend(values)
+
     def add(self, name: str, value: str) -> None:
         self._fields.setdefault(canonical_key(name), []).append(value)
 

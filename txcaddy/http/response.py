@@ -30,7 +30,7 @@ class Response(ABC):
         self.finished = False
         self.size = 0  # body bytes written by handlers (before transfer coding)
         self._on_head: list[HeadCallback] = []
-        self._finish_waiters: list[Deferred[None]] = []
+        self._finish_waiters: list[Callable[[], Any]] = []
         self.lost: BaseException | None = None  # set when the client went away
         self.trailers: Headers | None = None  # sent after the body where the protocol can
 
@@ -72,13 +72,20 @@ class Response(ABC):
         for name, value in trailers.items():
             self.trailers.add(name, value)
 
+    def on_finish(self, callback: Callable[[], Any]) -> None:
+        """Call ``callback()`` once the response is complete or the client is gone.
+
+        A plain callback rather than a Deferred: the proxy watches every request this way.
+        """
+        if self.finished or self.lost is not None:
+            callback()
+        else:
+            self._finish_waiters.append(callback)
+
     def notify_finish(self) -> Deferred[None]:
         """A Deferred that fires when the response is complete or the client is gone."""
         d: Deferred[None] = Deferred()
-        if self.finished or self.lost is not None:
-            d.callback(None)
-        else:
-            self._finish_waiters.append(d)
+        self.on_finish(lambda: d.callback(None))
         return d
 
     @abstractmethod
@@ -105,8 +112,8 @@ class Response(ABC):
 
     def _fire_finished(self) -> None:
         waiters, self._finish_waiters = self._finish_waiters, []
-        for d in waiters:
-            d.callback(None)
+        for callback in waiters:
+            callback()
 
     def connection_lost(self, reason: BaseException) -> None:
         self.lost = reason
@@ -158,6 +165,9 @@ class ResponseWrapper(Response):
         if not self.head_sent:
             self.write_head(200)
         self.inner.finish()
+
+    def on_finish(self, callback: Callable[[], Any]) -> None:
+        self.inner.on_finish(callback)
 
     def notify_finish(self) -> Deferred[None]:
         return self.inner.notify_finish()

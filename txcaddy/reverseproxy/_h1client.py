@@ -25,7 +25,11 @@ from twisted.protocols.policies import ProtocolWrapper
 from twisted.python.failure import Failure
 from zope.interface import implementer
 
+from txcaddy._twisted import send_sequence_now
+
 RawHeaders = list[tuple[bytes, bytes]]
+
+_PENDING = object()  # no response head yet
 
 #: ``body_length`` value asking for a chunked request body.
 CHUNKED = -1
@@ -225,7 +229,11 @@ class Exchange:
         self.pool = pool
         self.host = host
         self.address = host.address if host is not None else None
-        self.head: Deferred[ResponseHead] = Deferred(self._cancel)
+        # The final response head, or the failure, goes to the ``when_head`` callbacks
+        # (plain calls: no Deferred per proxied request); ``head`` is a Deferred view.
+        self._head_result: Any = _PENDING
+        self._head_waiters: list[tuple[Callable[[ResponseHead], Any], Callable[[Failure], Any]]] = []
+        self._head_deferred: Deferred[ResponseHead] | None = None
         self.response: ResponseHead | None = None
         self.is_head_request = method == b"HEAD"
         self.on_informational = on_informational
@@ -250,6 +258,40 @@ class Exchange:
         self._consumer: Any = None
         self._finished = False
         self._done_reason: Failure | None = None
+
+    def when_head(self, on_head: Callable[[ResponseHead], Any], on_failure: Callable[[Failure], Any]) -> None:
+        """Call ``on_head(head)`` with the final response head, or ``on_failure(failure)``."""
+        result = self._head_result
+        if result is _PENDING:
+            self._head_waiters.append((on_head, on_failure))
+        elif isinstance(result, Failure):
+            on_failure(result)
+        else:
+            on_head(result)
+
+    @property
+    def head(self) -> Deferred[ResponseHead]:
+        """The final response head as a Deferred (cancelling it aborts the exchange)."""
+        d = self._head_deferred
+        if d is None:
+            d = self._head_deferred = Deferred(self._cancel)
+            self.when_head(d.callback, d.errback)
+        return d
+
+    @property
+    def head_arrived(self) -> bool:
+        """Whether the final head (or a failure) was reported."""
+        return self._head_result is not _PENDING
+
+    def _report_head(self, result: Any) -> None:
+        self._head_result = result
+        waiters, self._head_waiters = self._head_waiters, []
+        failed = isinstance(result, Failure)
+        for on_head, on_failure in waiters:
+            if failed:
+                on_failure(result)
+            else:
+                on_head(result)
 
     @property
     def body_wanted(self) -> bool:
@@ -311,7 +353,7 @@ class Exchange:
         elif conn.exchange is not self or self._body_refused or conn.transport is None:
             return  # the response ended early; the rest of the body is not wanted
         else:
-            conn.transport.writeSequence(chunks)
+            send_sequence_now(conn.transport, chunks)
 
     def _body_complete(self) -> None:
         self.body_done = True
@@ -332,7 +374,7 @@ class Exchange:
                 self.pool.expect_continue_timeout, self._release_body)
             return
         pending, self._pending = self._pending, []
-        transport.writeSequence(pending)
+        send_sequence_now(transport, pending)
         if self._body_producer is not None:
             conn.register_body_producer(self._body_producer, self._body_streaming)
             if self._body_streaming:
@@ -435,8 +477,7 @@ class Exchange:
                 conn.fail(CancelledError("request cancelled"))
         else:
             self._forget()
-            self._finished = True
-            # Deferred's canceller contract: errback with CancelledError ourselves.
+            self._fail(Failure(CancelledError("request cancelled")))
 
     def _forget(self) -> None:
         if self.host is not None:
@@ -455,8 +496,8 @@ class Exchange:
             except Exception:
                 pass
         self._done_reason = failure
-        if not self.head.called:
-            self.head.errback(failure)
+        if self._head_result is _PENDING:
+            self._report_head(failure)
         elif self._consumer is not None:
             self._consumer.body_finished(failure)
 
@@ -915,7 +956,7 @@ class _ClientProtocol(Protocol):
             self.buffer = rest
             self.host.connection_detached(self)
             self.pause("no-consumer")
-            exchange.head.callback(head)
+            exchange._report_head(head)
             return None
         if exchange.is_head_request or status in _NO_BODY_STATUSES:
             body = "none"
@@ -934,7 +975,7 @@ class _ClientProtocol(Protocol):
         if body == "none":
             if rest:
                 self.keep_alive = False
-            exchange.head.callback(head)
+            exchange._report_head(head)
             if self.exchange is exchange:
                 self._response_done()
             return None
@@ -945,7 +986,7 @@ class _ClientProtocol(Protocol):
             self.state = _CHUNK_SIZE
         else:
             self.state = _LENGTH
-        exchange.head.callback(head)
+        exchange._report_head(head)
         if self.exchange is not exchange:
             return None  # the caller aborted in its callback
         if exchange._consumer is None:

@@ -299,14 +299,14 @@ class _ProxyCall:
             self.body_length = body.length
         if self.body_length is None and no_body:
             body.discard()
-        self.response.notify_finish().addCallback(self._client_finished)
+        self.response.on_finish(self._client_finished)
         if self.body_length is not None and handler.buffer_requests:
             self.buffered = BufferedBody(body, handler.max_buffer_size, self._attempt)
         else:
             self._attempt()
         return self.d
 
-    def _client_finished(self, _: Any) -> None:
+    def _client_finished(self) -> None:
         if self.response.lost is None or self.done:
             return
         self.gone = True
@@ -380,7 +380,7 @@ class _ProxyCall:
                 self.buffered.send_to(exchange)
             else:
                 self.pump = RequestBodyPump(self.request.body, exchange)
-        exchange.head.addCallbacks(self._got_head, self._round_trip_failed)
+        exchange.when_head(self._got_head, self._round_trip_failed)
 
     def _informational(self, head: ResponseHead) -> None:
         """Forward 1xx responses (103 Early Hints, ...) to the client."""
@@ -461,18 +461,18 @@ class _ProxyCall:
         ):
             handler.response_ops.apply(upstream_headers, request, response)
         out = response.headers
-        for name, value in upstream_headers.items():
-            out.add(name, value)
+        out.merge(upstream_headers)
         if announced:
             out.add("Trailer", ", ".join(announced))
-        length_text = out.get("Content-Length")
-        content_length = int(length_text) if length_text and length_text.isdigit() else None
+        lengths = out.values_of("Content-Length")
+        content_length = int(lengths[0]) if lengths and lengths[0].isdigit() else None
         if request.method == "HEAD" or head.status in (204, 304):
             content_length = 0
         response.write_head(head.status)
-        flush = effective_flush_interval(handler.flush_interval, out.get("Content-Type") or "", content_length)
+        types = out.values_of("Content-Type")
+        flush = effective_flush_interval(handler.flush_interval, types[0] if types else "", content_length)
         stream = content_length is None or content_length > STREAM_THRESHOLD
-        sniff = "Content-Type" not in out and head.status not in (204, 304) and request.method != "HEAD"
+        sniff = types is None and head.status not in (204, 304) and request.method != "HEAD"
         self.relay = ResponseRelay(
             response, exchange, flush, handler.clock, self._body_done, stream,
             buffer_limit=handler.max_buffer_size if handler.buffer_responses else None,
