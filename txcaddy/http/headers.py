@@ -79,6 +79,15 @@ class Headers:
         """The live values of a field given by canonical name, or None (hot paths: no copy)."""
         return self._fields.get(canonical_name)
 
+    def first(self, canonical_name: str) -> str | None:
+        """The first value of a field given by canonical name, or None."""
+        values = self._fields.get(canonical_name)
+        return values[0] if values else None
+
+    def set_canonical(self, canonical_name: str, value: str) -> None:
+        """``set`` for a name already in canonical form."""
+        self._fields[canonical_name] = [value]
+
     def merge(self, other: Headers) -> None:
         """Add every field of ``other`` (both keyed by canonical names: no re-canonicalising)."""
         fields = self._fields

@@ -129,7 +129,7 @@ class Request:
         self.body = body if body is not None else RequestBody(0)
         self.server = server
         self.start = clock()
-        self.host = headers.get("Host") or ""
+        self.host = headers.first("Host") or ""
         raw_path, _, query = target.partition("?")
         if "#" in query:
             query = query.partition("#")[0]

@@ -56,7 +56,7 @@ class HTTPServer:
 
     def handle(self, request: Request, response: Response) -> None:
         """Serve one request; never raises."""
-        response.headers.set("Server", "Caddy")
+        response.headers.set_canonical("Server", "Caddy")
         if self.access_log is not None:
             self.access_log.begin(request, response)  # records the request as it arrived
         try:

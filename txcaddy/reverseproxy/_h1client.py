@@ -30,6 +30,10 @@ from txcaddy._twisted import send_sequence_now
 RawHeaders = list[tuple[bytes, bytes]]
 
 _PENDING = object()  # no response head yet
+_SPACE_BYTES = frozenset(b" \t\r\n\x0b\x0c")  # what bytes.strip() removes
+# Lengths of the response fields the parser looks at (content-length, transfer-encoding,
+# connection): other names are not lower-cased at all.
+_NOTICED_LENGTHS = frozenset({14, 17, 10})
 
 #: ``body_length`` value asking for a chunked request body.
 CHUNKED = -1
@@ -903,8 +907,11 @@ class _ClientProtocol(Protocol):
             return None
         raw = data[:end]
         rest = data[end + skip:]
-        lines = raw.split(b"\n")
-        status_line = lines[0].rstrip(b"\r")
+        if skip == 4 and raw.count(b"\n") == raw.count(b"\r\n"):
+            lines = raw.split(b"\r\n")  # the usual CRLF head: no per-line stripping
+        else:
+            lines = [line.rstrip(b"\r") for line in raw.split(b"\n")]
+        status_line = lines[0]
         version, _, tail = status_line.partition(b" ")
         code, _, reason = tail.partition(b" ")
         if version not in (b"HTTP/1.1", b"HTTP/1.0") or len(code) != 3 or not code.isdigit():
@@ -914,13 +921,16 @@ class _ClientProtocol(Protocol):
         content_length: bytes | None = None
         transfer_encoding: bytes | None = None
         connection_close = version == b"HTTP/1.0"
-        for line in lines[1:]:
-            line = line.rstrip(b"\r")
+        space = _SPACE_BYTES
+        for index in range(1, len(lines)):
+            line = lines[index]
             name, sep, value = line.partition(b":")
-            if not sep or not name or name != name.strip():
+            if not sep or not name or name[0] in space or name[-1] in space:
                 raise UpstreamProtocolError(f"malformed header line {line[:60]!r}")
             value = value.strip(b" \t")
             headers.append((name, value))
+            if len(name) not in _NOTICED_LENGTHS:
+                continue
             lower = name.lower()
             if lower == b"content-length":
                 if content_length is not None and content_length != value:

@@ -363,10 +363,10 @@ def _has_token(values: list[str], token: str) -> bool:
 
 def upgrade_type(headers: Headers) -> str:
     """The protocol an upgrade asks for (lower-cased ``Upgrade``), or "" if not an upgrade."""
-    connection = headers.get_all("Connection")
+    connection = headers.values_of("Connection")
     if not connection or not _has_token(connection, "upgrade"):
         return ""
-    return (headers.get("Upgrade") or "").lower()
+    return (headers.first("Upgrade") or "").lower()
 
 
 def prepare_upstream_headers(
@@ -382,24 +382,24 @@ def prepare_upstream_headers(
     body it sends. Raises ``ForwardedHeadersError`` for a peer that is not an IP address.
     """
     source = request.headers
-    connection = source.joined("Connection", "\n")
+    connection = "\n".join(source.values_of("Connection") or ())
     upgrade: str | None = None
     if connection:
         drop, _, asks_upgrade, lists_te = _connection_rule(connection)
         if asks_upgrade:
-            upgrade = (source.get("Upgrade") or "").lower() or None
+            upgrade = (source.first("Upgrade") or "").lower() or None
     else:
         drop, lists_te = _REQUEST_DROP, False
     headers = source.copy_without(drop)
     if request.host:
-        headers.set("Host", request.host)
+        headers.set_canonical("Host", request.host)
     # Go removes the Connection-named fields first: "Connection: TE" takes TE with it.
-    if not lists_te and "Te" in source:
+    if not lists_te and source.values_of("Te") is not None:
         if _has_token(source.get_all("Te"), "trailers"):
-            headers.set("Te", "trailers")
+            headers.set_canonical("Te", "trailers")
     if upgrade:
-        headers.set("Connection", "Upgrade")
-        headers.set("Upgrade", upgrade)
+        headers.set_canonical("Connection", "Upgrade")
+        headers.set_canonical("Upgrade", upgrade)
     _add_forwarded(headers, request, trusted)
     return headers, upgrade
 
@@ -441,21 +441,21 @@ def _add_forwarded(headers: Headers, request: Any, trusted: TrustedProxies) -> N
     is_trusted = trusted.trusts(ip)
     forwarded_for = ip
     if is_trusted:
-        prior = ", ".join(headers.get_all("X-Forwarded-For"))
+        prior = ", ".join(headers.values_of("X-Forwarded-For") or ())
         if prior:
             forwarded_for = prior + ", " + ip
-    headers.set("X-Forwarded-For", forwarded_for)
+    headers.set_canonical("X-Forwarded-For", forwarded_for)
     proto = "http" if request.tls is None else "https"
     host = request.host
     if is_trusted:
-        values = headers.get_all("X-Forwarded-Proto")
+        values = headers.values_of("X-Forwarded-Proto")
         if values and values[-1]:
             proto = values[-1]
-        values = headers.get_all("X-Forwarded-Host")
+        values = headers.values_of("X-Forwarded-Host")
         if values and values[-1]:
             host = values[-1]
-    headers.set("X-Forwarded-Proto", proto)
-    headers.set("X-Forwarded-Host", host)
+    headers.set_canonical("X-Forwarded-Proto", proto)
+    headers.set_canonical("X-Forwarded-Host", host)
 
 
 def apply_request_ops(ops: Any, headers: Headers, request: Any) -> str:
@@ -497,7 +497,7 @@ def wants_gzip(headers: Headers, method: str) -> bool:
     Only when the request (after ``header_up``) has no non-empty Accept-Encoding and no
     Range, and is not HEAD. The caller appends ``ACCEPT_GZIP`` to the ``to_raw`` fields.
     """
-    return method != "HEAD" and not headers.get("Accept-Encoding") and not headers.get("Range")
+    return method != "HEAD" and not headers.first("Accept-Encoding") and not headers.first("Range")
 
 
 def _clean_host(host: str) -> str:
@@ -544,11 +544,11 @@ def to_raw(headers: Headers, default_host: str = "") -> RawHeaders:
     ``InvalidHeaderField`` for a name that is not a token or a value with control
     characters (what Go's transport refuses to send: a 502).
     """
-    host = headers.get("Host") or default_host
+    host = headers.first("Host") or default_host
     fields: RawHeaders = []
     if host:
         fields.append((b"Host", _encode_value(_clean_host(host))))
-    agent = headers.get("User-Agent")
+    agent = headers.first("User-Agent")
     if agent:
         fields.append((b"User-Agent", _encode_value(agent)))
     names = _name_bytes
@@ -587,8 +587,8 @@ def announced_trailers(headers: Headers) -> list[str]:
     canonical, each once, in order. Raises ``BadTrailerKey`` (a 502, as Go refuses the
     response) for Transfer-Encoding, Trailer or Content-Length.
     """
-    values = headers.get_all("Trailer")
-    if not values or "Transfer-Encoding" not in headers:
+    values = headers.values_of("Trailer")
+    if not values or headers.values_of("Transfer-Encoding") is None:
         return []
     names: list[str] = []
     for value in values:
@@ -612,9 +612,9 @@ def clean_response_headers(headers: Headers) -> None:
     Transfer-Encoding, Content-Length goes too (the length was not the framing, as Go's
     client decides). Not for a 101 answer: the upgrade path copies its fields as they are.
     """
-    if "Transfer-Encoding" in headers:
+    if headers.values_of("Transfer-Encoding") is not None:
         headers.delete("Content-Length")
-    connection = headers.joined("Connection", "\n")
+    connection = "\n".join(headers.values_of("Connection") or ())
     if connection:
         headers.delete_canonical(_connection_rule(connection)[1])
     else:
@@ -641,11 +641,11 @@ def gunzip_response_headers(headers: Headers, status: int) -> bool:
     """
     if status < 200 or status in (204, 304):
         return False
-    encoding = headers.get("Content-Encoding")
+    encoding = headers.first("Content-Encoding")
     if encoding is None or not encoding.isascii() or encoding.lower() != "gzip":
         return False
-    if "Transfer-Encoding" not in headers:
-        length = (headers.get("Content-Length") or "").strip(" \t")
+    if headers.values_of("Transfer-Encoding") is None:
+        length = (headers.first("Content-Length") or "").strip(" \t")
         if length.isdigit() and int(length) == 0:
             return False
     headers.delete("Content-Encoding")
