@@ -47,4 +47,7 @@ class Options(usage.Options):
 
 
 def makeService(options: Options) -> IService:
+    from txcaddy._process import tune_allocator
+
+    tune_allocator()
     return options.service

@@ -1,0 +1,32 @@
+"""Tests for txcaddy._process (process-wide tuning when txcaddy is the server)."""
+
+from __future__ import annotations
+
+import platform
+import sys
+from typing import Any
+
+from twisted.trial.unittest import SynchronousTestCase
+
+from txcaddy import _process, tap
+
+
+class TuneAllocatorTests(SynchronousTestCase):
+    def test_glibc_accepts_the_trim_threshold(self) -> None:
+        if not sys.platform.startswith("linux") or platform.libc_ver()[0] != "glibc":
+            raise self.skipTest("glibc only")
+        self.assertTrue(_process.tune_allocator())
+
+    def test_other_platforms_are_left_alone(self) -> None:
+        self.patch(_process.sys, "platform", "darwin")
+        self.assertFalse(_process.tune_allocator())
+
+    def test_twistd_service_maker_tunes_the_allocator(self) -> None:
+        calls: list[Any] = []
+        self.patch(_process, "tune_allocator", lambda: calls.append(True) or True)
+
+        class FakeOptions:
+            service = object()
+
+        self.assertIs(tap.makeService(FakeOptions()), FakeOptions.service)  # type: ignore[arg-type]
+        self.assertEqual(calls, [True])
