@@ -23,9 +23,9 @@ class _MemoryAuthority(authority.FileAuthority):
 
     def loadFile(self, filename: Any) -> None:
         zone = self._zone
-        self.soa = (zone, dns.Record_SOA(mname=b"ns." + zone, rname=b"admin." + zone, serial=1,
-                                         refresh=60, retry=60, expire=60, minimum=1, ttl=1))
-        self.records: dict[bytes, list[Any]] = {}
+        self.soa = (zone, dns.Record_SOA(  # type: ignore[assignment]
+            mname=b"ns." + zone, rname=b"admin." + zone, serial=1, refresh=60, retry=60, expire=60, minimum=1, ttl=1))
+        self.records = {}  # type: ignore[assignment]  # name -> records
 
     def _lookup(self, name: Any, cls: int, type: int, timeout: Any = None) -> Any:
         text = name.decode("ascii") if isinstance(name, bytes) else str(name)
@@ -48,12 +48,13 @@ class DNSServer:
 
     def set_srv(self, name: str, records: list[tuple[int, int, int, str]]) -> None:
         """``name``'s SRV records: (priority, weight, port, target) each."""
-        self.authority.records[name.lower().encode("ascii")] = [
+        self.authority.records[name.lower().encode("ascii")] = [  # type: ignore[index]
             dns.Record_SRV(priority, weight, port, target, ttl=1) for priority, weight, port, target in records
         ]
 
     def set_a(self, name: str, *addresses: str) -> None:
-        self.authority.records[name.lower().encode("ascii")] = [dns.Record_A(a, ttl=1) for a in addresses]
+        records = [dns.Record_A(a, ttl=1) for a in addresses]
+        self.authority.records[name.lower().encode("ascii")] = records  # type: ignore[index]
 
     def questions(self, record_type: str) -> list[str]:
         return [name for kind, name in self.asked if kind == record_type]
