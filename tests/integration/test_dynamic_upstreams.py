@@ -21,7 +21,7 @@ class _MovableClock:
         self.offset = 0.0
 
     def seconds(self) -> float:
-        return reactor.seconds() + self.offset  # type: ignore[attr-defined,no-any-return]
+        return reactor.seconds() + self.offset  # type: ignore[attr-defined,misc,no-any-return]
 
 
 class DynamicUpstreamTests(TestCase):

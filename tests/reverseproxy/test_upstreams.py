@@ -77,9 +77,9 @@ class FakeResolver:
                 payload: Any = dns.Record_SRV(priority, weight, port, b"" if target == "." else target)
                 records.append(dns.RRHeader(name, dns.SRV, payload=payload))
             elif kind == "A":
-                records.append(dns.RRHeader(name, dns.A, payload=dns.Record_A(value)))
+                records.append(dns.RRHeader(name, dns.A, payload=dns.Record_A(value)))  # type: ignore[arg-type]
             else:
-                records.append(dns.RRHeader(name, dns.AAAA, payload=dns.Record_AAAA(value)))
+                records.append(dns.RRHeader(name, dns.AAAA, payload=dns.Record_AAAA(value)))  # type: ignore[arg-type]
         return succeed((records, [], []))
 
 
@@ -173,8 +173,8 @@ class SRVSourceTests(SynchronousTestCase):
         self.resolver.hold = True
         source = self.source()
         other_handler = self.source()  # another handler naming the same SRV name
-        d1 = source.get_upstreams(make_request())
-        d2 = other_handler.get_upstreams(make_request())
+        d1: Any = source.get_upstreams(make_request())
+        d2: Any = other_handler.get_upstreams(make_request())
         self.assertIsInstance(d1, Deferred)
         self.assertNoResult(d1)
         self.assertEqual(len(self.resolver.queries), 1)
@@ -327,7 +327,7 @@ class MultiSourceTests(SynchronousTestCase):
         pending: Deferred[list[Upstream]] = Deferred()
         multi = MultiUpstreams([_FixedSource([Upstream("a:1")]), _FixedSource(pending),
                                 _FixedSource(fail(DNSNameError("x")))])
-        d = multi.get_upstreams(make_request())
+        d: Any = multi.get_upstreams(make_request())
         self.assertNoResult(d)
         pending.callback([Upstream("b:2")])
         self.assertEqual(dials(self.successResultOf(d)), ["a:1", "b:2"])
@@ -423,7 +423,7 @@ class DynamicProxyTests(HandlerTestCase):
     def test_every_retry_asks_the_source_again(self) -> None:
         handler = self.load({"dynamic_upstreams": self.SRV,
                              "load_balancing": {"selection_policy": {"policy": "first"}, "retries": 2}})
-        asked = []
+        asked: list[Any] = []
         source = handler.dynamic.source
         handler.dynamic.source = _Spy(source, asked)
         self.serve(handler, make_request())
@@ -481,7 +481,7 @@ class DynamicProxyTests(HandlerTestCase):
         handler = self.load(config)
         self.serve(handler, make_request())
         self.transport.exchanges[0].respond(200)
-        host = HOSTS.get("10.0.0.1:8001")
+        host: Any = HOSTS.get("10.0.0.1:8001")
         host.unhealthy = True  # the active checker's flag (for a static upstream of that address)
         self.addCleanup(setattr, host, "unhealthy", False)
         self.serve(handler, make_request())
@@ -518,7 +518,7 @@ class LookupSRVTests(HandlerTestCase):
         self.serve(handler, make_request())
         self.assertEqual([e.dial for e in self.transport.exchanges], ["10.0.0.1:8001", "10.0.0.7:7000"])
         self.assertEqual(len(self.resolver.queries), 2)  # no cache (Caddy looks up per attempt)
-        self.assertEqual(HOSTS.get("_api._tcp.example.com").num_requests, 2)  # state keyed by the name
+        self.assertEqual(getattr(HOSTS.get("_api._tcp.example.com"), "num_requests", None), 2)  # state keyed by the name
 
     def test_lookup_failure_is_502(self) -> None:
         handler = self.load({"upstreams": [{"lookup_srv": "_gone._tcp.example.com"}]})
