@@ -296,6 +296,22 @@ class ASourceTests(SynchronousTestCase):
         self.assertEqual(self.resolver.queries, [])
 
 
+class HostsFileTests(SynchronousTestCase):
+    def test_a_name_in_the_hosts_file_is_not_asked_of_dns(self) -> None:
+        path = self.mktemp()
+        with open(path, "w") as f:
+            f.write("127.0.0.1 localhost app.local\n")
+        names = FakeResolver()
+        names.a["other.example"] = ["10.0.0.1"]
+        resolver = upstreams._HostsFirst(path.encode(), names)
+        source = AUpstreams(resolver=resolver, clock=Clock(), name="app.local", port="81", cache=LookupCache())
+        self.assertEqual(dials(source.get_upstreams(make_request())), ["127.0.0.1:81"])
+        self.assertEqual(names.queries, [])  # no AAAA question to DNS for a hosts-file name
+        source = AUpstreams(resolver=resolver, clock=Clock(), name="other.example", cache=LookupCache())
+        self.assertEqual(dials(source.get_upstreams(make_request())), ["10.0.0.1:80"])
+        self.assertEqual(names.queries, [("A", "other.example"), ("AAAA", "other.example")])
+
+
 class _FixedSource:
     def __init__(self, result: Any) -> None:
         self.result = result

@@ -28,7 +28,7 @@ from typing import Any
 from twisted.internet.abstract import isIPAddress, isIPv6Address
 from twisted.internet.defer import Deferred, DeferredList, fail, succeed
 from twisted.logger import Logger
-from twisted.names import client, dns, hosts, resolve
+from twisted.names import client, dns, hosts
 from twisted.python.failure import Failure
 from zope.interface import implementer
 
@@ -648,6 +648,36 @@ def system_servers(path: str = _RESOLV_CONF) -> list[tuple[str, int]]:
     return servers or [("127.0.0.1", 53)]
 
 
+class _HostsFirst:
+    """Address lookups as Go does them: a name in the hosts file is answered from it alone.
+
+    (A ``ResolverChain`` would ask DNS for the AAAA records of a name the
+    hosts file only gives an IPv4 address.)
+    """
+
+    def __init__(self, hosts_file: bytes, names: Any) -> None:
+        self.hosts = hosts.Resolver(file=hosts_file)
+        self.names = names
+
+    def _listed(self, name: Any) -> bool:
+        from twisted.python.filepath import FilePath
+
+        return bool(hosts.searchFileForAll(FilePath(self.hosts.file), dns.domainString(name)))
+
+    def lookupAddress(self, name: Any, timeout: Any = None) -> Deferred[Any]:
+        if self._listed(name):
+            return self.hosts.lookupAddress(name).addErrback(lambda _: ([], [], []))  # type: ignore[no-any-return]
+        return self.names.lookupAddress(name, timeout)  # type: ignore[no-any-return]
+
+    def lookupIPV6Address(self, name: Any, timeout: Any = None) -> Deferred[Any]:
+        if self._listed(name):
+            return self.hosts.lookupIPV6Address(name).addErrback(lambda _: ([], [], []))  # type: ignore[no-any-return]
+        return self.names.lookupIPV6Address(name, timeout)  # type: ignore[no-any-return]
+
+    def lookupService(self, name: Any, timeout: Any = None) -> Deferred[Any]:
+        return self.names.lookupService(name, timeout)  # type: ignore[no-any-return]
+
+
 def make_resolver(servers: list[tuple[str, int]] | None, reactor: Any, *, hosts_file: bool) -> Any:
     """A ``twisted.names`` resolver asking ``servers`` (the system's when None), without a cache.
 
@@ -657,7 +687,7 @@ def make_resolver(servers: list[tuple[str, int]] | None, reactor: Any, *, hosts_
     names = client.Resolver(servers=servers if servers is not None else system_servers(), reactor=reactor)
     if not hosts_file:
         return names
-    return resolve.ResolverChain([hosts.Resolver(file=_HOSTS_FILE), names])
+    return _HostsFirst(_HOSTS_FILE, names)
 
 
 def _clock_for(reactor: Any) -> Any:
