@@ -611,6 +611,7 @@ def load_reverse_proxy(config: dict[str, Any], context: Any) -> ReverseProxyHand
         context.log.warn("reverse_proxy: active health checks are not running yet (issue 5); upstreams count as healthy")
 
     upstreams: list[Upstream] = []
+    lookup_srv = False
     for entry in config.get("upstreams") or ():
         if not isinstance(entry, dict):
             raise ConfigError("reverse_proxy: each upstream must be an object")
@@ -618,6 +619,7 @@ def load_reverse_proxy(config: dict[str, Any], context: Any) -> ReverseProxyHand
             from txcaddy.reverseproxy.upstreams import lookup_srv_upstream
 
             upstreams.append(lookup_srv_upstream(entry, passive, bool(health.get("active"))))
+            lookup_srv = True
             continue
         dial = entry.get("dial")
         if not isinstance(dial, str) or not dial:
@@ -679,7 +681,7 @@ def load_reverse_proxy(config: dict[str, Any], context: Any) -> ReverseProxyHand
         stream_timeout=stream_timeout,
     )
 
-    if config.get("dynamic_upstreams") is not None or any(u.__class__ is not Upstream for u in upstreams):
+    if config.get("dynamic_upstreams") is not None or lookup_srv:
         from txcaddy.reverseproxy.upstreams import attach
 
         handler.dynamic = attach(handler, config.get("dynamic_upstreams"), context, _Target)
