@@ -498,7 +498,10 @@ class UpstreamProvider:
     def pool(self, request: Any, static: list[Upstream]) -> list[Upstream] | Deferred[list[Upstream]]:
         source = self.source
         if source is None:
-            return self._static(request, static)
+            result = self._static(request, static)
+            if isinstance(result, Deferred):
+                result.addErrback(self._last_resort, static)
+            return result
         try:
             found = source.get_upstreams(request)
         except Exception:  # noqa: BLE001 - Caddy logs and falls back to the static upstreams
