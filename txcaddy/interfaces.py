@@ -56,6 +56,29 @@ class ISelectionPolicy(Interface):
         """
 
 
+class IUpstreamSource(Interface):
+    """Where a proxy's upstreams come from at request time, Caddy's ``UpstreamSource``.
+
+    ``dynamic_upstreams`` in a ``reverse_proxy`` config names one of the
+    ``http.reverse_proxy.upstreams.*`` modules (``a``, ``srv``, ``multi`` in
+    ``txcaddy.reverseproxy.upstreams``, or a plugin's). The handler asks its
+    source before every attempt, retries included.
+    """
+
+    def get_upstreams(request):  # noqa: N805
+        """The upstreams for this attempt: a list of ``Upstream``, or a ``Deferred`` firing with one.
+
+        Return the list itself when it is at hand (cached): the proxy then
+        goes on without a Deferred. The same list object may be returned
+        again while it is valid and the handler treats it as read-only, so
+        never change a list once returned. Only each upstream's ``dial``
+        (and ``max_requests``) are used; the handler gives them its own
+        shared host state. Raise, or fail the Deferred, when no upstreams
+        can be had: the handler logs the error and uses its static
+        upstreams.
+        """
+
+
 class ICaddyModule(Interface):
     """A plugin that provides one Caddy module to the loader.
 

@@ -326,6 +326,26 @@ class NewerCaddyOptionTests(SynchronousTestCase):
             "Caddyfile:3 - Error during parsing: unrecognized option 'backup'",
         )
 
+    def test_dynamic_a_versions(self) -> None:
+        handler, _ = proxy("reverse_proxy {\n\tdynamic a app.example 8080 {\n\t\tversions ipv6\n\t}\n}\n")
+        self.assertEqual(
+            handler["dynamic_upstreams"],
+            {"name": "app.example", "port": "8080", "source": "a", "versions": {"ipv6": True}},
+        )
+        handler, _ = proxy("reverse_proxy {\n\tdynamic a x {\n\t\tversions ipv4 ipv6\n\t}\n}\n")
+        self.assertEqual(handler["dynamic_upstreams"]["versions"], {"ipv4": True, "ipv6": True})
+        self.assertEqual(
+            proxy_error("reverse_proxy {\n\tdynamic a x {\n\t\tversions ipv5\n\t}\n}\n"),
+            "Caddyfile:3 - Error during parsing: unsupported version: 'ipv5'",
+        )
+
+    def test_dynamic_srv_grace_period(self) -> None:
+        handler, _ = proxy("reverse_proxy {\n\tdynamic srv _a._tcp.x {\n\t\tgrace_period 30s\n\t}\n}\n")
+        self.assertEqual(handler["dynamic_upstreams"],
+                         {"grace_period": 30_000_000_000, "name": "_a._tcp.x", "source": "srv"})
+        self.assertIn("unrecognized srv option 'grace_period'",
+                      proxy_error("reverse_proxy {\n\tdynamic a x {\n\t\tgrace_period 30s\n\t}\n}\n"))
+
     def test_weighted_round_robin(self) -> None:
         self.assertEqual(
             self.policy("weighted_round_robin 3 1 0"),

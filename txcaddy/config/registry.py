@@ -33,6 +33,7 @@ BUILTIN_MODULES = (
     "txcaddy.reverseproxy.transport",
     "txcaddy.reverseproxy.handler",
     "txcaddy.reverseproxy.selection",
+    "txcaddy.reverseproxy.upstreams",
 )
 
 _loaded = False

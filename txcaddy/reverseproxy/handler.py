@@ -219,6 +219,9 @@ class ReverseProxyHandler:
         self.stream_timeout = stream_timeout
         self.compression = bool(getattr(transport, "compression", True))
 
+    #: The ``UpstreamProvider`` (upstreams.py) of dynamic upstreams and ``lookup_srv``; None: static only.
+    dynamic: Any = None
+
     def serve(self, request: Request, response: Response, next: Any) -> Deferred[None]:
         return _ProxyCall(self, request, response).start()
 
@@ -318,16 +321,24 @@ class _ProxyCall:
 
     # -- the loop --------------------------------------------------------------------
 
-    def _attempt(self) -> None:
+    def _attempt(self, pool: list[Upstream] | None = None) -> None:
         if self.done:
             return
         handler = self.handler
         request = self.request
+        if pool is None:
+            pool = handler.upstreams
+            if handler.dynamic is not None:  # dynamic upstreams / lookup_srv: upstreams.py
+                found = handler.dynamic.pool(request, pool)
+                if found.__class__ is not list:  # a Deferred: a DNS lookup runs; try when it is done
+                    found.addCallback(self._attempt)
+                    return
+                pool = found
         self.attempts += 1
         if self.gone:
             self._finish(None)
             return
-        upstream = handler.policy.select(handler.upstreams, request, self.response)
+        upstream = handler.policy.select(pool, request, self.response)
         if upstream is None:
             self._failed(self.error or _NoUpstream(), None)
             return
@@ -589,8 +600,6 @@ def load_reverse_proxy(config: dict[str, Any], context: Any) -> ReverseProxyHand
         reactor = default_reactor
     if config.get("circuit_breaker") is not None:
         raise ConfigError("reverse_proxy: circuit_breaker: no circuit breaker modules are available")
-    if config.get("dynamic_upstreams") is not None:
-        raise ConfigError("reverse_proxy: dynamic upstreams (dynamic a / dynamic srv) are not supported yet")
     if config.get("handle_response"):
         raise ConfigError("reverse_proxy: handle_response / replace_status are not supported yet")
 
@@ -602,11 +611,16 @@ def load_reverse_proxy(config: dict[str, Any], context: Any) -> ReverseProxyHand
         context.log.warn("reverse_proxy: active health checks are not running yet (issue 5); upstreams count as healthy")
 
     upstreams: list[Upstream] = []
+    lookup_srv = False
     for entry in config.get("upstreams") or ():
         if not isinstance(entry, dict):
             raise ConfigError("reverse_proxy: each upstream must be an object")
-        if entry.get("lookup_srv"):
-            raise ConfigError("reverse_proxy: lookup_srv upstreams are not supported yet")
+        if entry.get("lookup_srv"):  # deprecated SRV upstream: upstreams.py
+            from txcaddy.reverseproxy.upstreams import lookup_srv_upstream
+
+            upstreams.append(lookup_srv_upstream(entry, passive, bool(health.get("active"))))
+            lookup_srv = True
+            continue
         dial = entry.get("dial")
         if not isinstance(dial, str) or not dial:
             raise ConfigError("reverse_proxy: an upstream needs a dial address")
@@ -666,6 +680,11 @@ def load_reverse_proxy(config: dict[str, Any], context: Any) -> ReverseProxyHand
         tunnels=tunnels,
         stream_timeout=stream_timeout,
     )
+
+    if config.get("dynamic_upstreams") is not None or lookup_srv:
+        from txcaddy.reverseproxy.upstreams import attach
+
+        handler.dynamic = attach(handler, config.get("dynamic_upstreams"), context, _Target)
 
     def unload() -> None:
         tunnels.close_all()

@@ -686,10 +686,29 @@ def _parse_dns_source(d: Dispenser, kind: str) -> JSONObject:
                 except ValueError as e:
                     what = "timeout" if option == "dial_timeout" else "delay"
                     raise d.err(f"bad {what} value '{d.val()}': {e}")
+            elif option == "grace_period" and kind == "srv":  # Caddy 2.8
+                if not d.next_arg():
+                    raise d.arg_err()
+                try:
+                    fields["grace_period"] = parse_caddy_duration(d.val())
+                except ValueError as e:
+                    raise d.err(f"bad grace period value '{d.val()}': {e}")
+            elif option == "versions" and kind == "a":  # Caddy 2.7
+                versions = d.remaining_args()
+                if not versions:
+                    raise d.err("must specify at least one version")
+                chosen = fields.setdefault("versions", {})
+                for version in versions:
+                    if version not in ("ipv4", "ipv6"):
+                        raise d.err(f"unsupported version: '{version}'")
+                    chosen[version] = True
             else:
                 # Caddy says "srv" for both sources
                 raise d.err(f"unrecognized srv option '{d.val()}'")
-    order = names + ("refresh", "resolver", "dial_timeout", "dial_fallback_delay")
+    order = names + ("refresh", "resolver", "dial_timeout", "dial_fallback_delay", "grace_period")
+    if kind == "a" and "versions" in fields:
+        fields["versions"] = _struct(*((v, fields["versions"].get(v)) for v in ("ipv4", "ipv6")))
+        order += ("versions",)
     return _struct(*((key, fields.get(key)) for key in order))
 
 
