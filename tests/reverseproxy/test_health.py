@@ -406,3 +406,18 @@ class HandlerIntegrationTests(HandlerTestCase):
 
     def test_passive_health_is_still_importable_from_the_handler(self) -> None:
         self.assertIs(handler_module.PassiveHealth, PassiveHealth)
+
+
+class PassiveWarningTests(SynchronousTestCase):
+    def warnings(self, config: dict[str, Any]) -> list[str]:
+        from twisted.logger import formatEvent
+
+        events: list[dict[str, Any]] = []
+        PassiveHealth(config, Clock(), Logger(observer=events.append))
+        return [formatEvent(e) for e in events]
+
+    def test_the_262_quirk_is_named(self) -> None:
+        (text,) = self.warnings({"unhealthy_request_count": 3})
+        self.assertIn("Caddy 2.6.2 counts every upstream as down", text)
+        self.assertEqual(self.warnings({"fail_duration": SECOND}), [])
+        self.assertEqual(self.warnings({"max_fails": 2}), [])

@@ -556,7 +556,7 @@ def load_reverse_proxy(config: dict[str, Any], context: Any) -> ReverseProxyHand
     transport = _load_transport(config.get("transport"), context, reactor)
 
     health = config.get("health_checks") or {}
-    passive = PassiveHealth(health["passive"], reactor) if health.get("passive") is not None else None
+    passive = PassiveHealth(health["passive"], reactor, context.log) if health.get("passive") is not None else None
 
     upstreams: list[Upstream] = []
     for entry in config.get("upstreams") or ():

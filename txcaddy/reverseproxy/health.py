@@ -80,9 +80,13 @@ _TOKEN = re.compile(r"[!#$%&'*+\-.^_`|~0-9A-Za-z]+\Z")
 class PassiveHealth:
     """Caddy's passive health checks: failures remembered for ``fail_duration``."""
 
-    def __init__(self, config: dict[str, Any], clock: Any) -> None:
+    def __init__(self, config: dict[str, Any], clock: Any, log: Logger | None = None) -> None:
         self.fail_duration = _seconds(config.get("fail_duration"), "fail_duration")
         self.max_fails = _int(config.get("max_fails"), "max_fails")
+        if log is not None and self.max_fails == 0 and not self.fail_duration:
+            log.warn(
+                "reverse_proxy: passive health checks without fail_duration and max_fails: Caddy 2.6.2 "
+                "counts every upstream as down here (fixed in Caddy 2.7.5); txcaddy keeps them up")
         self.unhealthy_request_count = _int(config.get("unhealthy_request_count"), "unhealthy_request_count")
         statuses = config.get("unhealthy_status") or []
         if not isinstance(statuses, list) or not all(isinstance(s, int) for s in statuses):
