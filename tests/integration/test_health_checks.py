@@ -13,7 +13,7 @@ import socket
 from typing import Any
 
 import treq
-from twisted.internet import reactor
+from twisted.internet import reactor as _reactor
 from twisted.internet.defer import inlineCallbacks
 from twisted.internet.task import deferLater
 from twisted.protocols.policies import WrappingFactory
@@ -24,6 +24,8 @@ from tests.reverseproxy._backends import EchoBackend, site
 from txcaddy import fromCaddyfile
 from txcaddy.reverseproxy.health import ActiveHealthChecker
 from txcaddy.reverseproxy.hosts import HOSTS
+
+reactor: Any = _reactor
 
 
 def _free_port() -> int:
@@ -148,6 +150,7 @@ class ActiveHealthTests(HealthTestCase):
 
         state["status"] = 500
         host = HOSTS.get(a.address)
+        assert host is not None
         rounds = yield self.rounds_until(lambda: host.unhealthy, 2)
         self.assertLessEqual(rounds, 2)
         for i in range(4):

@@ -26,6 +26,17 @@ from txcaddy.testing import make_request
 SECOND = 1_000_000_000
 
 
+def _observer(events: list[dict[str, Any]]) -> Any:
+    """A log observer collecting events (any callable taking an event is one)."""
+    return events.append
+
+
+def _active(config: dict[str, Any]) -> ActiveHealthConfig:
+    active = ActiveHealthConfig.from_config(config)
+    assert active is not None
+    return active
+
+
 class CheckerTestCase(SynchronousTestCase):
     def setUp(self) -> None:
         self.clock = Clock()
@@ -33,14 +44,17 @@ class CheckerTestCase(SynchronousTestCase):
         self.events: list[dict[str, Any]] = []
 
     def checker(self, config: dict[str, Any], *dials: str) -> tuple[ActiveHealthChecker, list[Upstream]]:
-        active = ActiveHealthConfig.from_config(config)
-        assert active is not None
+        active = _active(config)
         upstreams = [Upstream(dial, Host(dial)) for dial in dials or ("10.0.0.1:80",)]
         checker = ActiveHealthChecker(active, upstreams, self.transport, self.clock,
-                                      Logger(observer=self.events.append))
+                                      Logger(observer=_observer(self.events)))
         checker.startService()
-        self.addCleanup(lambda: checker.running and checker.stopService())
+        self.addCleanup(self.stop, checker)
         return checker, upstreams
+
+    def stop(self, checker: ActiveHealthChecker) -> None:
+        if checker.running:
+            checker.stopService()
 
     def messages(self) -> list[str]:
         from twisted.logger import formatEvent
@@ -129,7 +143,7 @@ class RoundTests(CheckerTestCase):
         self.assertTrue(any("multiple addresses" in m for m in self.messages()))
 
     def test_one_probe_per_address(self) -> None:
-        active = ActiveHealthConfig.from_config({"uri": "/"})
+        active = _active({"uri": "/"})
         host = Host("10.0.0.1:80")
         checker = ActiveHealthChecker(active, [Upstream("10.0.0.1:80", host), Upstream("10.0.0.1:80", host)],
                                       self.transport, self.clock)
@@ -251,7 +265,7 @@ class TimeoutTests(CheckerTestCase):
     def test_the_timer_is_cancelled_after_the_response(self) -> None:
         self.checker({"uri": "/", "interval": 60 * SECOND})
         self.exchanges[0].respond(200)
-        self.assertEqual([c.getTime() for c in self.clock.getDelayedCalls()], [60.0])
+        self.assertEqual([call.time for call in self.clock.getDelayedCalls()], [60.0])
 
 
 class TransitionTests(CheckerTestCase):
@@ -309,7 +323,7 @@ class StopTests(CheckerTestCase):
         self.assertFalse(upstream.host.unhealthy)  # a cancelled probe is no verdict
 
     def test_the_flag_is_cleared_when_the_last_checker_of_a_host_stops(self) -> None:
-        active = ActiveHealthConfig.from_config({"uri": "/"})
+        active = _active({"uri": "/"})
         host = Host("10.0.0.1:80")
         old = ActiveHealthChecker(active, [Upstream(host.address, host)], self.transport, self.clock)
         old.startService()
@@ -365,7 +379,7 @@ class ConfigTests(SynchronousTestCase):
 
     def test_load_warns_for_path_and_for_nothing_to_check(self) -> None:
         events: list[dict[str, Any]] = []
-        context = LoadContext(reactor=Clock(), log=Logger(observer=events.append))
+        context = LoadContext(reactor=Clock(), log=Logger(observer=_observer(events)))
         self.assertIsNone(load_active_health({"interval": SECOND}, [], FakeTransport(), Clock(), context))
         checker = load_active_health({"path": "/old"}, [], FakeTransport(), Clock(), context)
         self.assertEqual(context.services, [checker])
@@ -392,7 +406,8 @@ class HandlerIntegrationTests(HandlerTestCase):
         self.assertEqual((first.target, second.target), (b"/health", b"/health"))
         first.respond(500)
         second.respond(200)
-        self.assertTrue(HOSTS.get("10.1.0.1:80").unhealthy)
+        down = HOSTS.get("10.1.0.1:80")
+        self.assertTrue(down is not None and down.unhealthy)
         for _ in range(2):
             self.serve(handler, make_request())
         self.assertEqual([e.dial for e in self.transport.exchanges[2:]], ["10.1.0.2:80", "10.1.0.2:80"])
@@ -413,7 +428,7 @@ class PassiveWarningTests(SynchronousTestCase):
         from twisted.logger import formatEvent
 
         events: list[dict[str, Any]] = []
-        PassiveHealth(config, Clock(), Logger(observer=events.append))
+        PassiveHealth(config, Clock(), Logger(observer=_observer(events)))
         return [formatEvent(e) for e in events]
 
     def test_the_262_quirk_is_named(self) -> None:
