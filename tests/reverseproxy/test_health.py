@@ -436,3 +436,23 @@ class PassiveWarningTests(SynchronousTestCase):
         self.assertIn("Caddy 2.6.2 counts every upstream as down", text)
         self.assertEqual(self.warnings({"fail_duration": SECOND}), [])
         self.assertEqual(self.warnings({"max_fails": 2}), [])
+
+
+class RobustnessTests(CheckerTestCase):
+    def test_an_error_probing_one_upstream_keeps_the_checker_going(self) -> None:
+        calls: list[Any] = []
+        original = self.transport.request
+
+        def request(address: Any, *args: Any, **kwargs: Any) -> Any:
+            calls.append(address)
+            if address.host == "10.0.0.1":
+                raise RuntimeError("bug")
+            return original(address, *args, **kwargs)
+
+        self.transport.request = request  # type: ignore[method-assign]
+        _, (bad, good) = self.checker({"uri": "/", "interval": SECOND}, "10.0.0.1:80", "10.0.0.2:80")
+        self.assertTrue(bad.host.unhealthy)  # a transport that refuses the request fails the probe
+        self.exchanges[0].respond(200)
+        self.clock.advance(1)
+        self.assertEqual(len(calls), 4)
+        self.assertFalse(good.host.unhealthy)

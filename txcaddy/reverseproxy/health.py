@@ -376,7 +376,11 @@ class ActiveHealthChecker(Service):
             if upstream.host in self._probes:
                 verdicts.append(self._probes[upstream.host].verdict)
                 continue
-            probe = self._start_probe(upstream)
+            try:
+                probe = self._start_probe(upstream)
+            except Exception:  # noqa: BLE001 - one upstream's trouble must not stop the checker
+                self.log.failure("active health check of {address} failed", address=upstream.dial)
+                continue
             if probe is not None:
                 verdicts.append(probe.verdict)
         if not waiters:
