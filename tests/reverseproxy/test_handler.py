@@ -119,7 +119,7 @@ class HandlerTestCase(SynchronousTestCase):
     def load(self, config: dict[str, Any]) -> Any:
         from txcaddy.config import registry
 
-        context = LoadContext(reactor=self.clock)
+        context = self.context = LoadContext(reactor=self.clock)
         original = registry.MODULES["http.reverse_proxy.transport.http"]
         registry.MODULES["http.reverse_proxy.transport.http"] = lambda cfg, ctx: self.transport
         try:

@@ -35,6 +35,7 @@ from txcaddy.http.response import Response
 from txcaddy.http.routing import any_set_matches
 from txcaddy.interfaces import IHandler
 from txcaddy.reverseproxy import headers as proxy_headers
+from txcaddy.reverseproxy.health import PassiveHealth, load_active_health
 from txcaddy.reverseproxy.hosts import HOSTS, Upstream
 from txcaddy.reverseproxy.streaming import (
     BufferedBody,
@@ -51,7 +52,7 @@ from txcaddy.reverseproxy.transport import (
     UpstreamAddress,
 )
 
-__all__ = ["ReverseProxyHandler", "load_reverse_proxy"]
+__all__ = ["PassiveHealth", "ReverseProxyHandler", "load_reverse_proxy"]
 
 log = Logger(namespace="txcaddy.reverseproxy")
 
@@ -69,48 +70,6 @@ class _NoUpstream(HandlerError):
 
     def __init__(self) -> None:
         super().__init__(503, "no upstreams available")
-
-
-class PassiveHealth:
-    """Caddy's passive health checks: failures remembered for ``fail_duration``."""
-
-    def __init__(self, config: dict[str, Any], clock: Any) -> None:
-        self.fail_duration = _seconds(config.get("fail_duration"), "fail_duration")
-        self.max_fails = _int(config.get("max_fails"), "max_fails")
-        self.unhealthy_request_count = _int(config.get("unhealthy_request_count"), "unhealthy_request_count")
-        statuses = config.get("unhealthy_status") or []
-        if not isinstance(statuses, list) or not all(isinstance(s, int) for s in statuses):
-            raise ConfigError("health_checks.passive.unhealthy_status must be a list of status codes")
-        self.unhealthy_status: list[int] = statuses
-        self.unhealthy_latency = _seconds(config.get("unhealthy_latency"), "unhealthy_latency")
-        # Caddy 2.7.5's rule (DESIGN.md §1): a passive block means max_fails of at least 1,
-        # never the 2.6.2 "fails < 0" that took every upstream down.
-        if self.max_fails <= 0:
-            self.max_fails = 1
-        self.clock = clock
-        self._timers: list[Any] = []
-
-    def count_failure(self, upstream: Upstream) -> None:
-        if not self.fail_duration:
-            return
-        host = upstream.host
-        host.count_fail(1)
-        entry: list[Any] = [host]
-
-        def forget() -> None:
-            host.count_fail(-1)
-            self._timers.remove(entry)
-
-        entry.append(self.clock.callLater(self.fail_duration, forget))
-        self._timers.append(entry)
-
-    def unload(self) -> None:
-        """Forget the failures this handler counted (as Caddy does when its context ends)."""
-        entries, self._timers = self._timers, []
-        for host, timer in entries:
-            if timer.active():
-                timer.cancel()
-                host.count_fail(-1)
 
 
 class _Target:
@@ -606,9 +565,7 @@ def load_reverse_proxy(config: dict[str, Any], context: Any) -> ReverseProxyHand
     transport = _load_transport(config.get("transport"), context, reactor)
 
     health = config.get("health_checks") or {}
-    passive = PassiveHealth(health["passive"], reactor) if health.get("passive") is not None else None
-    if health.get("active"):
-        context.log.warn("reverse_proxy: active health checks are not running yet (issue 5); upstreams count as healthy")
+    passive = PassiveHealth(health["passive"], reactor, context.log) if health.get("passive") is not None else None
 
     upstreams: list[Upstream] = []
     lookup_srv = False
@@ -628,6 +585,9 @@ def load_reverse_proxy(config: dict[str, Any], context: Any) -> ReverseProxyHand
         if passive is not None and passive.unhealthy_request_count and not max_requests:
             max_requests = passive.unhealthy_request_count
         upstreams.append(Upstream(dial, HOSTS.acquire(dial), max_requests, passive))
+
+    if health.get("active") is not None:  # a service probing the static upstreams (health.py)
+        load_active_health(health["active"], upstreams, transport, reactor, context)
 
     lb = config.get("load_balancing") or {}
     from txcaddy.reverseproxy.selection import load_selection_policy

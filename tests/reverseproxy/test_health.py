@@ -1,0 +1,458 @@
+"""Active health checks with a Clock and a fake transport: rounds, rules, thresholds, stop."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from twisted.internet.task import Clock
+from twisted.logger import Logger
+from twisted.trial.unittest import SynchronousTestCase
+
+from tests.reverseproxy.test_handler import FakeTransport, HandlerTestCase
+from txcaddy.caddyfile.errors import ConfigError
+from txcaddy.config.loader import LoadContext
+from txcaddy.reverseproxy import handler as handler_module
+from txcaddy.reverseproxy.health import (
+    ActiveHealthChecker,
+    ActiveHealthConfig,
+    PassiveHealth,
+    ProbeTimeout,
+    load_active_health,
+)
+from txcaddy.reverseproxy.hosts import HOSTS, Host, Upstream
+from txcaddy.reverseproxy.transport import DialError
+from txcaddy.testing import make_request
+
+SECOND = 1_000_000_000
+
+
+def _observer(events: list[dict[str, Any]]) -> Any:
+    """A log observer collecting events (any callable taking an event is one)."""
+    return events.append
+
+
+def _active(config: dict[str, Any]) -> ActiveHealthConfig:
+    active = ActiveHealthConfig.from_config(config)
+    assert active is not None
+    return active
+
+
+class CheckerTestCase(SynchronousTestCase):
+    def setUp(self) -> None:
+        self.clock = Clock()
+        self.transport = FakeTransport()
+        self.events: list[dict[str, Any]] = []
+
+    def checker(self, config: dict[str, Any], *dials: str) -> tuple[ActiveHealthChecker, list[Upstream]]:
+        active = _active(config)
+        upstreams = [Upstream(dial, Host(dial)) for dial in dials or ("10.0.0.1:80",)]
+        checker = ActiveHealthChecker(active, upstreams, self.transport, self.clock,
+                                      Logger(observer=_observer(self.events)))
+        checker.startService()
+        self.addCleanup(self.stop, checker)
+        return checker, upstreams
+
+    def stop(self, checker: ActiveHealthChecker) -> None:
+        if checker.running:
+            checker.stopService()
+
+    def messages(self) -> list[str]:
+        from twisted.logger import formatEvent
+
+        return [formatEvent(event) for event in self.events]
+
+    @property
+    def exchanges(self) -> list[Any]:
+        return self.transport.exchanges
+
+
+class RoundTests(CheckerTestCase):
+    def test_first_round_at_start_then_every_interval(self) -> None:
+        self.checker({"uri": "/health", "interval": 10 * SECOND}, "10.0.0.1:80", "10.0.0.2:81")
+        self.assertEqual([e.dial for e in self.exchanges], ["10.0.0.1:80", "10.0.0.2:81"])
+        for e in self.exchanges:
+            e.respond(200)
+        self.clock.advance(9.9)
+        self.assertEqual(len(self.exchanges), 2)
+        self.clock.advance(0.1)
+        self.assertEqual(len(self.exchanges), 4)
+
+    def test_default_interval_is_30s(self) -> None:
+        self.checker({"uri": "/health"})
+        self.exchanges[0].respond(200)
+        self.clock.advance(29.9)
+        self.assertEqual(len(self.exchanges), 1)
+        self.clock.advance(0.1)
+        self.assertEqual(len(self.exchanges), 2)
+
+    def test_request_line_host_and_headers(self) -> None:
+        self.checker({"uri": "/health?full=1#frag", "headers": {"X-Probe": ["a", "b"]}}, "example.com:8080")
+        (exchange,) = self.exchanges
+        self.assertEqual((exchange.method, exchange.target, exchange.body_length), (b"GET", b"/health?full=1", None))
+        self.assertEqual(exchange.headers, [
+            (b"Host", b"example.com:8080"), (b"User-Agent", b"Go-http-client/1.1"),
+            (b"X-Probe", b"a"), (b"X-Probe", b"b"),
+        ])
+
+    def test_health_headers_override_host_and_user_agent(self) -> None:
+        self.checker({"uri": "/", "headers": {"Host": ["app.internal"], "User-Agent": ["probe/1"]}})
+        self.assertEqual(self.exchanges[0].headers, [(b"Host", b"app.internal"), (b"User-Agent", b"probe/1")])
+
+    def test_health_port_replaces_the_dial_port_and_the_host_port(self) -> None:
+        self.checker({"uri": "/h", "port": 9090}, "10.0.0.1:80", "[::1]:80")
+        self.assertEqual([(e.address.host, e.address.port) for e in self.exchanges],
+                         [("10.0.0.1", 9090), ("::1", 9090)])
+        self.assertEqual([e.headers[0][1] for e in self.exchanges], [b"10.0.0.1:9090", b"[::1]:9090"])
+
+    def test_port_alone_enables_checks_on_slash(self) -> None:
+        self.checker({"port": 9090})
+        self.assertEqual(self.exchanges[0].target, b"/")
+
+    def test_unix_upstream_uses_localhost(self) -> None:
+        self.checker({"uri": "/h"}, "unix//run/app.sock")
+        (exchange,) = self.exchanges
+        self.assertEqual((exchange.address.network, exchange.address.path), ("unix", "/run/app.sock"))
+        self.assertEqual(exchange.headers[0], (b"Host", b"localhost"))
+
+    def test_unix_upstream_with_health_port_is_skipped(self) -> None:
+        self.checker({"uri": "/h", "port": 81}, "unix//run/app.sock", "10.0.0.1:80")
+        self.assertEqual([e.dial for e in self.exchanges], ["10.0.0.1:81"])
+        self.assertTrue(any("unix socket" in m for m in self.messages()))
+
+    def test_network_prefix_is_dropped(self) -> None:
+        self.checker({"uri": "/h"}, "tcp/10.0.0.3:80")
+        self.assertEqual(self.exchanges[0].dial, "10.0.0.3:80")
+
+    def test_request_placeholders_skip_the_upstream_with_an_error(self) -> None:
+        _, (upstream, _other) = self.checker({"uri": "/h"}, "{http.request.header.X-Up}:80", "10.0.0.1:80")
+        self.assertEqual([e.dial for e in self.exchanges], ["10.0.0.1:80"])
+        self.assertTrue(any("invalid use of placeholders" in m for m in self.messages()))
+        self.assertFalse(upstream.host.unhealthy)
+
+    def test_global_placeholders_are_filled_in(self) -> None:
+        import os
+
+        os.environ["TXCADDY_HEALTH_TEST_HOST"] = "10.9.9.9"
+        self.addCleanup(os.environ.pop, "TXCADDY_HEALTH_TEST_HOST")
+        self.checker({"uri": "/h"}, "{env.TXCADDY_HEALTH_TEST_HOST}:80", "{env.TXCADDY_HEALTH_UNSET}:80")
+        self.assertEqual([e.dial for e in self.exchanges], ["10.9.9.9:80"])  # an empty value is an error
+
+    def test_port_range_is_skipped(self) -> None:
+        self.checker({"uri": "/h"}, "10.0.0.1:80-81")
+        self.assertEqual(self.exchanges, [])
+        self.assertTrue(any("multiple addresses" in m for m in self.messages()))
+
+    def test_one_probe_per_address(self) -> None:
+        active = _active({"uri": "/"})
+        host = Host("10.0.0.1:80")
+        checker = ActiveHealthChecker(active, [Upstream("10.0.0.1:80", host), Upstream("10.0.0.1:80", host)],
+                                      self.transport, self.clock)
+        checker.startService()
+        self.addCleanup(checker.stopService)
+        self.assertEqual(len(self.exchanges), 1)
+
+    def test_a_running_probe_is_not_started_twice(self) -> None:
+        self.checker({"uri": "/", "interval": 1 * SECOND, "timeout": 5 * SECOND})
+        self.clock.advance(1)
+        self.assertEqual(len(self.exchanges), 1)
+        self.exchanges[0].respond(200)
+        self.clock.advance(1)
+        self.assertEqual(len(self.exchanges), 2)
+
+    def test_next_round_fires_when_every_host_has_a_verdict(self) -> None:
+        checker, (a, b) = self.checker({"uri": "/", "interval": 1 * SECOND}, "10.0.0.1:80", "10.0.0.2:80")
+        for e in self.exchanges:
+            e.respond(200)
+        done: list[Any] = []
+        checker.next_round().addCallback(done.append)
+        self.clock.advance(1)
+        self.exchanges[2].respond(500)
+        self.assertEqual(done, [])
+        self.exchanges[3].fail(DialError("refused"))
+        self.assertEqual(done, [None])
+        self.assertEqual((a.host.unhealthy, b.host.unhealthy), (True, True))
+
+
+class RuleTests(CheckerTestCase):
+    def verdict(self, config: dict[str, Any], status: int, body: bytes = b"") -> bool:
+        _, (upstream,) = self.checker(dict({"uri": "/"}, **config))
+        self.exchanges[-1].respond(status, body=body)
+        return not upstream.host.unhealthy
+
+    def test_default_status_range_is_200_to_399(self) -> None:
+        for status, healthy in [(200, True), (204, True), (302, True), (399, True),
+                                (199, False), (400, False), (404, False), (500, False)]:
+            self.assertEqual(self.verdict({}, status), healthy, status)
+
+    def test_expect_status_exact_and_class(self) -> None:
+        self.assertTrue(self.verdict({"expect_status": 204}, 204))
+        self.assertFalse(self.verdict({"expect_status": 200}, 204))
+        self.assertTrue(self.verdict({"expect_status": 2}, 299))
+        self.assertFalse(self.verdict({"expect_status": 2}, 301))
+        self.assertTrue(self.verdict({"expect_status": 4}, 418))  # whatever the class says
+
+    def test_expect_body_is_a_go_regexp_searched_anywhere(self) -> None:
+        self.assertTrue(self.verdict({"expect_body": r"status: \w+ok"}, 200, b'{"status: allok"}'))
+        self.assertFalse(self.verdict({"expect_body": "^ok$"}, 200, b"ok\n"))  # Go's $ is the very end
+        self.assertTrue(self.verdict({"expect_body": "^ok$"}, 200, b"ok"))
+
+    def test_expect_body_needs_the_status_too(self) -> None:
+        self.assertFalse(self.verdict({"expect_body": "ok"}, 500, b"ok"))
+
+    def test_max_size_limits_what_the_regexp_sees(self) -> None:
+        self.assertFalse(self.verdict({"expect_body": "ready", "max_size": 5}, 200, b"0123456789ready"))
+        self.assertIsInstance(self.exchanges[-1].aborted, Exception)  # the rest is never read
+        self.assertTrue(self.verdict({"expect_body": "ready", "max_size": 15}, 200, b"0123456789ready"))
+
+    def test_a_body_cut_off_fails_expect_body(self) -> None:
+        from twisted.python.failure import Failure
+
+        from txcaddy.reverseproxy.transport import ResponseHead, UpstreamConnectionLost
+
+        _, (upstream,) = self.checker({"uri": "/", "expect_body": "ok"})
+        exchange = self.exchanges[0]
+        exchange.head.callback(ResponseHead(b"HTTP/1.1", 200, b"OK", []))
+        exchange.consumer.body_data(b"ok")
+        exchange.consumer.body_finished(Failure(UpstreamConnectionLost("reset")))
+        self.assertTrue(upstream.host.unhealthy)
+        self.assertTrue(any("failed to read response body" in m for m in self.messages()))
+
+    def test_connection_failure_is_unhealthy(self) -> None:
+        _, (upstream,) = self.checker({"uri": "/"})
+        self.exchanges[0].fail(DialError("connection refused"))
+        self.assertTrue(upstream.host.unhealthy)
+        self.assertTrue(any("HTTP request failed" in m and "refused" in m for m in self.messages()))
+
+
+class TimeoutTests(CheckerTestCase):
+    def test_no_head_within_the_timeout(self) -> None:
+        _, (upstream,) = self.checker({"uri": "/", "timeout": 2 * SECOND})
+        exchange = self.exchanges[0]
+        self.clock.advance(1.9)
+        self.assertIsNone(exchange.aborted)
+        self.clock.advance(0.1)
+        self.assertIsInstance(exchange.aborted, ProbeTimeout)
+        self.assertTrue(upstream.host.unhealthy)
+
+    def test_default_timeout_is_5s(self) -> None:
+        _, (upstream,) = self.checker({"uri": "/"})
+        self.clock.advance(4.9)
+        self.assertFalse(upstream.host.unhealthy)
+        self.clock.advance(0.1)
+        self.assertTrue(upstream.host.unhealthy)
+
+    def test_timeout_covers_the_body_when_it_is_needed(self) -> None:
+        from txcaddy.reverseproxy.transport import ResponseHead
+
+        _, (upstream,) = self.checker({"uri": "/", "timeout": 2 * SECOND, "expect_body": "ok"})
+        exchange = self.exchanges[0]
+        exchange.head.callback(ResponseHead(b"HTTP/1.1", 200, b"OK", [(b"Content-Length", b"100")]))
+        exchange.consumer.body_data(b"ok")  # matches, but the body never ends
+        self.clock.advance(2)
+        self.assertIsInstance(exchange.aborted, ProbeTimeout)
+        self.assertTrue(upstream.host.unhealthy)
+
+    def test_a_slow_body_does_not_matter_without_expect_body(self) -> None:
+        from txcaddy.reverseproxy.transport import ResponseHead
+
+        _, (upstream,) = self.checker({"uri": "/", "timeout": 2 * SECOND})
+        exchange = self.exchanges[0]
+        exchange.head.callback(ResponseHead(b"HTTP/1.1", 200, b"OK", [(b"Content-Length", b"100")]))
+        self.clock.advance(2)
+        self.assertIsInstance(exchange.aborted, ProbeTimeout)  # the drain gives up
+        self.assertFalse(upstream.host.unhealthy)
+
+    def test_the_timer_is_cancelled_after_the_response(self) -> None:
+        self.checker({"uri": "/", "interval": 60 * SECOND})
+        self.exchanges[0].respond(200)
+        self.assertEqual([call.time for call in self.clock.getDelayedCalls()], [60.0])
+
+
+class TransitionTests(CheckerTestCase):
+    def round(self, *statuses: int) -> None:
+        for exchange, status in zip(self.exchanges[-len(statuses):], statuses, strict=True):
+            exchange.respond(status)
+        self.clock.advance(1)
+
+    def test_upstreams_start_healthy_one_failure_downs_one_success_ups(self) -> None:
+        _, (upstream,) = self.checker({"uri": "/", "interval": 1 * SECOND})
+        self.assertFalse(upstream.host.unhealthy)
+        self.round(500)
+        self.assertTrue(upstream.host.unhealthy)
+        self.round(200)
+        self.assertFalse(upstream.host.unhealthy)
+        messages = self.messages()
+        self.assertTrue(any(m == "host is down: 10.0.0.1:80" for m in messages), messages)
+        self.assertTrue(any(m == "host is up: 10.0.0.1:80" for m in messages), messages)
+
+    def test_fails_and_passes_thresholds_count_in_a_row(self) -> None:
+        _, (upstream,) = self.checker({"uri": "/", "interval": 1 * SECOND, "fails": 3, "passes": 2})
+        for status in (500, 500, 200, 500, 500):  # a success in between starts over
+            self.round(status)
+            self.assertFalse(upstream.host.unhealthy, status)
+        self.round(500)
+        self.assertTrue(upstream.host.unhealthy)
+        self.round(200)
+        self.assertTrue(upstream.host.unhealthy)
+        self.round(500)
+        self.round(200)
+        self.assertTrue(upstream.host.unhealthy)
+        self.round(200)
+        self.assertFalse(upstream.host.unhealthy)
+
+    def test_transitions_are_logged_once(self) -> None:
+        self.checker({"uri": "/", "interval": 1 * SECOND})
+        self.round(500)
+        self.round(500)
+        self.round(500)
+        self.assertEqual(sum(m.startswith("host is down") for m in self.messages()), 1)
+        self.assertEqual(sum("status code out of tolerances 500" in m for m in self.messages()), 3)
+
+
+class StopTests(CheckerTestCase):
+    def test_stop_cancels_the_probe_and_the_timers(self) -> None:
+        checker, (upstream,) = self.checker({"uri": "/", "interval": 1 * SECOND})
+        exchange = self.exchanges[0]
+        waiter = checker.next_round()
+        waiter.addErrback(lambda f: None)
+        checker.stopService()
+        self.assertIsNotNone(exchange.aborted)
+        self.assertEqual(self.clock.getDelayedCalls(), [])
+        self.clock.advance(10)
+        self.assertEqual(len(self.exchanges), 1)
+        self.assertFalse(upstream.host.unhealthy)  # a cancelled probe is no verdict
+
+    def test_the_flag_is_cleared_when_the_last_checker_of_a_host_stops(self) -> None:
+        active = _active({"uri": "/"})
+        host = Host("10.0.0.1:80")
+        old = ActiveHealthChecker(active, [Upstream(host.address, host)], self.transport, self.clock)
+        old.startService()
+        self.exchanges[0].respond(503)
+        self.assertTrue(host.unhealthy)
+        # a reload: the new config's checker starts before the old one stops
+        new = ActiveHealthChecker(active, [Upstream(host.address, host)], self.transport, self.clock)
+        new.startService()
+        old.stopService()
+        self.assertTrue(host.unhealthy)  # the state survives the reload
+        new.stopService()
+        self.assertFalse(host.unhealthy)
+
+
+class ConfigTests(SynchronousTestCase):
+    def test_off_without_uri_path_or_port(self) -> None:
+        self.assertIsNone(ActiveHealthConfig.from_config({"interval": SECOND, "expect_status": 200}))
+
+    def test_targets(self) -> None:
+        def target(**config: Any) -> bytes:
+            active = ActiveHealthConfig.from_config(config)
+            assert active is not None
+            return active.target
+
+        self.assertEqual(target(uri="/health?x=1&y=%20"), b"/health?x=1&y=%20")
+        self.assertEqual(target(uri="health"), b"/health")
+        self.assertEqual(target(uri="/a b/%41"), b"/a%20b/A")
+        self.assertEqual(target(uri="?q"), b"/?q")
+        self.assertEqual(target(path="/a?b"), b"/a%3Fb")  # a path is only a path
+        self.assertEqual(target(path="/old", uri="/new"), b"/new")
+
+    def test_errors(self) -> None:
+        for config, text in [
+            ({"uri": "/", "method": "HEAD"}, "Caddy 2.9"),
+            ({"uri": "/", "follow_redirects": True}, "Caddy 2.8"),
+            ({"uri": "/", "bogus": 1}, "unknown field"),
+            ({"uri": "/", "expect_body": "(?<x"}, "expect_body"),
+            ({"uri": "/%zz"}, "invalid URL escape"),
+            ({"uri": "/", "headers": {"X": ["a\r\nb"]}}, "invalid header value"),
+            ({"uri": "/", "headers": {"X": "a"}}, "list of strings"),
+            ({"uri": "/", "interval": "-1s"}, "negative"),
+            ({"port": 70000}, "not a port"),
+            ({"uri": "/", "passes": "2"}, "integer"),
+        ]:
+            with self.assertRaises(ConfigError, msg=str(config)) as caught:
+                ActiveHealthConfig.from_config(config)
+            self.assertIn(text, str(caught.exception))
+
+    def test_thresholds_default_to_one(self) -> None:
+        active = ActiveHealthConfig.from_config({"uri": "/", "passes": 0, "fails": -3})
+        assert active is not None
+        self.assertEqual((active.passes, active.fails), (1, 1))
+
+    def test_load_warns_for_path_and_for_nothing_to_check(self) -> None:
+        events: list[dict[str, Any]] = []
+        context = LoadContext(reactor=Clock(), log=Logger(observer=_observer(events)))
+        self.assertIsNone(load_active_health({"interval": SECOND}, [], FakeTransport(), Clock(), context))
+        checker = load_active_health({"path": "/old"}, [], FakeTransport(), Clock(), context)
+        self.assertEqual(context.services, [checker])
+        from twisted.logger import formatEvent
+
+        texts = [formatEvent(e) for e in events]
+        self.assertIn("none is set", texts[0])
+        self.assertIn("'path' option is deprecated", texts[1])
+
+
+class HandlerIntegrationTests(HandlerTestCase):
+    """The handler's hook: its checker probes through its transport and selection obeys it."""
+
+    def test_unhealthy_upstreams_are_not_selected(self) -> None:
+        handler = self.load({
+            "upstreams": [{"dial": "10.1.0.1:80"}, {"dial": "10.1.0.2:80"}],
+            "health_checks": {"active": {"uri": "/health", "interval": SECOND}},
+        })
+        self.assertIs(handler.passive, None)
+        (checker,) = self.context.services
+        checker.startService()
+        self.addCleanup(checker.stopService)
+        first, second = self.transport.exchanges
+        self.assertEqual((first.target, second.target), (b"/health", b"/health"))
+        first.respond(500)
+        second.respond(200)
+        down = HOSTS.get("10.1.0.1:80")
+        self.assertTrue(down is not None and down.unhealthy)
+        for _ in range(2):
+            self.serve(handler, make_request())
+        self.assertEqual([e.dial for e in self.transport.exchanges[2:]], ["10.1.0.2:80", "10.1.0.2:80"])
+        for e in self.transport.exchanges[2:]:
+            e.respond(200)
+        self.clock.advance(1)
+        for e in self.transport.exchanges[4:]:
+            e.respond(500)
+        response, outcome = self.serve(handler, make_request())
+        self.assertEqual(outcome[0].value.status, 503)  # every upstream is down
+
+    def test_passive_health_is_still_importable_from_the_handler(self) -> None:
+        self.assertIs(handler_module.PassiveHealth, PassiveHealth)
+
+
+class PassiveWarningTests(SynchronousTestCase):
+    def warnings(self, config: dict[str, Any]) -> list[str]:
+        from twisted.logger import formatEvent
+
+        events: list[dict[str, Any]] = []
+        PassiveHealth(config, Clock(), Logger(observer=_observer(events)))
+        return [formatEvent(e) for e in events]
+
+    def test_the_262_quirk_is_named(self) -> None:
+        (text,) = self.warnings({"unhealthy_request_count": 3})
+        self.assertIn("Caddy 2.6.2 counts every upstream as down", text)
+        self.assertEqual(self.warnings({"fail_duration": SECOND}), [])
+        self.assertEqual(self.warnings({"max_fails": 2}), [])
+
+
+class RobustnessTests(CheckerTestCase):
+    def test_an_error_probing_one_upstream_keeps_the_checker_going(self) -> None:
+        calls: list[Any] = []
+        original = self.transport.request
+
+        def request(address: Any, *args: Any, **kwargs: Any) -> Any:
+            calls.append(address)
+            if address.host == "10.0.0.1":
+                raise RuntimeError("bug")
+            return original(address, *args, **kwargs)
+
+        self.transport.request = request  # type: ignore[method-assign]
+        _, (bad, good) = self.checker({"uri": "/", "interval": SECOND}, "10.0.0.1:80", "10.0.0.2:80")
+        self.assertTrue(bad.host.unhealthy)  # a transport that refuses the request fails the probe
+        self.exchanges[0].respond(200)
+        self.clock.advance(1)
+        self.assertEqual(len(calls), 4)
+        self.assertFalse(good.host.unhealthy)
