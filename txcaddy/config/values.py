@@ -31,3 +31,12 @@ def integer(value: Any, where: str) -> int:
     if isinstance(value, bool) or not isinstance(value, int):
         raise ConfigError(f"{where} must be an integer, got {value!r}")
     return value
+
+
+def string(value: Any, where: str) -> str:
+    """A JSON string field ("" when absent); ``where`` names the field in errors."""
+    if value is None:
+        return ""
+    if not isinstance(value, str):
+        raise ConfigError(f"{where} must be a string, got {value!r}")
+    return value

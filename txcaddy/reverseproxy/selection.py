@@ -37,6 +37,7 @@ from txcaddy.caddyfile._goparse import parse_caddy_duration
 from txcaddy.caddyfile.errors import ConfigError
 from txcaddy.config.placeholders import parse_query, split_host_port
 from txcaddy.config.registry import module
+from txcaddy.config.values import string
 from txcaddy.http.headers import canonical_key
 from txcaddy.interfaces import ISelectionPolicy
 
@@ -480,12 +481,7 @@ def _check_fields(config: dict[str, Any], allowed: frozenset[str]) -> None:
 
 
 def _string(config: dict[str, Any], key: str) -> str:
-    value = config.get(key)
-    if value is None:
-        return ""
-    if not isinstance(value, str):
-        raise ValueError(f"{key} must be a string, got {type(value).__name__}")
-    return value
+    return string(config.get(key), key)
 
 
 def _integer(value: Any, what: str) -> int:

@@ -34,7 +34,7 @@ from zope.interface import implementer
 
 from txcaddy.caddyfile.errors import ConfigError
 from txcaddy.config.registry import module
-from txcaddy.config.values import duration_seconds
+from txcaddy.config.values import duration_seconds, string
 from txcaddy.interfaces import IUpstreamSource
 from txcaddy.reverseproxy.hosts import HOSTS, Upstream
 
@@ -714,12 +714,7 @@ def _check_fields(config: dict[str, Any], known: frozenset[str], what: str) -> N
 
 
 def _string(config: dict[str, Any], key: str, what: str) -> str:
-    value = config.get(key)
-    if value is None:
-        return ""
-    if not isinstance(value, str):
-        raise ConfigError(f"dynamic {what} upstreams: {key} must be a string, got {value!r}")
-    return value
+    return string(config.get(key), f"dynamic {what} upstreams: {key}")
 
 
 def _common(config: dict[str, Any], context: Any, what: str, hosts_file: bool) -> dict[str, Any]:

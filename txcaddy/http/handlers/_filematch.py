@@ -29,6 +29,7 @@ from txcaddy._gopath import compile_match, go_abs, go_clean, go_match
 from txcaddy.caddyfile.errors import ConfigError
 from txcaddy.config.placeholders import Template, go_atoi
 from txcaddy.config.registry import module
+from txcaddy.config.values import string
 from txcaddy.http.errors import HandlerError
 from txcaddy.http.request import Request
 from txcaddy.interfaces import IRequestMatcher
@@ -352,12 +353,7 @@ def _string_list(config: dict[str, Any], key: str, where: str) -> list[str] | No
 
 
 def _string(config: dict[str, Any], key: str, where: str) -> str:
-    value = config.get(key)
-    if value is None:
-        return ""
-    if not isinstance(value, str):
-        raise ConfigError(f"{where}: {key} must be a string")
-    return value
+    return string(config.get(key), f"{where}: {key}")
 
 
 _MATCHER_KEYS = frozenset({"root", "try_files", "try_policy", "split_path", "file_system"})
