@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import gc
 import platform
 import sys
 from typing import Any
@@ -21,12 +22,22 @@ class TuneAllocatorTests(SynchronousTestCase):
         self.patch(_process.sys, "platform", "darwin")
         self.assertFalse(_process.tune_allocator())
 
-    def test_twistd_service_maker_tunes_the_allocator(self) -> None:
+    def test_twistd_service_maker_tunes_the_process(self) -> None:
         calls: list[Any] = []
-        self.patch(_process, "tune_allocator", lambda: calls.append(True) or True)
+        self.patch(_process, "tune_server_process", lambda: calls.append(True))
 
         class FakeOptions:
             service = object()
 
         self.assertIs(tap.makeService(FakeOptions()), FakeOptions.service)  # type: ignore[arg-type]
         self.assertEqual(calls, [True])
+
+
+class FreezeTests(SynchronousTestCase):
+    def test_objects_alive_at_start_leave_the_collectors_view(self) -> None:
+        self.addCleanup(gc.unfreeze)
+        kept = [[] for _ in range(100)]
+        _process.freeze_startup_objects()
+        self.assertGreaterEqual(gc.get_freeze_count(), len(kept))
+        tracked = {id(obj) for obj in gc.get_objects()}
+        self.assertNotIn(id(kept[0]), tracked)

@@ -68,13 +68,13 @@ def cmd_run(args: argparse.Namespace, out: TextIO, err: TextIO) -> int:
     from twisted.internet import reactor
     from twisted.logger import globalLogBeginner, textFileLogObserver
 
-    from txcaddy._process import tune_allocator
+    from txcaddy._process import tune_server_process
     from txcaddy.config.source import load_config
     from txcaddy.service import CaddyService
 
     config, warnings = load_config(args.config, args.adapter)
     service = CaddyService(config, warnings=warnings, reactor=reactor)
-    tune_allocator()
+    tune_server_process()
     globalLogBeginner.beginLoggingTo([textFileLogObserver(_sys.stderr)], redirectStandardIO=False)
     failures: list[BaseException] = []
 

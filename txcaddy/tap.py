@@ -47,7 +47,7 @@ class Options(usage.Options):
 
 
 def makeService(options: Options) -> IService:
-    from txcaddy._process import tune_allocator
+    from txcaddy._process import tune_server_process
 
-    tune_allocator()
+    tune_server_process()
     return options.service
