@@ -34,6 +34,7 @@ from twisted.trial.unittest import SynchronousTestCase, TestCase
 from twisted.web import http, resource, server
 
 from txcaddy.caddyfile.errors import ConfigError
+from txcaddy.reverseproxy._h1client import SURPLUS_LINGER
 from txcaddy.reverseproxy._resolver import NamesHostnameResolver, parse_resolver_addresses
 from txcaddy.reverseproxy._tls import _allow_one_renegotiation
 from txcaddy.reverseproxy.transport import (
@@ -424,7 +425,9 @@ class PoolTests(PoolTestCase):
         self.assertEqual(len(self.reactor.tcpClients), 2)
 
     def test_max_idle_per_host(self) -> None:
+        # Go's rule (surplus_linger 0): a connection beyond the idle limit closes at once.
         self.pool = ConnectionPool(self.reactor, max_idle_per_host=1)
+        self.pool.surplus_linger = 0
         self.start()
         self.start()
         p1, t1 = self.connect(0)
@@ -434,6 +437,39 @@ class PoolTests(PoolTestCase):
         self.assertEqual(self.pool.idle_count(ADDR), 1)
         self.assertFalse(t1.disconnecting)
         self.assertTrue(t2.disconnecting)
+
+    def test_idle_surplus_lingers_then_the_oldest_closes(self) -> None:
+        self.pool = ConnectionPool(self.reactor, max_idle_per_host=1)
+        self.start()
+        self.start()
+        p1, t1 = self.connect(0)
+        p2, t2 = self.connect(1)
+        p1.dataReceived(b"HTTP/1.1 204 No Content\r\n\r\n")
+        p2.dataReceived(b"HTTP/1.1 204 No Content\r\n\r\n")
+        self.assertEqual(self.pool.idle_count(ADDR), 2)
+        self.assertFalse(t1.disconnecting or t2.disconnecting)
+        self.reactor.advance(SURPLUS_LINGER - 0.01)
+        self.assertEqual(self.pool.idle_count(ADDR), 2)
+        self.reactor.advance(0.01)
+        self.assertEqual(self.pool.idle_count(ADDR), 1)
+        self.assertTrue(t1.disconnecting)
+        self.assertFalse(t2.disconnecting)
+
+    def test_idle_surplus_reused_within_the_linger_is_kept(self) -> None:
+        self.pool = ConnectionPool(self.reactor, max_idle_per_host=1)
+        self.start()
+        self.start()
+        p1, t1 = self.connect(0)
+        p2, t2 = self.connect(1)
+        p1.dataReceived(b"HTTP/1.1 204 No Content\r\n\r\n")
+        p2.dataReceived(b"HTTP/1.1 204 No Content\r\n\r\n")
+        t2.clear()
+        self.start()  # takes the newest idle connection: no new dial
+        self.assertEqual(len(self.reactor.tcpClients), 2)
+        self.assertTrue(t2.value().startswith(b"GET "))
+        self.reactor.advance(SURPLUS_LINGER)
+        self.assertEqual(self.pool.idle_count(ADDR), 1)
+        self.assertFalse(t1.disconnecting or t2.disconnecting)
 
     def test_max_conns_per_host_queues(self) -> None:
         self.pool = ConnectionPool(self.reactor, max_conns_per_host=1)

@@ -30,6 +30,7 @@ from txcaddy._twisted import send_sequence_now
 RawHeaders = list[tuple[bytes, bytes]]
 
 _PENDING = object()  # no response head yet
+SURPLUS_LINGER = 1.0  # see _HostPool._trim_surplus
 _SPACE_BYTES = frozenset(b" \t\r\n\x0b\x0c")  # what bytes.strip() removes
 # Lengths of the response fields the parser looks at (content-length, transfer-encoding,
 # connection): other names are not lower-cased at all.
@@ -1164,7 +1165,8 @@ class _HostPool:
         self.key = key
         self.address = address
         self.tls = tls  # the TLS connection creator, or None for plain HTTP
-        self.idle: list[_ClientProtocol] = []
+        self.idle: list[_ClientProtocol] = []  # oldest first; reuse takes the newest
+        self.trim_call: Any = None  # closes idle connections beyond max_idle_per_host
         self.open = 0
         self.waiters: deque[Exchange] = deque()
 
@@ -1207,7 +1209,7 @@ class _HostPool:
                 return
             pool = self.pool
             max_idle = pool.max_idle_per_host
-            if max_idle is None or len(self.idle) < max_idle:
+            if max_idle is None or len(self.idle) < max_idle or (max_idle > 0 and pool.surplus_linger > 0):
                 self.idle.append(conn)
                 if pool.idle_timeout:
                     conn.idle_since = pool.reactor.seconds()
@@ -1215,9 +1217,30 @@ class _HostPool:
                         conn.idle_timer = pool.reactor.callLater(
                             pool.idle_timeout, self._idle_check, conn)
                 pool._idle_added(conn)
+                if max_idle is not None and len(self.idle) > max_idle and self.trim_call is None:
+                    self.trim_call = pool.reactor.callLater(pool.surplus_linger, self._trim_surplus)
                 return
             conn.transport.loseConnection()
         self._slot_freed()
+
+    def _trim_surplus(self) -> None:
+        """Close the idle connections beyond ``max_idle_per_host``, oldest first.
+
+        A connection that comes back while the host already keeps its share of idle ones
+        lingers for ``surplus_linger`` seconds instead of being closed at once: under a
+        steady load more requests are in flight at the peak of each burst than are idle
+        between bursts, and closing the surplus at once meant dialing it again a few
+        milliseconds later (about one request in ten on the benchmark's 64 clients).
+        """
+        self.trim_call = None
+        max_idle = self.pool.max_idle_per_host or 0
+        while len(self.idle) > max_idle:
+            self._retire(self.idle[0])
+
+    def cancel_trim(self) -> None:
+        call, self.trim_call = self.trim_call, None
+        if call is not None and call.active():
+            call.cancel()
 
     def connection_detached(self, conn: _ClientProtocol) -> None:
         """The connection left HTTP (101): it no longer counts against the host."""
@@ -1293,6 +1316,9 @@ class ConnectionPool:
     ) -> None:
         self.reactor = reactor
         self.max_idle_per_host = max_idle_per_host
+        #: Seconds an idle connection beyond max_idle_per_host lingers before it is closed
+        #: (0: closed at once, as Go does). See ``_HostPool._trim_surplus``.
+        self.surplus_linger = SURPLUS_LINGER
         self.idle_timeout = idle_timeout
         self.max_conns_per_host = max_conns_per_host
         self.dial_timeout = dial_timeout
@@ -1384,6 +1410,7 @@ class ConnectionPool:
         return host.open if host else 0
 
     def _forget_host(self, host: _HostPool) -> None:
+        host.cancel_trim()
         if self._hosts.get(host.key) is host:
             del self._hosts[host.key]
 
@@ -1403,6 +1430,7 @@ class ConnectionPool:
     def close_idle(self) -> None:
         """Close every idle connection (config unload)."""
         for host in list(self._hosts.values()):
+            host.cancel_trim()
             idle, host.idle = host.idle, []
             for conn in idle:
                 self._idle_taken(conn)
