@@ -131,9 +131,10 @@ def _idle(transport: Any) -> bool:
 def _send(transport: Any, chunks: list[bytes]) -> None:
     if not transport.connected or transport._writeDisconnected or transport._aborting:
         return  # Twisted would drop the data too
-    if transport._tempDataLen or transport.dataBuffer or transport.disconnecting or transport.TLS:
-        # Something was written through Twisted after these chunks (or the connection
-        # is closing): they go in front of it, in Twisted's buffer.
+    if transport._tempDataLen or transport.dataBuffer or transport.TLS:
+        # Something was written through Twisted after these chunks: they go in front of
+        # it, in Twisted's buffer. (A loseConnection() alone queues nothing: the chunks are
+        # sent below and Twisted closes the connection once it finds its buffer empty.)
         if transport.dataBuffer:
             transport.writeSequence(chunks)  # cannot happen: no doWrite since batching
             return

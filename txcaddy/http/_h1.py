@@ -164,15 +164,14 @@ class H1Response(Response):
         if text.count("\n") != len(lines) or text.count("\r") != len(lines):
             text = "".join(_clean_line(line) for line in lines[:-1]) + "\r\n"
         data = text.encode("latin-1", "replace")
-        if self._held:
-            held, self._held = self._held, []
-            if self._body_allowed:
-                if self._chunked:
-                    data = b"".join([data, b"%x\r\n" % self._held_size, *held, b"\r\n"])
-                else:
-                    data = b"".join([data, *held])
-        # One write of one joined buffer: far cheaper than many small writes through Twisted.
-        send_now(protocol.transport, data)
+        held, self._held = self._held, []
+        if not held or not self._body_allowed:
+            send_now(protocol.transport, data)
+        elif self._chunked:
+            send_sequence_now(protocol.transport, [data, b"%x\r\n" % self._held_size, *held, b"\r\n"])
+        else:
+            # Head and body leave in one gathering send, without copying the body.
+            send_sequence_now(protocol.transport, [data, *held])
 
     def flush(self) -> None:
         """Send the head and anything held back now (for streamed responses)."""
