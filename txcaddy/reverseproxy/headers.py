@@ -380,6 +380,7 @@ def prepare_upstream_headers(
     X-Forwarded-For/-Proto/-Host are set (trusting the client's values only from a trusted
     peer), ``Host`` is ``request.host``. Content-Length is left out: the proxy frames the
     body it sends. Raises ``ForwardedHeadersError`` for a peer that is not an IP address.
+    The result shares value lists with ``request.headers``: ``copy()`` it before ``add``.
     """
     source = request.headers
     connection = "\n".join(source.values_of("Connection") or ())
@@ -390,7 +391,8 @@ def prepare_upstream_headers(
             upgrade = (source.first("Upgrade") or "").lower() or None
     else:
         drop, lists_te = _REQUEST_DROP, False
-    headers = source.copy_without(drop)
+    # Shared value lists: below, fields are only replaced; header_up ops work on a copy().
+    headers = source.view_without(drop)
     if request.host:
         headers.set_canonical("Host", request.host)
     # Go removes the Connection-named fields first: "Connection: TE" takes TE with it.
