@@ -564,10 +564,7 @@ class HTTP11Protocol(Protocol):
         else:
             length = 0
 
-        def on_drain() -> None:
-            self._resume_reading("body")
-
-        body = RequestBody(length, on_drain, self)
+        body = RequestBody(length, self._body_drained, self)
         request = Request(
             method,
             target,
@@ -597,11 +594,15 @@ class HTTP11Protocol(Protocol):
         self._parsing = exchange
         self._exchanges.append(exchange)
         if expect:
-            body._on_drain = lambda: (self._send_continue(exchange), on_drain())
+            body._on_drain = lambda: (self._send_continue(exchange), self._body_drained())
         if len(self._exchanges) == 1:
             self._dispatch(exchange)
         else:
             self._pause_reading("pipeline")
+
+    def _body_drained(self) -> None:
+        """A request body's consumer took what was kept: read from the client again."""
+        self._resume_reading("body")
 
     def on_body(self, data: bytes) -> None:
         exchange = self._parsing

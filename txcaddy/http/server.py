@@ -65,11 +65,16 @@ class HTTPServer:
             self._failed(request, response, error)
             return
         if isinstance(result, Deferred):
-            result.addCallbacks(
-                lambda _: self._chain_done(request, response), lambda f: self._failed(request, response, f.value)
-            )
+            # Bound methods with arguments: no closures made per request.
+            result.addCallbacks(self._chain_result, self._chain_error, (request, response), None, (request, response))
         else:
             self._chain_done(request, response)
+
+    def _chain_result(self, _: Any, request: Request, response: Response) -> None:
+        self._chain_done(request, response)
+
+    def _chain_error(self, failure: Failure, request: Request, response: Response) -> None:
+        self._failed(request, response, failure.value)
 
     def _chain_done(self, request: Request, response: Response) -> None:
         if self.access_log is not None:
