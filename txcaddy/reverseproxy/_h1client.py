@@ -42,6 +42,8 @@ CHUNKED = -1
 _NO_BODY_STATUSES = frozenset((204, 304))
 _FRAMING_HEADERS = frozenset((b"content-length", b"transfer-encoding"))
 # Request header names the client looks at while writing the head (lower-case).
+# Field names as written -> their lower-case form if the pool looks at them, else b"".
+_noticed_names: dict[bytes, bytes] = {}
 _NOTICED_HEADERS = _FRAMING_HEADERS | {
     b"connection", b"upgrade", b"expect", b"idempotency-key", b"x-idempotency-key"}
 # Go's Request.isReplayable: bodyless requests with these methods may be re-sent.
@@ -1357,9 +1359,16 @@ class ConnectionPool:
         """
         parts = [method, b" ", target, b" HTTP/1.1\r\n"]
         wants_close = switching = idempotency_key = expects_continue = False
+        noticed = _noticed_names
         for name, value in headers:
-            lower = name.lower()
-            if lower in _NOTICED_HEADERS:
+            lower = noticed.get(name)
+            if lower is None:  # a name not seen before: remember whether it matters here
+                lower = name.lower()
+                if lower not in _NOTICED_HEADERS:
+                    lower = b""
+                if len(noticed) < 4096:
+                    noticed[name] = lower
+            if lower:
                 if lower in _FRAMING_HEADERS:
                     continue
                 if lower == b"connection":
