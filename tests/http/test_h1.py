@@ -110,6 +110,18 @@ class ProtocolTests(SynchronousTestCase):
         self.assertTrue(out.endswith(b"\r\n\r\nGET /a "))
         self.assertFalse(self.transport.disconnecting)
 
+    def test_local_address_is_asked_for_once_and_only_when_used(self) -> None:
+        calls: list[Any] = []
+        get_host = self.transport.getHost
+        self.patch(self.transport, "getHost", lambda: calls.append(1) or get_host())
+        self.send(b"GET /a HTTP/1.1\r\nHost: x\r\n\r\nGET /b HTTP/1.1\r\nHost: x\r\n\r\n")
+        self.assertEqual(calls, [])
+        first, second = self.echo.seen[-2:]
+        address = get_host()
+        self.assertEqual(first.local, (address.host, address.port))
+        self.assertEqual(second.local, (address.host, address.port))
+        self.assertEqual(calls, [1])
+
     def test_routing_happens_at_header_time(self) -> None:
         self.send(b"POST /up HTTP/1.1\r\nHost: x\r\nContent-Length: 10\r\n\r\n01234")
         self.assertEqual([r.path for r in self.echo.seen], ["/up"])  # before the body ended

@@ -331,7 +331,7 @@ class HTTP11Protocol(Protocol):
         self._paused_reasons: set[str] = set()
         self._buffered_input = bytearray()  # bytes held back while a response is being written
         self._remote: tuple[str, int] = ("", 0)
-        self._local: tuple[str, int] = ("", 0)
+        self._local: tuple[str, int] | None = None  # asked for when first needed (a syscall)
         self._error_status = 0
         self._idle_call: Any = None
         self._idle_since: float | None = None
@@ -349,9 +349,7 @@ class HTTP11Protocol(Protocol):
 
     def connectionMade(self) -> None:
         peer = self.transport.getPeer()
-        host = self.transport.getHost()
         self._remote = (_unmapped(getattr(peer, "host", "") or ""), getattr(peer, "port", 0) or 0)
-        self._local = (getattr(host, "host", "") or "", getattr(host, "port", 0) or 0)
         self.server.connection_made(self)
         self._arm_idle_timer()
 
@@ -377,6 +375,14 @@ class HTTP11Protocol(Protocol):
             exchange.response.connection_lost(ConnectionError(str(error)))
         self._exchanges.clear()
         self.server.connection_lost(self)
+
+    def _local_address(self) -> tuple[str, int]:
+        """This end of the connection, asked for once (``getHost`` is a ``getsockname`` call)."""
+        local = self._local
+        if local is None:
+            host = self.transport.getHost() if self.transport is not None else None
+            local = self._local = (getattr(host, "host", "") or "", getattr(host, "port", 0) or 0)
+        return local
 
     @property
     def idle(self) -> bool:
@@ -571,7 +577,7 @@ class HTTP11Protocol(Protocol):
             headers,
             proto=f"HTTP/{version}",
             remote=self._remote,
-            local=self._local,
+            local=self._local if self._local is not None else self._local_address,
             tls=self.tls,
             body=body,
             server=self.server,

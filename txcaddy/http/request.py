@@ -112,7 +112,7 @@ class Request:
         *,
         proto: str = "HTTP/1.1",
         remote: tuple[str, int] = ("", 0),
-        local: tuple[str, int] = ("", 0),
+        local: tuple[str, int] | Callable[[], tuple[str, int]] = ("", 0),
         tls: Any = None,
         body: RequestBody | None = None,
         server: Any = None,
@@ -124,7 +124,7 @@ class Request:
         self.headers = headers
         self.proto = proto
         self.remote = remote
-        self.local = local
+        self._local = local  # or a callable giving it (the connection asks the kernel lazily)
         self.tls = tls
         self.body = body if body is not None else RequestBody(0)
         self.server = server
@@ -144,6 +144,14 @@ class Request:
         self.placeholders: dict[str, Any] = {}
         self.groups: set[str] = set()  # route groups already applied (first match wins)
         self.error: Any = None  # the HandlerError being handled in error routes
+
+    @property
+    def local(self) -> tuple[str, int]:
+        """The server's (host, port) the request arrived on."""
+        local = self._local
+        if callable(local):
+            local = self._local = local()
+        return local
 
     # -- the URL ----------------------------------------------------------------------
 
