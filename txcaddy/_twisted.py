@@ -26,6 +26,8 @@ from collections.abc import Sequence
 from typing import Any
 
 from twisted.internet import tcp, unix
+from twisted.internet.error import ConnectionDone
+from twisted.python.failure import Failure
 
 try:
     from twisted.internet.epollreactor import EPollReactor
@@ -44,13 +46,19 @@ class _SendBatch:
 
     def __init__(self) -> None:
         self.pending: dict[Any, list[bytes]] = {}
+        self.closing: set[Any] = set()  # pending transports to close once their data is sent
         self._reactors: set[int] = set()  # reactors whose doIteration sends the batch first
 
     def add(self, transport: Any, chunks: list[bytes]) -> None:
         pending = self.pending
         queued = pending.get(transport)
         if queued is not None:
-            queued.extend(chunks)
+            if transport._tempDataLen or transport.dataBuffer:
+                # Written through Twisted since: that data goes out after the batch (see
+                # _send), and these chunks after that data.
+                transport.writeSequence(chunks)
+            else:
+                queued.extend(chunks)
             return
         if not _idle(transport):
             transport.writeSequence(chunks)
@@ -76,8 +84,11 @@ class _SendBatch:
 
     def flush(self) -> None:
         pending, self.pending = self.pending, {}
+        closing, self.closing = self.closing, set()
         for transport, chunks in pending.items():
             _send(transport, chunks)
+            if closing and transport in closing:
+                _close(transport)
 
 
 _BATCH = _SendBatch()
@@ -156,6 +167,37 @@ def _send(transport: Any, chunks: list[bytes]) -> None:
             transport.writeSequence(rest)
             return
         sent -= len(chunk)
+
+
+def _close(transport: Any) -> None:
+    """Close a connection whose last data was just sent (see ``lose_connection``)."""
+    if not transport.connected:
+        return
+    if transport.disconnecting or transport._tempDataLen or transport.dataBuffer or transport.producer is not None:
+        transport.loseConnection()  # something is left to send: Twisted's way
+        return
+    # Nothing left to write: what Twisted's loseConnection would reach one reactor turn and
+    # two epoll_ctl calls later (register for writing, find the buffer empty, close).
+    transport.connectionLost(Failure(ConnectionDone()))
+
+
+def lose_connection(transport: Any) -> None:
+    """``transport.loseConnection()``, closing right after this iteration's batched sends.
+
+    Reading stops now, as with ``loseConnection``; when the batch has been sent in full the
+    connection is closed at once instead of through a write-readiness round trip.
+    """
+    if (
+        transport in _BATCH.pending
+        and transport.producer is None
+        and type(transport) in _DIRECT
+        and transport.connected
+        and not transport.disconnecting
+    ):
+        _BATCH.closing.add(transport)
+        transport.stopReading()
+        return
+    transport.loseConnection()
 
 
 def send_now(transport: Any, data: bytes) -> None:

@@ -28,7 +28,7 @@ from twisted.internet.protocol import Factory, Protocol
 from twisted.logger import Logger
 from zope.interface import implementer
 
-from txcaddy._twisted import send_now, send_sequence_now
+from txcaddy._twisted import lose_connection, send_now, send_sequence_now
 from txcaddy.http.errors import HandlerError, status_text
 from txcaddy.http.headers import Headers
 from txcaddy.http.request import Request, RequestBody
@@ -720,7 +720,7 @@ class HTTP11Protocol(Protocol):
         if response.close_connection or self._error_status or (self.closing and exchange.complete):
             self._exchanges.popleft()
             self.closing = True
-            self.transport.loseConnection()
+            lose_connection(self.transport)
             return
         if not exchange.complete:
             body = exchange.request.body

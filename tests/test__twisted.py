@@ -1,0 +1,93 @@
+"""Tests for txcaddy._twisted: batched sends and the fast close, over real loopback sockets."""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from typing import Any
+
+from twisted.internet import reactor
+from twisted.internet.defer import Deferred
+from twisted.internet.protocol import ClientFactory, Factory, Protocol
+from twisted.internet.testing import StringTransport
+from twisted.trial.unittest import SynchronousTestCase, TestCase
+
+from txcaddy import _twisted
+
+
+class _Collect(Protocol):
+    def __init__(self, done: Deferred[bytes]) -> None:
+        self.data = bytearray()
+        self.done = done
+
+    def dataReceived(self, data: bytes) -> None:
+        self.data += data
+
+    def connectionLost(self, reason: Any = None) -> None:
+        self.done.callback(bytes(self.data))
+
+
+class _Writer(Protocol):
+    """Runs ``script(transport)`` as soon as the connection is up."""
+
+    def __init__(self, script: Callable[[Any], None]) -> None:
+        self.script = script
+
+    def connectionMade(self) -> None:
+        self.script(self.transport)
+
+
+class BatchedSendTests(TestCase):
+    def exchange(self, script: Callable[[Any], None]) -> Deferred[bytes]:
+        """Serve one connection with ``script``; fire with every byte the client got before EOF."""
+        server = Factory.forProtocol(lambda: _Writer(script))
+        port = reactor.listenTCP(0, server, interface="127.0.0.1")
+        self.addCleanup(port.stopListening)
+        done: Deferred[bytes] = Deferred()
+        client = ClientFactory.forProtocol(lambda: _Collect(done))
+        reactor.connectTCP("127.0.0.1", port.getHost().port, client)
+        return done
+
+    async def test_batched_data_then_fast_close(self) -> None:
+        def script(transport: Any) -> None:
+            _twisted.send_now(transport, b"head ")
+            _twisted.send_sequence_now(transport, [b"body ", b"end"])
+            _twisted.lose_connection(transport)
+            self.assertIn(transport, _twisted._BATCH.closing)
+
+        self.assertEqual(await self.exchange(script), b"head body end")
+
+    async def test_batched_data_is_sent_before_a_plain_lose_connection(self) -> None:
+        def script(transport: Any) -> None:
+            _twisted.send_now(transport, b"all of it")
+            transport.loseConnection()
+
+        self.assertEqual(await self.exchange(script), b"all of it")
+
+    async def test_twisted_writes_after_batched_ones_keep_their_order(self) -> None:
+        def script(transport: Any) -> None:
+            _twisted.send_now(transport, b"first ")
+            transport.write(b"second ")  # straight to Twisted's buffer
+            _twisted.send_now(transport, b"third")  # queued behind the batched data
+            transport.loseConnection()
+
+        self.assertEqual(await self.exchange(script), b"first second third")
+
+    async def test_more_than_the_kernel_takes_at_once_arrives_whole(self) -> None:
+        blob = bytes(range(256)) * 40_000  # ~10 MB: the rest goes through Twisted's buffer
+
+        def script(transport: Any) -> None:
+            _twisted.send_sequence_now(transport, [b"<", blob, b">"])
+            _twisted.lose_connection(transport)
+
+        self.assertEqual(await self.exchange(script), b"<" + blob + b">")
+
+
+class OtherTransportTests(SynchronousTestCase):
+    def test_other_transports_are_written_normally(self) -> None:
+        transport = StringTransport()
+        _twisted.send_now(transport, b"a")
+        _twisted.send_sequence_now(transport, [b"b", b"c"])
+        _twisted.lose_connection(transport)
+        self.assertEqual(transport.value(), b"abc")
+        self.assertTrue(transport.disconnecting)
+        self.assertEqual(_twisted._BATCH.pending, {})
