@@ -71,7 +71,7 @@ class _SendBatch:
     def _hook(self, reactor: Any) -> None:
         self._reactors.add(id(reactor))
         if EPollReactor is not None and isinstance(reactor, EPollReactor):
-            reactor.doIteration = _epoll_iteration(reactor, self)
+            reactor.doIteration = _epoll_iteration(reactor, self)  # type: ignore[method-assign]
             return
         poll = reactor.doIteration
 

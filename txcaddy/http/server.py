@@ -66,7 +66,9 @@ class HTTPServer:
             return
         if isinstance(result, Deferred):
             # Bound methods with arguments: no closures made per request.
-            result.addCallbacks(self._chain_result, self._chain_error, (request, response), None, (request, response))
+            result.addCallbacks(
+                self._chain_result, self._chain_error, callbackArgs=(request, response), errbackArgs=(request, response)
+            )
         else:
             self._chain_done(request, response)
 
