@@ -455,6 +455,29 @@ class PoolTests(PoolTestCase):
         self.assertTrue(t1.disconnecting)
         self.assertFalse(t2.disconnecting)
 
+    def test_idle_surplus_in_use_by_bursts_is_not_closed(self) -> None:
+        self.pool = ConnectionPool(self.reactor, max_idle_per_host=1)
+        self.start()
+        self.start()
+        p1, t1 = self.connect(0)
+        p2, t2 = self.connect(1)
+        p1.dataReceived(b"HTTP/1.1 204 No Content\r\n\r\n")
+        p2.dataReceived(b"HTTP/1.1 204 No Content\r\n\r\n")  # idle: [p1, p2], one too many
+        self.reactor.advance(SURPLUS_LINGER / 2)
+        self.start()  # a burst takes both again
+        self.start()
+        self.reactor.advance(0.1)
+        p1.dataReceived(b"HTTP/1.1 204 No Content\r\n\r\n")
+        p2.dataReceived(b"HTTP/1.1 204 No Content\r\n\r\n")
+        self.reactor.advance(SURPLUS_LINGER / 2)  # the first trim: the surplus idled only 0.4 s
+        self.assertEqual(self.pool.idle_count(ADDR), 2)
+        self.assertFalse(t1.disconnecting or t2.disconnecting)
+        self.reactor.advance(SURPLUS_LINGER / 2)  # idle for the whole linger now
+        self.assertEqual(self.pool.idle_count(ADDR), 1)
+        self.assertEqual(len(self.reactor.tcpClients), 2)  # never redialled
+        self.assertTrue(t1.disconnecting or t2.disconnecting)
+        self.assertFalse(t1.disconnecting and t2.disconnecting)
+
     def test_idle_surplus_reused_within_the_linger_is_kept(self) -> None:
         self.pool = ConnectionPool(self.reactor, max_idle_per_host=1)
         self.start()
