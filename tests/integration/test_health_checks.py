@@ -14,7 +14,7 @@ from typing import Any
 
 import treq
 from twisted.internet import reactor as _reactor
-from twisted.internet.defer import inlineCallbacks
+from twisted.internet.defer import Deferred, inlineCallbacks
 from twisted.internet.task import deferLater
 from twisted.protocols.policies import WrappingFactory
 from twisted.trial.unittest import TestCase
@@ -243,11 +243,13 @@ class PassiveHealthTests(HealthTestCase):
     @inlineCallbacks
     def test_unhealthy_request_count_limits_requests_in_flight(self) -> Any:
         held: list[Any] = []
+        arrived: Deferred[None] = Deferred()
 
         def hold(request: Any, seen: Any, body: bytes) -> Any:
             if seen["uri"] != "/held":
                 return None
             held.append(request)
+            arrived.callback(None)
             return server.NOT_DONE_YET
 
         a = self.backend("a", hold)
@@ -256,8 +258,7 @@ class PassiveHealthTests(HealthTestCase):
             f"\treverse_proxy {a.address} {b.address} {{\n"
             "\t\tlb_policy first\n\t\tunhealthy_request_count 1\n\t}")
         first = treq.get(base + "/held", persistent=False)
-        while not held:
-            yield deferLater(reactor, 0.01)
+        yield arrived  # the held request reached the backend
         response, body = yield self.get(base + "/next")
         self.assertEqual(json.loads(body)["backend"], "b")  # a is full
         held[0].write(b"released")
