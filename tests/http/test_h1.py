@@ -11,6 +11,7 @@ from zope.interface import implementer
 
 from txcaddy.http._h1 import HTTP11Factory
 from txcaddy.http.errors import HandlerError
+from txcaddy.http.headers import Headers
 from txcaddy.http.routing import MatcherSet, Route, RouteList
 from txcaddy.http.server import HTTPServer
 from txcaddy.interfaces import IHandler, IRequestMatcher
@@ -229,3 +230,58 @@ class ProtocolTests(SynchronousTestCase):
         self.server.drain(5, self.clock)
         self.clock.advance(5)
         self.assertTrue(self.transport.disconnecting)
+
+
+@implementer(IHandler)
+class Fields:
+    """Answers with the given header fields, body and trailers (forcing chunked coding)."""
+
+    def __init__(self, fields: list[tuple[str, str]], trailers: list[tuple[str, str]] | None = None,
+                 informational: bool = False) -> None:
+        self.fields = fields
+        self.trailers = trailers or []
+        self.informational = informational
+
+    def serve(self, request: Any, response: Any, next: Any) -> None:
+        if self.informational:
+            response.write_informational(103, Headers([("Link", "</a.css>; rel=preload\r\nX-Evil: 1")]))
+        for name, value in self.fields:
+            response.headers.add(name, value)
+        response.write_head(200)
+        response.write(b"x" * 3000)  # past the hold limit: chunked
+        if self.trailers:
+            response.add_trailers(Headers(self.trailers))
+        response.finish()
+
+
+class HeadWritingTests(SynchronousTestCase):
+    def serve(self, handler: Any, request: bytes = b"GET / HTTP/1.1\r\nHost: x\r\n\r\n") -> bytes:
+        server = HTTPServer("srv0", [":80"], RouteList([Route([handler])]), reactor=MemoryReactorClock())
+        protocol = HTTP11Factory(server, server.reactor).buildProtocol(None)
+        transport = StringTransport()
+        protocol.makeConnection(transport)
+        protocol.dataReceived(request)
+        return transport.value()
+
+    def test_cr_and_lf_in_values_never_split_the_response(self) -> None:
+        out = self.serve(Fields([("X-A", "one\r\nX-Injected: 1"), ("X-B", "two\nthree"), ("X-C", "fine")]))
+        head = out.split(b"\r\n\r\n", 1)[0]
+        self.assertIn(b"\r\nX-A: one  X-Injected: 1\r\n", head)
+        self.assertIn(b"\r\nX-B: two three\r\n", head)
+        self.assertIn(b"\r\nX-C: fine\r\n", head)
+        self.assertNotIn(b"\r\nX-Injected", head)
+        self.assertTrue(head.startswith(b"HTTP/1.1 200 OK\r\n"))
+
+    def test_fields_whose_names_are_not_tokens_are_dropped(self) -> None:
+        out = self.serve(Fields([("Bad Name", "x"), ("X-Good", "y")]))
+        head = out.split(b"\r\n\r\n", 1)[0]
+        self.assertNotIn(b"Bad Name", head)
+        self.assertIn(b"\r\nX-Good: y\r\n", head)
+
+    def test_trailers_are_cleaned_the_same_way(self) -> None:
+        out = self.serve(Fields([], trailers=[("X-Sum", "abc\r\nX-Injected: 1")]))
+        self.assertTrue(out.endswith(b"\r\n0\r\nX-Sum: abc  X-Injected: 1\r\n\r\n"))
+
+    def test_informational_responses_are_cleaned_the_same_way(self) -> None:
+        out = self.serve(Fields([], informational=True))
+        self.assertTrue(out.startswith(b"HTTP/1.1 103 Early Hints\r\nLink: </a.css>; rel=preload  X-Evil: 1\r\n\r\nHTTP/1.1 200 OK\r\n"))

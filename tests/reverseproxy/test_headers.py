@@ -474,12 +474,30 @@ class ToRawTests(SynchronousTestCase):
         ])
         self.assertEqual(headers.get("X-Bytes").encode("latin-1"), b"\xff\x00\x80")
 
-    def test_copy_without(self) -> None:
-        headers = Headers([("A", "1"), ("B", "2"), ("A", "3")])
-        copy = headers.copy_without({"B"})
-        copy.add("A", "4")
-        self.assertEqual(items(copy), [("A", "1"), ("A", "3"), ("A", "4")])
-        self.assertEqual(headers.get_all("A"), ["1", "3"])
+    def test_view_without(self) -> None:
+        headers = Headers([("A", "1"), ("B", "2"), ("A", "3"), ("C", "5")])
+        view = headers.view_without({"B"})
+        self.assertEqual(items(view), [("A", "1"), ("A", "3"), ("C", "5")])
+        view.set_canonical("A", "9")  # replacing a field leaves the original alone
+        view.delete("C")
+        self.assertEqual(items(view), [("A", "9")])
+        self.assertEqual(items(headers), [("A", "1"), ("A", "3"), ("B", "2"), ("C", "5")])
+        copied = view.copy()  # what header_up works on: appending is safe there
+        copied.add("A", "10")
+        self.assertEqual(view.get_all("A"), ["9"])
+
+    def test_canonical_name_lookups_and_merge(self) -> None:
+        headers = Headers([("content-type", "text/plain"), ("X-A", "1"), ("x-a", "2")])
+        self.assertEqual(headers.values_of("X-A"), ["1", "2"])
+        self.assertIsNone(headers.values_of("x-a"))  # the canonical name is expected
+        self.assertEqual(headers.first("Content-Type"), "text/plain")
+        self.assertIsNone(headers.first("Missing"))
+        out = Headers([("Server", "Caddy"), ("X-A", "0")])
+        out.merge(headers)
+        self.assertEqual(items(out), [("Server", "Caddy"), ("X-A", "0"), ("X-A", "1"), ("X-A", "2"),
+                                      ("Content-Type", "text/plain")])
+        out.add("X-A", "3")
+        self.assertEqual(headers.values_of("X-A"), ["1", "2"])  # merge copied the lists
 
 
 class CompressionRequestTests(SynchronousTestCase):

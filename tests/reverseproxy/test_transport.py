@@ -7,6 +7,7 @@ import datetime
 import ipaddress
 import os
 import socket
+from typing import Any
 
 from cryptography import x509
 from cryptography.hazmat.primitives import hashes
@@ -424,28 +425,29 @@ class PoolTests(PoolTestCase):
         self.start()
         self.assertEqual(len(self.reactor.tcpClients), 2)
 
-    def test_max_idle_per_host(self) -> None:
-        # Go's rule (surplus_linger 0): a connection beyond the idle limit closes at once.
+    def two_answered_connections(self, surplus_linger: float | None = None) -> tuple[Any, Any, Any, Any]:
+        """A pool keeping one idle connection per host, after two requests were answered on
+        two connections: (protocol, transport) of the first, then of the second."""
         self.pool = ConnectionPool(self.reactor, max_idle_per_host=1)
-        self.pool.surplus_linger = 0
+        if surplus_linger is not None:
+            self.pool.surplus_linger = surplus_linger
         self.start()
         self.start()
         p1, t1 = self.connect(0)
         p2, t2 = self.connect(1)
         p1.dataReceived(b"HTTP/1.1 204 No Content\r\n\r\n")
         p2.dataReceived(b"HTTP/1.1 204 No Content\r\n\r\n")
+        return p1, t1, p2, t2
+
+    def test_max_idle_per_host(self) -> None:
+        # Go's rule (surplus_linger 0): a connection beyond the idle limit closes at once.
+        p1, t1, p2, t2 = self.two_answered_connections(surplus_linger=0)
         self.assertEqual(self.pool.idle_count(ADDR), 1)
         self.assertFalse(t1.disconnecting)
         self.assertTrue(t2.disconnecting)
 
     def test_idle_surplus_lingers_then_the_oldest_closes(self) -> None:
-        self.pool = ConnectionPool(self.reactor, max_idle_per_host=1)
-        self.start()
-        self.start()
-        p1, t1 = self.connect(0)
-        p2, t2 = self.connect(1)
-        p1.dataReceived(b"HTTP/1.1 204 No Content\r\n\r\n")
-        p2.dataReceived(b"HTTP/1.1 204 No Content\r\n\r\n")
+        p1, t1, p2, t2 = self.two_answered_connections()
         self.assertEqual(self.pool.idle_count(ADDR), 2)
         self.assertFalse(t1.disconnecting or t2.disconnecting)
         self.reactor.advance(SURPLUS_LINGER - 0.01)
@@ -456,13 +458,7 @@ class PoolTests(PoolTestCase):
         self.assertFalse(t2.disconnecting)
 
     def test_idle_surplus_in_use_by_bursts_is_not_closed(self) -> None:
-        self.pool = ConnectionPool(self.reactor, max_idle_per_host=1)
-        self.start()
-        self.start()
-        p1, t1 = self.connect(0)
-        p2, t2 = self.connect(1)
-        p1.dataReceived(b"HTTP/1.1 204 No Content\r\n\r\n")
-        p2.dataReceived(b"HTTP/1.1 204 No Content\r\n\r\n")  # idle: [p1, p2], one too many
+        p1, t1, p2, t2 = self.two_answered_connections()  # idle: [p1, p2], one too many
         self.reactor.advance(SURPLUS_LINGER / 2)
         self.start()  # a burst takes both again
         self.start()
@@ -479,13 +475,7 @@ class PoolTests(PoolTestCase):
         self.assertFalse(t1.disconnecting and t2.disconnecting)
 
     def test_idle_surplus_reused_within_the_linger_is_kept(self) -> None:
-        self.pool = ConnectionPool(self.reactor, max_idle_per_host=1)
-        self.start()
-        self.start()
-        p1, t1 = self.connect(0)
-        p2, t2 = self.connect(1)
-        p1.dataReceived(b"HTTP/1.1 204 No Content\r\n\r\n")
-        p2.dataReceived(b"HTTP/1.1 204 No Content\r\n\r\n")
+        p1, t1, p2, t2 = self.two_answered_connections()
         t2.clear()
         self.start()  # takes the newest idle connection: no new dial
         self.assertEqual(len(self.reactor.tcpClients), 2)

@@ -19,7 +19,9 @@ from __future__ import annotations
 
 import time
 from collections import deque
+from collections.abc import Iterable
 from email.utils import formatdate
+from operator import itemgetter
 from typing import Any
 
 import httptools
@@ -50,25 +52,15 @@ class _Date:
 
     def __init__(self) -> None:
         self._second = -1
-        self._value = b""
         self._line = ""
-
-    def now(self, seconds: float) -> bytes:
-        self._update(seconds)
-        return self._value
 
     def line(self, seconds: float) -> str:
         """``Date: ...\\r\\n`` as text."""
-        self._update(seconds)
-        return self._line
-
-    def _update(self, seconds: float) -> None:
         second = int(seconds)
         if second != self._second:
             self._second = second
-            text = formatdate(second, usegmt=True)
-            self._value = text.encode("ascii")
-            self._line = "Date: " + text + "\r\n"
+            self._line = "Date: " + formatdate(second, usegmt=True) + "\r\n"
+        return self._line
 
 
 _DATE = _Date()
@@ -146,24 +138,10 @@ class H1Response(Response):
             headers.set("Connection", "close")
         elif self._http10:
             headers.set("Connection", "keep-alive")
-        # Built as text and encoded once; a value with CR or LF (which would split the
-        # response) is caught by counting line ends, then every value is cleaned.
         lines = [_status_line(status, self._http10)]
         if headers.values_of("Date") is None:
             lines.append(_DATE.line(protocol.clock()))
-        valid = _valid_names
-        for name, values in headers.lists():
-            ok = valid.get(name)
-            if ok is None:
-                ok = _valid_field_name(name)
-            if ok:  # Go drops fields whose names are not tokens
-                for value in values:
-                    lines.append(name + ": " + value + "\r\n")
-        lines.append("\r\n")
-        text = "".join(lines)
-        if text.count("\n") != len(lines) or text.count("\r") != len(lines):
-            text = "".join(_clean_line(line) for line in lines[:-1]) + "\r\n"
-        data = text.encode("latin-1", "replace")
+        data = _head_bytes(lines, headers.lists())
         held, self._held = self._held, []
         if not held or not self._body_allowed:
             send_now(protocol.transport, data)
@@ -202,12 +180,7 @@ class H1Response(Response):
             self._emit_head(self._held_size)
         elif self._chunked and self._body_allowed:
             if self.trailers:
-                lines = [b"0\r\n"]
-                for name, value in self.trailers.items():
-                    if _valid_field_name(name):
-                        lines += [name.encode("latin-1"), b": ", _header_value(value), b"\r\n"]
-                lines.append(b"\r\n")
-                send_now(self._protocol.transport, b"".join(lines))
+                send_now(self._protocol.transport, _head_bytes(["0\r\n"], self.trailers.lists()))
             else:
                 send_now(self._protocol.transport, b"0\r\n\r\n")
         self._protocol._response_finished(self)
@@ -223,11 +196,8 @@ class H1Response(Response):
         """Send a 1xx response (100 Continue, 103 Early Hints) before the final one."""
         if self.head_sent or self._http10:
             return
-        lines = [b"HTTP/1.1 ", str(status).encode("ascii"), b" ", status_text(status).encode("ascii"), b"\r\n"]
-        for name, value in (headers.items() if headers is not None else ()):
-            lines += [name.encode("latin-1"), b": ", _header_value(value), b"\r\n"]
-        lines.append(b"\r\n")
-        self._protocol.transport.writeSequence(lines)
+        fields = headers.lists() if headers is not None else ()
+        send_now(self._protocol.transport, _head_bytes([_status_line(status, False)], fields))
 
     @property
     def can_switch_protocols(self) -> bool:
@@ -294,16 +264,27 @@ def _asks_close(values: list[str]) -> bool:
     return False
 
 
-def _field_name(field: tuple[str, str]) -> str:
-    return field[0]
+def _head_bytes(lines: list[str], fields: Iterable[tuple[str, list[str]]]) -> bytes:
+    """``lines`` (a status line, or a chunked body's last-chunk line) with the header fields
+    and the blank line after them, as bytes.
 
-
-def _header_value(value: str) -> bytes:
-    # Header values never carry CR or LF onto the wire (no response splitting).
-    data = value.encode("latin-1", "replace")
-    if b"\r" in data or b"\n" in data:
-        data = data.replace(b"\r", b" ").replace(b"\n", b" ")
-    return data
+    Go drops fields whose names are not tokens. The head is built as text and encoded once;
+    a value with CR or LF (which would split the response) is caught by counting line ends,
+    and then every value has them turned into spaces.
+    """
+    valid = _valid_names
+    for name, values in fields:
+        ok = valid.get(name)
+        if ok is None:
+            ok = _valid_field_name(name)
+        if ok:
+            for value in values:
+                lines.append(name + ": " + value + "\r\n")
+    lines.append("\r\n")
+    text = "".join(lines)
+    if text.count("\n") != len(lines) or text.count("\r") != len(lines):
+        text = "".join(_clean_line(line) for line in lines[:-1]) + "\r\n"
+    return text.encode("latin-1", "replace")
 
 
 @implementer(IPushProducer)
@@ -671,13 +652,9 @@ class HTTP11Protocol(Protocol):
         exchange = self._switchable(response)
         if exchange is None:
             raise RuntimeError("switch_protocols needs the connection's upgrade request, before any response")
-        lines = [b"HTTP/1.1 101 Switching Protocols\r\n"]
-        for name, value in sorted(response.headers.items(), key=_field_name):
-            if _valid_field_name(name):
-                lines += [name.encode("latin-1"), b": ", _header_value(value), b"\r\n"]
-        lines.append(b"\r\n")
+        fields = sorted(response.headers.lists(), key=itemgetter(0))  # by name, as Go writes them
         transport = self.transport
-        transport.write(b"".join(lines))
+        send_now(transport, _head_bytes(["HTTP/1.1 101 Switching Protocols\r\n"], fields))
         response.head_sent = True
         response.status = 101
         response.finished = True

@@ -146,19 +146,12 @@ class Headers:
         new._fields = {name: list(values) for name, values in self._fields.items()}
         return new
 
-    def copy_without(self, names: Container[str]) -> Headers:
-        """A copy leaving out the fields whose canonical name is in ``names``, in one pass."""
-        new = Headers()
-        new._fields = {
-            name: list(values) for name, values in self._fields.items() if name not in names
-        }
-        return new
-
     def view_without(self, names: Container[str]) -> Headers:
-        """Like ``copy_without`` but sharing the value lists with this one (a hot path).
+        """The fields whose canonical name is not in ``names``, sharing their value lists.
 
-        Fields may be replaced (``set``, ``set_canonical``) or removed on the result, never
-        appended to (``add``): that would change this object too. ``copy()`` it first.
+        No list is copied (a hot path): fields may be replaced (``set``, ``set_canonical``)
+        or removed on the result, never appended to (``add``), which would change this
+        object too; ``copy()`` the result first for that.
         """
         new = Headers.__new__(Headers)
         new._fields = {name: values for name, values in self._fields.items() if name not in names}

@@ -285,11 +285,6 @@ class Exchange:
             self.when_head(d.callback, d.errback)
         return d
 
-    @property
-    def head_arrived(self) -> bool:
-        """Whether the final head (or a failure) was reported."""
-        return self._head_result is not _PENDING
-
     def _report_head(self, result: Any) -> None:
         self._head_result = result
         waiters, self._head_waiters = self._head_waiters, []
