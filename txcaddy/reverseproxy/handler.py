@@ -9,9 +9,10 @@ never sent twice. The response streams back as it arrives; a ``101`` turns the
 two connections into a byte tunnel.
 
 The pieces live beside this module, one concern each: ``selection``
-(policies), ``hosts`` (shared upstream state), ``headers`` (header rules),
+(policies), ``hosts`` (shared upstream state), ``health`` (active and passive
+checks), ``upstreams`` (dynamic upstreams), ``headers`` (header rules),
 ``transport`` (the HTTP/1.1 client and pools), ``streaming`` (body pumps,
-flushing, the upgrade tunnel).
+flushing), ``_splice`` (the upgrade tunnel).
 """
 
 from __future__ import annotations
@@ -158,7 +159,6 @@ class ReverseProxyHandler:
         self.clock = clock
         self.transport = transport
         self.upstreams = upstreams
-        self.targets = {id(u): _Target(u.dial) for u in upstreams}
         self.policy = policy
         self.retries = retries
         self.try_duration = try_duration
@@ -184,10 +184,11 @@ class ReverseProxyHandler:
     def serve(self, request: Request, response: Response, next: Any) -> Deferred[None]:
         return _ProxyCall(self, request, response).start()
 
-    def target_of(self, upstream: Upstream) -> _Target:
-        target = self.targets.get(id(upstream))
-        if target is None:  # an upstream from a dynamic source
-            target = self.targets[id(upstream)] = _Target(upstream.dial)
+    @staticmethod
+    def target_of(upstream: Upstream) -> _Target:
+        target = upstream.target
+        if target is None:
+            target = upstream.target = _Target(upstream.dial)
         return target
 
     def try_again(self, start: float, retries: int, error: BaseException, request: Request) -> bool:

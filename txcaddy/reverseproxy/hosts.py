@@ -78,13 +78,16 @@ class Upstream:
     per request by the handler.
     """
 
-    __slots__ = ("dial", "max_requests", "host", "passive")
+    __slots__ = ("dial", "max_requests", "host", "passive", "target")
 
     def __init__(self, dial: str, host: Host | None = None, max_requests: int = 0, passive: Any = None) -> None:
         self.dial = dial
         self.host = host if host is not None else Host(dial)
         self.max_requests = max_requests
         self.passive = passive
+        # Where the handler dials it, parsed once (handler.py's ``_Target``); set on first
+        # use, or beforehand by upstreams.py when it differs from ``dial`` (lookup_srv).
+        self.target: Any = None
 
     @property
     def num_requests(self) -> int:

@@ -467,10 +467,9 @@ class UpstreamProvider:
 
     ``pool(request, static)`` returns the list to select from, or a Deferred
     for it while a lookup runs; it never fails: a failing source is logged
-    and the static upstreams are used (Caddy's fallback). ``targets`` is the
-    handler's map of ``id(upstream)`` to parsed dial targets; the provider
-    keeps it right for the upstreams it hands out (``make_target(dial)``
-    parses one).
+    and the static upstreams are used (Caddy's fallback). Upstreams dialled
+    somewhere other than their ``dial`` (lookup_srv) get their ``target`` set
+    here (``make_target(dial)`` parses one).
     """
 
     def __init__(
@@ -478,14 +477,12 @@ class UpstreamProvider:
         *,
         source: Any,
         passive: Any,
-        targets: dict[int, Any],
         make_target: Callable[[str], Any],
         srv_resolver: Any = None,
         rng: Any = random,
     ) -> None:
         self.source = source
         self.passive = passive
-        self.targets = targets
         self.make_target = make_target
         self.srv_resolver = srv_resolver
         self.rng = rng
@@ -532,9 +529,7 @@ class UpstreamProvider:
         pool: list[Upstream] = []
         for upstream in found:
             dial = upstream.dial
-            mine = DynamicUpstream(dial, HOSTS.acquire(dial), upstream.max_requests or request_limit, passive)
-            self.targets[id(mine)] = self.make_target(dial)
-            pool.append(mine)
+            pool.append(DynamicUpstream(dial, HOSTS.acquire(dial), upstream.max_requests or request_limit, passive))
         self._pools[id(found)] = (found, pool)
         if len(self._pools) > _POOLS_KEPT:
             self._release(self._pools.pop(next(iter(self._pools)))[1])
@@ -543,7 +538,6 @@ class UpstreamProvider:
 
     def _release(self, pool: list[Upstream]) -> None:
         for upstream in pool:
-            self.targets.pop(id(upstream), None)
             HOSTS.release(upstream.host)
 
     # -- lookup_srv
@@ -584,7 +578,7 @@ class UpstreamProvider:
                 self._forget_srv()
             # Caddy's lookup_srv upstream has an empty dial (hash and cookie policies see "")
             found = self._srv_found[key] = Upstream("", upstream.host, upstream.max_requests, upstream.passive)
-            self.targets[id(found)] = self.make_target(dial)
+            found.target = self.make_target(dial)
         return found
 
     def _srv_error(self, upstream: SRVLookupUpstream, failure: Failure) -> Upstream:
@@ -595,12 +589,10 @@ class UpstreamProvider:
                 upstream.dial, upstream.host, upstream.max_requests, upstream.passive)
         target = self.make_target("")
         target.error = failure.getErrorMessage()
-        self.targets[id(failed)] = target
+        failed.target = target
         return failed
 
     def _forget_srv(self) -> None:
-        for found in self._srv_found.values():
-            self.targets.pop(id(found), None)
         self._srv_found.clear()
 
     def unload(self) -> None:
@@ -609,8 +601,6 @@ class UpstreamProvider:
         for _, pool in pools.values():
             self._release(pool)
         self._forget_srv()
-        for failed in self._srv_errors.values():
-            self.targets.pop(id(failed), None)
         self._srv_errors.clear()
 
 
@@ -834,7 +824,6 @@ def attach(handler: Any, config: Any, context: Any, make_target: Callable[[str],
     provider = UpstreamProvider(
         source=source,
         passive=handler.passive,
-        targets=handler.targets,
         make_target=make_target,
         srv_resolver=system_srv_resolver(reactor) if has_srv else None,
     )
