@@ -142,13 +142,14 @@ def _idle(transport: Any) -> bool:
 def _send(transport: Any, chunks: list[bytes]) -> None:
     if not transport.connected or transport._writeDisconnected or transport._aborting:
         return  # Twisted would drop the data too
-    if transport._tempDataLen or transport.dataBuffer or transport.TLS:
-        # Something was written through Twisted after these chunks: they go in front of
-        # it, in Twisted's buffer. (A loseConnection() alone queues nothing: the chunks are
-        # sent below and Twisted closes the connection once it finds its buffer empty.)
-        if transport.dataBuffer:
-            transport.writeSequence(chunks)  # cannot happen: no doWrite since batching
-            return
+    if transport.TLS:  # started TLS since: the bytes must go through the TLS layer
+        transport.writeSequence(chunks)
+        return
+    if transport._tempDataLen or transport.dataBuffer:
+        # Something was written through Twisted after these chunks (no doWrite has run
+        # since they were batched): they go in front of it, in Twisted's buffer. (A
+        # loseConnection() alone queues nothing: the chunks are sent below and Twisted
+        # closes the connection once it finds its buffer empty.)
         transport._tempDataBuffer[0:0] = chunks
         transport._tempDataLen += sum(len(chunk) for chunk in chunks)
         transport.startWriting()
