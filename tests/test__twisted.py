@@ -82,6 +82,65 @@ class BatchedSendTests(TestCase):
         self.assertEqual(await self.exchange(script), b"<" + blob + b">")
 
 
+class LoopReadTests(TestCase):
+    timeout = 10
+    async def test_reads_by_the_loop(self) -> None:
+        """The loop's own reads: data in order, EOF as a clean close, a failing
+        dataReceived logged and its connection dropped (as Twisted's doRead does)."""
+        _twisted._BATCH.install(reactor)
+        received: list[bytes] = []
+        lost: Deferred[Any] = Deferred()
+
+        class Server(Protocol):
+            def dataReceived(self, data: bytes) -> None:
+                received.append(data)
+                if b"boom" in data:
+                    raise ValueError("boom")
+
+            def connectionLost(self, reason: Any = None) -> None:
+                lost.callback([reason])
+
+        port = reactor.listenTCP(0, Factory.forProtocol(Server), interface="127.0.0.1")
+        self.addCleanup(port.stopListening)
+        client_done: Deferred[bytes] = Deferred()
+        connected: Deferred[Any] = Deferred()
+
+        class Client(_Collect):
+            def connectionMade(self) -> None:
+                connected.callback(self.transport)
+
+        reactor.connectTCP("127.0.0.1", port.getHost().port, ClientFactory.forProtocol(lambda: Client(client_done)))
+        transport = await connected
+        transport.write(b"boom")
+        (reason,) = await lost
+        self.assertEqual(b"".join(received), b"boom")
+        self.assertIsInstance(reason.value, ValueError)
+        self.assertEqual(len(self.flushLoggedErrors(ValueError)), 1)
+        self.assertEqual(await client_done, b"")  # the client sees the connection close
+
+    async def test_eof_read_by_the_loop_is_a_clean_close(self) -> None:
+        from twisted.internet.error import ConnectionDone
+
+        _twisted._BATCH.install(reactor)
+        lost: Deferred[Any] = Deferred()
+        got = bytearray()
+
+        class Server(Protocol):
+            def dataReceived(self, data: bytes) -> None:
+                got.extend(data)
+
+            def connectionLost(self, reason: Any = None) -> None:
+                lost.callback([reason])
+
+        port = reactor.listenTCP(0, Factory.forProtocol(Server), interface="127.0.0.1")
+        self.addCleanup(port.stopListening)
+        reactor.connectTCP("127.0.0.1", port.getHost().port, ClientFactory.forProtocol(
+            lambda: _Writer(lambda t: (t.write(b"a" * 100_000), t.loseConnection()))))
+        (reason,) = await lost
+        self.assertEqual(bytes(got), b"a" * 100_000)
+        self.assertIsInstance(reason.value, ConnectionDone)
+
+
 class OtherTransportTests(SynchronousTestCase):
     def test_other_transports_are_written_normally(self) -> None:
         transport = StringTransport()

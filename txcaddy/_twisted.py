@@ -22,11 +22,14 @@ put behind it when the batch is sent.
 
 from __future__ import annotations
 
+import select
 from collections.abc import Sequence
 from typing import Any
 
 from twisted.internet import tcp, unix
+from twisted.internet.endpoints import _WrappingProtocol
 from twisted.internet.error import ConnectionDone
+from twisted.internet.main import CONNECTION_DONE, CONNECTION_LOST
 from twisted.python.failure import Failure
 
 try:
@@ -39,6 +42,9 @@ _log = Logger(namespace="txcaddy.reactor")
 
 #: Transports whose socket may be written directly (exact types: subclasses may differ).
 _DIRECT = frozenset({tcp.Server, tcp.Client, unix.Server, unix.Client})
+#: Transports whose reads the loop does itself (UNIX sockets may carry descriptors: Twisted's).
+_READ_DIRECT = frozenset({tcp.Server, tcp.Client})
+_EPOLLIN = select.EPOLLIN if hasattr(select, "EPOLLIN") else 1
 
 
 class _SendBatch:
@@ -66,9 +72,12 @@ class _SendBatch:
         pending[transport] = chunks
         reactor = transport.reactor
         if id(reactor) not in self._reactors:
-            self._hook(reactor)
+            self.install(reactor)
 
-    def _hook(self, reactor: Any) -> None:
+    def install(self, reactor: Any) -> None:
+        """Make ``reactor`` send the batch before it polls (once per reactor)."""
+        if id(reactor) in self._reactors:
+            return
         self._reactors.add(id(reactor))
         if EPollReactor is not None and isinstance(reactor, EPollReactor):
             reactor.doIteration = _epoll_iteration(reactor, self)  # type: ignore[method-assign]
@@ -105,6 +114,7 @@ def _epoll_iteration(reactor: Any, batch: _SendBatch) -> Any:
     poller = reactor._poller
     selectables = reactor._selectables
     handle = reactor._doReadOrWrite
+    disconnect = reactor._disconnectSelectable
 
     def doIteration(timeout: float | None) -> None:
         if batch.pending:
@@ -117,13 +127,46 @@ def _epoll_iteration(reactor: Any, batch: _SendBatch) -> Any:
             return
         for fd, event in ready:
             selectable = selectables.get(fd)
-            if selectable is not None:
+            if selectable is None:
+                continue
+            if event == _EPOLLIN and type(selectable) in _READ_DIRECT:
+                # Twisted's doRead for a plain TCP connection, minus three calls per read.
                 try:
-                    handle(selectable, fd, event)
-                except Exception:  # noqa: BLE001 - as callWithLogger: log and go on
-                    _log.failure("unhandled error in the reactor loop")
+                    data = selectable.socket.recv(selectable.bufferSize)
+                except (BlockingIOError, InterruptedError):
+                    continue
+                except OSError:
+                    disconnect(selectable, CONNECTION_LOST, True)
+                    continue
+                if not data:
+                    disconnect(selectable, CONNECTION_DONE, True)
+                    continue
+                try:
+                    selectable.protocol.dataReceived(data)
+                except Exception as error:  # noqa: BLE001 - as Twisted: log, then drop the connection
+                    _log.failure("unhandled error in dataReceived")
+                    disconnect(selectable, error, True)
+                continue
+            try:
+                handle(selectable, fd, event)
+            except Exception:  # noqa: BLE001 - as callWithLogger: log and go on
+                _log.failure("unhandled error in the reactor loop")
 
     return doIteration
+
+
+def unwrap_endpoint_protocol(protocol: Any) -> None:
+    """Let a connection made through an endpoint deliver to ``protocol`` directly.
+
+    Endpoints wrap the protocol in a ``_WrappingProtocol`` that forwards every event
+    (one more Python call per read); once the connection is up it has nothing left to do
+    for a plain TCP or UNIX connection, so the transport is pointed at ``protocol``.
+    """
+    transport = protocol.transport
+    if type(transport) in _DIRECT:
+        wrapper = transport.protocol
+        if isinstance(wrapper, _WrappingProtocol) and wrapper._wrappedProtocol is protocol:
+            transport.protocol = protocol
 
 
 def _idle(transport: Any) -> bool:

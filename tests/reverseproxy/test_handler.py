@@ -185,6 +185,40 @@ class ProxyLoopTests(HandlerTestCase):
         self.serve(handler, make_request("GET", "/", {"X-Up": "10.1.2.3"}))
         self.assertEqual(self.transport.exchanges[0].dial, "10.1.2.3:8080")
 
+    def test_proxy_placeholders(self) -> None:
+        """{http.reverse_proxy.*} show the dialled upstream, its counts and the timings."""
+        from txcaddy.config.placeholders import Template
+
+        handler = self.load({"upstreams": [{"dial": "10.0.0.1:8080", "max_requests": 7}]})
+        request = make_request()
+
+        def render(text: str) -> str:
+            return Template(text).render(request, None)
+
+        self.assertEqual(render("{http.reverse_proxy.upstream.address}"), "{http.reverse_proxy.upstream.address}")
+        response, outcome = self.serve(handler, request)
+        self.assertEqual(
+            render("{http.reverse_proxy.upstream.address} {http.reverse_proxy.upstream.hostport} "
+                   "{http.reverse_proxy.upstream.host} {http.reverse_proxy.upstream.port} "
+                   "{http.reverse_proxy.upstream.requests} {http.reverse_proxy.upstream.max_requests} "
+                   "{http.reverse_proxy.upstream.fails}"),
+            "10.0.0.1:8080 10.0.0.1:8080 10.0.0.1 8080 0 7 0")
+        # Timings are unknown until they happened.
+        self.assertEqual(render("{http.reverse_proxy.upstream.latency}|{http.reverse_proxy.duration_ms}"),
+                         "{http.reverse_proxy.upstream.latency}|{http.reverse_proxy.duration_ms}")
+        self.clock.advance(0.25)
+        self.transport.exchanges[0].respond(200, [(b"Content-Length", b"0")])
+        self.assertEqual(outcome, [None])
+        self.assertEqual(
+            render("{http.reverse_proxy.upstream.latency} {http.reverse_proxy.upstream.latency_ms} "
+                   "{http.reverse_proxy.upstream.duration} {http.reverse_proxy.duration_ms}"),
+            "250ms 250 250ms 250")
+        # The namespace itself and unknown names are no placeholders; a value set directly wins.
+        self.assertEqual(render("{http.reverse_proxy}|{http.reverse_proxy.upstream.nope}|{http.reverse_proxy.x_ms}"),
+                         "{http.reverse_proxy}|{http.reverse_proxy.upstream.nope}|{http.reverse_proxy.x_ms}")
+        request.placeholders["http.reverse_proxy.upstream.host"] = "set"
+        self.assertEqual(render("{http.reverse_proxy.upstream.host}"), "set")
+
 
 class RetryTests(HandlerTestCase):
     CONFIG = {

@@ -511,8 +511,40 @@ def _error_field(field: str) -> Callable[[Any], Any]:
 _ERROR_FIELDS = frozenset({"status_code", "status_text", "message", "id", "trace"})
 
 
+#: Namespaces whose values a handler publishes lazily, as one object: instead of setting
+#: every ``{namespace.*}`` value in ``request.placeholders`` per request (most are never
+#: read), it stores an object under ``request.placeholders[namespace]`` whose
+#: ``placeholder(name)`` gives ``{namespace.name}`` (or ``UNKNOWN``). A value set under the
+#: full key still wins; the namespace alone is no placeholder. ``http.reverse_proxy``:
+#: ``reverseproxy/handler.py``.
+PROVIDED_NAMESPACES = ("http.reverse_proxy",)
+
+
+def _provided_resolver(key: str) -> Resolver | None:
+    for namespace in PROVIDED_NAMESPACES:
+        if key == namespace:
+            return lambda request, response: UNKNOWN
+        if key.startswith(namespace) and key[len(namespace)] == ".":
+            name = key[len(namespace) + 1:]
+
+            def provided(request: Any, response: Any, _ns: str = namespace, _name: str = name) -> Any:
+                placeholders = request.placeholders
+                value = placeholders.get(key, UNKNOWN)
+                if value is UNKNOWN:
+                    provider = placeholders.get(_ns)
+                    if provider is not None:
+                        return provider.placeholder(_name)
+                return value
+
+            return provided
+    return None
+
+
 def _static_resolver(key: str) -> Resolver:
     """Values set during the request (Caddy's ``repl.Set``), then the error of an error route."""
+    provided = _provided_resolver(key)
+    if provided is not None:
+        return provided
     if key == "http.error":
 
         def error_value(request: Any, response: Any) -> Any:

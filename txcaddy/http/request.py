@@ -90,6 +90,10 @@ class RequestBody:
 
     def discard(self) -> None:
         """Throw the body away (the response does not need it)."""
+        if self.length == 0 and self._consumer is None:
+            # Nothing can arrive and nothing was kept: no consumer to run (most requests).
+            self._consumer = _DISCARD
+            return
         self.deliver(_Discard())
 
 
@@ -99,6 +103,9 @@ class _Discard:
 
     def body_finished(self, error: BaseException | None) -> None:
         pass
+
+
+_DISCARD = _Discard()
 
 
 class Request:

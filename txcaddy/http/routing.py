@@ -105,7 +105,10 @@ class RouteList:
 
 
 def _run_handlers(handlers: tuple[Any, ...], i: int, request: Request, response: Response, after: Next) -> Any:
-    if i == len(handlers):
+    last = len(handlers) - 1
+    if i >= last:
+        if i == last:  # the route's last handler continues with what follows the route
+            return handlers[i].serve(request, response, after)
         return after(request, response)
 
     def next_handler(rq: Request, rs: Response) -> Any:

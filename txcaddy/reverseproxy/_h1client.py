@@ -25,7 +25,7 @@ from twisted.protocols.policies import ProtocolWrapper
 from twisted.python.failure import Failure
 from zope.interface import implementer
 
-from txcaddy._twisted import send_sequence_now
+from txcaddy._twisted import send_sequence_now, unwrap_endpoint_protocol
 
 RawHeaders = list[tuple[bytes, bytes]]
 
@@ -1091,6 +1091,8 @@ class _Dial:
 
     def _connected(self, conn: _ClientProtocol) -> None:
         self._cancel_timer()
+        if conn.connected:
+            unwrap_endpoint_protocol(conn)
         if self.host.tls is None or conn.handshake_ok:
             self._ready(conn)
         elif not conn.connected:

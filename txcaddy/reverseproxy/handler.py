@@ -25,7 +25,7 @@ from twisted.python.failure import Failure
 from zope.interface import implementer
 
 from txcaddy.caddyfile.errors import ConfigError
-from txcaddy.config.placeholders import GoDuration, Template
+from txcaddy.config.placeholders import UNKNOWN, GoDuration, Template
 from txcaddy.config.registry import module
 from txcaddy.config.values import duration_seconds, integer
 from txcaddy.http.errors import AbortConnection, HandlerError
@@ -54,6 +54,11 @@ from txcaddy.reverseproxy.transport import (
 )
 
 __all__ = ["PassiveHealth", "ReverseProxyHandler", "load_reverse_proxy"]
+
+#: Where a request's proxy call publishes its {http.reverse_proxy.*} values (lazily).
+_PLACEHOLDERS = "http.reverse_proxy"
+# The timing placeholders (and their ``_ms`` forms) → the _ProxyCall attribute in seconds.
+_TIMINGS = {"upstream.latency": "latency", "upstream.duration": "upstream_duration", "duration": "elapsed"}
 
 log = Logger(namespace="txcaddy.reverseproxy")
 
@@ -214,7 +219,8 @@ class _ProxyCall:
     __slots__ = (
         "handler", "request", "response", "d", "start_time", "attempts", "error", "method", "target",
         "headers", "upgrade", "body_length", "buffered", "pump", "exchange", "upstream", "attempt_start",
-        "gone", "done", "relay", "method_text", "gzip",
+        "gone", "done", "relay", "method_text", "gzip", "dialled", "dialled_upstream", "counts", "latency",
+        "upstream_duration", "elapsed",
     )
 
     def __init__(self, handler: ReverseProxyHandler, request: Request, response: Response) -> None:
@@ -232,6 +238,14 @@ class _ProxyCall:
         self.done = False
         self.relay: ResponseRelay | None = None
         self.gzip = False
+        # What the {http.reverse_proxy.*} placeholders show (``placeholder``), kept as it
+        # happens and formatted only when a placeholder is read.
+        self.dialled: _Target | None = None
+        self.dialled_upstream: Upstream | None = None
+        self.counts = (0, 0)  # the upstream's active requests and fails when it was chosen
+        self.latency: float | None = None
+        self.upstream_duration: float | None = None
+        self.elapsed: float | None = None
 
     # -- preparing (once per request) ------------------------------------------------
 
@@ -306,14 +320,11 @@ class _ProxyCall:
         if target.address is None:
             self._finish(Failure(HandlerError(502, f"making dial info: upstream {upstream.dial}: {target.error}")))
             return
-        placeholders = request.placeholders
-        placeholders["http.reverse_proxy.upstream.address"] = target.network_address
-        placeholders["http.reverse_proxy.upstream.hostport"] = target.hostport
-        placeholders["http.reverse_proxy.upstream.host"] = target.host
-        placeholders["http.reverse_proxy.upstream.port"] = target.port
-        placeholders["http.reverse_proxy.upstream.requests"] = upstream.host.num_requests
-        placeholders["http.reverse_proxy.upstream.max_requests"] = upstream.max_requests
-        placeholders["http.reverse_proxy.upstream.fails"] = upstream.host.fails
+        self.dialled = target
+        self.dialled_upstream = upstream
+        request.placeholders[_PLACEHOLDERS] = self
+        host = upstream.host
+        self.counts = (host.num_requests, host.fails)
         headers = self.headers
         try:
             if handler.request_ops is not None:
@@ -403,9 +414,7 @@ class _ProxyCall:
         upstream = self.upstream
         exchange = self.exchange
         assert upstream is not None and exchange is not None
-        latency = handler.clock.seconds() - self.attempt_start
-        request.placeholders["http.reverse_proxy.upstream.latency"] = GoDuration(int(latency * 1e9))
-        request.placeholders["http.reverse_proxy.upstream.latency_ms"] = latency * 1e3
+        latency = self.latency = handler.clock.seconds() - self.attempt_start
         passive = handler.passive
         if passive is not None:
             for bad in passive.unhealthy_status:
@@ -455,10 +464,7 @@ class _ProxyCall:
         self.exchange = None
         if upstream is not None:
             upstream.host.count_request(-1)
-        duration = self.handler.clock.seconds() - self.attempt_start
-        placeholders = self.request.placeholders
-        placeholders["http.reverse_proxy.upstream.duration"] = GoDuration(int(duration * 1e9))
-        placeholders["http.reverse_proxy.upstream.duration_ms"] = duration * 1e3
+        self.upstream_duration = self.handler.clock.seconds() - self.attempt_start
         relay, self.relay = self.relay, None
         if reason is None and relay is not None and relay.trailers:
             self.response.add_trailers(relay.trailers)
@@ -492,13 +498,34 @@ class _ProxyCall:
                      stream_timeout=self.handler.stream_timeout, websocket=sent.lower() == "websocket")
         self._finish(None)
 
+    def placeholder(self, name: str) -> Any:
+        """``{http.reverse_proxy.<name>}`` (see placeholders.PROVIDED_NAMESPACES), or UNKNOWN."""
+        target = self.dialled
+        if target is not None and name.startswith("upstream."):
+            field = name[9:]
+            if field == "address":
+                return target.network_address
+            if field in ("hostport", "host", "port"):
+                return getattr(target, field)
+            if field == "requests":
+                return self.counts[0]
+            if field == "fails":
+                return self.counts[1]
+            if field == "max_requests" and self.dialled_upstream is not None:
+                return self.dialled_upstream.max_requests
+        in_ms = name.endswith("_ms")
+        attribute = _TIMINGS.get(name[:-3] if in_ms else name)
+        seconds = getattr(self, attribute) if attribute is not None else None
+        if seconds is None:
+            return UNKNOWN
+        return seconds * 1e3 if in_ms else GoDuration(int(seconds * 1e9))
+
     def _finish(self, result: Failure | None) -> None:
         if self.done:
             return
         self.done = True
-        elapsed = self.handler.clock.seconds() - self.start_time
-        self.request.placeholders["http.reverse_proxy.duration"] = GoDuration(int(elapsed * 1e9))
-        self.request.placeholders["http.reverse_proxy.duration_ms"] = elapsed * 1e3
+        self.elapsed = self.handler.clock.seconds() - self.start_time
+        self.request.placeholders[_PLACEHOLDERS] = self
         if result is None:
             self.d.callback(None)
         else:
