@@ -336,6 +336,10 @@ class HTTP11Protocol(Protocol):
 
     def connectionLost(self, reason: Any = None) -> None:
         self._stop_idle_timer()
+        # The parser calls back into this protocol (a reference cycle per connection that
+        # only the garbage collector would free); nothing more is parsed from here on.
+        self.closing = True
+        self._parser = None
         switched = self._switched
         if switched is not None:
             switched.connectionLost(reason)
@@ -441,7 +445,7 @@ class HTTP11Protocol(Protocol):
         if divert is not None:
             divert(data)
             return
-        if self._error_status:
+        if self._error_status or self._parser is None:
             return
         self._cancel_idle_timer()
         try:

@@ -431,10 +431,10 @@ class Exchange:
 
     def deliver_body(self, consumer: Any) -> None:
         """Start feeding the response body to ``consumer`` (see ResponseBodyConsumer)."""
-        self._consumer = consumer
         if self._finished:
             consumer.body_finished(self._done_reason)
             return
+        self._consumer = consumer
         conn = self._conn
         if conn is not None and conn.exchange is self:
             conn.resume("no-consumer")
@@ -501,13 +501,17 @@ class Exchange:
         if self._head_result is _PENDING:
             self._report_head(failure)
         elif self._consumer is not None:
-            self._consumer.body_finished(failure)
+            consumer, self._consumer = self._consumer, None  # no cycle left behind
+            consumer.body_finished(failure)
 
     def _succeed(self) -> None:
         if not self._finished:
             self._finished = True
             if self._consumer is not None:
-                self._consumer.body_finished(None)
+                # Dropped first: the consumer refers back to the exchange, and a cycle would
+                # leave both (and the request they belong to) to the garbage collector.
+                consumer, self._consumer = self._consumer, None
+                consumer.body_finished(None)
 
 
 @implementer(IPushProducer)

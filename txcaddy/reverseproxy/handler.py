@@ -213,14 +213,53 @@ class ReverseProxyHandler:
         return True
 
 
+class _Published:
+    """What a request's {http.reverse_proxy.*} placeholders show, formatted only when read.
+
+    Kept apart from ``_ProxyCall`` (which refers to the request) so that the request's
+    placeholders refer to nothing that refers back: no reference cycle per request.
+    """
+
+    __slots__ = ("target", "upstream", "counts", "latency", "upstream_duration", "elapsed")
+
+    def __init__(self) -> None:
+        self.target: _Target | None = None
+        self.upstream: Upstream | None = None
+        self.counts = (0, 0)  # the upstream's active requests and fails when it was chosen
+        self.latency: float | None = None
+        self.upstream_duration: float | None = None
+        self.elapsed: float | None = None
+
+    def placeholder(self, name: str) -> Any:
+        """``{http.reverse_proxy.<name>}`` (see placeholders.PROVIDED_NAMESPACES), or UNKNOWN."""
+        target = self.target
+        if target is not None and name.startswith("upstream."):
+            field = name[9:]
+            if field == "address":
+                return target.network_address
+            if field in ("hostport", "host", "port"):
+                return getattr(target, field)
+            if field == "requests":
+                return self.counts[0]
+            if field == "fails":
+                return self.counts[1]
+            if field == "max_requests" and self.upstream is not None:
+                return self.upstream.max_requests
+        in_ms = name.endswith("_ms")
+        attribute = _TIMINGS.get(name[:-3] if in_ms else name)
+        seconds = getattr(self, attribute) if attribute is not None else None
+        if seconds is None:
+            return UNKNOWN
+        return seconds * 1e3 if in_ms else GoDuration(int(seconds * 1e9))
+
+
 class _ProxyCall:
     """One client request going through the proxy loop."""
 
     __slots__ = (
         "handler", "request", "response", "d", "start_time", "attempts", "error", "method", "target",
         "headers", "upgrade", "body_length", "buffered", "pump", "exchange", "upstream", "attempt_start",
-        "gone", "done", "relay", "method_text", "gzip", "dialled", "dialled_upstream", "counts", "latency",
-        "upstream_duration", "elapsed",
+        "gone", "done", "relay", "method_text", "gzip", "published",
     )
 
     def __init__(self, handler: ReverseProxyHandler, request: Request, response: Response) -> None:
@@ -238,14 +277,7 @@ class _ProxyCall:
         self.done = False
         self.relay: ResponseRelay | None = None
         self.gzip = False
-        # What the {http.reverse_proxy.*} placeholders show (``placeholder``), kept as it
-        # happens and formatted only when a placeholder is read.
-        self.dialled: _Target | None = None
-        self.dialled_upstream: Upstream | None = None
-        self.counts = (0, 0)  # the upstream's active requests and fails when it was chosen
-        self.latency: float | None = None
-        self.upstream_duration: float | None = None
-        self.elapsed: float | None = None
+        self.published = _Published()
 
     # -- preparing (once per request) ------------------------------------------------
 
@@ -320,11 +352,12 @@ class _ProxyCall:
         if target.address is None:
             self._finish(Failure(HandlerError(502, f"making dial info: upstream {upstream.dial}: {target.error}")))
             return
-        self.dialled = target
-        self.dialled_upstream = upstream
-        request.placeholders[_PLACEHOLDERS] = self
+        published = self.published
+        published.target = target
+        published.upstream = upstream
         host = upstream.host
-        self.counts = (host.num_requests, host.fails)
+        published.counts = (host.num_requests, host.fails)
+        request.placeholders[_PLACEHOLDERS] = published
         headers = self.headers
         try:
             if handler.request_ops is not None:
@@ -414,7 +447,7 @@ class _ProxyCall:
         upstream = self.upstream
         exchange = self.exchange
         assert upstream is not None and exchange is not None
-        latency = self.latency = handler.clock.seconds() - self.attempt_start
+        latency = self.published.latency = handler.clock.seconds() - self.attempt_start
         passive = handler.passive
         if passive is not None:
             for bad in passive.unhealthy_status:
@@ -464,7 +497,7 @@ class _ProxyCall:
         self.exchange = None
         if upstream is not None:
             upstream.host.count_request(-1)
-        self.upstream_duration = self.handler.clock.seconds() - self.attempt_start
+        self.published.upstream_duration = self.handler.clock.seconds() - self.attempt_start
         relay, self.relay = self.relay, None
         if reason is None and relay is not None and relay.trailers:
             self.response.add_trailers(relay.trailers)
@@ -498,34 +531,12 @@ class _ProxyCall:
                      stream_timeout=self.handler.stream_timeout, websocket=sent.lower() == "websocket")
         self._finish(None)
 
-    def placeholder(self, name: str) -> Any:
-        """``{http.reverse_proxy.<name>}`` (see placeholders.PROVIDED_NAMESPACES), or UNKNOWN."""
-        target = self.dialled
-        if target is not None and name.startswith("upstream."):
-            field = name[9:]
-            if field == "address":
-                return target.network_address
-            if field in ("hostport", "host", "port"):
-                return getattr(target, field)
-            if field == "requests":
-                return self.counts[0]
-            if field == "fails":
-                return self.counts[1]
-            if field == "max_requests" and self.dialled_upstream is not None:
-                return self.dialled_upstream.max_requests
-        in_ms = name.endswith("_ms")
-        attribute = _TIMINGS.get(name[:-3] if in_ms else name)
-        seconds = getattr(self, attribute) if attribute is not None else None
-        if seconds is None:
-            return UNKNOWN
-        return seconds * 1e3 if in_ms else GoDuration(int(seconds * 1e9))
-
     def _finish(self, result: Failure | None) -> None:
         if self.done:
             return
         self.done = True
-        self.elapsed = self.handler.clock.seconds() - self.start_time
-        self.request.placeholders[_PLACEHOLDERS] = self
+        self.published.elapsed = self.handler.clock.seconds() - self.start_time
+        self.request.placeholders[_PLACEHOLDERS] = self.published
         if result is None:
             self.d.callback(None)
         else:
