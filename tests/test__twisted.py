@@ -141,6 +141,64 @@ class LoopReadTests(TestCase):
         self.assertIsInstance(reason.value, ConnectionDone)
 
 
+class SocketOptionTests(TestCase):
+    timeout = 10
+
+    async def connected_pair(self) -> tuple[Any, Any]:
+        """Both ends of a real loopback TCP connection (server transport, client transport)."""
+        server_side: Deferred[Any] = Deferred()
+        client_side: Deferred[Any] = Deferred()
+
+        class Report(Protocol):
+            def __init__(self, d: Deferred[Any]) -> None:
+                self.d = d
+
+            def connectionMade(self) -> None:
+                self.d.callback(self.transport)
+
+        port = reactor.listenTCP(0, Factory.forProtocol(lambda: Report(server_side)), interface="127.0.0.1")
+        self.addCleanup(port.stopListening)
+        reactor.connectTCP("127.0.0.1", port.getHost().port, ClientFactory.forProtocol(lambda: Report(client_side)))
+        server, client = await server_side, await client_side
+        self.addCleanup(client.loseConnection)
+        self.addCleanup(server.loseConnection)
+        return server, client
+
+    async def test_no_delay(self) -> None:
+        import socket
+
+        server, _client = await self.connected_pair()
+        sock = server.getHandle()
+        self.assertEqual(sock.getsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY), 0)
+        _twisted.no_delay(server)
+        self.assertNotEqual(sock.getsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY), 0)
+
+    async def test_quick_ack(self) -> None:
+        import socket
+
+        if not hasattr(socket, "TCP_QUICKACK"):
+            raise self.skipTest("TCP_QUICKACK is Linux only")
+        server, _client = await self.connected_pair()
+        calls: list[tuple[int, int, int]] = []
+
+        class Recording:
+            def __init__(self, sock: Any) -> None:
+                self.sock = sock
+
+            def setsockopt(self, *args: Any) -> None:
+                calls.append(args)
+                self.sock.setsockopt(*args)  # the real call must be accepted too
+
+            def __getattr__(self, name: str) -> Any:
+                return getattr(self.sock, name)
+
+        self.patch(server, "socket", Recording(server.socket))
+        _twisted.quick_ack(server)
+        self.assertEqual(calls, [(socket.IPPROTO_TCP, socket.TCP_QUICKACK, 1)])
+        _twisted.quick_ack(StringTransport())  # anything that is no TCP connection: nothing
+        self.assertEqual(len(calls), 1)
+
+
 class OtherTransportTests(SynchronousTestCase):
     def test_other_transports_are_written_normally(self) -> None:
         transport = StringTransport()

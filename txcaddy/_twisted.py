@@ -23,13 +23,16 @@ put behind it when the batch is sent.
 from __future__ import annotations
 
 import select
+import socket
 from collections.abc import Sequence
 from typing import Any
 
 from twisted.internet import tcp, unix
 from twisted.internet.endpoints import _WrappingProtocol
 from twisted.internet.error import ConnectionDone
+from twisted.internet.interfaces import ITCPTransport
 from twisted.internet.main import CONNECTION_DONE, CONNECTION_LOST
+from twisted.protocols.policies import ProtocolWrapper
 from twisted.python.failure import Failure
 
 try:
@@ -153,6 +156,49 @@ def _epoll_iteration(reactor: Any, batch: _SendBatch) -> Any:
                 _log.failure("unhandled error in the reactor loop")
 
     return doIteration
+
+
+def no_delay(transport: Any) -> None:
+    """Turn off Nagle's algorithm on a TCP connection (also one under TLS), as Go does.
+
+    Go sets TCP_NODELAY on every TCP connection it accepts or dials, and Caddy's users
+    expect its latency: with Nagle on, the last small segment of a response can wait for
+    the peer's delayed ACK (40 ms on Linux).
+    """
+    raw = transport
+    while isinstance(raw, ProtocolWrapper):  # TLS: the TCP connection underneath
+        raw = raw.transport
+    if ITCPTransport.providedBy(raw):
+        try:
+            raw.setTcpNoDelay(True)
+        except OSError:  # the connection is already gone
+            pass
+
+
+_TCP_QUICKACK = getattr(socket, "TCP_QUICKACK", None)  # Linux only
+
+
+def quick_ack(transport: Any) -> None:
+    """Acknowledge what was just read at once instead of delaying the ACK (Linux).
+
+    A receiver in Linux's request/response ("pingpong") mode holds its ACK for up to
+    40 ms, hoping to send it with its next request. A proxy reading a response that is not
+    complete yet must not: the upstream may be waiting for that ACK to send the rest (a
+    sendfile that outgrew its send buffer). Measured on ``64k``: 1-2 % of requests took
+    ~40 ms longer (p99 ~2x Caddy's) until the upstream reads did this. The option does not
+    stick, so it is set after each read that leaves a response unfinished.
+    """
+    if _TCP_QUICKACK is None:
+        return
+    raw = transport
+    while isinstance(raw, ProtocolWrapper):  # TLS: the TCP connection underneath
+        raw = raw.transport
+    sock = getattr(raw, "socket", None) if type(raw) in _READ_DIRECT else None
+    if sock is not None:
+        try:
+            sock.setsockopt(socket.IPPROTO_TCP, _TCP_QUICKACK, 1)
+        except OSError:
+            pass
 
 
 def unwrap_endpoint_protocol(protocol: Any) -> None:

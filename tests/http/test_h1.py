@@ -103,6 +103,21 @@ class ProtocolTests(SynchronousTestCase):
         self.transport.clear()
         return out
 
+    def test_tcp_no_delay_like_go(self) -> None:
+        """Go turns Nagle's algorithm off on every accepted TCP connection; so do we."""
+        from twisted.internet.interfaces import ITCPTransport
+
+        @implementer(ITCPTransport)
+        class TCPTransport(StringTransport):
+            no_delay = False
+
+            def setTcpNoDelay(self, enabled: bool) -> None:
+                self.no_delay = enabled
+
+        transport = TCPTransport()
+        HTTP11Factory(self.server, self.clock).buildProtocol(None).makeConnection(transport)
+        self.assertTrue(transport.no_delay)
+
     def test_simple_request_gets_content_length(self) -> None:
         out = self.send(b"GET /a HTTP/1.1\r\nHost: x\r\n\r\n")
         self.assertTrue(out.startswith(b"HTTP/1.1 200 OK\r\n"))

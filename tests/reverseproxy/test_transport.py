@@ -391,6 +391,61 @@ class ResponseParsingTests(PoolTestCase):
         self.assertEqual(transport.value(), before)
 
 
+class QuickAckTests(PoolTestCase):
+    """When the client acknowledges upstream data at once (``_twisted.quick_ack``)."""
+
+    def setUp(self) -> None:
+        super().setUp()
+        import txcaddy.reverseproxy._h1client as client
+
+        self.acked: list[Any] = []
+        self.patch(client, "quick_ack", self.acked.append)
+
+    def test_upstream_connections_have_nagle_off(self) -> None:
+        from twisted.internet.interfaces import ITCPTransport
+        from zope.interface import implementer
+
+        @implementer(ITCPTransport)
+        class TCPTransport(StringTransport):
+            no_delay = False
+
+            def setTcpNoDelay(self, enabled: bool) -> None:
+                self.no_delay = enabled
+
+        self.start()
+        host, port, factory, _timeout, _bind = self.reactor.tcpClients[-1]
+        transport = TCPTransport()
+        factory.buildProtocol(IPv4Address("TCP", host, port)).makeConnection(transport)
+        self.assertTrue(transport.no_delay)
+
+    def test_near_the_end_of_a_response(self) -> None:
+        _, body, _, _ = self.start()
+        proto, transport = self.connect()
+        proto.dataReceived(b"HTTP/1.1 200 OK\r\nContent-Length: 70000\r\n\r\n" + b"x" * 1000)
+        self.assertEqual(self.acked, [])  # 69,000 bytes to go: reads keep the ACKs coming
+        proto.dataReceived(b"x" * 9000)
+        self.assertEqual(self.acked, [transport])  # the rest fits in one read: ACK now
+        proto.dataReceived(b"x" * 60000)
+        self.assertTrue(body.finished)
+        self.assertEqual(self.acked, [transport])  # complete: the ACK can ride on the next request
+
+    def test_chunked_and_until_close_bodies_after_every_read(self) -> None:
+        _, body, _, _ = self.start()
+        proto, transport = self.connect()
+        proto.dataReceived(b"HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\n\r\n3\r\nabc\r\n")
+        self.assertEqual(self.acked, [transport])
+        proto.dataReceived(b"0\r\n\r\n")
+        self.assertTrue(body.finished)
+        self.assertEqual(self.acked, [transport])
+
+    def test_not_for_a_response_read_whole(self) -> None:
+        _, body, _, _ = self.start()
+        proto, _transport = self.connect()
+        proto.dataReceived(b"HTTP/1.1 200 OK\r\nContent-Length: 2\r\n\r\nok")
+        self.assertTrue(body.finished)
+        self.assertEqual(self.acked, [])
+
+
 class PoolTests(PoolTestCase):
     def test_idle_retirement(self) -> None:
         pool = self.pool = ConnectionPool(self.reactor, idle_timeout=90.0)

@@ -30,7 +30,7 @@ from twisted.internet.protocol import Factory, Protocol
 from twisted.logger import Logger
 from zope.interface import implementer
 
-from txcaddy._twisted import lose_connection, send_now, send_sequence_now
+from txcaddy._twisted import lose_connection, no_delay, send_now, send_sequence_now
 from txcaddy.http.errors import HandlerError, status_text
 from txcaddy.http.headers import Headers
 from txcaddy.http.request import Request, RequestBody
@@ -329,6 +329,7 @@ class HTTP11Protocol(Protocol):
     # -- connection ---------------------------------------------------------------------
 
     def connectionMade(self) -> None:
+        no_delay(self.transport)
         peer = self.transport.getPeer()
         self._remote = (_unmapped(getattr(peer, "host", "") or ""), getattr(peer, "port", 0) or 0)
         self.server.connection_made(self)
