@@ -81,9 +81,28 @@ class BatchedSendTests(TestCase):
 
         self.assertEqual(await self.exchange(script), b"<" + blob + b">")
 
+    async def test_fast_close_leaves_the_reactor_consistent(self) -> None:
+        """A fast-closed connection is gone from the reactor's books (its descriptor left the
+        epoll set with close()); descriptors reused by the next connections work."""
+        _twisted._BATCH.install(reactor)
+        closed: list[Any] = []
+
+        def script(transport: Any) -> None:
+            _twisted.send_now(transport, b"bye")
+            _twisted.lose_connection(transport)
+            closed.append((transport, transport.fileno()))
+
+        for _ in range(20):
+            self.assertEqual(await self.exchange(script), b"bye")
+        for transport, fd in closed:
+            self.assertFalse(transport.connected)
+            self.assertIsNot(reactor._selectables.get(fd), transport)
+            self.assertNotIn(transport, reactor.getReaders())
+
 
 class LoopReadTests(TestCase):
     timeout = 10
+
     async def test_reads_by_the_loop(self) -> None:
         """The loop's own reads: data in order, EOF as a clean close, a failing
         dataReceived logged and its connection dropped (as Twisted's doRead does)."""

@@ -48,6 +48,7 @@ _DIRECT = frozenset({tcp.Server, tcp.Client, unix.Server, unix.Client})
 #: Transports whose reads the loop does itself (UNIX sockets may carry descriptors: Twisted's).
 _READ_DIRECT = frozenset({tcp.Server, tcp.Client})
 _EPOLLIN = select.EPOLLIN if hasattr(select, "EPOLLIN") else 1
+_JOIN_LIMIT = 8192  # batches up to this size are joined and sent with send(), not sendmsg()
 
 
 class _SendBatch:
@@ -84,6 +85,7 @@ class _SendBatch:
         self._reactors.add(id(reactor))
         if EPollReactor is not None and isinstance(reactor, EPollReactor):
             reactor.doIteration = _epoll_iteration(reactor, self)  # type: ignore[method-assign]
+            _LOOPED.add(id(reactor))
             return
         poll = reactor.doIteration
 
@@ -104,6 +106,7 @@ class _SendBatch:
 
 
 _BATCH = _SendBatch()
+_LOOPED: set[int] = set()  # reactors running _epoll_iteration
 
 
 def _epoll_iteration(reactor: Any, batch: _SendBatch) -> Any:
@@ -132,6 +135,8 @@ def _epoll_iteration(reactor: Any, batch: _SendBatch) -> Any:
             selectable = selectables.get(fd)
             if selectable is None:
                 continue
+            if batch.closing and selectable in batch.closing:
+                continue  # closing once its last data is sent: nothing more is read
             if event == _EPOLLIN and type(selectable) in _READ_DIRECT:
                 # Twisted's doRead for a plain TCP connection, minus three calls per read.
                 try:
@@ -244,6 +249,8 @@ def _send(transport: Any, chunks: list[bytes]) -> None:
         transport.startWriting()
         return
     sock = transport.socket
+    if len(chunks) > 1 and sum(map(len, chunks)) <= _JOIN_LIMIT:
+        chunks = [b"".join(chunks)]  # a small copy is cheaper than sendmsg's gathering
     try:
         sent = sock.send(chunks[0]) if len(chunks) == 1 else sock.sendmsg(chunks)
     except (BlockingIOError, InterruptedError):
@@ -268,6 +275,14 @@ def _close(transport: Any) -> None:
         return
     # Nothing left to write: what Twisted's loseConnection would reach one reactor turn and
     # two epoll_ctl calls later (register for writing, find the buffer empty, close).
+    reactor = transport.reactor
+    if id(reactor) in _LOOPED:
+        # Closing the socket takes it out of the epoll set: drop it from the reactor's
+        # books only, sparing the epoll_ctl call that connectionLost's stopReading makes.
+        fd = transport.fileno()
+        if fd in reactor._reads and fd not in reactor._writes:
+            reactor._reads.discard(fd)
+            reactor._selectables.pop(fd, None)
     transport.connectionLost(Failure(ConnectionDone()))
 
 
@@ -275,7 +290,9 @@ def lose_connection(transport: Any) -> None:
     """``transport.loseConnection()``, closing right after this iteration's batched sends.
 
     Reading stops now, as with ``loseConnection``; when the batch has been sent in full the
-    connection is closed at once instead of through a write-readiness round trip.
+    connection is closed at once instead of through a write-readiness round trip. Under
+    txcaddy's epoll loop a TCP connection stays in the epoll set until it is closed (the
+    loop reads nothing more from it): one ``epoll_ctl`` less per closed connection.
     """
     if (
         transport in _BATCH.pending
@@ -285,7 +302,8 @@ def lose_connection(transport: Any) -> None:
         and not transport.disconnecting
     ):
         _BATCH.closing.add(transport)
-        transport.stopReading()
+        if type(transport) not in _READ_DIRECT or id(transport.reactor) not in _LOOPED:
+            transport.stopReading()
         return
     transport.loseConnection()
 
