@@ -293,8 +293,9 @@ class HTTP11Protocol(Protocol):
 
     log = Logger()
 
-    def __init__(self, server: Any, clock: Any = None, tls: Any = None) -> None:
+    def __init__(self, server: Any, clock: Any = None, tls: Any = None, peer: Any = None) -> None:
         self.server = server
+        self._peer = peer  # the client's address as the factory was given it (else asked for)
         self.clock = clock.seconds if clock is not None else time.time
         self.reactor = clock
         self.tls = tls
@@ -330,7 +331,9 @@ class HTTP11Protocol(Protocol):
 
     def connectionMade(self) -> None:
         no_delay(self.transport)
-        peer = self.transport.getPeer()
+        peer, self._peer = self._peer, None
+        if peer is None:
+            peer = self.transport.getPeer()
         self._remote = (_unmapped(getattr(peer, "host", "") or ""), getattr(peer, "port", 0) or 0)
         self.server.connection_made(self)
         self._arm_idle_timer()
@@ -786,6 +789,6 @@ class HTTP11Factory(Factory):
         self.tls = tls
 
     def buildProtocol(self, addr: Any) -> HTTP11Protocol:
-        protocol = HTTP11Protocol(self.server, self.reactor, self.tls)
+        protocol = HTTP11Protocol(self.server, self.reactor, self.tls, peer=addr)
         protocol.factory = self
         return protocol
