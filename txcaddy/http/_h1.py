@@ -301,10 +301,7 @@ class HTTP11Protocol(Protocol):
         self.tls = tls
         self.max_header_bytes = getattr(server, "max_header_bytes", 0) or DEFAULT_MAX_HEADER_BYTES
         self.closing = False
-        self._parser = httptools.HttpRequestParser(self)
-        # Content-Length beside chunked Transfer-Encoding is served by the chunked
-        # framing and the connection closed afterwards (DESIGN.md §1, RFC 9112 §6.1).
-        self._parser.set_dangerous_leniencies(lenient_chunked_length=True)
+        self._parser: httptools.HttpRequestParser | None = _new_parser(self)
         self._exchanges: deque[_Exchange] = deque()
         self._parsing: _Exchange | None = None  # the exchange whose request is being read
         self._url = bytearray()
@@ -449,11 +446,12 @@ class HTTP11Protocol(Protocol):
         if divert is not None:
             divert(data)
             return
-        if self._error_status or self._parser is None:
+        parser = self._parser
+        if self._error_status or parser is None:
             return
         self._cancel_idle_timer()
         try:
-            self._parser.feed_data(data)
+            parser.feed_data(data)
         except httptools.HttpParserUpgrade as upgrade:
             self._upgrade_requested(data[upgrade.args[0]:])
         except httptools.HttpParserCallbackError as e:
@@ -523,6 +521,8 @@ class HTTP11Protocol(Protocol):
             self._parsing = None
             return
         parser = self._parser
+        if parser is None:  # lost while this data was parsed
+            return
         version = parser.get_http_version()
         method = parser.get_method().decode("ascii")
         headers = Headers.from_raw(self._header_pairs)
@@ -632,8 +632,7 @@ class HTTP11Protocol(Protocol):
             self._body_after_upgrade = None
             exchange, framing = pending
             self._resuming_body = exchange
-            self._parser = httptools.HttpRequestParser(self)
-            self._parser.set_dangerous_leniencies(lenient_chunked_length=True)
+            self._parser = _new_parser(self)
             self.dataReceived(b"PUT / HTTP/1.1\r\nHost: body\r\n" + framing + b"\r\n\r\n" + rest)
             return
         switched = self._switched
@@ -756,6 +755,14 @@ class _BadRequest(Exception):
         super().__init__(reason)
         self.status = status
         self.reason = reason
+
+
+def _new_parser(protocol: HTTP11Protocol) -> httptools.HttpRequestParser:
+    parser = httptools.HttpRequestParser(protocol)
+    # Content-Length beside chunked Transfer-Encoding is served by the chunked
+    # framing and the connection closed afterwards (DESIGN.md §1, RFC 9112 §6.1).
+    parser.set_dangerous_leniencies(lenient_chunked_length=True)
+    return parser
 
 
 def _unmapped(host: str) -> str:
