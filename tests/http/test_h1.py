@@ -105,16 +105,9 @@ class ProtocolTests(SynchronousTestCase):
 
     def test_tcp_no_delay_like_go(self) -> None:
         """Go turns Nagle's algorithm off on every accepted TCP connection; so do we."""
-        from twisted.internet.interfaces import ITCPTransport
+        from tests._transports import TCPStringTransport
 
-        @implementer(ITCPTransport)
-        class TCPTransport(StringTransport):
-            no_delay = False
-
-            def setTcpNoDelay(self, enabled: bool) -> None:
-                self.no_delay = enabled
-
-        transport = TCPTransport()
+        transport = TCPStringTransport()
         HTTP11Factory(self.server, self.clock).buildProtocol(None).makeConnection(transport)
         self.assertTrue(transport.no_delay)
 

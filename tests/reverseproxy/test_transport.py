@@ -402,19 +402,11 @@ class QuickAckTests(PoolTestCase):
         self.patch(client, "quick_ack", self.acked.append)
 
     def test_upstream_connections_have_nagle_off(self) -> None:
-        from twisted.internet.interfaces import ITCPTransport
-        from zope.interface import implementer
-
-        @implementer(ITCPTransport)
-        class TCPTransport(StringTransport):
-            no_delay = False
-
-            def setTcpNoDelay(self, enabled: bool) -> None:
-                self.no_delay = enabled
+        from tests._transports import TCPStringTransport
 
         self.start()
         host, port, factory, _timeout, _bind = self.reactor.tcpClients[-1]
-        transport = TCPTransport()
+        transport = TCPStringTransport()
         factory.buildProtocol(IPv4Address("TCP", host, port)).makeConnection(transport)
         self.assertTrue(transport.no_delay)
 
