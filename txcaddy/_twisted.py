@@ -18,6 +18,12 @@ transport's own buffer, so Twisted's buffering, producer pausing and error handl
 apply to the rest. Any other transport (TLS, test doubles, a closing connection) gets
 a plain ``write``. Order is kept: data written through Twisted after batched data is
 put behind it when the batch is sent.
+
+The rest, each measured in docs/performance.md: the epoll loop reads plain TCP connections
+itself (``_epoll_iteration``) and closes a connection whose last data is sent without a
+write-readiness round trip or an ``epoll_ctl`` (``lose_connection``); ``no_delay`` and
+``quick_ack`` set the TCP options Go's behaviour needs (also under TLS);
+``unwrap_endpoint_protocol`` drops an endpoint's forwarding protocol once connected.
 """
 
 from __future__ import annotations
@@ -107,6 +113,7 @@ class _SendBatch:
 
 _BATCH = _SendBatch()
 _LOOPED: set[int] = set()  # reactors running _epoll_iteration
+_CLOSED = Failure(ConnectionDone())  # one for every fast close, as Twisted keeps its own
 
 
 def _epoll_iteration(reactor: Any, batch: _SendBatch) -> Any:
@@ -283,7 +290,7 @@ def _close(transport: Any) -> None:
         if fd in reactor._reads and fd not in reactor._writes:
             reactor._reads.discard(fd)
             reactor._selectables.pop(fd, None)
-    transport.connectionLost(Failure(ConnectionDone()))
+    transport.connectionLost(_CLOSED)
 
 
 def lose_connection(transport: Any) -> None:
