@@ -1,4 +1,4 @@
-"""A proxied request leaves no reference cycle behind.
+"""A proxied request, answered or failed, leaves no reference cycle behind.
 
 Objects in a cycle are freed only by the garbage collector, which then runs every few
 requests and walks everything young: measured at a tenth of a small proxied request's CPU
@@ -16,6 +16,7 @@ from twisted.internet.defer import succeed
 from twisted.internet.testing import MemoryReactorClock, StringTransport
 from twisted.trial.unittest import SynchronousTestCase
 
+from tests._gc import garbage_of
 from txcaddy.http._h1 import HTTP11Protocol
 from txcaddy.reverseproxy.handler import ReverseProxyHandler
 from txcaddy.service import fromCaddyfile
@@ -73,23 +74,6 @@ class ReferenceCycleTests(SynchronousTestCase):
         if close:
             protocol.connectionLost(None)
 
-    def garbage_of(self, work: Any) -> Counter[str]:
-        """The types of the objects ``work()`` leaves in reference cycles."""
-        gc.collect()
-        enabled = gc.isenabled()
-        gc.disable()
-        gc.set_debug(gc.DEBUG_SAVEALL)
-        try:
-            work()
-            gc.collect()
-            found = Counter(type(o).__name__ for o in gc.garbage)
-        finally:
-            gc.set_debug(0)
-            gc.garbage.clear()
-            if enabled:
-                gc.enable()
-        return found
-
     def test_keep_alive_requests(self) -> None:
         protocol, transport = self.connect()
         self.proxy(protocol, transport, close=False)  # the upstream connection is made and pooled
@@ -98,7 +82,7 @@ class ReferenceCycleTests(SynchronousTestCase):
             for _ in range(20):
                 self.proxy(protocol, transport, close=False)
 
-        self.assertEqual(self.garbage_of(work), Counter())
+        self.assertEqual(garbage_of(work), Counter())
 
     def test_connections_closed_after_one_request(self) -> None:
         warm, warm_transport = self.connect()
@@ -109,4 +93,39 @@ class ReferenceCycleTests(SynchronousTestCase):
                 protocol, transport = self.connect()
                 self.proxy(protocol, transport, close=True)
 
-        self.assertEqual(self.garbage_of(work), Counter())
+        self.assertEqual(garbage_of(work), Counter())
+
+    def test_failed_requests_and_the_error_routes(self) -> None:
+        """A refused upstream (502) answered by handle_errors: the error kept on the
+        request must not keep the frames it was raised through."""
+        from twisted.internet.defer import fail
+        from twisted.internet.error import ConnectionRefusedError
+
+        class Refusing:
+            def connect(self, factory: Any) -> Any:
+                return fail(ConnectionRefusedError("refused"))
+
+        service = fromCaddyfile(
+            "http://:18082 {\n\tbind 127.0.0.1\n\treverse_proxy 127.0.0.1:9001\n"
+            "\thandle_errors {\n\t\trespond \"error {http.error.status_code}\"\n\t}\n}\n",
+            reactor=self.reactor)
+        server = next(iter(service.http.servers.values()))
+        handlers = [o for o in gc.get_objects() if isinstance(o, ReverseProxyHandler)]
+        for handler in handlers:
+            handler.transport.pool.endpoint_factory = lambda address: Refusing()
+
+        def one() -> bytes:
+            protocol = HTTP11Protocol(server, self.reactor)
+            transport = StringTransport(peerAddress=IPv4Address("TCP", "127.0.0.1", 50000))
+            protocol.makeConnection(transport)
+            protocol.dataReceived(b"GET / HTTP/1.1\r\nHost: x\r\n\r\n")
+            protocol.connectionLost(None)
+            return transport.value()
+
+        self.assertTrue(one().endswith(b"\r\n\r\nerror 502"))
+
+        def work() -> None:
+            for _ in range(10):
+                one()
+
+        self.assertEqual(garbage_of(work), Counter())

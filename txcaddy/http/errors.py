@@ -27,6 +27,25 @@ class HandlerError(Exception):
         return f"HandlerError({self.status}, {self.message!r})"
 
 
+def release_frames(error: BaseException) -> None:
+    """Drop the tracebacks of ``error`` and of the errors it wraps or was raised from.
+
+    An error kept once it is handled (``request.error`` for the error routes and the
+    logs) would keep every frame it went through, and those frames refer to the request:
+    a reference cycle per failed request, left to the garbage collector. Call it after
+    anything that logs the traceback.
+    """
+    pending = [error]
+    seen: set[int] = set()
+    while pending:
+        current = pending.pop()
+        if current is None or id(current) in seen:
+            continue
+        seen.add(id(current))
+        current.__traceback__ = None
+        pending += (getattr(current, "cause", None), current.__cause__, current.__context__)
+
+
 # Where Go's http.StatusText words it differently from Python's HTTPStatus.
 _GO_STATUS_TEXT = {414: "Request URI Too Long", 418: "I'm a teapot", 103: "Early Hints"}
 

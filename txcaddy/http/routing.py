@@ -15,7 +15,7 @@ from twisted.internet.defer import Deferred
 from zope.interface import implementer
 
 from txcaddy.config.registry import module
-from txcaddy.http.errors import HandlerError
+from txcaddy.http.errors import HandlerError, release_frames
 from txcaddy.http.request import Request
 from txcaddy.http.response import Response
 from txcaddy.interfaces import IHandler, IRequestMatcher
@@ -128,6 +128,7 @@ def run_with_errors(routes: RouteList, errors: RouteList | None, request: Reques
         error = failure.value
         if not isinstance(error, HandlerError):
             error = HandlerError(500, str(error), cause=error)
+        release_frames(error)
         request.error = error
         return errors.serve(request, response, next)
 

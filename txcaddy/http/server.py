@@ -14,7 +14,7 @@ from twisted.internet.defer import Deferred, maybeDeferred
 from twisted.logger import Logger
 from twisted.python.failure import Failure
 
-from txcaddy.http.errors import AbortConnection, HandlerError
+from txcaddy.http.errors import AbortConnection, HandlerError, release_frames
 from txcaddy.http.request import Request
 from txcaddy.http.response import Response
 from txcaddy.http.routing import RouteList, finish_chain
@@ -103,6 +103,7 @@ class HTTPServer:
             self.log.error("{uri}: {error} after the response started", uri=request.uri, error=error)
             self._abort(response)
             return
+        release_frames(error)
         request.error = error
         if self.errors is None:
             self._answer_status(request, response, error.status)
