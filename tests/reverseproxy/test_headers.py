@@ -486,6 +486,15 @@ class ToRawTests(SynchronousTestCase):
         copied.add("A", "10")
         self.assertEqual(view.get_all("A"), ["9"])
 
+    def test_delete_canonical_either_way_round(self) -> None:
+        """Fewer fields than names (a response against the hop-by-hop list) and the reverse."""
+        few = Headers([("Keep-Alive", "5"), ("X-A", "1"), ("Connection", "x")])
+        few.delete_canonical(frozenset({"Connection", "Keep-Alive", "Te", "Upgrade", "Trailer"}))
+        self.assertEqual(items(few), [("X-A", "1")])
+        many = Headers([("A", "1"), ("B", "2"), ("C", "3"), ("D", "4")])
+        many.delete_canonical(("B", "Missing"))
+        self.assertEqual(items(many), [("A", "1"), ("C", "3"), ("D", "4")])
+
     def test_canonical_name_lookups_and_merge(self) -> None:
         headers = Headers([("content-type", "text/plain"), ("X-A", "1"), ("x-a", "2")])
         self.assertEqual(headers.values_of("X-A"), ["1", "2"])
