@@ -84,6 +84,37 @@ class ReferenceCycleTests(SynchronousTestCase):
 
         self.assertEqual(garbage_of(work), Counter())
 
+    def test_requests_with_bodies(self) -> None:
+        """A request body (its length given, or chunked) streamed upstream, then answered."""
+        protocol, transport = self.connect()
+        self.proxy(protocol, transport, close=False)
+        body = b"b" * 5000
+        requests = [
+            b"POST /p HTTP/1.1\r\nHost: example.com\r\nContent-Length: 5000\r\n\r\n" + body,
+            b"POST /p HTTP/1.1\r\nHost: example.com\r\nTransfer-Encoding: chunked\r\n\r\n"
+            b"1388\r\n" + body + b"\r\n0\r\n\r\n",
+        ]
+
+        def post(request: bytes) -> None:
+            protocol.dataReceived(request[:100])
+            protocol.dataReceived(request[100:])
+            for upstream_protocol, upstream_transport in self.upstream.connections:
+                if upstream_transport.value().endswith((body, b"0\r\n\r\n")):
+                    upstream_transport.clear()
+                    upstream_protocol.dataReceived(_RESPONSE)
+            self.assertTrue(transport.value().endswith(b"hello"), transport.value()[-60:])
+            transport.clear()
+
+        for request in requests:
+            post(request)
+
+        def work() -> None:
+            for _ in range(10):
+                for request in requests:
+                    post(request)
+
+        self.assertEqual(garbage_of(work), Counter())
+
     def test_connections_closed_after_one_request(self) -> None:
         warm, warm_transport = self.connect()
         self.proxy(warm, warm_transport, close=False)

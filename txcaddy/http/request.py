@@ -65,8 +65,10 @@ class RequestBody:
             return
         self.finished = True
         self.error = error
-        if self._consumer is not None:
-            self._consumer.body_finished(error)
+        consumer = self._consumer
+        if consumer is not None:
+            self._consumer = _DISCARD  # still taken; no reference back to a consumer that refers to us
+            consumer.body_finished(error)
 
     # -- the handler side ---------------------------------------------------------
 
@@ -86,6 +88,7 @@ class RequestBody:
         if self._on_drain is not None:
             self._on_drain()
         if self.finished:
+            self._consumer = _DISCARD  # as in finish: no cycle with the consumer
             consumer.body_finished(self.error)
 
     def discard(self) -> None:
