@@ -137,6 +137,55 @@ class LoopReadTests(TestCase):
         self.assertEqual(len(self.flushLoggedErrors(ValueError)), 1)
         self.assertEqual(await client_done, b"")  # the client sees the connection close
 
+    async def test_no_read_after_abort_connection(self) -> None:
+        """A connection aborted while the loop works through a batch of ready sockets gets no
+        more dataReceived (Twisted's abortConnection promises that; both sockets are ready in
+        the same poll here, and the abort takes the other out of the reactor's books)."""
+        _twisted._BATCH.install(reactor)
+        servers: list[Any] = []
+        late: list[bytes] = []
+        both_lost: Deferred[None] = Deferred()
+
+        class Server(Protocol):
+            aborted = False
+
+            def connectionMade(self) -> None:
+                servers.append(self)
+
+            def dataReceived(self, data: bytes) -> None:
+                if self.aborted:
+                    late.append(data)
+                    return
+                for other in servers:
+                    if other is not self and not other.aborted:
+                        other.aborted = True
+                        other.transport.abortConnection()
+                self.transport.loseConnection()
+
+            def connectionLost(self, reason: Any = None) -> None:
+                servers.remove(self)
+                if not servers and not both_lost.called:
+                    both_lost.callback(None)
+
+        port = reactor.listenTCP(0, Factory.forProtocol(Server), interface="127.0.0.1")
+        self.addCleanup(port.stopListening)
+        clients: list[Any] = []
+        ready: Deferred[None] = Deferred()
+
+        class Client(Protocol):
+            def connectionMade(self) -> None:
+                clients.append(self.transport)
+                if len(clients) == 2:
+                    ready.callback(None)
+
+        for _ in range(2):
+            reactor.connectTCP("127.0.0.1", port.getHost().port, ClientFactory.forProtocol(Client))
+        await ready
+        for transport in clients:  # both written in one go: ready in the same poll
+            transport.write(b"x")
+        await both_lost
+        self.assertEqual(late, [])
+
     async def test_eof_read_by_the_loop_is_a_clean_close(self) -> None:
         from twisted.internet.error import ConnectionDone
 

@@ -145,7 +145,9 @@ def _epoll_iteration(reactor: Any, batch: _SendBatch) -> Any:
             if batch.closing and selectable in batch.closing:
                 continue  # closing once its last data is sent: nothing more is read
             if event == _EPOLLIN and type(selectable) in _READ_DIRECT:
-                # Twisted's doRead for a plain TCP connection, minus three calls per read.
+                # Twisted's doRead for a plain TCP connection, minus three calls per read. (A
+                # connection aborted or closed earlier in this batch is no longer in
+                # ``selectables``: abortConnection and connectionLost stop reading and writing.)
                 try:
                     data = selectable.socket.recv(selectable.bufferSize)
                 except (BlockingIOError, InterruptedError):
