@@ -35,7 +35,7 @@ def release_frames(error: BaseException) -> None:
     a reference cycle per failed request, left to the garbage collector. Call it after
     anything that logs the traceback.
     """
-    pending = [error]
+    pending: list[BaseException | None] = [error]
     seen: set[int] = set()
     while pending:
         current = pending.pop()
