@@ -7,7 +7,6 @@ before the cycles were taken out. Refcounting frees a finished request at once.
 
 from __future__ import annotations
 
-import gc
 from collections import Counter
 from typing import Any
 
@@ -48,13 +47,25 @@ class _Upstream:
         return answered
 
 
+def _proxy_handlers(routes: Any) -> list[ReverseProxyHandler]:
+    """The reverse_proxy handlers of a route list, subroutes included."""
+    found: list[ReverseProxyHandler] = []
+    for route in routes.routes:
+        for handler in route.handlers:
+            if isinstance(handler, ReverseProxyHandler):
+                found.append(handler)
+            elif getattr(handler, "routes", None) is not None:
+                found += _proxy_handlers(handler.routes)
+    return found
+
+
 class ReferenceCycleTests(SynchronousTestCase):
     def setUp(self) -> None:
         self.reactor = MemoryReactorClock()
         service = fromCaddyfile(
             "http://:18081 {\n\tbind 127.0.0.1\n\treverse_proxy 127.0.0.1:9000\n}\n", reactor=self.reactor)
         self.server = next(iter(service.http.servers.values()))
-        handler = next(o for o in gc.get_objects() if isinstance(o, ReverseProxyHandler))
+        (handler,) = _proxy_handlers(self.server.routes)
         self.upstream = _Upstream()
         handler.transport.pool.endpoint_factory = lambda address: self.upstream
 
@@ -141,9 +152,8 @@ class ReferenceCycleTests(SynchronousTestCase):
             "\thandle_errors {\n\t\trespond \"error {http.error.status_code}\"\n\t}\n}\n",
             reactor=self.reactor)
         server = next(iter(service.http.servers.values()))
-        handlers = [o for o in gc.get_objects() if isinstance(o, ReverseProxyHandler)]
-        for handler in handlers:
-            handler.transport.pool.endpoint_factory = lambda address: Refusing()
+        (handler,) = _proxy_handlers(server.routes)
+        handler.transport.pool.endpoint_factory = lambda address: Refusing()
 
         def one() -> bytes:
             protocol = HTTP11Protocol(server, self.reactor)
