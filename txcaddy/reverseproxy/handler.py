@@ -57,7 +57,7 @@ __all__ = ["PassiveHealth", "ReverseProxyHandler", "load_reverse_proxy"]
 
 #: Where a request's proxy call publishes its {http.reverse_proxy.*} values (lazily).
 _PLACEHOLDERS = "http.reverse_proxy"
-# The timing placeholders (and their ``_ms`` forms) → the _ProxyCall attribute in seconds.
+# The timing placeholders (and their ``_ms`` forms) → the _Published attribute in seconds.
 _TIMINGS = {"upstream.latency": "latency", "upstream.duration": "upstream_duration", "duration": "elapsed"}
 
 log = Logger(namespace="txcaddy.reverseproxy")
