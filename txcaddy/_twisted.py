@@ -172,6 +172,13 @@ def _epoll_iteration(reactor: Any, batch: _SendBatch) -> Any:
     return doIteration
 
 
+def connection_under(transport: Any) -> Any:
+    """The TCP (or UNIX) connection under ``transport``: itself, or the one a TLS layer wraps."""
+    while isinstance(transport, ProtocolWrapper):
+        transport = transport.transport
+    return transport
+
+
 def no_delay(transport: Any) -> None:
     """Turn off Nagle's algorithm on a TCP connection (also one under TLS), as Go does.
 
@@ -179,9 +186,7 @@ def no_delay(transport: Any) -> None:
     expect its latency: with Nagle on, the last small segment of a response can wait for
     the peer's delayed ACK (40 ms on Linux).
     """
-    raw = transport
-    while isinstance(raw, ProtocolWrapper):  # TLS: the TCP connection underneath
-        raw = raw.transport
+    raw = connection_under(transport)
     if ITCPTransport.providedBy(raw):
         try:
             raw.setTcpNoDelay(True)
@@ -204,9 +209,7 @@ def quick_ack(transport: Any) -> None:
     """
     if _TCP_QUICKACK is None:
         return
-    raw = transport
-    while isinstance(raw, ProtocolWrapper):  # TLS: the TCP connection underneath
-        raw = raw.transport
+    raw = connection_under(transport)
     sock = getattr(raw, "socket", None) if type(raw) in _READ_DIRECT else None
     if sock is not None:
         try:

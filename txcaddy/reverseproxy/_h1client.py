@@ -21,11 +21,16 @@ from twisted.internet.defer import CancelledError, Deferred
 from twisted.internet.error import ConnectionDone
 from twisted.internet.interfaces import IHandshakeListener, IPushProducer, ITCPTransport
 from twisted.internet.protocol import Factory, Protocol
-from twisted.protocols.policies import ProtocolWrapper
 from twisted.python.failure import Failure
 from zope.interface import implementer
 
-from txcaddy._twisted import no_delay, quick_ack, send_sequence_now, unwrap_endpoint_protocol
+from txcaddy._twisted import (
+    connection_under,
+    no_delay,
+    quick_ack,
+    send_sequence_now,
+    unwrap_endpoint_protocol,
+)
 
 RawHeaders = list[tuple[bytes, bytes]]
 
@@ -1050,9 +1055,7 @@ class _ClientProtocol(Protocol):
 
 def _tune_socket(transport: Any, keepalive: float | None, read_size: int | None) -> None:
     """TCP keep-alive probes and the socket read size, on the TCP connection under TLS too."""
-    raw = transport
-    while isinstance(raw, ProtocolWrapper):  # TLS: tune the TCP connection underneath
-        raw = raw.transport
+    raw = connection_under(transport)  # TLS: tune the TCP connection underneath
     if read_size and hasattr(raw, "bufferSize"):
         raw.bufferSize = read_size
     if keepalive and ITCPTransport.providedBy(raw):
