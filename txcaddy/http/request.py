@@ -97,7 +97,7 @@ class RequestBody:
             # Nothing can arrive and nothing was kept: no consumer to run (most requests).
             self._consumer = _DISCARD
             return
-        self.deliver(_Discard())
+        self.deliver(_DISCARD)
 
 
 class _Discard:
@@ -108,7 +108,7 @@ class _Discard:
         pass
 
 
-_DISCARD = _Discard()
+_DISCARD = _Discard()  # stateless: one serves every body thrown away or finished
 
 
 class Request:
