@@ -112,6 +112,7 @@ class ProtocolTests(SynchronousTestCase):
         self.assertTrue(transport.no_delay)
 
     def test_simple_request_gets_content_length(self) -> None:
+        """A small answer gets Content-Length and Server: Caddy, and the connection stays open."""
         out = self.send(b"GET /a HTTP/1.1\r\nHost: x\r\n\r\n")
         self.assertTrue(out.startswith(b"HTTP/1.1 200 OK\r\n"))
         self.assertIn(b"\r\nContent-Length: 7\r\n", out)
@@ -120,6 +121,7 @@ class ProtocolTests(SynchronousTestCase):
         self.assertFalse(self.transport.disconnecting)
 
     def test_local_address_is_asked_for_once_and_only_when_used(self) -> None:
+        """The transport's local address is looked up lazily, once per connection, on first use."""
         calls: list[Any] = []
         get_host = self.transport.getHost
         self.patch(self.transport, "getHost", lambda: calls.append(1) or get_host())
@@ -132,16 +134,19 @@ class ProtocolTests(SynchronousTestCase):
         self.assertEqual(calls, [1])
 
     def test_routing_happens_at_header_time(self) -> None:
+        """A request is routed when its head arrives; the body streams to the handler later."""
         self.send(b"POST /up HTTP/1.1\r\nHost: x\r\nContent-Length: 10\r\n\r\n01234")
         self.assertEqual([r.path for r in self.echo.seen], ["/up"])  # before the body ended
         out = self.send(b"56789")
         self.assertTrue(out.endswith(b"POST /up 0123456789"))
 
     def test_chunked_request_body(self) -> None:
+        """A chunked request body reaches the handler de-chunked."""
         out = self.send(b"POST /c HTTP/1.1\r\nHost: x\r\nTransfer-Encoding: chunked\r\n\r\n3\r\nabc\r\n2\r\nde\r\n0\r\n\r\n")
         self.assertTrue(out.endswith(b"POST /c abcde"))
 
     def test_keep_alive_and_pipelining_answer_in_order(self) -> None:
+        """Pipelined requests are served one at a time and answered in the order they arrived."""
         out = self.send(
             b"GET /held/1 HTTP/1.1\r\nHost: x\r\n\r\nGET /second HTTP/1.1\r\nHost: x\r\n\r\n"
         )
@@ -152,21 +157,25 @@ class ProtocolTests(SynchronousTestCase):
         self.assertLess(out.index(b"first"), out.index(b"GET /second"))
 
     def test_http10_closes_after_response(self) -> None:
+        """An HTTP/1.0 request is answered as HTTP/1.0 and the connection closes afterwards."""
         out = self.send(b"GET /ten HTTP/1.0\r\n\r\n")
         self.assertTrue(out.startswith(b"HTTP/1.0 200 OK\r\n"))
         self.assertTrue(self.transport.disconnecting)
 
     def test_connection_close_is_honoured(self) -> None:
+        """Connection: close from the client is echoed in the response and the connection closes."""
         out = self.send(b"GET / HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n")
         self.assertIn(b"\r\nConnection: close\r\n", out)
         self.assertTrue(self.transport.disconnecting)
 
     def test_head_has_no_body(self) -> None:
+        """HEAD is answered with the Content-Length a GET would have, and no body."""
         out = self.send(b"HEAD /h HTTP/1.1\r\nHost: x\r\n\r\n")
         self.assertIn(b"Content-Length: 8\r\n", out)  # what GET would send
         self.assertTrue(out.endswith(b"\r\n\r\n"))
 
     def test_expect_continue_is_sent_when_the_body_is_wanted(self) -> None:
+        """Expect: 100-continue gets 100 Continue when the handler reads the body."""
         out = self.send(b"PUT /e HTTP/1.1\r\nHost: x\r\nContent-Length: 3\r\nExpect: 100-continue\r\n\r\n")
         self.assertEqual(out, b"HTTP/1.1 100 Continue\r\n\r\n")
         out = self.send(b"abc")
@@ -174,11 +183,13 @@ class ProtocolTests(SynchronousTestCase):
         self.assertTrue(out.endswith(b"PUT /e abc"))
 
     def test_handler_error_status(self) -> None:
+        """A HandlerError becomes its status line with an empty body."""
         out = self.send(b"GET /fail HTTP/1.1\r\nHost: x\r\n\r\n")
         self.assertTrue(out.startswith(b"HTTP/1.1 418 I'm a teapot\r\n"), out)
         self.assertIn(b"Content-Length: 0\r\n", out)
 
     def test_malformed_requests_get_4xx_and_close(self) -> None:
+        """Malformed heads get 400, 431 or 501, close the connection and never reach a handler."""
         cases = [
             (b"GET / HTTP/1.1\r\n\r\n", b"400"),  # no Host
             (b"GET / HTTP/1.1\r\nHost: a\r\nHost: b\r\n\r\n", b"400"),
@@ -195,12 +206,14 @@ class ProtocolTests(SynchronousTestCase):
             self.assertEqual(self.echo.seen, [], raw)
 
     def test_malformed_body_after_routing_is_a_400(self) -> None:
+        """A bad chunk after routing is a 400 without the partial body; the connection closes."""
         out = self.send(b"POST / HTTP/1.1\r\nHost: x\r\nTransfer-Encoding: chunked\r\n\r\n3\r\nabc\r\nzz\r\n")
         self.assertTrue(out.startswith(b"HTTP/1.1 400 Bad Request\r\n"), out)
         self.assertNotIn(b"abc", out)  # the handler never answered with the partial body
         self.assertTrue(self.transport.disconnecting)
 
     def test_length_and_chunked_served_chunked_then_closed(self) -> None:
+        """Content-Length with chunked: the body is read chunked, then the connection closes."""
         out = self.send(
             b"POST /s HTTP/1.1\r\nHost: x\r\nContent-Length: 3\r\nTransfer-Encoding: chunked\r\n\r\n"
             b"5\r\nhello\r\n0\r\n\r\nGET /smuggled HTTP/1.1\r\nHost: x\r\n\r\n"
@@ -212,6 +225,7 @@ class ProtocolTests(SynchronousTestCase):
         self.assertEqual([r.path for r in self.echo.seen], ["/s"])
 
     def test_idle_connection_times_out(self) -> None:
+        """An idle connection is closed once the server's idle timeout has passed, not before."""
         self.server.idle_timeout = 30
         self.setUp_with_timeout()
         self.clock.advance(29)
@@ -225,6 +239,7 @@ class ProtocolTests(SynchronousTestCase):
         self.protocol.makeConnection(self.transport)
 
     def test_graceful_drain(self) -> None:
+        """drain waits for the in-flight response, closes the connection after it, then fires."""
         self.send(b"GET /held HTTP/1.1\r\nHost: x\r\n\r\n")
         drained = self.server.drain(10, self.clock)
         self.assertNoResult(drained)
@@ -234,10 +249,23 @@ class ProtocolTests(SynchronousTestCase):
         self.successResultOf(drained)
 
     def test_drain_forces_close_after_grace(self) -> None:
+        """drain closes a connection whose response is still pending once the grace period ends."""
         self.send(b"GET /held HTTP/1.1\r\nHost: x\r\n\r\n")
         self.server.drain(5, self.clock)
         self.clock.advance(5)
         self.assertTrue(self.transport.disconnecting)
+
+    def test_date_header_follows_the_clock_each_second(self) -> None:
+        """The Date header is the server clock's current second, in RFC 7231 IMF-fixdate form."""
+        request = b"GET /d HTTP/1.1\r\nHost: x\r\n\r\n"
+        self.clock.advance(1_700_000_000.25)
+        self.assertIn(b"\r\nDate: Tue, 14 Nov 2023 22:13:20 GMT\r\n", self.send(request))
+        self.clock.advance(0.5)  # still the same second
+        self.assertIn(b"\r\nDate: Tue, 14 Nov 2023 22:13:20 GMT\r\n", self.send(request))
+        self.clock.advance(0.25)
+        self.assertIn(b"\r\nDate: Tue, 14 Nov 2023 22:13:21 GMT\r\n", self.send(request))
+        self.clock.advance(86_400)
+        self.assertIn(b"\r\nDate: Wed, 15 Nov 2023 22:13:21 GMT\r\n", self.send(request))
 
 
 @implementer(IHandler)
@@ -272,6 +300,7 @@ class HeadWritingTests(SynchronousTestCase):
         return transport.value()
 
     def test_cr_and_lf_in_values_never_split_the_response(self) -> None:
+        """CR and LF in header values are written as spaces, so a value cannot inject a header."""
         out = self.serve(Fields([("X-A", "one\r\nX-Injected: 1"), ("X-B", "two\nthree"), ("X-C", "fine")]))
         head = out.split(b"\r\n\r\n", 1)[0]
         self.assertIn(b"\r\nX-A: one  X-Injected: 1\r\n", head)
@@ -281,15 +310,18 @@ class HeadWritingTests(SynchronousTestCase):
         self.assertTrue(head.startswith(b"HTTP/1.1 200 OK\r\n"))
 
     def test_fields_whose_names_are_not_tokens_are_dropped(self) -> None:
+        """Header fields whose names are not HTTP tokens are left out of the head."""
         out = self.serve(Fields([("Bad Name", "x"), ("X-Good", "y")]))
         head = out.split(b"\r\n\r\n", 1)[0]
         self.assertNotIn(b"Bad Name", head)
         self.assertIn(b"\r\nX-Good: y\r\n", head)
 
     def test_trailers_are_cleaned_the_same_way(self) -> None:
+        """Trailer values have CR and LF replaced by spaces, as header values do."""
         out = self.serve(Fields([], trailers=[("X-Sum", "abc\r\nX-Injected: 1")]))
         self.assertTrue(out.endswith(b"\r\n0\r\nX-Sum: abc  X-Injected: 1\r\n\r\n"))
 
     def test_informational_responses_are_cleaned_the_same_way(self) -> None:
+        """Fields of a 1xx informational response are cleaned the same way as final ones."""
         out = self.serve(Fields([], informational=True))
         self.assertTrue(out.startswith(b"HTTP/1.1 103 Early Hints\r\nLink: </a.css>; rel=preload  X-Evil: 1\r\n\r\nHTTP/1.1 200 OK\r\n"))
