@@ -42,6 +42,7 @@ class RandomBytesTests(SynchronousTestCase):
     @settings(max_examples=500, deadline=None, suppress_health_check=list(HealthCheck))
     @given(STREAMS, st.integers(min_value=1, max_value=64))
     def test_random_input(self, data: bytes, chunk: int) -> None:
+        """Any byte stream, in any slicing, yields only HTTP/1.x output and well-formed requests."""
         clock = MemoryReactorClock()
         recorder = Recorder()
         server = HTTPServer("srv0", [":80"], RouteList([Route([recorder])]), reactor=clock, max_header_bytes=1024)

@@ -138,6 +138,7 @@ class UpgradeTests(SynchronousTestCase):
     # -- switching ----------------------------------------------------------------------
 
     def test_bytes_after_the_head_are_kept_and_reading_pauses(self) -> None:
+        """Reading pauses on an upgrade head; bytes read meanwhile go to the new protocol."""
         self.assertEqual(self.send(UPGRADE + b"early bytes"), b"")
         self.assertEqual(len(self.deciding.pending), 1)
         self.assertEqual(self.transport.producerState, "paused")
@@ -150,6 +151,7 @@ class UpgradeTests(SynchronousTestCase):
         self.assertEqual(self.transport.producerState, "producing")
 
     def test_101_head_carries_the_response_fields_sorted_and_nothing_else(self) -> None:
+        """The 101 head holds exactly the response's fields, sorted, plus Server."""
         self.send(UPGRADE)
         self.deciding.switch(Recorder(), Upgrade="websocket", Connection="Upgrade", Sec_Websocket_Accept="abc=")
         self.assertEqual(
@@ -159,6 +161,7 @@ class UpgradeTests(SynchronousTestCase):
         )
 
     def test_nothing_after_the_switch_is_parsed_as_http(self) -> None:
+        """After the switch every byte goes to the new protocol, none is parsed as HTTP."""
         self.send(UPGRADE + b"GET /echo/1 HTTP/1.1\r\nHost: x\r\n\r\n")
         tunnel = Recorder()
         self.deciding.switch(tunnel)
@@ -172,6 +175,7 @@ class UpgradeTests(SynchronousTestCase):
         )
 
     def test_the_new_protocol_writes_to_the_client(self) -> None:
+        """The new protocol writes straight to the client's transport."""
         self.send(UPGRADE)
         tunnel = Recorder()
         self.deciding.switch(tunnel)
@@ -180,6 +184,7 @@ class UpgradeTests(SynchronousTestCase):
         self.assertEqual(self.transport.value(), b"frame")
 
     def test_head_split_over_reads(self) -> None:
+        """An upgrade head split over several reads still hands only the bytes after it over."""
         for piece in (UPGRADE[:10], UPGRADE[10:40], UPGRADE[40:] + b"tail"):
             self.send(piece)
         tunnel = Recorder()
@@ -187,6 +192,7 @@ class UpgradeTests(SynchronousTestCase):
         self.assertEqual(bytes(tunnel.received), b"tail")
 
     def test_connection_lost_reaches_the_new_protocol_and_the_server_forgets_it(self) -> None:
+        """Losing a switched connection tells the new protocol and drops it from the server."""
         self.send(UPGRADE)
         tunnel = Recorder()
         self.deciding.switch(tunnel)
@@ -197,6 +203,7 @@ class UpgradeTests(SynchronousTestCase):
         self.assertNotIn(self.protocol, self.server.connections)
 
     def test_access_log_sees_101(self) -> None:
+        """A switch finishes the response with status 101, and the access log records it."""
         self.send(UPGRADE)
         response = self.deciding.switch(Recorder())
         self.assertEqual(self.access_log.entries, [("/ws", 101)])
@@ -204,6 +211,7 @@ class UpgradeTests(SynchronousTestCase):
         self.assertEqual(response.status, 101)
 
     def test_notify_finish_fires_on_switch(self) -> None:
+        """notify_finish fires when the response switches protocols."""
         self.send(UPGRADE)
         _, response, _ = self.deciding.pending[0]
         finished = response.notify_finish()
@@ -212,6 +220,7 @@ class UpgradeTests(SynchronousTestCase):
         self.successResultOf(finished)
 
     def test_through_a_response_wrapper(self) -> None:
+        """A ResponseWrapper can switch protocols on behalf of the response it wraps."""
         self.deciding.wrap = True
         self.send(UPGRADE + b"x")
         _, wrapper, _ = self.deciding.pending[0]
@@ -223,6 +232,7 @@ class UpgradeTests(SynchronousTestCase):
         self.assertEqual(wrapper.status, 101)
 
     def test_switch_inside_serve_before_the_head_is_done(self) -> None:
+        """A switch inside serve, while the head is still being parsed, hands over what follows."""
         out = self.send(UPGRADE.replace(b"/ws", b"/now") + b"after")
         self.assertEqual(out, b"HTTP/1.1 101 Switching Protocols\r\nServer: Caddy\r\n\r\n")
         self.assertEqual(bytes(self.at_once.protocol.received), b"after")
@@ -230,6 +240,7 @@ class UpgradeTests(SynchronousTestCase):
         self.assertEqual(bytes(self.at_once.protocol.received), b"after more")
 
     def test_no_idle_timeout_after_the_switch(self) -> None:
+        """A switched connection has no idle timeout left scheduled."""
         self.server.idle_timeout = 30
         self.connect()
         self.send(UPGRADE)
@@ -239,6 +250,7 @@ class UpgradeTests(SynchronousTestCase):
         self.assertEqual(self.clock.getDelayedCalls(), [])
 
     def test_pipelined_upgrade_switches_after_the_request_before_it(self) -> None:
+        """A pipelined upgrade waits for the request before it, then switches with its own bytes."""
         self.send(b"GET /first HTTP/1.1\r\nHost: x\r\n\r\n" + UPGRADE + b"tunnel")
         self.assertEqual(len(self.deciding.pending), 1)
         self.deciding.answer(200, b"one")
@@ -254,12 +266,14 @@ class UpgradeTests(SynchronousTestCase):
     # -- what cannot switch ---------------------------------------------------------------
 
     def test_ordinary_request_cannot_switch(self) -> None:
+        """A request without Upgrade cannot switch protocols; trying raises RuntimeError."""
         self.send(b"GET / HTTP/1.1\r\nHost: x\r\n\r\n")
         _, response, _ = self.deciding.pending[0]
         self.assertFalse(response.can_switch_protocols)
         self.assertRaises(RuntimeError, response.switch_protocols, Recorder())
 
     def test_cannot_switch_after_the_head_was_sent(self) -> None:
+        """Once a response head has been sent the request can no longer switch protocols."""
         self.send(UPGRADE)
         _, response, _ = self.deciding.pending[0]
         response.write_head(200)
@@ -268,6 +282,7 @@ class UpgradeTests(SynchronousTestCase):
         self.assertRaises(RuntimeError, response.switch_protocols, Recorder())
 
     def test_client_gone_before_the_decision(self) -> None:
+        """If the client goes before the handler decides, the response is lost and cannot switch."""
         self.send(UPGRADE)
         _, response, _ = self.deciding.pending[0]
         self.protocol.connectionLost(Failure(ConnectionError("gone")))
@@ -277,6 +292,7 @@ class UpgradeTests(SynchronousTestCase):
     # -- answered without a switch -----------------------------------------------------
 
     def test_normal_answer_closes_and_never_parses_the_rest(self) -> None:
+        """An upgrade answered normally closes the connection; later bytes are never served."""
         self.send(UPGRADE + b"GET /echo HTTP/1.1\r\nHost: x\r\n\r\n")
         self.deciding.answer(403, b"no")
         out = self.transport.value()
@@ -287,6 +303,7 @@ class UpgradeTests(SynchronousTestCase):
         self.assertEqual(self.echo.seen, [])
 
     def test_handler_answering_at_once_then_close(self) -> None:
+        """An upgrade a handler answers at once is served plainly, then the connection closes."""
         # What a route without reverse_proxy (respond, file_server, ...) does: serve it
         # as a plain request, then close; the bytes after the head are not requests.
         out = self.send(UPGRADE.replace(b"/ws", b"/echo") + b"GET /echo/2 HTTP/1.1\r\nHost: x\r\n\r\n")
@@ -297,6 +314,7 @@ class UpgradeTests(SynchronousTestCase):
         self.assertTrue(self.transport.disconnecting)
 
     def test_upgrade_request_with_a_body_is_served_as_a_plain_request(self) -> None:
+        """An upgrade request with a body is a plain request; the connection stays reusable."""
         # llhttp skips such a body; it is read after the head, and what follows is HTTP.
         head = b"POST /echo HTTP/1.1\r\nHost: x\r\nConnection: Upgrade\r\nUpgrade: h2c\r\n"
         out = self.send(head + b"Content-Length: 5\r\n\r\nhelloGET /echo/2 HTTP/1.1\r\nHost: x\r\n\r\n")
@@ -306,6 +324,7 @@ class UpgradeTests(SynchronousTestCase):
         self.assertFalse(self.transport.disconnecting)
 
     def test_upgrade_request_with_a_chunked_body(self) -> None:
+        """An upgrade request with a chunked body has the body read and served plainly."""
         head = b"POST /echo HTTP/1.1\r\nHost: x\r\nConnection: Upgrade\r\nUpgrade: h2c\r\n"
         out = self.send(head + b"Transfer-Encoding: chunked\r\n\r\n5\r\nhel")
         self.assertEqual(out, b"")
@@ -313,6 +332,7 @@ class UpgradeTests(SynchronousTestCase):
         self.assertIn(b"POST /echo hello", out)
 
     def test_upgrade_request_with_a_body_cannot_switch(self) -> None:
+        """An upgrade request with a body cannot switch, and reading is not paused."""
         self.send(b"POST / HTTP/1.1\r\nHost: x\r\nConnection: Upgrade\r\nUpgrade: h2c\r\nContent-Length: 2\r\n\r\nhi")
         _, response, _ = self.deciding.pending[0]
         self.assertFalse(response.can_switch_protocols)
@@ -321,6 +341,7 @@ class UpgradeTests(SynchronousTestCase):
     # -- shutdown -----------------------------------------------------------------------
 
     def test_drain_closes_tunnels_through_close_gracefully(self) -> None:
+        """drain asks a tunnel to close_gracefully and fires once its connection is lost."""
         self.send(UPGRADE)
         tunnel = GracefulRecorder()
         self.deciding.switch(tunnel)
@@ -333,12 +354,14 @@ class UpgradeTests(SynchronousTestCase):
         self.successResultOf(drained)
 
     def test_drain_closes_a_tunnel_without_close_gracefully(self) -> None:
+        """drain closes the connection of a tunnel that has no close_gracefully."""
         self.send(UPGRADE)
         self.deciding.switch(Recorder())
         self.server.drain(10, self.clock)
         self.assertTrue(self.transport.disconnecting)
 
     def test_switch_while_draining_closes_at_once(self) -> None:
+        """A drain waits for an in-flight upgrade, then closes the tunnel it switched to."""
         self.send(UPGRADE)
         self.server.drain(10, self.clock)
         self.assertFalse(self.transport.disconnecting)  # the upgrade is in flight
@@ -347,6 +370,7 @@ class UpgradeTests(SynchronousTestCase):
         self.assertEqual(tunnel.asked_to_close, 1)
 
     def test_force_close_after_grace_aborts_the_tunnel(self) -> None:
+        """A tunnel still open when the drain's grace period ends is aborted."""
         self.send(UPGRADE)
         tunnel = Recorder()
         self.deciding.switch(tunnel)

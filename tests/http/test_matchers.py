@@ -48,6 +48,7 @@ class MatcherTableMixin:
 
 class GoPathTests(SynchronousTestCase):
     def test_path_clean(self):
+        """go_path_clean gives what Go's path.Clean gives, empty path and .. included."""
         cases = {
             "": ".",
             "/": "/",
@@ -67,12 +68,14 @@ class GoPathTests(SynchronousTestCase):
             self.assertEqual(go_path_clean(given), expected, given)
 
     def test_clean_path_keeps_trailing_slash(self):
+        """clean_path cleans like path.Clean but keeps a trailing slash."""
         self.assertEqual(clean_path("/a/b/"), "/a/b/")
         self.assertEqual(clean_path("/a/../"), "/")
         self.assertEqual(clean_path("/a//b/./c/"), "/a/b/c/")
         self.assertEqual(clean_path("/a/.."), "/")
 
     def test_clean_path_keeping_double_slashes(self):
+        """clean_path_keep_slashes keeps repeated slashes unless told to merge them."""
         self.assertEqual(clean_path_keep_slashes("/a//b", False), "/a//b")
         self.assertEqual(clean_path_keep_slashes("/a//b", True), "/a/b")
         self.assertEqual(clean_path_keep_slashes("/a///b/", False), "/a///b/")
@@ -80,6 +83,7 @@ class GoPathTests(SynchronousTestCase):
         self.assertEqual(clean_path_keep_slashes("//a/./b", False), "//a/b")
 
     def test_go_lower(self):
+        """go_lower lower-cases as Go's strings.ToLower does, not as Python's str.lower."""
         self.assertEqual(go_lower("/ADMIN"), "/admin")
         self.assertEqual(go_lower("/ÉTÉ"), "/été")
         self.assertEqual(go_lower("/ADMİN"), "/admin")  # Go maps İ to i, Python to i + combining dot
@@ -87,6 +91,7 @@ class GoPathTests(SynchronousTestCase):
         self.assertEqual(go_lower("/a\udcffB"), "/a\ufffdb")  # an invalid byte becomes U+FFFD
 
     def test_path_match(self):
+        """go_path_match agrees with Go's own path.Match table; bad patterns match nothing."""
         # Go's own path.Match test table
         cases = [
             ("abc", "abc", True), ("*", "abc", True), ("*c", "abc", True), ("a*", "a", True), ("a*", "abc", True),
@@ -117,12 +122,14 @@ class GoRegexpTests(SynchronousTestCase):
         return None if found is None else found.group(0)
 
     def test_dollar_is_end_of_text(self):
+        """$ matches only at the end of the text, not before a final newline."""
         self.assertEqual(self.search("^/admin$", "/admin"), "/admin")
         self.assertIsNone(self.search("^/admin$", "/admin\n"))
         self.assertIsNone(self.search("^/admin\\z", "/admin\n"))
         self.assertEqual(self.search("(?m)^/x$", "/x\n"), "/x")
 
     def test_perl_classes_are_ascii(self):
+        """\\w, \\d, \\s and \\b are ASCII-only, as in RE2."""
         self.assertEqual(self.search("^/\\w+$", "/a_1"), "/a_1")
         self.assertIsNone(self.search("^/\\w+$", "/café"))
         self.assertIsNone(self.search("\\d", "٣"))
@@ -132,6 +139,7 @@ class GoRegexpTests(SynchronousTestCase):
         self.assertEqual(self.search("\\bfoo\\b", "éfooé"), "foo")  # é is not a word character in Go
 
     def test_flags_anywhere(self):
+        """Inline flags apply from where they stand, across alternation, as in RE2."""
         self.assertEqual(self.search("^/a(?i)B(?-i)c", "/abc"), "/abc")
         self.assertIsNone(self.search("^/a(?i)B(?-i)c", "/abC"))
         self.assertEqual(self.search("a(?i)b|c", "C"), "C")  # the flag lasts past the |
@@ -139,11 +147,13 @@ class GoRegexpTests(SynchronousTestCase):
         self.assertIsNone(self.search("^/a.c$", "/a\nc"))
 
     def test_ungreedy_flag(self):
+        """The U flag swaps greedy and lazy repetition."""
         self.assertEqual(self.search("(?U)a+", "aaa"), "a")
         self.assertEqual(self.search("(?U)a+?", "aaa"), "aaa")
         self.assertEqual(self.search("(?U:a+)a*", "aaa"), "aaa")
 
     def test_literal_braces_and_escapes(self):
+        """Braces that are not a repeat are literal; \\Q..\\E, \\x and octal escapes work."""
         self.assertEqual(self.search("x{,3}", "x{,3}"), "x{,3}")
         self.assertEqual(self.search("^/x{2}$", "/xx"), "/xx")
         self.assertEqual(self.search("\\Qa.b\\E", "a.b"), "a.b")
@@ -151,6 +161,7 @@ class GoRegexpTests(SynchronousTestCase):
         self.assertEqual(self.search("^/\\x41\\x{e9}\\101", "/AéA"), "/AéA")
 
     def test_posix_and_unicode_classes(self):
+        """POSIX [[:class:]] and Unicode \\p classes match as in RE2."""
         self.assertEqual(self.search("^/[[:alpha:]]+$", "/abc"), "/abc")
         self.assertEqual(self.search("^/[[:^digit:]]+$", "/abc"), "/abc")
         self.assertEqual(self.search("^/\\pL+$", "/été"), "/été")
@@ -158,17 +169,20 @@ class GoRegexpTests(SynchronousTestCase):
         self.assertEqual(self.search("^/[]a]+$", "/]a"), "/]a")
 
     def test_named_groups(self):
+        """(?P<name>...) groups are named and numbered as in RE2."""
         compiled = compile_go_regexp("(?P<name>[a-z]+)-(\\d+)")
         self.assertEqual(compiled.groupindex, {"name": 1})
         self.assertEqual(compiled.search("x abc-12").groups(), ("abc", "12"))
 
     def test_rejected_like_go(self):
+        """Patterns RE2 refuses raise GoRegexpError."""
         for pattern in ["a**", "a*+", "a++", "a{2}{3}", "\\1", "(?=x)", "(?!x)", "(?<=x)", "\\Z", "[\\b]", "a{1001}", "(", ")",
                         "[a", "\\q", "(?#c)", "(?P=n)", "x{2,1}", "\\C", "\\p{Foo}", "[[:foo:]]", "\\", "(?i-)x", "(?<n>x)"]:
             with self.assertRaises(GoRegexpError, msg=pattern):
                 compile_go_regexp(pattern)
 
     def test_unsupported_forms_say_so(self):
+        """Forms RE2 has but txcaddy lacks are refused with a message saying so."""
         with self.assertRaises(GoRegexpError) as caught:
             compile_go_regexp("\\p{Greek}")
         self.assertIn("not scripts", str(caught.exception))
@@ -177,6 +191,7 @@ class GoRegexpTests(SynchronousTestCase):
         self.assertIn("not supported by txcaddy", str(caught.exception))
 
     def test_translation(self):
+        """translate rewrites RE2 syntax into the equivalent Python re syntax."""
         self.assertEqual(translate("^/a$"), "^/a\\Z")
         self.assertEqual(translate("(?i)x|y"), "(?i:x)|(?i:y)")
         self.assertEqual(translate("a{,2}"), "a\\{,2}")
@@ -188,6 +203,7 @@ class GoRegexpTests(SynchronousTestCase):
 
 class PathMatcherTests(MatcherTableMixin, SynchronousTestCase):
     def test_exact_prefix_suffix_substring_glob(self):
+        """path patterns match exactly, by prefix, suffix, substring or glob, as Caddy does."""
         self.check_table({"path": ["/admin"]}, [("/admin", True), ("/ADMIN", True), ("/admin/", False), ("/admin.", True), ("/admin..", True), ("/administrator", False), ("/admin?x", True)])
         self.check_table({"path": ["/admin*"]}, [("/admin", True), ("/administrator", True), ("/adm", False)])
         self.check_table({"path": ["*.php"]}, [("/index.php", True), ("/index.PHP", True), ("/index.php.", True), ("/index.php%20", True), ("/index.phps", False)])
@@ -200,22 +216,28 @@ class PathMatcherTests(MatcherTableMixin, SynchronousTestCase):
         self.check_table({"path": ["*/"]}, [("/x/", True), ("/x", False), ("/admin/..", True)])
 
     def test_star_matches_everything(self):
+        """A bare * pattern matches every path."""
         self.check_table({"path": ["/nope", "*"]}, [("/x", True), ("*", True)])
 
     def test_no_patterns_match_nothing(self):
+        """A path matcher with no patterns matches nothing."""
         self.assertFalse(matches({"path": []}, "/"))
 
     def test_unicode_paths(self):
+        """Escaped UTF-8 paths are decoded and lower-cased before matching."""
         self.check_table({"path": ["/é*"]}, [("/%C3%A9t%C3%A9", True), ("/%C3%89T%C3%89", True), ("/%ff", False)])
 
     def test_escaped_glob_characters(self):
+        """An escaped * is literal; a malformed glob matches nothing."""
         self.check_table({"path": ["/a\\*b"]}, [("/a*b", True), ("/aXb", False)])
         self.check_table({"path": ["/bad["]}, [("/bad[", False)])
 
     def test_double_slash_patterns_keep_slashes(self):
+        """A pattern with // matches the path with its slashes kept, not merged."""
         self.check_table({"path": ["//admin/*"]}, [("//admin/x", True), ("/%2fadmin/x", True), ("/admin/x", False), ("///admin/x", False)])
 
     def test_percent_patterns_match_the_escaped_path(self):
+        """A pattern with % escapes matches against the escaped path, as Caddy does."""
         table = {
             "/a%2fb": [("/a%2fb", True), ("/a%2Fb", True), ("/A%2fb", False), ("/a/b", False), ("/a%2fb/c", True)],
             "/a%*": [("/a%2fb", True), ("/ab%2Fc", True), ("/ax", True), ("/a%25", True), ("/a", True), ("/a/c", False)],
@@ -230,6 +252,7 @@ class PathMatcherTests(MatcherTableMixin, SynchronousTestCase):
             self.check_table({"path": [pattern]}, cases)
 
     def test_placeholders_in_patterns(self):
+        """Placeholders in patterns are expanded per request; unknown ones are empty."""
         matcher = load({"path": ["/{http.request.header.X-Dir}/*"]})
         self.assertTrue(matcher.match(make_request("GET", "/users/1", {"X-Dir": "users"})))
         self.assertFalse(matcher.match(make_request("GET", "/users/1", {"X-Dir": "other"})))
@@ -237,6 +260,7 @@ class PathMatcherTests(MatcherTableMixin, SynchronousTestCase):
         self.assertTrue(load({"path": ["/{nope}/*"]}).match(make_request("GET", "//x")))
 
     def test_pattern_is_lowercased_before_placeholders(self):
+        """A pattern is lower-cased before its placeholders expand, placeholder names too."""
         request = make_request("GET", "/A/x")
         request.vars["dir"] = "A"
         request.vars["Dir"] = "other"
@@ -245,6 +269,7 @@ class PathMatcherTests(MatcherTableMixin, SynchronousTestCase):
         self.assertTrue(MatchPath(["/{http.vars.Dir}/*"]).match(request))
 
     def test_provides_the_interface(self):
+        """MatchPath provides IRequestMatcher."""
         verifyObject(IRequestMatcher, MatchPath(["/x"]))
 
 
@@ -303,6 +328,7 @@ class PathBypassTests(SynchronousTestCase):
     ]
 
     def test_table(self):
+        """/admin/* and /admin* match each bypass attempt exactly as Caddy 2.6.2 did."""
         slash_star = load({"path": ["/admin/*"]})
         star = load({"path": ["/admin*"]})
         for target, expect_slash_star, expect_star in self.TABLE:
@@ -322,6 +348,7 @@ class PathBypassTests(SynchronousTestCase):
                 self.assertTrue(star.match(request), target)
 
     def test_a_not_matcher_protects_the_same_paths(self):
+        """not path /admin/* matches exactly the rows path /admin/* does not."""
         allowed = load({"not": [{"path": ["/admin/*"]}]})
         for target, expect_slash_star, _ in self.TABLE:
             self.assertEqual(allowed.match(make_request("GET", target)), not expect_slash_star, target)
@@ -332,6 +359,7 @@ class PathBypassTests(SynchronousTestCase):
 
 class HostMatcherTests(MatcherTableMixin, SynchronousTestCase):
     def test_hosts(self):
+        """host matches names case-insensitively, ignoring the port; * is one label."""
         matcher = {"host": ["example.com", "*.example.org", "EXAMPLE.NET"]}
         cases = [
             ("example.com", True), ("EXAMPLE.com:8080", True), ("a.example.org", True), ("a.b.example.org", False),
@@ -341,21 +369,25 @@ class HostMatcherTests(MatcherTableMixin, SynchronousTestCase):
             self.assertEqual(matches(matcher, host=host), expected, host)
 
     def test_wildcard_is_one_whole_label(self):
+        """A * in a host pattern stands for one whole label, never part of one."""
         self.assertTrue(matches({"host": ["*.*.com"]}, host="x.y.com"))
         self.assertFalse(matches({"host": ["foo*.com"]}, host="foobar.com"))
         self.assertTrue(matches({"host": ["*.Example.com"]}, host="A.EXAMPLE.COM"))
 
     def test_ipv6_hosts(self):
+        """An IPv6 host matches with or without brackets and port."""
         self.assertTrue(matches({"host": ["::1"]}, host="[::1]:80"))
         self.assertTrue(matches({"host": ["::1"]}, host="[::1]"))
 
     def test_placeholders(self):
+        """Host patterns expand placeholders per request, wildcards included."""
         matcher = load({"host": ["{http.request.header.X-H}"]})
         self.assertTrue(matcher.match(make_request("GET", "/", {"X-H": "dyn.test"}, host="DYN.test")))
         self.assertTrue(matcher.match(make_request("GET", "/", {"X-H": "*.dyn.test"}, host="a.dyn.test")))
         self.assertFalse(matcher.match(make_request("GET", "/", {"X-H": "other"}, host="dyn.test")))
 
     def test_large_lists(self):
+        """Long host lists still match exactly, wildcards and ports included."""
         hosts = [f"host{i}.example.com" for i in range(500)] + ["*.wild.test"]
         matcher = load({"host": hosts})
         self.assertTrue(matcher.match(make_request(host="host321.example.com")))
@@ -364,6 +396,7 @@ class HostMatcherTests(MatcherTableMixin, SynchronousTestCase):
         self.assertFalse(matcher.match(make_request(host="host500.example.com")))
 
     def test_repeated_hosts_are_an_error(self):
+        """A host repeated in one matcher, ignoring case, is a configuration error."""
         with self.assertRaises(ConfigError) as caught:
             load({"host": ["a.com", "b.com", "A.com"]})
         self.assertIn("host at index 0 is repeated at index 2: a.com", str(caught.exception))
@@ -377,6 +410,7 @@ class HeaderMatcherTests(SynchronousTestCase):
         self.assertEqual(matches(matcher_set, headers=headers), expected, f"{matcher_set} {headers}")
 
     def test_values_and_wildcards(self):
+        """header values match exactly or by * wildcard; all fields must match, any value."""
         rows = [
             ({"X-A": ["foo"]}, [("X-A", "foo")], True),
             ({"X-A": ["foo"]}, [("X-A", "Foo")], False),
@@ -394,21 +428,25 @@ class HeaderMatcherTests(SynchronousTestCase):
             self.check({"header": matcher}, headers, expected)
 
     def test_null_means_absent_and_empty_list_means_present(self):
+        """A null header value means absent; an empty list means present."""
         self.check({"header": {"X-A": None}}, [], True)
         self.check({"header": {"X-A": None}}, [("X-A", "")], False)
         self.check({"header": {"X-A": []}}, [("X-A", "")], True)
         self.check({"header": {"X-A": []}}, [], False)
 
     def test_host_field_is_the_request_host(self):
+        """The Host field in a header matcher is the request's host."""
         self.assertTrue(matches({"header": {"Host": ["*.example.com"]}}, host="a.example.com"))
         self.assertFalse(matches({"header": {"Host": None}}, host="a.example.com"))
         self.assertTrue(matches({"header": {"Host": None}}, host=None))
 
     def test_placeholders_in_values(self):
+        """header values expand placeholders per request."""
         self.check({"header": {"X-A": ["{http.request.header.X-B}"]}}, [("X-A", "bar"), ("X-B", "bar")], True)
         self.check({"header": {"X-A": ["{http.request.header.X-B}"]}}, [("X-A", "")], True)
 
     def test_header_regexp(self):
+        """header_regexp matches any value of the field and publishes its captures."""
         matcher = load({"header_regexp": {"X-A": {"name": "h", "pattern": "^f(.)o$"}}})
         request = make_request("GET", "/", [("X-A", "xyz"), ("X-A", "f-o")])
         self.assertTrue(matcher.match(request))
@@ -417,9 +455,11 @@ class HeaderMatcherTests(SynchronousTestCase):
         self.assertFalse(matcher.match(make_request("GET", "/")))
 
     def test_header_regexp_host(self):
+        """header_regexp on Host matches the request's host."""
         self.assertTrue(matches({"header_regexp": {"Host": {"pattern": "^local"}}}, host="localhost:80"))
 
     def test_header_regexp_all_fields(self):
+        """header_regexp needs every named field to match."""
         matcher = load({"header_regexp": {"X-A": {"pattern": "a"}, "X-B": {"pattern": "b"}}})
         self.assertTrue(matcher.match(make_request("GET", "/", {"X-A": "a", "X-B": "b"})))
         self.assertFalse(matcher.match(make_request("GET", "/", {"X-A": "a"})))
@@ -430,6 +470,7 @@ class HeaderMatcherTests(SynchronousTestCase):
 
 class RegexpMatcherTests(SynchronousTestCase):
     def test_unnamed_captures(self):
+        """path_regexp publishes each capture by number and by name."""
         request = make_request("GET", "/img/cat.PNG")
         self.assertTrue(load({"path_regexp": {"pattern": "^/img/(?P<name>\\w+)\\.(png|PNG)$"}}).match(request))
         self.assertEqual(
@@ -438,23 +479,27 @@ class RegexpMatcherTests(SynchronousTestCase):
         )
 
     def test_named_captures_and_non_participating_groups(self):
+        """Groups that did not take part are empty; unknown capture numbers stay unexpanded."""
         request = make_request("GET", "/y")
         self.assertTrue(load({"path_regexp": {"name": "r", "pattern": "^/(x)?(?P<g>y)"}}).match(request))
         self.assertEqual(request.placeholders, {"http.regexp.r.0": "/y", "http.regexp.r.1": "", "http.regexp.r.2": "y", "http.regexp.r.g": "y"})
         self.assertEqual(Template("{http.regexp.r.g}|{http.regexp.r.1}|{http.regexp.r.3}").render(request), "y||{http.regexp.r.3}")
 
     def test_against_the_cleaned_case_preserved_path(self):
+        """path_regexp matches the decoded, cleaned path with its case kept."""
         request = make_request("GET", "/A//b/../C%2Fd")
         self.assertTrue(load({"path_regexp": {"pattern": "^/A/C/d$"}}).match(request))
         self.assertFalse(load({"path_regexp": {"pattern": "^/admin$"}}).match(make_request("GET", "/admin%0a")))
         self.assertTrue(load({"path_regexp": {"pattern": "(?i)^/ADM"}}).match(make_request("GET", "/admin")))
 
     def test_no_match_publishes_nothing(self):
+        """A path_regexp that does not match publishes no placeholders."""
         request = make_request("GET", "/x")
         self.assertFalse(load({"path_regexp": {"pattern": "^/y"}}).match(request))
         self.assertEqual(request.placeholders, {})
 
     def test_bad_patterns_and_names(self):
+        """Bad patterns and capture-set names are configuration errors with Caddy's messages."""
         with self.assertRaises(ConfigError) as caught:
             load({"path_regexp": {"pattern": "a**"}})
         self.assertIn("compiling matcher regexp a**: error parsing regexp: invalid nested repetition operator", str(caught.exception))
@@ -463,6 +508,7 @@ class RegexpMatcherTests(SynchronousTestCase):
         self.assertIn("invalid regexp name (must contain only word characters): -.-", str(caught.exception))
 
     def test_vars_regexp(self):
+        """vars_regexp matches a var's expanded value, or a placeholder, and publishes captures."""
         request = make_request("GET", "/", {"X-A": "foobar"})
         request.vars["v"] = "abc-{http.request.header.X-A}"
         matcher = load({"vars_regexp": {"v": {"name": "m", "pattern": "^abc-(foo)"}}})
@@ -473,6 +519,7 @@ class RegexpMatcherTests(SynchronousTestCase):
         self.assertFalse(by_placeholder.match(make_request("GET", "/", {"X-A": "bar"})))
 
     def test_vars_regexp_missing_var_is_nil(self):
+        """A missing var is matched by vars_regexp as the text <nil>."""
         self.assertTrue(matches({"vars_regexp": {"nope": {"pattern": "^<nil>$"}}}))
 
 
@@ -481,6 +528,7 @@ class RegexpMatcherTests(SynchronousTestCase):
 
 class QueryMatcherTests(SynchronousTestCase):
     def test_table(self):
+        """query matches each key's first value exactly or by *, as Caddy 2.6.2 does."""
         rows = [
             ({"a": ["1"]}, "/?a=1", True),
             ({"a": ["1"]}, "/?a=2&a=1", False),  # only the first value counts
@@ -503,6 +551,7 @@ class QueryMatcherTests(SynchronousTestCase):
             self.assertEqual(matches({"query": pairs}, target), expected, f"{pairs} {target}")
 
     def test_placeholders(self):
+        """query keys and values expand placeholders per request."""
         matcher = load({"query": {"{http.request.header.X-K}": ["{http.request.header.X-V}"]}})
         self.assertTrue(matcher.match(make_request("GET", "/?k=v", {"X-K": "k", "X-V": "v"})))
         self.assertFalse(matcher.match(make_request("GET", "/?k=w", {"X-K": "k", "X-V": "v"})))
@@ -510,12 +559,14 @@ class QueryMatcherTests(SynchronousTestCase):
 
 class MethodProtocolTests(SynchronousTestCase):
     def test_method_is_exact(self):
+        """method matches case-sensitively."""
         matcher = load({"method": ["POST", "get"]})
         self.assertTrue(matcher.match(make_request("POST")))
         self.assertTrue(matcher.match(make_request("get")))
         self.assertFalse(matcher.match(make_request("GET")))
 
     def test_protocols(self):
+        """protocol matches by scheme, grpc, and exact or minimum HTTP version."""
         h10 = make_request(proto="HTTP/1.0")
         h11 = make_request()
         h2 = make_request(proto="HTTP/2.0", tls=FakeTLS())
@@ -547,15 +598,18 @@ class MethodProtocolTests(SynchronousTestCase):
 
 class RemoteIPTests(SynchronousTestCase):
     def test_ranges_and_single_addresses(self):
+        """remote_ip matches the peer against CIDR ranges and single addresses."""
         matcher = load({"remote_ip": {"ranges": ["10.0.0.0/8", "192.168.1.7", "2001:db8::/32"]}})
         cases = [("10.1.2.3", True), ("11.0.0.1", False), ("192.168.1.7", True), ("192.168.1.8", False), ("2001:db8::1", True), ("::ffff:10.1.2.3", False), ("2001:db9::1", False)]
         for ip, expected in cases:
             self.assertEqual(matcher.match(make_request(remote=(ip, 5555))), expected, ip)
 
     def test_non_canonical_cidr(self):
+        """A CIDR range with host bits set is accepted as its network."""
         self.assertTrue(matches({"remote_ip": {"ranges": ["10.9.9.9/8"]}}, remote=("10.1.1.1", 1)))
 
     def test_forwarded_uses_first_x_forwarded_for(self):
+        """With forwarded, the first X-Forwarded-For address is matched, else the peer."""
         matcher = load({"remote_ip": {"ranges": ["10.0.0.0/8"], "forwarded": True}})
         self.assertTrue(matcher.match(make_request("GET", "/", {"X-Forwarded-For": "10.1.2.3, 127.0.0.1"})))
         self.assertTrue(matcher.match(make_request("GET", "/", {"X-Forwarded-For": " 10.1.2.3:99"})))
@@ -564,18 +618,22 @@ class RemoteIPTests(SynchronousTestCase):
         self.assertTrue(matcher.match(make_request("GET", "/", remote=("10.0.0.1", 1))))  # no header: the peer
 
     def test_without_forwarded_the_header_is_ignored(self):
+        """Without forwarded, X-Forwarded-For is ignored."""
         self.assertFalse(matches({"remote_ip": {"ranges": ["10.0.0.0/8"]}}, headers={"X-Forwarded-For": "10.1.2.3"}))
 
     def test_zones(self):
+        """A range with a zone matches only that zone; one without matches any zone."""
         matcher = load({"remote_ip": {"ranges": ["fe80::/10%eth0"]}})
         self.assertTrue(matcher.match(make_request(remote=("fe80::1%eth0", 1))))
         self.assertFalse(matcher.match(make_request(remote=("fe80::1%eth1", 1))))
         self.assertTrue(matches({"remote_ip": {"ranges": ["fe80::/10"]}}, remote=("fe80::1%eth1", 1)))
 
     def test_unparsable_client_never_matches(self):
+        """A peer address that does not parse matches no range."""
         self.assertFalse(matches({"remote_ip": {"ranges": ["0.0.0.0/0"]}}, remote=("", 0)))
 
     def test_bad_ranges(self):
+        """Bad ranges are configuration errors with Caddy's messages."""
         with self.assertRaises(ConfigError) as caught:
             load({"remote_ip": {"ranges": ["10.0.0.0/33"]}})
         self.assertIn("parsing CIDR expression '10.0.0.0/33'", str(caught.exception))
@@ -589,26 +647,31 @@ class RemoteIPTests(SynchronousTestCase):
 
 class NotMatcherTests(SynchronousTestCase):
     def test_not(self):
+        """not matches when none of its matcher sets matches."""
         matcher = load({"not": [{"path": ["/a*"]}, {"method": ["POST"]}]})
         self.assertTrue(matcher.match(make_request("GET", "/x")))
         self.assertFalse(matcher.match(make_request("GET", "/abc")))
         self.assertFalse(matcher.match(make_request("POST", "/x")))
 
     def test_set_inside_not_is_an_and(self):
+        """The matchers in one set inside not must all match for not to fail."""
         matcher = load({"not": [{"path": ["/a*"], "method": ["POST"]}]})
         self.assertTrue(matcher.match(make_request("GET", "/abc")))
         self.assertFalse(matcher.match(make_request("POST", "/abc")))
 
     def test_empty_not_matches(self):
+        """An empty not matches every request."""
         self.assertTrue(matches({"not": []}))
 
     def test_must_be_a_list(self):
+        """not must be given a list of matcher sets."""
         with self.assertRaises(ConfigError):
             load({"not": {"path": ["/a"]}})
 
 
 class VarsMatcherTests(SynchronousTestCase):
     def test_vars(self):
+        """vars compares a var's or placeholder's value as Go formats it; missing is <nil>."""
         request = make_request("GET", "/", host="h:8080")
         request.vars.update({"debug": "1", "n": 2, "f": 1e6})
         rows = [
@@ -632,16 +695,19 @@ class VarsMatcherTests(SynchronousTestCase):
 
 class LoadingTests(SynchronousTestCase):
     def test_expression_is_refused_naming_it(self):
+        """The expression matcher is refused with a message naming it and its text."""
         with self.assertRaises(ConfigError) as caught:
             load({"expression": "{method} == 'GET'"})
         self.assertIn("the 'expression' (CEL) matcher is not supported by txcaddy: {method} == 'GET'", str(caught.exception))
 
     def test_config_shape_errors(self):
+        """A matcher given the wrong JSON shape is a configuration error."""
         for bad in [{"path": "/x"}, {"host": [1]}, {"header": {"X": "v"}}, {"query": {"a": "1"}}, {"protocol": ["http"]}, {"path_regexp": "^/x"}, {"method": "GET"}]:
             with self.assertRaises(ConfigError, msg=str(bad)):
                 load(bad)
 
     def test_every_matcher_provides_the_interface(self):
+        """Every matcher module provides IRequestMatcher."""
         configs = {
             "host": ["a"], "path": ["/"], "path_regexp": {"pattern": "x"}, "method": ["GET"], "query": {}, "header": {},
             "header_regexp": {}, "protocol": "http", "remote_ip": {"ranges": []}, "not": [], "vars": {}, "vars_regexp": {},
@@ -651,6 +717,7 @@ class LoadingTests(SynchronousTestCase):
             verifyObject(IRequestMatcher, matcher_set.matchers[0])
 
     def test_matchers_in_a_set_are_anded(self):
+        """All matchers in one set must match."""
         matcher = load({"host": ["localhost"], "path": ["/admin*"]})
         self.assertTrue(matcher.match(make_request("GET", "/admin")))
         self.assertFalse(matcher.match(make_request("GET", "/admin", host="other")))
