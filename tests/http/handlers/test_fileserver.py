@@ -14,6 +14,7 @@ from pathlib import Path
 from typing import Any
 
 from twisted.internet.defer import Deferred
+from twisted.logger import Logger, LogLevel
 from twisted.trial.unittest import SynchronousTestCase
 
 from txcaddy.caddyfile.errors import ConfigError
@@ -181,16 +182,19 @@ class PathTraversalTests(FileServerTestCase):
             self.assertNotIn("TOP-SECRET", value)
 
     def test_plain(self) -> None:
+        """No traversal attempt, encoded, via symlink or absolute, reads outside the root."""
         for target, expected in self.ATTEMPTS + self.absolute_attempts():
             self.assert_no_leak(target, expected, {})
 
     def test_with_browse_and_odd_index_names(self) -> None:
+        """Listings and index names with .. leak nothing outside the root, in HTML or JSON."""
         config = {"browse": {}, "index_names": ["../secret.txt", "../../secret.txt", "/../secret.txt"]}
         for target, expected in self.ATTEMPTS + self.absolute_attempts():
             self.assert_no_leak(target, expected, config)
             self.assert_no_leak(target, expected, config, {"Accept": "application/json"})
 
     def test_with_precompressed(self) -> None:
+        """A precompressed sidecar that links outside the root is never served."""
         (self.site.base / "secret.txt.gz").write_bytes(SECRET)
         os.symlink(self.site.base / "secret.txt.gz", self.site.root / "a.txt.gz")
         config = {"precompressed": {"gzip": {}}}
@@ -198,6 +202,7 @@ class PathTraversalTests(FileServerTestCase):
             self.assert_no_leak(target, expected, config, {"Accept-Encoding": "gzip"})
 
     def test_with_pass_thru_and_status(self) -> None:
+        """With pass_thru a refused traversal goes to the next handler, never to the secret."""
         for target, expected in self.ATTEMPTS:
             status, _, body = self.fetch(target, config={"pass_thru": True, "status_code": 203})
             self.assertNotIn(SECRET, body)
@@ -205,6 +210,7 @@ class PathTraversalTests(FileServerTestCase):
                 self.assertEqual((status, body), (200, b"from next"), target)
 
     def test_listing_does_not_follow_links_out(self) -> None:
+        """A listing reports a link out of the root by the link's own size, not the target's."""
         status, _, body = self.fetch("/list/", {"Accept": "application/json"}, config={"browse": {}})
         self.assertEqual(status, 200)
         items = {item["name"]: item for item in json.loads(body)}
@@ -215,17 +221,23 @@ class PathTraversalTests(FileServerTestCase):
         self.assertNotIn(SECRET, body)
 
     def test_matcher_never_points_outside(self) -> None:
+        """The file matcher matches none of the traversal attempts, only paths inside the root."""
         from txcaddy.http.handlers._filematch import FileMatcher
 
         matcher = FileMatcher(root=self.site.path, try_files=["{http.request.uri.path}", "{http.request.uri.path}/"])
         real_root = os.path.realpath(self.site.root)
-        for target, _ in self.ATTEMPTS:
+        for target, _ in self.ATTEMPTS:  # every one names something outside the root, or nothing
             request = make_request("GET", target)
-            if matcher.match(request):
-                absolute = request.placeholders["http.matchers.file.absolute"]
-                self.assertTrue(os.path.realpath(absolute).startswith(real_root + "/"), target)
+            self.assertFalse(matcher.match(request), target)
+            self.assertNotIn("http.matchers.file.absolute", request.placeholders, target)
+        for target in ("/a.txt", "/link.txt", "/linkdir/page.txt", "/sub"):  # what is inside matches
+            request = make_request("GET", target)
+            self.assertTrue(matcher.match(request), target)
+            absolute = request.placeholders["http.matchers.file.absolute"]
+            self.assertTrue(os.path.realpath(absolute).startswith(real_root + "/"), target)
 
     def test_root_itself_through_a_symlink_works(self) -> None:
+        """A root that is itself a symlink serves the files inside it."""
         os.symlink(os.path.abspath(self.site.root), self.site.base / "current")
         handler = load({"root": str(self.site.base / "current")})
         response = serve(handler, make_request("GET", "/a.txt"))
@@ -234,6 +246,7 @@ class PathTraversalTests(FileServerTestCase):
 
 class ServeFileTests(FileServerTestCase):
     def test_file(self) -> None:
+        """A file is served with Caddy's ETag, type, Last-Modified, Accept-Ranges and length."""
         status, fields, body = self.fetch("/a.txt")
         self.assertEqual((status, body), (200, b"hello world\n"))
         self.assertEqual(list(fields.items()), [
@@ -245,16 +258,19 @@ class ServeFileTests(FileServerTestCase):
         ])
 
     def test_head_has_no_body(self) -> None:
+        """HEAD of a file gives its Content-Length and no body."""
         status, fields, body = self.fetch("/a.txt", method="HEAD")
         self.assertEqual((status, body, fields.get("Content-Length")), (200, b"", "12"))
 
     def test_content_types(self) -> None:
+        """Content-Type comes from the extension only; unknown extensions get none."""
         for target, expected in [("/page.html", "text/html; charset=utf-8"), ("/style.css", "text/css; charset=utf-8"),
                                  ("/noext", None), ("/data.unknownext", None)]:
             _, fields, _ = self.fetch(target)
             self.assertEqual(fields.get("Content-Type"), expected, target)  # no sniffing, as Caddy
 
     def test_content_type_set_earlier_is_kept(self) -> None:
+        """A Content-Type set before file_server runs is kept."""
         _, fields, _ = self.fetch("/a.txt", request_setup=None, config={})
         handler = load({"root": self.site.path})
         response = FakeResponse()
@@ -263,6 +279,7 @@ class ServeFileTests(FileServerTestCase):
         self.assertEqual(response.headers.get("Content-Type"), "application/x-mine")
 
     def test_etag_form(self) -> None:
+        """calculate_etag gives Caddy's ETag: modification time and size in base 36."""
         info = os.stat(self.site.root / "a.txt")
         self.assertEqual(calculate_etag(info), '"r52b6tc"')
         big = self.site.root / "big"
@@ -271,10 +288,12 @@ class ServeFileTests(FileServerTestCase):
         self.assertEqual(calculate_etag(os.stat(big)), '"0lfls"')
 
     def test_symlink_inside_root_is_followed(self) -> None:
+        """Symlinks to files and directories inside the root are followed."""
         self.assertEqual(self.fetch("/link.txt")[::2], (200, b"hello world\n"))
         self.assertEqual(self.fetch("/linkdir/page.txt")[::2], (200, b"sub page"))
 
     def test_not_found_and_pass_thru(self) -> None:
+        """Missing files are 404, a file used as a directory too; pass_thru calls next."""
         self.assertEqual(self.fetch("/missing")[0], 404)
         self.assertEqual(self.fetch("/a.txt/")[0], 404)  # "not a directory" means missing
         self.assertEqual(self.fetch("/a.txt/x")[0], 404)
@@ -282,6 +301,7 @@ class ServeFileTests(FileServerTestCase):
         self.assertEqual((status, fields.get("X-Next"), body), (200, "yes", b"from next"))
 
     def test_root_from_vars_and_placeholders(self) -> None:
+        """The root comes from the root var when unset, and expands placeholders."""
         handler = load({})
         request = make_request("GET", "/a.txt")
         request.vars["root"] = self.site.path
@@ -292,6 +312,7 @@ class ServeFileTests(FileServerTestCase):
         self.assertEqual(serve(handler, request).body, b"sub page")
 
     def test_permission_denied_is_403(self) -> None:
+        """Permission denied opening a file or stating a directory is a 403 with Go's message."""
         real_open, real_stat = os.open, os.stat
         target = str(self.site.root / "page.html")
 
@@ -314,6 +335,7 @@ class ServeFileTests(FileServerTestCase):
         self.assertEqual(error.message, f"stat {self.site.path}/sub: permission denied")
 
     def test_out_of_descriptors(self) -> None:
+        """Running out of descriptors: a file reads as missing, a listing is 503 + Retry-After."""
         real_open = os.open
 
         def exhausted(path: Any, *args: Any, **kwargs: Any) -> int:
@@ -332,10 +354,12 @@ class ServeFileTests(FileServerTestCase):
         self.assertIn(response.headers.get("Retry-After"), ("2", "3", "4"))
 
     def test_fifo_is_not_served_and_does_not_block(self) -> None:
+        """A FIFO is not served (404) and opening it does not block."""
         os.mkfifo(self.site.root / "pipe")
         self.assertEqual(self.fetch("/pipe")[0], 404)
 
     def test_no_descriptor_leaks(self) -> None:
+        """Serving, 304s, 412s, 416s, multi-ranges and refusals leave no descriptor open."""
         before = len(os.listdir("/proc/self/fd")) if os.path.isdir("/proc/self/fd") else None
         for target, headers in [("/a.txt", {}), ("/a.txt", {"If-None-Match": '"r52b6tc"'}),
                                 ("/a.txt", {"If-Match": '"x"'}), ("/a.txt", {"Range": "bytes=99-"}),
@@ -348,6 +372,7 @@ class ServeFileTests(FileServerTestCase):
 
 class DirectoryTests(FileServerTestCase):
     def test_index_files(self) -> None:
+        """A directory serves its first index file; none or no index names gives 404."""
         self.assertEqual(self.fetch("/")[::2], (200, b"<p>home</p>"))
         self.assertEqual(self.fetch("/sub/")[::2], (200, b"sub index"))  # index.txt after index.html
         self.assertEqual(self.fetch("/empty/")[0], 404)
@@ -357,6 +382,7 @@ class DirectoryTests(FileServerTestCase):
         self.assertEqual(self.fetch("/index.html")[::2], (200, b"<p>home</p>"))
 
     def test_canonical_redirect_adds_slash(self) -> None:
+        """A directory without its slash is redirected 308 to it, with Caddy 2.6.2's body."""
         status, fields, body = self.fetch("/sub")
         self.assertEqual((status, fields.get("Location"), fields.get("Content-Type")),
                          (308, "/sub/", "text/html; charset=utf-8"))
@@ -368,24 +394,29 @@ class DirectoryTests(FileServerTestCase):
         self.assertEqual(self.fetch("/sub?x=1")[1].get("Location"), "/sub/")  # 2.6.2 drops the query
 
     def test_canonical_redirect_is_never_open(self) -> None:
+        """The slash redirect for //sub is /sub/, never a scheme-relative //sub/."""
         self.assertEqual(self.fetch("//sub")[1].get("Location"), "/sub/")
         self.assertEqual(self.fetch("///sub")[1].get("Location"), "/sub/")
 
     def test_canonical_redirect_escapes_non_ascii(self) -> None:
+        """The slash redirect's Location escapes non-ASCII names in lower-case hex."""
         (self.site.root / "ünï").mkdir()
         (self.site.root / "ünï" / "index.html").write_text("x")
         status, fields, _ = self.fetch("/%C3%BCn%C3%AF")
         self.assertEqual((status, fields.get("Location")), (308, "/%c3%bcn%c3%af/"))
 
     def test_canonical_redirect_removes_slash_after_rewrite(self) -> None:
+        """A file asked for with a trailing slash is redirected to the name without it."""
         status, fields, _ = self.fetch("/a.txt/", request_setup=lambda r: r.set_path("/a.txt"))
         self.assertEqual((status, fields.get("Location")), (308, "/a.txt"))
 
     def test_no_redirect_when_the_file_name_was_rewritten_or_disabled(self) -> None:
+        """No slash redirect after a rewrite of the name, or with canonical_uris off."""
         self.assertEqual(self.fetch("/other", request_setup=lambda r: r.set_path("/sub"))[::2], (200, b"sub index"))
         self.assertEqual(self.fetch("/sub", config={"canonical_uris": False})[::2], (200, b"sub index"))
 
     def test_hide(self) -> None:
+        """hide entries by name, glob, absolute path or placeholder make files 404."""
         config = {"hide": [".hidden", "*.secret", str(self.site.root / "Caddyfile")]}
         for target in ("/.hidden", "/x.secret", "/Caddyfile"):
             self.assertEqual(self.fetch(target)[0], 200, target)
@@ -399,10 +430,12 @@ class DirectoryTests(FileServerTestCase):
         self.assertRaises(HandlerError, serve, handler, request)
 
     def test_hide_relative_entry_is_from_the_working_directory(self) -> None:
+        """A relative hide entry is taken from the working directory, as the adapter writes it."""
         relative = os.path.relpath(self.site.root / "Caddyfile")  # what the adapter adds: ./Caddyfile
         self.assertEqual(self.fetch("/Caddyfile", config={"hide": ["./" + relative]})[0], 404)
 
     def test_file_hidden_rules(self) -> None:
+        """file_hidden agrees with Caddy's TestFileHidden table."""
         # Caddy's TestFileHidden
         for hide, path, expected in [
             ([], "", False), ([".gitignore"], "/.gitignore", True), ([".git"], "/.gitignore", False),
@@ -418,6 +451,7 @@ class DirectoryTests(FileServerTestCase):
 
 class StatusTests(FileServerTestCase):
     def test_status_override(self) -> None:
+        """status_code replaces 200: 0 or less is ignored, a non-number is 500, 1000 aborts."""
         self.assertEqual(self.fetch("/a.txt", config={"status_code": 404})[::2], (404, b"hello world\n"))
         self.assertEqual(self.fetch("/a.txt", config={"status_code": "0"})[0], 200)
         self.assertEqual(self.fetch("/a.txt", config={"status_code": "-5"})[0], 200)
@@ -429,6 +463,7 @@ class StatusTests(FileServerTestCase):
         self.assertRaises(AbortConnection, self.fetch, "/a.txt", config={"status_code": 1000})
 
     def test_error_routes_use_the_error_status(self) -> None:
+        """In error routes the error's status replaces every status ServeContent writes."""
         def in_error_route(request: Any) -> None:
             request.error = HandlerError(502)
 
@@ -443,6 +478,7 @@ class StatusTests(FileServerTestCase):
 
 class ConditionalTests(FileServerTestCase):
     def test_preconditions(self) -> None:
+        """If-Match, If-None-Match and the date preconditions give 200, 304 or 412 as Go does."""
         etag = '"r52b6tc"'
         for headers, method, expected in [
             ({"If-None-Match": etag}, "GET", 304),
@@ -481,6 +517,7 @@ class ConditionalTests(FileServerTestCase):
                 self.assertEqual(body, b"")
 
     def test_parse_http_time(self) -> None:
+        """parse_http_time takes Go's three date forms and refuses others; http_date formats."""
         self.assertEqual(parse_http_time(MTIME), 1_641_092_645 * 10**9)
         self.assertEqual(parse_http_time("Thursday, 01-Jan-70 00:00:01 UTC"), 10**9)
         self.assertEqual(parse_http_time("Thu Jan  1 00:00:02 1970"), 2 * 10**9)
@@ -493,6 +530,7 @@ class ConditionalTests(FileServerTestCase):
 
 class RangeTests(FileServerTestCase):
     def test_single_ranges(self) -> None:
+        """A single range gives 206 with its slice, Content-Range and Content-Length."""
         for value, body, content_range in [
             ("bytes=2-4", b"234", "bytes 2-4/16"),
             ("bytes=-3", b"def", "bytes 13-15/16"),
@@ -507,6 +545,7 @@ class RangeTests(FileServerTestCase):
                              (206, body, content_range, str(len(body))), value)
 
     def test_invalid_and_unsatisfiable(self) -> None:
+        """Bad or unsatisfiable ranges are 416 with Go's text body and headers."""
         for value, message in [("bytes=20-", "invalid range: failed to overlap\n"), ("chars=1-2", "invalid range\n"),
                                ("bytes=5-2", "invalid range\n"), ("bytes=x-y", "invalid range\n"),
                                ("bytes=--1", "invalid range\n"), ("bytes=1", "invalid range\n")]:
@@ -517,6 +556,7 @@ class RangeTests(FileServerTestCase):
             self.assertEqual(fields.get("Content-Range"), "bytes */16" if "overlap" in message else None)
 
     def test_ignored_ranges(self) -> None:
+        """Ranges larger than the file, or with a stale If-Range, are ignored: 200 whole."""
         for headers in [{"Range": "bytes=0-10,0-10"},  # more than the file: ignored
                         {"Range": "bytes=1-2", "If-Range": '"other"'},
                         {"Range": "bytes=1-2", "If-Range": "Sun, 02 Jan 2022 03:04:06 GMT"},
@@ -532,6 +572,7 @@ class RangeTests(FileServerTestCase):
         self.assertEqual(self.fetch("/r.bin", {"Range": "bytes=1-2"}, method="POST")[::2], (206, b"12"))
 
     def test_multiple_ranges(self) -> None:
+        """Several ranges give a multipart/byteranges body byte for byte as Caddy 2.6.2's."""
         status, fields, body = self.fetch("/r.bin", {"Range": "bytes=2-4,10-"})
         self.assertEqual(status, 206)
         content_type = fields.get("Content-Type")
@@ -550,6 +591,7 @@ class RangeTests(FileServerTestCase):
         self.assertGreater(int(fields.get("Content-Length")), 100)
 
     def test_parse_range(self) -> None:
+        """parse_range skips empty parts, takes signs, and refuses overflowing numbers."""
         self.assertEqual(parse_range("", 10), [])
         self.assertEqual(parse_range("bytes=0-0, 5-", 10), [(0, 1), (5, 5)])
         self.assertEqual(parse_range("bytes=-0", 10), [(10, 0)])
@@ -572,6 +614,7 @@ class PrecompressedTests(FileServerTestCase):
         self.config = {"precompressed": {"gzip": {}, "br": {}, "zstd": {}}, "precompressed_order": ["br", "zstd", "gzip"]}
 
     def test_chosen_by_accept_encoding(self) -> None:
+        """The sidecar is chosen by Accept-Encoding q-values, then order; Vary and ETag follow."""
         for accept, encoding, body in [
             ("gzip", "gzip", gzip.compress(self.plain)),
             ("gzip, br", "br", b"brotli-bytes"),  # same q: the configured order
@@ -596,12 +639,14 @@ class PrecompressedTests(FileServerTestCase):
                 self.assertEqual(fields.get("Content-Length"), str(len(self.plain)))
 
     def test_not_configured_or_not_a_file(self) -> None:
+        """No sidecar without precompressed, nor when the sidecar is a directory."""
         _, fields, _ = self.fetch("/app.css", {"Accept-Encoding": "gzip"})
         self.assertIsNone(fields.get("Content-Encoding"))
         _, fields, body = self.fetch("/dir.css", {"Accept-Encoding": "gzip"}, config=self.config)
         self.assertEqual((fields.get("Content-Encoding"), body), (None, b"x"))
 
     def test_not_modified_drops_content_encoding(self) -> None:
+        """A 304 for a sidecar keeps Vary but drops Content-Encoding."""
         etag = calculate_etag(os.stat(self.site.root / "app.css.gz"))
         status, fields, _ = self.fetch("/app.css", {"Accept-Encoding": "gzip", "If-None-Match": etag}, config=self.config)
         self.assertEqual((status, fields.get("Content-Encoding"), fields.get("Vary")), (304, None, "Accept-Encoding"))
@@ -614,6 +659,7 @@ class StreamingTests(FileServerTestCase):
         (self.site.root / "big.bin").write_bytes(self.data)
 
     def test_large_file_streams_in_chunks(self) -> None:
+        """A large file is written in CHUNK_SIZE pieces and the Deferred fires at the end."""
         handler = load({"root": self.site.path})
         response = FakeResponse()
         result = handler.serve(make_request("GET", "/big.bin"), response, next_handler)
@@ -628,12 +674,14 @@ class StreamingTests(FileServerTestCase):
         self.assertEqual(response.headers.get("Content-Length"), str(len(self.data)))
 
     def test_small_file_is_written_at_once(self) -> None:
+        """A small file is written in one piece, synchronously."""
         handler = load({"root": self.site.path})
         response = FakeResponse()
         self.assertIsNone(handler.serve(make_request("GET", "/a.txt"), response, next_handler))
         self.assertEqual(response.chunks, [b"hello world\n"])
 
     def test_large_ranges_stream(self) -> None:
+        """Large multi-range answers stream each part whole."""
         last = len(self.data) - 1
         status, _, body = self.fetch("/big.bin", {"Range": f"bytes=1-{CHUNK_SIZE + 1},{last - 3}-"})
         self.assertEqual(status, 206)
@@ -641,6 +689,7 @@ class StreamingTests(FileServerTestCase):
         self.assertTrue(body.endswith(b"\r\n\r\nail!\r\n" + body[-66:]))
 
     def test_client_going_away_releases_the_file(self) -> None:
+        """stopProducing closes the file and ends the request; later resumes write nothing."""
         class Paused(FakeResponse):
             def register_producer(self, producer: Any, streaming: bool) -> None:
                 self.producer = producer  # the client pulls nothing yet
@@ -660,6 +709,7 @@ class StreamingTests(FileServerTestCase):
         self.assertEqual(len(response.body), CHUNK_SIZE)
 
     def test_file_shrinking_while_sent_fails_the_request(self) -> None:
+        """A file that shrinks while being sent fails the request with a 500."""
         class Paused(FakeResponse):
             def register_producer(self, producer: Any, streaming: bool) -> None:
                 self.producer = producer
@@ -684,6 +734,7 @@ class BrowseTests(FileServerTestCase):
         return status, fields, json.loads(body) if status == 200 else None
 
     def test_json_listing(self) -> None:
+        """The JSON listing has Caddy's fields, directories first, links shown as links."""
         status, fields, items = self.listing()
         self.assertEqual((status, fields.get("Content-Type")), (200, "application/json; charset=utf-8"))
         self.assertEqual([item["name"] for item in items],
@@ -702,11 +753,13 @@ class BrowseTests(FileServerTestCase):
                          "./A%20%3Cimg%20src=x%20onerror=alert%281%29%3E&%27q.txt")
 
     def test_json_escapes_html_characters_as_go(self) -> None:
+        """The JSON listing escapes <, > and & as Go's encoder does."""
         _, _, body = self.fetch("/list/", {"Accept": "application/json"}, config=self.config)
         self.assertIn(b'"A \\u003cimg src=x onerror=alert(1)\\u003e\\u0026\'q.txt"', body)
         self.assertTrue(body.endswith(b"]\n"))
 
     def test_sorting_limits_and_cookies(self) -> None:
+        """sort, order, limit and offset apply, are remembered in cookies, Secure on TLS."""
         status, fields, items = self.listing("/list/?sort=size&order=desc&limit=3&offset=1")
         # files by size, largest first (leak=16, broken=7, xyz=3, ...), directories last; 1 skipped, 3 shown
         self.assertEqual([i["name"] for i in items], ["broken", "A <img src=x onerror=alert(1)>&'q.txt", "c.txt"])
@@ -725,6 +778,7 @@ class BrowseTests(FileServerTestCase):
         self.assertEqual(fields.get_all("Set-Cookie"), ["sort=name; Secure"])
 
     def test_html_listing_escapes_names(self) -> None:
+        """The HTML listing escapes names and URLs and shows breadcrumbs and counts."""
         status, fields, body = self.fetch("/list/", config=self.config)
         self.assertEqual((status, fields.get("Content-Type")), (200, "text/html; charset=utf-8"))
         text = body.decode()
@@ -737,6 +791,7 @@ class BrowseTests(FileServerTestCase):
         self.assertIn('<a href="..">', text)  # can go up
 
     def test_redirect_to_trailing_slash_and_hidden(self) -> None:
+        """Listings redirect to the slash form, prefer index files and leave hidden files out."""
         status, fields, _ = self.fetch("/list", config=self.config)
         self.assertEqual((status, fields.get("Location")), (308, "/list/"))
         self.assertEqual(self.fetch("/", config={"browse": {}})[::2], (200, b"<p>home</p>"))  # index first
@@ -751,12 +806,14 @@ class BrowseTests(FileServerTestCase):
         self.assertEqual([i["name"] for i in json.loads(body)], ["index.txt"])
 
     def test_root_listing_hides_the_caddyfile(self) -> None:
+        """The root listing leaves out a hidden Caddyfile and shows the rest."""
         _, _, body = self.fetch("/", {"Accept": "application/json"}, config={**self.config, "index_names": []})
         names = [item["name"] for item in json.loads(body)]
         self.assertNotIn("Caddyfile", names)
         self.assertIn("a.txt", names)
 
     def test_helpers(self) -> None:
+        """human_size, go_file_mode and go_time_json format as Go does."""
         self.assertEqual([human_size(n) for n in (0, 9, 10, 1023, 1024, 1536, 10 * 1024, 5 * 1024**3)],
                          ["0 B", "9 B", "10 B", "1023 B", "1.0 KiB", "1.5 KiB", "10 KiB", "5.0 GiB"])
         self.assertEqual(go_file_mode(0o40755), (1 << 31) | 0o755)
@@ -769,6 +826,7 @@ class BrowseTests(FileServerTestCase):
 
 class MimeTypesTests(SynchronousTestCase):
     def test_builtins_then_globs2(self) -> None:
+        """Built-in types win, then the heaviest globs2 entry; glob patterns are skipped."""
         base = Path(self.mktemp())
         base.mkdir()
         globs = base / "globs2"
@@ -785,6 +843,7 @@ class MimeTypesTests(SynchronousTestCase):
         self.assertEqual(table.by_extension(""), "")
 
     def test_mime_types_files_when_no_globs2(self) -> None:
+        """Without globs2, mime.types files are read in order, later ones overriding."""
         base = Path(self.mktemp())
         base.mkdir()
         first, second = base / "a.types", base / "b.types"
@@ -799,6 +858,7 @@ class MimeTypesTests(SynchronousTestCase):
 
 class LoadTests(SynchronousTestCase):
     def test_bad_configs(self) -> None:
+        """Unknown or wrongly shaped file_server fields are configuration errors naming them."""
         for config, message in [
             ({"roots": "/x"}, 'unknown field "roots"'),
             ({"file_system": {"backend": "x"}}, "file_system"),
@@ -812,10 +872,23 @@ class LoadTests(SynchronousTestCase):
             self.assertIn(message, str(error))
 
     def test_template_file_falls_back_to_the_built_in_listing(self) -> None:
-        handler = load({"browse": {"template_file": "/tpl/browse.html"}})
-        self.assertTrue(handler.browse)
+        """A browse template_file is warned about and ignored: directories get the built-in list."""
+        site = Site(Path(self.mktemp()))
+        events: list[dict[str, Any]] = []
+        context = LoadContext(log=Logger(namespace="txcaddy", observer=events.append))
+        config = {"handler": "file_server", "root": site.path, "browse": {"template_file": "/tpl/browse.html"}}
+        handler = context.load_handler(config)
+        self.assertIs(handler.browse, True)
+        [warning] = events
+        self.assertEqual((warning["log_level"], warning["template"]), (LogLevel.warn, "/tpl/browse.html"))
+        self.assertIn("using the built-in listing", warning["log_format"])
+        response = serve(handler, make_request("GET", "/list/"))
+        self.assertEqual((response.status, response.headers.get("Content-Type")), (200, "text/html; charset=utf-8"))
+        self.assertIn(b"<title>list</title>", response.body)
+        self.assertIn(b"3 directories, 5 files", response.body)
 
     def test_adapter_fixtures_load(self) -> None:
+        """Every file_server in the adapter fixtures loads."""
         loaded = [load({k: v for k, v in config.items() if k != "handler"}) for _, config in fixture_handlers("file_server")]
         self.assertGreater(len(loaded), 5)
         self.assertTrue(all(isinstance(h, FileServer) for h in loaded))
