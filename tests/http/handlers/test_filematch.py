@@ -34,6 +34,7 @@ def placeholders(request) -> dict[str, str]:
 
 class GoPathTests(SynchronousTestCase):
     def test_clean(self) -> None:
+        """go_clean gives Go's path.Clean results; a backslash is an ordinary character."""
         for given, expected in [
             ("", "."), ("/", "/"), ("//", "/"), ("//a//b/", "/a/b"), ("a/../..", ".."), ("/../a", "/a"),
             ("./a/./b/", "a/b"), ("/a/b/../../../c", "/c"), ("a/b\\..\\c", "a/b\\..\\c"),
@@ -41,6 +42,7 @@ class GoPathTests(SynchronousTestCase):
             self.assertEqual(go_clean(given), expected, given)
 
     def test_sanitized_path_join(self) -> None:
+        """sanitized_path_join agrees with Caddy's table: nothing climbs out of the root."""
         # Caddy's TestSanitizedPathJoin, with the paths decoded as Go's URL parser does
         for root, path, expected in [
             ("", "", "."),
@@ -62,6 +64,7 @@ class GoPathTests(SynchronousTestCase):
             self.assertEqual(sanitized_path_join(root, path), expected, (root, path))
 
     def test_match(self) -> None:
+        """go_match agrees with Go's filepath match table; bad patterns match nothing."""
         # from Go's path/filepath match_test.go
         for pattern, name, expected in [
             ("abc", "abc", True), ("*", "abc", True), ("*c", "abc", True), ("a*", "a", True), ("a*", "abc", True),
@@ -85,6 +88,7 @@ class GoPathTests(SynchronousTestCase):
             self.assertEqual(go_match(pattern, name), expected, (pattern, name))
 
     def test_glob(self) -> None:
+        """go_glob lists matches sorted; escaped stars are literal, bad patterns find none."""
         base = Path(self.mktemp())
         (base / "d1").mkdir(parents=True)
         (base / "d2").mkdir()
@@ -116,6 +120,7 @@ class FileMatcherTests(SynchronousTestCase):
         return matcher(config).match(request), request
 
     def test_try_files_file_then_directory(self) -> None:
+        """try_files finds files, then directories with a slash, and publishes where."""
         config = {"root": str(self.root), "try_files": ["{http.request.uri.path}", "{http.request.uri.path}/"]}
         for target, expected_path, expected_type in [
             ("/foo.txt", "/foo.txt", "file"),
@@ -138,6 +143,7 @@ class FileMatcherTests(SynchronousTestCase):
                 self.assertEqual(found["remainder"], "", target)
 
     def test_split_path(self) -> None:
+        """split_path cuts the path after the first split value; the rest is the remainder."""
         config = {"root": str(self.root), "try_files": ["{http.request.uri.path}", "{http.request.uri.path}/index.php"],
                   "split_path": [".php"]}
         for target, expected_path, remainder in [
@@ -160,11 +166,13 @@ class FileMatcherTests(SynchronousTestCase):
                 self.assertEqual(placeholders(request)["remainder"], remainder, target)
 
     def test_first_split_is_case_insensitive(self) -> None:
+        """Split values match without case, and one that ends the path does not split it."""
         self.assertEqual(FileMatcher(split_path=[".php"])._first_split("index.PHP/somewhere"), ("index.PHP", "/somewhere"))
         # Caddy's search stops one short of the end: a value ending the path does not split it
         self.assertEqual(FileMatcher(split_path=[".php"])._first_split("/a.php"), ("/a.php", ""))
 
     def test_root_from_vars_and_default(self) -> None:
+        """The root comes from the root var, else the working directory with relative paths."""
         matched, request = self.run_match({"try_files": ["/foo.txt"]}, "/", root=str(self.root))
         self.assertTrue(matched)
         self.assertEqual(placeholders(request)["absolute"], str(self.root) + "/foo.txt")
@@ -176,12 +184,14 @@ class FileMatcherTests(SynchronousTestCase):
         self.assertEqual(placeholders(request)["absolute"], f"{relative}/foo.txt")
 
     def test_default_try_files_is_the_request_path(self) -> None:
+        """Without try_files the request path is tried, as a file only."""
         matched, request = self.run_match({"root": str(self.root)}, "/foodir/bar.txt")
         self.assertTrue(matched)
         self.assertEqual(placeholders(request)["relative"], "/foodir/bar.txt")
         self.assertFalse(self.run_match({"root": str(self.root)}, "/foodir")[0])  # a directory needs "/"
 
     def test_error_status_entries(self) -> None:
+        """A =NNN entry in first_exist fails with that status; other = entries are names."""
         config = {"root": str(self.root), "try_files": ["{http.request.uri.path}", "=404"]}
         self.assertTrue(self.run_match(config, "/foo.txt")[0])
         error = self.assertRaises(HandlerError, self.run_match, config, "/nope")
@@ -195,6 +205,7 @@ class FileMatcherTests(SynchronousTestCase):
         self.assertFalse(self.run_match({"root": str(self.root), "try_files": ["=404"], "try_policy": "largest_size"}, "/")[0])
 
     def test_policies(self) -> None:
+        """Each try_policy picks its file, with Caddy's quirks for empty files and directories."""
         sizes = {"a.html": 30, "b.html": 10, "c.html": 20, "empty.html": 0}
         for name, size in sizes.items():
             (self.root / name).write_bytes(b"x" * size)
@@ -216,6 +227,7 @@ class FileMatcherTests(SynchronousTestCase):
         self.assertEqual(placeholders(request)["type"], "directory")
 
     def test_globs_in_entries_but_not_in_placeholder_values(self) -> None:
+        """Globs in entries expand; placeholder values are glob-escaped, as in Caddy 2.6.2."""
         matched, request = self.run_match({"root": str(self.root), "try_files": ["/foodir/*.txt"]}, "/")
         self.assertTrue(matched)
         self.assertEqual(placeholders(request)["relative"], "/foodir/bar.txt")  # sorted: bar before foo
@@ -234,12 +246,14 @@ class FileMatcherTests(SynchronousTestCase):
             self.assertEqual(placeholders(request).get("relative"), expected, target)
 
     def test_placeholders_and_paths_with_dots(self) -> None:
+        """Entries expand placeholders, and .. cannot take them above the root."""
         matched, request = self.run_match({"root": str(self.root), "try_files": ["{http.request.uri.path}.txt"]}, "/foo")
         self.assertEqual(placeholders(request)["relative"], "/foo.txt")
         matched, request = self.run_match({"root": str(self.root), "try_files": ["/../../foo.txt"]}, "/")
         self.assertEqual(placeholders(request)["absolute"], str(self.root) + "/foo.txt")
 
     def test_symlink_outside_root_does_not_exist(self) -> None:
+        """A symlink that leads outside the root is treated as missing; one inside is found."""
         outside = Path(self.mktemp())
         outside.mkdir()
         (outside / "secret.txt").write_text("secret")
@@ -254,6 +268,7 @@ class FileMatcherTests(SynchronousTestCase):
         self.assertEqual(placeholders(request)["relative"], "/inside.txt")
 
     def test_within_root(self) -> None:
+        """within_root holds for real paths under the root only, not for a sibling like root-x."""
         real_root = os.path.realpath(self.root)
         self.assertTrue(within_root(real_root, str(self.root / "foo.txt")))
         self.assertTrue(within_root(real_root, str(self.root)))
@@ -268,6 +283,7 @@ class FileMatcherTests(SynchronousTestCase):
 
 class LoadTests(SynchronousTestCase):
     def test_bad_configs(self) -> None:
+        """Bad try policies, field types and unknown fields are refused with their names."""
         for config, message in [
             ({"try_policy": "random"}, "unknown try policy random"),
             ({"try_files": "a"}, "try_files must be a list of strings"),
@@ -280,6 +296,7 @@ class LoadTests(SynchronousTestCase):
             self.assertIn(message, str(error))
 
     def test_adapter_fixtures_load(self) -> None:
+        """Every file matcher in the adapter fixtures loads."""
         loaded = 0
         for where, config in fixture_handlers("subroute"):
             for route in config.get("routes") or []:
