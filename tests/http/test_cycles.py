@@ -35,6 +35,7 @@ class ReferenceCycleTests(SynchronousTestCase):
             "}\n",
             reactor=self.reactor,
         )
+        self.addCleanup(service.context.unload)
         self.server = next(iter(service.http.servers.values()))
 
     def get(self, path: bytes) -> bytes:

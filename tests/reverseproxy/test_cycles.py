@@ -64,6 +64,7 @@ class ReferenceCycleTests(SynchronousTestCase):
         self.reactor = MemoryReactorClock()
         service = fromCaddyfile(
             "http://:18081 {\n\tbind 127.0.0.1\n\treverse_proxy 127.0.0.1:9000\n}\n", reactor=self.reactor)
+        self.addCleanup(service.context.unload)  # gives its upstream back to the shared HOSTS
         self.server = next(iter(service.http.servers.values()))
         (handler,) = _proxy_handlers(self.server.routes)
         self.upstream = _Upstream()
@@ -86,6 +87,7 @@ class ReferenceCycleTests(SynchronousTestCase):
             protocol.connectionLost(None)
 
     def test_keep_alive_requests(self) -> None:
+        """Proxied requests on a kept-alive connection leave no reference cycle."""
         protocol, transport = self.connect()
         self.proxy(protocol, transport, close=False)  # the upstream connection is made and pooled
 
@@ -127,6 +129,7 @@ class ReferenceCycleTests(SynchronousTestCase):
         self.assertEqual(garbage_of(work), Counter())
 
     def test_connections_closed_after_one_request(self) -> None:
+        """Proxied requests whose client connection closes leave no reference cycle."""
         warm, warm_transport = self.connect()
         self.proxy(warm, warm_transport, close=False)
 
@@ -151,6 +154,7 @@ class ReferenceCycleTests(SynchronousTestCase):
             "http://:18082 {\n\tbind 127.0.0.1\n\treverse_proxy 127.0.0.1:9001\n"
             "\thandle_errors {\n\t\trespond \"error {http.error.status_code}\"\n\t}\n}\n",
             reactor=self.reactor)
+        self.addCleanup(service.context.unload)
         server = next(iter(service.http.servers.values()))
         (handler,) = _proxy_handlers(server.routes)
         handler.transport.pool.endpoint_factory = lambda address: Refusing()

@@ -143,6 +143,7 @@ def _upstreams(*dials: str) -> list[dict[str, str]]:
 
 class ProxyLoopTests(HandlerTestCase):
     def test_success_relays_status_headers_and_body(self) -> None:
+        """The request goes up as it came; status, fields and body come back, less hop-by-hop."""
         handler = self.load({"upstreams": _upstreams("10.0.0.1:80")})
         response, outcome = self.serve(handler, make_request("GET", "/a?b=1", {"X-In": "1"}))
         (exchange,) = self.transport.exchanges
@@ -157,12 +158,14 @@ class ProxyLoopTests(HandlerTestCase):
         self.assertEqual(response.body, b"hello")
 
     def test_no_upstreams_is_503(self) -> None:
+        """A proxy without upstreams answers 503."""
         handler = self.load({})
         response, outcome = self.serve(handler, make_request())
         self.assertIsInstance(outcome[0], Failure)
         self.assertEqual(outcome[0].value.status, 503)
 
     def test_statuses_of_transport_failures(self) -> None:
+        """Dial errors and lost connections are 502; a response header timeout is 504."""
         for error, status in [
             (DialError("refused"), 502),
             (UpstreamConnectionLost("reset"), 502),
@@ -175,12 +178,14 @@ class ProxyLoopTests(HandlerTestCase):
             self.assertEqual(outcome[0].value.status, status, error)
 
     def test_port_range_dial_is_502(self) -> None:
+        """A dial address with a port range is a 502 without dialling."""
         handler = self.load({"upstreams": _upstreams("10.0.0.1:9001-9003")})
         response, outcome = self.serve(handler, make_request())
         self.assertEqual(outcome[0].value.status, 502)
         self.assertEqual(self.transport.exchanges, [])
 
     def test_placeholders_in_the_dial_address(self) -> None:
+        """The dial address expands placeholders per request."""
         handler = self.load({"upstreams": _upstreams("{http.request.header.X-Up}:8080")})
         self.serve(handler, make_request("GET", "/", {"X-Up": "10.1.2.3"}))
         self.assertEqual(self.transport.exchanges[0].dial, "10.1.2.3:8080")
@@ -227,6 +232,7 @@ class RetryTests(HandlerTestCase):
     }
 
     def test_no_retry_without_settings(self) -> None:
+        """Without try_duration or retries a failed dial is not tried again."""
         handler = self.load({"upstreams": _upstreams("10.0.0.1:80", "10.0.0.2:80")})
         response, outcome = self.serve(handler, make_request())
         self.transport.exchanges[0].fail(DialError("refused"))
@@ -234,6 +240,7 @@ class RetryTests(HandlerTestCase):
         self.assertEqual(outcome[0].value.status, 502)
 
     def test_dial_error_retried_after_the_default_interval(self) -> None:
+        """A failed dial is retried after 250 ms on another upstream, with the body intact."""
         config = dict(self.CONFIG, health_checks={"passive": {"fail_duration": 10_000_000_000}})
         handler = self.load(config)
         response, outcome = self.serve(handler, make_request("POST", "/", body=b"data"))
@@ -255,6 +262,7 @@ class RetryTests(HandlerTestCase):
         self.assertEqual(HOSTS.get("10.0.0.1:80").fails, 0)
 
     def test_try_duration_ends_the_loop_with_502(self) -> None:
+        """Retries stop with a 502 once try_duration has passed."""
         handler = self.load(dict(self.CONFIG, upstreams=_upstreams("10.0.0.1:80")))
         response, outcome = self.serve(handler, make_request())
         for _ in range(9):
@@ -265,6 +273,7 @@ class RetryTests(HandlerTestCase):
         self.assertEqual(outcome[0].value.status, 502)
 
     def test_lb_retries_counts_retries(self) -> None:
+        """retries caps the number of retries after the first try."""
         config = {"upstreams": _upstreams("10.0.0.1:80"), "load_balancing": {"retries": 2}}
         handler = self.load(config)
         response, outcome = self.serve(handler, make_request())
@@ -275,6 +284,7 @@ class RetryTests(HandlerTestCase):
         self.assertEqual(outcome[0].value.status, 502)
 
     def test_error_after_connect_retries_get_only(self) -> None:
+        """An error after connecting is retried for GET only, not for other methods."""
         handler = self.load(self.CONFIG)
         response, outcome = self.serve(handler, make_request("DELETE", "/"))
         self.transport.exchanges[0].fail(UpstreamConnectionLost("reset"))
@@ -287,6 +297,7 @@ class RetryTests(HandlerTestCase):
         self.assertEqual(len(self.transport.exchanges), 3)
 
     def test_a_sent_body_is_never_sent_again(self) -> None:
+        """A request whose body was sent is never retried, even when retry_match allows it."""
         config = dict(self.CONFIG, load_balancing=dict(self.CONFIG["load_balancing"], retry_match=[{"method": ["POST"]}]))
         handler = self.load(config)
         response, outcome = self.serve(handler, make_request("POST", "/", body=b"once"))
@@ -299,6 +310,7 @@ class RetryTests(HandlerTestCase):
         self.assertEqual(outcome[0].value.status, 502)
 
     def test_retry_match_allows_bodyless_non_get(self) -> None:
+        """retry_match lets a bodyless non-GET request be retried after connect errors."""
         config = dict(self.CONFIG, load_balancing=dict(self.CONFIG["load_balancing"], retry_match=[{"method": ["DELETE"]}]))
         handler = self.load(config)
         response, outcome = self.serve(handler, make_request("DELETE", "/"))
@@ -309,6 +321,7 @@ class RetryTests(HandlerTestCase):
 
 class StreamingTests(HandlerTestCase):
     def test_chunked_request_body_streams_as_it_arrives(self) -> None:
+        """A chunked request body streams upstream once connected, as its pieces arrive."""
         from txcaddy.http.headers import Headers
         from txcaddy.http.request import Request, RequestBody
 
@@ -328,6 +341,7 @@ class StreamingTests(HandlerTestCase):
         self.assertEqual((bytes(exchange.body), exchange.body_done), (b"early late", True))
 
     def test_client_gone_aborts_the_upstream_request(self) -> None:
+        """The client going away aborts the upstream request."""
         handler = self.load({"upstreams": _upstreams("10.0.0.1:80")})
         response, outcome = self.serve(handler, make_request())
         exchange = self.transport.exchanges[0]
@@ -336,6 +350,7 @@ class StreamingTests(HandlerTestCase):
         self.assertEqual(outcome, [None])  # nothing to answer: the client is gone
 
     def test_flush_interval_minus_one_keeps_the_upstream_request(self) -> None:
+        """With flush_interval -1 the upstream request goes on after the client left."""
         handler = self.load({"upstreams": _upstreams("10.0.0.1:80"), "flush_interval": -1})
         response, outcome = self.serve(handler, make_request())
         exchange = self.transport.exchanges[0]
@@ -343,6 +358,7 @@ class StreamingTests(HandlerTestCase):
         self.assertIsNone(exchange.aborted)
 
     def test_cut_off_body_aborts_the_client_connection(self) -> None:
+        """An upstream body cut short aborts the client connection after what arrived."""
         handler = self.load({"upstreams": _upstreams("10.0.0.1:80")})
         response, outcome = self.serve(handler, make_request())
         exchange = self.transport.exchanges[0]
@@ -353,6 +369,7 @@ class StreamingTests(HandlerTestCase):
         self.assertEqual(response.body, b"12345")
 
     def test_trailers_are_relayed(self) -> None:
+        """Trailer announcements and trailers from upstream reach the client."""
         handler = self.load({"upstreams": _upstreams("10.0.0.1:80")})
         response, outcome = self.serve(handler, make_request())
         exchange = self.transport.exchanges[0]
@@ -368,6 +385,7 @@ class StreamingTests(HandlerTestCase):
 
 class PassiveHealthTests(HandlerTestCase):
     def test_unhealthy_status_counts_but_is_delivered(self) -> None:
+        """An unhealthy status is delivered, counts as a fail, and max_fails takes it down."""
         config = {
             "upstreams": _upstreams("10.0.0.9:80"),
             "health_checks": {"passive": {"fail_duration": 5_000_000_000, "max_fails": 2, "unhealthy_status": [5]}},
@@ -386,6 +404,7 @@ class PassiveHealthTests(HandlerTestCase):
         self.assertEqual(len(self.transport.exchanges), 3)
 
     def test_unhealthy_request_count_alone_does_not_take_upstreams_down(self) -> None:
+        """unhealthy_request_count refuses while full, not once a request has finished."""
         # Caddy 2.6.2 answered 503 to everything here; DESIGN.md §1 takes 2.7.5's fix.
         config = {"upstreams": _upstreams("10.0.0.8:80"), "health_checks": {"passive": {"unhealthy_request_count": 1}}}
         handler = self.load(config)
@@ -400,6 +419,7 @@ class PassiveHealthTests(HandlerTestCase):
 
 class UpgradeCheckTests(HandlerTestCase):
     def test_unexpected_upgrade_protocol_writes_nothing(self) -> None:
+        """A 101 switching to another protocol than asked aborts, writing nothing."""
         handler = self.load({"upstreams": _upstreams("10.0.0.1:80")})
         request = make_request("GET", "/", {"Connection": "Upgrade", "Upgrade": "websocket"})
         response, outcome = self.serve(handler, request)

@@ -93,6 +93,7 @@ class TunnelTestCase(SynchronousTestCase):
 
 class ForwardingTests(TunnelTestCase):
     def test_bytes_flow_both_ways(self) -> None:
+        """After the 101, bytes flow both ways, early ones from either side included."""
         self.upgrade(client_extra=b"early-client", upstream_extra=b"early-upstream")
         self.assertEqual(
             self.client_transport.value(),
@@ -108,6 +109,7 @@ class ForwardingTests(TunnelTestCase):
         self.assertEqual(self.client_transport.value(), b"\x81\x05hello")
 
     def test_each_transport_is_the_others_streaming_producer(self) -> None:
+        """Each side's transport is registered as the other's streaming producer."""
         self.upgrade()
         self.assertIs(self.client_transport.producer, self.upstream_transport)
         self.assertIs(self.upstream_transport.producer, self.client_transport)
@@ -115,6 +117,7 @@ class ForwardingTests(TunnelTestCase):
         self.assertTrue(self.upstream_transport.streaming)
 
     def test_a_slow_client_pauses_reading_the_upstream(self) -> None:
+        """A client that cannot keep up pauses reading from the upstream, and resumes it."""
         self.upgrade()
         self.client_transport.producer.pauseProducing()  # the client's write buffer is full
         self.assertEqual(self.upstream_transport.producerState, "paused")
@@ -123,6 +126,7 @@ class ForwardingTests(TunnelTestCase):
         self.assertEqual(self.upstream_transport.producerState, "producing")
 
     def test_a_slow_upstream_pauses_reading_the_client(self) -> None:
+        """An upstream that cannot keep up pauses reading from the client, and resumes it."""
         self.upgrade()
         self.upstream_transport.producer.pauseProducing()
         self.assertEqual(self.client_transport.producerState, "paused")
@@ -130,6 +134,7 @@ class ForwardingTests(TunnelTestCase):
         self.assertEqual(self.client_transport.producerState, "producing")
 
     def test_a_producer_left_from_the_http_exchange_is_replaced(self) -> None:
+        """A producer left registered by the HTTP exchange is replaced by the tunnel's."""
         leftover = object()
         self.client.dataReceived(UPGRADE)
         response, _ = self.held.pending.pop(0)
@@ -141,6 +146,7 @@ class ForwardingTests(TunnelTestCase):
         self.assertIs(exchange.transport.producer, self.client_transport)
 
     def test_with_a_fake_response(self) -> None:
+        """start_tunnel works on a FakeResponse: 101, finished, bytes relayed both ways."""
         response = FakeResponse()
         response.headers.set("Upgrade", "websocket")
         exchange = FakeExchange(buffered=b"from-upstream")
@@ -171,6 +177,7 @@ class FakeExchange:
 
 class ClosingTests(TunnelTestCase):
     def test_upstream_closing_closes_the_client_after_its_last_bytes(self) -> None:
+        """The upstream closing closes the client after its last bytes; the tunnel ends then."""
         tunnel = self.upgrade()
         closed = tunnel.when_closed()
         self.client_transport.clear()
@@ -188,6 +195,7 @@ class ClosingTests(TunnelTestCase):
         self.assertEqual(self.clock.getDelayedCalls(), [])
 
     def test_client_closing_closes_the_upstream(self) -> None:
+        """The client closing closes the upstream, and the tunnel then is closed."""
         tunnel = self.upgrade()
         self.lose_client()
         self.assertTrue(self.upstream_transport.disconnecting)
@@ -196,6 +204,7 @@ class ClosingTests(TunnelTestCase):
         self.assertTrue(tunnel.closed)
 
     def test_peers_that_do_not_take_their_last_bytes_are_aborted(self) -> None:
+        """A peer that does not take its last bytes is aborted after ABORT_AFTER."""
         self.upgrade()
         self.lose_upstream()
         aborted: list[bool] = []
@@ -204,6 +213,7 @@ class ClosingTests(TunnelTestCase):
         self.assertEqual(aborted, [True])
 
     def test_close_all_sends_websocket_peers_going_away(self) -> None:
+        """close_all sends WebSocket peers a 1001 close frame, masked upstream, then closes."""
         self.upgrade(websocket=True)
         self.client_transport.clear()
         done = self.tunnels.close_all()
@@ -218,6 +228,7 @@ class ClosingTests(TunnelTestCase):
         self.successResultOf(done)
 
     def test_close_all_closes_other_upgrades_without_frames(self) -> None:
+        """close_all closes non-WebSocket tunnels without writing frames."""
         self.upgrade(websocket=False)
         self.client_transport.clear()
         self.tunnels.close_all()
@@ -227,9 +238,11 @@ class ClosingTests(TunnelTestCase):
         self.assertTrue(self.upstream_transport.disconnecting)
 
     def test_close_all_without_tunnels(self) -> None:
+        """close_all with no tunnels fires at once."""
         self.successResultOf(self.tunnels.close_all())
 
     def test_stream_close_delay(self) -> None:
+        """With close_delay, close_all waits that long before closing the tunnels."""
         self.tunnels = Tunnels(self.clock, close_delay=30)
         self.upgrade(websocket=True)
         done = self.tunnels.close_all()
@@ -243,6 +256,7 @@ class ClosingTests(TunnelTestCase):
         self.successResultOf(done)
 
     def test_upgrade_finishing_after_the_unload_closes_at_once(self) -> None:
+        """An upgrade finished after close_all is closed at once, with going-away."""
         self.successResultOf(self.tunnels.close_all())
         self.upgrade(websocket=True)
         self.assertTrue(self.client_transport.value().endswith(GOING_AWAY_TO_CLIENT))
@@ -250,6 +264,7 @@ class ClosingTests(TunnelTestCase):
         self.assertTrue(self.upstream_transport.disconnecting)
 
     def test_stream_timeout(self) -> None:
+        """stream_timeout closes a tunnel after that long, without going-away frames."""
         tunnel = self.upgrade(stream_timeout=60, websocket=True)
         self.client_transport.clear()
         self.clock.advance(59)
@@ -264,6 +279,7 @@ class ClosingTests(TunnelTestCase):
         self.assertEqual(self.clock.getDelayedCalls(), [])
 
     def test_server_drain_closes_the_tunnel_with_going_away(self) -> None:
+        """A server drain closes tunnels with going-away and waits for both sides."""
         self.upgrade(websocket=True)
         self.client_transport.clear()
         drained = self.server.drain(10, self.clock)
@@ -276,6 +292,7 @@ class ClosingTests(TunnelTestCase):
         self.successResultOf(drained)
 
     def test_drain_waits_for_the_upstream_side_of_a_tunnel_the_client_ended(self) -> None:
+        """A drain waits for the upstream side of a tunnel whose client already left."""
         self.upgrade()
         self.lose_client()
         self.assertIn(self.client, self.server.connections)
@@ -289,6 +306,7 @@ class ClosingTests(TunnelTestCase):
 
 class CannotSwitchTests(TunnelTestCase):
     def test_client_gone_closes_the_upstream(self) -> None:
+        """If the client is gone the upstream exchange is aborted and no tunnel is made."""
         response = FakeResponse()
         response.connection_lost(ConnectionError("gone"))
         exchange = FakeExchange()
@@ -297,6 +315,7 @@ class CannotSwitchTests(TunnelTestCase):
         self.assertEqual(len(self.tunnels), 0)
 
     def test_a_response_that_cannot_switch_writes_nothing(self) -> None:
+        """A response that cannot switch aborts the upstream and writes nothing."""
         response = FakeResponse()
         response.can_switch_protocols = False
         exchange = FakeExchange()
@@ -307,6 +326,7 @@ class CannotSwitchTests(TunnelTestCase):
         self.flushLoggedErrors()
 
     def test_going_away_frame_to_server_is_masked(self) -> None:
+        """going_away_to_server builds a masked 1001 close frame."""
         frame = going_away_to_server(b"\x01\x02\x03\x04")
         self.assertEqual(frame, b"\x88\x82\x01\x02\x03\x04\x02\xeb")
         self.assertEqual(unmask(frame), (0x88, b"\x03\xe9"))
