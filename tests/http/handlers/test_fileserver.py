@@ -11,10 +11,10 @@ import json
 import os
 import re
 from pathlib import Path
-from typing import Any
+from typing import Any, cast
 
 from twisted.internet.defer import Deferred
-from twisted.logger import Logger, LogLevel
+from twisted.logger import ILogObserver, Logger, LogLevel
 from twisted.trial.unittest import SynchronousTestCase
 
 from txcaddy.caddyfile.errors import ConfigError
@@ -875,7 +875,7 @@ class LoadTests(SynchronousTestCase):
         """A browse template_file is warned about and ignored: directories get the built-in list."""
         site = Site(Path(self.mktemp()))
         events: list[dict[str, Any]] = []
-        context = LoadContext(log=Logger(namespace="txcaddy", observer=events.append))
+        context = LoadContext(log=Logger(namespace="txcaddy", observer=cast(ILogObserver, events.append)))
         config = {"handler": "file_server", "root": site.path, "browse": {"template_file": "/tpl/browse.html"}}
         handler = context.load_handler(config)
         self.assertIs(handler.browse, True)
