@@ -35,6 +35,7 @@ from txcaddy.http.errors import HandlerError, status_text
 from txcaddy.http.headers import Headers
 from txcaddy.http.request import Request, RequestBody
 from txcaddy.http.response import Response
+from txcaddy.interfaces import IHTTPServer, IServerConnection
 
 # Keep at most this much of a request body that nobody has asked for yet
 # before pausing the client (the body is streamed, never buffered whole).
@@ -287,13 +288,16 @@ def _head_bytes(lines: list[str], fields: Iterable[tuple[str, list[str]]]) -> by
     return text.encode("latin-1", "replace")
 
 
-@implementer(IPushProducer)
+@implementer(IPushProducer, IServerConnection)
 class HTTP11Protocol(Protocol):
     """An HTTP/1.1 connection to one client."""
 
     log = Logger()
+    # A TCP or TLS transport: an ITransport that is also the IConsumer and IPushProducer
+    # used for flow control, which no one Twisted interface names; None when gone.
+    transport: Any
 
-    def __init__(self, server: Any, clock: Any = None, tls: Any = None, peer: Any = None) -> None:
+    def __init__(self, server: IHTTPServer, clock: Any = None, tls: Any = None, peer: Any = None) -> None:
         self.server = server
         self._peer = peer  # the client's address as the factory was given it (else asked for)
         self.clock = clock.seconds if clock is not None else time.time
@@ -544,7 +548,7 @@ class HTTP11Protocol(Protocol):
         length_values = headers.values_of("Content-Length")
         codings = headers.values_of("Transfer-Encoding")
         chunked = bool(codings)
-        if chunked and (len(codings) != 1 or codings[0].strip(" \t").lower() != "chunked"):
+        if codings and (len(codings) != 1 or codings[0].strip(" \t").lower() != "chunked"):
             # Like Go: chunked is the only transfer coding served; anything else (gzip,
             # unknown codings, several fields) is refused before a handler sees it.
             raise _BadRequest(501, "unsupported transfer encoding")
@@ -589,7 +593,12 @@ class HTTP11Protocol(Protocol):
         self._parsing = exchange
         self._exchanges.append(exchange)
         if expect:
-            body._on_drain = lambda: (self._send_continue(exchange), self._body_drained())
+
+            def continue_then_read() -> None:
+                self._send_continue(exchange)
+                self._body_drained()
+
+            body._on_drain = continue_then_read
         if len(self._exchanges) == 1:
             self._dispatch(exchange)
         else:
@@ -790,7 +799,7 @@ def _origin_form(target: str, headers: Headers) -> str:
 class HTTP11Factory(Factory):
     """Builds an ``HTTP11Protocol`` per connection for one server."""
 
-    def __init__(self, server: Any, reactor: Any = None, tls: Any = None) -> None:
+    def __init__(self, server: IHTTPServer, reactor: Any = None, tls: Any = None) -> None:
         self.server = server
         self.reactor = reactor
         self.tls = tls

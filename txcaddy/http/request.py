@@ -15,7 +15,10 @@ from collections.abc import Callable
 from typing import Any
 from urllib.parse import quote, unquote
 
+from zope.interface import implementer
+
 from txcaddy.http.headers import Headers
+from txcaddy.interfaces import IRequest
 
 # Characters Go's shouldEscape(c, encodePath) leaves alone besides letters and digits.
 _PATH_SAFE = "/$&+,;=:@-._~"
@@ -111,6 +114,7 @@ class _Discard:
 _DISCARD = _Discard()  # stateless: one serves every body thrown away or finished
 
 
+@implementer(IRequest)
 class Request:
     """An HTTP request being served."""
 

@@ -14,12 +14,15 @@ from collections.abc import Callable
 from typing import Any
 
 from twisted.internet.defer import Deferred
+from zope.interface import implementer
 
 from txcaddy.http.headers import Headers
+from txcaddy.interfaces import IResponse
 
 HeadCallback = Callable[["Response", int], int]
 
 
+@implementer(IResponse)
 class Response(ABC):
     """Base response: subclasses put the head, the body and the end on the wire."""
 

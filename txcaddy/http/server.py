@@ -8,20 +8,23 @@ protocol factories for its listeners.
 
 from __future__ import annotations
 
-from typing import Any
+from typing import Any, cast
 
 from twisted.internet.defer import Deferred, maybeDeferred
 from twisted.logger import Logger
 from twisted.python.failure import Failure
+from zope.interface import implementer
 
 from txcaddy.http.errors import AbortConnection, HandlerError, release_frames
 from txcaddy.http.request import Request
 from txcaddy.http.response import Response
 from txcaddy.http.routing import RouteList, finish_chain
+from txcaddy.interfaces import IHTTPServer
 
 DEFAULT_IDLE_TIMEOUT = 5 * 60.0  # Caddy's default idle timeout
 
 
+@implementer(IHTTPServer)
 class HTTPServer:
     """Routes, error routes, limits and live connections of one server."""
 
@@ -76,7 +79,7 @@ class HTTPServer:
         self._chain_done(request, response)
 
     def _chain_error(self, failure: Failure, request: Request, response: Response) -> None:
-        self._failed(request, response, failure.value)
+        self._failed(request, response, cast(BaseException, failure.value))  # an errback's failure has a value
 
     def _chain_done(self, request: Request, response: Response) -> None:
         if self.access_log is not None:
