@@ -6,6 +6,11 @@
 
 ``serve`` drives the handler (and whatever it returns) to completion; with a
 ``Clock`` passed to the code under test, time moves only when the test says.
+
+``make_request`` builds a real ``IRequest`` with an in-memory body,
+``FakeResponse`` is an ``IResponse`` that records what is written (status,
+header fields, body bytes, whether it finished), and ``FakeServer`` is an
+``IHTTPServer`` that records what a connection's protocol tells it.
 """
 
 from __future__ import annotations
@@ -13,13 +18,17 @@ from __future__ import annotations
 from collections.abc import Iterable, Mapping
 from typing import Any
 
-from twisted.internet.defer import Deferred
+from twisted.internet.defer import Deferred, maybeDeferred
 from twisted.internet.testing import StringTransport
+from twisted.python.failure import Failure
+from zope.interface import implementer
 
+from txcaddy.http.errors import HandlerError
 from txcaddy.http.headers import Headers
 from txcaddy.http.request import Request, RequestBody
 from txcaddy.http.response import Response
 from txcaddy.http.routing import finish_chain
+from txcaddy.interfaces import IHTTPServer, IServerConnection
 
 
 class FakeTLS:
@@ -44,8 +53,9 @@ def make_request(
     remote: tuple[str, int] = ("127.0.0.1", 54321),
     proto: str = "HTTP/1.1",
     tls: Any = None,
+    server: Any = None,
 ) -> Request:
-    """A complete request with an in-memory body."""
+    """A complete request with an in-memory body (``server`` is what ``request.server`` gives)."""
     pairs = list(headers.items()) if isinstance(headers, Mapping) else list(headers or [])
     fields = Headers(pairs)
     if host is not None and "Host" not in fields:
@@ -54,11 +64,18 @@ def make_request(
     if body:
         request_body.feed(body)
     request_body.finish()
-    return Request(method, target, fields, proto=proto, remote=remote, tls=tls, body=request_body)
+    return Request(method, target, fields, proto=proto, remote=remote, tls=tls, body=request_body, server=server)
 
 
 class FakeResponse(Response):
-    """A response that keeps everything written in memory."""
+    """A response that keeps everything written in memory.
+
+    Besides ``IResponse``'s ``status``, ``headers``, ``head_sent`` and
+    ``finished``, it records the body as written (``chunks``, joined as
+    ``body``), whether the end reached the wire (``ended``), the registered
+    ``producer`` (a non-streaming one is pulled to the end at once), and a
+    ``switch_protocols`` handover.
+    """
 
     def __init__(self) -> None:
         super().__init__()
@@ -130,3 +147,77 @@ def serve(handler: Any, request: Request, response: FakeResponse | None = None, 
             outcome[0].raiseException()
     response.finish()
     return response
+
+
+@implementer(IHTTPServer)
+class FakeServer:
+    """An ``IHTTPServer`` that records what a connection's protocol tells it.
+
+    For testing a protocol, or code that reads ``request.server``, without
+    routes. Every request handed over is kept in ``requests`` with its
+    response. With a ``handler`` (an ``IHandler``) each one is served by it,
+    then its response finished; a failure is kept in ``failures`` and, if
+    nothing was written yet, answered with its ``HandlerError`` status (500
+    for anything else). Without a handler the test answers on the response
+    itself. Open connections are in ``connections``.
+    """
+
+    def __init__(
+        self,
+        handler: Any = None,
+        *,
+        name: str = "fake",
+        max_header_bytes: int = 0,
+        idle_timeout: float = 0.0,
+    ) -> None:
+        self.handler = handler
+        self.name = name
+        self.max_header_bytes = max_header_bytes
+        self.idle_timeout = idle_timeout
+        self.requests: list[tuple[Any, Any]] = []
+        self.failures: list[Failure] = []
+        self.connections: set[IServerConnection] = set()
+        self._drained: list[Deferred[None]] = []
+
+    def handle(self, request: Any, response: Any) -> None:
+        """Record the request; serve it with ``handler`` if there is one."""
+        self.requests.append((request, response))
+        if self.handler is None:
+            return
+        d = maybeDeferred(self.handler.serve, request, response, finish_chain)
+        d.addCallbacks(self._served, self._failed, callbackArgs=(response,), errbackArgs=(response,))
+
+    def _served(self, _: object, response: Any) -> None:
+        if not response.finished and response.lost is None:
+            response.finish()
+
+    def _failed(self, failure: Failure, response: Any) -> None:
+        self.failures.append(failure)
+        if not response.head_sent:
+            error = failure.value
+            response.write_head(error.status if isinstance(error, HandlerError) else 500)
+        self._served(None, response)
+
+    def connection_made(self, connection: IServerConnection) -> None:
+        self.connections.add(connection)
+
+    def connection_lost(self, connection: IServerConnection) -> None:
+        self.connections.discard(connection)
+        if not self.connections:
+            drained, self._drained = self._drained, []
+            for d in drained:
+                d.callback(None)
+
+    def drain(self, grace_period: float, clock: Any) -> Deferred[None]:
+        """Ask every connection to close when idle; fires once none is left.
+
+        Nothing is forced after ``grace_period``: the test closes what is left.
+        """
+        d: Deferred[None] = Deferred()
+        if not self.connections:
+            d.callback(None)
+            return d
+        self._drained.append(d)
+        for connection in list(self.connections):
+            connection.close_when_idle()
+        return d

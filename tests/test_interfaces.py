@@ -1,0 +1,184 @@
+"""What claims to provide an interface of ``txcaddy.interfaces`` does provide it.
+
+Caddy guards each module type with a compile-time assertion
+(``var _ caddyhttp.MiddlewareHandler = (*StaticResponse)(nil)``); here the
+guard is ``verifyObject`` over every module in the registry and over the
+HTTP-side objects that protocols and handlers meet. The fakes of
+``txcaddy.testing`` are checked in ``tests/test_testing.py``.
+"""
+
+from __future__ import annotations
+
+import os
+import re
+from typing import Any
+
+from twisted.internet.testing import MemoryReactorClock, StringTransport
+from twisted.trial.unittest import SynchronousTestCase
+from zope.interface.interface import InterfaceClass
+from zope.interface.verify import verifyObject
+
+from txcaddy import interfaces
+from txcaddy.caddyfile.errors import ConfigError
+from txcaddy.config import registry
+from txcaddy.config.loader import LoadContext
+from txcaddy.http._h1 import HTTP11Factory
+from txcaddy.http.response import ResponseWrapper
+from txcaddy.http.routing import RouteList
+from txcaddy.http.server import HTTPServer
+from txcaddy.interfaces import (
+    ICaddyModule,
+    IHandler,
+    IHTTPServer,
+    IRequest,
+    IRequestMatcher,
+    IResponse,
+    ISelectionPolicy,
+    IServerConnection,
+    IUpstreamSource,
+)
+from txcaddy.testing import FakeServer, make_request
+
+PLUGINS_DOC = os.path.join(os.path.dirname(__file__), "..", "docs", "plugins.md")
+
+# The interface every module registered under a namespace provides.
+NAMESPACES = {
+    "http.handlers.": IHandler,
+    "http.matchers.": IRequestMatcher,
+    "http.reverse_proxy.selection_policies.": ISelectionPolicy,
+    "http.reverse_proxy.upstreams.": IUpstreamSource,
+}
+
+# The smallest config of each module that needs more than ``{}`` to load.
+CONFIGS: dict[str, Any] = {
+    "http.matchers.host": ["example.com"],
+    "http.matchers.method": ["GET"],
+    "http.matchers.not": [{}],
+    "http.matchers.path": ["/"],
+    "http.matchers.protocol": "http",
+    "http.reverse_proxy.selection_policies.header": {"field": "X-Key"},
+    "http.reverse_proxy.selection_policies.query": {"key": "k"},
+}
+
+# Registered only so that a config naming them gets a clear error: they never load.
+REFUSED = {"http.matchers.expression"}
+
+# Every interface of txcaddy.interfaces that some test verifies an implementation of
+# (here or in tests/test_testing.py). A new interface goes here with its test.
+VERIFIED = {
+    ICaddyModule,
+    IHandler,
+    IHTTPServer,
+    IRequest,
+    IRequestMatcher,
+    IResponse,
+    ISelectionPolicy,
+    IServerConnection,
+    IUpstreamSource,
+}
+
+
+class RegisteredModuleTests(SynchronousTestCase):
+    """Every built-in module loads into an object providing its namespace's interface."""
+
+    def setUp(self) -> None:
+        self.context = LoadContext(reactor=MemoryReactorClock())
+        self.addCleanup(self.context.unload)
+
+    def assertNamespaceProvides(self, prefix: str) -> None:
+        interface = NAMESPACES[prefix]
+        names = registry.known(prefix)
+        self.assertNotEqual(names, [], f"no module registered under {prefix}")
+        for name in names:
+            module_id = prefix + name
+            factory = registry.lookup(module_id)
+            if module_id in REFUSED:
+                self.assertRaises(ConfigError, factory, {}, self.context)
+                continue
+            runtime = factory(CONFIGS.get(module_id, {}), self.context)
+            try:
+                verifyObject(interface, runtime)
+            except Exception as error:  # noqa: BLE001 - re-raised naming the module
+                self.fail(f"{module_id} ({type(runtime).__name__}) does not provide {interface.__name__}: {error}")
+
+    def test_handlers_provide_ihandler(self) -> None:
+        """Every registered ``http.handlers.*`` module loads into an ``IHandler``."""
+        self.assertNamespaceProvides("http.handlers.")
+
+    def test_matchers_provide_irequestmatcher(self) -> None:
+        """Every registered ``http.matchers.*`` module (but the refused CEL one) loads into an ``IRequestMatcher``."""
+        self.assertNamespaceProvides("http.matchers.")
+
+    def test_policies_provide_iselectionpolicy(self) -> None:
+        """Every registered selection policy loads into an ``ISelectionPolicy``."""
+        self.assertNamespaceProvides("http.reverse_proxy.selection_policies.")
+
+    def test_upstream_sources_provide_iupstreamsource(self) -> None:
+        """Every registered dynamic upstreams module loads into an ``IUpstreamSource``."""
+        self.assertNamespaceProvides("http.reverse_proxy.upstreams.")
+
+
+class PluginExampleTests(SynchronousTestCase):
+    """The plugin of docs/plugins.md provides the interfaces the page says it does."""
+
+    def setUp(self) -> None:
+        with open(PLUGINS_DOC) as f:
+            source = re.search(r"```python\n(.*?)```", f.read(), re.S)
+        assert source is not None
+        self.namespace: dict[str, Any] = {"__name__": "hello_plugin"}
+        exec(source.group(1), self.namespace)  # noqa: S102 - our own docs
+
+    def test_module_provides_icaddymodule(self) -> None:
+        """The example's module object provides ``ICaddyModule``."""
+        self.assertTrue(verifyObject(ICaddyModule, self.namespace["hello"]))
+
+    def test_handler_provides_ihandler(self) -> None:
+        """The handler the example's module loads provides ``IHandler``."""
+        self.assertTrue(verifyObject(IHandler, self.namespace["hello"].load({}, LoadContext())))
+
+
+class HTTPSideTests(SynchronousTestCase):
+    """The request, response, connection and server that HTTP/1.1 serving is made of."""
+
+    def setUp(self) -> None:
+        self.server = FakeServer()
+        self.protocol = HTTP11Factory(self.server, MemoryReactorClock()).buildProtocol(None)
+        self.protocol.makeConnection(StringTransport())
+        self.protocol.dataReceived(b"GET /a%20b?q=1 HTTP/1.1\r\nHost: example.com:8080\r\n\r\n")
+        [(self.request, self.response)] = self.server.requests
+
+    def test_protocol_request_provides_irequest(self) -> None:
+        """The request the HTTP/1.1 protocol builds provides ``IRequest``."""
+        self.assertTrue(verifyObject(IRequest, self.request))
+
+    def test_made_request_provides_irequest(self) -> None:
+        """``make_request`` builds an ``IRequest``."""
+        self.assertTrue(verifyObject(IRequest, make_request()))
+
+    def test_protocol_response_provides_iresponse(self) -> None:
+        """The HTTP/1.1 protocol's response provides ``IResponse``."""
+        self.assertTrue(verifyObject(IResponse, self.response))
+
+    def test_response_wrapper_provides_iresponse(self) -> None:
+        """A ``ResponseWrapper`` (what handlers pass down the chain) provides ``IResponse``."""
+        self.assertTrue(verifyObject(IResponse, ResponseWrapper(self.response)))
+
+    def test_protocol_provides_iserverconnection(self) -> None:
+        """The HTTP/1.1 protocol is an ``IServerConnection`` to its server."""
+        self.assertTrue(verifyObject(IServerConnection, self.protocol))
+        self.assertEqual(self.server.connections, {self.protocol})
+
+    def test_server_provides_ihttpserver(self) -> None:
+        """``HTTPServer`` provides ``IHTTPServer``."""
+        self.assertTrue(verifyObject(IHTTPServer, HTTPServer("srv0", [":80"], RouteList([]))))
+
+
+class CoverageTests(SynchronousTestCase):
+    def test_every_interface_is_verified(self) -> None:
+        """Each interface declared in ``txcaddy.interfaces`` has its implementations verified by a test."""
+        declared = {
+            value
+            for value in vars(interfaces).values()
+            if isinstance(value, InterfaceClass) and value.__module__ == interfaces.__name__
+        }
+        self.assertEqual(sorted(i.__name__ for i in declared - VERIFIED), [])
