@@ -53,7 +53,7 @@ def make_request(
     remote: tuple[str, int] = ("127.0.0.1", 54321),
     proto: str = "HTTP/1.1",
     tls: Any = None,
-    server: Any = None,
+    server: IHTTPServer | None = None,
 ) -> Request:
     """A complete request with an in-memory body (``server`` is what ``request.server`` gives)."""
     pairs = list(headers.items()) if isinstance(headers, Mapping) else list(headers or [])

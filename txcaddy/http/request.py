@@ -18,7 +18,7 @@ from urllib.parse import quote, unquote
 from zope.interface import implementer
 
 from txcaddy.http.headers import Headers
-from txcaddy.interfaces import IRequest
+from txcaddy.interfaces import IHTTPServer, IRequest
 
 # Characters Go's shouldEscape(c, encodePath) leaves alone besides letters and digits.
 _PATH_SAFE = "/$&+,;=:@-._~"
@@ -129,7 +129,7 @@ class Request:
         local: tuple[str, int] | Callable[[], tuple[str, int]] = ("", 0),
         tls: Any = None,
         body: RequestBody | None = None,
-        server: Any = None,
+        server: IHTTPServer | None = None,
         clock: Callable[[], float] = time.time,
     ) -> None:
         self.method = method
