@@ -141,16 +141,42 @@ class LoopReadTests(TestCase):
         """A connection aborted while the loop works through a batch of ready sockets gets no
         more dataReceived (Twisted's abortConnection promises that; both sockets are ready in
         the same poll here, and the abort takes the other out of the reactor's books)."""
+        import socket
+
         _twisted._BATCH.install(reactor)
+        polls: list[set[int]] = []
+
+        class RecordingPoller:
+            """The reactor's epoll object, keeping the descriptors each poll reported."""
+
+            def __init__(self, poller: Any) -> None:
+                self.poller = poller
+
+            def poll(self, timeout: float, maxevents: int) -> list[tuple[int, int]]:
+                ready = self.poller.poll(timeout, maxevents)
+                polls.append({fd for fd, _event in ready})
+                return ready
+
+            def __getattr__(self, name: str) -> Any:
+                return getattr(self.poller, name)
+
+        # The installed loop holds the reactor's poller; run a fresh one over a recording one.
+        self.patch(reactor, "_poller", RecordingPoller(reactor._poller))
+        self.patch(reactor, "doIteration", _twisted._epoll_iteration(reactor, _twisted._BATCH))
         servers: list[Any] = []
+        server_fds: list[int] = []
         late: list[bytes] = []
         both_lost: Deferred[None] = Deferred()
+        both_up: Deferred[None] = Deferred()
 
         class Server(Protocol):
             aborted = False
 
             def connectionMade(self) -> None:
                 servers.append(self)
+                server_fds.append(self.transport.fileno())
+                if len(servers) == 2:
+                    both_up.callback(None)
 
             def dataReceived(self, data: bytes) -> None:
                 if self.aborted:
@@ -169,22 +195,17 @@ class LoopReadTests(TestCase):
 
         port = reactor.listenTCP(0, Factory.forProtocol(Server), interface="127.0.0.1")
         self.addCleanup(port.stopListening)
-        clients: list[Any] = []
-        ready: Deferred[None] = Deferred()
-
-        class Client(Protocol):
-            def connectionMade(self) -> None:
-                clients.append(self.transport)
-                if len(clients) == 2:
-                    ready.callback(None)
-
-        for _ in range(2):
-            reactor.connectTCP("127.0.0.1", port.getHost().port, ClientFactory.forProtocol(Client))
-        await ready
-        for transport in clients:  # both written in one go: ready in the same poll
-            transport.write(b"x")
+        clients = []
+        for _ in range(2):  # plain blocking sockets: their sends land before the next poll
+            client = socket.create_connection(("127.0.0.1", port.getHost().port))
+            self.addCleanup(client.close)
+            clients.append(client)
+        await both_up
+        for client in clients:
+            client.sendall(b"x")
         await both_lost
         self.assertEqual(late, [])
+        self.assertIn(set(server_fds), [fds & set(server_fds) for fds in polls])
 
     async def test_eof_read_by_the_loop_is_a_clean_close(self) -> None:
         from twisted.internet.error import ConnectionDone
