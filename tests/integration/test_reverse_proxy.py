@@ -11,7 +11,8 @@ from typing import Any
 import treq
 from twisted.internet import defer, reactor
 from twisted.internet.defer import inlineCallbacks
-from twisted.internet.protocol import Factory, Protocol
+from twisted.internet.error import ConnectionDone
+from twisted.internet.protocol import ClientFactory, Factory, Protocol
 from twisted.trial.unittest import TestCase
 from twisted.web import server
 from twisted.web.client import ResponseFailed
@@ -237,29 +238,40 @@ def _dechunk(body: bytes) -> bytes:
         body = body[size + 2:]
 
 
-def _raw_exchange(port: int, raw: bytes, timeout: float = 10) -> Any:
-    """Send raw bytes and read until the proxy closes the connection (in a thread).
+class _RawClient(Protocol):
+    """Writes raw bytes on connect; fires ``done`` with all it read once the peer closes."""
 
-    The last request should say ``Connection: close``; the socket timeout only
-    guards against a hang.
+    def __init__(self, raw: bytes, done: defer.Deferred[bytes]) -> None:
+        self.raw = raw
+        self.done = done
+        self.received = bytearray()
+
+    def connectionMade(self) -> None:
+        self.transport.write(self.raw)
+
+    def dataReceived(self, data: bytes) -> None:
+        self.received += data
+
+    def connectionLost(self, reason: Any = None) -> None:
+        if self.done.called:
+            return
+        if reason is not None and not reason.check(ConnectionDone):
+            self.done.errback(reason)
+        else:
+            self.done.callback(bytes(self.received))
+
+
+def _raw_exchange(port: int, raw: bytes, timeout: float = 10) -> defer.Deferred[bytes]:
+    """Send raw bytes; fire with what came back once the proxy closes the connection.
+
+    The last request should say ``Connection: close``: a proxy that keeps the connection
+    open fails the exchange with ``TimeoutError`` after ``timeout`` seconds, and a reset
+    fails it with the reset's error.
     """
-    from twisted.internet.threads import deferToThread
-
-    def run() -> bytes:
-        with socket.create_connection(("127.0.0.1", port), timeout=timeout) as s:
-            s.sendall(raw)
-            chunks = []
-            try:
-                while True:
-                    data = s.recv(65536)
-                    if not data:
-                        break
-                    chunks.append(data)
-            except TimeoutError:
-                pass
-            return b"".join(chunks)
-
-    return deferToThread(run)
+    done: defer.Deferred[bytes] = defer.Deferred(lambda _: connector.disconnect())
+    client = ClientFactory.forProtocol(lambda: _RawClient(raw, done))
+    connector = reactor.connectTCP("127.0.0.1", port, client)
+    return done.addTimeout(timeout, reactor)
 
 
 # Request smuggling: what the client sent, what it got, and what the backend saw.
