@@ -57,6 +57,7 @@ class CorpusTests(SynchronousTestCase):
         return "exact" if encode(config, "\t") == expected else "mismatch"
 
     def test_corpus(self) -> None:
+        """Caddy's v2.6.2 adapter corpus adapts exactly, but for the listed known differences."""
         results = {p.name: self.run_case(p) for p in sorted((CORPUS / "v2.6.2").glob("*.txt"))}
         failing = {name: verdict for name, verdict in results.items() if verdict != "exact"}
         unexpected = {n: v for n, v in failing.items() if n not in KNOWN_DIFFERENCES}

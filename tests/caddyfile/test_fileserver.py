@@ -24,6 +24,7 @@ def first_handler(config: dict) -> dict:
 
 class GoPathTests(SynchronousTestCase):
     def test_clean(self) -> None:
+        """go_clean cleans paths as Go's filepath.Clean does, "" becoming "."."""
         cases = {
             "": ".", "a/../..": "..", "//a//b/./c/": "/a/b/c", "/../x": "/x",
             "Caddyfile": "Caddyfile", "./Caddyfile": "Caddyfile",
@@ -49,6 +50,7 @@ class GoPathTests(SynchronousTestCase):
             self.assertEqual(fileserver.go_match(pattern, name), expected, (pattern, name))
 
     def test_file_hidden(self) -> None:
+        """file_hidden matches by name, by directory, by absolute cwd and glob; "./x" is not "x"."""
         cwd = os.getcwd()
         self.assertTrue(fileserver.file_hidden("Caddyfile", ["Caddyfile"]))
         self.assertTrue(fileserver.file_hidden("conf/Caddyfile", ["conf"]))
@@ -69,10 +71,12 @@ class ImplicitHideTests(SynchronousTestCase):
         self.work = work
 
     def test_site_caddyfile_is_hidden(self) -> None:
+        """file_server in a site from ./Caddyfile hides "./Caddyfile"."""
         config, _ = adapt(":8080 {\n\tfile_server\n}\n", "Caddyfile")
         self.assertEqual(first_handler(config)["hide"], ["./Caddyfile"])
 
     def test_absolute_name_kept(self) -> None:
+        """An absolute Caddyfile name is hidden as given."""
         config, _ = adapt(":8080 {\n\tfile_server\n}\n", "/etc/caddy/Caddyfile")
         self.assertEqual(first_handler(config)["hide"], ["/etc/caddy/Caddyfile"])
 
@@ -83,12 +87,14 @@ class ImplicitHideTests(SynchronousTestCase):
         self.assertEqual(first_handler(config)["hide"], [str(self.work / "sub" / "extra.caddy")])
 
     def test_user_hide_covering_caddyfile_adds_nothing(self) -> None:
+        """A hide pattern of the user's that covers the Caddyfile is left alone."""
         config, _ = adapt(":8080 {\n\tfile_server {\n\t\thide *file\n\t}\n}\n", "Caddyfile")
         self.assertEqual(first_handler(config)["hide"], ["*file"])
 
 
 class TryFilesTests(SynchronousTestCase):
     def test_query_entries_get_their_own_routes(self) -> None:
+        """try_files entries with a query get a route each, all in one group."""
         config, _ = adapt(":8080 {\n\ttry_files a b?x=1 c\n}\n", "Caddyfile")
         routes = config["apps"]["http"]["servers"]["srv0"]["routes"]
         self.assertEqual(

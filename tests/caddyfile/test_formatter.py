@@ -20,13 +20,16 @@ CASES = [
 
 class FormatterTests(SynchronousTestCase):
     def test_like_caddy_fmt(self) -> None:
+        """format_caddyfile reindents, spaces braces and collapses blank lines as caddy fmt does."""
         for source, expected in CASES:
             self.assertEqual(format_caddyfile(source), expected)
 
     def test_idempotent(self) -> None:
+        """Formatting an already formatted Caddyfile leaves it unchanged."""
         for _, expected in CASES:
             self.assertEqual(format_caddyfile(expected), expected)
 
     def test_difference_line(self) -> None:
+        """formatting_difference gives the first line that formatting changes, and whether any."""
         self.assertEqual(formatting_difference("Caddyfile", ":80 {\n\trespond x\n}\n"), (0, False))
         self.assertEqual(formatting_difference("Caddyfile", ":80 {\n  respond x\n}\n"), (2, True))

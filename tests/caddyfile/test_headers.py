@@ -23,6 +23,7 @@ class HeaderTests(SynchronousTestCase):
         self.assertIs(headers.apply_header_op, reverseproxy.apply_header_op)
 
     def test_defaults_go_to_a_second_handler(self) -> None:
+        """"?" defaults go to a handler of their own, after the plain operations."""
         self.assertEqual(
             handlers(":8080 {\n\theader {\n\t\t?a 1\n\t\tb 2\n\t}\n}\n"),
             [
@@ -33,18 +34,21 @@ class HeaderTests(SynchronousTestCase):
         )
 
     def test_delete_defers(self) -> None:
+        """Deleting a response header defers the operation, as Caddy does."""
         self.assertEqual(
             handlers(":8080 {\n\theader -Server\n}\n"),
             ['{"handler":"headers","response":{"deferred":true,"delete":["Server"]}}'],
         )
 
     def test_no_operation_no_route(self) -> None:
+        """A header directive with no operation adds no route."""
         self.assertEqual(
             handlers(":8080 {\n\theader /x\n\theader\n\trespond 200\n}\n"),
             ['{"handler":"static_response","status_code":200}'],
         )
 
     def test_request_header_one_route_per_line(self) -> None:
+        """request_header with a regexp becomes one replace operation in its own handler."""
         self.assertEqual(
             handlers(":8080 {\n\trequest_header x-a ^b c\n}\n"),
             ['{"handler":"headers","request":{"replace":{"x-a":[{"replace":"c",'

@@ -45,6 +45,7 @@ class Pairing:
 
 class LogDirectiveTests(SynchronousTestCase):
     def test_names_count_across_the_adaptation(self) -> None:
+        """Log names count up across sites (log0, log1); an empty log block names none."""
         state: dict[str, Any] = {}
         first = site_log("log {\n output stdout\n}", state)
         empty = site_log("log", state)
@@ -57,6 +58,7 @@ class LogDirectiveTests(SynchronousTestCase):
         self.assertEqual(state["logCounter"], 2)
 
     def test_writer_and_encoder_are_module_objects(self) -> None:
+        """The output and format blocks encode as writer and encoder modules, keys in order."""
         values = site_log(
             "log {\n output file /x.log {\n  roll_keep_for 25h\n }\n format json {\n  time_local\n }\n}",
             {},
@@ -69,6 +71,7 @@ class LogDirectiveTests(SynchronousTestCase):
         )
 
     def test_global_option_names(self) -> None:
+        """The global log option takes its name from its argument and keeps its include."""
         values = parse_log_option(Dispenser.from_text("log access {\n include a\n}"), None)
         self.assertEqual(values[0].value.name, "access")
         self.assertEqual(values[0].value.log.include, ["a"])
@@ -76,12 +79,15 @@ class LogDirectiveTests(SynchronousTestCase):
 
 class BuildLoggingTests(SynchronousTestCase):
     def test_nothing_configured(self) -> None:
+        """No log option and no site logs give no logging object."""
         self.assertIsNone(build_logging({}, []))
 
     def test_debug_alone(self) -> None:
+        """The debug option alone makes a default log at DEBUG level."""
         self.assertEqual(encode(build_logging({"debug": True}, [])), '{"logs":{"default":{"level":"DEBUG"}}}')
 
     def test_access_logs_excluded_from_default_once_per_server(self) -> None:
+        """Site loggers are excluded from the default once per server block visited, as Caddy."""
         named = NamedCustomLog("log0", CustomLog(include=["http.log.access.log0"]))
         sites = Block({"custom_log": [ConfigValue("custom_log", named), ConfigValue("custom_log", NamedCustomLog())]})
         # the same block served on two listeners is visited twice, as in Caddy
@@ -93,6 +99,7 @@ class BuildLoggingTests(SynchronousTestCase):
         )
 
     def test_global_default_replaces_earlier_implicit_default(self) -> None:
+        """A global "default" log replaces the implicit one; debug goes to the other loggers."""
         options = {
             "debug": True,
             "log": [

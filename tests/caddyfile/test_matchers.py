@@ -34,6 +34,7 @@ class RegistryTests(SynchronousTestCase):
 
 class RequestMatcherTests(SynchronousTestCase):
     def test_string_lists_concatenate_lines(self) -> None:
+        """A string-list matcher over several lines gives one list of all their arguments."""
         self.assertEqual(parse("path", "path /a /b\npath /c"), ["/a", "/b", "/c"])
 
     def test_string_list_without_arguments_is_null(self) -> None:
@@ -41,6 +42,7 @@ class RequestMatcherTests(SynchronousTestCase):
         self.assertIsNone(parse("host", "host"))
 
     def test_header_canonicalizes_except_negation(self) -> None:
+        """header canonicalizes field names and merges their values; a negated name is kept."""
         value = parse("header", "header x-foo a\nheader X-FOO b\nheader !x-bar")
         self.assertEqual(encode(value), '{"X-Foo":["a","b"],"x-bar":null}')
 
@@ -55,14 +57,17 @@ class RequestMatcherTests(SynchronousTestCase):
         )
 
     def test_expression_joins_raw_arguments(self) -> None:
+        """expression joins its arguments with their quotes and backticks kept as written."""
         self.assertEqual(
             parse("expression", 'expression {a} == "x" && `y`'), '{a} == "x" && `y`'
         )
 
     def test_expression_single_quoted_argument(self) -> None:
+        """expression with one quoted argument is that argument's text."""
         self.assertEqual(parse("expression", 'expression "a == b"'), "a == b")
 
     def test_not_parses_nested_sets_recursively(self) -> None:
+        """Each not line or block is one matcher set, nested not blocks parsed likewise."""
         value = parse("not", "not path /a\nnot {\n\tnot method GET\n\thost x\n}")
         self.assertEqual(
             encode(value),
@@ -70,6 +75,7 @@ class RequestMatcherTests(SynchronousTestCase):
         )
 
     def test_file_matcher_keeps_struct_order(self) -> None:
+        """The file matcher's options encode in the Go struct's field order."""
         value = parse("file", "file a {\n\tsplit_path .php\n\ttry_policy first_exist\n\troot /r\n}")
         self.assertEqual(
             encode(value),
@@ -77,12 +83,14 @@ class RequestMatcherTests(SynchronousTestCase):
         )
 
     def test_remote_ip_private_ranges(self) -> None:
+        """private_ranges expands to the private ranges; forwarded sets the flag."""
         self.assertEqual(
             parse("remote_ip", "remote_ip forwarded private_ranges"),
             {"ranges": list(matchers.PRIVATE_RANGES), "forwarded": True},
         )
 
     def test_header_regexp_name_and_pattern(self) -> None:
+        """header_regexp keeps an optional name with the pattern, per canonical field."""
         self.assertEqual(
             encode(parse("header_regexp", "header_regexp n Cookie ^a\nheader_regexp X ^b")),
             '{"Cookie":{"name":"n","pattern":"^a"},"X":{"pattern":"^b"}}',
@@ -91,6 +99,7 @@ class RequestMatcherTests(SynchronousTestCase):
 
 class NestedMatcherSetTests(SynchronousTestCase):
     def test_unknown_matcher(self) -> None:
+        """An unknown matcher in a nested set is Caddy's "module not registered" error."""
         d = Dispenser.from_text("not nope 1")
         d.next()
         with self.assertRaises(ConfigError) as caught:
@@ -104,6 +113,7 @@ class NestedMatcherSetTests(SynchronousTestCase):
 
 class ResponseMatcherTests(SynchronousTestCase):
     def test_status_classes_and_headers(self) -> None:
+        """A response matcher turns 2xx into its class digit and canonicalizes header names."""
         found: dict[str, dict] = {}
         d = Dispenser.from_text("@ok {\n\tstatus 2xx 404\n\theader content-type text/*\n}")
         matchers.parse_named_response_matcher(d, found)
@@ -114,6 +124,7 @@ class ResponseMatcherTests(SynchronousTestCase):
         self.assertIsInstance(found["@ok"]["headers"], GoMap)
 
     def test_empty_matcher(self) -> None:
+        """A response matcher with no block is an empty matcher under its name."""
         found: dict[str, dict] = {}
         matchers.parse_named_response_matcher(Dispenser.from_text("match"), found)
         self.assertEqual(found, {"match": {}})
@@ -121,6 +132,7 @@ class ResponseMatcherTests(SynchronousTestCase):
 
 class GoBehaviourTests(SynchronousTestCase):
     def test_canonical_header_key(self) -> None:
+        """canonical_header_key capitalises as Go's textproto does, leaving odd keys alone."""
         cases = {
             "content-type": "Content-Type",
             "X-FORWARDED-FOR": "X-Forwarded-For",
@@ -133,6 +145,7 @@ class GoBehaviourTests(SynchronousTestCase):
             self.assertEqual(matchers.canonical_header_key(key), expected, key)
 
     def test_atoi_messages(self) -> None:
+        """go_atoi accepts a sign and fails with strconv.Atoi's messages."""
         self.assertEqual(go_atoi("+12"), 12)
         for text, reason in (("", "invalid syntax"), ("1.5", "invalid syntax"),
                              ("9" * 20, "value out of range")):

@@ -25,6 +25,7 @@ def handlers(caddyfile: str) -> list[dict]:
 
 class TracingTests(SynchronousTestCase):
     def test_span(self) -> None:
+        """tracing with a matcher and span adapts to Caddy's tracing handler JSON."""
         text, _ = adapt_to_json(":80 {\n\ttracing /x {\n\t\tspan my-span\n\t}\n}\n", "Caddyfile")
         self.assertEqual(
             text,
@@ -33,13 +34,16 @@ class TracingTests(SynchronousTestCase):
         )
 
     def test_span_is_always_present(self) -> None:
+        """tracing alone still encodes an empty span."""
         self.assertEqual(handlers(":80 {\n\ttracing\n}\n"), [{"handler": "tracing", "span": ""}])
 
     def test_ordered_first(self) -> None:
+        """tracing runs before the other handlers of a route, whatever the order written."""
         found = handlers(":80 {\n\trespond 200\n\ttracing\n}\n")
         self.assertEqual([h["handler"] for h in found], ["tracing", "static_response"])
 
     def test_errors(self) -> None:
+        """tracing's argument count errors name the line and token, as Caddy's."""
         cases = {
             "tracing x": "Caddyfile:2 - Error during parsing: Wrong argument count or "
             "unexpected line ending after 'x'",
@@ -60,6 +64,7 @@ class TracingTests(SynchronousTestCase):
 
 class ACMEServerTests(SynchronousTestCase):
     def test_ca_goes_to_pki_app(self) -> None:
+        """acme_server's ca makes an empty authority in the pki app and names it in the handler."""
         text, _ = adapt_to_json(":80 {\n\tacme_server {\n\t\tca mine\n\t}\n}\n", "Caddyfile")
         data = json.loads(text)
         self.assertEqual(data["apps"]["pki"], {"certificate_authorities": {"mine": {}}})
@@ -69,6 +74,7 @@ class ACMEServerTests(SynchronousTestCase):
         )
 
     def test_pki_value_is_a_certificate_authority(self) -> None:
+        """acme_server yields a route and a pki.ca value holding the authority."""
         from txcaddy.caddyfile import registry
         from txcaddy.caddyfile.dispenser import Dispenser
         from txcaddy.caddyfile.helper import GroupCounter, Helper
@@ -85,6 +91,7 @@ class ACMEServerTests(SynchronousTestCase):
 
 class MapTests(SynchronousTestCase):
     def test_scalar_outputs(self) -> None:
+        """map outputs become numbers and booleans when unquoted, and "-" becomes null."""
         [handler] = handlers(
             ":80 {\n\tmap {host} {a} {b} {c} {\n\t\tx 1 2.5 false\n\t\ty \"1\" - `-`\n\t}\n}\n"
         )
@@ -96,6 +103,7 @@ class MapTests(SynchronousTestCase):
 
 class EncodeTests(SynchronousTestCase):
     def test_block_and_arguments_keep_order(self) -> None:
+        """encode lists its argument and block encodings in written order, with options."""
         [handler] = handlers(":80 {\n\tencode zstd {\n\t\tgzip 4\n\t}\n}\n")
         self.assertEqual(handler["prefer"], ["zstd", "gzip"])
         self.assertEqual(handler["encodings"], {"gzip": {"level": 4}, "zstd": {}})

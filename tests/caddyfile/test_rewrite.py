@@ -18,16 +18,19 @@ def routes(caddyfile: str) -> list[dict]:
 
 class RewriteHandlerTests(SynchronousTestCase):
     def test_empty_fields_left_out(self) -> None:
+        """A rewrite handler leaves its empty fields out of the JSON."""
         self.assertEqual(
             encode(rewrite_handler(uri="/x", method="", path_regexp=[])),
             '{"handler":"rewrite","uri":"/x"}',
         )
 
     def test_uri_strip_prefix_gets_a_slash(self) -> None:
+        """uri strip_prefix without a leading slash gets one."""
         [route] = routes(":8080 {\n\turi strip_prefix api\n}\n")
         self.assertEqual(route["handle"], [{"handler": "rewrite", "strip_path_prefix": "/api"}])
 
     def test_replace_limit(self) -> None:
+        """uri replace takes an optional limit, -1 included."""
         [route] = routes(":8080 {\n\turi replace a b -1\n}\n")
         self.assertEqual(
             route["handle"][0]["uri_substring"], [{"find": "a", "limit": -1, "replace": "b"}]

@@ -37,6 +37,7 @@ class RandomInputTests(SynchronousTestCase):
     @settings(max_examples=400, deadline=None, suppress_health_check=list(HealthCheck))
     @given(SOURCES)
     def test_adapt_yields_config_or_config_error(self, source: str) -> None:
+        """Any text adapts to a config dict or fails with a ConfigError with a message."""
         try:
             config, warnings = adapt(source, "Caddyfile", environ={})
         except ConfigError as e:
@@ -47,5 +48,6 @@ class RandomInputTests(SynchronousTestCase):
     @settings(max_examples=400, deadline=None)
     @given(st.text(max_size=300))
     def test_lexer_never_raises(self, source: str) -> None:
+        """The lexer takes any text, every token on a line numbered from 1."""
         tokens = tokenize(source, "Caddyfile")
         self.assertTrue(all(t.line >= 1 for t in tokens))

@@ -33,8 +33,8 @@ class PluginTests(SynchronousTestCase):
         twisted.plugins.__path__.append(plugins)
         self.addCleanup(sys.path.remove, root)
         self.addCleanup(twisted.plugins.__path__.remove, plugins)
+        self.patch(registry, "_loaded", False)  # undone after _forget_plugin, below
         self.addCleanup(self._forget_plugin)
-        registry._loaded = False
 
     def _forget_plugin(self) -> None:
         registry.MODULES.pop("http.handlers.hello", None)
@@ -42,12 +42,14 @@ class PluginTests(SynchronousTestCase):
         sys.modules.pop("twisted.plugins.hello_plugin", None)
 
     def test_plugin_handler_serves(self) -> None:
+        """The docs/plugins.md example, found as a Twisted plugin, loads and serves its greeting."""
         handler = LoadContext().load_handler({"handler": "hello", "name": "txcaddy"})
         response = serve(handler, make_request("GET", "/"))
         self.assertEqual(response.body, b"hello, txcaddy\n")
         self.assertEqual(response.headers.get("Content-Type"), "text/plain; charset=utf-8")
 
     def test_unknown_module_is_a_clear_error(self) -> None:
+        """Loading an unregistered handler names the module that is not registered."""
         with self.assertRaises(ConfigError) as caught:
             LoadContext().load_handler({"handler": "nope"})
         self.assertEqual(
