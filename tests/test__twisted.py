@@ -48,6 +48,7 @@ class BatchedSendTests(TestCase):
         return done
 
     async def test_batched_data_then_fast_close(self) -> None:
+        """Batched writes then a fast close deliver every byte, in order, before EOF."""
         def script(transport: Any) -> None:
             _twisted.send_now(transport, b"head ")
             _twisted.send_sequence_now(transport, [b"body ", b"end"])
@@ -57,6 +58,7 @@ class BatchedSendTests(TestCase):
         self.assertEqual(await self.exchange(script), b"head body end")
 
     async def test_batched_data_is_sent_before_a_plain_lose_connection(self) -> None:
+        """A plain loseConnection after a batched write still sends the batched data."""
         def script(transport: Any) -> None:
             _twisted.send_now(transport, b"all of it")
             transport.loseConnection()
@@ -64,6 +66,7 @@ class BatchedSendTests(TestCase):
         self.assertEqual(await self.exchange(script), b"all of it")
 
     async def test_twisted_writes_after_batched_ones_keep_their_order(self) -> None:
+        """Direct transport writes mixed with batched ones reach the peer in call order."""
         def script(transport: Any) -> None:
             _twisted.send_now(transport, b"first ")
             transport.write(b"second ")  # straight to Twisted's buffer
@@ -73,6 +76,7 @@ class BatchedSendTests(TestCase):
         self.assertEqual(await self.exchange(script), b"first second third")
 
     async def test_more_than_the_kernel_takes_at_once_arrives_whole(self) -> None:
+        """A batch larger than the socket buffer arrives whole, the rest via Twisted's buffer."""
         blob = bytes(range(256)) * 40_000  # ~10 MB: the rest goes through Twisted's buffer
 
         def script(transport: Any) -> None:
@@ -208,6 +212,7 @@ class LoopReadTests(TestCase):
         self.assertIn(set(server_fds), [fds & set(server_fds) for fds in polls])
 
     async def test_eof_read_by_the_loop_is_a_clean_close(self) -> None:
+        """EOF read by the loop, after all the data, is a ConnectionDone close."""
         from twisted.internet.error import ConnectionDone
 
         _twisted._BATCH.install(reactor)
@@ -254,6 +259,7 @@ class SocketOptionTests(TestCase):
         return server, client
 
     async def test_no_delay(self) -> None:
+        """no_delay turns TCP_NODELAY on for a TCP connection."""
         import socket
 
         server, _client = await self.connected_pair()
@@ -263,6 +269,7 @@ class SocketOptionTests(TestCase):
         self.assertNotEqual(sock.getsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY), 0)
 
     async def test_quick_ack(self) -> None:
+        """quick_ack sets TCP_QUICKACK on a TCP connection and ignores other transports."""
         import socket
 
         if not hasattr(socket, "TCP_QUICKACK"):
@@ -290,6 +297,7 @@ class SocketOptionTests(TestCase):
 
 class OtherTransportTests(SynchronousTestCase):
     def test_other_transports_are_written_normally(self) -> None:
+        """Transports that are no TCP connection get plain writes and loseConnection."""
         transport = StringTransport()
         _twisted.send_now(transport, b"a")
         _twisted.send_sequence_now(transport, [b"b", b"c"])

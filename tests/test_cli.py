@@ -34,16 +34,19 @@ class CommandTests(SynchronousTestCase):
         return code, out.getvalue(), err.getvalue()
 
     def test_adapt_prints_caddys_json(self) -> None:
+        """adapt prints Caddy's compact JSON for a Caddyfile and exits 0."""
         code, out, err = self.run_cli("adapt", "--config", self.caddyfile)
         self.assertEqual((code, out, err), (0, SITE_JSON + "\n", ""))
 
     def test_adapt_pretty_uses_tabs(self) -> None:
+        """adapt --pretty indents the same JSON with tabs, as Caddy does."""
         code, out, _ = self.run_cli("adapt", "--config", self.caddyfile, "--pretty")
         self.assertEqual(code, 0)
         self.assertTrue(out.startswith('{\n\t"apps": {\n\t\t"http": {'))
         self.assertEqual(json.loads(out), json.loads(SITE_JSON))
 
     def test_adapt_json_config_passes_through(self) -> None:
+        """adapt of a .json config prints it unchanged."""
         path = os.path.join(self.dir, "caddy.json")
         with open(path, "w") as f:
             f.write(SITE_JSON)
@@ -51,6 +54,7 @@ class CommandTests(SynchronousTestCase):
         self.assertEqual((code, out), (0, SITE_JSON + "\n"))
 
     def test_bad_config_is_one_clear_line(self) -> None:
+        """A bad Caddyfile exits 1 with one "Error:" line naming file, line and token."""
         with open(self.caddyfile, "w") as f:
             f.write(":8080 {\n\trespond {\n\t\tfoo\n\t}\n}\n")
         code, out, err = self.run_cli("adapt", "--config", self.caddyfile)
@@ -63,11 +67,13 @@ class CommandTests(SynchronousTestCase):
         )
 
     def test_missing_file(self) -> None:
+        """A missing config file exits 1 with the OS error naming the file."""
         code, _, err = self.run_cli("adapt", "--config", os.path.join(self.dir, "nope"))
         self.assertEqual(code, 1)
         self.assertIn("nope: No such file or directory", err)
 
     def test_warnings_go_to_stderr(self) -> None:
+        """Adapting warnings, such as an unformatted Caddyfile, go to stderr."""
         with open(self.caddyfile, "w") as f:
             f.write(":8080 {\n  respond ok\n}\n")
         code, out, err = self.run_cli("adapt", "--config", self.caddyfile)
@@ -75,6 +81,7 @@ class CommandTests(SynchronousTestCase):
         self.assertIn("Caddyfile:2: Caddyfile input is not formatted", err)
 
     def test_validate(self) -> None:
+        """validate says "Valid configuration", or exits 1 naming an unregistered module."""
         self.assertEqual(self.run_cli("validate", "--config", self.caddyfile)[:2], (0, "Valid configuration\n"))
         path = os.path.join(self.dir, "bad.json")
         with open(path, "w") as f:
@@ -84,6 +91,7 @@ class CommandTests(SynchronousTestCase):
         self.assertIn("module not registered: http.handlers.nope", err)
 
     def test_fmt(self) -> None:
+        """fmt prints the formatted Caddyfile; --overwrite writes it back to the file."""
         with open(self.caddyfile, "w") as f:
             f.write(":8080 {\n    respond   ok\n}")
         code, out, _ = self.run_cli("fmt", self.caddyfile)
@@ -105,6 +113,7 @@ class TwistdOptionsTests(SynchronousTestCase):
         return path
 
     def test_caddyfile_is_adapted(self) -> None:
+        """twistd caddy -c adapts a Caddyfile into a CaddyService with its listeners."""
         options = Options()
         options.parseOptions(["-c", self.write("Caddyfile", SITE)])
         service = makeService(options)
@@ -112,11 +121,13 @@ class TwistdOptionsTests(SynchronousTestCase):
         self.assertEqual(service.listenAddresses(), {"srv0": [":8080"]})
 
     def test_json_by_adapter_flag(self) -> None:
+        """--adapter json loads the file as JSON config."""
         options = Options()
         options.parseOptions(["-c", self.write("conf", SITE_JSON), "--adapter", "json"])
         self.assertEqual(makeService(options).config, json.loads(SITE_JSON))
 
     def test_bad_config_is_a_usage_error(self) -> None:
+        """A bad Caddyfile is a UsageError naming file, line and problem."""
         options = Options()
         path = self.write("Caddyfile", ":8080 {\n\tnope\n}\n")
         with self.assertRaises(usage.UsageError) as caught:
@@ -124,11 +135,13 @@ class TwistdOptionsTests(SynchronousTestCase):
         self.assertEqual(str(caught.exception), f"{path}:2: unrecognized directive: nope")
 
     def test_unknown_adapter(self) -> None:
+        """An unknown --adapter is a UsageError naming it."""
         with self.assertRaises(usage.UsageError) as caught:
             Options().parseOptions(["-c", self.write("x", SITE), "--adapter", "yaml"])
         self.assertIn("unrecognized config adapter 'yaml'", str(caught.exception))
 
     def test_plugin_is_discoverable(self) -> None:
+        """twistd finds the caddy service maker through Twisted's plugin system."""
         from twisted.application.service import IServiceMaker
         from twisted.plugin import getPlugins
 

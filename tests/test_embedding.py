@@ -23,6 +23,7 @@ class EmbeddingExampleTests(TestCase):
 
     @inlineCallbacks
     def test_application_example_serves(self) -> Any:
+        """docs/embedding.md's application example starts and serves its route."""
         namespace: dict[str, Any] = {}
         exec(examples()[0].replace(":8080", ":0"), namespace)  # noqa: S102 - our own docs
         caddy = namespace["caddy"]
@@ -36,6 +37,7 @@ class EmbeddingExampleTests(TestCase):
 
 class TestingExampleTests(SynchronousTestCase):
     def test_testing_example_runs(self) -> None:
+        """docs/embedding.md's txcaddy.testing example runs and gets its response."""
         namespace: dict[str, Any] = {}
         exec(examples()[1], namespace)  # noqa: S102 - our own docs; it asserts itself
         self.assertEqual(namespace["response"].body, b"hi")

@@ -15,6 +15,7 @@ EXAMPLE = os.path.join(os.path.dirname(__file__), "..", "txcaddy", "examples", "
 
 class ExampleTests(SynchronousTestCase):
     def test_example_builds_and_answers(self) -> None:
+        """The bundled example Caddyfile is formatted, binds 127.0.0.1:8080 and serves its API."""
         config, warnings = load_config(EXAMPLE)
         self.assertEqual(warnings, [])  # it is formatted as `txcaddy fmt` would
         service = CaddyService(config)

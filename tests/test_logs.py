@@ -91,6 +91,7 @@ def site_log(body: str, log: str = "log", host: str = "http://example.com:80") -
 
 class AccessLogTests(SynchronousTestCase):
     def test_handled_request_line_is_caddys(self) -> None:
+        """A handled request's access line matches Caddy's byte for byte, credentials emptied."""
         site = Site(site_log('\trespond /hello "hi there"\n', "log {\n\t\toutput stdout\n\t}"))
         response = site.get(
             "/hello?q=1",
@@ -111,6 +112,7 @@ class AccessLogTests(SynchronousTestCase):
         self.assertEqual(site.lines("stderr"), [])  # the default log excludes log0
 
     def test_status_400_and_up_is_error_level_and_unwritten_is_status_0(self) -> None:
+        """Statuses from 400 log at error level; a request nothing answered logs status 0."""
         site = Site(site_log("\trespond /nf 404\n\trespond /ok 204\n"))
         site.get("/nf", host="example.com")
         site.get("/ok", host="example.com")
@@ -120,6 +122,7 @@ class AccessLogTests(SynchronousTestCase):
         self.assertEqual(entries[2]["resp_headers"], {"Server": ["Caddy"]})
 
     def test_request_is_logged_as_it_arrived(self) -> None:
+        """The access log shows the request as it arrived, before header changes or rewrites."""
         site = Site(
             site_log(
                 "\trequest_header X-Added 1\n\trequest_header -User-Agent\n"
@@ -133,6 +136,7 @@ class AccessLogTests(SynchronousTestCase):
         self.assertEqual(entry["request"]["headers"], {"User-Agent": ["curl"]})
 
     def test_deferred_chain_is_logged_when_it_finishes(self) -> None:
+        """A request answered later is logged when its Deferred fires, with the time it took."""
         clock = Clock()
         clock.advance(T0)
         stderr = io.BytesIO()
@@ -159,12 +163,14 @@ class AccessLogTests(SynchronousTestCase):
         self.assertEqual((entry["logger"], entry["status"], entry["size"], entry["duration"]), ("http.log.access", 200, 4, 1.5))
 
     def test_skip_log_var(self) -> None:
+        """Requests matched by skip_log are not logged."""
         site = Site(site_log("\tskip_log /quiet\n\trespond ok\n"))
         site.get("/quiet", host="example.com")
         site.get("/loud", host="example.com")
         self.assertEqual([e["request"]["uri"] for e in site.entries()], ["/loud"])
 
     def test_credentials_logged_when_asked(self) -> None:
+        """Cookie and Set-Cookie values are logged only with should_log_credentials."""
         site = Site(site_log("\theader Set-Cookie s=1\n\trespond ok\n"))
         site.get("/", {"Cookie": "a=b"}, host="example.com")
         (entry,) = site.entries()
@@ -184,6 +190,7 @@ class AccessLogTests(SynchronousTestCase):
         self.assertEqual((entry["request"]["headers"]["Cookie"], entry["resp_headers"]["Set-Cookie"]), (["a=b"], ["s=1"]))
 
     def test_tls_object(self) -> None:
+        """A TLS request's log entry carries Caddy's tls object, fields in Caddy's order."""
         site = Site(site_log("\trespond ok\n"))
         site.get("/", host="example.com", tls=FakeTLS(server_name="example.com"))
         (entry,) = site.entries()
@@ -193,6 +200,7 @@ class AccessLogTests(SynchronousTestCase):
         )
 
     def test_protocol_framing_fields_are_not_logged(self) -> None:
+        """Framing fields the protocol adds are not logged; handler-set ones are."""
         class Framed(FakeResponse):
             def _send_head(self, status: int) -> None:
                 self.headers.set("Content-Length", "2")
@@ -207,6 +215,7 @@ class AccessLogTests(SynchronousTestCase):
         self.assertEqual(list(second["resp_headers"]), ["Server", "Content-Length", "Content-Type"])
 
     def test_not_started_logs_nothing(self) -> None:
+        """A log system that was not started writes nothing."""
         site = Site(site_log("\trespond ok\n"), start=False)
         site.get("/", host="example.com")
         self.assertEqual(site.stderr.getvalue(), b"")
@@ -214,6 +223,7 @@ class AccessLogTests(SynchronousTestCase):
 
 class LoggerNameTests(SynchronousTestCase):
     def test_hosts_map_to_logger_names(self) -> None:
+        """Each site's hosts log to its own logger; unmapped hosts go to the default logger."""
         site = Site(
             "http://a.example.com:80, http://a.example.com:8080 {\n\tlog {\n\t\toutput stdout\n\t}\n\trespond a\n}\n"
             "http://b.example.com:80 {\n\tlog\n\trespond b\n}\n"
@@ -233,6 +243,7 @@ class LoggerNameTests(SynchronousTestCase):
         )
 
     def test_skip_hosts_wildcards_and_unmapped(self) -> None:
+        """skip_hosts wildcards and skip_unmapped_hosts leave those requests unlogged."""
         config = {"servers": {"srv0": {"listen": [":80"], "routes": [], "logs": {
             "logger_names": {"keep.example.com": "kept"},
             "skip_hosts": ["*.example.com"],
@@ -254,6 +265,7 @@ class LoggerNameTests(SynchronousTestCase):
         )
 
     def test_include_exclude_namespaces(self) -> None:
+        """logger_allowed applies include and exclude by dotted namespace, as Caddy does."""
         cases = [
             ("http.log.access.log0", [], [], True),
             ("http.log.access.log0", ["http.log.access.log0"], [], True),
@@ -273,6 +285,7 @@ class LoggerNameTests(SynchronousTestCase):
 
 class ErrorLogTests(SynchronousTestCase):
     def test_handler_error_is_logged_to_the_default_log(self) -> None:
+        """A handler's 500 error is logged at error level by the site's error logger."""
         site = Site(site_log('\terror /e500 "boom" 500\n\terror /e404 "nope" 404\n', "log {\n\t\toutput stdout\n\t}"))
         site.get("/e500", host="example.com")
         site.get("/e404", host="example.com")
@@ -288,18 +301,21 @@ class ErrorLogTests(SynchronousTestCase):
         self.assertEqual([(e["status"], e["level"]) for e in site.entries("stdout")], [(500, "error"), (404, "error")])
 
     def test_debug_level_shows_4xx_and_handled_errors(self) -> None:
+        """At debug level, 4xx errors, even handled ones, are logged as debug entries."""
         site = Site("{\n\tdebug\n}\n" + site_log('\terror /e404 "nope" 404\n\thandle_errors {\n\t\trespond /h "handled"\n\t}\n'))
         site.get("/e404", host="example.com")
         errors = [e for e in site.entries() if e["logger"].startswith("http.log.error")]
         self.assertEqual([(e["level"], e["msg"], e["status"]) for e in errors], [("debug", "nope", 404)])
 
     def test_error_without_access_log(self) -> None:
+        """A site without a log block still logs its errors to http.log.error."""
         site = Site('http://example.com:80 {\n\terror "gone wrong" 502\n}\n')
         site.get("/", host="example.com")
         (entry,) = site.entries()
         self.assertEqual((entry["logger"], entry["msg"], entry["status"]), ("http.log.error", "gone wrong", 502))
 
     def test_subroute_errors_handled_inside_are_not_server_errors(self) -> None:
+        """An error a subroute's own error routes handle is not logged as a server error."""
         config = {"servers": {"srv0": {"listen": [":80"], "routes": [{"handle": [{
             "handler": "subroute",
             "routes": [{"handle": [{"handler": "error", "error": "inner", "status_code": 500}]}],
@@ -316,6 +332,7 @@ class ErrorLogTests(SynchronousTestCase):
         self.assertEqual(stderr.getvalue(), b"")
 
     def test_exception_is_a_500_error_entry(self) -> None:
+        """A HandlerError with a cause logs the cause's message with the error's status."""
         clock = Clock()
         stderr = io.BytesIO()
         logs = LogSystem.from_config(None, LoadContext(reactor=clock), stderr=stderr, terminal=False)
@@ -341,6 +358,7 @@ class EncoderTests(SynchronousTestCase):
         ])
 
     def test_json_defaults(self) -> None:
+        """The JSON encoder's defaults write zap's keys and number formats."""
         self.assertEqual(
             JSONLogEncoder({}).encode(self.entry()),
             b'{"level":"info","ts":1700000000.5,"logger":"http.log.access.log0","msg":"handled request",'
@@ -348,6 +366,7 @@ class EncoderTests(SynchronousTestCase):
         )
 
     def test_json_options(self) -> None:
+        """The JSON encoder's key, time, duration, level and line-ending options apply as Caddy."""
         encoder = JSONLogEncoder({
             "message_key": "m", "level_key": "lvl", "name_key": "", "time_format": "rfc3339_nano",
             "duration_format": "string", "level_format": "upper", "line_ending": "|",
@@ -366,6 +385,7 @@ class EncoderTests(SynchronousTestCase):
         self.assertTrue(millis.encode(self.entry(size=1)).endswith(b"}\n"))
 
     def test_console(self) -> None:
+        """The console encoder writes tab-separated fields, wall times and coloured levels."""
         self.assertEqual(
             ConsoleLogEncoder({}, time_format="wall_milli", level_format="color").encode(self.entry()),
             b'2023/11/14 22:13:20.500\t\x1b[34mINFO\x1b[0m\thttp.log.access.log0\thandled request\t'
@@ -378,6 +398,7 @@ class EncoderTests(SynchronousTestCase):
         )
 
     def test_string_escapes_and_numbers_as_zap(self) -> None:
+        """Strings are escaped and floats, NaN, booleans and null written as zap does."""
         self.assertEqual(json_string('a"\\\n\r\t\x08\x0c\x01<>&é'), '"a\\"\\\\\\n\\r\\t\\u0008\\u000c\\u0001<>&é"')
         encoder = JSONLogEncoder({"level_key": "", "time_key": "", "name_key": "", "message_key": ""})
         self.assertEqual(
@@ -386,12 +407,14 @@ class EncoderTests(SynchronousTestCase):
         )
 
     def test_floats_as_go_formats_them(self) -> None:
+        """Logged floats are formatted as Go's strconv 'f' format with shortest precision."""
         from txcaddy.config.placeholders import format_float_f
 
         for value in (2.4356e-05, 1.5e-09, -3.25e-07, 1700000000.6045291, 1e16, 1.234e17, 9.99e-05, 0.0, 12.0):
             self.assertEqual(JSONLogEncoder({}).value(value), format_float_f(value), value)
 
     def test_invalid_utf8_on_the_wire_is_replaced(self) -> None:
+        """Header bytes that are not UTF-8 are logged as U+FFFD."""
         site = Site(site_log("\trespond ok\n"))
         site.get("/", [("X-Bin", "caf\xc3\xa9 \xff")], host="example.com")
         (line,) = site.lines()
@@ -403,6 +426,7 @@ class GoTimeLayoutTests(SynchronousTestCase):
         return format_go_time(compile_go_layout(layout), ts, False)
 
     def test_layouts(self) -> None:
+        """Go time layouts format as Go's time.Format does, fractional seconds included."""
         cases = [
             ("2006-01-02T15:04:05Z07:00", "2023-11-14T22:13:20Z"),
             ("2006-01-02T15:04:05.999999999-07:00", "2023-11-14T22:13:20.5123+00:00"),  # to the µs
@@ -419,6 +443,7 @@ class GoTimeLayoutTests(SynchronousTestCase):
 
 class FilterTests(SynchronousTestCase):
     def test_filtered_fields(self) -> None:
+        """Each filter (ip_mask, hash, delete, query, rename, regexp, replace) edits its field."""
         site = Site(site_log(
             "\trespond ok\n",
             "log {\n\t\tformat filter {\n\t\t\twrap json\n\t\t\tfields {\n"
@@ -448,6 +473,7 @@ class FilterTests(SynchronousTestCase):
         )
 
     def test_filtered_object_is_taken_whole(self) -> None:
+        """A filter on an object leaves it whole; filters below a filtered path do not apply."""
         encoder = FilterLogEncoder(JSONLogEncoder({"time_key": "", "level_key": "", "message_key": ""}), {
             "request>headers": RegexpFilter("x", "y"),  # not a string: left alone
             "request>headers>A": HashFilter(),  # below a filtered object: not applied
@@ -456,6 +482,7 @@ class FilterTests(SynchronousTestCase):
         self.assertEqual(encoder.encode(entry), b'{"request":{"headers":{"A":["x"]}}}\n')
 
     def test_ip_mask(self) -> None:
+        """ip_mask masks IPv4, IPv6, ports and lists; no mask for the family gives "<nil>"."""
         mask = IPMaskFilter(24, 32).mask
         self.assertEqual(mask("192.168.1.77"), "192.168.1.0")
         self.assertEqual(mask("[2001:db8:1:2::9]:443"), "[2001:db8::]:443")
@@ -464,6 +491,7 @@ class FilterTests(SynchronousTestCase):
         self.assertEqual(IPMaskFilter(16, 0).mask("2001:db8::1"), "<nil>")  # Go: no mask for the family
 
     def test_query(self) -> None:
+        """The query filter replaces, hashes and deletes parameters, re-encoding as Go does."""
         query = QueryFilter([("replace", "a", "R"), ("hash", "h", ""), ("delete", "d", "")])
         self.assertEqual(query.rewrite("/x?d=1&b=%20+2&a=1&a=2&h=v"), "/x?a=R&a=R&b=++2&h=" + "4c94485e")
         self.assertEqual(query.rewrite("/x?d=1"), "/x")
@@ -471,6 +499,7 @@ class FilterTests(SynchronousTestCase):
         self.assertEqual(query.rewrite("/caf%C3%A9/é?"), "/caf%C3%A9/%C3%A9?")
 
     def test_cookie(self) -> None:
+        """The cookie filter replaces, deletes and hashes cookies, joining them into one value."""
         cookies = CookieFilter([("replace", "sid", "x"), ("delete", "tracking", ""), ("hash", "h", "")])
         self.assertEqual(
             cookies.filter("Cookie", StringArray(['sid=abc; tracking=1; other="a b"', "h=v"])),
@@ -480,6 +509,7 @@ class FilterTests(SynchronousTestCase):
         self.assertEqual(cookies.filter("Cookie", "sid=1"), ("Cookie", "sid=1"))
 
     def test_bad_filter_config(self) -> None:
+        """Bad filter configs fail with Caddy's messages, a missing wrap encoder included."""
         for fields, message in [
             ({"x": {"filter": "regexp", "regexp": "("}}, "error parsing regexp"),
             ({"x": {"filter": "query", "actions": [{"type": "bogus", "parameter": "a"}]}}, "invalid action type"),
@@ -494,6 +524,7 @@ class FilterTests(SynchronousTestCase):
 
 class LogConfigTests(SynchronousTestCase):
     def test_bad_configs(self) -> None:
+        """Bad log configs fail with Caddy's messages."""
         cases = [
             ({"default": {"level": "LOUD"}}, "setting up default log: unrecognized log level: LOUD"),
             ({"a": {"include": ["x"], "exclude": ["x"]}}, "include and exclude must not intersect, but found x in both lists"),
@@ -507,6 +538,7 @@ class LogConfigTests(SynchronousTestCase):
             self.assertIn(message, str(error))
 
     def test_levels_discard_and_shared_writers(self) -> None:
+        """Discarding logs are dropped, logs on one output share a writer, levels filter."""
         stdout = io.BytesIO()
         logs = LogSystem.from_config({"logs": {
             "default": {"writer": {"output": "discard"}},
@@ -528,6 +560,7 @@ class LogConfigTests(SynchronousTestCase):
         )
 
     def test_default_encoder_follows_the_terminal(self) -> None:
+        """The default encoder is JSON, or console when writing to a terminal."""
         for terminal, expected in [(False, b'{"level":"info","ts":1700000000.5,"logger":"x","msg":"m"}\n'),
                                    (True, b"2023/11/14 22:13:20.500\t\x1b[34mINFO\x1b[0m\tx\tm\n")]:
             stderr = io.BytesIO()
@@ -537,6 +570,7 @@ class LogConfigTests(SynchronousTestCase):
             self.assertEqual(stderr.getvalue(), expected)
 
     def test_sampling(self) -> None:
+        """Sampling keeps the first entries of each interval, then every Nth."""
         stdout = io.BytesIO()
         clock = Clock()
         logs = LogSystem.from_config({"logs": {"s": {
@@ -564,6 +598,7 @@ class FileWriterTests(SynchronousTestCase):
         return writer
 
     def test_appends_and_creates_directories(self) -> None:
+        """The file writer creates directories and a mode-0600 file, and appends on reopen."""
         writer = self.writer()
         writer.open()
         writer.write(b"one\n")
@@ -575,6 +610,7 @@ class FileWriterTests(SynchronousTestCase):
             self.assertEqual(f.read(), b"one\ntwo\n")
 
     def test_roll_disabled_needs_the_directory(self) -> None:
+        """With rolling off, the directory must exist and the file grows past max_bytes."""
         self.assertRaises(FileNotFoundError, self.writer(roll=False).open)
         os.makedirs(os.path.dirname(self.path))
         writer = self.writer(roll=False, max_bytes=4)
@@ -584,6 +620,7 @@ class FileWriterTests(SynchronousTestCase):
         self.assertEqual(os.listdir(os.path.dirname(self.path)), ["access.log"])
 
     def test_rolls_by_size_keeps_and_gzips(self) -> None:
+        """Full files roll to gzipped timestamped backups, keeping roll_keep of them."""
         writer = self.writer(max_bytes=10, roll_keep=2)
         writer.open()
         for i in range(4):
@@ -600,6 +637,7 @@ class FileWriterTests(SynchronousTestCase):
             self.assertEqual(f.read(), b"line 3..\n")
 
     def test_old_backups_are_removed(self) -> None:
+        """Backups older than roll_keep_days are removed at the next roll."""
         writer = self.writer(max_bytes=10, roll_gzip=False, roll_keep_days=1)
         writer.open()
         writer.write(b"0123456789")
@@ -611,6 +649,7 @@ class FileWriterTests(SynchronousTestCase):
 
 class NetWriterTests(SynchronousTestCase):
     def test_lines_wait_for_the_connection_then_fall_back_and_redial(self) -> None:
+        """The net writer queues until connected, falls back while lost, and redials later."""
         reactor = MemoryReactorClock()
         fallback = io.BytesIO()
         writer = NetWriter("tcp/127.0.0.1:5140", 3.0, reactor=reactor, fallback=StdWriter("stderr", fallback))
@@ -634,6 +673,7 @@ class NetWriterTests(SynchronousTestCase):
         writer.close()
 
     def test_udp(self) -> None:
+        """UDP addresses and negative dial timeouts are config errors."""
         reactor = MemoryReactorClock()
         self.assertRaises(ConfigError, NetWriter, "udp/logs.example:514", reactor=reactor)
         self.assertRaises(ConfigError, NetWriter, "tcp/host:514", -1.0)
@@ -641,6 +681,7 @@ class NetWriterTests(SynchronousTestCase):
 
 class CustomLogTests(SynchronousTestCase):
     def test_broken_encoder_is_reported_not_raised(self) -> None:
+        """An encoder failure is logged and the entry dropped, not raised to the caller."""
         class Broken:
             def encode(self, entry: Entry) -> bytes:
                 raise ValueError("no")
@@ -659,6 +700,7 @@ class ServiceTests(TestCase):
 
     @inlineCallbacks
     def test_access_log_file(self) -> Any:
+        """A real server writes Caddy's access line for a request to the configured log file."""
         import treq
         from twisted.internet import reactor
 

@@ -12,6 +12,7 @@ from twisted.trial.unittest import SkipTest, SynchronousTestCase
 
 class InstalledPluginTests(SynchronousTestCase):
     def test_twistd_knows_caddy(self) -> None:
+        """An installed txcaddy gives twistd a caddy command; a missing config fails cleanly."""
         try:
             metadata.distribution("txcaddy")
         except metadata.PackageNotFoundError:

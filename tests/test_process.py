@@ -14,15 +14,18 @@ from txcaddy import _process, tap
 
 class TuneAllocatorTests(SynchronousTestCase):
     def test_glibc_accepts_the_trim_threshold(self) -> None:
+        """On glibc, tune_allocator sets the malloc trim threshold and reports success."""
         if not sys.platform.startswith("linux") or platform.libc_ver()[0] != "glibc":
             raise self.skipTest("glibc only")
         self.assertTrue(_process.tune_allocator())
 
     def test_other_platforms_are_left_alone(self) -> None:
+        """Off Linux, tune_allocator does nothing and says so."""
         self.patch(_process.sys, "platform", "darwin")
         self.assertFalse(_process.tune_allocator())
 
     def test_twistd_service_maker_tunes_the_process(self) -> None:
+        """twistd's caddy service maker tunes the process before handing over the service."""
         calls: list[Any] = []
         self.patch(_process, "tune_server_process", lambda: calls.append(True))
 
@@ -35,6 +38,7 @@ class TuneAllocatorTests(SynchronousTestCase):
 
 class FreezeTests(SynchronousTestCase):
     def test_objects_alive_at_start_leave_the_collectors_view(self) -> None:
+        """freeze_startup_objects moves live objects to the permanent generation."""
         self.addCleanup(gc.unfreeze)
         kept = [[] for _ in range(100)]
         _process.freeze_startup_objects()
