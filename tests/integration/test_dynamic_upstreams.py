@@ -57,6 +57,7 @@ class DynamicUpstreamTests(TestCase):
 
     @inlineCallbacks
     def test_srv_records_spread_traffic_and_changes_follow_after_refresh(self) -> Any:
+        """SRV records share traffic from one cached lookup; changes apply once refresh passes."""
         a, b, c = self.backend("a"), self.backend("b"), self.backend("c")
         self.dns.set_srv("_api._tcp.svc.test", [(10, 50, self.port_of(a), "one.svc.test"),
                                                 (10, 50, self.port_of(b), "two.svc.test")])
@@ -85,6 +86,7 @@ class DynamicUpstreamTests(TestCase):
 
     @inlineCallbacks
     def test_dynamic_a_name_resolving_to_loopback(self) -> Any:
+        """dynamic a sends traffic to the name's addresses on its port, asking A and AAAA once."""
         a = self.backend("a")
         self.dns.set_a("app.svc.test", "127.0.0.1")
         base = start_proxy(self, site(
@@ -98,6 +100,7 @@ class DynamicUpstreamTests(TestCase):
 
     @inlineCallbacks
     def test_lookup_failure_falls_back_to_static_or_503(self) -> Any:
+        """A failed lookup leaves the static upstreams, or answers 503 when there are none."""
         a = self.backend("a")
         lookup = f"\t\tdynamic srv _missing._tcp.svc.test {{\n\t\t\tresolvers {self.dns.address}\n\t\t}}\n"
         base = start_proxy(self, site(f"\treverse_proxy {{\n{lookup}\t}}"))
@@ -110,6 +113,8 @@ class DynamicUpstreamTests(TestCase):
 
     @inlineCallbacks
     def test_tutorial_srv_upstream_and_lookup_srv_use_the_system_resolver(self) -> Any:
+        """SRV upstreams use the system resolver: "_svc._proto.name" takes every record,
+        the deprecated srv+ form the first one, looked up per request."""
         a, b = self.backend("a"), self.backend("b")
         self.dns.set_srv("_web._tcp.svc.test", [(1, 0, self.port_of(a), "localhost"),
                                                 (2, 0, self.port_of(b), "localhost")])

@@ -131,6 +131,7 @@ def _proxied(backend: EchoBackend) -> list[str]:
 class ActiveHealthTests(HealthTestCase):
     @inlineCallbacks
     def test_a_failing_upstream_is_taken_out_and_comes_back(self) -> Any:
+        """An upstream failing its health_uri probe leaves the pool; passing again, it is back."""
         state = {"status": 200}
         a = self.backend("a", _health_switch(state))
         b = self.backend("b")
@@ -168,6 +169,7 @@ class ActiveHealthTests(HealthTestCase):
 
     @inlineCallbacks
     def test_all_upstreams_unhealthy_is_503(self) -> Any:
+        """With every upstream failing its probe, the proxy answers 503 without dialling."""
         a = self.backend("a", _health_switch({"status": 503}))
         base = self.proxy(
             f"\treverse_proxy {a.address} 127.0.0.1:{_free_port()} {{\n"
@@ -181,6 +183,7 @@ class ActiveHealthTests(HealthTestCase):
     def test_healthy_but_refusing_upstreams_are_502(self) -> Any:
         # health_port sends the probes to a live health endpoint while the upstreams'
         # own ports refuse connections: they stay healthy and the proxy answers 502.
+        """Upstreams healthy on health_port but refusing connections get a 502."""
         health = self.backend("health")
         health_port = health.address.rsplit(":", 1)[1]
         base = self.proxy(
@@ -195,6 +198,7 @@ class ActiveHealthTests(HealthTestCase):
 class PassiveHealthTests(HealthTestCase):
     @inlineCallbacks
     def test_5xx_marks_the_upstream_down_for_fail_duration(self) -> Any:
+        """An unhealthy_status response is delivered and takes its upstream out for a while."""
         def boom(request: Any, seen: Any, body: bytes) -> bytes:
             request.setResponseCode(500)
             return b"a failed"
@@ -218,6 +222,7 @@ class PassiveHealthTests(HealthTestCase):
 
     @inlineCallbacks
     def test_slow_responses_mark_the_upstream_down(self) -> Any:
+        """A response slower than unhealthy_latency takes its upstream out for fail_duration."""
         def slow(request: Any, seen: Any, body: bytes) -> Any:
             def answer() -> None:
                 request.write(b"slow but fine")
@@ -242,6 +247,7 @@ class PassiveHealthTests(HealthTestCase):
 
     @inlineCallbacks
     def test_unhealthy_request_count_limits_requests_in_flight(self) -> Any:
+        """An upstream at unhealthy_request_count requests in flight is skipped until one ends."""
         held: list[Any] = []
         arrived: Deferred[None] = Deferred()
 
@@ -276,6 +282,8 @@ class MaintenancePageTests(HealthTestCase):
 
     @inlineCallbacks
     def test_page_while_down_proxy_again_when_back(self) -> Any:
+        """A stopped backend gets the maintenance page (502, then 503 while marked down);
+        once restarted and fail_duration has passed, requests are proxied again."""
         backend = RestartableBackend("app")
         self.addCleanup(backend.stop)
         root = self.mktemp()

@@ -42,6 +42,7 @@ class ListenerTests(TestCase):
     @inlineCallbacks
     def test_unix_socket(self) -> Any:
         # AF_UNIX paths are limited to 107 bytes: use a short directory, not the trial temp tree.
+        """A site bound to a unix socket serves over it."""
         directory = tempfile.mkdtemp(prefix="txc")
         self.addCleanup(shutil.rmtree, directory, True)
         path = os.path.join(directory, "s.sock")
@@ -52,6 +53,7 @@ class ListenerTests(TestCase):
 
     @inlineCallbacks
     def test_ipv6_loopback(self) -> Any:
+        """A site bound to ::1 serves over IPv6 and sees the client's ::1 address."""
         if not socket.has_ipv6:
             raise SkipTest("no IPv6")
         try:
@@ -67,6 +69,7 @@ class ListenerTests(TestCase):
     @inlineCallbacks
     def test_maintenance_page_status_when_the_page_is_missing(self) -> Any:
         # DESIGN.md §1: `try_files … =503` in handle_errors with no page answers 503.
+        """handle_errors' try_files =503 answers 503 with no page; with it, the error's status."""
         root = os.path.abspath(self.mktemp())
         os.makedirs(root)
         service = self.serve(

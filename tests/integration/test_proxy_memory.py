@@ -175,6 +175,7 @@ class MemoryTests(TestCase):
 
     @inlineCallbacks
     def test_download_of_1gib_to_a_slow_client_keeps_rss_flat(self) -> Any:
+        """A 1 GiB download to a slow client streams with backpressure: RSS grows under 64 MiB."""
         port = self._proxy_to(_DownloadBackend)
         peak = PeakRSS()
         client = _DownloadClient()
@@ -187,6 +188,7 @@ class MemoryTests(TestCase):
 
     @inlineCallbacks
     def test_upload_of_1gib_to_a_slow_backend_keeps_rss_flat(self) -> Any:
+        """A 1 GiB upload to a slow backend streams with backpressure: RSS grows under 64 MiB."""
         port = self._proxy_to(_UploadBackend)
         peak = PeakRSS()
         client = _UploadClient()
@@ -199,6 +201,7 @@ class MemoryTests(TestCase):
 
     @inlineCallbacks
     def test_2000_idle_keepalive_clients_cost_under_40_mb(self) -> Any:
+        """2000 answered keep-alive clients left idle cost under 40 MiB, both ends counted."""
         soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
         needed = 2000 * 2 + 200
         if hard != resource.RLIM_INFINITY and hard < needed:

@@ -54,6 +54,7 @@ class ProxyTestCase(TestCase):
 class BasicProxyTests(ProxyTestCase):
     @inlineCallbacks
     def test_get_is_relayed_with_caddys_headers(self) -> Any:
+        """A GET reaches the upstream with Caddy's X-Forwarded-* fields and no hop-by-hop ones."""
         backend = self.backend("a")
         base = self.proxy(f"\treverse_proxy {backend.address}")
         response, body = yield self.get(
@@ -82,6 +83,7 @@ class BasicProxyTests(ProxyTestCase):
 
     @inlineCallbacks
     def test_default_policy_is_round_robin_from_the_first(self) -> Any:
+        """Without lb_policy, requests go round robin, starting from the first upstream."""
         backends = [self.backend(name) for name in "abc"]
         base = self.proxy("\treverse_proxy " + " ".join(b.address for b in backends))
         seen = []
@@ -92,6 +94,7 @@ class BasicProxyTests(ProxyTestCase):
 
     @inlineCallbacks
     def test_large_bodies_both_ways_are_byte_exact(self) -> Any:
+        """Multi-MiB request and response bodies pass through byte for byte."""
         upload = os.urandom(3 << 20)
         download = os.urandom(5 << 20)
 
@@ -111,6 +114,7 @@ class BasicProxyTests(ProxyTestCase):
 
     @inlineCallbacks
     def test_chunked_upload_is_streamed_upstream_chunked(self) -> Any:
+        """A chunked request body is sent upstream chunked, with the same content."""
         raw = RawBackend()
         self.addCleanup(raw.stop)
         base = self.proxy(f"\treverse_proxy {raw.address}")
@@ -126,6 +130,7 @@ class BasicProxyTests(ProxyTestCase):
 
     @inlineCallbacks
     def test_many_concurrent_clients(self) -> Any:
+        """200 concurrent requests are each answered, split evenly over two upstreams."""
         backends = [self.backend(name) for name in "ab"]
         base = self.proxy("\treverse_proxy " + " ".join(b.address for b in backends))
         results = yield defer.gatherResults([self.get(base + f"/n/{i}") for i in range(200)])
@@ -137,6 +142,7 @@ class BasicProxyTests(ProxyTestCase):
 class FailureTests(ProxyTestCase):
     @inlineCallbacks
     def test_refused_upstream_is_502_and_no_upstream_is_503(self) -> Any:
+        """A refused dial answers 502; a reverse_proxy with no upstreams answers 503."""
         base = self.proxy(f"\treverse_proxy 127.0.0.1:{_free_port()}")
         response, body = yield self.get(base + "/")
         self.assertEqual(response.code, 502)
@@ -146,6 +152,7 @@ class FailureTests(ProxyTestCase):
 
     @inlineCallbacks
     def test_dial_errors_are_retried_on_the_next_upstream(self) -> Any:
+        """A request whose dial failed is retried, body and all, on the next upstream."""
         good = self.backend("good")
         base = self.proxy(
             f"\treverse_proxy 127.0.0.1:{_free_port()} {good.address} {{\n"
@@ -162,6 +169,7 @@ class FailureTests(ProxyTestCase):
     def test_a_body_is_never_sent_twice(self) -> Any:
         # The first upstream takes the request and resets the connection; a retry would
         # send the body again to the second one. It must not.
+        """A request whose body may have reached an upstream is not retried; a bodyless GET is."""
         class Reset(Protocol):
             def dataReceived(self, data: bytes) -> None:
                 received.append(data)
@@ -189,6 +197,7 @@ class FailureTests(ProxyTestCase):
 
     @inlineCallbacks
     def test_response_header_timeout_is_504(self) -> Any:
+        """An upstream slower than response_header_timeout gets the client a 504."""
         def never(request: Any, seen: Any, body: bytes) -> Any:
             return server.NOT_DONE_YET
 
@@ -202,6 +211,7 @@ class FailureTests(ProxyTestCase):
 
     @inlineCallbacks
     def test_backend_reset_mid_response_cuts_the_client_off(self) -> Any:
+        """An upstream closing mid-body cuts the client's response short; the proxy serves on."""
         raw = RawBackend(reply=b"HTTP/1.1 200 OK\r\nContent-Length: 100000\r\n\r\n" + b"x" * 5000)
 
         def cut(conn: Any) -> None:
@@ -343,6 +353,7 @@ class SmugglingTests(ProxyTestCase):
 
     @inlineCallbacks
     def test_vectors(self) -> Any:
+        """Each smuggling vector gets its status; the backend sees exactly the listed requests."""
         raw = RawBackend()
         self.addCleanup(raw.stop)
         base = self.proxy(f"\treverse_proxy {raw.address}")
@@ -357,6 +368,7 @@ class SmugglingTests(ProxyTestCase):
 class HeaderAndPolicyTests(ProxyTestCase):
     @inlineCallbacks
     def test_header_up_and_header_down(self) -> Any:
+        """header_up and header_down set, add, delete and replace fields with placeholders."""
         backend = self.backend("a")
         base = self.proxy(
             f"\treverse_proxy {backend.address} {{\n"
@@ -383,6 +395,7 @@ class HeaderAndPolicyTests(ProxyTestCase):
 
     @inlineCallbacks
     def test_cookie_policy_is_sticky(self) -> Any:
+        """lb_policy cookie sets an HMAC of the upstream once; the cookie keeps requests there."""
         import hmac
         from hashlib import sha256
 
@@ -401,6 +414,7 @@ class HeaderAndPolicyTests(ProxyTestCase):
 
     @inlineCallbacks
     def test_hash_policies_are_sticky_per_key(self) -> Any:
+        """lb_policy header sends each key to one upstream, spreading keys over several."""
         backends = [self.backend(name) for name in "abcd"]
         base = self.proxy("\treverse_proxy " + " ".join(b.address for b in backends) + " {\n\t\tlb_policy header X-User\n\t}")
         chosen: dict[str, set[str]] = {}

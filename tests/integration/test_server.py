@@ -44,6 +44,7 @@ class RoutingTests(ServerTestCase):
 
     @inlineCallbacks
     def test_handle_path_strips_the_prefix(self) -> Any:
+        """handle_path strips its prefix before its handlers; other paths fall through."""
         base = self.start(
             "http://127.0.0.1:PORT {\n\tbind 127.0.0.1\n"
             "\thandle_path /api/* {\n\t\trespond \"api saw {http.request.uri}\"\n\t}\n"
@@ -59,6 +60,7 @@ class RoutingTests(ServerTestCase):
 
     @inlineCallbacks
     def test_named_matchers_and_case_sensitive_header(self) -> Any:
+        """Named matchers pick the first matching handle; header wildcards are case-sensitive."""
         base = self.start(
             "http://127.0.0.1:PORT {\n\tbind 127.0.0.1\n"
             "\t@api path /api/*\n\t@ws header Connection *Upgrade*\n\t@static path /static/*\n"
@@ -80,6 +82,7 @@ class RoutingTests(ServerTestCase):
 
     @inlineCallbacks
     def test_unknown_host_gets_empty_200(self) -> Any:
+        """A request whose Host matches no site gets an empty 200, as Caddy does."""
         base = self.start("http://localhost:PORT {\n\tbind 127.0.0.1\n\trespond hello\n}\n")
         response, body = yield self.get(base + "/", headers={"Host": "nobody.example"})
         self.assertEqual((response.code, body), (200, b""))
@@ -88,6 +91,7 @@ class RoutingTests(ServerTestCase):
 
     @inlineCallbacks
     def test_error_routes(self) -> Any:
+        """handle_errors routes see the error's status code and message as placeholders."""
         base = self.start(
             "http://127.0.0.1:PORT {\n\tbind 127.0.0.1\n\terror /private* \"Unauthorized\" 403\n"
             "\thandle_errors {\n\t\trespond \"{http.error.status_code} {http.error.message}\"\n\t}\n}\n"
@@ -101,6 +105,7 @@ class RawSocketTests(ServerTestCase):
 
     @inlineCallbacks
     def test_bad_requests(self) -> Any:
+        """A missing Host, an oversized header or obs-fold gets 400/431 and no handler runs."""
         from twisted.internet.threads import deferToThread
 
         base = self.start("http://127.0.0.1:PORT {\n\tbind 127.0.0.1\n\trespond \"reached\"\n}\n")

@@ -75,6 +75,7 @@ def serve_in_process(testcase: SynchronousTestCase, argv: list[str], answer: str
 
 class TwistdTests(SynchronousTestCase):
     def test_serves_and_stops_on_sigterm(self) -> None:
+        """twistd -n caddy serves its Caddyfile and stops cleanly on SIGTERM."""
         status, reply, output = serve_in_process(
             self, ["-c", TWISTD, "-n", "--pidfile=", "caddy", "-c", "Caddyfile"], "from twistd"
         )
@@ -89,6 +90,7 @@ class TwistdTests(SynchronousTestCase):
 
 class TxcaddyRunTests(SynchronousTestCase):
     def test_run_serves_and_exits_zero_on_sigterm(self) -> None:
+        """txcaddy run serves its Caddyfile and exits 0 on SIGTERM."""
         status, reply, output = serve_in_process(
             self, ["-m", "txcaddy.cli", "run", "--config", "Caddyfile"], "from txcaddy run"
         )
@@ -97,6 +99,7 @@ class TxcaddyRunTests(SynchronousTestCase):
         self.assertNotIn(b"Traceback", output)
 
     def test_run_reports_a_bad_config_in_one_line(self) -> None:
+        """txcaddy run with a bad Caddyfile exits 1 with one error line and a suggestion."""
         workdir = os.path.abspath(self.mktemp())
         os.makedirs(workdir)
         with open(os.path.join(workdir, "Caddyfile"), "w") as f:

@@ -204,6 +204,7 @@ class WebSocketTestCase(TestCase):
 
 class ProxiedWebSocketTests(WebSocketTestCase):
     def test_plain_reverse_proxy(self) -> Any:
+        """A WebSocket through reverse_proxy keeps the upstream's handshake, frames and close."""
         upstream = self.upstream()
         base = start_proxy(self, site(f"\treverse_proxy {upstream.address}"))
         return self.conversation(base, upstream)
@@ -216,17 +217,20 @@ class ProxiedWebSocketTests(WebSocketTestCase):
 
     def test_seed_example_with_explicit_connection_and_upgrade(self) -> Any:
         # header_up Connection {>Connection} / Upgrade {>Upgrade}: works (DESIGN.md §1).
+        """The seed example copying Connection and Upgrade with header_up proxies WebSockets."""
         upstream = self.upstream()
         base = start_proxy(self, self.fixture("11-websocket-explicit.Caddyfile", upstream))
         return self.conversation(base, upstream)
 
     def test_seed_example_without_options(self) -> Any:
+        """The seed example with a bare reverse_proxy proxies WebSockets."""
         upstream = self.upstream()
         base = start_proxy(self, self.fixture("10-websocket-auto.Caddyfile", upstream))
         return self.conversation(base, upstream)
 
     @inlineCallbacks
     def test_stopping_the_server_sends_going_away(self) -> Any:
+        """Stopping the server closes proxied WebSockets with 1001 on both sides."""
         from txcaddy import fromCaddyfile
 
         upstream = self.upstream()
@@ -277,6 +281,7 @@ class OtherUpgradeTests(TestCase):
 
     @inlineCallbacks
     def test_any_protocol_is_spliced_with_the_bytes_sent_early(self) -> Any:
+        """Any upgrade is spliced after the 101, bytes sent after the request head included."""
         base = start_proxy(self, site(f"\treverse_proxy {self.upstream}"))
         received: DeferredQueue[bytes] = DeferredQueue()
 
@@ -304,6 +309,7 @@ class OtherUpgradeTests(TestCase):
 
     @inlineCallbacks
     def test_upgrade_to_a_route_without_proxy_is_answered_then_closed(self) -> Any:
+        """An upgrade request to a non-proxy route is answered, then the connection closed."""
         base = start_proxy(self, site('\trespond "no tunnels here"'))
         request = b"GET /ws HTTP/1.1\r\nHost: x\r\nConnection: Upgrade\r\nUpgrade: websocket\r\n\r\n"
         out = yield raw_exchange(base, request + b"GET /second HTTP/1.1\r\nHost: x\r\n\r\n")
@@ -315,6 +321,7 @@ class OtherUpgradeTests(TestCase):
 
 class TLSUpstreamTests(WebSocketTestCase):
     def test_websocket_to_a_tls_upstream(self) -> Any:
+        """A WebSocket to an https upstream works as over plain TCP."""
         from tests.reverseproxy.test_transport import _PKI
 
         pki = _PKI(os.path.abspath(self.mktemp()))
@@ -328,6 +335,7 @@ class TLSUpstreamTests(WebSocketTestCase):
 
     @inlineCallbacks
     def test_tunnel_to_a_tls_upstream(self) -> Any:
+        """An upgraded tunnel to an https upstream carries the early bytes, then 4 MiB echoed."""
         from tests.reverseproxy.test_transport import _PKI
 
         pki = _PKI(os.path.abspath(self.mktemp()))
