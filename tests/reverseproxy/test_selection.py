@@ -155,14 +155,17 @@ def context(rng: random.Random | None = None) -> LoadContext:
 
 class RoundRobinTests(SynchronousTestCase):
     def test_starts_at_the_first_upstream(self) -> None:
+        """Round robin starts at the first upstream and cycles in order."""
         self.assertEqual(names(pick(RoundRobinSelection(), live_pool(), 7)), "ABCABCA")
 
     def test_skips_unavailable_upstreams(self) -> None:
+        """Round robin passes over unavailable upstreams."""
         pool = live_pool()
         down(pool[1])
         self.assertEqual(names(pick(RoundRobinSelection(), pool, 5)), "ACACA")
 
     def test_turns_continue_after_the_chosen_upstream(self) -> None:
+        """Round robin's next turn follows the upstream last chosen, not the one skipped."""
         policy = RoundRobinSelection()
         pool = live_pool()
         self.assertEqual(names(pick(policy, pool, 1)), "A")
@@ -172,17 +175,20 @@ class RoundRobinTests(SynchronousTestCase):
         self.assertEqual(names(pick(policy, pool, 3)), "ABC")
 
     def test_nothing_available(self) -> None:
+        """Round robin chooses nothing when no upstream is available or the pool is empty."""
         pool = [down(u) for u in live_pool()]
         self.assertEqual(names(pick(RoundRobinSelection(), pool, 2)), "--")
         self.assertIsNone(RoundRobinSelection().select([], make_request(), None))
 
     def test_pool_size_change(self) -> None:
+        """Round robin's counter wraps over the current pool when the pool shrinks."""
         policy = RoundRobinSelection()
         pool = live_pool()
         self.assertEqual(names(pick(policy, pool, 2)), "AB")
         self.assertEqual(names(pick(policy, pool[:2], 3)), "ABA")
 
     def test_default_policy_is_round_robin_per_handler(self) -> None:
+        """Without a policy config each handler gets its own round robin."""
         first = load_selection_policy(None, context())
         second = load_selection_policy(None, context())
         self.assertIsInstance(first, RoundRobinSelection)
@@ -194,6 +200,7 @@ class RoundRobinTests(SynchronousTestCase):
 
 class RandomTests(SynchronousTestCase):
     def test_uniform_over_available(self) -> None:
+        """random chooses uniformly among the available upstreams only."""
         pool = make_pool("a:1", "b:1", "c:1", "d:1")
         down(pool[3])
         counts = Counter(u.dial for u in pick(RandomSelection(random.Random(7)), pool, 3000))
@@ -202,11 +209,13 @@ class RandomTests(SynchronousTestCase):
             self.assertTrue(900 < counts[dial] < 1100, counts)
 
     def test_seeded_generator_repeats(self) -> None:
+        """random with equally seeded generators makes the same choices."""
         pool = live_pool()
         first = names(pick(RandomSelection(random.Random(3)), pool, 20))
         self.assertEqual(names(pick(RandomSelection(random.Random(3)), pool, 20)), first)
 
     def test_single_and_none(self) -> None:
+        """random picks the only available upstream, or none when none is available."""
         pool = live_pool()
         down(pool[0])
         down(pool[2])
@@ -217,6 +226,7 @@ class RandomTests(SynchronousTestCase):
 
 class RandomChooseTests(SynchronousTestCase):
     def test_least_loaded_of_the_sample(self) -> None:
+        """random_choose takes the least loaded of a random sample of that size."""
         pool = make_pool("idle:1", "busy:1", "busiest:1")
         load(pool[1], 5)
         load(pool[2], 9)
@@ -228,6 +238,7 @@ class RandomChooseTests(SynchronousTestCase):
         self.assertEqual(counts["idle:1"] + counts["busy:1"], 3000)
 
     def test_sample_as_large_as_the_pool_is_least_conn(self) -> None:
+        """random_choose sampling the whole pool always takes the least loaded upstream."""
         pool = make_pool("a:1", "b:1", "c:1")
         load(pool[0], 3)
         load(pool[1], 1)
@@ -236,12 +247,14 @@ class RandomChooseTests(SynchronousTestCase):
 
     def test_strictly_less_loaded_wins_whatever_the_order(self) -> None:
         # (Caddy's tie list keeps a busier upstream drawn first; txcaddy takes the least loaded)
+        """random_choose takes a strictly less loaded upstream whatever the draw order."""
         pool = make_pool("busy:1", "less:1")
         load(pool[0], 5)
         load(pool[1], 3)
         self.assertEqual({u.dial for u in pick(RandomChoiceSelection(2, random.Random(2)), pool, 50)}, {"less:1"})
 
     def test_ties_are_random(self) -> None:
+        """random_choose breaks ties between equally loaded upstreams at random."""
         pool = make_pool("a:1", "b:1", "c:1")
         for u in pool:
             load(u, 4)
@@ -250,6 +263,7 @@ class RandomChooseTests(SynchronousTestCase):
             self.assertTrue(900 < counts[dial] < 1100, counts)
 
     def test_unavailable_never_drawn(self) -> None:
+        """random_choose never draws unavailable upstreams; with none available it gives None."""
         pool = make_pool("a:1", "b:1", "c:1")
         down(pool[0])
         load(pool[1], 7)
@@ -260,11 +274,13 @@ class RandomChooseTests(SynchronousTestCase):
         self.assertIsNone(RandomChoiceSelection(2).select(pool, make_request(), None))
 
     def test_choose_must_be_two_or_more(self) -> None:
+        """random_choose refuses a sample size under 2."""
         self.assertRaises(ValueError, RandomChoiceSelection, 1)
 
 
 class LeastConnTests(SynchronousTestCase):
     def test_fewest_requests(self) -> None:
+        """least_conn takes the upstream with the fewest requests in flight."""
         pool = live_pool()
         load(pool[0], 2)
         load(pool[1], 1)
@@ -272,6 +288,7 @@ class LeastConnTests(SynchronousTestCase):
         self.assertEqual(names(pick(LeastConnSelection(random.Random(1)), pool, 4)), "BBBB")
 
     def test_ties_broken_at_random(self) -> None:
+        """least_conn breaks ties at random, between the tied upstreams only."""
         pool = live_pool()
         load(pool[0], 1)
         load(pool[1], 1)
@@ -281,6 +298,7 @@ class LeastConnTests(SynchronousTestCase):
         self.assertTrue(900 < counts["A"] < 1100, counts)
 
     def test_unavailable_least_loaded_is_passed_over(self) -> None:
+        """least_conn passes over unavailable upstreams, however idle."""
         pool = live_pool()
         load(pool[1], 3)
         load(pool[2], 6)
@@ -293,6 +311,7 @@ class LeastConnTests(SynchronousTestCase):
 
 class FirstTests(SynchronousTestCase):
     def test_first_available(self) -> None:
+        """first takes the first available upstream, or none."""
         pool = live_pool()
         self.assertEqual(names(pick(FirstSelection(), pool, 2)), "AA")
         down(pool[0])
@@ -304,18 +323,22 @@ class FirstTests(SynchronousTestCase):
 
 class WeightedRoundRobinTests(SynchronousTestCase):
     def test_turns_in_upstream_order(self) -> None:
+        """weighted_round_robin gives each upstream its weight's turns in a row, in order."""
         policy = WeightedRoundRobinSelection([3, 1])
         self.assertEqual(names(pick(policy, live_pool()[:2], 8)), "AAABAAAB")
 
     def test_zero_weights_are_never_chosen(self) -> None:
+        """weighted_round_robin never chooses an upstream of weight 0."""
         policy = WeightedRoundRobinSelection([2, 0, 1])
         self.assertEqual(names(pick(policy, live_pool(), 6)), "AACAAC")
 
     def test_upstreams_without_a_weight_are_never_chosen(self) -> None:
+        """weighted_round_robin never chooses upstreams beyond its list of weights."""
         policy = WeightedRoundRobinSelection([1, 2])
         self.assertEqual(names(pick(policy, live_pool(), 6)), "ABBABB")
 
     def test_an_unavailable_upstreams_turns_go_to_the_next(self) -> None:
+        """An unavailable upstream's turns go to the available ones, laid out as Caddy's."""
         pool = live_pool()
         down(pool[0])
         policy = WeightedRoundRobinSelection([3, 1, 1])
@@ -324,17 +347,20 @@ class WeightedRoundRobinTests(SynchronousTestCase):
         self.assertEqual(names(pick(policy, pool, 5)), "BBBCB")
 
     def test_fewer_than_two_weights_means_first_available(self) -> None:
+        """weighted_round_robin with fewer than two weights takes the first available upstream."""
         pool = live_pool()
         self.assertEqual(names(pick(WeightedRoundRobinSelection([5]), pool, 2)), "AA")
         down(pool[0])
         self.assertEqual(names(pick(WeightedRoundRobinSelection([]), pool, 2)), "BB")
 
     def test_nothing_available(self) -> None:
+        """weighted_round_robin chooses nothing when no upstream is available."""
         pool = [down(u) for u in live_pool()]
         self.assertEqual(names(pick(WeightedRoundRobinSelection([1, 1, 1]), pool, 2)), "--")
         self.assertIsNone(WeightedRoundRobinSelection([1, 1]).select([], make_request(), None))
 
     def test_bad_weights(self) -> None:
+        """Negative weights, or no positive weight, are refused."""
         self.assertRaises(ValueError, WeightedRoundRobinSelection, [1, -1])
         self.assertRaises(ValueError, WeightedRoundRobinSelection, [0, 0])
 
@@ -343,6 +369,7 @@ class HashTests(SynchronousTestCase):
     """Rendezvous hashing: exactly Caddy 2.6.2's choices."""
 
     def test_uri_hash_matches_live_caddy(self) -> None:
+        """uri_hash chooses what Caddy 2.6.2 chose, and what rendezvous FNV-1a computes."""
         policy = URIHashSelection()
         for uri, expected in LIVE_URI_HASH.items():
             chosen = policy.select(live_pool(), make_request(target=uri), None)
@@ -350,21 +377,25 @@ class HashTests(SynchronousTestCase):
             self.assertEqual(NAMES[rendezvous(uri, list(LIVE_DIALS))], expected, uri)
 
     def test_uri_hash_uses_the_target_as_received(self) -> None:
+        """uri_hash hashes the request target as received, not a rewritten path."""
         request = make_request(target="/a")
         request.set_path("/rewritten")
         self.assertEqual(names([URIHashSelection().select(live_pool(), request, None)]), "C")
 
     def test_header_hash_matches_live_caddy(self) -> None:
+        """header hashing chooses what Caddy 2.6.2 chose for each value."""
         policy = HeaderHashSelection("X-User")
         for value, expected in LIVE_HEADER_HASH.items():
             chosen = policy.select(live_pool(), make_request(headers={"X-User": value}), None)
             self.assertEqual(names([chosen]), expected, value)
 
     def test_header_hash_first_value(self) -> None:
+        """header hashing uses the field's first value, whatever the name's case."""
         request = make_request(headers=[("X-User", "eve"), ("X-User", "bob")])
         self.assertEqual(names([HeaderHashSelection("x-user").select(live_pool(), request, None)]), "C")
 
     def test_host_field_hashes_the_request_host(self) -> None:
+        """header Host, in either case, hashes the request's host as Caddy 2.6.2."""
         for spelling in ("Host", "host"):
             policy = HeaderHashSelection(spelling)
             for host, expected in LIVE_HOST_HASH.items():
@@ -372,10 +403,12 @@ class HashTests(SynchronousTestCase):
                 self.assertEqual(names([chosen]), expected, (spelling, host))
 
     def test_ip_hash_matches_live_caddy(self) -> None:
+        """ip_hash chooses what Caddy 2.6.2 chose for 127.0.0.1."""
         chosen = IPHashSelection().select(live_pool(), make_request(remote=("127.0.0.1", 40000)), None)
         self.assertEqual(names([chosen]), "A")
 
     def test_ip_hash_ignores_the_port_and_forwarded_headers(self) -> None:
+        """ip_hash hashes the peer's address alone: no port, no X-Forwarded-For."""
         policy = IPHashSelection()
         dials = [f"10.0.0.{i}:80" for i in range(1, 6)]
         for ip in ("192.0.2.1", "192.0.2.77", "2001:db8::5"):
@@ -385,6 +418,7 @@ class HashTests(SynchronousTestCase):
                 self.assertEqual(policy.select(make_pool(*dials), request, None).dial, expected)
 
     def test_client_ip_hash(self) -> None:
+        """client_ip_hash hashes the client_ip var without its port, else the peer's address."""
         policy = ClientIPHashSelection()
         dials = [f"10.0.0.{i}:80" for i in range(1, 6)]
         request = make_request(remote=("127.0.0.1", 5555))
@@ -396,6 +430,7 @@ class HashTests(SynchronousTestCase):
         self.assertEqual(policy.select(make_pool(*dials), request, None).dial, rendezvous("2001:db8::1", dials))
 
     def test_query_hash_joins_every_value(self) -> None:
+        """query hashing hashes the key's decoded values joined by commas."""
         policy = QueryHashSelection("user")
         dials = [f"10.0.0.{i}:80" for i in range(1, 6)]
         for target, key in (
@@ -408,12 +443,14 @@ class HashTests(SynchronousTestCase):
             self.assertEqual(chosen.dial, rendezvous(key, dials), target)
 
     def test_query_hash_uses_the_current_query(self) -> None:
+        """query hashing uses the request's current query, rewrites included."""
         request = make_request(target="/?user=alice")
         request.query = "user=bob"
         dials = [f"10.0.0.{i}:80" for i in range(1, 6)]
         self.assertEqual(QueryHashSelection("user").select(make_pool(*dials), request, None).dial, rendezvous("bob", dials))
 
     def test_many_keys_agree_with_the_definition(self) -> None:
+        """uri_hash agrees with rendezvous FNV-1a-32 on many random keys and dials."""
         rng = random.Random(42)
         dials = [f"192.168.{rng.randrange(256)}.{rng.randrange(256)}:{rng.randrange(1, 65536)}" for _ in range(7)]
         for _ in range(300):
@@ -422,6 +459,7 @@ class HashTests(SynchronousTestCase):
             self.assertEqual(chosen.dial, rendezvous(key, dials), key)
 
     def test_sticky_and_stable(self) -> None:
+        """Hash choices repeat, and taking an upstream away moves only its own keys."""
         dials = [f"10.0.0.{i}:80" for i in range(1, 6)]
         pool = make_pool(*dials)
         policy = HeaderHashSelection("X-User")
@@ -429,6 +467,7 @@ class HashTests(SynchronousTestCase):
         before = {k: policy.select(pool, make_request(headers={"X-User": k}), None) for k in keys}
         again = {k: policy.select(pool, make_request(headers={"X-User": k}), None) for k in keys}
         self.assertEqual(before, again)
+        self.assertIn(pool[2], before.values())  # some keys were on the upstream taken away
         # taking one upstream away only moves the keys that were on it
         down(pool[2])
         after = {k: policy.select(pool, make_request(headers={"X-User": k}), None) for k in keys}
@@ -440,12 +479,14 @@ class HashTests(SynchronousTestCase):
                 self.assertIs(after[k], before[k])
 
     def test_nothing_available(self) -> None:
+        """Hash policies choose nothing when no upstream is available."""
         pool = [down(u) for u in live_pool()]
         for policy in (URIHashSelection(), IPHashSelection(), ClientIPHashSelection(), HeaderHashSelection("Host")):
             self.assertIsNone(policy.select(pool, make_request(), None))
 
     def test_zero_score_never_wins(self) -> None:
         # FNV-1a-32("/zero" + "10.0.0.1:18800Uh") is 0, so that upstream can never be chosen
+        """An upstream scoring 0 is never chosen, as in Caddy's strict comparison."""
         self.assertEqual(fnv1a32(b"/zero10.0.0.1:18800Uh"), 0)
         pool = make_pool("10.0.0.1:18800Uh")
         self.assertIsNone(hash_choice(pool, b"/zero"))
@@ -454,11 +495,13 @@ class HashTests(SynchronousTestCase):
         self.assertEqual(hash_choice(pool, b"/zero").dial, "10.0.0.2:80")
 
     def test_ties_keep_the_earlier_upstream(self) -> None:
+        """Of upstreams with equal scores the earlier in the pool wins."""
         self.assertEqual(fnv1a32(b"/tie10.1.412.249:80"), fnv1a32(b"/tie10.1.581.240:80"))
         self.assertEqual(hash_choice(make_pool("10.1.412.249:80", "10.1.581.240:80"), b"/tie").dial, "10.1.412.249:80")
         self.assertEqual(hash_choice(make_pool("10.1.581.240:80", "10.1.412.249:80"), b"/tie").dial, "10.1.581.240:80")
 
     def test_missing_value_uses_the_fallback(self) -> None:
+        """An absent or empty header or query value leaves the choice to the fallback policy."""
         pool = live_pool()
         fallback = WeightedRoundRobinSelection([1, 1, 1])
         header = HeaderHashSelection("X-User", fallback)
@@ -469,6 +512,7 @@ class HashTests(SynchronousTestCase):
         self.assertEqual(names(pick(query, pool, 1, target="/?user=")), "A")
 
     def test_default_fallback_is_random(self) -> None:
+        """The default fallback of hash policies is random."""
         policy = HeaderHashSelection("X-User", rng=random.Random(8))
         self.assertIsInstance(policy.fallback, RandomSelection)
         self.assertEqual(set(names(pick(policy, live_pool(), 100))), set("ABC"))
@@ -479,6 +523,7 @@ class CookieTests(SynchronousTestCase):
         return cookie_hmac(dial, secret)
 
     def test_new_client_gets_a_cookie(self) -> None:
+        """A request without the cookie gets the fallback's upstream and a Set-Cookie naming it."""
         policy = CookieHashSelection("lb", "s3cret", fallback=FirstSelection())
         pool = live_pool()
         down(pool[0])
@@ -489,12 +534,14 @@ class CookieTests(SynchronousTestCase):
         self.assertEqual(LIVE_COOKIE_S3CRET_B, self.value("127.0.0.1:18102", "s3cret"))
 
     def test_empty_secret(self) -> None:
+        """Without a secret the cookie is the HMAC of the dial with an empty key, as Caddy's."""
         policy = CookieHashSelection(fallback=WeightedRoundRobinSelection([0, 0, 1]))
         response = FakeResponse()
         self.assertEqual(names([policy.select(live_pool(), make_request(), response)]), "C")
         self.assertEqual(response.headers.get_all("Set-Cookie"), [f"lb={LIVE_COOKIE_EMPTY_SECRET_C}; Path=/"])
 
     def test_sticky_when_the_cookie_names_an_available_upstream(self) -> None:
+        """A cookie naming an available upstream sends the request there, setting no cookie."""
         policy = CookieHashSelection("sess", "k", fallback=FirstSelection())
         for dial in LIVE_DIALS:
             response = FakeResponse()
@@ -503,6 +550,7 @@ class CookieTests(SynchronousTestCase):
             self.assertNotIn("Set-Cookie", response.headers)
 
     def test_unknown_or_unavailable_cookie_is_replaced(self) -> None:
+        """A cookie naming no available upstream is replaced by the fallback's choice."""
         policy = CookieHashSelection(fallback=FirstSelection())
         pool = live_pool()
         response = FakeResponse()
@@ -515,6 +563,7 @@ class CookieTests(SynchronousTestCase):
         self.assertEqual(response.headers.get_all("Set-Cookie"), [f"lb={self.value(LIVE_DIALS[0])}; Path=/"])
 
     def test_cookie_parsing_as_go(self) -> None:
+        """Cookies are parsed as Go's net/http: quotes stripped, invalid values skipped."""
         policy = CookieHashSelection(fallback=FirstSelection())
         b = self.value(LIVE_DIALS[1])
         for cookies, expected, set_cookie in (
@@ -530,6 +579,7 @@ class CookieTests(SynchronousTestCase):
             self.assertEqual("Set-Cookie" in response.headers, set_cookie, cookies)
 
     def test_set_cookie_is_added(self) -> None:
+        """The lb cookie is added after the response's other Set-Cookie fields."""
         policy = CookieHashSelection(fallback=FirstSelection())
         response = FakeResponse()
         response.headers.add("Set-Cookie", "app=1")
@@ -538,12 +588,14 @@ class CookieTests(SynchronousTestCase):
 
     def test_same_cookie_over_tls(self) -> None:
         # Caddy 2.6.2 sets no Secure/SameSite/HttpOnly, HTTPS or not (checked live)
+        """Over TLS the cookie is the same, with no Secure, SameSite or HttpOnly."""
         policy = CookieHashSelection(fallback=FirstSelection())
         response = FakeResponse()
         policy.select(live_pool(), make_request(tls=FakeTLS("localhost")), response)
         self.assertEqual(response.headers.get_all("Set-Cookie"), [f"lb={self.value(LIVE_DIALS[0])}; Path=/"])
 
     def test_max_age(self) -> None:
+        """A max_age adds Max-Age to the cookie."""
         policy = CookieHashSelection(fallback=FirstSelection(), max_age=3600)
         response = FakeResponse()
         policy.select(live_pool(), make_request(), response)
@@ -552,16 +604,19 @@ class CookieTests(SynchronousTestCase):
         )
 
     def test_nothing_available_sets_no_cookie(self) -> None:
+        """With no upstream available the cookie policy chooses none and sets no cookie."""
         policy = CookieHashSelection()
         response = FakeResponse()
         self.assertIsNone(policy.select([down(u) for u in live_pool()], make_request(), response))
         self.assertNotIn("Set-Cookie", response.headers)
 
     def test_without_a_response(self) -> None:
+        """The cookie policy still chooses when there is no response to set a cookie on."""
         policy = CookieHashSelection(fallback=FirstSelection())
         self.assertEqual(names([policy.select(live_pool(), make_request(), None)]), "A")
 
     def test_invalid_cookie_name_is_neither_read_nor_set(self) -> None:
+        """A cookie name that is not a valid token is neither read nor set."""
         policy = CookieHashSelection("my cookie", fallback=FirstSelection())
         response = FakeResponse()
         request = make_request(headers={"Cookie": f"my cookie={self.value(LIVE_DIALS[2])}"})
@@ -569,6 +624,7 @@ class CookieTests(SynchronousTestCase):
         self.assertNotIn("Set-Cookie", response.headers)
 
     def test_random_by_default(self) -> None:
+        """The cookie policy's default fallback is random."""
         policy = CookieHashSelection(rng=random.Random(3))
         chosen = Counter(names([policy.select(live_pool(), make_request(), FakeResponse()) for _ in range(300)]))
         self.assertEqual(set(chosen), set("ABC"))
@@ -591,19 +647,23 @@ class LoaderTests(SynchronousTestCase):
     }
 
     def test_every_module_is_registered(self) -> None:
+        """Every Caddy selection policy module is registered, and no other."""
         self.assertEqual(set(registry.known(f"{selection.NAMESPACE}.")), set(self.POLICIES))
 
     def test_each_module_loads(self) -> None:
+        """Each policy module loads as its class, providing ISelectionPolicy."""
         for name, (config, cls) in self.POLICIES.items():
             policy = load_selection_policy({"policy": name, **config}, context())
             self.assertIsInstance(policy, cls, name)
             self.assertTrue(ISelectionPolicy.providedBy(policy), name)
 
     def test_fresh_instance_per_load(self) -> None:
+        """Each load makes a new policy instance, with its own state."""
         config = {"policy": "round_robin"}
         self.assertIsNot(load_selection_policy(config, context()), load_selection_policy(config, context()))
 
     def test_fields(self) -> None:
+        """Config fields reach the policies, with Caddy's defaults (choose 2, cookie "lb")."""
         ctx = context()
         self.assertEqual(load_selection_policy({"policy": "random_choose"}, ctx).choose, 2)
         self.assertEqual(load_selection_policy({"policy": "random_choose", "choose": 0}, ctx).choose, 2)
@@ -616,6 +676,7 @@ class LoaderTests(SynchronousTestCase):
         self.assertEqual(load_selection_policy({"policy": "weighted_round_robin", "weights": [0, 3]}, ctx).weights, [0, 3])
 
     def test_fallback(self) -> None:
+        """Fallback policies load nested; hash policies default to a random fallback."""
         config = {
             "policy": "cookie",
             "fallback": {"policy": "header", "field": "X-User", "fallback": {"policy": "first"}},
@@ -627,6 +688,7 @@ class LoaderTests(SynchronousTestCase):
             self.assertIsInstance(load_selection_policy(config, context()).fallback, RandomSelection, config)
 
     def test_invalid_cookie_name_warns(self) -> None:
+        """An invalid cookie name logs one warning at load; a valid one logs none."""
         events: list[dict[str, Any]] = []
         ctx = LoadContext(log=Logger(namespace="test", observer=events.append))
         load_selection_policy({"policy": "cookie", "name": "my cookie"}, ctx)
@@ -637,6 +699,7 @@ class LoaderTests(SynchronousTestCase):
         self.assertEqual(len(events), 1)
 
     def test_generator_from_the_context(self) -> None:
+        """Policies take the load context's random generator, else the shared default."""
         rng = random.Random(1)
         self.assertIs(load_selection_policy({"policy": "random"}, context(rng)).rng, rng)
         self.assertIs(load_selection_policy({"policy": "least_conn"}, context(rng)).rng, rng)
@@ -650,6 +713,7 @@ class LoaderTests(SynchronousTestCase):
             self.assertIn(fragment, str(caught.exception))
 
     def test_bad_configs(self) -> None:
+        """Bad policy configs fail with messages naming the module and the field."""
         ns = selection.NAMESPACE
         self.assertConfigError({"policy": "sticky"}, f"module not registered: {ns}.sticky")
         self.assertConfigError({}, "expected a 'policy' field")
@@ -676,6 +740,7 @@ class LoaderTests(SynchronousTestCase):
         self.assertConfigError({"policy": "query", "key": "k", "fallback": "random"}, "loading fallback selection policy")
 
     def test_module_that_is_not_a_policy(self) -> None:
+        """A registered module that does not provide ISelectionPolicy is a config error."""
         module_id = f"{selection.NAMESPACE}.not_a_policy"
         registry.lookup(f"{selection.NAMESPACE}.random")  # builtins registered first
         registry.MODULES[module_id] = lambda config, ctx: object()
@@ -683,6 +748,7 @@ class LoaderTests(SynchronousTestCase):
         self.assertConfigError({"policy": "not_a_policy"}, "is not a selection policy")
 
     def test_a_plugin_policy_is_usable(self) -> None:
+        """A plugin's selection policy module can be used, here as a fallback."""
         module_id = f"{selection.NAMESPACE}.last"
 
         class Last:
@@ -704,6 +770,7 @@ class LoaderTests(SynchronousTestCase):
         self.assertEqual(names(pick(policy, live_pool(), 1)), "C")
 
     def test_caddyfile_to_policy(self) -> None:
+        """A Caddyfile's nested lb_policy adapts and loads into a working chain of policies."""
         text = (
             ":8080 {\n\treverse_proxy 127.0.0.1:18101 127.0.0.1:18102 127.0.0.1:18103 {\n"
             "\t\tlb_policy cookie sess k {\n\t\t\tfallback query user {\n\t\t\t\tfallback first\n"
