@@ -58,6 +58,7 @@ def ops(**config) -> HeaderOps:
 
 class HopByHopTests(SynchronousTestCase):
     def test_hop_by_hop_fields_removed(self) -> None:
+        """Hop-by-hop fields and Content-Length are not forwarded; the rest keep their order."""
         _, headers, upgrade = prepare([
             ("Accept", "*/*"),
             ("Connection", "close"),
@@ -82,6 +83,7 @@ class HopByHopTests(SynchronousTestCase):
         ])
 
     def test_connection_listed_fields_removed_any_case(self) -> None:
+        """Fields named in any Connection value are removed, names in any case."""
         _, headers, _ = prepare([
             ("Connection", "keep-alive, x-FOO ,close"),
             ("Connection", "X-Baz"),
@@ -98,41 +100,50 @@ class HopByHopTests(SynchronousTestCase):
         ])
 
     def test_connection_cannot_remove_host(self) -> None:
+        """Connection cannot remove the Host field."""
         _, headers, _ = prepare([("Connection", "Host")])
         self.assertEqual(headers.get("Host"), "example.com")
 
     def test_te_trailers_kept_exactly(self) -> None:
+        """A TE naming trailers, in any case, is forwarded as exactly "trailers"."""
         _, headers, _ = prepare([("TE", "gzip, TRAILERS"), ("Te", "deflate")])
         self.assertEqual(headers.get_all("Te"), ["trailers"])
 
     def test_te_trailers_in_second_value(self) -> None:
+        """"trailers" in a second TE value still counts, whitespace trimmed."""
         _, headers, _ = prepare([("TE", "gzip"), ("TE", " trailers\t")])
         self.assertEqual(headers.get_all("Te"), ["trailers"])
 
     def test_te_with_parameters_is_not_trailers(self) -> None:
+        """"trailers" with parameters is not trailers: TE is dropped."""
         _, headers, _ = prepare([("TE", "trailers;q=1")])
         self.assertNotIn("Te", headers)
 
     def test_te_without_trailers_removed(self) -> None:
+        """A TE that does not name trailers is dropped."""
         _, headers, _ = prepare([("TE", "gzip, deflate")])
         self.assertNotIn("Te", headers)
 
     def test_te_named_by_connection_is_removed_first(self) -> None:
         # Go removes the Connection-listed fields before looking at TE.
+        """A TE named by Connection is removed before trailers are looked for, as Go."""
         _, headers, _ = prepare([("Connection", "TE, close"), ("TE", "trailers")])
         self.assertNotIn("Te", headers)
 
     def test_no_user_agent_added(self) -> None:
+        """No User-Agent is added, and Host is written first."""
         _, headers, _ = prepare([("Accept", "*/*")])
         self.assertNotIn("User-Agent", headers)
         self.assertEqual(to_raw(headers)[:2], [(b"Host", b"example.com"), (b"Accept", b"*/*")])
 
     def test_client_request_untouched(self) -> None:
+        """Preparing the upstream fields leaves the client request's fields as they were."""
         request, _, _ = prepare([("Connection", "X-Foo"), ("X-Foo", "1")])
         self.assertEqual(items(request.headers),
                          [("Connection", "X-Foo"), ("X-Foo", "1"), ("Host", "example.com")])
 
     def test_no_host(self) -> None:
+        """Without a Host, X-Forwarded-Host is empty and the dial address is written as Host."""
         _, headers, _ = prepare([], host=None)
         self.assertNotIn("Host", headers)
         self.assertEqual(headers.get("X-Forwarded-Host"), "")
@@ -142,6 +153,7 @@ class HopByHopTests(SynchronousTestCase):
 
 class UpgradeTests(SynchronousTestCase):
     def test_websocket_upgrade(self) -> None:
+        """An upgrade keeps Connection: Upgrade and the first Upgrade value, lowercased, as Go."""
         _, headers, upgrade = prepare([
             ("Connection", "keep-alive, UPGRADE"),
             ("Upgrade", "WebSocket"),
@@ -160,18 +172,21 @@ class UpgradeTests(SynchronousTestCase):
         ])
 
     def test_upgrade_without_connection_token_is_not_an_upgrade(self) -> None:
+        """Upgrade without the Connection token is no upgrade: both fields are dropped."""
         _, headers, upgrade = prepare([("Connection", "keep-alive"), ("Upgrade", "websocket")])
         self.assertIsNone(upgrade)
         self.assertNotIn("Upgrade", headers)
         self.assertNotIn("Connection", headers)
 
     def test_connection_upgrade_without_upgrade_field(self) -> None:
+        """Connection: Upgrade without an Upgrade field is no upgrade."""
         _, headers, upgrade = prepare([("Connection", "Upgrade")])
         self.assertIsNone(upgrade)
         self.assertNotIn("Connection", headers)
 
     def test_tutorial_header_up_then_reapply(self) -> None:
         # header_up Connection {>Connection} / header_up Upgrade {>Upgrade} (DESIGN §1)
+        """The tutorial's header_up copies are replaced by the upgrade fields again."""
         request, headers, upgrade = prepare([
             ("Connection", "keep-alive, Upgrade"),
             ("Upgrade", "WebSocket"),
@@ -186,12 +201,14 @@ class UpgradeTests(SynchronousTestCase):
         self.assertEqual(upgrade_type(headers), "websocket")
 
     def test_reapply_restores_deleted_upgrade_fields(self) -> None:
+        """Upgrade fields deleted by header_up are put back for an upgrade."""
         request, headers, upgrade = prepare([("Connection", "upgrade"), ("Upgrade", "h2c")])
         apply_request_ops(ops(delete=["Connection", "Upgrade"]), headers, request)
         reapply_upgrade(headers, upgrade)
         self.assertEqual((headers.get("Connection"), headers.get("Upgrade")), ("Upgrade", "h2c"))
 
     def test_reapply_leaves_other_requests_alone(self) -> None:
+        """For a request that is no upgrade, header_up's Connection stays as set."""
         request, headers, upgrade = prepare([("Connection", "close")])
         apply_request_ops(ops(set={"Connection": ["{>Connection}"]}), headers, request)
         reapply_upgrade(headers, upgrade)
@@ -199,6 +216,7 @@ class UpgradeTests(SynchronousTestCase):
         self.assertNotIn("Upgrade", headers)
 
     def test_upgrade_accepted(self) -> None:
+        """An upgrade is accepted by Connection: Upgrade naming the same protocol."""
         answer = Headers([("Connection", "Upgrade"), ("Upgrade", "WebSocket")])
         self.assertTrue(upgrade_accepted("websocket", answer))
         self.assertFalse(upgrade_accepted("h2c", answer))
@@ -209,6 +227,7 @@ class UpgradeTests(SynchronousTestCase):
 
 class ForwardedTests(SynchronousTestCase):
     def test_no_trusted_proxies_replaces_client_values(self) -> None:
+        """Without trusted proxies the client's X-Forwarded-* values are replaced."""
         _, headers, _ = prepare([
             ("X-Forwarded-For", "9.9.9.9"),
             ("X-Forwarded-Proto", "https"),
@@ -222,10 +241,12 @@ class ForwardedTests(SynchronousTestCase):
         ])
 
     def test_tls_client(self) -> None:
+        """A TLS client is forwarded with X-Forwarded-Proto https."""
         _, headers, _ = prepare([], tls=FakeTLS("example.com"))
         self.assertEqual(headers.get("X-Forwarded-Proto"), "https")
 
     def test_trusted_peer_keeps_chain(self) -> None:
+        """A trusted peer's X-Forwarded-For chain is extended; its last Proto and Host are kept."""
         _, headers, _ = prepare([
             ("X-Forwarded-For", "9.9.9.9"),
             ("X-Forwarded-For", "8.8.8.8, 7.7.7.7"),
@@ -242,6 +263,7 @@ class ForwardedTests(SynchronousTestCase):
         ])
 
     def test_trusted_peer_without_client_values(self) -> None:
+        """A trusted peer sending empty values gets the usual ones."""
         _, headers, _ = prepare([("X-Forwarded-For", ""), ("X-Forwarded-Proto", "")],
                                 trusted=TrustedProxies.from_config(["10.0.0.0/8"]),
                                 remote=("10.0.0.7", 1))
@@ -250,6 +272,7 @@ class ForwardedTests(SynchronousTestCase):
         self.assertEqual(headers.get_all("X-Forwarded-Host"), ["example.com"])
 
     def test_untrusted_peer_with_forged_chain(self) -> None:
+        """An untrusted peer's forged X-Forwarded-* values are replaced."""
         trusted = TrustedProxies.from_config(PRIVATE_RANGES)
         _, headers, _ = prepare([
             ("X-Forwarded-For", "10.0.0.1, 127.0.0.1"),
@@ -264,6 +287,7 @@ class ForwardedTests(SynchronousTestCase):
         ])
 
     def test_private_ranges(self) -> None:
+        """private_ranges trusts the private and loopback ranges and no other address."""
         trusted = TrustedProxies.from_config(PRIVATE_RANGES)
         for ip in ("127.0.0.1", "127.200.1.1", "10.255.0.1", "172.31.255.255", "192.168.7.7",
                    "fd12:3456::1", "::1"):
@@ -273,22 +297,26 @@ class ForwardedTests(SynchronousTestCase):
             self.assertFalse(trusted.trusts(ip), ip)
 
     def test_ipv6_peer(self) -> None:
+        """A trusted IPv6 peer is appended to the X-Forwarded-For chain."""
         _, headers, _ = prepare([("X-Forwarded-For", "2001:db8::99")],
                                 trusted=TrustedProxies.from_config(["2001:db8::/32"]),
                                 remote=("2001:db8::1", 4000))
         self.assertEqual(headers.get_all("X-Forwarded-For"), ["2001:db8::99, 2001:db8::1"])
 
     def test_ipv6_peer_zone_dropped(self) -> None:
+        """An IPv6 peer's zone is left out of X-Forwarded-For."""
         _, headers, _ = prepare([], remote=("fe80::1%eth0", 4000))
         self.assertEqual(headers.get_all("X-Forwarded-For"), ["fe80::1"])
 
     def test_ipv4_range_does_not_trust_mapped_ipv6_peer(self) -> None:
+        """An IPv4 range does not trust an IPv4-mapped IPv6 peer, as Go's netip."""
         _, headers, _ = prepare([("X-Forwarded-For", "1.1.1.1")],
                                 trusted=TrustedProxies.from_config(["10.0.0.0/8"]),
                                 remote=("::ffff:10.0.0.1", 4000))
         self.assertEqual(headers.get_all("X-Forwarded-For"), ["::ffff:10.0.0.1"])
 
     def test_peer_without_address_deletes_all_three(self) -> None:
+        """A peer without an address gets no X-Forwarded-* fields at all."""
         _, headers, _ = prepare([
             ("X-Forwarded-For", "9.9.9.9"),
             ("X-Forwarded-Proto", "https"),
@@ -298,6 +326,7 @@ class ForwardedTests(SynchronousTestCase):
         self.assertEqual(items(headers), [("Accept", "*/*"), ("Host", "example.com")])
 
     def test_peer_that_is_not_an_ip(self) -> None:
+        """A peer address that is no IP is an error worded as Go's."""
         request = make_request("GET", "/", remote=("not-an-ip", 1))
         with self.assertRaises(ForwardedHeadersError) as caught:
             prepare_upstream_headers(request, TrustedProxies())
@@ -305,6 +334,7 @@ class ForwardedTests(SynchronousTestCase):
                          "invalid IP address: 'not-an-ip': ParseAddr(\"not-an-ip\"): unable to parse IP")
 
     def test_single_ip_entries(self) -> None:
+        """Single IP entries trust exactly that address, zones dropped, mapped forms distinct."""
         trusted = TrustedProxies.from_config(["1.2.3.4", "fe80::1%eth0", "::ffff:5.6.7.8"])
         self.assertTrue(trusted.trusts("1.2.3.4"))
         self.assertFalse(trusted.trusts("1.2.3.5"))
@@ -313,6 +343,7 @@ class ForwardedTests(SynchronousTestCase):
         self.assertFalse(trusted.trusts("5.6.7.8"))
 
     def test_prefix_forms_go_accepts(self) -> None:
+        """Prefixes in the forms Go accepts (+8, 024, mapped IPv6) are trusted ranges."""
         trusted = TrustedProxies.from_config(["10.0.0.0/+8", "192.168.1.1/024", "::ffff:1.2.3.0/120"])
         self.assertTrue(trusted.trusts("10.9.9.9"))
         self.assertTrue(trusted.trusts("192.168.1.200"))
@@ -320,12 +351,14 @@ class ForwardedTests(SynchronousTestCase):
         self.assertFalse(trusted.trusts("1.2.3.9"))
 
     def test_empty_list_is_false(self) -> None:
+        """No trusted proxies is false; any entry makes it true."""
         self.assertFalse(TrustedProxies.from_config(None))
         self.assertFalse(TrustedProxies.from_config([]))
         self.assertTrue(TrustedProxies.from_config(["::1"]))
 
     def test_config_errors(self) -> None:
         # Messages as Caddy 2.6.2 (Go 1.19) reports them.
+        """Bad trusted_proxies entries fail with Go's netip messages."""
         cases = {
             "foo": "invalid IP address: 'foo': ParseAddr(\"foo\"): unable to parse IP",
             "": "invalid IP address: '': ParseAddr(\"\"): unable to parse IP",
@@ -366,12 +399,14 @@ class ForwardedTests(SynchronousTestCase):
             self.assertEqual(str(caught.exception), message)
 
     def test_config_not_a_list(self) -> None:
+        """trusted_proxies that is no list of strings is a config error."""
         self.assertRaises(ConfigError, TrustedProxies.from_config, "10.0.0.0/8")
         self.assertRaises(ConfigError, TrustedProxies.from_config, [10])
 
 
 class HeaderUpTests(SynchronousTestCase):
     def test_host_from_upstream_placeholder(self) -> None:
+        """header_up Host with the upstream placeholder sets the Host sent, not XFH."""
         request, headers, _ = prepare([])
         request.placeholders["http.reverse_proxy.upstream.hostport"] = "localhost:9000"
         host = apply_request_ops(
@@ -381,24 +416,28 @@ class HeaderUpTests(SynchronousTestCase):
         self.assertEqual(headers.get("X-Forwarded-Host"), "example.com")
 
     def test_added_host_wins(self) -> None:
+        """A Host added by header_up is the one sent."""
         request, headers, _ = prepare([])
         self.assertEqual(apply_request_ops(ops(add={"Host": ["extra.example"]}), headers, request),
                          "extra.example")
         self.assertEqual(headers.get_all("Host"), ["extra.example"])
 
     def test_deleted_host_means_dial_address(self) -> None:
+        """Deleting Host with header_up sends the dial address as Host."""
         request, headers, _ = prepare([])
         self.assertEqual(apply_request_ops(ops(delete=["Host"]), headers, request), "")
         self.assertNotIn("Host", headers)
         self.assertEqual(to_raw(headers, "127.0.0.1:18090")[0], (b"Host", b"127.0.0.1:18090"))
 
     def test_host_replace(self) -> None:
+        """header_up replace rewrites the Host with a regexp."""
         request, headers, _ = prepare([])
         replace = {"Host": [{"search_regexp": r"\.com$", "replace": ".internal"}]}
         self.assertEqual(apply_request_ops(ops(replace=replace), headers, request),
                          "example.internal")
 
     def test_request_header_shorthand_and_delete_default(self) -> None:
+        """header_up's {>Field} shorthand works; it may delete a default X-Forwarded-For."""
         request, headers, _ = prepare([("X-Token", "abc")])
         apply_request_ops(ops(set={"X-Copy": ["{>X-Token}/{http.request.header.X-Token}"]},
                               delete=["X-Forwarded-For"]), headers, request)
@@ -406,6 +445,7 @@ class HeaderUpTests(SynchronousTestCase):
         self.assertNotIn("X-Forwarded-For", headers)
 
     def test_each_attempt_starts_from_the_prepared_headers(self) -> None:
+        """Each attempt applies header_up to a copy of the prepared fields."""
         request, prepared, _ = prepare([])
         header_up = ops(add={"X-Attempt": ["{http.reverse_proxy.upstream.hostport}"]})
         for upstream in ("a:1", "b:2"):
@@ -418,6 +458,7 @@ class HeaderUpTests(SynchronousTestCase):
 
 class ToRawTests(SynchronousTestCase):
     def test_go_writing_rules(self) -> None:
+        """Fields are written as Go: Host first, one User-Agent, no framing, values trimmed."""
         headers = Headers([
             ("Accept", "*/*"),
             ("User-Agent", "one"),
@@ -440,16 +481,19 @@ class ToRawTests(SynchronousTestCase):
         ])
 
     def test_empty_user_agent_not_written(self) -> None:
+        """An empty first User-Agent means none is written."""
         headers = Headers([("Host", "h"), ("User-Agent", ""), ("User-Agent", "second")])
         self.assertEqual(to_raw(headers), [(b"Host", b"h")])
 
     def test_host_cleaned_as_go_does(self) -> None:
+        """Host is cut at a space or slash and IDNA-encoded, as Go's cleanHost."""
         self.assertEqual(to_raw(Headers([("Host", "a.example b")]))[0], (b"Host", b"a.example"))
         self.assertEqual(to_raw(Headers([("Host", "a.example/x")]))[0], (b"Host", b"a.example"))
         self.assertEqual(to_raw(Headers([("Host", "b\xfccher.example:80")]))[0],
                          (b"Host", b"xn--bcher-kva.example:80"))
 
     def test_control_characters_refused(self) -> None:
+        """A value with CR or LF is refused with Go's error and a 502; a tab is fine."""
         headers = Headers([("Host", "h"), ("X-Ok", "a\tb"), ("X-Bad", "a\r\nX-Injected: 1")])
         with self.assertRaises(InvalidHeaderField) as caught:
             to_raw(headers)
@@ -458,11 +502,13 @@ class ToRawTests(SynchronousTestCase):
         self.assertEqual(to_raw(Headers([("X-Ok", "a\tb")])), [(b"X-Ok", b"a\tb")])
 
     def test_invalid_name_refused(self) -> None:
+        """An invalid field name is refused with Go's error."""
         with self.assertRaises(InvalidHeaderField) as caught:
             to_raw(Headers([("Bad Name", "x")]))
         self.assertEqual(str(caught.exception), 'net/http: invalid header field name "Bad Name"')
 
     def test_from_raw_round_trip(self) -> None:
+        """Raw fields become canonical names with latin-1 values, order and repeats kept."""
         raw = [(b"content-type", b"text/plain"), (b"X-BYTES", b"\xff\x00\x80"),
                (b"Set-Cookie", b"a=1"), (b"set-cookie", b"b=2")]
         headers = from_raw(raw)
@@ -475,6 +521,7 @@ class ToRawTests(SynchronousTestCase):
         self.assertEqual(headers.get("X-Bytes").encode("latin-1"), b"\xff\x00\x80")
 
     def test_view_without(self) -> None:
+        """A view without some fields changes apart from the original; its copy apart from it."""
         headers = Headers([("A", "1"), ("B", "2"), ("A", "3"), ("C", "5")])
         view = headers.view_without({"B"})
         self.assertEqual(items(view), [("A", "1"), ("A", "3"), ("C", "5")])
@@ -496,6 +543,7 @@ class ToRawTests(SynchronousTestCase):
         self.assertEqual(items(many), [("A", "1"), ("C", "3"), ("D", "4")])
 
     def test_canonical_name_lookups_and_merge(self) -> None:
+        """Lookups take canonical names; merge appends copies of the other's values."""
         headers = Headers([("content-type", "text/plain"), ("X-A", "1"), ("x-a", "2")])
         self.assertEqual(headers.values_of("X-A"), ["1", "2"])
         self.assertIsNone(headers.values_of("x-a"))  # the canonical name is expected
@@ -511,6 +559,7 @@ class ToRawTests(SynchronousTestCase):
 
 class CompressionRequestTests(SynchronousTestCase):
     def test_wants_gzip(self) -> None:
+        """gzip is asked for unless the client names an encoding, asks a range, or uses HEAD."""
         self.assertTrue(wants_gzip(Headers([("Host", "h")]), "GET"))
         self.assertTrue(wants_gzip(Headers([("Accept-Encoding", "")]), "POST"))
         self.assertFalse(wants_gzip(Headers([("Accept-Encoding", "br")]), "GET"))
@@ -520,6 +569,7 @@ class CompressionRequestTests(SynchronousTestCase):
 
     def test_empty_accept_encoding_still_sent(self) -> None:
         # Go writes the client's empty field and then its own.
+        """A client's empty Accept-Encoding is sent, followed by Go's own gzip."""
         headers = Headers([("Host", "h"), ("Accept-Encoding", "")])
         fields = to_raw(headers)
         if wants_gzip(headers, "GET"):
@@ -530,6 +580,7 @@ class CompressionRequestTests(SynchronousTestCase):
 
 class ResponseHeaderTests(SynchronousTestCase):
     def test_clean_response_headers(self) -> None:
+        """Hop-by-hop fields and those Connection names are removed from the response."""
         headers = from_raw([
             (b"Content-Type", b"text/plain"),
             (b"Connection", b"X-Bar, keep-alive"),
@@ -553,6 +604,7 @@ class ResponseHeaderTests(SynchronousTestCase):
         ])
 
     def test_response_connection_names_any_field(self) -> None:
+        """A response's Connection may name any field, Content-Length included."""
         headers = from_raw([(b"Connection", b"content-LENGTH, x-a"), (b"Connection", b"X-C"),
                             (b"Content-Length", b"3"), (b"X-A", b"1"), (b"X-B", b"2"),
                             (b"x-c", b"3")])
@@ -560,12 +612,14 @@ class ResponseHeaderTests(SynchronousTestCase):
         self.assertEqual(items(headers), [("X-B", "2")])
 
     def test_chunked_response_loses_content_length(self) -> None:
+        """A chunked response loses its Content-Length."""
         headers = from_raw([(b"Content-Length", b"99"), (b"Transfer-Encoding", b"chunked"),
                             (b"X-A", b"1")])
         clean_response_headers(headers)
         self.assertEqual(items(headers), [("X-A", "1")])
 
     def test_announced_trailers(self) -> None:
+        """A chunked response's Trailer names are canonical and unique; Trailer is removed."""
         headers = from_raw([(b"Trailer", b"x-one, X-Two,"), (b"Trailer", b"x-three, X-ONE"),
                             (b"Transfer-Encoding", b"chunked")])
         self.assertEqual(announced_trailers(headers), ["X-One", "X-Two", "X-Three"])
@@ -573,12 +627,14 @@ class ResponseHeaderTests(SynchronousTestCase):
         self.assertNotIn("Trailer", headers)
 
     def test_trailer_announcement_needs_chunked(self) -> None:
+        """Trailers are announced only by chunked responses; Trailer is removed either way."""
         headers = from_raw([(b"Trailer", b"X-One"), (b"Content-Length", b"5")])
         self.assertEqual(announced_trailers(headers), [])
         clean_response_headers(headers)
         self.assertEqual(items(headers), [("Content-Length", "5")])
 
     def test_forbidden_trailer_key(self) -> None:
+        """A forbidden trailer name is Go's "bad trailer key" error, a 502."""
         headers = from_raw([(b"Trailer", b"content-length"), (b"Transfer-Encoding", b"chunked")])
         with self.assertRaises(BadTrailerKey) as caught:
             announced_trailers(headers)
@@ -586,18 +642,21 @@ class ResponseHeaderTests(SynchronousTestCase):
         self.assertEqual(caught.exception.status, 502)
 
     def test_relay_trailers(self) -> None:
+        """Trailers are relayed with canonical names, sorted, repeated values kept."""
         relayed = relay_trailers([(b"X-One", b"1"), (b"X-Other", b"9"), (b"x-other", b"10"),
                                   (b"A-First", b"a")])
         self.assertEqual(relayed, [("A-First", "a"), ("X-One", "1"), ("X-Other", "9"),
                                    ("X-Other", "10")])
 
     def test_gunzip_fix_up(self) -> None:
+        """Decompressing a gzip response drops Content-Encoding and Content-Length."""
         headers = from_raw([(b"Content-Encoding", b"GZIP"), (b"Content-Length", b"25"),
                             (b"Content-Type", b"text/plain")])
         self.assertTrue(gunzip_response_headers(headers, 200))
         self.assertEqual(items(headers), [("Content-Type", "text/plain")])
 
     def test_gunzip_first_encoding_decides_and_all_go(self) -> None:
+        """Only a first encoding of gzip is decompressed, and then every encoding goes."""
         headers = from_raw([(b"Content-Encoding", b"gzip"), (b"Content-Encoding", b"br")])
         self.assertTrue(gunzip_response_headers(headers, 200))
         self.assertNotIn("Content-Encoding", headers)
@@ -606,6 +665,7 @@ class ResponseHeaderTests(SynchronousTestCase):
         self.assertEqual(headers.get_all("Content-Encoding"), ["br", "gzip"])
 
     def test_no_gunzip_without_a_body(self) -> None:
+        """Bodiless responses (204, 304, 1xx, length 0) are not decompressed."""
         for status, raw in [
             (204, [(b"Content-Encoding", b"gzip")]),
             (304, [(b"Content-Encoding", b"gzip"), (b"Content-Length", b"10")]),
@@ -617,6 +677,7 @@ class ResponseHeaderTests(SynchronousTestCase):
             self.assertEqual(headers.get("Content-Encoding"), "gzip")
 
     def test_gunzip_chunked_with_zero_length(self) -> None:
+        """A chunked response is decompressed even with a Content-Length of 0."""
         headers = from_raw([(b"Content-Encoding", b"gzip"), (b"Content-Length", b"0"),
                             (b"Transfer-Encoding", b"chunked")])
         self.assertTrue(gunzip_response_headers(headers, 200))
