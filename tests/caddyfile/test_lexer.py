@@ -22,7 +22,7 @@ class LexerTests(SynchronousTestCase):
         self.assertEqual(texts("a # c d\nfoo#bar"), [(1, "a", ""), (2, "foo#bar", "")])
 
     def test_double_quotes_keep_other_escapes(self) -> None:
-        """In double quotes only \" is unescaped; other backslashes are kept."""
+        """In double quotes only an escaped quote is unescaped; other backslashes stay."""
         self.assertEqual(texts(r'"x\\y" "a\"b"'), [(1, r"x\\y", '"'), (1, 'a"b', '"')])
 
     def test_quoted_token_spans_lines_and_counts_them(self) -> None:
