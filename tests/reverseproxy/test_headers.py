@@ -406,7 +406,7 @@ class ForwardedTests(SynchronousTestCase):
 
 class HeaderUpTests(SynchronousTestCase):
     def test_host_from_upstream_placeholder(self) -> None:
-        """header_up Host from the upstream placeholder sets the Host sent; X-Forwarded-Host stays."""
+        """header_up Host {upstream hostport} sets the Host sent; X-Forwarded-Host stays."""
         request, headers, _ = prepare([])
         request.placeholders["http.reverse_proxy.upstream.hostport"] = "localhost:9000"
         host = apply_request_ops(
