@@ -147,7 +147,8 @@ class LoopReadTests(TestCase):
         the same poll here, and the abort takes the other out of the reactor's books)."""
         import socket
 
-        _twisted._BATCH.install(reactor)
+        loop: Any = reactor  # the epoll reactor, its private parts included
+        _twisted._BATCH.install(loop)
         polls: list[set[int]] = []
 
         class RecordingPoller:
@@ -165,8 +166,8 @@ class LoopReadTests(TestCase):
                 return getattr(self.poller, name)
 
         # The installed loop holds the reactor's poller; run a fresh one over a recording one.
-        self.patch(reactor, "_poller", RecordingPoller(reactor._poller))
-        self.patch(reactor, "doIteration", _twisted._epoll_iteration(reactor, _twisted._BATCH))
+        self.patch(loop, "_poller", RecordingPoller(loop._poller))
+        self.patch(loop, "doIteration", _twisted._epoll_iteration(loop, _twisted._BATCH))
         servers: list[Any] = []
         server_fds: list[int] = []
         late: list[bytes] = []
@@ -175,6 +176,8 @@ class LoopReadTests(TestCase):
 
         class Server(Protocol):
             aborted = False
+
+            transport: Any
 
             def connectionMade(self) -> None:
                 servers.append(self)
@@ -197,7 +200,7 @@ class LoopReadTests(TestCase):
                 if not servers and not both_lost.called:
                     both_lost.callback(None)
 
-        port = reactor.listenTCP(0, Factory.forProtocol(Server), interface="127.0.0.1")
+        port = loop.listenTCP(0, Factory.forProtocol(Server), interface="127.0.0.1")
         self.addCleanup(port.stopListening)
         clients = []
         for _ in range(2):  # plain blocking sockets: their sends land before the next poll

@@ -257,7 +257,8 @@ class _RawClient(Protocol):
         self.received = bytearray()
 
     def connectionMade(self) -> None:
-        self.transport.write(self.raw)
+        transport: Any = self.transport
+        transport.write(self.raw)
 
     def dataReceived(self, data: bytes) -> None:
         self.received += data
@@ -278,10 +279,11 @@ def _raw_exchange(port: int, raw: bytes, timeout: float = 10) -> defer.Deferred[
     open fails the exchange with ``TimeoutError`` after ``timeout`` seconds, and a reset
     fails it with the reset's error.
     """
+    tcp: Any = reactor
     done: defer.Deferred[bytes] = defer.Deferred(lambda _: connector.disconnect())
     client = ClientFactory.forProtocol(lambda: _RawClient(raw, done))
-    connector = reactor.connectTCP("127.0.0.1", port, client)
-    return done.addTimeout(timeout, reactor)
+    connector = tcp.connectTCP("127.0.0.1", port, client)
+    return done.addTimeout(timeout, tcp)
 
 
 # Request smuggling: what the client sent, what it got, and what the backend saw.
