@@ -3,11 +3,16 @@
 from __future__ import annotations
 
 import json
+from typing import Any
 
 from twisted.trial.unittest import SynchronousTestCase
 
 from txcaddy.caddyfile.adapter import adapt_to_json
-from txcaddy.caddyfile.directives import headers, reverseproxy
+from txcaddy.caddyfile.directives import headers
+from txcaddy.caddyfile.directives.headers import apply_header_op
+from txcaddy.caddyfile.directives.matchers import canonical_header_key
+from txcaddy.caddyfile.directives.reverseproxy import _headers as proxy_headers
+from txcaddy.caddyfile.jsonenc import encode
 
 
 def handlers(caddyfile: str) -> list[str]:
@@ -20,7 +25,7 @@ def handlers(caddyfile: str) -> list[str]:
 class HeaderTests(SynchronousTestCase):
     def test_shared_operation_helper(self) -> None:
         """reverse_proxy and the header directives share one implementation."""
-        self.assertIs(headers.apply_header_op, reverseproxy.apply_header_op)
+        self.assertIs(proxy_headers.apply_header_op, headers.apply_header_op)
 
     def test_defaults_go_to_a_second_handler(self) -> None:
         """"?" defaults go to a handler of their own, after the plain operations."""
@@ -54,3 +59,51 @@ class HeaderTests(SynchronousTestCase):
             ['{"handler":"headers","request":{"replace":{"x-a":[{"replace":"c",'
              '"search_regexp":"^b"}]}}}'],
         )
+
+
+class HeaderOpTests(SynchronousTestCase):
+    """apply_header_op, shared with the ``header`` directive family."""
+
+    def test_request_ops(self) -> None:
+        """Request operations (set, delete, add, replace) land in HeaderOps in Caddy's field order."""
+        ops: dict[str, Any] = {}
+        apply_header_op(ops, "x-set", "a", "")
+        apply_header_op(ops, "-X-Gone", "", "")
+        apply_header_op(ops, "+x-add", "1", "")
+        apply_header_op(ops, "+X-Add", "2", "")
+        apply_header_op(ops, "X-Re", "^a", "b")
+        self.assertEqual(list(ops), ["add", "set", "delete", "replace"])
+        self.assertEqual(
+            encode(ops),
+            '{"add":{"X-Add":["1","2"]},"set":{"X-Set":["a"]},"delete":["X-Gone"],'
+            '"replace":{"X-Re":[{"search_regexp":"^a","replace":"b"}]}}',
+        )
+
+    def test_default_refused_for_requests(self) -> None:
+        """The ``?`` default modifier is refused on request headers with Caddy's message."""
+        with self.assertRaises(ValueError) as caught:
+            apply_header_op({}, "?X-Foo", "bar", "")
+        self.assertEqual(
+            str(caught.exception),
+            "?X-Foo: the default header modifier ('?') can only be used on response headers; "
+            "for conditional manipulation of request headers, use matchers",
+        )
+
+    def test_response_ops(self) -> None:
+        """On responses ``?`` sets with a ``require`` guard and ``-`` defers the operations."""
+        ops: dict[str, Any] = {}
+        apply_header_op(ops, "?x-default", "v", "", response=True)
+        apply_header_op(ops, "-Server", "", "", response=True)
+        self.assertEqual(
+            encode(ops),
+            '{"set":{"X-Default":["v"]},"delete":["Server"],'
+            '"require":{"headers":{"x-default":null}},"deferred":true}',
+        )
+
+    def test_canonical_header_key(self) -> None:
+        """Field names are canonicalised as Go's textproto does, placeholders and odd names untouched."""
+        self.assertEqual(canonical_header_key("x-forwarded-for"), "X-Forwarded-For")
+        self.assertEqual(canonical_header_key("X-FOO"), "X-Foo")
+        self.assertEqual(canonical_header_key("{http.x}"), "{http.x}")
+        self.assertEqual(canonical_header_key("has space"), "has space")
+        self.assertEqual(canonical_header_key(""), "")

@@ -15,8 +15,7 @@ from twisted.trial.unittest import SynchronousTestCase
 from txcaddy.caddyfile import directives as _directives  # noqa: F401  (registers them)
 from txcaddy.caddyfile._goparse import GoError, parse_bytes, weak_string
 from txcaddy.caddyfile.addresses import split_host_port
-from txcaddy.caddyfile.directives.matchers import canonical_header_key
-from txcaddy.caddyfile.directives.reverseproxy import apply_header_op, parse_upstream_dial_address
+from txcaddy.caddyfile.directives.reverseproxy import parse_upstream_dial_address
 from txcaddy.caddyfile.dispenser import Dispenser
 from txcaddy.caddyfile.errors import ConfigError, ConfigWarning
 from txcaddy.caddyfile.helper import GroupCounter, Helper, Route
@@ -48,6 +47,7 @@ def proxy(text: str) -> tuple[dict[str, Any], list[str]]:
 
 
 def proxy_error(text: str) -> str:
+    """Run one directive's parser that must fail; return the error's text."""
     warnings: list[ConfigWarning] = []
     name = text.split()[0]
     try:
@@ -61,6 +61,7 @@ class TransportAliasTests(SynchronousTestCase):
     """txcaddy accepts the tutorial's transport spellings, with a warning."""
 
     def test_aliases_give_caddy_json(self) -> None:
+        """The tutorial's four transport spellings give Caddy's JSON, one warning naming each Caddy spelling."""
         tutorial, warnings = proxy(
             "reverse_proxy localhost:3000 {\n"
             "\ttransport http {\n"
@@ -107,6 +108,7 @@ class TransportAliasTests(SynchronousTestCase):
         )
 
     def test_alias_errors_name_the_alias_value(self) -> None:
+        """A bad value under an alias is reported with Caddy's message for the Caddy spelling, at its line."""
         self.assertEqual(
             proxy_error("reverse_proxy x {\n\ttransport http {\n\t\tread_buffer_size lots\n\t}\n}"),
             "Caddyfile:3 - Error during parsing: invalid read buffer size 'lots': "
@@ -114,6 +116,7 @@ class TransportAliasTests(SynchronousTestCase):
         )
 
     def test_idle_conn_timeout_off(self) -> None:
+        """``idle_conn_timeout off`` disables keep-alive as ``keepalive off`` does."""
         handler, _ = proxy(
             "reverse_proxy x {\n\ttransport http {\n\t\tidle_conn_timeout off\n\t}\n}"
         )
@@ -122,10 +125,61 @@ class TransportAliasTests(SynchronousTestCase):
         )
 
 
+class SurplusLingerTests(SynchronousTestCase):
+    """``keepalive_surplus_linger``: a txcaddy extension of ``transport http`` (Caddy rejects it)."""
+
+    def test_merges_into_keep_alive(self) -> None:
+        """The linger joins the other keep-alive options in one ``keep_alive`` object, in nanoseconds."""
+        handler, warnings = proxy(
+            "reverse_proxy x {\n\ttransport http {\n\t\tkeepalive_surplus_linger 1.5s\n"
+            "\t\tkeepalive_idle_conns_per_host 4\n\t\tidle_conn_timeout 30s\n\t}\n}"
+        )
+        self.assertEqual(
+            handler["transport"]["keep_alive"],
+            {
+                "idle_timeout": 30_000_000_000,
+                "max_idle_conns_per_host": 4,
+                "surplus_linger": 1_500_000_000,
+            },
+        )
+        self.assertEqual(len(warnings), 1)  # the idle_conn_timeout alias only
+
+    def test_zero_is_written(self) -> None:
+        """``0`` (close the surplus at once, as Caddy) is written, unlike Go's omitted zero values."""
+        handler, warnings = proxy(
+            "reverse_proxy x {\n\ttransport http {\n\t\tkeepalive_surplus_linger 0s\n\t}\n}"
+        )
+        self.assertEqual(
+            handler["transport"], {"keep_alive": {"surplus_linger": 0}, "protocol": "http"}
+        )
+        self.assertEqual(warnings, [])
+
+    def test_bad_value(self) -> None:
+        """A value that is no duration is an error naming the line and the value."""
+        self.assertEqual(
+            proxy_error(
+                "reverse_proxy x {\n\ttransport http {\n\t\tkeepalive_surplus_linger 5x\n\t}\n}"
+            ),
+            "Caddyfile:3 - Error during parsing: bad duration value '5x': "
+            'time: unknown unit "x" in duration "5x"',
+        )
+
+    def test_negative_value(self) -> None:
+        """A negative linger is refused, naming the line and the value."""
+        self.assertEqual(
+            proxy_error(
+                "reverse_proxy x {\n\ttransport http {\n\t\tkeepalive_surplus_linger -1ms\n\t}\n}"
+            ),
+            "Caddyfile:3 - Error during parsing: keepalive_surplus_linger must not be negative: "
+            "'-1ms'",
+        )
+
+
 class SRVFormUpstreamTests(SynchronousTestCase):
     """A port-less ``_service._proto.name`` upstream means SRV lookups in txcaddy."""
 
     def test_to_srv_name(self) -> None:
+        """``to _service._proto.name`` becomes a ``dynamic srv`` source, with a warning naming Caddy's spelling."""
         handler, warnings = proxy(
             "reverse_proxy {\n\tto _api._tcp.example.com\n\tlb_policy round_robin\n}\n"
         )
@@ -147,11 +201,13 @@ class SRVFormUpstreamTests(SynchronousTestCase):
         )
 
     def test_same_json_as_dynamic_srv(self) -> None:
+        """An SRV-form upstream adapts to the same JSON as ``dynamic srv`` written out."""
         written, _ = proxy("reverse_proxy _api._tcp.example.com\n")
         spelled, _ = proxy("reverse_proxy {\n\tdynamic srv _api._tcp.example.com\n}\n")
         self.assertEqual(written, spelled)
 
     def test_scheme_is_kept_for_the_transport(self) -> None:
+        """An ``https://`` SRV-form upstream still turns the transport's TLS on."""
         handler, _ = proxy("reverse_proxy https://_api._tcp.example.com\n")
         self.assertEqual(
             handler["dynamic_upstreams"], {"name": "_api._tcp.example.com", "source": "srv"}
@@ -159,6 +215,7 @@ class SRVFormUpstreamTests(SynchronousTestCase):
         self.assertEqual(handler["transport"], {"protocol": "http", "tls": {}})
 
     def test_several_names_become_multi(self) -> None:
+        """Several SRV-form upstreams become one ``dynamic multi`` source, one warning each."""
         handler, warnings = proxy("reverse_proxy _a._tcp.example.com _b._udp.example.com\n")
         self.assertEqual(
             handler["dynamic_upstreams"],
@@ -173,11 +230,13 @@ class SRVFormUpstreamTests(SynchronousTestCase):
         self.assertEqual(len(warnings), 2)
 
     def test_with_port_stays_static(self) -> None:
+        """An SRV-looking upstream with a port stays a static dial address, without warning."""
         handler, warnings = proxy("reverse_proxy _api._tcp.example.com:8080\n")
         self.assertEqual(handler["upstreams"], [{"dial": "_api._tcp.example.com:8080"}])
         self.assertEqual(warnings, [])
 
     def test_not_srv_form(self) -> None:
+        """Names that only look similar (one label, no underscore, ``srv+``) stay static, without warning."""
         for address in (
             "_api.example.com",
             "api._tcp.example.com",
@@ -189,6 +248,7 @@ class SRVFormUpstreamTests(SynchronousTestCase):
             self.assertEqual(warnings, [], address)
 
     def test_cannot_mix_with_static(self) -> None:
+        """SRV-form and static upstreams together are an error at the SRV name's line."""
         self.assertEqual(
             proxy_error("reverse_proxy localhost:1 {\n\tto _api._tcp.example.com\n}\n"),
             "Caddyfile:2 - Error during parsing: upstream '_api._tcp.example.com' is looked up as "
@@ -196,6 +256,7 @@ class SRVFormUpstreamTests(SynchronousTestCase):
         )
 
     def test_cannot_mix_with_dynamic(self) -> None:
+        """An SRV-form upstream next to ``dynamic`` is an error at the SRV name's line."""
         self.assertEqual(
             proxy_error("reverse_proxy _api._tcp.example.com {\n\tdynamic a example.com\n}\n"),
             "Caddyfile:1 - Error during parsing: upstream '_api._tcp.example.com' is looked up as "
@@ -204,7 +265,10 @@ class SRVFormUpstreamTests(SynchronousTestCase):
 
 
 class WarningTests(SynchronousTestCase):
+    """Warnings Caddy prints while parsing, with their position."""
+
     def test_health_path(self) -> None:
+        """``health_path`` sets the active check's path and warns that it is deprecated."""
         handler, warnings = proxy("reverse_proxy a:1 {\n\thealth_path /healthz\n}\n")
         self.assertEqual(handler["health_checks"], {"active": {"path": "/healthz"}})
         self.assertEqual(
@@ -213,6 +277,7 @@ class WarningTests(SynchronousTestCase):
         )
 
     def test_unnecessary_header_up(self) -> None:
+        """``header_up`` repeating what the proxy sends anyway warns, naming the canonical field."""
         cases = {
             "Host {hostport}": "Host",
             "host {http.request.hostport}": "Host",
@@ -235,6 +300,7 @@ class WarningTests(SynchronousTestCase):
             )
 
     def test_necessary_header_up(self) -> None:
+        """``header_up`` that changes something (other value, delete, replace) does not warn."""
         for op in (
             "Host {upstream_hostport}",
             "X-Real-IP {remote_host}",
@@ -245,6 +311,7 @@ class WarningTests(SynchronousTestCase):
             self.assertEqual(warnings, [], op)
 
     def test_warning_points_at_the_line(self) -> None:
+        """A subdirective's warning carries the file and line of that subdirective."""
         warnings: list[ConfigWarning] = []
         DIRECTIVES["reverse_proxy"](
             _helper(
@@ -255,7 +322,10 @@ class WarningTests(SynchronousTestCase):
 
 
 class PlaceholderTests(SynchronousTestCase):
+    """Placeholders pass through the adapter untouched."""
+
     def test_request_header_shorthand_kept_as_written(self) -> None:
+        """``{>Header}`` placeholders are kept as written in header operations."""
         handler, _ = proxy(
             "reverse_proxy a:1 {\n\theader_up Connection {>Connection}\n"
             "\theader_up Upgrade {>Upgrade}\n\theader_down X-Up {>X-Up}\n}\n"
@@ -270,7 +340,10 @@ class PlaceholderTests(SynchronousTestCase):
 
 
 class DefaultPolicyTests(SynchronousTestCase):
+    """txcaddy's round-robin default (DESIGN.md §1) is a runtime choice, not adapter output."""
+
     def test_no_selection_policy_unless_given(self) -> None:
+        """Several upstreams without ``lb_policy`` give no ``load_balancing`` (the runtime's default applies)."""
         handler, _ = proxy("reverse_proxy a:1 b:2 c:3\n")
         self.assertEqual(
             handler,
@@ -289,18 +362,22 @@ class NewerCaddyOptionTests(SynchronousTestCase):
         return handler["load_balancing"]["selection_policy"]
 
     def test_client_ip_hash(self) -> None:
+        """``lb_policy client_ip_hash`` (Caddy 2.7) gives its policy module."""
         self.assertEqual(self.policy("client_ip_hash"), {"policy": "client_ip_hash"})
 
     def test_client_ip_hash_takes_no_argument(self) -> None:
+        """``client_ip_hash`` with an argument is an argument-count error."""
         self.assertEqual(
             proxy_error("reverse_proxy a:1 {\n\tlb_policy client_ip_hash x\n}\n"),
             "Caddyfile:2 - Error during parsing: Wrong argument count or unexpected line ending after 'x'",
         )
 
     def test_query(self) -> None:
+        """``lb_policy query <key>`` (Caddy 2.7) gives the key."""
         self.assertEqual(self.policy("query user"), {"key": "user", "policy": "query"})
 
     def test_query_fallback(self) -> None:
+        """``query``'s ``fallback`` block nests the fallback policy module."""
         self.assertEqual(
             self.policy("query user {\n\t\tfallback random_choose 3\n\t}"),
             {
@@ -311,6 +388,7 @@ class NewerCaddyOptionTests(SynchronousTestCase):
         )
 
     def test_query_errors(self) -> None:
+        """``query`` without a key, a second ``fallback`` and an unknown option are errors at their lines."""
         self.assertEqual(
             proxy_error("reverse_proxy a:1 {\n\tlb_policy query\n}\n"),
             "Caddyfile:2 - Error during parsing: Wrong argument count or unexpected line ending after 'query'",
@@ -327,6 +405,7 @@ class NewerCaddyOptionTests(SynchronousTestCase):
         )
 
     def test_dynamic_a_versions(self) -> None:
+        """``dynamic a``'s ``versions`` (Caddy 2.7) keeps the chosen IP versions; others are errors."""
         handler, _ = proxy("reverse_proxy {\n\tdynamic a app.example 8080 {\n\t\tversions ipv6\n\t}\n}\n")
         self.assertEqual(
             handler["dynamic_upstreams"],
@@ -340,6 +419,7 @@ class NewerCaddyOptionTests(SynchronousTestCase):
         )
 
     def test_dynamic_srv_grace_period(self) -> None:
+        """``grace_period`` (Caddy 2.8) is read for ``dynamic srv`` and refused for ``dynamic a``."""
         handler, _ = proxy("reverse_proxy {\n\tdynamic srv _a._tcp.x {\n\t\tgrace_period 30s\n\t}\n}\n")
         self.assertEqual(handler["dynamic_upstreams"],
                          {"grace_period": 30_000_000_000, "name": "_a._tcp.x", "source": "srv"})
@@ -347,12 +427,14 @@ class NewerCaddyOptionTests(SynchronousTestCase):
                       proxy_error("reverse_proxy {\n\tdynamic a x {\n\t\tgrace_period 30s\n\t}\n}\n"))
 
     def test_weighted_round_robin(self) -> None:
+        """``weighted_round_robin`` keeps one weight per upstream, 0 included (Caddy 2.9)."""
         self.assertEqual(
             self.policy("weighted_round_robin 3 1 0"),
             {"policy": "weighted_round_robin", "weights": [3, 1, 0]},
         )
 
     def test_weighted_round_robin_errors(self) -> None:
+        """Missing, negative and non-integer weights are errors with Caddy's messages."""
         self.assertEqual(
             proxy_error("reverse_proxy a:1 {\n\tlb_policy weighted_round_robin\n}\n"),
             "Caddyfile:2 - Error during parsing: Wrong argument count or unexpected line ending "
@@ -369,6 +451,7 @@ class NewerCaddyOptionTests(SynchronousTestCase):
         )
 
     def test_health_passes_and_fails(self) -> None:
+        """``health_passes``/``health_fails`` (Caddy 2.8) are integers, with Caddy's errors."""
         handler, _ = proxy(
             "reverse_proxy a:1 {\n\thealth_uri /h\n\thealth_passes 2\n\thealth_fails 3\n}\n"
         )
@@ -386,6 +469,7 @@ class NewerCaddyOptionTests(SynchronousTestCase):
         )
 
     def test_stream_timeout_and_close_delay(self) -> None:
+        """``stream_timeout``/``stream_close_delay`` take durations or nanoseconds; bad values are errors."""
         handler, _ = proxy(
             "reverse_proxy a:1 {\n\tstream_timeout 24h\n\tstream_close_delay 5000\n}\n"
         )
@@ -398,52 +482,11 @@ class NewerCaddyOptionTests(SynchronousTestCase):
         )
 
 
-class HeaderOpTests(SynchronousTestCase):
-    """apply_header_op, shared with the ``header`` directive family."""
-
-    def test_request_ops(self) -> None:
-        ops: dict[str, Any] = {}
-        apply_header_op(ops, "x-set", "a", "")
-        apply_header_op(ops, "-X-Gone", "", "")
-        apply_header_op(ops, "+x-add", "1", "")
-        apply_header_op(ops, "+X-Add", "2", "")
-        apply_header_op(ops, "X-Re", "^a", "b")
-        self.assertEqual(list(ops), ["add", "set", "delete", "replace"])
-        self.assertEqual(
-            encode(ops),
-            '{"add":{"X-Add":["1","2"]},"set":{"X-Set":["a"]},"delete":["X-Gone"],'
-            '"replace":{"X-Re":[{"search_regexp":"^a","replace":"b"}]}}',
-        )
-
-    def test_default_refused_for_requests(self) -> None:
-        with self.assertRaises(ValueError) as caught:
-            apply_header_op({}, "?X-Foo", "bar", "")
-        self.assertEqual(
-            str(caught.exception),
-            "?X-Foo: the default header modifier ('?') can only be used on response headers; "
-            "for conditional manipulation of request headers, use matchers",
-        )
-
-    def test_response_ops(self) -> None:
-        ops: dict[str, Any] = {}
-        apply_header_op(ops, "?x-default", "v", "", response=True)
-        apply_header_op(ops, "-Server", "", "", response=True)
-        self.assertEqual(
-            encode(ops),
-            '{"set":{"X-Default":["v"]},"delete":["Server"],'
-            '"require":{"headers":{"x-default":null}},"deferred":true}',
-        )
-
-    def test_canonical_header_key(self) -> None:
-        self.assertEqual(canonical_header_key("x-forwarded-for"), "X-Forwarded-For")
-        self.assertEqual(canonical_header_key("X-FOO"), "X-Foo")
-        self.assertEqual(canonical_header_key("{http.x}"), "{http.x}")
-        self.assertEqual(canonical_header_key("has space"), "has space")
-        self.assertEqual(canonical_header_key(""), "")
-
-
 class GoBehaviourTests(SynchronousTestCase):
+    """The Go library behaviour the adapter ports (net/url, net, go-humanize, encoding/json)."""
+
     def test_dial_addresses(self) -> None:
+        """Upstream addresses become Caddy 2.6.2's dial address and scheme."""
         cases = {
             "localhost": ("localhost:80", ""),
             "[::1]": ("[[::1]]:80", ""),
@@ -461,6 +504,7 @@ class GoBehaviourTests(SynchronousTestCase):
             self.assertEqual(parse_upstream_dial_address(written), expected, written)
 
     def test_dial_address_errors(self) -> None:
+        """A bad port in an upstream URL is net/url's error, wrapped as Caddy wraps it."""
         with self.assertRaises(GoError) as caught:
             parse_upstream_dial_address("https://h:abc")
         self.assertEqual(
@@ -469,12 +513,14 @@ class GoBehaviourTests(SynchronousTestCase):
         )
 
     def test_split_host_port(self) -> None:
+        """split_host_port follows Go's net.SplitHostPort, errors included."""
         self.assertEqual(split_host_port("[::1]:80"), ("::1", "80"))
         with self.assertRaises(GoError) as caught:
             split_host_port("a:b:c")
         self.assertEqual(str(caught.exception), "address a:b:c: too many colons in address")
 
     def test_parse_bytes(self) -> None:
+        """Byte sizes follow go-humanize, errors included."""
         self.assertEqual(parse_bytes("10MB"), 10_000_000)
         self.assertEqual(parse_bytes("1.5 KiB"), 1536)
         self.assertEqual(parse_bytes("1,024"), 1024)
@@ -483,12 +529,14 @@ class GoBehaviourTests(SynchronousTestCase):
         self.assertEqual(str(caught.exception), "unhandled size name: parsecs")
 
     def test_weak_string(self) -> None:
+        """WeakString marshals integers and booleans unquoted."""
         self.assertEqual(
             [weak_string(s) for s in ("404", "+5", "true", "false", "{x}", "")],
             [404, 5, True, False, "{x}", ""],
         )
 
     def test_module_object_goes_through_float64(self) -> None:
+        """module_object sorts keys and rounds numbers through float64, as Caddy's JSONModuleObject."""
         handler = module_object(
             {"b": {"z": 1, "a": 2}, "interval": 4444441200000000001}, "handler", "x"
         )

@@ -4,18 +4,63 @@ Both build ``headers`` handlers. Field prefixes choose the operation: ``+``
 adds, ``-`` deletes (and defers a response operation until the response is
 written), ``?`` sets a response header only if it is absent (a separate
 handler with a ``require`` matcher), and a third argument turns the second
-into a search regexp to replace. The operations themselves are shared with
-``reverse_proxy``'s ``header_up``/``header_down`` (``apply_header_op``).
+into a search regexp to replace. The operations themselves
+(``apply_header_op``, Caddy's ``headers.CaddyfileHeaderOp``) are shared with
+``reverse_proxy``'s ``header_up``/``header_down``, which import them from here.
 """
 
 from __future__ import annotations
 
-from txcaddy.caddyfile.directives.reverseproxy import apply_header_op
+from txcaddy.caddyfile.directives.matchers import canonical_header_key
 from txcaddy.caddyfile.helper import ConfigValue, Helper, JSONObject
 from txcaddy.caddyfile.jsonenc import GoMap, module_object
 from txcaddy.caddyfile.registry import directive
 
 __all__ = ["apply_header_op", "header_op"]
+
+_HEADER_OPS_ORDER = ("add", "set", "delete", "replace", "require", "deferred")
+
+
+def apply_header_op(
+    ops: JSONObject, field: str, value: str, replacement: str, *, response: bool = False
+) -> None:
+    """Add one Caddyfile header operation to a ``HeaderOps`` JSON object.
+
+    ``field`` may carry Caddy's prefixes: ``+`` add, ``-`` delete, ``?`` set
+    as a default (only when ``response`` is true: ``ops`` is then a
+    ``RespHeaderOps`` and ``-`` marks it deferred). A non-empty
+    ``replacement`` makes ``value`` a regexp to replace. Raises ValueError
+    with Caddy's message; the caller turns it into a parse error.
+    """
+    if field.startswith("+"):
+        add = ops.setdefault("add", GoMap())
+        key = canonical_header_key(field[1:])
+        add[key] = (add.get(key) or []) + [value]
+    elif field.startswith("-"):
+        ops.setdefault("delete", []).append(field[1:])
+        if response:
+            ops["deferred"] = True
+    elif field.startswith("?"):
+        if not response:
+            raise ValueError(
+                f"{field}: the default header modifier ('?') can only be used on response "
+                "headers; for conditional manipulation of request headers, use matchers"
+            )
+        field = field[1:]
+        ops.setdefault("require", {"headers": GoMap()})["headers"][field] = None
+        ops.setdefault("set", GoMap())[canonical_header_key(field)] = [value]
+    elif replacement != "":
+        field = field.lstrip("+-?")
+        # a Go struct with omitempty fields: an empty search regexp is left out
+        replace = {"search_regexp": value} if value else {}
+        replace["replace"] = replacement
+        ops.setdefault("replace", GoMap()).setdefault(field, []).append(replace)
+    else:
+        ops.setdefault("set", GoMap())[canonical_header_key(field)] = [value]
+    known = [(key, ops.pop(key)) for key in _HEADER_OPS_ORDER if key in ops]
+    rest = list(ops.items())
+    ops.clear()
+    ops.update(known + rest)
 
 
 def header_op(
