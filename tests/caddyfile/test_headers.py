@@ -62,7 +62,7 @@ class HeaderTests(SynchronousTestCase):
 
 
 class HeaderOpTests(SynchronousTestCase):
-    """apply_header_op, shared with the ``header`` directive family."""
+    """apply_header_op (Caddy's CaddyfileHeaderOp), which reverse_proxy's header_up/header_down use too."""
 
     def test_request_ops(self) -> None:
         """Request operations (set, delete, add, replace) land in HeaderOps in Caddy's field order."""

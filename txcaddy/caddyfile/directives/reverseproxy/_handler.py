@@ -77,6 +77,11 @@ class ReverseProxyConfig:
     # -- UnmarshalCaddyfile
 
     def parse(self, d: Dispenser) -> None:
+        """Read the directive's tokens: upstreams on its line, then each subdirective of its block.
+
+        Afterwards SRV-form upstreams become their dynamic source and the
+        transport is fitted to the upstreams' common scheme.
+        """
         self.common_scheme = ""
         self.transport = None
         self.transport_name = ""
