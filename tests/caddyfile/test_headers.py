@@ -62,10 +62,10 @@ class HeaderTests(SynchronousTestCase):
 
 
 class HeaderOpTests(SynchronousTestCase):
-    """apply_header_op (Caddy's CaddyfileHeaderOp), which reverse_proxy's header_up/header_down use too."""
+    """apply_header_op (Caddy's CaddyfileHeaderOp), also used by header_up/header_down."""
 
     def test_request_ops(self) -> None:
-        """Request operations (set, delete, add, replace) land in HeaderOps in Caddy's field order."""
+        """Request operations (set, delete, add, replace) land in HeaderOps in Caddy's order."""
         ops: dict[str, Any] = {}
         apply_header_op(ops, "x-set", "a", "")
         apply_header_op(ops, "-X-Gone", "", "")
@@ -101,7 +101,7 @@ class HeaderOpTests(SynchronousTestCase):
         )
 
     def test_canonical_header_key(self) -> None:
-        """Field names are canonicalised as Go's textproto does, placeholders and odd names untouched."""
+        """Field names are canonicalised as Go's textproto does; placeholders, odd names kept."""
         self.assertEqual(canonical_header_key("x-forwarded-for"), "X-Forwarded-For")
         self.assertEqual(canonical_header_key("X-FOO"), "X-Foo")
         self.assertEqual(canonical_header_key("{http.x}"), "{http.x}")

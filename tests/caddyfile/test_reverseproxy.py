@@ -61,7 +61,7 @@ class TransportAliasTests(SynchronousTestCase):
     """txcaddy accepts the tutorial's transport spellings, with a warning."""
 
     def test_aliases_give_caddy_json(self) -> None:
-        """The tutorial's four transport spellings give Caddy's JSON, one warning naming each Caddy spelling."""
+        """The tutorial's transport spellings give Caddy's JSON, warning with Caddy's spelling."""
         tutorial, warnings = proxy(
             "reverse_proxy localhost:3000 {\n"
             "\ttransport http {\n"
@@ -108,7 +108,7 @@ class TransportAliasTests(SynchronousTestCase):
         )
 
     def test_alias_errors_name_the_alias_value(self) -> None:
-        """A bad value under an alias is reported with Caddy's message for the Caddy spelling, at its line."""
+        """A bad value under an alias gets Caddy's message for the Caddy spelling, at its line."""
         self.assertEqual(
             proxy_error("reverse_proxy x {\n\ttransport http {\n\t\tread_buffer_size lots\n\t}\n}"),
             "Caddyfile:3 - Error during parsing: invalid read buffer size 'lots': "
@@ -126,10 +126,10 @@ class TransportAliasTests(SynchronousTestCase):
 
 
 class SurplusLingerTests(SynchronousTestCase):
-    """``keepalive_surplus_linger``: a txcaddy extension of ``transport http`` (Caddy rejects it)."""
+    """``keepalive_surplus_linger``: txcaddy's ``transport http`` extension (Caddy rejects it)."""
 
     def test_merges_into_keep_alive(self) -> None:
-        """The linger joins the other keep-alive options in one ``keep_alive`` object, in nanoseconds."""
+        """The linger joins the other keep-alive options in one ``keep_alive`` object, in ns."""
         handler, warnings = proxy(
             "reverse_proxy x {\n\ttransport http {\n\t\tkeepalive_surplus_linger 1.5s\n"
             "\t\tkeepalive_idle_conns_per_host 4\n\t\tidle_conn_timeout 30s\n\t}\n}"
@@ -145,7 +145,7 @@ class SurplusLingerTests(SynchronousTestCase):
         self.assertEqual(len(warnings), 1)  # the idle_conn_timeout alias only
 
     def test_zero_is_written(self) -> None:
-        """``0`` (close the surplus at once, as Caddy) is written, unlike Go's omitted zero values."""
+        """``0`` (close the surplus at once, as Caddy) is written, unlike omitted zero values."""
         handler, warnings = proxy(
             "reverse_proxy x {\n\ttransport http {\n\t\tkeepalive_surplus_linger 0s\n\t}\n}"
         )
@@ -179,7 +179,7 @@ class SRVFormUpstreamTests(SynchronousTestCase):
     """A port-less ``_service._proto.name`` upstream means SRV lookups in txcaddy."""
 
     def test_to_srv_name(self) -> None:
-        """``to _service._proto.name`` becomes a ``dynamic srv`` source, with a warning naming Caddy's spelling."""
+        """``to _service._proto.name`` becomes ``dynamic srv``, warning with Caddy's spelling."""
         handler, warnings = proxy(
             "reverse_proxy {\n\tto _api._tcp.example.com\n\tlb_policy round_robin\n}\n"
         )
@@ -236,7 +236,7 @@ class SRVFormUpstreamTests(SynchronousTestCase):
         self.assertEqual(warnings, [])
 
     def test_not_srv_form(self) -> None:
-        """Names that only look similar (one label, no underscore, ``srv+``) stay static, without warning."""
+        """Names that only look similar (no underscore, ``srv+``…) stay static, without warning."""
         for address in (
             "_api.example.com",
             "api._tcp.example.com",
@@ -343,7 +343,7 @@ class DefaultPolicyTests(SynchronousTestCase):
     """txcaddy's round-robin default (DESIGN.md §1) is a runtime choice, not adapter output."""
 
     def test_no_selection_policy_unless_given(self) -> None:
-        """Several upstreams without ``lb_policy`` give no ``load_balancing`` (the runtime's default applies)."""
+        """Upstreams without ``lb_policy`` give no ``load_balancing`` (runtime default)."""
         handler, _ = proxy("reverse_proxy a:1 b:2 c:3\n")
         self.assertEqual(
             handler,
@@ -388,7 +388,7 @@ class NewerCaddyOptionTests(SynchronousTestCase):
         )
 
     def test_query_errors(self) -> None:
-        """``query`` without a key, a second ``fallback`` and an unknown option are errors at their lines."""
+        """``query`` without a key, a second ``fallback``, an unknown option: errors at their lines."""
         self.assertEqual(
             proxy_error("reverse_proxy a:1 {\n\tlb_policy query\n}\n"),
             "Caddyfile:2 - Error during parsing: Wrong argument count or unexpected line ending after 'query'",
@@ -405,7 +405,7 @@ class NewerCaddyOptionTests(SynchronousTestCase):
         )
 
     def test_dynamic_a_versions(self) -> None:
-        """``dynamic a``'s ``versions`` (Caddy 2.7) keeps the chosen IP versions; others are errors."""
+        """``dynamic a``'s ``versions`` (Caddy 2.7) keeps the chosen IP versions, refuses others."""
         handler, _ = proxy("reverse_proxy {\n\tdynamic a app.example 8080 {\n\t\tversions ipv6\n\t}\n}\n")
         self.assertEqual(
             handler["dynamic_upstreams"],
@@ -419,7 +419,7 @@ class NewerCaddyOptionTests(SynchronousTestCase):
         )
 
     def test_dynamic_srv_grace_period(self) -> None:
-        """``grace_period`` (Caddy 2.8) is read for ``dynamic srv`` and refused for ``dynamic a``."""
+        """``grace_period`` (Caddy 2.8) is read for ``dynamic srv``, refused for ``dynamic a``."""
         handler, _ = proxy("reverse_proxy {\n\tdynamic srv _a._tcp.x {\n\t\tgrace_period 30s\n\t}\n}\n")
         self.assertEqual(handler["dynamic_upstreams"],
                          {"grace_period": 30_000_000_000, "name": "_a._tcp.x", "source": "srv"})
@@ -469,7 +469,7 @@ class NewerCaddyOptionTests(SynchronousTestCase):
         )
 
     def test_stream_timeout_and_close_delay(self) -> None:
-        """``stream_timeout``/``stream_close_delay`` take durations or nanoseconds; bad values are errors."""
+        """``stream_timeout``/``stream_close_delay`` take durations or nanoseconds."""
         handler, _ = proxy(
             "reverse_proxy a:1 {\n\tstream_timeout 24h\n\tstream_close_delay 5000\n}\n"
         )
@@ -536,7 +536,7 @@ class GoBehaviourTests(SynchronousTestCase):
         )
 
     def test_module_object_goes_through_float64(self) -> None:
-        """module_object sorts keys and rounds numbers through float64, as Caddy's JSONModuleObject."""
+        """module_object sorts keys and rounds numbers through float64 (JSONModuleObject)."""
         handler = module_object(
             {"b": {"z": 1, "a": 2}, "interval": 4444441200000000001}, "handler", "x"
         )

@@ -57,7 +57,9 @@ def _fallback_option(d: Dispenser, ctx: Context, current: GoMap | None) -> GoMap
     if current is not None:
         raise d.err("fallback selection policy already specified")
     name = d.val()
-    policy = unmarshal_module(d, "http.reverse_proxy.selection_policies", name, SELECTION_POLICIES, ctx)
+    policy = unmarshal_module(
+        d, "http.reverse_proxy.selection_policies", name, SELECTION_POLICIES, ctx
+    )
     return module_object(policy, "policy", name)
 
 

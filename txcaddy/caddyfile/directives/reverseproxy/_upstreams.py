@@ -272,7 +272,9 @@ def parse_multi_source(d: Dispenser, ctx: Context) -> JSONObject:
         nesting = d.nesting
         while d.next_block(nesting):
             name = d.val()
-            source = unmarshal_module(d, "http.reverse_proxy.upstreams", name, UPSTREAM_SOURCES, ctx)
+            source = unmarshal_module(
+                d, "http.reverse_proxy.upstreams", name, UPSTREAM_SOURCES, ctx
+            )
             sources.append(module_object(source, "source", name))
     return struct(("sources", sources))
 
