@@ -388,7 +388,7 @@ class NewerCaddyOptionTests(SynchronousTestCase):
         )
 
     def test_query_errors(self) -> None:
-        """``query`` without a key, a second ``fallback``, an unknown option: errors at their lines."""
+        """``query`` without a key, a second ``fallback`` or an unknown option fails at its line."""
         self.assertEqual(
             proxy_error("reverse_proxy a:1 {\n\tlb_policy query\n}\n"),
             "Caddyfile:2 - Error during parsing: Wrong argument count or unexpected line ending after 'query'",
