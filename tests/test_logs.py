@@ -19,8 +19,8 @@ from twisted.internet.testing import MemoryReactorClock, StringTransport
 from twisted.trial.unittest import SynchronousTestCase, TestCase
 
 from txcaddy.caddyfile.adapter import adapt
-from txcaddy.caddyfile.errors import ConfigError
 from txcaddy.config.loader import LoadContext
+from txcaddy.errors import ConfigError
 from txcaddy.http.app import load_http_app
 from txcaddy.http.errors import HandlerError
 from txcaddy.http.routing import Route, RouteList

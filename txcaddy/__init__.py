@@ -7,7 +7,7 @@ Embedding::
     service.setServiceParent(application)      # any Twisted service tree
 """
 
-from txcaddy.caddyfile.errors import ConfigError
+from txcaddy.errors import ConfigError
 from txcaddy.service import CaddyService, fromCaddyfile, fromConfig
 
 __all__ = ["CaddyService", "ConfigError", "fromCaddyfile", "fromConfig"]

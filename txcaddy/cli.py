@@ -12,7 +12,7 @@ import sys
 from collections.abc import Sequence
 from typing import TextIO
 
-from txcaddy.caddyfile.errors import ConfigError, ConfigWarning
+from txcaddy.errors import ConfigError, ConfigWarning
 
 VERSION = "0.1.0"
 

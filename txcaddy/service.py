@@ -15,8 +15,8 @@ from twisted.internet.defer import Deferred, DeferredList, inlineCallbacks, mayb
 from twisted.internet.endpoints import serverFromString
 from twisted.logger import Logger
 
-from txcaddy.caddyfile.errors import ConfigError, ConfigWarning
 from txcaddy.config.loader import LoadContext
+from txcaddy.errors import ConfigError, ConfigWarning
 from txcaddy.http._h1 import HTTP11Factory
 from txcaddy.http.app import HTTPApp, load_http_app
 from txcaddy.logs import LogSystem

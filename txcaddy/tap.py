@@ -12,7 +12,7 @@ from typing import Any
 from twisted.application.service import IService
 from twisted.python import usage
 
-from txcaddy.caddyfile.errors import ConfigError
+from txcaddy.errors import ConfigError
 
 
 class Options(usage.Options):

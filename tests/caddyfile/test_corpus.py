@@ -17,8 +17,8 @@ import shutil
 from twisted.trial.unittest import SkipTest, SynchronousTestCase
 
 from txcaddy.caddyfile.adapter import adapt
-from txcaddy.caddyfile.errors import ConfigError
 from txcaddy.caddyfile.jsonenc import encode
+from txcaddy.errors import ConfigError
 
 CORPUS = pathlib.Path(__file__).resolve().parents[2].parent / "shared" / "caddy-adapt-corpus"
 

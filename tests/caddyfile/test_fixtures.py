@@ -16,7 +16,7 @@ import pathlib
 from twisted.trial.unittest import SynchronousTestCase
 
 from txcaddy.caddyfile.adapter import adapt_to_json
-from txcaddy.caddyfile.errors import ConfigError
+from txcaddy.errors import ConfigError
 
 FIXTURES = pathlib.Path(__file__).parent / "fixtures"
 

@@ -13,8 +13,8 @@ from txcaddy.caddyfile import registry
 from txcaddy.caddyfile._goparse import go_atoi
 from txcaddy.caddyfile.directives import matchers
 from txcaddy.caddyfile.dispenser import Dispenser
-from txcaddy.caddyfile.errors import ConfigError
 from txcaddy.caddyfile.jsonenc import GoMap, encode
+from txcaddy.errors import ConfigError
 
 
 def parse(name: str, text: str) -> object:

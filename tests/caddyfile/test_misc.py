@@ -14,7 +14,7 @@ from twisted.trial.unittest import SynchronousTestCase
 
 from txcaddy.caddyfile.adapter import adapt, adapt_to_json
 from txcaddy.caddyfile.directives.options import CertificateAuthority
-from txcaddy.caddyfile.errors import ConfigError
+from txcaddy.errors import ConfigError
 
 
 def handlers(caddyfile: str) -> list[dict]:

@@ -22,9 +22,9 @@ from txcaddy.caddyfile.directives.options import (
     storage_json,
 )
 from txcaddy.caddyfile.dispenser import Dispenser
-from txcaddy.caddyfile.errors import ConfigError
 from txcaddy.caddyfile.helper import App
 from txcaddy.caddyfile.jsonenc import encode
+from txcaddy.errors import ConfigError
 
 
 def option(text: str, existing: object = None) -> object:

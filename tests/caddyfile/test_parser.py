@@ -5,8 +5,8 @@ import os
 from twisted.python.filepath import FilePath
 from twisted.trial.unittest import SynchronousTestCase
 
-from txcaddy.caddyfile.errors import ConfigError
 from txcaddy.caddyfile.parser import parse, replace_env_vars
+from txcaddy.errors import ConfigError
 
 
 def segments(block) -> list[list[str]]:

@@ -17,10 +17,10 @@ from txcaddy.caddyfile._goparse import GoError, parse_bytes, weak_string
 from txcaddy.caddyfile.addresses import split_host_port
 from txcaddy.caddyfile.directives.reverseproxy import parse_upstream_dial_address
 from txcaddy.caddyfile.dispenser import Dispenser
-from txcaddy.caddyfile.errors import ConfigError, ConfigWarning
 from txcaddy.caddyfile.helper import GroupCounter, Helper, Route
 from txcaddy.caddyfile.jsonenc import GoMap, encode, module_object
 from txcaddy.caddyfile.registry import DIRECTIVES
+from txcaddy.errors import ConfigError, ConfigWarning
 
 
 def _helper(text: str, warnings: list[ConfigWarning]) -> Helper:

@@ -9,8 +9,8 @@ from hypothesis import strategies as st
 from twisted.trial.unittest import SynchronousTestCase
 
 from txcaddy.caddyfile.adapter import adapt
-from txcaddy.caddyfile.errors import ConfigError
 from txcaddy.caddyfile.lexer import tokenize
+from txcaddy.errors import ConfigError
 
 WORDS = st.sampled_from(
     [

@@ -9,9 +9,9 @@ import sys
 from twisted.trial.unittest import SynchronousTestCase
 
 import twisted.plugins
-from txcaddy.caddyfile.errors import ConfigError
 from txcaddy.config import registry
 from txcaddy.config.loader import LoadContext
+from txcaddy.errors import ConfigError
 from txcaddy.testing import make_request, serve
 
 DOCS = os.path.join(os.path.dirname(__file__), "..", "..", "docs", "plugins.md")

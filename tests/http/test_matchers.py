@@ -10,9 +10,9 @@ from __future__ import annotations
 from twisted.trial.unittest import SynchronousTestCase
 from zope.interface.verify import verifyObject
 
-from txcaddy.caddyfile.errors import ConfigError
 from txcaddy.config.loader import LoadContext
 from txcaddy.config.placeholders import Template
+from txcaddy.errors import ConfigError
 from txcaddy.http._goregexp import GoRegexpError, compile_go_regexp, translate
 from txcaddy.http.matchers import (
     MatchPath,

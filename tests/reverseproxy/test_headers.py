@@ -8,7 +8,7 @@ from __future__ import annotations
 
 from twisted.trial.unittest import SynchronousTestCase
 
-from txcaddy.caddyfile.errors import ConfigError
+from txcaddy.errors import ConfigError
 from txcaddy.http.handlers.headers import HeaderOps
 from txcaddy.http.headers import Headers
 from txcaddy.reverseproxy.headers import (

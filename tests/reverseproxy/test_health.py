@@ -9,8 +9,8 @@ from twisted.logger import Logger
 from twisted.trial.unittest import SynchronousTestCase
 
 from tests.reverseproxy.test_handler import FakeTransport, HandlerTestCase
-from txcaddy.caddyfile.errors import ConfigError
 from txcaddy.config.loader import LoadContext
+from txcaddy.errors import ConfigError
 from txcaddy.reverseproxy import handler as handler_module
 from txcaddy.reverseproxy.health import (
     ActiveHealthChecker,

@@ -19,9 +19,9 @@ from twisted.logger import Logger, LogLevel, formatEvent
 from twisted.trial.unittest import SynchronousTestCase
 
 from txcaddy.caddyfile.adapter import adapt_to_json
-from txcaddy.caddyfile.errors import ConfigError
 from txcaddy.config import registry
 from txcaddy.config.loader import LoadContext
+from txcaddy.errors import ConfigError
 from txcaddy.interfaces import ISelectionPolicy
 from txcaddy.reverseproxy import selection
 from txcaddy.reverseproxy.selection import (

@@ -34,7 +34,7 @@ from twisted.test import iosim
 from twisted.trial.unittest import SynchronousTestCase, TestCase
 from twisted.web import http, resource, server
 
-from txcaddy.caddyfile.errors import ConfigError
+from txcaddy.errors import ConfigError
 from txcaddy.reverseproxy._h1client import SURPLUS_LINGER
 from txcaddy.reverseproxy._resolver import NamesHostnameResolver, parse_resolver_addresses
 from txcaddy.reverseproxy._tls import _allow_one_renegotiation

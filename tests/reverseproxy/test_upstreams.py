@@ -15,8 +15,8 @@ from twisted.trial.unittest import SynchronousTestCase
 from zope.interface.verify import verifyObject
 
 from tests.reverseproxy.test_handler import HandlerTestCase
-from txcaddy.caddyfile.errors import ConfigError
 from txcaddy.config.loader import LoadContext
+from txcaddy.errors import ConfigError
 from txcaddy.interfaces import IUpstreamSource
 from txcaddy.reverseproxy import upstreams
 from txcaddy.reverseproxy.hosts import HOSTS, Upstream

@@ -1,28 +1,11 @@
-"""Configuration errors and warnings that name the file and the line."""
+"""Configuration errors and warnings that name the file and the line.
+
+Defined in ``txcaddy.errors`` (the runtime raises them too, without the adapter); the
+adapter's modules import them from here as they always did.
+"""
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from txcaddy.errors import ConfigError, ConfigWarning
 
-
-class ConfigError(Exception):
-    """A Caddyfile or JSON config that cannot be adapted or loaded.
-
-    Messages follow Caddy's form (``Caddyfile:11 - Error during parsing:
-    unrecognized subdirective foo``) so a user can jump to the line; callers
-    show ``str(error)`` and never a traceback.
-    """
-
-
-@dataclass(frozen=True)
-class ConfigWarning:
-    """Something accepted but worth telling the user, like Caddy's Warning."""
-
-    file: str = ""
-    line: int = 0
-    directive: str = ""
-    message: str = ""
-
-    def __str__(self) -> str:
-        directive = f" ({self.directive})" if self.directive else ""
-        return f"{self.file}:{self.line}{directive}: {self.message}"
+__all__ = ["ConfigError", "ConfigWarning"]

@@ -13,8 +13,8 @@ from typing import Any
 
 from twisted.logger import Logger
 
-from txcaddy.caddyfile.errors import ConfigError
 from txcaddy.config import registry
+from txcaddy.errors import ConfigError
 
 
 class LoadContext:

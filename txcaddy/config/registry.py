@@ -12,7 +12,7 @@ import importlib
 from collections.abc import Callable
 from typing import Any
 
-from txcaddy.caddyfile.errors import ConfigError
+from txcaddy.errors import ConfigError
 
 ModuleFactory = Callable[[dict[str, Any], Any], Any]
 

@@ -12,7 +12,7 @@ import os
 from collections.abc import Mapping
 from typing import Any
 
-from txcaddy.caddyfile.errors import ConfigError, ConfigWarning
+from txcaddy.errors import ConfigError, ConfigWarning
 
 ADAPTERS = ("caddyfile", "json")
 

@@ -9,7 +9,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from txcaddy.caddyfile.errors import ConfigError
+from txcaddy.errors import ConfigError
 
 
 def validate_config(config: Any, reactor: Any = None) -> None:

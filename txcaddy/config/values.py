@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from txcaddy.caddyfile.errors import ConfigError
+from txcaddy.errors import ConfigError
 
 
 def duration_seconds(value: Any, where: str) -> float | None:

@@ -11,9 +11,9 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from txcaddy.caddyfile.addresses import AddressError, NetworkAddress
-from txcaddy.caddyfile.errors import ConfigError
 from txcaddy.config.loader import LoadContext
 from txcaddy.config.values import duration_seconds
+from txcaddy.errors import ConfigError
 from txcaddy.http.server import DEFAULT_IDLE_TIMEOUT, HTTPServer
 from txcaddy.logs import LogSystem
 

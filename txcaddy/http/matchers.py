@@ -28,7 +28,6 @@ from urllib.parse import unquote
 
 from zope.interface import implementer
 
-from txcaddy.caddyfile.errors import ConfigError
 from txcaddy.config.placeholders import (
     Template,
     escaped_path,
@@ -39,6 +38,7 @@ from txcaddy.config.placeholders import (
     split_host_port,
 )
 from txcaddy.config.registry import module
+from txcaddy.errors import ConfigError
 from txcaddy.http._goregexp import GoRegexpError, compile_go_regexp
 from txcaddy.http.headers import canonical_key
 from txcaddy.interfaces import IRequestMatcher

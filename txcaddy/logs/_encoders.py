@@ -8,8 +8,8 @@ from json.encoder import c_make_encoder  # type: ignore[attr-defined]
 from json.encoder import encode_basestring as _c_json_string
 from typing import Any
 
-from txcaddy.caddyfile.errors import ConfigError
 from txcaddy.config.registry import module
+from txcaddy.errors import ConfigError
 from txcaddy.logs._goformat import (
     _ISO8601,
     _NAMED_LAYOUTS,

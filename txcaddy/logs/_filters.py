@@ -12,8 +12,8 @@ from collections.abc import Callable
 from typing import Any
 from urllib.parse import quote_plus, unquote
 
-from txcaddy.caddyfile.errors import ConfigError
 from txcaddy.config.registry import module
+from txcaddy.errors import ConfigError
 from txcaddy.logs._goformat import _parse_go_ip
 from txcaddy.logs._values import StringArray
 

@@ -10,7 +10,7 @@ from typing import Any
 from twisted.logger import ILogObserver, Logger, LogLevel, LogPublisher
 from zope.interface import implementer
 
-from txcaddy.caddyfile.errors import ConfigError
+from txcaddy.errors import ConfigError
 from txcaddy.logs._access import ServerLogger
 from txcaddy.logs._encoders import default_encoder
 from txcaddy.logs._values import Entry

@@ -19,8 +19,8 @@ from twisted.internet.defer import Deferred
 from twisted.internet.protocol import DatagramProtocol, Factory, Protocol
 from twisted.logger import Logger
 
-from txcaddy.caddyfile.errors import ConfigError
 from txcaddy.config.registry import module
+from txcaddy.errors import ConfigError
 from txcaddy.logs._goformat import _parse_go_ip
 
 _log = Logger(namespace="txcaddy.logs")  # the namespace the single module had

@@ -21,7 +21,7 @@ from twisted.internet.interfaces import (
 from twisted.names import client, dns, hosts, resolve
 from zope.interface import implementer
 
-from txcaddy.caddyfile.errors import ConfigError
+from txcaddy.errors import ConfigError
 
 _NETWORKS = ("tcp", "tcp4", "tcp6", "udp", "udp4", "udp6")
 

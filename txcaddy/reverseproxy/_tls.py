@@ -30,8 +30,8 @@ from twisted.internet.ssl import (
 from twisted.python.failure import Failure
 from zope.interface import implementer
 
-from txcaddy.caddyfile.errors import ConfigError
 from txcaddy.config.placeholders import Template
+from txcaddy.errors import ConfigError
 
 #: ALPN offered to upstreams.  HTTP/2 over TLS to upstreams is not implemented yet, so a
 #: ``versions`` list with "2" still gets HTTP/1.1 (the upstream must accept it).

@@ -13,9 +13,9 @@ from typing import Any
 
 from twisted.logger import Logger
 
-from txcaddy.caddyfile.errors import ConfigError
 from txcaddy.config.registry import module
 from txcaddy.config.values import duration_seconds
+from txcaddy.errors import ConfigError
 from txcaddy.reverseproxy._h1client import (
     _DEFAULT_READ_SIZE,
     ConnectionPool,

@@ -24,10 +24,10 @@ from twisted.logger import Logger
 from twisted.python.failure import Failure
 from zope.interface import implementer
 
-from txcaddy.caddyfile.errors import ConfigError
 from txcaddy.config.placeholders import UNKNOWN, GoDuration, Template
 from txcaddy.config.registry import module
 from txcaddy.config.values import duration_seconds, integer
+from txcaddy.errors import ConfigError
 from txcaddy.http.errors import AbortConnection, HandlerError
 from txcaddy.http.handlers.headers import status_code_matches
 from txcaddy.http.headers import Headers

@@ -40,7 +40,7 @@ import re
 from collections.abc import Iterable
 from typing import Any
 
-from txcaddy.caddyfile.errors import ConfigError
+from txcaddy.errors import ConfigError
 from txcaddy.http.headers import Headers, canonical_key
 from txcaddy.reverseproxy.transport import RawHeaders, UpstreamError, UpstreamProtocolError
 

@@ -31,7 +31,6 @@ from twisted.internet.task import LoopingCall
 from twisted.logger import Logger
 from twisted.python.failure import Failure
 
-from txcaddy.caddyfile.errors import ConfigError
 from txcaddy.config.placeholders import (
     Template,
     _global_resolver,
@@ -40,6 +39,7 @@ from txcaddy.config.placeholders import (
     to_string,
 )
 from txcaddy.config.values import duration_seconds, integer
+from txcaddy.errors import ConfigError
 from txcaddy.http._goregexp import GoRegexpError, compile_go_regexp
 from txcaddy.http.handlers.headers import status_code_matches
 from txcaddy.reverseproxy.hosts import Host, Upstream

@@ -34,10 +34,10 @@ from typing import TYPE_CHECKING, Any
 from zope.interface import implementer
 
 from txcaddy.caddyfile._goparse import parse_caddy_duration
-from txcaddy.caddyfile.errors import ConfigError
 from txcaddy.config.placeholders import parse_query, split_host_port
 from txcaddy.config.registry import module
 from txcaddy.config.values import string
+from txcaddy.errors import ConfigError
 from txcaddy.http.headers import canonical_key
 from txcaddy.interfaces import ISelectionPolicy
 

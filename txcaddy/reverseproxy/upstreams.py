@@ -32,9 +32,9 @@ from twisted.names import client, dns, hosts
 from twisted.python.failure import Failure
 from zope.interface import implementer
 
-from txcaddy.caddyfile.errors import ConfigError
 from txcaddy.config.registry import module
 from txcaddy.config.values import duration_seconds, string
+from txcaddy.errors import ConfigError
 from txcaddy.interfaces import IUpstreamSource
 from txcaddy.reverseproxy.hosts import HOSTS, Upstream
 

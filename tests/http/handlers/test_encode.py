@@ -11,7 +11,7 @@ from twisted.internet.defer import Deferred
 from twisted.trial.unittest import SynchronousTestCase
 
 from tests.http.handlers.support import fixture_handlers, load
-from txcaddy.caddyfile.errors import ConfigError
+from txcaddy.errors import ConfigError
 from txcaddy.http.errors import HandlerError
 from txcaddy.http.handlers.encode import accepted_encodings, parse_float32
 from txcaddy.http.headers import Headers

@@ -8,8 +8,8 @@ from urllib.parse import quote
 
 from twisted.trial.unittest import SynchronousTestCase
 
-from txcaddy.caddyfile.errors import ConfigError
 from txcaddy.config.loader import LoadContext
+from txcaddy.errors import ConfigError
 from txcaddy.http.errors import HandlerError
 from txcaddy.http.handlers._filematch import (
     FileMatcher,

@@ -17,8 +17,8 @@ from twisted.internet.defer import Deferred
 from twisted.logger import ILogObserver, Logger, LogLevel
 from twisted.trial.unittest import SynchronousTestCase
 
-from txcaddy.caddyfile.errors import ConfigError
 from txcaddy.config.loader import LoadContext
+from txcaddy.errors import ConfigError
 from txcaddy.http.errors import AbortConnection, HandlerError
 from txcaddy.http.handlers import fileserver
 from txcaddy.http.handlers.fileserver import (

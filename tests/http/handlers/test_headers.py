@@ -7,7 +7,7 @@ from typing import Any
 from twisted.trial.unittest import SynchronousTestCase
 
 from tests.http.handlers.support import fixture_handlers, load
-from txcaddy.caddyfile.errors import ConfigError
+from txcaddy.errors import ConfigError
 from txcaddy.http.handlers.headers import ResponseMatcher, status_code_matches
 from txcaddy.http.headers import Headers
 from txcaddy.testing import FakeResponse, make_request, serve

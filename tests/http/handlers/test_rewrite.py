@@ -11,8 +11,8 @@ from typing import Any
 from twisted.trial.unittest import SynchronousTestCase
 
 from tests.http.handlers.support import fixture_handlers, load
-from txcaddy.caddyfile.errors import ConfigError
 from txcaddy.config.placeholders import replace_known
+from txcaddy.errors import ConfigError
 from txcaddy.http.handlers.rewrite import go_path_unescape, trim_path_prefix
 from txcaddy.testing import make_request, serve
 

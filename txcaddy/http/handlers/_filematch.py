@@ -26,10 +26,10 @@ from typing import Any
 from zope.interface import implementer
 
 from txcaddy._gopath import compile_match, go_abs, go_clean, go_match
-from txcaddy.caddyfile.errors import ConfigError
 from txcaddy.config.placeholders import Template, go_atoi
 from txcaddy.config.registry import module
 from txcaddy.config.values import string
+from txcaddy.errors import ConfigError
 from txcaddy.http.errors import HandlerError
 from txcaddy.http.request import Request
 from txcaddy.interfaces import IRequestMatcher

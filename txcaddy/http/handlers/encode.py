@@ -29,9 +29,9 @@ from typing import Any
 from twisted.internet.defer import Deferred
 from zope.interface import implementer
 
-from txcaddy.caddyfile.errors import ConfigError
 from txcaddy.config.placeholders import go_atoi
 from txcaddy.config.registry import module
+from txcaddy.errors import ConfigError
 from txcaddy.http.handlers.headers import ResponseMatcher
 from txcaddy.http.headers import Headers
 from txcaddy.http.request import Request

@@ -45,7 +45,6 @@ from twisted.internet.defer import Deferred
 from twisted.internet.interfaces import IPullProducer
 from zope.interface import implementer
 
-from txcaddy.caddyfile.errors import ConfigError
 from txcaddy.config.placeholders import (
     Template,
     go_atoi,
@@ -54,6 +53,7 @@ from txcaddy.config.placeholders import (
     request_cookies,
 )
 from txcaddy.config.registry import lookup, module
+from txcaddy.errors import ConfigError
 from txcaddy.http.errors import AbortConnection, HandlerError
 from txcaddy.http.handlers._browse import (
     _BAD_ESCAPE,

@@ -19,9 +19,9 @@ from typing import Any
 
 from zope.interface import implementer
 
-from txcaddy.caddyfile.errors import ConfigError
 from txcaddy.config.placeholders import Template
 from txcaddy.config.registry import module
+from txcaddy.errors import ConfigError
 from txcaddy.http import _goreplace
 from txcaddy.http._goregexp import GoRegexpError, compile_go_regexp
 from txcaddy.http.errors import AbortConnection

@@ -19,8 +19,8 @@ from typing import Any
 
 from zope.interface import implementer
 
-from txcaddy.caddyfile.errors import ConfigError
 from txcaddy.config.registry import module
+from txcaddy.errors import ConfigError
 from txcaddy.http.errors import HandlerError
 from txcaddy.http.request import Request, RequestBody
 from txcaddy.http.response import Response

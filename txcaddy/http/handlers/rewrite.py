@@ -30,7 +30,6 @@ from urllib.parse import quote_plus
 
 from zope.interface import implementer
 
-from txcaddy.caddyfile.errors import ConfigError
 from txcaddy.config.placeholders import (
     UNKNOWN,
     Template,
@@ -40,6 +39,7 @@ from txcaddy.config.placeholders import (
     to_string,
 )
 from txcaddy.config.registry import module
+from txcaddy.errors import ConfigError
 from txcaddy.http import _goreplace
 from txcaddy.http._goregexp import GoRegexpError, compile_go_regexp
 from txcaddy.http.matchers import clean_path_keep_slashes as clean_path

@@ -15,9 +15,9 @@ from typing import Any
 
 from zope.interface import implementer
 
-from txcaddy.caddyfile.errors import ConfigError
 from txcaddy.config.placeholders import Template, go_atoi
 from txcaddy.config.registry import module
+from txcaddy.errors import ConfigError
 from txcaddy.http.errors import AbortConnection, HandlerError
 from txcaddy.http.request import Request
 from txcaddy.http.response import Response

@@ -12,9 +12,9 @@ from typing import Any
 
 from zope.interface import implementer
 
-from txcaddy.caddyfile.errors import ConfigError
 from txcaddy.config.placeholders import Template
 from txcaddy.config.registry import module
+from txcaddy.errors import ConfigError
 from txcaddy.http.request import Request
 from txcaddy.http.response import Response
 from txcaddy.interfaces import IHandler
