@@ -8,7 +8,7 @@ from typing import Any
 from twisted.internet import reactor
 from twisted.internet.defer import Deferred
 from twisted.internet.protocol import ClientFactory, Factory, Protocol
-from twisted.internet.testing import StringTransport
+from twisted.internet.testing import MemoryReactor, StringTransport
 from twisted.trial.unittest import SynchronousTestCase, TestCase
 
 from txcaddy import _twisted
@@ -36,7 +36,17 @@ class _Writer(Protocol):
         self.script(self.transport)
 
 
+def fast_io(testcase: SynchronousTestCase) -> Any:
+    """Turn txcaddy's fast path on for trial's reactor until the end of ``testcase``."""
+    batch = _twisted.install_fast_io(reactor)
+    testcase.addCleanup(_twisted.uninstall_fast_io, reactor)
+    return batch
+
+
 class BatchedSendTests(TestCase):
+    def setUp(self) -> None:
+        self.batch = fast_io(self)
+
     def exchange(self, script: Callable[[Any], None]) -> Deferred[bytes]:
         """Serve one connection with ``script``; fire with every byte the client got before EOF."""
         server = Factory.forProtocol(lambda: _Writer(script))
@@ -53,7 +63,7 @@ class BatchedSendTests(TestCase):
             _twisted.send_now(transport, b"head ")
             _twisted.send_sequence_now(transport, [b"body ", b"end"])
             _twisted.lose_connection(transport)
-            self.assertIn(transport, _twisted._BATCH.closing)
+            self.assertIn(transport, self.batch.closing)
 
         self.assertEqual(await self.exchange(script), b"head body end")
 
@@ -88,7 +98,6 @@ class BatchedSendTests(TestCase):
     async def test_fast_close_leaves_the_reactor_consistent(self) -> None:
         """A fast-closed connection is gone from the reactor's books (its descriptor left the
         epoll set with close()); descriptors reused by the next connections work."""
-        _twisted._BATCH.install(reactor)
         closed: list[Any] = []
 
         def script(transport: Any) -> None:
@@ -107,10 +116,12 @@ class BatchedSendTests(TestCase):
 class LoopReadTests(TestCase):
     timeout = 10
 
+    def setUp(self) -> None:
+        self.batch = fast_io(self)
+
     async def test_reads_by_the_loop(self) -> None:
         """The loop's own reads: data in order, EOF as a clean close, a failing
         dataReceived logged and its connection dropped (as Twisted's doRead does)."""
-        _twisted._BATCH.install(reactor)
         received: list[bytes] = []
         lost: Deferred[Any] = Deferred()
 
@@ -148,7 +159,6 @@ class LoopReadTests(TestCase):
         import socket
 
         loop: Any = reactor  # the epoll reactor, its private parts included
-        _twisted._BATCH.install(loop)
         polls: list[set[int]] = []
 
         class RecordingPoller:
@@ -167,7 +177,7 @@ class LoopReadTests(TestCase):
 
         # The installed loop holds the reactor's poller; run a fresh one over a recording one.
         self.patch(loop, "_poller", RecordingPoller(loop._poller))
-        self.patch(loop, "doIteration", _twisted._epoll_iteration(loop, _twisted._BATCH))
+        self.patch(loop, "doIteration", _twisted._epoll_iteration(loop, self.batch))
         servers: list[Any] = []
         server_fds: list[int] = []
         late: list[bytes] = []
@@ -218,7 +228,6 @@ class LoopReadTests(TestCase):
         """EOF read by the loop, after all the data, is a ConnectionDone close."""
         from twisted.internet.error import ConnectionDone
 
-        _twisted._BATCH.install(reactor)
         lost: Deferred[Any] = Deferred()
         got = bytearray()
 
@@ -300,11 +309,172 @@ class SocketOptionTests(TestCase):
 
 class OtherTransportTests(SynchronousTestCase):
     def test_other_transports_are_written_normally(self) -> None:
-        """Transports that are no TCP connection get plain writes and loseConnection."""
+        """With the fast path on, transports that are no TCP connection get plain writes and
+        loseConnection."""
+        batch = fast_io(self)
         transport = StringTransport()
         _twisted.send_now(transport, b"a")
         _twisted.send_sequence_now(transport, [b"b", b"c"])
         _twisted.lose_connection(transport)
         self.assertEqual(transport.value(), b"abc")
         self.assertTrue(transport.disconnecting)
-        self.assertEqual(_twisted._BATCH.pending, {})
+        self.assertEqual(batch.pending, {})
+
+
+class _Loop:
+    """A reactor's loop, as much as ``install_fast_io`` touches of one that is not epoll."""
+
+    def __init__(self) -> None:
+        self.polls: list[float | None] = []
+
+    def doIteration(self, timeout: float | None) -> None:
+        self.polls.append(timeout)
+
+
+class FastIOChoiceTests(SynchronousTestCase):
+    """The fast path is installed only when asked for, and undone."""
+
+    def test_off_by_default(self) -> None:
+        """A reactor nobody installed the fast path on keeps Twisted's own loop."""
+        loop = _Loop()
+        self.assertFalse(_twisted.fast_io_installed(loop))
+        self.assertNotIn("doIteration", vars(loop))
+
+    def test_install_wraps_the_loop_and_uninstall_restores_it(self) -> None:
+        """Installing replaces doIteration with one that polls through the original; the last
+        uninstall puts the original back (installs are counted)."""
+        loop = _Loop()
+        batch = _twisted.install_fast_io(loop)
+        self.assertIs(_twisted.install_fast_io(loop), batch)
+        self.assertIn("doIteration", vars(loop))
+        loop.doIteration(0.5)
+        self.assertEqual(loop.polls, [0.5])
+        _twisted.uninstall_fast_io(loop)
+        self.assertTrue(_twisted.fast_io_installed(loop))
+        _twisted.uninstall_fast_io(loop)
+        self.assertFalse(_twisted.fast_io_installed(loop))
+        self.assertNotIn("doIteration", vars(loop))
+
+    def test_epoll_reactor_gets_the_own_loop(self) -> None:
+        """On trial's epoll reactor the loop is txcaddy's (it reads plain TCP itself); uninstalling
+        gives the reactor its class's doIteration back."""
+        from twisted.internet.epollreactor import EPollReactor
+
+        if not isinstance(reactor, EPollReactor):
+            raise self.skipTest("the reactor is not epoll")
+        self.assertNotIn("doIteration", vars(reactor))
+        batch = _twisted.install_fast_io(reactor)
+        try:
+            self.assertTrue(batch.looped)
+            self.assertIn("doIteration", vars(reactor))
+        finally:
+            _twisted.uninstall_fast_io(reactor)
+        self.assertNotIn("doIteration", vars(reactor))
+
+    def test_a_later_wrapper_is_left_in_place(self) -> None:
+        """When something wrapped doIteration after txcaddy, uninstalling keeps both (and logs)."""
+        loop = _Loop()
+        _twisted.install_fast_io(loop)
+        ours = loop.doIteration
+        loop.doIteration = lambda timeout: ours(timeout)  # type: ignore[method-assign]
+        _twisted.uninstall_fast_io(loop)
+        self.assertTrue(_twisted.fast_io_installed(loop))
+        self.assertEqual(len(self.flushLoggedErrors()), 0)
+
+
+class PlainWriteTests(TestCase):
+    """Without the fast path, the send helpers are Twisted's own calls."""
+
+    timeout = 10
+
+    async def test_send_now_is_write_without_fast_io(self) -> None:
+        """On a reactor without the fast path, send_now queues in Twisted's buffer as write does."""
+        self.assertFalse(_twisted.fast_io_installed(reactor))
+        server_side: Deferred[Any] = Deferred()
+        done: Deferred[bytes] = Deferred()
+
+        def script(transport: Any) -> None:
+            _twisted.send_now(transport, b"plain ")
+            _twisted.send_sequence_now(transport, [b"write", b"s"])
+            server_side.callback(transport._tempDataLen)
+            _twisted.lose_connection(transport)
+
+        port = reactor.listenTCP(0, Factory.forProtocol(lambda: _Writer(script)), interface="127.0.0.1")
+        self.addCleanup(port.stopListening)
+        reactor.connectTCP("127.0.0.1", port.getHost().port, ClientFactory.forProtocol(lambda: _Collect(done)))
+        self.assertEqual(await server_side, len(b"plain writes"))
+        self.assertEqual(await done, b"plain writes")
+
+
+class PrivateTwistedNamesTests(SynchronousTestCase):
+    """The private parts of Twisted that _twisted.py relies on are still there, with their shape.
+
+    Twisted is pinned below its next major version (setup.cfg); a minor release may still
+    rename one of these. Each failure names the attribute, so the fix starts at the right place.
+    """
+
+    def require(self, owner: Any, name: str, kind: type | tuple[type, ...] | None = None) -> Any:
+        where = getattr(owner, "__name__", type(owner).__name__)
+        if not hasattr(owner, name):
+            self.fail(f"Twisted changed: {where}.{name} is gone (txcaddy/_twisted.py needs it)")
+        value = getattr(owner, name)
+        if kind is not None and not isinstance(value, kind):
+            self.fail(f"Twisted changed: {where}.{name} is a {type(value).__name__}, not {kind}")
+        return value
+
+    def test_module_names(self) -> None:
+        """The classes and constants _twisted.py imports exist and are what it expects."""
+        from twisted.internet import endpoints, main, tcp, unix
+
+        for module, name in [(tcp, "Server"), (tcp, "Client"), (unix, "Server"), (unix, "Client"),
+                             (endpoints, "_WrappingProtocol")]:
+            self.require(module, name, type)
+        self.require(main, "CONNECTION_DONE")
+        self.require(main, "CONNECTION_LOST")
+        self.assertTrue(hasattr(endpoints._WrappingProtocol(Deferred(), Protocol()), "_wrappedProtocol"),
+                        "Twisted changed: _WrappingProtocol._wrappedProtocol is gone")
+
+    def test_connection_attributes(self) -> None:
+        """A TCP connection has the buffers, flags and methods that the batch reads and calls."""
+        import socket
+
+        from twisted.internet import tcp
+
+        listener = socket.socket()
+        self.addCleanup(listener.close)
+        listener.bind(("127.0.0.1", 0))
+        listener.listen(1)
+        client = socket.create_connection(listener.getsockname())
+        self.addCleanup(client.close)
+        accepted, address = listener.accept()
+        self.addCleanup(accepted.close)
+        accepted.setblocking(False)
+        books = MemoryReactor()  # registers the reader: kept out of trial's reactor
+        transport = tcp.Server(accepted, Protocol(), address, None, 1, books)
+        for name, kind in [("_tempDataLen", int), ("_tempDataBuffer", list), ("dataBuffer", bytes),
+                           ("_writeDisconnected", bool), ("TLS", bool), ("connected", int),
+                           ("disconnecting", int), ("bufferSize", int), ("socket", socket.socket)]:
+            self.require(transport, name, kind)
+        self.require(transport, "producer")
+        self.require(transport, "reactor")
+        self.assertIs(transport.reactor, books)
+        for name in ("_aborting",):
+            self.require(type(transport), name, bool)  # a class default, set per instance on abort
+        for name in ("writeSequence", "startWriting", "stopReading", "connectionLost", "fileno",
+                     "loseConnection", "abortConnection", "setTcpNoDelay"):
+            self.require(transport, name)
+
+    def test_epoll_reactor_internals(self) -> None:
+        """The epoll reactor's poller, books and handlers that _epoll_iteration uses directly."""
+        from twisted.internet.epollreactor import EPollReactor
+
+        if not isinstance(reactor, EPollReactor):
+            raise self.skipTest("the reactor is not epoll")
+        import select
+
+        self.require(reactor, "_poller", type(select.epoll()))
+        for name, kind in [("_selectables", dict), ("_reads", set), ("_writes", set)]:
+            self.require(reactor, name, kind)
+        for name in ("_doReadOrWrite", "_disconnectSelectable", "doIteration"):
+            self.require(reactor, name)
+        self.require(reactor._poller, "poll")

@@ -8,6 +8,11 @@ a fifth of a small proxied request's CPU. Sending at once instead (``send`` insi
 read handler) was measured slower still: each send then wakes the peer on its own, while
 Twisted's deferred writes leave one after the other in a burst.
 
+The fast path is a choice (``install_fast_io``): ``twistd caddy`` and ``txcaddy run`` own the
+process and turn it on; an application that embeds txcaddy gets Twisted's own loop unless
+it asks (``fromCaddyfile(..., fast_io=True)``; docs/embedding.md says what changes). Without
+it, ``send_now`` is ``transport.write`` and ``lose_connection`` is ``loseConnection``.
+
 ``send_now`` keeps the burst and drops the epoll round trip: data for a plain TCP or UNIX
 connection with nothing queued in Twisted is kept in a batch, and the batch is sent
 (one ``send``/``sendmsg`` per connection) right before the reactor polls again: the
@@ -58,12 +63,24 @@ _JOIN_LIMIT = 8192  # batches up to this size are joined and sent with send(), n
 
 
 class _SendBatch:
-    """Data waiting for the end of the reactor iteration, per transport, in write order."""
+    """Data waiting for the end of the reactor iteration, per transport, in write order.
 
-    def __init__(self) -> None:
+    One per reactor with the fast path installed (its loop sends the batch before it polls).
+
+    @ivar pending: the chunks of each transport, in write order.
+    @ivar closing: pending transports to close once their data is sent.
+    @ivar looped: whether the reactor runs ``_epoll_iteration`` (reads plain TCP itself).
+    @ivar users: how many ``install_fast_io`` calls are not undone yet.
+    """
+
+    def __init__(self, reactor: Any) -> None:
+        self.reactor = reactor
         self.pending: dict[Any, list[bytes]] = {}
-        self.closing: set[Any] = set()  # pending transports to close once their data is sent
-        self._reactors: set[int] = set()  # reactors whose doIteration sends the batch first
+        self.closing: set[Any] = set()
+        self.looped = False
+        self.users = 0
+        self._replaced: Any = None  # the reactor's own doIteration attribute, if it had one
+        self._loop: Any = None  # ours, put in its place
 
     def add(self, transport: Any, chunks: list[bytes]) -> None:
         pending = self.pending
@@ -80,27 +97,37 @@ class _SendBatch:
             transport.writeSequence(chunks)
             return
         pending[transport] = chunks
-        reactor = transport.reactor
-        if id(reactor) not in self._reactors:
-            self.install(reactor)
 
-    def install(self, reactor: Any) -> None:
-        """Make ``reactor`` send the batch before it polls (once per reactor)."""
-        if id(reactor) in self._reactors:
-            return
-        self._reactors.add(id(reactor))
+    def wrap(self) -> None:
+        """Make the reactor send the batch before it polls."""
+        reactor = self.reactor
+        self._replaced = vars(reactor).get("doIteration")
         if EPollReactor is not None and isinstance(reactor, EPollReactor):
-            reactor.doIteration = _epoll_iteration(reactor, self)  # type: ignore[method-assign]
-            _LOOPED.add(id(reactor))
-            return
-        poll = reactor.doIteration
+            self._loop = _epoll_iteration(reactor, self)
+            self.looped = True
+        else:
+            poll = reactor.doIteration
 
-        def doIteration(timeout: float | None) -> None:
-            if self.pending:
-                self.flush()
-            poll(timeout)
+            def doIteration(timeout: float | None) -> None:
+                if self.pending:
+                    self.flush()
+                poll(timeout)
 
-        reactor.doIteration = doIteration
+            self._loop = doIteration
+        reactor.doIteration = self._loop
+
+    def unwrap(self) -> bool:
+        """Give the reactor its own loop back; False when something wrapped ours since."""
+        reactor = self.reactor
+        if vars(reactor).get("doIteration") is not self._loop:
+            return False
+        self.flush()
+        if self._replaced is None:
+            del reactor.doIteration
+        else:
+            reactor.doIteration = self._replaced
+        self.looped = False
+        return True
 
     def flush(self) -> None:
         pending, self.pending = self.pending, {}
@@ -108,12 +135,53 @@ class _SendBatch:
         for transport, chunks in pending.items():
             _send(transport, chunks)
             if closing and transport in closing:
-                _close(transport)
+                _close(transport, self.looped)
 
 
-_BATCH = _SendBatch()
-_LOOPED: set[int] = set()  # reactors running _epoll_iteration
+#: The batch of each reactor with the fast path installed (``install_fast_io``).
+_BATCHES: dict[Any, _SendBatch] = {}
 _CLOSED = Failure(ConnectionDone())  # one for every fast close, as Twisted keeps its own
+
+
+def install_fast_io(reactor: Any) -> _SendBatch:
+    """Turn the fast path on for ``reactor`` (counted: undo each call with ``uninstall_fast_io``).
+
+    The reactor's ``doIteration`` is replaced: under epoll by ``_epoll_iteration`` (which
+    reads plain TCP connections itself and skips Twisted's per-event log context), under
+    any other reactor by a wrapper that sends the batch and then polls as before. From then
+    on ``send_now``, ``send_sequence_now`` and ``lose_connection`` batch plain TCP and UNIX
+    connections of this reactor, whichever protocol writes through them.
+    """
+    batch = _BATCHES.get(reactor)
+    if batch is None:
+        batch = _BATCHES[reactor] = _SendBatch(reactor)
+        batch.wrap()
+    batch.users += 1
+    return batch
+
+
+def uninstall_fast_io(reactor: Any) -> None:
+    """Undo one ``install_fast_io``; the last one sends what is batched and restores the loop.
+
+    When something wrapped the reactor's ``doIteration`` after txcaddy did, ours stays (taking
+    it out would take theirs out too) and keeps sending the batch.
+    """
+    batch = _BATCHES.get(reactor)
+    if batch is None:
+        return
+    batch.users -= 1
+    if batch.users > 0:
+        return
+    if batch.unwrap():
+        del _BATCHES[reactor]
+    else:
+        batch.users = 0
+        _log.warn("the reactor's doIteration was wrapped after txcaddy's fast path; leaving it on")
+
+
+def fast_io_installed(reactor: Any) -> bool:
+    """Whether ``install_fast_io(reactor)`` is in effect."""
+    return reactor in _BATCHES
 
 
 def _epoll_iteration(reactor: Any, batch: _SendBatch) -> Any:
@@ -278,8 +346,11 @@ def _send(transport: Any, chunks: list[bytes]) -> None:
         sent -= len(chunk)
 
 
-def _close(transport: Any) -> None:
-    """Close a connection whose last data was just sent (see ``lose_connection``)."""
+def _close(transport: Any, looped: bool) -> None:
+    """Close a connection whose last data was just sent (see ``lose_connection``).
+
+    ``looped``: the reactor runs ``_epoll_iteration``.
+    """
     if not transport.connected:
         return
     if transport.disconnecting or transport._tempDataLen or transport.dataBuffer or transport.producer is not None:
@@ -287,8 +358,8 @@ def _close(transport: Any) -> None:
         return
     # Nothing left to write: what Twisted's loseConnection would reach one reactor turn and
     # two epoll_ctl calls later (register for writing, find the buffer empty, close).
-    reactor = transport.reactor
-    if id(reactor) in _LOOPED:
+    if looped:
+        reactor = transport.reactor
         # Closing the socket takes it out of the epoll set: drop it from the reactor's
         # books only, sparing the epoll_ctl call that connectionLost's stopReading makes.
         fd = transport.fileno()
@@ -306,27 +377,42 @@ def lose_connection(transport: Any) -> None:
     txcaddy's epoll loop a TCP connection stays in the epoll set until it is closed (the
     loop reads nothing more from it): one ``epoll_ctl`` less per closed connection.
     """
-    if (
-        transport in _BATCH.pending
-        and transport.producer is None
-        and type(transport) in _DIRECT
-        and transport.connected
-        and not transport.disconnecting
-    ):
-        _BATCH.closing.add(transport)
-        if type(transport) not in _READ_DIRECT or id(transport.reactor) not in _LOOPED:
-            transport.stopReading()
-        return
+    if type(transport) in _DIRECT:
+        batch = _BATCHES.get(transport.reactor)
+        if (
+            batch is not None
+            and transport in batch.pending
+            and transport.producer is None
+            and transport.connected
+            and not transport.disconnecting
+        ):
+            batch.closing.add(transport)
+            if type(transport) not in _READ_DIRECT or not batch.looped:
+                transport.stopReading()
+            return
     transport.loseConnection()
 
 
 def send_now(transport: Any, data: bytes) -> None:
-    """``transport.write(data)``, sent at the end of this reactor iteration without epoll."""
+    """``transport.write(data)``, sent at the end of this reactor iteration without epoll.
+
+    Only with the fast path installed on the transport's reactor; else ``write`` itself.
+    """
     if data:
-        _BATCH.add(transport, [data])
+        if type(transport) in _DIRECT:
+            batch = _BATCHES.get(transport.reactor)
+            if batch is not None:
+                batch.add(transport, [data])
+                return
+        transport.write(data)
 
 
 def send_sequence_now(transport: Any, chunks: Sequence[bytes]) -> None:
     """``transport.writeSequence(chunks)`` the same way (one gathering send)."""
     if chunks:
-        _BATCH.add(transport, list(chunks))
+        if type(transport) in _DIRECT:
+            batch = _BATCHES.get(transport.reactor)
+            if batch is not None:
+                batch.add(transport, list(chunks))
+                return
+        transport.writeSequence(chunks)

@@ -10,9 +10,13 @@ from __future__ import annotations
 import argparse
 import sys
 from collections.abc import Sequence
-from typing import TextIO
+from typing import TYPE_CHECKING, TextIO
 
+from txcaddy._reactor import default_reactor
 from txcaddy.errors import ConfigError, ConfigWarning
+
+if TYPE_CHECKING:
+    from txcaddy.service import CaddyService
 
 VERSION = "0.1.0"
 
@@ -61,19 +65,25 @@ def cmd_fmt(args: argparse.Namespace, out: TextIO, err: TextIO) -> int:
     return 0
 
 
-def cmd_run(args: argparse.Namespace, out: TextIO, err: TextIO) -> int:
-    """Serve the config in the foreground until SIGINT/SIGTERM (like ``twistd -n caddy``)."""
-    import sys as _sys
-
-    from twisted.internet import reactor
-    from twisted.logger import globalLogBeginner, textFileLogObserver
-
-    from txcaddy._process import tune_server_process
+def run_service(args: argparse.Namespace) -> CaddyService:
+    """The service ``txcaddy run`` serves: it owns the process, so with the fast reactor path."""
     from txcaddy.config.source import load_config
     from txcaddy.service import CaddyService
 
     config, warnings = load_config(args.config, args.adapter)
-    service = CaddyService(config, warnings=warnings, reactor=reactor)
+    return CaddyService(config, warnings=warnings, reactor=default_reactor(), fast_io=True)
+
+
+def cmd_run(args: argparse.Namespace, out: TextIO, err: TextIO) -> int:
+    """Serve the config in the foreground until SIGINT/SIGTERM (like ``twistd -n caddy``)."""
+    import sys as _sys
+
+    from twisted.logger import globalLogBeginner, textFileLogObserver
+
+    from txcaddy._process import tune_server_process
+
+    service = run_service(args)
+    reactor = service.reactor
     tune_server_process()
     globalLogBeginner.beginLoggingTo([textFileLogObserver(_sys.stderr)], redirectStandardIO=False)
     failures: list[BaseException] = []

@@ -2,20 +2,36 @@
 
 ``CaddyService`` is the root ``MultiService`` for one config: it loads the
 Caddy JSON into runtime objects (through the loader) and has one child
-service per listener socket. ``stopService`` stops accepting, lets requests
-in flight finish within the grace period and then closes what is left.
+service per listener socket. The listeners bind in ``privilegedStartService``
+(Twisted's ``StreamServerEndpointService``), so ``twistd --uid/--gid`` binds
+:80 and :443 as root and then drops privileges. ``stopService`` stops accepting,
+lets requests in flight finish within the grace period, then waits for what the
+modules close on unload (upstream connection pools) before it fires.
+
+The service owns its ``Runtime`` (the state Caddy keeps in package variables:
+upstream hosts, DNS answers) and, when asked for (``fast_io=True``; ``twistd caddy``
+and ``txcaddy run`` ask), txcaddy's fast reactor path (``_twisted.install_fast_io``).
 """
 
 from __future__ import annotations
 
-from typing import Any
+import json
+import os
+from collections.abc import Generator
+from typing import Any, cast
 
+from twisted.application.internet import StreamServerEndpointService
 from twisted.application.service import MultiService, Service
-from twisted.internet.defer import Deferred, DeferredList, inlineCallbacks, maybeDeferred
+from twisted.internet.defer import Deferred, DeferredList, inlineCallbacks, succeed
 from twisted.internet.endpoints import serverFromString
+from twisted.internet.interfaces import IListeningPort, IProtocolFactory, IStreamServerEndpoint
 from twisted.logger import Logger
 
-from txcaddy.config.loader import LoadContext
+from txcaddy import _twisted
+from txcaddy._reactor import IServingReactor, default_reactor
+from txcaddy.caddyfile.jsonenc import encode
+from txcaddy.config.loader import LoadContext, Runtime
+from txcaddy.config.source import read_config_text
 from txcaddy.errors import ConfigError, ConfigWarning
 from txcaddy.http._h1 import HTTP11Factory
 from txcaddy.http.app import HTTPApp, load_http_app
@@ -24,34 +40,48 @@ from txcaddy.logs import LogSystem
 DEFAULT_GRACE_PERIOD = 10.0  # seconds to let in-flight requests finish on stop
 
 
-class ListenerService(Service):
-    """Listens on one endpoint while running; knows the address it got (``:0`` works)."""
+class ListenerService(StreamServerEndpointService):
+    """Listens on one endpoint while running; knows the port it got (``:0`` works).
 
-    def __init__(self, endpoint: Any, factory: Any, address: str) -> None:
-        self.endpoint = endpoint
-        self.factory = factory
+    Twisted's endpoint service: the socket is bound in ``privilegedStartService`` (which
+    ``twistd`` calls before it drops privileges), or in ``startService`` when nothing
+    called that first. A failure to bind raises at start (an address in use fails loudly).
+
+    @ivar address: the listener address as the config wrote it.
+    @ivar port: the listening port while running, else None.
+    """
+
+    def __init__(self, endpoint: IStreamServerEndpoint, factory: IProtocolFactory, address: str) -> None:
+        super().__init__(endpoint, factory)
         self.address = address
-        self.port: Any = None
+        self.port: IListeningPort | None = None
 
-    def startService(self) -> None:
-        super().startService()
-        outcome: list[Any] = []
-        self.endpoint.listen(self.factory).addBoth(outcome.append)
-        if outcome and hasattr(outcome[0], "raiseException"):
-            self.running = False
-            outcome[0].raiseException()  # e.g. address already in use: fail loudly at start
-        self.port = outcome[0] if outcome else None
+    def privilegedStartService(self) -> None:
+        self._raiseSynchronously = True  # Twisted turns it off after each start
+        super().privilegedStartService()
+        waiting: Deferred[IListeningPort | None] = cast(Deferred, self._waitingForPort)
+        waiting.addCallback(self._bound)
+
+    def _bound(self, port: IListeningPort | None) -> IListeningPort | None:
+        self.port = port
+        return port
 
     def stopService(self) -> Deferred[None]:
-        super().stopService()
-        port, self.port = self.port, None
-        if port is None:
-            return maybeDeferred(lambda: None)
-        return maybeDeferred(port.stopListening)
+        self.port = None
+        if self._waitingForPort is None:  # never started (a sibling failed to bind first)
+            Service.stopService(self)
+            return succeed(None)
+        stopped: Deferred[None] = super().stopService()
+        self._waitingForPort = None  # a later start binds again
+        return stopped
 
 
 class CaddyService(MultiService):
-    """Root service for one loaded config."""
+    """Root service for one loaded config.
+
+    @ivar runtime: the state this service keeps across the configs it loads.
+    @ivar fast_io: whether it runs txcaddy's fast reactor path while started.
+    """
 
     log = Logger()
 
@@ -59,16 +89,15 @@ class CaddyService(MultiService):
         self,
         config: dict[str, Any],
         warnings: list[ConfigWarning] | None = None,
-        reactor: Any = None,
+        reactor: IServingReactor | None = None,
+        fast_io: bool = False,
     ) -> None:
         super().__init__()
-        if reactor is None:
-            from twisted.internet import reactor as default_reactor
-
-            reactor = default_reactor
-        self.reactor = reactor
+        self.reactor = default_reactor(reactor)
         self.config = plain_json(config)
         self.warnings = list(warnings or [])
+        self.fast_io = fast_io
+        self.runtime = Runtime()
         self.http: HTTPApp | None = None
         self.logs: LogSystem | None = None
         self._build()
@@ -78,7 +107,7 @@ class CaddyService(MultiService):
         unknown = sorted(set(apps) - {"http", "tls", "pki"})
         if unknown:
             raise ConfigError(f"loading app modules: module not registered: {unknown[0]}")
-        context = self.context = LoadContext(reactor=self.reactor, log=self.log)
+        context = self.context = LoadContext(reactor=self.reactor, log=self.log, runtime=self.runtime)
         self.logs = LogSystem.from_config(self.config.get("logging"), context)
         http_config = apps.get("http")
         if not http_config:
@@ -104,7 +133,7 @@ class CaddyService(MultiService):
         out: dict[str, list[Any]] = {}
         for child in self:
             if isinstance(child, ListenerService) and child.port is not None:
-                out.setdefault(child.name.split(" ", 1)[0], []).append(child.port.getHost())
+                out.setdefault((child.name or "").split(" ", 1)[0], []).append(child.port.getHost())
         return out
 
     def startService(self) -> None:
@@ -112,14 +141,17 @@ class CaddyService(MultiService):
             self.log.warn("{config_warning}", config_warning=str(warning))
         if self.logs is not None:
             self.logs.start()  # open the log files first: a bad one fails the start
+        if self.fast_io and self.runtime.send_batch is None:
+            self.runtime.send_batch = _twisted.install_fast_io(self.reactor)
         super().startService()
         for name, addresses in self.listenAddresses().items():
             self.log.info("server {name} listening on {addresses}", name=name, addresses=addresses)
 
     @inlineCallbacks
-    def stopService(self) -> Any:
-        # Stop accepting first (the listener children), then drain the connections,
-        # then close the logs (the last requests are still logged).
+    def stopService(self) -> Generator[Deferred[Any], Any, None]:
+        # Stop accepting first (the listener children), then drain the connections, then
+        # unload (waiting for the pools to close), then close the logs (the last requests
+        # are still logged) and give the reactor its own loop back.
         yield super().stopService()
         try:
             if self.http is not None:
@@ -128,39 +160,46 @@ class CaddyService(MultiService):
                     [server.drain(grace, self.reactor) for server in self.http.servers.values()]
                 )
         finally:
-            self.context.unload()
+            yield self.context.unload()
             if self.logs is not None:
                 self.logs.stop()
+            if self.runtime.send_batch is not None:
+                self.runtime.send_batch = None
+                _twisted.uninstall_fast_io(self.reactor)
 
 
 def plain_json(config: dict[str, Any]) -> dict[str, Any]:
     """The config as plain JSON values, as Caddy loads it (adapter objects encoded)."""
-    import json
-
-    from txcaddy.caddyfile.jsonenc import encode
-
-    return json.loads(encode(config))
+    return json.loads(encode(config))  # type: ignore[no-any-return]
 
 
-def fromConfig(config: dict[str, Any], reactor: Any = None) -> CaddyService:
-    """The service for a Caddy JSON config (a dict)."""
-    return CaddyService(config, reactor=reactor)
+def fromConfig(
+    config: dict[str, Any], reactor: IServingReactor | None = None, fast_io: bool = False
+) -> CaddyService:
+    """The service for a Caddy JSON config (a dict).
+
+    ``fast_io=True`` runs txcaddy's fast reactor path while the service runs (see
+    docs/embedding.md: it changes the reactor's loop for every protocol in the process).
+    """
+    return CaddyService(config, reactor=reactor, fast_io=fast_io)
 
 
-def fromCaddyfile(pathOrText: str, reactor: Any = None, environ: Any = None) -> CaddyService:
+def fromCaddyfile(
+    pathOrText: str,
+    reactor: IServingReactor | None = None,
+    environ: Any = None,
+    fast_io: bool = False,
+) -> CaddyService:
     """The service for a Caddyfile, given as a path to a file or as its text.
 
     A string naming an existing file is read from it; anything else is taken
     as Caddyfile text. Config errors raise ``ConfigError`` with file and line.
+    ``fast_io`` as for ``fromConfig``.
     """
-    import os
-
-    from txcaddy.caddyfile.adapter import adapt
+    from txcaddy.caddyfile.adapter import adapt  # the adapter: only for Caddyfile input
 
     if "\n" not in pathOrText and os.path.isfile(pathOrText):
-        from txcaddy.config.source import read_config_text
-
         config, warnings = adapt(read_config_text(pathOrText), pathOrText, environ)
     else:
         config, warnings = adapt(pathOrText, "Caddyfile", environ)
-    return CaddyService(config, warnings=warnings, reactor=reactor)
+    return CaddyService(config, warnings=warnings, reactor=reactor, fast_io=fast_io)

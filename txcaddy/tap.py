@@ -12,6 +12,7 @@ from typing import Any
 from twisted.application.service import IService
 from twisted.python import usage
 
+from txcaddy._reactor import IServingReactor, default_reactor
 from txcaddy.errors import ConfigError
 
 
@@ -34,16 +35,16 @@ class Options(usage.Options):
             config, warnings = load_config(self["config"], self["adapter"])
             # Build the whole tree now so that any config error is a usage error
             # (one clear line from twistd), not a traceback later.
-            self.service = CaddyService(config, warnings=warnings, reactor=self.reactor)
+            # twistd owns the process: the service runs txcaddy's fast reactor path.
+            self.service = CaddyService(config, warnings=warnings, reactor=self.reactor, fast_io=True)
         except ConfigError as e:
             raise usage.UsageError(str(e)) from None
         self.caddyConfig: dict[str, Any] = self.service.config
 
     @property
-    def reactor(self) -> Any:
-        from twisted.internet import reactor
-
-        return reactor
+    def reactor(self) -> IServingReactor:
+        """The global reactor: twistd's ``--reactor`` choice when given (installed by now), else the default."""
+        return default_reactor()
 
 
 def makeService(options: Options) -> IService:

@@ -30,9 +30,6 @@ class DynamicUpstreamTests(TestCase):
     def setUp(self) -> None:
         self.dns = DNSServer()
         self.addCleanup(self.dns.stop)
-        # The caches are process-wide (they outlive reloads, as Caddy's do): start each test empty.
-        self.patch(upstreams, "SRV_CACHE", upstreams.LookupCache())
-        self.patch(upstreams, "A_CACHE", upstreams.LookupCache())
         self.clock = _MovableClock()
         self.patch(upstreams, "_clock_for", lambda reactor: self.clock)
 

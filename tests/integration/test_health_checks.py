@@ -23,7 +23,7 @@ from twisted.web import resource, server
 from tests.reverseproxy._backends import EchoBackend, site
 from txcaddy import fromCaddyfile
 from txcaddy.reverseproxy.health import ActiveHealthChecker
-from txcaddy.reverseproxy.hosts import HOSTS
+from txcaddy.reverseproxy.hosts import HostRegistry
 
 reactor: Any = _reactor
 
@@ -150,7 +150,7 @@ class ActiveHealthTests(HealthTestCase):
         self.assertEqual((_proxied(a), _proxied(b)), (["/up0", "/up2"], ["/up1", "/up3"]))
 
         state["status"] = 500
-        host = HOSTS.get(a.address)
+        host = self.service.runtime.get(HostRegistry).get(a.address)
         assert host is not None
         rounds = yield self.rounds_until(lambda: host.unhealthy, 2)
         self.assertLessEqual(rounds, 2)

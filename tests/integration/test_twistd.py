@@ -1,4 +1,5 @@
-"""``twistd -n caddy`` as a real process: serves, then stops cleanly on SIGTERM."""
+"""``twistd -n caddy`` as a real process: serves, then stops cleanly on SIGTERM; as root,
+binds :80 and then serves as ``--uid nobody``."""
 
 from __future__ import annotations
 
@@ -114,3 +115,67 @@ class TxcaddyRunTests(SynchronousTestCase):
             result.stderr,
             b"Error: Caddyfile:2: unrecognized directive: file_servr (did you mean 'file_server'?)\n",
         )
+
+
+def _port_in_use(port: int) -> bool:
+    with socket.socket() as s:
+        s.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        try:
+            s.bind(("127.0.0.1", port))
+        except OSError:
+            return True
+        return False
+
+
+def _uid_of(pid: int) -> int:
+    """The real uid of a running process (Linux /proc)."""
+    with open(f"/proc/{pid}/status") as f:
+        for line in f:
+            if line.startswith("Uid:"):
+                return int(line.split()[1])
+    raise AssertionError(f"no Uid line for process {pid}")
+
+
+class TwistdPrivilegesTests(SynchronousTestCase):
+    def setUp(self) -> None:
+        import grp
+        import pwd
+
+        if not hasattr(os, "geteuid") or os.geteuid() != 0:
+            raise self.skipTest("binding port 80 and dropping privileges needs root")
+        if not os.path.isdir("/proc/self"):
+            raise self.skipTest("reading a process's uid needs /proc")
+        try:
+            self.nobody = pwd.getpwnam("nobody").pw_uid
+            grp.getgrnam("nogroup")
+        except KeyError:
+            raise self.skipTest("no user nobody / group nogroup here") from None
+        if _port_in_use(80):
+            raise self.skipTest("port 80 is in use on 127.0.0.1")
+
+    def test_binds_port_80_as_root_then_serves_as_nobody(self) -> None:
+        """twistd --uid/--gid binds :80 before dropping privileges, then serves as nobody."""
+        workdir = os.path.abspath(self.mktemp())
+        os.makedirs(workdir)
+        os.chmod(workdir, 0o755)
+        with open(os.path.join(workdir, "Caddyfile"), "w") as f:
+            f.write('http://127.0.0.1:80 {\n\tbind 127.0.0.1\n\trespond "unprivileged"\n}\n')
+        env = dict(os.environ, PYTHONPATH=CHECKOUT, PYTHONDONTWRITEBYTECODE="1")
+        argv = ["-c", TWISTD, "-n", "--pidfile=", "--uid", "nobody", "--gid", "nogroup",
+                "caddy", "-c", "Caddyfile"]
+        process = subprocess.Popen(
+            [sys.executable, *argv], cwd=workdir, env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT
+        )
+        try:
+            wait_for_output(process, b"listening on", 30)
+            reply = http_get(80, "/")
+            uid = _uid_of(process.pid)
+            process.send_signal(signal.SIGTERM)
+            output, _ = process.communicate(timeout=20)
+        finally:
+            if process.poll() is None:
+                process.kill()
+                process.wait()
+        self.assertTrue(reply.endswith(b"\r\n\r\nunprivileged"), reply)
+        self.assertEqual(uid, self.nobody, output)
+        self.assertNotIn(b"Traceback", output)

@@ -12,7 +12,7 @@ from twisted.trial.unittest import SynchronousTestCase
 from txcaddy.config.loader import LoadContext
 from txcaddy.http.errors import AbortConnection, HandlerError
 from txcaddy.reverseproxy.handler import load_reverse_proxy
-from txcaddy.reverseproxy.hosts import HOSTS
+from txcaddy.reverseproxy.hosts import HostRegistry
 from txcaddy.reverseproxy.transport import (
     CHUNKED,
     DialError,
@@ -128,6 +128,11 @@ class HandlerTestCase(SynchronousTestCase):
             registry.MODULES["http.reverse_proxy.transport.http"] = original
         self.addCleanup(context.unload)
         return handler
+
+    @property
+    def hosts(self) -> HostRegistry:
+        """The upstream hosts of the service the last ``load`` loaded into."""
+        return self.context.runtime.get(HostRegistry)
 
     def serve(self, handler: Any, request: Any) -> tuple[FakeResponse, list[Any]]:
         response = FakeResponse()
@@ -257,9 +262,9 @@ class RetryTests(HandlerTestCase):
         self.assertEqual((bytes(second.body), second.body_done), (b"data", True))
         second.respond(200)
         self.assertEqual(outcome, [None])
-        self.assertEqual(HOSTS.get("10.0.0.1:80").fails, 1)
+        self.assertEqual(self.hosts.get("10.0.0.1:80").fails, 1)
         self.clock.advance(10)
-        self.assertEqual(HOSTS.get("10.0.0.1:80").fails, 0)
+        self.assertEqual(self.hosts.get("10.0.0.1:80").fails, 0)
 
     def test_try_duration_ends_the_loop_with_502(self) -> None:
         """Retries stop with a 502 once try_duration has passed."""
@@ -394,7 +399,7 @@ class PassiveHealthTests(HandlerTestCase):
         response, outcome = self.serve(handler, make_request())
         self.transport.exchanges[0].respond(503, body=b"down")
         self.assertEqual((response.status, response.body), (503, b"down"))
-        self.assertEqual(HOSTS.get("10.0.0.9:80").fails, 1)
+        self.assertEqual(self.hosts.get("10.0.0.9:80").fails, 1)
         self.serve(handler, make_request())
         self.transport.exchanges[1].respond(500)
         response, outcome = self.serve(handler, make_request())

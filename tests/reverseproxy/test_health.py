@@ -19,7 +19,7 @@ from txcaddy.reverseproxy.health import (
     ProbeTimeout,
     load_active_health,
 )
-from txcaddy.reverseproxy.hosts import HOSTS, Host, Upstream
+from txcaddy.reverseproxy.hosts import Host, Upstream
 from txcaddy.reverseproxy.transport import DialError
 from txcaddy.testing import make_request
 
@@ -445,7 +445,7 @@ class HandlerIntegrationTests(HandlerTestCase):
         self.assertEqual((first.target, second.target), (b"/health", b"/health"))
         first.respond(500)
         second.respond(200)
-        down = HOSTS.get("10.1.0.1:80")
+        down = self.hosts.get("10.1.0.1:80")
         self.assertTrue(down is not None and down.unhealthy)
         for _ in range(2):
             self.serve(handler, make_request())

@@ -19,10 +19,11 @@ from txcaddy.config.loader import LoadContext
 from txcaddy.errors import ConfigError
 from txcaddy.interfaces import IUpstreamSource
 from txcaddy.reverseproxy import upstreams
-from txcaddy.reverseproxy.hosts import HOSTS, Upstream
+from txcaddy.reverseproxy.hosts import HostRegistry, Upstream
 from txcaddy.reverseproxy.transport import DialError
 from txcaddy.reverseproxy.upstreams import (
     AUpstreams,
+    DNSCaches,
     DNSLookupError,
     LookupCache,
     MultiUpstreams,
@@ -378,7 +379,8 @@ class MultiSourceTests(SynchronousTestCase):
 
 class LoadTests(SynchronousTestCase):
     def load(self, config: dict[str, Any]) -> Any:
-        return LoadContext(reactor=Clock()).load_module("http.reverse_proxy.upstreams", config, "source")
+        self.context = LoadContext(reactor=Clock())
+        return self.context.load_module("http.reverse_proxy.upstreams", config, "source")
 
     def test_srv_fields(self) -> None:
         """The srv source loads its fields, resolver addresses with default port 53."""
@@ -389,7 +391,7 @@ class LoadTests(SynchronousTestCase):
         self.assertEqual(source.address(make_request()), "_api._tcp.example.com")
         self.assertEqual((source.refresh, source.grace_period), (30.0, 5.0))
         self.assertEqual(source.resolver.servers, [("127.0.0.1", 5353), ("10.0.0.53", 53)])
-        self.assertIs(source.cache, upstreams.SRV_CACHE)
+        self.assertIs(source.cache, self.context.runtime.get(DNSCaches).srv)
 
     def test_a_fields_and_defaults(self) -> None:
         """The a source defaults to port 80, a minute's refresh and both IP versions."""
@@ -427,8 +429,6 @@ class DynamicProxyTests(HandlerTestCase):
         self.resolver.a["app.example"] = ["10.0.1.1", "10.0.1.2"]
         self.patch(upstreams, "make_resolver", lambda servers, reactor, hosts_file: self.resolver)
         self.patch(upstreams, "system_srv_resolver", lambda reactor: self.resolver)
-        self.patch(upstreams, "SRV_CACHE", LookupCache())
-        self.patch(upstreams, "A_CACHE", LookupCache())
 
     SRV = {"source": "srv", "name": "_api._tcp.example.com", "refresh": "10s"}
     FIRST = {"selection_policy": {"policy": "first"}}
@@ -523,13 +523,14 @@ class DynamicProxyTests(HandlerTestCase):
             handler = load_reverse_proxy({"dynamic_upstreams": self.SRV, "load_balancing": self.FIRST}, context)
         finally:
             registry.MODULES["http.reverse_proxy.transport.http"] = original
-        static = HOSTS.acquire("10.0.0.1:8001")  # a static upstream of another handler
-        self.addCleanup(HOSTS.release, static)
+        hosts = context.runtime.get(HostRegistry)
+        static = hosts.acquire("10.0.0.1:8001")  # a static upstream of another handler
+        self.addCleanup(hosts.release, static)
         self.serve(handler, make_request())
         self.assertEqual(static.num_requests, 1)  # the dynamic upstream counts on the shared host
         context.unload()
-        self.assertIsNone(HOSTS.get("10.0.0.2:8002"))
-        self.assertIs(HOSTS.get("10.0.0.1:8001"), static)
+        self.assertIsNone(hosts.get("10.0.0.2:8002"))
+        self.assertIs(hosts.get("10.0.0.1:8001"), static)
 
     def test_passive_health_applies_active_flag_does_not(self) -> None:
         """Passive health applies to dynamic upstreams; a static host's active flag does not."""
@@ -538,7 +539,7 @@ class DynamicProxyTests(HandlerTestCase):
         handler = self.load(config)
         self.serve(handler, make_request())
         self.transport.exchanges[0].respond(200)
-        host: Any = HOSTS.get("10.0.0.1:8001")
+        host: Any = self.hosts.get("10.0.0.1:8001")
         host.unhealthy = True  # the active checker's flag (for a static upstream of that address)
         self.addCleanup(setattr, host, "unhealthy", False)
         self.serve(handler, make_request())
@@ -576,7 +577,7 @@ class LookupSRVTests(HandlerTestCase):
         self.serve(handler, make_request())
         self.assertEqual([e.dial for e in self.transport.exchanges], ["10.0.0.1:8001", "10.0.0.7:7000"])
         self.assertEqual(len(self.resolver.queries), 2)  # no cache (Caddy looks up per attempt)
-        self.assertEqual(getattr(HOSTS.get("_api._tcp.example.com"), "num_requests", None), 2)  # state keyed by the name
+        self.assertEqual(getattr(self.hosts.get("_api._tcp.example.com"), "num_requests", None), 2)  # state keyed by the name
 
     def test_lookup_failure_is_502(self) -> None:
         """A failed lookup_srv answers 502 "making dial info" without dialling."""

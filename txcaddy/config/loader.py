@@ -9,40 +9,81 @@ modules, routes and matcher sets the same way.
 from __future__ import annotations
 
 from collections.abc import Callable, Iterable
-from typing import Any
+from typing import Any, TypeVar
 
+from twisted.internet.defer import Deferred, gatherResults, maybeDeferred
 from twisted.logger import Logger
+from twisted.python.failure import Failure
 
 from txcaddy.config import registry
 from txcaddy.errors import ConfigError
 
+_State = TypeVar("_State")
+
+
+class Runtime:
+    """What one service keeps across the configs it loads, shared with no other service.
+
+    Caddy keeps such state in package variables (the hosts of ``reverse_proxy``, the DNS
+    answers of dynamic upstreams): one process, one Caddy. txcaddy may be embedded more than
+    once in a process, so each ``CaddyService`` makes one ``Runtime`` and every config it
+    loads gets it as ``LoadContext.runtime``; loading the next config with the same runtime
+    keeps the state across the reload.
+
+    Each module keeps its state type to itself: ``runtime.get(HostRegistry)`` is the
+    service's one ``HostRegistry``, made the first time a module asks. Modules look it up
+    while loading and keep it on what they build (no lookup per request).
+
+    @ivar send_batch: the reactor's batch of sends (``_twisted.install_fast_io``) while the
+        service runs with ``fast_io``, else None.
+    """
+
+    def __init__(self) -> None:
+        self._parts: dict[type[Any], Any] = {}
+        self.send_batch: Any = None
+
+    def get(self, kind: type[_State]) -> _State:
+        """This runtime's one ``kind()``, made on first use."""
+        part = self._parts.get(kind)
+        if part is None:
+            part = self._parts[kind] = kind()
+        return part  # type: ignore[no-any-return]
+
 
 class LoadContext:
-    """What module factories get besides their own JSON."""
+    """What module factories get besides their own JSON.
 
-    def __init__(self, reactor: Any = None, log: Logger | None = None) -> None:
+    @ivar runtime: the loading service's ``Runtime`` (a fresh one when none is given).
+    """
+
+    def __init__(self, reactor: Any = None, log: Logger | None = None, runtime: Runtime | None = None) -> None:
         self.reactor = reactor
         self.log = log or Logger(namespace="txcaddy")
+        self.runtime = runtime if runtime is not None else Runtime()
         self.path: list[str] = []  # where in the config we are, for error messages
         # Called when the config is unloaded (server stopped or replaced): modules
-        # release shared state and close what they hold open (pools, tunnels, timers).
+        # release shared state and close what they hold open (pools, tunnels, timers);
+        # a hook may return a Deferred that fires once that is done.
         self.unload_hooks: list[Callable[[], Any]] = []
         # Services modules need while the config runs (health checkers, ...): the
         # service tree adopts them.
         self.services: list[Any] = []
 
     def on_unload(self, hook: Callable[[], Any]) -> None:
-        """Run ``hook()`` when this config is unloaded."""
+        """Run ``hook()`` when this config is unloaded (it may return a Deferred)."""
         self.unload_hooks.append(hook)
 
-    def unload(self) -> None:
-        """Run the unload hooks, newest first; one failing does not stop the others."""
+    def unload(self) -> Deferred[None]:
+        """Run the unload hooks, newest first; fire once what they returned has fired.
+
+        One failing (at once or later) does not stop the others: its failure is logged.
+        """
         hooks, self.unload_hooks = self.unload_hooks, []
-        for hook in reversed(hooks):
-            try:
-                hook()
-            except Exception:  # noqa: BLE001 - unloading goes on regardless
-                self.log.failure("error while unloading the config")
+        done = [maybeDeferred(hook).addErrback(self._unload_failed) for hook in reversed(hooks)]
+        return gatherResults(done).addCallback(lambda _: None)
+
+    def _unload_failed(self, failure: Failure) -> None:
+        self.log.failure("error while unloading the config", failure)
 
     def _where(self) -> str:
         return ".".join(self.path) or "config"

@@ -19,6 +19,7 @@ from twisted.internet.defer import Deferred
 from twisted.internet.protocol import DatagramProtocol, Factory, Protocol
 from twisted.logger import Logger
 
+from txcaddy._reactor import IServingReactor, default_reactor
 from txcaddy.config.registry import module
 from txcaddy.errors import ConfigError
 from txcaddy.logs._goformat import _parse_go_ip
@@ -282,7 +283,8 @@ class NetWriter:
     REDIAL_INTERVAL = 10.0
     BUFFER_LIMIT = MEGABYTE
 
-    def __init__(self, address: str, dial_timeout: float = 0.0, reactor: Any = None, fallback: Any = None) -> None:
+    def __init__(self, address: str, dial_timeout: float = 0.0, reactor: IServingReactor | None = None,
+                 fallback: Any = None) -> None:
         from txcaddy.caddyfile.addresses import AddressError, NetworkAddress
 
         try:
@@ -320,11 +322,7 @@ class NetWriter:
         self._dial()
 
     def _dial(self) -> None:
-        reactor = self.reactor
-        if reactor is None:
-            from twisted.internet import reactor as default_reactor
-
-            reactor = self.reactor = default_reactor
+        reactor = self.reactor = default_reactor(self.reactor)
         self._last_dial = reactor.seconds()
         if self.network.startswith("udp"):
             self._udp_port = reactor.listenUDP(0, DatagramProtocol())

@@ -13,6 +13,7 @@ from typing import Any
 
 from twisted.logger import Logger
 
+from txcaddy._reactor import IServingReactor, default_reactor
 from txcaddy.config.registry import module
 from txcaddy.config.values import duration_seconds
 from txcaddy.errors import ConfigError
@@ -106,13 +107,10 @@ class HTTPTransport:
         self.log = log or Logger(namespace="txcaddy.reverseproxy")
 
     @classmethod
-    def from_config(cls, config: dict[str, Any] | None, reactor: Any = None,
+    def from_config(cls, config: dict[str, Any] | None, reactor: IServingReactor | None = None,
                     log: Logger | None = None) -> HTTPTransport:
         """Load the JSON ``transport`` object (with or without ``"protocol": "http"``)."""
-        if reactor is None:
-            from twisted.internet import reactor as global_reactor
-
-            reactor = global_reactor
+        reactor = default_reactor(reactor)
         config = {} if config is None else config
         if not isinstance(config, dict):
             raise ConfigError(f"{_WHERE}: the transport must be a JSON object")

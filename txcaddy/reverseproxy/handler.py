@@ -24,6 +24,7 @@ from twisted.logger import Logger
 from twisted.python.failure import Failure
 from zope.interface import implementer
 
+from txcaddy._reactor import default_reactor
 from txcaddy.config.placeholders import UNKNOWN, GoDuration, Template
 from txcaddy.config.registry import module
 from txcaddy.config.values import duration_seconds, integer
@@ -37,7 +38,7 @@ from txcaddy.http.routing import any_set_matches
 from txcaddy.interfaces import IHandler
 from txcaddy.reverseproxy import headers as proxy_headers
 from txcaddy.reverseproxy.health import PassiveHealth, load_active_health
-from txcaddy.reverseproxy.hosts import HOSTS, Upstream
+from txcaddy.reverseproxy.hosts import HostRegistry, Upstream
 from txcaddy.reverseproxy.streaming import (
     BufferedBody,
     RequestBodyPump,
@@ -591,11 +592,8 @@ def load_reverse_proxy(config: dict[str, Any], context: Any) -> ReverseProxyHand
     unknown = sorted(set(config) - _KNOWN_FIELDS)
     if unknown:
         raise ConfigError(f"reverse_proxy: unknown field {unknown[0]!r}")
-    reactor = context.reactor
-    if reactor is None:
-        from twisted.internet import reactor as default_reactor
-
-        reactor = default_reactor
+    reactor = default_reactor(context.reactor)
+    hosts = context.runtime.get(HostRegistry)
     if config.get("circuit_breaker") is not None:
         raise ConfigError("reverse_proxy: circuit_breaker: no circuit breaker modules are available")
     if config.get("handle_response"):
@@ -614,7 +612,7 @@ def load_reverse_proxy(config: dict[str, Any], context: Any) -> ReverseProxyHand
         if entry.get("lookup_srv"):  # deprecated SRV upstream: upstreams.py
             from txcaddy.reverseproxy.upstreams import lookup_srv_upstream
 
-            upstreams.append(lookup_srv_upstream(entry, passive, bool(health.get("active"))))
+            upstreams.append(lookup_srv_upstream(entry, passive, bool(health.get("active")), hosts))
             lookup_srv = True
             continue
         dial = entry.get("dial")
@@ -623,7 +621,7 @@ def load_reverse_proxy(config: dict[str, Any], context: Any) -> ReverseProxyHand
         max_requests = _int(entry.get("max_requests"), "max_requests")
         if passive is not None and passive.unhealthy_request_count and not max_requests:
             max_requests = passive.unhealthy_request_count
-        upstreams.append(Upstream(dial, HOSTS.acquire(dial), max_requests, passive))
+        upstreams.append(Upstream(dial, hosts.acquire(dial), max_requests, passive))
 
     if health.get("active") is not None:  # a service probing the static upstreams (health.py)
         load_active_health(health["active"], upstreams, transport, reactor, context)
@@ -685,15 +683,16 @@ def load_reverse_proxy(config: dict[str, Any], context: Any) -> ReverseProxyHand
 
         handler.dynamic = attach(handler, config.get("dynamic_upstreams"), context, _Target)
 
-    def unload() -> None:
+    def unload() -> Any:
         tunnels.close_all()
         if passive is not None:
             passive.unload()
         for upstream in upstreams:
-            HOSTS.release(upstream.host)
+            hosts.release(upstream.host)
         close_idle = getattr(transport, "close_idle", None)
         if close_idle is not None:
-            close_idle()
+            return close_idle()  # a Deferred, once the pool waits for its connections to close
+        return None
 
     context.on_unload(unload)
     return handler

@@ -10,7 +10,7 @@ Two independent mechanisms decide whether an upstream may be selected:
   ``reverse_proxy`` handler probes every static upstream on a clock —
   immediately when started, then every ``interval`` — with a ``GET`` through
   the handler's own transport (same TLS, unix sockets and pool), and sets
-  ``Host.unhealthy``. The flag lives on the shared ``Host`` (``HOSTS``), so
+  ``Host.unhealthy``. The flag lives on the shared ``Host`` (the service's ``HostRegistry``), so
   it survives a config reload; when the last checker of a host stops, the
   host counts as healthy again.
 

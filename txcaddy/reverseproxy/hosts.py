@@ -2,9 +2,10 @@
 
 A ``Host`` is the live state of one upstream address: requests in flight,
 failures remembered by passive health checks, the active health flag. Hosts
-live in a process-wide registry keyed by the dial string, so every
-``reverse_proxy`` that names the same address sees the same counts, and the
-state survives a config reload (DESIGN.md §4). An ``Upstream`` is one entry
+live in a registry keyed by the dial string, one per service (its ``Runtime``:
+``context.runtime.get(HostRegistry)``; Caddy's is package-wide), so every
+``reverse_proxy`` of the service that names the same address sees the same counts,
+and the state survives a config reload (DESIGN.md §4). An ``Upstream`` is one entry
 of one handler's pool: the dial string as configured, its request limit and
 the handler's passive-check policy, pointing at the shared ``Host``.
 """
@@ -37,7 +38,7 @@ class Host:
 
 
 class HostRegistry:
-    """Hosts by address with reference counts (Caddy's ``UsagePool``).
+    """Hosts by address with reference counts (Caddy's package-level ``hosts`` ``UsagePool``).
 
     A handler acquires its upstreams' hosts when it is loaded and releases
     them when its config is unloaded; a host nobody holds is forgotten.
@@ -64,10 +65,6 @@ class HostRegistry:
 
     def all(self) -> list[Host]:
         return list(self._hosts.values())
-
-
-#: The process-wide registry (Caddy's package-level ``hosts`` pool).
-HOSTS = HostRegistry()
 
 
 class Upstream:

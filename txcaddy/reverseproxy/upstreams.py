@@ -32,22 +32,22 @@ from twisted.names import client, dns, hosts
 from twisted.python.failure import Failure
 from zope.interface import implementer
 
+from txcaddy._reactor import IDialingReactor, default_reactor
 from txcaddy.config.registry import module
 from txcaddy.config.values import duration_seconds, string
 from txcaddy.errors import ConfigError
 from txcaddy.interfaces import IUpstreamSource
-from txcaddy.reverseproxy.hosts import HOSTS, Upstream
+from txcaddy.reverseproxy.hosts import HostRegistry, Upstream
 
 __all__ = [
-    "A_CACHE",
     "AUpstreams",
+    "DNSCaches",
     "DNSLookupError",
     "DynamicUpstream",
     "LookupCache",
     "MultiUpstreams",
     "SRVLookupUpstream",
     "SRVUpstreams",
-    "SRV_CACHE",
     "UpstreamProvider",
     "order_srv_records",
 ]
@@ -154,8 +154,8 @@ class _Entry:
 class LookupCache:
     """Answers by lookup key for ``refresh`` seconds; one lookup at a time per key.
 
-    Process-wide instances (``SRV_CACHE``, ``A_CACHE``) serve every handler
-    and survive reloads, like Caddy's package-level maps; tests make their own.
+    A service's instances (``DNSCaches``, in its ``Runtime``) serve every handler
+    of the service and survive reloads, like Caddy's package-level maps.
     """
 
     def __init__(self, size: int = CACHE_SIZE) -> None:
@@ -241,10 +241,16 @@ class LookupCache:
         return None
 
 
-#: Caddy's ``srvs`` map: SRV answers by name.
-SRV_CACHE = LookupCache()
-#: Caddy's ``aAaaa`` map: A/AAAA answers by ``name:port`` and IP versions.
-A_CACHE = LookupCache()
+class DNSCaches:
+    """A service's answers of dynamic upstreams (``context.runtime.get(DNSCaches)``).
+
+    @ivar srv: Caddy's ``srvs`` map: SRV answers by name.
+    @ivar a: Caddy's ``aAaaa`` map: A/AAAA answers by ``name:port`` and IP versions.
+    """
+
+    def __init__(self) -> None:
+        self.srv = LookupCache()
+        self.a = LookupCache()
 
 
 # -- the sources -------------------------------------------------------------------------------
@@ -279,7 +285,7 @@ class SRVUpstreams:
         self.proto = proto
         self.refresh = refresh
         self.grace_period = grace_period
-        self.cache = SRV_CACHE if cache is None else cache
+        self.cache = LookupCache() if cache is None else cache
         self.rng = rng
         self._templates = [_template(text) for text in (name, service, proto)]
         self._fixed = None if any(self._templates) else self._address(name, service, proto)
@@ -345,7 +351,7 @@ class AUpstreams:
         self.refresh = refresh
         self.ipv4 = ipv4
         self.ipv6 = ipv6
-        self.cache = A_CACHE if cache is None else cache
+        self.cache = LookupCache() if cache is None else cache
         self.version = "ip4" if not ipv6 else "ip6" if not ipv4 else "ip"
         self._templates = (_template(name), _template(port))
 
@@ -478,10 +484,12 @@ class UpstreamProvider:
         source: Any,
         passive: Any,
         make_target: Callable[[str], Any],
+        hosts: HostRegistry,
         srv_resolver: Any = None,
         rng: Any = random,
     ) -> None:
         self.source = source
+        self.hosts = hosts
         self.passive = passive
         self.make_target = make_target
         self.srv_resolver = srv_resolver
@@ -529,7 +537,7 @@ class UpstreamProvider:
         pool: list[Upstream] = []
         for upstream in found:
             dial = upstream.dial
-            pool.append(DynamicUpstream(dial, HOSTS.acquire(dial), upstream.max_requests or request_limit, passive))
+            pool.append(DynamicUpstream(dial, self.hosts.acquire(dial), upstream.max_requests or request_limit, passive))
         self._pools[id(found)] = (found, pool)
         if len(self._pools) > _POOLS_KEPT:
             self._release(self._pools.pop(next(iter(self._pools)))[1])
@@ -538,7 +546,7 @@ class UpstreamProvider:
 
     def _release(self, pool: list[Upstream]) -> None:
         for upstream in pool:
-            HOSTS.release(upstream.host)
+            self.hosts.release(upstream.host)
 
     # -- lookup_srv
 
@@ -688,13 +696,8 @@ def _clock_for(reactor: Any) -> Any:
     return reactor
 
 
-def _reactor(context: Any) -> Any:
-    reactor = context.reactor
-    if reactor is None:
-        from twisted.internet import reactor as default_reactor
-
-        reactor = default_reactor
-    return reactor
+def _reactor(context: Any) -> IDialingReactor:
+    return default_reactor(context.reactor)
 
 
 def _check_fields(config: dict[str, Any], known: frozenset[str], what: str) -> None:
@@ -746,6 +749,7 @@ def load_srv_upstreams(config: dict[str, Any], context: Any) -> SRVUpstreams:
         service=_string(config, "service", "srv"),
         proto=_string(config, "proto", "srv"),
         grace_period=grace,
+        cache=context.runtime.get(DNSCaches).srv,
         **_common(config, context, "srv", hosts_file=False),
     )
 
@@ -768,6 +772,7 @@ def load_a_upstreams(config: dict[str, Any], context: Any) -> AUpstreams:
         port=_string(config, "port", "a") or "80",
         ipv4=ipv4,
         ipv6=ipv6,
+        cache=context.runtime.get(DNSCaches).a,
         **_common(config, context, "a", hosts_file=True),
     )
 
@@ -784,7 +789,9 @@ def load_multi_upstreams(config: dict[str, Any], context: Any) -> MultiUpstreams
 # -- the hook load_reverse_proxy calls --------------------------------------------------------
 
 
-def lookup_srv_upstream(entry: dict[str, Any], passive: Any, active_checks: bool) -> SRVLookupUpstream:
+def lookup_srv_upstream(
+    entry: dict[str, Any], passive: Any, active_checks: bool, hosts: HostRegistry
+) -> SRVLookupUpstream:
     """A static ``{"lookup_srv": name}`` entry, checked as Caddy 2.6.2 checks it."""
     name = entry["lookup_srv"]
     if not isinstance(name, str):
@@ -800,7 +807,7 @@ def lookup_srv_upstream(entry: dict[str, Any], passive: Any, active_checks: bool
     max_requests = integer(entry.get("max_requests"), "reverse_proxy: max_requests")
     if passive is not None and passive.unhealthy_request_count and not max_requests:
         max_requests = passive.unhealthy_request_count
-    return SRVLookupUpstream(name, HOSTS.acquire(name), max_requests, passive)
+    return SRVLookupUpstream(name, hosts.acquire(name), max_requests, passive)
 
 
 def system_srv_resolver(reactor: Any) -> Any:
@@ -825,6 +832,7 @@ def attach(handler: Any, config: Any, context: Any, make_target: Callable[[str],
         source=source,
         passive=handler.passive,
         make_target=make_target,
+        hosts=context.runtime.get(HostRegistry),
         srv_resolver=system_srv_resolver(reactor) if has_srv else None,
     )
     context.on_unload(provider.unload)

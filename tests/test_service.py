@@ -1,0 +1,189 @@
+"""Tests for txcaddy.service: listeners through Twisted's service machinery, stopping, and
+what an embedding application gets (the reactor left alone unless it asks)."""
+
+from __future__ import annotations
+
+import argparse
+import os
+from typing import Any
+
+from twisted.internet import reactor
+from twisted.internet.defer import Deferred, fail, succeed
+from twisted.internet.error import CannotListenError
+from twisted.internet.protocol import Factory
+from twisted.trial.unittest import SynchronousTestCase, TestCase
+
+from txcaddy import _twisted, cli, tap
+from txcaddy.reverseproxy.hosts import HostRegistry
+from txcaddy.service import CaddyService, ListenerService, fromCaddyfile, fromConfig
+
+
+def _static_config(*, upstream: str | None = None) -> dict[str, Any]:
+    """One server on a free loopback port answering "hi" (or proxying to ``upstream``)."""
+    handler: dict[str, Any] = {"handler": "static_response", "body": "hi"}
+    if upstream is not None:
+        handler = {"handler": "reverse_proxy", "upstreams": [{"dial": upstream}]}
+    return {"apps": {"http": {"servers": {"srv0": {
+        "listen": ["127.0.0.1:0"], "routes": [{"handle": [handler]}]}}}}}
+
+
+class _Port:
+    def __init__(self) -> None:
+        self.listening = True
+
+    def stopListening(self) -> Deferred[None]:
+        self.listening = False
+        return succeed(None)
+
+
+class _Endpoint:
+    """An endpoint that counts its listen() calls."""
+
+    def __init__(self, error: Exception | None = None) -> None:
+        self.ports: list[_Port] = []
+        self.error = error
+
+    def listen(self, factory: Any) -> Deferred[Any]:
+        if self.error is not None:
+            return fail(self.error)
+        self.ports.append(_Port())
+        return succeed(self.ports[-1])
+
+
+class ListenerServiceTests(SynchronousTestCase):
+    def listener(self, endpoint: _Endpoint) -> ListenerService:
+        return ListenerService(endpoint, Factory(), "127.0.0.1:80")  # type: ignore[arg-type]
+
+    def test_privileged_start_binds_and_start_does_not_bind_again(self) -> None:
+        """privilegedStartService binds (twistd calls it as root); startService keeps that port."""
+        endpoint = _Endpoint()
+        listener = self.listener(endpoint)
+        listener.privilegedStartService()
+        self.assertEqual(len(endpoint.ports), 1)
+        self.assertIs(listener.port, endpoint.ports[0])
+        listener.startService()
+        self.assertEqual(len(endpoint.ports), 1)
+        self.assertTrue(listener.running)
+
+    def test_start_alone_binds(self) -> None:
+        """Started without privilegedStartService (an embedding application), it binds then."""
+        endpoint = _Endpoint()
+        listener = self.listener(endpoint)
+        listener.startService()
+        self.assertEqual(len(endpoint.ports), 1)
+
+    def test_bind_failure_raises_at_start(self) -> None:
+        """An address in use fails the start loudly instead of being only logged."""
+        listener = self.listener(_Endpoint(CannotListenError("127.0.0.1", 80, OSError("in use"))))
+        self.assertRaises(CannotListenError, listener.privilegedStartService)
+
+    def test_stop_unbinds_and_a_restart_binds_again(self) -> None:
+        """Stopping closes the port; starting again listens anew."""
+        endpoint = _Endpoint()
+        listener = self.listener(endpoint)
+        listener.startService()
+        self.successResultOf(listener.stopService())
+        self.assertFalse(endpoint.ports[0].listening)
+        self.assertIsNone(listener.port)
+        self.assertFalse(listener.running)
+        listener.startService()
+        self.assertEqual(len(endpoint.ports), 2)
+
+    def test_stop_without_start(self) -> None:
+        """A listener that never started (a sibling failed to bind first) stops quietly."""
+        listener = self.listener(_Endpoint())
+        self.assertIsNone(self.successResultOf(listener.stopService()))
+
+
+class CaddyServiceTests(TestCase):
+    timeout = 30
+
+    def service(self, **kwargs: Any) -> CaddyService:
+        return fromConfig(_static_config(), **kwargs)
+
+    async def test_privileged_start_binds_the_listeners(self) -> None:
+        """privilegedStartService binds every listener; startService then binds nothing more."""
+        service = self.service()
+        service.privilegedStartService()
+        try:
+            (bound,) = service.boundAddresses()["srv0"]
+            ports = [child.port for child in service if isinstance(child, ListenerService)]
+            service.startService()
+            self.assertEqual([child.port for child in service if isinstance(child, ListenerService)], ports)
+            self.assertEqual(service.boundAddresses()["srv0"], [bound])
+        finally:
+            await service.stopService()
+
+    async def test_stop_waits_for_what_unloading_closes(self) -> None:
+        """stopService fires only after the Deferreds the unload hooks return (pools closing)."""
+        service = self.service()
+        closed: Deferred[None] = Deferred()
+        service.context.on_unload(lambda: closed)
+        service.startService()
+        stopped = service.stopService()
+        for _ in range(3):  # the listener's stopListening takes a reactor turn
+            await _turn()
+        self.assertNoResult(stopped)
+        closed.callback(None)
+        await stopped
+
+    async def test_embedding_leaves_the_reactor_loop_alone(self) -> None:
+        """A service built by fromCaddyfile without fast_io does not touch the reactor's loop."""
+        service = fromCaddyfile('http://127.0.0.1:0 {\n\tbind 127.0.0.1\n\trespond "hi"\n}\n')
+        self.assertFalse(service.fast_io)
+        service.startService()
+        try:
+            self.assertNotIn("doIteration", vars(reactor))
+            self.assertFalse(_twisted.fast_io_installed(reactor))
+        finally:
+            await service.stopService()
+
+    async def test_fast_io_is_installed_while_running(self) -> None:
+        """fast_io=True puts txcaddy's loop on the reactor from start until stop."""
+        service = self.service(fast_io=True)
+        self.assertFalse(_twisted.fast_io_installed(reactor))  # building it changes nothing
+        service.startService()
+        try:
+            self.assertTrue(_twisted.fast_io_installed(reactor))
+            self.assertIsNotNone(service.runtime.send_batch)
+        finally:
+            await service.stopService()
+        self.assertFalse(_twisted.fast_io_installed(reactor))
+        self.assertNotIn("doIteration", vars(reactor))
+
+    def test_two_services_share_no_upstream_state(self) -> None:
+        """Two embedded services proxying to one address keep separate host state."""
+        first = fromConfig(_static_config(upstream="10.0.0.1:80"))
+        second = fromConfig(_static_config(upstream="10.0.0.1:80"))
+        hosts = first.runtime.get(HostRegistry), second.runtime.get(HostRegistry)
+        self.assertIsNot(hosts[0], hosts[1])
+        self.assertIsNot(hosts[0].get("10.0.0.1:80"), hosts[1].get("10.0.0.1:80"))
+        self.assertIsNotNone(hosts[0].get("10.0.0.1:80"))
+
+
+class ProcessOwnersTests(SynchronousTestCase):
+    """``twistd caddy`` and ``txcaddy run`` own the process: they turn the fast path on."""
+
+    def caddyfile(self) -> str:
+        path = self.mktemp()
+        with open(path, "w") as f:
+            f.write('http://127.0.0.1:0 {\n\tbind 127.0.0.1\n\trespond "hi"\n}\n')
+        return os.path.abspath(path)
+
+    def test_twistd_plugin_asks_for_fast_io(self) -> None:
+        """The service twistd caddy builds runs with fast_io (installed when it starts)."""
+        options = tap.Options()
+        options.parseOptions(["-c", self.caddyfile()])
+        self.assertTrue(options.service.fast_io)
+
+    def test_txcaddy_run_asks_for_fast_io(self) -> None:
+        """The service txcaddy run builds runs with fast_io."""
+        service = cli.run_service(argparse.Namespace(config=self.caddyfile(), adapter=None))
+        self.assertTrue(service.fast_io)
+
+
+def _turn() -> Deferred[None]:
+    """A Deferred that fires on the next reactor iteration."""
+    d: Deferred[None] = Deferred()
+    reactor.callLater(0, d.callback, None)
+    return d
