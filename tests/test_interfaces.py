@@ -19,9 +19,9 @@ from zope.interface.interface import InterfaceClass
 from zope.interface.verify import verifyObject
 
 from txcaddy import interfaces
-from txcaddy.caddyfile.errors import ConfigError
 from txcaddy.config import registry
 from txcaddy.config.loader import LoadContext
+from txcaddy.errors import ConfigError
 from txcaddy.http._h1 import HTTP11Factory
 from txcaddy.http.response import ResponseWrapper
 from txcaddy.http.routing import RouteList

@@ -64,7 +64,7 @@ class ReferenceCycleTests(SynchronousTestCase):
         self.reactor = MemoryReactorClock()
         service = fromCaddyfile(
             "http://:18081 {\n\tbind 127.0.0.1\n\treverse_proxy 127.0.0.1:9000\n}\n", reactor=self.reactor)
-        self.addCleanup(service.context.unload)  # gives its upstream back to the shared HOSTS
+        self.addCleanup(service.context.unload)  # gives its upstream back to the service's HostRegistry
         self.server = next(iter(service.http.servers.values()))
         (handler,) = _proxy_handlers(self.server.routes)
         self.upstream = _Upstream()
