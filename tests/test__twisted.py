@@ -371,6 +371,17 @@ class FastIOChoiceTests(SynchronousTestCase):
             _twisted.uninstall_fast_io(reactor)
         self.assertNotIn("doIteration", vars(reactor))
 
+    def test_the_last_installed_reactor_batches(self) -> None:
+        """With the fast path on two reactors, the last one installed batches; when it is
+        uninstalled the other one does again."""
+        first, second = _Loop(), _Loop()
+        first_batch = _twisted.install_fast_io(first)
+        self.addCleanup(_twisted.uninstall_fast_io, first)
+        second_batch = _twisted.install_fast_io(second)
+        self.assertIs(_twisted._ACTIVE, second_batch)
+        _twisted.uninstall_fast_io(second)
+        self.assertIs(_twisted._ACTIVE, first_batch)
+
     def test_a_later_wrapper_is_left_in_place(self) -> None:
         """When something wrapped doIteration after txcaddy, uninstalling keeps both (and logs)."""
         loop = _Loop()
@@ -389,6 +400,16 @@ class PlainWriteTests(TestCase):
 
     async def test_send_now_is_write_without_fast_io(self) -> None:
         """On a reactor without the fast path, send_now queues in Twisted's buffer as write does."""
+        await self.plain_writes()
+
+    async def test_connections_of_another_reactor_are_not_batched(self) -> None:
+        """The fast path on some other reactor leaves this reactor's connections to write()."""
+        other = _Loop()
+        _twisted.install_fast_io(other)
+        self.addCleanup(_twisted.uninstall_fast_io, other)
+        await self.plain_writes()
+
+    async def plain_writes(self) -> None:
         self.assertFalse(_twisted.fast_io_installed(reactor))
         server_side: Deferred[Any] = Deferred()
         done: Deferred[bytes] = Deferred()

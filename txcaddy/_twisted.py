@@ -93,7 +93,7 @@ class _SendBatch:
             else:
                 queued.extend(chunks)
             return
-        if not _idle(transport):
+        if not _idle(transport) or transport.reactor is not self.reactor:
             transport.writeSequence(chunks)
             return
         pending[transport] = chunks
@@ -140,6 +140,10 @@ class _SendBatch:
 
 #: The batch of each reactor with the fast path installed (``install_fast_io``).
 _BATCHES: dict[Any, _SendBatch] = {}
+#: The one that batches (the last installed): read by every send with one global lookup, as
+#: cheap as the check gets. Twisted runs one reactor per process; connections of another
+#: reactor with the fast path on get plain writes (correct, not batched).
+_ACTIVE: _SendBatch | None = None
 _CLOSED = Failure(ConnectionDone())  # one for every fast close, as Twisted keeps its own
 
 
@@ -152,10 +156,12 @@ def install_fast_io(reactor: Any) -> _SendBatch:
     on ``send_now``, ``send_sequence_now`` and ``lose_connection`` batch plain TCP and UNIX
     connections of this reactor, whichever protocol writes through them.
     """
+    global _ACTIVE
     batch = _BATCHES.get(reactor)
     if batch is None:
         batch = _BATCHES[reactor] = _SendBatch(reactor)
         batch.wrap()
+        _ACTIVE = batch
     batch.users += 1
     return batch
 
@@ -172,8 +178,10 @@ def uninstall_fast_io(reactor: Any) -> None:
     batch.users -= 1
     if batch.users > 0:
         return
+    global _ACTIVE
     if batch.unwrap():
         del _BATCHES[reactor]
+        _ACTIVE = next(reversed(_BATCHES.values()), None)
     else:
         batch.users = 0
         _log.warn("the reactor's doIteration was wrapped after txcaddy's fast path; leaving it on")
@@ -377,11 +385,10 @@ def lose_connection(transport: Any) -> None:
     txcaddy's epoll loop a TCP connection stays in the epoll set until it is closed (the
     loop reads nothing more from it): one ``epoll_ctl`` less per closed connection.
     """
-    if type(transport) in _DIRECT:
-        batch = _BATCHES.get(transport.reactor)
+    batch = _ACTIVE
+    if batch is not None and type(transport) in _DIRECT:
         if (
-            batch is not None
-            and transport in batch.pending
+            transport in batch.pending
             and transport.producer is None
             and transport.connected
             and not transport.disconnecting
@@ -399,20 +406,18 @@ def send_now(transport: Any, data: bytes) -> None:
     Only with the fast path installed on the transport's reactor; else ``write`` itself.
     """
     if data:
-        if type(transport) in _DIRECT:
-            batch = _BATCHES.get(transport.reactor)
-            if batch is not None:
-                batch.add(transport, [data])
-                return
-        transport.write(data)
+        batch = _ACTIVE
+        if batch is None:
+            transport.write(data)
+        else:
+            batch.add(transport, [data])
 
 
 def send_sequence_now(transport: Any, chunks: Sequence[bytes]) -> None:
     """``transport.writeSequence(chunks)`` the same way (one gathering send)."""
     if chunks:
-        if type(transport) in _DIRECT:
-            batch = _BATCHES.get(transport.reactor)
-            if batch is not None:
-                batch.add(transport, list(chunks))
-                return
-        transport.writeSequence(chunks)
+        batch = _ACTIVE
+        if batch is None:
+            transport.writeSequence(chunks)
+        else:
+            batch.add(transport, list(chunks))
