@@ -27,7 +27,7 @@ class TuneAllocatorTests(SynchronousTestCase):
     def test_twistd_service_maker_tunes_the_process(self) -> None:
         """twistd's caddy service maker tunes the process before handing over the service."""
         calls: list[Any] = []
-        self.patch(_process, "tune_server_process", lambda: calls.append(True))
+        self.patch(tap, "tune_server_process", lambda: calls.append(True))
 
         class FakeOptions:
             service = object()

@@ -10,13 +10,18 @@ from __future__ import annotations
 import argparse
 import sys
 from collections.abc import Sequence
-from typing import TYPE_CHECKING, TextIO
+from typing import TextIO
 
+from twisted.logger import globalLogBeginner, textFileLogObserver
+
+from txcaddy._process import tune_server_process
 from txcaddy._reactor import default_reactor
+from txcaddy.caddyfile.formatter import format_caddyfile
+from txcaddy.caddyfile.jsonenc import encode
+from txcaddy.config.source import load_config, read_config_text
+from txcaddy.config.validate import validate_config
 from txcaddy.errors import ConfigError, ConfigWarning
-
-if TYPE_CHECKING:
-    from txcaddy.service import CaddyService
+from txcaddy.service import CaddyService
 
 VERSION = "0.1.0"
 
@@ -27,23 +32,15 @@ def _print_warnings(warnings: list[ConfigWarning], err: TextIO) -> None:
 
 
 def cmd_adapt(args: argparse.Namespace, out: TextIO, err: TextIO) -> int:
-    from txcaddy.caddyfile.jsonenc import encode
-    from txcaddy.config.source import load_config
-
     config, warnings = load_config(args.config, args.adapter)
     _print_warnings(warnings, err)
     if args.validate:
-        from txcaddy.config.validate import validate_config
-
         validate_config(config)
     print(encode(config, "\t" if args.pretty else None), file=out)
     return 0
 
 
 def cmd_validate(args: argparse.Namespace, out: TextIO, err: TextIO) -> int:
-    from txcaddy.config.source import load_config
-    from txcaddy.config.validate import validate_config
-
     config, warnings = load_config(args.config, args.adapter)
     _print_warnings(warnings, err)
     validate_config(config)
@@ -52,9 +49,6 @@ def cmd_validate(args: argparse.Namespace, out: TextIO, err: TextIO) -> int:
 
 
 def cmd_fmt(args: argparse.Namespace, out: TextIO, err: TextIO) -> int:
-    from txcaddy.caddyfile.formatter import format_caddyfile
-    from txcaddy.config.source import read_config_text
-
     text = sys.stdin.read() if args.path == "-" else read_config_text(args.path)
     formatted = format_caddyfile(text)
     if args.overwrite and args.path != "-":
@@ -67,25 +61,16 @@ def cmd_fmt(args: argparse.Namespace, out: TextIO, err: TextIO) -> int:
 
 def run_service(args: argparse.Namespace) -> CaddyService:
     """The service ``txcaddy run`` serves: it owns the process, so with the fast reactor path."""
-    from txcaddy.config.source import load_config
-    from txcaddy.service import CaddyService
-
     config, warnings = load_config(args.config, args.adapter)
     return CaddyService(config, warnings=warnings, reactor=default_reactor(), fast_io=True)
 
 
 def cmd_run(args: argparse.Namespace, out: TextIO, err: TextIO) -> int:
     """Serve the config in the foreground until SIGINT/SIGTERM (like ``twistd -n caddy``)."""
-    import sys as _sys
-
-    from twisted.logger import globalLogBeginner, textFileLogObserver
-
-    from txcaddy._process import tune_server_process
-
     service = run_service(args)
     reactor = service.reactor
     tune_server_process()
-    globalLogBeginner.beginLoggingTo([textFileLogObserver(_sys.stderr)], redirectStandardIO=False)
+    globalLogBeginner.beginLoggingTo([textFileLogObserver(sys.stderr)], redirectStandardIO=False)
     failures: list[BaseException] = []
 
     def start() -> None:

@@ -29,6 +29,7 @@ from twisted.logger import Logger
 
 from txcaddy import _twisted
 from txcaddy._reactor import IServingReactor, default_reactor
+from txcaddy.caddyfile.adapter import adapt
 from txcaddy.caddyfile.jsonenc import encode
 from txcaddy.config.loader import LoadContext, Runtime
 from txcaddy.config.source import read_config_text
@@ -196,8 +197,6 @@ def fromCaddyfile(
     as Caddyfile text. Config errors raise ``ConfigError`` with file and line.
     ``fast_io`` as for ``fromConfig``.
     """
-    from txcaddy.caddyfile.adapter import adapt  # the adapter: only for Caddyfile input
-
     if "\n" not in pathOrText and os.path.isfile(pathOrText):
         config, warnings = adapt(read_config_text(pathOrText), pathOrText, environ)
     else:

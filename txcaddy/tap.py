@@ -12,8 +12,11 @@ from typing import Any
 from twisted.application.service import IService
 from twisted.python import usage
 
+from txcaddy._process import tune_server_process
 from txcaddy._reactor import IServingReactor, default_reactor
+from txcaddy.config.source import load_config
 from txcaddy.errors import ConfigError
+from txcaddy.service import CaddyService
 
 
 class Options(usage.Options):
@@ -28,9 +31,6 @@ class Options(usage.Options):
     ]
 
     def postOptions(self) -> None:
-        from txcaddy.config.source import load_config
-        from txcaddy.service import CaddyService
-
         try:
             config, warnings = load_config(self["config"], self["adapter"])
             # Build the whole tree now so that any config error is a usage error
@@ -48,7 +48,5 @@ class Options(usage.Options):
 
 
 def makeService(options: Options) -> IService:
-    from txcaddy._process import tune_server_process
-
     tune_server_process()
     return options.service

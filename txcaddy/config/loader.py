@@ -17,6 +17,7 @@ from twisted.python.failure import Failure
 
 from txcaddy.config import registry
 from txcaddy.errors import ConfigError
+from txcaddy.http.routing import MatcherSet, Route, RouteList
 
 _State = TypeVar("_State")
 
@@ -111,8 +112,6 @@ class LoadContext:
         return self.load_module("http.handlers", config, "handler")
 
     def load_matcher_set(self, config: Any) -> Any:
-        from txcaddy.http.routing import MatcherSet
-
         if not isinstance(config, dict):
             raise ConfigError(f"{self._where()}: a matcher set must be a JSON object")
         matchers = []
@@ -133,8 +132,6 @@ class LoadContext:
         return [self.load_matcher_set(c) for c in configs or ()]
 
     def load_routes(self, configs: Iterable[Any] | None) -> Any:
-        from txcaddy.http.routing import Route, RouteList
-
         routes = []
         for i, config in enumerate(configs or ()):
             self.path.append(f"routes[{i}]")
