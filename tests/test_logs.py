@@ -18,6 +18,7 @@ from twisted.internet.task import Clock
 from twisted.internet.testing import MemoryReactorClock, StringTransport
 from twisted.trial.unittest import SynchronousTestCase, TestCase
 
+from txcaddy._go.strconv import format_float_f
 from txcaddy.caddyfile.adapter import adapt
 from txcaddy.config.loader import LoadContext
 from txcaddy.errors import ConfigError
@@ -42,8 +43,6 @@ from txcaddy.logs import (
     RegexpFilter,
     StdWriter,
     StringArray,
-    compile_go_layout,
-    format_go_time,
     json_string,
     logger_allowed,
 )
@@ -408,8 +407,6 @@ class EncoderTests(SynchronousTestCase):
 
     def test_floats_as_go_formats_them(self) -> None:
         """Logged floats are formatted as Go's strconv 'f' format with shortest precision."""
-        from txcaddy.config.placeholders import format_float_f
-
         for value in (2.4356e-05, 1.5e-09, -3.25e-07, 1700000000.6045291, 1e16, 1.234e17, 9.99e-05, 0.0, 12.0):
             self.assertEqual(JSONLogEncoder({}).value(value), format_float_f(value), value)
 
@@ -419,26 +416,6 @@ class EncoderTests(SynchronousTestCase):
         site.get("/", [("X-Bin", "caf\xc3\xa9 \xff")], host="example.com")
         (line,) = site.lines()
         self.assertIn('"X-Bin":["café \ufffd"]', line)
-
-
-class GoTimeLayoutTests(SynchronousTestCase):
-    def format(self, layout: str, ts: float = T0 + 0.0123) -> str:
-        return format_go_time(compile_go_layout(layout), ts, False)
-
-    def test_layouts(self) -> None:
-        """Go time layouts format as Go's time.Format does, fractional seconds included."""
-        cases = [
-            ("2006-01-02T15:04:05Z07:00", "2023-11-14T22:13:20Z"),
-            ("2006-01-02T15:04:05.999999999-07:00", "2023-11-14T22:13:20.5123+00:00"),  # to the µs
-            ("Mon Jan _2 15:04:05.000000 MST 2006 pm", "Tue Nov 14 22:13:20.512300 UTC 2023 pm"),
-            ("02/Jan/2006:15:04:05 -0700", "14/Nov/2023:22:13:20 +0000"),
-            ("Monday January 2 3:4:5 PM 06 002 __2", "Tuesday November 14 10:13:20 PM 23 318 318"),
-            ("_2006 Month 1,000", "_2023 Month 11,512"),
-            ("15h04 .9 .0 Z0700 Z07", "22h13 .5 .5 Z Z"),
-        ]
-        for layout, expected in cases:
-            self.assertEqual(self.format(layout), expected, layout)
-        self.assertEqual(self.format("05.999", float(T0 - 0.5)), "20")
 
 
 class FilterTests(SynchronousTestCase):

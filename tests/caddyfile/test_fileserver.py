@@ -22,33 +22,7 @@ def first_handler(config: dict) -> dict:
     return config["apps"]["http"]["servers"]["srv0"]["routes"][0]["handle"][0]
 
 
-class GoPathTests(SynchronousTestCase):
-    def test_clean(self) -> None:
-        """go_clean cleans paths as Go's filepath.Clean does, "" becoming "."."""
-        cases = {
-            "": ".", "a/../..": "..", "//a//b/./c/": "/a/b/c", "/../x": "/x",
-            "Caddyfile": "Caddyfile", "./Caddyfile": "Caddyfile",
-        }
-        for path, expected in cases.items():
-            self.assertEqual(fileserver.go_clean(path), expected, path)
-
-    def test_match(self) -> None:
-        """filepath.Match: ``*`` and ``?`` stop at ``/``; bad patterns match nothing."""
-        cases = [
-            ("*.caddy", "site.caddy", True),
-            ("*", "a/b", False),
-            ("/etc/*", "/etc/passwd", True),
-            ("a?c", "a/c", False),
-            ("[a-c]x", "bx", True),
-            ("[^a-c]x", "bx", False),
-            ("[]x", "x", False),
-            ("[a-", "a", False),
-            ("\\*", "*", True),
-            ("x\\", "x", False),
-        ]
-        for pattern, name, expected in cases:
-            self.assertEqual(fileserver.go_match(pattern, name), expected, (pattern, name))
-
+class FileHiddenTests(SynchronousTestCase):
     def test_file_hidden(self) -> None:
         """file_hidden matches by name, by directory, by absolute cwd and glob; "./x" is not "x"."""
         cwd = os.getcwd()

@@ -10,7 +10,6 @@ from __future__ import annotations
 from twisted.trial.unittest import SynchronousTestCase
 
 from txcaddy.caddyfile import registry
-from txcaddy.caddyfile._goparse import go_atoi
 from txcaddy.caddyfile.directives import matchers
 from txcaddy.caddyfile.dispenser import Dispenser
 from txcaddy.caddyfile.jsonenc import GoMap, encode
@@ -128,27 +127,3 @@ class ResponseMatcherTests(SynchronousTestCase):
         found: dict[str, dict] = {}
         matchers.parse_named_response_matcher(Dispenser.from_text("match"), found)
         self.assertEqual(found, {"match": {}})
-
-
-class GoBehaviourTests(SynchronousTestCase):
-    def test_canonical_header_key(self) -> None:
-        """canonical_header_key capitalises as Go's textproto does, leaving odd keys alone."""
-        cases = {
-            "content-type": "Content-Type",
-            "X-FORWARDED-FOR": "X-Forwarded-For",
-            "x_y": "X_y",
-            "Two Words": "Two Words",
-            "{placeholder}": "{placeholder}",
-            "ünï": "ünï",
-        }
-        for key, expected in cases.items():
-            self.assertEqual(matchers.canonical_header_key(key), expected, key)
-
-    def test_atoi_messages(self) -> None:
-        """go_atoi accepts a sign and fails with strconv.Atoi's messages."""
-        self.assertEqual(go_atoi("+12"), 12)
-        for text, reason in (("", "invalid syntax"), ("1.5", "invalid syntax"),
-                             ("9" * 20, "value out of range")):
-            with self.assertRaises(ValueError) as caught:
-                go_atoi(text)
-            self.assertEqual(str(caught.exception), f'strconv.Atoi: parsing "{text}": {reason}')

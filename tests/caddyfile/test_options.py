@@ -9,7 +9,7 @@ from txcaddy.caddyfile import (
     directives,  # noqa: F401  (registers everything)
     registry,
 )
-from txcaddy.caddyfile._goparse import go_duration_string, parse_bytes
+from txcaddy.caddyfile._humanize import parse_bytes
 from txcaddy.caddyfile.directives.options import (
     PKI,
     CertificateAuthority,
@@ -174,11 +174,3 @@ class GoHelpersTests(SynchronousTestCase):
         with self.assertRaises(ValueError) as caught:
             parse_bytes("1.2.3mb")
         self.assertEqual(str(caught.exception), 'strconv.ParseFloat: parsing "1.2.3": invalid syntax')
-
-    def test_duration_string(self) -> None:
-        """go_duration_string formats nanoseconds as Go's Duration.String."""
-        self.assertEqual(go_duration_string(-5_400_000_000_000), "-1h30m0s")
-        self.assertEqual(go_duration_string(1_500), "1.5µs")
-        self.assertEqual(go_duration_string(2_000_000), "2ms")
-        self.assertEqual(go_duration_string(61_500_000_000), "1m1.5s")
-        self.assertEqual(go_duration_string(0), "0s")

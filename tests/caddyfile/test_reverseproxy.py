@@ -12,13 +12,13 @@ from typing import Any
 
 from twisted.trial.unittest import SynchronousTestCase
 
+from txcaddy._go.errors import GoError
 from txcaddy.caddyfile import directives as _directives  # noqa: F401  (registers them)
-from txcaddy.caddyfile._goparse import GoError, parse_bytes, weak_string
-from txcaddy.caddyfile.addresses import split_host_port
+from txcaddy.caddyfile._humanize import parse_bytes
 from txcaddy.caddyfile.directives.reverseproxy import parse_upstream_dial_address
 from txcaddy.caddyfile.dispenser import Dispenser
 from txcaddy.caddyfile.helper import GroupCounter, Helper, Route
-from txcaddy.caddyfile.jsonenc import GoMap, encode, module_object
+from txcaddy.caddyfile.jsonenc import GoMap, encode, module_object, weak_string
 from txcaddy.caddyfile.registry import DIRECTIVES
 from txcaddy.errors import ConfigError, ConfigWarning
 
@@ -511,13 +511,6 @@ class GoBehaviourTests(SynchronousTestCase):
             str(caught.exception),
             'parsing upstream URL: parse "https://h:abc": invalid port ":abc" after host',
         )
-
-    def test_split_host_port(self) -> None:
-        """split_host_port follows Go's net.SplitHostPort, errors included."""
-        self.assertEqual(split_host_port("[::1]:80"), ("::1", "80"))
-        with self.assertRaises(GoError) as caught:
-            split_host_port("a:b:c")
-        self.assertEqual(str(caught.exception), "address a:b:c: too many colons in address")
 
     def test_parse_bytes(self) -> None:
         """Byte sizes follow go-humanize, errors included."""

@@ -19,18 +19,13 @@ from cryptography.hazmat.primitives.asymmetric import ec
 from cryptography.x509.oid import NameOID
 from twisted.trial.unittest import SynchronousTestCase
 
-from txcaddy.config import placeholders
+from txcaddy.config import _resolvers, placeholders
 from txcaddy.config.placeholders import (
     UNKNOWN,
     Template,
-    format_float_f,
-    format_float_g,
-    go_duration,
-    go_sprint,
     lookup,
     replace_all,
     replace_known,
-    split_host_port,
     to_string,
 )
 from txcaddy.http.errors import HandlerError
@@ -68,49 +63,63 @@ class ParsingTests(SynchronousTestCase):
         self.assertEqual(everything(text, self.request), replace_all_result, f"ReplaceAll {text!r}")
 
     def test_escaped_braces_are_literal(self):
+        """``\\{`` and ``\\}`` are literal braces once the string has a ``{``."""
         self.check("\\{http.request.method\\}", "{http.request.method}", "{http.request.method}")
 
     def test_escapes_untouched_without_any_open_brace(self):
+        """A string without ``{`` comes back untouched, backslashes included."""
         self.check("a\\}b", "a\\}b", "a\\}b")
 
     def test_escape_applies_once_an_open_brace_exists(self):
+        """An escaped ``}`` is unescaped as soon as a ``{`` appears anywhere."""
         self.check("a\\}b{", "a}b{", "a}b{")
 
     def test_unknown_placeholder_is_rescanned_from_its_brace(self):
+        """After an unknown placeholder scanning resumes just after its ``{``."""
         self.check("{a{http.request.method}}", "{aGET}", "}")
 
     def test_double_braces(self):
+        """``{{name}}`` is a literal brace around the inner placeholder."""
         self.check("{{http.request.method}}", "{GET}", "}")
 
     def test_escaped_close_brace_inside_a_placeholder(self):
+        """A placeholder ends at the first ``}`` not preceded by a backslash."""
         self.check("{x\\}y}", "{x}y}", "")
         self.check("{http.request.method\\}x}", "{http.request.method}x}", "")
 
     def test_empty_and_blank_names_are_unknown(self):
+        """``{}`` and ``{ }`` are unknown placeholders."""
         self.check("{}", "{}", "")
         self.check("{ }", "{ }", "")
 
     def test_close_before_open_is_text(self):
+        """A ``}`` before any ``{`` is text."""
         self.check("}{", "}{", "}{")
 
     def test_unclosed_placeholder_is_text(self):
+        """An unclosed ``{`` is text."""
         self.check("{http.request.method", "{http.request.method", "{http.request.method")
 
     def test_escaped_backslash_before_brace(self):
+        """A backslash before an escaped brace is kept as text."""
         self.check("\\\\{http.request.method}", "\\{http.request.method}", "\\{http.request.method}")
 
     def test_trailing_backslash_kept(self):
+        """A trailing backslash is kept."""
         self.check("{http.request.method}\\", "GET\\", "GET\\")
 
     def test_json_body_stays_intact_with_replace_known(self):
+        """JSON text survives ReplaceKnown (unknown names stay as written)."""
         self.check('{"json": {"k": 1}}', '{"json": {"k": 1}}', "}")
 
     def test_more_than_101_unclosed_braces_empty_the_result(self):
+        """The 102nd unclosed ``{`` makes the whole result empty, as in Caddy."""
         self.assertEqual(known("x" + "{" * 101, self.request), "x" + "{" * 101)
         self.assertEqual(known("x" + "{" * 102, self.request), "")
         self.assertEqual(everything("{http.request.method}" + "{" * 102, self.request), "")
 
     def test_static_templates(self):
+        """A template without placeholders is static and renders without a request."""
         self.assertTrue(Template("plain text").is_static)
         self.assertTrue(Template("\\{not a placeholder\\}").is_static)
         self.assertEqual(Template("\\{x\\}").render(None), "{x}")
@@ -118,15 +127,18 @@ class ParsingTests(SynchronousTestCase):
         self.assertEqual(Template("").render(None), "")
 
     def test_keys(self):
+        """``keys`` lists the top-level placeholder names in order."""
         self.assertEqual(Template("{a}-{http.request.host}\\{c\\}").keys, ["a", "http.request.host"])
 
     def test_empty_values_take_the_empty_argument(self):
+        """Values that come out empty are replaced by the ``empty`` argument."""
         request = make_request("GET", "/")
         self.assertEqual(Template("[{http.request.uri.query}]").render(request, empty="-"), "[-]")
         self.assertEqual(Template("[{nope}]").render(request, empty_unknown=True, empty="-"), "[-]")
         self.assertEqual(Template("[{nope}]").render(request, empty="-"), "[{nope}]")
 
     def test_replace_helpers(self):
+        """``replace_known`` keeps unknown placeholders; ``replace_all`` empties them."""
         request = make_request("PUT", "/x")
         self.assertEqual(replace_known("{http.request.method} {nope}", request), "PUT {nope}")
         self.assertEqual(replace_all("{http.request.method} {nope}", request), "PUT ")
@@ -142,6 +154,7 @@ class RequestPlaceholderTests(SynchronousTestCase):
             self.assertEqual(mode(text, request), value, text)
 
     def test_request_line_and_host(self):
+        """Method, host, port, hostport and scheme come from the request line and Host."""
         self.assertValues(
             self.request,
             {
@@ -161,6 +174,7 @@ class RequestPlaceholderTests(SynchronousTestCase):
         )
 
     def test_uri_parts(self):
+        """The URI, its path, directory, file, base, extension and query parts."""
         self.assertValues(
             self.request,
             {
@@ -184,6 +198,7 @@ class RequestPlaceholderTests(SynchronousTestCase):
         )
 
     def test_decoded_path_and_escaped_uri(self):
+        """``uri.path`` is decoded while ``uri`` keeps the escaping the client sent."""
         request = make_request("GET", "/%C3%A9t%C3%A9%20x/%2e%2e/y.")
         self.assertValues(
             request,
@@ -205,6 +220,7 @@ class RequestPlaceholderTests(SynchronousTestCase):
         )
 
     def test_directory_path(self):
+        """A path ending in ``/`` has an empty file and itself as directory."""
         request = make_request("POST", "/dir/", host="[::1]:99")
         self.assertValues(
             request,
@@ -225,6 +241,7 @@ class RequestPlaceholderTests(SynchronousTestCase):
         )
 
     def test_host_forms(self):
+        """Host and port split as Go's ``SplitHostPort``; where it fails the host is the whole field."""
         cases = {
             "plain": ("plain", "", "plain"),
             "h:": ("h", "", "h:"),
@@ -239,10 +256,12 @@ class RequestPlaceholderTests(SynchronousTestCase):
             self.assertEqual(known("{http.request.host}|{http.request.port}|{http.request.hostport}", request), f"{name}|{port}|{hostport}", host)
 
     def test_bare_question_mark_kept_in_uri(self):
+        """A bare ``?`` received with no query stays in ``{http.request.uri}``."""
         request = make_request("GET", "/x?")
         self.assertEqual(known("{http.request.uri}|{http.request.uri.query}", request), "/x?|")
 
     def test_uri_follows_rewrites_orig_uri_does_not(self):
+        """``uri`` follows rewrites while ``orig_uri`` keeps what was received."""
         request = make_request("GET", "/old/p%20q?x=1")
         request.set_path("/new/r s")
         request.query = "y=2"
@@ -264,6 +283,7 @@ class RequestPlaceholderTests(SynchronousTestCase):
         )
 
     def test_headers(self):
+        """Request header values are joined with commas; Host is not a header."""
         self.assertValues(
             self.request,
             {
@@ -281,6 +301,7 @@ class RequestPlaceholderTests(SynchronousTestCase):
         self.assertEqual(everything("{>Nope}|{>}", self.request), "|")
 
     def test_cookies(self):
+        """Cookie values by name, case-insensitively; a missing cookie is unknown."""
         self.assertValues(
             self.request,
             {
@@ -298,6 +319,7 @@ class RequestPlaceholderTests(SynchronousTestCase):
         self.assertEqual(known("{http.request.cookie.sess}", no_cookies), "{http.request.cookie.sess}")
 
     def test_remote(self):
+        """The peer's address, host and port."""
         self.assertValues(
             self.request,
             {
@@ -313,6 +335,7 @@ class RequestPlaceholderTests(SynchronousTestCase):
         )
 
     def test_remote_ipv6(self):
+        """An IPv6 peer is bracketed in ``remote``; ``remote.host/v4,v6`` masks it with the IPv6 length."""
         request = make_request("GET", "/", remote=("2001:db8:1:2::3", 5))
         self.assertValues(
             request,
@@ -329,10 +352,12 @@ class RequestPlaceholderTests(SynchronousTestCase):
         self.assertEqual(known("{http.request.remote.host/8,120}", mapped), "::ffff:10.1.2.0/120")
 
     def test_no_remote(self):
+        """Without a peer address the remote placeholders are empty."""
         request = make_request("GET", "/", remote=("", 0))
         self.assertEqual(known("[{http.request.remote}|{http.request.remote.host}|{http.request.remote.port}]", request), "[||]")
 
     def test_vars(self):
+        """``http.vars.*`` values print as Caddy prints them (floats without exponent, nil empty)."""
         request = make_request("GET", "/")
         request.vars.update({"root": "/srv", "n": 3, "f": 1.5, "big": 1e21, "t": True, "none": None})
         self.assertValues(
@@ -349,22 +374,26 @@ class RequestPlaceholderTests(SynchronousTestCase):
         )
 
     def test_caddyfile_shorthands_are_not_runtime_placeholders(self):
+        """Caddyfile shorthands like ``{vars.x}`` are unknown at run time."""
         request = make_request("GET", "/")
         request.vars["x"] = "1"
         self.assertEqual(known("{vars.x}|{re.a.b}|{path}|{host}", request), "{vars.x}|{re.a.b}|{path}|{host}")
         self.assertEqual(everything("{vars.x}|{re.a.b}|{path}", request), "||")
 
     def test_values_set_by_matchers_and_handlers(self):
+        """Values set during the request (regexp captures, file matcher) are found."""
         request = make_request("GET", "/")
         request.placeholders.update({"http.regexp.name.1": "cap", "http.matchers.file.relative": "/index.html", "custom": 7})
         self.assertEqual(known("{http.regexp.name.1}|{http.matchers.file.relative}|{custom}|{http.regexp.name.2}", request), "cap|/index.html|7|{http.regexp.name.2}")
 
     def test_set_values_come_before_request_values(self):
+        """A value set during the request wins over the request's own value."""
         request = make_request("GET", "/")
         request.placeholders["http.request.method"] = "OVERRIDDEN"
         self.assertEqual(known("{http.request.method}", request), "OVERRIDDEN")
 
     def test_uuid_is_stable_per_request(self):
+        """``{http.request.uuid}`` is made once per request and then stays."""
         request = make_request("GET", "/")
         first = known("{http.request.uuid}", request)
         self.assertRegex(first, r"^[0-9a-f]{8}-[0-9a-f]{4}-4[0-9a-f]{3}-[89ab][0-9a-f]{3}-[0-9a-f]{12}$")
@@ -373,17 +402,20 @@ class RequestPlaceholderTests(SynchronousTestCase):
         self.assertNotEqual(known("{http.request.uuid}", make_request("GET", "/")), first)
 
     def test_body_when_already_received(self):
+        """The body is given only when it already arrived whole."""
         request = make_request("POST", "/", body=b"hello body")
         self.assertEqual(known("{http.request.body}", request), "hello body")
         self.assertEqual(known("[{http.request.body}]", make_request("GET", "/")), "[]")
 
     def test_proto_and_scheme(self):
+        """Protocol version and scheme (https with TLS)."""
         request = make_request("GET", "/", proto="HTTP/2.0", tls=FakeTLS())
         self.assertEqual(known("{http.request.proto} {http.request.scheme}", request), "HTTP/2.0 https")
 
 
 class ResponseAndErrorTests(SynchronousTestCase):
     def test_response_headers(self):
+        """``http.response.header.*`` reads the response being written."""
         request = make_request("GET", "/")
         response = FakeResponse()
         response.headers.add("X-Out", "a")
@@ -391,10 +423,12 @@ class ResponseAndErrorTests(SynchronousTestCase):
         self.assertEqual(known("{http.response.header.x-out}|{http.response.header.Nope}", request, response), "a,b|")
 
     def test_response_headers_unknown_without_a_response(self):
+        """Without a response, response headers are unknown placeholders."""
         request = make_request("GET", "/")
         self.assertEqual(known("{http.response.header.X-Out}", request), "{http.response.header.X-Out}")
 
     def test_error_placeholders(self):
+        """An error route sees the error's status, text, message, id and trace."""
         request = make_request("GET", "/")
         error = HandlerError(404, "nope")
         error.id = "9dk04rvx9"
@@ -405,6 +439,7 @@ class ResponseAndErrorTests(SynchronousTestCase):
         )
 
     def test_error_with_empty_message(self):
+        """An error with an empty message gives an empty ``{http.error.message}``."""
         request = make_request("GET", "/")
         error = HandlerError(418, "")
         error.id = "b8fdwttmf"
@@ -412,11 +447,13 @@ class ResponseAndErrorTests(SynchronousTestCase):
         self.assertEqual(known("{http.error.status_text}|{http.error.message}|{http.error}", request), "I'm a teapot||{id=b8fdwttmf}: HTTP 418:")
 
     def test_error_message_from_cause(self):
+        """Without a message of its own the error's message is its cause's."""
         request = make_request("GET", "/")
         request.error = HandlerError(502, "", cause=ConnectionRefusedError("connection refused"))
         self.assertEqual(known("{http.error.status_code} {http.error.message}", request), "502 connection refused")
 
     def test_error_placeholders_unknown_outside_error_routes(self):
+        """Outside an error route the error placeholders are unknown."""
         request = make_request("GET", "/")
         self.assertEqual(known("{http.error.status_code}|{http.error}", request), "{http.error.status_code}|{http.error}")
         self.assertEqual(everything("[{http.error.message}]", request), "[]")
@@ -425,7 +462,7 @@ class ResponseAndErrorTests(SynchronousTestCase):
 class GlobalPlaceholderTests(SynchronousTestCase):
     def setUp(self):
         self.request = make_request("GET", "/")
-        self.patch(placeholders, "now", lambda: 1700000000.25)
+        self.patch(_resolvers, "now", lambda: 1700000000.25)
         old_tz = os.environ.get("TZ")
         os.environ["TZ"] = "XYZ-2"  # a POSIX zone 2 hours east of UTC, no tz database needed
         time.tzset()
@@ -439,10 +476,12 @@ class GlobalPlaceholderTests(SynchronousTestCase):
         time.tzset()
 
     def test_environment(self):
+        """``{env.NAME}`` is the variable, empty when unset."""
         self.patch(os, "environ", {**os.environ, "TXC_TEST": "envvalue"})
         self.assertEqual(known("{env.TXC_TEST}|{env.TXC_NOPE_NOT_SET}", self.request), "envvalue|")
 
     def test_system(self):
+        """``system.*`` values: separator, host name, OS, architecture, working directory."""
         self.assertEqual(known("{system.slash}", self.request), os.sep)
         self.assertEqual(known("{system.hostname}", self.request), socket.gethostname())
         self.assertEqual(known("{system.wd}", self.request), os.getcwd())
@@ -450,6 +489,7 @@ class GlobalPlaceholderTests(SynchronousTestCase):
         self.assertIn(known("{system.arch}", self.request), {"amd64", "arm64", "386", "arm", "ppc64le", "s390x", "riscv64"})
 
     def test_time(self):
+        """``time.now.*`` forms read the clock at render time, in local time."""
         self.assertEqual(
             known("{time.now.unix}|{time.now.unix_ms}|{time.now.year}|{time.now.common_log}|{time.now.http}", self.request),
             "1700000000|1700000000250|2023|15/Nov/2023:00:13:20 +0200|Tue, 14 Nov 2023 22:13:20 GMT",
@@ -457,7 +497,8 @@ class GlobalPlaceholderTests(SynchronousTestCase):
         self.assertEqual(known("{time.now}", self.request), "2023-11-15 00:13:20.25 +0200 XYZ")
 
     def test_duration(self):
-        self.patch(placeholders, "now", lambda: 1000.25)  # small numbers keep microsecond precision
+        """``{http.request.duration}`` prints as Go's Duration, ``duration_ms`` as milliseconds."""
+        self.patch(_resolvers, "now", lambda: 1000.25)  # small numbers keep microsecond precision
         self.request.start = 1000.25 - 0.000151105
         self.assertEqual(known("{http.request.duration}", self.request), "151.105µs")
         self.request.start = 1000.25 - 0.5
@@ -466,10 +507,12 @@ class GlobalPlaceholderTests(SynchronousTestCase):
         self.assertEqual(known("{http.request.duration}", self.request), "1h2m5.5s")
 
     def test_start_time_var(self):
+        """``{http.vars.start_time}`` prints the request start as Go's ``Time.String()``."""
         self.request.start = 1700000000.0
         self.assertEqual(known("{http.vars.start_time}", self.request), "2023-11-15 00:13:20 +0200 XYZ")
 
     def test_globals_cannot_be_overridden(self):
+        """Global values come first: a request value cannot hide them."""
         self.request.placeholders["time.now.year"] = "1999"
         self.assertEqual(known("{time.now.year}", self.request), "2023")
 
@@ -497,6 +540,7 @@ def client_certificate():
 
 class TLSPlaceholderTests(SynchronousTestCase):
     def test_connection_details(self):
+        """TLS connection values: version, cipher suite, protocol, server name, resumption."""
         request = make_request("GET", "/", tls=FakeTLS(server_name="example.com", version="tls1.3", cipher_suite="TLS_AES_128_GCM_SHA256", proto="h2"))
         self.assertEqual(
             known(
@@ -508,11 +552,13 @@ class TLSPlaceholderTests(SynchronousTestCase):
         )
 
     def test_unknown_without_tls(self):
+        """Without TLS the TLS placeholders are unknown."""
         request = make_request("GET", "/")
         self.assertEqual(known("{http.request.tls.version}", request), "{http.request.tls.version}")
         self.assertEqual(everything("[{http.request.tls.version}]", request), "[]")
 
     def test_client_certificate(self):
+        """Client certificate values: subject, issuer, serial, SANs, keys and encodings."""
         cert, key = client_certificate()
         tls = FakeTLS()
         tls.peer_certificate = cert
@@ -542,12 +588,14 @@ class TLSPlaceholderTests(SynchronousTestCase):
         self.assertEqual(known("{http.request.tls.client.nope}", request), "{http.request.tls.client.nope}")
 
     def test_client_fields_unknown_without_a_certificate(self):
+        """Without a client certificate its placeholders are unknown."""
         request = make_request("GET", "/", tls=FakeTLS())
         self.assertEqual(known("{http.request.tls.client.subject}", request), "{http.request.tls.client.subject}")
 
 
 class LookupTests(SynchronousTestCase):
     def test_lookup_gives_raw_values(self):
+        """``lookup`` returns raw values (a port as an int) and whether the name is known."""
         request = make_request("GET", "/", host="h:8080")
         self.assertEqual(lookup("http.request.port", request), (8080, True))
         self.assertEqual(lookup("http.request.host", request), ("h", True))
@@ -555,8 +603,9 @@ class LookupTests(SynchronousTestCase):
         self.assertIs(placeholders.resolver("nope")(request, None), UNKNOWN)
 
 
-class GoFormattingTests(SynchronousTestCase):
+class ToStringTests(SynchronousTestCase):
     def test_to_string(self):
+        """Caddy's ``ToString``: nil is empty, floats without exponent, slices as ``[a b]``."""
         self.assertEqual(to_string(None), "")
         self.assertEqual(to_string(True), "true")
         self.assertEqual(to_string(12), "12")
@@ -566,39 +615,3 @@ class GoFormattingTests(SynchronousTestCase):
         self.assertEqual(to_string(1e-7), "0.0000001")
         self.assertEqual(to_string(b"bytes"), "bytes")
         self.assertEqual(to_string(["a", "b"]), "[a b]")
-
-    def test_go_sprint(self):
-        self.assertEqual(go_sprint(None), "<nil>")
-        self.assertEqual(go_sprint("s"), "s")
-        self.assertEqual(go_sprint(3.0), "3")
-        self.assertEqual(go_sprint(1e6), "1e+06")
-        self.assertEqual(go_sprint(123456.0), "123456")
-        self.assertEqual(go_sprint(0.00001), "1e-05")
-        self.assertEqual(go_sprint(False), "false")
-
-    def test_float_formats(self):
-        self.assertEqual(format_float_f(-0.5), "-0.5")
-        self.assertEqual(format_float_f(float("nan")), "NaN")
-        self.assertEqual(format_float_g(float("-inf")), "-Inf")
-        self.assertEqual(format_float_g(1.5e300), "1.5e+300")
-        self.assertEqual(format_float_g(0.0001), "0.0001")
-
-    def test_go_duration(self):
-        self.assertEqual(go_duration(0), "0s")
-        self.assertEqual(go_duration(999), "999ns")
-        self.assertEqual(go_duration(1500), "1.5µs")
-        self.assertEqual(go_duration(2_000_000), "2ms")
-        self.assertEqual(go_duration(120 * 10**9), "2m0s")
-        self.assertEqual(go_duration(3600 * 10**9), "1h0m0s")
-        self.assertEqual(go_duration(-1500), "-1.5µs")
-
-    def test_split_host_port(self):
-        self.assertEqual(split_host_port("a:1"), ("a", "1"))
-        self.assertEqual(split_host_port("[::1]:1"), ("::1", "1"))
-        self.assertEqual(split_host_port("a:"), ("a", ""))
-        self.assertIsNone(split_host_port("a"))
-        self.assertIsNone(split_host_port("::1"))
-        self.assertIsNone(split_host_port("[::1]"))
-        self.assertIsNone(split_host_port("[::1]x:1"))
-        self.assertIsNone(split_host_port("a]:1"))
-        self.assertIsNone(split_host_port(""))

@@ -1,7 +1,7 @@
 """Site addresses (``[scheme://][host][:port][/path]``) and listener addresses.
 
 Ports of Caddy's ``httpcaddyfile.Address``, ``caddy.NetworkAddress`` and the
-few ``net`` helpers they rely on, so that keys map to the same listeners.
+helpers around Go's ``net`` ones (``txcaddy._go.net``), so that keys map to the same listeners.
 """
 
 from __future__ import annotations
@@ -9,7 +9,9 @@ from __future__ import annotations
 import ipaddress
 from dataclasses import dataclass
 
-from txcaddy.caddyfile._goparse import GoError, atoi_error
+from txcaddy._go.errors import GoError
+from txcaddy._go.net import AddrError, join_host_port, split_host_port
+from txcaddy._go.strconv import NumError, atoi
 
 DEFAULT_HTTP_PORT = 80
 DEFAULT_HTTPS_PORT = 443
@@ -18,45 +20,6 @@ MAX_PORT_SPAN = 65535
 
 class AddressError(GoError):
     """A bad address, worded as Go's ``net`` package and Caddy word it."""
-
-
-def split_host_port(hostport: str) -> tuple[str, str]:
-    """Go's ``net.SplitHostPort``; raises AddressError with Go's messages."""
-    def fail(reason: str) -> AddressError:
-        return AddressError(f"address {hostport}: {reason}")
-
-    i = hostport.rfind(":")
-    if i < 0:
-        raise fail("missing port in address")
-    j = k = 0
-    if hostport.startswith("["):
-        end = hostport.find("]")
-        if end < 0:
-            raise fail("missing ']' in address")
-        if end + 1 == len(hostport):
-            raise fail("missing port in address")
-        if end + 1 != i:
-            if hostport[end + 1] == ":":
-                raise fail("too many colons in address")
-            raise fail("missing port in address")
-        host = hostport[1:end]
-        j, k = 1, end + 1
-    else:
-        host = hostport[:i]
-        if ":" in host:
-            raise fail("too many colons in address")
-    if "[" in hostport[j:]:
-        raise fail("unexpected '[' in address")
-    if "]" in hostport[k:]:
-        raise fail("unexpected ']' in address")
-    return host, hostport[i + 1 :]
-
-
-def join_host_port(host: str, port: str) -> str:
-    """Go's ``net.JoinHostPort``."""
-    if ":" in host:
-        return f"[{host}]:{port}"
-    return f"{host}:{port}"
 
 
 @dataclass(frozen=True)
@@ -79,20 +42,18 @@ class Address:
         host_part, sep, rest = remaining.partition("/")
         try:
             host, port = split_host_port(host_part)
-        except AddressError:
+        except AddrError:
             try:
                 host, port = split_host_port(host_part + ":")
-            except AddressError:
+            except AddrError:
                 host, port = host_part, ""
         if sep:
             path = "/" + rest
         if port:
             try:
-                number = int(port) if port.lstrip("+-").isdigit() and port.isascii() else None
-            except ValueError:
-                number = None
-            if number is None or not -(2**63) <= number < 2**63:
-                raise AddressError(f"invalid port '{port}': {atoi_error(port)}")
+                number = atoi(port)
+            except NumError as e:
+                raise AddressError(f"invalid port '{port}': {e}") from None
             if number < 0 or number > 65535:
                 raise AddressError(f"port {number} is out of range")
         return cls(original, scheme, host, port, path)
@@ -213,13 +174,13 @@ def split_network_address(text: str) -> tuple[str, str, str]:
     try:
         host, port = split_host_port(text)
         return network, host, port
-    except AddressError as error:
+    except AddrError as error:
         if text == "":
             return network, "", ""
         try:
             host, _ = split_host_port(text + ":0")
-        except AddressError:
-            raise error from None
+        except AddrError:
+            raise AddressError(str(error)) from None
         return network, host, ""
 
 

@@ -8,9 +8,10 @@ line-based argument rules and the same error messages.
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from typing import Any
 
+from txcaddy._go.strconv import NumError, atoi, parse_bool, parse_float
 from txcaddy.caddyfile.errors import ConfigError
 from txcaddy.caddyfile.lexer import Token, tokenize
 
@@ -269,10 +270,10 @@ class Dispenser:
 
 def go_scalar(text: str) -> Any:
     """Interpret an unquoted token as Go's strconv would: int, float, bool, else str."""
-    from txcaddy.caddyfile._goparse import parse_go_bool, parse_go_float, parse_go_int
-
-    for parse in (parse_go_int, parse_go_float, parse_go_bool):
-        value = parse(text)
-        if value is not None:
-            return value
+    parse: Callable[[str], Any]
+    for parse in (atoi, parse_float, parse_bool):
+        try:
+            return parse(text)
+        except NumError:
+            pass
     return text

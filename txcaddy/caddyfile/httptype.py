@@ -13,8 +13,9 @@ import re
 from dataclasses import dataclass, field
 from typing import Any
 
+from txcaddy._go.net import join_host_port
+from txcaddy._go.sort import slice_stable
 from txcaddy.caddyfile import registry
-from txcaddy.caddyfile._gosort import slice_stable
 from txcaddy.caddyfile.addresses import (
     DEFAULT_HTTP_PORT,
     DEFAULT_HTTPS_PORT,
@@ -124,8 +125,6 @@ class SiteBlock:
                     return []
                 continue
             if logger_mode and addr.port not in ("", str(DEFAULT_HTTP_PORT), str(DEFAULT_HTTPS_PORT)):
-                from txcaddy.caddyfile.addresses import join_host_port
-
                 hosts.setdefault(join_host_port(addr.host, addr.port), None)
             else:
                 hosts.setdefault(addr.host, None)

@@ -12,6 +12,8 @@ import math
 from decimal import Decimal
 from typing import Any
 
+from txcaddy._go.strconv import NumError, atoi
+
 
 class GoMap(dict):  # type: ignore[type-arg]
     """A JSON object whose keys Go would sort (a Go map, not a struct)."""
@@ -158,3 +160,15 @@ def module_object(value: Any, inline_key: str, name: str) -> ModuleObject:
     out = ModuleObject(decoded) if isinstance(decoded, dict) else ModuleObject()
     out[inline_key] = name
     return out
+
+
+def weak_string(text: str) -> int | bool | str:
+    """How ``caddyhttp.WeakString`` marshals: booleans and integers unquoted."""
+    if text == "true":
+        return True
+    if text == "false":
+        return False
+    try:
+        return atoi(text)
+    except NumError:
+        return text

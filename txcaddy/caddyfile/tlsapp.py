@@ -11,13 +11,13 @@ policies where Caddy shares pointers, because later steps mutate them.
 from __future__ import annotations
 
 import copy
-import ipaddress
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
 from typing import Any
 
-from txcaddy.caddyfile._gosort import slice_stable
-from txcaddy.caddyfile.addresses import AddressError, NetworkAddress, join_host_port
+from txcaddy._go.net import join_host_port, parse_ip
+from txcaddy._go.sort import slice_stable
+from txcaddy.caddyfile.addresses import AddressError, NetworkAddress
 from txcaddy.caddyfile.directives.options import (
     DEFAULT_CA_ID,
     PKI,
@@ -117,13 +117,7 @@ def subject_qualifies_for_cert(subject: str) -> bool:
 
 def subject_is_ip(subject: str) -> bool:
     """Go's ``net.ParseIP(subject) != nil`` (no zones, no leading zeros)."""
-    if "%" in subject:
-        return False
-    try:
-        ipaddress.ip_address(subject)
-    except ValueError:
-        return False
-    return True
+    return parse_ip(subject) is not None
 
 
 def subject_is_internal(subject: str) -> bool:

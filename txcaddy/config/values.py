@@ -2,9 +2,27 @@
 
 from __future__ import annotations
 
+import re
 from typing import Any
 
+from txcaddy._go.time import parse_duration
 from txcaddy.errors import ConfigError
+
+
+def parse_caddy_duration(text: str) -> int:
+    """``caddy.ParseDuration``: Go's durations plus a ``d`` (day) unit; nanoseconds."""
+    if "d" in text:
+        # Caddy turns each "<number>d" into hours before parsing.
+        def days_to_hours(match: re.Match[str]) -> str:
+            value = float(match.group(1))
+            hours = value * 24
+            return f"{hours:g}h" if hours != int(hours) else f"{int(hours)}h"
+
+        converted = re.sub(r"([0-9]*\.?[0-9]+)d", days_to_hours, text)
+        if "d" in converted:
+            raise ValueError(f'time: unknown unit "d" in duration "{text}"')
+        text = converted
+    return parse_duration(text)
 
 
 def duration_seconds(value: Any, where: str) -> float | None:
@@ -15,8 +33,6 @@ def duration_seconds(value: Any, where: str) -> float | None:
     if isinstance(value, bool) or not isinstance(value, (int, str)):  # Go: an int64 or a string
         raise ConfigError(f"{where}: invalid duration {value!r}")
     if isinstance(value, str):
-        from txcaddy.caddyfile._goparse import parse_caddy_duration
-
         try:
             value = parse_caddy_duration(value)
         except ValueError as e:

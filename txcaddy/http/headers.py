@@ -9,25 +9,9 @@ from __future__ import annotations
 
 from collections.abc import Collection, Container, ItemsView, Iterable, Iterator
 
-_TOKEN_CHARS = frozenset(
-    "!#$%&'*+-.^_`|~0123456789abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ"
-)
-_canonical_cache: dict[str, str] = {}
+from txcaddy._go.textproto import canonical_mime_header_key as canonical_key
+
 _raw_name_cache: dict[bytes, str] = {}
-
-
-def canonical_key(name: str) -> str:
-    """Go's ``textproto.CanonicalMIMEHeaderKey``."""
-    cached = _canonical_cache.get(name)
-    if cached is not None:
-        return cached
-    if not name or any(ch not in _TOKEN_CHARS for ch in name):
-        result = name  # Go leaves invalid names untouched
-    else:
-        result = "-".join(part[:1].upper() + part[1:].lower() for part in name.split("-"))
-    if len(_canonical_cache) < 4096:
-        _canonical_cache[name] = result
-    return result
 
 
 class Headers:

@@ -24,54 +24,32 @@ import re
 from collections.abc import Sequence
 from functools import lru_cache
 from typing import Any
-from urllib.parse import unquote
 
 from zope.interface import implementer
 
-from txcaddy.config.placeholders import (
-    Template,
-    escaped_path,
-    go_sprint,
-    lookup,
-    parse_query,
-    remote_addr,
-    split_host_port,
-)
+from txcaddy._go.fmt import sprint
+from txcaddy._go.http import escaped_path, remote_addr
+from txcaddy._go.net import AddrError, split_host_port
+from txcaddy._go.netip import Address, ParseAddrError, parse_addr, parse_prefix
+from txcaddy._go.path import clean, compile_pattern
+from txcaddy._go.path import match as path_match
+from txcaddy._go.regexp import RegexpError, compile_regexp
+from txcaddy._go.strings import to_lower
+from txcaddy._go.textproto import canonical_mime_header_key as canonical_key
+from txcaddy._go.urlescape import parse_query, path_unescape
+from txcaddy.config.placeholders import Template, lookup
 from txcaddy.config.registry import module
 from txcaddy.errors import ConfigError
-from txcaddy.http._goregexp import GoRegexpError, compile_go_regexp
-from txcaddy.http.headers import canonical_key
 from txcaddy.interfaces import IRequestMatcher
 
-# -- Go's path helpers --------------------------------------------------------------------
-
-
-def go_path_clean(path: str) -> str:
-    """Go's ``path.Clean``."""
-    if not path:
-        return "."
-    rooted = path[0] == "/"
-    out: list[str] = []
-    for segment in path.split("/"):
-        if segment == "" or segment == ".":
-            continue
-        if segment == "..":
-            if out and out[-1] != "..":
-                out.pop()
-            elif not rooted:
-                out.append("..")
-            continue
-        out.append(segment)
-    if rooted:
-        return "/" + "/".join(out)
-    return "/".join(out) or "."
+# -- Caddy's path cleaning -----------------------------------------------------------------
 
 
 def clean_path(path: str) -> str:
     """Caddy's ``cleanPath``: ``path.Clean`` keeping a trailing slash."""
     if path[:1] == "/" and "//" not in path and "/." not in path:
         return path  # nothing to clean (the common case)
-    cleaned = go_path_clean(path)
+    cleaned = clean(path)
     if cleaned != "/" and path.endswith("/"):
         cleaned += "/"
     return cleaned
@@ -95,220 +73,6 @@ def clean_path_keep_slashes(path: str, merge_slashes: bool) -> str:
     return clean_path(marked).replace(_SLASH_MARK, "")
 
 
-def go_lower(text: str) -> str:
-    """Go's ``strings.ToLower``: per code point, invalid bytes become U+FFFD."""
-    if text.isascii():
-        return text.lower()
-    out = []
-    for ch in text:
-        if "\udc80" <= ch <= "\udcff":
-            out.append("\ufffd")
-            continue
-        lowered = ch.lower()
-        out.append(lowered if len(lowered) == 1 else ("i" if ch == "\u0130" else ch))
-    return "".join(out)
-
-
-class _BadPattern(Exception):
-    pass
-
-
-def _scan_chunk(pattern: str) -> tuple[bool, str, str]:
-    """Go's ``scanChunk``: leading stars, then the text up to the next star outside ``[]``."""
-    star = False
-    while pattern and pattern[0] == "*":
-        pattern = pattern[1:]
-        star = True
-    in_range = False
-    i = 0
-    while i < len(pattern):
-        c = pattern[i]
-        if c == "\\":
-            if i + 1 < len(pattern):
-                i += 1
-        elif c == "[":
-            in_range = True
-        elif c == "]":
-            in_range = False
-        elif c == "*" and not in_range:
-            return star, pattern[:i], pattern[i:]
-        i += 1
-    return star, pattern, ""
-
-
-def _class_char(chunk: str, i: int) -> tuple[str, int]:
-    """Go's ``getEsc``: one possibly escaped character of a class, and the next index."""
-    if i >= len(chunk) or chunk[i] in "-]":
-        raise _BadPattern
-    if chunk[i] == "\\":
-        i += 1
-        if i >= len(chunk):
-            raise _BadPattern
-    i += 1
-    if i >= len(chunk):
-        raise _BadPattern
-    return chunk[i - 1], i
-
-
-_ANY = 0  # ``?``: one character except ``/``
-_LITERAL = 1
-_CLASS = 2
-
-
-def _compile_chunk(chunk: str) -> tuple[tuple[Any, ...], ...]:
-    """A chunk as single-character tests; ``_BadPattern`` where Go reports ErrBadPattern."""
-    ops: list[tuple[Any, ...]] = []
-    i = 0
-    while i < len(chunk):
-        c = chunk[i]
-        if c == "[":
-            i += 1
-            negated = i < len(chunk) and chunk[i] == "^"
-            if negated:
-                i += 1
-            ranges = []
-            while True:
-                if i < len(chunk) and chunk[i] == "]" and ranges:
-                    i += 1
-                    break
-                lo, i = _class_char(chunk, i)
-                hi = lo
-                if chunk[i] == "-":
-                    hi, i = _class_char(chunk, i + 1)
-                ranges.append((lo, hi))
-            ops.append((_CLASS, negated, tuple(ranges)))
-        elif c == "?":
-            ops.append((_ANY,))
-            i += 1
-        else:
-            if c == "\\":
-                i += 1
-                if i >= len(chunk):
-                    raise _BadPattern
-            ops.append((_LITERAL, chunk[i]))
-            i += 1
-    return tuple(ops)
-
-
-def _chunk_matches_at(ops: tuple[tuple[Any, ...], ...], name: str, pos: int) -> bool:
-    if pos + len(ops) > len(name):
-        return False
-    for op in ops:
-        ch = name[pos]
-        pos += 1
-        kind = op[0]
-        if kind == _LITERAL:
-            if ch != op[1]:
-                return False
-        elif kind == _ANY:
-            if ch == "/":
-                return False
-        else:
-            inside = False
-            for lo, hi in op[2]:
-                if lo <= ch <= hi:
-                    inside = True
-                    break
-            if inside == op[1]:
-                return False
-    return True
-
-
-class GoGlob:
-    """Go's ``path.Match`` pattern, parsed once.
-
-    Go matches chunk by chunk, each star taking the leftmost place where the
-    next chunk fits (the last chunk must end the name) and never crossing
-    ``/``. A malformed pattern can never match: Go checks every chunk it
-    reaches, and a match reaches them all.
-    """
-
-    __slots__ = ("pattern", "_chunks", "_valid")
-
-    def __init__(self, pattern: str) -> None:
-        self.pattern = pattern
-        chunks = []
-        rest = pattern
-        try:
-            while rest:
-                star, chunk, rest = _scan_chunk(rest)
-                ops = _compile_chunk(chunk)
-                literal = "".join(op[1] for op in ops) if all(op[0] == _LITERAL for op in ops) else None
-                chunks.append((star, ops, literal))
-            self._valid = True
-        except _BadPattern:
-            self._valid = False
-        self._chunks = tuple(chunks)
-
-    def match(self, name: str) -> bool:
-        if not self._valid:
-            return False
-        pos = 0
-        length = len(name)
-        last_index = len(self._chunks) - 1
-        for index, (star, ops, literal) in enumerate(self._chunks):
-            size = len(ops)
-            last = index == last_index
-            if not star:
-                if literal is not None:
-                    if not name.startswith(literal, pos):
-                        return False
-                elif not _chunk_matches_at(ops, name, pos):
-                    return False
-                pos += size
-                if last and pos != length:
-                    return False
-                continue
-            if not ops:  # trailing stars: the rest, without a slash
-                return name.find("/", pos) < 0
-            limit = name.find("/", pos)
-            if limit < 0:
-                limit = length
-            if last:
-                at = length - size
-                if at < pos or at > limit:
-                    return False
-                if literal is not None:
-                    if not name.endswith(literal):
-                        return False
-                elif not _chunk_matches_at(ops, name, at):
-                    return False
-                return True
-            if literal is not None:
-                at = name.find(literal, pos, limit + size)
-                if at < 0:
-                    return False
-            else:
-                at = pos
-                while at <= limit and not _chunk_matches_at(ops, name, at):
-                    at += 1
-                if at > limit:
-                    return False
-            pos = at + size
-        return pos == length
-
-
-@lru_cache(maxsize=1024)
-def _glob(pattern: str) -> GoGlob:
-    return GoGlob(pattern)
-
-
-def go_path_match(pattern: str, name: str) -> bool:
-    """Go's ``path.Match``; a malformed pattern matches nothing."""
-    return _glob(pattern).match(name)
-
-
-_BAD_ESCAPE = re.compile(r"%(?![0-9A-Fa-f]{2})")
-
-
-def _path_unescape(text: str) -> str | None:
-    if "%" not in text:
-        return text
-    if _BAD_ESCAPE.search(text):
-        return None
-    return unquote(text, errors="surrogateescape")
-
-
 def _match_escaped(escaped: str, pattern: str) -> bool:
     """Caddy's ``matchPatternWithEscapeSequence``: a ``%`` pattern against the escaped path.
 
@@ -324,7 +88,7 @@ def _match_escaped(escaped: str, pattern: str) -> bool:
         escaped_ch = ""
         if path_ch == "%" and path_length >= i_path + 3:
             escaped_ch = escaped[i_path : i_path + 3].lower()
-            decoded = _path_unescape(escaped_ch)
+            decoded = path_unescape(escaped_ch)
             if decoded is None:
                 return False
             path_ch = decoded
@@ -348,7 +112,7 @@ def _match_escaped(escaped: str, pattern: str) -> bool:
             if until:
                 piece = remaining[:until]
                 if normalize:
-                    unescaped = _path_unescape(piece)
+                    unescaped = path_unescape(piece)
                     if unescaped is None:
                         return False
                     piece = unescaped
@@ -358,7 +122,7 @@ def _match_escaped(escaped: str, pattern: str) -> bool:
             built.append(path_ch)
             i_path += 1
         i_pattern += 1
-    return go_path_match(pattern.replace("%*", "*"), "".join(built))
+    return path_match(pattern.replace("%*", "*"), "".join(built))
 
 
 # -- regexp matching shared by path_regexp, header_regexp, vars_regexp ------------------
@@ -379,8 +143,8 @@ class MatchRegexp:
         if not isinstance(self.name, str) or not isinstance(self.pattern, str):
             raise ConfigError("regexp matcher: 'name' and 'pattern' must be strings")
         try:
-            self.compiled = compile_go_regexp(self.pattern)
-        except GoRegexpError as e:
+            self.compiled = compile_regexp(self.pattern)
+        except RegexpError as e:
             raise ConfigError(f"compiling matcher regexp {self.pattern}: {e}") from None
         if self.name and not _WORD.search(self.name):
             raise ConfigError(f"invalid regexp name (must contain only word characters): {self.name}")
@@ -412,9 +176,11 @@ def _strings(config: Any, what: str) -> list[str]:
 def _request_hostname(request: Any) -> str:
     """The host Caddy's matchers compare: port removed, or brackets trimmed."""
     host = request.host
-    parts = split_host_port(host)
-    if parts is not None:
-        return parts[0]
+    if ":" in host:
+        try:
+            return split_host_port(host)[0]
+        except AddrError:
+            pass
     if host.startswith("["):
         host = host[1:]
     if host.endswith("]"):
@@ -472,6 +238,8 @@ _ALL, _ESCAPED, _CONTAINS, _SUFFIX, _PREFIX, _GLOB, _EXACT = range(7)
 class _PathPattern:
     __slots__ = ("text", "kind", "arg", "merge_slashes")
 
+    arg: Any  # the text to compare, or the compiled glob
+
     def __init__(self, text: str) -> None:
         self.text = text
         self.merge_slashes = "//" not in text
@@ -489,7 +257,7 @@ class _PathPattern:
         elif not any(ch in text for ch in "*?[\\"):
             self.kind, self.arg = _EXACT, text
         else:
-            self.kind, self.arg = _GLOB, _glob(text)
+            self.kind, self.arg = _GLOB, compile_pattern(text)
 
 
 @implementer(IRequestMatcher)
@@ -501,7 +269,7 @@ class MatchPath:
         self._match_all = "*" in self.patterns
         prepared: list[Any] = []
         for pattern in self.patterns:
-            lowered = go_lower(pattern)  # placeholders' names too, as Caddy does
+            lowered = to_lower(pattern)  # placeholders' names too, as Caddy does
             template = Template(lowered)
             prepared.append(_PathPattern(template.render(None)) if template.is_static else template)
         self._patterns = tuple(prepared)
@@ -517,14 +285,14 @@ class MatchPath:
             if kind == _ALL:
                 return True
             if kind == _ESCAPED:
-                target = clean_path_keep_slashes(escaped_path(request), pattern.merge_slashes)
-                if _match_escaped(target, pattern.arg):
+                escaped = clean_path_keep_slashes(escaped_path(request), pattern.merge_slashes)
+                if _match_escaped(escaped, pattern.arg):
                     return True
                 continue
             target = cleaned.get(pattern.merge_slashes)
             if target is None:
                 if lowered is None:
-                    lowered = go_lower(request.path).rstrip(". ")
+                    lowered = to_lower(request.path).rstrip(". ")
                 target = cleaned[pattern.merge_slashes] = clean_path_keep_slashes(lowered, pattern.merge_slashes)
             if kind == _EXACT:
                 if target == pattern.arg:
@@ -688,10 +456,11 @@ class MatchProtocol:
 
 
 @lru_cache(maxsize=1024)
-def _parse_ip(text: str) -> Any:
+def _client_address(text: str) -> Address | None:
+    """The client's address (no zone) as Go's ``netip.ParseAddr`` reads it; None if it is none."""
     try:
-        return ipaddress.ip_address(text)
-    except ValueError:
+        return parse_addr(text)[0]
+    except ParseAddrError:
         return None
 
 
@@ -709,11 +478,10 @@ class MatchRemoteIP:
                 text, zone = parts[0], parts[1]
             try:
                 if "/" in text:
-                    network = ipaddress.ip_network(text, strict=False)
+                    network = parse_prefix(text)
                 else:
-                    address = ipaddress.ip_address(text)
-                    network = ipaddress.ip_network(f"{address}/{address.max_prefixlen}")
-            except ValueError as e:
+                    network = ipaddress.ip_network(parse_addr(text)[0])
+            except ParseAddrError as e:
                 kind = "parsing CIDR expression" if "/" in text else "invalid IP address:"
                 raise ConfigError(f"{kind} '{text}': {e}") from None
             networks.append((network, zone))
@@ -725,13 +493,15 @@ class MatchRemoteIP:
             forwarded_for = request.headers.get("X-Forwarded-For")
             if forwarded_for:
                 remote = forwarded_for.split(",")[0].strip()
-        parts = split_host_port(remote)
-        host = remote if parts is None else parts[0]
+        try:
+            host = split_host_port(remote)[0]
+        except AddrError:
+            host = remote
         zone = ""
         if "%" in host:
             pieces = host.split("%")
             host, zone = pieces[0], pieces[1]
-        return _parse_ip(host), zone
+        return _client_address(host), zone
 
     def match(self, request: Any) -> bool:
         address, zone = self._client_ip(request)
@@ -776,7 +546,7 @@ class MatchVars:
         if not self._fields:
             return True
         for key, templates in self._fields:
-            text = go_sprint(_var_key_value(key, request))
+            text = sprint(_var_key_value(key, request))
             for template in templates:
                 if text == template.render(request, empty_unknown=True):
                     return True
@@ -792,7 +562,7 @@ class MatchVarsRE:
 
     def match(self, request: Any) -> bool:
         for key, key_template, regexp in self._fields:
-            value = go_sprint(request.vars.get(key))
+            value = sprint(request.vars.get(key))
             if "{" in value:
                 value = Template(value).render(request, empty_unknown=True)
             if regexp.match(value, request):
@@ -908,6 +678,4 @@ __all__ = [
     "MatchVarsRE",
     "clean_path",
     "clean_path_keep_slashes",
-    "go_path_clean",
-    "go_path_match",
 ]

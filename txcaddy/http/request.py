@@ -13,20 +13,13 @@ from __future__ import annotations
 import time
 from collections.abc import Callable
 from typing import Any
-from urllib.parse import quote, unquote
+from urllib.parse import unquote
 
 from zope.interface import implementer
 
+from txcaddy._go.urlescape import path_escape
 from txcaddy.http.headers import Headers
 from txcaddy.interfaces import IHTTPServer, IRequest
-
-# Characters Go's shouldEscape(c, encodePath) leaves alone besides letters and digits.
-_PATH_SAFE = "/$&+,;=:@-._~"
-
-
-def escape_path(path: str) -> str:
-    """Go's ``url.URL.EscapedPath`` default escaping of a decoded path."""
-    return quote(path, safe=_PATH_SAFE)
 
 
 class RequestBody:
@@ -177,7 +170,7 @@ class Request:
     def set_path(self, path: str) -> None:
         """Set the decoded path (rewrites); the escaped form follows."""
         self.path = path
-        self.raw_path = escape_path(path)
+        self.raw_path = path_escape(path)
 
     def escaped_path(self) -> str:
         return self.raw_path

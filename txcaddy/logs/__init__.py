@@ -23,8 +23,8 @@ supported.
 The implementation is split by concern into private modules: ``_system``
 (levels, ``CustomLog``, ``LogSystem``), ``_writers``, ``_encoders``,
 ``_filters`` (the ``filter`` encoder's field filters), ``_access``
-(``ServerLogger``), ``_values`` (entry values) and ``_goformat`` (Go's
-formats). Importing this package registers their ``caddy.logging.*`` modules.
+(``ServerLogger``) and ``_values`` (entry values); Go's time layouts and
+number formats come from ``txcaddy._go``. Importing this package registers their ``caddy.logging.*`` modules.
 """
 
 from __future__ import annotations
@@ -33,14 +33,12 @@ from txcaddy.logs._access import ServerLogger
 from txcaddy.logs._encoders import ConsoleLogEncoder as ConsoleLogEncoder
 from txcaddy.logs._encoders import FilterLogEncoder as FilterLogEncoder
 from txcaddy.logs._encoders import JSONLogEncoder as JSONLogEncoder
+from txcaddy.logs._encoders import json_string as json_string
 from txcaddy.logs._filters import CookieFilter as CookieFilter
 from txcaddy.logs._filters import HashFilter as HashFilter
 from txcaddy.logs._filters import IPMaskFilter as IPMaskFilter
 from txcaddy.logs._filters import QueryFilter as QueryFilter
 from txcaddy.logs._filters import RegexpFilter as RegexpFilter
-from txcaddy.logs._goformat import compile_go_layout as compile_go_layout
-from txcaddy.logs._goformat import format_go_time as format_go_time
-from txcaddy.logs._goformat import json_string as json_string
 from txcaddy.logs._system import LEVELS, CustomLog, LogSystem, logger_allowed
 from txcaddy.logs._values import Duration, Entry, StringArray
 from txcaddy.logs._writers import FileWriter as FileWriter

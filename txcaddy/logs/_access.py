@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING, Any
 
+from txcaddy._go.net import AddrError, split_host_port
 from txcaddy.caddyfile.tlsapp import match_wildcard
 from txcaddy.logs._values import Duration, Plain, StringArray
 
@@ -174,17 +175,15 @@ class ServerLogger:
         return suffix
 
     def _lookup_name(self, host: str) -> str:
-        from txcaddy.config.placeholders import split_host_port
-
         names = self.logger_names
 
         def try_host(key: str) -> str | None:
             if key in names:
                 return names[key]
-            parts = split_host_port(key)
-            if parts is None:
+            try:
+                return names.get(split_host_port(key)[0])
+            except AddrError:
                 return None
-            return names.get(parts[0])
 
         if names:
             found = try_host(host)

@@ -3,23 +3,79 @@
 from __future__ import annotations
 
 import json
+import math
 from collections.abc import Callable, Iterable
 from json.encoder import c_make_encoder  # type: ignore[attr-defined]
 from json.encoder import encode_basestring as _c_json_string
 from typing import Any
 
+from txcaddy._go.strconv import format_float_f
+from txcaddy._go.time import compile_layout, duration_string, format_layout
 from txcaddy.config.registry import module
 from txcaddy.errors import ConfigError
-from txcaddy.logs._goformat import (
-    _ISO8601,
-    _NAMED_LAYOUTS,
-    _go_v_float,
-    _json_float,
-    compile_go_layout,
-    format_go_time,
-    json_string,
-)
 from txcaddy.logs._values import Duration, Entry, Plain, StringArray
+
+# -- zap's formats ----------------------------------------------------------------------------
+
+_SLOW_ESCAPES = {i: f"\\u{i:04x}" for i in range(0x20)}
+_SLOW_ESCAPES.update({0x22: '\\"', 0x5C: "\\\\", 0x0A: "\\n", 0x0D: "\\r", 0x09: "\\t"})
+
+
+def json_string(text: str) -> str:
+    """A JSON string as zap writes it (``\\b`` and ``\\f`` as ``\\u00XX``, ``<>&`` as they are)."""
+    out: str = _c_json_string(text)
+    if "\\" in out and ("\\b" in out or "\\f" in out):
+        return '"' + text.translate(_SLOW_ESCAPES) + '"'
+    return out
+
+
+def _json_float(value: float) -> str:
+    """zap's ``AppendFloat64`` (Go's ``'f', -1``): shortest digits, never an exponent;
+    NaN and infinities quoted."""
+    if value != value or value in (math.inf, -math.inf):
+        return '"NaN"' if value != value else ('"+Inf"' if value > 0 else '"-Inf"')
+    text = repr(value)  # the same shortest digits, sometimes with an exponent
+    if "e" in text:
+        mantissa, _, exponent = text.partition("e")
+        sign = "-" if mantissa[0] == "-" else ""
+        mantissa = mantissa.lstrip("-")
+        whole, _, fraction = mantissa.partition(".")
+        digits = (whole + fraction).lstrip("0") if whole == "0" else whole + fraction
+        point = len(whole) + int(exponent)
+        if point <= 0:
+            return f"{sign}0.{'0' * -point}{digits.rstrip('0')}"
+        if point >= len(digits):
+            return sign + digits + "0" * (point - len(digits))
+        return f"{sign}{digits[:point]}.{digits[point:]}"
+    if text.endswith(".0"):
+        return text[:-2]
+    return text
+
+
+def _go_v_float(value: float) -> str:
+    """``fmt.Sprint`` of a float64 (what the console encoder prints for an epoch time)."""
+    if value != value or value in (math.inf, -math.inf):
+        return "NaN" if value != value else ("+Inf" if value > 0 else "-Inf")
+    if value == 0 or 1e-4 <= abs(value) < 1e21:
+        return format_float_f(value)
+    mantissa, _, exponent = repr(value).partition("e")  # repr uses an exponent out there
+    if mantissa.endswith(".0"):
+        mantissa = mantissa[:-2]
+    sign = "-" if exponent.startswith("-") else "+"
+    return f"{mantissa}e{sign}{abs(int(exponent)):02d}"
+
+
+_NAMED_LAYOUTS = {
+    "rfc3339": "2006-01-02T15:04:05Z07:00",
+    "rfc3339_nano": "2006-01-02T15:04:05.999999999Z07:00",
+    "wall": "2006/01/02 15:04:05",
+    "wall_milli": "2006/01/02 15:04:05.000",
+    "wall_nano": "2006/01/02 15:04:05.000000000",
+    "common_log": "02/Jan/2006:15:04:05 -0700",
+}
+_ISO8601 = "2006-01-02T15:04:05.000Z0700"
+
+
 
 _LEVEL_COLORS = {"debug": 35, "info": 34, "warn": 33}  # the rest are red (31)
 
@@ -33,10 +89,10 @@ def _time_encoder(time_format: str, local: bool) -> Callable[[float], Any]:
     if time_format == "unix_nano":
         return lambda ts: int(round(ts * 1e9))
     if time_format == "iso8601":
-        parts = compile_go_layout(_ISO8601)
-        return lambda ts: format_go_time(parts, ts, True)  # zap formats it in local time
-    parts = compile_go_layout(_NAMED_LAYOUTS.get(time_format, time_format))
-    return lambda ts: format_go_time(parts, ts, local)
+        parts = compile_layout(_ISO8601)
+        return lambda ts: format_layout(parts, ts, True)  # zap formats it in local time
+    parts = compile_layout(_NAMED_LAYOUTS.get(time_format, time_format))
+    return lambda ts: format_layout(parts, ts, local)
 
 
 def _level_encoder(level_format: str) -> Callable[[str], str] | None:
@@ -98,9 +154,7 @@ class _ZapEncoder:
             if self.duration_format == "seconds":
                 return _json_float(value / 1e9)
             if self.duration_format == "string":
-                from txcaddy.config.placeholders import go_duration
-
-                return json_string(go_duration(int(value)))
+                return json_string(duration_string(int(value)))
             return str(int(value))
         if cls is float:
             return _json_float(value)

@@ -10,11 +10,14 @@ import hashlib
 import ipaddress
 from collections.abc import Callable
 from typing import Any
-from urllib.parse import quote_plus, unquote
+from urllib.parse import unquote
 
+from txcaddy._go.http import escaped_path, request_cookies
+from txcaddy._go.net import AddrError, join_host_port, parse_ip, split_host_port
+from txcaddy._go.regexp import RegexpError, compile_regexp, expander, replace_all
+from txcaddy._go.urlescape import BAD_ESCAPE, parse_query, query_escape
 from txcaddy.config.registry import module
 from txcaddy.errors import ConfigError
-from txcaddy.logs._goformat import _parse_go_ip
 from txcaddy.logs._values import StringArray
 
 
@@ -59,18 +62,13 @@ class HashFilter:
 
 class RegexpFilter:
     def __init__(self, pattern: str, value: str) -> None:
-        from txcaddy.http._goregexp import GoRegexpError, compile_go_regexp
-        from txcaddy.http._goreplace import expander
-
         try:
-            self.regexp = compile_go_regexp(pattern)
-        except GoRegexpError as e:
+            self.regexp = compile_regexp(pattern)
+        except RegexpError as e:
             raise ConfigError(f"error parsing regexp: {e}") from None
         self.expand = expander(self.regexp, value)
 
     def _replace(self, text: str) -> str:
-        from txcaddy.http._goreplace import replace_all
-
         return replace_all(self.regexp, text, self.expand)
 
     def filter(self, key: str, value: Any) -> tuple[str, Any]:
@@ -86,14 +84,14 @@ class IPMaskFilter:
         self.v6 = ((1 << 128) - (1 << (128 - ipv6_cidr))) if 0 < ipv6_cidr <= 128 else None
 
     def mask(self, text: str) -> str:
-        from txcaddy.config.placeholders import join_host_port, split_host_port
-
         out = []
         for value in text.split(","):
             value = value.strip(" \t\n\r\v\f")
-            parts = split_host_port(value)
-            host, port = parts if parts is not None else (value, "")
-            address = _parse_go_ip(host)
+            try:
+                host, port = split_host_port(value)
+            except AddrError:
+                host, port = value, ""
+            address = parse_ip(host)
             if address is None:
                 out.append(value)
                 continue
@@ -133,11 +131,9 @@ class QueryFilter:
         self.actions = actions
 
     def rewrite(self, uri: str) -> str:
-        from txcaddy.config.placeholders import escaped_path, parse_query
-
         rest, hash_mark, fragment = uri.partition("#")
         path, question, query = rest.partition("?")
-        if _bad_escape(path):
+        if BAD_ESCAPE.search(path) is not None:
             return uri  # Go's url.Parse fails; Caddy leaves the field as it is
         values = {k: list(v) for k, v in parse_query(query)[0].items()}
         for kind, name, replacement in self.actions:
@@ -149,7 +145,7 @@ class QueryFilter:
                 else:
                     values[name] = [_short_hash(v) for v in values[name]]
         encoded = "&".join(
-            f"{_query_escape(k)}={_query_escape(v)}" for k in sorted(values) for v in values[k]
+            f"{query_escape(k)}={query_escape(v)}" for k in sorted(values) for v in values[k]
         )
         decoded = unquote(path, errors="surrogateescape") if "%" in path else path
         out = escaped_path(_PathView(path, decoded)) if path else ""
@@ -173,20 +169,6 @@ class _PathView:
         self.path = path
 
 
-def _bad_escape(text: str) -> bool:
-    i = text.find("%")
-    while i >= 0:
-        pair = text[i + 1 : i + 3]
-        if len(pair) < 2 or any(c not in "0123456789abcdefABCDEF" for c in pair):
-            return True
-        i = text.find("%", i + 3)
-    return False
-
-
-def _query_escape(text: str) -> str:
-    return quote_plus(text.encode("utf-8", "surrogateescape"), safe="")
-
-
 _COOKIE_VALUE_BYTES = frozenset(chr(c) for c in range(0x20, 0x7F)) - set('";\\')
 
 
@@ -199,7 +181,6 @@ class CookieFilter:
     def filter(self, key: str, value: Any) -> tuple[str, Any]:
         if value.__class__ is not StringArray:
             return key, value
-        from txcaddy.config.placeholders import request_cookies
         from txcaddy.http.headers import Headers
 
         cookies = []

@@ -19,10 +19,11 @@ from twisted.internet.defer import Deferred
 from twisted.internet.protocol import DatagramProtocol, Factory, Protocol
 from twisted.logger import Logger
 
+from txcaddy._go.net import parse_ip
 from txcaddy._reactor import IServingReactor, default_reactor
 from txcaddy.config.registry import module
+from txcaddy.config.values import parse_caddy_duration
 from txcaddy.errors import ConfigError
-from txcaddy.logs._goformat import _parse_go_ip
 
 _log = Logger(namespace="txcaddy.logs")  # the namespace the single module had
 
@@ -299,7 +300,7 @@ class NetWriter:
         self.host = parsed.host
         self.port = parsed.start_port
         self.key = str(parsed)
-        if self.network.startswith("udp") and _parse_go_ip(self.host) is None:
+        if self.network.startswith("udp") and parse_ip(self.host) is None:
             raise ConfigError(f"log address '{address}': a udp log address needs an IP address")
         if self.network not in ("tcp", "tcp4", "tcp6", "udp", "udp4", "udp6", "unix"):
             raise ConfigError(f"log address '{address}': network '{self.network}' is not supported")
@@ -393,8 +394,6 @@ def _seconds(value: Any) -> float:
         return 0.0
     if isinstance(value, (int, float)):
         return value / 1e9
-    from txcaddy.caddyfile._goparse import parse_caddy_duration
-
     try:
         return parse_caddy_duration(str(value)) / 1e9
     except ValueError as e:

@@ -24,8 +24,9 @@ from twisted.logger import Logger
 from twisted.python.failure import Failure
 from zope.interface import implementer
 
+from txcaddy._go.time import Duration
 from txcaddy._reactor import default_reactor
-from txcaddy.config.placeholders import UNKNOWN, GoDuration, Template
+from txcaddy.config.placeholders import UNKNOWN, Template
 from txcaddy.config.registry import module
 from txcaddy.config.values import duration_seconds, integer
 from txcaddy.errors import ConfigError
@@ -251,7 +252,7 @@ class _Published:
         seconds = getattr(self, attribute) if attribute is not None else None
         if seconds is None:
             return UNKNOWN
-        return seconds * 1e3 if in_ms else GoDuration(int(seconds * 1e9))
+        return seconds * 1e3 if in_ms else Duration(int(seconds * 1e9))
 
 
 class _ProxyCall:

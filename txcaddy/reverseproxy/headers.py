@@ -40,8 +40,11 @@ import re
 from collections.abc import Iterable
 from typing import Any
 
+from txcaddy._go.netip import Network, ParseAddrError, parse_addr, parse_prefix
+from txcaddy._go.strconv import quote
+from txcaddy._go.textproto import canonical_mime_header_key as canonical_key
 from txcaddy.errors import ConfigError
-from txcaddy.http.headers import Headers, canonical_key
+from txcaddy.http.headers import Headers
 from txcaddy.reverseproxy.transport import RawHeaders, UpstreamError, UpstreamProtocolError
 
 __all__ = [
@@ -118,171 +121,6 @@ class BadTrailerKey(UpstreamProtocolError):
 # -- trusted proxies ----------------------------------------------------------------------
 
 
-class _AddrError(ValueError):
-    pass
-
-
-def _go_quote(text: str) -> str:
-    """Go's ``strconv.Quote`` for the error messages."""
-    out = ['"']
-    for ch in text:
-        if ch in '"\\':
-            out.append("\\" + ch)
-        elif ch.isprintable():
-            out.append(ch)
-        elif ch in "\a\b\f\n\r\t\v":
-            out.append({"\a": r"\a", "\b": r"\b", "\f": r"\f", "\n": r"\n", "\r": r"\r",
-                        "\t": r"\t", "\v": r"\v"}[ch])
-        elif ord(ch) < 0x80:
-            out.append(f"\\x{ord(ch):02x}")
-        elif ord(ch) < 0x10000:
-            out.append(f"\\u{ord(ch):04x}")
-        else:
-            out.append(f"\\U{ord(ch):08x}")
-    out.append('"')
-    return "".join(out)
-
-
-def _addr_error(text: str, msg: str, at: str = "") -> _AddrError:
-    where = f" (at {_go_quote(at)})" if at else ""
-    return _AddrError(f"ParseAddr({_go_quote(text)}): {msg}{where}")
-
-
-def _parse_ipv4(text: str) -> int:
-    value = 0
-    octet = 0
-    digits = 0
-    fields = 0
-    for i, ch in enumerate(text):
-        if "0" <= ch <= "9":
-            if digits == 1 and octet == 0:
-                raise _addr_error(text, "IPv4 field has octet with leading zero")
-            octet = octet * 10 + ord(ch) - 48
-            digits += 1
-            if octet > 255:
-                raise _addr_error(text, "IPv4 field has value >255")
-        elif ch == ".":
-            if i == 0 or i == len(text) - 1 or text[i - 1] == ".":
-                raise _addr_error(text, "IPv4 field must have at least one digit", text[i:])
-            if fields == 3:
-                raise _addr_error(text, "IPv4 address too long")
-            value = (value << 8) | octet
-            fields += 1
-            octet = 0
-            digits = 0
-        else:
-            raise _addr_error(text, "unexpected character", text[i:])
-    if fields < 3:
-        raise _addr_error(text, "IPv4 address too short")
-    return (value << 8) | octet
-
-
-def _parse_ipv6(text: str) -> tuple[int, str]:
-    rest, sep, zone = text.partition("%")
-    if sep and not zone:
-        raise _addr_error(text, "zone must be a non-empty string")
-    groups: list[int] = []  # 16-bit groups, in order
-    ellipsis = -1  # index in groups where "::" was
-    if rest.startswith("::"):
-        ellipsis = 0
-        rest = rest[2:]
-        if not rest:
-            return 0, zone
-    while len(groups) < 8:
-        off = 0
-        acc = 0
-        while off < len(rest) and rest[off] in "0123456789abcdefABCDEF":
-            acc = (acc << 4) + int(rest[off], 16)
-            off += 1
-            if acc > 0xFFFF:
-                raise _addr_error(text, "IPv6 field has value >=2^16", rest)
-        if off == 0:
-            raise _addr_error(text, "each colon-separated field must have at least one digit", rest)
-        if off < len(rest) and rest[off] == ".":
-            if ellipsis < 0 and len(groups) != 6:
-                raise _addr_error(
-                    text, "embedded IPv4 address must replace the final 2 fields of the address",
-                    rest)
-            if len(groups) > 6:
-                raise _addr_error(
-                    text, "too many hex fields to fit an embedded IPv4 at the end of the address",
-                    rest)
-            try:
-                v4 = _parse_ipv4(rest)
-            except _AddrError as exc:
-                raise _addr_error(text, str(exc), rest) from None
-            groups += (v4 >> 16, v4 & 0xFFFF)
-            rest = ""
-            break
-        groups.append(acc)
-        rest = rest[off:]
-        if not rest:
-            break
-        if rest[0] != ":":
-            raise _addr_error(text, "unexpected character, want colon", rest)
-        if len(rest) == 1:
-            raise _addr_error(text, "colon must be followed by more characters", rest)
-        rest = rest[1:]
-        if rest[0] == ":":
-            if ellipsis >= 0:
-                raise _addr_error(text, "multiple :: in address", rest)
-            ellipsis = len(groups)
-            rest = rest[1:]
-            if not rest:
-                break
-    if rest:
-        raise _addr_error(text, "trailing garbage after address", rest)
-    if len(groups) < 8:
-        if ellipsis < 0:
-            raise _addr_error(text, "address string too short")
-        groups[ellipsis:ellipsis] = [0] * (8 - len(groups))
-    elif ellipsis >= 0:
-        raise _addr_error(text, "the :: must expand to at least one field of zeros")
-    value = 0
-    for group in groups:
-        value = (value << 16) | group
-    return value, zone
-
-
-def _parse_addr(text: str) -> tuple[ipaddress.IPv4Address | ipaddress.IPv6Address, str]:
-    """Go's ``netip.ParseAddr`` (its accepted forms and its messages); returns (ip, zone)."""
-    for ch in text:
-        if ch == ".":
-            return ipaddress.IPv4Address(_parse_ipv4(text)), ""
-        if ch == ":":
-            value, zone = _parse_ipv6(text)
-            return ipaddress.IPv6Address(value), zone
-        if ch == "%":
-            raise _addr_error(text, "missing IPv6 address")
-    raise _addr_error(text, "unable to parse IP")
-
-
-_Network = ipaddress.IPv4Network | ipaddress.IPv6Network
-
-
-def _parse_prefix(text: str) -> _Network:
-    """Go 1.19's ``netip.ParsePrefix`` (host bits may be set: ``127.0.0.1/8``)."""
-    addr_text, _, bits_text = text.rpartition("/")
-    try:
-        addr, zone = _parse_addr(addr_text)
-    except _AddrError as exc:
-        raise _AddrError(f"netip.ParsePrefix({_go_quote(text)}): {exc}") from None
-    if zone:
-        raise _AddrError(
-            f"netip.ParsePrefix({_go_quote(text)}): IPv6 zones cannot be present in a prefix")
-    bits: int | None = None
-    if re.fullmatch(r"[+-]?[0-9]+", bits_text, re.ASCII):
-        bits = int(bits_text)
-        if not -(1 << 63) <= bits < (1 << 63):
-            bits = None  # strconv.Atoi: out of range
-    if bits is None:
-        raise _AddrError(
-            f"netip.ParsePrefix({_go_quote(text)}): bad bits after slash: {_go_quote(bits_text)}")
-    if not 0 <= bits <= addr.max_prefixlen:
-        raise _AddrError(f"netip.ParsePrefix({_go_quote(text)}): prefix length out of range")
-    return ipaddress.ip_network((addr, bits), strict=False)
-
-
 class TrustedProxies:
     """``trusted_proxies``: the peers whose X-Forwarded-* fields are believed.
 
@@ -293,8 +131,8 @@ class TrustedProxies:
 
     __slots__ = ("networks", "_answers")
 
-    def __init__(self, networks: Iterable[_Network] = ()) -> None:
-        self.networks: tuple[_Network, ...] = tuple(networks)
+    def __init__(self, networks: Iterable[Network] = ()) -> None:
+        self.networks: tuple[Network, ...] = tuple(networks)
         self._answers: dict[str, bool] = {}
 
     @classmethod
@@ -304,17 +142,17 @@ class TrustedProxies:
             return cls()
         if not isinstance(entries, list) or not all(isinstance(e, str) for e in entries):
             raise ConfigError("reverse_proxy: trusted_proxies must be a list of strings")
-        networks: list[_Network] = []
+        networks: list[Network] = []
         for entry in entries:
             if "/" in entry:
                 try:
-                    networks.append(_parse_prefix(entry))
-                except _AddrError as exc:
+                    networks.append(parse_prefix(entry))
+                except ParseAddrError as exc:
                     raise ConfigError(f"parsing CIDR expression: '{entry}': {exc}") from None
             else:
                 try:
-                    addr, _zone = _parse_addr(entry)  # a zone is dropped, as Go's PrefixFrom does
-                except _AddrError as exc:
+                    addr, _zone = parse_addr(entry)  # a zone is dropped, as Go's PrefixFrom does
+                except ParseAddrError as exc:
                     raise ConfigError(f"invalid IP address: '{entry}': {exc}") from None
                 networks.append(ipaddress.ip_network(addr))
         return cls(networks)
@@ -335,8 +173,8 @@ class TrustedProxies:
         if answer is not None:
             return answer
         try:
-            addr, _zone = _parse_addr(ip)
-        except _AddrError as exc:
+            addr, _zone = parse_addr(ip)
+        except ParseAddrError as exc:
             raise ForwardedHeadersError(f"invalid IP address: '{ip}': {exc}") from None
         answer = any(addr in network for network in self.networks)
         if len(self._answers) >= 4096:
@@ -529,7 +367,7 @@ def _encode_name(name: str) -> bytes:
     encoded = _name_bytes.get(name)
     if encoded is None:
         if not _TOKEN.fullmatch(name):
-            raise InvalidHeaderField(f"net/http: invalid header field name {_go_quote(name)}")
+            raise InvalidHeaderField(f"net/http: invalid header field name {quote(name)}")
         encoded = name.encode("ascii")
         if len(_name_bytes) < 4096:
             _name_bytes[name] = encoded
@@ -569,7 +407,7 @@ def to_raw(headers: Headers, default_host: str = "") -> RawHeaders:
             if _CTL.search(value):
                 raise InvalidHeaderField(
                     "net/http: invalid header field value for "
-                    + _go_quote(name_bytes.decode("latin-1")))
+                    + quote(name_bytes.decode("latin-1")))
     return fields
 
 
@@ -600,7 +438,7 @@ def announced_trailers(headers: Headers) -> list[str]:
                 continue
             name = canonical_key(name)
             if name in ("Transfer-Encoding", "Trailer", "Content-Length"):
-                raise BadTrailerKey(f"bad trailer key {_go_quote(name)}")
+                raise BadTrailerKey(f"bad trailer key {quote(name)}")
             if name not in names:
                 names.append(name)
     return names

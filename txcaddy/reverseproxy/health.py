@@ -31,16 +31,13 @@ from twisted.internet.task import LoopingCall
 from twisted.logger import Logger
 from twisted.python.failure import Failure
 
-from txcaddy.config.placeholders import (
-    Template,
-    _global_resolver,
-    go_escape_path,
-    join_host_port,
-    to_string,
-)
+from txcaddy._go.net import join_host_port
+from txcaddy._go.regexp import RegexpError, compile_regexp
+from txcaddy._go.urlescape import BAD_ESCAPE, path_escape
+from txcaddy.config._resolvers import _global_resolver
+from txcaddy.config.placeholders import Template, to_string
 from txcaddy.config.values import duration_seconds, integer
 from txcaddy.errors import ConfigError
-from txcaddy.http._goregexp import GoRegexpError, compile_go_regexp
 from txcaddy.http.handlers.headers import status_code_matches
 from txcaddy.reverseproxy.hosts import Host, Upstream
 from txcaddy.reverseproxy.transport import ResponseHead, UpstreamAddress
@@ -69,7 +66,6 @@ _ACTIVE_FIELDS = frozenset({
 _NEWER_FIELDS = {
     "method": "2.9", "body": "2.9", "upstream": "2.9", "follow_redirects": "2.8",
 }
-_BAD_ESCAPE = re.compile(r"%(?![0-9A-Fa-f]{2})")
 _BAD_HEADER_VALUE = re.compile(r"[\r\n\x00]")
 _TOKEN = re.compile(r"[!#$%&'*+\-.^_`|~0-9A-Za-z]+\Z")
 
@@ -218,8 +214,8 @@ class ActiveHealthConfig:
         body_pattern = _string(config, "expect_body")
         if body_pattern:
             try:
-                expect_body = compile_go_regexp(body_pattern)
-            except GoRegexpError as e:
+                expect_body = compile_regexp(body_pattern)
+            except RegexpError as e:
                 raise ConfigError(f"{_WHERE}: expect_body: compiling regular expression: {e}") from None
         return cls(
             target=target,
@@ -252,7 +248,7 @@ def _string(config: dict[str, Any], field: str) -> str:
 
 def _target_of(uri: str) -> bytes:
     """The request target for ``uri``: its path (re-escaped, as Go rebuilds the URL) and query."""
-    if _BAD_ESCAPE.search(uri.partition("#")[0]):
+    if BAD_ESCAPE.search(uri.partition("#")[0]):
         raise ConfigError(f"{_WHERE}.uri: invalid URL escape in {uri!r}")
     rest = uri.partition("#")[0]
     path, sep, query = rest.partition("?")
@@ -265,7 +261,7 @@ def _target_of(uri: str) -> bytes:
 def _escape_path(path: str) -> bytes:
     if not path.startswith("/"):
         path = "/" + path  # Go's URL.String() adds the slash when there is a host
-    return go_escape_path(path).encode("ascii")
+    return path_escape(path).encode("ascii")
 
 
 # -- active: the checker ---------------------------------------------------------------------

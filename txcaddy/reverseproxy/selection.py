@@ -33,12 +33,12 @@ from typing import TYPE_CHECKING, Any
 
 from zope.interface import implementer
 
-from txcaddy.caddyfile._goparse import parse_caddy_duration
-from txcaddy.config.placeholders import parse_query, split_host_port
+from txcaddy._go.net import AddrError, split_host_port
+from txcaddy._go.textproto import canonical_mime_header_key as canonical_key
+from txcaddy._go.urlescape import parse_query
 from txcaddy.config.registry import module
-from txcaddy.config.values import string
+from txcaddy.config.values import parse_caddy_duration, string
 from txcaddy.errors import ConfigError
-from txcaddy.http.headers import canonical_key
 from txcaddy.interfaces import ISelectionPolicy
 
 if TYPE_CHECKING:
@@ -313,9 +313,10 @@ class ClientIPHashSelection:
             remote = request.remote
             address = remote[0] if remote else ""
         else:
-            parts = split_host_port(address)
-            if parts is not None:
-                address = parts[0]
+            try:
+                address = split_host_port(address)[0]
+            except AddrError:
+                pass
         return hash_choice(pool, _wire_bytes(address))
 
 

@@ -32,6 +32,7 @@ from twisted.names import client, dns, hosts
 from twisted.python.failure import Failure
 from zope.interface import implementer
 
+from txcaddy._go.net import join_host_port
 from txcaddy._reactor import IDialingReactor, default_reactor
 from txcaddy.config.registry import module
 from txcaddy.config.values import duration_seconds, string
@@ -317,7 +318,7 @@ class SRVUpstreams:
 
     def _upstreams(self, answer: Any, name: str) -> list[Upstream]:
         records = srv_records(answer, name)
-        return [Upstream(_join_host_port(target, port)) for target, port in
+        return [Upstream(join_host_port(target, port)) for target, port in
                 ((_target_of(r), r.port) for r in order_srv_records(records, self.rng))]
 
     def __repr__(self) -> str:
@@ -358,13 +359,13 @@ class AUpstreams:
     def get_upstreams(self, request: Any) -> list[Upstream] | Deferred[list[Upstream]]:
         name = _render(self._templates[0], request, self.name)
         port = _render(self._templates[1], request, self.port)
-        key = _join_host_port(name, port) + self.version
+        key = join_host_port(name, port) + self.version
         return self.cache.get(key, self.clock, self.refresh, partial(self._lookup, name, port))
 
     def _lookup(self, name: str, port: str) -> Deferred[list[Upstream]]:
         if isIPAddress(name) or isIPv6Address(name):
             if (self.ipv4 if isIPAddress(name) else self.ipv6):
-                return succeed([Upstream(_join_host_port(name, port))])
+                return succeed([Upstream(join_host_port(name, port))])
             return fail(DNSLookupError(f"lookup {name}: no suitable address"))
         log.debug("refreshing A upstreams of {name}", name=name)
         lookups = []
@@ -396,7 +397,7 @@ class AUpstreams:
             if errors:
                 return errors[0]
             raise DNSLookupError(f"lookup {name}: no such host")
-        return [Upstream(_join_host_port(address, port)) for address in addresses]
+        return [Upstream(join_host_port(address, port)) for address in addresses]
 
     def __repr__(self) -> str:
         return f"<AUpstreams {self.name}:{self.port}>"
@@ -574,7 +575,7 @@ class UpstreamProvider:
 
         def first(answer: Any) -> str:
             record = order_srv_records(srv_records(answer, name), self.rng)[0]
-            return _join_host_port(_target_of(record), record.port)
+            return join_host_port(_target_of(record), record.port)
 
         return d.addCallback(first)  # type: ignore[no-any-return]
 
@@ -627,10 +628,6 @@ def _render(template: Any, request: Any, text: str) -> str:
     if template is None:
         return text
     return template.render(request, None, empty_unknown=True)  # type: ignore[no-any-return]
-
-
-def _join_host_port(host: str, port: Any) -> str:
-    return f"[{host}]:{port}" if ":" in host else f"{host}:{port}"
 
 
 def system_servers(path: str = _RESOLV_CONF) -> list[tuple[str, int]]:

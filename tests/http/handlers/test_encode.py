@@ -13,7 +13,7 @@ from twisted.trial.unittest import SynchronousTestCase
 from tests.http.handlers.support import fixture_handlers, load
 from txcaddy.errors import ConfigError
 from txcaddy.http.errors import HandlerError
-from txcaddy.http.handlers.encode import accepted_encodings, parse_float32
+from txcaddy.http.handlers.encode import accepted_encodings
 from txcaddy.http.headers import Headers
 from txcaddy.http.sniff import detect_content_type
 from txcaddy.testing import FakeResponse, make_request, serve
@@ -76,15 +76,6 @@ class NegotiationTests(SynchronousTestCase):
     def test_empty(self) -> None:
         """No Accept-Encoding accepts no encoding."""
         self.assertEqual(self.negotiate(""), [])
-
-    def test_parse_float32(self) -> None:
-        """parse_float32 takes Go's float32 syntax and refuses spaces, junk and overflow."""
-        self.assertEqual(parse_float32("0.5"), 0.5)
-        self.assertEqual(parse_float32("1e0"), 1.0)
-        self.assertIsNone(parse_float32(" 0.5"))
-        self.assertIsNone(parse_float32("1e39"))
-        self.assertIsNone(parse_float32("0.5x"))
-
 
 class CompressTests(SynchronousTestCase):
     def assertGzip(self, response: FakeResponse, expected: bytes) -> None:

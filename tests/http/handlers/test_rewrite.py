@@ -13,7 +13,7 @@ from twisted.trial.unittest import SynchronousTestCase
 from tests.http.handlers.support import fixture_handlers, load
 from txcaddy.config.placeholders import replace_known
 from txcaddy.errors import ConfigError
-from txcaddy.http.handlers.rewrite import go_path_unescape, trim_path_prefix
+from txcaddy.http.handlers.rewrite import trim_path_prefix
 from txcaddy.testing import make_request, serve
 
 
@@ -187,12 +187,6 @@ class SubstringAndRegexpTests(SynchronousTestCase):
 
 
 class HelperTests(SynchronousTestCase):
-    def test_go_path_unescape(self) -> None:
-        """go_path_unescape decodes %XX, keeps +, refuses bad escapes, keeps bad UTF-8."""
-        self.assertEqual(go_path_unescape("/a%20b+c%2F"), "/a b+c/")
-        self.assertIsNone(go_path_unescape("/a%2"))
-        self.assertIsNone(go_path_unescape("/a%zz"))
-        self.assertEqual(go_path_unescape("/%C3%A9%FF"), "/\u00e9\udcff")
 
     def test_double_slashes_kept_when_the_prefix_has_them(self) -> None:
         """The path is cleaned keeping double slashes only where the prefix has them."""

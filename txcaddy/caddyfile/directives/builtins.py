@@ -5,9 +5,9 @@ from __future__ import annotations
 
 import html
 
-from txcaddy.caddyfile._goparse import parse_go_int, weak_string
+from txcaddy._go.strconv import NumError, atoi
 from txcaddy.caddyfile.helper import ConfigValue, Helper, JSONObject, Route, Subroute
-from txcaddy.caddyfile.jsonenc import GoMap
+from txcaddy.caddyfile.jsonenc import GoMap, weak_string
 from txcaddy.caddyfile.registry import directive, handler_directive
 
 
@@ -89,9 +89,10 @@ def parse_redir(h: Helper) -> JSONObject:
         body = _META_REDIRECT.format(_go_html_escape(to))
         code = "200"
     elif not code.startswith("{"):
-        number = parse_go_int(code)
-        if number is None:
-            raise h.err(f"Not a supported redir code type or not valid integer: '{code}'")
+        try:
+            number = atoi(code)
+        except NumError:
+            raise h.err(f"Not a supported redir code type or not valid integer: '{code}'") from None
         if number < 300 or (number > 399 and number != 401):
             raise h.err(f"Redir code not in the 3xx range or 401: '{number}'")
     out: JSONObject = {"handler": "static_response", "status_code": weak_string(code)}
@@ -102,12 +103,19 @@ def parse_redir(h: Helper) -> JSONObject:
     return out
 
 
+def _positive_int(text: str) -> bool:
+    """Whether ``strconv.Atoi`` reads ``text`` as a number above zero."""
+    try:
+        return atoi(text) > 0
+    except NumError:
+        return False
+
+
 def _status_and_text(h: Helper, text_field: str) -> tuple[str, str]:
     args = h.remaining_args()
     status = text = ""
     if len(args) == 1:
-        number = parse_go_int(args[0]) if len(args[0]) == 3 else None
-        if number is not None and number > 0:
+        if len(args[0]) == 3 and _positive_int(args[0]):
             status = args[0]
         else:
             text = args[0]

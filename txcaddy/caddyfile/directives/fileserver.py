@@ -9,13 +9,12 @@ a route of its own so the query can be appended to the rewritten URI.
 
 from __future__ import annotations
 
-from txcaddy._gopath import go_abs, go_clean, go_match
-from txcaddy.caddyfile._goparse import weak_string
+from txcaddy._go.path import abs_path, clean, match
 from txcaddy.caddyfile.directives._unmarshal import unmarshal_module
 from txcaddy.caddyfile.directives.matchers import file_matcher_json
 from txcaddy.caddyfile.directives.rewrite import rewrite_handler
 from txcaddy.caddyfile.helper import ConfigValue, Helper, JSONObject, hide_path
-from txcaddy.caddyfile.jsonenc import GoMap, module_object
+from txcaddy.caddyfile.jsonenc import GoMap, module_object, weak_string
 from txcaddy.caddyfile.registry import directive, handler_directive
 
 SEPARATOR = "/"
@@ -30,18 +29,18 @@ def file_hidden(filename: str, hide: list[str]) -> bool:
     """Caddy's fileHidden: whether ``hide`` already covers ``filename``."""
     if not hide:
         return False
-    filename = go_abs(filename)
+    filename = abs_path(filename)
     components: list[str] | None = None
     for entry in hide:
         if SEPARATOR not in entry:
             # A bare name hides that name anywhere in the path.
             if components is None:
                 components = filename.split(SEPARATOR)
-            if any(go_match(entry, component) for component in components):
+            if any(match(entry, component) for component in components):
                 return True
         elif filename.startswith(entry) and filename[len(entry):].startswith(SEPARATOR):
             return True
-        if go_match(entry, filename):
+        if match(entry, filename):
             return True
     return False
 
@@ -125,7 +124,7 @@ def parse_file_server(h: Helper) -> JSONObject:
                 raise h.err(f"unknown subdirective '{option}'")
 
     for caddyfile in h.caddyfiles():
-        caddyfile = go_clean(caddyfile)
+        caddyfile = clean(caddyfile)
         if not file_hidden(caddyfile, hide or []):
             hide = (hide or []) + [hide_path(caddyfile)]
 

@@ -13,19 +13,15 @@ from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
-from txcaddy.caddyfile._goparse import (
-    MIB,
-    atoi_error,
-    go_duration_string,
-    parse_bytes,
-    parse_caddy_duration,
-    parse_go_int,
-)
+from txcaddy._go.strconv import NumError, atoi
+from txcaddy._go.time import duration_string
+from txcaddy.caddyfile._humanize import MIB, parse_bytes
 from txcaddy.caddyfile.directives._unmarshal import unmarshal_module
 from txcaddy.caddyfile.dispenser import Dispenser
 from txcaddy.caddyfile.helper import ConfigValue, Helper, JSONObject
 from txcaddy.caddyfile.jsonenc import GoMap, module_object
 from txcaddy.caddyfile.registry import directive
+from txcaddy.config.values import parse_caddy_duration
 
 DEFAULT_LOGGER_NAME = "default"
 ACCESS_LOGGER_PREFIX = "http.log.access."
@@ -111,10 +107,10 @@ def _parse_file_writer(d: Dispenser) -> JSONObject:
                 args = d.all_args(1)
                 if args is None:
                     raise d.arg_err()
-                keep = parse_go_int(args[0])
-                if keep is None:
-                    raise d.err(f"parsing roll_keep number: {atoi_error(args[0])}")
-                roll_keep = keep
+                try:
+                    roll_keep = atoi(args[0])
+                except NumError as e:
+                    raise d.err(f"parsing roll_keep number: {e}") from None
             elif option == "roll_keep_for":
                 args = d.all_args(1)
                 if args is None:
@@ -124,7 +120,7 @@ def _parse_file_writer(d: Dispenser) -> JSONObject:
                 except ValueError as e:
                     raise d.err(f"parsing roll_keep_for duration: {e}")
                 if keep_for < 0:
-                    raise d.err(f"negative roll_keep_for duration: {go_duration_string(keep_for)}")
+                    raise d.err(f"negative roll_keep_for duration: {duration_string(keep_for)}")
                 roll_keep_days = math.ceil(keep_for / 3_600_000_000_000 / 24)
     out: JSONObject = {}
     if filename:
@@ -316,10 +312,10 @@ def _parse_ip_mask_filter(d: Dispenser) -> JSONObject:
                 raise d.err(f"unrecognized subdirective {option}")
             if not d.next_arg():
                 raise d.arg_err()
-            number = parse_go_int(d.val())
-            if number is None:
-                raise d.err(f"error parsing {d.val()}: {atoi_error(d.val())}")
-            masks[option] = number
+            try:
+                masks[option] = atoi(d.val())
+            except NumError as e:
+                raise d.err(f"error parsing {d.val()}: {e}") from None
     out: JSONObject = {}
     if masks["ipv4"]:
         out["ipv4_cidr"] = masks["ipv4"]

@@ -17,15 +17,15 @@ from __future__ import annotations
 
 from typing import Any
 
+from txcaddy._go.strconv import atoi
+from txcaddy._go.textproto import canonical_mime_header_key as canonical_header_key
 from txcaddy.caddyfile import registry
-from txcaddy.caddyfile._goparse import go_atoi
 from txcaddy.caddyfile.dispenser import Dispenser
 from txcaddy.caddyfile.jsonenc import GoMap
 from txcaddy.caddyfile.registry import matcher
 
 __all__ = [
     "PRIVATE_RANGES",
-    "canonical_header_key",
     "parse_header_matcher",
     "parse_named_response_matcher",
     "parse_nested_matcher_set",
@@ -44,31 +44,6 @@ PRIVATE_RANGES = (
 )
 
 # -- Go behaviour the matchers depend on ----------------------------------------
-
-_TOKEN_CHARS = frozenset(
-    "!#$%&'*+-.^_`|~0123456789abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ"
-)
-
-
-def canonical_header_key(key: str) -> str:
-    """Go 1.19's ``textproto.CanonicalMIMEHeaderKey`` (what ``http.Header.Add`` stores).
-
-    ``x-foo`` becomes ``X-Foo``; a key with any byte that cannot be in a
-    header name (space, ``{``, non-ASCII, ...) is kept as written.
-    """
-    if any(ch not in _TOKEN_CHARS for ch in key):
-        return key
-    out = []
-    upper = True
-    for ch in key:
-        if upper and "a" <= ch <= "z":
-            ch = ch.upper()
-        elif not upper and "A" <= ch <= "Z":
-            ch = ch.lower()
-        out.append(ch)
-        upper = ch == "-"
-    return "".join(out)
-
 
 def _regexp(pattern: str, name: str = "") -> JSONObject:
     """caddyhttp.MatchRegexp's JSON."""
@@ -383,7 +358,7 @@ def _status_code(arg: str, d: Dispenser) -> int:
     if len(arg) == 3 and arg.endswith("xx"):
         arg = arg[:1]
     try:
-        return go_atoi(arg)
+        return atoi(arg)
     except ValueError as e:
         raise d.err(f"bad status value '{arg}': {e}") from None
 

@@ -11,7 +11,8 @@ from __future__ import annotations
 
 from typing import Any
 
-from txcaddy.caddyfile._goparse import go_atoi, go_quote, parse_bytes
+from txcaddy._go.strconv import atoi, quote
+from txcaddy.caddyfile._humanize import parse_bytes
 from txcaddy.caddyfile.directives._unmarshal import plain_error
 from txcaddy.caddyfile.directives.headers import header_op
 from txcaddy.caddyfile.directives.matchers import parse_named_response_matcher
@@ -24,7 +25,7 @@ from txcaddy.caddyfile.registry import directive, handler_directive
 def _atoi_or_bare_error(text: str) -> int:
     """strconv.Atoi whose error Caddy returns as is (without file and line)."""
     try:
-        return go_atoi(text)
+        return atoi(text)
     except ValueError as e:
         raise plain_error(str(e)) from None
 
@@ -339,7 +340,7 @@ def parse_metrics(h: Helper) -> JSONObject:
             raise h.arg_err()
         while h.next_block(0):
             if h.val() != "disable_openmetrics":
-                raise h.err(f"unrecognized subdirective {go_quote(h.val())}")
+                raise h.err(f"unrecognized subdirective {quote(h.val())}")
             disable_openmetrics = True
     out: JSONObject = {"disable_openmetrics": True} if disable_openmetrics else {}
     return module_object(out, "handler", "metrics")

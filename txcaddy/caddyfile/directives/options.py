@@ -16,8 +16,9 @@ from typing import Any
 
 from twisted.logger import Logger
 
+from txcaddy._go.strconv import NumError, atoi
 from txcaddy.caddyfile import registry
-from txcaddy.caddyfile._goparse import atoi_error, parse_bytes, parse_caddy_duration, parse_go_int
+from txcaddy.caddyfile._humanize import parse_bytes
 from txcaddy.caddyfile.directives._unmarshal import ModuleParser, unmarshal_module
 from txcaddy.caddyfile.directives.logging import parse_log_option
 from txcaddy.caddyfile.directives.tls import (
@@ -33,6 +34,7 @@ from txcaddy.caddyfile.errors import ConfigError, ConfigWarning
 from txcaddy.caddyfile.helper import App, JSONObject
 from txcaddy.caddyfile.jsonenc import GoMap, ModuleObject, module_object
 from txcaddy.caddyfile.registry import global_option
+from txcaddy.config.values import parse_caddy_duration
 
 log = Logger(namespace="caddyfile")
 
@@ -61,10 +63,10 @@ def _parse_port(d: Dispenser, existing: Any) -> int:
         args = d.all_args(1)
         if args is None:
             raise d.arg_err()
-        number = parse_go_int(args[0])
-        if number is None:
-            raise d.err(f"converting port '{args[0]}' to integer value: {atoi_error(args[0])}")
-        port = number
+        try:
+            port = atoi(args[0])
+        except NumError as e:
+            raise d.err(f"converting port '{args[0]}' to integer value: {e}") from None
     return port
 
 
@@ -300,9 +302,10 @@ def parse_opt_on_demand(d: Dispenser, existing: Any) -> JSONObject:
             elif option == "burst":
                 if not d.next_arg():
                     raise d.arg_err()
-                burst = parse_go_int(d.val())
-                if burst is None:
-                    raise ConfigError(atoi_error(d.val()))
+                try:
+                    burst = atoi(d.val())
+                except NumError as e:
+                    raise ConfigError(str(e)) from None
                 if ask is None:
                     ask = ""
                 rate_limit = rate_limit or {}

@@ -8,7 +8,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from txcaddy.caddyfile._goparse import go_atoi
+from txcaddy._go.strconv import atoi
 from txcaddy.caddyfile.helper import ConfigValue, Helper, JSONObject
 from txcaddy.caddyfile.jsonenc import GoMap, module_object
 from txcaddy.caddyfile.registry import directive, handler_directive
@@ -80,7 +80,7 @@ def parse_uri(h: Helper) -> JSONObject:
             limit = 0
             if len(args) == 4 and args[3] != "":
                 try:
-                    limit = go_atoi(args[3])
+                    limit = atoi(args[3])
                 except ValueError as e:
                     raise h.err(f"limit must be an integer; invalid: {e}") from None
             replacer: JSONObject = {}

@@ -17,13 +17,14 @@ import re
 from dataclasses import dataclass, field
 from typing import Any, ClassVar
 
-from txcaddy.caddyfile._goparse import atoi_error, parse_caddy_duration, parse_go_int
+from txcaddy._go.strconv import NumError, atoi
 from txcaddy.caddyfile.directives._unmarshal import unmarshal_module
 from txcaddy.caddyfile.dispenser import Dispenser
 from txcaddy.caddyfile.errors import ConfigError
 from txcaddy.caddyfile.helper import ConfigValue, Helper, JSONObject
 from txcaddy.caddyfile.jsonenc import GoMap, module_object
 from txcaddy.caddyfile.registry import directive
+from txcaddy.config.values import parse_caddy_duration
 
 SUPPORTED_PROTOCOLS = ("tls1.2", "tls1.3")
 SUPPORTED_CURVES = ("x25519", "secp256r1", "secp384r1", "secp521r1")
@@ -272,10 +273,10 @@ def default_issuers() -> list[Issuer]:
 
 
 def _parse_port(d: Dispenser) -> int:
-    port = parse_go_int(d.val())
-    if port is None:
-        raise d.err(f"invalid port {d.val()}: {atoi_error(d.val())}")
-    return port
+    try:
+        return atoi(d.val())
+    except NumError as e:
+        raise d.err(f"invalid port {d.val()}: {e}") from None
 
 
 def parse_acme_issuer_into(d: Dispenser, iss: ACMEIssuer) -> ACMEIssuer:

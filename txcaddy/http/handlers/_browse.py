@@ -4,24 +4,21 @@ from __future__ import annotations
 
 import html
 import json
-import re
 import stat
 import time
 from typing import Any
-from urllib.parse import unquote
 
-from txcaddy.config.placeholders import go_atoi
-from txcaddy.http.handlers._conditional import go_time_json
-
-_BAD_ESCAPE = re.compile(r"%(?![0-9A-Fa-f]{2})")  # what url.PathUnescape rejects
+from txcaddy._go.strconv import NumError, atoi
+from txcaddy._go.time import time_json
+from txcaddy._go.urlescape import path_unescape
 
 
-def _path_unescape(text: str) -> str | None:
-    if "%" not in text:
-        return text
-    if _BAD_ESCAPE.search(text):
-        return None
-    return unquote(text, errors="surrogateescape")
+def _atoi_or_zero(text: str) -> int:
+    """``strconv.Atoi`` with its error ignored, as Caddy reads ``offset`` and ``limit``."""
+    try:
+        return atoi(text)
+    except NumError:
+        return 0
 
 
 _PATH_SAFE = "/$&+,;=:@-._~"
@@ -92,7 +89,7 @@ class _Item:
             "name": _valid_text(self.name),
             "size": self.size,
             "url": self.url,
-            "mod_time": go_time_json(self.mtime_ns),
+            "mod_time": time_json(self.mtime_ns),
             "mode": self.mode,
             "is_dir": self.is_dir,
             "is_symlink": self.is_symlink,
@@ -151,12 +148,12 @@ class _Listing:
         self.sort, self.order = sort_by, order
         self.items = sort_items(self.items, sort_by, order)
         if offset_text:
-            offset = go_atoi(offset_text) or 0
+            offset = _atoi_or_zero(offset_text)
             if 0 < offset <= len(self.items):
                 self.items = self.items[offset:]
                 self.offset = offset
         if limit_text:
-            limit = go_atoi(limit_text) or 0
+            limit = _atoi_or_zero(limit_text)
             if 0 < limit <= len(self.items):
                 self.items = self.items[:limit]
                 self.limit = limit
@@ -170,7 +167,7 @@ class _Listing:
         for i, part in enumerate(parts):
             if i == 0 and part == "":
                 part = "/"
-            crumbs.append(("../" * (len(parts) - i - 1), _path_unescape(part) or ""))
+            crumbs.append(("../" * (len(parts) - i - 1), path_unescape(part) or ""))
         return crumbs
 
 
@@ -207,7 +204,7 @@ def render_listing_html(listing: _Listing) -> bytes:
         modified = time.strftime("%Y-%m-%d %H:%M:%S", time.gmtime(item.mtime_ns // 1_000_000_000))
         rows.append(
             f'<tr class="{kind}"><td><a href="{_e(item.url)}">{_e(item.name)}</a></td>'
-            f'<td>{size}</td><td><time datetime="{go_time_json(item.mtime_ns - item.mtime_ns % 1_000_000_000)}">'
+            f'<td>{size}</td><td><time datetime="{time_json(item.mtime_ns - item.mtime_ns % 1_000_000_000)}">'
             f"{modified} UTC</time></td></tr>"
         )
     directories = "directory" if listing.num_dirs == 1 else "directories"

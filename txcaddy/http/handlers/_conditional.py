@@ -1,77 +1,13 @@
-"""Go's HTTP dates, Caddy's ``ETag``, ``http.ServeContent``'s conditional requests and ``Range`` parsing."""
+"""Caddy's ``ETag``, ``http.ServeContent``'s conditional requests and ``Range`` parsing."""
 
 from __future__ import annotations
 
-import calendar
 import os
 import re
-import time
 from typing import Any
 
+from txcaddy._go.http import parse_http_time
 from txcaddy.http.request import Request
-
-# -- Go's time formats ----------------------------------------------------------------------------
-
-_DAYS = ("Mon", "Tue", "Wed", "Thu", "Fri", "Sat", "Sun")
-_MONTHS = ("Jan", "Feb", "Mar", "Apr", "May", "Jun", "Jul", "Aug", "Sep", "Oct", "Nov", "Dec")
-_MONTH_NUMBERS = {m.lower(): i + 1 for i, m in enumerate(_MONTHS)}
-_DAY_ALT = "|".join(_DAYS)
-_LONG_DAY_ALT = "Monday|Tuesday|Wednesday|Thursday|Friday|Saturday|Sunday"
-_MONTH_ALT = "|".join(_MONTHS)
-_FRACTION = r"(?:[.,](\d+))?"
-# http.TimeFormat, time.RFC850 and time.ANSIC, the three forms http.ParseTime accepts
-_IMF_DATE = re.compile(rf"(?i:{_DAY_ALT}), (\d\d) ((?i:{_MONTH_ALT})) (\d{{4}}) (\d\d?):(\d\d):(\d\d){_FRACTION} GMT")
-_RFC850_DATE = re.compile(
-    rf"(?i:{_LONG_DAY_ALT}), (\d\d)-((?i:{_MONTH_ALT}))-(\d\d) (\d\d?):(\d\d):(\d\d){_FRACTION} (?:[A-Z]{{3}}T?|ChST|MeST)"
-)
-_ANSIC_DATE = re.compile(rf"(?i:{_DAY_ALT}) ((?i:{_MONTH_ALT})) {{1,2}}(\d\d?) (\d\d?):(\d\d):(\d\d){_FRACTION} (\d{{4}})")
-
-
-def http_date(seconds: int) -> str:
-    """Go's ``time.Format(http.TimeFormat)`` of a UTC time."""
-    tm = time.gmtime(seconds)
-    return (f"{_DAYS[tm.tm_wday]}, {tm.tm_mday:02d} {_MONTHS[tm.tm_mon - 1]} {tm.tm_year:04d} "
-            f"{tm.tm_hour:02d}:{tm.tm_min:02d}:{tm.tm_sec:02d} GMT")
-
-
-def parse_http_time(text: str) -> int | None:
-    """Go's ``http.ParseTime`` as nanoseconds since the epoch; None when it does not parse."""
-    found = _IMF_DATE.fullmatch(text)
-    if found is not None:
-        day, month, year, hour, minute, second, fraction = found.groups()
-    else:
-        found = _RFC850_DATE.fullmatch(text)
-        if found is not None:
-            day, month, short_year, hour, minute, second, fraction = found.groups()
-            year = str((1900 if int(short_year) >= 69 else 2000) + int(short_year))
-        else:
-            found = _ANSIC_DATE.fullmatch(text)
-            if found is None:
-                return None
-            month, day, hour, minute, second, fraction, year = found.groups()
-    try:
-        moment = calendar.timegm(
-            (int(year), _MONTH_NUMBERS[month.lower()], int(day), int(hour), int(minute), int(second), 0, 0, 0)
-        )
-    except (ValueError, OverflowError):
-        return None
-    if not (1 <= int(day) <= calendar.monthrange(int(year), _MONTH_NUMBERS[month.lower()])[1]):
-        return None
-    if int(hour) > 23 or int(minute) > 59 or int(second) > 59:
-        return None
-    nanos = int((fraction or "0")[:9].ljust(9, "0"))
-    return moment * 1_000_000_000 + nanos
-
-
-def go_time_json(nanoseconds: int) -> str:
-    """Go's JSON form of a UTC time (RFC 3339 with trailing zeros of the fraction dropped)."""
-    seconds, nanos = divmod(nanoseconds, 1_000_000_000)
-    tm = time.gmtime(seconds)
-    text = (f"{tm.tm_year:04d}-{tm.tm_mon:02d}-{tm.tm_mday:02d}T"
-            f"{tm.tm_hour:02d}:{tm.tm_min:02d}:{tm.tm_sec:02d}")
-    if nanos:
-        text += "." + f"{nanos:09d}".rstrip("0")
-    return text + "Z"
 
 
 def _base36(value: int) -> str:

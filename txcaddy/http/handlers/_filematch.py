@@ -6,9 +6,9 @@ behaviour it relies on:
 * ``sanitized_path_join`` is ``caddyhttp.SanitizedPathJoin``: the request path
   is cleaned as if it were absolute before it is joined to the root, so no
   ``..`` (decoded from ``%2e%2e`` or not) can climb out of the root;
-* ``go_match``/``go_glob`` are ``filepath.Match``/``filepath.Glob`` (Unix):
-  ``try_files`` entries are globs, with ``*``, ``?`` and ``[`` escaped in
-  placeholder values so a request path cannot widen them;
+* ``try_files`` entries are ``filepath.Glob`` patterns (``txcaddy._go.path``),
+  with ``*``, ``?`` and ``[`` escaped in placeholder values so a request path
+  cannot widen them;
 * ``within_root`` is txcaddy's own rule on top of Caddy's (which follows every
   symlink): a path whose symlinks resolve outside the root does not exist.
 
@@ -25,8 +25,9 @@ from typing import Any
 
 from zope.interface import implementer
 
-from txcaddy._gopath import compile_match, go_abs, go_clean, go_match
-from txcaddy.config.placeholders import Template, go_atoi
+from txcaddy._go.path import clean, glob
+from txcaddy._go.strconv import NumError, atoi
+from txcaddy.config.placeholders import Template
 from txcaddy.config.registry import module
 from txcaddy.config.values import string
 from txcaddy.errors import ConfigError
@@ -37,10 +38,6 @@ from txcaddy.interfaces import IRequestMatcher
 __all__ = [
     "FileMatcher",
     "RootGuard",
-    "go_abs",
-    "go_clean",
-    "go_glob",
-    "go_match",
     "real_path",
     "sanitized_path_join",
     "within_root",
@@ -54,73 +51,10 @@ def sanitized_path_join(root: str, request_path: str) -> str:
     """
     if not root:
         root = "."
-    joined = go_clean(root + "/" + go_clean("/" + request_path))
+    joined = clean(root + "/" + clean("/" + request_path))
     if len(request_path) > 1 and request_path.endswith("/"):
         joined += "/"
     return joined
-
-
-def go_ext(path: str) -> str:
-    """Go's ``filepath.Ext``: from the last dot of the last element, or empty."""
-    for i in range(len(path) - 1, -1, -1):
-        ch = path[i]
-        if ch == "/":
-            return ""
-        if ch == ".":
-            return path[i:]
-    return ""
-
-
-# -- filepath.Glob --------------------------------------------------------------------------
-
-
-_GLOB_META = frozenset("*?[\\")
-
-
-def _has_meta(path: str) -> bool:
-    return not _GLOB_META.isdisjoint(path)
-
-
-def _glob_dir(directory: str, pattern: str, matches: list[str]) -> None:
-    regex = compile_match(pattern)
-    if regex is None:
-        return
-    try:
-        if not stat.S_ISDIR(os.stat(directory).st_mode):
-            return
-        names = sorted(os.listdir(directory))
-    except (OSError, ValueError):
-        return
-    for name in names:
-        if regex.fullmatch(name) is not None:
-            matches.append(go_clean(directory + "/" + name))
-
-
-def go_glob(pattern: str) -> list[str]:
-    """Go's ``filepath.Glob``: the existing paths matching ``pattern``, sorted per directory."""
-    if compile_match(pattern) is None:
-        return []
-    if not _has_meta(pattern):
-        try:
-            os.lstat(pattern)
-        except (OSError, ValueError):
-            return []
-        return [pattern]
-    cut = pattern.rfind("/") + 1
-    directory, file_pattern = pattern[:cut], pattern[cut:]
-    if directory == "":
-        directory = "."
-    elif directory != "/":
-        directory = directory[:-1]
-    matches: list[str] = []
-    if not _has_meta(directory):
-        _glob_dir(directory, file_pattern, matches)
-        return matches
-    if directory == pattern:
-        return []
-    for parent in go_glob(directory):
-        _glob_dir(parent, file_pattern, matches)
-    return matches
 
 
 # -- symlinks must stay inside the root ----------------------------------------------------------
@@ -180,8 +114,11 @@ def _glob_safe(value: str) -> str:
 def _error_status(entry: str) -> int | None:
     """Caddy's ``parseErrorCode``: ``=404`` asks for an error; anything else is a file."""
     if len(entry) > 1 and entry[0] == "=":
-        code = go_atoi(entry[1:])
-        if code is not None and 100 <= code <= 999:
+        try:
+            code = atoi(entry[1:])
+        except NumError:
+            return None
+        if 100 <= code <= 999:
             return code
     return None
 
@@ -257,14 +194,14 @@ class FileMatcher:
 
     def _candidates(self, entry: _Entry, root: str, request: Request) -> list[_Candidate]:
         expanded = entry.template.render(request, empty_unknown=True, transform=_glob_safe)
-        before, after = self._first_split(go_clean(expanded))
+        before, after = self._first_split(clean(expanded))
         if entry.directory:
             before += "/"
         pattern = sanitized_path_join(root, before)
-        return [_Candidate(full, full[len(root):] if full.startswith(root) else full, after) for full in go_glob(pattern)]
+        return [_Candidate(full, full[len(root):] if full.startswith(root) else full, after) for full in glob(pattern)]
 
     def match(self, request: Request) -> bool:
-        root = go_clean(self.root.render(request, empty_unknown=True, empty="."))
+        root = clean(self.root.render(request, empty_unknown=True, empty="."))
         guard = RootGuard(root)
         if self.policy == FIRST_EXIST:
             for entry in self.entries:

@@ -20,16 +20,13 @@ a plugin can add one.
 
 from __future__ import annotations
 
-import math
-import re
-import struct
 import zlib
 from typing import Any
 
 from twisted.internet.defer import Deferred
 from zope.interface import implementer
 
-from txcaddy.config.placeholders import go_atoi
+from txcaddy._go.strconv import NumError, atoi, parse_float
 from txcaddy.config.registry import module
 from txcaddy.errors import ConfigError
 from txcaddy.http.handlers.headers import ResponseMatcher
@@ -52,6 +49,17 @@ DEFAULT_CONTENT_TYPES = [
     "application/rss+xml*",
     "image/svg+xml*",
 ]
+
+
+def _content_length(headers: Headers) -> int | None:
+    """The response's Content-Length as ``strconv.Atoi`` reads it; None when absent or bad."""
+    text = headers.get("Content-Length")
+    if not text:
+        return None
+    try:
+        return atoi(text)
+    except NumError:
+        return None
 
 
 # -- encoders ------------------------------------------------------------------------------
@@ -155,32 +163,6 @@ def load_zstd(config: dict[str, Any], context: Any) -> ZstdEncoding:
 
 # -- Accept-Encoding -----------------------------------------------------------------------
 
-_DECIMAL_FLOAT = re.compile(r"[+-]?(?:[0-9]+(?:\.[0-9]*)?|\.[0-9]+)(?:[eE][+-]?[0-9]+)?\Z")
-_HEX_FLOAT = re.compile(r"[+-]?0[xX](?:[0-9a-fA-F]+(?:\.[0-9a-fA-F]*)?|\.[0-9a-fA-F]+)[pP][+-]?[0-9]+\Z")
-_SPECIAL_FLOATS = {"inf": float("inf"), "+inf": float("inf"), "-inf": float("-inf"), "infinity": float("inf"),
-                   "+infinity": float("inf"), "-infinity": float("-inf"), "nan": float("nan")}
-
-
-def parse_float32(text: str) -> float | None:
-    """Go's ``strconv.ParseFloat(text, 32)``; None where Go returns an error."""
-    special = _SPECIAL_FLOATS.get(text.lower())
-    if special is not None:
-        return special
-    if _DECIMAL_FLOAT.match(text):
-        value = float(text)
-    elif _HEX_FLOAT.match(text):
-        value = float.fromhex(text)
-    else:
-        return None
-    try:
-        rounded = struct.unpack("f", struct.pack("f", value))[0]
-    except OverflowError:
-        return None
-    if math.isinf(rounded) and not math.isinf(value):
-        return None  # Go: out of range for float32
-    return rounded
-
-
 def accepted_encodings(headers: Headers, prefer: list[str]) -> list[str]:
     """Caddy's ``AcceptedEncodings``: the client's encodings, most wanted first."""
     accept = headers.get("Accept-Encoding") or ""
@@ -195,9 +177,13 @@ def accepted_encodings(headers: Headers, prefer: list[str]) -> list[str]:
         if len(parts) > 1:
             q_text = parts[1].strip(" \t\n\r\v\f").lower()
             if q_text.startswith("q="):
-                value = parse_float32(q_text[2:])
-                if value is not None and 0 <= value <= 1:
-                    q = value
+                try:
+                    value = parse_float(q_text[2:], 32)
+                except NumError:
+                    pass
+                else:
+                    if 0 <= value <= 1:
+                        q = value
         if q < 0.00001:
             continue
         if websocket and name != "identity":
@@ -254,7 +240,7 @@ class _EncodingResponse(ResponseWrapper):
         min_length = self._config.min_length
         if size > min_length:
             return True
-        length = go_atoi(self.inner.headers.get("Content-Length") or "")
+        length = _content_length(self.inner.headers)
         return length is not None and length > min_length
 
     def write(self, data: bytes) -> None:
@@ -293,7 +279,7 @@ class _EncodingResponse(ResponseWrapper):
     def close(self) -> None:
         """End the encoding (Caddy's ``Close``): decide if nothing was written, write the tail."""
         if not self._wrote_header:
-            length = go_atoi(self.inner.headers.get("Content-Length") or "")
+            length = _content_length(self.inner.headers)
             if length is not None and length > self._config.min_length:
                 self._start()
             if self._status:

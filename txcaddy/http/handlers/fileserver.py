@@ -45,25 +45,22 @@ from twisted.internet.defer import Deferred
 from twisted.internet.interfaces import IPullProducer
 from zope.interface import implementer
 
-from txcaddy.config.placeholders import (
-    Template,
-    go_atoi,
-    go_path_base,
-    parse_query,
-    request_cookies,
-)
+from txcaddy._go.http import http_date, request_cookies
+from txcaddy._go.path import abs_path, clean, compile_pattern, ext
+from txcaddy._go.path import base as path_base
+from txcaddy._go.strconv import NumError, atoi
+from txcaddy._go.urlescape import BAD_ESCAPE, parse_query, path_unescape
+from txcaddy.config.placeholders import Template
 from txcaddy.config.registry import lookup, module
 from txcaddy.errors import ConfigError
 from txcaddy.http.errors import AbortConnection, HandlerError
 from txcaddy.http.handlers._browse import (
-    _BAD_ESCAPE,
     _PATH_SAFE,
     _SORTS,
     SORT_NAME_DIR_FIRST,
     _go_json,
     _Item,
     _Listing,
-    _path_unescape,
     go_file_mode,  # noqa: F401 - importable from here, as before the split
     human_size,  # noqa: F401
     render_listing_html,
@@ -72,17 +69,10 @@ from txcaddy.http.handlers._conditional import (
     _Preconditions,
     _RangeError,
     calculate_etag,
-    go_time_json,  # noqa: F401
-    http_date,
-    parse_http_time,  # noqa: F401
     parse_range,
 )
 from txcaddy.http.handlers._filematch import (
     RootGuard,
-    compile_match,
-    go_abs,
-    go_clean,
-    go_ext,
     sanitized_path_join,
     within_root,
 )
@@ -213,32 +203,31 @@ def _send_pieces(fd: int, pieces: list[bytes | tuple[int, int]], total: int, res
 class _Hide:
     """A ``hide`` entry as used for one request (placeholders replaced, absolute if it has a ``/``)."""
 
-    __slots__ = ("text", "has_separator", "regex")
+    __slots__ = ("text", "has_separator", "pattern")
 
     def __init__(self, text: str) -> None:
         self.has_separator = "/" in text
-        self.text = go_abs(text) if self.has_separator else text
-        self.regex = compile_match(self.text)
+        self.text = abs_path(text) if self.has_separator else text
+        self.pattern = compile_pattern(self.text)
 
 
 def file_hidden(filename: str, hide: tuple[_Hide, ...] | list[_Hide]) -> bool:
     """Caddy's ``fileHidden`` for a file-system path."""
     if not hide:
         return False
-    filename = go_abs(filename)
+    filename = abs_path(filename)
     components: list[str] | None = None
     for entry in hide:
-        regex = entry.regex
+        pattern = entry.pattern
         if not entry.has_separator:
             if components is None:
                 components = filename.split("/")
-            if regex is not None:
-                for component in components:
-                    if regex.fullmatch(component) is not None:
-                        return True
+            for component in components:
+                if pattern.match(component):
+                    return True
         elif filename.startswith(entry.text) and filename[len(entry.text):].startswith("/"):
             return True
-        if regex is not None and regex.fullmatch(filename) is not None:
+        if pattern.match(filename):
             return True
     return False
 
@@ -287,13 +276,13 @@ def redirect(request: Request, response: Response, to: str, status: int = 308) -
     while to.startswith("//"):
         to = to[1:]
     url = to
-    if _CONTROL.search(url) is None and _BAD_ESCAPE.search(url) is None:  # url.Parse succeeds
+    if _CONTROL.search(url) is None and BAD_ESCAPE.search(url) is None:  # url.Parse succeeds
         if not url.startswith("/"):
             old = request.path or "/"
             url = old[: old.rfind("/") + 1] + url
         url, mark, query = url.partition("?")
         trailing = url.endswith("/")
-        url = go_clean(url)
+        url = clean(url)
         if trailing and not url.endswith("/"):
             url += "/"
         url += mark + query
@@ -429,10 +418,10 @@ class FileServer:
                 override = status
         if self.status is not None:
             text = self.status.render(request, response, empty_unknown=True)
-            parsed = go_atoi(text)
-            if parsed is None:
-                raise HandlerError(500, f'strconv.Atoi: parsing "{text}": invalid syntax')
-            override = parsed
+            try:
+                override = atoi(text)
+            except NumError as e:
+                raise HandlerError(500, str(e)) from None
         if override > 0 and not 100 <= override <= 999:
             raise AbortConnection()  # Go's WriteHeader panics on such a code
         return override
@@ -473,7 +462,7 @@ class FileServer:
         if self.canonical_uris:
             original = request.orig_path
             # only when the file name itself was not rewritten (no redirect loops)
-            if go_path_base(original) == go_path_base(request.path):
+            if path_base(original) == path_base(request.path):
                 if implicit_index and not original.endswith("/"):
                     return redirect(request, response, original + "/")
                 if not implicit_index and original.endswith("/"):
@@ -530,7 +519,7 @@ class FileServer:
             headers = response.headers
             headers.set("Etag", etag)
             if not headers.get("Content-Type"):
-                content_type = self.mime.by_extension(go_ext(filename))
+                content_type = self.mime.by_extension(ext(filename))
                 if content_type:
                     headers.set("Content-Type", content_type)
                 else:
@@ -640,7 +629,7 @@ class FileServer:
         request: Request, response: Response, next: Any,
     ) -> Any:
         original = request.orig_path
-        if request.path == "" or go_path_base(original) == go_path_base(request.path):
+        if request.path == "" or path_base(original) == path_base(request.path):
             if not original.endswith("/"):
                 return redirect(request, response, original + "/")
         fd = self._open(dir_path, response, directory=True)
@@ -649,7 +638,7 @@ class FileServer:
                 return self._not_found(request, response, next)
         finally:
             os.close(fd)
-        url_path = go_clean(request.path)
+        url_path = clean(request.path)
         try:
             items = self._read_directory(dir_path, real_root, hide)
         except OSError as error:
@@ -658,8 +647,8 @@ class FileServer:
             if _is_not_exist(error):
                 return self._not_found(request, response, next)
             raise HandlerError(500, _go_error("readdirent", dir_path, error), cause=error) from None
-        name = _path_unescape(url_path)
-        listing = _Listing(go_path_base(name if name is not None else ""), url_path, len(url_path) > 1, items)
+        name = path_unescape(url_path)
+        listing = _Listing(path_base(name if name is not None else ""), url_path, len(url_path) > 1, items)
         self._apply_query(request, response, listing)
 
         accept = ",".join(request.headers.get_all("Accept")).lower()

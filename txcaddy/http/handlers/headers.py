@@ -19,13 +19,13 @@ from typing import Any
 
 from zope.interface import implementer
 
+from txcaddy._go.regexp import RegexpError, compile_regexp, expander, replace_all
+from txcaddy._go.textproto import canonical_mime_header_key as canonical_key
 from txcaddy.config.placeholders import Template
 from txcaddy.config.registry import module
 from txcaddy.errors import ConfigError
-from txcaddy.http import _goreplace
-from txcaddy.http._goregexp import GoRegexpError, compile_go_regexp
 from txcaddy.http.errors import AbortConnection
-from txcaddy.http.headers import Headers, canonical_key
+from txcaddy.http.headers import Headers
 from txcaddy.http.request import Request
 from txcaddy.http.response import Response, ResponseWrapper
 from txcaddy.interfaces import IHandler
@@ -125,17 +125,17 @@ class _Replacement:
         self.static_expand: Any = None
         if search_regexp:
             try:
-                self.regexp = compile_go_regexp(search_regexp)
-            except GoRegexpError as e:
+                self.regexp = compile_regexp(search_regexp)
+            except RegexpError as e:
                 raise ConfigError(f"replacement for header field '{field}': {e}") from None
             if self.replace.is_static:
-                self.static_expand = _goreplace.expander(self.regexp, replace)
+                self.static_expand = expander(self.regexp, replace)
 
     def apply_all(self, headers: Headers, names: list[str] | None, request: Any, response: Any) -> None:
         """Replace in every value of ``names`` (all fields when None)."""
         regexp = self.regexp
         if regexp is not None:
-            expand = self.static_expand or _goreplace.expander(regexp, self.replace.render(request, response))
+            expand = self.static_expand or expander(regexp, self.replace.render(request, response))
         else:
             search = self.search.render(request, response)
             replacement = self.replace.render(request, response)
@@ -144,7 +144,7 @@ class _Replacement:
             if not values:
                 continue
             if regexp is not None:
-                new_values = [_goreplace.replace_all(regexp, value, expand) for value in values]
+                new_values = [replace_all(regexp, value, expand) for value in values]
             else:
                 new_values = [value.replace(search, replacement) for value in values]
             if new_values != values:

@@ -23,50 +23,29 @@ each change below recomputes ``raw_path`` as Go's ``EscapedPath`` would.
 
 from __future__ import annotations
 
-import re
 from collections.abc import Callable
 from typing import Any
-from urllib.parse import quote_plus
 
 from zope.interface import implementer
 
-from txcaddy.config.placeholders import (
-    UNKNOWN,
-    Template,
-    go_escape_path,
-    go_sprint,
-    replace_all,
-    to_string,
-)
+from txcaddy._go.fmt import sprint
+from txcaddy._go.regexp import RegexpError, compile_regexp, expander
+from txcaddy._go.regexp import replace_all as regexp_replace_all
+from txcaddy._go.strings import to_upper
+from txcaddy._go.urlescape import path_escape, path_unescape, query_escape, valid_encoded
+from txcaddy.config.placeholders import UNKNOWN, Template, replace_all, to_string
 from txcaddy.config.registry import module
 from txcaddy.errors import ConfigError
-from txcaddy.http import _goreplace
-from txcaddy.http._goregexp import GoRegexpError, compile_go_regexp
 from txcaddy.http.matchers import clean_path_keep_slashes as clean_path
 from txcaddy.http.request import Request
 from txcaddy.http.response import Response
 from txcaddy.interfaces import IHandler
 
-__all__ = ["Rewrite", "change_path", "go_path_unescape", "trim_path_prefix"]
+__all__ = ["Rewrite", "change_path", "trim_path_prefix"]
 
-# -- Go's path and URL helpers -----------------------------------------------------------
+# -- Caddy's path prefix trimming on the escaped path ---------------------------------------
 
-_VALID_ENCODED = frozenset(
-    "ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789-_.~$&+,/:;=@!'()*[]%"
-)
 _HEX = frozenset("0123456789abcdefABCDEF")
-_BAD_PERCENT = re.compile(r"%(?![0-9A-Fa-f]{2})")
-_PERCENT_HEX = re.compile(r"%([0-9A-Fa-f]{2})")
-
-
-def go_path_unescape(text: str) -> str | None:
-    """Go's ``url.PathUnescape``: ``%xx`` decoded (``+`` kept); None for a bad escape."""
-    if "%" not in text:
-        return text
-    if _BAD_PERCENT.search(text):
-        return None
-    raw = _PERCENT_HEX.sub(lambda m: chr(int(m.group(1), 16)), text.encode("utf-8", "surrogateescape").decode("latin-1"))
-    return raw.encode("latin-1").decode("utf-8", "surrogateescape")
 
 
 def _latin1(text: str) -> str:
@@ -110,32 +89,21 @@ def trim_path_prefix(escaped_path: str, prefix: str) -> str:
     return escaped_path
 
 
-def _go_upper(text: str) -> str:
-    """Go's ``strings.ToUpper`` (simple case mapping: ``ß`` stays)."""
-    if text.isascii():
-        return text.upper()
-    return "".join(ch.upper() if len(ch.upper()) == 1 else ch for ch in text)
-
-
-def _valid_encoded(raw: str) -> bool:
-    return all(ch in _VALID_ENCODED for ch in raw)
-
-
 def _store_url_path(request: Request, path: str, go_raw_path: str) -> None:
     """Set Go's (Path, RawPath) pair on the request, keeping ``raw_path`` = ``EscapedPath()``."""
     request.path = path
-    if go_raw_path and _valid_encoded(go_raw_path) and go_path_unescape(go_raw_path) == path:
+    if go_raw_path and valid_encoded(go_raw_path) and path_unescape(go_raw_path) == path:
         request.raw_path = go_raw_path
     elif path == "*":
         request.raw_path = "*"
     else:
-        request.raw_path = go_escape_path(path)
+        request.raw_path = path_escape(path)
 
 
 def change_path(request: Request, new_value: Callable[[str], str]) -> None:
     """Caddy's ``changePath``: apply to the escaped path, falling back to the decoded one."""
     raw = new_value(request.raw_path)
-    decoded = go_path_unescape(raw)
+    decoded = path_unescape(raw)
     if decoded is not None and decoded != "":
         path = decoded
     else:
@@ -150,12 +118,7 @@ def _query_value_text(value: Any) -> str:
     """The text Caddy's query replacer escapes: strings, Stringers, ints, else ``%+v``."""
     if value.__class__ is str:
         return value
-    return go_sprint(value)
-
-
-def _query_escape(text: str) -> str:
-    """Go's ``url.QueryEscape``."""
-    return quote_plus(text.encode("utf-8", "surrogateescape"), safe="")
+    return sprint(value)
 
 
 class _QueryComponent:
@@ -182,7 +145,7 @@ class _QueryComponent:
             if raw_query_ok and segment.key == "http.request.uri.query":
                 out.append(to_string(value))
             else:
-                out.append(_query_escape(_query_value_text(value)))
+                out.append(query_escape(_query_value_text(value)))
         return "".join(out)
 
 
@@ -305,19 +268,19 @@ class _RegexpReplacer:
         if not find:
             raise ConfigError("rewrite: path_regexp find cannot be empty")
         try:
-            self.regexp = compile_go_regexp(find)
-        except GoRegexpError as e:
+            self.regexp = compile_regexp(find)
+        except RegexpError as e:
             raise ConfigError(f"rewrite: compiling regular expression: {e}") from None
         replace = config.get("replace") or ""
         self.replace_template = Template(replace)
-        self.static_expand = _goreplace.expander(self.regexp, replace) if self.replace_template.is_static else None
+        self.static_expand = expander(self.regexp, replace) if self.replace_template.is_static else None
 
     def apply(self, request: Request, response: Response | None) -> None:
         expand = self.static_expand
         if expand is None:
-            expand = _goreplace.expander(self.regexp, self.replace_template.render(request, response, empty_unknown=True))
+            expand = expander(self.regexp, self.replace_template.render(request, response, empty_unknown=True))
         regexp = self.regexp
-        change_path(request, lambda p: _goreplace.replace_all(regexp, p, expand))
+        change_path(request, lambda p: regexp_replace_all(regexp, p, expand))
 
 
 @implementer(IHandler)
@@ -343,7 +306,7 @@ class Rewrite:
     def rewrite(self, request: Request, response: Response | None = None) -> None:
         """Change ``request`` in place (also used by handlers that embed a rewrite)."""
         if self.method is not None:
-            request.method = _go_upper(self.method.render(request, response, empty_unknown=True))
+            request.method = to_upper(self.method.render(request, response, empty_unknown=True))
         if self.uri is not None:
             self.uri.apply(request, response)
         if self.strip_prefix is not None:

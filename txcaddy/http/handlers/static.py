@@ -15,7 +15,8 @@ from typing import Any
 
 from zope.interface import implementer
 
-from txcaddy.config.placeholders import Template, go_atoi
+from txcaddy._go.strconv import NumError, atoi
+from txcaddy.config.placeholders import Template
 from txcaddy.config.registry import module
 from txcaddy.errors import ConfigError
 from txcaddy.http.errors import AbortConnection, HandlerError
@@ -41,10 +42,10 @@ def weak_status(value: Any, where: str) -> Template | None:
 def render_status(template: Template, request: Request, response: Response | None = None) -> int:
     """``strconv.Atoi(repl.ReplaceAll(code))``; a value that is not a number is a 500 error."""
     text = template.render(request, response, empty_unknown=True)
-    status = go_atoi(text)
-    if status is None:
-        raise HandlerError(500, f'strconv.Atoi: parsing "{text}": invalid syntax')
-    return status
+    try:
+        return atoi(text)
+    except NumError as e:
+        raise HandlerError(500, str(e)) from None
 
 
 # What Go's strings.TrimSpace trims (unicode.IsSpace).

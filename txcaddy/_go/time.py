@@ -1,87 +1,174 @@
-"""Go's and zap's formats: JSON strings, floats, Go time layouts and ``net.ParseIP``."""
+"""Go's ``time``: durations (``ParseDuration``, ``Duration.String``), ``Time.String`` and layouts.
+
+Caddy writes durations as Go prints them (``1.5ms``, ``2m0s``) in placeholders and logs, reads
+them with Go's grammar (``1.5h`` yes, ``1,5h`` no), and formats log times with Go layouts
+(``2006-01-02T15:04:05Z07:00``), which are read the way Go reads them (``Jan`` is the month,
+``Janx`` is text).
+"""
 
 from __future__ import annotations
 
-import ipaddress
 import math
+import re
 import time
-from json.encoder import encode_basestring as _c_json_string
 from typing import Any
 
-_SLOW_ESCAPES = {i: f"\\u{i:04x}" for i in range(0x20)}
-_SLOW_ESCAPES.update({0x22: '\\"', 0x5C: "\\\\", 0x0A: "\\n", 0x0D: "\\r", 0x09: "\\t"})
+from txcaddy._go.errors import GoError
+from txcaddy._go.strconv import INT64_MAX
+
+__all__ = [
+    "Duration",
+    "Time",
+    "compile_layout",
+    "duration_string",
+    "format_layout",
+    "parse_duration",
+    "time_json",
+    "time_string",
+    "zone_offset",
+]
 
 
-def json_string(text: str) -> str:
-    """A JSON string as zap writes it (``\\b`` and ``\\f`` as ``\\u00XX``, ``<>&`` as they are)."""
-    out: str = _c_json_string(text)
-    if "\\" in out and ("\\b" in out or "\\f" in out):
-        return '"' + text.translate(_SLOW_ESCAPES) + '"'
-    return out
+def duration_string(nanoseconds: int) -> str:
+    """``time.Duration.String()`` (``1.5ms``, ``2m0s``, ``0s``)."""
+    if nanoseconds == 0:
+        return "0s"
+    negative = nanoseconds < 0
+    u = -nanoseconds if negative else nanoseconds
+
+    def frac(v: int, precision: int) -> tuple[str, int]:
+        scale = 10**precision
+        digits = f"{v % scale:0{precision}d}".rstrip("0")
+        return ("." + digits if digits else ""), v // scale
+
+    if u < 1_000_000_000:
+        if u < 1_000:
+            text = f"{u}ns"
+        elif u < 1_000_000:
+            fraction, whole = frac(u, 3)
+            text = f"{whole}{fraction}µs"
+        else:
+            fraction, whole = frac(u, 6)
+            text = f"{whole}{fraction}ms"
+    else:
+        fraction, seconds = frac(u, 9)
+        text = f"{seconds % 60}{fraction}s"
+        minutes = seconds // 60
+        if minutes:
+            text = f"{minutes % 60}m{text}"
+            hours = minutes // 60
+            if hours:
+                text = f"{hours}h{text}"
+    return "-" + text if negative else text
 
 
-def _format_float_f(value: float) -> str:
-    from txcaddy.config.placeholders import format_float_f
-
-    return format_float_f(value)
-
-
-def _json_float(value: float) -> str:
-    """zap's ``AppendFloat64`` (Go's ``'f', -1``): shortest digits, never an exponent;
-    NaN and infinities quoted."""
-    if value != value or value in (math.inf, -math.inf):
-        return '"NaN"' if value != value else ('"+Inf"' if value > 0 else '"-Inf"')
-    text = repr(value)  # the same shortest digits, sometimes with an exponent
-    if "e" in text:
-        mantissa, _, exponent = text.partition("e")
-        sign = "-" if mantissa[0] == "-" else ""
-        mantissa = mantissa.lstrip("-")
-        whole, _, fraction = mantissa.partition(".")
-        digits = (whole + fraction).lstrip("0") if whole == "0" else whole + fraction
-        point = len(whole) + int(exponent)
-        if point <= 0:
-            return f"{sign}0.{'0' * -point}{digits.rstrip('0')}"
-        if point >= len(digits):
-            return sign + digits + "0" * (point - len(digits))
-        return f"{sign}{digits[:point]}.{digits[point:]}"
-    if text.endswith(".0"):
-        return text[:-2]
-    return text
+def zone_offset(tm: time.struct_time) -> str:
+    """The ``-0700`` of Go's layouts for a local time."""
+    offset = tm.tm_gmtoff or 0
+    sign = "-" if offset < 0 else "+"
+    offset = abs(offset) // 60
+    return f"{sign}{offset // 60:02d}{offset % 60:02d}"
 
 
-def _go_v_float(value: float) -> str:
-    """``fmt.Sprint`` of a float64 (what the console encoder prints for an epoch time)."""
-    if value != value or value in (math.inf, -math.inf):
-        return "NaN" if value != value else ("+Inf" if value > 0 else "-Inf")
-    if value == 0 or 1e-4 <= abs(value) < 1e21:
-        return _format_float_f(value)
-    mantissa, _, exponent = repr(value).partition("e")  # repr uses an exponent out there
-    if mantissa.endswith(".0"):
-        mantissa = mantissa[:-2]
-    sign = "-" if exponent.startswith("-") else "+"
-    return f"{mantissa}e{sign}{abs(int(exponent)):02d}"
+def time_string(timestamp: float) -> str:
+    """``time.Time.String()`` in local time (without the monotonic reading)."""
+    tm = time.localtime(timestamp)
+    micros = int(round(timestamp * 1_000_000)) % 1_000_000
+    fraction = f".{micros * 1000:09d}".rstrip("0") if micros else ""
+    zone = tm.tm_zone or zone_offset(tm)
+    return f"{time.strftime('%Y-%m-%d %H:%M:%S', tm)}{fraction} {zone_offset(tm)} {zone}"
+
+
+def time_json(nanoseconds: int) -> str:
+    """``Time.MarshalJSON`` of a UTC time (RFC 3339 with trailing zeros of the fraction dropped)."""
+    seconds, nanos = divmod(nanoseconds, 1_000_000_000)
+    tm = time.gmtime(seconds)
+    text = (f"{tm.tm_year:04d}-{tm.tm_mon:02d}-{tm.tm_mday:02d}T"
+            f"{tm.tm_hour:02d}:{tm.tm_min:02d}:{tm.tm_sec:02d}")
+    if nanos:
+        text += "." + f"{nanos:09d}".rstrip("0")
+    return text + "Z"
+
+
+class Duration(int):
+    """Nanoseconds that print like Go's ``time.Duration``."""
+
+    __slots__ = ()
+
+    def __str__(self) -> str:
+        return duration_string(int(self))
+
+
+class Time(float):
+    """A timestamp that prints like Go's ``time.Time``."""
+
+    __slots__ = ()
+
+    def __str__(self) -> str:
+        return time_string(float(self))
+
+
+_UNITS = {
+    "ns": 1,
+    "us": 1_000,
+    "µs": 1_000,  # U+00B5
+    "μs": 1_000,  # U+03BC
+    "ms": 1_000_000,
+    "s": 1_000_000_000,
+    "m": 60_000_000_000,
+    "h": 3_600_000_000_000,
+}
+_DURATION_PART = re.compile(r"([0-9]*(?:\.[0-9]*)?)([a-zµμ]*)")
+
+
+def parse_duration(text: str) -> int:
+    """``time.ParseDuration``, returning nanoseconds; raises GoError with Go's message."""
+    orig = text
+    if not text:
+        raise GoError(f'time: invalid duration "{orig}"')
+    neg = False
+    if text[0] in "+-":
+        neg = text[0] == "-"
+        text = text[1:]
+    if text == "0":
+        return 0
+    if not text:
+        raise GoError(f'time: invalid duration "{orig}"')
+    total = 0.0
+    total_int = 0
+    pos = 0
+    while pos < len(text):
+        m = _DURATION_PART.match(text, pos)
+        assert m is not None  # every part of the pattern is optional
+        number, unit = m.group(1), m.group(2)
+        if not number or number == "." or not any(c.isdigit() for c in number):
+            raise GoError(f'time: invalid duration "{orig}"')
+        if not unit:
+            raise GoError(f'time: missing unit in duration "{orig}"')
+        if unit not in _UNITS:
+            raise GoError(f'time: unknown unit "{unit}" in duration "{orig}"')
+        scale = _UNITS[unit]
+        whole, _, frac = number.partition(".")
+        part = int(whole or "0") * scale
+        if frac:
+            part += int(int(frac) * scale / (10 ** len(frac)))
+        total_int += part
+        total += part
+        if total_int > INT64_MAX:
+            raise GoError(f'time: invalid duration "{orig}"')
+        pos = m.end()
+    return -total_int if neg else total_int
 
 
 _MONTHS = ("January", "February", "March", "April", "May", "June", "July", "August",
            "September", "October", "November", "December")
 _DAYS = ("Monday", "Tuesday", "Wednesday", "Thursday", "Friday", "Saturday", "Sunday")
 _ZONE_KINDS = ("070000", "07:00:00", "0700", "07:00", "07")
-_NAMED_LAYOUTS = {
-    "rfc3339": "2006-01-02T15:04:05Z07:00",
-    "rfc3339_nano": "2006-01-02T15:04:05.999999999Z07:00",
-    "wall": "2006/01/02 15:04:05",
-    "wall_milli": "2006/01/02 15:04:05.000",
-    "wall_nano": "2006/01/02 15:04:05.000000000",
-    "common_log": "02/Jan/2006:15:04:05 -0700",
-}
-_ISO8601 = "2006-01-02T15:04:05.000Z0700"
-
-
 def _starts_lower(text: str, i: int) -> bool:
     return i < len(text) and "a" <= text[i] <= "z"
 
 
-def compile_go_layout(layout: str) -> list[Any]:
+def compile_layout(layout: str) -> list[Any]:
     """Split a Go time layout (``2006-01-02 15:04:05``) into literals and fields, as Go reads it."""
     parts: list[Any] = []
     literal: list[str] = []
@@ -150,7 +237,7 @@ def compile_go_layout(layout: str) -> list[Any]:
     return parts
 
 
-def format_go_time(parts: list[Any], timestamp: float, local: bool) -> str:
+def format_layout(parts: list[Any], timestamp: float, local: bool) -> str:
     """A compiled Go layout applied to a Unix time (UTC unless ``local``)."""
     seconds = math.floor(timestamp)
     # A float clock holds microseconds at best: finer digits would be noise.
@@ -245,16 +332,3 @@ def _numeric_zone(offset: int, kind: str) -> str:
     if style in ("070000", "07:00:00"):
         text += (":" if ":" in style else "") + f"{offset % 60:02d}"
     return text
-
-
-def _parse_go_ip(text: str) -> ipaddress.IPv4Address | ipaddress.IPv6Address | None:
-    """Go's ``net.ParseIP``, with IPv4-mapped IPv6 addresses taken as IPv4."""
-    if not text or "%" in text:
-        return None
-    try:
-        address = ipaddress.ip_address(text)
-    except ValueError:
-        return None
-    if address.version == 6 and address.ipv4_mapped is not None:  # type: ignore[union-attr]
-        return address.ipv4_mapped  # type: ignore[union-attr]
-    return address

@@ -1,4 +1,4 @@
-"""Go's RE2 regular expressions (``regexp.Compile``) on Python's ``re``.
+"""Go's ``regexp``: RE2 syntax (``regexp.Compile``) on Python's ``re``, and ``ReplaceAllString``.
 
 Caddy's regexp matchers and handlers take Go syntax, which differs from
 Python's in ways that change what matches, not only what parses:
@@ -14,7 +14,7 @@ Python's in ways that change what matches, not only what parses:
   stacked repetitions (``a**``, ``a*+``) are errors.
 
 ``translate`` rewrites a Go pattern into an equivalent Python pattern (group
-numbers and names are kept) or raises ``GoRegexpError`` where Go would
+numbers and names are kept) or raises ``RegexpError`` where Go would
 refuse it. Unicode scripts (``\\p{Greek}``) and group names starting with a
 digit are refused with a clear message: Python's ``re`` cannot express them.
 """
@@ -23,13 +23,18 @@ from __future__ import annotations
 
 import re
 import unicodedata
+from collections.abc import Callable
 from functools import cache, lru_cache
+
+from txcaddy._go.errors import GoError
+
+__all__ = ["RegexpError", "compile_regexp", "expander", "replace_all", "replace_all_string", "translate"]
 
 MAX_RUNE = 0x10FFFF
 _MAX_REPEAT = 1000
 
 
-class GoRegexpError(ValueError):
+class RegexpError(GoError):
     """A pattern Go's ``regexp.Compile`` rejects (or txcaddy cannot express)."""
 
 
@@ -161,7 +166,7 @@ def _unicode_class(name: str, sequence: str) -> Ranges:
     canonical = canonical[:1].upper() + canonical[1:].lower() if canonical else canonical
     if canonical in ("Any", "Ascii") or canonical in _CATEGORY_GROUPS or canonical in _TWO_LETTER:
         return list(_category_ranges(canonical))
-    raise GoRegexpError(
+    raise RegexpError(
         f"error parsing regexp: invalid character class range: `{sequence}` "
         "(txcaddy supports Unicode categories such as \\pL or \\p{Lu}, not scripts)"
     )
@@ -177,8 +182,8 @@ class _Frame:
         self.wrappers: list[str] = []
 
 
-def _error(code: str, expr: str) -> GoRegexpError:
-    return GoRegexpError(f"error parsing regexp: {code}: `{expr}`")
+def _error(code: str, expr: str) -> RegexpError:
+    return RegexpError(f"error parsing regexp: {code}: `{expr}`")
 
 
 class _Translator:
@@ -282,10 +287,10 @@ class _Translator:
                     name = p[self.pos + 2 : end]
                     sequence = p[self.pos : end + 2]
                     group_negated = name.startswith("^")
-                    group = _POSIX.get(name[1:] if group_negated else name)
-                    if group is None:
+                    posix = _POSIX.get(name[1:] if group_negated else name)
+                    if posix is None:
                         raise _error("invalid character class range", sequence)
-                    ranges.extend(_negate(group) if group_negated else group)
+                    ranges.extend(_negate(posix) if group_negated else posix)
                     self.pos = end + 2
                     continue
             group = self._group_escape()
@@ -329,7 +334,7 @@ class _Translator:
             if not name or any(not (ch.isascii() and (ch.isalnum() or ch == "_")) for ch in name):
                 raise _error("invalid named capture", p[start : end + 1])
             if name[0].isdigit():
-                raise GoRegexpError(
+                raise RegexpError(
                     f"error parsing regexp: capture group name starting with a digit is not supported by txcaddy: `{p[start:end + 1]}`"
                 )
             self.pos = end + 1
@@ -496,10 +501,131 @@ def translate(pattern: str) -> str:
 
 
 @lru_cache(maxsize=1024)
-def compile_go_regexp(pattern: str) -> re.Pattern[str]:
-    """``regexp.Compile(pattern)`` as a Python pattern; ``GoRegexpError`` when invalid."""
+def compile_regexp(pattern: str) -> re.Pattern[str]:
+    """``regexp.Compile(pattern)`` as a Python pattern (cached); ``RegexpError`` when invalid."""
     python_pattern = translate(pattern)
     try:
         return re.compile(python_pattern)
     except re.error as e:
-        raise GoRegexpError(f"error parsing regexp: {e.msg}: `{pattern}`") from None
+        raise RegexpError(f"error parsing regexp: {e.msg}: `{pattern}`") from None
+
+# -- ReplaceAllString ----------------------------------------------------------------------
+#
+# Caddy's ``path_regexp`` rewrites and header ``search_regexp`` replacements
+# use Go's replacement templates (``$1``, ``${name}``, ``$$``; a ``$`` that
+# starts no valid name stays as text; a missing group is empty) and Go's rule
+# that an empty match right after the previous match is not replaced. Both
+# differ from Python's ``re.sub``.
+
+
+def _is_name_char(ch: str) -> bool:
+    return ch == "_" or ch.isalpha() or ch.isdecimal()
+
+
+Expander = Callable[["re.Match[str]"], str]
+
+
+def _template_parts(template: str) -> list[str | int]:
+    """Go's ``Regexp.Expand`` template as literal strings and group references.
+
+    A name reference is kept as a string key prefixed with NUL to tell it from
+    literal text; numbers become ints.
+    """
+    parts: list[str | int] = []
+    literal: list[str] = []
+    i = 0
+    n = len(template)
+    while i < n:
+        dollar = template.find("$", i)
+        if dollar < 0:
+            literal.append(template[i:])
+            break
+        literal.append(template[i:dollar])
+        i = dollar + 1
+        if i < n and template[i] == "$":
+            literal.append("$")
+            i += 1
+            continue
+        name = ""
+        if i < n and template[i] == "{":
+            end = template.find("}", i + 1)
+            candidate = template[i + 1 : end] if end >= 0 else ""
+            if end >= 0 and candidate and all(_is_name_char(c) for c in candidate):
+                name = candidate
+                i = end + 1
+        else:
+            j = i
+            while j < n and _is_name_char(template[j]):
+                j += 1
+            if j > i:
+                name = template[i:j]
+                i = j
+        if not name:
+            literal.append("$")  # malformed: Go keeps the dollar as text
+            continue
+        if literal:
+            parts.append("".join(literal))
+            literal = []
+        if name.isdigit() and name.isascii():
+            parts.append(int(name) if len(name) < 9 else -1)
+        else:
+            parts.append("\0" + name)
+    if literal:
+        parts.append("".join(literal))
+    return [p for p in parts if p != ""]
+
+
+def expander(regexp: re.Pattern[str], template: str) -> Expander:
+    """A function giving ``template`` expanded for a match, as Go's ``Expand``."""
+    if "$" not in template:
+        return lambda match: template
+    parts = _template_parts(template)
+    group_count = regexp.groups
+    names = regexp.groupindex
+
+    def expand(match: re.Match[str]) -> str:
+        out = []
+        for part in parts:
+            if part.__class__ is int:
+                if 0 <= part <= group_count:  # type: ignore[operator]
+                    out.append(match.group(part) or "")
+            elif part[0] == "\0":  # type: ignore[index]
+                index = names.get(part[1:])  # type: ignore[index]
+                if index is not None:
+                    out.append(match.group(index) or "")
+            else:
+                out.append(part)  # type: ignore[arg-type]
+        return "".join(out)
+
+    return expand
+
+
+def replace_all(regexp: re.Pattern[str], text: str, expand: Expander) -> str:
+    """Go's ``ReplaceAllString``: an empty match right after a match is not replaced."""
+    match = regexp.search(text)
+    if match is None:
+        return text
+    out: list[str] = []
+    last = 0  # end of the previous match
+    search_from = 0
+    length = len(text)
+    while True:
+        start, end = match.span()
+        out.append(text[last:start])
+        if end > last or start == 0:
+            out.append(expand(match))
+        last = end
+        # always advance at least one character, as Go does
+        search_from = search_from + 1 if search_from + 1 > end else end
+        if search_from > length:
+            break
+        match = regexp.search(text, search_from)
+        if match is None:
+            break
+    out.append(text[last:])
+    return "".join(out)
+
+
+def replace_all_string(regexp: re.Pattern[str], text: str, template: str) -> str:
+    """``regexp.ReplaceAllString(text, template)`` with a template known only now."""
+    return replace_all(regexp, text, expander(regexp, template))

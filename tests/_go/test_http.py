@@ -1,0 +1,58 @@
+"""Go's ``net/http`` request views: ``RemoteAddr``, ``Cookies()``, ``EscapedPath()``, ``RequestURI()``."""
+
+from __future__ import annotations
+
+from twisted.trial.unittest import SynchronousTestCase
+
+from txcaddy._go.http import (
+    escaped_path,
+    http_date,
+    parse_http_time,
+    remote_addr,
+    request_cookies,
+    request_uri,
+)
+from txcaddy.http.headers import Headers
+from txcaddy.testing import make_request
+
+
+class RequestViewTests(SynchronousTestCase):
+    def test_remote_addr(self) -> None:
+        """``ip:port`` with brackets around IPv6; empty without a peer."""
+        self.assertEqual(remote_addr(make_request("GET", "/", remote=("127.0.0.1", 4000))), "127.0.0.1:4000")
+        self.assertEqual(remote_addr(make_request("GET", "/", remote=("::1", 4000))), "[::1]:4000")
+        self.assertEqual(remote_addr(make_request("GET", "/", remote=None)), "")
+
+    def test_cookies(self) -> None:
+        """Only valid pairs of every Cookie field, quotes around a value removed."""
+        headers = Headers([("Cookie", 'a=1; b="two"; bad=x"y; =v'), ("Cookie", "c=3")])
+        self.assertEqual(request_cookies(headers), [("a", "1"), ("b", "two"), ("c", "3")])
+
+    def test_escaped_path_and_request_uri(self) -> None:
+        """The path as received when it encodes the current path, the query kept as received."""
+        request = make_request("GET", "/a%2Fb?x=%41")
+        self.assertEqual(escaped_path(request), "/a%2Fb")
+        self.assertEqual(request_uri(request), "/a%2Fb?x=%41")
+        request.path, request.raw_path = "/c d", "/a%2Fb"  # a rewrite changed the path
+        self.assertEqual(escaped_path(request), "/c%20d")
+
+    def test_bare_question_mark(self) -> None:
+        """A ``?`` received with nothing after it stays (Go's ``ForceQuery``)."""
+        self.assertEqual(request_uri(make_request("GET", "/p?")), "/p?")
+
+
+class HTTPDateTests(SynchronousTestCase):
+    def test_parse_http_time(self) -> None:
+        """``http.ParseTime`` reads its three forms (fractions too) and refuses every other."""
+        self.assertEqual(parse_http_time("Sun, 02 Jan 2022 03:04:05 GMT"), 1_641_092_645 * 10**9)
+        self.assertEqual(parse_http_time("Thursday, 01-Jan-70 00:00:01 UTC"), 10**9)
+        self.assertEqual(parse_http_time("Thu Jan  1 00:00:02 1970"), 2 * 10**9)
+        self.assertEqual(parse_http_time("Thu, 01 Jan 1970 00:00:03.25 GMT"), 3_250_000_000)
+        for bad in ("", "Sun, 2 Jan 2022 03:04:05 GMT", "Sun, 30 Feb 2022 03:04:05 GMT", "Sun, 02 Jan 2022 03:04:05 UTC",
+                    "Sun, 02 Jan 2022 24:04:05 GMT", "2022-01-02T03:04:05Z"):
+            self.assertIsNone(parse_http_time(bad), bad)
+
+    def test_http_date(self) -> None:
+        """``http.TimeFormat`` of a UTC time."""
+        self.assertEqual(http_date(0), "Thu, 01 Jan 1970 00:00:00 GMT")
+        self.assertEqual(http_date(1_641_092_645), "Sun, 02 Jan 2022 03:04:05 GMT")

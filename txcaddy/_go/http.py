@@ -1,0 +1,138 @@
+"""Go's ``net/http``: the request views Caddy reads, and HTTP dates.
+
+``Request.RemoteAddr`` (``ip:port``, IPv6 in brackets), ``Request.Cookies()`` (only valid
+pairs), ``URL.EscapedPath()`` (the path as received when it still encodes the current path)
+and ``URL.RequestURI()``, computed from txcaddy's request object; ``http.TimeFormat`` and
+``http.ParseTime`` (its three date forms) for ``Last-Modified`` and the conditional headers.
+"""
+
+from __future__ import annotations
+
+import calendar
+import re
+import time
+from typing import Any
+from urllib.parse import unquote
+
+from txcaddy._go.net import join_host_port
+from txcaddy._go.urlescape import BAD_ESCAPE, VALID_ENCODED, path_escape
+
+__all__ = ["escaped_path", "http_date", "parse_http_time", "remote_addr", "request_cookies", "request_uri"]
+
+_TOKEN = frozenset("!#$%&'*+-.^_`|~0123456789abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ")
+
+
+def escaped_path(request: Any) -> str:
+    """``URL.EscapedPath()``: the path as received when it is a valid encoding
+    of the current path, else the current path escaped."""
+    raw = request.raw_path
+    path = request.path
+    if raw and all(ch in VALID_ENCODED for ch in raw):
+        if raw == path or ("%" in raw and not BAD_ESCAPE.search(raw) and unquote(raw, errors="surrogateescape") == path):
+            return raw
+    if path == "*":
+        return "*"
+    return path_escape(path)
+
+
+def request_uri(request: Any) -> str:
+    """``URL.RequestURI()``: escaped path (``/`` when empty) and query.
+
+    A bare ``?`` received with no query is kept (Go's ``ForceQuery``).
+    """
+    path = escaped_path(request) or "/"
+    if request.query:
+        return path + "?" + request.query
+    target = request.request_uri
+    force_query = target.endswith("?") and target.count("?") == 1  # as Go's url.Parse sets it
+    return path + "?" if force_query else path
+
+
+def _cookie_value(raw: str) -> str | None:
+    if len(raw) > 1 and raw[0] == '"' and raw[-1] == '"':
+        raw = raw[1:-1]
+    for ch in raw:
+        if not (" " <= ch < "\x7f") or ch in '";\\':
+            return None
+    return raw
+
+
+def request_cookies(headers: Any) -> list[tuple[str, str]]:
+    """``Request.Cookies()``: the valid (name, value) pairs of every Cookie field."""
+    cookies = []
+    for line in headers.get_all("Cookie"):
+        for part in line.split(";"):
+            part = part.strip(" \t\r\n")
+            if not part:
+                continue
+            name, _, value = part.partition("=")
+            if not name or any(ch not in _TOKEN for ch in name):
+                continue
+            parsed = _cookie_value(value)
+            if parsed is not None:
+                cookies.append((name, parsed))
+    return cookies
+
+
+def remote_addr(request: Any) -> str:
+    """``Request.RemoteAddr`` (``ip:port``, IPv6 in brackets)."""
+    remote = request.remote
+    if not remote:
+        return ""
+    host, port = remote[0], remote[1]
+    if not host and not port:
+        return ""
+    return join_host_port(host, str(port))
+
+
+# -- http.TimeFormat and http.ParseTime ------------------------------------------------------------
+
+_DAYS = ("Mon", "Tue", "Wed", "Thu", "Fri", "Sat", "Sun")
+_MONTHS = ("Jan", "Feb", "Mar", "Apr", "May", "Jun", "Jul", "Aug", "Sep", "Oct", "Nov", "Dec")
+_MONTH_NUMBERS = {m.lower(): i + 1 for i, m in enumerate(_MONTHS)}
+_DAY_ALT = "|".join(_DAYS)
+_LONG_DAY_ALT = "Monday|Tuesday|Wednesday|Thursday|Friday|Saturday|Sunday"
+_MONTH_ALT = "|".join(_MONTHS)
+_FRACTION = r"(?:[.,](\d+))?"
+# http.TimeFormat, time.RFC850 and time.ANSIC, the three forms http.ParseTime accepts
+_IMF_DATE = re.compile(rf"(?i:{_DAY_ALT}), (\d\d) ((?i:{_MONTH_ALT})) (\d{{4}}) (\d\d?):(\d\d):(\d\d){_FRACTION} GMT")
+_RFC850_DATE = re.compile(
+    rf"(?i:{_LONG_DAY_ALT}), (\d\d)-((?i:{_MONTH_ALT}))-(\d\d) (\d\d?):(\d\d):(\d\d){_FRACTION} (?:[A-Z]{{3}}T?|ChST|MeST)"
+)
+_ANSIC_DATE = re.compile(rf"(?i:{_DAY_ALT}) ((?i:{_MONTH_ALT})) {{1,2}}(\d\d?) (\d\d?):(\d\d):(\d\d){_FRACTION} (\d{{4}})")
+
+
+def http_date(seconds: int) -> str:
+    """Go's ``time.Format(http.TimeFormat)`` of a UTC time."""
+    tm = time.gmtime(seconds)
+    return (f"{_DAYS[tm.tm_wday]}, {tm.tm_mday:02d} {_MONTHS[tm.tm_mon - 1]} {tm.tm_year:04d} "
+            f"{tm.tm_hour:02d}:{tm.tm_min:02d}:{tm.tm_sec:02d} GMT")
+
+
+def parse_http_time(text: str) -> int | None:
+    """Go's ``http.ParseTime`` as nanoseconds since the epoch; None when it does not parse."""
+    found = _IMF_DATE.fullmatch(text)
+    if found is not None:
+        day, month, year, hour, minute, second, fraction = found.groups()
+    else:
+        found = _RFC850_DATE.fullmatch(text)
+        if found is not None:
+            day, month, short_year, hour, minute, second, fraction = found.groups()
+            year = str((1900 if int(short_year) >= 69 else 2000) + int(short_year))
+        else:
+            found = _ANSIC_DATE.fullmatch(text)
+            if found is None:
+                return None
+            month, day, hour, minute, second, fraction, year = found.groups()
+    try:
+        moment = calendar.timegm(
+            (int(year), _MONTH_NUMBERS[month.lower()], int(day), int(hour), int(minute), int(second), 0, 0, 0)
+        )
+    except (ValueError, OverflowError):
+        return None
+    if not (1 <= int(day) <= calendar.monthrange(int(year), _MONTH_NUMBERS[month.lower()])[1]):
+        return None
+    if int(hour) > 23 or int(minute) > 59 or int(second) > 59:
+        return None
+    nanos = int((fraction or "0")[:9].ljust(9, "0"))
+    return moment * 1_000_000_000 + nanos

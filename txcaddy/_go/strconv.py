@@ -1,0 +1,172 @@
+"""Go's ``strconv``: integers, floats and booleans as Go parses and prints them, and ``Quote``.
+
+Caddy's configs and placeholders go through ``strconv`` (``Atoi`` reads ports, status codes
+and limits; ``FormatFloat`` writes placeholder values), so txcaddy accepts, refuses and
+prints exactly what Go does, and words the errors as ``strconv.NumError`` does.
+"""
+
+from __future__ import annotations
+
+import math
+import re
+import struct
+from decimal import Decimal
+
+from txcaddy._go.errors import GoError
+
+__all__ = [
+    "INT64_MAX",
+    "NumError",
+    "atoi",
+    "format_float_f",
+    "format_float_g",
+    "parse_bool",
+    "parse_float",
+    "quote",
+]
+
+INT64_MAX = 2**63 - 1
+
+_INT = re.compile(r"[+-]?[0-9]+\Z")
+_DECIMAL_FLOAT = re.compile(r"[+-]?(?:[0-9]+(?:\.[0-9]*)?|\.[0-9]+)(?:[eE][+-]?[0-9]+)?\Z")
+_HEX_FLOAT = re.compile(r"[+-]?0[xX](?:[0-9a-fA-F]+(?:\.[0-9a-fA-F]*)?|\.[0-9a-fA-F]+)[pP][+-]?[0-9]+\Z")
+_SPECIAL_FLOATS = {"inf": float("inf"), "+inf": float("inf"), "-inf": float("-inf"), "infinity": float("inf"),
+                   "+infinity": float("inf"), "-infinity": float("-inf"), "nan": float("nan")}
+_BOOL = {
+    "1": True, "t": True, "T": True, "TRUE": True, "true": True, "True": True,
+    "0": False, "f": False, "F": False, "FALSE": False, "false": False, "False": False,
+}
+_NAMED_ESCAPES = {"\a": r"\a", "\b": r"\b", "\f": r"\f", "\n": r"\n", "\r": r"\r", "\t": r"\t", "\v": r"\v"}
+
+
+def quote(text: str) -> str:
+    """``strconv.Quote``: a double-quoted Go string literal; invalid UTF-8 bytes (surrogate
+    escapes) as ``\\xNN``."""
+    out = ['"']
+    for ch in text:
+        if ch in '"\\':
+            out.append("\\" + ch)
+        elif ch.isprintable():
+            out.append(ch)
+        elif ch in _NAMED_ESCAPES:
+            out.append(_NAMED_ESCAPES[ch])
+        elif ord(ch) < 0x80:
+            out.append(f"\\x{ord(ch):02x}")
+        elif "\udc80" <= ch <= "\udcff":
+            out.append(f"\\x{ord(ch) - 0xDC00:02x}")
+        elif ord(ch) < 0x10000:
+            out.append(f"\\u{ord(ch):04x}")
+        else:
+            out.append(f"\\U{ord(ch):08x}")
+    out.append('"')
+    return "".join(out)
+
+
+class NumError(GoError):
+    """``strconv.NumError``: the function, the text and the reason, worded as Go's ``Error()``.
+
+    The message is built only when printed: callers that try a conversion and fall back pay
+    for no quoting.
+    """
+
+    def __init__(self, func: str, num: str, reason: str) -> None:
+        super().__init__(func, num, reason)
+        self.func = func
+        self.num = num
+        self.reason = reason
+
+    def __str__(self) -> str:
+        return f"strconv.{self.func}: parsing {quote(self.num)}: {self.reason}"
+
+
+def atoi(text: str) -> int:
+    """``strconv.Atoi``: decimal only, an optional sign, the 64-bit range; raises NumError."""
+    if _INT.match(text) is not None:
+        value = int(text)
+        if -(2**63) <= value <= INT64_MAX:
+            return value
+        raise NumError("Atoi", text, "value out of range")
+    raise NumError("Atoi", text, "invalid syntax")
+
+
+def parse_float(text: str, bit_size: int = 64) -> float:
+    """``strconv.ParseFloat(text, bit_size)``: decimal, hexadecimal (``0x1p-2``), ``Inf`` and
+    ``NaN``; a 32-bit result is rounded to float32. Raises NumError."""
+    special = _SPECIAL_FLOATS.get(text.lower())
+    if special is not None:
+        return special
+    if _DECIMAL_FLOAT.match(text):
+        value = float(text)
+    elif _HEX_FLOAT.match(text):
+        try:
+            value = float.fromhex(text)
+        except OverflowError:
+            raise NumError("ParseFloat", text, "value out of range") from None
+    else:
+        raise NumError("ParseFloat", text, "invalid syntax")
+    if bit_size == 32:
+        try:
+            rounded: float = struct.unpack("f", struct.pack("f", value))[0]
+        except OverflowError:
+            raise NumError("ParseFloat", text, "value out of range") from None
+        value, overflowed = rounded, math.isinf(rounded) and not math.isinf(value)
+    else:
+        overflowed = math.isinf(value)
+    if overflowed:
+        raise NumError("ParseFloat", text, "value out of range")
+    return value
+
+
+def parse_bool(text: str) -> bool:
+    """``strconv.ParseBool``; raises NumError."""
+    value = _BOOL.get(text)
+    if value is None:
+        raise NumError("ParseBool", text, "invalid syntax")
+    return value
+
+
+def _float_digits(value: float) -> tuple[str, str, int]:
+    """Sign, shortest round-tripping digits and decimal-point position (Go's ``decimal``)."""
+    sign, digits, exponent = Decimal(repr(value)).as_tuple()
+    text = "".join(map(str, digits)).lstrip("0")
+    if not text:
+        return ("-" if sign else ""), "0", 1
+    stripped = text.rstrip("0")
+    point = len(text) + int(exponent)
+    return ("-" if sign else ""), stripped, point
+
+
+def _special_float(value: float) -> str | None:
+    if value != value:
+        return "NaN"
+    if value in (float("inf"), float("-inf")):
+        return "+Inf" if value > 0 else "-Inf"
+    return None
+
+
+def format_float_f(value: float) -> str:
+    """``strconv.FormatFloat(v, 'f', -1, 64)`` (what Caddy's ``ToString`` uses)."""
+    special = _special_float(value)
+    if special is not None:
+        return special
+    sign, digits, point = _float_digits(value)
+    if digits == "0":
+        return sign + "0"
+    if point <= 0:
+        return f"{sign}0.{'0' * -point}{digits}"
+    if point >= len(digits):
+        return sign + digits + "0" * (point - len(digits))
+    return f"{sign}{digits[:point]}.{digits[point:]}"
+
+
+def format_float_g(value: float) -> str:
+    """``strconv.FormatFloat(v, 'g', -1, 64)``, which is ``fmt``'s ``%v`` of a float64
+    (shortest digits, an exponent below 1e-04 and from 1e+06)."""
+    if value and _special_float(value) is None:
+        sign, digits, point = _float_digits(value)
+        exponent = point - 1
+        if exponent < -4 or exponent >= 6:
+            mantissa = digits[0] + ("." + digits[1:] if len(digits) > 1 else "")
+            exp_sign = "-" if exponent < 0 else "+"
+            return f"{sign}{mantissa}e{exp_sign}{abs(exponent):02d}"
+    return format_float_f(value)
