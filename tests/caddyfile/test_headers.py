@@ -10,7 +10,6 @@ from twisted.trial.unittest import SynchronousTestCase
 from txcaddy.caddyfile.adapter import adapt_to_json
 from txcaddy.caddyfile.directives import headers
 from txcaddy.caddyfile.directives.headers import apply_header_op
-from txcaddy.caddyfile.directives.matchers import canonical_header_key
 from txcaddy.caddyfile.directives.reverseproxy import _headers as proxy_headers
 from txcaddy.caddyfile.jsonenc import encode
 
@@ -99,11 +98,3 @@ class HeaderOpTests(SynchronousTestCase):
             '{"set":{"X-Default":["v"]},"delete":["Server"],'
             '"require":{"headers":{"x-default":null}},"deferred":true}',
         )
-
-    def test_canonical_header_key(self) -> None:
-        """Field names are canonicalised as Go's textproto does; placeholders, odd names kept."""
-        self.assertEqual(canonical_header_key("x-forwarded-for"), "X-Forwarded-For")
-        self.assertEqual(canonical_header_key("X-FOO"), "X-Foo")
-        self.assertEqual(canonical_header_key("{http.x}"), "{http.x}")
-        self.assertEqual(canonical_header_key("has space"), "has space")
-        self.assertEqual(canonical_header_key(""), "")

@@ -801,7 +801,7 @@ class BrowseTests(FileServerTestCase):
         self.assertIn("a.txt", names)
 
     def test_helpers(self) -> None:
-        """human_size, go_file_mode and go_time_json format as Go does."""
+        """human_size and go_file_mode format sizes and modes as Caddy's browse template does."""
         self.assertEqual([human_size(n) for n in (0, 9, 10, 1023, 1024, 1536, 10 * 1024, 5 * 1024**3)],
                          ["0 B", "9 B", "10 B", "1023 B", "1.0 KiB", "1.5 KiB", "10 KiB", "5.0 GiB"])
         self.assertEqual(go_file_mode(0o40755), (1 << 31) | 0o755)

@@ -11,7 +11,7 @@ into a search regexp to replace. The operations themselves
 
 from __future__ import annotations
 
-from txcaddy.caddyfile.directives.matchers import canonical_header_key
+from txcaddy._go.textproto import canonical_mime_header_key as canonical_header_key
 from txcaddy.caddyfile.helper import ConfigValue, Helper, JSONObject
 from txcaddy.caddyfile.jsonenc import GoMap, module_object
 from txcaddy.caddyfile.registry import directive
