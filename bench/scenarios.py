@@ -1,0 +1,108 @@
+"""What is measured: the scenarios, as data.
+
+A scenario is a request against the backend's paths (method, body size,
+connection mode) plus the scheme and protocol it is spoken in.  The protocol
+picks the load client (``bench/clients.py``): wrk for HTTP/1.1 today, h2load
+when HTTP/2 arrives.  The six HTTP/1.1 scenarios below send the same requests
+as the harness behind ``bench/results/*.jsonl`` (the shared one used before
+this package existed), so old and new numbers can be compared.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable
+from dataclasses import dataclass, field
+
+#: Connection modes: a connection reused for many requests, or one per request.
+KEEP_ALIVE = "keep-alive"
+CLOSE = "close"
+
+#: How a scenario loads the proxy: a closed loop of requests (req/s), or
+#: long-lived event streams whose delivery latency is what matters.
+REQUESTS = "requests"
+EVENTS = "events"
+
+
+@dataclass(frozen=True)
+class Scenario:
+    """One measured workload."""
+
+    name: str
+    description: str
+    path: str
+    method: str = "GET"
+    #: Bytes of request body sent with each request (0: none).
+    body_bytes: int = 0
+    connection: str = KEEP_ALIVE
+    #: "http", or "https" for a target's TLS listener.
+    scheme: str = "http"
+    #: "http/1.1"; "h2" once the HTTP/2 client is wired (see bench/README.md).
+    protocol: str = "http/1.1"
+    load: str = REQUESTS
+    #: The result field whose ratio between targets is quoted: "rps", or "mib_s"
+    #: where the bytes moved are the point.
+    throughput: str = "rps"
+    extra_headers: tuple[tuple[str, str], ...] = field(default=())
+
+    def request_headers(self) -> list[tuple[str, str]]:
+        """The header fields the client adds to every request, in order."""
+        fields: list[tuple[str, str]] = []
+        if self.body_bytes:
+            fields.append(("Content-Type", "application/octet-stream"))
+        if self.connection == CLOSE:
+            fields.append(("Connection", "close"))
+        fields.extend(self.extra_headers)
+        return fields
+
+
+REGISTRY: dict[str, Scenario] = {}
+
+
+def register(scenario: Scenario) -> Scenario:
+    """Add a scenario to the registry; names are unique."""
+    if scenario.name in REGISTRY:
+        raise ValueError(f"scenario {scenario.name!r} is already registered")
+    if scenario.connection not in (KEEP_ALIVE, CLOSE):
+        raise ValueError(f"scenario {scenario.name!r}: unknown connection mode")
+    if scenario.load not in (REQUESTS, EVENTS):
+        raise ValueError(f"scenario {scenario.name!r}: unknown load kind")
+    REGISTRY[scenario.name] = scenario
+    return scenario
+
+
+register(Scenario("small", "GET, 100 B answer, keep-alive", "/small"))
+register(Scenario("64k", "GET, 64 KiB static file, keep-alive", "/64k.bin"))
+register(Scenario("1m", "GET, 1 MiB static file, keep-alive (quote MiB/s)", "/1m.bin",
+                  throughput="mib_s"))
+register(Scenario("post16k", "POST with a 16 KiB body, 100 B answer, keep-alive", "/post",
+                  method="POST", body_bytes=16 * 1024))
+register(Scenario("close", "GET, 100 B answer, Connection: close (a TCP connection per request)",
+                  "/small", connection=CLOSE))
+register(Scenario("sse", "server-sent events: concurrent streams, event delivery latency",
+                  "/sse", load=EVENTS))
+
+#: What runs when -s is not given.
+DEFAULT = ("small", "64k", "1m", "post16k", "close", "sse")
+
+
+def throughput_field(name: str) -> str:
+    """The throughput field compared for a scenario name (``rps`` for names not registered)."""
+    scenario = REGISTRY.get(name)
+    return scenario.throughput if scenario else "rps"
+
+
+def select(names: str | Iterable[str]) -> list[Scenario]:
+    """The scenarios named in a comma-separated list (or an iterable), in order, once each."""
+    if isinstance(names, str):
+        names = names.split(",")
+    chosen: list[Scenario] = []
+    for raw in names:
+        name = raw.strip()
+        if not name:
+            continue
+        if name not in REGISTRY:
+            known = ", ".join(REGISTRY)
+            raise KeyError(f"unknown scenario {name!r} (known: {known})")
+        if REGISTRY[name] not in chosen:
+            chosen.append(REGISTRY[name])
+    return chosen

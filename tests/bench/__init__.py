@@ -1,0 +1,1 @@
+"""Tests for the benchmark harness in bench/ (its pure parts; no load is run)."""
