@@ -56,6 +56,7 @@ def wait_until_serving(port: int, timeout: float, process: ManagedProcess | None
 
 
 def wait_listening(port: int, timeout: float, process: ManagedProcess) -> None:
+    """Wait until something accepts TCP connections on ``port`` (the SSE source)."""
     deadline = time.monotonic() + timeout
     while True:
         try:
@@ -94,6 +95,7 @@ class Backend:
                            os.path.join(self.dir, "nginx.conf"))
 
     def start(self) -> None:
+        """Write the files and config, start nginx and the source, wait until both serve."""
         conf = self._prepare()
         error_log = os.path.join(self.dir, "backend-error.log")
         nginx = ManagedProcess("backend nginx", ["nginx", "-p", self.dir, "-c", conf,

@@ -144,10 +144,12 @@ class Plan:
 
     @property
     def tls(self) -> bool:
+        """Whether a scenario needs the targets' TLS listeners (and a certificate)."""
         return any(s.scheme == "https" for s in self.scenarios)
 
 
 def known_targets(args: argparse.Namespace) -> dict[str, TargetSpec]:
+    """The built-in targets plus those of --targets-file (which may override them)."""
     known = builtin_specs()
     for path in args.targets_file:
         known.update(load_targets_file(path))
@@ -255,12 +257,14 @@ class Harness:
                 announced = True
 
     def load(self, target: Target, scenario: Scenario, duration: float) -> dict[str, Any]:
+        """Load ``target`` with the scenario's client for ``duration`` s; the raw result."""
         if client_for(scenario) == "sse":
             return run_sse(target.port, self.plan.settings, duration)
         return run_wrk(scenario, target.url(scenario), self.scripts[scenario.name],
                        self.plan.settings, max(1, round(duration)))
 
     def measure_once(self, target: Target, scenario: Scenario) -> Result:
+        """One measured run: the load, plus what it cost the proxy, the backend and others."""
         root = target.process.pid if target.process else None
         proxy_before = cpu_seconds(descendants(root)) if root else 0.0
         backend_before = self.backend.cpu_seconds()
@@ -340,6 +344,7 @@ class Harness:
             self.json_out.flush()
 
     def start_targets(self) -> None:
+        """Start every target on its own port; one that fails is left out of the run."""
         for i, spec in enumerate(self.plan.specs):
             port = self.args.proxy_port + TARGET_PORT_STEP * i
             target = Target(spec, self.workdir, port, port + TLS_PORT_OFFSET,
@@ -354,6 +359,7 @@ class Harness:
             self.targets.append(target)
 
     def run(self) -> None:
+        """Every scenario, as interleaved rounds over the running targets."""
         for scenario in self.plan.scenarios:
             if client_for(scenario) == "wrk":
                 path = os.path.join(self.workdir, f"{scenario.name}.lua")
@@ -377,12 +383,14 @@ class Harness:
                     self.results.append(result)
 
     def stop(self) -> None:
+        """Stop the targets and the backend (their process groups)."""
         for target in self.targets:
             target.stop()
         self.backend.stop()
 
 
 def meta_line(plan: Plan, args: argparse.Namespace) -> Result:
+    """The first line of a --json-out file: enough to tell later how the run was made."""
     return {
         "kind": "meta", "harness": "txcaddy bench/run.py",
         "time": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
@@ -403,6 +411,7 @@ def meta_line(plan: Plan, args: argparse.Namespace) -> Result:
 
 
 def main(argv: Sequence[str] | None = None) -> int:
+    """Check the plan, run it, clean up, print the summary; 130 when interrupted."""
     parser = build_parser()
     args = parser.parse_args(argv)
     if args.list:

@@ -28,6 +28,8 @@ def median(values: Iterable[float | None]) -> float | None:
 
 @dataclass(frozen=True)
 class Spread:
+    """The lowest, median and highest of a set of values."""
+
     low: float
     middle: float
     high: float
@@ -65,14 +67,17 @@ def group(results: Iterable[Result]) -> dict[tuple[str, str], list[Result]]:
 
 
 def by_round(results: Iterable[Result], key: str) -> dict[int, float]:
+    """One field of a target's runs keyed by round number, for pairing rounds."""
     return {r["round"]: r[key] for r in results if r.get(key) is not None}
 
 
 def field_median(results: Iterable[Result], key: str) -> float | None:
+    """Median of one field over runs (those that have it)."""
     return median(r.get(key) for r in results)
 
 
 def field_max(results: Iterable[Result], key: str) -> float | None:
+    """Largest value of one field over runs (peak RSS is quoted as the worst round)."""
     present = [r[key] for r in results if r.get(key) is not None]
     return max(present) if present else None
 

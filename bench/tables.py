@@ -75,6 +75,7 @@ class Run:
         self.scenarios: list[str] = self.meta.get("scenarios") or seen_scenarios
 
     def default_reference(self) -> str:
+        """The run's own reference, else caddy, else the last target."""
         if self.meta.get("reference"):
             return str(self.meta["reference"])
         if "caddy" in self.targets:
@@ -157,6 +158,7 @@ def runs_table(runs: Sequence[Run], target: str, reference: str) -> list[str]:
 
 
 def render(runs: Sequence[Run], reference: str | None, only: str | None) -> str:
+    """All tables for these runs, against ``reference`` (or each run's default)."""
     out: list[str] = []
     for run in runs:
         ref = reference or run.default_reference()

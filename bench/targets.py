@@ -65,6 +65,7 @@ def txcaddy_spec(name: str, checkout: str) -> TargetSpec:
 
 
 def builtin_specs() -> dict[str, TargetSpec]:
+    """The targets every run knows: direct, txcaddy (this checkout), caddy, nginx."""
     return {
         "direct": TargetSpec("direct"),
         "txcaddy": txcaddy_spec("txcaddy", REPO_ROOT),
@@ -154,6 +155,7 @@ class Target:
         self.values["tls_cert"], self.values["tls_key"] = tls_files(workdir)
 
     def url(self, scenario: Scenario) -> str:
+        """Where the load client sends a scenario's requests for this target."""
         if scenario.scheme == "https":
             if self.spec.direct or not self.spec.tls_config:
                 raise LookupError(f"target {self.name} has no TLS listener (tls_config)")
