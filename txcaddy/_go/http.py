@@ -15,7 +15,7 @@ from typing import Any
 from urllib.parse import unquote
 
 from txcaddy._go.net import join_host_port
-from txcaddy._go.urlescape import BAD_ESCAPE, VALID_ENCODED, path_escape
+from txcaddy._go.url import BAD_ESCAPE, VALID_ENCODED, path_escape
 
 __all__ = ["escaped_path", "http_date", "parse_http_time", "remote_addr", "request_cookies", "request_uri"]
 

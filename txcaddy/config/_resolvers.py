@@ -31,7 +31,7 @@ from txcaddy._go.path import split as path_split
 from txcaddy._go.strconv import NumError, atoi
 from txcaddy._go.textproto import canonical_mime_header_key as canonical_key
 from txcaddy._go.time import Duration, Time, zone_offset
-from txcaddy._go.urlescape import parse_query
+from txcaddy._go.url import parse_query
 
 # The clock behind ``{time.now*}`` and ``{http.request.duration}``; tests replace it
 # (Caddy's ``nowFunc``). A module attribute, read at render time.

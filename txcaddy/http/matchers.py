@@ -36,7 +36,7 @@ from txcaddy._go.path import match as path_match
 from txcaddy._go.regexp import RegexpError, compile_regexp
 from txcaddy._go.strings import to_lower
 from txcaddy._go.textproto import canonical_mime_header_key as canonical_key
-from txcaddy._go.urlescape import parse_query, path_unescape
+from txcaddy._go.url import parse_query, path_unescape
 from txcaddy.config.placeholders import Template, lookup
 from txcaddy.config.registry import module
 from txcaddy.errors import ConfigError

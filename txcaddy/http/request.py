@@ -17,7 +17,7 @@ from urllib.parse import unquote
 
 from zope.interface import implementer
 
-from txcaddy._go.urlescape import path_escape
+from txcaddy._go.url import path_escape
 from txcaddy.http.headers import Headers
 from txcaddy.interfaces import IHTTPServer, IRequest
 

@@ -15,7 +15,7 @@ from urllib.parse import unquote
 from txcaddy._go.http import escaped_path, request_cookies
 from txcaddy._go.net import AddrError, join_host_port, parse_ip, split_host_port
 from txcaddy._go.regexp import RegexpError, compile_regexp, expander, replace_all
-from txcaddy._go.urlescape import BAD_ESCAPE, parse_query, query_escape
+from txcaddy._go.url import BAD_ESCAPE, parse_query, query_escape
 from txcaddy.config.registry import module
 from txcaddy.errors import ConfigError
 from txcaddy.logs._values import StringArray

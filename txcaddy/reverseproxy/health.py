@@ -33,7 +33,7 @@ from twisted.python.failure import Failure
 
 from txcaddy._go.net import join_host_port
 from txcaddy._go.regexp import RegexpError, compile_regexp
-from txcaddy._go.urlescape import BAD_ESCAPE, path_escape
+from txcaddy._go.url import BAD_ESCAPE, path_escape
 from txcaddy.config._resolvers import _global_resolver
 from txcaddy.config.placeholders import Template, to_string
 from txcaddy.config.values import duration_seconds, integer

@@ -35,7 +35,7 @@ from zope.interface import implementer
 
 from txcaddy._go.net import AddrError, split_host_port
 from txcaddy._go.textproto import canonical_mime_header_key as canonical_key
-from txcaddy._go.urlescape import parse_query
+from txcaddy._go.url import parse_query
 from txcaddy.config.registry import module
 from txcaddy.config.values import parse_caddy_duration, string
 from txcaddy.errors import ConfigError

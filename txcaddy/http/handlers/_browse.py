@@ -10,7 +10,7 @@ from typing import Any
 
 from txcaddy._go.strconv import NumError, atoi
 from txcaddy._go.time import time_json
-from txcaddy._go.urlescape import path_unescape
+from txcaddy._go.url import path_unescape
 
 
 def _atoi_or_zero(text: str) -> int:

@@ -49,7 +49,7 @@ from txcaddy._go.http import http_date, request_cookies
 from txcaddy._go.path import abs_path, clean, compile_pattern, ext
 from txcaddy._go.path import base as path_base
 from txcaddy._go.strconv import NumError, atoi
-from txcaddy._go.urlescape import BAD_ESCAPE, parse_query, path_unescape
+from txcaddy._go.url import BAD_ESCAPE, parse_query, path_unescape
 from txcaddy.config.placeholders import Template
 from txcaddy.config.registry import lookup, module
 from txcaddy.errors import ConfigError

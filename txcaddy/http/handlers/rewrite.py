@@ -32,7 +32,7 @@ from txcaddy._go.fmt import sprint
 from txcaddy._go.regexp import RegexpError, compile_regexp, expander
 from txcaddy._go.regexp import replace_all as regexp_replace_all
 from txcaddy._go.strings import to_upper
-from txcaddy._go.urlescape import path_escape, path_unescape, query_escape, valid_encoded
+from txcaddy._go.url import path_escape, path_unescape, query_escape, valid_encoded
 from txcaddy.config.placeholders import UNKNOWN, Template, replace_all, to_string
 from txcaddy.config.registry import module
 from txcaddy.errors import ConfigError

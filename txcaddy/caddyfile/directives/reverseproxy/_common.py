@@ -11,10 +11,11 @@ from __future__ import annotations
 from collections.abc import Callable
 from typing import TYPE_CHECKING, Any
 
-from txcaddy.caddyfile._goparse import go_atoi, parse_caddy_duration
+from txcaddy._go.strconv import atoi as go_atoi
 from txcaddy.caddyfile.dispenser import Dispenser
 from txcaddy.caddyfile.helper import Helper, JSONObject
 from txcaddy.caddyfile.jsonenc import GoMap
+from txcaddy.config.values import parse_caddy_duration
 
 if TYPE_CHECKING:
     from txcaddy.caddyfile.directives.reverseproxy._handler import ReverseProxyConfig

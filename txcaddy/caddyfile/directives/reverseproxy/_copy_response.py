@@ -6,11 +6,11 @@ They copy the upstream's response (status, body, headers) that
 
 from __future__ import annotations
 
-from txcaddy.caddyfile._goparse import go_atoi, weak_string
+from txcaddy._go.strconv import atoi as go_atoi
 from txcaddy.caddyfile.directives.reverseproxy._common import struct
 from txcaddy.caddyfile.dispenser import Dispenser
 from txcaddy.caddyfile.helper import Helper, JSONObject
-from txcaddy.caddyfile.jsonenc import module_object
+from txcaddy.caddyfile.jsonenc import module_object, weak_string
 from txcaddy.caddyfile.registry import handler_directive
 
 

@@ -12,7 +12,7 @@ options, ``trusted_proxies``, ``method``/``rewrite``, response matchers,
 
 from __future__ import annotations
 
-from txcaddy.caddyfile._goparse import parse_bytes, weak_string
+from txcaddy.caddyfile._humanize import parse_bytes
 from txcaddy.caddyfile.directives.matchers import PRIVATE_RANGES, parse_named_response_matcher
 from txcaddy.caddyfile.directives.reverseproxy import (
     _headers,
@@ -31,7 +31,7 @@ from txcaddy.caddyfile.directives.reverseproxy._common import (
 )
 from txcaddy.caddyfile.dispenser import Dispenser
 from txcaddy.caddyfile.helper import MATCHER_PREFIX, Helper, JSONObject, Subroute
-from txcaddy.caddyfile.jsonenc import GoMap, module_object
+from txcaddy.caddyfile.jsonenc import GoMap, module_object, weak_string
 from txcaddy.caddyfile.lexer import Token
 
 __all__ = ["ReverseProxyConfig"]

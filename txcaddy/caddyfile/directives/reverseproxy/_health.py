@@ -9,7 +9,7 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING
 
-from txcaddy.caddyfile._goparse import go_atoi
+from txcaddy._go.strconv import atoi as go_atoi
 from txcaddy.caddyfile.directives.reverseproxy._common import (
     SubdirectiveParser,
     duration_arg,

@@ -11,7 +11,7 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING
 
-from txcaddy.caddyfile._goparse import go_atoi, parse_caddy_duration
+from txcaddy._go.strconv import atoi as go_atoi
 from txcaddy.caddyfile.directives._unmarshal import unmarshal_module
 from txcaddy.caddyfile.directives.matchers import parse_nested_matcher_set
 from txcaddy.caddyfile.directives.reverseproxy._common import (
@@ -26,6 +26,7 @@ from txcaddy.caddyfile.dispenser import Dispenser
 from txcaddy.caddyfile.errors import ConfigError
 from txcaddy.caddyfile.helper import JSONObject
 from txcaddy.caddyfile.jsonenc import GoMap, module_object
+from txcaddy.config.values import parse_caddy_duration
 
 if TYPE_CHECKING:
     from txcaddy.caddyfile.directives.reverseproxy._handler import ReverseProxyConfig

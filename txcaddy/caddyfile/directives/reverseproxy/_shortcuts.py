@@ -7,7 +7,6 @@ of the block is parsed as ``reverse_proxy`` subdirectives.
 
 from __future__ import annotations
 
-from txcaddy.caddyfile._goparse import parse_caddy_duration
 from txcaddy.caddyfile.directives.matchers import canonical_header_key
 from txcaddy.caddyfile.directives.reverseproxy._common import struct
 from txcaddy.caddyfile.directives.reverseproxy._handler import ReverseProxyConfig
@@ -16,6 +15,7 @@ from txcaddy.caddyfile.dispenser import Dispenser
 from txcaddy.caddyfile.helper import ConfigValue, Helper, Route, Subroute
 from txcaddy.caddyfile.jsonenc import GoMap, module_object
 from txcaddy.caddyfile.registry import directive
+from txcaddy.config.values import parse_caddy_duration
 
 # ---------------------------------------------------------------------------
 # php_fastcgi

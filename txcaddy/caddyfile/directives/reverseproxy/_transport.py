@@ -17,7 +17,7 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING
 
-from txcaddy.caddyfile._goparse import parse_bytes, parse_caddy_duration
+from txcaddy.caddyfile._humanize import parse_bytes
 from txcaddy.caddyfile.directives._unmarshal import unmarshal_module
 from txcaddy.caddyfile.directives.reverseproxy._common import (
     Context,
@@ -32,6 +32,7 @@ from txcaddy.caddyfile.directives.reverseproxy._common import (
 from txcaddy.caddyfile.dispenser import Dispenser
 from txcaddy.caddyfile.helper import JSONObject
 from txcaddy.caddyfile.jsonenc import GoMap, module_object
+from txcaddy.config.values import parse_caddy_duration
 
 if TYPE_CHECKING:
     from txcaddy.caddyfile.directives.reverseproxy._handler import ReverseProxyConfig

@@ -11,9 +11,10 @@ from __future__ import annotations
 import re
 from typing import TYPE_CHECKING, Any
 
+from txcaddy._go.errors import GoError
+from txcaddy._go.net import join_host_port, split_host_port
 from txcaddy._go.url import URL
-from txcaddy.caddyfile._goparse import GoError, parse_caddy_duration
-from txcaddy.caddyfile.addresses import join_host_port, join_network_address, split_host_port
+from txcaddy.caddyfile.addresses import join_network_address
 from txcaddy.caddyfile.directives._unmarshal import unmarshal_module
 from txcaddy.caddyfile.directives.reverseproxy._common import (
     Context,
@@ -24,6 +25,7 @@ from txcaddy.caddyfile.directives.reverseproxy._common import (
 from txcaddy.caddyfile.dispenser import Dispenser
 from txcaddy.caddyfile.helper import JSONObject
 from txcaddy.caddyfile.jsonenc import GoMap, module_object
+from txcaddy.config.values import parse_caddy_duration
 
 if TYPE_CHECKING:
     from txcaddy.caddyfile.directives.reverseproxy._handler import ReverseProxyConfig

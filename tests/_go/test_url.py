@@ -1,10 +1,10 @@
-"""Go's ``net/url`` escaping and ``ParseQuery``."""
+"""Go's ``net/url``: escaping, ``ParseQuery``."""
 
 from __future__ import annotations
 
 from twisted.trial.unittest import SynchronousTestCase
 
-from txcaddy._go.urlescape import (
+from txcaddy._go.url import (
     parse_query,
     path_escape,
     path_unescape,
