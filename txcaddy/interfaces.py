@@ -248,3 +248,155 @@ class IHTTPServer(Interface):
         Returns a ``Deferred`` firing with None when no connection is left.
         ``clock`` (an ``IReactorTime``) times the grace period.
         """
+
+
+# -- bodies and the upstream side of reverse_proxy -------------------------------------------
+#
+# Where the proxy loop meets its transport (``IUpstreamTransport``, ``IExchange``), where the
+# pool meets its connections (``IUpstreamConnection``), and the one body-consumer interface
+# shared by request bodies (``txcaddy.http.request.RequestBody``) and upstream response bodies.
+# These sit on the per-request path: implementations provide plain attributes and methods, and
+# callers call them directly (no adapters, no probing).
+
+
+class IBodyConsumer(Interface):
+    """Takes a body as it arrives: a request body, or an upstream response body.
+
+    Calls come in order: ``body_data`` any number of times, ``body_trailers`` at most once,
+    then ``body_finished`` exactly once.  The producer's side paces the flow (the connection
+    is paused by whoever holds the body's producer), so a consumer never buffers on its own.
+    """
+
+    def body_data(data):  # noqa: N805
+        """The next piece of the body (``bytes``, never empty)."""
+
+    def body_trailers(trailers):  # noqa: N805
+        """Trailer fields as a list of ``(name, value)`` bytes pairs (only if there are any).
+
+        Request bodies do not deliver trailers (the HTTP/1.1 server drops them).
+        """
+
+    def body_finished(reason):  # noqa: N805
+        """The body ended: ``reason`` is None when it is complete, else a ``Failure`` saying why not."""
+
+
+class IExchange(Interface):
+    """One request sent upstream and its response: what ``IUpstreamTransport.request`` returns.
+
+    The request body (when ``body_length`` was given) is written through it as an
+    ``IConsumer`` (``registerProducer``/``write``/``finish_body``); the response head arrives
+    through ``when_head``; the body is then delivered to an ``IBodyConsumer`` with
+    ``deliver_body``, or after a ``101`` the raw connection is taken with ``switch_protocol``.
+    As an ``IPushProducer`` it lets the client's response pause reading from the upstream.
+    Failures are ``txcaddy.reverseproxy.errors.UpstreamError``s (each with the status Caddy
+    answers) or whatever ``abort`` was given.
+    """
+
+    response = Attribute("The final ``ResponseHead`` once it arrived, else None.")
+    sent_anything = Attribute(
+        "True once some of the request may have reached the upstream (a connection took it).")
+    body_wanted = Attribute(
+        "True while the upstream connection takes the request body now (it was not held back).")
+    finished = Attribute("True once the exchange is over: response complete, failed or aborted.")
+
+    def when_head(on_head, on_failure):  # noqa: N805
+        """Call ``on_head(head)`` with the final ``ResponseHead``, or ``on_failure(failure)``.
+
+        Plain callbacks, called at once when the result is already there: the per-request path
+        makes no Deferred.
+        """
+
+    head = Attribute("The final ``ResponseHead`` as a Deferred (cancelling it aborts the exchange).")
+
+    def write(data):  # noqa: N805
+        """Send request body bytes (the exchange frames them)."""
+
+    def finish_body(trailers=None):  # noqa: N805
+        """End the request body, with trailer fields when the protocol can send them."""
+
+    def registerProducer(producer, streaming):  # noqa: N805
+        """Pace the request body: ``producer`` is paused while the upstream takes no more."""
+
+    def unregisterProducer():  # noqa: N805
+        """The request body producer is done."""
+
+    def deliver_body(consumer):  # noqa: N805
+        """Feed the response body to ``consumer`` (an ``IBodyConsumer``), kept bytes first."""
+
+    def switch_protocol(protocol):  # noqa: N805
+        """After a ``101``: connect ``protocol`` to the raw upstream connection."""
+
+    def abort(reason=None):  # noqa: N805
+        """Give up (``reason``, an exception, is what the caller's callbacks get); never reused."""
+
+    def pauseProducing():  # noqa: N805
+        """Stop reading the response from the upstream for now."""
+
+    def resumeProducing():  # noqa: N805
+        """Read the response from the upstream again."""
+
+    def stopProducing():  # noqa: N805
+        """The response's consumer is gone: abort."""
+
+
+class IUpstreamTransport(Interface):
+    """What ``reverse_proxy`` sends requests through, Caddy's ``http.RoundTripper`` module.
+
+    The ``http.reverse_proxy.transport.*`` module the config names provides it
+    (``txcaddy.reverseproxy.transport.HTTPTransport`` for ``http``).  ``txcaddy.testing``
+    has a fake one for tests of proxy routes without sockets.
+    """
+
+    compression = Attribute(
+        "True to ask upstreams for gzip (and decode it) when the client asked for no encoding.")
+    unsupported_reason = Attribute(
+        "None, or why every request through this transport must fail (answered 502).")
+
+    def request(address, method, target, headers, body_length=None, on_informational=None,
+                request=None):  # noqa: N805
+        """Send a request to ``address`` (an ``UpstreamAddress``); return its ``IExchange``.
+
+        ``method`` and ``target`` are bytes; ``headers`` a list of ``(name, value)`` bytes pairs
+        including Host, without framing fields; ``body_length`` None (no body), a length, or
+        ``CHUNKED``.  ``on_informational(head)`` gets each 1xx head but ``101``.  ``request`` is
+        the client's request (for placeholders in TLS settings).  Never raises: failures arrive
+        through the exchange.
+        """
+
+    def close_idle():  # noqa: N805
+        """Close the idle upstream connections (the config is unloaded).
+
+        Returns a Deferred that fires once those connections are closed.
+        """
+
+
+class IUpstreamConnection(Interface):
+    """A connection the upstream pool holds (``txcaddy.reverseproxy._pool``), any protocol.
+
+    The pool keeps a connection in its host's idle stack while it can take another request,
+    and gives it exchanges with ``start``; the connection reports the end of each with
+    ``host.connection_done(conn, reusable)`` (or ``host.connection_detached`` after it left
+    HTTP, ``host.idle_lost`` when it closed while idle, ``host.redial(exchange)`` for a
+    protocol's re-send on a new connection).  HTTP/1.1 takes one exchange at a time; a
+    multiplexed connection returns to the idle stack while it has a free stream slot.
+    """
+
+    host = Attribute("The ``HostPool`` the connection belongs to.")
+    connected = Attribute("True from ``connectionMade`` until ``connectionLost``.")
+    transport = Attribute("The Twisted transport (the dialler aborts it on a handshake timeout).")
+    idle_since = Attribute(
+        "Set by the pool: the reactor time the connection went idle; None while it is busy.")
+    idle_timer = Attribute("The pool's idle-timeout call for it, or None; cancelled when lost.")
+    dial = Attribute(
+        "The ``Dial`` waiting for its TLS handshake (told ``handshake_done`` / ``_failed``), or None.")
+    handshake_ok = Attribute("True once a TLS handshake completed.")
+    lost_reason = Attribute("The ``Failure`` it was lost with, or None.")
+
+    def start(exchange):  # noqa: N805
+        """Send ``exchange`` on this connection now."""
+
+    def close():  # noqa: N805
+        """Close it cleanly (the pool retires an idle connection)."""
+
+    def when_closed():  # noqa: N805
+        """A Deferred firing once the connection is closed."""

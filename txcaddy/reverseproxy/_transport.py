@@ -11,27 +11,26 @@ from __future__ import annotations
 from collections.abc import Callable
 from typing import Any
 
+from twisted.internet.defer import Deferred
 from twisted.logger import Logger
+from zope.interface import implementer
 
 from txcaddy._reactor import IServingReactor, default_reactor
 from txcaddy.config.registry import module
 from txcaddy.config.values import duration_seconds
 from txcaddy.errors import ConfigError
-from txcaddy.reverseproxy._h1client import (
-    _DEFAULT_READ_SIZE,
-    ConnectionPool,
-    Exchange,
-    RawHeaders,
-    ResponseHead,
-    UnsupportedUpstreamProtocol,
-    UpstreamAddress,
-)
+from txcaddy.interfaces import IUpstreamTransport
+from txcaddy.reverseproxy._dial import DEFAULT_READ_SIZE, UpstreamAddress
+from txcaddy.reverseproxy._exchange import Exchange, RawHeaders, ResponseHead
+from txcaddy.reverseproxy._h1connection import ConnectionPool
+from txcaddy.reverseproxy._pool import SURPLUS_LINGER
 from txcaddy.reverseproxy._resolver import (
     NamesHostnameResolver,
     ReactorWithResolver,
     parse_resolver_addresses,
 )
 from txcaddy.reverseproxy._tls import UpstreamTLS
+from txcaddy.reverseproxy.errors import UnsupportedUpstreamProtocol
 
 _WHERE = "reverse_proxy transport http"
 _FIELDS = frozenset((
@@ -41,7 +40,8 @@ _FIELDS = frozenset((
     "write_timeout", "versions",
 ))
 _KEEP_ALIVE_FIELDS = frozenset((
-    "enabled", "probe_interval", "max_idle_conns", "max_idle_conns_per_host", "idle_timeout"))
+    "enabled", "probe_interval", "max_idle_conns", "max_idle_conns_per_host", "idle_timeout",
+    "surplus_linger"))
 
 # Caddy's own defaults (httptransport.go) and Go's where Caddy leaves a zero value.
 DEFAULT_DIAL_TIMEOUT = 3.0
@@ -78,6 +78,7 @@ def _positive(seconds: float | None) -> float | None:
     return seconds if seconds is not None and seconds > 0 else None
 
 
+@implementer(IUpstreamTransport)
 class HTTPTransport:
     """Caddy's ``http`` transport: a keep-alive pool, TLS settings and the HTTP versions.
 
@@ -122,6 +123,7 @@ class HTTPTransport:
             raise ConfigError(f'{_WHERE}: unknown field "{unknown[0]}"')
 
         keep_alive = config.get("keep_alive")
+        surplus_linger = SURPLUS_LINGER
         if keep_alive is None:
             enabled = True
             probe: float | None = CADDY_KEEP_ALIVE_PROBE
@@ -147,6 +149,10 @@ class HTTPTransport:
             if idle_per_host == 0:
                 idle_per_host = GO_IDLE_PER_HOST
             idle_per_host = max(idle_per_host, 0)
+            # txcaddy's own: how long idle connections beyond the per-host limit stay open.
+            linger = _duration("keep_alive.surplus_linger", keep_alive.get("surplus_linger"))
+            if linger is not None:
+                surplus_linger = max(linger, 0.0)
 
         compression = config.get("compression", True)
         if compression is None:
@@ -208,8 +214,9 @@ class HTTPTransport:
                 _duration("expect_continue_timeout", config.get("expect_continue_timeout"))),
             tls_handshake_timeout=_positive(tls_config.handshake_timeout) if tls_config else None,
             tcp_keepalive=probe,
-            read_size=read_buffer if read_buffer > _DEFAULT_READ_SIZE else None,
+            read_size=read_buffer if read_buffer > DEFAULT_READ_SIZE else None,
             endpoint_factory=endpoint_for,
+            surplus_linger=surplus_linger,
         )
         transport = cls(pool, tls_config=tls_config, compression=compression,
                         versions=tuple(versions), log=log)
@@ -249,9 +256,12 @@ class HTTPTransport:
             return self.pool.failed_exchange(UnsupportedUpstreamProtocol(H2C_UNSUPPORTED))
         return self.pool.request(address, method, target, headers, body_length, on_informational)
 
-    def close_idle(self) -> None:
-        """Close idle upstream connections (Caddy's ``Cleanup`` when a config is unloaded)."""
-        self.pool.close_idle()
+    def close_idle(self) -> Deferred[None]:
+        """Close idle upstream connections (Caddy's ``Cleanup`` when a config is unloaded).
+
+        The Deferred fires once they are closed.
+        """
+        return self.pool.close_idle()
 
 
 @module("http.reverse_proxy.transport.http")

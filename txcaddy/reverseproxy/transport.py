@@ -1,5 +1,11 @@
-"""Public face of the upstream transport (implementation in ``_h1client``, ``_transport``,
-``_tls`` and ``_resolver``).
+"""Public face of the upstream transport.
+
+Implementation: ``_transport`` (the ``http`` transport module and its options), ``_pool`` (the
+protocol-blind connection pool), ``_h1connection`` (the HTTP/1.1 connection and pool),
+``_h1response`` (its response parser), ``_exchange`` (one request/response), ``_dial``
+(addresses, connecting, TLS handshake deadlines), ``_tls`` and ``_resolver``; the failures are
+in ``errors``.  The interfaces are ``txcaddy.interfaces.IUpstreamTransport``, ``IExchange``
+and ``IBodyConsumer``.
 
 Usage::
 
@@ -14,27 +20,30 @@ Failures are ``UpstreamError`` subclasses whose ``status`` is the code Caddy ans
 only ``DialError`` is a dial error for Caddy's retry rules.
 """
 
-from txcaddy.reverseproxy._h1client import (
+from txcaddy.reverseproxy._dial import UpstreamAddress
+from txcaddy.reverseproxy._exchange import (
     CHUNKED,
-    ConnectionPool,
-    DialError,
     Exchange,
     RawHeaders,
     ResponseBodyConsumer,
     ResponseHead,
+)
+from txcaddy.reverseproxy._h1connection import ConnectionPool
+from txcaddy.reverseproxy._pool import SURPLUS_LINGER
+from txcaddy.reverseproxy._tls import UpstreamTLS
+from txcaddy.reverseproxy._transport import H2C_UNSUPPORTED, HTTPTransport
+from txcaddy.reverseproxy.errors import (
+    DialError,
     ResponseHeaderTimeout,
     TLSHandshakeError,
     TLSHandshakeTimeout,
     UnsupportedUpstreamProtocol,
-    UpstreamAddress,
     UpstreamConnectionLost,
     UpstreamError,
     UpstreamProtocolError,
     UpstreamReadTimeout,
     UpstreamWriteTimeout,
 )
-from txcaddy.reverseproxy._tls import UpstreamTLS
-from txcaddy.reverseproxy._transport import H2C_UNSUPPORTED, HTTPTransport
 
 __all__ = [
     "CHUNKED",
@@ -47,6 +56,7 @@ __all__ = [
     "ResponseBodyConsumer",
     "ResponseHead",
     "ResponseHeaderTimeout",
+    "SURPLUS_LINGER",
     "TLSHandshakeError",
     "TLSHandshakeTimeout",
     "UnsupportedUpstreamProtocol",
