@@ -9,7 +9,9 @@ import types
 from typing import Any
 
 from twisted.internet.defer import Deferred
+from twisted.internet.task import Clock
 from twisted.internet.testing import MemoryReactorClock, StringTransport
+from twisted.python.failure import Failure
 from twisted.trial.reporter import TestResult
 from twisted.trial.runner import TestLoader
 from twisted.trial.unittest import SynchronousTestCase
@@ -18,8 +20,40 @@ from zope.interface.verify import verifyObject
 
 from txcaddy.http._h1 import HTTP11Factory, HTTP11Protocol
 from txcaddy.http.errors import HandlerError
-from txcaddy.interfaces import IHandler, IHTTPServer, IRequest, IResponse
-from txcaddy.testing import FakeResponse, FakeServer, make_request, serve
+from txcaddy.http.request import _DISCARD, RequestBody
+from txcaddy.interfaces import (
+    IBodyConsumer,
+    IExchange,
+    IHandler,
+    IHTTPServer,
+    IRequest,
+    IResponse,
+    IUpstreamConnection,
+    IUpstreamTransport,
+)
+from txcaddy.reverseproxy._h1connection import HTTP11Connection
+from txcaddy.reverseproxy.handler import ReverseProxyHandler
+from txcaddy.reverseproxy.headers import TrustedProxies
+from txcaddy.reverseproxy.hosts import Upstream
+from txcaddy.reverseproxy.selection import RoundRobinSelection
+from txcaddy.reverseproxy.streaming import BufferedBody, RequestBodyPump, ResponseRelay
+from txcaddy.reverseproxy.transport import (
+    CHUNKED,
+    ConnectionPool,
+    HTTPTransport,
+    ResponseBodyConsumer,
+    UpstreamAddress,
+    UpstreamConnectionLost,
+)
+from txcaddy.testing import (
+    FakeExchange,
+    FakeResponse,
+    FakeServer,
+    FakeUpstreamTransport,
+    make_request,
+    respond_with,
+    serve,
+)
 
 DOCS = os.path.join(os.path.dirname(__file__), "..", "docs")
 
@@ -209,3 +243,188 @@ class DocsExampleTests(SynchronousTestCase):
         namespace: dict[str, Any] = {}
         exec(doc_examples("embedding.md")[2], namespace)  # noqa: S102 - our own docs; it asserts itself
         self.assertEqual(namespace["response"].body, b"wait... done")
+
+class _Recorder(ResponseBodyConsumer):
+    def __init__(self) -> None:
+        self.data: list[bytes] = []
+        self.trailers: Any = None
+        self.reasons: list[Failure | None] = []
+
+    def body_data(self, data: bytes) -> None:
+        self.data.append(data)
+
+    def body_trailers(self, trailers: Any) -> None:
+        self.trailers = trailers
+
+    def body_finished(self, reason: Failure | None) -> None:
+        self.reasons.append(reason)
+
+
+def _proxy(transport: Any) -> ReverseProxyHandler:
+    return ReverseProxyHandler(clock=Clock(), transport=transport, upstreams=[Upstream("127.0.0.1:9000")],
+                               policy=RoundRobinSelection(), trusted=TrustedProxies.from_config(None))
+
+
+class UpstreamInterfaceTests(SynchronousTestCase):
+    """The real upstream classes provide the interfaces the proxy and the pool call them by."""
+
+    def test_http_transport(self) -> None:
+        """``HTTPTransport`` provides ``IUpstreamTransport``."""
+        self.assertTrue(verifyObject(IUpstreamTransport, HTTPTransport.from_config({}, MemoryReactorClock())))
+
+    def test_exchange(self) -> None:
+        """The HTTP/1.1 ``Exchange`` provides ``IExchange``."""
+        pool = ConnectionPool(MemoryReactorClock())
+        exchange = pool.request(UpstreamAddress.parse("127.0.0.1:9000"), b"GET", b"/", [(b"Host", b"a")])
+        aborted = exchange.head  # the Deferred verifyObject sees; the abort below fails it
+        self.assertTrue(verifyObject(IExchange, exchange))
+        exchange.abort()
+        self.failureResultOf(aborted)
+
+    def test_http11_connection(self) -> None:
+        """The HTTP/1.1 connection protocol provides ``IUpstreamConnection`` for the pool."""
+        pool = ConnectionPool(MemoryReactorClock())
+        address = UpstreamAddress.parse("127.0.0.1:9000")
+        pool.request(address, b"GET", b"/", [(b"Host", b"a")]).abort()
+        conn = HTTP11Connection(pool, pool._host(address, None) or _host_of(pool, address))
+        conn.makeConnection(StringTransport())
+        self.assertTrue(verifyObject(IUpstreamConnection, conn))
+
+    def test_body_consumers(self) -> None:
+        """Request-body and response-body consumers share ``IBodyConsumer``."""
+        fake = FakeUpstreamTransport()
+        exchange = fake.request(UpstreamAddress.parse("127.0.0.1:9000"), b"POST", b"/", [], 3)
+        body = RequestBody(3)
+        consumers = [
+            _DISCARD,
+            ResponseBodyConsumer(),
+            RequestBodyPump(body, exchange),
+            BufferedBody(RequestBody(3), 0, lambda: None),
+            ResponseRelay(FakeResponse(), exchange, 0.0, Clock(), lambda reason: None, False),
+        ]
+        for consumer in consumers:
+            self.assertTrue(verifyObject(IBodyConsumer, consumer), consumer)
+
+
+def _host_of(pool: ConnectionPool, address: UpstreamAddress) -> Any:
+    from txcaddy.reverseproxy._pool import HostPool
+
+    return HostPool(pool, address.key, address)
+
+
+class FakeUpstreamTransportTests(SynchronousTestCase):
+    """``FakeUpstreamTransport`` and ``FakeExchange``: a proxy route tested without sockets."""
+
+    def test_provides_the_interfaces(self) -> None:
+        """The fakes provide ``IUpstreamTransport`` and ``IExchange``."""
+        transport = FakeUpstreamTransport()
+        self.assertTrue(verifyObject(IUpstreamTransport, transport))
+        exchange = transport.request(UpstreamAddress.parse("127.0.0.1:9000"), b"GET", b"/", [])
+        self.assertTrue(verifyObject(IExchange, exchange))
+
+    def test_canned_response_through_the_proxy(self) -> None:
+        """A responder answers at once; the request the upstream got is recorded."""
+        transport = FakeUpstreamTransport(respond_with(200, [(b"Content-Type", b"text/plain")], b"hi"))
+        response = serve(_proxy(transport), make_request("GET", "/path?q=1", headers={"Host": "example.com"}))
+        self.assertEqual((response.status, response.body), (200, b"hi"))
+        (exchange,) = transport.exchanges
+        self.assertEqual((exchange.method, exchange.target), (b"GET", b"/path?q=1"))
+        self.assertEqual(str(exchange.address), "127.0.0.1:9000")
+        self.assertIn((b"Host", b"example.com"), exchange.headers)
+
+    def test_request_body_reaches_the_fake_upstream(self) -> None:
+        """A request body streams into the exchange before the responder answers."""
+        seen: list[bytes] = []
+
+        def responder(exchange: FakeExchange) -> None:
+            seen.append(bytes(exchange.body))
+            exchange.respond(201, body=b"made")
+
+        transport = FakeUpstreamTransport(responder)
+        response = serve(_proxy(transport), make_request("POST", "/", body=b"payload"))
+        self.assertEqual((response.status, response.body, seen), (201, b"made", [b"payload"]))
+        self.assertEqual(transport.exchanges[0].body_length, 7)
+        self.assertTrue(transport.exchanges[0].body_done)
+
+    def test_answered_by_the_test_later(self) -> None:
+        """Without a responder the exchange waits until the test connects and answers it."""
+        transport = FakeUpstreamTransport()
+        request = make_request("POST", "/", headers={"Transfer-Encoding": "chunked"}, body=b"abc")
+        request.body.length = None
+        response = FakeResponse()
+        outcome: list[Any] = []
+        _proxy(transport).serve(request, response, None).addBoth(outcome.append)
+        (exchange,) = transport.exchanges
+        self.assertEqual((exchange.body_length, bytes(exchange.body), outcome), (CHUNKED, b"", []))
+        exchange.connect()
+        self.assertEqual(bytes(exchange.body), b"abc")
+        exchange.respond(200, body=b"ok", complete=False)
+        exchange.send_body(b"!")
+        self.assertEqual(outcome, [])
+        exchange.end_body([(b"X-Sum", b"1")])
+        self.assertEqual(outcome, [None])
+        self.assertEqual(response.body, b"ok!")
+
+    def test_failure_is_answered_with_its_status(self) -> None:
+        """``fail`` with an ``UpstreamError`` makes the proxy answer that error's status."""
+        from txcaddy.http.errors import HandlerError
+
+        transport = FakeUpstreamTransport()
+        outcome: list[Any] = []
+        _proxy(transport).serve(make_request(), FakeResponse(), None).addBoth(outcome.append)
+        transport.exchanges[0].fail(UpstreamConnectionLost("reset"))
+        [failure] = outcome
+        self.assertIsInstance(failure.value, HandlerError)
+        self.assertEqual(failure.value.status, 502)
+
+    def test_body_cut_off_reaches_the_consumer(self) -> None:
+        """A failure after the head ends the body with that failure, after the bytes sent."""
+        exchange = FakeUpstreamTransport().request(UpstreamAddress.parse("127.0.0.1:9000"), b"GET", b"/", [])
+        exchange.respond(200, body=b"part", complete=False)
+        exchange.fail(UpstreamConnectionLost("reset"))
+        recorder = _Recorder()
+        exchange.deliver_body(recorder)
+        self.assertEqual(recorder.data, [b"part"])
+        [reason] = recorder.reasons
+        self.assertIsInstance(reason.value, UpstreamConnectionLost)
+
+    def test_pause_holds_the_body(self) -> None:
+        """While paused the fake delivers nothing; resuming delivers the rest and the end."""
+        exchange = FakeUpstreamTransport().request(UpstreamAddress.parse("127.0.0.1:9000"), b"GET", b"/", [])
+        recorder = _Recorder()
+        exchange.respond(200, complete=False)
+        exchange.deliver_body(recorder)
+        exchange.pauseProducing()
+        exchange.send_body(b"a")
+        exchange.end_body()
+        self.assertEqual((recorder.data, recorder.reasons), ([], []))
+        exchange.resumeProducing()
+        self.assertEqual((recorder.data, recorder.reasons), ([b"a"], [None]))
+
+    def test_abort_before_the_head(self) -> None:
+        """``abort`` fails the head with the reason given and records it."""
+        exchange = FakeUpstreamTransport().request(UpstreamAddress.parse("127.0.0.1:9000"), b"GET", b"/", [])
+        failures: list[Failure] = []
+        exchange.when_head(lambda head: None, failures.append)
+        error = ValueError("stop")
+        exchange.abort(error)
+        self.assertIs(exchange.aborted, error)
+        self.assertIs(failures[0].value, error)
+        self.assertTrue(exchange.finished)
+
+    def test_switch_protocol_after_101(self) -> None:
+        """After a 101 the protocol given is connected to ``upstream_transport``."""
+        from twisted.internet.protocol import Protocol
+
+        exchange = FakeUpstreamTransport().request(UpstreamAddress.parse("127.0.0.1:9000"), b"GET", b"/", [])
+        self.assertRaises(RuntimeError, exchange.switch_protocol, Protocol())
+        exchange.respond(101, [(b"Upgrade", b"websocket")], complete=False)
+        protocol = Protocol()
+        exchange.switch_protocol(protocol)
+        self.assertIs(protocol.transport, exchange.upstream_transport)
+
+    def test_close_idle_fires_at_once(self) -> None:
+        """``close_idle`` counts the call and returns a fired Deferred."""
+        transport = FakeUpstreamTransport()
+        self.assertIsNone(self.successResultOf(transport.close_idle()))
+        self.assertEqual(transport.idle_closed, 1)

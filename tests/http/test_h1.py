@@ -31,7 +31,7 @@ class Echo:
         handler = self
 
         class Consumer:
-            def data_received(self, data: bytes) -> None:
+            def body_data(self, data: bytes) -> None:
                 chunks.append(data)
 
             def body_finished(self, error: Any) -> None:

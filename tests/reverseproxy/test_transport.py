@@ -35,7 +35,7 @@ from twisted.trial.unittest import SynchronousTestCase, TestCase
 from twisted.web import http, resource, server
 
 from txcaddy.errors import ConfigError
-from txcaddy.reverseproxy._h1client import SURPLUS_LINGER
+from txcaddy.reverseproxy._pool import SURPLUS_LINGER
 from txcaddy.reverseproxy._resolver import NamesHostnameResolver, parse_resolver_addresses
 from txcaddy.reverseproxy._tls import _allow_one_renegotiation
 from txcaddy.reverseproxy.transport import (
@@ -396,7 +396,7 @@ class QuickAckTests(PoolTestCase):
 
     def setUp(self) -> None:
         super().setUp()
-        import txcaddy.reverseproxy._h1client as client
+        import txcaddy.reverseproxy._h1connection as client
 
         self.acked: list[Any] = []
         self.patch(client, "quick_ack", self.acked.append)

@@ -28,6 +28,7 @@ import httptools
 from twisted.internet.interfaces import IProtocol, IPushProducer
 from twisted.internet.protocol import Factory, Protocol
 from twisted.logger import Logger
+from twisted.python.failure import Failure
 from zope.interface import implementer
 
 from txcaddy._twisted import lose_connection, no_delay, send_now, send_sequence_now
@@ -358,10 +359,10 @@ class HTTP11Protocol(Protocol):
             return
         error = getattr(reason, "value", reason)
         if self._parsing is not None and not self._parsing.complete:
-            self._parsing.request.body.finish(ConnectionError(f"client went away: {error}"))
+            self._parsing.request.body.finish(Failure(ConnectionError(f"client went away: {error}")))
         for exchange in self._exchanges:
             if not exchange.complete:
-                exchange.request.body.finish(ConnectionError(f"client went away: {error}"))
+                exchange.request.body.finish(Failure(ConnectionError(f"client went away: {error}")))
             exchange.response.connection_lost(ConnectionError(str(error)))
         self._exchanges.clear()
         self.server.connection_lost(self)
@@ -482,7 +483,7 @@ class HTTP11Protocol(Protocol):
             parsing.close_after = True
             if self._exchanges and self._exchanges[0] is not parsing:
                 self._exchanges.remove(parsing)  # pipelined, never dispatched: drop it
-            parsing.request.body.finish(HandlerError(400, f"malformed request body: {reason}"))
+            parsing.request.body.finish(Failure(HandlerError(400, f"malformed request body: {reason}")))
             return
         if self.transport is None:
             return

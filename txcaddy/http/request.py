@@ -15,11 +15,12 @@ from collections.abc import Callable
 from typing import Any
 from urllib.parse import unquote
 
+from twisted.python.failure import Failure
 from zope.interface import implementer
 
 from txcaddy._go.url import path_escape
 from txcaddy.http.headers import Headers
-from txcaddy.interfaces import IHTTPServer, IRequest
+from txcaddy.interfaces import IBodyConsumer, IHTTPServer, IRequest
 
 
 class RequestBody:
@@ -27,8 +28,9 @@ class RequestBody:
 
     Until a consumer is attached, data is kept; the protocol pauses reading
     when ``buffered`` grows past its limit, so nothing grows without bound.
-    A consumer gets ``data_received(bytes)`` and ``body_finished(error)``
-    (``error`` is None at a clean end).
+    The consumer is an ``IBodyConsumer``, as for upstream response bodies: it
+    gets ``body_data(bytes)`` and ``body_finished(reason)`` (``reason`` is None
+    at a clean end, else a ``Failure``; request trailers are not delivered).
     """
 
     __slots__ = ("length", "_chunks", "buffered", "finished", "error", "_consumer", "_on_drain", "received", "producer")
@@ -39,7 +41,7 @@ class RequestBody:
         self.buffered = 0
         self.received = 0
         self.finished = False
-        self.error: BaseException | None = None
+        self.error: Failure | None = None  # why the body was cut off
         self._consumer: Any = None
         self._on_drain = on_drain
         # An IPushProducer that pauses reading this body from the client (the
@@ -51,20 +53,21 @@ class RequestBody:
     def feed(self, data: bytes) -> None:
         self.received += len(data)
         if self._consumer is not None:
-            self._consumer.data_received(data)
+            self._consumer.body_data(data)
         else:
             self._chunks.append(data)
             self.buffered += len(data)
 
-    def finish(self, error: BaseException | None = None) -> None:
+    def finish(self, reason: Failure | None = None) -> None:
+        """The body ended: completely (``reason`` None), or cut off for ``reason``."""
         if self.finished:
             return
         self.finished = True
-        self.error = error
+        self.error = reason
         consumer = self._consumer
         if consumer is not None:
             self._consumer = _DISCARD  # still taken; no reference back to a consumer that refers to us
-            consumer.body_finished(error)
+            consumer.body_finished(reason)
 
     # -- the handler side ---------------------------------------------------------
 
@@ -74,13 +77,13 @@ class RequestBody:
         return self.length == 0 or (self.finished and self.received == 0)
 
     def deliver(self, consumer: Any) -> None:
-        """Send everything (kept and future) to ``consumer``."""
+        """Send everything (kept and future) to ``consumer``, an ``IBodyConsumer``."""
         if self._consumer is not None:
             raise RuntimeError("the request body already has a consumer")
         self._consumer = consumer
         chunks, self._chunks, self.buffered = self._chunks, [], 0
         for chunk in chunks:
-            consumer.data_received(chunk)
+            consumer.body_data(chunk)
         if self._on_drain is not None:
             self._on_drain()
         if self.finished:
@@ -96,11 +99,15 @@ class RequestBody:
         self.deliver(_DISCARD)
 
 
+@implementer(IBodyConsumer)
 class _Discard:
-    def data_received(self, data: bytes) -> None:
+    def body_data(self, data: bytes) -> None:
         pass
 
-    def body_finished(self, error: BaseException | None) -> None:
+    def body_trailers(self, trailers: Any) -> None:
+        pass
+
+    def body_finished(self, reason: Failure | None) -> None:
         pass
 
 

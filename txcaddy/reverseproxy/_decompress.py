@@ -3,7 +3,7 @@
 When the proxy itself asked for gzip (the client sent no Accept-Encoding, see
 ``headers.wants_gzip``), a gzip answer is decoded before the client sees it.
 ``GunzipBody`` sits between the upstream exchange and the real body consumer, with the
-same duck type (``body_data`` / ``body_trailers`` / ``body_finished``), and streams: it
+same interface (``IBodyConsumer``: ``body_data`` / ``body_trailers`` / ``body_finished``), and streams: it
 never holds more than the compressed chunk it was last given plus one output piece of
 ``piece_size`` bytes, whatever the compression ratio. For that it is also the
 ``IPushProducer`` the client response should be given: while the client is slow it stops
@@ -20,6 +20,7 @@ from twisted.internet.interfaces import IPushProducer
 from twisted.python.failure import Failure
 from zope.interface import implementer
 
+from txcaddy.interfaces import IBodyConsumer
 from txcaddy.reverseproxy.transport import RawHeaders, UpstreamError
 
 __all__ = ["GunzipBody", "GunzipError"]
@@ -48,7 +49,7 @@ def _error_for(exc: zlib.error) -> GunzipError:
 _OPEN = object()  # not finished yet
 
 
-@implementer(IPushProducer)
+@implementer(IPushProducer, IBodyConsumer)
 class GunzipBody:
     """A response body consumer that decodes gzip for another consumer.
 

@@ -137,7 +137,10 @@ class _Target:
 
 @implementer(IHandler)
 class ReverseProxyHandler:
-    """The configured proxy; one ``_ProxyCall`` per client request does the work."""
+    """The configured proxy; one ``_ProxyCall`` per client request does the work.
+
+    ``transport`` provides ``IUpstreamTransport``.
+    """
 
     def __init__(
         self,
@@ -183,7 +186,7 @@ class ReverseProxyHandler:
         self.max_buffer_size = max_buffer_size
         self.tunnels = tunnels
         self.stream_timeout = stream_timeout
-        self.compression = bool(getattr(transport, "compression", True))
+        self.compression = bool(transport.compression)
 
     #: The ``UpstreamProvider`` (upstreams.py) of dynamic upstreams and ``lookup_srv``; None: static only.
     dynamic: Any = None
@@ -376,7 +379,7 @@ class _ProxyCall:
         self.gzip = handler.compression and proxy_headers.wants_gzip(headers, self.method_text)
         if self.gzip:
             raw.append(proxy_headers.ACCEPT_GZIP)
-        reason = getattr(handler.transport, "unsupported_reason", None)
+        reason = handler.transport.unsupported_reason
         if reason:
             self._failed(HandlerError(502, reason), upstream)
             return
@@ -684,16 +687,13 @@ def load_reverse_proxy(config: dict[str, Any], context: Any) -> ReverseProxyHand
 
         handler.dynamic = attach(handler, config.get("dynamic_upstreams"), context, _Target)
 
-    def unload() -> Any:
+    def unload() -> Deferred[None]:
         tunnels.close_all()
         if passive is not None:
             passive.unload()
         for upstream in upstreams:
             hosts.release(upstream.host)
-        close_idle = getattr(transport, "close_idle", None)
-        if close_idle is not None:
-            return close_idle()  # a Deferred, once the pool waits for its connections to close
-        return None
+        return transport.close_idle()  # fires once the idle upstream connections are closed
 
     context.on_unload(unload)
     return handler

@@ -24,6 +24,7 @@ from txcaddy.http.headers import Headers
 from txcaddy.http.request import RequestBody
 from txcaddy.http.response import Response
 from txcaddy.http.sniff import detect_content_type
+from txcaddy.interfaces import IBodyConsumer
 from txcaddy.reverseproxy._decompress import GunzipBody
 from txcaddy.reverseproxy.headers import relay_trailers
 from txcaddy.reverseproxy.transport import Exchange, RawHeaders
@@ -31,7 +32,7 @@ from txcaddy.reverseproxy.transport import Exchange, RawHeaders
 __all__ = ["RequestBodyPump", "BufferedBody", "ResponseRelay", "effective_flush_interval"]
 
 
-@implementer(IPushProducer)
+@implementer(IPushProducer, IBodyConsumer)
 class RequestBodyPump:
     """Feeds a client's request body into an upstream exchange.
 
@@ -80,24 +81,28 @@ class RequestBodyPump:
             if self._client is not None:
                 self._client.resumeProducing()
 
-    # -- the RequestBody consumer side ---------------------------------------
+    # -- the RequestBody consumer side (IBodyConsumer) ---------------------------
 
-    def data_received(self, data: bytes) -> None:
+    def body_data(self, data: bytes) -> None:
         exchange = self.exchange
         if exchange is not None:
             exchange.write(data)
 
-    def body_finished(self, error: BaseException | None) -> None:
+    def body_trailers(self, trailers: RawHeaders) -> None:
+        """Request bodies deliver no trailers (see ``RequestBody``)."""
+
+    def body_finished(self, reason: Failure | None) -> None:
         exchange, self.exchange = self.exchange, None
         self._resume_client()
         if exchange is None:
             return
-        if error is None:
+        if reason is None:
             exchange.finish_body()
         else:
-            exchange.abort(error)
+            exchange.abort(reason.value)
 
 
+@implementer(IBodyConsumer)
 class BufferedBody:
     """A request body read into memory first (``buffer_requests``).
 
@@ -114,7 +119,7 @@ class BufferedBody:
         self.size = 0
         self.complete = False
         self.overflow = False  # more than ``limit``: the rest is streamed
-        self.error: BaseException | None = None
+        self.error: Failure | None = None
         self._ready: Callable[[], None] | None = ready
         self._sink: Exchange | None = None
         self._limit = limit
@@ -124,7 +129,7 @@ class BufferedBody:
     def replayable(self) -> bool:
         return self.complete and not self.overflow
 
-    def data_received(self, data: bytes) -> None:
+    def body_data(self, data: bytes) -> None:
         if self._sink is not None:
             self._sink.write(data)
             return
@@ -134,15 +139,18 @@ class BufferedBody:
             self.overflow = True
             self._fire_ready()
 
-    def body_finished(self, error: BaseException | None) -> None:
+    def body_trailers(self, trailers: RawHeaders) -> None:
+        """Request bodies deliver no trailers (see ``RequestBody``)."""
+
+    def body_finished(self, reason: Failure | None) -> None:
         self.complete = True
-        self.error = error
+        self.error = reason
         sink, self._sink = self._sink, None
         if sink is not None:
-            if error is None:
+            if reason is None:
                 sink.finish_body()
             else:
-                sink.abort(error)
+                sink.abort(reason.value)
         self._fire_ready()
 
     def _fire_ready(self) -> None:
@@ -158,7 +166,7 @@ class BufferedBody:
             if self.error is None:
                 exchange.finish_body()
             else:
-                exchange.abort(self.error)
+                exchange.abort(self.error.value)
         elif self.overflow:
             self.chunks = []
             self._sink = exchange
@@ -173,6 +181,7 @@ def effective_flush_interval(configured: float, content_type: str, content_lengt
     return configured
 
 
+@implementer(IBodyConsumer)
 class ResponseRelay:
     """Copies an upstream response body onto the client response as it arrives.
 

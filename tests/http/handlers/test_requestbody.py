@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from typing import Any
 
+from twisted.python.failure import Failure
 from twisted.trial.unittest import SynchronousTestCase
 
 from tests.http.handlers.support import fixture_handlers, load
@@ -19,11 +20,11 @@ class Collector:
         self.data: list[bytes] = []
         self.ended: list[BaseException | None] = []
 
-    def data_received(self, data: bytes) -> None:
+    def body_data(self, data: bytes) -> None:
         self.data.append(data)
 
-    def body_finished(self, error: BaseException | None) -> None:
-        self.ended.append(error)
+    def body_finished(self, reason: Failure | None) -> None:
+        self.ended.append(None if reason is None else reason.value)
 
 
 def streaming_request(length: int | None) -> Request:

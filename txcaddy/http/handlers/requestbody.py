@@ -17,6 +17,7 @@ from __future__ import annotations
 
 from typing import Any
 
+from twisted.python.failure import Failure
 from zope.interface import implementer
 
 from txcaddy.config.registry import module
@@ -24,13 +25,14 @@ from txcaddy.errors import ConfigError
 from txcaddy.http.errors import HandlerError
 from txcaddy.http.request import Request, RequestBody
 from txcaddy.http.response import Response
-from txcaddy.interfaces import IHandler
+from txcaddy.interfaces import IBodyConsumer, IHandler
 
 __all__ = ["LimitedBody", "RequestBodyLimit", "TOO_LARGE_MESSAGE"]
 
 TOO_LARGE_MESSAGE = "http: request body too large"
 
 
+@implementer(IBodyConsumer)
 class _LimitedConsumer:
     """Passes at most ``limit`` bytes on, then ends the body with a 413 error."""
 
@@ -42,26 +44,30 @@ class _LimitedConsumer:
         self.response = response
         self.failed = False
 
-    def data_received(self, data: bytes) -> None:
+    def body_data(self, data: bytes) -> None:
         if self.failed:
             return
         if len(data) <= self.remaining:
             self.remaining -= len(data)
-            self.consumer.data_received(data)
+            self.consumer.body_data(data)
             return
         allowed = self.remaining
         self.remaining = 0
         if allowed:
-            self.consumer.data_received(data[:allowed])
+            self.consumer.body_data(data[:allowed])
         self.failed = True
         if not self.response.head_sent:
             # Go's MaxBytesReader tells the server to close after this response
             self.response.headers.set("Connection", "close")
-        self.consumer.body_finished(HandlerError(413, TOO_LARGE_MESSAGE))
+        self.consumer.body_finished(Failure(HandlerError(413, TOO_LARGE_MESSAGE)))
 
-    def body_finished(self, error: BaseException | None) -> None:
+    def body_trailers(self, trailers: Any) -> None:
         if not self.failed:
-            self.consumer.body_finished(error)
+            self.consumer.body_trailers(trailers)
+
+    def body_finished(self, reason: Failure | None) -> None:
+        if not self.failed:
+            self.consumer.body_finished(reason)
 
 
 class LimitedBody:
