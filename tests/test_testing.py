@@ -32,6 +32,7 @@ from txcaddy.interfaces import (
     IUpstreamTransport,
 )
 from txcaddy.reverseproxy._h1connection import HTTP11Connection
+from txcaddy.reverseproxy._pool import HostPool
 from txcaddy.reverseproxy.handler import ReverseProxyHandler
 from txcaddy.reverseproxy.headers import TrustedProxies
 from txcaddy.reverseproxy.hosts import Upstream
@@ -285,8 +286,7 @@ class UpstreamInterfaceTests(SynchronousTestCase):
         """The HTTP/1.1 connection protocol provides ``IUpstreamConnection`` for the pool."""
         pool = ConnectionPool(MemoryReactorClock())
         address = UpstreamAddress.parse("127.0.0.1:9000")
-        pool.request(address, b"GET", b"/", [(b"Host", b"a")]).abort()
-        conn = HTTP11Connection(pool, pool._host(address, None) or _host_of(pool, address))
+        conn = HTTP11Connection(pool, HostPool(pool, address.key, address))
         conn.makeConnection(StringTransport())
         self.assertTrue(verifyObject(IUpstreamConnection, conn))
 
@@ -304,12 +304,6 @@ class UpstreamInterfaceTests(SynchronousTestCase):
         ]
         for consumer in consumers:
             self.assertTrue(verifyObject(IBodyConsumer, consumer), consumer)
-
-
-def _host_of(pool: ConnectionPool, address: UpstreamAddress) -> Any:
-    from txcaddy.reverseproxy._pool import HostPool
-
-    return HostPool(pool, address.key, address)
 
 
 class FakeUpstreamTransportTests(SynchronousTestCase):

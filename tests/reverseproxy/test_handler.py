@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from twisted.internet.defer import Deferred
+from twisted.internet.defer import Deferred, succeed
 from twisted.internet.testing import MemoryReactorClock
 from twisted.python.failure import Failure
 from twisted.trial.unittest import SynchronousTestCase
@@ -109,6 +109,9 @@ class FakeTransport:
         exchange = FakeExchange(self, address, method, target, headers, body_length)
         self.exchanges.append(exchange)
         return exchange
+
+    def close_idle(self) -> Deferred[None]:
+        return succeed(None)
 
 
 class HandlerTestCase(SynchronousTestCase):

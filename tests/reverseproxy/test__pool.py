@@ -1,0 +1,218 @@
+"""The upstream connection pool: reuse, idle limits and timeouts, the surplus linger, per-host
+limits, dialling, and closing the idle connections at unload."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from twisted.internet import defer
+from twisted.internet.error import ConnectionDone, ConnectionRefusedError
+from twisted.python.failure import Failure
+
+from tests.reverseproxy._client import ADDR, HOST, PoolTestCase
+from txcaddy.reverseproxy._pool import SURPLUS_LINGER
+from txcaddy.reverseproxy.transport import (
+    CHUNKED,
+    ConnectionPool,
+    DialError,
+    ResponseHeaderTimeout,
+    UpstreamAddress,
+)
+
+
+class PoolTests(PoolTestCase):
+    def test_idle_retirement(self) -> None:
+        pool = self.pool = ConnectionPool(self.reactor, idle_timeout=90.0)
+        self.start()
+        proto, transport = self.connect()
+        proto.dataReceived(b"HTTP/1.1 204 No Content\r\n\r\n")
+        self.assertEqual(pool.idle_count(ADDR), 1)
+        self.reactor.advance(89)
+        self.assertFalse(transport.disconnecting)
+        self.reactor.advance(1)
+        self.assertTrue(transport.disconnecting)
+        self.assertEqual(pool.idle_count(ADDR), 0)
+        self.assertEqual(pool.open_count(ADDR), 0)
+
+    def test_reuse_cancels_idle_timer(self) -> None:
+        self.pool = ConnectionPool(self.reactor, idle_timeout=10.0)
+        self.start()
+        proto, transport = self.connect()
+        proto.dataReceived(b"HTTP/1.1 204 No Content\r\n\r\n")
+        self.reactor.advance(5)
+        self.start()
+        self.reactor.advance(20)
+        self.assertFalse(transport.disconnecting)
+
+    def test_idle_connection_closed_by_server(self) -> None:
+        self.start()
+        proto, _ = self.connect()
+        proto.dataReceived(b"HTTP/1.1 204 No Content\r\n\r\n")
+        proto.connectionLost(Failure(ConnectionDone()))
+        self.assertEqual(self.pool.idle_count(ADDR), 0)
+        self.assertEqual(self.pool.open_count(ADDR), 0)
+        self.start()
+        self.assertEqual(len(self.reactor.tcpClients), 2)
+
+    def two_answered_connections(self, surplus_linger: float | None = None) -> tuple[Any, Any, Any, Any]:
+        """A pool keeping one idle connection per host, after two requests were answered on
+        two connections: (protocol, transport) of the first, then of the second."""
+        self.pool = ConnectionPool(self.reactor, max_idle_per_host=1)
+        if surplus_linger is not None:
+            self.pool.surplus_linger = surplus_linger
+        self.start()
+        self.start()
+        p1, t1 = self.connect(0)
+        p2, t2 = self.connect(1)
+        p1.dataReceived(b"HTTP/1.1 204 No Content\r\n\r\n")
+        p2.dataReceived(b"HTTP/1.1 204 No Content\r\n\r\n")
+        return p1, t1, p2, t2
+
+    def test_max_idle_per_host(self) -> None:
+        # Go's rule (surplus_linger 0): a connection beyond the idle limit closes at once.
+        p1, t1, p2, t2 = self.two_answered_connections(surplus_linger=0)
+        self.assertEqual(self.pool.idle_count(ADDR), 1)
+        self.assertFalse(t1.disconnecting)
+        self.assertTrue(t2.disconnecting)
+
+    def test_idle_surplus_lingers_then_the_oldest_closes(self) -> None:
+        p1, t1, p2, t2 = self.two_answered_connections()
+        self.assertEqual(self.pool.idle_count(ADDR), 2)
+        self.assertFalse(t1.disconnecting or t2.disconnecting)
+        self.reactor.advance(SURPLUS_LINGER - 0.01)
+        self.assertEqual(self.pool.idle_count(ADDR), 2)
+        self.reactor.advance(0.01)
+        self.assertEqual(self.pool.idle_count(ADDR), 1)
+        self.assertTrue(t1.disconnecting)
+        self.assertFalse(t2.disconnecting)
+
+    def test_idle_surplus_in_use_by_bursts_is_not_closed(self) -> None:
+        p1, t1, p2, t2 = self.two_answered_connections()  # idle: [p1, p2], one too many
+        self.reactor.advance(SURPLUS_LINGER / 2)
+        self.start()  # a burst takes both again
+        self.start()
+        self.reactor.advance(0.1)
+        p1.dataReceived(b"HTTP/1.1 204 No Content\r\n\r\n")
+        p2.dataReceived(b"HTTP/1.1 204 No Content\r\n\r\n")
+        self.reactor.advance(SURPLUS_LINGER / 2)  # the first trim: the surplus idled only 0.4 s
+        self.assertEqual(self.pool.idle_count(ADDR), 2)
+        self.assertFalse(t1.disconnecting or t2.disconnecting)
+        self.reactor.advance(SURPLUS_LINGER / 2)  # idle for the whole linger now
+        self.assertEqual(self.pool.idle_count(ADDR), 1)
+        self.assertEqual(len(self.reactor.tcpClients), 2)  # never redialled
+        self.assertTrue(t1.disconnecting or t2.disconnecting)
+        self.assertFalse(t1.disconnecting and t2.disconnecting)
+
+    def test_idle_surplus_reused_within_the_linger_is_kept(self) -> None:
+        p1, t1, p2, t2 = self.two_answered_connections()
+        t2.clear()
+        self.start()  # takes the newest idle connection: no new dial
+        self.assertEqual(len(self.reactor.tcpClients), 2)
+        self.assertTrue(t2.value().startswith(b"GET "))
+        self.reactor.advance(SURPLUS_LINGER)
+        self.assertEqual(self.pool.idle_count(ADDR), 1)
+        self.assertFalse(t1.disconnecting or t2.disconnecting)
+
+    def test_max_conns_per_host_queues(self) -> None:
+        self.pool = ConnectionPool(self.reactor, max_conns_per_host=1)
+        _, body1, _, _ = self.start(target=b"/1")
+        _, body2, heads2, _ = self.start(target=b"/2")
+        self.assertEqual(len(self.reactor.tcpClients), 1)
+        proto, transport = self.connect()
+        self.assertNotIn(b"/2", transport.value())
+        transport.clear()
+        proto.dataReceived(b"HTTP/1.1 200 OK\r\nContent-Length: 1\r\n\r\n1")
+        self.assertTrue(body1.finished)
+        self.assertTrue(transport.value().startswith(b"GET /2 HTTP/1.1"))
+        proto.dataReceived(b"HTTP/1.1 200 OK\r\nContent-Length: 1\r\n\r\n2")
+        self.assertEqual(body2.body, b"2")
+        self.assertEqual(len(self.reactor.tcpClients), 1)
+
+    def test_queued_request_dials_after_close(self) -> None:
+        self.pool = ConnectionPool(self.reactor, max_conns_per_host=1)
+        self.start()
+        _, _, _, _ = self.start(target=b"/2")
+        proto, _ = self.connect()
+        proto.dataReceived(b"HTTP/1.1 200 OK\r\nConnection: close\r\nContent-Length: 0\r\n\r\n")
+        self.assertEqual(len(self.reactor.tcpClients), 2)
+
+    def test_dial_timeout(self) -> None:
+        _, _, _, failures = self.start()
+        self.reactor.advance(2.9)
+        self.assertEqual(failures, [])
+        self.reactor.advance(0.1)
+        self.assertTrue(failures[0].check(DialError))
+        self.assertEqual(failures[0].value.status, 502)
+        self.assertIn("timeout", str(failures[0].value))
+        self.assertEqual(self.pool.open_count(ADDR), 0)
+
+    def test_dial_refused(self) -> None:
+        _, _, _, failures = self.start()
+        _h, _p, factory, _t, _b = self.reactor.tcpClients[0]
+        connector = self.reactor.connectors[0]
+        factory.clientConnectionFailed(connector, Failure(ConnectionRefusedError()))
+        self.assertTrue(failures[0].check(DialError))
+        self.assertEqual(self.reactor.getDelayedCalls(), [])
+
+    def test_response_header_timeout(self) -> None:
+        self.pool = ConnectionPool(self.reactor, response_header_timeout=5.0)
+        exchange, _, _, failures = self.start(method=b"POST", body_length=CHUNKED)
+        _, transport = self.connect()
+        self.reactor.advance(10)  # body not finished: the timer has not started
+        self.assertEqual(failures, [])
+        exchange.finish_body()
+        self.reactor.advance(5)
+        self.assertTrue(failures[0].check(ResponseHeaderTimeout))
+        self.assertEqual(failures[0].value.status, 504)
+        self.assertTrue(transport.disconnecting)
+        self.assertEqual(self.pool.open_count(ADDR), 0)
+
+    def test_response_header_timer_stops_at_head(self) -> None:
+        self.pool = ConnectionPool(self.reactor, response_header_timeout=5.0)
+        _, body, _, _ = self.start()
+        proto, _ = self.connect()
+        proto.dataReceived(b"HTTP/1.1 200 OK\r\nContent-Length: 3\r\n\r\n")
+        self.reactor.advance(60)
+        proto.dataReceived(b"abc")
+        self.assertIsNone(body.reason)
+        self.assertEqual(body.body, b"abc")
+
+    def test_cancel_head_aborts(self) -> None:
+        exchange, _, _, failures = self.start()
+        _, transport = self.connect()
+        exchange.head.cancel()
+        self.assertTrue(failures[0].check(defer.CancelledError))
+        self.assertTrue(transport.disconnecting)
+        self.assertEqual(self.pool.open_count(ADDR), 0)
+
+    def test_cancel_while_dialing_keeps_connection(self) -> None:
+        exchange, _, _, failures = self.start()
+        exchange.head.cancel()
+        self.assertTrue(failures[0].check(defer.CancelledError))
+        _, transport = self.connect()
+        self.assertEqual(transport.value(), b"")
+        self.assertEqual(self.pool.idle_count(ADDR), 1)
+
+    def test_unix_address(self) -> None:
+        address = UpstreamAddress.parse("unix//run/app.sock")
+        self.assertEqual((address.network, address.path), ("unix", "/run/app.sock"))
+        self.pool.request(address, b"GET", b"/", HOST)
+        self.assertEqual(self.reactor.unixClients[0][0], "/run/app.sock")
+
+    def test_host_without_connections_is_forgotten(self) -> None:
+        self.start()
+        proto, _ = self.connect()
+        proto.dataReceived(b"HTTP/1.1 204 No Content\r\n\r\n")
+        self.assertEqual(len(self.pool._hosts), 1)
+        proto.connectionLost(Failure(ConnectionDone()))
+        self.assertEqual(self.pool._hosts, {})
+        _, _, _, failures = self.start()
+        self.reactor.advance(3)  # dial timeout
+        self.assertTrue(failures[0].check(DialError))
+        self.assertEqual(self.pool._hosts, {})
+
+    def test_address_parsing(self) -> None:
+        v6 = UpstreamAddress.parse("[::1]:8080")
+        self.assertEqual((v6.host, v6.port), ("::1", 8080))
+        self.assertRaises(ValueError, UpstreamAddress.parse, "nope")
+        self.assertNotEqual(UpstreamAddress.parse("a:1").key, UpstreamAddress.parse("a:2").key)
