@@ -6,7 +6,7 @@ from __future__ import annotations
 from typing import Any
 
 from twisted.internet import defer
-from twisted.internet.error import ConnectionDone, ConnectionRefusedError
+from twisted.internet.error import ConnectionDone, ConnectionLost, ConnectionRefusedError
 from twisted.python.failure import Failure
 
 from tests.reverseproxy._client import ADDR, HOST, PoolTestCase
@@ -216,3 +216,83 @@ class PoolTests(PoolTestCase):
         self.assertEqual((v6.host, v6.port), ("::1", 8080))
         self.assertRaises(ValueError, UpstreamAddress.parse, "nope")
         self.assertNotEqual(UpstreamAddress.parse("a:1").key, UpstreamAddress.parse("a:2").key)
+
+
+class CloseIdleTests(PoolTestCase):
+    """``close_idle`` at unload: every idle connection closed, a Deferred for when they are."""
+
+    def answered(self, count: int) -> list[tuple[Any, Any]]:
+        """``count`` connections, each answered once and idle now."""
+        for _ in range(count):
+            self.start()
+        connections = [self.connect(index) for index in range(count)]
+        for proto, _transport in connections:
+            proto.dataReceived(b"HTTP/1.1 204 No Content\r\n\r\n")
+        self.assertEqual(self.pool.idle_count(ADDR), count)
+        return connections
+
+    def test_fires_only_after_every_connection_is_lost(self) -> None:
+        """The Deferred waits for the last closed connection's ``connectionLost``."""
+        (p1, t1), (p2, t2) = self.answered(2)
+        closed = self.pool.close_idle()
+        self.assertTrue(t1.disconnecting and t2.disconnecting)
+        self.assertEqual((self.pool.idle_count(ADDR), self.pool.open_count(ADDR)), (0, 0))
+        self.assertNoResult(closed)
+        p1.connectionLost(Failure(ConnectionDone()))
+        self.assertNoResult(closed)
+        p2.connectionLost(Failure(ConnectionDone()))
+        self.assertIsNone(self.successResultOf(closed))
+
+    def test_fires_at_once_without_idle_connections(self) -> None:
+        """Nothing idle (nothing dialled, or only busy connections): already fired."""
+        self.assertIsNone(self.successResultOf(self.pool.close_idle()))
+        self.start()
+        _proto, transport = self.connect()
+        self.assertIsNone(self.successResultOf(self.pool.close_idle()))
+        self.assertFalse(transport.disconnecting)  # the busy connection is left alone
+
+    def test_connection_lost_with_an_error_still_counts_as_closed(self) -> None:
+        """A reset while closing fires the Deferred too (with None, never an error)."""
+        ((proto, _transport),) = self.answered(1)
+        closed = self.pool.close_idle()
+        proto.connectionLost(Failure(ConnectionLost("reset")))
+        self.assertIsNone(self.successResultOf(closed))
+
+
+class SurplusLingerTests(PoolTestCase):
+    """``surplus_linger``: how long idle connections beyond the per-host limit stay open."""
+
+    def surplus(self, **kw: Any) -> tuple[Any, Any]:
+        """Two connections answered with ``max_idle_per_host=1``: the transports, oldest first."""
+        self.pool = ConnectionPool(self.reactor, max_idle_per_host=1, **kw)
+        self.start()
+        self.start()
+        (p1, t1), (p2, t2) = self.connect(0), self.connect(1)
+        p1.dataReceived(b"HTTP/1.1 204 No Content\r\n\r\n")
+        p2.dataReceived(b"HTTP/1.1 204 No Content\r\n\r\n")
+        return t1, t2
+
+    def test_default_is_one_second(self) -> None:
+        """By default the surplus stays idle for ``SURPLUS_LINGER`` (1 s), then the oldest closes."""
+        self.assertEqual(SURPLUS_LINGER, 1.0)
+        t1, t2 = self.surplus()
+        self.reactor.advance(0.99)
+        self.assertFalse(t1.disconnecting or t2.disconnecting)
+        self.reactor.advance(0.01)
+        self.assertEqual((t1.disconnecting, t2.disconnecting), (True, False))
+
+    def test_zero_closes_the_surplus_at_once(self) -> None:
+        """``surplus_linger=0`` is Go's rule: the connection beyond the limit closes on return."""
+        t1, t2 = self.surplus(surplus_linger=0.0)
+        self.assertEqual((t1.disconnecting, t2.disconnecting), (False, True))
+        self.assertEqual(self.pool.idle_count(ADDR), 1)
+        self.reactor.advance(10)
+        self.assertFalse(t1.disconnecting)  # the one within the limit stays
+
+    def test_configured_linger(self) -> None:
+        """Another linger moves the moment the surplus closes."""
+        t1, _t2 = self.surplus(surplus_linger=5.0)
+        self.reactor.advance(4.9)
+        self.assertFalse(t1.disconnecting)
+        self.reactor.advance(0.1)
+        self.assertTrue(t1.disconnecting)

@@ -4,10 +4,13 @@ and what the loaded transport does with real sockets."""
 from __future__ import annotations
 
 import socket
+from typing import Any
 
 from twisted.internet import defer
+from twisted.internet.error import ConnectionDone
 from twisted.internet.testing import MemoryReactorClock
 from twisted.names import dns
+from twisted.python.failure import Failure
 from twisted.trial.unittest import SynchronousTestCase, TestCase
 from twisted.web import server
 
@@ -49,6 +52,7 @@ def _pool_settings(pool):
         "expect_continue_timeout": pool.expect_continue_timeout,
         "tls_handshake_timeout": pool.tls_handshake_timeout,
         "read_size": pool.read_size,
+        "surplus_linger": pool.surplus_linger,
     }
 
 
@@ -67,6 +71,7 @@ CADDY_DEFAULTS = {
     "expect_continue_timeout": None,
     "tls_handshake_timeout": None,
     "read_size": None,
+    "surplus_linger": 1.0,  # txcaddy's own (Caddy: 0, the surplus closes at once)
 }
 
 
@@ -99,7 +104,8 @@ class TransportConfigTests(SynchronousTestCase):
             "compression": False,
             "versions": ["1.1"],
             "keep_alive": {"enabled": True, "probe_interval": "5s", "max_idle_conns": 50,
-                           "max_idle_conns_per_host": 9, "idle_timeout": "1m"},
+                           "max_idle_conns_per_host": 9, "idle_timeout": "1m",
+                           "surplus_linger": "250ms"},
         })
         self.assertEqual(_pool_settings(transport.pool), {
             "dial_timeout": 5.0,
@@ -116,6 +122,7 @@ class TransportConfigTests(SynchronousTestCase):
             "expect_continue_timeout": 1.0,
             "tls_handshake_timeout": None,
             "read_size": 131072,
+            "surplus_linger": 0.25,
         })
         self.assertIs(transport.compression, False)
         self.assertEqual(transport.versions, ("1.1",))
@@ -178,6 +185,7 @@ class TransportConfigTests(SynchronousTestCase):
             {"versions": "1.1"},
             {"keep_alive": {"enabled": "no"}},
             {"keep_alive": []},
+            {"keep_alive": {"surplus_linger": "a while"}},
             {"protocol": "fastcgi"},
             {"resolver": {"addresses": []}},
             {"tls": {"renegotiation": "sometimes"}},
@@ -303,3 +311,68 @@ class RealSocketTests(TestCase):
             self.assertEqual(sock.getsockopt(socket.IPPROTO_TCP, socket.TCP_KEEPIDLE), 30)
             self.assertEqual(sock.getsockopt(socket.IPPROTO_TCP, socket.TCP_KEEPINTVL), 30)
         self.assertEqual(conn.transport.bufferSize, 1 << 20)
+
+
+class SurplusLingerOptionTests(PoolTestCase):
+    """``keep_alive.surplus_linger``: the JSON option, and what the loaded pool does with it."""
+
+    def loaded(self, keep_alive: dict[str, Any] | None) -> tuple[Any, Any]:
+        """Two connections answered through a loaded transport keeping one idle per host."""
+        config: dict[str, Any] = {"keep_alive": {"max_idle_conns_per_host": 1, **(keep_alive or {})}}
+        self.pool = load_transport(config, self.reactor).pool
+        self.start()
+        self.start()
+        (p1, t1), (p2, t2) = self.connect(0), self.connect(1)
+        p1.dataReceived(b"HTTP/1.1 204 No Content\r\n\r\n")
+        p2.dataReceived(b"HTTP/1.1 204 No Content\r\n\r\n")
+        return t1, t2
+
+    def test_parsed_as_a_duration(self) -> None:
+        """Absent: 1 s, with or without a keep_alive object; a duration string or nanoseconds;
+        a negative one is 0."""
+        self.assertEqual(load_transport(None).pool.surplus_linger, 1.0)
+        self.assertEqual(load_transport({"keep_alive": {}}).pool.surplus_linger, 1.0)
+        for value, seconds in (("0s", 0.0), (0, 0.0), ("1.5s", 1.5), (2_000_000_000, 2.0), ("-1s", 0.0)):
+            pool = load_transport({"keep_alive": {"surplus_linger": value}}).pool
+            self.assertEqual(pool.surplus_linger, seconds, value)
+
+    def test_default_lingers_one_second(self) -> None:
+        """Without the option the surplus connection closes after 1 s idle (the oldest)."""
+        t1, t2 = self.loaded(None)
+        self.reactor.advance(0.99)
+        self.assertFalse(t1.disconnecting or t2.disconnecting)
+        self.reactor.advance(0.01)
+        self.assertEqual((t1.disconnecting, t2.disconnecting), (True, False))
+
+    def test_zero_is_caddys_behaviour(self) -> None:
+        """``surplus_linger: 0`` closes the connection beyond the idle limit at once."""
+        t1, t2 = self.loaded({"surplus_linger": 0})
+        self.assertEqual((t1.disconnecting, t2.disconnecting), (False, True))
+        self.assertEqual(self.pool.idle_count(ADDR), 1)
+
+
+class TransportCloseIdleTests(PoolTestCase):
+    """``HTTPTransport.close_idle``: the unload hook's Deferred."""
+
+    def test_fires_when_the_idle_connections_are_closed(self) -> None:
+        """The transport returns the pool's Deferred, fired by the last ``connectionLost``."""
+        transport = load_transport(None, self.reactor)
+        self.pool = transport.pool
+        self.start()
+        proto, transport_ = self.connect()
+        proto.dataReceived(b"HTTP/1.1 204 No Content\r\n\r\n")
+        closed = transport.close_idle()
+        self.assertTrue(transport_.disconnecting)
+        self.assertNoResult(closed)
+        proto.connectionLost(Failure(ConnectionDone()))
+        self.assertIsNone(self.successResultOf(closed))
+
+    def test_handler_unload_returns_it(self) -> None:
+        """The reverse_proxy handler's unload hook returns the transport's Deferred."""
+        from txcaddy.config.loader import LoadContext
+        from txcaddy.reverseproxy.handler import load_reverse_proxy
+
+        context = LoadContext(reactor=self.reactor)
+        load_reverse_proxy({"upstreams": [{"dial": "127.0.0.1:9000"}]}, context)
+        (hook,) = context.unload_hooks
+        self.assertIsNone(self.successResultOf(hook()))
