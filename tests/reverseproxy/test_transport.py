@@ -336,6 +336,14 @@ class SurplusLingerOptionTests(PoolTestCase):
             pool = load_transport({"keep_alive": {"surplus_linger": value}}).pool
             self.assertEqual(pool.surplus_linger, seconds, value)
 
+    def test_alone_keeps_caddys_keep_alive_defaults(self) -> None:
+        """Only ``surplus_linger`` in ``keep_alive``: Caddy's defaults stay (it is not Caddy's field)."""
+        settings = _pool_settings(load_transport({"keep_alive": {"surplus_linger": "3s"}}).pool)
+        self.assertEqual(settings, {**CADDY_DEFAULTS, "surplus_linger": 3.0})
+        with_idle = _pool_settings(load_transport(
+            {"keep_alive": {"surplus_linger": "3s", "idle_timeout": "1m"}}).pool)
+        self.assertEqual((with_idle["max_idle_per_host"], with_idle["surplus_linger"]), (2, 3.0))
+
     def test_default_lingers_one_second(self) -> None:
         """Without the option the surplus connection closes after 1 s idle (the oldest)."""
         t1, t2 = self.loaded(None)

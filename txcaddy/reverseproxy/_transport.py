@@ -2,8 +2,9 @@
 
 ``HTTPTransport.from_config`` reads the ``transport`` object of ``http.handlers.reverse_proxy``
 once, applies Caddy's defaults (including its keep-alive quirk: the defaults apply only when
-there is no ``keep_alive`` object at all) and builds the connection pool.  Per request it only
-decides plain HTTP or TLS, and for TLS which server name, then hands over to the pool.
+there is no ``keep_alive`` object at all; txcaddy's own ``keep_alive.surplus_linger`` does not
+count) and builds the connection pool.  Per request it only decides plain HTTP or TLS, and
+for TLS which server name, then hands over to the pool.
 """
 
 from __future__ import annotations
@@ -124,6 +125,14 @@ class HTTPTransport:
 
         keep_alive = config.get("keep_alive")
         surplus_linger = SURPLUS_LINGER
+        if isinstance(keep_alive, dict) and "surplus_linger" in keep_alive:
+            # txcaddy's own option: it does not count for Caddy's quirk below.
+            keep_alive = dict(keep_alive)
+            linger = _duration("keep_alive.surplus_linger", keep_alive.pop("surplus_linger"))
+            if linger is not None:
+                surplus_linger = max(linger, 0.0)
+            if not keep_alive:
+                keep_alive = None
         if keep_alive is None:
             enabled = True
             probe: float | None = CADDY_KEEP_ALIVE_PROBE
@@ -149,10 +158,6 @@ class HTTPTransport:
             if idle_per_host == 0:
                 idle_per_host = GO_IDLE_PER_HOST
             idle_per_host = max(idle_per_host, 0)
-            # txcaddy's own: how long idle connections beyond the per-host limit stay open.
-            linger = _duration("keep_alive.surplus_linger", keep_alive.get("surplus_linger"))
-            if linger is not None:
-                surplus_linger = max(linger, 0.0)
 
         compression = config.get("compression", True)
         if compression is None:
