@@ -34,7 +34,6 @@ from txcaddy.interfaces import (
 from txcaddy.reverseproxy._h1connection import HTTP11Connection
 from txcaddy.reverseproxy._pool import HostPool
 from txcaddy.reverseproxy.handler import ReverseProxyHandler
-from txcaddy.reverseproxy.headers import TrustedProxies
 from txcaddy.reverseproxy.hosts import Upstream
 from txcaddy.reverseproxy.selection import RoundRobinSelection
 from txcaddy.reverseproxy.streaming import BufferedBody, RequestBodyPump, ResponseRelay
@@ -263,7 +262,7 @@ class _Recorder(ResponseBodyConsumer):
 
 def _proxy(transport: Any) -> ReverseProxyHandler:
     return ReverseProxyHandler(clock=Clock(), transport=transport, upstreams=[Upstream("127.0.0.1:9000")],
-                               policy=RoundRobinSelection(), trusted=TrustedProxies.from_config(None))
+                               policy=RoundRobinSelection())
 
 
 class UpstreamInterfaceTests(SynchronousTestCase):
@@ -422,3 +421,16 @@ class FakeUpstreamTransportTests(SynchronousTestCase):
         transport = FakeUpstreamTransport()
         self.assertIsNone(self.successResultOf(transport.close_idle()))
         self.assertEqual(transport.idle_closed, 1)
+
+    def test_embedding_guide_example(self) -> None:
+        """The proxy-route example of docs/embedding.md runs (it asserts itself)."""
+        import os
+        import re
+
+        docs = os.path.join(os.path.dirname(__file__), "..", "docs", "embedding.md")
+        with open(docs) as f:
+            (example,) = [block for block in re.findall(r"```python\n(.*?)```", f.read(), re.S)
+                          if "FakeUpstreamTransport" in block]
+        namespace: dict[str, Any] = {}
+        exec(example, namespace)  # noqa: S102 - our own docs
+        self.assertEqual(namespace["response"].status, 200)

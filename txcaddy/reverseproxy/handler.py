@@ -176,7 +176,8 @@ class ReverseProxyHandler:
         self.retry_match = retry_match
         self.passive = passive
         self.flush_interval = flush_interval
-        self.trusted = trusted
+        # No trusted proxies unless given: X-Forwarded-* from the client are replaced.
+        self.trusted = trusted if trusted is not None else proxy_headers.TrustedProxies.from_config(None)
         self.request_ops = request_ops
         self.response_ops = response_ops
         self.response_require = response_require
