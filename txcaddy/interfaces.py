@@ -9,6 +9,7 @@ Third-party packages add modules with Twisted plugins providing
 
 from __future__ import annotations
 
+from twisted.internet.interfaces import IConsumer, IPushProducer
 from zope.interface import Attribute, Interface
 
 
@@ -280,11 +281,12 @@ class IBodyConsumer(Interface):
         """The body ended: ``reason`` is None when it is complete, else a ``Failure`` saying why not."""
 
 
-class IExchange(Interface):
+class IExchange(IConsumer, IPushProducer):
     """One request sent upstream and its response: what ``IUpstreamTransport.request`` returns.
 
     The request body (when ``body_length`` was given) is written through it as an
-    ``IConsumer`` (``registerProducer``/``write``/``finish_body``); the response head arrives
+    ``IConsumer`` (``registerProducer``/``write``/``finish_body``): a streaming producer is
+    paused until the upstream takes the body and whenever it takes no more; the response head arrives
     through ``when_head``; the body is then delivered to an ``IBodyConsumer`` with
     ``deliver_body``, or after a ``101`` the raw connection is taken with ``switch_protocol``.
     As an ``IPushProducer`` it lets the client's response pause reading from the upstream.
@@ -314,12 +316,6 @@ class IExchange(Interface):
     def finish_body(trailers=None):  # noqa: N805
         """End the request body, with trailer fields when the protocol can send them."""
 
-    def registerProducer(producer, streaming):  # noqa: N805
-        """Pace the request body: ``producer`` is paused while the upstream takes no more."""
-
-    def unregisterProducer():  # noqa: N805
-        """The request body producer is done."""
-
     def deliver_body(consumer):  # noqa: N805
         """Feed the response body to ``consumer`` (an ``IBodyConsumer``), kept bytes first."""
 
@@ -327,16 +323,11 @@ class IExchange(Interface):
         """After a ``101``: connect ``protocol`` to the raw upstream connection."""
 
     def abort(reason=None):  # noqa: N805
-        """Give up (``reason``, an exception, is what the caller's callbacks get); never reused."""
+        """Give up (``reason``, an exception, is what the caller's callbacks get); never reused.
 
-    def pauseProducing():  # noqa: N805
-        """Stop reading the response from the upstream for now."""
-
-    def resumeProducing():  # noqa: N805
-        """Read the response from the upstream again."""
-
-    def stopProducing():  # noqa: N805
-        """The response's consumer is gone: abort."""
+        As a producer, ``pauseProducing``/``resumeProducing`` stop and restart reading the
+        response from the upstream; ``stopProducing`` (the response's consumer is gone) aborts.
+        """
 
 
 class IUpstreamTransport(Interface):
@@ -352,8 +343,8 @@ class IUpstreamTransport(Interface):
     unsupported_reason = Attribute(
         "None, or why every request through this transport must fail (answered 502).")
 
-    def request(address, method, target, headers, body_length=None, on_informational=None,
-                request=None):  # noqa: N805
+    def request(address, method, target, headers, body_length=None,  # noqa: N805
+                on_informational=None, request=None):
         """Send a request to ``address`` (an ``UpstreamAddress``); return its ``IExchange``.
 
         ``method`` and ``target`` are bytes; ``headers`` a list of ``(name, value)`` bytes pairs
@@ -363,7 +354,7 @@ class IUpstreamTransport(Interface):
         through the exchange.
         """
 
-    def close_idle():  # noqa: N805
+    def close_idle():  # type: ignore[misc]  # (zope: no self)
         """Close the idle upstream connections (the config is unloaded).
 
         Returns a Deferred that fires once those connections are closed.
@@ -395,8 +386,8 @@ class IUpstreamConnection(Interface):
     def start(exchange):  # noqa: N805
         """Send ``exchange`` on this connection now."""
 
-    def close():  # noqa: N805
+    def close():  # type: ignore[misc]  # (zope: no self)
         """Close it cleanly (the pool retires an idle connection)."""
 
-    def when_closed():  # noqa: N805
+    def when_closed():  # type: ignore[misc]  # (zope: no self)
         """A Deferred firing once the connection is closed."""

@@ -26,9 +26,8 @@ from txcaddy._twisted import connection_under, unwrap_endpoint_protocol
 from txcaddy.reverseproxy.errors import DialError, TLSHandshakeError, TLSHandshakeTimeout
 
 if TYPE_CHECKING:
-    from txcaddy.interfaces import IUpstreamConnection
     from txcaddy.reverseproxy._exchange import Exchange
-    from txcaddy.reverseproxy._pool import HostPool
+    from txcaddy.reverseproxy._pool import Connection, HostPool
 
 # Twisted's socket read size; a configured read buffer only ever raises it (see from_config).
 DEFAULT_READ_SIZE = 65536
@@ -64,7 +63,7 @@ class UpstreamAddress:
 
         ``attempt_delay`` is the Happy Eyeballs delay between the addresses of a hostname.
         """
-        kw = {} if timeout is None else {"timeout": timeout}
+        kw: dict[str, Any] = {} if timeout is None else {"timeout": timeout}
         if self.network == "unix":
             return endpoints.UNIXClientEndpoint(reactor, self.path, **kw)
         if _is_ipv4(self.host):
@@ -95,7 +94,7 @@ def _is_ipv4(host: str) -> bool:
 
 def tune_socket(transport: Any, keepalive: float | None, read_size: int | None) -> None:
     """TCP keep-alive probes and the socket read size, on the TCP connection under TLS too."""
-    raw = connection_under(transport)  # TLS: tune the TCP connection underneath
+    raw: Any = connection_under(transport)  # TLS: tune the TCP connection underneath
     if read_size and hasattr(raw, "bufferSize"):
         raw.bufferSize = read_size
     if keepalive and ITCPTransport.providedBy(raw):
@@ -154,7 +153,7 @@ class Dial:
         if timer is not None and timer.active():
             timer.cancel()
 
-    def _connected(self, conn: IUpstreamConnection) -> None:
+    def _connected(self, conn: Connection) -> None:
         self._cancel_timer()
         if conn.connected:
             unwrap_endpoint_protocol(conn)
@@ -169,7 +168,7 @@ class Dial:
                 self.handshake_timer = self.host.pool.reactor.callLater(
                     timeout, self.handshake_timed_out, conn)
 
-    def _ready(self, conn: IUpstreamConnection) -> None:
+    def _ready(self, conn: Connection) -> None:
         if self.exchange.finished:
             # The caller gave up while we were dialing: keep the connection for others.
             self.host.connection_done(conn, reusable=True)
@@ -190,16 +189,16 @@ class Dial:
         if timer is not None and timer.active():
             timer.cancel()
 
-    def handshake_done(self, conn: IUpstreamConnection) -> None:
+    def handshake_done(self, conn: Connection) -> None:
         self._cancel_handshake_timer()
         self._ready(conn)
 
-    def handshake_timed_out(self, conn: IUpstreamConnection) -> None:
+    def handshake_timed_out(self, conn: Connection) -> None:
         self.handshake_timer = None
         self.handshake_expired = True
         conn.transport.abortConnection()
 
-    def handshake_failed(self, conn: IUpstreamConnection, reason: Failure) -> None:
+    def handshake_failed(self, conn: Connection, reason: Failure) -> None:
         self._cancel_handshake_timer()
         host = self.host
         error: TLSHandshakeError

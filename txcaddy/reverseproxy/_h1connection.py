@@ -21,7 +21,7 @@ from typing import Any
 from twisted.internet.defer import Deferred, succeed
 from twisted.internet.error import ConnectionDone
 from twisted.internet.interfaces import IHandshakeListener, IPushProducer
-from twisted.internet.protocol import Protocol
+from twisted.internet.protocol import Protocol, connectionDone
 from twisted.python.failure import Failure
 from zope.interface import implementer
 
@@ -96,6 +96,9 @@ class HTTP11Connection(ResponseParser, Protocol):
     The pool holds it idle (``state`` ``IDLE``, ``exchange`` None) between exchanges; it
     reports every exchange's end with ``host.connection_done(conn, reusable)``.
     """
+
+    transport: Any = None  # a TCP or TLS transport: also an IPushProducer and an IConsumer
+    connected: bool = False
 
     def __init__(self, pool: ConnectionPool, host: HostPool) -> None:
         self.pool = pool
@@ -238,7 +241,7 @@ class HTTP11Connection(ResponseParser, Protocol):
             exchange._fail(Failure(exc))
             self.host.connection_done(self, reusable=False)
 
-    def connectionLost(self, reason: Failure = ConnectionDone) -> None:
+    def connectionLost(self, reason: Failure = connectionDone) -> None:
         self.connected = False
         self.lost_reason = reason
         self._cancel_timer()

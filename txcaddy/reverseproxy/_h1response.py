@@ -21,7 +21,6 @@ from txcaddy.reverseproxy.errors import UpstreamProtocolError
 if TYPE_CHECKING:
     from collections.abc import Callable
 
-    from txcaddy.reverseproxy._exchange import Exchange
     from txcaddy.reverseproxy._h1connection import ConnectionPool
     from txcaddy.reverseproxy._pool import HostPool
 
@@ -53,10 +52,11 @@ class ResponseParser:
     @ivar responded: some of the current response arrived (a stale connection says nothing).
     """
 
-    # Provided by the connection protocol (HTTP11Connection).
+    # Provided by the connection protocol (HTTP11Connection).  ``exchange`` is the current
+    # Exchange (None between exchanges: the parse loop stops then).
     pool: ConnectionPool
     host: HostPool
-    exchange: Exchange | None
+    exchange: Any
     state: int
     buffer: bytes
     remaining: int
@@ -91,9 +91,10 @@ class ResponseParser:
                 return
             if state == HEAD:
                 self.responded = True
-                data = self._parse_head(data)
-                if data is None:
+                rest = self._parse_head(data)
+                if rest is None:
                     return
+                data = rest
                 continue
             if self.pauses:
                 self.buffer = data

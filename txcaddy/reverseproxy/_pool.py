@@ -4,7 +4,7 @@ The pool behaves like Go's ``http.Transport`` as Caddy configures it: when a con
 reused (the newest idle one), how many stay idle per host and in all, how many may be open per
 host (requests beyond wait in FIFO order), when an idle one is closed.  It hands out "a way to
 send one request": it does not know which protocol its connections speak.  What it holds
-provides ``IUpstreamConnection``; a new one comes from the ``connection_factory`` it is given,
+provides ``Connection``; a new one comes from the ``connection_factory`` it is given,
 dialled by ``Dial``.  The HTTP/1.1 client (``_h1connection.ConnectionPool``) is this pool with
 the HTTP/1.1 connection factory and the request head writer; the HTTP/2 client shares it.
 
@@ -25,8 +25,10 @@ from txcaddy.reverseproxy._dial import Dial, UpstreamAddress
 from txcaddy.reverseproxy.errors import UpstreamError
 
 if TYPE_CHECKING:
-    from txcaddy.interfaces import IUpstreamConnection
     from txcaddy.reverseproxy._exchange import Exchange
+
+#: What the pool holds: anything providing ``txcaddy.interfaces.IUpstreamConnection``.
+Connection = Any
 
 #: Default seconds an idle connection beyond the per-host idle limit lingers (see
 #: ``HostPool._trim_surplus``); ``keep_alive.surplus_linger`` sets it per transport.
@@ -46,7 +48,7 @@ class HostPool:
         self.key = key
         self.address = address
         self.tls = tls  # the TLS connection creator, or None for plain HTTP
-        self.idle: list[IUpstreamConnection] = []  # oldest first; reuse takes the newest
+        self.idle: list[Connection] = []  # oldest first; reuse takes the newest
         self.trim_call: Any = None  # closes idle connections beyond max_idle_per_host
         self.open = 0
         self.waiters: deque[Exchange] = deque()
@@ -88,7 +90,7 @@ class HostPool:
         if exchange in self.waiters:
             self.waiters.remove(exchange)
 
-    def connection_done(self, conn: IUpstreamConnection, reusable: bool) -> None:
+    def connection_done(self, conn: Connection, reusable: bool) -> None:
         """An exchange ended on ``conn``; reuse or retire it."""
         if reusable and conn.connected:
             if self.waiters:
@@ -139,7 +141,7 @@ class HostPool:
         if call is not None and call.active():
             call.cancel()
 
-    def connection_detached(self, conn: IUpstreamConnection) -> None:
+    def connection_detached(self, conn: Connection) -> None:
         """The connection left HTTP (101): it no longer counts against the host."""
         self._slot_freed()
 
@@ -152,7 +154,7 @@ class HostPool:
         if self.open <= 0 and not self.waiters:
             self.pool._forget_host(self)
 
-    def _idle_check(self, conn: IUpstreamConnection) -> None:
+    def _idle_check(self, conn: Connection) -> None:
         """The idle timer fired: retire ``conn`` if it has been idle for the whole timeout."""
         conn.idle_timer = None
         since = conn.idle_since
@@ -164,7 +166,7 @@ class HostPool:
             return
         self._retire(conn)
 
-    def _retire(self, conn: IUpstreamConnection) -> None:
+    def _retire(self, conn: Connection) -> None:
         """Close the idle ``conn`` (idle too long, surplus, or beyond ``max_idle_conns``)."""
         timer, conn.idle_timer = conn.idle_timer, None
         if timer is not None and timer.active():
@@ -175,7 +177,7 @@ class HostPool:
             conn.close()
             self._slot_freed()
 
-    def idle_lost(self, conn: IUpstreamConnection) -> None:
+    def idle_lost(self, conn: Connection) -> None:
         """The idle ``conn`` was closed by the upstream (or failed)."""
         if conn in self.idle:
             self.idle.remove(conn)
@@ -193,7 +195,7 @@ class UpstreamPool:
     seconds before they close (0: at once, as Go does).  Timeouts in seconds, 0/None off.
 
     ``connection_factory(pool, host)`` builds the protocol of each new connection (an
-    ``IUpstreamConnection``); ``endpoint_factory(address)`` the endpoint it is dialled with.
+    ``Connection``); ``endpoint_factory(address)`` the endpoint it is dialled with.
     ``tcp_keepalive`` and ``read_size`` tune each new socket (``_dial.tune_socket``).
     """
 
@@ -230,7 +232,7 @@ class UpstreamPool:
             endpoint_factory or (lambda addr: addr.endpoint(reactor)))
         self._hosts: dict[Any, HostPool] = {}
         # Idle connections of every host, oldest first; kept only when max_idle_conns is set.
-        self._idle_lru: OrderedDict[IUpstreamConnection, None] | None = (
+        self._idle_lru: OrderedDict[Connection, None] | None = (
             OrderedDict() if max_idle_conns else None)
 
     def _host(self, address: UpstreamAddress, tls: Any) -> HostPool | None:
@@ -251,7 +253,7 @@ class UpstreamPool:
         if self._hosts.get(host.key) is host:
             del self._hosts[host.key]
 
-    def _idle_added(self, conn: IUpstreamConnection) -> None:
+    def _idle_added(self, conn: Connection) -> None:
         lru = self._idle_lru
         if lru is None:
             return
@@ -260,7 +262,7 @@ class UpstreamPool:
             oldest = next(iter(lru))
             oldest.host._retire(oldest)
 
-    def _idle_taken(self, conn: IUpstreamConnection) -> None:
+    def _idle_taken(self, conn: Connection) -> None:
         if self._idle_lru is not None:
             self._idle_lru.pop(conn, None)
 
