@@ -2,10 +2,15 @@
 
 A client ``HTTP11Protocol`` and the upstream connections sit on ``StringTransport``s driven by
 hand, so the time measured is txcaddy's Python work per request (server protocol, routing, proxy
-loop, upstream client, pool), not the kernel's.  Prints the best (CPU time of this process, so other load on the machine counts less) of ``--rounds`` runs of
-``--requests`` keep-alive requests in microseconds per request.
+loop, upstream client, pool), not the kernel's.  Prints the best of ``--rounds`` runs of
+``--requests`` keep-alive requests in microseconds of this process's CPU time per request
+(other load on the machine then counts less, though it still slows the caches).
 
-    python3 tools/inprocess_bench.py [--requests 20000] [--rounds 5] [--close]
+    python3 tools/inprocess_bench.py [--requests 20000] [--rounds 5] [--close] [--calls]
+
+``--calls`` counts the Python function calls per request instead (with ``cProfile``): a
+number that does not depend on the machine's load, to check that a change leaves the
+per-request call path as it was.
 
 ``--close`` makes every client request ask for ``Connection: close`` to the upstream too (a
 new upstream connection per request: the dial and pool paths).  Compare two trees only in the
@@ -59,7 +64,7 @@ def _handler(routes: Any) -> ReverseProxyHandler:
     raise SystemExit("no reverse_proxy handler")
 
 
-def run(requests: int, close: bool) -> float:
+def run(requests: int, close: bool, calls: bool = False) -> float:
     reactor = MemoryReactorClock()
     service = fromCaddyfile(
         "http://:18081 {\n\tbind 127.0.0.1\n\treverse_proxy 127.0.0.1:9000\n}\n", reactor=reactor)
@@ -96,6 +101,16 @@ def run(requests: int, close: bool) -> float:
         connections.pop()
     transport.clear()
     gc.collect()
+    if calls:
+        import cProfile
+        import pstats
+
+        profile = cProfile.Profile()
+        profile.enable()
+        for _ in range(requests):
+            one()
+        profile.disable()
+        return pstats.Stats(profile).total_calls / requests  # type: ignore[attr-defined]
     start = time.process_time()
     for _ in range(requests):
         one()
@@ -107,7 +122,11 @@ def main() -> None:
     parser.add_argument("--requests", type=int, default=20000)
     parser.add_argument("--rounds", type=int, default=5)
     parser.add_argument("--close", action="store_true")
+    parser.add_argument("--calls", action="store_true")
     args = parser.parse_args()
+    if args.calls:
+        print(f"{run(args.requests, args.close, calls=True):.2f} function calls/request")
+        return
     results = [run(args.requests, args.close) for _ in range(args.rounds)]
     print(f"best {min(results):.1f} us/request  (rounds: {', '.join(f'{r:.1f}' for r in results)})")
 
