@@ -28,6 +28,8 @@ from txcaddy.reverseproxy.transport import (
 
 
 class RequestWritingTests(PoolTestCase):
+    """The request head and body as written on the upstream connection."""
+
     def test_head_bytes(self) -> None:
         """The request head is written verbatim; caller framing headers are replaced."""
         exchange = self.pool.request(
@@ -53,10 +55,12 @@ class RequestWritingTests(PoolTestCase):
         self.assertTrue(exchange.body_done)
 
     def test_content_length_overflow(self) -> None:
+        """Writing more body than the announced Content-Length raises ``ValueError``."""
         exchange = self.pool.request(ADDR, b"POST", b"/", HOST, body_length=2)
         self.assertRaises(ValueError, exchange.write, b"abc")
 
     def test_chunked_body_with_trailers(self) -> None:
+        """A CHUNKED body is sent as hex-sized chunks, ended with its trailer fields."""
         exchange = self.pool.request(ADDR, b"PUT", b"/", HOST, body_length=CHUNKED)
         _proto, transport = self.connect()
         exchange.write(b"abc")
@@ -91,6 +95,7 @@ class QuickAckTests(PoolTestCase):
         self.patch(client, "quick_ack", self.acked.append)
 
     def test_upstream_connections_have_nagle_off(self) -> None:
+        """Every new upstream connection gets TCP_NODELAY."""
         from tests._transports import TCPStringTransport
 
         self.start()
@@ -100,6 +105,7 @@ class QuickAckTests(PoolTestCase):
         self.assertTrue(transport.no_delay)
 
     def test_near_the_end_of_a_response(self) -> None:
+        """A Content-Length body is ACKed at once only when 64 KiB or less is left to read."""
         _, body, _, _ = self.start()
         proto, transport = self.connect()
         proto.dataReceived(b"HTTP/1.1 200 OK\r\nContent-Length: 70000\r\n\r\n" + b"x" * 1000)
@@ -111,6 +117,7 @@ class QuickAckTests(PoolTestCase):
         self.assertEqual(self.acked, [transport])  # complete: the ACK can ride on the next request
 
     def test_chunked_and_until_close_bodies_after_every_read(self) -> None:
+        """Chunked (and until-close) bodies are ACKed after every read that leaves them open."""
         _, body, _, _ = self.start()
         proto, transport = self.connect()
         proto.dataReceived(b"HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\n\r\n3\r\nabc\r\n")
@@ -120,6 +127,7 @@ class QuickAckTests(PoolTestCase):
         self.assertEqual(self.acked, [transport])
 
     def test_not_for_a_response_read_whole(self) -> None:
+        """A response read whole in one go needs no quick ACK."""
         _, body, _, _ = self.start()
         proto, _transport = self.connect()
         proto.dataReceived(b"HTTP/1.1 200 OK\r\nContent-Length: 2\r\n\r\nok")
@@ -166,6 +174,7 @@ class IOSimTests(SynchronousTestCase):
         self.pool = ConnectionPool(self.reactor, endpoint_factory=lambda a: _IOSimEndpoint(self))
 
     def test_chunked_upload_and_chunked_download_on_one_connection(self) -> None:
+        """A chunked upload, then a chunked download, from twisted.web on one reused connection."""
         exchange = self.pool.request(ADDR, b"POST", b"/echo", HOST, body_length=CHUNKED)
         exchange.write(b"hello ")
         exchange.write(b"world")
@@ -210,6 +219,7 @@ class IntegrationTests(TestCase):
     """A real Twisted web server on 127.0.0.1."""
 
     def test_one_mebibyte_byte_exact(self) -> None:
+        """A 1 MiB body over real loopback arrives byte-exact; close_idle then closes both ends."""
         from twisted.internet import reactor
 
         payload = bytes(range(256)) * 4096
@@ -255,11 +265,14 @@ class IntegrationTests(TestCase):
 
 
 class ReadTimeoutTests(PoolTestCase):
+    """``read_timeout``: the deadline of every read from the upstream."""
+
     def setUp(self) -> None:
         super().setUp()
         self.pool = ConnectionPool(self.reactor, read_timeout=5.0)
 
     def test_nothing_received(self) -> None:
+        """Nothing read within ``read_timeout`` is a 502 and drops the connection."""
         _, _, _, failures = self.start()
         _, transport = self.connect()
         self.reactor.advance(4.9)
@@ -271,6 +284,7 @@ class ReadTimeoutTests(PoolTestCase):
         self.assertEqual(self.pool.open_count(ADDR), 0)
 
     def test_each_read_restarts_the_deadline(self) -> None:
+        """Every read restarts the ``read_timeout`` deadline."""
         _, body, _, _ = self.start()
         proto, _ = self.connect()
         for piece in (b"HTTP/1.1 200 OK\r\n", b"Content-Length: 4\r\n\r\n", b"ab", b"cd"):
@@ -280,6 +294,7 @@ class ReadTimeoutTests(PoolTestCase):
         self.assertIsNone(body.reason)
 
     def test_stall_mid_body(self) -> None:
+        """A body stalling for ``read_timeout`` is cut off with ``UpstreamReadTimeout``."""
         _, body, _, _ = self.start()
         proto, _ = self.connect()
         proto.dataReceived(b"HTTP/1.1 200 OK\r\nContent-Length: 4\r\n\r\nab")
@@ -300,6 +315,7 @@ class ReadTimeoutTests(PoolTestCase):
         self.assertTrue(body.reason.check(UpstreamReadTimeout))
 
     def test_idle_connection_dropped(self) -> None:
+        """An idle pooled connection silent for ``read_timeout`` is aborted and leaves the pool."""
         self.start()
         proto, transport = self.connect()
         proto.dataReceived(b"HTTP/1.1 204 No Content\r\n\r\n")
@@ -310,6 +326,7 @@ class ReadTimeoutTests(PoolTestCase):
         self.assertEqual(self.pool.open_count(ADDR), 0)
 
     def test_no_deadline_on_a_tunnel(self) -> None:
+        """After a 101 no read deadline runs: the tunnel stays open without timers."""
         exchange, _, heads, _ = self.start()
         proto, transport = self.connect()
         proto.dataReceived(b"HTTP/1.1 101 Switching Protocols\r\nUpgrade: x\r\n\r\n")
@@ -320,7 +337,10 @@ class ReadTimeoutTests(PoolTestCase):
 
 
 class WriteTimeoutTests(PoolTestCase):
+    """``write_timeout``: how long the upstream may refuse more request body."""
+
     def test_upstream_not_taking_the_body(self) -> None:
+        """The body producer paused for ``write_timeout`` fails the exchange (502) and stops it."""
         self.pool = ConnectionPool(self.reactor, write_timeout=2.0)
         exchange, _, _, failures = self.start(method=b"POST", body_length=CHUNKED)
         _, transport = self.connect()
@@ -341,6 +361,8 @@ class WriteTimeoutTests(PoolTestCase):
 
 
 class ExpectContinueTests(PoolTestCase):
+    """``Expect: 100-continue`` with ``expect_continue_timeout``: the body held back."""
+
     EXPECT = HOST + [(b"Expect", b"100-continue")]
 
     def request(self):
@@ -351,6 +373,7 @@ class ExpectContinueTests(PoolTestCase):
         return exchange, heads, body
 
     def test_body_waits_for_100_continue(self) -> None:
+        """With ``expect_continue_timeout`` the body waits for ``100 Continue``; reused after."""
         self.pool = ConnectionPool(self.reactor, expect_continue_timeout=1.0)
         exchange, heads, body = self.request()
         proto, transport = self.connect()
@@ -363,6 +386,7 @@ class ExpectContinueTests(PoolTestCase):
         self.assertEqual(self.pool.idle_count(ADDR), 1)
 
     def test_body_sent_when_the_wait_expires(self) -> None:
+        """Without a 100, the held body goes when ``expect_continue_timeout`` expires."""
         self.pool = ConnectionPool(self.reactor, expect_continue_timeout=1.0)
         self.request()
         _, transport = self.connect()
@@ -372,6 +396,7 @@ class ExpectContinueTests(PoolTestCase):
         self.assertTrue(transport.value().endswith(b"\r\n\r\ndata"))
 
     def test_final_answer_instead_of_100(self) -> None:
+        """A final answer instead of 100: the body is never sent and the connection is retired."""
         self.pool = ConnectionPool(self.reactor, expect_continue_timeout=1.0)
         exchange, heads, body = self.request()
         proto, transport = self.connect()
@@ -383,6 +408,7 @@ class ExpectContinueTests(PoolTestCase):
         self.assertTrue(transport.disconnecting)  # the unsent body makes it unusable
 
     def test_body_arriving_during_an_early_answer_is_not_sent(self) -> None:
+        """Body bytes written after an early final answer are never sent."""
         self.pool = ConnectionPool(self.reactor, expect_continue_timeout=1.0)
         exchange = self.pool.request(ADDR, b"POST", b"/", self.EXPECT, body_length=CHUNKED)
         exchange.head.addCallback(lambda h: exchange.deliver_body(Collector()))
@@ -394,6 +420,7 @@ class ExpectContinueTests(PoolTestCase):
         self.assertTrue(transport.disconnecting)
 
     def test_producer_resumed_on_100(self) -> None:
+        """A body producer stays paused and unregistered until the 100 arrives."""
         self.pool = ConnectionPool(self.reactor, expect_continue_timeout=1.0)
         exchange = self.pool.request(ADDR, b"POST", b"/", self.EXPECT, body_length=CHUNKED)
         proto, transport = self.connect()
@@ -406,13 +433,17 @@ class ExpectContinueTests(PoolTestCase):
         self.assertIs(transport.producer, source)
 
     def test_no_wait_by_default(self) -> None:
+        """Without ``expect_continue_timeout`` the body follows the head at once."""
         self.request()
         _, transport = self.connect()
         self.assertTrue(transport.value().endswith(b"\r\n\r\ndata"))
 
 
 class KeepAliveTests(PoolTestCase):
+    """When a connection is reused, kept, or closed after its exchange."""
+
     def test_disabled_sends_connection_close_and_never_reuses(self) -> None:
+        """Keep-alive off: every request says ``Connection: close`` and its connection is closed."""
         self.pool = load_transport({"keep_alive": {"enabled": False}}, self.reactor).pool
         _, body, _, _ = self.start()
         proto, transport = self.connect()
@@ -424,6 +455,7 @@ class KeepAliveTests(PoolTestCase):
         self.assertEqual(self.pool.open_count(ADDR), 0)
 
     def test_disabled_leaves_an_upgrade_alone(self) -> None:
+        """Keep-alive off adds no ``close`` to an upgrade request."""
         self.pool = ConnectionPool(self.reactor, keep_alive=False)
         self.pool.request(ADDR, b"GET", b"/ws", HOST + [(b"Connection", b"Upgrade"),
                                                        (b"Upgrade", b"websocket")])
@@ -431,6 +463,7 @@ class KeepAliveTests(PoolTestCase):
         self.assertNotIn(b"close", transport.value())
 
     def test_request_asking_to_close(self) -> None:
+        """A request sending ``Connection: close`` retires its connection after the response."""
         exchange = self.pool.request(ADDR, b"GET", b"/", HOST + [(b"Connection", b"close")])
         exchange.head.addCallback(lambda h: exchange.deliver_body(Collector()))
         proto, transport = self.connect()
@@ -438,6 +471,7 @@ class KeepAliveTests(PoolTestCase):
         self.assertTrue(transport.disconnecting)
 
     def test_max_idle_conns_across_hosts_closes_the_oldest(self) -> None:
+        """``max_idle_conns`` counts idle connections of all hosts and closes the oldest."""
         self.pool = ConnectionPool(self.reactor, max_idle_conns=1)
         other = UpstreamAddress.parse("127.0.0.1:9001")
         conns = []
@@ -473,6 +507,7 @@ class StaleConnectionRetryTests(PoolTestCase):
         return proto, exchange, body, heads, failures
 
     def test_get_resent_on_a_new_connection(self) -> None:
+        """A GET on a reused connection closed before any answer is sent again on a new one."""
         proto, exchange, body, heads, failures = self.reuse()
         proto.connectionLost(Failure(ConnectionDone()))
         self.assertEqual(failures, [])
@@ -485,12 +520,14 @@ class StaleConnectionRetryTests(PoolTestCase):
         self.assertEqual((self.pool.open_count(ADDR), self.pool.idle_count(ADDR)), (1, 1))
 
     def test_reset_also_retried(self) -> None:
+        """A reset (not only a clean close) of the stale connection is re-sent too."""
         proto, _, _, _, failures = self.reuse(method=b"HEAD")
         proto.connectionLost(Failure(ConnectionLost("Connection reset by peer")))
         self.assertEqual(failures, [])
         self.assertEqual(len(self.reactor.tcpClients), 2)
 
     def test_post_with_a_body_is_never_resent(self) -> None:
+        """A request with a body is never re-sent: it fails with ``UpstreamConnectionLost``."""
         proto, exchange, _, _, failures = self.reuse(method=b"POST", body_length=4)
         exchange.write(b"data")
         proto.connectionLost(Failure(ConnectionDone()))
@@ -505,6 +542,7 @@ class StaleConnectionRetryTests(PoolTestCase):
         self.assertEqual(len(self.reactor.tcpClients), 1)
 
     def test_idempotency_key_makes_it_replayable(self) -> None:
+        """An ``Idempotency-Key`` makes a bodyless POST replayable."""
         proto, _, _, _, failures = self.reuse(
             method=b"POST", headers=HOST + [(b"Idempotency-Key", b"abc")])
         proto.connectionLost(Failure(ConnectionDone()))
@@ -512,6 +550,7 @@ class StaleConnectionRetryTests(PoolTestCase):
         self.assertEqual(len(self.reactor.tcpClients), 2)
 
     def test_not_after_part_of_the_response(self) -> None:
+        """Once part of the response arrived the request is not re-sent."""
         proto, _, _, _, failures = self.reuse()
         proto.dataReceived(b"HTTP/1.1 200 OK\r\n")
         proto.connectionLost(Failure(ConnectionDone()))
@@ -519,6 +558,7 @@ class StaleConnectionRetryTests(PoolTestCase):
         self.assertEqual(len(self.reactor.tcpClients), 1)
 
     def test_not_on_a_fresh_connection(self) -> None:
+        """A new connection that closes is a failure, not a stale one: no re-send."""
         _, _, _, failures = self.start()
         proto, _ = self.connect()
         proto.connectionLost(Failure(ConnectionDone()))
@@ -526,6 +566,7 @@ class StaleConnectionRetryTests(PoolTestCase):
         self.assertEqual(len(self.reactor.tcpClients), 1)
 
     def test_only_once(self) -> None:
+        """The re-send happens once: its new connection closing too is a failure."""
         proto, _, _, _, failures = self.reuse()
         proto.connectionLost(Failure(ConnectionDone()))
         fresh, _ = self.connect()
@@ -535,6 +576,7 @@ class StaleConnectionRetryTests(PoolTestCase):
         self.assertEqual(self.pool.open_count(ADDR), 0)
 
     def test_new_connection_refused_is_a_dial_error(self) -> None:
+        """The re-send's connect being refused is a ``DialError`` and frees the slot."""
         proto, _, _, _, failures = self.reuse()
         proto.connectionLost(Failure(ConnectionDone()))
         factory = self.reactor.tcpClients[1][2]

@@ -15,7 +15,10 @@ from txcaddy.reverseproxy.transport import (
 
 
 class ResponseParsingTests(PoolTestCase):
+    """Response heads and bodies parsed into the exchange, and when the connection is reused."""
+
     def test_content_length_and_reuse(self) -> None:
+        """A Content-Length body arrives in pieces, then the connection carries the next request."""
         exchange, body, heads, _ = self.start()
         proto, transport = self.connect()
         proto.dataReceived(b"HTTP/1.1 200 OK\r\nContent-Length: 5\r\nX-A: 1\r\n\r\nhel")
@@ -38,6 +41,7 @@ class ResponseParsingTests(PoolTestCase):
         self.assertFalse(transport.disconnecting)
 
     def test_connection_close_not_reused(self) -> None:
+        """``Connection: close`` from the upstream retires the connection after the response."""
         _, body, _, _ = self.start()
         proto, transport = self.connect()
         proto.dataReceived(b"HTTP/1.1 200 OK\r\nConnection: close\r\nContent-Length: 2\r\n\r\nok")
@@ -49,6 +53,7 @@ class ResponseParsingTests(PoolTestCase):
         self.assertEqual(len(self.reactor.tcpClients), 2)
 
     def test_http10_without_keepalive_not_reused(self) -> None:
+        """An HTTP/1.0 response without keep-alive retires the connection."""
         _, body, _, _ = self.start()
         proto, transport = self.connect()
         proto.dataReceived(b"HTTP/1.0 200 OK\r\nContent-Length: 2\r\n\r\nok")
@@ -68,6 +73,7 @@ class ResponseParsingTests(PoolTestCase):
         self.assertEqual(self.pool.open_count(ADDR), 0)
 
     def test_chunked_response_with_trailers_byte_by_byte(self) -> None:
+        """A chunked body with extensions and trailers parses one byte at a time."""
         _, body, heads, _ = self.start()
         proto, transport = self.connect()
         wire = (b"HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\nTrailer: X-T\r\n\r\n"
@@ -84,6 +90,7 @@ class ResponseParsingTests(PoolTestCase):
         self.assertEqual(self.pool.idle_count(ADDR), 1)
 
     def test_chunked_response_in_one_packet(self) -> None:
+        """A whole chunked body in one read; no trailers means ``body_trailers`` is not called."""
         _, body, _, _ = self.start()
         proto, _ = self.connect()
         proto.dataReceived(b"HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\n\r\n"
@@ -93,6 +100,7 @@ class ResponseParsingTests(PoolTestCase):
         self.assertTrue(body.finished)
 
     def test_invalid_chunk_size_fails(self) -> None:
+        """A chunk size that is not hex cuts the body off with ``UpstreamProtocolError``."""
         _, body, _, _ = self.start()
         proto, transport = self.connect()
         proto.dataReceived(b"HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\n\r\nzz\r\n")
@@ -100,6 +108,7 @@ class ResponseParsingTests(PoolTestCase):
         self.assertTrue(transport.disconnecting)
 
     def test_close_delimited_body(self) -> None:
+        """A body without framing ends cleanly when the upstream closes; never reused."""
         _, body, _, _ = self.start()
         proto, transport = self.connect()
         proto.dataReceived(b"HTTP/1.1 200 OK\r\n\r\nsome ")
@@ -112,6 +121,7 @@ class ResponseParsingTests(PoolTestCase):
         self.assertEqual(self.pool.open_count(ADDR), 0)
 
     def test_head_response_has_no_body(self) -> None:
+        """A response to HEAD has no body whatever its Content-Length; the connection is reused."""
         _, body, heads, _ = self.start(method=b"HEAD")
         proto, transport = self.connect()
         proto.dataReceived(b"HTTP/1.1 200 OK\r\nContent-Length: 1000\r\n\r\n")
@@ -122,6 +132,7 @@ class ResponseParsingTests(PoolTestCase):
         self.assertFalse(transport.disconnecting)
 
     def test_informational_responses(self) -> None:
+        """1xx heads go to ``on_informational``; only the final head fires ``head``."""
         infos = []
         _, body, heads, _ = self.start(on_informational=infos.append)
         proto, _ = self.connect()
@@ -135,6 +146,7 @@ class ResponseParsingTests(PoolTestCase):
         self.assertEqual(body.body, b"x")
 
     def test_switching_protocols_handover(self) -> None:
+        """After a 101 the raw connection, bytes already read first, goes to the new protocol."""
         exchange, _, heads, _ = self.start(target=b"/ws")
         proto, transport = self.connect()
         proto.dataReceived(b"HTTP/1.1 101 Switching Protocols\r\nUpgrade: websocket\r\n"
@@ -163,6 +175,7 @@ class ResponseParsingTests(PoolTestCase):
         self.assertIsNotNone(tunnel.lost)
 
     def test_reset_mid_response(self) -> None:
+        """A reset mid-body cuts the body off with a 502 ``UpstreamConnectionLost``."""
         _, body, _, _ = self.start()
         proto, _ = self.connect()
         proto.dataReceived(b"HTTP/1.1 200 OK\r\nContent-Length: 10\r\n\r\nabc")
@@ -173,12 +186,14 @@ class ResponseParsingTests(PoolTestCase):
         self.assertEqual(self.pool.open_count(ADDR), 0)
 
     def test_lost_before_head(self) -> None:
+        """A connection lost before any head fails the exchange with ``UpstreamConnectionLost``."""
         _, _, _, failures = self.start()
         proto, _ = self.connect()
         proto.connectionLost(Failure(ConnectionDone()))
         self.assertTrue(failures[0].check(UpstreamConnectionLost))
 
     def test_malformed_status_line(self) -> None:
+        """A status line that is not HTTP/1.x fails the exchange and drops the connection."""
         _, _, _, failures = self.start()
         proto, transport = self.connect()
         proto.dataReceived(b"HTTP/2 200 OK\r\n\r\n")
@@ -186,12 +201,14 @@ class ResponseParsingTests(PoolTestCase):
         self.assertTrue(transport.disconnecting)
 
     def test_conflicting_content_length(self) -> None:
+        """Two different Content-Length values fail the exchange."""
         _, _, _, failures = self.start()
         proto, _ = self.connect()
         proto.dataReceived(b"HTTP/1.1 200 OK\r\nContent-Length: 1\r\nContent-Length: 2\r\n\r\n")
         self.assertTrue(failures[0].check(UpstreamProtocolError))
 
     def test_backpressure_pause_resume(self) -> None:
+        """Pausing the exchange pauses the socket and holds bytes already read until resumed."""
         exchange, body, _, _ = self.start()
         proto, transport = self.connect()
         proto.dataReceived(b"HTTP/1.1 200 OK\r\nContent-Length: 6\r\n\r\nab")
@@ -238,7 +255,10 @@ class ResponseParsingTests(PoolTestCase):
 
 
 class EdgeCaseTests(PoolTestCase):
+    """Unusual but valid (or cleanly rejected) framing."""
+
     def test_bare_lf_response(self) -> None:
+        """A head with bare LF line ends parses like CRLF."""
         _, body, heads, _ = self.start()
         proto, _ = self.connect()
         proto.dataReceived(b"HTTP/1.1 200 OK\nContent-Length: 4\n\nbody")
@@ -246,6 +266,7 @@ class EdgeCaseTests(PoolTestCase):
         self.assertEqual(body.body, b"body")
 
     def test_short_content_length_body_aborts(self) -> None:
+        """A request body shorter than its Content-Length aborts the exchange."""
         exchange, _, _, failures = self.start(method=b"POST", body_length=5)
         _, transport = self.connect()
         exchange.write(b"abc")
@@ -254,6 +275,7 @@ class EdgeCaseTests(PoolTestCase):
         self.assertTrue(transport.disconnecting)
 
     def test_transfer_encoding_with_content_length_not_reused(self) -> None:
+        """Transfer-Encoding with Content-Length: chunked wins, and the connection is not reused."""
         _, body, _, _ = self.start()
         proto, transport = self.connect()
         proto.dataReceived(b"HTTP/1.1 200 OK\r\nContent-Length: 99\r\n"
@@ -262,6 +284,7 @@ class EdgeCaseTests(PoolTestCase):
         self.assertTrue(transport.disconnecting)
 
     def test_paused_bytes_delivered_before_close(self) -> None:
+        """Bytes held by a pause are delivered before the close that ends the body."""
         exchange, body, _, _ = self.start()
         proto, _ = self.connect()
         proto.dataReceived(b"HTTP/1.1 200 OK\r\n\r\nab")
@@ -272,6 +295,7 @@ class EdgeCaseTests(PoolTestCase):
         self.assertIsNone(body.reason)
 
     def test_oversized_head_rejected(self) -> None:
+        """A head larger than ``max_response_header_size`` fails the exchange."""
         self.pool = ConnectionPool(self.reactor, max_response_header_size=100)
         _, _, _, failures = self.start()
         proto, _ = self.connect()

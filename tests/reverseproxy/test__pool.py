@@ -22,6 +22,7 @@ from txcaddy.reverseproxy.transport import (
 
 class PoolTests(PoolTestCase):
     def test_idle_retirement(self) -> None:
+        """An idle connection closes after ``idle_timeout`` and stops counting against the host."""
         pool = self.pool = ConnectionPool(self.reactor, idle_timeout=90.0)
         self.start()
         proto, transport = self.connect()
@@ -35,6 +36,7 @@ class PoolTests(PoolTestCase):
         self.assertEqual(pool.open_count(ADDR), 0)
 
     def test_reuse_cancels_idle_timer(self) -> None:
+        """A connection reused before its idle timeout is not closed by the stale timer."""
         self.pool = ConnectionPool(self.reactor, idle_timeout=10.0)
         self.start()
         proto, transport = self.connect()
@@ -45,6 +47,7 @@ class PoolTests(PoolTestCase):
         self.assertFalse(transport.disconnecting)
 
     def test_idle_connection_closed_by_server(self) -> None:
+        """An idle connection the upstream closes leaves the pool; the next request dials anew."""
         self.start()
         proto, _ = self.connect()
         proto.dataReceived(b"HTTP/1.1 204 No Content\r\n\r\n")
@@ -69,6 +72,7 @@ class PoolTests(PoolTestCase):
         return p1, t1, p2, t2
 
     def test_max_idle_per_host(self) -> None:
+        """With no linger, a connection coming back beyond ``max_idle_per_host`` closes at once."""
         # Go's rule (surplus_linger 0): a connection beyond the idle limit closes at once.
         p1, t1, p2, t2 = self.two_answered_connections(surplus_linger=0)
         self.assertEqual(self.pool.idle_count(ADDR), 1)
@@ -76,6 +80,7 @@ class PoolTests(PoolTestCase):
         self.assertTrue(t2.disconnecting)
 
     def test_idle_surplus_lingers_then_the_oldest_closes(self) -> None:
+        """The idle surplus stays open for the linger, then the oldest idle connection closes."""
         p1, t1, p2, t2 = self.two_answered_connections()
         self.assertEqual(self.pool.idle_count(ADDR), 2)
         self.assertFalse(t1.disconnecting or t2.disconnecting)
@@ -87,6 +92,7 @@ class PoolTests(PoolTestCase):
         self.assertFalse(t2.disconnecting)
 
     def test_idle_surplus_in_use_by_bursts_is_not_closed(self) -> None:
+        """A surplus reused by bursts closes only once it has idled a whole linger; no redial."""
         p1, t1, p2, t2 = self.two_answered_connections()  # idle: [p1, p2], one too many
         self.reactor.advance(SURPLUS_LINGER / 2)
         self.start()  # a burst takes both again
@@ -104,6 +110,7 @@ class PoolTests(PoolTestCase):
         self.assertFalse(t1.disconnecting and t2.disconnecting)
 
     def test_idle_surplus_reused_within_the_linger_is_kept(self) -> None:
+        """Reuse takes the newest idle connection, and a reused surplus is kept."""
         p1, t1, p2, t2 = self.two_answered_connections()
         t2.clear()
         self.start()  # takes the newest idle connection: no new dial
@@ -114,6 +121,7 @@ class PoolTests(PoolTestCase):
         self.assertFalse(t1.disconnecting or t2.disconnecting)
 
     def test_max_conns_per_host_queues(self) -> None:
+        """Beyond ``max_conns_per_host`` requests wait, then run in order on the freed connection."""
         self.pool = ConnectionPool(self.reactor, max_conns_per_host=1)
         _, body1, _, _ = self.start(target=b"/1")
         _, body2, heads2, _ = self.start(target=b"/2")
@@ -129,6 +137,7 @@ class PoolTests(PoolTestCase):
         self.assertEqual(len(self.reactor.tcpClients), 1)
 
     def test_queued_request_dials_after_close(self) -> None:
+        """A waiting request dials once the busy connection closes instead of being reused."""
         self.pool = ConnectionPool(self.reactor, max_conns_per_host=1)
         self.start()
         _, _, _, _ = self.start(target=b"/2")
@@ -137,6 +146,7 @@ class PoolTests(PoolTestCase):
         self.assertEqual(len(self.reactor.tcpClients), 2)
 
     def test_dial_timeout(self) -> None:
+        """A connect past ``dial_timeout`` is a 502 ``DialError`` and frees the host's slot."""
         _, _, _, failures = self.start()
         self.reactor.advance(2.9)
         self.assertEqual(failures, [])
@@ -147,6 +157,7 @@ class PoolTests(PoolTestCase):
         self.assertEqual(self.pool.open_count(ADDR), 0)
 
     def test_dial_refused(self) -> None:
+        """A refused connect is a ``DialError`` and leaves no timer behind."""
         _, _, _, failures = self.start()
         _h, _p, factory, _t, _b = self.reactor.tcpClients[0]
         connector = self.reactor.connectors[0]
@@ -155,6 +166,7 @@ class PoolTests(PoolTestCase):
         self.assertEqual(self.reactor.getDelayedCalls(), [])
 
     def test_response_header_timeout(self) -> None:
+        """``response_header_timeout`` runs from the end of the request body; expiry is a 504."""
         self.pool = ConnectionPool(self.reactor, response_header_timeout=5.0)
         exchange, _, _, failures = self.start(method=b"POST", body_length=CHUNKED)
         _, transport = self.connect()
@@ -168,6 +180,7 @@ class PoolTests(PoolTestCase):
         self.assertEqual(self.pool.open_count(ADDR), 0)
 
     def test_response_header_timer_stops_at_head(self) -> None:
+        """The response-header timer stops at the head: a slow body is not cut off."""
         self.pool = ConnectionPool(self.reactor, response_header_timeout=5.0)
         _, body, _, _ = self.start()
         proto, _ = self.connect()
@@ -178,6 +191,7 @@ class PoolTests(PoolTestCase):
         self.assertEqual(body.body, b"abc")
 
     def test_cancel_head_aborts(self) -> None:
+        """Cancelling ``head`` aborts the exchange and drops its connection."""
         exchange, _, _, failures = self.start()
         _, transport = self.connect()
         exchange.head.cancel()
@@ -186,6 +200,7 @@ class PoolTests(PoolTestCase):
         self.assertEqual(self.pool.open_count(ADDR), 0)
 
     def test_cancel_while_dialing_keeps_connection(self) -> None:
+        """A request cancelled while dialling leaves the new connection idle for others."""
         exchange, _, _, failures = self.start()
         exchange.head.cancel()
         self.assertTrue(failures[0].check(defer.CancelledError))
@@ -194,12 +209,14 @@ class PoolTests(PoolTestCase):
         self.assertEqual(self.pool.idle_count(ADDR), 1)
 
     def test_unix_address(self) -> None:
+        """A ``unix//path`` upstream is dialled on that Unix socket."""
         address = UpstreamAddress.parse("unix//run/app.sock")
         self.assertEqual((address.network, address.path), ("unix", "/run/app.sock"))
         self.pool.request(address, b"GET", b"/", HOST)
         self.assertEqual(self.reactor.unixClients[0][0], "/run/app.sock")
 
     def test_host_without_connections_is_forgotten(self) -> None:
+        """A host whose last connection is gone (closed or failed dial) leaves the pool."""
         self.start()
         proto, _ = self.connect()
         proto.dataReceived(b"HTTP/1.1 204 No Content\r\n\r\n")
@@ -212,6 +229,7 @@ class PoolTests(PoolTestCase):
         self.assertEqual(self.pool._hosts, {})
 
     def test_address_parsing(self) -> None:
+        """Dial addresses parse (bracketed IPv6, errors), and the key tells ports apart."""
         v6 = UpstreamAddress.parse("[::1]:8080")
         self.assertEqual((v6.host, v6.port), ("::1", 8080))
         self.assertRaises(ValueError, UpstreamAddress.parse, "nope")

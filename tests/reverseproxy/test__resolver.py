@@ -15,6 +15,7 @@ from txcaddy.reverseproxy.transport import (
 
 class ResolverTests(SynchronousTestCase):
     def test_addresses(self) -> None:
+        """``resolver.addresses`` are ``[network/]ip[:port]``; host names and ranges are errors."""
         self.assertEqual(
             parse_resolver_addresses(["127.0.0.1:5353", "udp/10.0.0.1", "[::1]:53", "tcp/::2"]),
             [("127.0.0.1", 5353), ("10.0.0.1", 53), ("::1", 53), ("::2", 53)])
@@ -22,6 +23,7 @@ class ResolverTests(SynchronousTestCase):
             self.assertRaises(ConfigError, parse_resolver_addresses, bad)
 
     def test_hostname_upstreams_use_the_resolver(self) -> None:
+        """With a resolver, host-name endpoints resolve through it; without, through the reactor."""
         reactor = MemoryReactorClock()
         transport = load_transport({"resolver": {"addresses": ["127.0.0.1:5353"]}}, reactor)
         endpoint = transport.pool.endpoint_factory(UpstreamAddress.parse("backend.test:80"))

@@ -156,6 +156,7 @@ class TLSUpstreamTests(TestCase):
 
     @defer.inlineCallbacks
     def test_trusted_by_root_ca_pem_files(self):
+        """A CA from ``root_ca_pem_files`` verifies the upstream; an IP address sends no SNI."""
         address, sni = self.serve()
         transport = self.transport({"tls": {"root_ca_pem_files": [self.pki.ca_file]}})
         self.assertTrue(transport.tls)
@@ -166,6 +167,7 @@ class TLSUpstreamTests(TestCase):
 
     @defer.inlineCallbacks
     def test_trusted_by_root_ca_pool(self):
+        """A CA from ``root_ca_pool`` (base64 DER) verifies the upstream."""
         address, _ = self.serve()
         transport = self.transport({"tls": {"root_ca_pool": [self.pki.ca_der_base64]}})
         result = yield fetch(transport, address)
@@ -173,6 +175,7 @@ class TLSUpstreamTests(TestCase):
 
     @defer.inlineCallbacks
     def test_untrusted_certificate_is_a_502_but_not_a_dial_error(self):
+        """An untrusted certificate is a 502 ``TLSHandshakeError``, not a dial error; slot freed."""
         address, _ = self.serve()
         transport = self.transport({"tls": {}})  # system roots do not know the test CA
         error = yield self.assertFailure(fetch(transport, address), TLSHandshakeError)
@@ -183,6 +186,7 @@ class TLSUpstreamTests(TestCase):
 
     @defer.inlineCallbacks
     def test_insecure_skip_verify(self):
+        """``insecure_skip_verify`` accepts an unknown certificate."""
         address, _ = self.serve()
         transport = self.transport({"tls": {"insecure_skip_verify": True}})
         result = yield fetch(transport, address)
@@ -190,6 +194,7 @@ class TLSUpstreamTests(TestCase):
 
     @defer.inlineCallbacks
     def test_server_name_is_sent_and_verified(self):
+        """``server_name`` is sent as SNI and checked against the certificate."""
         address, sni = self.serve()
         transport = self.transport({"tls": {"root_ca_pem_files": [self.pki.ca_file],
                                             "server_name": "backend.test"}})
@@ -199,6 +204,7 @@ class TLSUpstreamTests(TestCase):
 
     @defer.inlineCallbacks
     def test_wrong_server_name_fails(self):
+        """A ``server_name`` the certificate does not cover fails the handshake (502)."""
         address, sni = self.serve()
         transport = self.transport({"tls": {"root_ca_pem_files": [self.pki.ca_file],
                                             "server_name": "other.test"}})
@@ -209,6 +215,7 @@ class TLSUpstreamTests(TestCase):
 
     @defer.inlineCallbacks
     def test_client_certificate(self):
+        """The client certificate is presented to an upstream that requires one."""
         address, _ = self.serve(require_client_certificate=True)
         transport = self.transport({"tls": {
             "root_ca_pem_files": [self.pki.ca_file],
@@ -228,6 +235,7 @@ class TLSUpstreamTests(TestCase):
 
     @defer.inlineCallbacks
     def test_except_ports_speak_plain_http(self):
+        """Ports in ``except_ports`` get plain HTTP."""
         address, _ = self.serve(tls=False)
         transport = self.transport({"tls": {"root_ca_pem_files": [self.pki.ca_file],
                                             "except_ports": [str(address.port)]}})
@@ -248,6 +256,7 @@ class TLSUpstreamTests(TestCase):
 
     @defer.inlineCallbacks
     def test_connections_reused_per_server_name(self):
+        """Connections are pooled per rendered server name: one per name, reused."""
         address, sni = self.serve()
         transport = self.transport({"tls": {"insecure_skip_verify": True,
                                             "server_name": "{http.request.host}"}})
@@ -267,6 +276,7 @@ class TLSConfigTests(SynchronousTestCase):
         self.pki = TLSUpstreamTests.pki
 
     def test_https_upstream_defaults(self) -> None:
+        """An empty ``tls`` object: verify, no server name or handshake timeout, no renegotiation."""
         transport = load_transport({"tls": {}})
         tls = transport.tls_config
         self.assertEqual((tls.verify, tls.server_name, tls.handshake_timeout, tls.renegotiation,
@@ -276,6 +286,7 @@ class TLSConfigTests(SynchronousTestCase):
                          10.0)
 
     def test_server_name_placeholders(self) -> None:
+        """Placeholders in ``server_name`` render per request; empty falls back to the dial host."""
         tls = load_transport({"tls": {"server_name": "{http.request.host}"}}).tls_config
         self.assertEqual(tls.creator_for("10.0.0.1", make_request(host="app.test")).name, "app.test")
         empty = load_transport({"tls": {"server_name": "{http.vars.unset}"}}).tls_config
@@ -297,6 +308,7 @@ class TLSConfigTests(SynchronousTestCase):
         self.assertNotEqual(first, other.creator_for("a.test"))
 
     def test_config_errors(self) -> None:
+        """Bad TLS settings are config errors with Caddy's messages."""
         cases = [
             ({"client_certificate_file": self.pki.client_file}, "without client_certificate_key_file"),
             ({"client_certificate_key_file": self.pki.client_key_file}, "without client_certificate_file"),
@@ -312,6 +324,7 @@ class TLSConfigTests(SynchronousTestCase):
             self.assertIn(message, str(error))
 
     def test_key_not_matching_certificate(self) -> None:
+        """A client key that does not match its certificate is a config error."""
         other = ec.generate_private_key(ec.SECP256R1())
         path = os.path.abspath(self.mktemp())
         with open(path, "wb") as f:
@@ -328,6 +341,7 @@ class TLSConfigTests(SynchronousTestCase):
         return tls.creator_for("backend.test").clientConnectionForTLS(protocol)
 
     def test_renegotiation(self) -> None:
+        """``renegotiation`` ``never`` sets OP_NO_RENEGOTIATION; ``once`` and ``freely`` do not."""
         never = self.connection("never")
         self.assertTrue(never.set_options(0) & SSL.OP_NO_RENEGOTIATION)
         freely = self.connection("freely")
@@ -352,6 +366,7 @@ class TLSConfigTests(SynchronousTestCase):
         self.assertEqual(connection.options, SSL.OP_NO_RENEGOTIATION)
 
     def test_handshake_timeout_is_a_504(self) -> None:
+        """``handshake_timeout`` expiring aborts the connection: a 504 ``TLSHandshakeTimeout``."""
         reactor = MemoryReactorClock()
         transport = load_transport({"tls": {"insecure_skip_verify": True, "handshake_timeout": "2s"}},
                           reactor)

@@ -79,6 +79,7 @@ class TransportConfigTests(SynchronousTestCase):
     """Loading the JSON ``transport`` object with Caddy's defaults."""
 
     def test_defaults(self) -> None:
+        """No options (or just the protocol) give Caddy's defaults."""
         for config in (None, {}, {"protocol": "http"}):
             transport = load_transport(config)
             self.assertEqual(_pool_settings(transport.pool), CADDY_DEFAULTS)
@@ -89,6 +90,7 @@ class TransportConfigTests(SynchronousTestCase):
             self.assertIsNone(transport.unsupported_reason)
 
     def test_every_option(self) -> None:
+        """Every JSON option reaches the pool, durations as strings or nanoseconds."""
         transport = load_transport({
             "protocol": "http",
             "dial_timeout": "5s",
@@ -147,25 +149,30 @@ class TransportConfigTests(SynchronousTestCase):
         self.assertEqual((no_probes.tcp_keepalive, no_probes.max_idle_per_host), (None, 0))
 
     def test_keep_alive_off(self) -> None:
+        """``keep_alive.enabled: false`` turns keep-alive off."""
         pool = load_transport({"keep_alive": {"enabled": False}}).pool
         self.assertIs(pool.keep_alive, False)
 
     def test_small_read_buffer_keeps_the_default_read_size(self) -> None:
+        """A ``read_buffer_size`` below 64 KiB leaves Twisted's read size alone."""
         self.assertIsNone(load_transport({"read_buffer_size": 4096}).pool.read_size)
 
     def test_dial_fallback_delay(self) -> None:
+        """``dial_fallback_delay`` staggers addresses; negative gives each the whole dial timeout."""
         hostname = UpstreamAddress.parse("backend.test:80")
         self.assertEqual(load_transport({}).pool.endpoint_factory(hostname)._attemptDelay, 0.3)
         serial = load_transport({"dial_fallback_delay": "-1s", "dial_timeout": "2s"}).pool
         self.assertEqual(serial.endpoint_factory(hostname)._attemptDelay, 2.0)
 
     def test_negative_timeouts_are_off(self) -> None:
+        """Negative durations turn their timeouts off."""
         pool = load_transport({"response_header_timeout": "-1s", "read_timeout": "-1s",
                       "keep_alive": {"idle_timeout": "-5s"}}).pool
         self.assertEqual((pool.response_header_timeout, pool.read_timeout, pool.idle_timeout),
                          (None, None, None))
 
     def test_unknown_fields_are_named(self) -> None:
+        """Unknown fields, nested ones too, are config errors naming the field."""
         cases = [
             ({"read_buffer": 4096}, 'unknown field "read_buffer"'),
             ({"keep_alive": {"idle_conn_timeout": "1m"}}, 'keep_alive: unknown field "idle_conn_timeout"'),
@@ -177,6 +184,7 @@ class TransportConfigTests(SynchronousTestCase):
             self.assertIn(message, str(error))
 
     def test_bad_values(self) -> None:
+        """Values of the wrong type or form are config errors."""
         for config in (
             {"dial_timeout": "soon"},
             {"dial_timeout": 1.5},
@@ -193,6 +201,7 @@ class TransportConfigTests(SynchronousTestCase):
             self.assertRaises(ConfigError, load_transport, config)
 
     def test_registered_module(self) -> None:
+        """The transport loads as ``http.reverse_proxy.transport.http``; fastcgi is refused."""
         from txcaddy.config.loader import LoadContext
 
         context = LoadContext(reactor=MemoryReactorClock())
@@ -208,6 +217,7 @@ class TransportConfigTests(SynchronousTestCase):
 
 class VersionsTests(SynchronousTestCase):
     def test_h2c_loads_and_fails_every_request(self) -> None:
+        """``h2c`` without TLS loads, and every request fails with a 502 without dialling."""
         reactor = MemoryReactorClock()
         transport = load_transport({"versions": ["h2c", "2"]}, reactor)
         self.assertEqual(transport.unsupported_reason, H2C_UNSUPPORTED)
@@ -220,6 +230,7 @@ class VersionsTests(SynchronousTestCase):
         self.assertEqual(reactor.tcpClients, [])
 
     def test_h2c_with_tls_only_fails_plain_requests(self) -> None:
+        """With TLS, ``h2c`` fails only requests to ``except_ports``; TLS ones dial."""
         reactor = MemoryReactorClock()
         transport = load_transport({"versions": ["h2c", "2"],
                            "tls": {"insecure_skip_verify": True, "except_ports": ["9000"]}},
@@ -244,6 +255,7 @@ class LoadedTimeoutTests(PoolTestCase):
     """Each timeout loaded from JSON ends the request with Caddy's status."""
 
     def test_dial_timeout_is_a_502_dial_error(self) -> None:
+        """A loaded ``dial_timeout`` expiring is a 502 ``DialError``."""
         self.pool = load_transport({"dial_timeout": "1s"}, self.reactor).pool
         _, _, _, failures = self.start()
         self.reactor.advance(0.999)
@@ -253,6 +265,7 @@ class LoadedTimeoutTests(PoolTestCase):
         self.assertEqual(failures[0].value.status, 502)
 
     def test_response_header_timeout_is_a_504(self) -> None:
+        """A loaded ``response_header_timeout`` expiring is a 504."""
         self.pool = load_transport({"response_header_timeout": "2s"}, self.reactor).pool
         _, _, _, failures = self.start()
         self.connect()
@@ -261,6 +274,7 @@ class LoadedTimeoutTests(PoolTestCase):
         self.assertEqual(failures[0].value.status, 504)
 
     def test_oversized_head_in_one_packet_is_a_502(self) -> None:
+        """A head past ``max_response_header_size`` in one read is a 502 naming the limit."""
         self.pool = load_transport({"max_response_header_size": 64}, self.reactor).pool
         _, _, _, failures = self.start()
         proto, transport = self.connect()
@@ -298,6 +312,7 @@ class RealSocketTests(TestCase):
 
     @defer.inlineCallbacks
     def test_keepalive_probes_and_read_size_on_the_socket(self):
+        """The socket gets SO_KEEPALIVE with the probe interval, and the larger read size."""
         port = self.backend()
         address = UpstreamAddress.parse(f"127.0.0.1:{port}")
         transport = HTTPTransport.from_config({"read_buffer_size": 1 << 20}, self.reactor)
@@ -328,8 +343,7 @@ class SurplusLingerOptionTests(PoolTestCase):
         return t1, t2
 
     def test_parsed_as_a_duration(self) -> None:
-        """Absent: 1 s, with or without a keep_alive object; a duration string or nanoseconds;
-        a negative one is 0."""
+        """Absent it is 1 s; else a duration (string or nanoseconds), a negative one being 0."""
         self.assertEqual(load_transport(None).pool.surplus_linger, 1.0)
         self.assertEqual(load_transport({"keep_alive": {}}).pool.surplus_linger, 1.0)
         for value, seconds in (("0s", 0.0), (0, 0.0), ("1.5s", 1.5), (2_000_000_000, 2.0), ("-1s", 0.0)):
