@@ -4,8 +4,8 @@ The pool behaves like Go's ``http.Transport`` as Caddy configures it: when a con
 reused (the newest idle one), how many stay idle per host and in all, how many may be open per
 host (requests beyond wait in FIFO order), when an idle one is closed.  It hands out "a way to
 send one request": it does not know which protocol its connections speak.  What it holds
-provides ``Connection``; a new one comes from the ``connection_factory`` it is given,
-dialled by ``Dial``.  The HTTP/1.1 client (``_h1connection.ConnectionPool``) is this pool with
+provides ``txcaddy.interfaces.IUpstreamConnection``; a new one comes from the
+``connection_factory`` it is given, dialled by ``Dial``.  The HTTP/1.1 client (``_h1connection.ConnectionPool``) is this pool with
 the HTTP/1.1 connection factory and the request head writer; the HTTP/2 client shares it.
 
 No Deferred and no timer per request: a connection going idle is stamped with the time, and
@@ -195,7 +195,7 @@ class UpstreamPool:
     seconds before they close (0: at once, as Go does).  Timeouts in seconds, 0/None off.
 
     ``connection_factory(pool, host)`` builds the protocol of each new connection (an
-    ``Connection``); ``endpoint_factory(address)`` the endpoint it is dialled with.
+    ``IUpstreamConnection``); ``endpoint_factory(address)`` the endpoint it is dialled with.
     ``tcp_keepalive`` and ``read_size`` tune each new socket (``_dial.tune_socket``).
     """
 
