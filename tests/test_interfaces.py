@@ -13,6 +13,7 @@ import os
 import re
 from typing import Any
 
+from twisted.internet.task import Clock
 from twisted.internet.testing import MemoryReactorClock, StringTransport
 from twisted.trial.unittest import SynchronousTestCase
 from zope.interface.interface import InterfaceClass
@@ -23,11 +24,14 @@ from txcaddy.config import registry
 from txcaddy.config.loader import LoadContext
 from txcaddy.errors import ConfigError
 from txcaddy.http._h1 import HTTP11Factory
+from txcaddy.http.request import _DISCARD, RequestBody
 from txcaddy.http.response import ResponseWrapper
 from txcaddy.http.routing import RouteList
 from txcaddy.http.server import HTTPServer
 from txcaddy.interfaces import (
+    IBodyConsumer,
     ICaddyModule,
+    IExchange,
     IHandler,
     IHTTPServer,
     IRequest,
@@ -35,9 +39,20 @@ from txcaddy.interfaces import (
     IResponse,
     ISelectionPolicy,
     IServerConnection,
+    IUpstreamConnection,
     IUpstreamSource,
+    IUpstreamTransport,
 )
-from txcaddy.testing import FakeServer, make_request
+from txcaddy.reverseproxy._h1connection import HTTP11Connection
+from txcaddy.reverseproxy._pool import HostPool
+from txcaddy.reverseproxy.streaming import BufferedBody, RequestBodyPump, ResponseRelay
+from txcaddy.reverseproxy.transport import (
+    ConnectionPool,
+    HTTPTransport,
+    ResponseBodyConsumer,
+    UpstreamAddress,
+)
+from txcaddy.testing import FakeResponse, FakeServer, FakeUpstreamTransport, make_request
 
 PLUGINS_DOC = os.path.join(os.path.dirname(__file__), "..", "docs", "plugins.md")
 
@@ -66,7 +81,9 @@ REFUSED = {"http.matchers.expression"}
 # Every interface of txcaddy.interfaces that some test verifies an implementation of
 # (here or in tests/test_testing.py). A new interface goes here with its test.
 VERIFIED = {
+    IBodyConsumer,
     ICaddyModule,
+    IExchange,
     IHandler,
     IHTTPServer,
     IRequest,
@@ -74,7 +91,9 @@ VERIFIED = {
     IResponse,
     ISelectionPolicy,
     IServerConnection,
+    IUpstreamConnection,
     IUpstreamSource,
+    IUpstreamTransport,
 }
 
 
@@ -171,6 +190,46 @@ class HTTPSideTests(SynchronousTestCase):
     def test_server_provides_ihttpserver(self) -> None:
         """``HTTPServer`` provides ``IHTTPServer``."""
         self.assertTrue(verifyObject(IHTTPServer, HTTPServer("srv0", [":80"], RouteList([]))))
+
+
+class UpstreamInterfaceTests(SynchronousTestCase):
+    """The real upstream classes provide the interfaces the proxy and the pool call them by."""
+
+    def test_http_transport(self) -> None:
+        """``HTTPTransport`` provides ``IUpstreamTransport``."""
+        self.assertTrue(verifyObject(IUpstreamTransport, HTTPTransport.from_config({}, MemoryReactorClock())))
+
+    def test_exchange(self) -> None:
+        """The HTTP/1.1 ``Exchange`` provides ``IExchange``."""
+        pool = ConnectionPool(MemoryReactorClock())
+        exchange = pool.request(UpstreamAddress.parse("127.0.0.1:9000"), b"GET", b"/", [(b"Host", b"a")])
+        aborted = exchange.head  # the Deferred verifyObject sees; the abort below fails it
+        self.assertTrue(verifyObject(IExchange, exchange))
+        exchange.abort()
+        self.failureResultOf(aborted)
+
+    def test_http11_connection(self) -> None:
+        """The HTTP/1.1 connection protocol provides ``IUpstreamConnection`` for the pool."""
+        pool = ConnectionPool(MemoryReactorClock())
+        address = UpstreamAddress.parse("127.0.0.1:9000")
+        conn = HTTP11Connection(pool, HostPool(pool, address.key, address))
+        conn.makeConnection(StringTransport())
+        self.assertTrue(verifyObject(IUpstreamConnection, conn))
+
+    def test_body_consumers(self) -> None:
+        """Request-body and response-body consumers share ``IBodyConsumer``."""
+        fake = FakeUpstreamTransport()
+        exchange = fake.request(UpstreamAddress.parse("127.0.0.1:9000"), b"POST", b"/", [], 3)
+        body = RequestBody(3)
+        consumers = [
+            _DISCARD,
+            ResponseBodyConsumer(),
+            RequestBodyPump(body, exchange),
+            BufferedBody(RequestBody(3), 0, lambda: None),
+            ResponseRelay(FakeResponse(), exchange, 0.0, Clock(), lambda reason: None, False),
+        ]
+        for consumer in consumers:
+            self.assertTrue(verifyObject(IBodyConsumer, consumer), consumer)
 
 
 class CoverageTests(SynchronousTestCase):

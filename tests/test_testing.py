@@ -20,27 +20,19 @@ from zope.interface.verify import verifyObject
 
 from txcaddy.http._h1 import HTTP11Factory, HTTP11Protocol
 from txcaddy.http.errors import HandlerError
-from txcaddy.http.request import _DISCARD, RequestBody
 from txcaddy.interfaces import (
-    IBodyConsumer,
     IExchange,
     IHandler,
     IHTTPServer,
     IRequest,
     IResponse,
-    IUpstreamConnection,
     IUpstreamTransport,
 )
-from txcaddy.reverseproxy._h1connection import HTTP11Connection
-from txcaddy.reverseproxy._pool import HostPool
 from txcaddy.reverseproxy.handler import ReverseProxyHandler
 from txcaddy.reverseproxy.hosts import Upstream
 from txcaddy.reverseproxy.selection import RoundRobinSelection
-from txcaddy.reverseproxy.streaming import BufferedBody, RequestBodyPump, ResponseRelay
 from txcaddy.reverseproxy.transport import (
     CHUNKED,
-    ConnectionPool,
-    HTTPTransport,
     ResponseBodyConsumer,
     UpstreamAddress,
     UpstreamConnectionLost,
@@ -265,44 +257,6 @@ def _proxy(transport: Any) -> ReverseProxyHandler:
                                policy=RoundRobinSelection())
 
 
-class UpstreamInterfaceTests(SynchronousTestCase):
-    """The real upstream classes provide the interfaces the proxy and the pool call them by."""
-
-    def test_http_transport(self) -> None:
-        """``HTTPTransport`` provides ``IUpstreamTransport``."""
-        self.assertTrue(verifyObject(IUpstreamTransport, HTTPTransport.from_config({}, MemoryReactorClock())))
-
-    def test_exchange(self) -> None:
-        """The HTTP/1.1 ``Exchange`` provides ``IExchange``."""
-        pool = ConnectionPool(MemoryReactorClock())
-        exchange = pool.request(UpstreamAddress.parse("127.0.0.1:9000"), b"GET", b"/", [(b"Host", b"a")])
-        aborted = exchange.head  # the Deferred verifyObject sees; the abort below fails it
-        self.assertTrue(verifyObject(IExchange, exchange))
-        exchange.abort()
-        self.failureResultOf(aborted)
-
-    def test_http11_connection(self) -> None:
-        """The HTTP/1.1 connection protocol provides ``IUpstreamConnection`` for the pool."""
-        pool = ConnectionPool(MemoryReactorClock())
-        address = UpstreamAddress.parse("127.0.0.1:9000")
-        conn = HTTP11Connection(pool, HostPool(pool, address.key, address))
-        conn.makeConnection(StringTransport())
-        self.assertTrue(verifyObject(IUpstreamConnection, conn))
-
-    def test_body_consumers(self) -> None:
-        """Request-body and response-body consumers share ``IBodyConsumer``."""
-        fake = FakeUpstreamTransport()
-        exchange = fake.request(UpstreamAddress.parse("127.0.0.1:9000"), b"POST", b"/", [], 3)
-        body = RequestBody(3)
-        consumers = [
-            _DISCARD,
-            ResponseBodyConsumer(),
-            RequestBodyPump(body, exchange),
-            BufferedBody(RequestBody(3), 0, lambda: None),
-            ResponseRelay(FakeResponse(), exchange, 0.0, Clock(), lambda reason: None, False),
-        ]
-        for consumer in consumers:
-            self.assertTrue(verifyObject(IBodyConsumer, consumer), consumer)
 
 
 class FakeUpstreamTransportTests(SynchronousTestCase):

@@ -354,7 +354,7 @@ class IUpstreamTransport(Interface):
         through the exchange.
         """
 
-    def close_idle():  # type: ignore[misc]  # (zope: no self)
+    def close_idle():  # noqa: N805
         """Close the idle upstream connections (the config is unloaded).
 
         Returns a Deferred that fires once those connections are closed.
@@ -386,8 +386,8 @@ class IUpstreamConnection(Interface):
     def start(exchange):  # noqa: N805
         """Send ``exchange`` on this connection now."""
 
-    def close():  # type: ignore[misc]  # (zope: no self)
+    def close():  # noqa: N805
         """Close it cleanly (the pool retires an idle connection)."""
 
-    def when_closed():  # type: ignore[misc]  # (zope: no self)
+    def when_closed():  # noqa: N805
         """A Deferred firing once the connection is closed."""

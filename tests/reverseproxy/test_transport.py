@@ -194,6 +194,7 @@ class TransportConfigTests(SynchronousTestCase):
             {"keep_alive": {"enabled": "no"}},
             {"keep_alive": []},
             {"keep_alive": {"surplus_linger": "a while"}},
+            {"keep_alive": {"surplus_linger": "-1s"}},
             {"protocol": "fastcgi"},
             {"resolver": {"addresses": []}},
             {"tls": {"renegotiation": "sometimes"}},
@@ -343,10 +344,10 @@ class SurplusLingerOptionTests(PoolTestCase):
         return t1, t2
 
     def test_parsed_as_a_duration(self) -> None:
-        """Absent it is 1 s; else a duration (string or nanoseconds), a negative one being 0."""
+        """Absent it is 1 s; else a duration (string or nanoseconds); negative is a config error."""
         self.assertEqual(load_transport(None).pool.surplus_linger, 1.0)
         self.assertEqual(load_transport({"keep_alive": {}}).pool.surplus_linger, 1.0)
-        for value, seconds in (("0s", 0.0), (0, 0.0), ("1.5s", 1.5), (2_000_000_000, 2.0), ("-1s", 0.0)):
+        for value, seconds in (("0s", 0.0), (0, 0.0), ("1.5s", 1.5), (2_000_000_000, 2.0)):
             pool = load_transport({"keep_alive": {"surplus_linger": value}}).pool
             self.assertEqual(pool.surplus_linger, seconds, value)
 

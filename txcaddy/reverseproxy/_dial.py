@@ -97,7 +97,8 @@ def tune_socket(transport: Any, keepalive: float | None, read_size: int | None) 
     raw: Any = connection_under(transport)  # TLS: tune the TCP connection underneath
     if read_size and hasattr(raw, "bufferSize"):
         raw.bufferSize = read_size
-    if keepalive and ITCPTransport.providedBy(raw):
+    tcp = ITCPTransport.providedBy(raw)  # (kept apart: raw stays Any, it is an ISystemHandle too)
+    if keepalive and tcp:
         raw.setTcpKeepAlive(1)
         sock = raw.getHandle()
         seconds = max(1, int(keepalive))

@@ -130,7 +130,9 @@ class HTTPTransport:
             keep_alive = dict(keep_alive)
             linger = _duration("keep_alive.surplus_linger", keep_alive.pop("surplus_linger"))
             if linger is not None:
-                surplus_linger = max(linger, 0.0)
+                if linger < 0:
+                    raise ConfigError(f"{_WHERE}: keep_alive.surplus_linger must not be negative")
+                surplus_linger = linger
             if not keep_alive:
                 keep_alive = None
         if keep_alive is None:
@@ -187,7 +189,7 @@ class HTTPTransport:
         if config.get("tls") is not None:
             tls_config = UpstreamTLS.from_config(config["tls"], _duration)
 
-        name_reactor = reactor
+        name_reactor: Any = reactor  # the reactor, or one resolving with the configured servers
         if config.get("resolver") is not None:
             resolver = config["resolver"]
             if not isinstance(resolver, dict):
