@@ -162,11 +162,10 @@ class IResponse(Interface):
     ``txcaddy.http.response.Response`` provides it: the protocols' responses
     (HTTP/1.1's ``H1Response``), ``ResponseWrapper`` (what a handler passes
     down the chain to see or change what others write) and
-    ``txcaddy.testing.FakeResponse``. A protocol's response may offer more,
-    which handlers look up with ``getattr`` because not every response has
-    them: ``write_informational(status, headers)`` (1xx responses),
-    ``flush()`` (send what is held back now), ``can_switch_protocols`` and
-    ``switch_protocols(protocol)`` (a 101 handing the connection over).
+    ``txcaddy.testing.FakeResponse``. What only some protocols can do (1xx
+    responses, handing the connection over after a 101) is declared here too,
+    with ``can_switch_protocols`` to ask first, so handlers call it without
+    probing; where a protocol cannot, the base class says what happens.
     """
 
     headers = Attribute("The header fields to send, a ``txcaddy.http.headers.Headers``; final once the head is sent.")
@@ -203,6 +202,24 @@ class IResponse(Interface):
 
     def unregister_producer():  # noqa: N805
         """Undo ``register_producer``."""
+
+    can_switch_protocols = Attribute(
+        "True while ``switch_protocols`` may be called: an HTTP/1.1 upgrade request, nothing answered yet."
+    )
+
+    def write_informational(status, headers=None):  # noqa: N805
+        """Send a 1xx response (103 Early Hints, ...) before the final one; dropped where the
+        protocol has none (HTTP/1.0), as Go does."""
+
+    def flush():  # noqa: N805
+        """Send the head and any body held back now (streamed responses); nothing if none is."""
+
+    def switch_protocols(protocol):  # noqa: N805
+        """Answer ``101 Switching Protocols`` and hand the connection to ``protocol``
+        (only while ``can_switch_protocols``)."""
+
+    def abort_connection():  # noqa: N805
+        """Close the client connection after what was written (Go's ``ErrAbortHandler``)."""
 
 
 class IServerConnection(Interface):

@@ -74,7 +74,9 @@ class FakeResponse(Response):
     Besides ``IResponse``'s ``status``, ``headers``, ``head_sent`` and
     ``finished``, it records the body as written (``chunks``, joined as
     ``body``), whether the end reached the wire (``ended``), the registered
-    ``producer`` (a non-streaming one is pulled to the end at once), and a
+    ``producer`` (a non-streaming one is pulled to the end at once), the 1xx
+    responses sent before the final one (``informational``: ``(status, headers)``
+    pairs), whether the handler aborted the connection (``aborted``), and a
     ``switch_protocols`` handover.
     """
 
@@ -83,6 +85,8 @@ class FakeResponse(Response):
         self.chunks: list[bytes] = []
         self.producer: Any = None
         self.ended = False
+        self.informational: list[tuple[int, Headers | None]] = []
+        self.aborted = False
         # Protocol switching (a 101 tunnel): whether it is allowed, to what it switched,
         # and the transport standing in for the client connection afterwards.
         self.can_switch_protocols = True
@@ -101,6 +105,15 @@ class FakeResponse(Response):
 
     def unregister_producer(self) -> None:
         self.producer = None
+
+    def write_informational(self, status: int, headers: Headers | None = None) -> None:
+        """Record a 1xx response (ignored once the head is sent, as on the wire)."""
+        if not self.head_sent:
+            self.informational.append((status, headers))
+
+    def abort_connection(self) -> None:
+        """Record that the handler aborted the client connection."""
+        self.aborted = True
 
     def switch_protocols(self, protocol: Any) -> None:
         """Like the HTTP/1.1 response's: status 101, the connection handed to ``protocol``.

@@ -194,6 +194,12 @@ class H1Response(Response):
     def unregister_producer(self) -> None:
         self._protocol.transport.unregisterProducer()
 
+    def abort_connection(self) -> None:
+        """Close the connection after what was written (Go's ``ErrAbortHandler``)."""
+        transport = self._protocol.transport
+        if transport is not None:
+            transport.loseConnection()
+
     def write_informational(self, status: int, headers: Headers | None = None) -> None:
         """Send a 1xx response (100 Continue, 103 Early Hints) before the final one."""
         if self.head_sent or self._http10:

@@ -91,6 +91,22 @@ class Response(ABC):
         self.on_finish(lambda: d.callback(None))
         return d
 
+    #: Whether ``switch_protocols`` may be called; protocols that can switch say when.
+    can_switch_protocols = False
+
+    def write_informational(self, status: int, headers: Headers | None = None) -> None:  # noqa: B027 (a default for protocols without it)
+        """Send a 1xx response before the final one: a protocol without them drops it."""
+
+    def flush(self) -> None:  # noqa: B027 (a default for protocols without it)
+        """Send what is held back now: nothing to do for a response that holds nothing back."""
+
+    def switch_protocols(self, protocol: Any) -> None:
+        """Hand the connection to ``protocol`` after a 101: only protocols that can switch can."""
+        raise RuntimeError("this response cannot switch protocols")
+
+    def abort_connection(self) -> None:  # noqa: B027 (a default for protocols without it)
+        """Close the client connection after what was written: a protocol without one does nothing."""
+
     @abstractmethod
     def register_producer(self, producer: Any, streaming: bool) -> None:
         """Let the client's backpressure pause ``producer``."""
@@ -183,6 +199,22 @@ class ResponseWrapper(Response):
 
     def unregister_producer(self) -> None:
         self.inner.unregister_producer()
+
+    @property
+    def can_switch_protocols(self) -> bool:  # type: ignore[override]
+        return self.inner.can_switch_protocols
+
+    def write_informational(self, status: int, headers: Headers | None = None) -> None:
+        self.inner.write_informational(status, headers)
+
+    def flush(self) -> None:
+        self.inner.flush()
+
+    def switch_protocols(self, protocol: Any) -> None:
+        self.inner.switch_protocols(protocol)
+
+    def abort_connection(self) -> None:
+        self.inner.abort_connection()
 
     # A wrapper never writes to the wire itself: everything goes through ``inner``.
     def _send_head(self, status: int) -> None:

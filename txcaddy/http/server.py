@@ -134,10 +134,7 @@ class HTTPServer:
     def _abort(self, response: Response) -> None:
         # Like Go after ErrAbortHandler: what was written is flushed, then the connection
         # closes; a response cut off mid-body is visibly incomplete to the client.
-        protocol = getattr(response, "_protocol", None)
-        transport = getattr(protocol, "transport", None)
-        if transport is not None:
-            transport.loseConnection()
+        response.abort_connection()
 
     # -- connections -------------------------------------------------------------------
 

@@ -283,7 +283,7 @@ def start_tunnel(
     if response.lost is not None:
         exchange.abort(ConnectionAbortedError("the client went away before the upgrade"))
         return
-    if not getattr(response, "can_switch_protocols", False):
+    if not response.can_switch_protocols:
         log.error("cannot switch protocols on this client connection (not an HTTP/1.1 upgrade request)")
         exchange.abort(ConnectionAbortedError("the client connection cannot switch protocols"))
         return

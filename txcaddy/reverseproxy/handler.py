@@ -405,9 +405,8 @@ class _ProxyCall:
 
     def _informational(self, head: ResponseHead) -> None:
         """Forward 1xx responses (103 Early Hints, ...) to the client."""
-        send = getattr(self.response, "write_informational", None)
-        if send is not None and head.status != 100:
-            send(head.status, _headers_of(head))
+        if head.status != 100:
+            self.response.write_informational(head.status, _headers_of(head))
 
     def _round_trip_failed(self, failure: Failure) -> None:
         upstream, self.upstream = self.upstream, None

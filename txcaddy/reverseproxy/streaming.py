@@ -211,7 +211,7 @@ class ResponseRelay:
         self.clock = clock
         self.trailers: Headers | None = None
         self._done: Callable[[Failure | None], None] | None = done
-        self._flush: Callable[[], None] | None = getattr(response, "flush", None)
+        self._flush: Callable[[], None] = response.flush
         self._timer: Any = None
         self._producing = False
         # ``buffer_responses``: hold the body (up to the limit, 0 = all of it) before writing.
@@ -220,7 +220,7 @@ class ResponseRelay:
         self._held_size = 0
         # No Content-Type from the upstream: Go's server guesses one from the first bytes.
         self._sniff = sniff
-        if flush_interval < 0 and self._flush is not None and self._held is None and not sniff:
+        if flush_interval < 0 and self._held is None and not sniff:
             self._flush()
         consumer: Any = self
         self._producer: Any = exchange
@@ -239,7 +239,7 @@ class ResponseRelay:
             self._sniff = False
             if data and "Content-Type" not in self.response.headers:
                 self.response.headers.set("Content-Type", detect_content_type(data[:512]))
-            if self.flush_interval < 0 and self._flush is not None and self._held is None:
+            if self.flush_interval < 0 and self._held is None:
                 self.response.write(data)
                 self._flush()
                 return
@@ -254,12 +254,12 @@ class ResponseRelay:
             return
         self.response.write(data)
         interval = self.flush_interval
-        if interval > 0 and self._timer is None and self._flush is not None:
+        if interval > 0 and self._timer is None:
             self._timer = self.clock.callLater(interval, self._timed_flush)
 
     def _timed_flush(self) -> None:
         self._timer = None
-        if self._flush is not None and not self.response.finished:
+        if not self.response.finished:
             self._flush()
 
     def body_trailers(self, trailers: RawHeaders) -> None:

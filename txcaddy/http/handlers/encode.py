@@ -272,9 +272,7 @@ class _EncodingResponse(ResponseWrapper):
             out = encoder.flush()
             if out:
                 self.inner.write(out)
-        flush = getattr(self.inner, "flush", None)
-        if flush is not None:
-            flush()
+        self.inner.flush()
 
     def close(self) -> None:
         """End the encoding (Caddy's ``Close``): decide if nothing was written, write the tail."""

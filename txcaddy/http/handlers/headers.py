@@ -266,10 +266,8 @@ class _DeferredHeaders(ResponseWrapper):
         self.inner.write_head(status)
 
     def write_informational(self, status: int, headers: Headers | None = None) -> None:
-        send = getattr(self.inner, "write_informational", None)
-        if send is not None:
-            self._apply(status)
-            send(status, headers)
+        self._apply(status)
+        self.inner.write_informational(status, headers)
 
 
 @implementer(IHandler)

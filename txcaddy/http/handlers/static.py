@@ -112,9 +112,7 @@ class StaticResponse:
             # Go's WriteHeader panics on such a code; the server drops the connection
             raise AbortConnection()
         if status == _EARLY_HINTS:
-            write_informational = getattr(response, "write_informational", None)
-            if write_informational is not None:
-                write_informational(status, fields)
+            response.write_informational(status, fields)
             return next(request, response)
         response.write_head(status)
         if body:
