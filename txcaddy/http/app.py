@@ -75,7 +75,7 @@ def server_needs_tls(server: dict[str, Any], http_port: int, https_port: int) ->
     auto = server.get("automatic_https") or {}
     if auto.get("disable"):
         return False
-    ports = set()
+    ports: set[int] = set()
     for address in server.get("listen") or ():
         try:
             parsed = NetworkAddress.parse(address)

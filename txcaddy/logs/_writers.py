@@ -213,10 +213,10 @@ class FileWriter:
     def _mill_now(self) -> None:
         with self._mill_lock:
             files = self.backups()
-            remove = []
+            remove: list[tuple[float, str]] = []
             if self.keep and self.keep < len(files):
                 kept: set[str] = set()
-                remaining = []
+                remaining: list[tuple[float, str]] = []
                 for entry in files:
                     kept.add(entry[1].removesuffix(".gz"))
                     (remove if len(kept) > self.keep else remaining).append(entry)
@@ -326,7 +326,9 @@ class NetWriter:
         reactor = self.reactor = default_reactor(self.reactor)
         self._last_dial = reactor.seconds()
         if self.network.startswith("udp"):
-            self._udp_port = reactor.listenUDP(0, DatagramProtocol())
+            # Twisted's defaults for interface and maxPacketSize, spelled out: IReactorUDP
+            # declares them without defaults.
+            self._udp_port = reactor.listenUDP(0, DatagramProtocol(), "", 8192)
             self._udp_port.connect(self.host, self.port)
             self.transport = self._udp_port
             return
@@ -343,10 +345,13 @@ class NetWriter:
 
     def _connected(self, protocol: _NetProtocol) -> None:
         self._connecting = False
+        # The endpoint fires with the protocol after connecting it to its transport.
+        transport = protocol.transport
+        assert transport is not None
         if self._closed:
-            protocol.transport.loseConnection()
+            transport.loseConnection()
             return
-        self.transport = protocol.transport
+        self.transport = transport
         pending, self._pending, self._pending_size = self._pending, [], 0
         if pending:
             self.transport.writeSequence(pending)

@@ -403,8 +403,8 @@ def to_raw(headers: Headers, default_host: str = "") -> RawHeaders:
                 data = value.strip(" \t").encode("utf-8")
             fields.append((encoded, data))
     if _CTL.search(b"\t".join([value for _, value in fields])):
-        for name_bytes, value in fields:
-            if _CTL.search(value):
+        for name_bytes, value_bytes in fields:
+            if _CTL.search(value_bytes):
                 raise InvalidHeaderField(
                     "net/http: invalid header field value for "
                     + quote(name_bytes.decode("latin-1")))

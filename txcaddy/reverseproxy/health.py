@@ -22,7 +22,7 @@ from __future__ import annotations
 
 import re
 from collections.abc import Callable, Sequence
-from typing import Any
+from typing import Any, cast
 from urllib.parse import unquote
 
 from twisted.application.service import Service
@@ -479,6 +479,12 @@ def _render_global(dial: str) -> str | None:
     return template.render(None, None)
 
 
+def _error_text(failure: Failure) -> str:
+    """Go's ``err.Error()`` for a failed probe: the message, else the exception's name."""
+    # Failure.__init__ always sets ``type`` (or raises); Twisted declares it Optional.
+    return failure.getErrorMessage() or cast("type[BaseException]", failure.type).__name__
+
+
 class _Probe:
     """One health-check request: its timeout, its verdict and the body handling.
 
@@ -524,8 +530,7 @@ class _Probe:
     # -- response ----------------------------------------------------------------------------
 
     def _head_failed(self, failure: Failure) -> None:
-        self._decide(False, "HTTP request failed: {error}", error=failure.getErrorMessage() or
-                     failure.type.__name__)
+        self._decide(False, "HTTP request failed: {error}", error=_error_text(failure))
         self._finish()
 
     def _got_head(self, head: ResponseHead) -> None:
@@ -560,7 +565,7 @@ class _Probe:
         if self.collecting and not self.decided:
             if reason is not None and not reason.check(_BodyLimit):
                 self._decide(False, "failed to read response body: {error}",
-                             error=reason.getErrorMessage() or reason.type.__name__)
+                             error=_error_text(reason))
             else:
                 pattern = self.checker.config.expect_body
                 assert pattern is not None

@@ -428,10 +428,10 @@ class CookieHashSelection:
                 for upstream in pool:
                     if upstream.available() and self.value_for(upstream.dial) == wanted:
                         return upstream
-        upstream = self.fallback.select(pool, request, response)
-        if upstream is not None and response is not None and self._valid_name:
-            response.headers.add("Set-Cookie", f"{self.name}={self.value_for(upstream.dial)}{self._suffix}")
-        return upstream
+        chosen: Upstream | None = self.fallback.select(pool, request, response)
+        if chosen is not None and response is not None and self._valid_name:
+            response.headers.add("Set-Cookie", f"{self.name}={self.value_for(chosen.dial)}{self._suffix}")
+        return chosen
 
     def _requested(self, request: Request) -> str | None:
         """Go's ``Request.Cookie(name)``: the first valid value under exactly this name."""

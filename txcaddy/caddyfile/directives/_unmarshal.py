@@ -11,18 +11,20 @@ from typing import Any
 
 from txcaddy.caddyfile.dispenser import Dispenser
 from txcaddy.caddyfile.errors import ConfigError
+from txcaddy.caddyfile.helper import Helper
 
 ModuleParser = Callable[..., Any]
 
 
 def unmarshal_module(
-    d: Dispenser, namespace: str, name: str, parsers: Mapping[str, ModuleParser], *extra: Any
+    d: Dispenser | Helper, namespace: str, name: str, parsers: Mapping[str, ModuleParser], *extra: Any
 ) -> Any:
     """Caddy's ``UnmarshalModule``: the module gets the rest of the line and its block.
 
     ``parsers`` maps the module names Caddy 2.6.2 (as packaged) knows in this
     namespace to their Caddyfile parsers, which get the new Dispenser and
     ``extra``; any other name is reported as Caddy reports an unregistered module.
+    ``d`` may be a directive's Helper, which reads its tokens through its Dispenser.
     """
     module_id = f"{namespace}.{name}"
     parser = parsers.get(name)

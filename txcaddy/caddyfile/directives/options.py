@@ -571,7 +571,7 @@ def apply_server_options(
         opts = _options_for(server, entries)
         if opts is None:
             continue
-        settings = {
+        settings: dict[str, Any] = {
             "listener_wrappers": opts.listener_wrappers,
             "read_timeout": opts.read_timeout,
             "read_header_timeout": opts.read_header_timeout,
