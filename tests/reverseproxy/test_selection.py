@@ -13,9 +13,9 @@ import hmac
 import json
 import random
 from collections import Counter
-from typing import Any
+from typing import Any, TypeVar, cast
 
-from twisted.logger import Logger, LogLevel, formatEvent
+from twisted.logger import ILogObserver, Logger, LogLevel, formatEvent
 from twisted.trial.unittest import SynchronousTestCase
 
 from txcaddy.caddyfile.adapter import adapt_to_json
@@ -24,6 +24,7 @@ from txcaddy.config.loader import LoadContext
 from txcaddy.errors import ConfigError
 from txcaddy.interfaces import ISelectionPolicy
 from txcaddy.reverseproxy import selection
+from txcaddy.reverseproxy.hosts import Upstream
 from txcaddy.reverseproxy.selection import (
     ClientIPHashSelection,
     CookieHashSelection,
@@ -41,6 +42,8 @@ from txcaddy.reverseproxy.selection import (
     load_selection_policy,
 )
 from txcaddy.testing import FakeResponse, FakeTLS, make_request
+
+P = TypeVar("P")
 
 LIVE_DIALS = ("127.0.0.1:18101", "127.0.0.1:18102", "127.0.0.1:18103")
 NAMES = dict(zip(LIVE_DIALS, "ABC", strict=True))
@@ -104,22 +107,6 @@ def cookie_hmac(dial: str, secret: str = "") -> str:
     return hmac.new(secret.encode(), dial.encode(), hashlib.sha256).hexdigest()
 
 
-class Upstream:
-    """What a policy may look at (``ISelectionPolicy``): the dial address,
-    ``available()`` and the requests in flight."""
-
-    def __init__(self, dial: str) -> None:
-        self.dial = dial
-        self.num_requests = 0
-        self.up = True
-
-    def available(self) -> bool:
-        return self.up
-
-    def __repr__(self) -> str:
-        return f"<Upstream {self.dial}>"
-
-
 def make_pool(*dials: str) -> list[Upstream]:
     return [Upstream(dial) for dial in dials]
 
@@ -129,13 +116,27 @@ def live_pool() -> list[Upstream]:
 
 
 def down(upstream: Upstream) -> Upstream:
-    upstream.up = False
+    """Take ``upstream`` out of the pool, as the active health checker does."""
+    upstream.host.unhealthy = True
     return upstream
 
 
 def load(upstream: Upstream, requests: int) -> Upstream:
-    upstream.num_requests = requests
+    """Give ``upstream`` that many requests in flight."""
+    upstream.host.num_requests = requests
     return upstream
+
+
+def dial_of(upstream: Upstream | None) -> str | None:
+    """The chosen upstream's dial address, None when nothing was chosen."""
+    return None if upstream is None else upstream.dial
+
+
+def load_as(cls: type[P], config: Any, ctx: LoadContext) -> P:
+    """``load_selection_policy``, checking that it made a ``cls``."""
+    policy = load_selection_policy(config, ctx)
+    assert isinstance(policy, cls), policy
+    return policy
 
 
 def names(chosen: list[Upstream | None]) -> str:
@@ -171,7 +172,7 @@ class RoundRobinTests(SynchronousTestCase):
         self.assertEqual(names(pick(policy, pool, 1)), "A")
         down(pool[1])
         self.assertEqual(names(pick(policy, pool, 1)), "C")
-        pool[1].up = True
+        pool[1].host.unhealthy = False
         self.assertEqual(names(pick(policy, pool, 3)), "ABC")
 
     def test_nothing_available(self) -> None:
@@ -203,7 +204,7 @@ class RandomTests(SynchronousTestCase):
         """random chooses uniformly among the available upstreams only."""
         pool = make_pool("a:1", "b:1", "c:1", "d:1")
         down(pool[3])
-        counts = Counter(u.dial for u in pick(RandomSelection(random.Random(7)), pool, 3000))
+        counts = Counter(dial_of(u) for u in pick(RandomSelection(random.Random(7)), pool, 3000))
         self.assertEqual(set(counts), {"a:1", "b:1", "c:1"})
         for dial in ("a:1", "b:1", "c:1"):
             self.assertTrue(900 < counts[dial] < 1100, counts)
@@ -230,7 +231,7 @@ class RandomChooseTests(SynchronousTestCase):
         pool = make_pool("idle:1", "busy:1", "busiest:1")
         load(pool[1], 5)
         load(pool[2], 9)
-        counts = Counter(u.dial for u in pick(RandomChoiceSelection(2, random.Random(5)), pool, 3000))
+        counts = Counter(dial_of(u) for u in pick(RandomChoiceSelection(2, random.Random(5)), pool, 3000))
         # any two of the three include a less loaded one than "busiest"
         self.assertNotIn("busiest:1", counts)
         # "idle" is in two samples out of three
@@ -243,7 +244,7 @@ class RandomChooseTests(SynchronousTestCase):
         load(pool[0], 3)
         load(pool[1], 1)
         load(pool[2], 2)
-        self.assertEqual({u.dial for u in pick(RandomChoiceSelection(3, random.Random(1)), pool, 50)}, {"b:1"})
+        self.assertEqual({dial_of(u) for u in pick(RandomChoiceSelection(3, random.Random(1)), pool, 50)}, {"b:1"})
 
     def test_strictly_less_loaded_wins_whatever_the_order(self) -> None:
         # (Caddy's tie list keeps a busier upstream drawn first; txcaddy takes the least loaded)
@@ -251,14 +252,14 @@ class RandomChooseTests(SynchronousTestCase):
         pool = make_pool("busy:1", "less:1")
         load(pool[0], 5)
         load(pool[1], 3)
-        self.assertEqual({u.dial for u in pick(RandomChoiceSelection(2, random.Random(2)), pool, 50)}, {"less:1"})
+        self.assertEqual({dial_of(u) for u in pick(RandomChoiceSelection(2, random.Random(2)), pool, 50)}, {"less:1"})
 
     def test_ties_are_random(self) -> None:
         """random_choose breaks ties between equally loaded upstreams at random."""
         pool = make_pool("a:1", "b:1", "c:1")
         for u in pool:
             load(u, 4)
-        counts = Counter(u.dial for u in pick(RandomChoiceSelection(2, random.Random(9)), pool, 3000))
+        counts = Counter(dial_of(u) for u in pick(RandomChoiceSelection(2, random.Random(9)), pool, 3000))
         for dial in ("a:1", "b:1", "c:1"):
             self.assertTrue(900 < counts[dial] < 1100, counts)
 
@@ -268,7 +269,7 @@ class RandomChooseTests(SynchronousTestCase):
         down(pool[0])
         load(pool[1], 7)
         load(pool[2], 8)
-        self.assertEqual({u.dial for u in pick(RandomChoiceSelection(2, random.Random(4)), pool, 50)}, {"b:1"})
+        self.assertEqual({dial_of(u) for u in pick(RandomChoiceSelection(2, random.Random(4)), pool, 50)}, {"b:1"})
         down(pool[1])
         down(pool[2])
         self.assertIsNone(RandomChoiceSelection(2).select(pool, make_request(), None))
@@ -374,7 +375,7 @@ class HashTests(SynchronousTestCase):
         for uri, expected in LIVE_URI_HASH.items():
             chosen = policy.select(live_pool(), make_request(target=uri), None)
             self.assertEqual(names([chosen]), expected, uri)
-            self.assertEqual(NAMES[rendezvous(uri, list(LIVE_DIALS))], expected, uri)
+            self.assertEqual(dial_of(chosen), rendezvous(uri, list(LIVE_DIALS)), uri)
 
     def test_uri_hash_uses_the_target_as_received(self) -> None:
         """uri_hash hashes the request target as received, not a rewritten path."""
@@ -415,19 +416,19 @@ class HashTests(SynchronousTestCase):
             expected = rendezvous(ip, dials)
             for port in (1, 65000):
                 request = make_request(remote=(ip, port), headers={"X-Forwarded-For": "203.0.113.9"})
-                self.assertEqual(policy.select(make_pool(*dials), request, None).dial, expected)
+                self.assertEqual(dial_of(policy.select(make_pool(*dials), request, None)), expected)
 
     def test_client_ip_hash(self) -> None:
         """client_ip_hash hashes the client_ip var without its port, else the peer's address."""
         policy = ClientIPHashSelection()
         dials = [f"10.0.0.{i}:80" for i in range(1, 6)]
         request = make_request(remote=("127.0.0.1", 5555))
-        self.assertEqual(policy.select(make_pool(*dials), request, None).dial, rendezvous("127.0.0.1", dials))
+        self.assertEqual(dial_of(policy.select(make_pool(*dials), request, None)), rendezvous("127.0.0.1", dials))
         for client_ip in ("198.51.100.4", "198.51.100.4:8080"):
             request.vars["client_ip"] = client_ip
-            self.assertEqual(policy.select(make_pool(*dials), request, None).dial, rendezvous("198.51.100.4", dials))
+            self.assertEqual(dial_of(policy.select(make_pool(*dials), request, None)), rendezvous("198.51.100.4", dials))
         request.vars["client_ip"] = "[2001:db8::1]:443"
-        self.assertEqual(policy.select(make_pool(*dials), request, None).dial, rendezvous("2001:db8::1", dials))
+        self.assertEqual(dial_of(policy.select(make_pool(*dials), request, None)), rendezvous("2001:db8::1", dials))
 
     def test_query_hash_joins_every_value(self) -> None:
         """query hashing hashes the key's decoded values joined by commas."""
@@ -440,14 +441,14 @@ class HashTests(SynchronousTestCase):
             ("/?user=caf%C3%A9", "café"),
         ):
             chosen = policy.select(make_pool(*dials), make_request(target=target), None)
-            self.assertEqual(chosen.dial, rendezvous(key, dials), target)
+            self.assertEqual(dial_of(chosen), rendezvous(key, dials), target)
 
     def test_query_hash_uses_the_current_query(self) -> None:
         """query hashing uses the request's current query, rewrites included."""
         request = make_request(target="/?user=alice")
         request.query = "user=bob"
         dials = [f"10.0.0.{i}:80" for i in range(1, 6)]
-        self.assertEqual(QueryHashSelection("user").select(make_pool(*dials), request, None).dial, rendezvous("bob", dials))
+        self.assertEqual(dial_of(QueryHashSelection("user").select(make_pool(*dials), request, None)), rendezvous("bob", dials))
 
     def test_many_keys_agree_with_the_definition(self) -> None:
         """uri_hash agrees with rendezvous FNV-1a-32 on many random keys and dials."""
@@ -456,7 +457,7 @@ class HashTests(SynchronousTestCase):
         for _ in range(300):
             key = "/" + "".join(rng.choice("abcdefghijklmnopqrstuvwxyz0123456789/?=&") for _ in range(rng.randrange(1, 30)))
             chosen = URIHashSelection().select(make_pool(*dials), make_request(target=key), None)
-            self.assertEqual(chosen.dial, rendezvous(key, dials), key)
+            self.assertEqual(dial_of(chosen), rendezvous(key, dials), key)
 
     def test_sticky_and_stable(self) -> None:
         """Hash choices repeat, and taking an upstream away moves only its own keys."""
@@ -474,7 +475,7 @@ class HashTests(SynchronousTestCase):
         for k in keys:
             if before[k] is pool[2]:
                 self.assertIsNot(after[k], pool[2])
-                self.assertEqual(after[k].dial, rendezvous(k, dials[:2] + dials[3:]))
+                self.assertEqual(dial_of(after[k]), rendezvous(k, dials[:2] + dials[3:]))
             else:
                 self.assertIs(after[k], before[k])
 
@@ -492,13 +493,13 @@ class HashTests(SynchronousTestCase):
         self.assertIsNone(hash_choice(pool, b"/zero"))
         self.assertIsNone(URIHashSelection().select(pool, make_request(target="/zero"), None))
         pool = make_pool("10.0.0.1:18800Uh", "10.0.0.2:80")
-        self.assertEqual(hash_choice(pool, b"/zero").dial, "10.0.0.2:80")
+        self.assertEqual(dial_of(hash_choice(pool, b"/zero")), "10.0.0.2:80")
 
     def test_ties_keep_the_earlier_upstream(self) -> None:
         """Of upstreams with equal scores the earlier in the pool wins."""
         self.assertEqual(fnv1a32(b"/tie10.1.412.249:80"), fnv1a32(b"/tie10.1.581.240:80"))
-        self.assertEqual(hash_choice(make_pool("10.1.412.249:80", "10.1.581.240:80"), b"/tie").dial, "10.1.412.249:80")
-        self.assertEqual(hash_choice(make_pool("10.1.581.240:80", "10.1.412.249:80"), b"/tie").dial, "10.1.581.240:80")
+        self.assertEqual(dial_of(hash_choice(make_pool("10.1.412.249:80", "10.1.581.240:80"), b"/tie")), "10.1.412.249:80")
+        self.assertEqual(dial_of(hash_choice(make_pool("10.1.581.240:80", "10.1.412.249:80"), b"/tie")), "10.1.581.240:80")
 
     def test_missing_value_uses_the_fallback(self) -> None:
         """An absent or empty header or query value leaves the choice to the fallback policy."""
@@ -546,7 +547,7 @@ class CookieTests(SynchronousTestCase):
         for dial in LIVE_DIALS:
             response = FakeResponse()
             request = make_request(headers={"Cookie": f"other=1; sess={self.value(dial, 'k')}"})
-            self.assertEqual(policy.select(live_pool(), request, response).dial, dial)
+            self.assertEqual(dial_of(policy.select(live_pool(), request, response)), dial)
             self.assertNotIn("Set-Cookie", response.headers)
 
     def test_unknown_or_unavailable_cookie_is_replaced(self) -> None:
@@ -631,7 +632,7 @@ class CookieTests(SynchronousTestCase):
 
 
 class LoaderTests(SynchronousTestCase):
-    POLICIES = {
+    POLICIES: dict[str, tuple[dict[str, Any], type]] = {
         "random": ({}, RandomSelection),
         "random_choose": ({"choose": 3}, RandomChoiceSelection),
         "least_conn": ({}, LeastConnSelection),
@@ -665,32 +666,37 @@ class LoaderTests(SynchronousTestCase):
     def test_fields(self) -> None:
         """Config fields reach the policies, with Caddy's defaults (choose 2, cookie "lb")."""
         ctx = context()
-        self.assertEqual(load_selection_policy({"policy": "random_choose"}, ctx).choose, 2)
-        self.assertEqual(load_selection_policy({"policy": "random_choose", "choose": 0}, ctx).choose, 2)
-        cookie = load_selection_policy({"policy": "cookie"}, ctx)
+        self.assertEqual(load_as(RandomChoiceSelection, {"policy": "random_choose"}, ctx).choose, 2)
+        self.assertEqual(load_as(RandomChoiceSelection, {"policy": "random_choose", "choose": 0}, ctx).choose, 2)
+        cookie = load_as(CookieHashSelection, {"policy": "cookie"}, ctx)
         self.assertEqual((cookie.name, cookie.secret, cookie.max_age), ("lb", "", 0))
-        cookie = load_selection_policy({"policy": "cookie", "max_age": 3600 * 10**9}, ctx)
+        cookie = load_as(CookieHashSelection, {"policy": "cookie", "max_age": 3600 * 10**9}, ctx)
         self.assertEqual(cookie.max_age, 3600)
-        cookie = load_selection_policy({"policy": "cookie", "max_age": "90m"}, ctx)
+        cookie = load_as(CookieHashSelection, {"policy": "cookie", "max_age": "90m"}, ctx)
         self.assertEqual(cookie.max_age, 5400)
-        self.assertEqual(load_selection_policy({"policy": "weighted_round_robin", "weights": [0, 3]}, ctx).weights, [0, 3])
+        weighted = load_as(WeightedRoundRobinSelection, {"policy": "weighted_round_robin", "weights": [0, 3]}, ctx)
+        self.assertEqual(weighted.weights, [0, 3])
 
     def test_fallback(self) -> None:
         """Fallback policies load nested; hash policies default to a random fallback."""
-        config = {
+        config: dict[str, Any] = {
             "policy": "cookie",
             "fallback": {"policy": "header", "field": "X-User", "fallback": {"policy": "first"}},
         }
-        policy = load_selection_policy(config, context())
+        policy = load_as(CookieHashSelection, config, context())
         self.assertIsInstance(policy.fallback, HeaderHashSelection)
-        self.assertIsInstance(policy.fallback.fallback, FirstSelection)
-        for config in ({"policy": "header", "field": "F"}, {"policy": "query", "key": "k"}, {"policy": "cookie"}):
-            self.assertIsInstance(load_selection_policy(config, context()).fallback, RandomSelection, config)
+        self.assertIsInstance(cast(HeaderHashSelection, policy.fallback).fallback, FirstSelection)
+        header = load_as(HeaderHashSelection, {"policy": "header", "field": "F"}, context())
+        self.assertIsInstance(header.fallback, RandomSelection)
+        query = load_as(QueryHashSelection, {"policy": "query", "key": "k"}, context())
+        self.assertIsInstance(query.fallback, RandomSelection)
+        cookie = load_as(CookieHashSelection, {"policy": "cookie"}, context())
+        self.assertIsInstance(cookie.fallback, RandomSelection)
 
     def test_invalid_cookie_name_warns(self) -> None:
         """An invalid cookie name logs one warning at load; a valid one logs none."""
         events: list[dict[str, Any]] = []
-        ctx = LoadContext(log=Logger(namespace="test", observer=events.append))
+        ctx = LoadContext(log=Logger(namespace="test", observer=cast(ILogObserver, events.append)))
         load_selection_policy({"policy": "cookie", "name": "my cookie"}, ctx)
         self.assertEqual(len(events), 1)
         self.assertEqual(events[0]["log_level"], LogLevel.warn)
@@ -701,10 +707,10 @@ class LoaderTests(SynchronousTestCase):
     def test_generator_from_the_context(self) -> None:
         """Policies take the load context's random generator, else the shared default."""
         rng = random.Random(1)
-        self.assertIs(load_selection_policy({"policy": "random"}, context(rng)).rng, rng)
-        self.assertIs(load_selection_policy({"policy": "least_conn"}, context(rng)).rng, rng)
-        self.assertIs(load_selection_policy({"policy": "header", "field": "X"}, context(rng)).fallback.rng, rng)
-        self.assertIs(load_selection_policy({"policy": "random"}, context()).rng, selection.DEFAULT_RANDOM)
+        self.assertIs(load_as(RandomSelection, {"policy": "random"}, context(rng)).rng, rng)
+        self.assertIs(load_as(LeastConnSelection, {"policy": "least_conn"}, context(rng)).rng, rng)
+        self.assertIs(load_as(HeaderHashSelection, {"policy": "header", "field": "X"}, context(rng)).fallback.rng, rng)
+        self.assertIs(load_as(RandomSelection, {"policy": "random"}, context()).rng, selection.DEFAULT_RANDOM)
 
     def assertConfigError(self, config: Any, *fragments: str) -> None:
         with self.assertRaises(ConfigError) as caught:
@@ -782,6 +788,8 @@ class LoaderTests(SynchronousTestCase):
         pool = live_pool()
         response = FakeResponse()
         chosen = policy.select(pool, make_request(target="/?user=alice"), response)
-        self.assertEqual(chosen.dial, rendezvous("alice", list(LIVE_DIALS)))
-        self.assertEqual(response.headers.get_all("Set-Cookie"), [f"sess={cookie_hmac(chosen.dial, 'k')}; Path=/"])
+        expected = rendezvous("alice", list(LIVE_DIALS))
+        assert expected is not None
+        self.assertEqual(dial_of(chosen), expected)
+        self.assertEqual(response.headers.get_all("Set-Cookie"), [f"sess={cookie_hmac(expected, 'k')}; Path=/"])
         self.assertEqual(names(pick(policy, pool, 1, target="/")), "A")
