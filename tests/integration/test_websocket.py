@@ -18,15 +18,16 @@ from autobahn.websocket.compress import (
     PerMessageDeflateResponse,
     PerMessageDeflateResponseAccept,
 )
-from twisted.internet import reactor
 from twisted.internet.defer import Deferred, DeferredQueue, inlineCallbacks
-from twisted.internet.interfaces import IProtocolNegotiationFactory
+from twisted.internet.interfaces import IProtocolNegotiationFactory, ITransport
 from twisted.internet.protocol import ClientFactory, Factory, Protocol
 from twisted.protocols.tls import TLSMemoryBIOFactory
 from twisted.trial.unittest import TestCase
 from zope.interface import alsoProvides
 
+from tests._net import connect, listen_local, port_number
 from tests.reverseproxy._backends import site, start_proxy
+from txcaddy._reactor import default_reactor
 
 FIXTURES = os.path.join(os.path.dirname(__file__), "..", "caddyfile", "fixtures", "seed")
 MIB = 1024 * 1024
@@ -34,6 +35,10 @@ MIB = 1024 * 1024
 
 class _Upstream(WebSocketServerProtocol):
     """Picks chat.v2, sets X-Upstream, echoes, and closes with 1008 when asked."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.close_code: Deferred[Any] = Deferred()  # fires with the close code when closed
 
     def onConnect(self, request: Any) -> Any:
         self.factory.handshakes.append(request)
@@ -53,6 +58,10 @@ class _Upstream(WebSocketServerProtocol):
         self.factory.pings.append(payload)
         super().onPing(payload)
 
+    def onClose(self, wasClean: bool, code: Any, reason: Any) -> None:
+        super().onClose(wasClean, code, reason)
+        self.close_code.callback(code)
+
 
 def _accept_deflate(offers: list[Any]) -> Any:
     for offer in offers:
@@ -61,20 +70,28 @@ def _accept_deflate(offers: list[Any]) -> Any:
     return None
 
 
+class _UpstreamFactory(WebSocketServerFactory):
+    """Makes ``_Upstream``s and keeps what they saw."""
+
+    protocol = _Upstream
+    noisy = False
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.handshakes: list[Any] = []
+        self.opened: list[_Upstream] = []
+        self.pings: list[bytes] = []
+
+
 class WebSocketUpstream:
     def __init__(self, tls: Any = None) -> None:
-        factory = WebSocketServerFactory()
-        factory.protocol = _Upstream
+        factory = _UpstreamFactory()
         factory.setProtocolOptions(perMessageCompressionAccept=_accept_deflate)
-        factory.handshakes = []
-        factory.opened = []
-        factory.pings = []
-        factory.noisy = False
         self.factory = factory
-        self.port = reactor.listenTCP(0, factory if tls is None else _tls(tls, factory), interface="127.0.0.1")
-        self.address = f"127.0.0.1:{self.port.getHost().port}"
+        self.port = listen_local(factory if tls is None else _tls(tls, factory))
+        self.address = f"127.0.0.1:{port_number(self.port)}"
 
-    def stop(self) -> Deferred[None]:
+    def stop(self) -> Deferred[None] | None:
         for protocol in self.factory.opened:
             if protocol.transport is not None:
                 protocol.transport.loseConnection()
@@ -110,23 +127,32 @@ class _Client(WebSocketClientProtocol):
         self.factory.closed.callback((wasClean, code, reason))
 
 
-def connect_client(base: str, path: str = "/ws") -> WebSocketClientFactory:
+class _ClientFactory(WebSocketClientFactory):
+    """Makes a ``_Client`` and hands on what it sees."""
+
+    protocol = _Client
+    noisy = False
+
+    def __init__(self, url: str, protocols: list[str]) -> None:
+        super().__init__(url, protocols=protocols)
+        self.handshake: Any = None
+        self.opened: Deferred[_Client] = Deferred()
+        self.closed: Deferred[tuple[bool, Any, Any]] = Deferred()
+        self.messages: DeferredQueue[tuple[bytes, bool]] = DeferredQueue()
+        self.pongs: DeferredQueue[bytes] = DeferredQueue()
+
+
+def connect_client(base: str, path: str = "/ws") -> _ClientFactory:
     host_port = base.split("//")[1]
-    factory = WebSocketClientFactory(f"ws://{host_port}{path}", protocols=["chat.v1", "chat.v2"])
-    factory.protocol = _Client
+    factory = _ClientFactory(f"ws://{host_port}{path}", protocols=["chat.v1", "chat.v2"])
     factory.setProtocolOptions(
         perMessageCompressionOffers=[PerMessageDeflateOffer()],
         perMessageCompressionAccept=lambda response: (
             PerMessageDeflateResponseAccept(response) if isinstance(response, PerMessageDeflateResponse) else None
         ),
     )
-    factory.opened = Deferred()
-    factory.closed = Deferred()
-    factory.messages = DeferredQueue()
-    factory.pongs = DeferredQueue()
-    factory.noisy = False
     host, port = host_port.rsplit(":", 1)
-    reactor.connectTCP(host, int(port), factory)
+    connect(host, int(port), factory)
     return factory
 
 
@@ -139,6 +165,7 @@ class _Raw(Protocol):
         self.received = bytearray()
 
     def connectionMade(self) -> None:
+        assert self.transport is not None
         self.transport.write(self.request)
 
     def dataReceived(self, data: bytes) -> None:
@@ -153,7 +180,7 @@ def raw_exchange(base: str, request: bytes) -> Deferred[bytes]:
     factory = ClientFactory.forProtocol(lambda: _Raw(request, done))
     factory.noisy = False
     host, port = base.split("//")[1].rsplit(":", 1)
-    reactor.connectTCP(host, int(port), factory)
+    connect(host, int(port), factory)
     return done
 
 
@@ -234,18 +261,16 @@ class ProxiedWebSocketTests(WebSocketTestCase):
         from txcaddy import fromCaddyfile
 
         upstream = self.upstream()
-        service = fromCaddyfile(site(f"\treverse_proxy {upstream.address}").replace("PORT", "0"), reactor=reactor)
+        service = fromCaddyfile(site(f"\treverse_proxy {upstream.address}").replace("PORT", "0"), reactor=default_reactor())
         service.startService()
         (address,) = next(iter(service.boundAddresses().values()))
         factory = connect_client(f"http://127.0.0.1:{address.port}")
         yield factory.opened
-        upstream_closed: Deferred[Any] = Deferred()
         upstream_protocol = upstream.factory.opened[0]
-        upstream_protocol.onClose = lambda clean, code, reason: upstream_closed.callback(code)
         yield service.stopService()
         was_clean, code, reason = yield factory.closed
         self.assertEqual(code, 1001)
-        code = yield upstream_closed
+        code = yield upstream_protocol.close_code
         self.assertEqual(code, 1001)
 
 
@@ -257,6 +282,7 @@ class _RawUpgradeUpstream(Protocol):
         self.switched = False
 
     def dataReceived(self, data: bytes) -> None:
+        assert self.transport is not None
         if not self.switched:
             self.head += data
             end = self.head.find(b"\r\n\r\n")
@@ -275,9 +301,9 @@ class OtherUpgradeTests(TestCase):
     def setUp(self) -> None:
         factory = Factory.forProtocol(_RawUpgradeUpstream)
         factory.noisy = False
-        self.port = reactor.listenTCP(0, factory, interface="127.0.0.1")
+        self.port = listen_local(factory)
         self.addCleanup(self.port.stopListening)
-        self.upstream = f"127.0.0.1:{self.port.getHost().port}"
+        self.upstream = f"127.0.0.1:{port_number(self.port)}"
 
     @inlineCallbacks
     def test_any_protocol_is_spliced_with_the_bytes_sent_early(self) -> Any:
@@ -287,6 +313,7 @@ class OtherUpgradeTests(TestCase):
 
         class Client(Protocol):
             def connectionMade(self) -> None:
+                assert self.transport is not None
                 self.transport.write(b"GET / HTTP/1.1\r\nHost: x\r\nConnection: Upgrade\r\nUpgrade: foo\r\n\r\nearly")
 
             def dataReceived(self, data: bytes) -> None:
@@ -295,7 +322,7 @@ class OtherUpgradeTests(TestCase):
         factory = ClientFactory.forProtocol(Client)
         factory.noisy = False
         host, port = base.split("//")[1].rsplit(":", 1)
-        connector = reactor.connectTCP(host, int(port), factory)
+        connector = connect(host, int(port), factory)
         self.addCleanup(connector.disconnect)
         data = b""
         while b"echo:early" not in data:
@@ -341,17 +368,20 @@ class TLSUpstreamTests(WebSocketTestCase):
         pki = _PKI(os.path.abspath(self.mktemp()))
         factory = Factory.forProtocol(_RawUpgradeUpstream)
         factory.noisy = False
-        port = reactor.listenTCP(0, _tls(pki.server_options(), factory), interface="127.0.0.1")
+        port = listen_local(_tls(pki.server_options(), factory))
         self.addCleanup(port.stopListening)
         base = start_proxy(self, site(
-            f"\treverse_proxy https://127.0.0.1:{port.getHost().port} {{\n"
+            f"\treverse_proxy https://127.0.0.1:{port_number(port)} {{\n"
             f"\t\ttransport http {{\n\t\t\ttls_trusted_ca_certs {pki.ca_file}\n\t\t}}\n\t}}"
         ))
         received: DeferredQueue[bytes] = DeferredQueue()
         lost: Deferred[None] = Deferred()
+        transports: list[ITransport] = []
 
         class Client(Protocol):
             def connectionMade(self) -> None:
+                assert self.transport is not None
+                transports.append(self.transport)
                 self.transport.write(b"GET / HTTP/1.1\r\nHost: x\r\nConnection: Upgrade\r\nUpgrade: foo\r\n\r\nearly")
 
             def dataReceived(self, data: bytes) -> None:
@@ -363,13 +393,13 @@ class TLSUpstreamTests(WebSocketTestCase):
         client_factory = ClientFactory.forProtocol(Client)
         client_factory.noisy = False
         host, client_port = base.split("//")[1].rsplit(":", 1)
-        connector = reactor.connectTCP(host, int(client_port), client_factory)
+        connector = connect(host, int(client_port), client_factory)
         data = b""
         while b"echo:early" not in data:
             data += yield received.get()
         self.assertTrue(data.startswith(b"HTTP/1.1 101 Switching Protocols\r\n"), data)
         big = os.urandom(4 * MIB)
-        connector.transport.write(big)
+        transports[0].write(big)
         echoed = b""
         while len(echoed) < len(big):
             echoed += yield received.get()
