@@ -3,15 +3,19 @@
 from __future__ import annotations
 
 from collections.abc import Callable
-from typing import Any
+from typing import TYPE_CHECKING, Any, cast
 
 from twisted.internet import reactor
 from twisted.internet.defer import Deferred
-from twisted.internet.protocol import ClientFactory, Factory, Protocol
+from twisted.internet.protocol import ClientFactory, Factory, Protocol, ServerFactory
 from twisted.internet.testing import MemoryReactor, StringTransport
 from twisted.trial.unittest import SynchronousTestCase, TestCase
 
+from tests._net import connect, listen_local, port_number
 from txcaddy import _twisted
+
+if TYPE_CHECKING:
+    from twisted.internet.epollreactor import EPollReactor
 
 
 class _Collect(Protocol):
@@ -29,7 +33,7 @@ class _Collect(Protocol):
 class _Writer(Protocol):
     """Runs ``script(transport)`` as soon as the connection is up."""
 
-    def __init__(self, script: Callable[[Any], None]) -> None:
+    def __init__(self, script: Callable[[Any], object]) -> None:
         self.script = script
 
     def connectionMade(self) -> None:
@@ -50,11 +54,11 @@ class BatchedSendTests(TestCase):
     def exchange(self, script: Callable[[Any], None]) -> Deferred[bytes]:
         """Serve one connection with ``script``; fire with every byte the client got before EOF."""
         server = Factory.forProtocol(lambda: _Writer(script))
-        port = reactor.listenTCP(0, server, interface="127.0.0.1")
+        port = listen_local(server)
         self.addCleanup(port.stopListening)
         done: Deferred[bytes] = Deferred()
         client = ClientFactory.forProtocol(lambda: _Collect(done))
-        reactor.connectTCP("127.0.0.1", port.getHost().port, client)
+        connect("127.0.0.1", port_number(port), client)
         return done
 
     async def test_batched_data_then_fast_close(self) -> None:
@@ -109,7 +113,8 @@ class BatchedSendTests(TestCase):
             self.assertEqual(await self.exchange(script), b"bye")
         for transport, fd in closed:
             self.assertFalse(transport.connected)
-            self.assertIsNot(reactor._selectables.get(fd), transport)
+            # trial runs these on Linux's epoll reactor; _selectables is its descriptor map.
+            self.assertIsNot(cast("EPollReactor", reactor)._selectables.get(fd), transport)
             self.assertNotIn(transport, reactor.getReaders())
 
 
@@ -134,7 +139,7 @@ class LoopReadTests(TestCase):
             def connectionLost(self, reason: Any = None) -> None:
                 lost.callback([reason])
 
-        port = reactor.listenTCP(0, Factory.forProtocol(Server), interface="127.0.0.1")
+        port = listen_local(Factory.forProtocol(Server))
         self.addCleanup(port.stopListening)
         client_done: Deferred[bytes] = Deferred()
         connected: Deferred[Any] = Deferred()
@@ -143,7 +148,7 @@ class LoopReadTests(TestCase):
             def connectionMade(self) -> None:
                 connected.callback(self.transport)
 
-        reactor.connectTCP("127.0.0.1", port.getHost().port, ClientFactory.forProtocol(lambda: Client(client_done)))
+        connect("127.0.0.1", port_number(port), ClientFactory.forProtocol(lambda: Client(client_done)))
         transport = await connected
         transport.write(b"boom")
         (reason,) = await lost
@@ -210,11 +215,11 @@ class LoopReadTests(TestCase):
                 if not servers and not both_lost.called:
                     both_lost.callback(None)
 
-        port = loop.listenTCP(0, Factory.forProtocol(Server), interface="127.0.0.1")
+        port = listen_local(Factory.forProtocol(Server), reactor=loop)
         self.addCleanup(port.stopListening)
         clients = []
         for _ in range(2):  # plain blocking sockets: their sends land before the next poll
-            client = socket.create_connection(("127.0.0.1", port.getHost().port))
+            client = socket.create_connection(("127.0.0.1", port_number(port)))
             self.addCleanup(client.close)
             clients.append(client)
         await both_up
@@ -238,9 +243,9 @@ class LoopReadTests(TestCase):
             def connectionLost(self, reason: Any = None) -> None:
                 lost.callback([reason])
 
-        port = reactor.listenTCP(0, Factory.forProtocol(Server), interface="127.0.0.1")
+        port = listen_local(Factory.forProtocol(Server))
         self.addCleanup(port.stopListening)
-        reactor.connectTCP("127.0.0.1", port.getHost().port, ClientFactory.forProtocol(
+        connect("127.0.0.1", port_number(port), ClientFactory.forProtocol(
             lambda: _Writer(lambda t: (t.write(b"a" * 100_000), t.loseConnection()))))
         (reason,) = await lost
         self.assertEqual(bytes(got), b"a" * 100_000)
@@ -262,9 +267,9 @@ class SocketOptionTests(TestCase):
             def connectionMade(self) -> None:
                 self.d.callback(self.transport)
 
-        port = reactor.listenTCP(0, Factory.forProtocol(lambda: Report(server_side)), interface="127.0.0.1")
+        port = listen_local(Factory.forProtocol(lambda: Report(server_side)))
         self.addCleanup(port.stopListening)
-        reactor.connectTCP("127.0.0.1", port.getHost().port, ClientFactory.forProtocol(lambda: Report(client_side)))
+        connect("127.0.0.1", port_number(port), ClientFactory.forProtocol(lambda: Report(client_side)))
         server, client = await server_side, await client_side
         self.addCleanup(client.loseConnection)
         self.addCleanup(server.loseConnection)
@@ -420,9 +425,9 @@ class PlainWriteTests(TestCase):
             server_side.callback(transport._tempDataLen)
             _twisted.lose_connection(transport)
 
-        port = reactor.listenTCP(0, Factory.forProtocol(lambda: _Writer(script)), interface="127.0.0.1")
+        port = listen_local(Factory.forProtocol(lambda: _Writer(script)))
         self.addCleanup(port.stopListening)
-        reactor.connectTCP("127.0.0.1", port.getHost().port, ClientFactory.forProtocol(lambda: _Collect(done)))
+        connect("127.0.0.1", port_number(port), ClientFactory.forProtocol(lambda: _Collect(done)))
         self.assertEqual(await server_side, len(b"plain writes"))
         self.assertEqual(await done, b"plain writes")
 
@@ -471,7 +476,8 @@ class PrivateTwistedNamesTests(SynchronousTestCase):
         self.addCleanup(accepted.close)
         accepted.setblocking(False)
         books = MemoryReactor()  # registers the reader: kept out of trial's reactor
-        transport = tcp.Server(accepted, Protocol(), address, None, 1, books)
+        listening = tcp.Port(0, ServerFactory(), interface="127.0.0.1", reactor=books)  # never started
+        transport = tcp.Server(accepted, Protocol(), address, listening, 1, books)
         for name, kind in [("_tempDataLen", int), ("_tempDataBuffer", list), ("dataBuffer", bytes),
                            ("_writeDisconnected", bool), ("TLS", bool), ("connected", int),
                            ("disconnecting", int), ("bufferSize", int), ("socket", socket.socket)]:
