@@ -2,8 +2,11 @@
 
 from __future__ import annotations
 
-from twisted.logger import globalLogPublisher
+from typing import Any
+
+from twisted.logger import ILogObserver, LogEvent, globalLogPublisher
 from twisted.trial.unittest import SynchronousTestCase
+from zope.interface import provider
 
 from txcaddy.caddyfile import (
     directives,  # noqa: F401  (registers everything)
@@ -27,8 +30,11 @@ from txcaddy.caddyfile.jsonenc import encode
 from txcaddy.errors import ConfigError
 
 
-def option(text: str, existing: object = None) -> object:
-    """Run the global option on the first line(s) of ``text`` as the core does."""
+def option(text: str, existing: object = None) -> Any:
+    """Run the global option on the first line(s) of ``text`` as the core does.
+
+    Its value is whatever that option's parser makes (``GlobalOptionFunc`` returns Any).
+    """
     d = Dispenser.from_text(text)
     name = d.tokens[0].text
     return registry.GLOBAL_OPTIONS[name](Dispenser(d.tokens), existing)
@@ -115,7 +121,8 @@ class ValueTests(SynchronousTestCase):
         """servers' deprecated protocol block still applies its settings and logs two warnings."""
         messages: list[str] = []
 
-        def observer(event: dict) -> None:
+        @provider(ILogObserver)
+        def observer(event: LogEvent) -> None:
             if event.get("log_namespace") == "caddyfile":
                 messages.append(event["log_format"])
 
@@ -132,7 +139,7 @@ class ValueTests(SynchronousTestCase):
 class ApplyServerOptionsTests(SynchronousTestCase):
     def test_fields_set_in_server_order(self) -> None:
         """servers options fill in each server's fields in Caddy's order; the catch-all replaces."""
-        servers = {
+        servers: dict[str, dict[str, Any]] = {
             "srv0": {"listen": [":80"], "routes": [], "logs": {"skip_hosts": ["a"]}},
             "srv1": {"listen": [":81"], "listener_wrappers": [{"wrapper": "x"}]},
         }
