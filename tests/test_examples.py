@@ -20,6 +20,7 @@ class ExampleTests(SynchronousTestCase):
         self.assertEqual(warnings, [])  # it is formatted as `txcaddy fmt` would
         service = CaddyService(config)
         self.assertEqual(service.listenAddresses(), {"srv0": ["127.0.0.1:8080"]})
+        assert service.http is not None
         server = service.http.servers["srv0"]
         response = serve(server.routes, make_request("GET", "/api/users", host="localhost"))
         self.assertEqual(response.body, b'{"path": "/users", "method": "GET"}')

@@ -14,11 +14,15 @@ import os
 from typing import Any
 
 from twisted.internet.defer import Deferred, inlineCallbacks
+from twisted.internet.error import ConnectionDone
 from twisted.internet.task import Clock
-from twisted.internet.testing import MemoryReactorClock, StringTransport
+from twisted.internet.testing import StringTransport
+from twisted.python.failure import Failure
 from twisted.trial.unittest import SynchronousTestCase, TestCase
 
+from tests._transports import MemoryServingReactor
 from txcaddy._go.strconv import format_float_f
+from txcaddy._reactor import default_reactor
 from txcaddy.caddyfile.adapter import adapt
 from txcaddy.config.loader import LoadContext
 from txcaddy.errors import ConfigError
@@ -627,7 +631,7 @@ class FileWriterTests(SynchronousTestCase):
 class NetWriterTests(SynchronousTestCase):
     def test_lines_wait_for_the_connection_then_fall_back_and_redial(self) -> None:
         """The net writer queues until connected, falls back while lost, and redials later."""
-        reactor = MemoryReactorClock()
+        reactor = MemoryServingReactor()
         fallback = io.BytesIO()
         writer = NetWriter("tcp/127.0.0.1:5140", 3.0, reactor=reactor, fallback=StdWriter("stderr", fallback))
         self.assertEqual(writer.key, "127.0.0.1:5140")
@@ -636,12 +640,13 @@ class NetWriterTests(SynchronousTestCase):
         host, port, factory, timeout, _ = reactor.tcpClients[0]
         self.assertEqual((host, port, timeout), ("127.0.0.1", 5140, 3.0))
         protocol = factory.buildProtocol(None)
+        assert protocol is not None
         transport = StringTransport()
         protocol.makeConnection(transport)
         reactor.advance(0)
         writer.write(b"late\n")
         self.assertEqual(transport.value(), b"early\nlate\n")
-        protocol.connectionLost(None)
+        protocol.connectionLost(Failure(ConnectionDone()))
         writer.write(b"lost\n")
         self.assertEqual(fallback.getvalue(), b"lost\n")
         reactor.advance(10)
@@ -651,7 +656,7 @@ class NetWriterTests(SynchronousTestCase):
 
     def test_udp(self) -> None:
         """UDP addresses and negative dial timeouts are config errors."""
-        reactor = MemoryReactorClock()
+        reactor = MemoryServingReactor()
         self.assertRaises(ConfigError, NetWriter, "udp/logs.example:514", reactor=reactor)
         self.assertRaises(ConfigError, NetWriter, "tcp/host:514", -1.0)
 
@@ -679,7 +684,6 @@ class ServiceTests(TestCase):
     def test_access_log_file(self) -> Any:
         """A real server writes Caddy's access line for a request to the configured log file."""
         import treq
-        from twisted.internet import reactor
 
         from txcaddy import fromCaddyfile
 
@@ -688,13 +692,14 @@ class ServiceTests(TestCase):
             "http://:0 {\n\tbind 127.0.0.1\n"
             f"\tlog {{\n\t\toutput file {path}\n\t\tformat json\n\t}}\n"
             '\trespond "hello" 201\n}\n',
-            reactor=reactor,
+            reactor=default_reactor(),
         )
         service.startService()
         stopped = False
         try:
             (address,) = next(iter(service.boundAddresses().values()))
-            response = yield treq.get(f"http://127.0.0.1:{address.port}/x?y=1", headers={"X-A": "b"}, persistent=False)
+            headers: dict[bytes | str, bytes | str] = {"X-A": "b"}
+            response = yield treq.get(f"http://127.0.0.1:{address.port}/x?y=1", headers=headers, persistent=False)
             body = yield response.content()
             self.assertEqual((response.code, body), (201, b"hello"))
             yield service.stopService()

@@ -9,11 +9,12 @@ from __future__ import annotations
 from collections import Counter
 
 from twisted.internet.address import IPv4Address
-from twisted.internet.testing import MemoryReactorClock, StringTransport
+from twisted.internet.testing import StringTransport
 from twisted.python.filepath import FilePath
 from twisted.trial.unittest import SynchronousTestCase
 
 from tests._gc import garbage_of
+from tests._transports import MemoryServingReactor
 from txcaddy.http._h1 import HTTP11Protocol
 from txcaddy.service import fromCaddyfile
 
@@ -23,7 +24,7 @@ class ReferenceCycleTests(SynchronousTestCase):
         root = FilePath(self.mktemp())
         root.makedirs()
         root.child("index.html").setContent(b"<h1>hi</h1>")
-        self.reactor = MemoryReactorClock()
+        self.reactor = MemoryServingReactor()
         service = fromCaddyfile(
             "http://:18081 {\n"
             "\tbind 127.0.0.1\n"
@@ -36,6 +37,7 @@ class ReferenceCycleTests(SynchronousTestCase):
             reactor=self.reactor,
         )
         self.addCleanup(service.context.unload)
+        assert service.http is not None
         self.server = next(iter(service.http.servers.values()))
 
     def get(self, path: bytes) -> bytes:

@@ -19,6 +19,7 @@ from twisted.internet.protocol import Factory, Protocol
 from twisted.trial.unittest import SkipTest, TestCase
 from zope.interface import implementer
 
+from tests._net import listen_local, port_number
 from tests.reverseproxy._backends import EchoBackend, site, start_proxy
 
 GIB = 1 << 30
@@ -112,6 +113,7 @@ def _after_head(head: bytes, data: bytes) -> tuple[bytes, bytes | None]:
 class _DownloadBackend(Protocol):
     def dataReceived(self, data: bytes) -> None:
         if b"\r\n\r\n" in data:
+            assert self.transport is not None
             self.transport.write(b"HTTP/1.1 200 OK\r\nContent-Length: %d\r\n\r\n" % GIB)
             _Source(self.transport, GIB)
 
@@ -123,12 +125,14 @@ class _DownloadClient(Protocol):
         self.finished: defer.Deferred[int] = defer.Deferred()
 
     def connectionMade(self) -> None:
+        assert self.transport is not None
         self.transport.write(b"GET /big HTTP/1.1\r\nHost: x\r\n\r\n")
 
     def dataReceived(self, data: bytes) -> None:
         self.head, body = _after_head(self.head, data)
         if body is None:
             return
+        assert self.transport is not None
         self.reader.received(self.transport, len(body))
         if self.reader.count >= GIB and not self.finished.called:
             self.finished.callback(self.reader.count)
@@ -144,6 +148,7 @@ class _UploadBackend(Protocol):
         self.head, body = _after_head(self.head, data)
         if body is None:
             return
+        assert self.transport is not None
         self.reader.received(self.transport, len(body))
         if self.reader.count >= GIB:
             self.transport.write(b"HTTP/1.1 200 OK\r\nContent-Length: %d\r\n\r\n%d" % (len(str(GIB)), self.reader.count))
@@ -155,6 +160,7 @@ class _UploadClient(Protocol):
         self.finished: defer.Deferred[bytes] = defer.Deferred()
 
     def connectionMade(self) -> None:
+        assert self.transport is not None
         self.transport.write(b"POST /big HTTP/1.1\r\nHost: x\r\nContent-Length: %d\r\n\r\n" % GIB)
         _Source(self.transport, GIB)
 
@@ -168,9 +174,9 @@ class MemoryTests(TestCase):
     timeout = 300
 
     def _proxy_to(self, protocol: type[Protocol]) -> int:
-        backend = reactor.listenTCP(0, Factory.forProtocol(protocol), interface="127.0.0.1")
+        backend = listen_local(Factory.forProtocol(protocol))
         self.addCleanup(backend.stopListening)
-        base = start_proxy(self, site(f"\treverse_proxy 127.0.0.1:{backend.getHost().port}"))
+        base = start_proxy(self, site(f"\treverse_proxy 127.0.0.1:{port_number(backend)}"))
         return int(base.rsplit(":", 1)[1])
 
     @inlineCallbacks
@@ -218,6 +224,7 @@ class MemoryTests(TestCase):
                 self.answered: defer.Deferred[None] = defer.Deferred()
 
             def connectionMade(self) -> None:
+                assert self.transport is not None
                 self.transport.write(b"GET /idle HTTP/1.1\r\nHost: x\r\n\r\n")
 
             def dataReceived(self, data: bytes) -> None:

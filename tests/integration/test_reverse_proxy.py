@@ -6,17 +6,19 @@ import hashlib
 import json
 import os
 import socket
-from typing import Any
+from typing import Any, cast
 
 import treq
 from twisted.internet import defer, reactor
 from twisted.internet.defer import inlineCallbacks
 from twisted.internet.error import ConnectionDone
+from twisted.internet.interfaces import ITCPTransport
 from twisted.internet.protocol import ClientFactory, Factory, Protocol
 from twisted.trial.unittest import TestCase
 from twisted.web import server
 from twisted.web.client import ResponseFailed
 
+from tests._net import listen_local, port_number
 from tests.reverseproxy._backends import EchoBackend, RawBackend, site, start_proxy
 
 
@@ -65,7 +67,7 @@ class BasicProxyTests(ProxyTestCase):
         self.assertEqual(response.code, 200)
         seen = json.loads(body)
         self.assertEqual((seen["method"], seen["uri"]), ("GET", "/some/path?q=1"))
-        headers = {}
+        headers: dict[str, list[str]] = {}
         for name, value in seen["headers"]:
             headers.setdefault(name.lower(), []).append(value)
         host = base.split("//")[1]
@@ -174,14 +176,15 @@ class FailureTests(ProxyTestCase):
             def dataReceived(self, data: bytes) -> None:
                 received.append(data)
                 if b"\r\n\r\n" in b"".join(received):
-                    self.transport.abortConnection()
+                    # A TCP listener's protocols sit on TCP transports.
+                    cast(ITCPTransport, self.transport).abortConnection()
 
         received: list[bytes] = []
-        resetter = reactor.listenTCP(0, Factory.forProtocol(Reset), interface="127.0.0.1")
+        resetter = listen_local(Factory.forProtocol(Reset))
         self.addCleanup(resetter.stopListening)
         second = self.backend("second")
         base = self.proxy(
-            f"\treverse_proxy 127.0.0.1:{resetter.getHost().port} {second.address} {{\n"
+            f"\treverse_proxy 127.0.0.1:{port_number(resetter)} {second.address} {{\n"
             "\t\tlb_policy first\n\t\tlb_try_duration 5s\n\t\tlb_try_interval 10ms\n"
             "\t\tlb_retry_match {\n\t\t\tmethod POST GET\n\t\t}\n"
             "\t\tfail_duration 30s\n\t\tmax_fails 2\n\t}"
@@ -384,7 +387,7 @@ class HeaderAndPolicyTests(ProxyTestCase):
             "\t}"
         )
         response, body = yield self.get(base + "/", headers={"X-Client": "c1", "X-Multi": "one", "X-Secret": "s"})
-        seen = {}
+        seen: dict[str, list[str]] = {}
         for name, value in json.loads(body)["headers"]:
             seen.setdefault(name.lower(), []).append(value)
         self.assertEqual(seen["host"], [backend.address])

@@ -13,12 +13,14 @@ import json
 from collections.abc import Callable
 from typing import Any
 
-from twisted.internet import reactor
 from twisted.internet.defer import Deferred
+from twisted.internet.interfaces import ITransport
 from twisted.internet.protocol import Factory, Protocol
 from twisted.web import resource, server
 
+from tests._net import listen_local, port_number
 from txcaddy import fromCaddyfile
+from txcaddy._reactor import default_reactor
 
 
 class _EchoResource(resource.Resource):
@@ -62,14 +64,16 @@ class EchoBackend:
         self.requests: list[dict[str, Any]] = []
         site = server.Site(_EchoResource(self))
         site.noisy = False
-        self.port = reactor.listenTCP(0, site, interface="127.0.0.1")
-        self.address = f"127.0.0.1:{self.port.getHost().port}"
+        self.port = listen_local(site)
+        self.address = f"127.0.0.1:{port_number(self.port)}"
 
-    def stop(self) -> Deferred[None]:
+    def stop(self) -> Deferred[None] | None:
         return self.port.stopListening()
 
 
 class _RawProtocol(Protocol):
+    transport: ITransport  # connected from the start: the backend only sees it after connectionMade
+
     def __init__(self, backend: RawBackend) -> None:
         self.backend = backend
         self.received = bytearray()
@@ -97,8 +101,8 @@ class RawBackend:
         self._waiters: list[tuple[int, Deferred[None]]] = []
         factory = Factory.forProtocol(lambda: _RawProtocol(self))
         factory.noisy = False
-        self.port = reactor.listenTCP(0, factory, interface="127.0.0.1")
-        self.address = f"127.0.0.1:{self.port.getHost().port}"
+        self.port = listen_local(factory)
+        self.address = f"127.0.0.1:{port_number(self.port)}"
 
     def on_data(self, conn: _RawProtocol) -> None:
         while True:
@@ -126,7 +130,7 @@ class RawBackend:
                 self._waiters.remove(entry)
                 d.callback(None)
 
-    def stop(self) -> Deferred[None]:
+    def stop(self) -> Deferred[None] | None:
         for conn in self.connections:
             if conn.transport is not None:
                 conn.transport.loseConnection()
@@ -168,7 +172,7 @@ def _split_request(data: bytes) -> bytes | None:
 
 def start_proxy(test: Any, caddyfile: str) -> str:
     """Run txcaddy with ``caddyfile`` (``PORT`` → a free port); return its base URL."""
-    service = fromCaddyfile(caddyfile.replace("PORT", "0"), reactor=reactor)
+    service = fromCaddyfile(caddyfile.replace("PORT", "0"), reactor=default_reactor())
     service.startService()
     test.addCleanup(service.stopService)
     (address,) = next(iter(service.boundAddresses().values()))
