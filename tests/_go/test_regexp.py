@@ -65,7 +65,9 @@ class RegexpTests(SynchronousTestCase):
         """``(?P<name>…)`` groups keep their names and numbers."""
         compiled = compile_regexp("(?P<name>[a-z]+)-(\\d+)")
         self.assertEqual(compiled.groupindex, {"name": 1})
-        self.assertEqual(compiled.search("x abc-12").groups(), ("abc", "12"))
+        match = compiled.search("x abc-12")
+        assert match is not None
+        self.assertEqual(match.groups(), ("abc", "12"))
 
     def test_rejected_like_go(self) -> None:
         """Patterns Go's ``regexp.Compile`` refuses raise ``RegexpError``."""

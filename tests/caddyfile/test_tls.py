@@ -22,7 +22,7 @@ from txcaddy.caddyfile.directives.tls import (
 )
 from txcaddy.caddyfile.dispenser import Dispenser
 from txcaddy.caddyfile.helper import ConfigValue, GroupCounter, Helper
-from txcaddy.caddyfile.jsonenc import encode
+from txcaddy.caddyfile.jsonenc import GoMap, encode
 from txcaddy.caddyfile.tlsapp import (
     AutomationPolicy,
     build_pki_app,
@@ -177,6 +177,7 @@ class TLSAppTests(SynchronousTestCase):
         )
         pairings = [Pairing([":443"], [sites]), Pairing([":8443"], [sites])]
         app = build_tls_app(pairings, {}, [])
+        assert issuer.challenges is not None
         self.assertEqual(issuer.challenges.bind_host, "10.0.0.1")
         self.assertEqual(
             encode(app),
@@ -186,7 +187,7 @@ class TLSAppTests(SynchronousTestCase):
 
     def test_consolidation_merges_and_drops(self) -> None:
         """Policies with equal issuers merge subjects; an empty one for a local name is dropped."""
-        internal = [encode({"module": "internal"})]
+        internal = [GoMap(module="internal")]
         aps = [
             AutomationPolicy(subjects=["a.example.com"], issuers_raw=list(internal)),
             AutomationPolicy(subjects=["b.example.com"], issuers_raw=list(internal)),
@@ -194,6 +195,7 @@ class TLSAppTests(SynchronousTestCase):
             AutomationPolicy(subjects=["c.example.com"]),
         ]
         result = consolidate_automation_policies(aps)
+        assert result is not None
         self.assertEqual(
             [(ap.subjects, ap.issuers_raw) for ap in result],
             [(["a.example.com", "b.example.com"], internal), (["c.example.com"], None)],

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import functools
 from typing import Any
 
 from twisted.internet.defer import Deferred, fail
@@ -17,7 +18,7 @@ class UnloadTests(SynchronousTestCase):
         context = LoadContext()
         ran: list[int] = []
         for i in range(3):
-            context.on_unload(lambda i=i: ran.append(i))
+            context.on_unload(functools.partial(ran.append, i))
         self.successResultOf(context.unload())
         self.assertEqual(ran, [2, 1, 0])
 

@@ -124,7 +124,12 @@ class ProtocolTests(SynchronousTestCase):
         """The transport's local address is looked up lazily, once per connection, on first use."""
         calls: list[Any] = []
         get_host = self.transport.getHost
-        self.patch(self.transport, "getHost", lambda: calls.append(1) or get_host())
+
+        def counted_get_host() -> Any:
+            calls.append(1)
+            return get_host()
+
+        self.patch(self.transport, "getHost", counted_get_host)
         self.send(b"GET /a HTTP/1.1\r\nHost: x\r\n\r\nGET /b HTTP/1.1\r\nHost: x\r\n\r\n")
         self.assertEqual(calls, [])
         first, second = self.echo.seen[-2:]

@@ -8,12 +8,12 @@ import socket
 import tempfile
 from typing import Any
 
-from twisted.internet import reactor
 from twisted.internet.defer import inlineCallbacks
 from twisted.internet.threads import deferToThread
 from twisted.trial.unittest import SkipTest, TestCase
 
 from txcaddy import fromCaddyfile
+from txcaddy._reactor import default_reactor
 
 
 def raw_exchange(family: int, address: Any, request: bytes) -> bytes:
@@ -34,7 +34,7 @@ class ListenerTests(TestCase):
     timeout = 30
 
     def serve(self, caddyfile: str) -> Any:
-        service = fromCaddyfile(caddyfile, reactor=reactor)
+        service = fromCaddyfile(caddyfile, reactor=default_reactor())
         service.startService()
         self.addCleanup(service.stopService)
         return service

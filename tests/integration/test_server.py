@@ -7,11 +7,11 @@ import socket
 from typing import Any
 
 import treq
-from twisted.internet import reactor
 from twisted.internet.defer import inlineCallbacks
 from twisted.trial.unittest import TestCase
 
 from txcaddy import fromCaddyfile
+from txcaddy._reactor import default_reactor
 
 
 class ServerTestCase(TestCase):
@@ -20,7 +20,7 @@ class ServerTestCase(TestCase):
     timeout = 30
 
     def start(self, text: str) -> str:
-        service = fromCaddyfile(text.replace("PORT", "0"), reactor=reactor)
+        service = fromCaddyfile(text.replace("PORT", "0"), reactor=default_reactor())
         service.startService()
         self.addCleanup(service.stopService)
         (address,) = next(iter(service.boundAddresses().values()))
@@ -114,7 +114,7 @@ class RawSocketTests(ServerTestCase):
         def exchange(raw: bytes) -> bytes:
             with socket.create_connection(("127.0.0.1", port), timeout=5) as s:
                 s.sendall(raw)
-                chunks = []
+                chunks: list[bytes] = []
                 while True:
                     data = s.recv(65536)
                     if not data:

@@ -27,12 +27,14 @@ def wait_for_output(process: subprocess.Popen[bytes], marker: bytes, timeout: fl
     """Read the process's output until ``marker`` shows up (the event we wait on)."""
     deadline = time.monotonic() + timeout
     seen = b""
+    output = process.stdout
+    assert output is not None  # started with stdout=PIPE
     while marker not in seen:
         remaining = deadline - time.monotonic()
-        ready, _, _ = select.select([process.stdout], [], [], max(remaining, 0))
+        ready, _, _ = select.select([output], [], [], max(remaining, 0))
         if not ready:
             raise AssertionError(f"no {marker!r} within {timeout}s; output so far: {seen!r}")
-        chunk = os.read(process.stdout.fileno(), 65536)
+        chunk = os.read(output.fileno(), 65536)
         if not chunk:
             raise AssertionError(f"process ended before {marker!r}: {seen!r}")
         seen += chunk

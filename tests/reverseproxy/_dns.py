@@ -10,9 +10,11 @@ from __future__ import annotations
 
 from typing import Any
 
-from twisted.internet import reactor
 from twisted.internet.defer import Deferred
 from twisted.names import authority, dns, server
+
+from tests._net import port_number
+from txcaddy._reactor import default_reactor
 
 
 class _MemoryAuthority(authority.FileAuthority):
@@ -43,8 +45,9 @@ class DNSServer:
         factory.noisy = False
         protocol = dns.DNSDatagramProtocol(factory)
         protocol.noisy = False
-        self.port = reactor.listenUDP(0, protocol, interface="127.0.0.1")
-        self.address = f"127.0.0.1:{self.port.getHost().port}"
+        # Twisted's default packet size, spelled out: IReactorUDP declares it without one.
+        self.port = default_reactor().listenUDP(0, protocol, interface="127.0.0.1", maxPacketSize=8192)
+        self.address = f"127.0.0.1:{port_number(self.port)}"
 
     def set_srv(self, name: str, records: list[tuple[int, int, int, str]]) -> None:
         """``name``'s SRV records: (priority, weight, port, target) each."""
@@ -59,5 +62,5 @@ class DNSServer:
     def questions(self, record_type: str) -> list[str]:
         return [name for kind, name in self.asked if kind == record_type]
 
-    def stop(self) -> Deferred[None]:
-        return self.port.stopListening()  # type: ignore[no-any-return]
+    def stop(self) -> Deferred[None] | None:
+        return self.port.stopListening()
