@@ -117,14 +117,16 @@ class TwistdOptionsTests(SynchronousTestCase):
         options = Options()
         options.parseOptions(["-c", self.write("Caddyfile", SITE)])
         service = makeService(options)
-        self.assertIsInstance(service, CaddyService)
+        assert isinstance(service, CaddyService), service
         self.assertEqual(service.listenAddresses(), {"srv0": [":8080"]})
 
     def test_json_by_adapter_flag(self) -> None:
         """--adapter json loads the file as JSON config."""
         options = Options()
         options.parseOptions(["-c", self.write("conf", SITE_JSON), "--adapter", "json"])
-        self.assertEqual(makeService(options).config, json.loads(SITE_JSON))
+        service = makeService(options)
+        assert isinstance(service, CaddyService), service
+        self.assertEqual(service.config, json.loads(SITE_JSON))
 
     def test_bad_config_is_a_usage_error(self) -> None:
         """A bad Caddyfile is a UsageError naming file, line and problem."""

@@ -52,7 +52,13 @@ from txcaddy.reverseproxy.transport import (
     ResponseBodyConsumer,
     UpstreamAddress,
 )
-from txcaddy.testing import FakeResponse, FakeServer, FakeUpstreamTransport, make_request
+from txcaddy.testing import (
+    FakeResponse,
+    FakeServer,
+    FakeUpstreamTransport,
+    MemoryServingReactor,
+    make_request,
+)
 
 PLUGINS_DOC = os.path.join(os.path.dirname(__file__), "..", "docs", "plugins.md")
 
@@ -197,7 +203,7 @@ class UpstreamInterfaceTests(SynchronousTestCase):
 
     def test_http_transport(self) -> None:
         """``HTTPTransport`` provides ``IUpstreamTransport``."""
-        self.assertTrue(verifyObject(IUpstreamTransport, HTTPTransport.from_config({}, MemoryReactorClock())))
+        self.assertTrue(verifyObject(IUpstreamTransport, HTTPTransport.from_config({}, MemoryServingReactor())))
 
     def test_exchange(self) -> None:
         """The HTTP/1.1 ``Exchange`` provides ``IExchange``."""

@@ -20,7 +20,6 @@ from twisted.internet.testing import StringTransport
 from twisted.python.failure import Failure
 from twisted.trial.unittest import SynchronousTestCase, TestCase
 
-from tests._transports import MemoryServingReactor
 from txcaddy._go.strconv import format_float_f
 from txcaddy._reactor import default_reactor
 from txcaddy.caddyfile.adapter import adapt
@@ -51,7 +50,7 @@ from txcaddy.logs import (
     logger_allowed,
 )
 from txcaddy.service import plain_json
-from txcaddy.testing import FakeResponse, FakeTLS, make_request
+from txcaddy.testing import FakeResponse, FakeTLS, MemoryServingReactor, make_request
 
 T0 = 1700000000.5  # 2023-11-14T22:13:20.5Z
 

@@ -40,7 +40,7 @@ class FreezeTests(SynchronousTestCase):
     def test_objects_alive_at_start_leave_the_collectors_view(self) -> None:
         """freeze_startup_objects moves live objects to the permanent generation."""
         self.addCleanup(gc.unfreeze)
-        kept = [[] for _ in range(100)]
+        kept: list[list[object]] = [[] for _ in range(100)]
         _process.freeze_startup_objects()
         self.assertGreaterEqual(gc.get_freeze_count(), len(kept))
         tracked = {id(obj) for obj in gc.get_objects()}

@@ -8,7 +8,10 @@ import sys
 import types
 from typing import Any
 
+from twisted.internet.address import IPv4Address
 from twisted.internet.defer import Deferred
+from twisted.internet.interfaces import IListeningPort
+from twisted.internet.protocol import DatagramProtocol
 from twisted.internet.task import Clock
 from twisted.internet.testing import MemoryReactorClock, StringTransport
 from twisted.python.failure import Failure
@@ -18,6 +21,7 @@ from twisted.trial.unittest import SynchronousTestCase
 from zope.interface import implementer
 from zope.interface.verify import verifyObject
 
+from txcaddy._reactor import IServingReactor
 from txcaddy.http._h1 import HTTP11Factory, HTTP11Protocol
 from txcaddy.http.errors import HandlerError
 from txcaddy.interfaces import (
@@ -42,6 +46,7 @@ from txcaddy.testing import (
     FakeResponse,
     FakeServer,
     FakeUpstreamTransport,
+    MemoryServingReactor,
     make_request,
     respond_with,
     serve,
@@ -99,6 +104,16 @@ class ProvidesTests(SynchronousTestCase):
     def test_fake_server_provides_ihttpserver(self) -> None:
         """``FakeServer`` provides ``IHTTPServer``."""
         self.assertTrue(verifyObject(IHTTPServer, FakeServer()))
+
+    def test_memory_serving_reactor_provides_iservingreactor(self) -> None:
+        """``MemoryServingReactor`` provides ``IServingReactor``; its UDP ports are recorded."""
+        reactor = MemoryServingReactor()
+        self.assertTrue(verifyObject(IServingReactor, reactor))
+        protocol = DatagramProtocol()
+        port = reactor.listenUDP(0, protocol, "127.0.0.1")
+        self.assertEqual(reactor.udpPorts, [(0, protocol, "127.0.0.1", 8192)])
+        self.assertTrue(verifyObject(IListeningPort, port))
+        self.assertEqual(port.getHost(), IPv4Address("UDP", "127.0.0.1", 0))
 
 
 class HandlerTestingTests(SynchronousTestCase):
@@ -333,6 +348,7 @@ class FakeUpstreamTransportTests(SynchronousTestCase):
         exchange.deliver_body(recorder)
         self.assertEqual(recorder.data, [b"part"])
         [reason] = recorder.reasons
+        assert reason is not None
         self.assertIsInstance(reason.value, UpstreamConnectionLost)
 
     def test_pause_holds_the_body(self) -> None:

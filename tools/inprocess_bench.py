@@ -29,11 +29,12 @@ sys.path.insert(0, ".")
 
 from twisted.internet.address import IPv4Address  # noqa: E402
 from twisted.internet.defer import succeed  # noqa: E402
-from twisted.internet.testing import MemoryReactorClock, StringTransport  # noqa: E402
+from twisted.internet.testing import StringTransport  # noqa: E402
 
 from txcaddy.http._h1 import HTTP11Protocol  # noqa: E402
 from txcaddy.reverseproxy.handler import ReverseProxyHandler  # noqa: E402
 from txcaddy.service import fromCaddyfile  # noqa: E402
+from txcaddy.testing import MemoryServingReactor  # noqa: E402
 
 _RESPONSE = (b"HTTP/1.1 200 OK\r\nServer: test\r\nContent-Type: text/plain\r\n"
              b"Content-Length: 5\r\nConnection: keep-alive\r\n\r\nhello")
@@ -65,9 +66,10 @@ def _handler(routes: Any) -> ReverseProxyHandler:
 
 
 def run(requests: int, close: bool, calls: bool = False) -> float:
-    reactor = MemoryReactorClock()
+    reactor = MemoryServingReactor()
     service = fromCaddyfile(
         "http://:18081 {\n\tbind 127.0.0.1\n\treverse_proxy 127.0.0.1:9000\n}\n", reactor=reactor)
+    assert service.http is not None
     server = next(iter(service.http.servers.values()))
     upstream = _Upstream()
     _handler(server.routes).transport.pool.endpoint_factory = lambda address: upstream

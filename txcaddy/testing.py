@@ -11,6 +11,9 @@
 ``FakeResponse`` is an ``IResponse`` that records what is written (status,
 header fields, body bytes, whether it finished), and ``FakeServer`` is an
 ``IHTTPServer`` that records what a connection's protocol tells it.
+``MemoryServingReactor`` is Twisted's ``MemoryReactorClock`` with UDP ports as well, so
+``fromCaddyfile(..., reactor=MemoryServingReactor())`` builds a whole service that opens
+no socket.
 """
 
 from __future__ import annotations
@@ -18,12 +21,15 @@ from __future__ import annotations
 from collections.abc import Callable, Iterable, Mapping
 from typing import Any
 
+from twisted.internet.address import IPv4Address
 from twisted.internet.defer import CancelledError, Deferred, maybeDeferred, succeed
-from twisted.internet.interfaces import IPushProducer
-from twisted.internet.testing import StringTransport
+from twisted.internet.interfaces import IAddress, IListeningPort, IPushProducer
+from twisted.internet.protocol import DatagramProtocol
+from twisted.internet.testing import MemoryReactorClock, StringTransport
 from twisted.python.failure import Failure
 from zope.interface import implementer
 
+from txcaddy._reactor import IServingReactor
 from txcaddy.http.errors import HandlerError
 from txcaddy.http.headers import Headers
 from txcaddy.http.request import Request, RequestBody
@@ -492,3 +498,36 @@ class FakeUpstreamTransport:
     def close_idle(self) -> Deferred[None]:
         self.idle_closed += 1
         return succeed(None)
+
+
+@implementer(IListeningPort)
+class _MemoryUDPPort:
+    """What ``MemoryServingReactor.listenUDP`` returns: a port that opens nothing."""
+
+    def __init__(self, address: IPv4Address) -> None:
+        self.address = address
+        self.listening = True
+
+    def startListening(self) -> None:
+        self.listening = True
+
+    def stopListening(self) -> None:
+        self.listening = False
+
+    def getHost(self) -> IAddress:
+        return self.address
+
+
+@implementer(IServingReactor)
+class MemoryServingReactor(MemoryReactorClock):
+    """A ``MemoryReactorClock`` that is all a ``CaddyService`` runs on: UDP ports are recorded
+    in ``udpPorts`` (port, protocol, interface, maxPacketSize) and open nothing."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.udpPorts: list[tuple[int, DatagramProtocol, str, int]] = []
+
+    def listenUDP(self, port: int, protocol: DatagramProtocol, interface: str = "",
+                  maxPacketSize: int = 8192) -> IListeningPort:
+        self.udpPorts.append((port, protocol, interface, maxPacketSize))
+        return _MemoryUDPPort(IPv4Address("UDP", interface or "0.0.0.0", port))

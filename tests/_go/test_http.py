@@ -21,7 +21,7 @@ class RequestViewTests(SynchronousTestCase):
         """``ip:port`` with brackets around IPv6; empty without a peer."""
         self.assertEqual(remote_addr(make_request("GET", "/", remote=("127.0.0.1", 4000))), "127.0.0.1:4000")
         self.assertEqual(remote_addr(make_request("GET", "/", remote=("::1", 4000))), "[::1]:4000")
-        self.assertEqual(remote_addr(make_request("GET", "/", remote=None)), "")
+        self.assertEqual(remote_addr(make_request("GET", "/", remote=("", 0))), "")
 
     def test_cookies(self) -> None:
         """Only valid pairs of every Cookie field, quotes around a value removed."""

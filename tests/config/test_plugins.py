@@ -19,7 +19,9 @@ DOCS = os.path.join(os.path.dirname(__file__), "..", "..", "docs", "plugins.md")
 
 def example_plugin_source() -> str:
     with open(DOCS) as f:
-        return re.search(r"```python\n(.*?)```", f.read(), re.S).group(1)
+        match = re.search(r"```python\n(.*?)```", f.read(), re.S)
+    assert match is not None, f"no python block in {DOCS}"
+    return match.group(1)
 
 
 class PluginTests(SynchronousTestCase):

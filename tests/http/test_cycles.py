@@ -14,9 +14,9 @@ from twisted.python.filepath import FilePath
 from twisted.trial.unittest import SynchronousTestCase
 
 from tests._gc import garbage_of
-from tests._transports import MemoryServingReactor
 from txcaddy.http._h1 import HTTP11Protocol
 from txcaddy.service import fromCaddyfile
+from txcaddy.testing import MemoryServingReactor
 
 
 class ReferenceCycleTests(SynchronousTestCase):

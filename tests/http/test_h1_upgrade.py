@@ -46,6 +46,7 @@ class GracefulRecorder(Recorder):
 
     def close_gracefully(self) -> None:
         self.asked_to_close += 1
+        assert self.transport is not None
         self.transport.loseConnection()
 
 
@@ -180,6 +181,7 @@ class UpgradeTests(SynchronousTestCase):
         tunnel = Recorder()
         self.deciding.switch(tunnel)
         self.transport.clear()
+        assert tunnel.transport is not None
         tunnel.transport.write(b"frame")
         self.assertEqual(self.transport.value(), b"frame")
 

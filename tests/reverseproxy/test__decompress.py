@@ -122,9 +122,10 @@ class GunzipBodyTests(SynchronousTestCase):
 
     def assertFailed(self, message: str) -> None:
         self.assertEqual(self.collector.finished, 1)
-        self.assertIsNotNone(self.collector.reason)
-        self.assertIsInstance(self.collector.reason.value, GunzipError)
-        self.assertEqual(str(self.collector.reason.value), message)
+        reason = self.collector.reason
+        assert reason is not None
+        self.assertIsInstance(reason.value, GunzipError)
+        self.assertEqual(str(reason.value), message)
 
     def test_corrupt_stream(self) -> None:
         """Corrupt deflate data fails with Go's message after passing on what decoded before it."""
@@ -139,9 +140,10 @@ class GunzipBodyTests(SynchronousTestCase):
         for chunk in split(data, 1000):
             self.body.body_data(chunk)  # no exception escapes
         self.assertEqual(self.collector.finished, 1)
-        self.assertIsInstance(self.collector.reason.value, GunzipError)
-        self.assertEqual(str(self.collector.reason.value),
-                         "flate: corrupt input (invalid block type)")
+        reason = self.collector.reason
+        assert reason is not None
+        self.assertIsInstance(reason.value, GunzipError)
+        self.assertEqual(str(reason.value), "flate: corrupt input (invalid block type)")
         # What decoded before the damage was passed on, nothing after it.
         self.assertEqual(self.collector.body, plain[:len(self.collector.body)])
         self.assertGreater(len(self.collector.body), len(plain) // 2)

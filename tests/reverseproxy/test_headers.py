@@ -518,7 +518,9 @@ class ToRawTests(SynchronousTestCase):
             ("Set-Cookie", "a=1"),
             ("Set-Cookie", "b=2"),
         ])
-        self.assertEqual(headers.get("X-Bytes").encode("latin-1"), b"\xff\x00\x80")
+        value = headers.get("X-Bytes")
+        assert value is not None
+        self.assertEqual(value.encode("latin-1"), b"\xff\x00\x80")
 
     def test_view_without(self) -> None:
         """A view without some fields changes apart from the original; its copy apart from it."""

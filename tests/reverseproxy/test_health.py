@@ -293,7 +293,7 @@ class TimeoutTests(CheckerTestCase):
         """A response cancels the probe's timeout, leaving only the next round's timer."""
         self.checker({"uri": "/", "interval": 60 * SECOND})
         self.exchanges[0].respond(200)
-        self.assertEqual([call.time for call in self.clock.getDelayedCalls()], [60.0])
+        self.assertEqual([call.getTime() for call in self.clock.getDelayedCalls()], [60.0])
 
 
 class TransitionTests(CheckerTestCase):

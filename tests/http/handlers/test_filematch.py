@@ -86,7 +86,7 @@ class FileMatcherTests(SynchronousTestCase):
         ]:
             matched, request = self.run_match(config, target)
             self.assertEqual(matched, expected_path is not None, target)
-            if matched:
+            if expected_path is not None:
                 found = placeholders(request)
                 self.assertEqual(found["relative"], expected_path, target)
                 self.assertEqual(found["type"], expected_type, target)
@@ -112,7 +112,7 @@ class FileMatcherTests(SynchronousTestCase):
         ]:
             matched, request = self.run_match(config, target)
             self.assertEqual(matched, expected_path is not None, target)
-            if matched:
+            if expected_path is not None:
                 self.assertEqual(placeholders(request)["relative"], expected_path, target)
                 self.assertEqual(placeholders(request)["remainder"], remainder, target)
 

@@ -196,7 +196,7 @@ class PathTraversalTests(FileServerTestCase):
         """A precompressed sidecar that links outside the root is never served."""
         (self.site.base / "secret.txt.gz").write_bytes(SECRET)
         os.symlink(self.site.base / "secret.txt.gz", self.site.root / "a.txt.gz")
-        config = {"precompressed": {"gzip": {}}}
+        config: dict[str, Any] = {"precompressed": {"gzip": {}}}
         for target, expected in self.ATTEMPTS + [("/a.txt", 200)]:
             self.assert_no_leak(target, expected, config, {"Accept-Encoding": "gzip"})
 

@@ -66,7 +66,7 @@ class RequestBodyTests(SynchronousTestCase):
         request.body.finish()
         self.assertEqual(b"".join(collector.data), b"0123456789")
         [error] = collector.ended
-        self.assertIsInstance(error, HandlerError)
+        assert isinstance(error, HandlerError), error
         self.assertEqual((error.status, error.message), (413, "http: request body too large"))
         self.assertEqual(response.headers.get("Connection"), "close")
 
