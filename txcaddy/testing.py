@@ -86,6 +86,9 @@ class FakeResponse(Response):
     ``switch_protocols`` handover.
     """
 
+    #: A plain attribute here (the base class's is a read-only property), so tests may set it.
+    can_switch_protocols: bool = True
+
     def __init__(self) -> None:
         super().__init__()
         self.chunks: list[bytes] = []

@@ -91,8 +91,10 @@ class Response(ABC):
         self.on_finish(lambda: d.callback(None))
         return d
 
-    #: Whether ``switch_protocols`` may be called; protocols that can switch say when.
-    can_switch_protocols = False
+    @property
+    def can_switch_protocols(self) -> bool:
+        """Whether ``switch_protocols`` may be called; protocols that can switch say when."""
+        return False
 
     def write_informational(self, status: int, headers: Headers | None = None) -> None:  # noqa: B027 (a default for protocols without it)
         """Send a 1xx response before the final one: a protocol without them drops it."""
@@ -201,7 +203,7 @@ class ResponseWrapper(Response):
         self.inner.unregister_producer()
 
     @property
-    def can_switch_protocols(self) -> bool:  # type: ignore[override]
+    def can_switch_protocols(self) -> bool:
         return self.inner.can_switch_protocols
 
     def write_informational(self, status: int, headers: Headers | None = None) -> None:
