@@ -22,6 +22,10 @@ import uuid
 from collections.abc import Callable
 from typing import Any
 
+from cryptography import x509
+from cryptography.hazmat.primitives import serialization
+from cryptography.hazmat.primitives.asymmetric import ec, ed25519, rsa
+
 from txcaddy._go.http import remote_addr, request_cookies, request_uri
 from txcaddy._go.net import AddrError, split_host_port
 from txcaddy._go.netip import ParseAddrError, parse_addr
@@ -32,6 +36,7 @@ from txcaddy._go.strconv import NumError, atoi
 from txcaddy._go.textproto import canonical_mime_header_key as canonical_key
 from txcaddy._go.time import Duration, Time, zone_offset
 from txcaddy._go.url import parse_query
+from txcaddy.http.errors import status_text
 
 # The clock behind ``{time.now*}`` and ``{http.request.duration}``; tests replace it
 # (Caddy's ``nowFunc``). A module attribute, read at render time.
@@ -147,8 +152,6 @@ def _error_string(error: Any) -> str:
 
 
 def _error_field(field: str) -> Callable[[Any], Any]:
-    from txcaddy.http.errors import status_text
-
     return {
         "status_code": lambda e: getattr(e, "status", 500),
         "status_text": lambda e: status_text(getattr(e, "status", 500)),
@@ -487,9 +490,6 @@ def _peer_certificate(tls: Any) -> Any:
 
 
 def _public_key_bytes(cert: Any) -> bytes | None:
-    from cryptography.hazmat.primitives import serialization
-    from cryptography.hazmat.primitives.asymmetric import ec, ed25519, rsa
-
     key = cert.public_key()
     if isinstance(key, rsa.RSAPublicKey):
         return key.public_bytes(serialization.Encoding.DER, serialization.PublicFormat.PKCS1)
@@ -501,14 +501,10 @@ def _public_key_bytes(cert: Any) -> bytes | None:
 
 
 def _der(cert: Any) -> bytes:
-    from cryptography.hazmat.primitives import serialization
-
     return cert.public_bytes(serialization.Encoding.DER)
 
 
 def _sans(cert: Any, kind: str) -> list[Any]:
-    from cryptography import x509
-
     try:
         extension = cert.extensions.get_extension_for_class(x509.SubjectAlternativeName).value
     except x509.ExtensionNotFound:

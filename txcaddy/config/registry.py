@@ -12,7 +12,10 @@ import importlib
 from collections.abc import Callable
 from typing import Any
 
+from twisted.plugin import getPlugins
+
 from txcaddy.errors import ConfigError
+from txcaddy.interfaces import ICaddyModule
 
 ModuleFactory = Callable[[dict[str, Any], Any], Any]
 
@@ -58,10 +61,6 @@ def _load_builtins_and_plugins() -> None:
     _loaded = True
     for name in BUILTIN_MODULES:
         importlib.import_module(name)
-    from twisted.plugin import getPlugins
-
-    from txcaddy.interfaces import ICaddyModule
-
     for plugin in getPlugins(ICaddyModule):
         module_id = plugin.moduleID
         if module_id not in MODULES:

@@ -12,6 +12,7 @@ import os
 from collections.abc import Mapping
 from typing import Any
 
+from txcaddy.caddyfile.adapter import adapt
 from txcaddy.errors import ConfigError, ConfigWarning
 
 ADAPTERS = ("caddyfile", "json")
@@ -53,6 +54,4 @@ def load_config(
         if not isinstance(config, dict):
             raise ConfigError(f"{path}:1 - invalid JSON config: the top level must be an object")
         return config, []
-    from txcaddy.caddyfile.adapter import adapt
-
     return adapt(text, path, environ)

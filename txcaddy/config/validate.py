@@ -10,6 +10,7 @@ from __future__ import annotations
 from typing import Any
 
 from txcaddy.errors import ConfigError
+from txcaddy.service import CaddyService
 
 
 def validate_config(config: Any, reactor: Any = None) -> None:
@@ -19,6 +20,4 @@ def validate_config(config: Any, reactor: Any = None) -> None:
     unknown = sorted(set(config) - {"admin", "logging", "storage", "apps"})
     if unknown:
         raise ConfigError(f'config: unknown field "{unknown[0]}"')
-    from txcaddy.service import CaddyService
-
     CaddyService(config, reactor=reactor)  # builds everything; listens only when started

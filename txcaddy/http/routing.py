@@ -11,7 +11,7 @@ from __future__ import annotations
 from collections.abc import Callable, Sequence
 from typing import Any
 
-from twisted.internet.defer import Deferred
+from twisted.internet.defer import Deferred, maybeDeferred
 from zope.interface import implementer
 
 from txcaddy.config.registry import module
@@ -119,8 +119,6 @@ def _run_handlers(handlers: tuple[Any, ...], i: int, request: Request, response:
 
 def run_with_errors(routes: RouteList, errors: RouteList | None, request: Request, response: Response, next: Next) -> Any:
     """Run ``routes``; on a handler error run ``errors`` (a subroute's own error routes)."""
-    from twisted.internet.defer import maybeDeferred
-
     if errors is None:
         return routes.serve(request, response, next)
 

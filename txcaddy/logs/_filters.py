@@ -18,6 +18,7 @@ from txcaddy._go.regexp import RegexpError, compile_regexp, expander, replace_al
 from txcaddy._go.url import BAD_ESCAPE, parse_query, query_escape
 from txcaddy.config.registry import module
 from txcaddy.errors import ConfigError
+from txcaddy.http.headers import Headers
 from txcaddy.logs._values import StringArray
 
 
@@ -181,8 +182,6 @@ class CookieFilter:
     def filter(self, key: str, value: Any) -> tuple[str, Any]:
         if value.__class__ is not StringArray:
             return key, value
-        from txcaddy.http.headers import Headers
-
         cookies = []
         for name, cookie_value in request_cookies(Headers(("Cookie", v) for v in value)):
             for kind, action_name, replacement in self.actions:

@@ -10,6 +10,7 @@ from typing import Any
 from twisted.logger import ILogObserver, Logger, LogLevel, LogPublisher
 from zope.interface import implementer
 
+from txcaddy.config.loader import LoadContext
 from txcaddy.errors import ConfigError
 from txcaddy.logs._access import ServerLogger
 from txcaddy.logs._encoders import default_encoder
@@ -247,8 +248,6 @@ class LogSystem:
         encoder as in Caddy (console on a terminal, JSON otherwise).
         """
         if context is None:
-            from txcaddy.config.loader import LoadContext
-
             context = LoadContext()
         reactor = getattr(context, "reactor", None)
         if clock is None:

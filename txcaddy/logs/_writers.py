@@ -6,6 +6,7 @@ A writer has ``key`` (logs with the same key share one writer), ``open()``,
 
 from __future__ import annotations
 
+import calendar
 import gzip
 import math
 import os
@@ -16,11 +17,14 @@ from collections.abc import Callable
 from typing import Any
 
 from twisted.internet.defer import Deferred
+from twisted.internet.endpoints import HostnameEndpoint, UNIXClientEndpoint
 from twisted.internet.protocol import DatagramProtocol, Factory, Protocol
 from twisted.logger import Logger
 
 from txcaddy._go.net import parse_ip
 from txcaddy._reactor import IServingReactor, default_reactor
+from txcaddy.caddyfile.addresses import AddressError, NetworkAddress
+from txcaddy.config.placeholders import replace_known
 from txcaddy.config.registry import module
 from txcaddy.config.values import parse_caddy_duration
 from txcaddy.errors import ConfigError
@@ -234,8 +238,6 @@ class FileWriter:
 
 
 def _parse_backup_time(stamp: str) -> float | None:
-    import calendar
-
     whole, dot, millis = stamp.rpartition(".")
     if not dot or len(millis) != 3 or not millis.isdigit():
         return None
@@ -286,8 +288,6 @@ class NetWriter:
 
     def __init__(self, address: str, dial_timeout: float = 0.0, reactor: IServingReactor | None = None,
                  fallback: Any = None) -> None:
-        from txcaddy.caddyfile.addresses import AddressError, NetworkAddress
-
         try:
             parsed = NetworkAddress.parse(address)
         except AddressError as e:
@@ -332,8 +332,6 @@ class NetWriter:
             self._udp_port.connect(self.host, self.port)
             self.transport = self._udp_port
             return
-        from twisted.internet.endpoints import HostnameEndpoint, UNIXClientEndpoint
-
         timeout = self.dial_timeout or 30
         if self.network == "unix":
             endpoint: Any = UNIXClientEndpoint(reactor, self.host, timeout=timeout)
@@ -409,8 +407,6 @@ def _expand(text: str) -> str:
     """Global placeholders (``{env.LOG_DIR}``) in a filename, level or address."""
     if "{" not in text:
         return text
-    from txcaddy.config.placeholders import replace_known
-
     return replace_known(text, None)
 
 

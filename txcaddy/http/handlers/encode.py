@@ -23,6 +23,7 @@ from __future__ import annotations
 import zlib
 from typing import Any
 
+import zstandard
 from twisted.internet.defer import Deferred
 from zope.interface import implementer
 
@@ -142,8 +143,6 @@ class ZstdEncoding:
     accept_encoding = "zstd"
 
     def __init__(self) -> None:
-        import zstandard
-
         self._zstd = zstandard
         params = zstandard.ZstdCompressionParameters.from_level(3, window_log=17)
         self._compressor = zstandard.ZstdCompressor(compression_params=params)
