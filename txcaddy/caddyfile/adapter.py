@@ -14,6 +14,7 @@ from typing import Any
 
 from txcaddy.caddyfile import directives as _directives  # noqa: F401  (registers them)
 from txcaddy.caddyfile.errors import ConfigError, ConfigWarning
+from txcaddy.caddyfile.formatter import formatting_difference
 from txcaddy.caddyfile.httptype import HTTPServerType
 from txcaddy.caddyfile.jsonenc import encode
 from txcaddy.caddyfile.parser import parse
@@ -31,8 +32,6 @@ def adapt(
         config = server_type.setup(blocks)
     except RecursionError:
         raise ConfigError(f"{filename}: configuration is nested too deeply") from None
-    from txcaddy.caddyfile.formatter import formatting_difference
-
     line, different = formatting_difference(filename, text)
     if different:
         server_type.warnings.append(

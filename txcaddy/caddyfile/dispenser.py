@@ -29,6 +29,7 @@ class Dispenser:
     @classmethod
     def from_text(cls, text: str, filename: str = "Testfile") -> Dispenser:
         """A dispenser over raw Caddyfile text (tests and tools)."""
+        # here, not at the top: the parser imports this module (a cycle)
         from txcaddy.caddyfile.parser import replace_env_vars
 
         return cls(tokenize(replace_env_vars(text), filename))

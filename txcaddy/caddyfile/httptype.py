@@ -9,6 +9,7 @@ and ``directives/logging.py``; directive parsers in ``directives/``.
 
 from __future__ import annotations
 
+import difflib
 import re
 from dataclasses import dataclass, field
 from typing import Any
@@ -24,6 +25,17 @@ from txcaddy.caddyfile.addresses import (
     NetworkAddress,
     join_network_address,
 )
+from txcaddy.caddyfile.directives.logging import build_logging
+from txcaddy.caddyfile.directives.options import (
+    AUTO_HTTPS_FIELDS,
+    SERVER_FIELDS,
+    SERVER_LOG_FIELDS,
+    admin_json,
+    apply_server_options,
+    in_field_order,
+    storage_json,
+)
+from txcaddy.caddyfile.directives.tls import ConnectionPolicy
 from txcaddy.caddyfile.dispenser import Dispenser
 from txcaddy.caddyfile.errors import ConfigError, ConfigWarning
 from txcaddy.caddyfile.helper import (
@@ -38,6 +50,7 @@ from txcaddy.caddyfile.helper import (
 from txcaddy.caddyfile.jsonenc import GoMap
 from txcaddy.caddyfile.lexer import Token
 from txcaddy.caddyfile.parser import ServerBlock
+from txcaddy.caddyfile.tlsapp import build_pki_app, build_tls_app
 
 # -- placeholder shorthands (expanded in site blocks at adapt time) -------------
 
@@ -243,8 +256,6 @@ def _normalize_directive_name(name: str) -> str:
 
 
 def _did_you_mean(name: str) -> str:
-    import difflib
-
     close = difflib.get_close_matches(name, list(registry.DIRECTIVES), n=1, cutoff=0.75)
     return f" (did you mean '{close[0]}'?)" if close else ""
 
@@ -535,8 +546,6 @@ class HTTPServerType:
     # servers --------------------------------------------------------------------------
 
     def _servers_from_pairings(self, pairings: list[Pairing]) -> dict[str, dict[str, Any]]:
-        from txcaddy.caddyfile.directives.options import apply_server_options
-
         servers: dict[str, dict[str, Any]] = {}
         for i, pairing in enumerate(pairings):
             servers[f"srv{i}"] = self._server(pairing, i)
@@ -544,13 +553,6 @@ class HTTPServerType:
         return servers
 
     def _server(self, p: Pairing, index: int) -> dict[str, Any]:
-        from txcaddy.caddyfile.directives.options import (
-            AUTO_HTTPS_FIELDS,
-            SERVER_LOG_FIELDS,
-            in_field_order,
-        )
-        from txcaddy.caddyfile.directives.tls import ConnectionPolicy
-
         options = self.options
         default_sni = options.get("default_sni") or ""
         http_port, https_port = self._ports()
@@ -752,15 +754,6 @@ class HTTPServerType:
     # the config -------------------------------------------------------------------------
 
     def _assemble(self, servers: dict[str, dict[str, Any]], pairings: list[Pairing]) -> dict[str, Any]:
-        from txcaddy.caddyfile.directives.logging import build_logging
-        from txcaddy.caddyfile.directives.options import (
-            SERVER_FIELDS,
-            admin_json,
-            in_field_order,
-            storage_json,
-        )
-        from txcaddy.caddyfile.tlsapp import build_pki_app, build_tls_app
-
         options = self.options
         http_app: dict[str, Any] = {}
         for key, field_name in (("http_port", "http_port"), ("https_port", "https_port")):

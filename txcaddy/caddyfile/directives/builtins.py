@@ -191,6 +191,7 @@ def parse_error(h: Helper) -> JSONObject:
 
 @handler_directive("route")
 def parse_route(h: Helper) -> JSONObject:
+    # here, not at the top: httptype imports the directives (a cycle)
     from txcaddy.caddyfile.httptype import parse_segment_as_config
 
     subroute = Subroute()
@@ -216,6 +217,7 @@ def _go_repr(value: object) -> str:
 
 @handler_directive("handle")
 def parse_handle(h: Helper) -> JSONObject:
+    # here, not at the top: httptype imports the directives (a cycle)
     from txcaddy.caddyfile.httptype import parse_segment_as_subroute
 
     return parse_segment_as_subroute(h).to_handler()
@@ -223,6 +225,7 @@ def parse_handle(h: Helper) -> JSONObject:
 
 @directive("handle_errors")
 def parse_handle_errors(h: Helper) -> list[ConfigValue]:
+    # here, not at the top: httptype imports the directives (a cycle)
     from txcaddy.caddyfile.httptype import parse_segment_as_subroute
 
     return [ConfigValue("error_route", parse_segment_as_subroute(h))]

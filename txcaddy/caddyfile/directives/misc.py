@@ -16,6 +16,7 @@ from txcaddy.caddyfile._humanize import parse_bytes
 from txcaddy.caddyfile.directives._unmarshal import plain_error
 from txcaddy.caddyfile.directives.headers import header_op
 from txcaddy.caddyfile.directives.matchers import parse_named_response_matcher
+from txcaddy.caddyfile.directives.options import CertificateAuthority
 from txcaddy.caddyfile.dispenser import Dispenser
 from txcaddy.caddyfile.helper import ConfigValue, Helper, JSONObject
 from txcaddy.caddyfile.jsonenc import GoMap, module_object
@@ -136,6 +137,7 @@ def parse_map(h: Helper) -> JSONObject:
 
     Outputs keep their scalar type (``true``, ``3``, ``1.5``); ``-`` is null.
     """
+    # here, not at the top: httptype imports the directives (a cycle)
     from txcaddy.caddyfile.httptype import was_replaced_placeholder_shorthand
 
     source = ""
@@ -352,8 +354,6 @@ def parse_metrics(h: Helper) -> JSONObject:
 @directive("acme_server")
 def parse_acme_server(h: Helper) -> list[ConfigValue]:
     """``acme_server [<matcher>] { ca <id> }``; the CA is also added to the pki app."""
-    from txcaddy.caddyfile.directives.options import CertificateAuthority
-
     if not h.next():
         raise h.arg_err()
     matcher_set = h.extract_matcher_set()

@@ -117,6 +117,7 @@ class ReverseProxyConfig:
     # -- FinalizeUnmarshalCaddyfile
 
     def finalize(self) -> None:
+        # here, not at the top: httptype imports the directives (a cycle)
         from txcaddy.caddyfile.httptype import parse_segment_as_subroute
 
         for d in self._handle_response_segments:
