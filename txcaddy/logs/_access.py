@@ -4,6 +4,8 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING, Any
 
+from cryptography.x509.oid import NameOID
+
 from txcaddy._go.net import AddrError, split_host_port
 from txcaddy.caddyfile.tlsapp import match_wildcard
 from txcaddy.logs._values import Duration, Plain, StringArray
@@ -71,12 +73,10 @@ def _tls_object(tls: Any) -> Plain:
         if hasattr(certificate, "to_cryptography"):
             certificate = certificate.to_cryptography()
         try:
-            from cryptography.x509.oid import NameOID
-
             names = certificate.subject.get_attributes_for_oid(NameOID.COMMON_NAME)
             out["client_common_name"] = str(names[0].value) if names else ""
             out["client_serial"] = str(certificate.serial_number)
-        except (AttributeError, ImportError):
+        except AttributeError:  # not an X.509 certificate: no client name or serial
             pass
     return out
 
