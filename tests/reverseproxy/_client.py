@@ -3,6 +3,8 @@ loaded transports, and real-socket helpers (a TLS site, a DNS server)."""
 
 from __future__ import annotations
 
+from typing import Any
+
 from twisted.internet import defer
 from twisted.internet.address import IPv4Address
 from twisted.internet.testing import MemoryReactorClock, StringTransport
@@ -13,11 +15,14 @@ from twisted.python.failure import Failure
 from twisted.trial.unittest import SynchronousTestCase
 from twisted.web import resource
 
+from tests._net import port_number
+from txcaddy._reactor import default_reactor
 from txcaddy.reverseproxy.transport import (
     ConnectionPool,
     HTTPTransport,
     UpstreamAddress,
 )
+from txcaddy.testing import MemoryServingReactor
 
 ADDR = UpstreamAddress.parse("127.0.0.1:9000")
 
@@ -59,6 +64,7 @@ class PoolTestCase(SynchronousTestCase):
         host, port, factory, _timeout, _bind = self.reactor.tcpClients[index]
         self.assertEqual((host, port), ("127.0.0.1", 9000))
         proto = factory.buildProtocol(IPv4Address("TCP", host, port))
+        assert proto is not None
         transport = StringTransport()
         proto.makeConnection(transport)
         return proto, transport
@@ -67,8 +73,8 @@ class PoolTestCase(SynchronousTestCase):
         """Issue a request and deliver the body to a Collector once the head is in."""
         exchange = self.pool.request(ADDR, method, target, HOST, body_length, **kw)
         collector = consumer if consumer is not None else Collector()
-        heads = []
-        failures = []
+        heads: list[Any] = []
+        failures: list[Failure] = []
 
         def got_head(head):
             heads.append(head)
@@ -80,7 +86,7 @@ class PoolTestCase(SynchronousTestCase):
 
 
 def load_transport(config=None, reactor=None):
-    return HTTPTransport.from_config(config, reactor or MemoryReactorClock())
+    return HTTPTransport.from_config(config, reactor or MemoryServingReactor())
 
 
 class Hello(resource.Resource):
@@ -107,7 +113,7 @@ class TrackedFactory(policies.WrappingFactory):
     def all_closed(self) -> defer.Deferred:
         if not self.protocols:
             return defer.succeed(None)
-        d = defer.Deferred()
+        d: defer.Deferred[None] = defer.Deferred()
         self._waiting.append(d)
         return d
 
@@ -115,9 +121,11 @@ class TrackedFactory(policies.WrappingFactory):
 def fetch(transport, address, host=b"backend.test", request=None):
     """GET / through ``transport``; fires with (status, body) or fails with the error."""
     exchange = transport.request(address, b"GET", b"/", [(b"Host", host)], request=request)
-    done = defer.Deferred()
+    done: defer.Deferred[tuple[int, bytes]] = defer.Deferred()
 
     class Body(Collector):
+        status = 0
+
         def body_finished(self, reason):
             super().body_finished(reason)
             if reason is None:
@@ -139,8 +147,10 @@ class Zone(authority.FileAuthority):
 
     def __init__(self, records) -> None:
         super().__init__(None)
-        self.soa = (b"test", dns.Record_SOA(mname=b"ns.test", rname=b"admin.test", serial=1,
-                                            refresh=60, retry=60, expire=60, minimum=60, ttl=60))
+        # FileAuthority's ``soa = None`` types the attribute None; it holds (name, Record_SOA).
+        soa = dns.Record_SOA(mname=b"ns.test", rname=b"admin.test", serial=1,
+                             refresh=60, retry=60, expire=60, minimum=60, ttl=60)
+        self.soa = (b"test", soa)  # type: ignore[assignment]
         self.records = records
 
     def loadFile(self, filename) -> None:
@@ -149,9 +159,9 @@ class Zone(authority.FileAuthority):
 
 def dns_server(test, records) -> str:
     """An authoritative DNS server for ``records`` on 127.0.0.1 (UDP); returns its address."""
-    from twisted.internet import reactor
-
     factory = names_server.DNSServerFactory(authorities=[Zone(records)])
-    port = reactor.listenUDP(0, dns.DNSDatagramProtocol(factory), interface="127.0.0.1")
+    # Twisted's default packet size, spelled out: IReactorUDP declares it without one.
+    port = default_reactor().listenUDP(0, dns.DNSDatagramProtocol(factory), interface="127.0.0.1",
+                                       maxPacketSize=8192)
     test.addCleanup(port.stopListening)
-    return f"127.0.0.1:{port.getHost().port}"
+    return f"127.0.0.1:{port_number(port)}"

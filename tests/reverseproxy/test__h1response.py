@@ -3,12 +3,13 @@
 from __future__ import annotations
 
 from twisted.internet.error import ConnectionDone, ConnectionLost
-from twisted.internet.protocol import Protocol
+from twisted.internet.protocol import Protocol, connectionDone
 from twisted.python.failure import Failure
 
 from tests.reverseproxy._client import ADDR, HOST, Collector, PoolTestCase
 from txcaddy.reverseproxy.transport import (
     ConnectionPool,
+    ResponseHead,
     UpstreamConnectionLost,
     UpstreamProtocolError,
 )
@@ -133,7 +134,7 @@ class ResponseParsingTests(PoolTestCase):
 
     def test_informational_responses(self) -> None:
         """1xx heads go to ``on_informational``; only the final head fires ``head``."""
-        infos = []
+        infos: list[ResponseHead] = []
         _, body, heads, _ = self.start(on_informational=infos.append)
         proto, _ = self.connect()
         proto.dataReceived(b"HTTP/1.1 100 Continue\r\n\r\nHTTP/1.1 103 Early Hints\r\n"
@@ -156,12 +157,12 @@ class ResponseParsingTests(PoolTestCase):
 
         class Tunnel(Protocol):
             received = b""
-            lost = None
+            lost: Failure | None = None
 
-            def dataReceived(self, data):
+            def dataReceived(self, data: bytes) -> None:
                 self.received += data
 
-            def connectionLost(self, reason):
+            def connectionLost(self, reason: Failure = connectionDone) -> None:
                 self.lost = reason
 
         tunnel = Tunnel()
@@ -226,7 +227,7 @@ class ResponseParsingTests(PoolTestCase):
     def test_body_delivered_later(self) -> None:
         """Until deliver_body is called the body is held and reading paused."""
         exchange = self.pool.request(ADDR, b"GET", b"/", HOST)
-        heads = []
+        heads: list[ResponseHead] = []
         exchange.head.addCallback(heads.append)
         proto, transport = self.connect()
         proto.dataReceived(b"HTTP/1.1 200 OK\r\nContent-Length: 4\r\n\r\nab")
