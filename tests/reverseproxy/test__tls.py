@@ -29,6 +29,7 @@ from twisted.python.failure import Failure
 from twisted.trial.unittest import SynchronousTestCase, TestCase
 from twisted.web import server
 
+from tests._net import listen_local, port_number
 from tests.reverseproxy._client import (
     ADDR,
     HOST,
@@ -38,6 +39,7 @@ from tests.reverseproxy._client import (
     fetch,
     load_transport,
 )
+from txcaddy._reactor import default_reactor
 from txcaddy.errors import ConfigError
 from txcaddy.reverseproxy._tls import _allow_one_renegotiation
 from txcaddy.reverseproxy.transport import (
@@ -119,23 +121,26 @@ class _PKI:
             certificate=crypto.X509.from_cryptography(self.server), **extra)
 
 
+def shared_pki(test: SynchronousTestCase) -> _PKI:
+    """The module's one ``_PKI`` (its keys are slow to make), made in the first test's directory."""
+    pki = TLSUpstreamTests.made_pki
+    if pki is None:
+        pki = TLSUpstreamTests.made_pki = _PKI(os.path.abspath(test.mktemp()))
+    return pki
+
+
 class TLSUpstreamTests(TestCase):
     """A real Twisted TLS server on 127.0.0.1 with a CA made for the test."""
 
-    pki: _PKI | None = None
+    made_pki: _PKI | None = None
 
     def setUp(self) -> None:
-        from twisted.internet import reactor
-
-        self.reactor = reactor
-        if TLSUpstreamTests.pki is None:
-            TLSUpstreamTests.pki = _PKI(os.path.abspath(self.mktemp()))
-        self.pki = TLSUpstreamTests.pki
+        self.reactor = default_reactor()
+        self.pki = shared_pki(self)
 
     def serve(self, tls=True, require_client_certificate=False):
         """Start a server; return its address and the server names clients sent (SNI)."""
-        site = server.Site(Hello(), reactor=self.reactor)
-        site.timeout = None
+        site = server.Site(Hello(), reactor=self.reactor, timeout=None)
         sni: list[bytes | None] = []
         if tls:
             options = self.pki.server_options(require_client_certificate)
@@ -144,10 +149,10 @@ class TLSUpstreamTests(TestCase):
             factory = TrackedFactory(TLSMemoryBIOFactory(options, False, site))
         else:
             factory = TrackedFactory(site)
-        port = self.reactor.listenTCP(0, factory, interface="127.0.0.1")
+        port = listen_local(factory, reactor=self.reactor)
         self.addCleanup(port.stopListening)
         self.addCleanup(factory.all_closed)
-        return UpstreamAddress.parse(f"127.0.0.1:{port.getHost().port}"), sni
+        return UpstreamAddress.parse(f"127.0.0.1:{port_number(port)}"), sni
 
     def transport(self, config):
         transport = HTTPTransport.from_config(config, self.reactor)
@@ -271,9 +276,7 @@ class TLSUpstreamTests(TestCase):
 
 class TLSConfigTests(SynchronousTestCase):
     def setUp(self) -> None:
-        if TLSUpstreamTests.pki is None:
-            TLSUpstreamTests.pki = _PKI(os.path.abspath(self.mktemp()))
-        self.pki = TLSUpstreamTests.pki
+        self.pki = shared_pki(self)
 
     def test_https_upstream_defaults(self) -> None:
         """An empty ``tls`` object: verify, no server name or handshake timeout, no renegotiation."""
@@ -370,11 +373,12 @@ class TLSConfigTests(SynchronousTestCase):
         reactor = MemoryReactorClock()
         transport = load_transport({"tls": {"insecure_skip_verify": True, "handshake_timeout": "2s"}},
                           reactor)
-        failures = []
+        failures: list[Failure] = []
         exchange = transport.request(ADDR, b"GET", b"/", HOST)
         exchange.head.addErrback(failures.append)
         host, port, factory, _t, _b = reactor.tcpClients[0]
         proto = factory.buildProtocol(IPv4Address("TCP", host, port))
+        assert proto is not None
         wire = StringTransport()
         proto.makeConnection(wire)
         self.assertTrue(wire.value().startswith(b"\x16\x03"))  # the ClientHello went out
@@ -383,6 +387,7 @@ class TLSConfigTests(SynchronousTestCase):
         reactor.advance(0.1)
         self.assertTrue(wire.disconnected)
         proto.connectionLost(Failure(ConnectionLost("aborted")))
-        self.assertTrue(failures[0].check(TLSHandshakeTimeout))
-        self.assertEqual(failures[0].value.status, 504)
+        error = failures[0].value
+        assert isinstance(error, TLSHandshakeTimeout), failures[0]
+        self.assertEqual(error.status, 504)
         self.assertFalse(exchange.sent_anything)
