@@ -8,18 +8,21 @@ from typing import Any
 from twisted.internet import defer
 from twisted.internet.address import IPv4Address
 from twisted.internet.error import ConnectionDone, ConnectionLost, ConnectionRefusedError
-from twisted.internet.protocol import Protocol
+from twisted.internet.protocol import Protocol, connectionDone
 from twisted.internet.testing import MemoryReactorClock, StringTransport
 from twisted.python.failure import Failure
 from twisted.test import iosim
 from twisted.trial.unittest import SynchronousTestCase, TestCase
 from twisted.web import http, resource, server
 
+from tests._net import listen_local, port_number
 from tests.reverseproxy._client import ADDR, HOST, Collector, PoolTestCase, load_transport
+from txcaddy._reactor import default_reactor
 from txcaddy.reverseproxy.transport import (
     CHUNKED,
     ConnectionPool,
     DialError,
+    ResponseHead,
     UpstreamAddress,
     UpstreamConnectionLost,
     UpstreamReadTimeout,
@@ -101,7 +104,9 @@ class QuickAckTests(PoolTestCase):
         self.start()
         host, port, factory, _timeout, _bind = self.reactor.tcpClients[-1]
         transport = TCPStringTransport()
-        factory.buildProtocol(IPv4Address("TCP", host, port)).makeConnection(transport)
+        proto = factory.buildProtocol(IPv4Address("TCP", host, port))
+        assert proto is not None
+        proto.makeConnection(transport)
         self.assertTrue(transport.no_delay)
 
     def test_near_the_end_of_a_response(self) -> None:
@@ -168,6 +173,8 @@ class _Echo(resource.Resource):
 class IOSimTests(SynchronousTestCase):
     """The client against twisted.web's real HTTP/1.1 server, over iosim."""
 
+    pump: iosim.IOPump  # the pipe of the last dial (set by _IOSimEndpoint)
+
     def setUp(self) -> None:
         self.resource = _Echo()
         self.reactor = MemoryReactorClock()
@@ -179,8 +186,14 @@ class IOSimTests(SynchronousTestCase):
         exchange.write(b"hello ")
         exchange.write(b"world")
         exchange.finish_body()
-        heads, body = [], Collector()
-        exchange.head.addCallback(lambda h: (heads.append(h), exchange.deliver_body(body)))
+        heads: list[ResponseHead] = []
+        body = Collector()
+
+        def got_head(head: ResponseHead) -> None:
+            heads.append(head)
+            exchange.deliver_body(body)
+
+        exchange.head.addCallback(got_head)
         self.pump.flush()
         self.assertEqual(heads[0].status, 200)
         self.assertEqual(body.body, b"got:hello world")
@@ -210,29 +223,36 @@ class _Big(resource.Resource):
 
 
 class _TrackedChannel(http.HTTPChannel):
-    def connectionLost(self, reason):
+    def connectionLost(self, reason: Failure = connectionDone) -> None:
         super().connectionLost(reason)
         self.factory.lost.callback(None)
+
+
+class _TrackedSite(server.Site):
+    """A site without idle timeout whose connection fires ``lost`` when it closes."""
+
+    # HTTPFactory types ``protocol`` as its default factory function; a channel class does.
+    protocol = _TrackedChannel  # type: ignore[assignment]
+
+    def __init__(self, root: resource.Resource) -> None:
+        super().__init__(root, timeout=None)
+        self.lost: defer.Deferred[None] = defer.Deferred()
 
 
 class IntegrationTests(TestCase):
     """A real Twisted web server on 127.0.0.1."""
 
-    def test_one_mebibyte_byte_exact(self) -> None:
+    def test_one_mebibyte_byte_exact(self) -> defer.Deferred[list[None]]:
         """A 1 MiB body over real loopback arrives byte-exact; close_idle then closes both ends."""
-        from twisted.internet import reactor
-
         payload = bytes(range(256)) * 4096
-        site = server.Site(_Big(payload), timeout=None)
-        site.protocol = _TrackedChannel
-        site.lost = defer.Deferred()
-        port = reactor.listenTCP(0, site, interface="127.0.0.1")
+        site = _TrackedSite(_Big(payload))
+        port = listen_local(site)
         self.addCleanup(port.stopListening)
-        pool = ConnectionPool(reactor)
-        address = UpstreamAddress.parse(f"127.0.0.1:{port.getHost().port}")
+        pool = ConnectionPool(default_reactor())
+        address = UpstreamAddress.parse(f"127.0.0.1:{port_number(port)}")
         exchange = pool.request(address, b"GET", b"/big", [(b"Host", b"localhost")])
-        client_lost = defer.Deferred()
-        done = defer.Deferred()
+        client_lost: defer.Deferred[None] = defer.Deferred()
+        done: defer.Deferred[Collector] = defer.Deferred()
 
         class Consumer(Collector):
             def body_finished(self, reason):
@@ -242,18 +262,19 @@ class IntegrationTests(TestCase):
         def got_head(head):
             self.assertEqual(head.status, 200)
             conn = exchange._conn
+            assert conn is not None
             original = conn.connectionLost
 
-            def lost(reason):
+            def lost(reason: Failure = connectionDone) -> None:
                 original(reason)
                 client_lost.callback(None)
 
-            conn.connectionLost = lost
+            self.patch(conn, "connectionLost", lost)
             exchange.deliver_body(Consumer())
 
         exchange.head.addCallback(got_head)
 
-        def check(consumer):
+        def check(consumer: Collector) -> defer.Deferred[list[None]]:
             self.assertIsNone(consumer.reason)
             self.assertEqual(len(consumer.body), len(payload))
             self.assertTrue(consumer.body == payload)
@@ -368,8 +389,14 @@ class ExpectContinueTests(PoolTestCase):
     def request(self):
         exchange = self.pool.request(ADDR, b"POST", b"/up", self.EXPECT, body_length=4)
         exchange.write(b"data")
-        heads, body = [], Collector()
-        exchange.head.addCallback(lambda h: (heads.append(h), exchange.deliver_body(body)))
+        heads: list[ResponseHead] = []
+        body = Collector()
+
+        def got_head(head: ResponseHead) -> None:
+            heads.append(head)
+            exchange.deliver_body(body)
+
+        exchange.head.addCallback(got_head)
         return exchange, heads, body
 
     def test_body_waits_for_100_continue(self) -> None:
@@ -477,9 +504,10 @@ class KeepAliveTests(PoolTestCase):
         conns = []
         for address in (ADDR, other):
             exchange = self.pool.request(address, b"GET", b"/", HOST)
-            exchange.head.addCallback(lambda h, e=exchange: e.deliver_body(Collector()))
+            exchange.head.addCallback(lambda h, e: e.deliver_body(Collector()), exchange)
             host, port, factory, _t, _b = self.reactor.tcpClients[-1]
             proto = factory.buildProtocol(IPv4Address("TCP", host, port))
+            assert proto is not None
             transport = StringTransport()
             proto.makeConnection(transport)
             conns.append((proto, transport))
@@ -500,9 +528,15 @@ class StaleConnectionRetryTests(PoolTestCase):
         proto.dataReceived(b"HTTP/1.1 204 No Content\r\n\r\n")
         transport.clear()
         exchange = self.pool.request(ADDR, method, b"/again", headers, body_length)
-        body, heads, failures = Collector(), [], []
-        exchange.head.addCallbacks(
-            lambda h: (heads.append(h), exchange.deliver_body(body)), failures.append)
+        body = Collector()
+        heads: list[ResponseHead] = []
+        failures: list[Failure] = []
+
+        def got_head(head: ResponseHead) -> None:
+            heads.append(head)
+            exchange.deliver_body(body)
+
+        exchange.head.addCallbacks(got_head, failures.append)
         self.assertTrue(transport.value().startswith(method + b" /again HTTP/1.1\r\n"))
         return proto, exchange, body, heads, failures
 
