@@ -86,6 +86,43 @@ class RequestWritingTests(PoolTestCase):
         exchange.finish_body()
         self.assertIsNone(transport.producer)
 
+    def test_a_producer_failing_to_stop_is_logged(self) -> None:
+        """When the exchange fails, a body producer whose stopProducing raises is logged, and
+        the failure still reaches the caller."""
+
+        class Unstoppable:
+            def pauseProducing(self) -> None:
+                pass
+
+            def resumeProducing(self) -> None:
+                pass
+
+            def stopProducing(self) -> None:
+                raise ZeroDivisionError("cannot stop")
+
+        exchange, _collector, _heads, failures = self.start(b"POST", body_length=CHUNKED)
+        exchange.registerProducer(Unstoppable(), True)
+        self.reactor.advance(3.5)  # the dial times out: the exchange fails
+        self.assertEqual(len(failures), 1)
+        self.assertEqual(len(self.flushLoggedErrors(ZeroDivisionError)), 1)
+
+    def test_socket_tuning_failure_is_logged(self) -> None:
+        """A connection whose keep-alive cannot be set is logged and used as it is."""
+        from tests._transports import TCPStringTransport
+
+        class Refusing(TCPStringTransport):
+            def setTcpKeepAlive(self, enabled: bool) -> None:
+                raise ZeroDivisionError("no keep-alive here")
+
+        self.pool.tcp_keepalive = 15.0
+        _exchange, _collector, _heads, failures = self.start()
+        host, port, factory, _timeout, _bind = self.reactor.tcpClients[-1]
+        transport = Refusing()
+        factory.buildProtocol(IPv4Address("TCP", host, port)).makeConnection(transport)
+        self.assertEqual(len(self.flushLoggedErrors(ZeroDivisionError)), 1)
+        self.assertTrue(transport.value().startswith(b"GET / HTTP/1.1\r\n"))
+        self.assertEqual(failures, [])
+
 
 class QuickAckTests(PoolTestCase):
     """When the client acknowledges upstream data at once (``_twisted.quick_ack``)."""

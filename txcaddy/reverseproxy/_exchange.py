@@ -17,6 +17,7 @@ from typing import TYPE_CHECKING, Any
 
 from twisted.internet.defer import CancelledError, Deferred
 from twisted.internet.interfaces import IPushProducer
+from twisted.logger import Logger
 from twisted.python.failure import Failure
 from zope.interface import implementer
 
@@ -34,6 +35,7 @@ RawHeaders = list[tuple[bytes, bytes]]
 CHUNKED = -1
 
 _PENDING = object()  # no response head yet
+_log = Logger(namespace="txcaddy.reverseproxy")
 
 
 class ResponseHead:
@@ -354,8 +356,9 @@ class Exchange:
             producer, self._body_producer = self._body_producer, None
             try:
                 producer.stopProducing()
-            except Exception:
-                pass
+            except Exception:  # noqa: BLE001 - the failure is reported below regardless
+                _log.failure("stopping the request body's producer after {error}",
+                             error=failure.getErrorMessage())
         self._done_reason = failure
         if self._head_result is _PENDING:
             self._report_head(failure)

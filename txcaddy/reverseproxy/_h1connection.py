@@ -22,6 +22,7 @@ from twisted.internet.defer import Deferred, succeed
 from twisted.internet.error import ConnectionDone
 from twisted.internet.interfaces import IHandshakeListener, IPushProducer
 from twisted.internet.protocol import Protocol, connectionDone
+from twisted.logger import Logger
 from twisted.python.failure import Failure
 from zope.interface import implementer
 
@@ -48,6 +49,7 @@ from txcaddy.reverseproxy.errors import (
     UpstreamWriteTimeout,
 )
 
+_log = Logger(namespace="txcaddy.reverseproxy")
 _FRAMING_HEADERS = frozenset((b"content-length", b"transfer-encoding"))
 # Request header names the client looks at while writing the head (lower-case).
 # Field names as written -> their lower-case form if the pool looks at them, else b"".
@@ -134,8 +136,8 @@ class HTTP11Connection(ResponseParser, Protocol):
         if pool.tcp_keepalive or pool.read_size:
             try:
                 tune_socket(self.transport, pool.tcp_keepalive, pool.read_size)
-            except Exception:  # best effort: an exotic transport keeps its defaults
-                pass
+            except Exception:  # noqa: BLE001 - best effort: an exotic transport keeps its defaults
+                _log.failure("tuning the upstream socket (keep-alive, read size)")
         self._arm_read_timer()
 
     def handshakeCompleted(self) -> None:
