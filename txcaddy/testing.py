@@ -36,6 +36,7 @@ from txcaddy.http.request import Request, RequestBody
 from txcaddy.http.response import Response
 from txcaddy.http.routing import finish_chain
 from txcaddy.interfaces import IExchange, IHTTPServer, IServerConnection, IUpstreamTransport
+from txcaddy.reverseproxy.transport import ResponseHead
 
 
 class FakeTLS:
@@ -322,8 +323,6 @@ class FakeExchange:
 
     def informational(self, status: int, headers: Iterable[tuple[bytes, bytes]] = ()) -> None:
         """Send a 1xx head (103 Early Hints, ...)."""
-        from txcaddy.reverseproxy.transport import ResponseHead
-
         if self.on_informational is not None:
             self.on_informational(ResponseHead(b"HTTP/1.1", status, b"", list(headers)))
 
@@ -334,8 +333,6 @@ class FakeExchange:
         ``complete=False`` leaves the body open: add to it with ``send_body``, end it with
         ``end_body``, or cut it off with ``fail``.
         """
-        from txcaddy.reverseproxy.transport import ResponseHead
-
         self.sent_anything = True
         if body:
             self._body.append(body)

@@ -13,6 +13,7 @@ import binascii
 from collections.abc import Callable
 from typing import Any
 
+import idna
 from cryptography import x509
 from cryptography.hazmat.primitives.serialization import load_pem_private_key
 from OpenSSL import SSL, crypto
@@ -132,8 +133,6 @@ def _idna(name: str) -> bytes:
     try:
         return name.encode("ascii")
     except UnicodeEncodeError:
-        import idna
-
         return idna.encode(name)
 
 

@@ -17,6 +17,7 @@ flushing), ``_splice`` (the upgrade tunnel).
 
 from __future__ import annotations
 
+import copy
 from typing import Any
 
 from twisted.internet.defer import CancelledError, Deferred
@@ -31,15 +32,18 @@ from txcaddy.config.registry import module
 from txcaddy.config.values import duration_seconds, integer
 from txcaddy.errors import ConfigError
 from txcaddy.http.errors import AbortConnection, HandlerError
-from txcaddy.http.handlers.headers import status_code_matches
+from txcaddy.http.handlers.headers import load_headers, status_code_matches
+from txcaddy.http.handlers.rewrite import load_rewrite
 from txcaddy.http.headers import Headers
 from txcaddy.http.request import Request
 from txcaddy.http.response import Response
 from txcaddy.http.routing import any_set_matches
 from txcaddy.interfaces import IHandler
 from txcaddy.reverseproxy import headers as proxy_headers
+from txcaddy.reverseproxy._splice import Tunnels, start_tunnel
 from txcaddy.reverseproxy.health import PassiveHealth, load_active_health
 from txcaddy.reverseproxy.hosts import HostRegistry, Upstream
+from txcaddy.reverseproxy.selection import load_selection_policy
 from txcaddy.reverseproxy.streaming import (
     BufferedBody,
     RequestBodyPump,
@@ -54,6 +58,7 @@ from txcaddy.reverseproxy.transport import (
     ResponseHeaderTimeout,
     UpstreamAddress,
 )
+from txcaddy.reverseproxy.upstreams import attach, lookup_srv_upstream
 
 __all__ = ["PassiveHealth", "ReverseProxyHandler", "load_reverse_proxy"]
 
@@ -527,8 +532,6 @@ class _ProxyCall:
             exchange.abort(CancelledError("unexpected upgrade"))
             self._finish(None)
             return
-        from txcaddy.reverseproxy._splice import start_tunnel
-
         out = self.response.headers
         for name, value in upstream_headers.items():
             out.add(name, value)
@@ -567,8 +570,6 @@ def _headers_of(head: ResponseHead) -> Headers:
 
 def _rewritten(rewrite: Any, request: Request, response: Response) -> tuple[str, str, bool]:
     """Method and target after the proxy's own ``rewrite`` (applied to a copy)."""
-    import copy
-
     clone = copy.copy(request)
     clone.placeholders = request.placeholders
     rewrite.rewrite(clone, response)
@@ -614,8 +615,6 @@ def load_reverse_proxy(config: dict[str, Any], context: Any) -> ReverseProxyHand
         if not isinstance(entry, dict):
             raise ConfigError("reverse_proxy: each upstream must be an object")
         if entry.get("lookup_srv"):  # deprecated SRV upstream: upstreams.py
-            from txcaddy.reverseproxy.upstreams import lookup_srv_upstream
-
             upstreams.append(lookup_srv_upstream(entry, passive, bool(health.get("active")), hosts))
             lookup_srv = True
             continue
@@ -631,8 +630,6 @@ def load_reverse_proxy(config: dict[str, Any], context: Any) -> ReverseProxyHand
         load_active_health(health["active"], upstreams, transport, reactor, context)
 
     lb = config.get("load_balancing") or {}
-    from txcaddy.reverseproxy.selection import load_selection_policy
-
     policy = load_selection_policy(lb.get("selection_policy"), context)
     retry_match = context.load_matcher_sets(lb["retry_match"]) if lb.get("retry_match") else None
 
@@ -641,8 +638,6 @@ def load_reverse_proxy(config: dict[str, Any], context: Any) -> ReverseProxyHand
 
     request_ops = response_ops = require = None
     if config.get("headers") is not None:
-        from txcaddy.http.handlers.headers import load_headers
-
         header_handler = load_headers(config["headers"], context)
         request_ops = header_handler.request_ops
         response_ops = header_handler.response_ops
@@ -650,11 +645,7 @@ def load_reverse_proxy(config: dict[str, Any], context: Any) -> ReverseProxyHand
 
     rewrite = None
     if config.get("rewrite") is not None:
-        from txcaddy.http.handlers.rewrite import load_rewrite
-
         rewrite = load_rewrite(config["rewrite"], context)
-
-    from txcaddy.reverseproxy._splice import Tunnels
 
     tunnels = Tunnels(reactor, close_delay=_seconds(config.get("stream_close_delay"), "stream_close_delay"))
     stream_timeout = _seconds(config.get("stream_timeout"), "stream_timeout")
@@ -683,8 +674,6 @@ def load_reverse_proxy(config: dict[str, Any], context: Any) -> ReverseProxyHand
     )
 
     if config.get("dynamic_upstreams") is not None or lookup_srv:
-        from txcaddy.reverseproxy.upstreams import attach
-
         handler.dynamic = attach(handler, config.get("dynamic_upstreams"), context, _Target)
 
     def unload() -> Deferred[None]:

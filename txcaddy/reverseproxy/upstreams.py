@@ -30,14 +30,17 @@ from twisted.internet.defer import Deferred, DeferredList, fail, succeed
 from twisted.logger import Logger
 from twisted.names import client, dns, hosts
 from twisted.python.failure import Failure
+from twisted.python.filepath import FilePath
 from zope.interface import implementer
 
 from txcaddy._go.net import join_host_port
 from txcaddy._reactor import IDialingReactor, default_reactor
+from txcaddy.config.placeholders import Template
 from txcaddy.config.registry import module
-from txcaddy.config.values import duration_seconds, string
+from txcaddy.config.values import duration_seconds, integer, string
 from txcaddy.errors import ConfigError
 from txcaddy.interfaces import IUpstreamSource
+from txcaddy.reverseproxy._resolver import parse_resolver_addresses
 from txcaddy.reverseproxy.hosts import HostRegistry, Upstream
 
 __all__ = [
@@ -619,8 +622,6 @@ class UpstreamProvider:
 def _template(text: str) -> Any:
     if "{" not in text:
         return None
-    from txcaddy.config.placeholders import Template
-
     return Template(text)
 
 
@@ -658,8 +659,6 @@ class _HostsFirst:
         self.names = names
 
     def _listed(self, name: Any) -> bool:
-        from twisted.python.filepath import FilePath
-
         return bool(hosts.searchFileForAll(FilePath(self.hosts.file), dns.domainString(name)))
 
     def lookupAddress(self, name: Any, timeout: Any = None) -> Deferred[Any]:
@@ -717,8 +716,6 @@ def _common(config: dict[str, Any], context: Any, what: str, hosts_file: bool) -
     servers = None
     resolver_config = config.get("resolver")
     if resolver_config is not None:
-        from txcaddy.reverseproxy._resolver import parse_resolver_addresses
-
         if not isinstance(resolver_config, dict) or set(resolver_config) - {"addresses"}:
             raise ConfigError(f"dynamic {what} upstreams: resolver must be an object with 'addresses'")
         try:
@@ -799,8 +796,6 @@ def lookup_srv_upstream(
     if entry.get("dial"):
         raise ConfigError(f'upstream: specifying dial address is incompatible with lookup_srv: '
                           f'{{"dial": "{entry["dial"]}", "lookup_srv": "{name}"}}')
-    from txcaddy.config.values import integer
-
     max_requests = integer(entry.get("max_requests"), "reverse_proxy: max_requests")
     if passive is not None and passive.unhealthy_request_count and not max_requests:
         max_requests = passive.unhealthy_request_count
