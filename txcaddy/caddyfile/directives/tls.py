@@ -5,7 +5,9 @@ on-demand TLS, certificate managers and always one connection policy; the
 server-type code and ``tlsapp.build_tls_app`` turn these into the server's
 ``tls_connection_policies`` and the ``tls`` app. The issuer and connection
 policy classes mirror caddytls' structs field for field so that their JSON
-and their equality (Go's ``reflect.DeepEqual``) behave as in Caddy.
+and their equality (Go's ``reflect.DeepEqual``) behave as in Caddy; they
+live in ``_tlsissuers`` (also parsed by the ``acme_*`` and ``cert_issuer``
+global options) and ``_tlspolicy``, and are imported from here.
 """
 
 from __future__ import annotations
@@ -15,16 +17,57 @@ import binascii
 import os
 import re
 from dataclasses import dataclass, field
-from typing import Any, ClassVar
 
-from txcaddy._go.strconv import NumError, atoi
+from txcaddy.caddyfile.directives._tlsissuers import (
+    DNS_PROVIDERS,
+    EAB,
+    ACMEIssuer,
+    ChainPreference,
+    ChallengesConfig,
+    DNSChallengeConfig,
+    InternalIssuer,
+    Issuer,
+    ZeroSSLIssuer,
+    default_issuers,
+    issuer_json,
+    parse_issuer_module,
+    parse_preferred_chains,
+)
+from txcaddy.caddyfile.directives._tlspolicy import (
+    CertSelection,
+    ClientAuthentication,
+    ConnectionPolicy,
+)
 from txcaddy.caddyfile.directives._unmarshal import unmarshal_module
 from txcaddy.caddyfile.dispenser import Dispenser
 from txcaddy.caddyfile.errors import ConfigError
 from txcaddy.caddyfile.helper import ConfigValue, Helper, JSONObject
 from txcaddy.caddyfile.jsonenc import GoMap, module_object
 from txcaddy.caddyfile.registry import directive
-from txcaddy.config.values import parse_caddy_duration
+
+__all__ = [
+    "ACMEIssuer",
+    "CertManager",
+    "CertSelection",
+    "ChainPreference",
+    "ChallengesConfig",
+    "ClientAuthentication",
+    "ConnectionPolicy",
+    "DNSChallengeConfig",
+    "DNS_PROVIDERS",
+    "EAB",
+    "FileLoader",
+    "FolderLoader",
+    "InternalIssuer",
+    "Issuer",
+    "ZeroSSLIssuer",
+    "default_issuers",
+    "first_pem_block",
+    "issuer_json",
+    "parse_issuer_module",
+    "parse_preferred_chains",
+    "parse_tls",
+]
 
 SUPPORTED_PROTOCOLS = ("tls1.2", "tls1.3")
 SUPPORTED_CURVES = ("x25519", "secp256r1", "secp384r1", "secp521r1")
@@ -49,392 +92,6 @@ SUPPORTED_CIPHER_SUITES = (
     "TLS_ECDHE_RSA_WITH_CHACHA20_POLY1305_SHA256",
 )
 
-
-def _put(out: JSONObject, key: str, value: Any) -> None:
-    """Add ``key`` unless Go's ``omitempty`` would drop ``value``."""
-    if value is None or value is False or value == "":
-        return
-    if type(value) in (int, float) and value == 0:
-        return
-    if isinstance(value, (list, dict)) and not value:
-        return
-    out[key] = value.to_json() if hasattr(value, "to_json") else value
-
-
-# -- ACME pieces ------------------------------------------------------------
-
-
-@dataclass
-class EAB:
-    """acme.EAB: both fields are always printed (no omitempty)."""
-
-    key_id: str = ""
-    mac_key: str = ""
-
-    def to_json(self) -> JSONObject:
-        return {"key_id": self.key_id, "mac_key": self.mac_key}
-
-
-@dataclass
-class ChainPreference:
-    smallest: bool | None = None
-    root_common_name: list[str] | None = None
-    any_common_name: list[str] | None = None
-
-    def to_json(self) -> JSONObject:
-        out: JSONObject = {}
-        if self.smallest is not None:
-            out["smallest"] = self.smallest
-        _put(out, "root_common_name", self.root_common_name)
-        _put(out, "any_common_name", self.any_common_name)
-        return out
-
-
-def parse_preferred_chains(d: Dispenser) -> ChainPreference:
-    """ParseCaddyfilePreferredChainsOptions: ``smallest`` or a block of common names."""
-    pref = ChainPreference()
-    if d.next_arg():
-        if d.val() != "smallest":
-            raise d.err(f"Invalid argument '{d.val()}'")
-        pref.smallest = True
-        if d.next_arg():
-            raise d.arg_err()
-        if d.next_block(d.nesting):
-            raise d.err("No more options are accepted when using the 'smallest' option")
-    nesting = d.nesting
-    while d.next_block(nesting):
-        option = d.val()
-        if option == "root_common_name":
-            names = d.remaining_args()
-            pref.root_common_name = names or None
-            if not names:
-                raise d.arg_err()
-            if pref.any_common_name is not None:
-                raise d.err("Can't set root_common_name when any_common_name is already set")
-        elif option == "any_common_name":
-            names = d.remaining_args()
-            pref.any_common_name = names or None
-            if not names:
-                raise d.arg_err()
-            if pref.root_common_name is not None:
-                raise d.err("Can't set any_common_name when root_common_name is already set")
-        else:
-            raise d.err(f"Received unrecognized parameter '{option}'")
-    if pref == ChainPreference():
-        raise d.err("No options for preferred_chains received")
-    return pref
-
-
-@dataclass
-class HTTPChallengeConfig:
-    disabled: bool = False
-    alternate_port: int = 0
-
-    def to_json(self) -> JSONObject:
-        out: JSONObject = {}
-        _put(out, "disabled", self.disabled)
-        _put(out, "alternate_port", self.alternate_port)
-        return out
-
-
-@dataclass
-class DNSChallengeConfig:
-    provider: GoMap | None = None
-    ttl: int = 0
-    propagation_delay: int = 0
-    propagation_timeout: int = 0
-    resolvers: list[str] | None = None
-    override_domain: str = ""
-
-    def to_json(self) -> JSONObject:
-        out: JSONObject = {}
-        _put(out, "provider", self.provider)
-        _put(out, "ttl", self.ttl)
-        _put(out, "propagation_delay", self.propagation_delay)
-        _put(out, "propagation_timeout", self.propagation_timeout)
-        _put(out, "resolvers", self.resolvers)
-        _put(out, "override_domain", self.override_domain)
-        return out
-
-
-@dataclass
-class ChallengesConfig:
-    http: HTTPChallengeConfig | None = None
-    tls_alpn: HTTPChallengeConfig | None = None
-    dns: DNSChallengeConfig | None = None
-    bind_host: str = ""
-
-    def to_json(self) -> JSONObject:
-        out: JSONObject = {}
-        if self.http is not None:
-            out["http"] = self.http.to_json()
-        if self.tls_alpn is not None:
-            out["tls-alpn"] = self.tls_alpn.to_json()
-        if self.dns is not None:
-            out["dns"] = self.dns.to_json()
-        _put(out, "bind_host", self.bind_host)
-        return out
-
-
-# -- issuers (tls.issuance.*) -----------------------------------------------
-
-
-@dataclass
-class ACMEIssuer:
-    """tls.issuance.acme"""
-
-    module_name: ClassVar[str] = "acme"
-
-    ca: str = ""
-    test_ca: str = ""
-    email: str = ""
-    account_key: str = ""
-    external_account: EAB | None = None
-    acme_timeout: int = 0
-    challenges: ChallengesConfig | None = None
-    trusted_roots_pem_files: list[str] | None = None
-    preferred_chains: ChainPreference | None = None
-
-    def get_acme_issuer(self) -> ACMEIssuer | None:
-        return self
-
-    def to_json(self) -> JSONObject:
-        out: JSONObject = {}
-        _put(out, "ca", self.ca)
-        _put(out, "test_ca", self.test_ca)
-        _put(out, "email", self.email)
-        _put(out, "account_key", self.account_key)
-        _put(out, "external_account", self.external_account)
-        _put(out, "acme_timeout", self.acme_timeout)
-        _put(out, "challenges", self.challenges)
-        _put(out, "trusted_roots_pem_files", self.trusted_roots_pem_files)
-        _put(out, "preferred_chains", self.preferred_chains)
-        return out
-
-    def challenges_dns(self) -> DNSChallengeConfig:
-        """The DNS challenge settings, created on first use (as Caddy does)."""
-        if self.challenges is None:
-            self.challenges = ChallengesConfig()
-        if self.challenges.dns is None:
-            self.challenges.dns = DNSChallengeConfig()
-        return self.challenges.dns
-
-
-@dataclass
-class ZeroSSLIssuer:
-    """tls.issuance.zerossl: an ACME issuer (embedded, may be nil) plus an API key."""
-
-    module_name: ClassVar[str] = "zerossl"
-
-    acme: ACMEIssuer | None = None
-    api_key: str = ""
-
-    def get_acme_issuer(self) -> ACMEIssuer | None:
-        return self.acme
-
-    def to_json(self) -> JSONObject:
-        out: JSONObject = self.acme.to_json() if self.acme is not None else {}
-        _put(out, "api_key", self.api_key)
-        return out
-
-
-@dataclass
-class InternalIssuer:
-    """tls.issuance.internal"""
-
-    module_name: ClassVar[str] = "internal"
-
-    ca: str = ""
-    lifetime: int = 0
-    sign_with_root: bool = False
-
-    def get_acme_issuer(self) -> None:
-        return None
-
-    def to_json(self) -> JSONObject:
-        out: JSONObject = {}
-        _put(out, "ca", self.ca)
-        _put(out, "lifetime", self.lifetime)
-        _put(out, "sign_with_root", self.sign_with_root)
-        return out
-
-
-Issuer = ACMEIssuer | ZeroSSLIssuer | InternalIssuer
-
-
-def issuer_json(issuer: Issuer) -> GoMap:
-    """An issuer as it appears in an automation policy's ``issuers`` list."""
-    return module_object(issuer, "module", issuer.module_name)
-
-
-def default_issuers() -> list[Issuer]:
-    """caddytls.DefaultIssuers: Let's Encrypt then ZeroSSL."""
-    return [ACMEIssuer(), ZeroSSLIssuer(acme=ACMEIssuer())]
-
-
-def _parse_port(d: Dispenser) -> int:
-    try:
-        return atoi(d.val())
-    except NumError as e:
-        raise d.err(f"invalid port {d.val()}: {e}") from None
-
-
-def parse_acme_issuer_into(d: Dispenser, iss: ACMEIssuer) -> ACMEIssuer:
-    """ACMEIssuer.UnmarshalCaddyfile."""
-    while d.next():
-        if d.next_arg():
-            iss.ca = d.val()
-            if d.next_arg():
-                raise d.arg_err()
-        nesting = d.nesting
-        while d.next_block(nesting):
-            option = d.val()
-            if option == "dir":
-                if iss.ca:
-                    raise d.err(f"directory is already specified: {iss.ca}")
-                args = d.all_args(1)
-                if args is None:
-                    raise d.arg_err()
-                iss.ca = args[0]
-            elif option in ("test_dir", "email"):
-                args = d.all_args(1)
-                if args is None:
-                    raise d.arg_err()
-                setattr(iss, "test_ca" if option == "test_dir" else "email", args[0])
-            elif option == "timeout":
-                args = d.all_args(1)
-                if args is None:
-                    raise d.arg_err()
-                try:
-                    iss.acme_timeout = parse_caddy_duration(args[0])
-                except ValueError as e:
-                    raise d.err(f"invalid timeout duration {args[0]}: {e}")
-            elif option in ("disable_http_challenge", "disable_tlsalpn_challenge"):
-                if d.next_arg():
-                    raise d.arg_err()
-                _challenge(iss, option == "disable_http_challenge").disabled = True
-            elif option in ("alt_http_port", "alt_tlsalpn_port"):
-                if not d.next_arg():
-                    raise d.arg_err()
-                port = _parse_port(d)
-                _challenge(iss, option == "alt_http_port").alternate_port = port
-            elif option == "eab":
-                args = d.all_args(2)
-                if args is None:
-                    raise d.arg_err()
-                iss.external_account = EAB(args[0], args[1])
-            elif option == "trusted_roots":
-                iss.trusted_roots_pem_files = d.remaining_args() or None
-            elif option == "dns":
-                if not d.next_arg():
-                    raise d.arg_err()
-                provider_name = d.val()
-                provider = unmarshal_module(d, "dns.providers", provider_name, DNS_PROVIDERS)
-                iss.challenges_dns().provider = module_object(provider, "name", provider_name)
-            elif option == "propagation_delay":
-                if not d.next_arg():
-                    raise d.arg_err()
-                text = d.val()
-                try:
-                    delay = parse_caddy_duration(text)
-                except ValueError as e:
-                    raise d.err(f"invalid propagation_delay duration {text}: {e}")
-                iss.challenges_dns().propagation_delay = delay
-            elif option == "propagation_timeout":
-                if not d.next_arg():
-                    raise d.arg_err()
-                text = d.val()
-                if text == "-1":
-                    timeout = -1
-                else:
-                    try:
-                        timeout = parse_caddy_duration(text)
-                    except ValueError as e:
-                        raise d.err(f"invalid propagation_timeout duration {text}: {e}")
-                iss.challenges_dns().propagation_timeout = timeout
-            elif option == "resolvers":
-                dns = iss.challenges_dns()
-                dns.resolvers = d.remaining_args() or None
-                if not dns.resolvers:
-                    raise d.arg_err()
-            elif option == "dns_challenge_override_domain":
-                args = d.remaining_args()
-                if len(args) != 1:
-                    raise d.arg_err()
-                iss.challenges_dns().override_domain = args[0]
-            elif option == "preferred_chains":
-                iss.preferred_chains = parse_preferred_chains(d)
-            else:
-                raise d.err(f"unrecognized ACME issuer property: {option}")
-    return iss
-
-
-def _challenge(iss: ACMEIssuer, http: bool) -> HTTPChallengeConfig:
-    if iss.challenges is None:
-        iss.challenges = ChallengesConfig()
-    if http:
-        if iss.challenges.http is None:
-            iss.challenges.http = HTTPChallengeConfig()
-        return iss.challenges.http
-    if iss.challenges.tls_alpn is None:
-        iss.challenges.tls_alpn = HTTPChallengeConfig()
-    return iss.challenges.tls_alpn
-
-
-def _parse_acme_issuer(d: Dispenser) -> ACMEIssuer:
-    return parse_acme_issuer_into(d, ACMEIssuer())
-
-
-def _parse_zerossl_issuer(d: Dispenser) -> ZeroSSLIssuer:
-    iss = ZeroSSLIssuer()
-    while d.next():
-        if d.next_arg():
-            iss.api_key = d.val()
-            if d.next_arg():
-                raise d.arg_err()
-        if iss.acme is None:
-            iss.acme = ACMEIssuer()
-        parse_acme_issuer_into(d.new_from_next_segment(), iss.acme)
-    return iss
-
-
-def _parse_internal_issuer(d: Dispenser) -> InternalIssuer:
-    iss = InternalIssuer()
-    while d.next():
-        while d.next_block(0):
-            option = d.val()
-            if option == "ca":
-                args = d.all_args(1)
-                if args is None:
-                    raise d.arg_err()
-                iss.ca = args[0]
-            elif option == "lifetime":
-                if not d.next_arg():
-                    raise d.arg_err()
-                try:
-                    iss.lifetime = parse_caddy_duration(d.val())
-                except ValueError as e:
-                    raise ConfigError(str(e))
-            elif option == "sign_with_root":
-                if d.next_arg():
-                    raise d.arg_err()
-                iss.sign_with_root = True
-    return iss
-
-
-ISSUER_MODULES = {
-    "acme": _parse_acme_issuer,
-    "zerossl": _parse_zerossl_issuer,
-    "internal": _parse_internal_issuer,
-}
-# No DNS provider modules ship with Caddy 2.6.2.
-DNS_PROVIDERS: dict[str, Any] = {}
-
-
-def parse_issuer_module(d: Dispenser, name: str) -> Issuer:
-    """``issuer <name> ...`` / ``cert_issuer <name> ...``: a tls.issuance module."""
-    issuer: Issuer = unmarshal_module(d, "tls.issuance", name, ISSUER_MODULES)
-    return issuer
 
 
 # -- certificate managers (tls.get_certificate.*) ---------------------------
@@ -494,105 +151,6 @@ def cert_key_pair(certificate: str, key: str, tags: list[str]) -> JSONObject:
     if tags:
         out["tags"] = tags
     return out
-
-
-# -- connection policies ------------------------------------------------------
-
-
-@dataclass
-class CertSelection:
-    """caddytls.CustomCertSelectionPolicy (the Caddyfile only sets ``any_tag``)."""
-
-    serial_number: list[Any] | None = None
-    subject_organization: list[str] | None = None
-    public_key_algorithm: str = ""
-    any_tag: list[str] | None = None
-    all_tags: list[str] | None = None
-
-    def to_json(self) -> JSONObject:
-        out: JSONObject = {}
-        _put(out, "serial_number", self.serial_number)
-        _put(out, "subject_organization", self.subject_organization)
-        _put(out, "public_key_algorithm", self.public_key_algorithm)
-        _put(out, "any_tag", self.any_tag)
-        _put(out, "all_tags", self.all_tags)
-        return out
-
-    def compatible_with(self, other: CertSelection) -> bool:
-        """Whether two selections can merge (Caddy merges only ``any_tag``)."""
-        return (
-            self.serial_number == other.serial_number
-            and self.subject_organization == other.subject_organization
-            and self.public_key_algorithm == other.public_key_algorithm
-            and self.all_tags == other.all_tags
-        )
-
-    def merge_any_tags(self, other: CertSelection) -> None:
-        for tag in other.any_tag or ():
-            if tag not in (self.any_tag or ()):
-                self.any_tag = (self.any_tag or []) + [tag]
-
-
-@dataclass
-class ClientAuthentication:
-    trusted_ca_certs: list[str] | None = None
-    trusted_ca_certs_pem_files: list[str] | None = None
-    trusted_leaf_certs: list[str] | None = None
-    verifiers: list[Any] | None = None
-    mode: str = ""
-
-    def to_json(self) -> JSONObject:
-        out: JSONObject = {}
-        _put(out, "trusted_ca_certs", self.trusted_ca_certs)
-        _put(out, "trusted_ca_certs_pem_files", self.trusted_ca_certs_pem_files)
-        _put(out, "trusted_leaf_certs", self.trusted_leaf_certs)
-        _put(out, "verifiers", self.verifiers)
-        _put(out, "mode", self.mode)
-        return out
-
-
-@dataclass
-class ConnectionPolicy:
-    """caddytls.ConnectionPolicy; ``matchers`` is the ``match`` module map."""
-
-    matchers: GoMap | None = None
-    cert_selection: CertSelection | None = None
-    cipher_suites: list[str] | None = None
-    curves: list[str] | None = None
-    alpn: list[str] | None = None
-    protocol_min: str = ""
-    protocol_max: str = ""
-    client_authentication: ClientAuthentication | None = None
-    default_sni: str = ""
-    insecure_secrets_log: str = ""
-
-    def settings_empty(self) -> bool:
-        """Go's SettingsEmpty: nothing but (maybe) matchers is set."""
-        return (
-            self.cert_selection is None
-            and self.cipher_suites is None
-            and self.curves is None
-            and self.alpn is None
-            and not self.protocol_min
-            and not self.protocol_max
-            and self.client_authentication is None
-            and not self.default_sni
-            and not self.insecure_secrets_log
-        )
-
-    def to_json(self) -> JSONObject:
-        out: JSONObject = {}
-        _put(out, "match", self.matchers)
-        _put(out, "certificate_selection", self.cert_selection)
-        _put(out, "cipher_suites", self.cipher_suites)
-        _put(out, "curves", self.curves)
-        _put(out, "alpn", self.alpn)
-        _put(out, "protocol_min", self.protocol_min)
-        _put(out, "protocol_max", self.protocol_max)
-        _put(out, "client_authentication", self.client_authentication)
-        _put(out, "default_sni", self.default_sni)
-        _put(out, "insecure_secrets_log", self.insecure_secrets_log)
-        return out
 
 
 # -- the directive ------------------------------------------------------------
