@@ -13,14 +13,16 @@ kept unparsed and reading pauses until the handler decides. A handler that
 answers normally gets its response sent and the connection closed; one that
 calls ``response.switch_protocols(protocol)`` gets a ``101`` written and the
 connection handed to ``protocol`` (the reverse proxy's tunnel).
+
+The protocol, its response and its exchange queue stay in this one module: one
+state machine per connection on the per-request hot path, kept together as
+Twisted keeps ``_newclient.py``. The response head writer is in ``_h1head``.
 """
 
 from __future__ import annotations
 
 import time
 from collections import deque
-from collections.abc import Iterable
-from email.utils import formatdate
 from operator import itemgetter
 from typing import Any
 
@@ -32,6 +34,7 @@ from twisted.python.failure import Failure
 from zope.interface import implementer
 
 from txcaddy._twisted import lose_connection, no_delay, send_now, send_sequence_now
+from txcaddy.http._h1head import DATE, asks_close, head_bytes, status_line
 from txcaddy.http.errors import HandlerError, status_text
 from txcaddy.http.headers import Headers
 from txcaddy.http.request import Request, RequestBody
@@ -47,25 +50,6 @@ DISCARD_LIMIT = 256 * 1024
 DEFAULT_MAX_HEADER_BYTES = 1024 * 1024  # Go's http.DefaultMaxHeaderBytes
 
 _NO_BODY_STATUSES = frozenset({204, 304})
-
-
-class _Date:
-    """The Date header value, computed at most once a second."""
-
-    def __init__(self) -> None:
-        self._second = -1
-        self._line = ""
-
-    def line(self, seconds: float) -> str:
-        """``Date: ...\\r\\n`` as text."""
-        second = int(seconds)
-        if second != self._second:
-            self._second = second
-            self._line = "Date: " + formatdate(second, usegmt=True) + "\r\n"
-        return self._line
-
-
-_DATE = _Date()
 
 
 class _Exchange:
@@ -123,7 +107,7 @@ class H1Response(Response):
             if exchange is not None and exchange.close_after:
                 self.close_connection = True
         connection = headers.values_of("Connection")
-        if connection is not None and _asks_close(connection):
+        if connection is not None and asks_close(connection):
             self.close_connection = True
         if status in _NO_BODY_STATUSES or 100 <= status < 200:
             headers.delete_canonical(("Content-Length", "Transfer-Encoding"))
@@ -140,10 +124,10 @@ class H1Response(Response):
             headers.set("Connection", "close")
         elif self._http10:
             headers.set("Connection", "keep-alive")
-        lines = [_status_line(status, self._http10)]
+        lines = [status_line(status, self._http10)]
         if headers.values_of("Date") is None:
-            lines.append(_DATE.line(protocol.clock()))
-        data = _head_bytes(lines, headers.lists())
+            lines.append(DATE.line(protocol.clock()))
+        data = head_bytes(lines, headers.lists())
         held, self._held = self._held, []
         if not held or not self._body_allowed:
             send_now(protocol.transport, data)
@@ -182,7 +166,7 @@ class H1Response(Response):
             self._emit_head(self._held_size)
         elif self._chunked and self._body_allowed:
             if self.trailers:
-                send_now(self._protocol.transport, _head_bytes(["0\r\n"], self.trailers.lists()))
+                send_now(self._protocol.transport, head_bytes(["0\r\n"], self.trailers.lists()))
             else:
                 send_now(self._protocol.transport, b"0\r\n\r\n")
         self._protocol._response_finished(self)
@@ -205,7 +189,7 @@ class H1Response(Response):
         if self.head_sent or self._http10:
             return
         fields = headers.lists() if headers is not None else ()
-        send_now(self._protocol.transport, _head_bytes([_status_line(status, False)], fields))
+        send_now(self._protocol.transport, head_bytes([status_line(status, False)], fields))
 
     @property
     def can_switch_protocols(self) -> bool:
@@ -226,73 +210,6 @@ class H1Response(Response):
         as open until that fires (a tunnel's other side closing too).
         """
         self._protocol._switch_protocols(self, protocol)
-
-
-_TOKEN = frozenset(b"!#$%&'*+-.^_`|~0123456789abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ")
-
-
-_valid_names: dict[str, bool] = {}
-
-
-def _valid_field_name(name: str) -> bool:
-    """Whether ``name`` is an HTTP token (cached: the same few names recur on every response)."""
-    valid = _valid_names.get(name)
-    if valid is None:
-        valid = bool(name) and name.isascii() and all(c in _TOKEN for c in name.encode("ascii"))
-        if len(_valid_names) < 4096:
-            _valid_names[name] = valid
-    return valid
-
-
-_status_lines: dict[tuple[int, bool], str] = {}
-
-
-def _status_line(status: int, http10: bool) -> str:
-    """``HTTP/1.1 200 OK\\r\\n`` (cached per status)."""
-    line = _status_lines.get((status, http10))
-    if line is None:
-        line = f"{'HTTP/1.0' if http10 else 'HTTP/1.1'} {status} {status_text(status)}\r\n"
-        if len(_status_lines) < 1024:
-            _status_lines[(status, http10)] = line
-    return line
-
-
-def _clean_line(line: str) -> str:
-    """A header line with CR and LF inside its value turned into spaces."""
-    body = line[:-2] if line.endswith("\r\n") else line
-    return body.replace("\r", " ").replace("\n", " ") + "\r\n"
-
-
-def _asks_close(values: list[str]) -> bool:
-    """Whether Connection values name ``close``."""
-    for value in values:
-        for token in value.split(","):
-            if token.strip().lower() == "close":
-                return True
-    return False
-
-
-def _head_bytes(lines: list[str], fields: Iterable[tuple[str, list[str]]]) -> bytes:
-    """``lines`` (a status line, or a chunked body's last-chunk line) with the header fields
-    and the blank line after them, as bytes.
-
-    Go drops fields whose names are not tokens. The head is built as text and encoded once;
-    a value with CR or LF (which would split the response) is caught by counting line ends,
-    and then every value has them turned into spaces.
-    """
-    valid = _valid_names
-    for name, values in fields:
-        ok = valid.get(name)
-        if ok is None:
-            ok = _valid_field_name(name)
-        if ok:
-            for value in values:
-                lines.append(name + ": " + value + "\r\n")
-    lines.append("\r\n")
-    text = "".join(lines)
-    if text.count("\n") != len(lines) or text.count("\r") != len(lines):
-        text = "".join(_clean_line(line) for line in lines[:-1]) + "\r\n"
-    return text.encode("latin-1", "replace")
 
 
 @implementer(IPushProducer, IServerConnection)
@@ -677,7 +594,7 @@ class HTTP11Protocol(Protocol):
             raise RuntimeError("switch_protocols needs the connection's upgrade request, before any response")
         fields = sorted(response.headers.lists(), key=itemgetter(0))  # by name, as Go writes them
         transport = self.transport
-        send_now(transport, _head_bytes(["HTTP/1.1 101 Switching Protocols\r\n"], fields))
+        send_now(transport, head_bytes(["HTTP/1.1 101 Switching Protocols\r\n"], fields))
         response.head_sent = True
         response.status = 101
         response.finished = True
