@@ -17,12 +17,14 @@ from txcaddy.caddyfile.directives.options import (
     PKI,
     CertificateAuthority,
     OCSPConfig,
-    ServerOptions,
     admin_json,
-    apply_server_options,
     parse_opt_order,
-    parse_server_options,
     storage_json,
+)
+from txcaddy.caddyfile.directives.serveroptions import (
+    ServerOptions,
+    apply_server_options,
+    parse_server_options,
 )
 from txcaddy.caddyfile.dispenser import Dispenser
 from txcaddy.caddyfile.helper import App

@@ -38,14 +38,13 @@ from txcaddy.caddyfile._siteblocks import (
 )
 from txcaddy.caddyfile.addresses import AddressError, NetworkAddress
 from txcaddy.caddyfile.directives.logging import build_logging
-from txcaddy.caddyfile.directives.options import (
+from txcaddy.caddyfile.directives.options import admin_json, storage_json
+from txcaddy.caddyfile.directives.serveroptions import (
     AUTO_HTTPS_FIELDS,
     SERVER_FIELDS,
     SERVER_LOG_FIELDS,
-    admin_json,
     apply_server_options,
     in_field_order,
-    storage_json,
 )
 from txcaddy.caddyfile.directives.tls import ConnectionPolicy
 from txcaddy.caddyfile.dispenser import Dispenser

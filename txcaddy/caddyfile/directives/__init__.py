@@ -10,5 +10,6 @@ from txcaddy.caddyfile.directives import (  # noqa: F401  (imported to register)
     options,
     reverseproxy,
     rewrite,
+    serveroptions,
     tls,
 )
