@@ -61,8 +61,10 @@ from txcaddy.caddyfile.jsonenc import GoMap
 from txcaddy.caddyfile.parser import ServerBlock
 from txcaddy.caddyfile.tlsapp import build_pki_app, build_tls_app
 
-# What directive parsers import from here (Caddy's ParseSegmentAsSubroute and
-# WasReplacedPlaceholderShorthand are exported from httpcaddyfile).
+# Caddy's httpcaddyfile exports ParseSegmentAsSubroute and
+# WasReplacedPlaceholderShorthand to directive authors, so they stay importable
+# from here; txcaddy's own directives import them from _routes and _shorthands,
+# which import no directive (no import cycle).
 __all__ = [
     "HTTPServerType",
     "parse_segment_as_config",

@@ -6,6 +6,7 @@ from __future__ import annotations
 import html
 
 from txcaddy._go.strconv import NumError, atoi
+from txcaddy.caddyfile._routes import parse_segment_as_config, parse_segment_as_subroute
 from txcaddy.caddyfile.helper import ConfigValue, Helper, JSONObject, Route, Subroute
 from txcaddy.caddyfile.jsonenc import GoMap, weak_string
 from txcaddy.caddyfile.registry import directive, handler_directive
@@ -191,9 +192,6 @@ def parse_error(h: Helper) -> JSONObject:
 
 @handler_directive("route")
 def parse_route(h: Helper) -> JSONObject:
-    # here, not at the top: httptype imports the directives (a cycle)
-    from txcaddy.caddyfile.httptype import parse_segment_as_config
-
     subroute = Subroute()
     for value in parse_segment_as_config(h):
         if isinstance(value.value, Route):
@@ -217,17 +215,11 @@ def _go_repr(value: object) -> str:
 
 @handler_directive("handle")
 def parse_handle(h: Helper) -> JSONObject:
-    # here, not at the top: httptype imports the directives (a cycle)
-    from txcaddy.caddyfile.httptype import parse_segment_as_subroute
-
     return parse_segment_as_subroute(h).to_handler()
 
 
 @directive("handle_errors")
 def parse_handle_errors(h: Helper) -> list[ConfigValue]:
-    # here, not at the top: httptype imports the directives (a cycle)
-    from txcaddy.caddyfile.httptype import parse_segment_as_subroute
-
     return [ConfigValue("error_route", parse_segment_as_subroute(h))]
 
 

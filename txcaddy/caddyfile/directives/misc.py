@@ -13,6 +13,7 @@ from typing import Any
 
 from txcaddy._go.strconv import atoi, quote
 from txcaddy.caddyfile._humanize import parse_bytes
+from txcaddy.caddyfile._shorthands import was_replaced_placeholder_shorthand
 from txcaddy.caddyfile.directives._unmarshal import plain_error
 from txcaddy.caddyfile.directives.headers import header_op
 from txcaddy.caddyfile.directives.matchers import parse_named_response_matcher
@@ -137,9 +138,6 @@ def parse_map(h: Helper) -> JSONObject:
 
     Outputs keep their scalar type (``true``, ``3``, ``1.5``); ``-`` is null.
     """
-    # here, not at the top: httptype imports the directives (a cycle)
-    from txcaddy.caddyfile.httptype import was_replaced_placeholder_shorthand
-
     source = ""
     destinations: list[str] = []
     mappings: list[JSONObject] = []

@@ -9,6 +9,7 @@ from __future__ import annotations
 from typing import Any
 
 from txcaddy._go.strconv import atoi
+from txcaddy.caddyfile._routes import parse_segment_as_subroute
 from txcaddy.caddyfile.helper import ConfigValue, Helper, JSONObject, Route
 from txcaddy.caddyfile.jsonenc import GoMap, module_object
 from txcaddy.caddyfile.registry import directive, handler_directive
@@ -114,9 +115,6 @@ def parse_handle_path(h: Helper) -> list[ConfigValue]:
     its prefix (without a trailing ``*`` or ``/*``) is stripped by a
     ``rewrite`` route put in front of the block's routes.
     """
-    # here, not at the top: httptype imports the directives (a cycle)
-    from txcaddy.caddyfile.httptype import parse_segment_as_subroute
-
     if not h.next():
         raise h.arg_err()
     if not h.next_arg():

@@ -13,6 +13,7 @@ options, ``trusted_proxies``, ``method``/``rewrite``, response matchers,
 from __future__ import annotations
 
 from txcaddy.caddyfile._humanize import parse_bytes
+from txcaddy.caddyfile._routes import parse_segment_as_subroute
 from txcaddy.caddyfile.directives.matchers import PRIVATE_RANGES, parse_named_response_matcher
 from txcaddy.caddyfile.directives.reverseproxy import (
     _headers,
@@ -117,9 +118,6 @@ class ReverseProxyConfig:
     # -- FinalizeUnmarshalCaddyfile
 
     def finalize(self) -> None:
-        # here, not at the top: httptype imports the directives (a cycle)
-        from txcaddy.caddyfile.httptype import parse_segment_as_subroute
-
         for d in self._handle_response_segments:
             d.next()
             args = d.remaining_args()
