@@ -370,6 +370,23 @@ class StopTests(CheckerTestCase):
         new.stopService()
         self.assertFalse(host.unhealthy)
 
+    def test_hosts_of_two_services_are_judged_apart(self) -> None:
+        """Checkers of one address in two services (two registries) keep separate verdicts."""
+        active = _active({"uri": "/", "fails": 1})
+        mine, theirs = Host("10.0.0.1:80"), Host("10.0.0.1:80")
+        first = ActiveHealthChecker(active, [Upstream(mine.address, mine)], self.transport, self.clock)
+        second = ActiveHealthChecker(active, [Upstream(theirs.address, theirs)], self.transport, self.clock)
+        first.startService()
+        second.startService()
+        self.exchanges[0].respond(503)
+        self.exchanges[1].respond(200)
+        self.assertTrue(mine.unhealthy)
+        self.assertFalse(theirs.unhealthy)
+        first.stopService()
+        self.assertIsNone(mine.active_checks)  # nothing of the stopped service's checks is kept
+        self.assertIsNotNone(theirs.active_checks)
+        second.stopService()
+
 
 class ConfigTests(SynchronousTestCase):
     def test_off_without_uri_path_or_port(self) -> None:

@@ -275,8 +275,9 @@ class _BodyLimit(Exception):
     """``max_size`` bytes were read: the rest of the body is not wanted."""
 
 
-class _HostState:
-    """Per-host bookkeeping shared by every running checker of that host."""
+class _ActiveChecks:
+    """Per-host bookkeeping shared by every running checker of that host (kept on the ``Host``,
+    so it belongs to the service whose registry holds the host)."""
 
     __slots__ = ("checkers", "passes", "fails")
 
@@ -284,10 +285,6 @@ class _HostState:
         self.checkers = 0
         self.passes = 0
         self.fails = 0
-
-
-#: Running checkers and consecutive results per ``Host`` (keyed by the object itself).
-_STATES: dict[Host, _HostState] = {}
 
 
 class ActiveHealthChecker(Service):
@@ -326,9 +323,10 @@ class ActiveHealthChecker(Service):
     def startService(self) -> None:
         super().startService()
         for upstream in self.upstreams:
-            state = _STATES.get(upstream.host)
+            host = upstream.host
+            state = host.active_checks
             if state is None:
-                state = _STATES[upstream.host] = _HostState()
+                state = host.active_checks = _ActiveChecks()
             state.checkers += 1
         loop = self._loop = LoopingCall(self.check_all)
         loop.clock = self.clock
@@ -347,13 +345,13 @@ class ActiveHealthChecker(Service):
             waiter.cancel()
         for upstream in self.upstreams:
             host = upstream.host
-            state = _STATES.get(host)
+            state = host.active_checks
             if state is None:
                 continue
             state.checkers -= 1
             if state.checkers <= 0:
                 # Nobody checks this host any more: it must not stay down for good.
-                del _STATES[host]
+                host.active_checks = None
                 host.unhealthy = False
 
     # -- rounds ----------------------------------------------------------------------------
@@ -445,7 +443,7 @@ class ActiveHealthChecker(Service):
 
     def _record(self, host: Host, host_addr: str, healthy: bool) -> None:
         """Count a verdict; flip the host's flag after ``passes``/``fails`` in a row."""
-        state = _STATES.get(host)
+        state = host.active_checks
         if state is None:  # stopped meanwhile
             return
         if healthy:

@@ -18,7 +18,7 @@ from typing import Any
 class Host:
     """State of one upstream address, shared by every handler that dials it."""
 
-    __slots__ = ("address", "num_requests", "fails", "unhealthy", "users")
+    __slots__ = ("address", "num_requests", "fails", "unhealthy", "users", "active_checks")
 
     def __init__(self, address: str) -> None:
         self.address = address
@@ -26,6 +26,8 @@ class Host:
         self.fails = 0  # failures remembered by passive health checks
         self.unhealthy = False  # set by the active health checker
         self.users = 0  # handlers holding this host (the registry's reference count)
+        # The active checkers' bookkeeping (``health._ActiveChecks``) while any checks this host.
+        self.active_checks: Any = None
 
     def count_request(self, delta: int) -> None:
         self.num_requests = max(0, self.num_requests + delta)
