@@ -12,7 +12,7 @@ from twisted.trial.unittest import TestCase
 from tests._net import port_number
 from tests.reverseproxy._backends import EchoBackend, site, start_proxy
 from tests.reverseproxy._dns import DNSServer
-from txcaddy.reverseproxy import upstreams
+from txcaddy.reverseproxy import _dnslookup, upstreams
 
 
 class _MovableClock:
@@ -116,7 +116,7 @@ class DynamicUpstreamTests(TestCase):
         a, b = self.backend("a"), self.backend("b")
         self.dns.set_srv("_web._tcp.svc.test", [(1, 0, self.port_of(a), "localhost"),
                                                 (2, 0, self.port_of(b), "localhost")])
-        self.patch(upstreams, "system_servers", lambda: [("127.0.0.1", port_number(self.dns.port))])
+        self.patch(_dnslookup, "system_servers", lambda: [("127.0.0.1", port_number(self.dns.port))])
         # DESIGN.md §1: "to _service._proto.name" is "dynamic srv": every record is an upstream
         base = start_proxy(self, site("\treverse_proxy _web._tcp.svc.test"))
         served = yield self.served_by(base, 2)

@@ -18,18 +18,16 @@ from tests.reverseproxy.test_handler import HandlerTestCase
 from txcaddy.config.loader import LoadContext
 from txcaddy.errors import ConfigError
 from txcaddy.interfaces import IUpstreamSource
-from txcaddy.reverseproxy import upstreams
-from txcaddy.reverseproxy.hosts import HostRegistry, Upstream
-from txcaddy.reverseproxy.transport import DialError
-from txcaddy.reverseproxy.upstreams import (
-    AUpstreams,
+from txcaddy.reverseproxy import _dnslookup, upstreams
+from txcaddy.reverseproxy._dnslookup import (
     DNSCaches,
     DNSLookupError,
     LookupCache,
-    MultiUpstreams,
-    SRVUpstreams,
     order_srv_records,
 )
+from txcaddy.reverseproxy.hosts import HostRegistry, Upstream
+from txcaddy.reverseproxy.transport import DialError
+from txcaddy.reverseproxy.upstreams import AUpstreams, MultiUpstreams, SRVUpstreams
 from txcaddy.testing import make_request
 
 
@@ -328,7 +326,7 @@ class HostsFileTests(SynchronousTestCase):
             f.write("127.0.0.1 localhost app.local\n")
         names = FakeResolver()
         names.a["other.example"] = ["10.0.0.1"]
-        resolver = upstreams._HostsFirst(path.encode(), names)
+        resolver = _dnslookup._HostsFirst(path.encode(), names)
         source = AUpstreams(resolver=resolver, clock=Clock(), name="app.local", port="81", cache=LookupCache())
         self.assertEqual(dials(source.get_upstreams(make_request())), ["127.0.0.1:81"])
         self.assertEqual(names.queries, [])  # no AAAA question to DNS for a hosts-file name
