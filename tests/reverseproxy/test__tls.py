@@ -9,7 +9,7 @@ import os
 
 from cryptography import x509
 from cryptography.hazmat.primitives import hashes
-from cryptography.hazmat.primitives.asymmetric import ec
+from cryptography.hazmat.primitives.asymmetric import ec, x25519
 from cryptography.hazmat.primitives.serialization import (
     Encoding,
     NoEncryption,
@@ -335,6 +335,17 @@ class TLSConfigTests(SynchronousTestCase):
         error = self.assertRaises(ConfigError, load_transport, {"tls": {
             "client_certificate_file": self.pki.client_file, "client_certificate_key_file": path}})
         self.assertIn("loading client certificate key pair", str(error))
+
+    def test_key_that_cannot_sign(self) -> None:
+        """A client key file holding a key that cannot sign (X25519) is a config error, as in Go."""
+        other = x25519.X25519PrivateKey.generate()
+        path = os.path.abspath(self.mktemp())
+        with open(path, "wb") as f:
+            f.write(other.private_bytes(Encoding.PEM, PrivateFormat.PKCS8, NoEncryption()))
+        error = self.assertRaises(ConfigError, load_transport, {"tls": {
+            "client_certificate_file": self.pki.client_file, "client_certificate_key_file": path}})
+        self.assertIn("loading client certificate key pair: tls: found unknown private key type",
+                      str(error))
 
     def connection(self, renegotiation):
         tls = load_transport({"tls": {"insecure_skip_verify": True, "renegotiation": renegotiation}}).tls_config

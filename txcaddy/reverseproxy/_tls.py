@@ -15,6 +15,7 @@ from typing import Any
 
 import idna
 from cryptography import x509
+from cryptography.hazmat.primitives.asymmetric import dsa, ec, ed448, ed25519, rsa
 from cryptography.hazmat.primitives.serialization import load_pem_private_key
 from OpenSSL import SSL, crypto
 from service_identity import VerificationError
@@ -39,6 +40,13 @@ from txcaddy.errors import ConfigError
 ALPN = (b"http/1.1",)
 
 _RENEGOTIATION = ("never", "once", "freely")
+
+#: The private keys OpenSSL can sign a client handshake with (``PKey.from_cryptography_key``
+#: takes these); an X25519, X448 or DH key in the key file is a config error.
+_SIGNING_KEYS = (
+    rsa.RSAPrivateKey, ec.EllipticCurvePrivateKey, ed25519.Ed25519PrivateKey,
+    ed448.Ed448PrivateKey, dsa.DSAPrivateKey,
+)
 _FIELDS = frozenset((
     "root_ca_pool", "root_ca_pem_files", "client_certificate_file", "client_certificate_key_file",
     "client_certificate_automate", "insecure_skip_verify", "handshake_timeout", "server_name",
@@ -294,6 +302,10 @@ def _load_key_pair(cert_file: str, key_file: str) -> tuple[Any, Any, list[Any]]:
     except (ValueError, TypeError) as e:
         raise ConfigError(
             f"making TLS client config: loading client certificate key pair: {e}") from None
+    if not isinstance(key, _SIGNING_KEYS):
+        # Go's tls.X509KeyPair refuses these key types with this error.
+        raise ConfigError("making TLS client config: loading client certificate key pair: "
+                          "tls: found unknown private key type in PKCS#8 wrapping")
     return (
         crypto.PKey.from_cryptography_key(key),
         crypto.X509.from_cryptography(certs[0]),
