@@ -24,10 +24,10 @@ from txcaddy.http.headers import Headers
 from txcaddy.http.request import RequestBody
 from txcaddy.http.response import Response
 from txcaddy.http.sniff import detect_content_type
-from txcaddy.interfaces import IBodyConsumer
+from txcaddy.interfaces import IBodyConsumer, IExchange
 from txcaddy.reverseproxy._decompress import GunzipBody
 from txcaddy.reverseproxy.headers import relay_trailers
-from txcaddy.reverseproxy.transport import Exchange, RawHeaders
+from txcaddy.reverseproxy.transport import RawHeaders
 
 __all__ = ["RequestBodyPump", "BufferedBody", "ResponseRelay", "effective_flush_interval"]
 
@@ -45,9 +45,9 @@ class RequestBodyPump:
 
     __slots__ = ("body", "exchange", "started", "_client", "_paused")
 
-    def __init__(self, body: RequestBody, exchange: Exchange) -> None:
+    def __init__(self, body: RequestBody, exchange: IExchange) -> None:
         self.body = body
-        self.exchange: Exchange | None = exchange
+        self.exchange: IExchange | None = exchange
         self.started = False
         self._client = body.producer
         self._paused = False
@@ -121,7 +121,7 @@ class BufferedBody:
         self.overflow = False  # more than ``limit``: the rest is streamed
         self.error: Failure | None = None
         self._ready: Callable[[], None] | None = ready
-        self._sink: Exchange | None = None
+        self._sink: IExchange | None = None
         self._limit = limit
         body.deliver(self)
 
@@ -158,7 +158,7 @@ class BufferedBody:
         if ready is not None:
             ready()
 
-    def send_to(self, exchange: Exchange) -> None:
+    def send_to(self, exchange: IExchange) -> None:
         """Write what is kept to ``exchange``; a body still arriving follows it there."""
         for chunk in self.chunks:
             exchange.write(chunk)
@@ -195,7 +195,7 @@ class ResponseRelay:
     def __init__(
         self,
         response: Response,
-        exchange: Exchange,
+        exchange: IExchange,
         flush_interval: float,
         clock: Any,
         done: Callable[[Failure | None], None],
