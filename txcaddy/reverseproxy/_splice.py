@@ -20,6 +20,7 @@ from collections.abc import Iterator
 from typing import Any
 
 from twisted.internet.defer import Deferred
+from twisted.internet.interfaces import ITCPTransport
 from twisted.internet.protocol import Protocol
 from twisted.logger import Logger
 from twisted.python.failure import Failure
@@ -42,6 +43,10 @@ def going_away_to_server(mask: bytes | None = None) -> bytes:
 
 class _End(Protocol):
     """One side of a tunnel: what arrives here is written to the other side."""
+
+    #: Both sides are TCP connections (TLS ones too): the client's, taken from the HTTP
+    #: server, and the upstream's, taken from its exchange.
+    transport: ITCPTransport | None
 
     def __init__(self, tunnel: Tunnel) -> None:
         self.tunnel = tunnel
@@ -114,8 +119,10 @@ class Tunnel:
         client, upstream = self.client, self.upstream
         if going_away and self.websocket:
             if client.open:
+                assert client.transport is not None  # open: connected
                 client.transport.write(GOING_AWAY_TO_CLIENT)
             if upstream.open:
+                assert upstream.transport is not None
                 upstream.transport.write(going_away_to_server())
         self._close_ends()
 
@@ -129,6 +136,7 @@ class Tunnel:
         client, upstream = self.client, self.upstream
         if not (client.connected and upstream.connected):
             return
+        assert client.transport is not None and upstream.transport is not None  # both connected
         client.write_to_peer = upstream.transport.write
         upstream.write_to_peer = client.transport.write
         _register(client.transport, upstream.transport)
@@ -160,6 +168,7 @@ class Tunnel:
     def _abort(self) -> None:
         for side in (self.client, self.upstream):
             if side.open:
+                assert side.transport is not None  # open: connected
                 side.transport.abortConnection()
 
     def _timed_out(self) -> None:

@@ -18,7 +18,7 @@ flushing), ``_splice`` (the upgrade tunnel).
 from __future__ import annotations
 
 import copy
-from typing import Any
+from typing import Any, cast
 
 from twisted.internet.defer import CancelledError, Deferred
 from twisted.logger import Logger
@@ -418,7 +418,7 @@ class _ProxyCall:
         self.exchange = None
         if upstream is not None:
             upstream.host.count_request(-1)
-        error = failure.value
+        error = cast(BaseException, failure.value)  # an errback's failure has a value
         if self.gone or isinstance(error, ClientGone):
             self._finish(None)
             return
