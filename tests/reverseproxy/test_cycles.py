@@ -12,13 +12,14 @@ from typing import Any
 
 from twisted.internet.address import IPv4Address
 from twisted.internet.defer import succeed
-from twisted.internet.testing import MemoryReactorClock, StringTransport
+from twisted.internet.testing import StringTransport
 from twisted.trial.unittest import SynchronousTestCase
 
 from tests._gc import garbage_of
 from txcaddy.http._h1 import HTTP11Protocol
 from txcaddy.reverseproxy.handler import ReverseProxyHandler
 from txcaddy.service import fromCaddyfile
+from txcaddy.testing import MemoryServingReactor
 
 _RESPONSE = (b"HTTP/1.1 200 OK\r\nServer: test\r\nContent-Type: text/plain\r\n"
              b"Content-Length: 5\r\nConnection: keep-alive\r\n\r\nhello")
@@ -61,10 +62,11 @@ def _proxy_handlers(routes: Any) -> list[ReverseProxyHandler]:
 
 class ReferenceCycleTests(SynchronousTestCase):
     def setUp(self) -> None:
-        self.reactor = MemoryReactorClock()
+        self.reactor = MemoryServingReactor()
         service = fromCaddyfile(
             "http://:18081 {\n\tbind 127.0.0.1\n\treverse_proxy 127.0.0.1:9000\n}\n", reactor=self.reactor)
         self.addCleanup(service.context.unload)  # gives its upstream back to the service's HostRegistry
+        assert service.http is not None
         self.server = next(iter(service.http.servers.values()))
         (handler,) = _proxy_handlers(self.server.routes)
         self.upstream = _Upstream()
@@ -155,6 +157,7 @@ class ReferenceCycleTests(SynchronousTestCase):
             "\thandle_errors {\n\t\trespond \"error {http.error.status_code}\"\n\t}\n}\n",
             reactor=self.reactor)
         self.addCleanup(service.context.unload)
+        assert service.http is not None
         server = next(iter(service.http.servers.values()))
         (handler,) = _proxy_handlers(server.routes)
         handler.transport.pool.endpoint_factory = lambda address: Refusing()

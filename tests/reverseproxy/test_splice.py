@@ -69,7 +69,9 @@ class TunnelTestCase(SynchronousTestCase):
         response, self.handler_done = self.held.pending.pop(0)
         self.exchange = self.pool.request(ADDR, b"GET", b"/ws", [(b"Host", b"x")], 0)
         host, port, factory, _, _ = self.clock.tcpClients[-1]
-        self.upstream = factory.buildProtocol(IPv4Address("TCP", host, port))
+        upstream = factory.buildProtocol(IPv4Address("TCP", host, port))
+        assert upstream is not None
+        self.upstream = upstream
         self.upstream_transport = StringTransport()
         self.upstream.makeConnection(self.upstream_transport)
         self.upstream_transport.clear()  # the request head
@@ -119,18 +121,22 @@ class ForwardingTests(TunnelTestCase):
     def test_a_slow_client_pauses_reading_the_upstream(self) -> None:
         """A client that cannot keep up pauses reading from the upstream, and resumes it."""
         self.upgrade()
-        self.client_transport.producer.pauseProducing()  # the client's write buffer is full
+        producer = self.client_transport.producer
+        assert producer is not None
+        producer.pauseProducing()  # the client's write buffer is full
         self.assertEqual(self.upstream_transport.producerState, "paused")
         self.assertEqual(self.client_transport.producerState, "producing")
-        self.client_transport.producer.resumeProducing()
+        producer.resumeProducing()
         self.assertEqual(self.upstream_transport.producerState, "producing")
 
     def test_a_slow_upstream_pauses_reading_the_client(self) -> None:
         """An upstream that cannot keep up pauses reading from the client, and resumes it."""
         self.upgrade()
-        self.upstream_transport.producer.pauseProducing()
+        producer = self.upstream_transport.producer
+        assert producer is not None
+        producer.pauseProducing()
         self.assertEqual(self.client_transport.producerState, "paused")
-        self.upstream_transport.producer.resumeProducing()
+        producer.resumeProducing()
         self.assertEqual(self.client_transport.producerState, "producing")
 
     def test_a_producer_left_from_the_http_exchange_is_replaced(self) -> None:
@@ -153,6 +159,7 @@ class ForwardingTests(TunnelTestCase):
         start_tunnel(response, exchange, self.tunnels, clock=self.clock)
         self.assertEqual(response.status, 101)
         self.assertTrue(response.finished)
+        assert response.switched_transport is not None
         self.assertEqual(response.switched_transport.value(), b"from-upstream")
         response.switched_to.dataReceived(b"from-client")
         self.assertEqual(exchange.transport.value(), b"from-client")

@@ -14,6 +14,7 @@ from twisted.python.failure import Failure
 from twisted.trial.unittest import SynchronousTestCase, TestCase
 from twisted.web import server
 
+from tests._net import listen_local, port_number
 from tests.reverseproxy._client import (
     ADDR,
     HOST,
@@ -24,6 +25,7 @@ from tests.reverseproxy._client import (
     fetch,
     load_transport,
 )
+from txcaddy._reactor import default_reactor
 from txcaddy.errors import ConfigError
 from txcaddy.reverseproxy.transport import (
     H2C_UNSUPPORTED,
@@ -185,6 +187,7 @@ class TransportConfigTests(SynchronousTestCase):
 
     def test_bad_values(self) -> None:
         """Values of the wrong type or form are config errors."""
+        config: dict[str, Any]
         for config in (
             {"dial_timeout": "soon"},
             {"dial_timeout": 1.5},
@@ -224,10 +227,11 @@ class VersionsTests(SynchronousTestCase):
         self.assertEqual(transport.unsupported_reason, H2C_UNSUPPORTED)
         self.assertIn("h2c", transport.unsupported_reason)
         exchange = transport.request(ADDR, b"GET", b"/", HOST)
-        failures = []
+        failures: list[Failure] = []
         exchange.head.addErrback(failures.append)
-        self.assertTrue(failures[0].check(UnsupportedUpstreamProtocol))
-        self.assertEqual(failures[0].value.status, 502)
+        error = failures[0].value
+        assert isinstance(error, UnsupportedUpstreamProtocol), failures[0]
+        self.assertEqual(error.status, 502)
         self.assertEqual(reactor.tcpClients, [])
 
     def test_h2c_with_tls_only_fails_plain_requests(self) -> None:
@@ -237,7 +241,7 @@ class VersionsTests(SynchronousTestCase):
                            "tls": {"insecure_skip_verify": True, "except_ports": ["9000"]}},
                           reactor)
         self.assertIsNone(transport.unsupported_reason)
-        failures = []
+        failures: list[Failure] = []
         transport.request(ADDR, b"GET", b"/", HOST).head.addErrback(failures.append)
         self.assertTrue(failures[0].check(UnsupportedUpstreamProtocol))
         transport.request(UpstreamAddress.parse("127.0.0.1:443"), b"GET", b"/", HOST)
@@ -287,18 +291,15 @@ class LoadedTimeoutTests(PoolTestCase):
 
 class RealSocketTests(TestCase):
     def setUp(self) -> None:
-        from twisted.internet import reactor
+        self.reactor = default_reactor()
 
-        self.reactor = reactor
-
-    def backend(self):
-        site = server.Site(Hello(), reactor=self.reactor)
-        site.timeout = None
+    def backend(self) -> int:
+        site = server.Site(Hello(), reactor=self.reactor, timeout=None)
         factory = TrackedFactory(site)
-        port = self.reactor.listenTCP(0, factory, interface="127.0.0.1")
+        port = listen_local(factory, reactor=self.reactor)
         self.addCleanup(port.stopListening)
         self.addCleanup(factory.all_closed)
-        return port.getHost().port
+        return port_number(port)
 
     @defer.inlineCallbacks
     def test_resolver_addresses(self):
