@@ -118,7 +118,9 @@ class RequestWritingTests(PoolTestCase):
         _exchange, _collector, _heads, failures = self.start()
         host, port, factory, _timeout, _bind = self.reactor.tcpClients[-1]
         transport = Refusing()
-        factory.buildProtocol(IPv4Address("TCP", host, port)).makeConnection(transport)
+        proto = factory.buildProtocol(IPv4Address("TCP", host, port))
+        assert proto is not None
+        proto.makeConnection(transport)
         self.assertEqual(len(self.flushLoggedErrors(ZeroDivisionError)), 1)
         self.assertTrue(transport.value().startswith(b"GET / HTTP/1.1\r\n"))
         self.assertEqual(failures, [])
