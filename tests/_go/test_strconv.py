@@ -9,6 +9,7 @@ from txcaddy._go.errors import GoError
 from txcaddy._go.strconv import (
     NumError,
     atoi,
+    format_float_e,
     format_float_f,
     format_float_g,
     parse_bool,
@@ -132,3 +133,22 @@ class FormatFloatTests(SynchronousTestCase):
         self.assertEqual(format_float_g(0.00001), "1e-05")
         self.assertEqual(format_float_g(123456.0), "123456")
         self.assertEqual(format_float_g(1e6), "1e+06")
+
+    def test_format_e(self) -> None:
+        """``FormatFloat(v, 'e', -1, 64)``: one digit before the point, two exponent digits at least."""
+        self.assertEqual(format_float_e(0.0), "0e+00")
+        self.assertEqual(format_float_e(-0.0), "-0e+00")
+        self.assertEqual(format_float_e(123.5), "1.235e+02")
+        self.assertEqual(format_float_e(1e-7), "1e-07")
+        self.assertEqual(format_float_e(5e-324), "5e-324")
+        self.assertEqual(format_float_e(float("inf")), "+Inf")
+
+    def test_edges(self) -> None:
+        """Where Python's ``repr`` switches to an exponent (1e-5, 1e16) the ``'f'`` form does not;
+        ``'g'`` switches at 1e-4 and 1e6."""
+        cases = [(0.0, "0", "0"), (-0.0, "-0", "-0"), (1e-5, "0.00001", "1e-05"),
+                 (1e16, "10000000000000000", "1e+16"), (1e20, "100000000000000000000", "1e+20"),
+                 (123456789.0, "123456789", "1.23456789e+08"), (-2.5e-7, "-0.00000025", "-2.5e-07"),
+                 (999999.0, "999999", "999999"), (float("-inf"), "-Inf", "-Inf")]
+        for value, f, g in cases:
+            self.assertEqual((format_float_f(value), format_float_g(value)), (f, g), value)

@@ -1,10 +1,10 @@
-"""Go's ``strings.ToLower`` and ``strings.ToUpper`` (simple case mapping, invalid bytes)."""
+"""Go's ``strings.ToLower`` and ``strings.ToUpper`` (simple case mapping, invalid bytes) and ``TrimSpace``."""
 
 from __future__ import annotations
 
 from twisted.trial.unittest import SynchronousTestCase
 
-from txcaddy._go.strings import to_lower, to_upper
+from txcaddy._go.strings import to_lower, to_upper, trim_space
 
 
 class CaseTests(SynchronousTestCase):
@@ -21,3 +21,11 @@ class CaseTests(SynchronousTestCase):
         self.assertEqual(to_upper("get"), "GET")
         self.assertEqual(to_upper("straße"), "STRAßE")
         self.assertEqual(to_upper("é\udcff"), "É\ufffd")
+
+
+class TrimSpaceTests(SynchronousTestCase):
+    def test_unicode_spaces(self) -> None:
+        """Go's ``unicode.IsSpace`` set is trimmed (NEL, NBSP, U+3000), the file separators are not."""
+        self.assertEqual(trim_space("\x85\xa0\u3000 {x} \t\n\u2029"), "{x}")
+        self.assertEqual(trim_space("\x1c{x}\x1f"), "\x1c{x}\x1f")
+        self.assertEqual(trim_space("\udcff x"), "\udcff x")

@@ -29,8 +29,9 @@ class JSONTests(SynchronousTestCase):
         self.assertEqual(encode({"a": [1], "b": {}}, "\t"), '{\n\t"a": [\n\t\t1\n\t],\n\t"b": {}\n}')
 
     def test_floats(self) -> None:
-        """Floats print as Go's encoder prints float64 (integral ones without a point)."""
-        self.assertEqual(encode([1.5, 2.0, 1e21, 1e-7]), "[1.5,2,1e+21,1e-07]")
+        """Floats print as Go's encoder prints float64 (integral ones without a point): Caddy 2.6.2
+        adapts ``map`` outputs ``1e-7 0.00001 1e21 -0.0`` to ``1e-7,0.00001,1e+21,-0``."""
+        self.assertEqual(encode([1.5, 2.0, 1e21, 1e-7, 0.00001, -0.0]), "[1.5,2,1e+21,1e-7,0.00001,-0]")
 
 
 class CaddyDurationTests(SynchronousTestCase):

@@ -10,7 +10,6 @@ from __future__ import annotations
 import math
 import re
 import struct
-from decimal import Decimal
 
 from txcaddy._go.errors import GoError
 
@@ -18,6 +17,7 @@ __all__ = [
     "INT64_MAX",
     "NumError",
     "atoi",
+    "format_float_e",
     "format_float_f",
     "format_float_g",
     "parse_bool",
@@ -125,33 +125,35 @@ def parse_bool(text: str) -> bool:
     return value
 
 
-def _float_digits(value: float) -> tuple[str, str, int]:
-    """Sign, shortest round-tripping digits and decimal-point position (Go's ``decimal``)."""
-    sign, digits, exponent = Decimal(repr(value)).as_tuple()
-    text = "".join(map(str, digits)).lstrip("0")
-    if not text:
-        return ("-" if sign else ""), "0", 1
-    stripped = text.rstrip("0")
-    point = len(text) + int(exponent)
-    return ("-" if sign else ""), stripped, point
+_SPECIAL_REPRS = {"nan": "NaN", "inf": "+Inf", "-inf": "-Inf"}
 
 
-def _special_float(value: float) -> str | None:
-    if value != value:
-        return "NaN"
-    if value in (float("inf"), float("-inf")):
-        return "+Inf" if value > 0 else "-Inf"
-    return None
+def _float_digits(text: str) -> tuple[str, str, int]:
+    """Sign, shortest round-tripping digits and decimal-point position (Go's ``decimal``) of
+    ``repr(value)``, which has those digits (Python and Go both print the shortest)."""
+    sign = ""
+    if text[0] == "-":
+        sign, text = "-", text[1:]
+    mantissa, _, exponent = text.partition("e")
+    whole, _, fraction = mantissa.partition(".")
+    digits = (whole + fraction).lstrip("0")
+    if not digits:
+        return sign, "0", 1
+    point = len(whole) + (int(exponent) if exponent else 0) - (len(whole) + len(fraction) - len(digits))
+    return sign, digits.rstrip("0"), point
 
 
 def format_float_f(value: float) -> str:
-    """``strconv.FormatFloat(v, 'f', -1, 64)`` (what Caddy's ``ToString`` uses)."""
-    special = _special_float(value)
-    if special is not None:
-        return special
-    sign, digits, point = _float_digits(value)
-    if digits == "0":
-        return sign + "0"
+    """``strconv.FormatFloat(v, 'f', -1, 64)`` (what Caddy's ``ToString`` and zap's
+    ``AppendFloat64`` use): shortest digits, never an exponent."""
+    text = repr(value)
+    if "e" not in text:  # repr has Go's digits and layout but for a trailing ".0" and specials
+        if text.endswith(".0"):
+            return text[:-2]
+        if "n" in text:
+            return _SPECIAL_REPRS[text]
+        return text
+    sign, digits, point = _float_digits(text)
     if point <= 0:
         return f"{sign}0.{'0' * -point}{digits}"
     if point >= len(digits):
@@ -159,14 +161,27 @@ def format_float_f(value: float) -> str:
     return f"{sign}{digits[:point]}.{digits[point:]}"
 
 
+def format_float_e(value: float) -> str:
+    """``strconv.FormatFloat(v, 'e', -1, 64)``: shortest digits as ``d.ddde±dd``."""
+    if value - value != 0:
+        return format_float_f(value)  # NaN, +Inf, -Inf
+    sign, digits, point = _float_digits(repr(value))
+    return _exponent_form(sign, digits, point - 1 if digits != "0" else 0)
+
+
+def _exponent_form(sign: str, digits: str, exponent: int) -> str:
+    mantissa = digits[0] + ("." + digits[1:] if len(digits) > 1 else "")
+    return f"{sign}{mantissa}e{'-' if exponent < 0 else '+'}{abs(exponent):02d}"
+
+
 def format_float_g(value: float) -> str:
-    """``strconv.FormatFloat(v, 'g', -1, 64)``, which is ``fmt``'s ``%v`` of a float64
+    """``strconv.FormatFloat(v, 'g', -1, 64)``, which is ``fmt.Sprint`` of a float64
     (shortest digits, an exponent below 1e-04 and from 1e+06)."""
-    if value and _special_float(value) is None:
-        sign, digits, point = _float_digits(value)
+    if value and value - value == 0:  # neither zero nor an infinity nor NaN
+        text = repr(value)
+        sign, digits, point = _float_digits(text)
         exponent = point - 1
         if exponent < -4 or exponent >= 6:
-            mantissa = digits[0] + ("." + digits[1:] if len(digits) > 1 else "")
-            exp_sign = "-" if exponent < 0 else "+"
-            return f"{sign}{mantissa}e{exp_sign}{abs(exponent):02d}"
+            return _exponent_form(sign, digits, exponent)
+        return text[:-2] if text.endswith(".0") else text  # repr has no exponent in this range
     return format_float_f(value)

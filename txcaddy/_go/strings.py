@@ -1,14 +1,22 @@
-"""Go's ``strings.ToLower`` and ``strings.ToUpper``.
+"""Go's ``strings.ToLower``, ``strings.ToUpper`` and ``strings.TrimSpace``.
 
 Go maps case per code point with Unicode's simple mapping (``İ`` lowers to ``i``, ``ß`` has no
 upper case, a final sigma is not special) and turns invalid UTF-8 bytes into U+FFFD; Python's
 ``str.lower``/``str.upper`` use the full mapping. Caddy's ``path`` matcher lowers paths and
-``rewrite`` raises methods, so the difference decides what matches.
+``rewrite`` raises methods, so the difference decides what matches. ``TrimSpace`` trims
+Go's ``unicode.IsSpace`` set, not Python's.
 """
 
 from __future__ import annotations
 
-__all__ = ["to_lower", "to_upper"]
+from txcaddy._go.unicode import SPACE
+
+__all__ = ["to_lower", "to_upper", "trim_space"]
+
+
+def trim_space(text: str) -> str:
+    """``strings.TrimSpace``: leading and trailing ``unicode.IsSpace`` characters removed."""
+    return text.strip(SPACE)
 
 
 def to_lower(text: str) -> str:

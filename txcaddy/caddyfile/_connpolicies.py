@@ -7,14 +7,11 @@ from __future__ import annotations
 
 from typing import Any
 
+from txcaddy._go.fmt import sprint
 from txcaddy._go.sort import slice_stable
 from txcaddy.caddyfile._siteblocks import SiteBlock, key_token, where
 from txcaddy.caddyfile.addresses import Address
 from txcaddy.caddyfile.errors import ConfigError
-
-
-def _go_list(values: list[str]) -> str:
-    return "[" + " ".join(values) + "]"
 
 
 def detect_conflicting_schemes(
@@ -33,7 +30,7 @@ def detect_conflicting_schemes(
         nonlocal state
         if state == "HTTPS":
             message = (
-                f"server listening on {_go_list(listen)} is configured for HTTPS and cannot "
+                f"server listening on {sprint(listen)} is configured for HTTPS and cannot "
                 f"natively multiplex HTTP and HTTPS: {addr.original}"
             )
             if addr.scheme == "" and addr.host == "":
@@ -41,7 +38,7 @@ def detect_conflicting_schemes(
             raise located(message, addr)
         if policies:
             raise located(
-                f"server listening on {_go_list(listen)} is HTTP, but attempts to configure TLS "
+                f"server listening on {sprint(listen)} is HTTP, but attempts to configure TLS "
                 "connection policies",
                 addr,
             )
@@ -51,7 +48,7 @@ def detect_conflicting_schemes(
         nonlocal state
         if state == "HTTP":
             raise located(
-                f"server listening on {_go_list(listen)} is configured for HTTP and cannot "
+                f"server listening on {sprint(listen)} is configured for HTTP and cannot "
                 f"natively multiplex HTTP and HTTPS: {addr.original}",
                 addr,
             )
@@ -94,7 +91,7 @@ def consolidate_conn_policies(policies: list[Any]) -> list[Any]:
                     if va and vb and va != vb:
                         raise ConfigError(
                             f"two policies with same match criteria have conflicting {label}: "
-                            f"{_go_list(va)} vs. {_go_list(vb)}"
+                            f"{sprint(va)} vs. {sprint(vb)}"
                         )
                 if a.client_authentication is None and b.client_authentication is not None:
                     # Caddy 2.6.2 rejects this pair outright (its later merge step is unreachable).

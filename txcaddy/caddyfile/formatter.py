@@ -6,14 +6,13 @@ kept exactly; running it on its own output changes nothing.
 
 from __future__ import annotations
 
-
-def _is_space(ch: str) -> bool:
-    return ch in " \t\n\v\f\r" or (ch >= "\x85" and ch.isspace())
+from txcaddy._go.strings import trim_space
+from txcaddy._go.unicode import is_space
 
 
 def format_caddyfile(text: str) -> str:
     """Format Caddyfile text the way ``caddy fmt`` does."""
-    text = text.strip(" \t\n\v\f\r")
+    text = trim_space(text)  # bytes.TrimSpace
     out: list[str] = []
     last = ""
     space = True
@@ -64,7 +63,7 @@ def format_caddyfile(text: str) -> str:
             continue
         if space and ch == '"':
             quoted = True
-        if _is_space(ch):
+        if is_space(ch):
             space = True
             if ch == "\n":
                 new_lines += 1

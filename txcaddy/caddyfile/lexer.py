@@ -10,6 +10,8 @@ from __future__ import annotations
 
 from dataclasses import dataclass, replace
 
+from txcaddy._go.unicode import SPACE_SET
+
 
 @dataclass(frozen=True)
 class Token:
@@ -29,8 +31,6 @@ class Token:
         return replace(self, text=text)
 
 
-# Go's unicode.IsSpace: Python's str.isspace also counts \x1c-\x1f, Go does not.
-_ASCII_SPACE = frozenset(" \t\n\v\f\r")
 
 
 def tokenize(text: str, filename: str) -> list[Token]:
@@ -74,7 +74,7 @@ def tokenize(text: str, filename: str) -> list[Token]:
                     skipped_lines = 0
                 val.append(ch)
                 continue
-            if ch in _ASCII_SPACE or (ch >= "\x85" and ch.isspace()):
+            if ch in SPACE_SET:  # Go's unicode.IsSpace
                 if ch == "\r":
                     continue
                 if ch == "\n":

@@ -14,9 +14,7 @@ import email.utils
 import hashlib
 import ipaddress
 import os
-import platform
 import socket
-import sys
 import time
 import uuid
 from collections.abc import Callable
@@ -32,6 +30,7 @@ from txcaddy._go.netip import ParseAddrError, parse_addr
 from txcaddy._go.path import base as path_base
 from txcaddy._go.path import ext as path_ext
 from txcaddy._go.path import split as path_split
+from txcaddy._go.runtime import goarch, goos
 from txcaddy._go.strconv import NumError, atoi
 from txcaddy._go.textproto import canonical_mime_header_key as canonical_key
 from txcaddy._go.time import Duration, Time, zone_offset
@@ -71,28 +70,6 @@ def common_log_time(timestamp: float) -> str:
 # -- value sources ------------------------------------------------------------------------
 
 
-def _go_os() -> str:
-    return {"win32": "windows", "cygwin": "windows"}.get(sys.platform, sys.platform.rstrip("0123456789") or sys.platform)
-
-
-def _go_arch() -> str:
-    machine = platform.machine().lower()
-    return {
-        "x86_64": "amd64",
-        "amd64": "amd64",
-        "aarch64": "arm64",
-        "arm64": "arm64",
-        "i386": "386",
-        "i686": "386",
-        "x86": "386",
-        "armv7l": "arm",
-        "armv6l": "arm",
-        "ppc64le": "ppc64le",
-        "s390x": "s390x",
-        "riscv64": "riscv64",
-    }.get(machine, machine)
-
-
 def _getcwd() -> str:
     try:
         return os.getcwd()
@@ -103,9 +80,9 @@ def _getcwd() -> str:
 _GLOBAL_EXACT: dict[str, Callable[[], Any]] = {
     "system.hostname": socket.gethostname,
     "system.slash": lambda: os.sep,
-    "system.os": _go_os,
+    "system.os": goos,
     "system.wd": _getcwd,
-    "system.arch": _go_arch,
+    "system.arch": goarch,
     "time.now": lambda: Time(now()),
     "time.now.common_log": lambda: common_log_time(now()),
     "time.now.year": lambda: str(time.localtime(now()).tm_year),

@@ -3,13 +3,12 @@
 from __future__ import annotations
 
 import json
-import math
 from collections.abc import Callable, Iterable
 from json.encoder import c_make_encoder  # type: ignore[attr-defined]
 from json.encoder import encode_basestring as _c_json_string
 from typing import Any
 
-from txcaddy._go.strconv import format_float_f
+from txcaddy._go.strconv import format_float_f, format_float_g
 from txcaddy._go.time import compile_layout, duration_string, format_layout
 from txcaddy.config.registry import module
 from txcaddy.errors import ConfigError
@@ -32,37 +31,8 @@ def json_string(text: str) -> str:
 def _json_float(value: float) -> str:
     """zap's ``AppendFloat64`` (Go's ``'f', -1``): shortest digits, never an exponent;
     NaN and infinities quoted."""
-    if value != value or value in (math.inf, -math.inf):
-        return '"NaN"' if value != value else ('"+Inf"' if value > 0 else '"-Inf"')
-    text = repr(value)  # the same shortest digits, sometimes with an exponent
-    if "e" in text:
-        mantissa, _, exponent = text.partition("e")
-        sign = "-" if mantissa[0] == "-" else ""
-        mantissa = mantissa.lstrip("-")
-        whole, _, fraction = mantissa.partition(".")
-        digits = (whole + fraction).lstrip("0") if whole == "0" else whole + fraction
-        point = len(whole) + int(exponent)
-        if point <= 0:
-            return f"{sign}0.{'0' * -point}{digits.rstrip('0')}"
-        if point >= len(digits):
-            return sign + digits + "0" * (point - len(digits))
-        return f"{sign}{digits[:point]}.{digits[point:]}"
-    if text.endswith(".0"):
-        return text[:-2]
-    return text
-
-
-def _go_v_float(value: float) -> str:
-    """``fmt.Sprint`` of a float64 (what the console encoder prints for an epoch time)."""
-    if value != value or value in (math.inf, -math.inf):
-        return "NaN" if value != value else ("+Inf" if value > 0 else "-Inf")
-    if value == 0 or 1e-4 <= abs(value) < 1e21:
-        return format_float_f(value)
-    mantissa, _, exponent = repr(value).partition("e")  # repr uses an exponent out there
-    if mantissa.endswith(".0"):
-        mantissa = mantissa[:-2]
-    sign = "-" if exponent.startswith("-") else "+"
-    return f"{mantissa}e{sign}{abs(int(exponent)):02d}"
+    text = format_float_f(value)
+    return text if text[-1] <= "9" else f'"{text}"'  # "NaN", "+Inf", "-Inf"
 
 
 _NAMED_LAYOUTS = {
@@ -214,7 +184,8 @@ class ConsoleLogEncoder(_ZapEncoder):
         elements = []
         if self.time_key:
             stamp = self.encode_time(entry.time)
-            elements.append(_go_v_float(stamp) if stamp.__class__ is float else str(stamp))
+            # zap prints the time with fmt.Fprint: %v of a float64 is strconv's 'g', -1
+            elements.append(format_float_g(stamp) if stamp.__class__ is float else str(stamp))
         if self.level_key and self.encode_level is not None:
             elements.append(self.encode_level(entry.level))
         if entry.logger and self.name_key:

@@ -3,8 +3,8 @@ error, route, handle, handle_errors, skip_log (httpcaddyfile/builtins.go)."""
 
 from __future__ import annotations
 
-import html
-
+from txcaddy._go.fmt import sprint_go_syntax
+from txcaddy._go.html import escape_string
 from txcaddy._go.strconv import NumError, atoi
 from txcaddy.caddyfile._routes import parse_segment_as_config, parse_segment_as_subroute
 from txcaddy.caddyfile.helper import ConfigValue, Helper, JSONObject, Route, Subroute
@@ -68,11 +68,6 @@ _META_REDIRECT = """<!DOCTYPE html>
 """
 
 
-def _go_html_escape(text: str) -> str:
-    # Go's html.EscapeString escapes <, >, &, ' and " (the last two numerically).
-    return html.escape(text, quote=False).replace("'", "&#39;").replace('"', "&#34;")
-
-
 @handler_directive("redir")
 def parse_redir(h: Helper) -> JSONObject:
     if not h.next():
@@ -87,7 +82,7 @@ def parse_redir(h: Helper) -> JSONObject:
     elif code in ("temporary", ""):
         code = "302"
     elif code == "html":
-        body = _META_REDIRECT.format(_go_html_escape(to))
+        body = _META_REDIRECT.format(escape_string(to))
         code = "200"
     elif not code.startswith("{"):
         try:
@@ -201,16 +196,9 @@ def parse_route(h: Helper) -> JSONObject:
         else:
             raise h.err(
                 f"{value.directive} directive returned something other than an HTTP route or "
-                f"subroute: {_go_repr(value.value)} (only handler directives can be used in routes)"
+                f"subroute: {sprint_go_syntax(value.value)} (only handler directives can be used in routes)"
             )
     return subroute.to_handler()
-
-
-def _go_repr(value: object) -> str:
-    """Go's %#v for the simple values a directive can return (as Caddy prints them)."""
-    if isinstance(value, list) and all(isinstance(v, str) for v in value):
-        return "[]string{" + ", ".join(f'"{v}"' for v in value) + "}"
-    return repr(value)
 
 
 @handler_directive("handle")

@@ -1,13 +1,11 @@
-"""``browse`` directory listings: Go's file modes and sizes, sorting, and the HTML/JSON rendering."""
+"""``browse`` directory listings: sizes, sorting, and the HTML/JSON rendering."""
 
 from __future__ import annotations
 
-import html
-import json
-import stat
 import time
 from typing import Any
 
+from txcaddy._go.html import escape_string
 from txcaddy._go.strconv import NumError, atoi
 from txcaddy._go.time import time_json
 from txcaddy._go.url import path_unescape
@@ -22,43 +20,6 @@ def _atoi_or_zero(text: str) -> int:
 
 
 _PATH_SAFE = "/$&+,;=:@-._~"
-
-# Go's os.FileMode bits for the file types (the permission bits are the same as Unix's)
-_MODE_DIR = 1 << 31
-_MODE_SYMLINK = 1 << 27
-_MODE_DEVICE = 1 << 26
-_MODE_NAMED_PIPE = 1 << 25
-_MODE_SOCKET = 1 << 24
-_MODE_SETUID = 1 << 23
-_MODE_SETGID = 1 << 22
-_MODE_CHAR_DEVICE = 1 << 21
-_MODE_STICKY = 1 << 20
-
-
-def go_file_mode(st_mode: int) -> int:
-    """Go's ``os.FileMode`` of a Unix ``st_mode``."""
-    mode = st_mode & 0o777
-    kind = stat.S_IFMT(st_mode)
-    if kind == stat.S_IFDIR:
-        mode |= _MODE_DIR
-    elif kind == stat.S_IFLNK:
-        mode |= _MODE_SYMLINK
-    elif kind == stat.S_IFBLK:
-        mode |= _MODE_DEVICE
-    elif kind == stat.S_IFCHR:
-        mode |= _MODE_DEVICE | _MODE_CHAR_DEVICE
-    elif kind == stat.S_IFIFO:
-        mode |= _MODE_NAMED_PIPE
-    elif kind == stat.S_IFSOCK:
-        mode |= _MODE_SOCKET
-    if st_mode & stat.S_ISUID:
-        mode |= _MODE_SETUID
-    if st_mode & stat.S_ISGID:
-        mode |= _MODE_SETGID
-    if st_mode & stat.S_ISVTX:
-        mode |= _MODE_STICKY
-    return mode
-
 
 def human_size(size: int) -> str:
     """go-humanize's ``IBytes`` (powers of 1024)."""
@@ -99,14 +60,6 @@ class _Item:
 def _valid_text(text: str) -> str:
     """What Go's JSON/HTML writers make of a name that is not valid UTF-8."""
     return text.encode("utf-8", "surrogateescape").decode("utf-8", "replace")
-
-
-def _go_json(value: Any) -> bytes:
-    """``json.Encoder.Encode``: compact, HTML characters escaped, a final newline."""
-    text = json.dumps(value, ensure_ascii=False, separators=(",", ":"))
-    text = (text.replace("<", "\\u003c").replace(">", "\\u003e").replace("&", "\\u0026")
-            .replace("\u2028", "\\u2028").replace("\u2029", "\\u2029"))
-    return (text + "\n").encode("utf-8")
 
 
 SORT_NAME, SORT_NAME_DIR_FIRST, SORT_SIZE, SORT_TIME = "name", "namedirfirst", "size", "time"
@@ -172,7 +125,7 @@ class _Listing:
 
 
 def _e(text: str) -> str:
-    return html.escape(_valid_text(text), quote=True)
+    return escape_string(_valid_text(text))
 
 
 def render_listing_html(listing: _Listing) -> bytes:

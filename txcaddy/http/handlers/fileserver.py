@@ -43,7 +43,9 @@ from urllib.parse import quote
 
 from zope.interface import implementer
 
+from txcaddy._go.fs import file_mode, path_error
 from txcaddy._go.http import http_date, request_cookies
+from txcaddy._go.json import encode_plain
 from txcaddy._go.path import abs_path, clean, compile_pattern, ext
 from txcaddy._go.path import base as path_base
 from txcaddy._go.strconv import NumError, atoi
@@ -56,10 +58,8 @@ from txcaddy.http.handlers._browse import (
     _PATH_SAFE,
     _SORTS,
     SORT_NAME_DIR_FIRST,
-    _go_json,
     _Item,
     _Listing,
-    go_file_mode,  # noqa: F401 - importable from here, as before the split
     human_size,  # noqa: F401
     render_listing_html,
 )
@@ -204,15 +204,6 @@ def _is_permission(error: OSError) -> bool:
     return error.errno in (errno.EACCES, errno.EPERM)
 
 
-def _go_error(op: str, path: str, error: BaseException) -> str:
-    """Go's ``*PathError`` text, e.g. ``stat /srv/x: permission denied``."""
-    if isinstance(error, OSError) and error.strerror:
-        reason = error.strerror[:1].lower() + error.strerror[1:]
-    else:
-        reason = "invalid argument"
-    return f"{op} {path}: {reason}"
-
-
 @implementer(IHandler)
 class FileServer:
     """``http.handlers.file_server``."""
@@ -276,14 +267,14 @@ class FileServer:
 
     def _stat_failed(self, error: BaseException, filename: str, request: Request, response: Response, next: Any) -> Any:
         if isinstance(error, ValueError):  # a NUL byte: Go's stat fails with EINVAL, a 500
-            raise HandlerError(500, _go_error("stat", filename, error), cause=error)
+            raise HandlerError(500, path_error("stat", filename, error), cause=error)
         assert isinstance(error, OSError)
         mapped = self._map_dir_open_error(error, filename)
         if mapped is None or _is_not_exist(mapped):
             return self._not_found(request, response, next)
         if _is_permission(mapped):
-            raise HandlerError(403, _go_error("stat", filename, mapped), cause=mapped)
-        raise HandlerError(500, _go_error("stat", filename, mapped), cause=mapped)
+            raise HandlerError(403, path_error("stat", filename, mapped), cause=mapped)
+        raise HandlerError(500, path_error("stat", filename, mapped), cause=mapped)
 
     def _open(self, filename: str, response: Response, directory: bool = False) -> int:
         """Caddy's ``openFile``: 404, 403, or 503 with ``Retry-After`` when the open fails."""
@@ -293,16 +284,16 @@ class FileServer:
                 flags |= getattr(os, "O_DIRECTORY", 0)
             return os.open(filename, flags)
         except ValueError as error:
-            raise HandlerError(404, _go_error("open", filename, error), cause=error) from None
+            raise HandlerError(404, path_error("open", filename, error), cause=error) from None
         except OSError as error:
             mapped = self._map_dir_open_error(error, filename)
             if mapped is None or _is_not_exist(mapped):
-                raise HandlerError(404, _go_error("open", filename, error), cause=error) from None
+                raise HandlerError(404, path_error("open", filename, error), cause=error) from None
             if _is_permission(mapped):
-                raise HandlerError(403, _go_error("open", filename, error), cause=error) from None
+                raise HandlerError(403, path_error("open", filename, error), cause=error) from None
             # maybe out of file descriptors: let clients come back a little later, not all at once
             response.headers.set("Retry-After", str(2 + secrets.randbelow(3)))
-            raise HandlerError(503, _go_error("open", filename, error), cause=error) from None
+            raise HandlerError(503, path_error("open", filename, error), cause=error) from None
 
     def _override_status(self, request: Request, response: Response) -> int:
         override = 0
@@ -539,17 +530,17 @@ class FileServer:
             items = self._read_directory(dir_path, real_root, hide)
         except OSError as error:
             if _is_permission(error):
-                raise HandlerError(403, _go_error("readdirent", dir_path, error), cause=error) from None
+                raise HandlerError(403, path_error("readdirent", dir_path, error), cause=error) from None
             if _is_not_exist(error):
                 return self._not_found(request, response, next)
-            raise HandlerError(500, _go_error("readdirent", dir_path, error), cause=error) from None
+            raise HandlerError(500, path_error("readdirent", dir_path, error), cause=error) from None
         name = path_unescape(url_path)
         listing = _Listing(path_base(name if name is not None else ""), url_path, len(url_path) > 1, items)
         self._apply_query(request, response, listing)
 
         accept = ",".join(request.headers.get_all("Accept")).lower()
         if "application/json" in accept:
-            body = _go_json([item.as_json() for item in listing.items])
+            body = encode_plain([item.as_json() for item in listing.items])
             response.headers.set("Content-Type", "application/json; charset=utf-8")
         else:
             body = render_listing_html(listing)
@@ -582,7 +573,7 @@ class FileServer:
                     pass  # a dangling link is listed with its own size
             name = entry.name + "/" if is_dir else entry.name
             url = "./" + quote(name, safe=_PATH_SAFE, errors="surrogateescape")
-            items.append(_Item(name, size, url, info.st_mtime_ns, go_file_mode(info.st_mode), is_dir, is_symlink))
+            items.append(_Item(name, size, url, info.st_mtime_ns, file_mode(info.st_mode), is_dir, is_symlink))
         return items
 
     def _apply_query(self, request: Request, response: Response, listing: _Listing) -> None:

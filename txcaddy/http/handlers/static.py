@@ -16,6 +16,7 @@ from typing import Any
 from zope.interface import implementer
 
 from txcaddy._go.strconv import NumError, atoi
+from txcaddy._go.strings import trim_space
 from txcaddy.config.placeholders import Template
 from txcaddy.config.registry import module
 from txcaddy.errors import ConfigError
@@ -48,17 +49,13 @@ def render_status(template: Template, request: Request, response: Response | Non
         raise HandlerError(500, str(e)) from None
 
 
-# What Go's strings.TrimSpace trims (unicode.IsSpace).
-_GO_SPACE = " \t\n\r\v\f\x85\xa0\u1680\u2000\u2001\u2002\u2003\u2004\u2005\u2006\u2007\u2008\u2009\u200a\u2028\u2029\u202f\u205f\u3000"
-
-
 def _reject_constant(name: str) -> Any:
     raise ValueError(f"{name} is not JSON")
 
 
 def _looks_like_json(body: str) -> bool:
     """Caddy's test: trimmed, ``{…}`` or ``[…]``, longer than 2, and valid JSON."""
-    content = body.strip(_GO_SPACE)
+    content = trim_space(body)
     if len(content.encode("utf-8", "surrogateescape")) <= 2:
         return False
     if not ((content[0] == "{" and content[-1] == "}") or (content[0] == "[" and content[-1] == "]")):

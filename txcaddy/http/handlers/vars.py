@@ -12,6 +12,7 @@ from typing import Any
 
 from zope.interface import implementer
 
+from txcaddy._go.json import UnmarshalTypeError, to_any
 from txcaddy.config.placeholders import Template
 from txcaddy.config.registry import module
 from txcaddy.errors import ConfigError
@@ -50,24 +51,14 @@ class Vars:
         return next(request, response)
 
 
-def _go_json_value(value: Any) -> Any:
-    """What Go's ``map[string]any`` holds for a JSON value: numbers are float64."""
-    if isinstance(value, bool) or value is None:
-        return value
-    if isinstance(value, int):
-        try:
-            return float(value)
-        except OverflowError:
-            raise ConfigError(f"vars: number {value} is out of range") from None
-    if isinstance(value, list):
-        return [_go_json_value(v) for v in value]
-    if isinstance(value, dict):
-        return {k: _go_json_value(v) for k, v in value.items()}
-    return value
-
-
 @module("http.handlers.vars")
 def load_vars(config: dict[str, Any], context: Any) -> Vars:
     if not isinstance(config, dict):
         raise ConfigError("vars: expected an object of variable names and values")
-    return Vars({name: _go_json_value(value) for name, value in config.items()})
+    values = {}
+    for name, value in config.items():
+        try:
+            values[name] = to_any(value)
+        except UnmarshalTypeError as e:
+            raise ConfigError(f"vars: {e.value} is out of range") from None
+    return Vars(values)
