@@ -14,6 +14,7 @@ from txcaddy._go.strconv import (
     format_float_g,
     parse_bool,
     parse_float,
+    parse_uint,
     quote,
 )
 
@@ -152,3 +153,24 @@ class FormatFloatTests(SynchronousTestCase):
                  (999999.0, "999999", "999999"), (float("-inf"), "-Inf", "-Inf")]
         for value, f, g in cases:
             self.assertEqual((format_float_f(value), format_float_g(value)), (f, g), value)
+
+
+class ParseUintTests(SynchronousTestCase):
+    def test_digits_and_range(self) -> None:
+        """Decimal digits only, up to the bit size's maximum; no sign, no empty text."""
+        self.assertEqual(parse_uint("65535", 16), 65535)
+        self.assertEqual(parse_uint("0018446744073709551615"), 2**64 - 1)
+        for text in ("", "+1", "-1", "1_000", "٣", " 1"):
+            with self.assertRaises(NumError) as caught:
+                parse_uint(text, 16)
+            self.assertEqual(str(caught.exception), f"strconv.ParseUint: parsing {quote(text)}: invalid syntax")
+
+    def test_range_before_syntax(self) -> None:
+        """Digits past the range fail as out of range even when a bad character follows them."""
+        for text in ("65536", "70000x"):
+            with self.assertRaises(NumError) as caught:
+                parse_uint(text, 16)
+            self.assertEqual(caught.exception.reason, "value out of range")
+        with self.assertRaises(NumError) as caught:
+            parse_uint("6553x6", 16)
+        self.assertEqual(caught.exception.reason, "invalid syntax")

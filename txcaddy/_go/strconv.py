@@ -22,6 +22,7 @@ __all__ = [
     "format_float_g",
     "parse_bool",
     "parse_float",
+    "parse_uint",
     "quote",
 ]
 
@@ -87,6 +88,22 @@ def atoi(text: str) -> int:
             return value
         raise NumError("Atoi", text, "value out of range")
     raise NumError("Atoi", text, "invalid syntax")
+
+
+def parse_uint(text: str, bit_size: int = 64) -> int:
+    """``strconv.ParseUint(text, 10, bit_size)``: ASCII digits only (no sign); a value past the
+    range fails as soon as its digits do, before a bad character after them. Raises NumError."""
+    if not text:
+        raise NumError("ParseUint", text, "invalid syntax")
+    max_value = (1 << bit_size) - 1
+    value = 0
+    for ch in text:
+        if not "0" <= ch <= "9":
+            raise NumError("ParseUint", text, "invalid syntax")
+        value = value * 10 + ord(ch) - 48
+        if value > max_value:
+            raise NumError("ParseUint", text, "value out of range")
+    return value
 
 
 def parse_float(text: str, bit_size: int = 64) -> float:

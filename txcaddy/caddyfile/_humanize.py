@@ -70,7 +70,7 @@ def parse_bytes(text: str) -> int:
             pass
     if value is None:
         reason = "value out of range" if _DECIMAL.match(number) else "invalid syntax"
-        raise ValueError(f'strconv.ParseFloat: parsing "{number}": {reason}')
+        raise NumError("ParseFloat", number, reason)
     extra = text[digits:].strip().lower()
     if extra not in _SIZE_UNITS:
         raise ValueError(f"unhandled size name: {extra}")

@@ -11,7 +11,7 @@ from dataclasses import dataclass
 
 from txcaddy._go.errors import GoError
 from txcaddy._go.net import AddrError, join_host_port, split_host_port
-from txcaddy._go.strconv import NumError, atoi
+from txcaddy._go.strconv import NumError, atoi, parse_uint
 
 DEFAULT_HTTP_PORT = 80
 DEFAULT_HTTPS_PORT = 443
@@ -155,12 +155,10 @@ class NetworkAddress:
 
 
 def _parse_port(text: str, which: str) -> int:
-    if not text.isdigit() or not text.isascii():
-        raise AddressError(f'invalid {which} port: strconv.ParseUint: parsing "{text}": invalid syntax')
-    value = int(text)
-    if value > 65535:
-        raise AddressError(f'invalid {which} port: strconv.ParseUint: parsing "{text}": value out of range')
-    return value
+    try:
+        return parse_uint(text, 16)
+    except NumError as e:
+        raise AddressError(f"invalid {which} port: {e}") from None
 
 
 def split_network_address(text: str) -> tuple[str, str, str]:
