@@ -67,10 +67,10 @@ class CommandTests(SynchronousTestCase):
         )
 
     def test_missing_file(self) -> None:
-        """A missing config file exits 1 with the OS error naming the file."""
+        """A missing config file exits 1 with Go's error naming the file (``open …: no such file or directory``)."""
         code, _, err = self.run_cli("adapt", "--config", os.path.join(self.dir, "nope"))
         self.assertEqual(code, 1)
-        self.assertIn("nope: No such file or directory", err)
+        self.assertIn("nope: no such file or directory", err)
 
     def test_warnings_go_to_stderr(self) -> None:
         """Adapting warnings, such as an unformatted Caddyfile, go to stderr."""

@@ -9,8 +9,10 @@ from txcaddy._go.http import (
     http_date,
     parse_http_time,
     remote_addr,
+    request_cookie,
     request_cookies,
     request_uri,
+    valid_cookie_name,
 )
 from txcaddy.http.headers import Headers
 from txcaddy.testing import make_request
@@ -27,6 +29,19 @@ class RequestViewTests(SynchronousTestCase):
         """Only valid pairs of every Cookie field, quotes around a value removed."""
         headers = Headers([("Cookie", 'a=1; b="two"; bad=x"y; =v'), ("Cookie", "c=3")])
         self.assertEqual(request_cookies(headers), [("a", "1"), ("b", "two"), ("c", "3")])
+
+    def test_cookie_by_name(self) -> None:
+        """``Cookie(name)``: the first valid value under exactly that name, across fields; None if none."""
+        headers = Headers([("Cookie", 'lb=x"y; LB=1; lb="2"'), ("Cookie", "lb=3")])
+        self.assertEqual(request_cookie(headers, "lb"), "2")
+        self.assertIsNone(request_cookie(headers, "other"))
+        self.assertIsNone(request_cookie(Headers([("Cookie", "lb=a\\b")]), "lb"))
+
+    def test_valid_cookie_name(self) -> None:
+        """A cookie name is a non-empty token."""
+        self.assertTrue(valid_cookie_name("lb_1!#$%&'*+-.^`|~"))
+        for name in ("", "a b", "a=b", "é", "a;"):
+            self.assertFalse(valid_cookie_name(name), name)
 
     def test_escaped_path_and_request_uri(self) -> None:
         """The path as received when it encodes the current path, the query kept as received."""

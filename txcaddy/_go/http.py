@@ -17,9 +17,15 @@ from urllib.parse import unquote
 from txcaddy._go.net import join_host_port
 from txcaddy._go.url import BAD_ESCAPE, VALID_ENCODED, path_escape
 
-__all__ = ["escaped_path", "http_date", "parse_http_time", "remote_addr", "request_cookies", "request_uri"]
+__all__ = [
+    "escaped_path", "http_date", "parse_http_time", "remote_addr", "request_cookie", "request_cookies", "request_uri",
+    "valid_cookie_name",
+]
 
-_TOKEN = frozenset("!#$%&'*+-.^_`|~0123456789abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ")
+# Go's isCookieNameValid: a non-empty token.
+_COOKIE_NAME = re.compile(r"[!#$%&'*+\-.^_`|~0-9A-Za-z]+\Z")
+# Go's validCookieValueByte: printable ASCII but '"', ';' and '\'.
+_COOKIE_VALUE = re.compile(r"[\x20\x21\x23-\x3a\x3c-\x5b\x5d-\x7e]*\Z")
 
 
 def escaped_path(request: Any) -> str:
@@ -48,13 +54,16 @@ def request_uri(request: Any) -> str:
     return path + "?" if force_query else path
 
 
+def valid_cookie_name(name: str) -> bool:
+    """Go's ``isCookieNameValid``: a non-empty token."""
+    return _COOKIE_NAME.match(name) is not None
+
+
 def _cookie_value(raw: str) -> str | None:
+    """Go's ``parseCookieValue``: quotes dropped; None when a byte is not a cookie byte."""
     if len(raw) > 1 and raw[0] == '"' and raw[-1] == '"':
         raw = raw[1:-1]
-    for ch in raw:
-        if not (" " <= ch < "\x7f") or ch in '";\\':
-            return None
-    return raw
+    return raw if _COOKIE_VALUE.match(raw) is not None else None
 
 
 def request_cookies(headers: Any) -> list[tuple[str, str]]:
@@ -66,12 +75,25 @@ def request_cookies(headers: Any) -> list[tuple[str, str]]:
             if not part:
                 continue
             name, _, value = part.partition("=")
-            if not name or any(ch not in _TOKEN for ch in name):
+            if _COOKIE_NAME.match(name) is None:
                 continue
             parsed = _cookie_value(value)
             if parsed is not None:
                 cookies.append((name, parsed))
     return cookies
+
+
+def request_cookie(headers: Any, name: str) -> str | None:
+    """``Request.Cookie(name).Value``: the first valid value under exactly this (valid) name;
+    None for Go's ``ErrNoCookie``."""
+    for line in headers.get_all("Cookie"):
+        for part in line.split(";"):
+            cookie_name, _, value = part.strip(" \t\r\n").partition("=")
+            if cookie_name == name:
+                parsed = _cookie_value(value)
+                if parsed is not None:
+                    return parsed
+    return None
 
 
 def remote_addr(request: Any) -> str:

@@ -14,6 +14,7 @@ import re
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 
+from txcaddy._go.fs import path_error
 from txcaddy.caddyfile.dispenser import Dispenser
 from txcaddy.caddyfile.errors import ConfigError
 from txcaddy.caddyfile.lexer import Token, tokenize
@@ -308,7 +309,7 @@ class _Parser(Dispenser):
             with open(path, encoding="utf-8", errors="surrogateescape") as f:
                 text = f.read()
         except OSError as e:
-            raise self.err(f"Could not import {path}: {e.strerror or e}") from None
+            raise self.err(f"Could not import {path}: {path_error('open', path, e)}") from None
         return all_tokens(os.path.abspath(path), text, self.environ)
 
 

@@ -12,6 +12,7 @@ import os
 from collections.abc import Mapping
 from typing import Any
 
+from txcaddy._go.fs import path_error
 from txcaddy.caddyfile.adapter import adapt
 from txcaddy.errors import ConfigError, ConfigWarning
 
@@ -34,7 +35,7 @@ def read_config_text(path: str) -> str:
         with open(path, "rb") as f:
             data = f.read()
     except OSError as e:
-        raise ConfigError(f"reading config file: open {path}: {e.strerror or e}") from None
+        raise ConfigError(f"reading config file: {path_error('open', path, e)}") from None
     try:
         return data.decode("utf-8")
     except UnicodeDecodeError as e:

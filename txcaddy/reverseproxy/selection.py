@@ -27,12 +27,12 @@ import bisect
 import hashlib
 import hmac
 import random
-import re
 from collections.abc import Sequence
 from typing import TYPE_CHECKING, Any
 
 from zope.interface import implementer
 
+from txcaddy._go.http import request_cookie, valid_cookie_name
 from txcaddy._go.net import AddrError, split_host_port
 from txcaddy._go.textproto import canonical_mime_header_key as canonical_key
 from txcaddy._go.url import parse_query
@@ -76,10 +76,6 @@ _FNV_OFFSET = 0x811C9DC5
 _FNV_PRIME = 0x01000193
 _MASK32 = 0xFFFFFFFF
 
-# Go's isCookieNameValid: a non-empty token.
-_COOKIE_NAME = re.compile(r"[!#$%&'*+\-.^_`|~0-9A-Za-z]+\Z")
-# Go's validCookieValueByte: printable ASCII but '"', ';' and '\'.
-_COOKIE_VALUE = re.compile(r"[\x20\x21\x23-\x3a\x3c-\x5b\x5d-\x7e]*\Z")
 
 
 # -- helpers shared by the policies ------------------------------------------------
@@ -409,7 +405,7 @@ class CookieHashSelection:
         self.max_age = max_age  # whole seconds; 0: a session cookie
         self._suffix = f"; Path=/; Max-Age={max_age}" if max_age > 0 else "; Path=/"
         # Go neither reads nor writes a cookie whose name is not a token
-        self._valid_name = _COOKIE_NAME.match(self.name) is not None
+        self._valid_name = valid_cookie_name(self.name)
         self._values: dict[str, str] = {}
 
     def value_for(self, dial: str) -> str:
@@ -423,7 +419,7 @@ class CookieHashSelection:
 
     def select(self, pool: Sequence[Upstream], request: Request, response: Response | None) -> Upstream | None:
         if self._valid_name and "Cookie" in request.headers:
-            wanted = self._requested(request)
+            wanted = request_cookie(request.headers, self.name)
             if wanted is not None:
                 for upstream in pool:
                     if upstream.available() and self.value_for(upstream.dial) == wanted:
@@ -432,20 +428,6 @@ class CookieHashSelection:
         if chosen is not None and response is not None and self._valid_name:
             response.headers.add("Set-Cookie", f"{self.name}={self.value_for(chosen.dial)}{self._suffix}")
         return chosen
-
-    def _requested(self, request: Request) -> str | None:
-        """Go's ``Request.Cookie(name)``: the first valid value under exactly this name."""
-        name = self.name
-        for line in request.headers.get_all("Cookie"):
-            for part in line.split(";"):
-                cookie_name, _, value = part.strip(" \t\r\n").partition("=")
-                if cookie_name != name:
-                    continue
-                if len(value) > 1 and value[0] == '"' and value[-1] == '"':
-                    value = value[1:-1]
-                if _COOKIE_VALUE.match(value):
-                    return value
-        return None
 
 
 # -- loading from JSON ----------------------------------------------------------------

@@ -14,10 +14,10 @@ from __future__ import annotations
 
 import base64
 import binascii
-import os
 import re
 from dataclasses import dataclass, field
 
+from txcaddy._go.fs import path_error
 from txcaddy.caddyfile.directives._tlsissuers import (
     DNS_PROVIDERS,
     EAB,
@@ -186,8 +186,7 @@ def _read_cert_file(h: Helper, filename: str) -> str:
     except IsADirectoryError:
         raise ConfigError(f"read {filename}: is a directory")
     except OSError as e:
-        reason = os.strerror(e.errno) if e.errno else str(e)
-        raise ConfigError(f"open {filename}: {reason[:1].lower()}{reason[1:]}")
+        raise ConfigError(path_error("open", filename, e)) from None
     block = first_pem_block(data)
     if block is None or block[0] != "CERTIFICATE":
         raise h.err(f"no CERTIFICATE pem block found in {h.val()}")
