@@ -12,6 +12,9 @@ from txcaddy._go.http import (
     request_cookie,
     request_cookies,
     request_uri,
+    sanitize_cookie_name,
+    sanitize_cookie_value,
+    status_text,
     valid_cookie_name,
 )
 from txcaddy.http.headers import Headers
@@ -43,6 +46,13 @@ class RequestViewTests(SynchronousTestCase):
         for name in ("", "a b", "a=b", "é", "a;"):
             self.assertFalse(valid_cookie_name(name), name)
 
+    def test_sanitize_cookie(self) -> None:
+        """``Cookie.String()``: CR/LF in names become ``-``; values lose invalid bytes, quoted with a space or comma."""
+        self.assertEqual(sanitize_cookie_name("a\r\nb"), "a--b")
+        self.assertEqual(sanitize_cookie_value('a"b;c\\dé\x7f'), "abcd")
+        self.assertEqual(sanitize_cookie_value("a b,c"), '"a b,c"')
+        self.assertEqual(sanitize_cookie_value(""), "")
+
     def test_escaped_path_and_request_uri(self) -> None:
         """The path as received when it encodes the current path, the query kept as received."""
         request = make_request("GET", "/a%2Fb?x=%41")
@@ -71,3 +81,17 @@ class HTTPDateTests(SynchronousTestCase):
         """``http.TimeFormat`` of a UTC time."""
         self.assertEqual(http_date(0), "Thu, 01 Jan 1970 00:00:00 GMT")
         self.assertEqual(http_date(1_641_092_645), "Sun, 02 Jan 2022 03:04:05 GMT")
+
+
+class StatusTextTests(SynchronousTestCase):
+    def test_go_wording(self) -> None:
+        """Go 1.19's phrases (Caddy 2.6.2's status lines), not Python's; unknown codes are empty."""
+        self.assertEqual(status_text(413), "Request Entity Too Large")
+        self.assertEqual(status_text(416), "Requested Range Not Satisfiable")
+        self.assertEqual(status_text(422), "Unprocessable Entity")
+        self.assertEqual(status_text(414), "Request URI Too Long")
+        self.assertEqual(status_text(418), "I'm a teapot")
+        self.assertEqual(status_text(103), "Early Hints")
+        self.assertEqual(status_text(200), "OK")
+        self.assertEqual(status_text(299), "")
+        self.assertEqual(status_text(509), "")

@@ -19,13 +19,44 @@ from txcaddy._go.url import BAD_ESCAPE, VALID_ENCODED, path_escape
 
 __all__ = [
     "escaped_path", "http_date", "parse_http_time", "remote_addr", "request_cookie", "request_cookies", "request_uri",
-    "valid_cookie_name",
+    "sanitize_cookie_name", "sanitize_cookie_value", "status_text", "valid_cookie_name",
 ]
 
 # Go's isCookieNameValid: a non-empty token.
 _COOKIE_NAME = re.compile(r"[!#$%&'*+\-.^_`|~0-9A-Za-z]+\Z")
 # Go's validCookieValueByte: printable ASCII but '"', ';' and '\'.
 _COOKIE_VALUE = re.compile(r"[\x20\x21\x23-\x3a\x3c-\x5b\x5d-\x7e]*\Z")
+_COOKIE_VALUE_BYTES = frozenset(chr(c) for c in range(0x20, 0x7F)) - set('";\\')
+
+
+# Go 1.19's http.StatusText table (Python's HTTPStatus words some differently, and 3.12 renamed
+# others); a dict, as looking a status up is part of writing every response head.
+_STATUS_TEXT = {
+    100: "Continue", 101: "Switching Protocols", 102: "Processing", 103: "Early Hints",
+    200: "OK", 201: "Created", 202: "Accepted", 203: "Non-Authoritative Information", 204: "No Content",
+    205: "Reset Content", 206: "Partial Content", 207: "Multi-Status", 208: "Already Reported", 226: "IM Used",
+    300: "Multiple Choices", 301: "Moved Permanently", 302: "Found", 303: "See Other", 304: "Not Modified",
+    305: "Use Proxy", 307: "Temporary Redirect", 308: "Permanent Redirect",
+    400: "Bad Request", 401: "Unauthorized", 402: "Payment Required", 403: "Forbidden", 404: "Not Found",
+    405: "Method Not Allowed", 406: "Not Acceptable", 407: "Proxy Authentication Required",
+    408: "Request Timeout", 409: "Conflict", 410: "Gone", 411: "Length Required", 412: "Precondition Failed",
+    413: "Request Entity Too Large", 414: "Request URI Too Long", 415: "Unsupported Media Type",
+    416: "Requested Range Not Satisfiable", 417: "Expectation Failed", 418: "I'm a teapot",
+    421: "Misdirected Request", 422: "Unprocessable Entity", 423: "Locked", 424: "Failed Dependency",
+    425: "Too Early", 426: "Upgrade Required", 428: "Precondition Required", 429: "Too Many Requests",
+    431: "Request Header Fields Too Large", 451: "Unavailable For Legal Reasons",
+    500: "Internal Server Error", 501: "Not Implemented", 502: "Bad Gateway", 503: "Service Unavailable",
+    504: "Gateway Timeout", 505: "HTTP Version Not Supported", 506: "Variant Also Negotiates",
+    507: "Insufficient Storage", 508: "Loop Detected", 510: "Not Extended", 511: "Network Authentication Required",
+}
+
+
+def status_text(status: int) -> str:
+    """``http.StatusText``: the reason phrase, empty when unknown."""
+    text = _STATUS_TEXT.get(status)
+    if text is None:
+        return ""
+    return text
 
 
 def escaped_path(request: Any) -> str:
@@ -81,6 +112,17 @@ def request_cookies(headers: Any) -> list[tuple[str, str]]:
             if parsed is not None:
                 cookies.append((name, parsed))
     return cookies
+
+
+def sanitize_cookie_name(name: str) -> str:
+    """Go's ``sanitizeCookieName`` (``Cookie.String()``): CR and LF become ``-``."""
+    return name.replace("\n", "-").replace("\r", "-")
+
+
+def sanitize_cookie_value(value: str) -> str:
+    """Go's ``sanitizeCookieValue``: invalid bytes dropped, quoted when it has a space or comma."""
+    value = "".join(c for c in value if c in _COOKIE_VALUE_BYTES)
+    return f'"{value}"' if (" " in value or "," in value) else value
 
 
 def request_cookie(headers: Any, name: str) -> str | None:

@@ -24,7 +24,7 @@ from cryptography import x509
 from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric import ec, ed25519, rsa
 
-from txcaddy._go.http import remote_addr, request_cookies, request_uri
+from txcaddy._go.http import remote_addr, request_cookies, request_uri, status_text
 from txcaddy._go.net import AddrError, split_host_port
 from txcaddy._go.netip import ParseAddrError, parse_addr
 from txcaddy._go.path import base as path_base
@@ -35,7 +35,6 @@ from txcaddy._go.strconv import NumError, atoi
 from txcaddy._go.textproto import canonical_mime_header_key as canonical_key
 from txcaddy._go.time import Duration, Time, zone_offset
 from txcaddy._go.url import parse_query
-from txcaddy.http.errors import status_text
 
 # The clock behind ``{time.now*}`` and ``{http.request.duration}``; tests replace it
 # (Caddy's ``nowFunc``). A module attribute, read at render time.

@@ -33,9 +33,10 @@ from twisted.logger import Logger
 from twisted.python.failure import Failure
 from zope.interface import implementer
 
+from txcaddy._go.http import status_text
 from txcaddy._twisted import lose_connection, no_delay, send_now, send_sequence_now
 from txcaddy.http._h1head import DATE, asks_close, head_bytes, status_line
-from txcaddy.http.errors import HandlerError, status_text
+from txcaddy.http.errors import HandlerError
 from txcaddy.http.headers import Headers
 from txcaddy.http.request import Request, RequestBody
 from txcaddy.http.response import Response

@@ -12,7 +12,7 @@ from __future__ import annotations
 from collections.abc import Iterable
 from email.utils import formatdate
 
-from txcaddy.http.errors import status_text
+from txcaddy._go.http import status_text
 
 __all__ = ["DATE", "asks_close", "head_bytes", "status_line"]
 

@@ -3,7 +3,8 @@
 from __future__ import annotations
 
 import secrets
-from http import HTTPStatus
+
+from txcaddy._go.http import status_text
 
 _ID_ALPHABET = "abcdefghijkmnpqrstuvwxyz0123456789"
 
@@ -44,24 +45,6 @@ def release_frames(error: BaseException) -> None:
         seen.add(id(current))
         current.__traceback__ = None
         pending += (getattr(current, "cause", None), current.__cause__, current.__context__)
-
-
-# Where Go's http.StatusText words it differently from Python's HTTPStatus.
-_GO_STATUS_TEXT = {414: "Request URI Too Long", 418: "I'm a teapot", 103: "Early Hints"}
-
-
-def status_text(status: int) -> str:
-    """The reason phrase Go's ``http.StatusText`` gives (empty when unknown)."""
-    text = _STATUS_TEXT.get(status)
-    if text is None:
-        return ""
-    return text
-
-
-# Built once: looking a status up through the HTTPStatus enum costs more than the rest of
-# writing a small response head.
-_STATUS_TEXT = {int(s): s.phrase for s in HTTPStatus}
-_STATUS_TEXT.update(_GO_STATUS_TEXT)
 
 
 class AbortConnection(Exception):

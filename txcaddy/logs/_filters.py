@@ -12,7 +12,12 @@ from collections.abc import Callable
 from typing import Any
 from urllib.parse import unquote
 
-from txcaddy._go.http import escaped_path, request_cookies
+from txcaddy._go.http import (
+    escaped_path,
+    request_cookies,
+    sanitize_cookie_name,
+    sanitize_cookie_value,
+)
 from txcaddy._go.net import AddrError, join_host_port, parse_ip, split_host_port
 from txcaddy._go.regexp import RegexpError, compile_regexp, expander, replace_all
 from txcaddy._go.url import BAD_ESCAPE, parse_query, query_escape
@@ -170,9 +175,6 @@ class _PathView:
         self.path = path
 
 
-_COOKIE_VALUE_BYTES = frozenset(chr(c) for c in range(0x20, 0x7F)) - set('";\\')
-
-
 class CookieFilter:
     """Replaces, hashes or deletes cookies in a ``Cookie`` header's values."""
 
@@ -190,21 +192,11 @@ class CookieFilter:
                 if kind == "delete":
                     break
                 cookie_value = replacement if kind == "replace" else _short_hash(cookie_value)
-                cookies.append(f"{_cookie_name(name)}={_cookie_value(cookie_value)}")
+                cookies.append(f"{sanitize_cookie_name(name)}={sanitize_cookie_value(cookie_value)}")
                 break
             else:
-                cookies.append(f"{_cookie_name(name)}={_cookie_value(cookie_value)}")
+                cookies.append(f"{sanitize_cookie_name(name)}={sanitize_cookie_value(cookie_value)}")
         return key, StringArray(["; ".join(cookies)] if cookies else [])
-
-
-def _cookie_name(name: str) -> str:
-    return name.replace("\n", "-").replace("\r", "-")
-
-
-def _cookie_value(value: str) -> str:
-    """Go's ``sanitizeCookieValue``: invalid bytes dropped, quoted when it has a space or comma."""
-    value = "".join(c for c in value if c in _COOKIE_VALUE_BYTES)
-    return f'"{value}"' if (" " in value or "," in value) else value
 
 
 @module("caddy.logging.encoders.filter.delete")

@@ -32,6 +32,7 @@ from typing import TYPE_CHECKING, Any
 
 from zope.interface import implementer
 
+from txcaddy._go.fnv import MASK32, PRIME32, fnv1a_32
 from txcaddy._go.http import request_cookie, valid_cookie_name
 from txcaddy._go.net import AddrError, split_host_port
 from txcaddy._go.textproto import canonical_mime_header_key as canonical_key
@@ -62,7 +63,6 @@ __all__ = [
     "URIHashSelection",
     "WeightedRoundRobinSelection",
     "cookie_value",
-    "fnv1a_32",
     "hash_choice",
     "load_selection_policy",
 ]
@@ -72,20 +72,8 @@ NAMESPACE = "http.reverse_proxy.selection_policies"
 #: The generator policies use unless given another.
 DEFAULT_RANDOM = random.Random()
 
-_FNV_OFFSET = 0x811C9DC5
-_FNV_PRIME = 0x01000193
-_MASK32 = 0xFFFFFFFF
-
-
 
 # -- helpers shared by the policies ------------------------------------------------
-
-
-def fnv1a_32(data: bytes, state: int = _FNV_OFFSET) -> int:
-    """FNV-1a, 32 bits (Go's ``hash/fnv.New32a``); ``state`` continues an earlier hash."""
-    for byte in data:
-        state = ((state ^ byte) * _FNV_PRIME) & _MASK32
-    return state
 
 
 def _wire_bytes(text: str) -> bytes:
@@ -107,7 +95,7 @@ def hash_choice(pool: Sequence[Upstream], key: bytes) -> Upstream | None:
             continue
         score = prefix
         for byte in upstream.dial.encode("utf-8", "surrogateescape"):
-            score = ((score ^ byte) * _FNV_PRIME) & _MASK32
+            score = ((score ^ byte) * PRIME32) & MASK32  # fnv1a_32, inlined
         if score > highest:
             highest = score
             best = upstream
