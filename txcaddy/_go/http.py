@@ -131,10 +131,11 @@ def request_cookie(headers: Any, name: str) -> str | None:
     for line in headers.get_all("Cookie"):
         for part in line.split(";"):
             cookie_name, _, value = part.strip(" \t\r\n").partition("=")
-            if cookie_name == name:
-                parsed = _cookie_value(value)
-                if parsed is not None:
-                    return parsed
+            if cookie_name == name:  # _cookie_value inlined: the cookie policy reads it per request
+                if len(value) > 1 and value[0] == '"' and value[-1] == '"':
+                    value = value[1:-1]
+                if _COOKIE_VALUE.match(value) is not None:
+                    return value
     return None
 
 

@@ -147,7 +147,7 @@ def encode_plain(value: Any) -> bytes:
     are rewritten; a ``\\b`` or ``\\f`` in a string takes :func:`marshal`.
     """
     text = "".join(_c_encode(value, 0))
-    if "\\b" in text or "\\f" in text:
+    if "\\" in text and ("\\b" in text or "\\f" in text):
         text = marshal(value)
     else:
         text = (text.replace("<", "\\u003c").replace(">", "\\u003e").replace("&", "\\u0026")
