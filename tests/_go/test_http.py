@@ -5,6 +5,7 @@ from __future__ import annotations
 from twisted.trial.unittest import SynchronousTestCase
 
 from txcaddy._go.http import (
+    detect_content_type,
     escaped_path,
     http_date,
     parse_http_time,
@@ -95,3 +96,25 @@ class StatusTextTests(SynchronousTestCase):
         self.assertEqual(status_text(200), "OK")
         self.assertEqual(status_text(299), "")
         self.assertEqual(status_text(509), "")
+
+
+class SniffTests(SynchronousTestCase):
+    def test_go_1_19_signatures(self) -> None:
+        """detect_content_type gives Go 1.19's answers for its signatures."""
+        cases = {
+            b"<!DOCTYPE html><html>": "text/html; charset=utf-8",
+            b"  <html>": "text/html; charset=utf-8",
+            b"<?xml version='1.0'?>": "text/xml; charset=utf-8",
+            b"%PDF-1.4": "application/pdf",
+            b"\n%PDF-1.4": "text/plain; charset=utf-8",  # [caddy] exact signatures start at byte 0
+            b".snd....": "text/plain; charset=utf-8",  # [caddy] no audio/basic in Go 1.19
+            b"\x00\x00\x02\x00xx": "image/x-icon",  # [caddy]
+            b"GIF89a": "image/gif",
+            b"\x1f\x8b\x08\x00": "application/x-gzip",
+            b"\x00\x61\x73\x6d\x01": "application/wasm",
+            b"{\"a\": 1}": "text/plain; charset=utf-8",
+            b"\x00\x01\x02": "application/octet-stream",
+            b"": "text/plain; charset=utf-8",
+        }
+        for data, expected in cases.items():
+            self.assertEqual(detect_content_type(data), expected, data)

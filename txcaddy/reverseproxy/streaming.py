@@ -20,10 +20,10 @@ from twisted.internet.interfaces import IPushProducer
 from twisted.python.failure import Failure
 from zope.interface import implementer
 
+from txcaddy._go.http import detect_content_type
 from txcaddy.http.headers import Headers
 from txcaddy.http.request import RequestBody
 from txcaddy.http.response import Response
-from txcaddy.http.sniff import detect_content_type
 from txcaddy.interfaces import IBodyConsumer, IExchange
 from txcaddy.reverseproxy._decompress import GunzipBody
 from txcaddy.reverseproxy.headers import relay_trailers

@@ -15,7 +15,6 @@ from txcaddy.errors import ConfigError
 from txcaddy.http.errors import HandlerError
 from txcaddy.http.handlers.encode import accepted_encodings
 from txcaddy.http.headers import Headers
-from txcaddy.http.sniff import detect_content_type
 from txcaddy.testing import FakeResponse, make_request, serve
 
 TEXT = b"".join(b"line %d of some compressible text\n" % i for i in range(100))  # 3.3 KB
@@ -247,28 +246,6 @@ class CompressTests(SynchronousTestCase):
             load(GZIP).serve(make_request(headers={"Accept-Encoding": "gzip"}), response, failing)
         self.assertFalse(response.head_sent)
         self.assertNotIn("Content-Encoding", response.headers)
-
-
-class SniffTests(SynchronousTestCase):
-    def test_go_1_19_signatures(self) -> None:
-        """detect_content_type gives Go 1.19's answers for its signatures."""
-        cases = {
-            b"<!DOCTYPE html><html>": "text/html; charset=utf-8",
-            b"  <html>": "text/html; charset=utf-8",
-            b"<?xml version='1.0'?>": "text/xml; charset=utf-8",
-            b"%PDF-1.4": "application/pdf",
-            b"\n%PDF-1.4": "text/plain; charset=utf-8",  # [caddy] exact signatures start at byte 0
-            b".snd....": "text/plain; charset=utf-8",  # [caddy] no audio/basic in Go 1.19
-            b"\x00\x00\x02\x00xx": "image/x-icon",  # [caddy]
-            b"GIF89a": "image/gif",
-            b"\x1f\x8b\x08\x00": "application/x-gzip",
-            b"\x00\x61\x73\x6d\x01": "application/wasm",
-            b"{\"a\": 1}": "text/plain; charset=utf-8",
-            b"\x00\x01\x02": "application/octet-stream",
-            b"": "text/plain; charset=utf-8",
-        }
-        for data, expected in cases.items():
-            self.assertEqual(detect_content_type(data), expected, data)
 
 
 class LoadTests(SynchronousTestCase):

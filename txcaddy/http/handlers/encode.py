@@ -27,6 +27,7 @@ import zstandard
 from twisted.internet.defer import Deferred
 from zope.interface import implementer
 
+from txcaddy._go.http import detect_content_type
 from txcaddy._go.strconv import NumError, atoi, parse_float
 from txcaddy.config.registry import module
 from txcaddy.errors import ConfigError
@@ -34,7 +35,6 @@ from txcaddy.http.handlers.headers import ResponseMatcher
 from txcaddy.http.headers import Headers
 from txcaddy.http.request import Request
 from txcaddy.http.response import Response, ResponseWrapper
-from txcaddy.http.sniff import detect_content_type
 from txcaddy.interfaces import IHandler
 
 __all__ = ["Encode", "GzipEncoding", "ZstdEncoding", "accepted_encodings"]

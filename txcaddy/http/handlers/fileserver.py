@@ -46,6 +46,7 @@ from zope.interface import implementer
 from txcaddy._go.fs import file_mode, path_error
 from txcaddy._go.http import http_date, request_cookies
 from txcaddy._go.json import encode_plain
+from txcaddy._go.mime import mime_type_by_extension, mime_types
 from txcaddy._go.path import abs_path, clean, compile_pattern, ext
 from txcaddy._go.path import base as path_base
 from txcaddy._go.strconv import NumError, atoi
@@ -77,11 +78,6 @@ from txcaddy.http.handlers._filematch import (
     RootGuard,
     sanitized_path_join,
     within_root,
-)
-from txcaddy.http.handlers._mime import (
-    MimeTypes,  # noqa: F401
-    mime_type_by_extension,
-    mime_types,
 )
 from txcaddy.http.handlers.encode import accepted_encodings
 from txcaddy.http.request import Request

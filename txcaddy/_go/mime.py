@@ -4,6 +4,8 @@ from __future__ import annotations
 
 from collections.abc import Iterable
 
+__all__ = ["MIME_GLOBS_FILES", "MIME_TYPES_FILES", "MimeTypes", "mime_type_by_extension", "mime_types"]
+
 _BUILTIN_TYPES = {
     ".avif": "image/avif",
     ".css": "text/css; charset=utf-8",
