@@ -12,6 +12,7 @@ from txcaddy._go.strconv import (
     format_float_e,
     format_float_f,
     format_float_g,
+    format_int,
     parse_bool,
     parse_float,
     parse_uint,
@@ -174,3 +175,13 @@ class ParseUintTests(SynchronousTestCase):
         with self.assertRaises(NumError) as caught:
             parse_uint("6553x6", 16)
         self.assertEqual(caught.exception.reason, "invalid syntax")
+
+
+class FormatIntTests(SynchronousTestCase):
+    def test_bases(self) -> None:
+        """``FormatInt``: lower-case digits in the base, zero as ``0``, negatives with ``-``."""
+        self.assertEqual(format_int(0, 36), "0")
+        self.assertEqual(format_int(1700000000, 36), "s44we8")
+        self.assertEqual(format_int(35, 36), "z")
+        self.assertEqual(format_int(-255, 16), "-ff")
+        self.assertEqual(format_int(5, 2), "101")

@@ -20,6 +20,7 @@ __all__ = [
     "format_float_e",
     "format_float_f",
     "format_float_g",
+    "format_int",
     "parse_bool",
     "parse_float",
     "parse_uint",
@@ -88,6 +89,22 @@ def atoi(text: str) -> int:
             return value
         raise NumError("Atoi", text, "value out of range")
     raise NumError("Atoi", text, "invalid syntax")
+
+
+_DIGITS36 = "0123456789abcdefghijklmnopqrstuvwxyz"
+
+
+def format_int(value: int, base: int) -> str:
+    """``strconv.FormatInt(value, base)``: lower-case digits, a leading ``-`` when negative."""
+    if value == 0:
+        return "0"
+    sign = "-" if value < 0 else ""
+    value = abs(value)
+    out = []
+    while value:
+        value, rest = divmod(value, base)
+        out.append(_DIGITS36[rest])
+    return sign + "".join(reversed(out))
 
 
 def parse_uint(text: str, bit_size: int = 64) -> int:

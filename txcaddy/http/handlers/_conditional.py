@@ -3,29 +3,16 @@
 from __future__ import annotations
 
 import os
-import re
 from typing import Any
 
 from txcaddy._go.http import parse_http_time
+from txcaddy._go.strconv import NumError, atoi, format_int
 from txcaddy.http.request import Request
-
-
-def _base36(value: int) -> str:
-    digits = "0123456789abcdefghijklmnopqrstuvwxyz"
-    if value == 0:
-        return "0"
-    sign = "-" if value < 0 else ""
-    value = abs(value)
-    out = []
-    while value:
-        value, rest = divmod(value, 36)
-        out.append(digits[rest])
-    return sign + "".join(reversed(out))
 
 
 def calculate_etag(info: os.stat_result) -> str:
     """Caddy's ``calculateEtag``: modification time (Unix seconds) and size, both base 36."""
-    return '"' + _base36(info.st_mtime_ns // 1_000_000_000) + _base36(info.st_size) + '"'
+    return '"' + format_int(info.st_mtime_ns // 1_000_000_000, 36) + format_int(info.st_size, 36) + '"'
 
 
 # -- Go's ServeContent conditionals ------------------------------------------------------------
@@ -138,15 +125,12 @@ class _RangeError(Exception):
     pass
 
 
-_RANGE_NUMBER = re.compile(r"[+-]?[0-9]+\Z")
-_INT64_MAX = (1 << 63) - 1
-
-
 def _parse_int64(text: str) -> int | None:
-    if not _RANGE_NUMBER.match(text):
+    """``strconv.ParseInt(text, 10, 64)``, None for its error."""
+    try:
+        return atoi(text)
+    except NumError:
         return None
-    value = int(text)
-    return value if -_INT64_MAX - 1 <= value <= _INT64_MAX else None
 
 
 def parse_range(header: str, size: int) -> list[tuple[int, int]]:
