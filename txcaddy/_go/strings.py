@@ -9,6 +9,8 @@ Go's ``unicode.IsSpace`` set, not Python's.
 
 from __future__ import annotations
 
+from collections.abc import Callable
+
 from txcaddy._go.unicode import SPACE
 
 __all__ = ["to_lower", "to_upper", "trim_space"]
@@ -23,25 +25,27 @@ def to_lower(text: str) -> str:
     """``strings.ToLower``: per code point, invalid bytes become U+FFFD."""
     if text.isascii():
         return text.lower()
-    out = []
-    for ch in text:
-        if "\udc80" <= ch <= "\udcff":
-            out.append("\ufffd")
-            continue
-        lowered = ch.lower()
-        out.append(lowered if len(lowered) == 1 else ("i" if ch == "\u0130" else ch))
-    return "".join(out)
+    return _per_code_point(text, str.lower, _SIMPLE_LOWER)
 
 
 def to_upper(text: str) -> str:
     """``strings.ToUpper``: per code point (``ß`` stays), invalid bytes become U+FFFD."""
     if text.isascii():
         return text.upper()
+    return _per_code_point(text, str.upper, {})
+
+
+# Where Python's full mapping gives several characters but Go's simple one gives one.
+_SIMPLE_LOWER = {"\u0130": "i"}
+
+
+def _per_code_point(text: str, convert: Callable[[str], str], simple: dict[str, str]) -> str:
+    """Map each code point alone; one that maps to several keeps ``simple``'s answer or itself."""
     out = []
     for ch in text:
         if "\udc80" <= ch <= "\udcff":
             out.append("\ufffd")
             continue
-        upper = ch.upper()
-        out.append(upper if len(upper) == 1 else ch)
+        mapped = convert(ch)
+        out.append(mapped if len(mapped) == 1 else simple.get(ch, ch))
     return "".join(out)
