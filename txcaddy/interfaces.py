@@ -408,3 +408,44 @@ class IUpstreamConnection(Interface):
 
     def when_closed():  # noqa: N805
         """A Deferred firing once the connection is closed."""
+
+
+class IStorage(Interface):
+    """Where certificates, keys, ACME accounts and the local CA live: certmagic's ``Storage``.
+
+    Keys are ``/``-separated paths in Caddy's layout (``certificates/<issuer>/<name>/<name>.crt``,
+    ``pki/authorities/local/root.crt``, ``acme/<ca>/users/<email>/…``, ``locks/…``; the key
+    builders are in ``txcaddy.tls.storage``), so a directory Caddy 2.6.2 wrote serves txcaddy and
+    the other way round.  Every method returns a Deferred, so a backend may do network I/O (the
+    Redis backend of the scale work); the file-system backend fires them at once.  A key that is
+    absent fails the Deferred with ``txcaddy.tls.storage.KeyNotFound``.
+    """
+
+    def store(key, value):  # noqa: N805
+        """Write ``value`` (bytes) under ``key``, replacing what was there, atomically."""
+
+    def load(key):  # noqa: N805
+        """The bytes stored under ``key``."""
+
+    def delete(key):  # noqa: N805
+        """Remove ``key`` (a file, or a "directory" prefix and all below it)."""
+
+    def exists(key):  # noqa: N805
+        """Whether ``key`` is stored (fires with a bool; never fails for absence)."""
+
+    def list(prefix, recursive):  # noqa: N805
+        """The keys directly below ``prefix`` (all below it if ``recursive``), sorted."""
+
+    def stat(key):  # noqa: N805
+        """A ``txcaddy.tls.storage.KeyInfo`` (key, modified time, size, is_terminal)."""
+
+    def lock(name):  # noqa: N805
+        """Fires once this process holds the lock ``name`` (waiting while another holds it).
+
+        Locks are across processes and machines sharing the storage: two instances never order
+        the same certificate at once.  A holder that died leaves a lock that goes stale and is
+        taken over (certmagic: 10 s without a refresh).
+        """
+
+    def unlock(name):  # noqa: N805
+        """Release the lock ``name`` that this process holds."""
