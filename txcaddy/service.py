@@ -37,6 +37,7 @@ from txcaddy.errors import ConfigError, ConfigWarning
 from txcaddy.http._h1 import HTTP11Factory
 from txcaddy.http.app import HTTPApp, load_http_app
 from txcaddy.logs import LogSystem
+from txcaddy.tls.app import TLSApp
 
 DEFAULT_GRACE_PERIOD = 10.0  # seconds to let in-flight requests finish on stop
 
@@ -100,6 +101,7 @@ class CaddyService(MultiService):
         self.fast_io = fast_io
         self.runtime = Runtime()
         self.http: HTTPApp | None = None
+        self.tls: TLSApp | None = None
         self.logs: LogSystem | None = None
         self._build()
 
@@ -110,24 +112,33 @@ class CaddyService(MultiService):
             raise ConfigError(f"loading app modules: module not registered: {unknown[0]}")
         context = self.context = LoadContext(reactor=self.reactor, log=self.log, runtime=self.runtime)
         self.logs = LogSystem.from_config(self.config.get("logging"), context)
+        self.tls = TLSApp.load(apps.get("tls"))
         http_config = apps.get("http")
         if not http_config:
             return
-        self.http = load_http_app(http_config, context, logs=self.logs)
+        auto_https = self.tls.plan_http(http_config)
+        self.http = load_http_app(auto_https.http, context, logs=self.logs)
         for name, server in self.http.servers.items():
-            factory = HTTP11Factory(server, self.reactor)
+            factory: IProtocolFactory = HTTP11Factory(server, self.reactor)
+            tls_factory: IProtocolFactory | None = None
             for listener in self.http.listeners[name]:
                 endpoint = serverFromString(self.reactor, listener.endpoint)
-                child = ListenerService(endpoint, factory, listener.address)
+                serving = factory
+                if listener.tls:
+                    if tls_factory is None:
+                        tls_factory = self.tls.wrap(name, auto_https.http["servers"][name], factory)
+                    serving = tls_factory
+                child = ListenerService(endpoint, serving, listener.address)
                 child.setName(f"{name} {listener.endpoint}")
                 child.setServiceParent(self)
         for service in context.services:
             service.setServiceParent(self)
 
     def listenAddresses(self) -> dict[str, list[str]]:
-        """Each configured HTTP server's listener addresses, by server name."""
-        servers = ((self.config.get("apps") or {}).get("http") or {}).get("servers") or {}
-        return {name: list(server.get("listen") or []) for name, server in servers.items()}
+        """Each HTTP server's listener addresses, by server name (with automatic HTTPS's redirect server)."""
+        if self.http is None:
+            return {}
+        return {name: list(server.listen) for name, server in self.http.servers.items()}
 
     def boundAddresses(self) -> dict[str, list[Any]]:
         """The socket addresses actually listened on, by server name (once started)."""

@@ -27,7 +27,7 @@ from operator import itemgetter
 from typing import Any
 
 import httptools
-from twisted.internet.interfaces import IProtocol, IPushProducer
+from twisted.internet.interfaces import IProtocol, IPushProducer, ISSLTransport
 from twisted.internet.protocol import Factory, Protocol
 from twisted.logger import Logger
 from twisted.python.failure import Failure
@@ -41,6 +41,7 @@ from txcaddy.http.headers import Headers
 from txcaddy.http.request import Request, RequestBody
 from txcaddy.http.response import Response
 from txcaddy.interfaces import IHTTPServer, IServerConnection
+from txcaddy.tls.context import TLSState
 
 # Keep at most this much of a request body that nobody has asked for yet
 # before pausing the client (the body is streamed, never buffered whole).
@@ -228,6 +229,7 @@ class HTTP11Protocol(Protocol):
         self.clock = clock.seconds if clock is not None else time.time
         self.reactor = clock
         self.tls = tls
+        self._tls_pending = False  # a TLS transport whose state is read at the first request
         self.max_header_bytes = getattr(server, "max_header_bytes", 0) or DEFAULT_MAX_HEADER_BYTES
         self.closing = False
         self._parser: httptools.HttpRequestParser | None = _new_parser(self)
@@ -261,8 +263,17 @@ class HTTP11Protocol(Protocol):
         if peer is None:
             peer = self.transport.getPeer()
         self._remote = (_unmapped(getattr(peer, "host", "") or ""), getattr(peer, "port", 0) or 0)
+        if self.tls is None and ISSLTransport.providedBy(self.transport):
+            self._tls_pending = True
         self.server.connection_made(self)
         self._arm_idle_timer()
+
+    def _read_tls_state(self) -> Any:
+        """The TLS connection's details, read once the handshake is done (the first request)."""
+        self._tls_pending = False
+        handle = self.transport.getHandle()
+        self.tls = TLSState.from_connection(handle)
+        return self.tls
 
     def connectionLost(self, reason: Any = None) -> None:
         self._stop_idle_timer()
@@ -496,7 +507,7 @@ class HTTP11Protocol(Protocol):
             proto=f"HTTP/{version}",
             remote=self._remote,
             local=self._local if self._local is not None else self._local_address,
-            tls=self.tls,
+            tls=self.tls if not self._tls_pending else self._read_tls_state(),
             body=body,
             server=self.server,
             clock=self.clock,

@@ -26,6 +26,7 @@ class Listener:
 
     address: str  # Caddy's form, e.g. ":8080", "127.0.0.1:80", "unix//run/x.sock"
     endpoint: str  # e.g. "tcp:8080:interface=127.0.0.1", "unix:/run/x.sock"
+    tls: bool = False  # served over TLS (Caddy: the server has TLS policies, not the HTTP port)
 
 
 @dataclass
@@ -64,53 +65,25 @@ def endpoint_descriptions(address: str) -> list[Listener]:
     return out
 
 
+def _port_of(listener: Listener) -> int:
+    """The TCP port of an endpoint description (0 for unix sockets)."""
+    if not listener.endpoint.startswith(("tcp:", "tcp6:")):
+        return 0
+    return int(listener.endpoint.split(":", 2)[1])
+
+
 def _seconds(value: Any, field: str) -> float:
     return duration_seconds(value, f"apps.http.{field}") or 0.0
 
 
-def server_needs_tls(server: dict[str, Any], http_port: int, https_port: int) -> bool:
-    """Whether Caddy's automatic HTTPS would serve this server over TLS."""
-    if server.get("tls_connection_policies"):
-        return True
-    auto = server.get("automatic_https") or {}
-    if auto.get("disable"):
-        return False
-    ports: set[int] = set()
-    for address in server.get("listen") or ():
-        try:
-            parsed = NetworkAddress.parse(address)
-        except AddressError:
-            continue
-        ports.update(range(parsed.start_port, parsed.end_port + 1))
-    if ports and ports <= {http_port}:
-        return False
-    if https_port in ports:
-        return True
-    skip = set(auto.get("skip") or ())
-    for route in server.get("routes") or ():
-        for matcher_set in route.get("match") or ():
-            for host in matcher_set.get("host") or ():
-                if host not in skip and _qualifies_for_certificate(host):
-                    return True
-    return False
-
-
-_BAD_HOST_CHARS = set("()[]{}<> \t\n\"\\!@#$%^&|;'+=")
-
-
-def _qualifies_for_certificate(host: str) -> bool:
-    """certmagic's SubjectQualifiesForCert (v0.17.2)."""
-    if not host or host.startswith(".") or host.endswith("."):
-        return False
-    if "*" in host and not (host == "*" or (host.startswith("*.") and "*" not in host[2:])):
-        return False
-    return not any(ch in _BAD_HOST_CHARS for ch in host)
-
-
 def load_http_app(
-    config: dict[str, Any], context: LoadContext, *, allow_tls: bool = False, logs: LogSystem | None = None
+    config: dict[str, Any], context: LoadContext, *, logs: LogSystem | None = None
 ) -> HTTPApp:
-    """Build the HTTP app from ``apps.http``; with ``logs``, servers write access and error logs."""
+    """Build the HTTP app from ``apps.http``; with ``logs``, servers write access and error logs.
+
+    ``config`` is the JSON after automatic HTTPS phase 1 (``txcaddy.tls.autohttps.plan``): its
+    ``tls_connection_policies`` say which listeners speak TLS.
+    """
     http_port = int(config.get("http_port") or 80)
     https_port = int(config.get("https_port") or 443)
     servers: dict[str, HTTPServer] = {}
@@ -121,12 +94,6 @@ def load_http_app(
             listen = list(server_config.get("listen") or ())
             if not listen:
                 raise ConfigError(f"{'.'.join(context.path)}: the server has no listener addresses")
-            if not allow_tls and server_needs_tls(server_config, http_port, https_port):
-                raise ConfigError(
-                    f"server {name} (listen {' '.join(listen)}) would be served over HTTPS by "
-                    "automatic HTTPS, which txcaddy does not serve yet: use an http:// site "
-                    "address or a port other than the HTTPS port (or 'auto_https off')"
-                )
             routes = context.load_routes(server_config.get("routes"))
             error_routes_config = (server_config.get("errors") or {}).get("routes")
             errors = context.load_routes(error_routes_config) if error_routes_config else None
@@ -145,7 +112,12 @@ def load_http_app(
                 access_log=access_log,
                 protocols=server_config.get("protocols"),
             )
-            listeners[name] = [endpoint for address in listen for endpoint in endpoint_descriptions(address)]
+            tls_on = bool(server_config.get("tls_connection_policies"))
+            listeners[name] = [
+                Listener(endpoint.address, endpoint.endpoint, tls_on and _port_of(endpoint) != http_port)
+                for address in listen
+                for endpoint in endpoint_descriptions(address)
+            ]
         finally:
             context.path.pop()
     return HTTPApp(
