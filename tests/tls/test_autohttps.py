@@ -188,7 +188,7 @@ class PlanTests(SynchronousTestCase):
         """TLS on every listener of a server with policies, except one on the HTTP port."""
         from txcaddy.caddyfile.addresses import NetworkAddress
 
-        server = {"tls_connection_policies": [{}]}
+        server: dict[str, Any] = {"tls_connection_policies": [{}]}
         self.assertTrue(autohttps.listener_uses_tls(server, NetworkAddress.parse(":8080"), 80))
         self.assertFalse(autohttps.listener_uses_tls(server, NetworkAddress.parse(":80"), 80))
         self.assertFalse(autohttps.listener_uses_tls({}, NetworkAddress.parse(":443"), 80))

@@ -17,12 +17,12 @@ public hook that early, so the choice happens in the SNI callback, in two steps:
 
 By then OpenSSL has chosen the protocol version, so the listener's base context allows the
 widest range of its policies and the callback refuses a handshake whose version the chosen
-policy does not allow.  TLS 1.2 cipher suites are fixed when the connection is created: the
-base context offers the union of the policies' suites, in the first policy's order (the usual
-case, one policy per server or policies that agree, is exact).  OpenSSL chooses the key
-exchange group from its defaults (X25519 and the NIST curves, hybrid ML-KEM with OpenSSL 3.5+):
-pyOpenSSL can restrict it to a single NIST curve only, which ``curves`` does when it names one
-(see docs/differences.md).
+policy does not allow.  The TLS 1.2 cipher suites are the switched-to context's, so each policy
+gets its own (``tests/tls/test_context.py`` checks it).  OpenSSL chooses the key exchange group
+from its defaults (X25519 and the NIST curves, hybrid ML-KEM with OpenSSL 3.5+): pyOpenSSL can
+restrict it to a single NIST curve only, which ``curves`` does when it names one (see
+docs/differences.md).  A refused handshake (no policy, no certificate, a version the policy
+does not allow) ends with an alert, logged at debug level as Caddy does.
 """
 
 from __future__ import annotations
@@ -414,15 +414,16 @@ class ServerTLS:
         context.set_max_proto_version(PROTOCOLS[by_rank[maximum]])
         self._configure(context, self.policies[0])
         suites = list(dict.fromkeys(s for p in self.policies for s in p.cipher_suites))
-        context.set_cipher_list(":".join(CIPHER_SUITES.get(s, s) for s in suites if s in CIPHER_SUITES).encode())
-        curves = self.policies[0].curves
-        if len(curves) == 1 and CURVES[curves[0]] is not None:
-            context.set_tmp_ecdh(CURVES[curves[0]])  # type: ignore[arg-type]
+        context.set_cipher_list(_openssl_ciphers(suites))
         context.set_tlsext_servername_callback(self._on_server_name)
         return context
 
     def _configure(self, context: SSL.Context, policy: ConnectionPolicy) -> None:
         context.set_options(SSL.OP_NO_COMPRESSION | SSL.OP_CIPHER_SERVER_PREFERENCE | SSL.OP_NO_RENEGOTIATION)
+        context.set_cipher_list(_openssl_ciphers(policy.cipher_suites))
+        curves = policy.curves
+        if len(curves) == 1 and CURVES[curves[0]] is not None:
+            context.set_tmp_ecdh(CURVES[curves[0]])  # type: ignore[arg-type]
         context.set_session_id(_SESSION_ID_CONTEXT)
         context.set_alpn_select_callback(self._select_alpn)
         if policy.secrets_log:
@@ -514,6 +515,11 @@ class ServerTLS:
             if protocol != ACME_TLS_ALPN and protocol in offered:
                 return protocol
         return SSL.NO_OVERLAPPING_PROTOCOLS
+
+
+def _openssl_ciphers(suites: Iterable[str]) -> bytes:
+    """OpenSSL's cipher string for Go's TLS 1.2 suite names (TLS 1.3 suites are OpenSSL's defaults)."""
+    return ":".join(CIPHER_SUITES[s] for s in suites if s in CIPHER_SUITES).encode() or b"DEFAULT"
 
 
 def _secrets_logger(path: str) -> Callable[[Any, bytes], None]:
