@@ -39,6 +39,7 @@ from txcaddy.interfaces import (
     IResponse,
     ISelectionPolicy,
     IServerConnection,
+    IStorage,
     IUpstreamConnection,
     IUpstreamSource,
     IUpstreamTransport,
@@ -59,6 +60,7 @@ from txcaddy.testing import (
     MemoryServingReactor,
     make_request,
 )
+from txcaddy.tls.storage import FileStorage, MemoryStorage
 
 PLUGINS_DOC = os.path.join(os.path.dirname(__file__), "..", "docs", "plugins.md")
 
@@ -97,6 +99,7 @@ VERIFIED = {
     IResponse,
     ISelectionPolicy,
     IServerConnection,
+    IStorage,
     IUpstreamConnection,
     IUpstreamSource,
     IUpstreamTransport,
@@ -236,6 +239,18 @@ class UpstreamInterfaceTests(SynchronousTestCase):
         ]
         for consumer in consumers:
             self.assertTrue(verifyObject(IBodyConsumer, consumer), consumer)
+
+
+class StorageInterfaceTests(SynchronousTestCase):
+    """The certificate storages provide ``IStorage``."""
+
+    def test_file_storage(self) -> None:
+        """``FileStorage`` provides ``IStorage``."""
+        self.assertTrue(verifyObject(IStorage, FileStorage(self.mktemp(), Clock())))
+
+    def test_memory_storage(self) -> None:
+        """``MemoryStorage`` provides ``IStorage``."""
+        self.assertTrue(verifyObject(IStorage, MemoryStorage(Clock())))
 
 
 class CoverageTests(SynchronousTestCase):

@@ -30,6 +30,7 @@ from txcaddy.interfaces import (
     IHTTPServer,
     IRequest,
     IResponse,
+    IStorage,
     IUpstreamTransport,
 )
 from txcaddy.reverseproxy.handler import ReverseProxyHandler
@@ -47,10 +48,12 @@ from txcaddy.testing import (
     FakeServer,
     FakeUpstreamTransport,
     MemoryServingReactor,
+    MemoryStorage,
     make_request,
     respond_with,
     serve,
 )
+from txcaddy.tls import storage
 
 DOCS = os.path.join(os.path.dirname(__file__), "..", "docs")
 
@@ -114,6 +117,15 @@ class ProvidesTests(SynchronousTestCase):
         self.assertEqual(reactor.udpPorts, [(0, protocol, "127.0.0.1", 8192)])
         self.assertTrue(verifyObject(IListeningPort, port))
         self.assertEqual(port.getHost(), IPv4Address("UDP", "127.0.0.1", 0))
+
+
+    def test_memory_storage_provides_istorage(self) -> None:
+        """``MemoryStorage`` is the storage module's, and provides ``IStorage``."""
+        self.assertIs(MemoryStorage, storage.MemoryStorage)
+        memory = MemoryStorage(Clock())
+        self.assertTrue(verifyObject(IStorage, memory))
+        self.successResultOf(memory.store("pki/authorities/local/root.crt", b"PEM"))
+        self.assertEqual(memory.values, {"pki/authorities/local/root.crt": b"PEM"})
 
 
 class HandlerTestingTests(SynchronousTestCase):

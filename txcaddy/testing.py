@@ -14,6 +14,8 @@ header fields, body bytes, whether it finished), and ``FakeServer`` is an
 ``MemoryServingReactor`` is Twisted's ``MemoryReactorClock`` with UDP ports as well, so
 ``fromCaddyfile(..., reactor=MemoryServingReactor())`` builds a whole service that opens
 no socket.
+``MemoryStorage`` (from ``txcaddy.tls.storage``) is an ``IStorage`` in memory, with the file
+storage's key layout and in-process locks, for code that keeps certificates or takes locks.
 """
 
 from __future__ import annotations
@@ -37,6 +39,7 @@ from txcaddy.http.response import Response
 from txcaddy.http.routing import finish_chain
 from txcaddy.interfaces import IExchange, IHTTPServer, IServerConnection, IUpstreamTransport
 from txcaddy.reverseproxy.transport import ResponseHead
+from txcaddy.tls.storage import MemoryStorage as MemoryStorage  # re-exported: a public fake
 
 
 class FakeTLS:
