@@ -1,0 +1,1 @@
+"""TLS: certificates, storage, the local CA, ACME and automatic HTTPS."""
