@@ -1,0 +1,13 @@
+"""Errors shared by the TLS modules (storage backends and the code that reads them).
+
+Kept apart from ``txcaddy.tls.storage`` so the local CA and the certificate manager can
+tell "absent" from "broken" without importing a storage backend.
+"""
+
+from __future__ import annotations
+
+__all__ = ["KeyNotFound"]
+
+
+class KeyNotFound(KeyError):
+    """A storage key that does not exist"""

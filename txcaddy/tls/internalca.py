@@ -1,0 +1,1003 @@
+"""Caddy's local certificate authority: the ``pki`` app and the ``internal`` issuer.
+
+A CA is a long-lived root (3600 days) and a short-lived intermediate (7 days) that signs
+leaf certificates (12 hours) for names no public CA will certify (``localhost``, IPs,
+``*.local``).  The root and intermediate are loaded from storage or generated and stored
+under ``pki/authorities/<id>/``, so a data directory written by Caddy 2.6.2 serves txcaddy
+and the other way round; the intermediate is renewed when a fifth of its life is left,
+checked at start and every 10 minutes.
+
+Follows Caddy 2.6.2 ``modules/caddypki`` (``ca.go``, ``certificates.go``, ``maintain.go``,
+``pki.go``, ``crypto.go``) and ``modules/caddytls/internalissuer.go``; the certificate
+contents are those of smallstep's x509util profiles and Go's ``x509.CreateCertificate``,
+the key types and PEM forms those of certmagic v0.17.2 ``crypto.go``.  Compared with what
+``/usr/bin/caddy`` 2.6.2 writes: subjects (``PrintableString`` CNs, empty leaf subject),
+128-bit random serials, extension order and criticality, RFC 5280 method-1 key identifiers,
+NotBefore = now without backdating, ECDSA P-256 with SHA-256 everywhere.
+
+Time comes from the clock passed in (``clock.seconds()``), never from the system, so the
+renewal and clamping rules can be driven by ``twisted.internet.task.Clock`` in tests.
+
+Where txcaddy differs from Caddy 2.6.2, on purpose:
+
+* ``intermediate_lifetime`` (a Caddy 2.7 field) is accepted; 2.6.2 always uses 7 days.
+* The root key stays in memory once loaded: Caddy re-reads the root from storage to renew
+  the intermediate or to sign with the root, which with a user-supplied root picks (or
+  even generates) the wrong one.
+* A stored intermediate that the current root did not sign (the root was replaced) is
+  regenerated at provision; Caddy keeps serving a chain that cannot verify.
+* A leaf whose issuer has already expired is refused instead of being signed expired.
+"""
+
+from __future__ import annotations
+
+import base64
+import binascii
+import ipaddress
+import re
+import secrets
+import time
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+from datetime import UTC, datetime
+from typing import Any, TypeAlias
+
+from cryptography import x509
+from cryptography.exceptions import InvalidSignature
+from cryptography.hazmat.primitives import hashes, serialization
+from cryptography.hazmat.primitives.asymmetric import ec, ed25519, rsa
+from cryptography.x509.name import _ASN1Type
+from cryptography.x509.oid import ExtendedKeyUsageOID, NameOID
+from twisted.application.service import Service
+from twisted.internet.defer import Deferred, fail, succeed
+from twisted.internet.interfaces import IReactorTime
+from twisted.internet.task import LoopingCall
+from twisted.logger import Logger
+from twisted.python.failure import Failure
+
+from txcaddy.config.placeholders import replace_all
+from txcaddy.config.values import parse_caddy_duration
+from txcaddy.errors import ConfigError
+from txcaddy.interfaces import IStorage
+from txcaddy.tls.errors import KeyNotFound
+
+__all__ = [
+    "DEFAULT_CA_ID",
+    "DEFAULT_CA_NAME",
+    "DEFAULT_INTERMEDIATE_COMMON_NAME",
+    "DEFAULT_INTERMEDIATE_LIFETIME",
+    "DEFAULT_LEAF_LIFETIME",
+    "DEFAULT_ROOT_COMMON_NAME",
+    "DEFAULT_ROOT_LIFETIME",
+    "KEY_TYPES",
+    "MAINTENANCE_INTERVAL",
+    "RENEWAL_WINDOW_RATIO",
+    "CAStorageKeys",
+    "CertificateAuthority",
+    "InternalIssuer",
+    "IssuedCertificate",
+    "KeyPairConfig",
+    "PKIApp",
+    "PKIService",
+    "PrivateKey",
+    "ca_storage_keys",
+    "load_internal_issuer",
+    "load_pki_app",
+    "load_private_key_pem",
+    "needs_renewal",
+    "new_private_key",
+    "private_key_pem",
+]
+
+log = Logger()
+
+DEFAULT_CA_ID = "local"
+DEFAULT_CA_NAME = "Caddy Local Authority"
+DEFAULT_ROOT_COMMON_NAME = "{pki.ca.name} - {time.now.year} ECC Root"
+DEFAULT_INTERMEDIATE_COMMON_NAME = "{pki.ca.name} - ECC Intermediate"
+
+_DAY = 24 * 3600.0
+DEFAULT_ROOT_LIFETIME = 3600 * _DAY
+"""Caddy's ``24h * 30 * 12 * 10``: 3600 days, not ten calendar years (seconds)."""
+DEFAULT_INTERMEDIATE_LIFETIME = 7 * _DAY
+DEFAULT_LEAF_LIFETIME = 12 * 3600.0
+RENEWAL_WINDOW_RATIO = 0.2
+"""The intermediate is renewed once less than this part of its lifetime is left."""
+MAINTENANCE_INTERVAL = 600.0
+"""How often (seconds) the PKI app checks its CAs for renewal, as Caddy's ticker."""
+
+PrivateKey: TypeAlias = ec.EllipticCurvePrivateKey | rsa.RSAPrivateKey | ed25519.Ed25519PrivateKey
+"""The key types certmagic generates and Go's x509 signs with."""
+
+_NANOSECONDS = 1e9
+
+
+# -- keys -----------------------------------------------------------------------------------
+
+KEY_TYPES = ("p256", "p384", "rsa2048", "rsa4096", "ed25519")
+"""certmagic's key types that Caddy accepts as ``key_type`` (``""`` means ``p256``)."""
+
+
+def new_private_key(key_type: str = "p256") -> PrivateKey:
+    """A fresh private key of one of certmagic's types (``""`` is ``p256``, its default)."""
+    if key_type in ("", "p256"):
+        return ec.generate_private_key(ec.SECP256R1())
+    if key_type == "p384":
+        return ec.generate_private_key(ec.SECP384R1())
+    if key_type == "rsa2048":
+        return rsa.generate_private_key(public_exponent=65537, key_size=2048)
+    if key_type == "rsa4096":
+        return rsa.generate_private_key(public_exponent=65537, key_size=4096)
+    if key_type == "ed25519":
+        return ed25519.Ed25519PrivateKey.generate()
+    raise ValueError(f"unrecognized or unsupported key type: {key_type}")
+
+
+def private_key_pem(key: PrivateKey) -> bytes:
+    """certmagic's ``PEMEncodePrivateKey``: SEC 1 ``EC PRIVATE KEY``, PKCS #1 ``RSA PRIVATE
+    KEY``, and PKCS #8 under an ``ED25519 PRIVATE KEY`` label (certmagic v0.17.2's own)."""
+    if isinstance(key, ec.EllipticCurvePrivateKey):
+        return key.private_bytes(
+            serialization.Encoding.PEM, serialization.PrivateFormat.TraditionalOpenSSL, serialization.NoEncryption()
+        )
+    if isinstance(key, rsa.RSAPrivateKey):
+        return key.private_bytes(
+            serialization.Encoding.PEM, serialization.PrivateFormat.TraditionalOpenSSL, serialization.NoEncryption()
+        )
+    if isinstance(key, ed25519.Ed25519PrivateKey):
+        der = key.private_bytes(serialization.Encoding.DER, serialization.PrivateFormat.PKCS8, serialization.NoEncryption())
+        return _pem_encode("ED25519 PRIVATE KEY", der)
+    raise TypeError(f"unsupported key type: {type(key).__name__}")
+
+
+def load_private_key_pem(data: bytes) -> PrivateKey:
+    """certmagic's ``PEMDecodePrivateKey``: the first PEM block, any ``… PRIVATE KEY``
+    label, holding PKCS #1, PKCS #8 or SEC 1 (so Caddy's and OpenSSL's files both load)."""
+    blocks = _pem_blocks(data)
+    if not blocks:
+        raise ValueError("failed to decode PEM block containing private key")
+    label, der = blocks[0]
+    if label != "PRIVATE KEY" and not label.endswith(" PRIVATE KEY"):
+        raise ValueError(f"unknown PEM header {label!r}")
+    try:
+        key = serialization.load_der_private_key(der, password=None)
+    except (ValueError, TypeError):
+        raise ValueError("unknown private key type") from None
+    if not isinstance(key, (ec.EllipticCurvePrivateKey, rsa.RSAPrivateKey, ed25519.Ed25519PrivateKey)):
+        raise ValueError(f"found unknown private key type: {type(key).__name__}")
+    return key
+
+
+_PEM_BLOCK = re.compile(rb"-----BEGIN ([^\r\n-]*)-----\r?\n(.*?)-----END \1-----", re.S)
+
+
+def _pem_blocks(data: bytes) -> list[tuple[str, bytes]]:
+    """The PEM blocks in ``data`` as (label, DER); headers like ``Proc-Type`` are refused."""
+    blocks = []
+    for match in _PEM_BLOCK.finditer(data):
+        body = match.group(2)
+        if b":" in body:
+            raise ValueError("encrypted or annotated PEM blocks are not supported")
+        try:
+            der = base64.b64decode(b"".join(body.split()), validate=True)
+        except binascii.Error:
+            raise ValueError("invalid base64 in PEM block") from None
+        blocks.append((match.group(1).decode("ascii", "replace"), der))
+    return blocks
+
+
+def _pem_encode(label: str, der: bytes) -> bytes:
+    """Go's ``pem.Encode``: 64-column base64 lines."""
+    body = base64.b64encode(der)
+    lines = [body[i : i + 64] for i in range(0, len(body), 64)]
+    return b"".join([f"-----BEGIN {label}-----\n".encode(), *(line + b"\n" for line in lines), f"-----END {label}-----\n".encode()])
+
+
+def _certificate_pem(certificate: x509.Certificate) -> bytes:
+    return certificate.public_bytes(serialization.Encoding.PEM)
+
+
+def _single_certificate(data: bytes) -> x509.Certificate:
+    """Caddy's ``pemDecodeSingleCert``: exactly one ``CERTIFICATE`` block (whitespace
+    around it is forgiven; Caddy also refuses a trailing blank line)."""
+    blocks = _pem_blocks(data)
+    if not blocks:
+        raise ValueError("no PEM block found")
+    if len(blocks) > 1 or _PEM_BLOCK.sub(b"", data).strip():
+        raise ValueError("input contained more than a single PEM block")
+    label, der = blocks[0]
+    if label != "CERTIFICATE":
+        raise ValueError(f"expected PEM block type to be CERTIFICATE, but got '{label}'")
+    return x509.load_der_x509_certificate(der)
+
+
+# -- certificate contents -------------------------------------------------------------------
+
+_PRINTABLE = frozenset("abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ0123456789 '()+,-./:=?")
+
+
+def _subject(common_name: str) -> x509.Name:
+    """A CN-only name encoded as Go does: ``PrintableString`` when every character allows it
+    (no ``*`` or ``&``), else ``UTF8String`` (cryptography would always pick UTF8String)."""
+    if not common_name:
+        return x509.Name([])
+    kind = _ASN1Type.PrintableString if set(common_name) <= _PRINTABLE else _ASN1Type.UTF8String
+    return x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, common_name, kind)])
+
+
+def _serial_number() -> int:
+    """smallstep's serials: uniform below 2**128 (zero is not a valid serial)."""
+    while True:
+        serial = secrets.randbits(128)
+        if serial:
+            return serial
+
+
+def _signature_hash(key: PrivateKey) -> hashes.SHA256 | hashes.SHA384 | hashes.SHA512 | None:
+    """Go's choice of signature algorithm for an issuer key."""
+    if isinstance(key, ec.EllipticCurvePrivateKey):
+        size = key.curve.key_size
+        if size == 256:
+            return hashes.SHA256()
+        if size == 384:
+            return hashes.SHA384()
+        if size == 521:
+            return hashes.SHA512()
+        raise ValueError(f"unsupported elliptic curve: {key.curve.name}")
+    if isinstance(key, rsa.RSAPrivateKey):
+        return hashes.SHA256()
+    if isinstance(key, ed25519.Ed25519PrivateKey):
+        return None
+    raise TypeError(f"unsupported signing key type: {type(key).__name__}")
+
+
+def _utc(seconds: int) -> datetime:
+    return datetime.fromtimestamp(seconds, UTC)
+
+
+def _timestamp(moment: datetime) -> float:
+    return moment.timestamp()
+
+
+_CA_KEY_USAGE = x509.KeyUsage(
+    digital_signature=False, content_commitment=False, key_encipherment=False, data_encipherment=False,
+    key_agreement=False, key_cert_sign=True, crl_sign=True, encipher_only=False, decipher_only=False,
+)
+
+
+def _ca_certificate(
+    subject: x509.Name, key: PrivateKey, issuer: x509.Certificate | None, issuer_key: PrivateKey,
+    path_length: int, now: int, lifetime: float,
+) -> x509.Certificate:
+    """smallstep's root (``issuer`` None, path length 1) or intermediate (path length 0)
+    profile, with Go's extension order: key usage, basic constraints, SKI, then AKI."""
+    builder = (
+        x509.CertificateBuilder()
+        .serial_number(_serial_number())
+        .subject_name(subject)
+        .issuer_name(subject if issuer is None else issuer.subject)
+        .public_key(key.public_key())
+        .not_valid_before(_utc(now))
+        .not_valid_after(_utc(int(now + lifetime)))
+        .add_extension(_CA_KEY_USAGE, critical=True)
+        .add_extension(x509.BasicConstraints(ca=True, path_length=path_length), critical=True)
+        .add_extension(x509.SubjectKeyIdentifier.from_public_key(key.public_key()), critical=False)
+    )
+    if issuer is not None:
+        builder = builder.add_extension(_authority_key_identifier(issuer), critical=False)
+    return builder.sign(issuer_key, _signature_hash(issuer_key))
+
+
+def _authority_key_identifier(issuer: x509.Certificate) -> x509.AuthorityKeyIdentifier:
+    """Go copies the issuer's SKI (key id only); an issuer without one gets one computed."""
+    try:
+        ski = issuer.extensions.get_extension_for_class(x509.SubjectKeyIdentifier).value
+    except x509.ExtensionNotFound:
+        ski = x509.SubjectKeyIdentifier.from_public_key(issuer.public_key())
+    return x509.AuthorityKeyIdentifier.from_issuer_subject_key_identifier(ski)
+
+
+def _subject_alternative_names(names: Sequence[str]) -> list[x509.GeneralName]:
+    """certmagic's CSR sorting of names (IP, e-mail, URI, else DNS in IDNA ASCII), in Go's
+    SAN order: DNS names, e-mail addresses, IP addresses, URIs."""
+    dns: list[x509.GeneralName] = []
+    emails: list[x509.GeneralName] = []
+    ips: list[x509.GeneralName] = []
+    uris: list[x509.GeneralName] = []
+    for name in names:
+        address = _parse_ip(name)
+        if address is not None:
+            ips.append(x509.IPAddress(address))
+        elif "@" in name:
+            emails.append(x509.RFC822Name(name))
+        elif "/" in name and _is_url(name):
+            uris.append(x509.UniformResourceIdentifier(name))
+        else:
+            dns.append(x509.DNSName(_idna_ascii(name)))
+    return dns + emails + ips + uris
+
+
+def _parse_ip(text: str) -> ipaddress.IPv4Address | ipaddress.IPv6Address | None:
+    """Go's ``net.ParseIP``: no zones; IPv4-mapped IPv6 is written as the 4-byte IPv4."""
+    if "%" in text:
+        return None
+    try:
+        address = ipaddress.ip_address(text)
+    except ValueError:
+        return None
+    if isinstance(address, ipaddress.IPv6Address) and address.ipv4_mapped is not None:
+        return address.ipv4_mapped
+    return address
+
+
+def _is_url(text: str) -> bool:
+    """Roughly Go's ``url.Parse`` success: no control characters, valid ``%`` escapes."""
+    if any(ch < " " or ch == "\x7f" for ch in text):
+        return False
+    return all(re.fullmatch(r"[0-9A-Fa-f]{2}", piece[:2]) for piece in text.split("%")[1:])
+
+
+def _idna_ascii(name: str) -> str:
+    """x/net idna's Punycode profile: non-ASCII labels become ``xn--``, nothing else changes."""
+    if name.isascii():
+        return name
+    labels = []
+    for label in name.split("."):
+        if label.isascii():
+            labels.append(label)
+        else:
+            labels.append("xn--" + label.encode("punycode").decode("ascii"))
+    return ".".join(labels)
+
+
+def _leaf_certificate(
+    names: Sequence[str], public_key: Any, issuer: x509.Certificate, issuer_key: PrivateKey, now: int, not_after: int,
+) -> x509.Certificate:
+    """smallstep's default leaf (what Caddy's internal issuer signs): empty subject, key
+    usage digitalSignature (plus keyEncipherment for RSA keys), serverAuth and clientAuth,
+    SKI, AKI, and the SANs, critical because the subject is empty (Go's rule)."""
+    rsa_key = isinstance(public_key, rsa.RSAPublicKey)
+    key_usage = x509.KeyUsage(
+        digital_signature=True, content_commitment=False, key_encipherment=rsa_key, data_encipherment=False,
+        key_agreement=False, key_cert_sign=False, crl_sign=False, encipher_only=False, decipher_only=False,
+    )
+    return (
+        x509.CertificateBuilder()
+        .serial_number(_serial_number())
+        .subject_name(x509.Name([]))
+        .issuer_name(issuer.subject)
+        .public_key(public_key)
+        .not_valid_before(_utc(now))
+        .not_valid_after(_utc(not_after))
+        .add_extension(key_usage, critical=True)
+        .add_extension(
+            x509.ExtendedKeyUsage([ExtendedKeyUsageOID.SERVER_AUTH, ExtendedKeyUsageOID.CLIENT_AUTH]), critical=False
+        )
+        .add_extension(x509.SubjectKeyIdentifier.from_public_key(public_key), critical=False)
+        .add_extension(_authority_key_identifier(issuer), critical=False)
+        .add_extension(x509.SubjectAlternativeName(_subject_alternative_names(names)), critical=True)
+        .sign(issuer_key, _signature_hash(issuer_key))
+    )
+
+
+def needs_renewal(certificate: x509.Certificate, now: float, ratio: float = RENEWAL_WINDOW_RATIO) -> bool:
+    """Caddy's ``needsRenewal``: past the last ``ratio`` of the certificate's lifetime."""
+    not_before = _timestamp(certificate.not_valid_before_utc)
+    not_after = _timestamp(certificate.not_valid_after_utc)
+    return now > not_after - (not_after - not_before) * ratio
+
+
+def _issued_by(certificate: x509.Certificate, issuer: x509.Certificate) -> bool:
+    try:
+        certificate.verify_directly_issued_by(issuer)
+    except (ValueError, TypeError, InvalidSignature):
+        return False
+    return True
+
+
+# -- storage --------------------------------------------------------------------------------
+
+_UNSAFE_PIECES = re.compile(r" |\+|\*|:|\.\.")
+_UNSAFE_PIECE_REPLACEMENTS = {" ": "_", "+": "_plus_", "*": "wildcard_", ":": "-", "..": ""}
+_UNSAFE_CHARACTERS = re.compile(r"[^A-Za-z0-9_@.\-]")
+
+
+def _safe(text: str) -> str:
+    """certmagic's ``KeyBuilder.Safe`` (to be replaced by ``txcaddy.tls.storage``'s)."""
+    text = text.lower().strip()
+    text = _UNSAFE_PIECES.sub(lambda match: _UNSAFE_PIECE_REPLACEMENTS[match.group(0)], text)
+    return _UNSAFE_CHARACTERS.sub("", text)
+
+
+@dataclass(frozen=True)
+class CAStorageKeys:
+    """The four storage keys of one CA."""
+
+    root_certificate: str
+    root_key: str
+    intermediate_certificate: str
+    intermediate_key: str
+
+
+def ca_storage_keys(ca_id: str) -> CAStorageKeys:
+    """Where CA ``ca_id`` keeps its root and intermediate (Caddy's ``storageKey*``)."""
+    prefix = f"pki/authorities/{_safe(ca_id)}"
+    return CAStorageKeys(
+        f"{prefix}/root.crt", f"{prefix}/root.key", f"{prefix}/intermediate.crt", f"{prefix}/intermediate.key"
+    )
+
+
+async def _load_optional(storage: IStorage, key: str) -> bytes | None:
+    """The bytes under ``key``, or None when the storage says it is absent."""
+    try:
+        value: bytes = await storage.load(key)
+    except KeyNotFound:
+        return None
+    return value
+
+
+# -- the certificate authority --------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class KeyPairConfig:
+    """A user-supplied certificate and key (Caddy's ``KeyPair``); only ``pem_file``."""
+
+    certificate: str
+    private_key: str
+    format: str = "pem_file"
+
+    def load(self) -> tuple[x509.Certificate, PrivateKey]:
+        """Read both files (blocking, at provision time, as Caddy does)."""
+        if self.format not in ("", "pem_file"):
+            raise ValueError(f"unsupported format: {self.format}")
+        with open(self.certificate, "rb") as f:
+            certificate_data = f.read()
+        with open(self.private_key, "rb") as f:
+            key_data = f.read()
+        return _single_certificate(certificate_data), load_private_key_pem(key_data)
+
+
+class CertificateAuthority:
+    """One ``apps.pki.certificate_authorities.<id>``: a root and an intermediate.
+
+    ``provision(storage)`` must run (and its Deferred fire) before the certificates are
+    used; the intermediate may then be swapped by ``renew_intermediate_if_needed``.
+
+    @ivar id: the CA's id (the key in the config; ``local`` by default).
+    @ivar name: the user-facing name, ``{pki.ca.name}`` in the common names.
+    @ivar install_trust: whether the root should go into the system trust stores.
+    @ivar storage_config: the raw per-CA ``storage`` module config, if any; whoever builds
+        the storage passes the right one to ``provision``.
+    """
+
+    def __init__(
+        self,
+        ca_id: str = DEFAULT_CA_ID,
+        *,
+        clock: IReactorTime,
+        name: str = "",
+        root_common_name: str = "",
+        intermediate_common_name: str = "",
+        intermediate_lifetime: float = DEFAULT_INTERMEDIATE_LIFETIME,
+        install_trust: bool = True,
+        root: KeyPairConfig | None = None,
+        intermediate: KeyPairConfig | None = None,
+        storage_config: dict[str, Any] | None = None,
+    ) -> None:
+        if not ca_id:
+            raise ValueError("CA ID is required (use 'local' for the default CA)")
+        self.id = ca_id
+        self.name = name or DEFAULT_CA_NAME
+        self.root_common_name = root_common_name or DEFAULT_ROOT_COMMON_NAME
+        self.intermediate_common_name = intermediate_common_name or DEFAULT_INTERMEDIATE_COMMON_NAME
+        self.intermediate_lifetime = intermediate_lifetime
+        self.install_trust = install_trust
+        self.root = root
+        self.intermediate = intermediate
+        self.storage_config = storage_config
+        self.storage_keys = ca_storage_keys(ca_id)
+        self._clock = clock
+        self._root: tuple[x509.Certificate, PrivateKey] | None = None
+        self._intermediate: tuple[x509.Certificate, PrivateKey] | None = None
+
+    def __repr__(self) -> str:
+        return f"<CertificateAuthority {self.id!r}>"
+
+    # the config
+
+    @classmethod
+    def from_config(cls, ca_id: str, config: Any, clock: IReactorTime, where: str) -> CertificateAuthority:
+        """Read one CA's JSON; errors are ``ConfigError`` naming the field under ``where``."""
+        if not isinstance(config, dict):
+            raise ConfigError(f"{where}: a certificate authority must be a JSON object")
+        if not ca_id:
+            raise ConfigError(f"{where}: CA ID is required (use 'local' for the default CA)")
+        known = {
+            "name", "root_common_name", "intermediate_common_name", "intermediate_lifetime", "install_trust",
+            "root", "intermediate", "storage",
+        }
+        unknown = sorted(set(config) - known)
+        if unknown:
+            raise ConfigError(f'{where}: unknown field "{unknown[0]}"')
+        lifetime = _duration(config.get("intermediate_lifetime"), f"{where}.intermediate_lifetime")
+        if lifetime is None or lifetime == 0:
+            lifetime = DEFAULT_INTERMEDIATE_LIFETIME
+        elif lifetime < 0:
+            raise ConfigError(f"{where}.intermediate_lifetime: must be positive")
+        elif lifetime >= DEFAULT_ROOT_LIFETIME:
+            raise ConfigError(
+                f"{where}.intermediate_lifetime: intermediate certificate lifetime must be less than "
+                "root certificate lifetime (86400h0m0s)"
+            )
+        install_trust = config.get("install_trust", True)
+        if install_trust is None:
+            install_trust = True
+        if not isinstance(install_trust, bool):
+            raise ConfigError(f"{where}.install_trust must be a boolean, got {install_trust!r}")
+        storage = config.get("storage")
+        if storage is not None and not isinstance(storage, dict):
+            raise ConfigError(f"{where}.storage: must be a JSON object")
+        return cls(
+            ca_id,
+            clock=clock,
+            name=_string(config.get("name"), f"{where}.name"),
+            root_common_name=_string(config.get("root_common_name"), f"{where}.root_common_name"),
+            intermediate_common_name=_string(config.get("intermediate_common_name"), f"{where}.intermediate_common_name"),
+            intermediate_lifetime=lifetime,
+            install_trust=install_trust,
+            root=_key_pair(config.get("root"), f"{where}.root"),
+            intermediate=_key_pair(config.get("intermediate"), f"{where}.intermediate"),
+            storage_config=storage,
+        )
+
+    # the certificates
+
+    @property
+    def provisioned(self) -> bool:
+        """Whether the root and intermediate are loaded."""
+        return self._root is not None and self._intermediate is not None
+
+    @property
+    def root_certificate(self) -> x509.Certificate:
+        """The root certificate (the one clients trust)."""
+        return self._loaded_root()[0]
+
+    @property
+    def intermediate_certificate(self) -> x509.Certificate:
+        """The current intermediate certificate (it changes when renewed)."""
+        return self._loaded_intermediate()[0]
+
+    def root_pem(self) -> bytes:
+        """The root certificate in PEM, as ``/pki/ca/<id>`` and ``txcaddy trust`` hand it out."""
+        return _certificate_pem(self.root_certificate)
+
+    def signer(self, *, with_root: bool = False) -> tuple[x509.Certificate, PrivateKey]:
+        """The certificate and key that sign leaves: the intermediate, or the root."""
+        return self._loaded_root() if with_root else self._loaded_intermediate()
+
+    def _loaded_root(self) -> tuple[x509.Certificate, PrivateKey]:
+        if self._root is None:
+            raise RuntimeError(f"certificate authority {self.id!r} is not provisioned")
+        return self._root
+
+    def _loaded_intermediate(self) -> tuple[x509.Certificate, PrivateKey]:
+        if self._intermediate is None:
+            raise RuntimeError(f"certificate authority {self.id!r} is not provisioned")
+        return self._intermediate
+
+    def _now(self) -> int:
+        """The clock's time in whole seconds (certificates carry no fractions)."""
+        return int(self._clock.seconds())
+
+    def _common_name(self, template: str) -> str:
+        """Caddy's replacer with ``{pki.ca.name}`` and ``{time.now.year}`` (local time, from our
+        clock); the text between them goes through the global placeholders (``{env.*}``...)."""
+        values = {
+            "{pki.ca.name}": self.name,
+            "{time.now.year}": str(time.localtime(self._clock.seconds()).tm_year),
+        }
+        pieces = re.split(r"(\{pki\.ca\.name\}|\{time\.now\.year\})", template)
+        out = []
+        for index, piece in enumerate(pieces):
+            if index % 2:
+                out.append(values[piece])
+            elif piece:
+                out.append(replace_all(piece, _NO_REQUEST))
+        return "".join(out)
+
+    # provisioning and renewal
+
+    def provision(self, storage: IStorage) -> Deferred[None]:
+        """Load the root and intermediate: user-supplied, else from ``storage``, else new
+        (then stored).  Fails with ``ConfigError`` for unusable files or stored data."""
+        return Deferred.fromCoroutine(self._provision(storage))
+
+    async def _provision(self, storage: IStorage) -> None:
+        where = f"apps.pki.certificate_authorities.{self.id}"
+        if self.root is not None:
+            root = _load_key_pair(self.root, f"{where}.root")
+        else:
+            root = await self._load_or_generate_root(storage)
+        if self.intermediate is not None:
+            intermediate = _load_key_pair(self.intermediate, f"{where}.intermediate")
+        else:
+            intermediate = await self._load_or_generate_intermediate(storage, root)
+        self._root, self._intermediate = root, intermediate
+
+    async def _load_or_generate_root(self, storage: IStorage) -> tuple[x509.Certificate, PrivateKey]:
+        keys = self.storage_keys
+        certificate_pem = await _load_optional(storage, keys.root_certificate)
+        if certificate_pem is None:
+            return await self._generate_root(storage)
+        certificate = _decode_stored(_single_certificate, certificate_pem, keys.root_certificate)
+        key_pem = await _load_optional(storage, keys.root_key)
+        if key_pem is None:
+            raise ConfigError(f"certificate authority {self.id!r}: loading root key: {keys.root_key} does not exist")
+        return certificate, _decode_stored(load_private_key_pem, key_pem, keys.root_key)
+
+    async def _generate_root(self, storage: IStorage) -> tuple[x509.Certificate, PrivateKey]:
+        key = new_private_key("p256")
+        subject = _subject(self._common_name(self.root_common_name))
+        certificate = _ca_certificate(subject, key, None, key, 1, self._now(), DEFAULT_ROOT_LIFETIME)
+        await storage.store(self.storage_keys.root_certificate, _certificate_pem(certificate))
+        await storage.store(self.storage_keys.root_key, private_key_pem(key))
+        log.info("generated root certificate for CA {ca}: {subject}", ca=self.id, subject=subject.rfc4514_string())
+        return certificate, key
+
+    async def _load_or_generate_intermediate(
+        self, storage: IStorage, root: tuple[x509.Certificate, PrivateKey]
+    ) -> tuple[x509.Certificate, PrivateKey]:
+        keys = self.storage_keys
+        certificate_pem = await _load_optional(storage, keys.intermediate_certificate)
+        if certificate_pem is None:
+            return await self._generate_intermediate(storage, root)
+        certificate = _decode_stored(_single_certificate, certificate_pem, keys.intermediate_certificate)
+        if not _issued_by(certificate, root[0]):
+            log.warn("stored intermediate of CA {ca} was not issued by its root; replacing it", ca=self.id)
+            return await self._generate_intermediate(storage, root)
+        key_pem = await _load_optional(storage, keys.intermediate_key)
+        if key_pem is None:
+            raise ConfigError(
+                f"certificate authority {self.id!r}: loading intermediate key: {keys.intermediate_key} does not exist"
+            )
+        return certificate, _decode_stored(load_private_key_pem, key_pem, keys.intermediate_key)
+
+    async def _generate_intermediate(
+        self, storage: IStorage, root: tuple[x509.Certificate, PrivateKey]
+    ) -> tuple[x509.Certificate, PrivateKey]:
+        key = new_private_key("p256")
+        subject = _subject(self._common_name(self.intermediate_common_name))
+        root_certificate, root_key = root
+        certificate = _ca_certificate(
+            subject, key, root_certificate, root_key, 0, self._now(), self.intermediate_lifetime
+        )
+        await storage.store(self.storage_keys.intermediate_certificate, _certificate_pem(certificate))
+        await storage.store(self.storage_keys.intermediate_key, private_key_pem(key))
+        return certificate, key
+
+    def renew_intermediate_if_needed(self, storage: IStorage) -> Deferred[bool]:
+        """Replace a generated intermediate once less than 20 % of its life is left (Caddy's
+        ``renewCertsForCA``); fires with whether it did.  User-supplied intermediates are
+        left alone, and an old root is only warned about (Caddy cannot renew roots either)."""
+        return Deferred.fromCoroutine(self._renew_intermediate_if_needed(storage))
+
+    async def _renew_intermediate_if_needed(self, storage: IStorage) -> bool:
+        root = self._loaded_root()
+        intermediate = self._loaded_intermediate()
+        now = self._clock.seconds()
+        if self.root is None and needs_renewal(root[0], now):
+            log.warn(
+                "root certificate of CA {ca} expires soon ({not_after}); root renewal is not implemented",
+                ca=self.id, not_after=root[0].not_valid_after_utc.isoformat(),
+            )
+        if self.intermediate is not None or not needs_renewal(intermediate[0], now):
+            return False
+        log.info(
+            "intermediate of CA {ca} expires soon ({not_after}); renewing",
+            ca=self.id, not_after=intermediate[0].not_valid_after_utc.isoformat(),
+        )
+        self._intermediate = await self._generate_intermediate(storage, root)
+        log.info(
+            "renewed intermediate of CA {ca}; new expiration {not_after}",
+            ca=self.id, not_after=self._intermediate[0].not_valid_after_utc.isoformat(),
+        )
+        return True
+
+
+class _NoRequest:
+    """What the global placeholders get outside a request: no values of its own."""
+
+    placeholders: dict[str, Any] = {}
+    error = None
+
+
+_NO_REQUEST = _NoRequest()
+
+
+def _decode_stored(decode: Any, data: bytes, key: str) -> Any:
+    try:
+        return decode(data)
+    except ValueError as e:
+        raise ConfigError(f"decoding {key}: {e}") from None
+
+
+def _load_key_pair(pair: KeyPairConfig, where: str) -> tuple[x509.Certificate, PrivateKey]:
+    try:
+        return pair.load()
+    except (OSError, ValueError) as e:
+        raise ConfigError(f"{where}: {e}") from None
+
+
+# -- the pki app ----------------------------------------------------------------------------
+
+
+class PKIApp:
+    """``apps.pki``: the certificate authorities by id.
+
+    @ivar cas: the configured CAs; ``local`` is added when none is configured, or later by
+        ``get_ca`` when something (the internal issuer) asks for it.
+    """
+
+    def __init__(self, cas: dict[str, CertificateAuthority], clock: IReactorTime) -> None:
+        self.cas = cas
+        self._clock = clock
+
+    def get_ca(self, ca_id: str = DEFAULT_CA_ID) -> CertificateAuthority:
+        """The CA ``ca_id``; the default one is made on first request (Caddy's ``GetCA``), so
+        the internal issuer "just works".  Others must be configured (``ConfigError``)."""
+        ca = self.cas.get(ca_id)
+        if ca is None:
+            if ca_id != DEFAULT_CA_ID:
+                raise ConfigError(f"no certificate authority configured with id: {ca_id}")
+            ca = self.cas[ca_id] = CertificateAuthority(ca_id, clock=self._clock)
+        return ca
+
+    def provision(self, storage: IStorage) -> Deferred[None]:
+        """Provision every CA not yet provisioned, in id order; the first failure fails it."""
+        return Deferred.fromCoroutine(self._provision(storage))
+
+    async def _provision(self, storage: IStorage) -> None:
+        for ca_id, ca in sorted(self.cas.items()):
+            if ca.provisioned:
+                continue
+            try:
+                await ca.provision(storage)
+            except ConfigError as e:
+                raise ConfigError(f"provisioning CA '{ca_id}': {e}") from None
+
+    def renew_certificates(self, storage: IStorage) -> Deferred[list[str]]:
+        """Renew what needs it in every provisioned CA; fires with the ids of the CAs whose
+        intermediate was renewed.  A failing CA is logged and does not stop the others."""
+        return Deferred.fromCoroutine(self._renew_certificates(storage))
+
+    async def _renew_certificates(self, storage: IStorage) -> list[str]:
+        renewed = []
+        for ca_id, ca in sorted(self.cas.items()):
+            if not ca.provisioned:
+                continue
+            try:
+                if await ca.renew_intermediate_if_needed(storage):
+                    renewed.append(ca_id)
+            except Exception:
+                log.failure("renewing intermediate certificates of CA {ca}", ca=ca_id)
+        return renewed
+
+
+def load_pki_app(config: dict[str, Any] | None, clock: IReactorTime) -> PKIApp:
+    """Read ``apps.pki`` (None when the config has no ``pki`` app, which Caddy still loads
+    as soon as the internal issuer is used); ``ConfigError`` names the bad field."""
+    where = "apps.pki"
+    if config is None:
+        config = {}
+    if not isinstance(config, dict):
+        raise ConfigError(f"{where}: must be a JSON object")
+    unknown = sorted(set(config) - {"certificate_authorities"})
+    if unknown:
+        raise ConfigError(f'{where}: unknown field "{unknown[0]}"')
+    raw = config.get("certificate_authorities")
+    if raw is None:
+        raw = {}
+    if not isinstance(raw, dict):
+        raise ConfigError(f"{where}.certificate_authorities: must be a JSON object")
+    cas = {
+        ca_id: CertificateAuthority.from_config(ca_id, ca_config, clock, f"{where}.certificate_authorities.{ca_id}")
+        for ca_id, ca_config in raw.items()
+    }
+    app = PKIApp(cas, clock)
+    if not cas:
+        app.get_ca(DEFAULT_CA_ID)
+    return app
+
+
+class PKIService(Service):
+    """Keeps the PKI app's CAs usable while running: provisions them at start, checks
+    renewal at once and then every ``MAINTENANCE_INTERVAL`` seconds on ``clock``.
+
+    @ivar ready: while running, fires (with None; errors are logged) once the start-up
+        provisioning and first renewal check are done.
+    """
+
+    def __init__(self, app: PKIApp, storage: IStorage, clock: IReactorTime) -> None:
+        self.app = app
+        self.storage = storage
+        self.clock = clock
+        self.ready: Deferred[None] | None = None
+        self._loop: LoopingCall | None = None
+
+    def startService(self) -> None:
+        super().startService()
+        self.ready = Deferred.fromCoroutine(self._start())
+
+    async def _start(self) -> None:
+        try:
+            await self.app.provision(self.storage)
+            await self.app.renew_certificates(self.storage)
+        except Exception:
+            log.failure("starting the PKI app")
+        if not self.running:
+            return
+        loop = self._loop = LoopingCall(self._maintain)
+        loop.clock = self.clock
+        loop.start(MAINTENANCE_INTERVAL, now=False).addErrback(self._loop_failed)
+
+    def _maintain(self) -> Deferred[list[str]]:
+        return self.app.renew_certificates(self.storage)
+
+    def _loop_failed(self, failure: Failure) -> None:
+        log.failure("PKI maintenance stopped", failure)
+
+    def stopService(self) -> None:
+        super().stopService()
+        if self._loop is not None and self._loop.running:
+            self._loop.stop()
+        self._loop = None
+
+
+# -- the internal issuer --------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class IssuedCertificate:
+    """What an issuer hands the certificate manager (certmagic's ``IssuedCertificate``).
+
+    ``certificate_pem`` is the chain as Caddy stores it: the leaf, then its issuer (the
+    intermediate, or the root with ``sign_with_root``).  Times are POSIX seconds.
+    """
+
+    certificate_pem: bytes
+    private_key_pem: bytes
+    not_before: float
+    not_after: float
+    chain: tuple[x509.Certificate, ...]
+    metadata: dict[str, Any] = field(default_factory=dict)
+
+
+class InternalIssuer:
+    """The ``internal`` issuer: leaves signed by a local CA (Caddy's ``InternalIssuer``)."""
+
+    def __init__(
+        self,
+        ca: CertificateAuthority,
+        clock: IReactorTime,
+        *,
+        lifetime: float = DEFAULT_LEAF_LIFETIME,
+        sign_with_root: bool = False,
+    ) -> None:
+        self.ca = ca
+        self.clock = clock
+        self.lifetime = lifetime
+        self.sign_with_root = sign_with_root
+
+    def __repr__(self) -> str:
+        return f"<InternalIssuer ca={self.ca.id!r}>"
+
+    @property
+    def issuer_key(self) -> str:
+        """The storage directory under ``certificates/``: the CA's id."""
+        return self.ca.id
+
+    def issue(self, names: Sequence[str], private_key: PrivateKey) -> Deferred[IssuedCertificate]:
+        """Sign a certificate for ``names`` (DNS names, IPs, e-mails, URIs) and the public half
+        of ``private_key``; its lifetime never reaches past the signer's NotAfter."""
+        try:
+            return succeed(self._issue(names, private_key))
+        except Exception:
+            return fail()
+
+    def _issue(self, names: Sequence[str], private_key: PrivateKey) -> IssuedCertificate:
+        if not names:
+            raise ValueError("no names to issue a certificate for")
+        issuer, issuer_key = self.ca.signer(with_root=self.sign_with_root)
+        now = int(self.clock.seconds())
+        issuer_not_after = int(_timestamp(issuer.not_valid_after_utc))
+        not_after = int(now + self.lifetime)
+        if not_after > issuer_not_after:
+            log.warn(
+                "cert lifetime would exceed issuer NotAfter, clamping lifetime "
+                "(orig_lifetime={orig}s, lifetime={lifetime}s, not_after={not_after})",
+                orig=self.lifetime, lifetime=issuer_not_after - now, not_after=issuer.not_valid_after_utc.isoformat(),
+            )
+            not_after = issuer_not_after
+        if not_after <= now:
+            raise ValueError(f"the issuer certificate of CA {self.ca.id!r} has expired")
+        leaf = _leaf_certificate(names, private_key.public_key(), issuer, issuer_key, now, not_after)
+        return IssuedCertificate(
+            certificate_pem=_certificate_pem(leaf) + _certificate_pem(issuer),
+            private_key_pem=private_key_pem(private_key),
+            not_before=float(now),
+            not_after=float(not_after),
+            chain=(leaf, issuer),
+        )
+
+
+def load_internal_issuer(config: Any, pki: PKIApp, clock: IReactorTime, where: str = "issuer") -> InternalIssuer:
+    """Read ``{"module": "internal", "ca": …, "lifetime": …, "sign_with_root": …}``; the CA
+    comes from ``pki`` (the default one is created there if needed)."""
+    if not isinstance(config, dict):
+        raise ConfigError(f"{where}: must be a JSON object")
+    unknown = sorted(set(config) - {"module", "ca", "lifetime", "sign_with_root"})
+    if unknown:
+        raise ConfigError(f'{where}: unknown field "{unknown[0]}"')
+    module = config.get("module", "internal")
+    if module != "internal":
+        raise ConfigError(f"{where}.module: expected 'internal', got {module!r}")
+    ca_id = _string(config.get("ca"), f"{where}.ca") or DEFAULT_CA_ID
+    lifetime = _duration(config.get("lifetime"), f"{where}.lifetime")
+    if lifetime is None or lifetime == 0:
+        lifetime = DEFAULT_LEAF_LIFETIME
+    elif lifetime < 0:
+        raise ConfigError(f"{where}.lifetime: must be positive")
+    sign_with_root = config.get("sign_with_root", False)
+    if sign_with_root is None:
+        sign_with_root = False
+    if not isinstance(sign_with_root, bool):
+        raise ConfigError(f"{where}.sign_with_root must be a boolean, got {sign_with_root!r}")
+    try:
+        ca = pki.get_ca(ca_id)
+    except ConfigError as e:
+        raise ConfigError(f"{where}.ca: {e}") from None
+    return InternalIssuer(ca, clock, lifetime=lifetime, sign_with_root=sign_with_root)
+
+
+# -- config values --------------------------------------------------------------------------
+
+
+def _string(value: Any, where: str) -> str:
+    if value is None:
+        return ""
+    if not isinstance(value, str):
+        raise ConfigError(f"{where} must be a string, got {value!r}")
+    return value
+
+
+def _duration(value: Any, where: str) -> float | None:
+    """A ``caddy.Duration`` (integer nanoseconds or a string like ``"7d"``) in seconds."""
+    if value is None:
+        return None
+    if isinstance(value, bool) or not isinstance(value, (int, str)):
+        raise ConfigError(f"{where}: invalid duration {value!r}")
+    if isinstance(value, str):
+        try:
+            value = parse_caddy_duration(value)
+        except ValueError as e:
+            raise ConfigError(f"{where}: {e}") from None
+    return value / _NANOSECONDS
+
+
+def _key_pair(value: Any, where: str) -> KeyPairConfig | None:
+    if value is None:
+        return None
+    if not isinstance(value, dict):
+        raise ConfigError(f"{where}: must be a JSON object")
+    unknown = sorted(set(value) - {"certificate", "private_key", "format"})
+    if unknown:
+        raise ConfigError(f'{where}: unknown field "{unknown[0]}"')
+    format_ = _string(value.get("format"), f"{where}.format") or "pem_file"
+    if format_ != "pem_file":
+        raise ConfigError(f"{where}.format: unsupported format: {format_}")
+    certificate = _string(value.get("certificate"), f"{where}.certificate")
+    private_key = _string(value.get("private_key"), f"{where}.private_key")
+    if not certificate or not private_key:
+        raise ConfigError(f"{where}: both certificate and private_key are required")
+    return KeyPairConfig(certificate, private_key, format_)
