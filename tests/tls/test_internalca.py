@@ -893,5 +893,7 @@ class InterfaceTests(SynchronousTestCase):
         self.assertTrue(verifyObject(IStorage, MemoryStorage()))
 
     def test_key_not_found(self) -> None:
-        """KeyNotFound is a KeyError (what storage backends raise for absent keys)."""
-        self.assertTrue(issubclass(KeyNotFound, KeyError))
+        """The storage backends raise the KeyNotFound the CA treats as "absent"."""
+        from txcaddy.tls import storage
+
+        self.assertIs(storage.KeyNotFound, KeyNotFound)

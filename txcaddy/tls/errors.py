@@ -9,5 +9,5 @@ from __future__ import annotations
 __all__ = ["KeyNotFound"]
 
 
-class KeyNotFound(KeyError):
-    """A storage key that does not exist"""
+class KeyNotFound(Exception):
+    """Nothing is stored under the key (certmagic's ``fs.ErrNotExist``); ``args[0]`` is the key."""

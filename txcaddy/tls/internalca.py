@@ -60,6 +60,7 @@ from txcaddy.config.values import parse_caddy_duration
 from txcaddy.errors import ConfigError
 from txcaddy.interfaces import IStorage
 from txcaddy.tls.errors import KeyNotFound
+from txcaddy.tls.storage import ca_authority_prefix
 
 __all__ = [
     "DEFAULT_CA_ID",
@@ -397,18 +398,6 @@ def _issued_by(certificate: x509.Certificate, issuer: x509.Certificate) -> bool:
 
 # -- storage --------------------------------------------------------------------------------
 
-_UNSAFE_PIECES = re.compile(r" |\+|\*|:|\.\.")
-_UNSAFE_PIECE_REPLACEMENTS = {" ": "_", "+": "_plus_", "*": "wildcard_", ":": "-", "..": ""}
-_UNSAFE_CHARACTERS = re.compile(r"[^A-Za-z0-9_@.\-]")
-
-
-def _safe(text: str) -> str:
-    """certmagic's ``KeyBuilder.Safe`` (to be replaced by ``txcaddy.tls.storage``'s)."""
-    text = text.lower().strip()
-    text = _UNSAFE_PIECES.sub(lambda match: _UNSAFE_PIECE_REPLACEMENTS[match.group(0)], text)
-    return _UNSAFE_CHARACTERS.sub("", text)
-
-
 @dataclass(frozen=True)
 class CAStorageKeys:
     """The four storage keys of one CA."""
@@ -421,7 +410,7 @@ class CAStorageKeys:
 
 def ca_storage_keys(ca_id: str) -> CAStorageKeys:
     """Where CA ``ca_id`` keeps its root and intermediate (Caddy's ``storageKey*``)."""
-    prefix = f"pki/authorities/{_safe(ca_id)}"
+    prefix = ca_authority_prefix(ca_id)
     return CAStorageKeys(
         f"{prefix}/root.crt", f"{prefix}/root.key", f"{prefix}/intermediate.crt", f"{prefix}/intermediate.key"
     )

@@ -54,6 +54,7 @@ from txcaddy._go.strings import to_lower, trim_space
 from txcaddy._go.time import time_json
 from txcaddy.errors import ConfigError
 from txcaddy.interfaces import IStorage
+from txcaddy.tls.errors import KeyNotFound
 
 __all__ = [
     "LOCK_FRESHNESS_INTERVAL",
@@ -93,10 +94,6 @@ LOCK_POLL_INTERVAL = 1.0
 _T = TypeVar("_T")
 #: ``list[str]`` by a name that the ``list`` methods of the storages do not shadow.
 _Keys = list[str]
-
-
-class KeyNotFound(Exception):
-    """Nothing is stored under the key (certmagic's ``fs.ErrNotExist``); ``args[0]`` is the key."""
 
 
 @dataclass(frozen=True)
