@@ -33,17 +33,15 @@ from txcaddy.tls.internalca import (
     MAINTENANCE_INTERVAL,
     CertificateAuthority,
     InternalIssuer,
-    IssuedCertificate,
     PKIApp,
     PKIService,
     ca_storage_keys,
     load_internal_issuer,
     load_pki_app,
-    load_private_key_pem,
     needs_renewal,
-    new_private_key,
-    private_key_pem,
 )
+from txcaddy.tls.issuers import IssuedCertificate
+from txcaddy.tls.keys import load_private_key_pem, new_private_key, private_key_pem
 
 # 2026-07-01 12:00:00 UTC: mid-year, so the root's year is the same in every time zone.
 NOW = float(calendar.timegm((2026, 7, 1, 12, 0, 0)))

@@ -31,23 +31,13 @@ Where txcaddy differs from Caddy 2.6.2, on purpose:
 
 from __future__ import annotations
 
-import base64
-import binascii
-import ipaddress
 import re
-import secrets
 import time
 from collections.abc import Sequence
-from dataclasses import dataclass, field
-from datetime import UTC, datetime
-from typing import Any, TypeAlias
+from dataclasses import dataclass
+from typing import Any
 
 from cryptography import x509
-from cryptography.exceptions import InvalidSignature
-from cryptography.hazmat.primitives import hashes, serialization
-from cryptography.hazmat.primitives.asymmetric import ec, ed25519, rsa
-from cryptography.x509.name import _ASN1Type
-from cryptography.x509.oid import ExtendedKeyUsageOID, NameOID
 from twisted.application.service import Service
 from twisted.internet.defer import Deferred, fail, succeed
 from twisted.internet.interfaces import IReactorTime
@@ -59,7 +49,15 @@ from txcaddy.config.placeholders import replace_all
 from txcaddy.config.values import parse_caddy_duration
 from txcaddy.errors import ConfigError
 from txcaddy.interfaces import IStorage
+from txcaddy.tls import _x509
 from txcaddy.tls.errors import KeyNotFound
+from txcaddy.tls.issuers import IssuedCertificate
+from txcaddy.tls.keys import (
+    PrivateKey,
+    load_private_key_pem,
+    new_private_key,
+    private_key_pem,
+)
 from txcaddy.tls.storage import ca_authority_prefix
 
 __all__ = [
@@ -70,24 +68,18 @@ __all__ = [
     "DEFAULT_LEAF_LIFETIME",
     "DEFAULT_ROOT_COMMON_NAME",
     "DEFAULT_ROOT_LIFETIME",
-    "KEY_TYPES",
     "MAINTENANCE_INTERVAL",
     "RENEWAL_WINDOW_RATIO",
     "CAStorageKeys",
     "CertificateAuthority",
     "InternalIssuer",
-    "IssuedCertificate",
     "KeyPairConfig",
     "PKIApp",
     "PKIService",
-    "PrivateKey",
     "ca_storage_keys",
     "load_internal_issuer",
     "load_pki_app",
-    "load_private_key_pem",
     "needs_renewal",
-    "new_private_key",
-    "private_key_pem",
 ]
 
 log = Logger()
@@ -104,299 +96,16 @@ DEFAULT_INTERMEDIATE_LIFETIME = 7 * _DAY
 DEFAULT_LEAF_LIFETIME = 12 * 3600.0
 RENEWAL_WINDOW_RATIO = 0.2
 """The intermediate is renewed once less than this part of its lifetime is left."""
+_NANOSECONDS = 1e9
 MAINTENANCE_INTERVAL = 600.0
 """How often (seconds) the PKI app checks its CAs for renewal, as Caddy's ticker."""
 
-PrivateKey: TypeAlias = ec.EllipticCurvePrivateKey | rsa.RSAPrivateKey | ed25519.Ed25519PrivateKey
-"""The key types certmagic generates and Go's x509 signs with."""
-
-_NANOSECONDS = 1e9
-
-
-# -- keys -----------------------------------------------------------------------------------
-
-KEY_TYPES = ("p256", "p384", "rsa2048", "rsa4096", "ed25519")
-"""certmagic's key types that Caddy accepts as ``key_type`` (``""`` means ``p256``)."""
-
-
-def new_private_key(key_type: str = "p256") -> PrivateKey:
-    """A fresh private key of one of certmagic's types (``""`` is ``p256``, its default)."""
-    if key_type in ("", "p256"):
-        return ec.generate_private_key(ec.SECP256R1())
-    if key_type == "p384":
-        return ec.generate_private_key(ec.SECP384R1())
-    if key_type == "rsa2048":
-        return rsa.generate_private_key(public_exponent=65537, key_size=2048)
-    if key_type == "rsa4096":
-        return rsa.generate_private_key(public_exponent=65537, key_size=4096)
-    if key_type == "ed25519":
-        return ed25519.Ed25519PrivateKey.generate()
-    raise ValueError(f"unrecognized or unsupported key type: {key_type}")
-
-
-def private_key_pem(key: PrivateKey) -> bytes:
-    """certmagic's ``PEMEncodePrivateKey``: SEC 1 ``EC PRIVATE KEY``, PKCS #1 ``RSA PRIVATE
-    KEY``, and PKCS #8 under an ``ED25519 PRIVATE KEY`` label (certmagic v0.17.2's own)."""
-    if isinstance(key, ec.EllipticCurvePrivateKey):
-        return key.private_bytes(
-            serialization.Encoding.PEM, serialization.PrivateFormat.TraditionalOpenSSL, serialization.NoEncryption()
-        )
-    if isinstance(key, rsa.RSAPrivateKey):
-        return key.private_bytes(
-            serialization.Encoding.PEM, serialization.PrivateFormat.TraditionalOpenSSL, serialization.NoEncryption()
-        )
-    if isinstance(key, ed25519.Ed25519PrivateKey):
-        der = key.private_bytes(serialization.Encoding.DER, serialization.PrivateFormat.PKCS8, serialization.NoEncryption())
-        return _pem_encode("ED25519 PRIVATE KEY", der)
-    raise TypeError(f"unsupported key type: {type(key).__name__}")
-
-
-def load_private_key_pem(data: bytes) -> PrivateKey:
-    """certmagic's ``PEMDecodePrivateKey``: the first PEM block, any ``… PRIVATE KEY``
-    label, holding PKCS #1, PKCS #8 or SEC 1 (so Caddy's and OpenSSL's files both load)."""
-    blocks = _pem_blocks(data)
-    if not blocks:
-        raise ValueError("failed to decode PEM block containing private key")
-    label, der = blocks[0]
-    if label != "PRIVATE KEY" and not label.endswith(" PRIVATE KEY"):
-        raise ValueError(f"unknown PEM header {label!r}")
-    try:
-        key = serialization.load_der_private_key(der, password=None)
-    except (ValueError, TypeError):
-        raise ValueError("unknown private key type") from None
-    if not isinstance(key, (ec.EllipticCurvePrivateKey, rsa.RSAPrivateKey, ed25519.Ed25519PrivateKey)):
-        raise ValueError(f"found unknown private key type: {type(key).__name__}")
-    return key
-
-
-_PEM_BLOCK = re.compile(rb"-----BEGIN ([^\r\n-]*)-----\r?\n(.*?)-----END \1-----", re.S)
-
-
-def _pem_blocks(data: bytes) -> list[tuple[str, bytes]]:
-    """The PEM blocks in ``data`` as (label, DER); headers like ``Proc-Type`` are refused."""
-    blocks = []
-    for match in _PEM_BLOCK.finditer(data):
-        body = match.group(2)
-        if b":" in body:
-            raise ValueError("encrypted or annotated PEM blocks are not supported")
-        try:
-            der = base64.b64decode(b"".join(body.split()), validate=True)
-        except binascii.Error:
-            raise ValueError("invalid base64 in PEM block") from None
-        blocks.append((match.group(1).decode("ascii", "replace"), der))
-    return blocks
-
-
-def _pem_encode(label: str, der: bytes) -> bytes:
-    """Go's ``pem.Encode``: 64-column base64 lines."""
-    body = base64.b64encode(der)
-    lines = [body[i : i + 64] for i in range(0, len(body), 64)]
-    return b"".join([f"-----BEGIN {label}-----\n".encode(), *(line + b"\n" for line in lines), f"-----END {label}-----\n".encode()])
-
-
-def _certificate_pem(certificate: x509.Certificate) -> bytes:
-    return certificate.public_bytes(serialization.Encoding.PEM)
-
-
-def _single_certificate(data: bytes) -> x509.Certificate:
-    """Caddy's ``pemDecodeSingleCert``: exactly one ``CERTIFICATE`` block (whitespace
-    around it is forgiven; Caddy also refuses a trailing blank line)."""
-    blocks = _pem_blocks(data)
-    if not blocks:
-        raise ValueError("no PEM block found")
-    if len(blocks) > 1 or _PEM_BLOCK.sub(b"", data).strip():
-        raise ValueError("input contained more than a single PEM block")
-    label, der = blocks[0]
-    if label != "CERTIFICATE":
-        raise ValueError(f"expected PEM block type to be CERTIFICATE, but got '{label}'")
-    return x509.load_der_x509_certificate(der)
-
-
-# -- certificate contents -------------------------------------------------------------------
-
-_PRINTABLE = frozenset("abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ0123456789 '()+,-./:=?")
-
-
-def _subject(common_name: str) -> x509.Name:
-    """A CN-only name encoded as Go does: ``PrintableString`` when every character allows it
-    (no ``*`` or ``&``), else ``UTF8String`` (cryptography would always pick UTF8String)."""
-    if not common_name:
-        return x509.Name([])
-    kind = _ASN1Type.PrintableString if set(common_name) <= _PRINTABLE else _ASN1Type.UTF8String
-    return x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, common_name, kind)])
-
-
-def _serial_number() -> int:
-    """smallstep's serials: uniform below 2**128 (zero is not a valid serial)."""
-    while True:
-        serial = secrets.randbits(128)
-        if serial:
-            return serial
-
-
-def _signature_hash(key: PrivateKey) -> hashes.SHA256 | hashes.SHA384 | hashes.SHA512 | None:
-    """Go's choice of signature algorithm for an issuer key."""
-    if isinstance(key, ec.EllipticCurvePrivateKey):
-        size = key.curve.key_size
-        if size == 256:
-            return hashes.SHA256()
-        if size == 384:
-            return hashes.SHA384()
-        if size == 521:
-            return hashes.SHA512()
-        raise ValueError(f"unsupported elliptic curve: {key.curve.name}")
-    if isinstance(key, rsa.RSAPrivateKey):
-        return hashes.SHA256()
-    if isinstance(key, ed25519.Ed25519PrivateKey):
-        return None
-    raise TypeError(f"unsupported signing key type: {type(key).__name__}")
-
-
-def _utc(seconds: int) -> datetime:
-    return datetime.fromtimestamp(seconds, UTC)
-
-
-def _timestamp(moment: datetime) -> float:
-    return moment.timestamp()
-
-
-_CA_KEY_USAGE = x509.KeyUsage(
-    digital_signature=False, content_commitment=False, key_encipherment=False, data_encipherment=False,
-    key_agreement=False, key_cert_sign=True, crl_sign=True, encipher_only=False, decipher_only=False,
-)
-
-
-def _ca_certificate(
-    subject: x509.Name, key: PrivateKey, issuer: x509.Certificate | None, issuer_key: PrivateKey,
-    path_length: int, now: int, lifetime: float,
-) -> x509.Certificate:
-    """smallstep's root (``issuer`` None, path length 1) or intermediate (path length 0)
-    profile, with Go's extension order: key usage, basic constraints, SKI, then AKI."""
-    builder = (
-        x509.CertificateBuilder()
-        .serial_number(_serial_number())
-        .subject_name(subject)
-        .issuer_name(subject if issuer is None else issuer.subject)
-        .public_key(key.public_key())
-        .not_valid_before(_utc(now))
-        .not_valid_after(_utc(int(now + lifetime)))
-        .add_extension(_CA_KEY_USAGE, critical=True)
-        .add_extension(x509.BasicConstraints(ca=True, path_length=path_length), critical=True)
-        .add_extension(x509.SubjectKeyIdentifier.from_public_key(key.public_key()), critical=False)
-    )
-    if issuer is not None:
-        builder = builder.add_extension(_authority_key_identifier(issuer), critical=False)
-    return builder.sign(issuer_key, _signature_hash(issuer_key))
-
-
-def _authority_key_identifier(issuer: x509.Certificate) -> x509.AuthorityKeyIdentifier:
-    """Go copies the issuer's SKI (key id only); an issuer without one gets one computed."""
-    try:
-        ski = issuer.extensions.get_extension_for_class(x509.SubjectKeyIdentifier).value
-    except x509.ExtensionNotFound:
-        ski = x509.SubjectKeyIdentifier.from_public_key(issuer.public_key())
-    return x509.AuthorityKeyIdentifier.from_issuer_subject_key_identifier(ski)
-
-
-def _subject_alternative_names(names: Sequence[str]) -> list[x509.GeneralName]:
-    """certmagic's CSR sorting of names (IP, e-mail, URI, else DNS in IDNA ASCII), in Go's
-    SAN order: DNS names, e-mail addresses, IP addresses, URIs."""
-    dns: list[x509.GeneralName] = []
-    emails: list[x509.GeneralName] = []
-    ips: list[x509.GeneralName] = []
-    uris: list[x509.GeneralName] = []
-    for name in names:
-        address = _parse_ip(name)
-        if address is not None:
-            ips.append(x509.IPAddress(address))
-        elif "@" in name:
-            emails.append(x509.RFC822Name(name))
-        elif "/" in name and _is_url(name):
-            uris.append(x509.UniformResourceIdentifier(name))
-        else:
-            dns.append(x509.DNSName(_idna_ascii(name)))
-    return dns + emails + ips + uris
-
-
-def _parse_ip(text: str) -> ipaddress.IPv4Address | ipaddress.IPv6Address | None:
-    """Go's ``net.ParseIP``: no zones; IPv4-mapped IPv6 is written as the 4-byte IPv4."""
-    if "%" in text:
-        return None
-    try:
-        address = ipaddress.ip_address(text)
-    except ValueError:
-        return None
-    if isinstance(address, ipaddress.IPv6Address) and address.ipv4_mapped is not None:
-        return address.ipv4_mapped
-    return address
-
-
-def _is_url(text: str) -> bool:
-    """Roughly Go's ``url.Parse`` success: no control characters, valid ``%`` escapes."""
-    if any(ch < " " or ch == "\x7f" for ch in text):
-        return False
-    return all(re.fullmatch(r"[0-9A-Fa-f]{2}", piece[:2]) for piece in text.split("%")[1:])
-
-
-def _idna_ascii(name: str) -> str:
-    """x/net idna's Punycode profile: non-ASCII labels become ``xn--``, nothing else changes."""
-    if name.isascii():
-        return name
-    labels = []
-    for label in name.split("."):
-        if label.isascii():
-            labels.append(label)
-        else:
-            labels.append("xn--" + label.encode("punycode").decode("ascii"))
-    return ".".join(labels)
-
-
-def _leaf_certificate(
-    names: Sequence[str], public_key: Any, issuer: x509.Certificate, issuer_key: PrivateKey, now: int, not_after: int,
-) -> x509.Certificate:
-    """smallstep's default leaf (what Caddy's internal issuer signs): empty subject, key
-    usage digitalSignature (plus keyEncipherment for RSA keys), serverAuth and clientAuth,
-    SKI, AKI, and the SANs, critical because the subject is empty (Go's rule)."""
-    rsa_key = isinstance(public_key, rsa.RSAPublicKey)
-    key_usage = x509.KeyUsage(
-        digital_signature=True, content_commitment=False, key_encipherment=rsa_key, data_encipherment=False,
-        key_agreement=False, key_cert_sign=False, crl_sign=False, encipher_only=False, decipher_only=False,
-    )
-    return (
-        x509.CertificateBuilder()
-        .serial_number(_serial_number())
-        .subject_name(x509.Name([]))
-        .issuer_name(issuer.subject)
-        .public_key(public_key)
-        .not_valid_before(_utc(now))
-        .not_valid_after(_utc(not_after))
-        .add_extension(key_usage, critical=True)
-        .add_extension(
-            x509.ExtendedKeyUsage([ExtendedKeyUsageOID.SERVER_AUTH, ExtendedKeyUsageOID.CLIENT_AUTH]), critical=False
-        )
-        .add_extension(x509.SubjectKeyIdentifier.from_public_key(public_key), critical=False)
-        .add_extension(_authority_key_identifier(issuer), critical=False)
-        .add_extension(x509.SubjectAlternativeName(_subject_alternative_names(names)), critical=True)
-        .sign(issuer_key, _signature_hash(issuer_key))
-    )
-
-
 def needs_renewal(certificate: x509.Certificate, now: float, ratio: float = RENEWAL_WINDOW_RATIO) -> bool:
     """Caddy's ``needsRenewal``: past the last ``ratio`` of the certificate's lifetime."""
-    not_before = _timestamp(certificate.not_valid_before_utc)
-    not_after = _timestamp(certificate.not_valid_after_utc)
+    not_before = _x509.timestamp(certificate.not_valid_before_utc)
+    not_after = _x509.timestamp(certificate.not_valid_after_utc)
     return now > not_after - (not_after - not_before) * ratio
 
-
-def _issued_by(certificate: x509.Certificate, issuer: x509.Certificate) -> bool:
-    try:
-        certificate.verify_directly_issued_by(issuer)
-    except (ValueError, TypeError, InvalidSignature):
-        return False
-    return True
-
-
-# -- storage --------------------------------------------------------------------------------
 
 @dataclass(frozen=True)
 class CAStorageKeys:
@@ -444,7 +153,7 @@ class KeyPairConfig:
             certificate_data = f.read()
         with open(self.private_key, "rb") as f:
             key_data = f.read()
-        return _single_certificate(certificate_data), load_private_key_pem(key_data)
+        return _x509.single_certificate(certificate_data), load_private_key_pem(key_data)
 
 
 class CertificateAuthority:
@@ -559,7 +268,7 @@ class CertificateAuthority:
 
     def root_pem(self) -> bytes:
         """The root certificate in PEM, as ``/pki/ca/<id>`` and ``txcaddy trust`` hand it out."""
-        return _certificate_pem(self.root_certificate)
+        return _x509.certificate_pem(self.root_certificate)
 
     def signer(self, *, with_root: bool = False) -> tuple[x509.Certificate, PrivateKey]:
         """The certificate and key that sign leaves: the intermediate, or the root."""
@@ -619,7 +328,7 @@ class CertificateAuthority:
         certificate_pem = await _load_optional(storage, keys.root_certificate)
         if certificate_pem is None:
             return await self._generate_root(storage)
-        certificate = _decode_stored(_single_certificate, certificate_pem, keys.root_certificate)
+        certificate = _decode_stored(_x509.single_certificate, certificate_pem, keys.root_certificate)
         key_pem = await _load_optional(storage, keys.root_key)
         if key_pem is None:
             raise ConfigError(f"certificate authority {self.id!r}: loading root key: {keys.root_key} does not exist")
@@ -627,9 +336,9 @@ class CertificateAuthority:
 
     async def _generate_root(self, storage: IStorage) -> tuple[x509.Certificate, PrivateKey]:
         key = new_private_key("p256")
-        subject = _subject(self._common_name(self.root_common_name))
-        certificate = _ca_certificate(subject, key, None, key, 1, self._now(), DEFAULT_ROOT_LIFETIME)
-        await storage.store(self.storage_keys.root_certificate, _certificate_pem(certificate))
+        subject = _x509.subject(self._common_name(self.root_common_name))
+        certificate = _x509.ca_certificate(subject, key, None, key, 1, self._now(), DEFAULT_ROOT_LIFETIME)
+        await storage.store(self.storage_keys.root_certificate, _x509.certificate_pem(certificate))
         await storage.store(self.storage_keys.root_key, private_key_pem(key))
         log.info("generated root certificate for CA {ca}: {subject}", ca=self.id, subject=subject.rfc4514_string())
         return certificate, key
@@ -641,8 +350,8 @@ class CertificateAuthority:
         certificate_pem = await _load_optional(storage, keys.intermediate_certificate)
         if certificate_pem is None:
             return await self._generate_intermediate(storage, root)
-        certificate = _decode_stored(_single_certificate, certificate_pem, keys.intermediate_certificate)
-        if not _issued_by(certificate, root[0]):
+        certificate = _decode_stored(_x509.single_certificate, certificate_pem, keys.intermediate_certificate)
+        if not _x509.issued_by(certificate, root[0]):
             log.warn("stored intermediate of CA {ca} was not issued by its root; replacing it", ca=self.id)
             return await self._generate_intermediate(storage, root)
         key_pem = await _load_optional(storage, keys.intermediate_key)
@@ -656,12 +365,12 @@ class CertificateAuthority:
         self, storage: IStorage, root: tuple[x509.Certificate, PrivateKey]
     ) -> tuple[x509.Certificate, PrivateKey]:
         key = new_private_key("p256")
-        subject = _subject(self._common_name(self.intermediate_common_name))
+        subject = _x509.subject(self._common_name(self.intermediate_common_name))
         root_certificate, root_key = root
-        certificate = _ca_certificate(
+        certificate = _x509.ca_certificate(
             subject, key, root_certificate, root_key, 0, self._now(), self.intermediate_lifetime
         )
-        await storage.store(self.storage_keys.intermediate_certificate, _certificate_pem(certificate))
+        await storage.store(self.storage_keys.intermediate_certificate, _x509.certificate_pem(certificate))
         await storage.store(self.storage_keys.intermediate_key, private_key_pem(key))
         return certificate, key
 
@@ -846,22 +555,6 @@ class PKIService(Service):
 # -- the internal issuer --------------------------------------------------------------------
 
 
-@dataclass(frozen=True)
-class IssuedCertificate:
-    """What an issuer hands the certificate manager (certmagic's ``IssuedCertificate``).
-
-    ``certificate_pem`` is the chain as Caddy stores it: the leaf, then its issuer (the
-    intermediate, or the root with ``sign_with_root``).  Times are POSIX seconds.
-    """
-
-    certificate_pem: bytes
-    private_key_pem: bytes
-    not_before: float
-    not_after: float
-    chain: tuple[x509.Certificate, ...]
-    metadata: dict[str, Any] = field(default_factory=dict)
-
-
 class InternalIssuer:
     """The ``internal`` issuer: leaves signed by a local CA (Caddy's ``InternalIssuer``)."""
 
@@ -899,7 +592,7 @@ class InternalIssuer:
             raise ValueError("no names to issue a certificate for")
         issuer, issuer_key = self.ca.signer(with_root=self.sign_with_root)
         now = int(self.clock.seconds())
-        issuer_not_after = int(_timestamp(issuer.not_valid_after_utc))
+        issuer_not_after = int(_x509.timestamp(issuer.not_valid_after_utc))
         not_after = int(now + self.lifetime)
         if not_after > issuer_not_after:
             log.warn(
@@ -910,9 +603,9 @@ class InternalIssuer:
             not_after = issuer_not_after
         if not_after <= now:
             raise ValueError(f"the issuer certificate of CA {self.ca.id!r} has expired")
-        leaf = _leaf_certificate(names, private_key.public_key(), issuer, issuer_key, now, not_after)
+        leaf = _x509.leaf_certificate(names, private_key.public_key(), issuer, issuer_key, now, not_after)
         return IssuedCertificate(
-            certificate_pem=_certificate_pem(leaf) + _certificate_pem(issuer),
+            certificate_pem=_x509.certificate_pem(leaf) + _x509.certificate_pem(issuer),
             private_key_pem=private_key_pem(private_key),
             not_before=float(now),
             not_after=float(not_after),
