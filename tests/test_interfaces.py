@@ -31,6 +31,7 @@ from txcaddy.http.server import HTTPServer
 from txcaddy.interfaces import (
     IBodyConsumer,
     ICaddyModule,
+    ICertificateIssuer,
     IExchange,
     IHandler,
     IHTTPServer,
@@ -60,6 +61,7 @@ from txcaddy.testing import (
     MemoryServingReactor,
     make_request,
 )
+from txcaddy.tls.internalca import load_internal_issuer, load_pki_app
 from txcaddy.tls.storage import FileStorage, MemoryStorage
 
 PLUGINS_DOC = os.path.join(os.path.dirname(__file__), "..", "docs", "plugins.md")
@@ -100,6 +102,7 @@ VERIFIED = {
     ISelectionPolicy,
     IServerConnection,
     IStorage,
+    ICertificateIssuer,
     IUpstreamConnection,
     IUpstreamSource,
     IUpstreamTransport,
@@ -251,6 +254,16 @@ class StorageInterfaceTests(SynchronousTestCase):
     def test_memory_storage(self) -> None:
         """``MemoryStorage`` provides ``IStorage``."""
         self.assertTrue(verifyObject(IStorage, MemoryStorage(Clock())))
+
+
+class IssuerInterfaceTests(SynchronousTestCase):
+    """Certificate issuers provide ``ICertificateIssuer``."""
+
+    def test_internal_issuer(self) -> None:
+        """The local CA's ``internal`` issuer provides ``ICertificateIssuer``."""
+        clock = Clock()
+        issuer = load_internal_issuer({"module": "internal"}, load_pki_app(None, clock), clock)
+        self.assertTrue(verifyObject(ICertificateIssuer, issuer))
 
 
 class CoverageTests(SynchronousTestCase):

@@ -449,3 +449,26 @@ class IStorage(Interface):
 
     def unlock(name):  # noqa: N805
         """Release the lock ``name`` that this process holds."""
+
+
+class ICertificateIssuer(Interface):
+    """Gets certificates for names: certmagic's ``Issuer`` (the local CA, an ACME CA).
+
+    The certificate manager (``txcaddy.tls.manager``) tries a policy's issuers in order; each
+    is a module of the ``tls.issuance`` namespace (``internal``, ``acme``, ``zerossl``).
+    """
+
+    issuer_key = Attribute(
+        "Its directory under ``certificates/`` in storage: the CA id for the local CA, the "
+        "directory URL's host and path for ACME (``acme-v02.api.letsencrypt.org-directory``).")
+
+    def pre_check(names):  # noqa: N805
+        """Raise ``ValueError`` if this issuer will not issue for ``names`` (certmagic's
+        ``PreChecker``: a public CA and ``localhost``); the manager then tries the next one."""
+
+    def issue(names, private_key):  # noqa: N805
+        """A Deferred firing with a ``txcaddy.tls.issuers.IssuedCertificate`` for ``names``
+        and the public half of ``private_key`` (a ``cryptography`` private key).
+
+        Never blocks the reactor: network and signing work that takes time runs in a thread.
+        """

@@ -38,6 +38,7 @@ from txcaddy.http._h1 import HTTP11Factory
 from txcaddy.http.app import HTTPApp, load_http_app
 from txcaddy.logs import LogSystem
 from txcaddy.tls.app import TLSApp
+from txcaddy.tls.challenges import Challenges
 
 DEFAULT_GRACE_PERIOD = 10.0  # seconds to let in-flight requests finish on stop
 
@@ -102,6 +103,7 @@ class CaddyService(MultiService):
         self.runtime = Runtime()
         self.http: HTTPApp | None = None
         self.tls: TLSApp | None = None
+        self.challenges = Challenges()  # the ACME challenges in flight (kept across configs)
         self.logs: LogSystem | None = None
         self._build()
 
@@ -112,12 +114,12 @@ class CaddyService(MultiService):
             raise ConfigError(f"loading app modules: module not registered: {unknown[0]}")
         context = self.context = LoadContext(reactor=self.reactor, log=self.log, runtime=self.runtime)
         self.logs = LogSystem.from_config(self.config.get("logging"), context)
-        self.tls = TLSApp.load(apps.get("tls"))
+        self.tls = TLSApp.load(apps.get("tls"), self.challenges)
         http_config = apps.get("http")
         if not http_config:
             return
         auto_https = self.tls.plan_http(http_config)
-        self.http = load_http_app(auto_https.http, context, logs=self.logs)
+        self.http = load_http_app(auto_https.http, context, logs=self.logs, challenges=self.challenges)
         for name, server in self.http.servers.items():
             factory: IProtocolFactory = HTTP11Factory(server, self.reactor)
             tls_factory: IProtocolFactory | None = None

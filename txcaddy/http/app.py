@@ -77,12 +77,13 @@ def _seconds(value: Any, field: str) -> float:
 
 
 def load_http_app(
-    config: dict[str, Any], context: LoadContext, *, logs: LogSystem | None = None
+    config: dict[str, Any], context: LoadContext, *, logs: LogSystem | None = None, challenges: Any = None
 ) -> HTTPApp:
     """Build the HTTP app from ``apps.http``; with ``logs``, servers write access and error logs.
 
     ``config`` is the JSON after automatic HTTPS phase 1 (``txcaddy.tls.autohttps.plan``): its
-    ``tls_connection_policies`` say which listeners speak TLS.
+    ``tls_connection_policies`` say which listeners speak TLS.  ``challenges`` (a
+    ``txcaddy.tls.challenges.Challenges``) are the ACME HTTP-01 challenges every server answers.
     """
     http_port = int(config.get("http_port") or 80)
     https_port = int(config.get("https_port") or 443)
@@ -111,6 +112,7 @@ def load_http_app(
                 idle_timeout=_seconds(idle, "servers.idle_timeout") if idle else DEFAULT_IDLE_TIMEOUT,
                 access_log=access_log,
                 protocols=server_config.get("protocols"),
+                challenges=challenges,
             )
             tls_on = bool(server_config.get("tls_connection_policies"))
             listeners[name] = [

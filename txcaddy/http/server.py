@@ -42,6 +42,7 @@ class HTTPServer:
         idle_timeout: float = DEFAULT_IDLE_TIMEOUT,
         access_log: Any = None,
         protocols: list[str] | None = None,
+        challenges: Any = None,
     ) -> None:
         self.name = name
         self.listen = listen
@@ -52,6 +53,7 @@ class HTTPServer:
         self.idle_timeout = idle_timeout
         self.access_log = access_log
         self.protocols = protocols or ["h1", "h2"]
+        self.challenges = challenges  # txcaddy.tls.challenges.Challenges: ACME HTTP-01 answered first
         self.connections: set[Any] = set()
         self._drained: list[Deferred[None]] = []
 
@@ -60,6 +62,9 @@ class HTTPServer:
     def handle(self, request: Request, response: Response) -> None:
         """Serve one request; never raises."""
         response.headers.set_canonical("Server", "Caddy")
+        challenges = self.challenges
+        if challenges is not None and challenges.http01_pending and self._answer_challenge(request, response):
+            return
         if self.access_log is not None:
             self.access_log.begin(request, response)  # records the request as it arrived
         try:
@@ -74,6 +79,19 @@ class HTTPServer:
             )
         else:
             self._chain_done(request, response)
+
+    def _answer_challenge(self, request: Request, response: Response) -> bool:
+        """ACME HTTP-01, before any route on every server (Caddy's ``HandleHTTPChallenge``)."""
+        body = self.challenges.http01_response(request.method, request.host, request.path)
+        if body is None:
+            return False
+        self.log.info("served key authentication for {host}", host=request.host)
+        response.headers.set_canonical("Content-Type", "text/plain")
+        response.headers.set_canonical("Connection", "close")
+        response.write_head(200)
+        response.write(body)
+        response.finish()
+        return True
 
     def _chain_result(self, _: Any, request: Request, response: Response) -> None:
         self._chain_done(request, response)

@@ -17,6 +17,7 @@ from twisted.protocols.tls import TLSMemoryBIOFactory
 from txcaddy.errors import ConfigError
 from txcaddy.tls.autohttps import AutoHTTPSPlan, plan
 from txcaddy.tls.certificates import Certificate, CertificateCache, load_certificates
+from txcaddy.tls.challenges import Challenges
 from txcaddy.tls.context import ServerTLS, load_connection_policies
 
 __all__ = ["TLSApp"]
@@ -34,24 +35,25 @@ class TLSApp:
     @ivar loaded: the certificates loaded from the config (files, PEM, folders).
     @ivar config: the ``tls`` app's JSON after automatic HTTPS phase 1.
     @ivar managed: the names whose certificates are obtained and renewed, in config order.
-    @ivar challenges: ``acme-tls/1`` challenge certificates by name (the ACME issuer's).
+    @ivar challenges: the ACME challenges being answered (HTTP-01 by the servers, TLS-ALPN-01
+        in the handshake).
     """
 
     cache: CertificateCache = field(default_factory=CertificateCache)
     loaded: list[Certificate] = field(default_factory=list)
     config: dict[str, Any] = field(default_factory=dict)
     managed: list[str] = field(default_factory=list)
-    challenges: dict[str, Certificate] = field(default_factory=dict)
+    challenges: Challenges = field(default_factory=Challenges)
     servers: dict[str, ServerTLS] = field(default_factory=dict)
 
     @classmethod
-    def load(cls, config: dict[str, Any] | None) -> TLSApp:
+    def load(cls, config: dict[str, Any] | None, challenges: Challenges | None = None) -> TLSApp:
         """Check the ``tls`` app's JSON and load the certificates it names."""
         config = config or {}
         unknown = sorted(set(config) - _FIELDS)
         if unknown:
             raise ConfigError(f"apps.tls: unknown field {unknown[0]!r}")
-        app = cls(config=dict(config))
+        app = cls(config=dict(config), challenges=challenges or Challenges())
         app.loaded = load_certificates(config.get("certificates"))
         for certificate in app.loaded:
             app.cache.add(certificate)
@@ -65,15 +67,12 @@ class TLSApp:
         self.managed = list(dict.fromkeys([*result.managed, *automate]))
         return result
 
-    def challenge_certificate(self, name: str) -> Certificate | None:
-        return self.challenges.get(name)
-
     def server_tls(self, name: str, server: dict[str, Any], *, http2: bool = False) -> ServerTLS:
         """The connection creator for server ``name``'s TLS listeners (one per server)."""
         creator = self.servers.get(name)
         if creator is None:
             policies = load_connection_policies(server.get("tls_connection_policies"), f"apps.http.servers.{name}")
-            creator = ServerTLS(policies, self.cache, http2=http2, challenges=self.challenge_certificate)
+            creator = ServerTLS(policies, self.cache, http2=http2, challenges=self.challenges.tls_alpn01_certificate)
             self.servers[name] = creator
         return creator
 

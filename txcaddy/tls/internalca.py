@@ -44,11 +44,12 @@ from twisted.internet.interfaces import IReactorTime
 from twisted.internet.task import LoopingCall
 from twisted.logger import Logger
 from twisted.python.failure import Failure
+from zope.interface import implementer
 
 from txcaddy.config.placeholders import replace_all
 from txcaddy.config.values import parse_caddy_duration
 from txcaddy.errors import ConfigError
-from txcaddy.interfaces import IStorage
+from txcaddy.interfaces import ICertificateIssuer, IStorage
 from txcaddy.tls import _x509
 from txcaddy.tls.errors import KeyNotFound
 from txcaddy.tls.issuers import IssuedCertificate
@@ -555,6 +556,7 @@ class PKIService(Service):
 # -- the internal issuer --------------------------------------------------------------------
 
 
+@implementer(ICertificateIssuer)
 class InternalIssuer:
     """The ``internal`` issuer: leaves signed by a local CA (Caddy's ``InternalIssuer``)."""
 
@@ -578,6 +580,9 @@ class InternalIssuer:
     def issuer_key(self) -> str:
         """The storage directory under ``certificates/``: the CA's id."""
         return self.ca.id
+
+    def pre_check(self, names: Sequence[str]) -> None:
+        """The local CA signs for any name (Caddy's internal issuer has no pre-check)."""
 
     def issue(self, names: Sequence[str], private_key: PrivateKey) -> Deferred[IssuedCertificate]:
         """Sign a certificate for ``names`` (DNS names, IPs, e-mails, URIs) and the public half
