@@ -36,9 +36,11 @@ from txcaddy.config.source import read_config_text
 from txcaddy.errors import ConfigError, ConfigWarning
 from txcaddy.http._h1 import HTTP11Factory
 from txcaddy.http.app import HTTPApp, load_http_app
+from txcaddy.interfaces import IStorage
 from txcaddy.logs import LogSystem
 from txcaddy.tls.app import TLSApp
 from txcaddy.tls.challenges import Challenges
+from txcaddy.tls.storage import storage_from_config
 
 DEFAULT_GRACE_PERIOD = 10.0  # seconds to let in-flight requests finish on stop
 
@@ -104,6 +106,7 @@ class CaddyService(MultiService):
         self.http: HTTPApp | None = None
         self.tls: TLSApp | None = None
         self.challenges = Challenges()  # the ACME challenges in flight (kept across configs)
+        self.storage: IStorage | None = None
         self.logs: LogSystem | None = None
         self._build()
 
@@ -134,6 +137,21 @@ class CaddyService(MultiService):
                 child.setName(f"{name} {listener.endpoint}")
                 child.setServiceParent(self)
         for service in context.services:
+            service.setServiceParent(self)
+        self._add_certificate_services()
+
+    def _add_certificate_services(self) -> None:
+        """The PKI app and the certificate manager, after the listeners (Caddy's phase 2).
+
+        Only when there is something to manage or a CA to keep: an all-``http://`` config
+        opens no storage.
+        """
+        assert self.tls is not None
+        apps = self.config.get("apps") or {}
+        if not (self.tls.managed or apps.get("pki")):
+            return
+        self.storage = storage_from_config(self.config.get("storage"), self.reactor)
+        for service in self.tls.services(self.storage, apps.get("pki"), self.reactor, self.reactor):
             service.setServiceParent(self)
 
     def listenAddresses(self) -> dict[str, list[str]]:

@@ -12,15 +12,36 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from typing import Any
 
+from twisted.application.service import Service
+from twisted.internet.defer import Deferred, fail
+from twisted.internet.interfaces import IReactorTime
 from twisted.protocols.tls import TLSMemoryBIOFactory
+from zope.interface import implementer
 
+from txcaddy.config.values import duration_seconds
 from txcaddy.errors import ConfigError
-from txcaddy.tls.autohttps import AutoHTTPSPlan, plan
+from txcaddy.interfaces import ICertificateIssuer, IStorage
+from txcaddy.tls.autohttps import AutoHTTPSPlan, default_issuers, plan
 from txcaddy.tls.certificates import Certificate, CertificateCache, load_certificates
 from txcaddy.tls.challenges import Challenges
 from txcaddy.tls.context import ServerTLS, load_connection_policies
+from txcaddy.tls.internalca import (
+    InternalIssuer,
+    PKIApp,
+    PKIService,
+    load_internal_issuer,
+    load_pki_app,
+)
+from txcaddy.tls.keys import KEY_TYPES
+from txcaddy.tls.manager import (
+    DEFAULT_RENEW_INTERVAL,
+    DEFAULT_RENEWAL_WINDOW_RATIO,
+    AutomationPolicy,
+    CertificateManager,
+)
+from txcaddy.tls.storage import storage_from_config
 
-__all__ = ["TLSApp"]
+__all__ = ["TLSApp", "load_automation_policies", "load_issuer"]
 
 _FIELDS = frozenset((
     "certificates", "automation", "session_tickets", "cache", "disable_ocsp_stapling",
@@ -45,6 +66,8 @@ class TLSApp:
     managed: list[str] = field(default_factory=list)
     challenges: Challenges = field(default_factory=Challenges)
     servers: dict[str, ServerTLS] = field(default_factory=dict)
+    pki: PKIApp | None = None
+    manager: CertificateManager | None = None
 
     @classmethod
     def load(cls, config: dict[str, Any] | None, challenges: Challenges | None = None) -> TLSApp:
@@ -58,6 +81,32 @@ class TLSApp:
         for certificate in app.loaded:
             app.cache.add(certificate)
         return app
+
+    def services(
+        self, storage: IStorage, pki_config: dict[str, Any] | None, clock: IReactorTime, reactor: Any
+    ) -> list[Service]:
+        """The services that keep certificates: the PKI app when used, then the manager.
+
+        The manager starts after the listeners (its parent adds it last), as Caddy's phase 2.
+        """
+        automation = self.config.get("automation") or {}
+        self.pki = load_pki_app(pki_config, clock)
+        policies = load_automation_policies(
+            automation.get("policies"), storage=storage, pki=self.pki, challenges=self.challenges,
+            clock=clock, reactor=reactor)
+        services: list[Service] = []
+        pki_service: PKIService | None = None
+        if self.pki.cas or any(isinstance(i, InternalIssuer) for p in policies for i in p.issuers):
+            pki_service = PKIService(self.pki, storage, clock)
+            services.append(pki_service)
+        renew = duration_seconds(automation.get("renew_interval"), "apps.tls.automation.renew_interval")
+        self.manager = CertificateManager(
+            self.cache, storage, policies, self.managed, clock,
+            renew_interval=renew or DEFAULT_RENEW_INTERVAL,
+            wait_for=(lambda: pki_service.ready) if pki_service is not None else None,
+        )
+        services.append(self.manager)
+        return services
 
     def plan_http(self, http: dict[str, Any] | None) -> AutoHTTPSPlan:
         """Run automatic HTTPS phase 1 for the ``http`` app; remember what it decided."""
@@ -79,3 +128,76 @@ class TLSApp:
     def wrap(self, name: str, server: dict[str, Any], factory: Any) -> TLSMemoryBIOFactory:
         """``factory`` (plain HTTP) behind TLS with server ``name``'s policies."""
         return TLSMemoryBIOFactory(self.server_tls(name, server), False, factory)
+
+
+_POLICY_FIELDS = frozenset((
+    "subjects", "issuers", "get_certificate", "must_staple", "renewal_window_ratio", "key_type",
+    "storage", "on_demand", "disable_ocsp_stapling", "ocsp_overrides",
+))
+
+
+def load_automation_policies(
+    config: list[dict[str, Any]] | None,
+    *,
+    storage: IStorage,
+    pki: PKIApp,
+    challenges: Challenges,
+    clock: IReactorTime,
+    reactor: Any,
+) -> list[AutomationPolicy]:
+    """``apps.tls.automation.policies`` (after phase 1) with their issuers made."""
+    policies = []
+    for i, entry in enumerate(config or ()):
+        where = f"apps.tls.automation.policies[{i}]"
+        unknown = sorted(set(entry) - _POLICY_FIELDS)
+        if unknown:
+            raise ConfigError(f"{where}: unknown field {unknown[0]!r}")
+        if entry.get("get_certificate"):
+            raise ConfigError(f"{where}.get_certificate: certificate managers are not supported by txcaddy")
+        key_type = entry.get("key_type") or "p256"
+        if key_type not in KEY_TYPES:
+            raise ConfigError(f"{where}.key_type: unrecognized key type: {key_type}")
+        ratio = float(entry.get("renewal_window_ratio") or 0) or DEFAULT_RENEWAL_WINDOW_RATIO
+        if not 0 < ratio < 1:
+            raise ConfigError(f"{where}.renewal_window_ratio: must be between 0 and 1")
+        issuers_config = entry.get("issuers")
+        if issuers_config is None:
+            issuers_config = default_issuers()
+        issuers = [
+            load_issuer(issuer, storage=storage, pki=pki, challenges=challenges, clock=clock,
+                        reactor=reactor, where=f"{where}.issuers[{j}]")
+            for j, issuer in enumerate(issuers_config)
+        ]
+        policy_storage = storage_from_config(entry["storage"], clock) if entry.get("storage") else None
+        policies.append(AutomationPolicy(
+            subjects=list(entry.get("subjects") or ()), issuers=issuers, key_type=key_type,
+            renewal_window_ratio=ratio, on_demand=bool(entry.get("on_demand")), storage=policy_storage,
+        ))
+    return policies
+
+
+def load_issuer(
+    config: dict[str, Any], *, storage: IStorage, pki: PKIApp, challenges: Challenges, clock: IReactorTime,
+    reactor: Any, where: str,
+) -> ICertificateIssuer:
+    """One ``tls.issuance`` module: ``internal`` (the local CA), ``acme``, ``zerossl``."""
+    module = config.get("module") if isinstance(config, dict) else None
+    if module == "internal":
+        return load_internal_issuer(config, pki, clock, where)
+    if module in ("acme", "zerossl"):
+        return _ACMENotBuilt(module)
+    raise ConfigError(f"{where}: unknown module: tls.issuance.{module}")
+
+
+@implementer(ICertificateIssuer)
+class _ACMENotBuilt:
+    """Until the ACME issuer is merged: every attempt fails (and is retried) with a clear error."""
+
+    def __init__(self, module: str) -> None:
+        self.issuer_key = module
+
+    def pre_check(self, names: Any) -> None:
+        raise ValueError(f"the {self.issuer_key} issuer is not available in this build of txcaddy")
+
+    def issue(self, names: Any, private_key: Any) -> Deferred[Any]:
+        return fail(ValueError(f"the {self.issuer_key} issuer is not available in this build of txcaddy"))
