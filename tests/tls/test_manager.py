@@ -167,7 +167,7 @@ class ObtainTests(ManagerTestCase):
         manager.startService()
         self.assertEqual(len(self.issuer.calls), 1)
         _, key = self.issuer.calls[0]
-        self.assertEqual(private_key_pem(key), private_key_pem(old.private_key)  # type: ignore[arg-type])
+        self.assertEqual(private_key_pem(key), private_key_pem(old.private_key))  # type: ignore[arg-type]
         served = self.cache.matching("example.com")
         assert served is not None
         self.assertNotEqual(served.hash, old.hash)
