@@ -142,9 +142,11 @@ class _ClientFactory(WebSocketClientFactory):
         self.pongs: DeferredQueue[bytes] = DeferredQueue()
 
 
-def connect_client(base: str, path: str = "/ws") -> _ClientFactory:
+def connect_client(base: str, path: str = "/ws", tls: Any = None) -> _ClientFactory:
+    """A WebSocket client of ``base``; over TLS (``wss://``) with ``tls``, client TLS options."""
     host_port = base.split("//")[1]
-    factory = _ClientFactory(f"ws://{host_port}{path}", protocols=["chat.v1", "chat.v2"])
+    scheme = "wss" if tls is not None else "ws"
+    factory = _ClientFactory(f"{scheme}://{host_port}{path}", protocols=["chat.v1", "chat.v2"])
     factory.setProtocolOptions(
         perMessageCompressionOffers=[PerMessageDeflateOffer()],
         perMessageCompressionAccept=lambda response: (
@@ -152,7 +154,8 @@ def connect_client(base: str, path: str = "/ws") -> _ClientFactory:
         ),
     )
     host, port = host_port.rsplit(":", 1)
-    connect(host, int(port), factory)
+    connect("127.0.0.1" if tls is not None else host, int(port),
+            factory if tls is None else TLSMemoryBIOFactory(tls, True, factory))
     return factory
 
 
@@ -193,9 +196,9 @@ class WebSocketTestCase(TestCase):
         return upstream
 
     @inlineCallbacks
-    def conversation(self, base: str, upstream: WebSocketUpstream) -> Any:
-        """The full exchange every proxy configuration must pass."""
-        factory = connect_client(base)
+    def conversation(self, base: str, upstream: WebSocketUpstream, tls: Any = None) -> Any:
+        """The full exchange every proxy configuration must pass (over TLS with client ``tls`` options)."""
+        factory = connect_client(base, tls=tls)
         client = yield factory.opened
         self.addCleanup(lambda: client.transport.loseConnection())
         # The handshake is the upstream's: its subprotocol choice, its header, deflate end to end.
