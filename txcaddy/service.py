@@ -148,7 +148,7 @@ class CaddyService(MultiService):
         """
         assert self.tls is not None
         apps = self.config.get("apps") or {}
-        if not (self.tls.managed or apps.get("pki")):
+        if not (self.tls.managed or apps.get("pki") or self.tls.uses_on_demand()):
             return
         self.storage = storage_from_config(self.config.get("storage"), self.reactor)
         for service in self.tls.services(self.storage, apps.get("pki"), self.reactor, self.reactor):

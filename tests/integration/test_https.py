@@ -17,9 +17,10 @@ from twisted.internet.protocol import ClientFactory, Protocol
 from twisted.internet.ssl import Certificate, optionsForClientTLS
 from twisted.protocols.tls import TLSMemoryBIOFactory
 from twisted.trial.unittest import TestCase
+from twisted.web import resource, server
 from twisted.web.client import Agent, BrowserLikePolicyForHTTPS, HTTPConnectionPool
 
-from tests._net import connect
+from tests._net import connect, listen_local, port_number
 from tests.integration.test_websocket import WebSocketTestCase
 from tests.reverseproxy._backends import EchoBackend
 from tests.tls._certs import TestCA
@@ -236,3 +237,43 @@ class WebSocketOverTLSTests(WebSocketTestCase, HTTPSTestCase):
                          "\t\theader_down X-Upstream yes\n\t}\n}\n")
         options = optionsForClientTLS("localhost", trustRoot=self.root())
         yield self.conversation(f"https://localhost:{self.https_port}", upstream, tls=options)
+
+
+class _Ask(resource.Resource):
+    isLeaf = True
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.asked: list[str] = []
+
+    def render_GET(self, request: Any) -> bytes:  # noqa: N802 - twisted.web's name
+        domain = request.args[b"domain"][0].decode()
+        self.asked.append(domain)
+        if not domain.endswith(".allowed.localhost"):
+            request.setResponseCode(403)
+        return b""
+
+
+class OnDemandServerTests(HTTPSTestCase):
+    @inlineCallbacks
+    def test_certificates_obtained_in_handshakes_when_ask_allows(self) -> Any:
+        """Allowed names get a local-CA certificate in their first handshake; denied ones fail."""
+        ask = _Ask()
+        port = listen_local(server.Site(ask))
+        self.addCleanup(port.stopListening)
+        yield self.start(
+            "https:// {\n\ttls internal {\n\t\ton_demand\n\t}\n\trespond \"hi {http.request.tls.server_name}\"\n}\n",
+            extra=f"\ton_demand_tls {{\n\t\task http://127.0.0.1:{port_number(port)}/check?k=v\n\t}}\n")
+        request = b"GET / HTTP/1.1\r\nHost: a.allowed.localhost\r\nConnection: close\r\n\r\n"
+        # the local CA exists once the PKI app started: trust its root
+        reply = yield tls_exchange(self.https_port, "a.allowed.localhost", self.root(), request)
+        self.assertTrue(reply.endswith(b"hi a.allowed.localhost"), reply)
+        stored = os.path.join(self.storage, "certificates", "local", "a.allowed.localhost")
+        self.assertTrue(os.path.exists(os.path.join(stored, "a.allowed.localhost.crt")))
+        reply = yield tls_exchange(self.https_port, "evil.localhost", self.root(),
+                                   b"GET / HTTP/1.1\r\nHost: evil.localhost\r\n\r\n")
+        self.assertEqual(reply, b"")
+        # a second handshake for the allowed name is served from the cache: not asked again
+        reply = yield tls_exchange(self.https_port, "a.allowed.localhost", self.root(), request)
+        self.assertTrue(reply.endswith(b"hi a.allowed.localhost"), reply)
+        self.assertEqual(ask.asked, ["a.allowed.localhost", "evil.localhost"])

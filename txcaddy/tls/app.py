@@ -14,7 +14,7 @@ from typing import Any
 
 from twisted.application.service import Service
 from twisted.internet.defer import Deferred, fail
-from twisted.internet.interfaces import IReactorTime
+from twisted.internet.interfaces import IProtocolFactory, IReactorTime
 from twisted.protocols.tls import TLSMemoryBIOFactory
 from zope.interface import implementer
 
@@ -39,6 +39,7 @@ from txcaddy.tls.manager import (
     AutomationPolicy,
     CertificateManager,
 )
+from txcaddy.tls.ondemand import OnDemandConfig, OnDemandGateFactory
 from txcaddy.tls.storage import storage_from_config
 
 __all__ = ["TLSApp", "load_automation_policies", "load_issuer"]
@@ -68,6 +69,7 @@ class TLSApp:
     servers: dict[str, ServerTLS] = field(default_factory=dict)
     pki: PKIApp | None = None
     manager: CertificateManager | None = None
+    on_demand: OnDemandConfig | None = None
 
     @classmethod
     def load(cls, config: dict[str, Any] | None, challenges: Challenges | None = None) -> TLSApp:
@@ -106,6 +108,8 @@ class TLSApp:
             wait_for=(lambda: pki_service.ready) if pki_service is not None else None,
         )
         services.append(self.manager)
+        if self.uses_on_demand():
+            self.on_demand = OnDemandConfig(automation.get("on_demand"), clock, reactor)
         return services
 
     def plan_http(self, http: dict[str, Any] | None) -> AutoHTTPSPlan:
@@ -125,9 +129,30 @@ class TLSApp:
             self.servers[name] = creator
         return creator
 
-    def wrap(self, name: str, server: dict[str, Any], factory: Any) -> TLSMemoryBIOFactory:
-        """``factory`` (plain HTTP) behind TLS with server ``name``'s policies."""
-        return TLSMemoryBIOFactory(self.server_tls(name, server), False, factory)
+    def wrap(self, name: str, server: dict[str, Any], factory: Any) -> IProtocolFactory:
+        """``factory`` (plain HTTP) behind TLS with server ``name``'s policies (and, when a
+        policy says ``on_demand``, behind a gate that gets certificates during handshakes)."""
+        tls = TLSMemoryBIOFactory(self.server_tls(name, server), False, factory)
+        if not self.uses_on_demand():
+            return tls
+        return OnDemandGateFactory(tls, self.prepare_on_demand)
+
+    def uses_on_demand(self) -> bool:
+        policies = (self.config.get("automation") or {}).get("policies") or ()
+        return any(policy.get("on_demand") for policy in policies)
+
+    def prepare_on_demand(self, name: str) -> Deferred[Any] | None:
+        """What a handshake for ``name`` waits for: None, or an on-demand order (see ``ondemand``)."""
+        manager, on_demand = self.manager, self.on_demand
+        if manager is None or on_demand is None or self.cache.matching(name) is not None:
+            return None
+        try:
+            policy = manager.policy_for(name)
+        except LookupError:
+            return None
+        if not policy.on_demand:
+            return None
+        return manager.obtain_on_demand(name, on_demand.allowed)
 
 
 _POLICY_FIELDS = frozenset((

@@ -138,6 +138,7 @@ class CertificateManager(Service):
         self._held_locks: set[str] = set()
         self._maintenance: LoopingCall | None = None
         self._stopped = False
+        self._on_demand: dict[str, list[Deferred[Certificate]]] = {}
         self._wait_for = wait_for  # e.g. the PKI app's provisioning, which the internal issuer needs
 
     # -- service -----------------------------------------------------------------------
@@ -235,6 +236,47 @@ class CertificateManager(Service):
                     if self._due(certificate, self.policy_for(name)):
                         self._start_attempts(name, certificate)
                     break
+
+    # -- on demand -----------------------------------------------------------------------
+
+    def obtain_on_demand(self, name: str, allowed: Callable[[str], Deferred[bool]],
+                         timeout: float = 180.0) -> Deferred[Certificate]:
+        """A certificate for ``name`` for a handshake that is waiting (certmagic's on-demand path).
+
+        Storage first (another instance may have one), then ``allowed(name)`` (the ask endpoint
+        and the rate limit), then one order; concurrent callers share it.  The Deferred fails
+        after ``timeout`` seconds; the order itself is not cancelled.  Once obtained the name
+        is managed (renewed) like the configured ones.
+        """
+        waiter: Deferred[Certificate] = Deferred()
+        waiters = self._on_demand.get(name)
+        if waiters is None:
+            waiters = self._on_demand[name] = []
+            ensureDeferred(self._on_demand_order(name, allowed)).addBoth(self._on_demand_done, name)
+        waiters.append(waiter)
+        timer = self.clock.callLater(timeout, _time_out, waiter, f"on-demand certificate for {name} timed out")
+        waiter.addBoth(_cancel_timer, timer)
+        return waiter
+
+    async def _on_demand_order(self, name: str, allowed: Callable[[str], Deferred[bool]]) -> Certificate:
+        policy = self.policy_for(name)
+        stored = await self._load_from_storage(name, policy)
+        if stored is None or stored.expired(self.clock.seconds()):
+            if not await allowed(name):
+                raise PermissionError(f"certificate for {name} not allowed on demand")
+            stored = await self.obtain(name)
+        else:
+            self.cache.add(stored)
+        if name not in self.names:
+            self.names.append(name)
+        return stored
+
+    def _on_demand_done(self, result: Any, name: str) -> None:
+        for waiter in self._on_demand.pop(name, []):
+            if not waiter.called:
+                waiter.errback(result) if isinstance(result, Failure) else waiter.callback(result)
+        if isinstance(result, Failure):
+            log.error("on-demand certificate for {name}: {error}", name=name, error=_describe(result))
 
     # -- attempts and retries (certmagic's doWithRetry) -------------------------------------
 
@@ -379,6 +421,17 @@ class CertificateManager(Service):
             except ValueError:
                 continue
         return None
+
+
+def _time_out(waiter: Deferred[Any], message: str) -> None:
+    if not waiter.called:
+        waiter.errback(TimeoutError(message))
+
+
+def _cancel_timer(result: Any, timer: IDelayedCall) -> Any:
+    if timer.active():
+        timer.cancel()
+    return result
 
 
 def _describe(failure: Failure) -> str:
