@@ -65,6 +65,19 @@ def endpoint_descriptions(address: str) -> list[Listener]:
     return out
 
 
+def _strict_sni_host(server: dict[str, Any]) -> bool:
+    """``strict_sni_host``, on by default when a TLS policy authenticates clients (Caddy's rule)."""
+    value = server.get("strict_sni_host")
+    if value is not None:
+        return bool(value)
+    for policy in server.get("tls_connection_policies") or ():
+        auth = policy.get("client_authentication") or {}
+        if auth.get("mode") or auth.get("trusted_ca_certs") or auth.get("trusted_ca_certs_pem_files") \
+                or auth.get("trusted_leaf_certs"):
+            return True
+    return False
+
+
 def _port_of(listener: Listener) -> int:
     """The TCP port of an endpoint description (0 for unix sockets)."""
     if not listener.endpoint.startswith(("tcp:", "tcp6:")):
@@ -113,6 +126,7 @@ def load_http_app(
                 access_log=access_log,
                 protocols=server_config.get("protocols"),
                 challenges=challenges,
+                strict_sni_host=_strict_sni_host(server_config),
             )
             tls_on = bool(server_config.get("tls_connection_policies"))
             listeners[name] = [

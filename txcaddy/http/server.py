@@ -43,6 +43,7 @@ class HTTPServer:
         access_log: Any = None,
         protocols: list[str] | None = None,
         challenges: Any = None,
+        strict_sni_host: bool = False,
     ) -> None:
         self.name = name
         self.listen = listen
@@ -54,6 +55,7 @@ class HTTPServer:
         self.access_log = access_log
         self.protocols = protocols or ["h1", "h2"]
         self.challenges = challenges  # txcaddy.tls.challenges.Challenges: ACME HTTP-01 answered first
+        self.strict_sni_host = strict_sni_host  # the Host must name the TLS server name (else 421)
         self.connections: set[Any] = set()
         self._drained: list[Deferred[None]] = []
 
@@ -67,6 +69,12 @@ class HTTPServer:
             return
         if self.access_log is not None:
             self.access_log.begin(request, response)  # records the request as it arrived
+        if self.strict_sni_host and request.tls is not None and not _host_is_server_name(request):
+            response.headers.set_canonical("Connection", "close")
+            self._failed(request, response, HandlerError(
+                421, f"strict host matching: TLS ServerName ({request.tls.server_name}) and HTTP Host "
+                     f"({request.host}) values differ"))
+            return
         try:
             result = self.routes.serve(request, response, finish_chain)
         except Exception as error:  # noqa: BLE001 - every handler failure is answered
@@ -185,3 +193,15 @@ class HTTPServer:
             transport = protocol.transport
             if transport is not None:
                 getattr(transport, "abortConnection", transport.loseConnection)()
+
+
+def _host_is_server_name(request: Request) -> bool:
+    """Caddy's strict SNI check: the Host without its port equals the SNI (case-insensitive)."""
+    host = request.host
+    if host.startswith("["):
+        host = host[1:host.find("]")] if "]" in host else host
+    else:
+        name, colon, port = host.rpartition(":")
+        if colon and port.isdigit():
+            host = name
+    return host.lower() == (request.tls.server_name or "").lower()
