@@ -65,7 +65,7 @@ def serve_in_process(testcase: SynchronousTestCase, argv: list[str], answer: str
         [sys.executable, *argv], cwd=workdir, env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT
     )
     try:
-        wait_for_output(process, b"listening on", 30)
+        wait_for_output(process, b"listening on [", 30)
         reply = http_get(port, "/")
         process.send_signal(signal.SIGTERM)
         output, _ = process.communicate(timeout=20)
@@ -169,7 +169,7 @@ class TwistdPrivilegesTests(SynchronousTestCase):
             [sys.executable, *argv], cwd=workdir, env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT
         )
         try:
-            wait_for_output(process, b"listening on", 30)
+            wait_for_output(process, b"listening on [", 30)
             reply = http_get(80, "/")
             uid = _uid_of(process.pid)
             process.send_signal(signal.SIGTERM)
