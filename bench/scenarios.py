@@ -81,6 +81,11 @@ register(Scenario("close", "GET, 100 B answer, Connection: close (a TCP connecti
 register(Scenario("sse", "server-sent events: concurrent streams, event delivery latency",
                   "/sse", load=EVENTS))
 
+register(Scenario("https-small", "GET, 100 B answer, keep-alive, over TLS to the proxy",
+                  "/small", scheme="https"))
+register(Scenario("https-close", "GET, 100 B answer, Connection: close over TLS (a handshake per request)",
+                  "/small", connection=CLOSE, scheme="https"))
+
 #: What runs when -s is not given.
 DEFAULT = ("small", "64k", "1m", "post16k", "close", "sse")
 

@@ -61,6 +61,7 @@ def txcaddy_spec(name: str, checkout: str) -> TargetSpec:
                          "(no txcaddy/cli.py)")
     python_path = os.pathsep.join(p for p in (checkout, os.environ.get("PYTHONPATH")) if p)
     return TargetSpec(name, cmd=TXCADDY_CMD, config=os.path.join(TEMPLATES, "Caddyfile"),
+                      tls_config=os.path.join(TEMPLATES, "Caddyfile-tls"),
                       env={"PYTHONPATH": python_path}, checkout=checkout)
 
 
@@ -70,7 +71,8 @@ def builtin_specs() -> dict[str, TargetSpec]:
         "direct": TargetSpec("direct"),
         "txcaddy": txcaddy_spec("txcaddy", REPO_ROOT),
         "caddy": TargetSpec("caddy", cmd="caddy run --config {config} --adapter caddyfile",
-                            config=os.path.join(TEMPLATES, "Caddyfile")),
+                            config=os.path.join(TEMPLATES, "Caddyfile"),
+                            tls_config=os.path.join(TEMPLATES, "Caddyfile-tls")),
         "nginx": TargetSpec("nginx", cmd="nginx -p {workdir} -c {config} -e {workdir}/error.log",
                             config=os.path.join(TEMPLATES, "nginx-proxy.conf")),
     }

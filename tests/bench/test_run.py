@@ -350,11 +350,24 @@ class TargetTests(SynchronousTestCase):
 
     def test_https_needs_a_tls_listener(self) -> None:
         """An https scenario on a target without tls_config is refused; http uses its port."""
-        target = targets.Target(targets.builtin_specs()["caddy"], self.mktemp(), 18081, 18086,
+        target = targets.Target(targets.builtin_specs()["nginx"], self.mktemp(), 18081, 18086,
                                 18080, sys.executable)
         https = Scenario("small-tls", "GET over TLS", "/small", scheme="https")
         self.assertRaises(LookupError, target.url, https)
         self.assertEqual(target.url(scenarios.REGISTRY["small"]), "http://127.0.0.1:18081/small")
+
+    def test_https_scenarios_use_the_tls_listener(self) -> None:
+        """txcaddy and Caddy serve the https-* scenarios from the Caddyfile-tls template's TLS port."""
+        for name in ("txcaddy", "caddy"):
+            workdir = self.mktemp()
+            target = targets.Target(targets.builtin_specs()[name], workdir, 18081, 18086, 18080, sys.executable)
+            os.makedirs(target.dir)
+            self.assertEqual(target.url(scenarios.REGISTRY["https-small"]), "https://127.0.0.1:18086/small")
+            argv = target.command(tls=True)
+            with open(argv[argv.index("--config") + 1]) as f:
+                rendered = f.read()
+            self.assertIn("https://:18086 {", rendered)
+            self.assertIn(f"tls {os.path.join(workdir, 'tls', 'cert.pem')}", rendered)
 
     def test_direct_target_is_the_backend(self) -> None:
         """direct measures the backend's own port."""
