@@ -156,6 +156,21 @@ class ServerTLSTests(SynchronousTestCase):
         assert peer is not None
         self.assertEqual(peer.serial_number, challenge.leaf.serial_number)
 
+    def test_acme_tls_alpn_challenge_without_certificate(self) -> None:
+        """A name with no certificate yet but a pending challenge gets the challenge certificate,
+        on TLS 1.2 too (whose cipher choice needs a certificate before ALPN is chosen)."""
+        challenge = self.ca.certificate_for(["new.example.org"], common_name="challenge")
+        server = ServerTLS([ConnectionPolicy({})], CertificateCache(), challenges={"new.example.org": challenge}.get)
+        for max_version in (SSL.TLS1_2_VERSION, SSL.TLS1_3_VERSION):
+            client, server_side, error = handshake(server, "new.example.org", alpn=[b"acme-tls/1"], max_version=max_version)
+            self.assertIsNone(error)
+            self.assertEqual(server_side.get_alpn_proto_negotiated(), b"acme-tls/1")
+            peer = client.get_peer_certificate(as_cryptography=True)
+            assert peer is not None
+            self.assertEqual(peer.serial_number, challenge.leaf.serial_number)
+        _, _, error = handshake(server, "other.example.org", alpn=[b"acme-tls/1"])
+        self.assertIsInstance(error, SSL.Error)  # no challenge for that name: still refused
+
     def test_ciphers_for_tls12(self) -> None:
         """``cipher_suites`` limits TLS 1.2; the state names the suite as Go does."""
         server = self.server({"cipher_suites": ["TLS_ECDHE_ECDSA_WITH_CHACHA20_POLY1305_SHA256"]})

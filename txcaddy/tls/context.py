@@ -484,6 +484,12 @@ class ServerTLS:
         if not policy.allows_version(version):
             raise HandshakeRefused(f"protocol {version} not allowed for {server_name!r}")
         certificate = self._certificate(server_name, local_ip, policy)
+        if certificate is None and server_name and self.challenges is not None:
+            # A name we have no certificate for yet, being validated with TLS-ALPN-01: the CA's
+            # ClientHello offers only acme-tls/1, which this callback cannot see, and TLS 1.2
+            # picks its cipher suite (which needs a certificate) before ALPN is chosen, so the
+            # challenge certificate must be in place now (certmagic answers from GetCertificate).
+            certificate = self.challenges(server_name)
         if certificate is None:
             raise HandshakeRefused(f"no certificate available for {server_name or local_ip!r}")
         self._handshakes[connection] = _Handshake(policy, certificate)
