@@ -466,9 +466,12 @@ class ICertificateIssuer(Interface):
         """Raise ``ValueError`` if this issuer will not issue for ``names`` (certmagic's
         ``PreChecker``: a public CA and ``localhost``); the manager then tries the next one."""
 
-    def issue(names, private_key):  # noqa: N805
+    def issue(names, private_key, attempt=0):  # noqa: N805
         """A Deferred firing with a ``txcaddy.tls.issuers.IssuedCertificate`` for ``names``
         and the public half of ``private_key`` (a ``cryptography`` private key).
+
+        ``attempt`` counts the manager's earlier failed attempts for these names (an ACME
+        issuer validates against its test CA first on a retry, as certmagic does).
 
         Never blocks the reactor: network and signing work that takes time runs in a thread.
         """

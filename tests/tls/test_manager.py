@@ -51,7 +51,7 @@ class FakeIssuer:
         if self.refuse & set(names):
             raise ValueError("refused by pre-check")
 
-    def issue(self, names: Sequence[str], private_key: Any) -> Deferred[IssuedCertificate]:
+    def issue(self, names: Sequence[str], private_key: Any, attempt: int = 0) -> Deferred[IssuedCertificate]:
         self.calls.append((list(names), private_key))
         if self.failures:
             return fail(self.failures.pop(0))

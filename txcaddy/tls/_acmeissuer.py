@@ -273,7 +273,7 @@ class ACMEIssuer:
                 if not subject_qualifies_for_public_certificate(name):
                     raise ValueError(f"subject does not qualify for a public certificate: {name}")
 
-    def issue(self, names: Sequence[str], private_key: PrivateKey, *, attempt: int = 0) -> Deferred[IssuedCertificate]:
+    def issue(self, names: Sequence[str], private_key: PrivateKey, attempt: int = 0) -> Deferred[IssuedCertificate]:
         """Order, validate, finalize and download a certificate for ``names`` and the public
         half of ``private_key``.  ``attempt`` > 0 (a retry) validates with ``test_ca`` first."""
         return Deferred.fromCoroutine(self._issue(list(names), private_key, attempt))

@@ -13,14 +13,14 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from twisted.application.service import Service
-from twisted.internet.defer import Deferred, fail
+from twisted.internet.defer import Deferred
 from twisted.internet.interfaces import IProtocolFactory, IReactorTime
 from twisted.protocols.tls import TLSMemoryBIOFactory
-from zope.interface import implementer
 
 from txcaddy.config.values import duration_seconds
 from txcaddy.errors import ConfigError
 from txcaddy.interfaces import ICertificateIssuer, IStorage
+from txcaddy.tls.acme import load_acme_issuer, load_zerossl_issuer
 from txcaddy.tls.autohttps import AutoHTTPSPlan, default_issuers, plan
 from txcaddy.tls.certificates import Certificate, CertificateCache, load_certificates
 from txcaddy.tls.challenges import Challenges
@@ -209,20 +209,8 @@ def load_issuer(
     module = config.get("module") if isinstance(config, dict) else None
     if module == "internal":
         return load_internal_issuer(config, pki, clock, where)
-    if module in ("acme", "zerossl"):
-        return _ACMENotBuilt(module)
+    if module == "acme":
+        return load_acme_issuer(config, storage=storage, challenges=challenges, reactor=reactor, where=where)
+    if module == "zerossl":
+        return load_zerossl_issuer(config, storage=storage, challenges=challenges, reactor=reactor, where=where)
     raise ConfigError(f"{where}: unknown module: tls.issuance.{module}")
-
-
-@implementer(ICertificateIssuer)
-class _ACMENotBuilt:
-    """Until the ACME issuer is merged: every attempt fails (and is retried) with a clear error."""
-
-    def __init__(self, module: str) -> None:
-        self.issuer_key = module
-
-    def pre_check(self, names: Any) -> None:
-        raise ValueError(f"the {self.issuer_key} issuer is not available in this build of txcaddy")
-
-    def issue(self, names: Any, private_key: Any) -> Deferred[Any]:
-        return fail(ValueError(f"the {self.issuer_key} issuer is not available in this build of txcaddy"))

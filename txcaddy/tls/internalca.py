@@ -584,7 +584,7 @@ class InternalIssuer:
     def pre_check(self, names: Sequence[str]) -> None:
         """The local CA signs for any name (Caddy's internal issuer has no pre-check)."""
 
-    def issue(self, names: Sequence[str], private_key: PrivateKey) -> Deferred[IssuedCertificate]:
+    def issue(self, names: Sequence[str], private_key: PrivateKey, attempt: int = 0) -> Deferred[IssuedCertificate]:
         """Sign a certificate for ``names`` (DNS names, IPs, e-mails, URIs) and the public half
         of ``private_key``; its lifetime never reaches past the signer's NotAfter."""
         try:

@@ -290,7 +290,7 @@ class CertificateManager(Service):
         attempts.timer = None
         action = "renewing" if old is not None else "obtaining"
         log.info("{action} certificate for {name} (attempt {n})", action=action, name=name, n=attempts.count + 1)
-        d = ensureDeferred(self.obtain(name, old))
+        d = ensureDeferred(self.obtain(name, old, attempt=attempts.count))
 
         def succeeded(certificate: Certificate) -> None:
             attempts.count += 1
@@ -321,7 +321,7 @@ class CertificateManager(Service):
 
     # -- obtaining -------------------------------------------------------------------------
 
-    async def obtain(self, name: str, old: Certificate | None = None) -> Certificate:
+    async def obtain(self, name: str, old: Certificate | None = None, *, attempt: int = 0) -> Certificate:
         """Get a certificate for ``name`` now (one attempt), store it and put it in the cache."""
         policy = self.policy_for(name)
         storage = self._storage(policy)
@@ -337,7 +337,7 @@ class CertificateManager(Service):
             private_key = await self._reusable_key(name, policy)
             if private_key is None:
                 private_key = new_private_key(policy.key_type or "p256")
-            issued, issuer = await self._issue(name, policy, private_key)
+            issued, issuer = await self._issue(name, policy, private_key, attempt)
             certificate = Certificate.from_pem(issued.certificate_pem, issued.private_key_pem, managed=True,
                                                issuer_key=issuer.issuer_key)
             await self._store(storage, issuer, name, issued)
@@ -346,7 +346,8 @@ class CertificateManager(Service):
         self.cache.replace(old, certificate)
         return certificate
 
-    async def _issue(self, name: str, policy: AutomationPolicy, private_key: Any) -> tuple[IssuedCertificate, ICertificateIssuer]:
+    async def _issue(self, name: str, policy: AutomationPolicy, private_key: Any,
+                     attempt: int = 0) -> tuple[IssuedCertificate, ICertificateIssuer]:
         """certmagic's ``obtainCert``: each issuer in order; the last error if none succeeds."""
         if not policy.issuers:
             raise RuntimeError(f"no issuers configured for {name}")
@@ -358,7 +359,7 @@ class CertificateManager(Service):
                 last = e
                 continue
             try:
-                issued = await issuer.issue([name], private_key)
+                issued = await issuer.issue([name], private_key, attempt)
             except Exception as e:  # noqa: BLE001 - the next issuer gets its turn
                 log.error("could not get certificate for {name} from issuer {issuer}: {error}",
                           name=name, issuer=issuer.issuer_key, error=e)
