@@ -527,9 +527,10 @@ class _Output(ProcessProtocol):
 class Pebble:
     """``pebble`` and ``pebble-challtestsrv`` for one test, on loopback ports of their own."""
 
-    def __init__(self, testcase: TestCase, *, eab: dict[str, str] | None = None) -> None:
+    def __init__(self, testcase: TestCase, *, eab: dict[str, str] | None = None, validity: int | None = None) -> None:
         self.testcase = testcase
         self.eab = eab
+        self.validity = validity  # seconds of certificate lifetime (pebble's certificateValidityPeriod)
         self.workdir = os.path.abspath(testcase.mktemp())
         os.makedirs(self.workdir)
         self.port, self.dns_port, self.management_port = free_port(), free_port(), free_port()
@@ -565,6 +566,8 @@ class Pebble:
         }
         if self.eab is not None:
             config["externalAccountMACKeys"] = self.eab
+        if self.validity is not None:
+            config["certificateValidityPeriod"] = self.validity
         config_file = os.path.join(self.workdir, "pebble.json")
         with open(config_file, "w") as f:
             json.dump({"pebble": config}, f)
