@@ -352,7 +352,7 @@ class OtherUpgradeTests(TestCase):
 class TLSUpstreamTests(WebSocketTestCase):
     def test_websocket_to_a_tls_upstream(self) -> Any:
         """A WebSocket to an https upstream works as over plain TCP."""
-        from tests.reverseproxy.test__tls import _PKI
+        from tests.tls.test__client import _PKI
 
         pki = _PKI(os.path.abspath(self.mktemp()))
         upstream = WebSocketUpstream(tls=pki.server_options())
@@ -366,7 +366,7 @@ class TLSUpstreamTests(WebSocketTestCase):
     @inlineCallbacks
     def test_tunnel_to_a_tls_upstream(self) -> Any:
         """An upgraded tunnel to an https upstream carries the early bytes, then 4 MiB echoed."""
-        from tests.reverseproxy.test__tls import _PKI
+        from tests.tls.test__client import _PKI
 
         pki = _PKI(os.path.abspath(self.mktemp()))
         factory = Factory.forProtocol(_RawUpgradeUpstream)

@@ -12,7 +12,7 @@ from twisted.trial.unittest import SynchronousTestCase
 
 from txcaddy.caddyfile.adapter import adapt
 from txcaddy.service import plain_json
-from txcaddy.tls import autohttps
+from txcaddy.tls import autohttps, names
 from txcaddy.tls.autohttps import REDIRECT_SERVER, plan
 
 
@@ -41,15 +41,15 @@ class SubjectTests(SynchronousTestCase):
         """certmagic's name rules: wildcards only as a whole first label, no odd characters."""
         good = ["example.com", "*.example.com", "*", "localhost", "127.0.0.1", "intranet"]
         bad = ["", " ", ".example.com", "example.com.", "a.*.com", "**.example.com", "ex ample.com", "a+b.com"]
-        self.assertEqual([n for n in good if autohttps.subject_qualifies_for_certificate(n)], good)
-        self.assertEqual([n for n in bad if autohttps.subject_qualifies_for_certificate(n)], [])
+        self.assertEqual([n for n in good if names.subject_qualifies_for_cert(n)], good)
+        self.assertEqual([n for n in bad if names.subject_qualifies_for_cert(n)], [])
 
     def test_public_names(self) -> None:
         """Internal names, IPs and second-level wildcards cannot have public certificates."""
         public = ["example.com", "*.example.com", "intranet", "host.lan", "LOCALHOST"]
         private = ["localhost", "a.localhost", "printer.local", "127.0.0.1", "::1", "*.com", "*"]
-        self.assertEqual([n for n in public if autohttps.subject_qualifies_for_public_certificate(n)], public)
-        self.assertEqual([n for n in private if autohttps.subject_qualifies_for_public_certificate(n)], [])
+        self.assertEqual([n for n in public if names.subject_qualifies_for_public_cert(n)], public)
+        self.assertEqual([n for n in private if names.subject_qualifies_for_public_cert(n)], [])
 
 
 class PlanTests(SynchronousTestCase):

@@ -112,7 +112,7 @@ class ManagerTestCase(SynchronousTestCase):
 
 class MatchWildcardTests(SynchronousTestCase):
     def test_match_wildcard(self) -> None:
-        """``*.`` matches exactly one leftmost label; names compare case-insensitively."""
+        """A wildcard label matches one label; names compare case-insensitively."""
         self.assertTrue(match_wildcard("a.example.com", "*.example.com"))
         self.assertTrue(match_wildcard("Example.com", "example.COM"))
         self.assertFalse(match_wildcard("a.b.example.com", "*.example.com"))

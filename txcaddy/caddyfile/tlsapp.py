@@ -15,7 +15,7 @@ from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
 from typing import Any
 
-from txcaddy._go.net import join_host_port, parse_ip
+from txcaddy._go.net import join_host_port
 from txcaddy._go.sort import slice_stable
 from txcaddy.caddyfile.addresses import AddressError, NetworkAddress
 from txcaddy.caddyfile.directives.options import (
@@ -37,6 +37,13 @@ from txcaddy.caddyfile.directives.tls import (
 from txcaddy.caddyfile.errors import ConfigError, ConfigWarning
 from txcaddy.caddyfile.helper import JSONObject
 from txcaddy.caddyfile.jsonenc import GoMap
+from txcaddy.tls.names import (
+    match_wildcard,
+    subject_is_internal,
+    subject_is_ip,
+    subject_qualifies_for_cert,
+    subject_qualifies_for_public_cert,
+)
 
 DEFAULT_HTTP_PORT = 80
 DEFAULT_HTTPS_PORT = 443
@@ -101,61 +108,6 @@ def listeners_use_any_port_other_than(addresses: Iterable[str], other_port: str)
 
 
 # -- certmagic's subject rules -----------------------------------------------
-
-_SPECIAL_CHARS = set("()[]{}<> \t\n\"\\!@#$%^&|;'+=")
-
-
-def subject_qualifies_for_cert(subject: str) -> bool:
-    return (
-        subject.strip() != ""
-        and not subject.startswith(".")
-        and not subject.endswith(".")
-        and ("*" not in subject or subject.startswith("*.") or subject == "*")
-        and not any(ch in _SPECIAL_CHARS for ch in subject)
-    )
-
-
-def subject_is_ip(subject: str) -> bool:
-    """Go's ``net.ParseIP(subject) != nil`` (no zones, no leading zeros)."""
-    return parse_ip(subject) is not None
-
-
-def subject_is_internal(subject: str) -> bool:
-    return subject == "localhost" or subject.endswith(".localhost") or subject.endswith(".local")
-
-
-def subject_qualifies_for_public_cert(subject: str) -> bool:
-    return (
-        subject_qualifies_for_cert(subject)
-        and not subject_is_internal(subject)
-        and not subject_is_ip(subject)
-        and (
-            "*" not in subject
-            or (
-                subject.count("*") == 1
-                and subject.count(".") > 1
-                and len(subject) > 2
-                and subject.startswith("*.")
-            )
-        )
-    )
-
-
-def match_wildcard(subject: str, wildcard: str) -> bool:
-    subject, wildcard = subject.lower(), wildcard.lower()
-    if subject == wildcard:
-        return True
-    if "*" not in wildcard:
-        return False
-    labels = subject.split(".")
-    for i, label in enumerate(labels):
-        if not label:
-            continue
-        labels[i] = "*"
-        if ".".join(labels) == wildcard:
-            return True
-    return False
-
 
 # -- automation policies -----------------------------------------------------
 

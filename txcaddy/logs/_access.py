@@ -7,8 +7,9 @@ from typing import TYPE_CHECKING, Any
 from cryptography.x509.oid import NameOID
 
 from txcaddy._go.net import AddrError, split_host_port
-from txcaddy.caddyfile.tlsapp import match_wildcard
 from txcaddy.logs._values import Duration, Plain, StringArray
+from txcaddy.tls._names import CIPHER_SUITE_IDS, VERSION_IDS
+from txcaddy.tls.names import match_wildcard
 
 if TYPE_CHECKING:
     from txcaddy.logs._system import LogSystem
@@ -17,28 +18,6 @@ _CREDENTIAL_HEADERS = frozenset(("Cookie", "Set-Cookie", "Authorization", "Proxy
 _FRAMING_HEADERS = ("Content-Length", "Transfer-Encoding", "Connection")
 _RECORD = "access_log_record"  # the request attribute holding what begin() recorded
 _FAILED = "access_log_chain_failed"  # set when the server's handler chain failed
-
-# TLS versions and cipher suites as the numbers Go logs.
-_TLS_VERSIONS = {"tls1.0": 0x0301, "tls1.1": 0x0302, "tls1.2": 0x0303, "tls1.3": 0x0304,
-                 "tlsv1": 0x0301, "tlsv1.1": 0x0302, "tlsv1.2": 0x0303, "tlsv1.3": 0x0304}
-_CIPHER_SUITES = {
-    "TLS_AES_128_GCM_SHA256": 0x1301,
-    "TLS_AES_256_GCM_SHA384": 0x1302,
-    "TLS_CHACHA20_POLY1305_SHA256": 0x1303,
-    "TLS_ECDHE_ECDSA_WITH_AES_128_GCM_SHA256": 0xC02B,
-    "TLS_ECDHE_RSA_WITH_AES_128_GCM_SHA256": 0xC02F,
-    "TLS_ECDHE_ECDSA_WITH_AES_256_GCM_SHA384": 0xC02C,
-    "TLS_ECDHE_RSA_WITH_AES_256_GCM_SHA384": 0xC030,
-    "TLS_ECDHE_ECDSA_WITH_CHACHA20_POLY1305_SHA256": 0xCCA9,
-    "TLS_ECDHE_RSA_WITH_CHACHA20_POLY1305_SHA256": 0xCCA8,
-    "ECDHE-ECDSA-AES128-GCM-SHA256": 0xC02B,
-    "ECDHE-RSA-AES128-GCM-SHA256": 0xC02F,
-    "ECDHE-ECDSA-AES256-GCM-SHA384": 0xC02C,
-    "ECDHE-RSA-AES256-GCM-SHA384": 0xC030,
-    "ECDHE-ECDSA-CHACHA20-POLY1305": 0xCCA9,
-    "ECDHE-RSA-CHACHA20-POLY1305": 0xCCA8,
-}
-
 
 def _wire_text(text: str) -> str:
     """Request bytes (held as latin-1 text) as the UTF-8 zap writes, invalid bytes as U+FFFD."""
@@ -63,8 +42,8 @@ def _tls_number(value: Any, table: dict[str, int]) -> int:
 def _tls_object(tls: Any) -> Plain:
     out = Plain({
         "resumed": bool(getattr(tls, "resumed", False)),
-        "version": _tls_number(getattr(tls, "version", 0), _TLS_VERSIONS),
-        "cipher_suite": _tls_number(getattr(tls, "cipher_suite", 0), _CIPHER_SUITES),
+        "version": _tls_number(getattr(tls, "version", 0), VERSION_IDS),
+        "cipher_suite": _tls_number(getattr(tls, "cipher_suite", 0), CIPHER_SUITE_IDS),
         "proto": str(getattr(tls, "proto", "") or ""),
         "server_name": str(getattr(tls, "server_name", "") or ""),
     })

@@ -30,8 +30,8 @@ from txcaddy.reverseproxy._resolver import (
     ReactorWithResolver,
     parse_resolver_addresses,
 )
-from txcaddy.reverseproxy._tls import UpstreamTLS
 from txcaddy.reverseproxy.errors import UnsupportedUpstreamProtocol
+from txcaddy.tls.context import UpstreamTLS
 
 _WHERE = "reverse_proxy transport http"
 _FIELDS = frozenset((

@@ -30,7 +30,6 @@ from txcaddy.reverseproxy._exchange import (
 )
 from txcaddy.reverseproxy._h1connection import ConnectionPool
 from txcaddy.reverseproxy._pool import SURPLUS_LINGER
-from txcaddy.reverseproxy._tls import UpstreamTLS
 from txcaddy.reverseproxy._transport import H2C_UNSUPPORTED, HTTPTransport
 from txcaddy.reverseproxy.errors import (
     DialError,
@@ -44,6 +43,7 @@ from txcaddy.reverseproxy.errors import (
     UpstreamReadTimeout,
     UpstreamWriteTimeout,
 )
+from txcaddy.tls.context import UpstreamTLS
 
 __all__ = [
     "CHUNKED",

@@ -58,10 +58,10 @@ from txcaddy.tls._acmesolvers import (
     ChallengeListeners,
     tls_alpn01_certificate,
 )
-from txcaddy.tls.autohttps import subject_qualifies_for_public_certificate
 from txcaddy.tls.challenges import Challenges
 from txcaddy.tls.issuers import IssuedCertificate
 from txcaddy.tls.keys import PrivateKey, load_private_key_pem, new_private_key, private_key_pem
+from txcaddy.tls.names import subject_qualifies_for_public_cert
 
 __all__ = [
     "ACMEIssuer",
@@ -270,7 +270,7 @@ class ACMEIssuer:
         """certmagic's ``PreCheck``: a public CA is not asked for names it cannot certify."""
         if _is_public_ca(self.ca):
             for name in names:
-                if not subject_qualifies_for_public_certificate(name):
+                if not subject_qualifies_for_public_cert(name):
                     raise ValueError(f"subject does not qualify for a public certificate: {name}")
 
     def issue(self, names: Sequence[str], private_key: PrivateKey, attempt: int = 0) -> Deferred[IssuedCertificate]:

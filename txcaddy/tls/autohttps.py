@@ -26,23 +26,14 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
 
-from twisted.internet.abstract import isIPAddress, isIPv6Address
 from twisted.logger import Logger
 
 from txcaddy.caddyfile.addresses import AddressError, NetworkAddress
 from txcaddy.config.placeholders import replace_known
 from txcaddy.errors import ConfigError
+from txcaddy.tls.names import subject_qualifies_for_cert, subject_qualifies_for_public_cert
 
-__all__ = [
-    "REDIRECT_SERVER",
-    "AutoHTTPSPlan",
-    "listener_uses_tls",
-    "plan",
-    "subject_is_internal",
-    "subject_is_ip",
-    "subject_qualifies_for_certificate",
-    "subject_qualifies_for_public_certificate",
-]
+__all__ = ["REDIRECT_SERVER", "AutoHTTPSPlan", "listener_uses_tls", "plan"]
 
 log = Logger()
 
@@ -50,39 +41,6 @@ log = Logger()
 REDIRECT_SERVER = "remaining_auto_https_redirects"
 DEFAULT_HTTP_PORT = 80
 DEFAULT_HTTPS_PORT = 443
-
-_BAD_NAME_CHARACTERS = frozenset("()[]{}<> \t\n\"\\!@#$%^&|;'+=")
-
-
-def subject_qualifies_for_certificate(subject: str) -> bool:
-    """certmagic's ``SubjectQualifiesForCert``: a name a certificate can be had for at all."""
-    if not subject.strip() or subject.startswith(".") or subject.endswith("."):
-        return False
-    if "*" in subject and not (subject == "*" or (subject.startswith("*.") and "*" not in subject[2:])):
-        return False
-    return not any(ch in _BAD_NAME_CHARACTERS for ch in subject)
-
-
-def subject_is_ip(subject: str) -> bool:
-    """Whether ``subject`` is an IPv4 or IPv6 address (a zone or brackets are not)."""
-    return isIPAddress(subject) or isIPv6Address(subject)
-
-
-def subject_is_internal(subject: str) -> bool:
-    """certmagic's ``SubjectIsInternal``: ``localhost`` and the ``.localhost``/``.local`` names."""
-    return subject == "localhost" or subject.endswith(".localhost") or subject.endswith(".local")
-
-
-def subject_qualifies_for_public_certificate(subject: str) -> bool:
-    """certmagic's ``SubjectQualifiesForPublicCert``: a public CA could issue for it."""
-    if not subject_qualifies_for_certificate(subject) or subject_is_internal(subject):
-        return False
-    if subject_is_ip(subject):
-        return False
-    if "*" in subject:
-        return subject.count("*") == 1 and subject.startswith("*.") and subject.count(".") > 1
-    return True
-
 
 def _address(text: str) -> NetworkAddress | None:
     try:
@@ -176,7 +134,7 @@ def plan(
             for domain in domains:
                 if domain.lower().endswith(".ts.net"):
                     continue  # Caddy hands these to Tailscale; txcaddy has no Tailscale manager
-                if not subject_qualifies_for_certificate(domain) or domain in skip_certificates:
+                if not subject_qualifies_for_cert(domain) or domain in skip_certificates:
                     continue
                 if not auto.get("ignore_loaded_certificates") and has_loaded_certificate(domain):
                     log.info("skipping automatic certificate management for {domain} because one or "
@@ -235,7 +193,7 @@ def _internal_names(managed: dict[str, None], tls: dict[str, Any]) -> list[str]:
     }
     return [
         name for name in managed
-        if name not in explicit and not subject_qualifies_for_public_certificate(name)
+        if name not in explicit and not subject_qualifies_for_public_cert(name)
     ]
 
 

@@ -43,8 +43,9 @@ from txcaddy.tls.certificates import Certificate, CertificateCache, CertificateE
 from txcaddy.tls.errors import KeyNotFound
 from txcaddy.tls.issuers import IssuedCertificate
 from txcaddy.tls.keys import load_private_key_pem, new_private_key
+from txcaddy.tls.names import match_wildcard
 
-__all__ = ["RETRY_INTERVALS", "AutomationPolicy", "CertificateManager", "match_wildcard"]
+__all__ = ["RETRY_INTERVALS", "AutomationPolicy", "CertificateManager"]
 
 log = Logger()
 
@@ -54,17 +55,6 @@ MAX_RETRY_DURATION = 30 * 24 * 3600.0
 DEFAULT_RENEW_INTERVAL = 600.0
 DEFAULT_RENEWAL_WINDOW_RATIO = 1 / 3
 RENEWAL_JITTER = 0.01
-
-
-def match_wildcard(subject: str, wildcard: str) -> bool:
-    """certmagic's ``MatchWildcard``: equal, or ``*.`` matching exactly one leftmost label."""
-    subject, wildcard = subject.lower(), wildcard.lower()
-    if subject == wildcard:
-        return True
-    if not wildcard.startswith("*."):
-        return False
-    head, dot, rest = subject.partition(".")
-    return bool(head and dot) and rest == wildcard[2:]
 
 
 @dataclass

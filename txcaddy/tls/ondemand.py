@@ -32,7 +32,7 @@ from twisted.python.failure import Failure
 
 from txcaddy.config.values import duration_seconds
 from txcaddy.errors import ConfigError
-from txcaddy.tls.autohttps import subject_qualifies_for_certificate
+from txcaddy.tls.names import subject_qualifies_for_cert
 
 __all__ = [
     "ASK_TIMEOUT",
@@ -162,7 +162,7 @@ class OnDemandConfig:
 
     def allowed(self, name: str) -> Deferred[bool]:
         """Whether ``name`` may have a certificate obtained now (ask, then the rate limit)."""
-        if not subject_qualifies_for_certificate(name):
+        if not subject_qualifies_for_cert(name):
             return succeed(False)
         if not self.ask:
             return succeed(self.limiter.allow())

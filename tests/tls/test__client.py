@@ -41,7 +41,6 @@ from tests.reverseproxy._client import (
 )
 from txcaddy._reactor import default_reactor
 from txcaddy.errors import ConfigError
-from txcaddy.reverseproxy._tls import _allow_one_renegotiation
 from txcaddy.reverseproxy.transport import (
     DialError,
     HTTPTransport,
@@ -51,6 +50,7 @@ from txcaddy.reverseproxy.transport import (
     UpstreamError,
 )
 from txcaddy.testing import make_request
+from txcaddy.tls._client import _allow_one_renegotiation
 
 
 def _certificate(subject, issuer_key, issuer_name, key, *, ca=False, dns_names=(), ips=(),
