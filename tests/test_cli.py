@@ -6,12 +6,16 @@ import io
 import json
 import os
 
+from cryptography import x509
+from cryptography.hazmat.primitives.serialization import Encoding
 from twisted.python import usage
 from twisted.trial.unittest import SynchronousTestCase
 
+from tests.tls._truststore import FakeMachine
 from txcaddy import cli
 from txcaddy.service import CaddyService
 from txcaddy.tap import Options, makeService
+from txcaddy.tls import truststore
 
 SITE = ":8080 {\n\trespond /hi \"hello\" 200\n}\n"
 SITE_JSON = (
@@ -149,3 +153,141 @@ class TwistdOptionsTests(SynchronousTestCase):
 
         names = {p.tapname for p in getPlugins(IServiceMaker)}
         self.assertIn("caddy", names)
+
+
+class TrustCommandTests(SynchronousTestCase):
+    """``txcaddy trust`` / ``untrust`` on a pretend machine (tests/tls/_truststore.py): the CA
+    comes from a temporary storage, the root goes into a temporary ``$HOME``'s NSS database."""
+
+    def setUp(self) -> None:
+        self.dir = os.path.abspath(self.mktemp())
+        self.machine = FakeMachine(os.path.join(self.dir, "machine"))
+        self.machine.use(self)
+        self.patch(cli, "run_trust_command", self.machine.run)
+        self.database = self.machine.nss_database()
+        self.data = os.path.join(self.dir, "data")
+        self.set_environ(**self.machine.environ, TRUST_STORES="nss", XDG_DATA_HOME=self.data)
+        self.storage = os.path.join(self.dir, "storage")
+        self.caddyfile = os.path.join(self.dir, "Caddyfile")
+        with open(self.caddyfile, "w") as f:
+            f.write(f"{{\n\tskip_install_trust\n\tstorage file_system {{\n\t\troot {self.storage}\n\t}}\n}}\n"
+                    "localhost {\n\trespond hi\n}\n")
+
+    def set_environ(self, **values: str) -> None:
+        """Set environment variables for this test only."""
+        for name, value in values.items():
+            self.addCleanup(_restore_environ, name, os.environ.get(name))
+            os.environ[name] = value
+
+    def run_cli(self, *argv: str) -> tuple[int, str, str]:
+        out, err = io.StringIO(), io.StringIO()
+        code = cli.main(list(argv), out, err)
+        return code, out.getvalue(), err.getvalue()
+
+    def root(self, storage: str) -> x509.Certificate:
+        with open(os.path.join(storage, "pki", "authorities", "local", "root.crt"), "rb") as f:
+            return x509.load_pem_x509_certificate(f.read())
+
+    def trusted(self) -> dict[str, bytes]:
+        """The nicknames in the NSS database, with their PEM."""
+        return self.machine.nss[self.database]
+
+    def test_trust_default_storage(self) -> None:
+        """Without --config the default storage's ``local`` CA is made (as the server would)
+        and its root lands in the NSS database as "<CN> <serial>"."""
+        code, out, err = self.run_cli("trust")
+        self.assertEqual((code, out), (0, ""))
+        root = self.root(os.path.join(self.data, "caddy"))
+        self.assertEqual(self.trusted(), {truststore.unique_name(root): root.public_bytes(Encoding.PEM)})
+        self.assertIn("INFO\tgenerated root certificate for CA local", err)
+        self.assertIn("INFO\tinstalling root certificate of CA local (you might be prompted for password) "
+                      "(path: storage:pki/authorities/local/root.crt)", err)
+        self.assertIn("INFO\tcertificate installed properly in NSS security databases", err)
+
+    def test_trust_config_storage_reuses_the_ca(self) -> None:
+        """With --config the config's storage is used; an existing CA is loaded, not replaced,
+        and ``skip_install_trust`` (about server start) does not stop the command."""
+        self.assertEqual(self.run_cli("trust", "--config", self.caddyfile)[0], 0)
+        first = self.root(self.storage)
+        self.machine.nss[self.database].clear()
+        code, _, err = self.run_cli("trust", "--config", self.caddyfile, "--adapter", "caddyfile")
+        self.assertEqual(code, 0)
+        self.assertEqual(self.root(self.storage), first)
+        self.assertNotIn("generated", err)
+        self.assertEqual(list(self.trusted()), [truststore.unique_name(first)])
+        self.assertFalse(os.path.exists(self.data), "the default storage is not touched")
+
+    def test_trust_other_ca(self) -> None:
+        """--ca picks a CA configured in the JSON config's pki app."""
+        path = os.path.join(self.dir, "caddy.json")
+        with open(path, "w") as f:
+            json.dump({"storage": {"module": "file_system", "root": self.storage},
+                       "apps": {"pki": {"certificate_authorities": {"corp": {"name": "Corp CA"}}}}}, f)
+        self.assertEqual(self.run_cli("trust", "--ca", "corp", "--config", path)[0], 0)
+        with open(os.path.join(self.storage, "pki", "authorities", "corp", "root.crt"), "rb") as f:
+            root = x509.load_pem_x509_certificate(f.read())
+        self.assertTrue(truststore.unique_name(root).startswith("Corp CA - "))
+        self.assertEqual(list(self.trusted()), [truststore.unique_name(root)])
+
+    def test_trust_errors(self) -> None:
+        """An unknown CA, or --adapter without --config, exits 1 with one Error line and installs nothing."""
+        code, _, err = self.run_cli("trust", "--ca", "nope", "--config", self.caddyfile)
+        self.assertEqual((code, err.splitlines()[-1]), (1, "Error: no certificate authority configured with id: nope"))
+        code, _, err = self.run_cli("trust", "--adapter", "caddyfile")
+        self.assertEqual((code, err), (1, "Error: cannot adapt config without config file (use --config)\n"))
+        self.assertEqual(self.trusted(), {})
+
+    def test_trust_store_failure(self) -> None:
+        """A trust store that cannot be changed exits 1 with the store's error."""
+        self.set_environ(TRUST_STORES="system")
+        self.patch(truststore, "SYSTEM_TRUST_CANDIDATES", [])
+        code, _, err = self.run_cli("trust", "--config", self.caddyfile)
+        self.assertEqual(code, 1)
+        self.assertTrue(err.splitlines()[-1].startswith("Error: install is not supported on this system"), err)
+
+    def test_untrust_from_storage(self) -> None:
+        """untrust removes the CA's root from the NSS database and leaves the storage alone."""
+        self.run_cli("trust", "--config", self.caddyfile)
+        self.assertEqual(len(self.trusted()), 1)
+        code, out, err = self.run_cli("untrust", "--config", self.caddyfile)
+        self.assertEqual((code, out), (0, ""))
+        self.assertEqual(self.trusted(), {})
+        self.assertIn("uninstalled properly from NSS security databases", err)
+        self.assertTrue(os.path.exists(os.path.join(self.storage, "pki", "authorities", "local", "root.key")))
+
+    def test_untrust_without_ca_makes_none(self) -> None:
+        """untrust with no CA in storage exits 1 and does not create one."""
+        code, _, err = self.run_cli("untrust", "--config", self.caddyfile)
+        self.assertEqual(code, 1)
+        self.assertEqual(err, "Error: no root certificate for CA 'local' in storage "
+                              "(pki/authorities/local/root.crt): nothing to untrust\n")
+        self.assertFalse(os.path.exists(self.storage))
+
+    def test_untrust_cert_file(self) -> None:
+        """untrust --cert removes the certificate in that file (PEM or DER)."""
+        self.run_cli("trust", "--config", self.caddyfile)
+        der = os.path.join(self.dir, "root.der")
+        with open(der, "wb") as f:
+            f.write(self.root(self.storage).public_bytes(Encoding.DER))
+        self.assertEqual(self.run_cli("untrust", "--cert", der)[0], 0)
+        self.assertEqual(self.trusted(), {})
+
+    def test_untrust_cert_errors(self) -> None:
+        """--cert with other flags, a missing file, or a failing store: exit 1 with Caddy's messages."""
+        missing = os.path.join(self.dir, "missing.crt")
+        self.assertEqual(self.run_cli("untrust", "--cert", missing, "--ca", "local")[1:],
+                         ("", "Error: conflicting command line arguments, cannot use --cert with other flags\n"))
+        code, _, err = self.run_cli("untrust", "--cert", missing)
+        self.assertEqual((code, err), (1, f"Error: accessing certificate file: stat {missing}: no such file or directory\n"))
+        self.run_cli("trust", "--config", self.caddyfile)
+        self.machine.fail["certutil -D"] = (1, b"database locked")
+        code, _, err = self.run_cli("untrust", "--cert", os.path.join(self.storage, "pki", "authorities", "local", "root.crt"))
+        self.assertEqual((code, err.splitlines()[-1]), (
+            1, "Error: failed to uninstall certificate file: failed to execute certutil: exit status 1: database locked"))
+        self.assertEqual(len(self.trusted()), 1)
+
+def _restore_environ(name: str, value: str | None) -> None:
+    if value is None:
+        os.environ.pop(name, None)
+    else:
+        os.environ[name] = value

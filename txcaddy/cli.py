@@ -1,19 +1,40 @@
-"""The ``txcaddy`` command: ``run``, ``adapt``, ``validate``, ``fmt``, ``version``.
+"""The ``txcaddy`` command: ``run``, ``adapt``, ``validate``, ``fmt``, ``trust``,
+``untrust``, ``version``.
 
 It mirrors Caddy's command line so that users can diff ``txcaddy adapt``
 against ``caddy adapt``. A bad config prints ``Error: ...`` with file and
 line and exits 1, never a traceback.
+
+``trust``/``untrust`` follow Caddy 2.6.2's ``modules/caddypki/command.go``, except
+where the root comes from: Caddy asks a running server's admin API, txcaddy (no admin
+API yet) reads the CA from the storage the config names, as the server would, and
+``trust`` creates it there when it does not exist yet.
 """
 
 from __future__ import annotations
 
 import argparse
+import os
+import subprocess
 import sys
-from collections.abc import Sequence
-from typing import TextIO
+from collections.abc import Iterator, Sequence
+from contextlib import contextmanager
+from typing import Any, TextIO, TypeVar
 
-from twisted.logger import globalLogBeginner, textFileLogObserver
+from cryptography import x509
+from twisted.internet.defer import Deferred
+from twisted.logger import (
+    ILogObserver,
+    LogLevel,
+    formatEvent,
+    globalLogBeginner,
+    globalLogPublisher,
+    textFileLogObserver,
+)
+from twisted.python.failure import Failure
+from zope.interface import provider
 
+from txcaddy._go.fs import path_error
 from txcaddy._process import tune_server_process
 from txcaddy._reactor import default_reactor
 from txcaddy.caddyfile.formatter import format_caddyfile
@@ -22,8 +43,16 @@ from txcaddy.config.source import load_config, read_config_text
 from txcaddy.config.validate import validate_config
 from txcaddy.errors import ConfigError, ConfigWarning
 from txcaddy.service import CaddyService
+from txcaddy.tls import internalca, truststore
+from txcaddy.tls.errors import KeyNotFound
+from txcaddy.tls.storage import storage_from_config
 
 VERSION = "0.1.0"
+
+run_trust_command: truststore.Runner = subprocess.run
+"""How ``trust``/``untrust`` run certutil, tee, sudo... (tests put a recorder here)."""
+
+_T = TypeVar("_T")
 
 
 def _print_warnings(warnings: list[ConfigWarning], err: TextIO) -> None:
@@ -94,6 +123,122 @@ def cmd_version(args: argparse.Namespace, out: TextIO, err: TextIO) -> int:
     return 0
 
 
+# -- trust / untrust ------------------------------------------------------------------------
+
+
+def _wait(deferred: Deferred[_T]) -> _T:
+    """The result of a Deferred that has fired (the file storage answers at once)."""
+    results: list[Any] = []
+    deferred.addBoth(results.append)
+    if not results:
+        raise ConfigError("the storage did not answer without a running reactor")
+    if isinstance(results[0], Failure):
+        results[0].raiseException()
+    return results[0]  # type: ignore[no-any-return]
+
+
+def _certificate_authority(args: argparse.Namespace) -> tuple[internalca.CertificateAuthority, Any]:
+    """The CA ``--ca`` names (default ``local``) in the config's PKI app, and the storage the
+    config names (Caddy's default storage without ``--config``)."""
+    if args.adapter and not args.config:
+        raise ConfigError("cannot adapt config without config file (use --config)")
+    config: dict[str, Any] = {}
+    if args.config:
+        config, _ = load_config(args.config, args.adapter)
+    clock = default_reactor()
+    pki = internalca.load_pki_app((config.get("apps") or {}).get("pki"), clock)
+    ca = pki.get_ca(args.ca or internalca.DEFAULT_CA_ID)
+    storage = storage_from_config(config.get("storage"), clock)
+    return ca, storage
+
+
+@contextmanager
+def _trust_log(err: TextIO) -> Iterator[None]:
+    """Show what the CA and the trust stores log, as ``LEVEL<tab>message`` lines on ``err``."""
+    namespaces = (truststore.__name__, internalca.__name__)
+
+    @provider(ILogObserver)
+    def observe(event: dict[str, Any]) -> None:
+        if event.get("log_namespace") in namespaces:
+            level = event.get("log_level", LogLevel.info)
+            print(f"{level.name.upper()}\t{formatEvent(event)}", file=err)
+
+    globalLogPublisher.addObserver(observe)
+    try:
+        yield
+    finally:
+        globalLogPublisher.removeObserver(observe)
+
+
+def cmd_trust(args: argparse.Namespace, out: TextIO, err: TextIO) -> int:
+    """Install the CA's root into the trust stores (``TRUST_STORES`` picks them)."""
+    with _trust_log(err):
+        ca, storage = _certificate_authority(args)
+        try:
+            _wait(ca.provision(storage))
+        except OSError as e:
+            raise ConfigError(f"provisioning CA '{ca.id}': {e}") from None
+        print(f"INFO\tinstalling root certificate of CA {ca.id} (you might be prompted for password) "
+              f"(path: {ca.root_source})", file=err)
+        try:
+            truststore.install(ca.root_certificate, environ=os.environ, run=run_trust_command)
+        except truststore.TrustStoreError as e:
+            print(f"Error: {e}", file=err)
+            return 1
+    return 0
+
+
+def _read_certificate_file(path: str, what: str) -> x509.Certificate:
+    try:
+        with open(path, "rb") as f:
+            data = f.read()
+    except OSError as e:
+        raise ConfigError(f"{what}: {path_error('open', path, e)}") from None
+    try:
+        return truststore.read_certificate(data)
+    except ValueError as e:
+        raise ConfigError(f"{what}: error parsing {path}: {e}") from None
+
+
+def _stored_root(ca: internalca.CertificateAuthority, storage: Any) -> x509.Certificate:
+    """The CA's root as the server would load it, without making one."""
+    if ca.root is not None:
+        return _read_certificate_file(ca.root.certificate, "loading root certificate")
+    key = ca.storage_keys.root_certificate
+    try:
+        data = _wait(storage.load(key))
+    except KeyNotFound:
+        raise ConfigError(f"no root certificate for CA {ca.id!r} in storage ({key}): nothing to untrust") from None
+    except OSError as e:
+        raise ConfigError(f"loading root certificate of CA {ca.id!r}: {e}") from None
+    try:
+        return truststore.read_certificate(data)
+    except ValueError as e:
+        raise ConfigError(f"loading root certificate of CA {ca.id!r}: decoding {key}: {e}") from None
+
+
+def cmd_untrust(args: argparse.Namespace, out: TextIO, err: TextIO) -> int:
+    """Remove a root from the trust stores: the CA's, or the one in ``--cert``."""
+    if args.cert and (args.ca or args.config):
+        raise ConfigError("conflicting command line arguments, cannot use --cert with other flags")
+    with _trust_log(err):
+        if args.cert:
+            try:
+                os.stat(args.cert)
+            except OSError as e:
+                raise ConfigError(f"accessing certificate file: {path_error('stat', args.cert, e)}") from None
+            root = _read_certificate_file(args.cert, "failed to uninstall certificate file")
+        else:
+            ca, storage = _certificate_authority(args)
+            root = _stored_root(ca, storage)
+        try:
+            truststore.uninstall(root, environ=os.environ, run=run_trust_command)
+        except truststore.TrustStoreError as e:
+            print(f"Error: failed to uninstall certificate file: {e}", file=err)
+            return 1
+    return 0
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="txcaddy", description="Caddy-compatible server on Twisted")
     commands = parser.add_subparsers(dest="command", required=True)
@@ -119,6 +264,19 @@ def build_parser() -> argparse.ArgumentParser:
     run.add_argument("--config", "-c", default="Caddyfile", help="config file (default: Caddyfile)")
     run.add_argument("--adapter", "-a", default=None, help="caddyfile or json")
     run.set_defaults(func=cmd_run)
+
+    trust = commands.add_parser("trust", help="install a CA's root certificate into the local trust stores")
+    trust.add_argument("--ca", default="", help="the ID of the CA to trust (default: local)")
+    trust.add_argument("--config", "-c", default="", help="config file naming the storage and CAs")
+    trust.add_argument("--adapter", "-a", default="", help="caddyfile or json (with --config)")
+    trust.set_defaults(func=cmd_trust)
+
+    untrust = commands.add_parser("untrust", help="remove a CA's root certificate from the local trust stores")
+    untrust.add_argument("--cert", default="", help="the certificate file to untrust (no other flags)")
+    untrust.add_argument("--ca", default="", help="the ID of the CA to untrust (default: local)")
+    untrust.add_argument("--config", "-c", default="", help="config file naming the storage and CAs")
+    untrust.add_argument("--adapter", "-a", default="", help="caddyfile or json (with --config)")
+    untrust.set_defaults(func=cmd_untrust)
 
     version = commands.add_parser("version", help="print the version")
     version.set_defaults(func=cmd_version)

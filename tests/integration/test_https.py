@@ -9,9 +9,12 @@ from __future__ import annotations
 import os
 import socket
 import stat
+import threading
 from typing import Any
 
 import treq
+from cryptography import x509
+from cryptography.hazmat.primitives.serialization import Encoding
 from twisted.internet.defer import Deferred, inlineCallbacks
 from twisted.internet.protocol import ClientFactory, Protocol
 from twisted.internet.ssl import Certificate, optionsForClientTLS
@@ -27,6 +30,8 @@ from tests.tls._certs import TestCA
 from txcaddy import fromCaddyfile
 from txcaddy._reactor import default_reactor
 from txcaddy.service import CaddyService
+from txcaddy.tls import truststore
+from txcaddy.tls.internalca import PKIService
 
 
 def free_port() -> int:
@@ -43,15 +48,17 @@ class HTTPSTestCase(TestCase):
         self.storage = os.path.abspath(self.mktemp())
         self.http_port, self.https_port = free_port(), free_port()
 
-    def globals(self, extra: str = "") -> str:
+    def globals(self, extra: str = "", skip_install_trust: bool = True) -> str:
+        # skip_install_trust: a test must never put its CA into this machine's trust stores.
+        skip = "\tskip_install_trust\n" if skip_install_trust else ""
         return (
-            f"{{\n\thttp_port {self.http_port}\n\thttps_port {self.https_port}\n\tadmin off\n"
+            f"{{\n\thttp_port {self.http_port}\n\thttps_port {self.https_port}\n\tadmin off\n{skip}"
             f"\tstorage file_system {{\n\t\troot {self.storage}\n\t}}\n{extra}}}\n"
         )
 
     @inlineCallbacks
-    def start(self, sites: str, extra: str = "") -> Any:
-        service: CaddyService = fromCaddyfile(self.globals(extra) + sites, reactor=default_reactor())
+    def start(self, sites: str, extra: str = "", skip_install_trust: bool = True) -> Any:
+        service: CaddyService = fromCaddyfile(self.globals(extra, skip_install_trust) + sites, reactor=default_reactor())
         service.startService()
         self.addCleanup(service.stopService)
         if service.tls is not None and service.tls.manager is not None:
@@ -172,6 +179,43 @@ class LocalCATests(HTTPSTestCase):
         failed = yield tls_exchange(self.https_port, "other.test", self.root(), b"GET / HTTP/1.1\r\nHost: x\r\n\r\n")
         self.assertEqual(failed, b"")
         response, body = yield self.get(f"https://localhost:{self.https_port}/", self.root())
+        self.assertEqual(body, b"hi")
+
+
+class TrustInstallTests(HTTPSTestCase):
+    """The PKI app's trust installation at start, with ``truststore.install`` replaced by a
+    recorder (and no system store to fall back on), so this machine's stores are never touched."""
+
+    def setUp(self) -> None:
+        super().setUp()
+        self.calls: list[tuple[bytes, threading.Thread]] = []
+        self.patch(truststore, "install", self.install)
+        self.patch(truststore, "SYSTEM_TRUST_CANDIDATES", [])
+
+    def install(self, certificate: x509.Certificate) -> list[str]:
+        self.calls.append((certificate.public_bytes(Encoding.PEM), threading.current_thread()))
+        return ["recorded"]
+
+    @inlineCallbacks
+    def test_root_installed_at_start_in_a_thread(self) -> Any:
+        """Without ``skip_install_trust`` the local CA's root is installed at start, in a thread."""
+        service = yield self.start("localhost {\n\trespond hi\n}\n", skip_install_trust=False)
+        (pki,) = [child for child in service if isinstance(child, PKIService)]
+        trusted = yield pki.trusted
+        self.assertEqual(trusted, {"local": ["recorded"]})
+        with open(os.path.join(self.storage, "pki", "authorities", "local", "root.crt"), "rb") as f:
+            self.assertEqual(self.calls[0][0], f.read())
+        self.assertIsNot(self.calls[0][1], threading.main_thread())
+        self.assertEqual(len(self.calls), 1)
+
+    @inlineCallbacks
+    def test_skip_install_trust(self) -> Any:
+        """With ``skip_install_trust`` nothing is installed (and the site is still served)."""
+        service = yield self.start("localhost {\n\trespond hi\n}\n")
+        (pki,) = [child for child in service if isinstance(child, PKIService)]
+        trusted = yield pki.trusted
+        self.assertEqual((trusted, self.calls), ({}, []))
+        _, body = yield self.get(f"https://localhost:{self.https_port}/", self.root())
         self.assertEqual(body, b"hi")
 
 

@@ -39,6 +39,7 @@ from txcaddy.tls.internalca import (
     load_internal_issuer,
     load_pki_app,
     needs_renewal,
+    threaded_trust_installer,
 )
 from txcaddy.tls.issuers import IssuedCertificate
 from txcaddy.tls.keys import load_private_key_pem, new_private_key, private_key_pem
@@ -523,6 +524,117 @@ class ServiceTests(SynchronousTestCase):
         self.assertEqual(len(self.flushLoggedErrors(OSError)), 1)
         self.assertEqual(len(self.clock.getDelayedCalls()), 1)
         service.stopService()
+
+
+class TrustInstallTests(SynchronousTestCase):
+    """PKIService puts each CA's root into the trust stores at start (Caddy's ``PKI.Start``)."""
+
+    def setUp(self) -> None:
+        self.clock = _clock()
+        self.storage = MemoryStorage()
+        self.calls: list[x509.Certificate] = []
+        self.pending: list[Deferred[list[str]]] = []
+
+    def installer(self, certificate: x509.Certificate) -> Deferred[list[str]]:
+        self.calls.append(certificate)
+        d: Deferred[list[str]] = Deferred()
+        self.pending.append(d)
+        return d
+
+    def start(self, config: Any = None, installer: Any = None) -> PKIService:
+        app = load_pki_app(config, self.clock)
+        service = PKIService(app, self.storage, self.clock, installer or self.installer)
+        service.startService()
+        self.addCleanup(service.stopService)
+        return service
+
+    def test_installs_each_root_after_provisioning(self) -> None:
+        """Each provisioned CA's root goes to the installer; ``ready`` does not wait for it,
+        ``trusted`` fires with what each installation changed."""
+        service = self.start({"certificate_authorities": {"local": {}, "other": {"name": "Other"}}})
+        app = service.app
+        self.assertEqual(self.calls, [app.get_ca("local").root_certificate, app.get_ca("other").root_certificate])
+        assert service.ready is not None and service.trusted is not None
+        self.assertIsNone(_result(service.ready))
+        self.assertNoResult(service.trusted)
+        self.pending[0].callback(["sql:/home/u/.pki/nssdb"])
+        self.assertNoResult(service.trusted)
+        self.pending[1].callback([])
+        self.assertEqual(_result(service.trusted), {"local": ["sql:/home/u/.pki/nssdb"], "other": []})
+
+    def test_install_trust_false(self) -> None:
+        """A CA with ``install_trust: false`` (Caddyfile ``skip_install_trust``) is not installed."""
+        service = self.start({"certificate_authorities": {"local": {"install_trust": False}}})
+        self.assertEqual(self.calls, [])
+        assert service.trusted is not None
+        self.assertEqual(_result(service.trusted), {})
+
+    def test_failure_is_only_logged(self) -> None:
+        """A failed installation is logged; the service runs on, ``trusted`` leaves that CA out."""
+        from twisted.logger import globalLogPublisher
+
+        events: list[dict[str, Any]] = []
+        observer = events.append
+        globalLogPublisher.addObserver(observer)  # type: ignore[arg-type]
+        self.addCleanup(globalLogPublisher.removeObserver, observer)  # type: ignore[arg-type]
+
+        def broken(certificate: x509.Certificate) -> list[str]:
+            raise RuntimeError("no sudo here")
+
+        service = self.start(installer=broken)
+        assert service.trusted is not None
+        self.assertEqual(_result(service.trusted), {})
+        errors = [e for e in events if e.get("log_format", "").startswith("failed to install root certificate")]
+        self.assertEqual(len(errors), 1)
+        self.assertEqual((errors[0]["ca"], errors[0]["error"], errors[0]["path"]),
+                         ("local", "no sudo here", "storage:pki/authorities/local/root.crt"))
+        self.assertEqual(len(self.clock.getDelayedCalls()), 1)  # maintenance still scheduled
+
+    def test_no_installer(self) -> None:
+        """Without an installer (the default) the trust stores are left alone."""
+        service = PKIService(load_pki_app(None, self.clock), self.storage, self.clock)
+        service.startService()
+        self.addCleanup(service.stopService)
+        assert service.trusted is not None
+        self.assertEqual(_result(service.trusted), {})
+
+    def test_unprovisioned_ca_not_installed(self) -> None:
+        """A CA whose provisioning failed is not installed."""
+        self.storage = BrokenStorage()
+        service = self.start()
+        self.assertEqual(len(self.flushLoggedErrors(OSError)), 1)
+        self.assertEqual(self.calls, [])
+        assert service.trusted is not None
+        self.assertEqual(_result(service.trusted), {})
+
+    def test_threaded_installer(self) -> None:
+        """``threaded_trust_installer`` runs the install function in the reactor's thread pool
+        and hands its result back through the reactor thread."""
+        log: list[str] = []
+
+        class Pool:
+            def callInThreadWithCallback(self, on_result: Any, f: Any, *args: Any) -> None:
+                log.append("in pool")
+                on_result(True, f(*args))
+
+        class Reactor:
+            def getThreadPool(self) -> Pool:
+                return Pool()
+
+            def callFromThread(self, f: Any, *args: Any) -> None:
+                log.append("back in reactor")
+                f(*args)
+
+        root = _provisioned(self.clock).root_certificate
+
+        def install(certificate: x509.Certificate) -> list[str]:
+            log.append("install")
+            self.assertIs(certificate, root)
+            return ["/etc/x.crt"]
+
+        d = threaded_trust_installer(Reactor(), install)(root)
+        self.assertEqual(_result(d), ["/etc/x.crt"])
+        self.assertEqual(log, ["in pool", "install", "back in reactor"])
 
 
 class LeafTests(SynchronousTestCase):

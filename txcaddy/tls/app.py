@@ -31,6 +31,7 @@ from txcaddy.tls.internalca import (
     PKIService,
     load_internal_issuer,
     load_pki_app,
+    threaded_trust_installer,
 )
 from txcaddy.tls.keys import KEY_TYPES
 from txcaddy.tls.manager import (
@@ -99,7 +100,7 @@ class TLSApp:
         services: list[Service] = []
         pki_service: PKIService | None = None
         if self.pki.cas or any(isinstance(i, InternalIssuer) for p in policies for i in p.issuers):
-            pki_service = PKIService(self.pki, storage, clock)
+            pki_service = PKIService(self.pki, storage, clock, threaded_trust_installer(reactor))
             services.append(pki_service)
         renew = duration_seconds(automation.get("renew_interval"), "apps.tls.automation.renew_interval")
         self.manager = CertificateManager(

@@ -5,7 +5,8 @@ leaf certificates (12 hours) for names no public CA will certify (``localhost``,
 ``*.local``).  The root and intermediate are loaded from storage or generated and stored
 under ``pki/authorities/<id>/``, so a data directory written by Caddy 2.6.2 serves txcaddy
 and the other way round; the intermediate is renewed when a fifth of its life is left,
-checked at start and every 10 minutes.
+checked at start and every 10 minutes.  At start each root is also put into the machine's
+trust stores (``txcaddy.tls.truststore``, in a thread) unless ``install_trust`` is false.
 
 Follows Caddy 2.6.2 ``modules/caddypki`` (``ca.go``, ``certificates.go``, ``maintain.go``,
 ``pki.go``, ``crypto.go``) and ``modules/caddytls/internalissuer.go``; the certificate
@@ -33,15 +34,16 @@ from __future__ import annotations
 
 import re
 import time
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from typing import Any
 
 from cryptography import x509
 from twisted.application.service import Service
-from twisted.internet.defer import Deferred, fail, succeed
+from twisted.internet.defer import Deferred, fail, gatherResults, maybeDeferred, succeed
 from twisted.internet.interfaces import IReactorTime
 from twisted.internet.task import LoopingCall
+from twisted.internet.threads import deferToThreadPool
 from twisted.logger import Logger
 from twisted.python.failure import Failure
 from zope.interface import implementer
@@ -50,7 +52,7 @@ from txcaddy.config.placeholders import replace_all
 from txcaddy.config.values import parse_caddy_duration
 from txcaddy.errors import ConfigError
 from txcaddy.interfaces import ICertificateIssuer, IStorage
-from txcaddy.tls import _x509
+from txcaddy.tls import _x509, truststore
 from txcaddy.tls.errors import KeyNotFound
 from txcaddy.tls.issuers import IssuedCertificate
 from txcaddy.tls.keys import (
@@ -77,10 +79,12 @@ __all__ = [
     "KeyPairConfig",
     "PKIApp",
     "PKIService",
+    "TrustInstaller",
     "ca_storage_keys",
     "load_internal_issuer",
     "load_pki_app",
     "needs_renewal",
+    "threaded_trust_installer",
 ]
 
 log = Logger()
@@ -266,6 +270,12 @@ class CertificateAuthority:
     def intermediate_certificate(self) -> x509.Certificate:
         """The current intermediate certificate (it changes when renewed)."""
         return self._loaded_intermediate()[0]
+
+    @property
+    def root_source(self) -> str:
+        """Where the root comes from, for messages: its file, or ``storage:<key>`` (Caddy's
+        ``rootCertPath``)."""
+        return self.root.certificate if self.root is not None else "storage:" + self.storage_keys.root_certificate
 
     def root_pem(self) -> bytes:
         """The root certificate in PEM, as ``/pki/ca/<id>`` and ``txcaddy trust`` hand it out."""
@@ -509,28 +519,66 @@ def load_pki_app(config: dict[str, Any] | None, clock: IReactorTime) -> PKIApp:
     return app
 
 
+TrustInstaller = Callable[[x509.Certificate], "Deferred[list[str]]"]
+"""Puts a root into the trust stores without blocking the reactor; fires with what changed."""
+
+
+def threaded_trust_installer(
+    reactor: Any, install: Callable[[x509.Certificate], list[str]] | None = None
+) -> TrustInstaller:
+    """A ``TrustInstaller`` running ``install`` (default: ``truststore.install`` as it is when
+    called) in ``reactor``'s thread pool: it runs commands, maybe sudo waiting for a password,
+    and the server keeps serving meanwhile."""
+
+    def installer(certificate: x509.Certificate) -> Deferred[list[str]]:
+        return deferToThreadPool(reactor, reactor.getThreadPool(), install or truststore.install, certificate)
+
+    return installer
+
+
 class PKIService(Service):
     """Keeps the PKI app's CAs usable while running: provisions them at start, checks
     renewal at once and then every ``MAINTENANCE_INTERVAL`` seconds on ``clock``.
 
+    Once provisioned, each CA's root goes into the machine's trust stores through
+    ``trust_installer`` unless the CA says ``install_trust: false`` (Caddy's ``Start``);
+    a failure is only logged, as Caddy does.  Without an installer nothing is installed
+    (tests, embedders managing trust themselves); ``CaddyService`` passes the threaded one.
+
     @ivar ready: while running, fires (with None; errors are logged) once the start-up
-        provisioning and first renewal check are done.
+        provisioning and first renewal check are done.  It does not wait for the trust
+        stores, which may wait for a sudo password.
+    @ivar trusted: while running, fires with ``{ca_id: changed locations}`` for the roots
+        installed (a failed one is left out) once every installation has finished.
     """
 
-    def __init__(self, app: PKIApp, storage: IStorage, clock: IReactorTime) -> None:
+    def __init__(
+        self,
+        app: PKIApp,
+        storage: IStorage,
+        clock: IReactorTime,
+        trust_installer: TrustInstaller | None = None,
+    ) -> None:
         self.app = app
         self.storage = storage
         self.clock = clock
+        self.trust_installer = trust_installer
         self.ready: Deferred[None] | None = None
+        self.trusted: Deferred[dict[str, list[str]]] | None = None
         self._loop: LoopingCall | None = None
 
     def startService(self) -> None:
         super().startService()
-        self.ready = Deferred.fromCoroutine(self._start())
+        self.trusted = Deferred()
+        self.ready = Deferred.fromCoroutine(self._start(self.trusted))
 
-    async def _start(self) -> None:
+    async def _start(self, trusted: Deferred[dict[str, list[str]]]) -> None:
         try:
             await self.app.provision(self.storage)
+        except Exception:
+            log.failure("starting the PKI app")
+        self._install_roots().chainDeferred(trusted)
+        try:
             await self.app.renew_certificates(self.storage)
         except Exception:
             log.failure("starting the PKI app")
@@ -539,6 +587,39 @@ class PKIService(Service):
         loop = self._loop = LoopingCall(self._maintain)
         loop.clock = self.clock
         loop.start(MAINTENANCE_INTERVAL, now=False).addErrback(self._loop_failed)
+
+    def _install_roots(self) -> Deferred[dict[str, list[str]]]:
+        """Start installing every provisioned CA's root that wants it, all at once."""
+        installer = self.trust_installer
+        results: dict[str, list[str]] = {}
+        waiting = []
+        for ca_id, ca in sorted(self.app.cas.items()):
+            if installer is None or not ca.provisioned:
+                continue
+            path = ca.root_source
+            if not ca.install_trust:
+                log.info(
+                    "root certificate trust store installation disabled for CA {ca}; unconfigured clients "
+                    "may show warnings (path: {path})", ca=ca_id, path=path,
+                )
+                continue
+            log.info("installing root certificate of CA {ca} (you might be prompted for password) (path: {path})",
+                     ca=ca_id, path=path)
+            done = maybeDeferred(installer, ca.root_certificate)
+            done.addCallback(self._installed, ca_id, results)
+            done.addErrback(self._install_failed, ca_id, path)
+            waiting.append(done)
+        return gatherResults(waiting).addCallback(lambda _: results)
+
+    def _installed(self, changed: list[str], ca_id: str, results: dict[str, list[str]]) -> None:
+        results[ca_id] = changed
+        log.info("root certificate of CA {ca} installed in: {changed}", ca=ca_id, changed=", ".join(changed) or "nothing new")
+
+    def _install_failed(self, failure: Failure, ca_id: str, path: str) -> None:
+        log.error(
+            "failed to install root certificate of CA {ca}: {error} (certificate_file: {path})",
+            ca=ca_id, error=failure.getErrorMessage(), path=path,
+        )
 
     def _maintain(self) -> Deferred[list[str]]:
         return self.app.renew_certificates(self.storage)
