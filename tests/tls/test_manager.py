@@ -258,6 +258,30 @@ class ObtainTests(ManagerTestCase):
         self.clock.advance(3600)
         self.assertEqual(len(self.issuer.calls), 2)
 
+    def test_full_disk_keeps_old_certificate_and_retries(self) -> None:
+        """A storage that cannot write (a full disk): the renewal fails and is retried, the old
+        certificate stays served, and the lock is released."""
+        old = self.store("example.com", self.issuer, age=70 * DAY)
+        store = self.storage.store
+        failing = [True]
+
+        def full_disk(key: str, value: bytes) -> Deferred[None]:
+            if failing[0]:
+                return fail(OSError(28, "No space left on device"))
+            return store(key, value)
+
+        self.storage.store = full_disk  # type: ignore[method-assign]
+        manager = self.manager(["example.com"])
+        manager.startService()
+        served = self.cache.matching("example.com")
+        self.assertEqual(served.hash if served else None, old.hash)
+        self.assertEqual(self.storage.held, frozenset())
+        failing[0] = False
+        self.clock.advance(RETRY_INTERVALS[0])
+        served = self.cache.matching("example.com")
+        self.assertNotEqual(served.hash if served else None, old.hash)
+        self.assertEqual(len(self.issuer.calls), 2)
+
     def test_policy_for_name(self) -> None:
         """The first policy whose subjects cover the name, else the catch-all."""
         internal, catch_all = FakeIssuer(self.clock, "internal"), FakeIssuer(self.clock, "acme")
