@@ -53,7 +53,7 @@ from cryptography import x509
 from cryptography.hazmat.primitives import serialization
 
 from txcaddy.config.placeholders import lookup, replace_all, template
-from txcaddy.config.values import parse_caddy_duration
+from txcaddy.config.values import duration_seconds, string
 from txcaddy.errors import ConfigError
 from txcaddy.interfaces import IStorage
 from txcaddy.tls import _x509
@@ -114,7 +114,6 @@ __all__ = [
     "tls_alpn01_certificate",
 ]
 
-_NANOSECONDS = 1e9
 
 
 # -- config -----------------------------------------------------------------------------------
@@ -137,7 +136,7 @@ def load_zerossl_issuer(config: Any, *, storage: IStorage, challenges: Challenge
                         where: str = "issuer") -> ZeroSSLIssuer:
     """Read ``{"module": "zerossl", "api_key": …, <the acme issuer's fields>}``."""
     kwargs = _acme_kwargs(config, where, "zerossl", _ACME_FIELDS | {"api_key"})
-    kwargs["api_key"] = _string(config.get("api_key"), f"{where}.api_key")
+    kwargs["api_key"] = string(config.get("api_key"), f"{where}.api_key")
     kwargs["ca"] = kwargs["ca"] or ZEROSSL_PRODUCTION
     return ZeroSSLIssuer(storage=storage, challenges=challenges, reactor=reactor, **kwargs)
 
@@ -150,18 +149,18 @@ def _acme_kwargs(config: Any, where: str, module: str, known: frozenset[str]) ->
         raise ConfigError(f'{where}: unknown field "{unknown[0]}"')
     if config.get("module", module) != module:
         raise ConfigError(f"{where}.module: expected {module!r}, got {config.get('module')!r}")
-    ca = _string(config.get("ca"), f"{where}.ca")
-    test_ca = _string(config.get("test_ca"), f"{where}.test_ca")
+    ca = string(config.get("ca"), f"{where}.ca")
+    test_ca = string(config.get("test_ca"), f"{where}.test_ca")
     for name, url in (("ca", ca), ("test_ca", test_ca)):
         if url:
             _check_ca_url(url, f"{where}.{name}")
     kwargs: dict[str, Any] = {
         "ca": ca,
         "test_ca": test_ca or None,
-        "email": _expand(_string(config.get("email"), f"{where}.email"), f"{where}.email"),
-        "account_key_pem": _expand(_string(config.get("account_key"), f"{where}.account_key"), f"{where}.account_key"),
+        "email": _expand(string(config.get("email"), f"{where}.email"), f"{where}.email"),
+        "account_key_pem": _expand(string(config.get("account_key"), f"{where}.account_key"), f"{where}.account_key"),
         "external_account": _external_account(config.get("external_account"), f"{where}.external_account"),
-        "acme_timeout": _duration(config.get("acme_timeout"), f"{where}.acme_timeout"),
+        "acme_timeout": duration_seconds(config.get("acme_timeout"), f"{where}.acme_timeout"),
         "trusted_roots_pem": _trusted_roots(config.get("trusted_roots_pem_files"), f"{where}.trusted_roots_pem_files"),
         "preferred_chains": _preferred_chains(config.get("preferred_chains"), f"{where}.preferred_chains"),
     }
@@ -215,7 +214,7 @@ def _challenges(config: Any, where: str) -> dict[str, Any]:
         if isinstance(alternate, bool) or not isinstance(alternate, int) or not 0 <= alternate <= 65535:
             raise ConfigError(f"{where}.{name}.alternate_port must be a port number, got {alternate!r}")
         out[disable], out[port] = disabled, alternate
-    out["bind_host"] = _string(config.get("bind_host"), f"{where}.bind_host")
+    out["bind_host"] = string(config.get("bind_host"), f"{where}.bind_host")
     return out
 
 
@@ -227,8 +226,8 @@ def _external_account(config: Any, where: str) -> ExternalAccount | None:
     unknown = sorted(set(config) - {"key_id", "mac_key"})
     if unknown:
         raise ConfigError(f'{where}: unknown field "{unknown[0]}"')
-    key_id = _string(config.get("key_id"), f"{where}.key_id")
-    mac_key = _string(config.get("mac_key"), f"{where}.mac_key")
+    key_id = string(config.get("key_id"), f"{where}.key_id")
+    mac_key = string(config.get("mac_key"), f"{where}.mac_key")
     try:
         base64.urlsafe_b64decode(mac_key + "=" * (-len(mac_key) % 4))
     except (binascii.Error, ValueError) as e:
@@ -291,25 +290,4 @@ def _expand(text: str, where: str) -> str:
     return replace_all(text, _NO_REQUEST)
 
 
-def _string(value: Any, where: str) -> str:
-    if value is None:
-        return ""
-    if not isinstance(value, str):
-        raise ConfigError(f"{where} must be a string, got {value!r}")
-    return value
 
-
-def _duration(value: Any, where: str) -> float:
-    """A ``caddy.Duration`` (integer nanoseconds or a string like ``"90s"``) in seconds."""
-    if value is None:
-        return 0.0
-    if isinstance(value, bool) or not isinstance(value, (int, str)):
-        raise ConfigError(f"{where}: invalid duration {value!r}")
-    if isinstance(value, str):
-        try:
-            value = parse_caddy_duration(value)
-        except ValueError as e:
-            raise ConfigError(f"{where}: {e}") from None
-    if value < 0:
-        raise ConfigError(f"{where}: must not be negative")
-    return value / _NANOSECONDS

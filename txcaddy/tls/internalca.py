@@ -49,7 +49,7 @@ from twisted.python.failure import Failure
 from zope.interface import implementer
 
 from txcaddy.config.placeholders import replace_all
-from txcaddy.config.values import parse_caddy_duration
+from txcaddy.config.values import duration_seconds, string
 from txcaddy.errors import ConfigError
 from txcaddy.interfaces import ICertificateIssuer, IStorage
 from txcaddy.tls import _x509, truststore
@@ -101,7 +101,6 @@ DEFAULT_INTERMEDIATE_LIFETIME = 7 * _DAY
 DEFAULT_LEAF_LIFETIME = 12 * 3600.0
 RENEWAL_WINDOW_RATIO = 0.2
 """The intermediate is renewed once less than this part of its lifetime is left."""
-_NANOSECONDS = 1e9
 MAINTENANCE_INTERVAL = 600.0
 """How often (seconds) the PKI app checks its CAs for renewal, as Caddy's ticker."""
 
@@ -223,7 +222,7 @@ class CertificateAuthority:
         unknown = sorted(set(config) - known)
         if unknown:
             raise ConfigError(f'{where}: unknown field "{unknown[0]}"')
-        lifetime = _duration(config.get("intermediate_lifetime"), f"{where}.intermediate_lifetime")
+        lifetime = duration_seconds(config.get("intermediate_lifetime"), f"{where}.intermediate_lifetime")
         if lifetime is None or lifetime == 0:
             lifetime = DEFAULT_INTERMEDIATE_LIFETIME
         elif lifetime < 0:
@@ -244,9 +243,9 @@ class CertificateAuthority:
         return cls(
             ca_id,
             clock=clock,
-            name=_string(config.get("name"), f"{where}.name"),
-            root_common_name=_string(config.get("root_common_name"), f"{where}.root_common_name"),
-            intermediate_common_name=_string(config.get("intermediate_common_name"), f"{where}.intermediate_common_name"),
+            name=string(config.get("name"), f"{where}.name"),
+            root_common_name=string(config.get("root_common_name"), f"{where}.root_common_name"),
+            intermediate_common_name=string(config.get("intermediate_common_name"), f"{where}.intermediate_common_name"),
             intermediate_lifetime=lifetime,
             install_trust=install_trust,
             root=_key_pair(config.get("root"), f"{where}.root"),
@@ -710,8 +709,8 @@ def load_internal_issuer(config: Any, pki: PKIApp, clock: IReactorTime, where: s
     module = config.get("module", "internal")
     if module != "internal":
         raise ConfigError(f"{where}.module: expected 'internal', got {module!r}")
-    ca_id = _string(config.get("ca"), f"{where}.ca") or DEFAULT_CA_ID
-    lifetime = _duration(config.get("lifetime"), f"{where}.lifetime")
+    ca_id = string(config.get("ca"), f"{where}.ca") or DEFAULT_CA_ID
+    lifetime = duration_seconds(config.get("lifetime"), f"{where}.lifetime")
     if lifetime is None or lifetime == 0:
         lifetime = DEFAULT_LEAF_LIFETIME
     elif lifetime < 0:
@@ -731,26 +730,8 @@ def load_internal_issuer(config: Any, pki: PKIApp, clock: IReactorTime, where: s
 # -- config values --------------------------------------------------------------------------
 
 
-def _string(value: Any, where: str) -> str:
-    if value is None:
-        return ""
-    if not isinstance(value, str):
-        raise ConfigError(f"{where} must be a string, got {value!r}")
-    return value
 
 
-def _duration(value: Any, where: str) -> float | None:
-    """A ``caddy.Duration`` (integer nanoseconds or a string like ``"7d"``) in seconds."""
-    if value is None:
-        return None
-    if isinstance(value, bool) or not isinstance(value, (int, str)):
-        raise ConfigError(f"{where}: invalid duration {value!r}")
-    if isinstance(value, str):
-        try:
-            value = parse_caddy_duration(value)
-        except ValueError as e:
-            raise ConfigError(f"{where}: {e}") from None
-    return value / _NANOSECONDS
 
 
 def _key_pair(value: Any, where: str) -> KeyPairConfig | None:
@@ -761,11 +742,11 @@ def _key_pair(value: Any, where: str) -> KeyPairConfig | None:
     unknown = sorted(set(value) - {"certificate", "private_key", "format"})
     if unknown:
         raise ConfigError(f'{where}: unknown field "{unknown[0]}"')
-    format_ = _string(value.get("format"), f"{where}.format") or "pem_file"
+    format_ = string(value.get("format"), f"{where}.format") or "pem_file"
     if format_ != "pem_file":
         raise ConfigError(f"{where}.format: unsupported format: {format_}")
-    certificate = _string(value.get("certificate"), f"{where}.certificate")
-    private_key = _string(value.get("private_key"), f"{where}.private_key")
+    certificate = string(value.get("certificate"), f"{where}.certificate")
+    private_key = string(value.get("private_key"), f"{where}.private_key")
     if not certificate or not private_key:
         raise ConfigError(f"{where}: both certificate and private_key are required")
     return KeyPairConfig(certificate, private_key, format_)
