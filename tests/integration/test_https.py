@@ -57,8 +57,9 @@ class HTTPSTestCase(TestCase):
         )
 
     @inlineCallbacks
-    def start(self, sites: str, extra: str = "", skip_install_trust: bool = True) -> Any:
-        service: CaddyService = fromCaddyfile(self.globals(extra, skip_install_trust) + sites, reactor=default_reactor())
+    def start(self, sites: str, extra: str = "", skip_install_trust: bool = True, fast_io: bool = False) -> Any:
+        service: CaddyService = fromCaddyfile(self.globals(extra, skip_install_trust) + sites, reactor=default_reactor(),
+                                              fast_io=fast_io)
         service.startService()
         self.addCleanup(service.stopService)
         if service.tls is not None and service.tls.manager is not None:
@@ -321,3 +322,35 @@ class OnDemandServerTests(HTTPSTestCase):
         reply = yield tls_exchange(self.https_port, "a.allowed.localhost", self.root(), request)
         self.assertTrue(reply.endswith(b"hi a.allowed.localhost"), reply)
         self.assertEqual(ask.asked, ["a.allowed.localhost", "evil.localhost"])
+
+
+class FastIOOverTLSTests(WebSocketTestCase, HTTPSTestCase):
+    """The same over TLS with txcaddy's fast reactor path on (as ``txcaddy run`` has it): TLS
+    records leave through the send batch (``_twisted.TLSServerProtocol``)."""
+
+    @inlineCallbacks
+    def test_pipelined_requests_large_file_and_close(self) -> Any:
+        """Pipelined requests, a 3 MiB file (backpressure) and the close after it arrive whole."""
+        import hashlib
+
+        root = os.path.abspath(self.mktemp())
+        os.makedirs(root)
+        blob = os.urandom(3 * 1024 * 1024)
+        with open(os.path.join(root, "big.bin"), "wb") as f:
+            f.write(blob)
+        yield self.start(f"localhost {{\n\troot * {root}\n\tfile_server\n}}\n", fast_io=True)
+        request = (b"GET /nothing HTTP/1.1\r\nHost: localhost\r\n\r\n" * 3
+                   + b"GET /big.bin HTTP/1.1\r\nHost: localhost\r\nConnection: close\r\n\r\n")
+        reply = yield tls_exchange(self.https_port, "localhost", self.root(), request)
+        self.assertEqual(reply.count(b"HTTP/1.1 404 Not Found"), 3)
+        body = reply.split(b"HTTP/1.1 200 OK", 1)[1].split(b"\r\n\r\n", 1)[1]
+        self.assertEqual(hashlib.sha256(body).hexdigest(), hashlib.sha256(blob).hexdigest())
+
+    @inlineCallbacks
+    def test_wss_through_the_proxy(self) -> Any:
+        """A WebSocket over TLS through reverse_proxy with the fast path on."""
+        upstream = self.upstream()
+        yield self.start(f"localhost {{\n\treverse_proxy {upstream.address} {{\n"
+                         "\t\theader_down X-Upstream yes\n\t}\n}\n", fast_io=True)
+        options = optionsForClientTLS("localhost", trustRoot=self.root())
+        yield self.conversation(f"https://localhost:{self.https_port}", upstream, tls=options)

@@ -15,8 +15,8 @@ from typing import Any
 from twisted.application.service import Service
 from twisted.internet.defer import Deferred
 from twisted.internet.interfaces import IProtocolFactory, IReactorTime
-from twisted.protocols.tls import TLSMemoryBIOFactory
 
+from txcaddy._twisted import TLSServerFactory
 from txcaddy.config.values import duration_seconds
 from txcaddy.errors import ConfigError
 from txcaddy.interfaces import ICertificateIssuer, IStorage
@@ -133,7 +133,7 @@ class TLSApp:
     def wrap(self, name: str, server: dict[str, Any], factory: Any) -> IProtocolFactory:
         """``factory`` (plain HTTP) behind TLS with server ``name``'s policies (and, when a
         policy says ``on_demand``, behind a gate that gets certificates during handshakes)."""
-        tls = TLSMemoryBIOFactory(self.server_tls(name, server), False, factory)
+        tls = TLSServerFactory(self.server_tls(name, server), False, factory)
         if not self.uses_on_demand():
             return tls
         return OnDemandGateFactory(tls, self.prepare_on_demand)
