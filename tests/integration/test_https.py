@@ -16,7 +16,7 @@ import treq
 from cryptography import x509
 from cryptography.hazmat.primitives.serialization import Encoding
 from twisted.internet.defer import Deferred, inlineCallbacks
-from twisted.internet.protocol import ClientFactory, Protocol
+from twisted.internet.protocol import ClientFactory
 from twisted.internet.ssl import Certificate, optionsForClientTLS
 from twisted.protocols.tls import TLSMemoryBIOFactory
 from twisted.trial.unittest import TestCase
@@ -24,7 +24,7 @@ from twisted.web import resource, server
 from twisted.web.client import Agent, BrowserLikePolicyForHTTPS, HTTPConnectionPool
 
 from tests._net import connect, listen_local, port_number
-from tests.integration.test_websocket import WebSocketTestCase
+from tests.integration.test_websocket import RawClient, WebSocketTestCase
 from tests.reverseproxy._backends import EchoBackend
 from tests.tls._certs import TestCA
 from txcaddy import fromCaddyfile
@@ -83,27 +83,10 @@ class HTTPSTestCase(TestCase):
         return response, body
 
 
-class _Raw(Protocol):
-    """Writes ``request`` once connected (after the TLS handshake) and collects the reply."""
-
-    def __init__(self, request: bytes, done: Deferred[bytes]) -> None:
-        self.request, self.done, self.received = request, done, bytearray()
-
-    def connectionMade(self) -> None:
-        assert self.transport is not None
-        self.transport.write(self.request)
-
-    def dataReceived(self, data: bytes) -> None:
-        self.received += data
-
-    def connectionLost(self, reason: Any = None) -> None:
-        self.done.callback(bytes(self.received))
-
-
 def plain_exchange(port: int, request: bytes) -> Deferred[bytes]:
     """Send raw bytes over one plain connection and collect the reply until it closes."""
     done: Deferred[bytes] = Deferred()
-    factory = ClientFactory.forProtocol(lambda: _Raw(request, done))
+    factory = ClientFactory.forProtocol(lambda: RawClient(request, done))
     factory.noisy = False
     connect("127.0.0.1", port, factory)
     return done
@@ -112,7 +95,7 @@ def plain_exchange(port: int, request: bytes) -> Deferred[bytes]:
 def tls_exchange(port: int, server_name: str, trust: Certificate, request: bytes) -> Deferred[bytes]:
     """Send raw bytes over one TLS connection and collect all that comes back until it closes."""
     done: Deferred[bytes] = Deferred()
-    factory = ClientFactory.forProtocol(lambda: _Raw(request, done))
+    factory = ClientFactory.forProtocol(lambda: RawClient(request, done))
     factory.noisy = False
     options = optionsForClientTLS(server_name, trustRoot=trust)
     connect("127.0.0.1", port, TLSMemoryBIOFactory(options, True, factory))

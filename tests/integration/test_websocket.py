@@ -159,8 +159,8 @@ def connect_client(base: str, path: str = "/ws", tls: Any = None) -> _ClientFact
     return factory
 
 
-class _Raw(Protocol):
-    """Sends ``request`` and collects everything until the connection closes."""
+class RawClient(Protocol):
+    """Sends ``request`` once connected and collects everything until the connection closes."""
 
     def __init__(self, request: bytes, done: Deferred[bytes]) -> None:
         self.request = request
@@ -180,7 +180,7 @@ class _Raw(Protocol):
 
 def raw_exchange(base: str, request: bytes) -> Deferred[bytes]:
     done: Deferred[bytes] = Deferred()
-    factory = ClientFactory.forProtocol(lambda: _Raw(request, done))
+    factory = ClientFactory.forProtocol(lambda: RawClient(request, done))
     factory.noisy = False
     host, port = base.split("//")[1].rsplit(":", 1)
     connect(host, int(port), factory)
