@@ -27,12 +27,11 @@ from tests.reverseproxy._client import (
 )
 from txcaddy._reactor import default_reactor
 from txcaddy.errors import ConfigError
+from txcaddy.reverseproxy._h2connection import H2Exchange
 from txcaddy.reverseproxy.transport import (
-    H2C_UNSUPPORTED,
     DialError,
     HTTPTransport,
     ResponseHeaderTimeout,
-    UnsupportedUpstreamProtocol,
     UpstreamAddress,
     UpstreamProtocolError,
 )
@@ -220,32 +219,37 @@ class TransportConfigTests(SynchronousTestCase):
 
 
 class VersionsTests(SynchronousTestCase):
-    def test_h2c_loads_and_fails_every_request(self) -> None:
-        """``h2c`` without TLS loads, and every request fails with a 502 without dialling."""
+    def test_h2c_sends_plain_requests_over_http2(self) -> None:
+        """``h2c`` loads and a plain-HTTP request dials through the HTTP/2 pool (no 1.1 fallback)."""
         reactor = MemoryReactorClock()
         transport = load_transport({"versions": ["h2c", "2"]}, reactor)
-        self.assertEqual(transport.unsupported_reason, H2C_UNSUPPORTED)
-        self.assertIn("h2c", transport.unsupported_reason)
+        self.assertIsNone(transport.unsupported_reason)
         exchange = transport.request(ADDR, b"GET", b"/", HOST)
-        failures: list[Failure] = []
-        exchange.head.addErrback(failures.append)
-        error = failures[0].value
-        assert isinstance(error, UnsupportedUpstreamProtocol), failures[0]
-        self.assertEqual(error.status, 502)
-        self.assertEqual(reactor.tcpClients, [])
+        self.assertIsInstance(exchange, H2Exchange)
+        self.assertEqual((transport.h2_pool.open_count(ADDR), transport.pool.open_count(ADDR)),
+                         (1, 0))
+        self.assertEqual(len(reactor.tcpClients), 1)
 
-    def test_h2c_with_tls_only_fails_plain_requests(self) -> None:
-        """With TLS, ``h2c`` fails only requests to ``except_ports``; TLS ones dial."""
+    def test_h2c_upgrade_requests_stay_http_1_1(self) -> None:
+        """An upgrade request (WebSocket) through an h2c transport uses HTTP/1.1, as Caddy does."""
+        reactor = MemoryReactorClock()
+        transport = load_transport({"versions": ["h2c", "2"]}, reactor)
+        exchange = transport.request(ADDR, b"GET", b"/", HOST + [
+            (b"Connection", b"Upgrade"), (b"Upgrade", b"websocket")])
+        self.assertNotIsInstance(exchange, H2Exchange)
+        self.assertEqual((transport.h2_pool.open_count(ADDR), transport.pool.open_count(ADDR)),
+                         (0, 1))
+
+    def test_h2c_with_tls_only_for_except_ports(self) -> None:
+        """With TLS, ``h2c`` applies to requests to ``except_ports``; TLS ones stay HTTP/1.1."""
         reactor = MemoryReactorClock()
         transport = load_transport({"versions": ["h2c", "2"],
                            "tls": {"insecure_skip_verify": True, "except_ports": ["9000"]}},
                           reactor)
-        self.assertIsNone(transport.unsupported_reason)
-        failures: list[Failure] = []
-        transport.request(ADDR, b"GET", b"/", HOST).head.addErrback(failures.append)
-        self.assertTrue(failures[0].check(UnsupportedUpstreamProtocol))
-        transport.request(UpstreamAddress.parse("127.0.0.1:443"), b"GET", b"/", HOST)
-        self.assertEqual(len(reactor.tcpClients), 1)
+        self.assertIsInstance(transport.request(ADDR, b"GET", b"/", HOST), H2Exchange)
+        tls_addr = UpstreamAddress.parse("127.0.0.1:443")
+        self.assertNotIsInstance(transport.request(tls_addr, b"GET", b"/", HOST), H2Exchange)
+        self.assertEqual(len(reactor.tcpClients), 2)
 
     def test_version_2_without_tls_speaks_http_1_1(self) -> None:
         """As Caddy: "2" only matters through TLS ALPN; plain upstreams get HTTP/1.1."""

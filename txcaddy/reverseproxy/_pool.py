@@ -39,7 +39,9 @@ class HostPool:
     """Connections to one upstream address (and TLS name): idle stack, open count, waiters.
 
     ``open`` counts the connections held against ``max_conns_per_host``: idle, busy and being
-    dialled.  ``idle`` holds those that can take another request now, oldest first.
+    dialled.  ``idle`` holds those that have nothing to do, oldest first; ``shared`` the busy
+    ones of a multiplexing protocol that can take another request now (a free HTTP/2 stream
+    slot): they are used before an idle one, and never timed out or trimmed as idle.
     """
 
     def __init__(self, pool: UpstreamPool, key: Any, address: UpstreamAddress,
@@ -52,9 +54,28 @@ class HostPool:
         self.trim_call: Any = None  # closes idle connections beyond max_idle_per_host
         self.open = 0
         self.waiters: deque[Exchange] = deque()
+        self.shared: list[Connection] = []  # busy, with room for another exchange
+
+    def connection_available(self, conn: Connection) -> None:
+        """The busy (multiplexing) ``conn`` can take another exchange: a waiter's, or later."""
+        if self.waiters:
+            conn.start(self.waiters.popleft())
+        elif conn not in self.shared:
+            self.shared.append(conn)
+
+    def connection_unavailable(self, conn: Connection) -> None:
+        """``conn`` takes no more exchanges for now (full, going away or lost)."""
+        if conn in self.shared:
+            self.shared.remove(conn)
 
     def submit(self, exchange: Exchange) -> None:
-        """Run ``exchange`` on the newest idle connection, a new one, or when a slot frees."""
+        """Run ``exchange`` on a shared or idle connection, a new one, or when a slot frees."""
+        shared = self.shared
+        if shared:
+            # A multiplexed connection re-offers itself (connection_available) if it still
+            # has room after this exchange.
+            shared.pop().start(exchange)
+            return
         while self.idle:
             conn = self.idle.pop()
             self.pool._idle_taken(conn)
@@ -91,7 +112,9 @@ class HostPool:
             self.waiters.remove(exchange)
 
     def connection_done(self, conn: Connection, reusable: bool) -> None:
-        """An exchange ended on ``conn``; reuse or retire it."""
+        """An exchange ended on ``conn`` (the last one, for a multiplexed one); reuse or retire it."""
+        if self.shared and conn in self.shared:
+            self.shared.remove(conn)
         if reusable and conn.connected:
             if self.waiters:
                 conn.start(self.waiters.popleft())

@@ -3,8 +3,12 @@
 ``HTTPTransport.from_config`` reads the ``transport`` object of ``http.handlers.reverse_proxy``
 once, applies Caddy's defaults (including its keep-alive quirk: the defaults apply only when
 there is no ``keep_alive`` object at all; txcaddy's own ``keep_alive.surplus_linger`` does not
-count) and builds the connection pool.  Per request it only decides plain HTTP or TLS, and
-for TLS which server name, then hands over to the pool.
+count) and builds the connection pool.  Per request it only decides plain HTTP, h2c or TLS,
+and for TLS which server name, then hands over to the pool.  As in Caddy
+(``httptransport.go``: ``RoundTrip``), ``"h2c"`` in ``versions`` sends every plain-HTTP
+request over HTTP/2 with prior knowledge (no HTTP/1.1 fallback) through a second pool of
+HTTP/2 connections (``_h2connection``); upgrade requests (WebSocket) still use HTTP/1.1.
+TLS upstreams speak HTTP/1.1 (``"2"``, HTTP/2 through ALPN, is not implemented yet).
 """
 
 from __future__ import annotations
@@ -12,7 +16,7 @@ from __future__ import annotations
 from collections.abc import Callable
 from typing import Any
 
-from twisted.internet.defer import Deferred
+from twisted.internet.defer import Deferred, DeferredList
 from twisted.logger import Logger
 from zope.interface import implementer
 
@@ -24,13 +28,13 @@ from txcaddy.interfaces import IUpstreamTransport
 from txcaddy.reverseproxy._dial import DEFAULT_READ_SIZE, UpstreamAddress
 from txcaddy.reverseproxy._exchange import Exchange, RawHeaders, ResponseHead
 from txcaddy.reverseproxy._h1connection import ConnectionPool
+from txcaddy.reverseproxy._h2connection import H2Pool
 from txcaddy.reverseproxy._pool import SURPLUS_LINGER
 from txcaddy.reverseproxy._resolver import (
     NamesHostnameResolver,
     ReactorWithResolver,
     parse_resolver_addresses,
 )
-from txcaddy.reverseproxy.errors import UnsupportedUpstreamProtocol
 from txcaddy.tls.context import UpstreamTLS
 
 _WHERE = "reverse_proxy transport http"
@@ -55,6 +59,7 @@ CADDY_KEEP_ALIVE_IDLE_PER_HOST = 32
 GO_KEEP_ALIVE_PROBE = 15.0  # net.Dialer with KeepAlive 0
 GO_IDLE_PER_HOST = 2  # http.DefaultMaxIdleConnsPerHost
 
+#: Kept for compatibility: h2c upstreams are supported now, nothing reports this any more.
 H2C_UNSUPPORTED = (
     'HTTP/2 cleartext (h2c) upstreams are not supported yet: the transport\'s "versions" '
     'include "h2c", so plain-HTTP requests to the upstream fail (502)')
@@ -86,8 +91,9 @@ class HTTPTransport:
     ``tls`` is True when the transport speaks TLS to upstreams (``tls_config`` holds the
     settings; ports in ``except_ports`` still get plain HTTP).  ``compression`` is Caddy's
     ``compression`` option (Go asks upstreams for gzip and decodes it transparently when the
-    client did not ask for an encoding); the handler applies it.  ``unsupported_reason`` is
-    None, or why every request through this transport must fail (h2c without TLS).
+    client did not ask for an encoding); the handler applies it.  ``h2_pool`` (with ``"h2c"``
+    in ``versions``) carries the plain-HTTP requests over h2c.  ``unsupported_reason`` is
+    None: every configuration this transport loads can be served.
     """
 
     def __init__(
@@ -98,6 +104,7 @@ class HTTPTransport:
         compression: bool = True,
         versions: tuple[str, ...] = DEFAULT_VERSIONS,
         log: Logger | None = None,
+        h2_pool: H2Pool | None = None,
     ) -> None:
         self.pool = pool
         self.tls_config = tls_config
@@ -105,7 +112,11 @@ class HTTPTransport:
         self.compression = compression
         self.versions = versions
         self.h2c = "h2c" in versions
-        self.unsupported_reason = H2C_UNSUPPORTED if self.h2c and tls_config is None else None
+        if self.h2c and h2_pool is None:
+            h2_pool = H2Pool(pool.reactor, dial_timeout=pool.dial_timeout,
+                             endpoint_factory=pool.endpoint_factory)
+        self.h2_pool = h2_pool if self.h2c else None
+        self.unsupported_reason: str | None = None
         self.log = log or Logger(namespace="txcaddy.reverseproxy")
 
     @classmethod
@@ -225,13 +236,24 @@ class HTTPTransport:
             endpoint_factory=endpoint_for,
             surplus_linger=surplus_linger,
         )
-        transport = cls(pool, tls_config=tls_config, compression=compression,
-                        versions=tuple(versions), log=log)
-        if transport.h2c:
-            transport.log.warn(
-                "reverse_proxy: {reason}", reason=H2C_UNSUPPORTED if tls_config is None else
-                H2C_UNSUPPORTED + " (those to tls.except_ports)")
-        return transport
+        h2_pool = None
+        if "h2c" in versions:
+            h2_pool = H2Pool(
+                reactor,
+                response_header_timeout=pool.response_header_timeout,
+                keep_alive=enabled,
+                max_idle_per_host=idle_per_host,
+                idle_timeout=idle_timeout,
+                max_conns_per_host=pool.max_conns_per_host,
+                dial_timeout=dial_timeout,
+                max_idle_conns=max_idle,
+                tcp_keepalive=probe,
+                read_size=pool.read_size,
+                endpoint_factory=endpoint_for,
+                surplus_linger=surplus_linger,
+            )
+        return cls(pool, tls_config=tls_config, compression=compression,
+                   versions=tuple(versions), log=log, h2_pool=h2_pool)
 
     def uses_tls(self, address: UpstreamAddress) -> bool:
         """Whether requests to ``address`` go over TLS (Caddy's ``shouldUseTLS``)."""
@@ -259,8 +281,11 @@ class HTTPTransport:
             creator = tls.creator_for(host, request)
             return self.pool.request(address, method, target, headers, body_length,
                                      on_informational, tls=creator)
-        if self.h2c:
-            return self.pool.failed_exchange(UnsupportedUpstreamProtocol(H2C_UNSUPPORTED))
+        h2_pool = self.h2_pool
+        if h2_pool is not None and not any(name.lower() == b"upgrade" for name, _ in headers):
+            # Caddy: h2c for every plain-HTTP request; an upgrade (WebSocket) stays HTTP/1.1.
+            return h2_pool.request(address, method, target, headers, body_length,
+                                   on_informational)
         return self.pool.request(address, method, target, headers, body_length, on_informational)
 
     def close_idle(self) -> Deferred[None]:
@@ -268,7 +293,10 @@ class HTTPTransport:
 
         The Deferred fires once they are closed.
         """
-        return self.pool.close_idle()
+        if self.h2_pool is None:
+            return self.pool.close_idle()
+        return DeferredList([self.pool.close_idle(), self.h2_pool.close_idle()],
+                            consumeErrors=True).addCallback(lambda _: None)
 
 
 @module("http.reverse_proxy.transport.http")

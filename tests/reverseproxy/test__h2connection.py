@@ -1,0 +1,328 @@
+"""The h2c upstream client: streams on one connection, flow control both ways, trailers,
+resets, REFUSED_STREAM and GOAWAY, against a server-side ``h2`` state machine."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from h2.config import H2Configuration
+from h2.connection import H2Connection
+from h2.errors import ErrorCodes
+from h2.events import DataReceived, RequestReceived, StreamEnded, StreamReset, TrailersReceived
+from h2.settings import SettingCodes
+from hyperframe.frame import DataFrame
+from twisted.internet.defer import succeed
+from twisted.internet.task import Clock
+from twisted.internet.testing import StringTransport
+from twisted.python.failure import Failure
+from twisted.trial.unittest import SynchronousTestCase
+
+from txcaddy.reverseproxy._dial import UpstreamAddress
+from txcaddy.reverseproxy._exchange import ResponseBodyConsumer
+from txcaddy.reverseproxy._h2connection import H2Pool, HTTP2Connection, StreamRefused
+from txcaddy.reverseproxy.errors import DialError, UpstreamConnectionLost
+
+ADDR = UpstreamAddress.parse("127.0.0.1:9000")
+HEADERS = [(b"Host", b"example.com"), (b"User-Agent", b"t"), (b"Connection", b"keep-alive"),
+           (b"Te", b"trailers"), (b"X-Mixed-Case", b"v")]
+
+
+class Peer:
+    """The upstream: a server-side h2 connection wired to one client connection."""
+
+    def __init__(self, conn: HTTP2Connection, max_streams: int | None) -> None:
+        self.conn = conn
+        self.server = H2Connection(H2Configuration(client_side=False, header_encoding=None))
+        self.server.initiate_connection()
+        if max_streams is not None:
+            self.server.update_settings({SettingCodes.MAX_CONCURRENT_STREAMS: max_streams})
+        self.events: list[Any] = []
+
+    def pump(self) -> list[Any]:
+        """Exchange bytes both ways until quiet; return the server's new events."""
+        new: list[Any] = []
+        while True:
+            transport = self.conn.transport
+            data = transport.value()
+            transport.clear()
+            if data:
+                new += self.server.receive_data(data)
+            out = self.server.data_to_send()
+            if out:
+                self.conn.dataReceived(out)
+            if not data and not out:
+                break
+        self.events += new
+        return new
+
+    def requests(self) -> dict[int, dict[bytes, bytes]]:
+        return {e.stream_id: dict(e.headers) for e in self.events if isinstance(e, RequestReceived)}
+
+    def respond(self, sid: int, body: bytes = b"", trailers: Any = None, status: bytes = b"200",
+                end: bool = True) -> None:
+        self.server.send_headers(sid, [(b":status", status), (b"content-type", b"text/plain")])
+        if body:
+            self.server.send_data(sid, body)
+        if trailers:
+            self.server.send_headers(sid, trailers, end_stream=True)
+        elif end:
+            self.server.end_stream(sid)
+        self.pump()
+
+
+class Endpoint:
+    def __init__(self, case: H2TestCase) -> None:
+        self.case = case
+
+    def connect(self, factory: Any) -> Any:
+        proto = factory.buildProtocol(None)
+        proto.makeConnection(StringTransport())
+        self.case.peers.append(Peer(proto, self.case.max_streams))
+        return succeed(proto)
+
+
+class Consumer(ResponseBodyConsumer):
+    def __init__(self) -> None:
+        self.data: list[bytes] = []
+        self.trailers: Any = None
+        self.reason: Any = "unfinished"
+
+    def body_data(self, data: bytes) -> None:
+        self.data.append(data)
+
+    def body_trailers(self, trailers: Any) -> None:
+        self.trailers = trailers
+
+    def body_finished(self, reason: Failure | None) -> None:
+        self.reason = reason
+
+
+class Producer:
+    def __init__(self) -> None:
+        self.calls: list[str] = []
+
+    def pauseProducing(self) -> None:
+        self.calls.append("pause")
+
+    def resumeProducing(self) -> None:
+        self.calls.append("resume")
+
+    def stopProducing(self) -> None:
+        self.calls.append("stop")
+
+
+class H2TestCase(SynchronousTestCase):
+    max_streams: int | None = None
+
+    def setUp(self) -> None:
+        self.clock = Clock()
+        self.peers: list[Peer] = []
+        self.pool = H2Pool(self.clock, dial_timeout=None, endpoint_factory=lambda a: Endpoint(self))
+
+    def request(self, method: bytes = b"GET", body_length: int | None = None) -> Any:
+        exchange = self.pool.request(ADDR, method, b"/x?y=1", list(HEADERS), body_length)
+        heads: list[Any] = []
+        exchange.when_head(heads.append, heads.append)
+        consumer = Consumer()
+        exchange.when_head(lambda head: exchange.deliver_body(consumer), lambda f: None)
+        return exchange, heads, consumer
+
+
+class ExchangeTests(H2TestCase):
+    def test_get(self) -> None:
+        """A GET becomes HEADERS with pseudo-fields and clean fields; the response reaches the consumer."""
+        exchange, heads, consumer = self.request()
+        (peer,) = self.peers
+        peer.pump()
+        (sid, fields), = peer.requests().items()
+        self.assertEqual((fields[b":method"], fields[b":scheme"], fields[b":authority"], fields[b":path"]),
+                         (b"GET", b"http", b"example.com", b"/x?y=1"))
+        self.assertEqual(fields[b"te"], b"trailers")
+        self.assertEqual(fields[b"x-mixed-case"], b"v")
+        self.assertNotIn(b"connection", fields)
+        self.assertNotIn(b"host", fields)
+        self.assertTrue(any(isinstance(e, StreamEnded) and e.stream_id == sid for e in peer.events))
+        peer.respond(sid, b"hello")
+        self.assertEqual((heads[0].status, heads[0].get(b"content-type")), (200, b"text/plain"))
+        self.assertEqual((b"".join(consumer.data), consumer.reason), (b"hello", None))
+        self.assertEqual((self.pool.idle_count(ADDR), self.pool.open_count(ADDR)), (1, 1))
+
+    def test_idle_connection_is_reused(self) -> None:
+        """A second request after the first ended goes on the same connection's next stream."""
+        _, _, first = self.request()
+        (peer,) = self.peers
+        peer.pump()
+        peer.respond(1, b"a")
+        _, _, second = self.request()
+        peer.pump()
+        peer.respond(3, b"b")
+        self.assertEqual((len(self.peers), b"".join(second.data)), (1, b"b"))
+
+    def test_post_larger_than_window(self) -> None:
+        """A body beyond the upstream's 65,535-byte window waits (producer paused) for WINDOW_UPDATE."""
+        body = b"x" * 200_000
+        exchange, heads, consumer = self.request(b"POST", len(body))
+        producer = Producer()
+        exchange.registerProducer(producer, True)
+        (peer,) = self.peers
+        exchange.write(body)
+        peer.pump()
+        received = sum(len(e.data) for e in peer.events if isinstance(e, DataReceived))
+        self.assertEqual(received, 65535)
+        self.assertEqual(producer.calls[-1], "pause")
+        self.assertEqual(peer.requests()[1][b"content-length"], b"200000")
+        while received < len(body):
+            for e in [e for e in peer.events if isinstance(e, DataReceived)]:
+                peer.server.acknowledge_received_data(e.flow_controlled_length, e.stream_id)
+            peer.events = []
+            peer.pump()
+            got = sum(len(e.data) for e in peer.events if isinstance(e, DataReceived))
+            self.assertGreater(got, 0)
+            received += got
+        self.assertEqual(received, len(body))
+        self.assertTrue(any(isinstance(e, StreamEnded) for e in peer.events))
+        self.assertEqual(producer.calls[-1], "resume")
+
+    def test_request_trailers(self) -> None:
+        """A chunked body's trailers go out as a final HEADERS frame."""
+        exchange, _, _ = self.request(b"POST", -1)
+        (peer,) = self.peers
+        exchange.write(b"abc")
+        exchange.finish_body([(b"Grpc-Thing", b"1")])
+        peer.pump()
+        (trailers,) = [e for e in peer.events if isinstance(e, TrailersReceived)]
+        self.assertEqual(trailers.headers, [(b"grpc-thing", b"1")])
+        self.assertNotIn(b"content-length", peer.requests()[1])
+
+    def test_response_trailers(self) -> None:
+        """Response trailers (gRPC's status) reach the consumer before the end."""
+        _, _, consumer = self.request(b"POST")
+        (peer,) = self.peers
+        peer.pump()
+        peer.respond(1, b"\0\0\0\0\0", trailers=[(b"grpc-status", b"0"), (b"grpc-message", b"ok")])
+        self.assertEqual(consumer.trailers, [(b"grpc-status", b"0"), (b"grpc-message", b"ok")])
+        self.assertIsNone(consumer.reason)
+
+    def test_pause_withholds_acknowledgement(self) -> None:
+        """While the exchange is paused, data is kept and not acknowledged; resuming does both."""
+        exchange, _, consumer = self.request()
+        (peer,) = self.peers
+        peer.pump()
+        peer.respond(1, end=False)
+        exchange.pauseProducing()
+        window = peer.server.local_flow_control_window(1)
+        for _ in range(40):  # more than half the stream window: h2 then sends WINDOW_UPDATE
+            peer.server.send_data(1, b"y" * 16000)
+        peer.pump()
+        self.assertEqual((consumer.data, peer.server.local_flow_control_window(1)),
+                         ([], window - 640_000))
+        exchange.resumeProducing()
+        peer.pump()
+        self.assertEqual((len(b"".join(consumer.data)), peer.server.local_flow_control_window(1)),
+                         (640_000, window))
+
+    def test_abort_resets_stream(self) -> None:
+        """Aborting (the client went away) sends RST_STREAM CANCEL; the connection stays usable."""
+        exchange, heads, _ = self.request()
+        (peer,) = self.peers
+        peer.pump()
+        exchange.abort()
+        peer.pump()
+        (reset,) = [e for e in peer.events if isinstance(e, StreamReset)]
+        self.assertEqual(reset.error_code, ErrorCodes.CANCEL)
+        self.assertEqual(self.pool.idle_count(ADDR), 1)
+
+    def test_upstream_reset_after_head(self) -> None:
+        """RST_STREAM after the head cuts the body off: the consumer gets a failure."""
+        _, _, consumer = self.request()
+        (peer,) = self.peers
+        peer.pump()
+        peer.respond(1, b"part", end=False)
+        peer.server.reset_stream(1, ErrorCodes.INTERNAL_ERROR)
+        peer.pump()
+        self.assertEqual(b"".join(consumer.data), b"part")
+        self.assertIsInstance(consumer.reason.value, UpstreamConnectionLost)
+        self.assertIn("INTERNAL_ERROR", str(consumer.reason.value))
+
+    def test_refused_stream_is_retryable(self) -> None:
+        """REFUSED_STREAM fails the head with StreamRefused, a DialError (nothing was processed)."""
+        _, heads, _ = self.request()
+        (peer,) = self.peers
+        peer.pump()
+        peer.server.reset_stream(1, ErrorCodes.REFUSED_STREAM)
+        peer.pump()
+        self.assertIsInstance(heads[0].value, StreamRefused)
+        self.assertIsInstance(heads[0].value, DialError)
+
+    def test_connection_lost_fails_streams(self) -> None:
+        """Losing the connection fails every open stream and frees the pool's slot."""
+        _, first, _ = self.request()
+        _, second, _ = self.request()
+        (peer,) = self.peers
+        peer.conn.connectionLost(Failure(Exception("gone")))
+        self.assertIsInstance(first[0].value, UpstreamConnectionLost)
+        self.assertIsInstance(second[0].value, UpstreamConnectionLost)
+        self.assertEqual(self.pool.open_count(ADDR), 0)
+
+
+class MultiplexingTests(H2TestCase):
+    max_streams = 2
+
+    def test_streams_up_to_the_limit_then_a_new_connection(self) -> None:
+        """Requests share a connection up to MAX_CONCURRENT_STREAMS; the next one dials another."""
+        self.request()
+        (peer,) = self.peers
+        peer.pump()  # the server's SETTINGS (2 streams) arrive
+        self.request()
+        self.assertEqual(len(self.peers), 1)
+        self.request()
+        self.assertEqual(len(self.peers), 2)
+        peer.pump()
+        self.assertEqual(sorted(peer.requests()), [1, 3])
+        self.assertEqual(self.pool.open_count(ADDR), 2)
+
+    def test_free_slot_is_offered_again(self) -> None:
+        """When a stream ends on a full connection, the next request uses it instead of dialing."""
+        self.request()
+        (peer,) = self.peers
+        peer.pump()
+        self.request()
+        peer.pump()
+        peer.respond(1, b"done")
+        self.request()
+        peer.pump()
+        self.assertEqual((len(self.peers), sorted(peer.requests())), (1, [1, 3, 5]))
+
+    def test_waiters_get_streams(self) -> None:
+        """With max_conns_per_host 1, requests beyond the stream limit wait for a free stream."""
+        self.pool.max_conns_per_host = 1
+        self.request()
+        (peer,) = self.peers
+        peer.pump()
+        self.request()
+        _, third, _ = self.request()
+        self.assertEqual((len(self.peers), third), (1, []))
+        peer.pump()
+        peer.respond(1)
+        peer.pump()
+        self.assertEqual(sorted(peer.requests()), [1, 3, 5])
+
+    def test_goaway(self) -> None:
+        """GOAWAY: streams above its last id fail retryably, older ones finish, then it closes."""
+        _, first, consumer = self.request()
+        (peer,) = self.peers
+        peer.pump()
+        _, second, _ = self.request()
+        peer.pump()
+        peer.respond(1, end=False)
+        peer.server.close_connection(last_stream_id=1)
+        peer.pump()
+        self.assertIsInstance(second[0].value, StreamRefused)
+        self.assertFalse(peer.conn.transport.disconnecting)
+        self.request()
+        self.assertEqual(len(self.peers), 2)
+        # The server's h2 refuses to send after its GOAWAY; a real server finishes stream 1.
+        peer.conn.dataReceived(DataFrame(1, data=b"ok", flags=["END_STREAM"]).serialize())
+        self.assertEqual((b"".join(consumer.data), consumer.reason), (b"ok", None))
+        self.assertTrue(peer.conn.transport.disconnecting)
+        self.assertEqual(self.pool.open_count(ADDR), 1)
