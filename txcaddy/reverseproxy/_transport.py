@@ -59,12 +59,6 @@ CADDY_KEEP_ALIVE_IDLE_PER_HOST = 32
 GO_KEEP_ALIVE_PROBE = 15.0  # net.Dialer with KeepAlive 0
 GO_IDLE_PER_HOST = 2  # http.DefaultMaxIdleConnsPerHost
 
-#: Kept for compatibility: h2c upstreams are supported now, nothing reports this any more.
-H2C_UNSUPPORTED = (
-    'HTTP/2 cleartext (h2c) upstreams are not supported yet: the transport\'s "versions" '
-    'include "h2c", so plain-HTTP requests to the upstream fail (502)')
-
-
 def _duration(field: str, value: Any) -> float | None:
     """A ``caddy.Duration`` field in seconds (None when absent)."""
     return duration_seconds(value, f"{_WHERE}: {field}")

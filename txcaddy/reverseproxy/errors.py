@@ -13,7 +13,6 @@ __all__ = [
     "ResponseHeaderTimeout",
     "TLSHandshakeError",
     "TLSHandshakeTimeout",
-    "UnsupportedUpstreamProtocol",
     "UpstreamConnectionLost",
     "UpstreamError",
     "UpstreamProtocolError",
@@ -85,8 +84,3 @@ class UpstreamProtocolError(UpstreamError):
 
     status = 502
 
-
-class UnsupportedUpstreamProtocol(UpstreamError):
-    """The transport is configured for a protocol txcaddy cannot speak yet (h2c)."""
-
-    status = 502

@@ -30,13 +30,12 @@ from txcaddy.reverseproxy._exchange import (
 )
 from txcaddy.reverseproxy._h1connection import ConnectionPool
 from txcaddy.reverseproxy._pool import SURPLUS_LINGER
-from txcaddy.reverseproxy._transport import H2C_UNSUPPORTED, HTTPTransport
+from txcaddy.reverseproxy._transport import HTTPTransport
 from txcaddy.reverseproxy.errors import (
     DialError,
     ResponseHeaderTimeout,
     TLSHandshakeError,
     TLSHandshakeTimeout,
-    UnsupportedUpstreamProtocol,
     UpstreamConnectionLost,
     UpstreamError,
     UpstreamProtocolError,
@@ -50,7 +49,6 @@ __all__ = [
     "ConnectionPool",
     "DialError",
     "Exchange",
-    "H2C_UNSUPPORTED",
     "HTTPTransport",
     "RawHeaders",
     "ResponseBodyConsumer",
@@ -59,7 +57,6 @@ __all__ = [
     "SURPLUS_LINGER",
     "TLSHandshakeError",
     "TLSHandshakeTimeout",
-    "UnsupportedUpstreamProtocol",
     "UpstreamAddress",
     "UpstreamConnectionLost",
     "UpstreamError",
