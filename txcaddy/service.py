@@ -125,9 +125,11 @@ class CaddyService(MultiService):
         self.http = load_http_app(auto_https.http, context, logs=self.logs, challenges=self.challenges)
         for name, server in self.http.servers.items():
             # HTTP/2 is chosen per connection at its first bytes (``HTTPFactory``): by ALPN on
-            # TLS listeners when the server's protocols include h2, by the h2c preface in the
-            # clear only when they include h2c (Caddy's default is h1 h2 h3).
-            protocols = server.protocols
+            # TLS listeners when the server's protocols name h2, by the h2c preface in the clear
+            # when they name h2c.  Until the flood protections land (docs/http2.md) HTTP/2 is
+            # opt-in: without a ``protocols`` option TLS listeners speak HTTP/1.1 only (Caddy's
+            # default is h1 h2 h3).
+            protocols = auto_https.http["servers"][name].get("protocols") or ["h1"]
             factory: IProtocolFactory = HTTPFactory(server, self.reactor, h2c="h2c" in protocols)
             tls_factory: IProtocolFactory | None = None
             for listener in self.http.listeners[name]:

@@ -367,6 +367,7 @@ class HTTP2Protocol(Protocol):
     def dataReceived(self, data: bytes) -> None:
         if self.transport is None:
             return
+        window = self.conn.inbound_flow_control_window
         try:
             events = self.conn.receive_data(data)
         except h2.exceptions.ProtocolError as error:
@@ -375,6 +376,7 @@ class HTTP2Protocol(Protocol):
             self._write()
             self.transport.loseConnection()
             return
+        self._return_unseen_window(window, events)
         event: Any
         for event in events:
             kind = type(event)
@@ -400,6 +402,19 @@ class HTTP2Protocol(Protocol):
         self._write()
         if self.closing and self.idle and self.transport is not None:
             self.transport.loseConnection()
+
+    def _return_unseen_window(self, window: int, events: list[Any]) -> None:
+        """Give back the connection window that DATA on streams we already reset took.
+
+        h2 counts such frames against the connection's window but reports no event for them
+        (it answers them with RST_STREAM itself), so nothing would ever acknowledge them: a
+        client still sending a body we stopped reading (a response sent before the whole
+        request) would stall the connection once the 1 MiB window is gone.
+        """
+        seen = sum(event.flow_controlled_length for event in events if type(event) is h2.events.DataReceived)
+        unseen = window - self.conn.inbound_flow_control_window - seen
+        if unseen > 0:
+            self.conn.increment_flow_control_window(unseen)
 
     def _request_received(self, event: Any) -> None:
         stream_id = event.stream_id
