@@ -7,7 +7,9 @@ from typing import Any
 import h2.config
 import h2.connection
 import h2.events
+import h2.exceptions
 import h2.settings
+import hyperframe.frame
 from twisted.internet.defer import Deferred
 from twisted.internet.testing import MemoryReactorClock, StringTransport
 from twisted.trial.unittest import SynchronousTestCase
@@ -268,6 +270,20 @@ class HTTP2Tests(SynchronousTestCase):
         self.client.pump()
         self.assertEqual(len(b"".join(taken)), size)
         self.assertEqual(self.client.conn.local_flow_control_window(sid), 1 << 20)
+
+    def test_data_on_a_reset_stream_returns_the_connection_window(self) -> None:
+        """A body still arriving after the response (the stream was reset with NO_ERROR) does not
+        use up the server's connection window (h2 counts such DATA but reports no event)."""
+        sid = self.client.request("POST", "/", b"", end=False)
+        self.client.pump()  # answered (the respond route reads no body) and reset
+        _, body, _, ended = self.client.response(sid)
+        self.assertTrue(body.startswith(b"HTTP/2.0") and ended)
+        before = self.protocol.conn.inbound_flow_control_window
+        for _ in range(50):  # 800 KiB more, as a peer still uploading would send it
+            frame = hyperframe.frame.DataFrame(sid)
+            frame.data = b"x" * 16384
+            self.protocol.dataReceived(frame.serialize())
+        self.assertEqual(self.protocol.conn.inbound_flow_control_window, before)
 
     def test_goaway_lets_open_streams_finish(self) -> None:
         """close_when_idle sends GOAWAY, the open stream still completes, then the connection closes."""
