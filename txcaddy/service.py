@@ -34,7 +34,7 @@ from txcaddy.caddyfile.jsonenc import encode
 from txcaddy.config.loader import LoadContext, Runtime
 from txcaddy.config.source import read_config_text
 from txcaddy.errors import ConfigError, ConfigWarning
-from txcaddy.http._h1 import HTTP11Factory
+from txcaddy.http._h2 import HTTPFactory
 from txcaddy.http.app import HTTPApp, load_http_app
 from txcaddy.interfaces import IStorage
 from txcaddy.logs import LogSystem
@@ -124,14 +124,24 @@ class CaddyService(MultiService):
         auto_https = self.tls.plan_http(http_config)
         self.http = load_http_app(auto_https.http, context, logs=self.logs, challenges=self.challenges)
         for name, server in self.http.servers.items():
-            factory: IProtocolFactory = HTTP11Factory(server, self.reactor)
+            # HTTP/2 is chosen per connection at its first bytes (``HTTPFactory``): by ALPN on
+            # TLS listeners when the server's protocols name h2, by the h2c preface in the clear
+            # when they name h2c.  Until the flood protections land (docs/http2.md) HTTP/2 is
+            # opt-in: without a ``protocols`` option TLS listeners speak HTTP/1.1 only (Caddy's
+            # default is h1 h2 h3).
+            protocols = auto_https.http["servers"][name].get("protocols") or ["h1"]
+            factory: IProtocolFactory = HTTPFactory(server, self.reactor, h2c="h2c" in protocols)
             tls_factory: IProtocolFactory | None = None
             for listener in self.http.listeners[name]:
                 endpoint = serverFromString(self.reactor, listener.endpoint)
                 serving = factory
                 if listener.tls:
                     if tls_factory is None:
-                        tls_factory = self.tls.wrap(name, auto_https.http["servers"][name], factory)
+                        http2 = "h2" in protocols
+                        tls_factory = self.tls.wrap(
+                            name, auto_https.http["servers"][name], HTTPFactory(server, self.reactor, h2=http2),
+                            http2=http2,
+                        )
                     serving = tls_factory
                 child = ListenerService(endpoint, serving, listener.address)
                 child.setName(f"{name} {listener.endpoint}")

@@ -314,6 +314,14 @@ class HTTP11Protocol(Protocol):
     def idle(self) -> bool:
         return not self._exchanges and self._parsing is None and self._switched is None
 
+    def hand_over(self) -> None:
+        """The connection went to another protocol before any request (HTTP/2 chosen at
+        its first bytes): stop the idle timer and leave the server's connection set."""
+        self._stop_idle_timer()
+        self._parser = None
+        self.closing = True
+        self.server.connection_lost(self)
+
     def close_when_idle(self) -> None:
         """Graceful shutdown: finish what is in flight, then close.
 

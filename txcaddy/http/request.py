@@ -158,6 +158,7 @@ class Request:
         self.placeholders: dict[str, Any] = {}
         self.groups: set[str] = set()  # route groups already applied (first match wins)
         self.error: Any = None  # the HandlerError being handled in error routes
+        self.trailers: Headers | None = None  # request trailers, once the body ended (HTTP/2 only)
 
     @property
     def local(self) -> tuple[str, int]:

@@ -130,10 +130,11 @@ class TLSApp:
             self.servers[name] = creator
         return creator
 
-    def wrap(self, name: str, server: dict[str, Any], factory: Any) -> IProtocolFactory:
+    def wrap(self, name: str, server: dict[str, Any], factory: Any, *, http2: bool = False) -> IProtocolFactory:
         """``factory`` (plain HTTP) behind TLS with server ``name``'s policies (and, when a
-        policy says ``on_demand``, behind a gate that gets certificates during handshakes)."""
-        tls = TLSServerFactory(self.server_tls(name, server), False, factory)
+        policy says ``on_demand``, behind a gate that gets certificates during handshakes);
+        ``http2`` offers ``h2`` first in ALPN (``factory`` must then serve it)."""
+        tls = TLSServerFactory(self.server_tls(name, server, http2=http2), False, factory)
         if not self.uses_on_demand():
             return tls
         return OnDemandGateFactory(tls, self.prepare_on_demand)

@@ -1,0 +1,368 @@
+"""The HTTP/2 protocol driven by an ``h2`` client over a StringTransport."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import h2.config
+import h2.connection
+import h2.events
+import h2.exceptions
+import h2.settings
+import hyperframe.frame
+from twisted.internet.defer import Deferred
+from twisted.internet.testing import MemoryReactorClock, StringTransport
+from twisted.trial.unittest import SynchronousTestCase
+from zope.interface import implementer
+
+from txcaddy.http._h1 import HTTP11Protocol
+from txcaddy.http._h2 import PREFACE, HTTP2Protocol, HTTPFactory
+from txcaddy.http.handlers.static import load_static_response
+from txcaddy.http.headers import Headers
+from txcaddy.http.routing import MatcherSet, Route, RouteList
+from txcaddy.http.server import HTTPServer
+from txcaddy.interfaces import IHandler, IRequestMatcher
+
+
+@implementer(IRequestMatcher)
+class PathPrefix:
+    def __init__(self, prefix: str) -> None:
+        self.prefix = prefix
+
+    def match(self, request: Any) -> bool:
+        return request.path.startswith(self.prefix)
+
+
+@implementer(IHandler)
+class Echo:
+    """Answers with the method and the whole request body, and the request's trailers as its own."""
+
+    def serve(self, request: Any, response: Any, next: Any) -> Deferred[None]:
+        done: Deferred[None] = Deferred()
+        chunks: list[bytes] = []
+
+        class Consumer:
+            def body_data(self, data: bytes) -> None:
+                chunks.append(data)
+
+            def body_trailers(self, trailers: Any) -> None:
+                pass
+
+            def body_finished(self, error: Any) -> None:
+                if request.trailers is not None:
+                    response.add_trailers(Headers([("X-Got", v) for v in request.trailers.get_all("x-check")]))
+                response.write(request.method.encode() + b" " + b"".join(chunks))
+                done.callback(None)
+
+        request.body.deliver(Consumer())
+        return done
+
+
+@implementer(IHandler)
+class Held:
+    """Keeps the response (and leaves the body unread) until the test releases it."""
+
+    def __init__(self) -> None:
+        self.pending: list[tuple[Any, Any, Deferred[None]]] = []
+
+    def serve(self, request: Any, response: Any, next: Any) -> Deferred[None]:
+        d: Deferred[None] = Deferred()
+        self.pending.append((request, response, d))
+        return d
+
+    def release(self, body: bytes = b"held") -> None:
+        _, response, d = self.pending.pop(0)
+        response.write(body)
+        d.callback(None)
+
+
+@implementer(IHandler)
+class Big:
+    """Writes a large body in one piece, with a trailer."""
+
+    size = 200_000
+
+    def serve(self, request: Any, response: Any, next: Any) -> None:
+        response.headers.set("Connection", "keep-alive")  # connection-specific: never sent on h2
+        response.write(b"x" * self.size)
+        response.add_trailers(Headers([("Grpc-Status", "0")]))
+
+
+class Client:
+    """An ``h2`` client connection wired to a server protocol on a StringTransport."""
+
+    def __init__(self, protocol: Any, transport: StringTransport) -> None:
+        self.protocol = protocol
+        self.transport = transport
+        self.conn = h2.connection.H2Connection(h2.config.H2Configuration(client_side=True, header_encoding=None))
+        self.conn.initiate_connection()
+        self.events: list[Any] = []
+
+    def pump(self) -> list[Any]:
+        """Move bytes both ways until neither side has more; return the new client events."""
+        new: list[Any] = []
+        while True:
+            out = self.conn.data_to_send()
+            if out:
+                self.protocol.dataReceived(out)
+            back = self.transport.value()
+            self.transport.clear()
+            if back:
+                new.extend(self.conn.receive_data(back))
+            if not out and not back:
+                break
+        self.events.extend(new)
+        return new
+
+    def request(self, method: str, path: str, body: bytes = b"", end: bool = True, extra: list[Any] | None = None) -> int:
+        sid: int = self.conn.get_next_available_stream_id()
+        headers = [(":method", method), (":scheme", "https"), (":authority", "example.com"), (":path", path)]
+        headers += extra or []
+        self.conn.send_headers(sid, headers, end_stream=end and not body)
+        if body:
+            self.conn.send_data(sid, body, end_stream=end)
+        return sid
+
+    def response(self, sid: int) -> tuple[dict[bytes, bytes], bytes, dict[bytes, bytes] | None, bool]:
+        """Head fields, body, trailers, and whether the stream ended, as the client saw them."""
+        head: dict[bytes, bytes] = {}
+        body = b""
+        trailers = None
+        ended = False
+        for event in self.events:
+            if getattr(event, "stream_id", None) != sid:
+                continue
+            if isinstance(event, h2.events.ResponseReceived):
+                head = dict(event.headers)
+            elif isinstance(event, h2.events.DataReceived):
+                body += event.data
+                self.conn.acknowledge_received_data(event.flow_controlled_length, sid)
+            elif isinstance(event, h2.events.TrailersReceived):
+                trailers = dict(event.headers)
+            elif isinstance(event, h2.events.StreamEnded):
+                ended = True
+        return head, body, trailers, ended
+
+
+class HTTP2Tests(SynchronousTestCase):
+    def setUp(self) -> None:
+        self.clock = MemoryReactorClock()
+        self.held = Held()
+        respond = load_static_response({"body": "{http.request.proto} {http.request.host} {http.request.uri}",
+                                        "headers": {"X-Test": ["yes"]}}, None)
+        routes = RouteList([
+            Route([Echo()], [MatcherSet([PathPrefix("/echo")])], terminal=True),
+            Route([self.held], [MatcherSet([PathPrefix("/held")])], terminal=True),
+            Route([Big()], [MatcherSet([PathPrefix("/big")])], terminal=True),
+            Route([respond]),
+        ])
+        self.server = HTTPServer("srv0", [":443"], routes, reactor=self.clock)
+        self.protocol = HTTP2Protocol(self.server, self.clock)
+        self.transport = StringTransport()
+        self.protocol.makeConnection(self.transport)
+        self.client = Client(self.protocol, self.transport)
+        self.client.pump()
+
+    def test_settings_are_gos(self) -> None:
+        """The server advertises Go's SETTINGS and opens the connection window to 1 MiB."""
+        remote = self.client.conn.remote_settings
+        self.assertEqual(remote.max_concurrent_streams, 250)
+        self.assertEqual(remote.initial_window_size, 1 << 20)
+        self.assertEqual(remote.max_frame_size, 1 << 20)
+        self.assertEqual(remote.max_header_list_size, 1048896)
+        self.assertEqual(self.client.conn.outbound_flow_control_window, 1 << 20)
+
+    def test_get_routed_through_the_server(self) -> None:
+        """A GET goes through the server's routes: status, fields and the proto placeholder."""
+        sid = self.client.request("GET", "/a?b=1")
+        self.client.pump()
+        head, body, trailers, ended = self.client.response(sid)
+        self.assertEqual(head[b":status"], b"200")
+        self.assertEqual(head[b"server"], b"Caddy")
+        self.assertEqual(head[b"x-test"], b"yes")
+        self.assertEqual(head[b"content-length"], str(len(body)).encode())
+        self.assertEqual(body, b"HTTP/2.0 example.com /a?b=1")
+        self.assertIsNone(trailers)
+        self.assertTrue(ended)
+        self.assertTrue(self.protocol.idle)
+
+    def test_post_body_reaches_the_handler(self) -> None:
+        """A POST body arrives through the request body's consumer."""
+        sid = self.client.request("POST", "/echo", b"hello " * 1000)
+        self.client.pump()
+        _, body, _, ended = self.client.response(sid)
+        self.assertEqual(body, b"POST " + b"hello " * 1000)
+        self.assertTrue(ended)
+
+    def test_trailers_both_ways(self) -> None:
+        """Request trailers reach the handler; response trailers follow the body in a HEADERS frame."""
+        sid = self.client.request("POST", "/echo", b"data", end=False)
+        self.client.conn.send_headers(sid, [("x-check", "42")], end_stream=True)
+        self.client.pump()
+        head, body, trailers, ended = self.client.response(sid)
+        self.assertEqual(body, b"POST data")
+        self.assertEqual(head[b":status"], b"200")
+        self.assertEqual(trailers, {b"x-got": b"42"})
+        self.assertTrue(ended)
+
+    def test_head_sends_no_body(self) -> None:
+        """HEAD gets the head (with the length the body would have) and no DATA."""
+        sid = self.client.request("HEAD", "/a")
+        self.client.pump()
+        head, body, _, ended = self.client.response(sid)
+        self.assertEqual(head[b":status"], b"200")
+        self.assertEqual(head[b"content-length"], b"23")
+        self.assertEqual(body, b"")
+        self.assertTrue(ended)
+        self.assertFalse(any(isinstance(e, h2.events.DataReceived) for e in self.client.events))
+
+    def test_many_concurrent_streams(self) -> None:
+        """Many streams opened together are all answered, each with its own body."""
+        sids = [self.client.request("GET", f"/n{i}") for i in range(100)]
+        self.client.pump()
+        for i, sid in enumerate(sids):
+            _, body, _, ended = self.client.response(sid)
+            self.assertEqual(body, f"HTTP/2.0 example.com /n{i}".encode())
+            self.assertTrue(ended)
+        self.assertEqual(self.server.connections, {self.protocol})
+
+    def test_response_waits_for_window_update(self) -> None:
+        """A body larger than the client's window stops at the window and resumes on WINDOW_UPDATE."""
+        sid = self.client.request("GET", "/big")
+        self.client.pump()
+        received = sum(len(e.data) for e in self.client.events if isinstance(e, h2.events.DataReceived))
+        self.assertEqual(received, 65535)
+        self.assertFalse(any(isinstance(e, h2.events.StreamEnded) for e in self.client.events))
+        for _ in range(10):
+            self.client.response(sid)  # acknowledges what arrived: WINDOW_UPDATEs
+            self.client.events = [e for e in self.client.events if not isinstance(e, h2.events.DataReceived)]
+            new = self.client.pump()
+            received += sum(len(e.data) for e in new if isinstance(e, h2.events.DataReceived))
+            if any(isinstance(e, h2.events.StreamEnded) for e in new):
+                break
+        self.assertEqual(received, Big.size)
+        self.assertTrue(any(isinstance(e, h2.events.StreamEnded) for e in self.client.events))
+        trailers = [e for e in self.client.events if isinstance(e, h2.events.TrailersReceived)]
+        self.assertEqual(dict(trailers[0].headers), {b"grpc-status": b"0"})
+        head = next(e for e in self.client.events if isinstance(e, h2.events.ResponseReceived))
+        self.assertNotIn(b"connection", dict(head.headers))
+
+    def test_request_body_window_opens_only_as_consumed(self) -> None:
+        """Unread request body keeps the client's window closed; taking it reopens the window."""
+        size = 700_000
+        sid = self.client.request("POST", "/held", b"y" * size, end=False)
+        self.client.pump()
+        self.assertEqual(self.client.conn.local_flow_control_window(sid), (1 << 20) - size)
+        request, _, _ = self.held.pending[0]
+        taken: list[bytes] = []
+
+        class Taker:
+            def body_data(self, data: bytes) -> None:
+                taken.append(data)
+
+            def body_trailers(self, trailers: Any) -> None:
+                pass
+
+            def body_finished(self, reason: Any) -> None:
+                pass
+
+        request.body.deliver(Taker())
+        self.client.pump()
+        self.assertEqual(len(b"".join(taken)), size)
+        self.assertEqual(self.client.conn.local_flow_control_window(sid), 1 << 20)
+
+    def test_data_on_a_reset_stream_returns_the_connection_window(self) -> None:
+        """A body still arriving after the response (the stream was reset with NO_ERROR) does not
+        use up the server's connection window (h2 counts such DATA but reports no event)."""
+        sid = self.client.request("POST", "/", b"", end=False)
+        self.client.pump()  # answered (the respond route reads no body) and reset
+        _, body, _, ended = self.client.response(sid)
+        self.assertTrue(body.startswith(b"HTTP/2.0") and ended)
+        before = self.protocol.conn.inbound_flow_control_window
+        for _ in range(50):  # 800 KiB more, as a peer still uploading would send it
+            frame = hyperframe.frame.DataFrame(sid)
+            frame.data = b"x" * 16384
+            self.protocol.dataReceived(frame.serialize())
+        self.assertEqual(self.protocol.conn.inbound_flow_control_window, before)
+
+    def test_goaway_lets_open_streams_finish(self) -> None:
+        """close_when_idle sends GOAWAY, the open stream still completes, then the connection closes."""
+        sid = self.client.request("GET", "/held")
+        self.client.pump()
+        self.protocol.close_when_idle()
+        new = self.client.pump()
+        goaway = [e for e in new if isinstance(e, h2.events.ConnectionTerminated)]
+        self.assertEqual(goaway[0].last_stream_id, sid)
+        self.assertEqual(goaway[0].error_code, 0)
+        self.assertFalse(self.transport.disconnecting)
+        self.held.release(b"done")
+        back = self.transport.value()
+        self.assertIn(b"done", back)
+        self.assertTrue(self.transport.disconnecting)
+
+    def test_client_reset_stops_the_response(self) -> None:
+        """A stream the client resets is released: the response is lost, nothing more is sent."""
+        sid = self.client.request("GET", "/held")
+        self.client.pump()
+        _, response, _ = self.held.pending[0]
+        self.client.conn.reset_stream(sid)
+        self.client.pump()
+        self.assertIsNotNone(response.lost)
+        self.assertTrue(self.protocol.idle)
+        self.held.release(b"late")
+        self.assertEqual(self.transport.value(), b"")
+
+    def test_expect_continue(self) -> None:
+        """Expect: 100-continue gets a 100 informational HEADERS when the handler takes the body."""
+        sid = self.client.request("POST", "/echo", end=False, extra=[("expect", "100-continue")])
+        new = self.client.pump()
+        informational = [e for e in new if isinstance(e, h2.events.InformationalResponseReceived)]
+        self.assertEqual(dict(informational[0].headers)[b":status"], b"100")
+        self.client.conn.send_data(sid, b"abc", end_stream=True)
+        self.client.pump()
+        self.assertEqual(self.client.response(sid)[1], b"POST abc")
+
+
+class SelectionTests(SynchronousTestCase):
+    def setUp(self) -> None:
+        respond = load_static_response({"body": "{http.request.proto}"}, None)
+        self.server = HTTPServer("srv0", [":80"], RouteList([Route([respond])]), reactor=MemoryReactorClock())
+
+    def test_h2c_prior_knowledge(self) -> None:
+        """With h2c, a connection opening with the preface (even split) is served as HTTP/2."""
+        protocol = HTTPFactory(self.server, h2c=True).buildProtocol(None)
+        transport = StringTransport()
+        protocol.makeConnection(transport)
+        client = h2.connection.H2Connection(h2.config.H2Configuration(client_side=True, header_encoding=None))
+        client.initiate_connection()
+        client.send_headers(1, [(":method", "GET"), (":scheme", "http"), (":authority", "a"), (":path", "/")],
+                            end_stream=True)
+        data = client.data_to_send()
+        self.assertTrue(data.startswith(PREFACE))
+        protocol.dataReceived(data[:10])
+        self.assertEqual(transport.value(), b"")
+        protocol.dataReceived(data[10:])
+        events = client.receive_data(transport.value())
+        bodies = [e.data for e in events if isinstance(e, h2.events.DataReceived)]
+        self.assertEqual(bodies, [b"HTTP/2.0"])
+        self.assertEqual(len(self.server.connections), 1)
+        self.assertIsInstance(next(iter(self.server.connections)), HTTP2Protocol)
+
+    def test_http11_on_an_h2c_listener(self) -> None:
+        """An HTTP/1.1 request on an h2c listener is served as HTTP/1.1."""
+        protocol = HTTPFactory(self.server, h2c=True).buildProtocol(None)
+        transport = StringTransport()
+        protocol.makeConnection(transport)
+        protocol.dataReceived(b"GET / HTTP/1.1\r\nHost: a\r\n\r\n")
+        self.assertTrue(transport.value().startswith(b"HTTP/1.1 200 OK\r\n"))
+        self.assertTrue(transport.value().endswith(b"HTTP/1.1"))
+
+    def test_preface_without_h2c_is_not_http2(self) -> None:
+        """Without h2c the factory builds plain HTTP/1.1 protocols, which refuse the preface."""
+        protocol = HTTPFactory(self.server).buildProtocol(None)
+        self.assertIsInstance(protocol, HTTP11Protocol)
+        transport = StringTransport()
+        protocol.makeConnection(transport)
+        protocol.dataReceived(PREFACE)
+        self.assertNotIn(b"HTTP/2.0", transport.value())
+        self.assertTrue(transport.disconnecting)

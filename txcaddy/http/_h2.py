@@ -1,0 +1,793 @@
+"""The HTTP/2 server protocol, on the sans-IO ``h2`` library.
+
+One ``HTTP2Protocol`` per connection (TLS with ALPN ``h2``, or cleartext h2c
+by prior knowledge). Each stream becomes the same ``Request`` the HTTP/1.1
+server makes and an ``H2Response``, handed to ``server.handle`` at header
+time, so everything above the protocol is shared (DESIGN.md §3, §5b).
+
+The SETTINGS are Go's (``x/net/http2/server.go``, as Caddy serves them; see
+``shared/spec/wave2-caddy-facts.md`` §5.2): 250 concurrent streams, 1 MiB
+stream and connection windows, 1 MiB frames, a 1 MiB + 320 header list. They
+are changed with ``update_settings()`` after ``initiate_connection()``:
+changing ``local_settings`` first advertises the old values and deadlocks
+streams at 65,535 bytes.
+
+Flow control is the backpressure, both ways:
+
+* request bodies: received DATA is acknowledged (the peer's window reopened)
+  only once the body's consumer has taken it and is not paused, so a slow
+  upstream stops the client while at most one window per stream is kept;
+* response bodies: what the peer's window does not admit is queued on the
+  stream, and the response's producer is paused while more than
+  ``SEND_BUFFER_LIMIT`` waits (or while the transport itself is paused), until
+  WINDOW_UPDATE lets it drain.
+
+A graceful stop (``close_when_idle``) sends GOAWAY naming the last stream
+taken; open streams finish, then the connection closes. ``h2``'s own
+``close_connection`` would close the state machine at once, so that GOAWAY
+frame is written here with ``hyperframe``.
+
+Not here yet: flood limits (rapid reset, CONTINUATION, PING/SETTINGS floods),
+extended CONNECT (WebSocket over h2), ``Upgrade: h2c``, server push.
+"""
+
+from __future__ import annotations
+
+import time
+from typing import Any
+
+import h2.config
+import h2.connection
+import h2.events
+import h2.exceptions
+import h2.settings
+from h2.errors import ErrorCodes
+from hyperframe.frame import GoAwayFrame
+from twisted.internet.interfaces import IPushProducer, ISSLTransport
+from twisted.internet.protocol import Factory, Protocol
+from twisted.logger import Logger
+from twisted.python.failure import Failure
+from zope.interface import implementer
+
+from txcaddy._twisted import no_delay
+from txcaddy.http._h1 import HTTP11Protocol, _unmapped
+from txcaddy.http.headers import Headers
+from txcaddy.http.request import Request, RequestBody
+from txcaddy.http.response import Response
+from txcaddy.interfaces import IHTTPServer, IServerConnection
+from txcaddy.tls.context import TLSState
+
+#: The connection preface a client speaking HTTP/2 by prior knowledge starts with.
+PREFACE = b"PRI * HTTP/2.0\r\n\r\nSM\r\n\r\n"
+
+# Go's server values (x/net/http2/server.go), which Caddy does not change.
+MAX_CONCURRENT_STREAMS = 250
+INITIAL_WINDOW_SIZE = 1 << 20
+MAX_FRAME_SIZE = 1 << 20
+MAX_HEADER_LIST_SIZE = (1 << 20) + 320
+CONNECTION_WINDOW = 1 << 20
+
+# Response bytes queued on one stream beyond what the peer's window admits
+# before the response's producer is paused.
+SEND_BUFFER_LIMIT = 64 * 1024
+
+_NO_BODY_STATUSES = frozenset({204, 304})
+# Fields that mean something only to an HTTP/1.1 connection (RFC 9113 §8.2.2).
+_CONNECTION_SPECIFIC = frozenset({
+    "connection", "keep-alive", "proxy-connection", "transfer-encoding", "upgrade",
+})
+
+
+class _Stream:
+    """One request/response exchange on the connection, and its flow control.
+
+    It is the request body's producer: pausing it stops reopening the peer's
+    window for this stream.
+    """
+
+    __slots__ = (
+        "id", "protocol", "request", "response", "body", "unacked", "paused", "pending",
+        "pending_size", "end_pending", "producer", "streaming", "producer_paused",
+        "closed", "remote_ended", "expect_continue", "_pulling",
+    )
+
+    def __init__(self, stream_id: int, protocol: HTTP2Protocol) -> None:
+        self.id = stream_id
+        self.protocol = protocol
+        self.request: Request | None = None
+        self.response: H2Response | None = None
+        self.body: RequestBody | None = None
+        self.unacked = 0  # received body bytes not yet acknowledged to the peer
+        self.paused = False  # the body's consumer asked for no more
+        self.pending: list[bytes] = []  # response bytes waiting for the peer's window
+        self.pending_size = 0
+        self.end_pending = False  # the response ended; END_STREAM (or trailers) after pending
+        self.producer: Any = None  # the response's registered producer
+        self.streaming = True
+        self.producer_paused = False
+        self.closed = False  # reset, or both sides ended
+        self.remote_ended = False
+        self.expect_continue = False
+        self._pulling = False
+
+    # -- IPushProducer for the request body ----------------------------------------
+
+    def pauseProducing(self) -> None:
+        self.paused = True
+
+    def resumeProducing(self) -> None:
+        self.paused = False
+        self.acknowledge()
+
+    def stopProducing(self) -> None:
+        self.protocol._reset(self, ErrorCodes.CANCEL)
+
+    def body_drained(self) -> None:
+        """The body's consumer took what was kept (or it was discarded)."""
+        if self.expect_continue:
+            self.expect_continue = False
+            response = self.response
+            if response is not None and not response.head_sent and not self.remote_ended and not self.closed:
+                self.protocol._send_headers(self, [(b":status", b"100")], False)
+        self.acknowledge()
+
+    def acknowledge(self) -> None:
+        """Reopen the peer's window for what the consumer took."""
+        if self.paused or not self.unacked or self.body is None or self.body.buffered:
+            return
+        size, self.unacked = self.unacked, 0
+        self.protocol._acknowledge(self, size)
+
+
+class H2Response(Response):
+    """A response sent as HEADERS, DATA and (trailers) HEADERS frames on one stream.
+
+    As in ``H1Response``, the head is held until the body passes 2 KiB or the
+    response ends, so a short response gets a ``content-length``.
+    """
+
+    HOLD_LIMIT = 2048
+
+    def __init__(self, protocol: HTTP2Protocol, stream: _Stream, head_only: bool) -> None:
+        super().__init__()
+        self._protocol = protocol
+        self._stream = stream
+        self._head_only = head_only
+        self._body_allowed = True
+        self._holding = False
+        self._held: list[bytes] = []
+        self._held_size = 0
+
+    def _send_head(self, status: int) -> None:
+        self._body_allowed = not (self._head_only or status in _NO_BODY_STATUSES)
+        self._holding = True
+
+    def _emit_head(self, content_length: int | None) -> bool:
+        """Send the HEADERS frame (with END_STREAM when nothing follows); True if it ended the stream."""
+        self._holding = False
+        stream = self._stream
+        status = self.status
+        headers = self.headers
+        if status in _NO_BODY_STATUSES:
+            headers.delete_canonical(("Content-Length",))
+        elif headers.values_of("Content-Length") is None and content_length is not None:
+            if content_length > 0 or not self._head_only:
+                headers.set("Content-Length", str(content_length))
+        fields = [(b":status", str(status).encode("ascii"))]
+        fields.extend(_fields(headers))
+        held, self._held = self._held, []
+        end = content_length is not None and (not held or not self._body_allowed) and not self.trailers
+        self._protocol._send_headers(stream, fields, end)
+        if end:
+            stream.end_pending = False
+            return True
+        if held and self._body_allowed:
+            for data in held:
+                self._protocol._queue(stream, data)
+        return False
+
+    def flush(self) -> None:
+        """Send the head and anything held back now (streamed responses)."""
+        if self._holding and not self._stream.closed:
+            self._emit_head(None)
+
+    def _send_body(self, data: bytes) -> None:
+        if self._stream.closed:
+            return
+        if self._holding:
+            self._held.append(data)
+            self._held_size += len(data)
+            if self._held_size > self.HOLD_LIMIT:
+                self._emit_head(None)
+            return
+        if self._body_allowed:
+            self._protocol._queue(self._stream, data)
+
+    def _send_end(self) -> None:
+        stream = self._stream
+        if stream.closed:
+            return
+        stream.end_pending = True
+        if self._holding:
+            if self._emit_head(self._held_size):
+                self._protocol._response_done(stream)
+            return  # else the held body was queued, and the stream ends after it
+        self._protocol._flush(stream)
+
+    def register_producer(self, producer: Any, streaming: bool) -> None:
+        self.flush()
+        stream = self._stream
+        stream.producer = producer
+        stream.streaming = streaming
+        stream.producer_paused = False
+        if stream.closed:
+            producer.stopProducing()
+            return
+        if streaming:
+            self._protocol._pace(stream)
+        else:
+            self._protocol._pull(stream)
+
+    def unregister_producer(self) -> None:
+        self._stream.producer = None
+
+    def abort_connection(self) -> None:
+        """Cut this stream off (RST_STREAM), as Go's h2 server does for ``ErrAbortHandler``."""
+        self._protocol._reset(self._stream, ErrorCodes.INTERNAL_ERROR)
+
+    def write_informational(self, status: int, headers: Headers | None = None) -> None:
+        """Send a 1xx response (103 Early Hints, 100 Continue) before the final one."""
+        if self.head_sent or self._stream.closed or not 100 <= status < 200 or status == 101:
+            return
+        fields = [(b":status", str(status).encode("ascii"))]
+        if headers is not None:
+            fields.extend(_fields(headers))
+        self._protocol._send_headers(self._stream, fields, False)
+
+
+def _fields(headers: Headers) -> list[tuple[bytes, bytes]]:
+    """Header fields as HTTP/2 wants them: lowercase names, no connection-specific ones."""
+    out = []
+    for name, values in headers.lists():
+        lower = name.lower()
+        if lower in _CONNECTION_SPECIFIC:
+            continue
+        key = lower.encode("latin-1")
+        for value in values:
+            if lower == "te" and value.strip().lower() != "trailers":
+                continue
+            out.append((key, value.encode("latin-1")))
+    return out
+
+
+@implementer(IPushProducer, IServerConnection)
+class HTTP2Protocol(Protocol):
+    """An HTTP/2 connection to one client.
+
+    @ivar closing: a graceful stop began (GOAWAY sent); new streams are refused.
+    """
+
+    log = Logger()
+    transport: Any
+
+    def __init__(self, server: IHTTPServer, clock: Any = None, tls: Any = None, peer: Any = None) -> None:
+        self.server = server
+        self.reactor = clock
+        self.clock = clock.seconds if clock is not None else time.time
+        self.tls = tls
+        self._peer = peer
+        self.closing = False
+        self._streams: dict[int, _Stream] = {}
+        self._last_stream = 0  # the highest stream id taken
+        self._transport_paused = False
+        self._remote: tuple[str, int] = ("", 0)
+        self._local: tuple[str, int] | None = None
+        self._idle_call: Any = None
+        config = h2.config.H2Configuration(client_side=False, header_encoding=None)
+        self.conn = h2.connection.H2Connection(config=config)
+
+    # -- connection ---------------------------------------------------------------------
+
+    def connectionMade(self) -> None:
+        transport = self.transport
+        no_delay(transport)
+        peer, self._peer = self._peer, None
+        if peer is None:
+            peer = transport.getPeer()
+        self._remote = (_unmapped(getattr(peer, "host", "") or ""), getattr(peer, "port", 0) or 0)
+        if self.tls is None and ISSLTransport.providedBy(transport):
+            # Chosen at the first bytes, after the handshake: the TLS state is final.
+            self.tls = TLSState.from_connection(self.transport.getHandle())
+        conn = self.conn
+        conn.initiate_connection()
+        conn.update_settings({
+            h2.settings.SettingCodes.MAX_CONCURRENT_STREAMS: MAX_CONCURRENT_STREAMS,
+            h2.settings.SettingCodes.INITIAL_WINDOW_SIZE: INITIAL_WINDOW_SIZE,
+            h2.settings.SettingCodes.MAX_FRAME_SIZE: MAX_FRAME_SIZE,
+            h2.settings.SettingCodes.MAX_HEADER_LIST_SIZE: MAX_HEADER_LIST_SIZE,
+        })
+        conn.increment_flow_control_window(CONNECTION_WINDOW - 65535)
+        transport.registerProducer(self, True)
+        self._write()
+        self.server.connection_made(self)
+        self._arm_idle_timer()
+
+    def connectionLost(self, reason: Any = None) -> None:
+        self._stop_idle_timer()
+        error = getattr(reason, "value", reason)
+        streams, self._streams = self._streams, {}
+        for stream in streams.values():
+            self._lose_stream(stream, ConnectionError(f"client went away: {error}"))
+        self.transport = None
+        self.server.connection_lost(self)
+
+    def _local_address(self) -> tuple[str, int]:
+        local = self._local
+        if local is None:
+            host = self.transport.getHost() if self.transport is not None else None
+            local = self._local = (getattr(host, "host", "") or "", getattr(host, "port", 0) or 0)
+        return local
+
+    @property
+    def idle(self) -> bool:
+        return not self._streams
+
+    def close_when_idle(self) -> None:
+        """Graceful stop: GOAWAY naming the last stream taken; close once open streams end."""
+        if self.closing or self.transport is None:
+            return
+        self.closing = True
+        self._write()
+        frame = GoAwayFrame(0)
+        frame.last_stream_id = self._last_stream
+        frame.error_code = 0
+        self.transport.write(frame.serialize())
+        if self.idle:
+            self.transport.loseConnection()
+
+    # -- idle timeout (one timer per connection, as in HTTP/1.1) -------------------------
+
+    def _arm_idle_timer(self) -> None:
+        timeout = getattr(self.server, "idle_timeout", 0)
+        if timeout and self.reactor is not None and self._idle_call is None:
+            self._idle_call = self.reactor.callLater(timeout, self._idle_timeout)
+
+    def _stop_idle_timer(self) -> None:
+        if self._idle_call is not None and self._idle_call.active():
+            self._idle_call.cancel()
+        self._idle_call = None
+
+    def _idle_timeout(self) -> None:
+        self._idle_call = None
+        if self.idle and self.transport is not None:
+            self.close_when_idle()
+
+    # -- reading ------------------------------------------------------------------------
+
+    def dataReceived(self, data: bytes) -> None:
+        if self.transport is None:
+            return
+        window = self.conn.inbound_flow_control_window
+        try:
+            events = self.conn.receive_data(data)
+        except h2.exceptions.ProtocolError as error:
+            # h2 queued a GOAWAY with the error; send it and close.
+            self.log.debug("HTTP/2 protocol error from {remote}: {error}", remote=self._remote, error=error)
+            self._write()
+            self.transport.loseConnection()
+            return
+        self._return_unseen_window(window, events)
+        event: Any
+        for event in events:
+            kind = type(event)
+            if kind is h2.events.RequestReceived:
+                self._request_received(event)
+            elif kind is h2.events.DataReceived:
+                self._data_received(event)
+            elif kind is h2.events.StreamEnded:
+                self._stream_ended(event.stream_id)
+            elif kind is h2.events.TrailersReceived:
+                self._trailers_received(event)
+            elif kind is h2.events.StreamReset:
+                self._stream_reset(event)
+            elif kind in (h2.events.WindowUpdated, h2.events.RemoteSettingsChanged):
+                self._window_opened(getattr(event, "stream_id", 0))
+            elif kind is h2.events.ConnectionTerminated:
+                # The client's GOAWAY: h2 sends nothing more on this connection.
+                self.closing = True
+                self.transport.loseConnection()
+                return
+            if self.transport is None:
+                return
+        self._write()
+        if self.closing and self.idle and self.transport is not None:
+            self.transport.loseConnection()
+
+    def _return_unseen_window(self, window: int, events: list[Any]) -> None:
+        """Give back the connection window that DATA on streams we already reset took.
+
+        h2 counts such frames against the connection's window but reports no event for them
+        (it answers them with RST_STREAM itself), so nothing would ever acknowledge them: a
+        client still sending a body we stopped reading (a response sent before the whole
+        request) would stall the connection once the 1 MiB window is gone.
+        """
+        seen = sum(event.flow_controlled_length for event in events if type(event) is h2.events.DataReceived)
+        unseen = window - self.conn.inbound_flow_control_window - seen
+        if unseen > 0:
+            self.conn.increment_flow_control_window(unseen)
+
+    def _request_received(self, event: Any) -> None:
+        stream_id = event.stream_id
+        if self.closing:
+            self.conn.reset_stream(stream_id, ErrorCodes.REFUSED_STREAM)
+            return
+        self._stop_idle_timer()
+        self._last_stream = max(self._last_stream, stream_id)
+        stream = _Stream(stream_id, self)
+        self._streams[stream_id] = stream
+        method = path = authority = ""
+        pairs: list[tuple[bytes, bytes]] = []
+        cookies: list[bytes] = []
+        for name, value in event.headers:
+            if name[:1] == b":":
+                if name == b":method":
+                    method = value.decode("latin-1")
+                elif name == b":path":
+                    path = value.decode("latin-1")
+                elif name == b":authority":
+                    authority = value.decode("latin-1")
+            elif name == b"cookie":
+                cookies.append(value)  # HTTP/2 may split them; Go joins them again
+            else:
+                pairs.append((name, value))
+        if cookies:
+            pairs.append((b"cookie", b"; ".join(cookies)))
+        headers = Headers.from_raw(pairs)
+        if authority:
+            headers.set("Host", authority)
+        ended = event.stream_ended is not None
+        stream.remote_ended = ended
+        length_values = headers.values_of("Content-Length")
+        length: int | None = 0 if ended else None
+        if length_values and not ended:
+            try:
+                length = int(length_values[0])
+            except ValueError:
+                length = None
+        body = RequestBody(length, stream.body_drained, stream)
+        stream.body = body
+        request = Request(
+            method,
+            path or authority,  # CONNECT has no :path
+            headers,
+            proto="HTTP/2.0",
+            remote=self._remote,
+            local=self._local if self._local is not None else self._local_address,
+            tls=self.tls,
+            body=body,
+            server=self.server,
+            clock=self.clock,
+        )
+        stream.request = request
+        response = H2Response(self, stream, method == "HEAD")
+        stream.response = response
+        expects = headers.values_of("Expect")
+        if expects is not None and expects[0].lower() == "100-continue" and not ended:
+            stream.expect_continue = True
+        if ended:
+            body.finish()
+        self.server.handle(request, response)
+
+    def _data_received(self, event: Any) -> None:
+        stream = self._streams.get(event.stream_id)
+        size = event.flow_controlled_length
+        if stream is None or stream.body is None or stream.body.finished:
+            # A stream we reset or finished: the data still counts against the connection.
+            if size:
+                self.conn.acknowledge_received_data(size, event.stream_id)
+            return
+        stream.unacked += size
+        if event.data:
+            stream.body.feed(event.data)
+        stream.acknowledge()
+
+    def _stream_ended(self, stream_id: int) -> None:
+        stream = self._streams.get(stream_id)
+        if stream is None:
+            return
+        stream.remote_ended = True
+        if stream.body is not None:
+            stream.body.finish()
+        self._maybe_close(stream)
+
+    def _trailers_received(self, event: Any) -> None:
+        stream = self._streams.get(event.stream_id)
+        if stream is None or stream.body is None:
+            return
+        # Kept on the request for handlers that look (``IBodyConsumer`` gets no request trailers yet).
+        assert stream.request is not None
+        stream.request.trailers = Headers.from_raw(list(event.headers))
+
+    def _stream_reset(self, event: Any) -> None:
+        stream = self._streams.pop(event.stream_id, None)
+        if stream is not None:
+            self._lose_stream(stream, ConnectionError(f"stream reset by the client ({event.error_code!r})"))
+        self._after_stream()
+
+    def _release_window(self, stream: _Stream) -> None:
+        """Give the connection window back for body bytes nobody will take now."""
+        size, stream.unacked = stream.unacked, 0
+        if size and self.transport is not None:
+            self.conn.acknowledge_received_data(size, stream.id)
+
+    def _lose_stream(self, stream: _Stream, error: BaseException) -> None:
+        """The stream is gone (reset, or the connection lost): stop its producers, release it."""
+        stream.closed = True
+        self._release_window(stream)
+        stream.pending = []
+        stream.pending_size = 0
+        body = stream.body
+        if body is not None and not body.finished:
+            body.finish(Failure(error))
+        producer, stream.producer = stream.producer, None
+        if producer is not None:
+            producer.stopProducing()
+        response = stream.response
+        if response is not None and not response.finished:
+            response.connection_lost(error)
+
+    # -- writing ------------------------------------------------------------------------
+
+    def _write(self) -> None:
+        data = self.conn.data_to_send()
+        if data and self.transport is not None:
+            self.transport.write(data)
+
+    def _send_headers(self, stream: _Stream, fields: list[tuple[bytes, bytes]], end: bool) -> None:
+        if stream.closed or self.transport is None:
+            return
+        try:
+            self.conn.send_headers(stream.id, fields, end_stream=end)
+        except h2.exceptions.ProtocolError as error:
+            self._drop(stream, error)
+            return
+        self._write()
+
+    def _drop(self, stream: _Stream, error: BaseException) -> None:
+        """h2 refused to send on the stream (closed under us): stop serving it."""
+        self.log.debug("HTTP/2 stream {id} dropped: {error}", id=stream.id, error=error)
+        self._streams.pop(stream.id, None)
+        self._lose_stream(stream, ConnectionAbortedError(str(error)))
+        self._after_stream()
+
+    def _acknowledge(self, stream: _Stream, size: int) -> None:
+        if stream.closed or self.transport is None:
+            return
+        self.conn.acknowledge_received_data(size, stream.id)
+        self._write()
+
+    def _queue(self, stream: _Stream, data: bytes) -> None:
+        stream.pending.append(data)
+        stream.pending_size += len(data)
+        self._flush(stream)
+
+    def _flush(self, stream: _Stream) -> None:
+        """Send what the peer's windows admit; end the stream when all is out."""
+        if stream.closed or self.transport is None:
+            return
+        conn = self.conn
+        pending = stream.pending
+        sent = False
+        while pending and not self._transport_paused:
+            window = min(conn.local_flow_control_window(stream.id), conn.max_outbound_frame_size)
+            if window <= 0:
+                break
+            data = pending[0]
+            if len(data) <= window:
+                pending.pop(0)
+            else:
+                data, pending[0] = data[:window], data[window:]
+            stream.pending_size -= len(data)
+            # The last piece of a finished response without trailers carries END_STREAM.
+            last = not pending and stream.end_pending and not (stream.response and stream.response.trailers)
+            try:
+                conn.send_data(stream.id, data, end_stream=last)
+            except h2.exceptions.ProtocolError as error:
+                self._drop(stream, error)
+                return
+            if last:
+                stream.end_pending = False
+                self._write()
+                self._response_done(stream)
+                return
+            sent = True
+        if not pending and stream.end_pending:
+            stream.end_pending = False
+            response = stream.response
+            trailers = response.trailers if response is not None else None
+            try:
+                if trailers:
+                    conn.send_headers(stream.id, _fields(trailers), end_stream=True)
+                else:
+                    conn.end_stream(stream.id)
+            except h2.exceptions.ProtocolError as error:
+                self._drop(stream, error)
+                return
+            self._write()
+            self._response_done(stream)
+            return
+        if sent:
+            self._write()
+        self._pace(stream)
+
+    def _pace(self, stream: _Stream) -> None:
+        """Pause or resume the response's producer after the queue changed."""
+        producer = stream.producer
+        if producer is None:
+            return
+        if not stream.streaming:
+            self._pull(stream)
+            return
+        full = stream.pending_size > SEND_BUFFER_LIMIT or self._transport_paused
+        if full and not stream.producer_paused:
+            stream.producer_paused = True
+            producer.pauseProducing()
+        elif not full and stream.producer_paused:
+            stream.producer_paused = False
+            producer.resumeProducing()
+
+    def _pull(self, stream: _Stream) -> None:
+        """Ask a pull producer for more while its last piece went out whole."""
+        if stream._pulling:
+            return
+        stream._pulling = True
+        try:
+            while (
+                stream.producer is not None and not stream.streaming and not stream.pending
+                and not stream.closed and not self._transport_paused
+            ):
+                response = stream.response
+                before = response.size if response is not None else 0
+                stream.producer.resumeProducing()
+                if response is None or response.size == before:
+                    break
+        finally:
+            stream._pulling = False
+
+    def _window_opened(self, stream_id: int) -> None:
+        if stream_id:
+            stream = self._streams.get(stream_id)
+            if stream is not None:
+                self._flush(stream)
+            return
+        for stream in list(self._streams.values()):
+            if stream.pending or stream.end_pending:
+                self._flush(stream)
+
+    def _response_done(self, stream: _Stream) -> None:
+        """Our side of the stream ended; release it once the client's side did too."""
+        body = stream.body
+        if body is not None and not body.finished and not stream.remote_ended:
+            # A complete response before the whole request: ask the client to stop
+            # sending, without error (RFC 9113 §8.1), and drop what is left.
+            self._reset(stream, ErrorCodes.NO_ERROR)
+            return
+        self._maybe_close(stream)
+
+    def _maybe_close(self, stream: _Stream) -> None:
+        response = stream.response
+        if stream.remote_ended and response is not None and response.finished and not stream.end_pending:
+            stream.closed = True
+            self._release_window(stream)
+            self._streams.pop(stream.id, None)
+            self._after_stream()
+
+    def _after_stream(self) -> None:
+        if not self._streams and self.transport is not None:
+            if self.closing:
+                self._write()
+                self.transport.loseConnection()
+            else:
+                self._arm_idle_timer()
+
+    def _reset(self, stream: _Stream, code: ErrorCodes) -> None:
+        if stream.closed or self.transport is None:
+            return
+        try:
+            self.conn.reset_stream(stream.id, code)
+        except h2.exceptions.ProtocolError:
+            pass  # already closed in h2's eyes (the client ended or reset it)
+        self._write()
+        self._streams.pop(stream.id, None)
+        self._lose_stream(stream, ConnectionAbortedError(f"stream reset ({code.name})"))
+        self._after_stream()
+
+    # -- IPushProducer: the transport's backpressure pauses every response --------------
+
+    def pauseProducing(self) -> None:
+        self._transport_paused = True
+        for stream in list(self._streams.values()):
+            self._pace(stream)
+
+    def resumeProducing(self) -> None:
+        self._transport_paused = False
+        for stream in list(self._streams.values()):
+            self._flush(stream)
+
+    def stopProducing(self) -> None:
+        if self.transport is not None:
+            self.transport.loseConnection()
+
+
+class _Negotiating(Protocol):
+    """The protocol of a connection that may turn out to be HTTP/2.
+
+    It serves HTTP/1.1 from the start (the idle timer and the server's
+    connection set see an ordinary connection) and decides at the first bytes:
+    TLS that negotiated ``h2`` with ALPN, or a cleartext connection opening
+    with the h2c preface (when allowed), goes to an ``HTTP2Protocol``; anything
+    else stays with the ``HTTP11Protocol``. Afterwards the chosen protocol's
+    bound methods replace this object's, so the transport calls it directly.
+    """
+
+    def __init__(self, factory: HTTPFactory, addr: Any) -> None:
+        self.factory = factory
+        self._addr = addr
+        self._h1 = HTTP11Protocol(factory.server, factory.reactor, factory.tls, peer=addr)
+        self._h1.factory = factory
+        self._buffer = b""
+
+    def makeConnection(self, transport: Any) -> None:
+        self.transport = transport
+        self.connected = 1
+        self._h1.makeConnection(transport)
+        self.connectionLost = self._h1.connectionLost  # type: ignore[method-assign]
+
+    def dataReceived(self, data: bytes) -> None:
+        transport = self.transport
+        h2_wanted = False
+        if ISSLTransport.providedBy(transport):
+            h2_wanted = self.factory.h2 and getattr(transport, "negotiatedProtocol", None) == b"h2"
+        elif self.factory.h2c:
+            data = self._buffer + data
+            if len(data) < len(PREFACE) and PREFACE.startswith(data):
+                self._buffer = data  # maybe the preface, not all there yet
+                return
+            self._buffer = b""
+            h2_wanted = data.startswith(PREFACE)
+        h1 = self._h1
+        if not h2_wanted:
+            self.dataReceived = h1.dataReceived  # type: ignore[method-assign]
+            h1.dataReceived(data)
+            return
+        factory = self.factory
+        h2_protocol = HTTP2Protocol(factory.server, factory.reactor, factory.tls, peer=self._addr)
+        h2_protocol.factory = factory
+        self.dataReceived = h2_protocol.dataReceived  # type: ignore[method-assign]
+        self.connectionLost = h2_protocol.connectionLost  # type: ignore[method-assign]
+        h2_protocol.makeConnection(transport)
+        h1.hand_over()
+        h2_protocol.dataReceived(data)
+
+
+class HTTPFactory(Factory):
+    """Builds the protocol for each connection of one server: HTTP/1.1, or HTTP/2 when chosen.
+
+    ``h2``: serve HTTP/2 on TLS connections that negotiated it with ALPN;
+    ``h2c``: serve HTTP/2 on cleartext connections that start with its preface.
+    With neither, every connection is a plain ``HTTP11Protocol``.
+    """
+
+    def __init__(self, server: IHTTPServer, reactor: Any = None, tls: Any = None, *, h2: bool = False, h2c: bool = False) -> None:
+        self.server = server
+        self.reactor = reactor
+        self.tls = tls
+        self.h2 = h2
+        self.h2c = h2c
+
+    def buildProtocol(self, addr: Any) -> Protocol:
+        if not (self.h2 or self.h2c):
+            protocol: Protocol = HTTP11Protocol(self.server, self.reactor, self.tls, peer=addr)
+            protocol.factory = self
+            return protocol
+        return _Negotiating(self, addr)
