@@ -203,6 +203,22 @@ class TrustInstallTests(HTTPSTestCase):
         self.assertEqual(body, b"hi")
 
 
+class PKIUseTests(HTTPSTestCase):
+    def test_no_local_ca_for_public_names_only(self) -> None:
+        """Only public names (ACME): no PKI app, so no local CA is made or trusted (Caddy's rule);
+        a local name brings it in."""
+        from txcaddy.tls.internalca import PKIService
+
+        def pki_services(sites: str) -> list[Any]:
+            config = (f"{{\n\thttp_port {self.http_port}\n\thttps_port {self.https_port}\n\tadmin off\n"
+                      f"\tstorage file_system {{\n\t\troot {self.storage}\n\t}}\n}}\n") + sites
+            service = fromCaddyfile(config, reactor=default_reactor())
+            return [child for child in service if isinstance(child, PKIService)]
+
+        self.assertEqual(pki_services("example.test {\n\trespond hi\n}\n"), [])
+        self.assertEqual(len(pki_services("localhost {\n\trespond hi\n}\n")), 1)
+
+
 class FileCertificateTests(HTTPSTestCase):
     @inlineCallbacks
     def test_tls_directive_with_files_and_sni(self) -> Any:

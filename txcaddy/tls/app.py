@@ -99,7 +99,9 @@ class TLSApp:
             clock=clock, reactor=reactor)
         services: list[Service] = []
         pki_service: PKIService | None = None
-        if self.pki.cas or any(isinstance(i, InternalIssuer) for p in policies for i in p.issuers):
+        # Caddy's rule: the PKI app runs when the config has one or the internal issuer is used
+        # (load_pki_app always knows the default CA, so that alone says nothing).
+        if pki_config is not None or any(isinstance(i, InternalIssuer) for p in policies for i in p.issuers):
             pki_service = PKIService(self.pki, storage, clock, threaded_trust_installer(reactor))
             services.append(pki_service)
         renew = duration_seconds(automation.get("renew_interval"), "apps.tls.automation.renew_interval")
