@@ -366,3 +366,205 @@ class SelectionTests(SynchronousTestCase):
         protocol.dataReceived(PREFACE)
         self.assertNotIn(b"HTTP/2.0", transport.value())
         self.assertTrue(transport.disconnecting)
+
+
+def last_goaway(data: bytes) -> int | None:
+    """The error code of the last GOAWAY frame in what the server wrote, or None."""
+    code = None
+    view = memoryview(data)
+    while len(view) >= 9:
+        frame, length = hyperframe.frame.Frame.parse_frame_header(view[:9])
+        if isinstance(frame, hyperframe.frame.GoAwayFrame):
+            frame.parse_body(view[9:9 + length])
+            code = frame.error_code
+        view = view[9 + length:]
+    return code
+
+
+class AbuseTests(SynchronousTestCase):
+    """Per-connection abuse limits: the attacker gets GOAWAY and is closed, others are still served."""
+
+    def setUp(self) -> None:
+        self.clock = MemoryReactorClock()
+        self.held = Held()
+        respond = load_static_response({"body": "ok"}, None)
+        routes = RouteList([
+            Route([self.held], [MatcherSet([PathPrefix("/held")])], terminal=True),
+            Route([respond]),
+        ])
+        self.server = HTTPServer("srv0", [":443"], routes, reactor=self.clock)
+        self.attacker = self.connect()
+        self.bystander = self.connect()
+
+    def connect(self) -> Client:
+        protocol = HTTP2Protocol(self.server, self.clock)
+        transport = StringTransport()
+        protocol.makeConnection(transport)
+        client = Client(protocol, transport)
+        client.pump()
+        return client
+
+    def goaway(self, client: Client) -> Any:
+        """The GOAWAY the client received (after reading what the server wrote), or None."""
+        client.pump()
+        ended = [e for e in client.events if isinstance(e, h2.events.ConnectionTerminated)]
+        return ended[0] if ended else None
+
+    def assertCalmedDown(self, client: Client, code: int = 11) -> None:
+        goaway = self.goaway(client)
+        self.assertIsNotNone(goaway)
+        self.assertEqual(goaway.error_code, code)
+        self.assertTrue(client.transport.disconnecting)
+
+    def assertServed(self, client: Client) -> None:
+        sid = client.request("GET", "/")
+        client.pump()
+        head, body, _, ended = client.response(sid)
+        self.assertEqual((head[b":status"], body, ended), (b"200", b"ok", True))
+        self.assertFalse(client.transport.disconnecting)
+
+    def test_rapid_reset(self) -> None:
+        """More than 2×MAX_CONCURRENT_STREAMS unfinished streams reset within the window: ENHANCE_YOUR_CALM."""
+        for _ in range(2 * 250):
+            sid = self.attacker.request("GET", "/held")
+            self.attacker.conn.reset_stream(sid)
+            self.attacker.pump()
+        self.assertIsNone(self.goaway(self.attacker))
+        sid = self.attacker.request("GET", "/held")
+        self.attacker.conn.reset_stream(sid)
+        self.assertCalmedDown(self.attacker)
+        self.assertServed(self.bystander)
+        self.clock.advance(1)  # the peer did not take the GOAWAY: aborted
+        self.assertTrue(self.attacker.transport.disconnected)
+
+    def test_resets_spread_over_time_are_allowed(self) -> None:
+        """Resets slower than the limit per window never close the connection."""
+        for i in range(1200):
+            sid = self.attacker.request("GET", "/held")
+            self.attacker.conn.reset_stream(sid)
+            self.attacker.pump()
+            if i % 100 == 99:
+                self.clock.advance(3)
+        self.assertIsNone(self.goaway(self.attacker))
+        self.assertServed(self.attacker)
+
+    def test_completed_requests_do_not_count(self) -> None:
+        """Many completed requests never trip the rapid-reset limit."""
+        for _ in range(600):
+            self.assertServed(self.attacker)
+        self.assertIsNone(self.goaway(self.attacker))
+
+    def test_streams_over_max_concurrent_close_the_connection(self) -> None:
+        """h2 answers a stream beyond MAX_CONCURRENT_STREAMS with GOAWAY PROTOCOL_ERROR (not REFUSED_STREAM)."""
+        for _ in range(250):
+            self.attacker.request("GET", "/held")
+        self.attacker.pump()
+        self.assertIsNone(self.goaway(self.attacker))
+        self.assertEqual(len(self.held.pending), 250)
+        frame = hyperframe.frame.HeadersFrame(1001)
+        frame.data = self.attacker.conn.encoder.encode(
+            [(":method", "GET"), (":scheme", "https"), (":authority", "a"), (":path", "/held")])
+        frame.flags.add("END_HEADERS")
+        frame.flags.add("END_STREAM")
+        self.attacker.protocol.dataReceived(frame.serialize())
+        self.assertEqual(last_goaway(self.attacker.transport.value()), 1)  # PROTOCOL_ERROR
+        self.assertTrue(self.attacker.transport.disconnecting)
+        self.assertEqual(len(self.held.pending), 250)
+        self.assertServed(self.bystander)
+
+    def test_ping_flood_while_not_reading(self) -> None:
+        """PINGs whose ACKs queue up (transport paused) past 10,000: ENHANCE_YOUR_CALM."""
+        protocol = self.attacker.protocol
+        protocol.pauseProducing()  # what the transport does while the client does not read
+        ping = hyperframe.frame.PingFrame(0)
+        ping.opaque_data = b"12345678"
+        flood = ping.serialize() * 1000
+        for _ in range(10):
+            protocol.dataReceived(flood)
+        self.assertFalse(self.attacker.transport.disconnecting)
+        protocol.dataReceived(ping.serialize())
+        self.assertCalmedDown(self.attacker)
+        self.assertServed(self.bystander)
+
+    def test_settings_flood_while_not_reading(self) -> None:
+        """SETTINGS frames (each acknowledged) count as queued control frames too."""
+        protocol = self.attacker.protocol
+        protocol.pauseProducing()
+        protocol.dataReceived(hyperframe.frame.SettingsFrame(0).serialize() * 10_001)
+        self.assertCalmedDown(self.attacker)
+        self.assertServed(self.bystander)
+
+    def test_pings_while_reading_are_fine(self) -> None:
+        """The control-frame count restarts when the transport resumes (the client reads)."""
+        protocol = self.attacker.protocol
+        ping = hyperframe.frame.PingFrame(0)
+        ping.opaque_data = b"12345678"
+        for _ in range(3):
+            protocol.pauseProducing()
+            protocol.dataReceived(ping.serialize() * 6000)
+            protocol.resumeProducing()
+        self.assertIsNone(self.goaway(self.attacker))
+        self.assertServed(self.attacker)
+
+    def test_empty_data_flood(self) -> None:
+        """More than 1,000 empty DATA frames without END_STREAM within 10 s: ENHANCE_YOUR_CALM."""
+        sid = self.attacker.request("POST", "/held", end=False)
+        self.attacker.pump()
+        empty = hyperframe.frame.DataFrame(sid).serialize()
+        self.attacker.protocol.dataReceived(empty * 1000)
+        self.assertIsNone(self.goaway(self.attacker))
+        self.attacker.protocol.dataReceived(empty)
+        self.assertCalmedDown(self.attacker)
+        self.assertServed(self.bystander)
+
+    def continuation_flood(self, pieces: int, size: int) -> None:
+        headers = hyperframe.frame.HeadersFrame(1)
+        headers.data = self.attacker.conn.encoder.encode(
+            [(":method", "GET"), (":scheme", "https"), (":authority", "a"), (":path", "/")])
+        self.attacker.protocol.dataReceived(headers.serialize())
+        for _ in range(pieces):
+            continuation = hyperframe.frame.ContinuationFrame(1)
+            continuation.data = b"\x00" * size  # never decoded: no END_HEADERS
+            self.attacker.protocol.dataReceived(continuation.serialize())
+
+    def test_many_continuation_frames(self) -> None:
+        """h2 refuses a header block in more than 64 CONTINUATION frames: GOAWAY PROTOCOL_ERROR."""
+        self.continuation_flood(65, 1)
+        self.assertCalmedDown(self.attacker, 1)
+        self.assertServed(self.bystander)
+
+    def test_header_block_larger_than_the_header_list(self) -> None:
+        """A header block over MAX_HEADER_LIST_SIZE bytes before END_HEADERS: GOAWAY PROTOCOL_ERROR."""
+        self.continuation_flood(3, 400_000)
+        self.assertCalmedDown(self.attacker, 1)
+        self.assertServed(self.bystander)
+
+    def test_preface_timeout(self) -> None:
+        """A connection that sends nothing for 10 s gets GOAWAY PROTOCOL_ERROR and is closed."""
+        protocol = HTTP2Protocol(self.server, self.clock)
+        transport = StringTransport()
+        protocol.makeConnection(transport)
+        protocol.dataReceived(PREFACE[:10])
+        self.clock.advance(9.9)
+        self.assertFalse(transport.disconnecting)
+        self.clock.advance(0.1)
+        self.assertTrue(transport.disconnecting)
+        self.assertEqual(last_goaway(transport.value()), 1)  # PROTOCOL_ERROR
+        self.assertServed(self.bystander)
+
+    def test_preface_in_time_cancels_the_timeout(self) -> None:
+        """A client that sent its preface and SETTINGS is not closed at 10 s."""
+        self.clock.advance(11)
+        self.assertIsNone(self.goaway(self.attacker))
+        self.assertServed(self.attacker)
+
+    def test_nothing_after_the_goaway(self) -> None:
+        """A held response finishing after the connection was closed for abuse writes nothing more."""
+        self.attacker.request("GET", "/held")
+        self.attacker.pump()
+        self.attacker.protocol.pauseProducing()
+        self.attacker.protocol.dataReceived(hyperframe.frame.SettingsFrame(0).serialize() * 10_001)
+        self.assertEqual(last_goaway(self.attacker.transport.value()), 11)
+        self.attacker.transport.clear()
+        self.held.release(b"late")
+        self.assertEqual(self.attacker.transport.value(), b"")

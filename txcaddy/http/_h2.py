@@ -27,22 +27,39 @@ taken; open streams finish, then the connection closes. ``h2``'s own
 ``close_connection`` would close the state machine at once, so that GOAWAY
 frame is written here with ``hyperframe``.
 
-Not here yet: flood limits (rapid reset, CONTINUATION, PING/SETTINGS floods),
-extended CONNECT (WebSocket over h2), ``Upgrade: h2c``, server push.
+Abuse limits, per connection, after Go's server (and nginx for resets); see
+``docs/http2.md``. A connection that breaks one gets GOAWAY (ENHANCE_YOUR_CALM
+for floods, PROTOCOL_ERROR for a malformed or missing preface) and is closed,
+aborted if the peer does not read it within ``GOAWAY_TIMEOUT``:
+
+* rapid reset (CVE-2023-44487): more than ``RAPID_RESET_LIMIT`` streams reset
+  by the client before their response finished within ``RAPID_RESET_WINDOW``;
+* control-frame floods: more than ``MAX_QUEUED_CONTROL_FRAMES`` PING/SETTINGS
+  acknowledgements queued while the client is not reading (the transport
+  paused us), and more than ``EMPTY_DATA_LIMIT`` empty DATA frames without
+  END_STREAM within ``EMPTY_DATA_WINDOW``;
+* CONTINUATION floods (CVE-2024-27316): a header block over
+  ``MAX_HEADER_LIST_SIZE`` encoded bytes before END_HEADERS (``h2`` itself
+  stops at 64 CONTINUATION frames per block);
+* no preface and SETTINGS within ``PREFACE_TIMEOUT``.
+
+Not here yet: extended CONNECT (WebSocket over h2), ``Upgrade: h2c``, server push.
 """
 
 from __future__ import annotations
 
 import time
+from collections import deque
 from typing import Any
 
 import h2.config
 import h2.connection
 import h2.events
 import h2.exceptions
+import h2.frame_buffer
 import h2.settings
 from h2.errors import ErrorCodes
-from hyperframe.frame import GoAwayFrame
+from hyperframe.frame import Frame, GoAwayFrame
 from twisted.internet.interfaces import IPushProducer, ISSLTransport
 from twisted.internet.protocol import Factory, Protocol
 from twisted.logger import Logger
@@ -71,11 +88,59 @@ CONNECTION_WINDOW = 1 << 20
 # before the response's producer is paused.
 SEND_BUFFER_LIMIT = 64 * 1024
 
+# Abuse limits (module docstring). Go queues at most 10,000 control frames;
+# its preface timeout is 10 s, and it waits 1 s for a GOAWAY to go out.
+MAX_QUEUED_CONTROL_FRAMES = 10_000
+RAPID_RESET_LIMIT = 2 * MAX_CONCURRENT_STREAMS
+RAPID_RESET_WINDOW = 10.0
+EMPTY_DATA_LIMIT = 1_000
+EMPTY_DATA_WINDOW = 10.0
+PREFACE_TIMEOUT = 10.0
+GOAWAY_TIMEOUT = 1.0
+
 _NO_BODY_STATUSES = frozenset({204, 304})
 # Fields that mean something only to an HTTP/1.1 connection (RFC 9113 §8.2.2).
 _CONNECTION_SPECIFIC = frozenset({
     "connection", "keep-alive", "proxy-connection", "transfer-encoding", "upgrade",
 })
+
+
+class _Budget:
+    """At most ``limit`` events within any ``window`` seconds of the clock."""
+
+    __slots__ = ("limit", "window", "times")
+
+    def __init__(self, limit: int, window: float) -> None:
+        self.limit = limit
+        self.window = window
+        self.times: deque[float] = deque()
+
+    def spend(self, now: float) -> bool:
+        """Count one event; False once more than ``limit`` fell within the window."""
+        times = self.times
+        times.append(now)
+        horizon = now - self.window
+        while times[0] <= horizon:
+            times.popleft()
+        return len(times) <= self.limit
+
+
+class _FrameBuffer(h2.frame_buffer.FrameBuffer):
+    """``h2``'s frame reader, refusing a header block larger than the header list may be.
+
+    ``h2`` keeps every HEADERS/CONTINUATION frame of a block until END_HEADERS
+    (up to 64 frames of up to 1 MiB each). An encoded block longer than
+    ``MAX_HEADER_LIST_SIZE`` cannot decode to a list within it (each field
+    costs 32 bytes in the list, more than its HPACK framing), so it is refused
+    as it grows, not after 64 MiB.
+    """
+
+    def _update_header_buffer(self, f: Frame | None) -> Frame | None:
+        result = super()._update_header_buffer(f)
+        buffered = self._headers_buffer
+        if buffered and sum(len(frame.data) for frame in buffered) > MAX_HEADER_LIST_SIZE:
+            raise h2.exceptions.ProtocolError("header block larger than MAX_HEADER_LIST_SIZE")
+        return result
 
 
 class _Stream:
@@ -283,8 +348,15 @@ class HTTP2Protocol(Protocol):
         self._remote: tuple[str, int] = ("", 0)
         self._local: tuple[str, int] | None = None
         self._idle_call: Any = None
+        self._preface_call: Any = None
+        self._abort_call: Any = None
+        self._abandoned = False  # GOAWAY for abuse sent: input is ignored
+        self._resets = _Budget(RAPID_RESET_LIMIT, RAPID_RESET_WINDOW)
+        self._empty_data = _Budget(EMPTY_DATA_LIMIT, EMPTY_DATA_WINDOW)
+        self._queued_control = 0  # PING/SETTINGS ACKs made while the transport is paused
         config = h2.config.H2Configuration(client_side=False, header_encoding=None)
         self.conn = h2.connection.H2Connection(config=config)
+        self.conn.incoming_buffer = _FrameBuffer(server=True)
 
     # -- connection ---------------------------------------------------------------------
 
@@ -311,9 +383,15 @@ class HTTP2Protocol(Protocol):
         self._write()
         self.server.connection_made(self)
         self._arm_idle_timer()
+        if self.reactor is not None:
+            self._preface_call = self.reactor.callLater(PREFACE_TIMEOUT, self._preface_timeout)
 
     def connectionLost(self, reason: Any = None) -> None:
         self._stop_idle_timer()
+        for call in (self._preface_call, self._abort_call):
+            if call is not None and call.active():
+                call.cancel()
+        self._preface_call = self._abort_call = None
         error = getattr(reason, "value", reason)
         streams, self._streams = self._streams, {}
         for stream in streams.values():
@@ -362,10 +440,42 @@ class HTTP2Protocol(Protocol):
         if self.idle and self.transport is not None:
             self.close_when_idle()
 
+    # -- abuse limits -------------------------------------------------------------------
+
+    def _preface_timeout(self) -> None:
+        self._preface_call = None
+        self._abandon(ErrorCodes.PROTOCOL_ERROR, "no preface and SETTINGS within the preface timeout")
+
+    def _abandon(self, code: ErrorCodes, why: str) -> None:
+        """Send GOAWAY with ``code`` and close; abort if the peer does not take it in time."""
+        transport = self.transport
+        if transport is None or self._abandoned:
+            return
+        self._write()
+        self._abandoned = True  # nothing more is written but the GOAWAY
+        self.closing = True
+        self.log.info("HTTP/2 connection from {remote} closed ({code}): {why}",
+                      remote=self._remote, code=code.name, why=why)
+        frame = GoAwayFrame(0)
+        frame.last_stream_id = self._last_stream
+        frame.error_code = code
+        transport.write(frame.serialize())
+        transport.loseConnection()
+        abort = getattr(transport, "abortConnection", None)
+        if self.reactor is not None and abort is not None:
+            self._abort_call = self.reactor.callLater(GOAWAY_TIMEOUT, abort)
+
+    def _control_frame_queued(self) -> None:
+        """A PING or SETTINGS ACK was queued: count it while the client is not reading."""
+        if self._transport_paused:
+            self._queued_control += 1
+            if self._queued_control > MAX_QUEUED_CONTROL_FRAMES:
+                self._abandon(ErrorCodes.ENHANCE_YOUR_CALM, "too many control frames queued")
+
     # -- reading ------------------------------------------------------------------------
 
     def dataReceived(self, data: bytes) -> None:
-        if self.transport is None:
+        if self.transport is None or self._abandoned:
             return
         window = self.conn.inbound_flow_control_window
         try:
@@ -374,6 +484,7 @@ class HTTP2Protocol(Protocol):
             # h2 queued a GOAWAY with the error; send it and close.
             self.log.debug("HTTP/2 protocol error from {remote}: {error}", remote=self._remote, error=error)
             self._write()
+            self._abandoned = True
             self.transport.loseConnection()
             return
         self._return_unseen_window(window, events)
@@ -390,14 +501,23 @@ class HTTP2Protocol(Protocol):
                 self._trailers_received(event)
             elif kind is h2.events.StreamReset:
                 self._stream_reset(event)
-            elif kind in (h2.events.WindowUpdated, h2.events.RemoteSettingsChanged):
-                self._window_opened(getattr(event, "stream_id", 0))
+            elif kind is h2.events.WindowUpdated:
+                self._window_opened(event.stream_id)
+            elif kind is h2.events.RemoteSettingsChanged:
+                if self._preface_call is not None:
+                    if self._preface_call.active():
+                        self._preface_call.cancel()
+                    self._preface_call = None
+                self._control_frame_queued()
+                self._window_opened(0)
+            elif kind is h2.events.PingReceived:
+                self._control_frame_queued()
             elif kind is h2.events.ConnectionTerminated:
                 # The client's GOAWAY: h2 sends nothing more on this connection.
                 self.closing = True
                 self.transport.loseConnection()
                 return
-            if self.transport is None:
+            if self.transport is None or self._abandoned:
                 return
         self._write()
         if self.closing and self.idle and self.transport is not None:
@@ -481,6 +601,9 @@ class HTTP2Protocol(Protocol):
     def _data_received(self, event: Any) -> None:
         stream = self._streams.get(event.stream_id)
         size = event.flow_controlled_length
+        if not size and event.stream_ended is None and not self._empty_data.spend(self.clock()):
+            self._abandon(ErrorCodes.ENHANCE_YOUR_CALM, "too many empty DATA frames")
+            return
         if stream is None or stream.body is None or stream.body.finished:
             # A stream we reset or finished: the data still counts against the connection.
             if size:
@@ -512,6 +635,10 @@ class HTTP2Protocol(Protocol):
         stream = self._streams.pop(event.stream_id, None)
         if stream is not None:
             self._lose_stream(stream, ConnectionError(f"stream reset by the client ({event.error_code!r})"))
+            # Reset before its response finished: the work it started was wasted.
+            if not self._resets.spend(self.clock()):
+                self._abandon(ErrorCodes.ENHANCE_YOUR_CALM, "too many streams reset (rapid reset)")
+                return
         self._after_stream()
 
     def _release_window(self, stream: _Stream) -> None:
@@ -540,7 +667,7 @@ class HTTP2Protocol(Protocol):
 
     def _write(self) -> None:
         data = self.conn.data_to_send()
-        if data and self.transport is not None:
+        if data and self.transport is not None and not self._abandoned:
             self.transport.write(data)
 
     def _send_headers(self, stream: _Stream, fields: list[tuple[bytes, bytes]], end: bool) -> None:
@@ -711,6 +838,7 @@ class HTTP2Protocol(Protocol):
 
     def resumeProducing(self) -> None:
         self._transport_paused = False
+        self._queued_control = 0  # the client reads again: what was queued is going out
         for stream in list(self._streams.values()):
             self._flush(stream)
 
