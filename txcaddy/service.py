@@ -126,7 +126,7 @@ class CaddyService(MultiService):
         for name, server in self.http.servers.items():
             # HTTP/2 is chosen per connection at its first bytes (``HTTPFactory``): by ALPN on
             # TLS listeners when the server's protocols name h2, by the h2c preface in the clear
-            # when they name h2c.  Until the flood protections land (docs/http2.md) HTTP/2 is
+            # when they name h2c.  Until the open issue in docs/http2.md is fixed HTTP/2 is
             # opt-in: without a ``protocols`` option TLS listeners speak HTTP/1.1 only (Caddy's
             # default is h1 h2 h3).
             protocols = auto_https.http["servers"][name].get("protocols") or ["h1"]
