@@ -147,6 +147,17 @@ class ExchangeTests(H2TestCase):
         self.assertEqual((b"".join(consumer.data), consumer.reason), (b"hello", None))
         self.assertEqual((self.pool.idle_count(ADDR), self.pool.open_count(ADDR)), (1, 1))
 
+    def test_trailers_only_response_has_an_empty_length(self) -> None:
+        """HEADERS with END_STREAM (gRPC's Trailers-Only) is a known empty body (content-length 0),
+        as Go's client reports it, with grpc-status among the head fields."""
+        _, heads, consumer = self.request()
+        (peer,) = self.peers
+        peer.pump()
+        peer.server.send_headers(1, [(b":status", b"200"), (b"grpc-status", b"7")], end_stream=True)
+        peer.pump()
+        self.assertEqual((heads[0].get(b"grpc-status"), heads[0].get(b"content-length")), (b"7", b"0"))
+        self.assertEqual((b"".join(consumer.data), consumer.reason), (b"", None))
+
     def test_idle_connection_is_reused(self) -> None:
         """A second request after the first ended goes on the same connection's next stream."""
         _, _, first = self.request()

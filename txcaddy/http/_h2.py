@@ -68,6 +68,7 @@ from zope.interface import implementer
 
 from txcaddy._twisted import no_delay
 from txcaddy.http._h1 import HTTP11Protocol, _unmapped
+from txcaddy.http._h1head import DATE
 from txcaddy.http.headers import Headers
 from txcaddy.http.request import Request, RequestBody
 from txcaddy.http.response import Response
@@ -240,6 +241,8 @@ class H2Response(Response):
                 headers.set("Content-Length", str(content_length))
         fields = [(b":status", str(status).encode("ascii"))]
         fields.extend(_fields(headers))
+        if headers.values_of("Date") is None:  # Go's server dates every response, as _h1 does
+            fields.append((b"date", DATE.line(self._protocol.clock())[6:-2].encode("ascii")))
         held, self._held = self._held, []
         end = content_length is not None and (not held or not self._body_allowed) and not self.trailers
         self._protocol._send_headers(stream, fields, end)

@@ -217,15 +217,22 @@ class H2Exchange(Exchange):
 
     # -- response --------------------------------------------------------------------------
 
-    def _got_headers(self, headers: RawHeaders, informational: bool) -> None:
+    def _got_headers(self, headers: RawHeaders, informational: bool, ended: bool = False) -> None:
         status = 0
         fields: RawHeaders = []
+        has_length = False
         for name, value in headers:
             if name[:1] == b":":
                 if name == b":status":
                     status = int(value)
             else:
                 fields.append((name, value))
+                has_length = has_length or name == b"content-length"
+        if ended and not has_length and not informational:
+            # HEADERS with END_STREAM (gRPC's Trailers-Only): a known empty body, as Go's client
+            # reports it (ContentLength 0), so the proxy does not flush a head early and the
+            # client gets one HEADERS frame that ends the stream, with grpc-status in it.
+            fields.append((b"content-length", b"0"))
         head = ResponseHead(b"HTTP/2.0", status, b"", fields)
         if informational:
             if self.on_informational is not None and status != 101:
@@ -532,7 +539,7 @@ class HTTP2Connection(Protocol):
             elif isinstance(event, ResponseReceived):
                 exchange = streams.get(event.stream_id)
                 if exchange is not None:
-                    exchange._got_headers(event.headers, False)
+                    exchange._got_headers(event.headers, False, event.stream_ended is not None)
             elif isinstance(event, StreamEnded):
                 exchange = streams.get(event.stream_id)
                 if exchange is not None:
