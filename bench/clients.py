@@ -1,23 +1,24 @@
-"""The load clients: wrk for HTTP/1.1, an asyncio client for SSE streams.
+"""The load clients: wrk for HTTP/1.1, h2load for HTTP/2, an asyncio client for SSE.
 
 Which client runs a scenario is decided by ``client_for`` from the
-scenario's load kind and protocol.  HTTP/2 has no client yet: when it lands,
-an ``h2load`` runner returning the same result fields (requests, duration_s,
-bytes, p50_us, p99_us, the err_* counters) goes into ``REQUEST_CLIENTS``
-under ``"h2"``; nothing else in the harness changes.
+scenario's load kind and protocol.  Every request client returns the same
+result fields (requests, duration_s, bytes, p50_us, p99_us, errors and the
+err_* counters); h2load (nghttp2-client) prints no percentiles, so its
+p50_us/p99_us are None and its latency is quoted as mean/sd/max instead.
 """
 
 from __future__ import annotations
 
 import asyncio
 import json
+import re
 import resource
 import subprocess
 import time
 from dataclasses import dataclass
 from typing import Any
 
-from bench.scenarios import EVENTS, Scenario
+from bench.scenarios import EVENTS, KEEP_ALIVE, Scenario
 
 # ---------------------------------------------------------------- wrk
 
@@ -106,6 +107,110 @@ def run_wrk(scenario: Scenario, url: str, script_path: str, settings: LoadSettin
     result["client_cpu_s"] = round(after.ru_utime + after.ru_stime
                                    - before.ru_utime - before.ru_stime, 3)
     result["wrk_cpu_s"] = result["client_cpu_s"]
+    return result
+
+
+# ---------------------------------------------------------------- h2load
+
+#: Streams h2load keeps open at once on each connection (-m) when a scenario
+#: does not say: the "100 concurrent streams" of Caddy's and Go's default.
+H2_STREAMS = 100
+
+_H2_FINISHED = re.compile(r"^finished in ([0-9.]+)s, ([0-9.]+) req/s", re.M)
+_H2_REQUESTS = re.compile(
+    r"^requests: (\d+) total, (\d+) started, (\d+) done, (\d+) succeeded, "
+    r"(\d+) failed, (\d+) errored, (\d+) timeout", re.M)
+_H2_TRAFFIC = re.compile(r"^traffic: \S+ \((\d+)\) total", re.M)
+_H2_PROTOCOL = re.compile(r"^Application protocol: (\S+)", re.M)
+_H2_REQUEST_TIME = re.compile(
+    r"^time for request:\s+(\S+)\s+(\S+)\s+(\S+)\s+(\S+)", re.M)
+_UNITS_US = {"us": 1.0, "ms": 1e3, "s": 1e6}
+
+
+def h2load_microseconds(text: str) -> float:
+    """One of h2load's durations ("137us", "12.05ms", "1.20s") in microseconds."""
+    match = re.fullmatch(r"([0-9.]+)(us|ms|s)", text)
+    if not match:
+        raise ValueError(f"not an h2load duration: {text!r}")
+    return float(match.group(1)) * _UNITS_US[match.group(2)]
+
+
+def h2load_argv(url: str, *, duration: int, connections: int, threads: int,
+                streams: int, headers: list[tuple[str, str]] | None = None) -> list[str]:
+    """The h2load command line; ``duration`` (-D) bounds the run.
+
+    No --warm-up-time: the harness warms up with a run of its own, as it does
+    for wrk, so both clients' measured runs include opening their connections.
+    An http:// URL is HTTP/2 by prior knowledge (h2c); https:// negotiates by ALPN.
+    """
+    argv = ["h2load", "-t", str(threads), "-c", str(connections), "-m", str(streams),
+            "-D", str(duration)]
+    for name, value in headers or ():
+        argv += ["-H", f"{name}: {value}"]
+    return argv + [url]
+
+
+def parse_h2load_output(stdout: str) -> dict[str, Any]:
+    """The result fields from h2load's summary.
+
+    h2load's counters: ``failed`` includes non-2xx answers, ``errored`` is the
+    part of it that failed below HTTP (resets, broken connections), and
+    ``timeout`` the part of that which timed out; they map onto wrk's
+    err_status, err_read and err_timeout.  The measured time is requests over
+    h2load's own req/s (its "finished in" also counts --warm-up-time).
+    Latency is what h2load gives: min/mean/sd/max of each request's time, no
+    percentiles (p50_us, p99_us are None).
+    """
+    finished = _H2_FINISHED.search(stdout)
+    counts = _H2_REQUESTS.search(stdout)
+    traffic = _H2_TRAFFIC.search(stdout)
+    times = _H2_REQUEST_TIME.search(stdout)
+    if not (finished and counts and traffic and times):
+        raise ValueError("no summary in h2load's output")
+    _total, _started, done, _succeeded, failed, errored, timeout = map(int, counts.groups())
+    rate = float(finished.group(2))
+    duration = done / rate if done and rate else float(finished.group(1))
+    protocol = _H2_PROTOCOL.search(stdout)
+    low, high, mean, sd = (h2load_microseconds(t) for t in times.groups())
+    return {
+        "requests": done, "duration_s": duration, "bytes": int(traffic.group(1)),
+        "errors": failed, "err_connect": 0, "err_read": errored - timeout, "err_write": 0,
+        "err_status": failed - errored, "err_timeout": timeout,
+        "p50_us": None, "p99_us": None,
+        "min_us": low, "mean_us": mean, "sd_us": sd, "max_us": high,
+        "protocol": protocol.group(1) if protocol else None,
+    }
+
+
+def run_h2load(scenario: Scenario, url: str, settings: LoadSettings,
+               duration: int) -> dict[str, Any]:
+    """Run h2load once (bounded by ``duration`` plus a margin) and return its result.
+
+    A run that negotiated something other than HTTP/2 (h2 over TLS, h2c in
+    cleartext), or that completed no request at all (h2load counts refused
+    connections nowhere), is a failure, not a measurement.
+    """
+    if scenario.body_bytes or scenario.connection != KEEP_ALIVE:
+        raise RuntimeError(f"scenario {scenario.name}: the h2load runner sends keep-alive "
+                           "GETs only (no request body, no Connection: close)")
+    argv = h2load_argv(url, duration=duration, connections=settings.connections,
+                       threads=settings.threads, streams=scenario.streams or H2_STREAMS,
+                       headers=scenario.request_headers())
+    before = resource.getrusage(resource.RUSAGE_CHILDREN)
+    done = subprocess.run(argv, capture_output=True, text=True, timeout=duration + 30)
+    after = resource.getrusage(resource.RUSAGE_CHILDREN)
+    tail = f"{done.stdout[-900:]}{done.stderr[-300:]}"
+    try:
+        result = parse_h2load_output(done.stdout)
+    except ValueError:
+        raise RuntimeError(f"h2load failed (exit {done.returncode}): {tail}") from None
+    expected = "h2" if url.startswith("https:") else "h2c"
+    if result["protocol"] != expected:
+        raise RuntimeError(f"h2load spoke {result['protocol']!r}, not {expected}: {tail}")
+    if not result["requests"] and not result["errors"]:
+        raise RuntimeError(f"h2load completed no request: {tail}")
+    result["client_cpu_s"] = round(after.ru_utime + after.ru_stime
+                                   - before.ru_utime - before.ru_stime, 3)
     return result
 
 
@@ -230,8 +335,8 @@ def run_sse(port: int, settings: LoadSettings, duration: float) -> dict[str, Any
 
 # ---------------------------------------------------------------- choosing a client
 
-#: Closed-loop request clients by protocol (see the module docstring for "h2").
-REQUEST_CLIENTS: dict[str, str] = {"http/1.1": "wrk"}
+#: Closed-loop request clients by protocol.
+REQUEST_CLIENTS: dict[str, str] = {"http/1.1": "wrk", "h2": "h2load"}
 
 
 def client_for(scenario: Scenario) -> str:
@@ -242,6 +347,5 @@ def client_for(scenario: Scenario) -> str:
         return REQUEST_CLIENTS[scenario.protocol]
     except KeyError:
         raise LookupError(f"scenario {scenario.name}: no load client for protocol "
-                          f"{scenario.protocol!r} yet (HTTP/2 needs h2load, see bench/README.md)"
-                          ) from None
+                          f"{scenario.protocol!r}") from None
 

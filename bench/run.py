@@ -34,7 +34,14 @@ if not __package__:  # run as a script: make the bench package importable
 
 from bench import scenarios as registry  # noqa: E402
 from bench.backend import Backend  # noqa: E402
-from bench.clients import LoadSettings, client_for, run_sse, run_wrk, wrk_script  # noqa: E402
+from bench.clients import (  # noqa: E402
+    LoadSettings,
+    client_for,
+    run_h2load,
+    run_sse,
+    run_wrk,
+    wrk_script,
+)
 from bench.procs import (  # noqa: E402
     CLOCK_TICKS,
     CpuTicks,
@@ -144,8 +151,16 @@ class Plan:
 
     @property
     def tls(self) -> bool:
-        """Whether a scenario needs the targets' TLS listeners (and a certificate)."""
-        return any(s.scheme == "https" for s in self.scenarios)
+        """Whether a scenario needs the targets' TLS listeners (and a certificate).
+
+        HTTP/2 scenarios do: the h2_config template has the TLS listener too.
+        """
+        return self.h2 or any(s.scheme == "https" for s in self.scenarios)
+
+    @property
+    def h2(self) -> bool:
+        """Whether a scenario speaks HTTP/2: then every target runs its h2_config."""
+        return any(s.protocol == "h2" for s in self.scenarios)
 
 
 def known_targets(args: argparse.Namespace) -> dict[str, TargetSpec]:
@@ -181,6 +196,11 @@ def make_plan(args: argparse.Namespace) -> Plan:
                 if not spec.tls_config and not spec.direct:
                     raise LookupError(f"scenario {scenario.name} needs a TLS listener; "
                                       f"target {spec.name} has no tls_config")
+        if scenario.protocol == "h2":
+            for spec in specs:
+                if not spec.h2_config:
+                    raise LookupError(f"scenario {scenario.name} speaks HTTP/2; "
+                                      f"target {spec.name} has no h2_config")
     if args.pin == "split":
         proxy_cpus, load_cpus = parse_cpu_list(args.proxy_cpus), parse_cpu_list(args.load_cpus)
     else:
@@ -260,6 +280,9 @@ class Harness:
         """Load ``target`` with the scenario's client for ``duration`` s; the raw result."""
         if client_for(scenario) == "sse":
             return run_sse(target.port, self.plan.settings, duration)
+        if client_for(scenario) == "h2load":
+            return run_h2load(scenario, target.url(scenario), self.plan.settings,
+                              max(1, round(duration)))
         return run_wrk(scenario, target.url(scenario), self.scripts[scenario.name],
                        self.plan.settings, max(1, round(duration)))
 
@@ -288,7 +311,8 @@ class Harness:
             "target": target.name, "scenario": scenario.name, "client": client_for(scenario),
             "rps": requests / seconds if seconds else 0.0,
             "mib_s": raw["bytes"] / seconds / 2**20 if seconds else 0.0,
-            "p50_ms": (raw["p50_us"] or 0) / 1000.0, "p99_ms": (raw["p99_us"] or 0) / 1000.0,
+            "p50_ms": None if raw["p50_us"] is None else raw["p50_us"] / 1000.0,
+            "p99_ms": None if raw["p99_us"] is None else raw["p99_us"] / 1000.0,
             "errors": raw["errors"], "requests": requests, "duration_s": round(seconds, 3),
             "backend_cpu_s": round(backend_cpu, 3),
             "proxy_cpu_s": None if proxy_cpu is None else round(proxy_cpu, 3),
@@ -303,7 +327,11 @@ class Harness:
         split = [per_cpu_percent(machine_before, machine_after, a)
                  for a in ("user", "system", "softirq")]
         result["cpu_usr_sys_si_pct"] = {cpu: [part[cpu] for part in split] for cpu in split[0]}
-        for key in ("wrk_cpu_s", "err_connect", "err_read", "err_write", "err_status",
+        if raw.get("p99_us") is None and raw.get("mean_us") is not None:
+            # h2load: no percentiles, so its mean, sd and max of the request times
+            for key in ("mean", "sd", "max"):
+                result[key + "_ms"] = raw[key + "_us"] / 1000.0
+        for key in ("wrk_cpu_s", "protocol", "err_connect", "err_read", "err_write", "err_status",
                     "err_timeout", "error_detail", "expected_events"):
             if raw.get(key):
                 result[key] = raw[key]
@@ -351,7 +379,7 @@ class Harness:
                             self.args.backend_port, self.args.python)
             log(f"starting {spec.name}")
             try:
-                target.start(self.plan.proxy_cpus, tls=self.plan.tls)
+                target.start(self.plan.proxy_cpus, tls=self.plan.tls, h2=self.plan.h2)
             except Exception as e:
                 target.stop()
                 log(f"target {spec.name} did not start: {e}")
@@ -436,6 +464,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     for tool in ("wrk", "nginx"):
         if shutil.which(tool) is None:
             parser.error(f"{tool} is not installed (apt-get install -y wrk nginx-light caddy)")
+    if plan.h2 and shutil.which("h2load") is None:
+        parser.error("h2load is not installed (apt-get install -y nghttp2-client)")
 
     if plan.load_cpus:
         os.sched_setaffinity(0, plan.load_cpus)  # inherited by wrk, the backend, the SSE source

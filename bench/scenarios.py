@@ -2,8 +2,8 @@
 
 A scenario is a request against the backend's paths (method, body size,
 connection mode) plus the scheme and protocol it is spoken in.  The protocol
-picks the load client (``bench/clients.py``): wrk for HTTP/1.1 today, h2load
-when HTTP/2 arrives.  The six HTTP/1.1 scenarios below send the same requests
+picks the load client (``bench/clients.py``): wrk for HTTP/1.1, h2load for
+HTTP/2.  The six HTTP/1.1 scenarios below send the same requests
 as the harness behind ``bench/results/*.jsonl`` (the shared one used before
 this package existed), so old and new numbers can be compared.
 """
@@ -36,8 +36,11 @@ class Scenario:
     connection: str = KEEP_ALIVE
     #: "http", or "https" for a target's TLS listener.
     scheme: str = "http"
-    #: "http/1.1"; "h2" once the HTTP/2 client is wired (see bench/README.md).
+    #: "http/1.1" (wrk) or "h2" (h2load: h2c by prior knowledge for "http",
+    #: ALPN for "https").
     protocol: str = "http/1.1"
+    #: HTTP/2 streams in flight per connection (h2load -m); None: clients.H2_STREAMS.
+    streams: int | None = None
     load: str = REQUESTS
     #: The result field whose ratio between targets is quoted: "rps", or "mib_s"
     #: where the bytes moved are the point.
@@ -64,6 +67,8 @@ def register(scenario: Scenario) -> Scenario:
         raise ValueError(f"scenario {scenario.name!r} is already registered")
     if scenario.connection not in (KEEP_ALIVE, CLOSE):
         raise ValueError(f"scenario {scenario.name!r}: unknown connection mode")
+    if scenario.protocol not in ("http/1.1", "h2"):
+        raise ValueError(f"scenario {scenario.name!r}: unknown protocol")
     if scenario.load not in (REQUESTS, EVENTS):
         raise ValueError(f"scenario {scenario.name!r}: unknown load kind")
     REGISTRY[scenario.name] = scenario
@@ -85,6 +90,12 @@ register(Scenario("https-small", "GET, 100 B answer, keep-alive, over TLS to the
                   "/small", scheme="https"))
 register(Scenario("https-close", "GET, 100 B answer, Connection: close over TLS (a handshake per request)",
                   "/small", connection=CLOSE, scheme="https"))
+
+register(Scenario("h2c-small", "GET, 100 B answer, HTTP/2 by prior knowledge (h2c), "
+                  "100 streams per connection", "/small", protocol="h2", streams=100))
+register(Scenario("h2-small", "GET, 100 B answer, HTTP/2 over TLS (ALPN h2), "
+                  "100 streams per connection", "/small", scheme="https", protocol="h2",
+                  streams=100))
 
 #: What runs when -s is not given.
 DEFAULT = ("small", "64k", "1m", "post16k", "close", "sse")

@@ -41,6 +41,9 @@ class TargetSpec:
     #: Config template used instead of ``config`` when a scenario needs the TLS
     #: listener: it serves http://:{port} and https://:{tls_port} with {tls_cert}/{tls_key}.
     tls_config: str | None = None
+    #: Config template used when a scenario speaks HTTP/2: as ``tls_config``, with
+    #: h2 (ALPN) on the TLS listener and h2c (prior knowledge) on the cleartext one.
+    h2_config: str | None = None
     env: dict[str, str] = field(default_factory=dict)
     #: Warm-up seconds before a scenario's first round (None: the --warmup option).
     warmup: float | None = None
@@ -62,6 +65,7 @@ def txcaddy_spec(name: str, checkout: str) -> TargetSpec:
     python_path = os.pathsep.join(p for p in (checkout, os.environ.get("PYTHONPATH")) if p)
     return TargetSpec(name, cmd=TXCADDY_CMD, config=os.path.join(TEMPLATES, "Caddyfile"),
                       tls_config=os.path.join(TEMPLATES, "Caddyfile-tls"),
+                      h2_config=os.path.join(TEMPLATES, "Caddyfile-h2"),
                       env={"PYTHONPATH": python_path}, checkout=checkout)
 
 
@@ -72,7 +76,8 @@ def builtin_specs() -> dict[str, TargetSpec]:
         "txcaddy": txcaddy_spec("txcaddy", REPO_ROOT),
         "caddy": TargetSpec("caddy", cmd="caddy run --config {config} --adapter caddyfile",
                             config=os.path.join(TEMPLATES, "Caddyfile"),
-                            tls_config=os.path.join(TEMPLATES, "Caddyfile-tls")),
+                            tls_config=os.path.join(TEMPLATES, "Caddyfile-tls"),
+                            h2_config=os.path.join(TEMPLATES, "Caddyfile-h2")),
         "nginx": TargetSpec("nginx", cmd="nginx -p {workdir} -c {config} -e {workdir}/error.log",
                             config=os.path.join(TEMPLATES, "nginx-proxy.conf")),
     }
@@ -84,7 +89,7 @@ def spec_from_json(name: str, data: dict[str, Any], base: str) -> TargetSpec:
         value = data.get(key)
         return None if value is None else os.path.join(base, os.path.expanduser(value))
 
-    known = {"cmd", "config", "tls_config", "env", "warmup", "start_timeout", "checkout"}
+    known = {"cmd", "config", "tls_config", "h2_config", "env", "warmup", "start_timeout", "checkout"}
     unknown = set(data) - known
     if unknown:
         raise ValueError(f"target {name}: unknown keys {sorted(unknown)}")
@@ -97,7 +102,7 @@ def spec_from_json(name: str, data: dict[str, Any], base: str) -> TargetSpec:
     env = dict(spec.env)
     env.update(data.get("env", {}))
     return replace(spec, config=path("config") or spec.config, tls_config=path("tls_config"),
-                   env=env, warmup=data.get("warmup"),
+                   h2_config=path("h2_config"), env=env, warmup=data.get("warmup"),
                    start_timeout=float(data.get("start_timeout", spec.start_timeout)))
 
 
@@ -158,29 +163,38 @@ class Target:
 
     def url(self, scenario: Scenario) -> str:
         """Where the load client sends a scenario's requests for this target."""
+        if scenario.protocol == "h2" and (self.spec.direct or not self.spec.h2_config):
+            raise LookupError(f"target {self.name} has no HTTP/2 config (h2_config)")
         if scenario.scheme == "https":
             if self.spec.direct or not self.spec.tls_config:
                 raise LookupError(f"target {self.name} has no TLS listener (tls_config)")
             return f"https://{HOST}:{self.tls_port}{scenario.path}"
         return f"http://{HOST}:{self.port}{scenario.path}"
 
-    def command(self, tls: bool) -> list[str]:
-        """Render the config (into the work dir) and the command line."""
+    def command(self, tls: bool, h2: bool = False) -> list[str]:
+        """Render the config (into the work dir) and the command line.
+
+        ``h2`` (HTTP/2 scenarios) picks ``h2_config``, which has the TLS
+        listener too; else ``tls`` picks ``tls_config``; else ``config``.
+        """
         assert self.spec.cmd is not None
         values = dict(self.values)
-        template = self.spec.tls_config if tls else self.spec.config
+        if h2:
+            template = self.spec.h2_config
+        else:
+            template = self.spec.tls_config if tls else self.spec.config
         if template:
             out = os.path.join(self.dir, os.path.basename(template))
             values["config"] = values["caddyfile"] = render_file(template, values, out)
         return shlex.split(render(self.spec.cmd, values))
 
-    def start(self, cpus: set[int] | None, tls: bool = False) -> None:
+    def start(self, cpus: set[int] | None, tls: bool = False, h2: bool = False) -> None:
         """Start the proxy (on ``cpus``) and wait until it proxies /small correctly."""
         if self.spec.direct:
             return
         os.makedirs(self.dir, exist_ok=True)
         os.chmod(self.dir, 0o755)
-        argv = self.command(tls)
+        argv = self.command(tls, h2)
         if shutil.which(argv[0]) is None:
             raise RuntimeError(f"target {self.name}: {argv[0]} not found")
         env = {"HOME": self.dir, "XDG_CONFIG_HOME": self.dir, "XDG_DATA_HOME": self.dir}

@@ -29,6 +29,32 @@ BENCH-WRK-RESULT {"requests":80551,"duration_us":5006000,"bytes":19334240,"err_c
 "p50_us":4186,"p90_us":5000,"p99_us":6567,"p999_us":9000}
 """
 
+#: h2load 1.52.0's output, captured against Caddy 2.6.2 on 127.0.0.1 (h2c,
+#: -c 4 -m 10 -D 2 --warm-up-time 1): "finished in" counts the warm-up too.
+H2LOAD_STDOUT = """starting benchmark...
+spawning thread #0: 4 total client(s). Timing-based test with 1s of warm-up time and 2s of main duration for measurements.
+Warm-up started for thread #0.
+progress: 25% of clients started
+progress: 50% of clients started
+progress: 75% of clients started
+progress: 100% of clients started
+Application protocol: h2c
+Warm-up phase is over for thread #0.
+Main benchmark duration is started for thread #0.
+Main benchmark duration is over for thread #0. Stopping all clients.
+Stopped all clients for thread #0
+
+finished in 3.00s, 19487.00 req/s, 647.21KB/s
+requests: 38974 total, 38974 started, 38974 done, 38974 succeeded, 0 failed, 0 errored, 0 timeout
+status codes: 38988 2xx, 0 3xx, 0 4xx, 0 5xx
+traffic: 1.26MB (1325496) total, 300.30KB (307506) headers (space savings 95.32%), 659.48KB (675312) data
+                     min         max         mean         sd        +/- sd
+time for request:      137us     12.05ms      2.00ms      1.30ms    78.16%
+time for connect:        0us         0us         0us         0us     0.00%
+time to 1st byte:        0us         0us         0us         0us     0.00%
+req/s           :    4633.99     5005.35     4871.25      164.18    75.00%
+"""
+
 
 class WrkTests(SynchronousTestCase):
     def test_result_line_is_parsed(self) -> None:
@@ -77,6 +103,54 @@ class WrkTests(SynchronousTestCase):
                                 connections=64, threads=1, timeout_s=10)
         self.assertEqual(argv, ["wrk", "-t", "1", "-c", "64", "-d", "5s", "--timeout", "10s",
                                 "--latency", "-s", "s.lua", "http://127.0.0.1:18081/small"])
+
+
+class H2loadTests(SynchronousTestCase):
+    def test_summary_is_parsed(self) -> None:
+        """Requests done, total bytes and the protocol come from h2load's summary."""
+        result = clients.parse_h2load_output(H2LOAD_STDOUT)
+        self.assertEqual(result["requests"], 38974)
+        self.assertEqual(result["bytes"], 1325496)
+        self.assertEqual(result["protocol"], "h2c")
+
+    def test_duration_leaves_out_the_warm_up(self) -> None:
+        """The measured time is requests over h2load's req/s (2 s), not "finished in" (3 s)."""
+        self.assertAlmostEqual(clients.parse_h2load_output(H2LOAD_STDOUT)["duration_s"], 2.0,
+                               places=3)
+
+    def test_latency_is_mean_sd_max_without_percentiles(self) -> None:
+        """h2load gives no percentiles: p50/p99 are None, mean/sd/max/min are in microseconds."""
+        result = clients.parse_h2load_output(H2LOAD_STDOUT)
+        self.assertEqual((result["p50_us"], result["p99_us"]), (None, None))
+        self.assertEqual((result["min_us"], result["max_us"]), (137.0, 12050.0))
+        self.assertEqual((result["mean_us"], result["sd_us"]), (2000.0, 1300.0))
+
+    def test_error_counters_map_onto_wrks(self) -> None:
+        """failed is every error; errored less timeout is err_read; the rest is err_status."""
+        text = H2LOAD_STDOUT.replace("38974 succeeded, 0 failed, 0 errored, 0 timeout",
+                                     "38960 succeeded, 14 failed, 9 errored, 2 timeout")
+        result = clients.parse_h2load_output(text)
+        self.assertEqual((result["errors"], result["err_status"], result["err_read"],
+                          result["err_timeout"]), (14, 5, 7, 2))
+        self.assertEqual(clients.parse_h2load_output(H2LOAD_STDOUT)["errors"], 0)
+
+    def test_durations_in_every_unit(self) -> None:
+        """h2load's us, ms and s suffixes become microseconds; anything else is refused."""
+        self.assertEqual([clients.h2load_microseconds(t) for t in ("137us", "12.05ms", "1.5s")],
+                         [137.0, 12050.0, 1500000.0])
+        self.assertRaises(ValueError, clients.h2load_microseconds, "3min")
+
+    def test_output_without_summary_is_refused(self) -> None:
+        """h2load output without its summary (it failed to start) raises ValueError."""
+        self.assertRaises(ValueError, clients.parse_h2load_output,
+                          "invalid URI: nowhere\n")
+
+    def test_command_line_sets_streams_and_duration(self) -> None:
+        """-m carries the scenario's streams, -D the duration, -H the extra header fields."""
+        argv = clients.h2load_argv("http://127.0.0.1:18081/small", duration=5, connections=64,
+                                   threads=1, streams=100, headers=[("X-A", "1")])
+        self.assertEqual(argv, ["h2load", "-t", "1", "-c", "64", "-m", "100", "-D", "5",
+                                "-H", "X-A: 1", "http://127.0.0.1:18081/small"])
 
 
 class SseParsingTests(SynchronousTestCase):
@@ -193,6 +267,20 @@ class RenderingTests(SynchronousTestCase):
         self.assertEqual(config["apps"]["http"]["servers"]["srv0"]["listen"],
                          ["127.0.0.1:18081"])
 
+    def test_h2_caddyfile_turns_http2_on_for_every_server(self) -> None:
+        """Caddyfile-h2 adapts cleanly, with h1, h2 and h2c on both listeners' servers."""
+        values = dict(self.values, tls_port=18086, tls_cert="/tmp/w/c.pem",
+                      tls_key="/tmp/w/k.pem")
+        with open(os.path.join(rendering.TEMPLATES, "Caddyfile-h2")) as f:
+            text = rendering.render(f.read(), values)
+        config, warnings = adapt(text, "Caddyfile")
+        self.assertEqual(warnings, [])
+        servers = config["apps"]["http"]["servers"]
+        self.assertEqual(sorted(listen for s in servers.values() for listen in s["listen"]),
+                         ["127.0.0.1:18081", "127.0.0.1:18086"])
+        for server in servers.values():
+            self.assertEqual(server["protocols"], ["h1", "h2", "h2c"])
+
     def test_nginx_proxy_config_fills_every_name(self) -> None:
         """The nginx target's config keeps no placeholder of the harness."""
         text = self.read_template("nginx-proxy.conf")
@@ -243,12 +331,23 @@ class ScenarioTests(SynchronousTestCase):
         self.assertEqual(registry["small"].request_headers(), [])
 
     def test_client_follows_protocol(self) -> None:
-        """HTTP/1.1 loads with wrk, SSE with the event client; HTTP/2 has no client yet."""
+        """HTTP/1.1 loads with wrk, SSE with the event client, HTTP/2 with h2load."""
         self.assertEqual(clients.client_for(scenarios.REGISTRY["small"]), "wrk")
         self.assertEqual(clients.client_for(scenarios.REGISTRY["sse"]), "sse")
-        h2 = Scenario("small-h2", "GET over HTTP/2", "/small", scheme="https", protocol="h2")
-        error = self.assertRaises(LookupError, clients.client_for, h2)
-        self.assertIn("h2load", str(error))
+        self.assertEqual(clients.client_for(scenarios.REGISTRY["h2c-small"]), "h2load")
+        odd = Scenario("small-h3", "GET over HTTP/3", "/small", protocol="h3")
+        self.assertRaises(LookupError, clients.client_for, odd)
+        self.assertRaises(ValueError, scenarios.register, odd)
+
+    def test_http2_scenarios_are_registered_outside_the_default(self) -> None:
+        """h2c-small is cleartext prior knowledge, h2-small TLS; both 100 streams, opt-in."""
+        h2c, h2 = scenarios.REGISTRY["h2c-small"], scenarios.REGISTRY["h2-small"]
+        self.assertEqual((h2c.protocol, h2c.scheme, h2c.streams, h2c.path),
+                         ("h2", "http", 100, "/small"))
+        self.assertEqual((h2.protocol, h2.scheme, h2.streams, h2.path),
+                         ("h2", "https", 100, "/small"))
+        self.assertNotIn("h2c-small", scenarios.DEFAULT)
+        self.assertNotIn("h2-small", scenarios.DEFAULT)
 
 
 class ProcTests(SynchronousTestCase):
@@ -369,6 +468,34 @@ class TargetTests(SynchronousTestCase):
             self.assertIn("https://:18086 {", rendered)
             self.assertIn(f"tls {os.path.join(workdir, 'tls', 'cert.pem')}", rendered)
 
+    def test_http2_scenarios_use_the_h2_template(self) -> None:
+        """txcaddy and Caddy run Caddyfile-h2 (protocols h1 h2 h2c) for HTTP/2 scenarios."""
+        for name in ("txcaddy", "caddy"):
+            workdir = self.mktemp()
+            target = targets.Target(targets.builtin_specs()[name], workdir, 18081, 18086, 18080,
+                                    sys.executable)
+            os.makedirs(target.dir)
+            self.assertEqual(target.url(scenarios.REGISTRY["h2c-small"]),
+                             "http://127.0.0.1:18081/small")
+            self.assertEqual(target.url(scenarios.REGISTRY["h2-small"]),
+                             "https://127.0.0.1:18086/small")
+            argv = target.command(tls=True, h2=True)
+            config = argv[argv.index("--config") + 1]
+            self.assertEqual(os.path.basename(config), "Caddyfile-h2")
+            with open(config) as f:
+                rendered = f.read()
+            self.assertIn("protocols h1 h2 h2c", rendered)
+            self.assertIn("https://:18086 {", rendered)
+            argv = target.command(tls=True)
+            self.assertEqual(os.path.basename(argv[argv.index("--config") + 1]), "Caddyfile-tls")
+
+    def test_http2_needs_an_h2_config(self) -> None:
+        """nginx and direct have no HTTP/2 config: an h2 scenario's URL is refused."""
+        for name in ("nginx", "direct"):
+            target = targets.Target(targets.builtin_specs()[name], self.mktemp(), 18081, 18086,
+                                    18080, sys.executable)
+            self.assertRaises(LookupError, target.url, scenarios.REGISTRY["h2c-small"])
+
     def test_direct_target_is_the_backend(self) -> None:
         """direct measures the backend's own port."""
         target = targets.Target(targets.builtin_specs()["direct"], self.mktemp(), 18081, 18086,
@@ -393,6 +520,16 @@ class PlanTests(SynchronousTestCase):
                          "-t", "caddy", "--ref", "caddy", "-s", "small", "--rounds", "3")
         self.assertEqual(plan.names, ["before", "txcaddy", "caddy"])
         self.assertEqual((plan.reference, plan.rounds), ("caddy", 3))
+
+    def test_http2_plan_runs_the_h2_config_with_a_certificate(self) -> None:
+        """An h2 scenario selects h2_config and the TLS listener; without one it is refused."""
+        plan = self.plan("--compare", "txcaddy", "caddy", "-s", "h2c-small")
+        self.assertEqual((plan.h2, plan.tls), (True, True))
+        plan = self.plan("--compare", "txcaddy", "caddy", "-s", "https-small")
+        self.assertEqual((plan.h2, plan.tls), (False, True))
+        error = self.assertRaises(LookupError, self.plan, "-t", "txcaddy", "-t", "nginx",
+                                  "-s", "h2c-small")
+        self.assertIn("nginx has no h2_config", str(error))
 
     def test_same_name_twice_is_refused(self) -> None:
         """Two targets with one name could not be told apart in the results."""
