@@ -193,7 +193,7 @@ def run_h2load(scenario: Scenario, url: str, settings: LoadSettings,
     if scenario.body_bytes or scenario.connection != KEEP_ALIVE:
         raise RuntimeError(f"scenario {scenario.name}: the h2load runner sends keep-alive "
                            "GETs only (no request body, no Connection: close)")
-    argv = h2load_argv(url, duration=duration, connections=settings.connections,
+    argv = h2load_argv(url, duration=duration, connections=scenario.connections or settings.connections,
                        threads=settings.threads, streams=scenario.streams or H2_STREAMS,
                        headers=scenario.request_headers())
     before = resource.getrusage(resource.RUSAGE_CHILDREN)

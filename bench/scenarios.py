@@ -41,6 +41,9 @@ class Scenario:
     protocol: str = "http/1.1"
     #: HTTP/2 streams in flight per connection (h2load -m); None: clients.H2_STREAMS.
     streams: int | None = None
+    #: Client connections for this scenario; None: the run's ``-c``.  HTTP/2 scenarios use a
+    #: few connections with many streams each, as browsers and gRPC clients do.
+    connections: int | None = None
     load: str = REQUESTS
     #: The result field whose ratio between targets is quoted: "rps", or "mib_s"
     #: where the bytes moved are the point.
@@ -91,11 +94,11 @@ register(Scenario("https-small", "GET, 100 B answer, keep-alive, over TLS to the
 register(Scenario("https-close", "GET, 100 B answer, Connection: close over TLS (a handshake per request)",
                   "/small", connection=CLOSE, scheme="https"))
 
-register(Scenario("h2c-small", "GET, 100 B answer, HTTP/2 by prior knowledge (h2c), "
-                  "100 streams per connection", "/small", protocol="h2", streams=100))
-register(Scenario("h2-small", "GET, 100 B answer, HTTP/2 over TLS (ALPN h2), "
+register(Scenario("h2c-small", "GET, 100 B answer, HTTP/2 by prior knowledge (h2c), 4 connections × "
+                  "100 streams per connection", "/small", protocol="h2", streams=100, connections=4))
+register(Scenario("h2-small", "GET, 100 B answer, HTTP/2 over TLS (ALPN h2), 4 connections × "
                   "100 streams per connection", "/small", scheme="https", protocol="h2",
-                  streams=100))
+                  streams=100, connections=4))
 
 #: What runs when -s is not given.
 DEFAULT = ("small", "64k", "1m", "post16k", "close", "sse")
