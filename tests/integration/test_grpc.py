@@ -9,6 +9,7 @@ reactor keeps serving; the service methods take raw bytes (no protobuf code gene
 from __future__ import annotations
 
 import os
+import threading
 import time
 from concurrent import futures
 from typing import Any
@@ -50,6 +51,17 @@ def _bidi(requests: Any, context: Any) -> Any:
         yield request.upper()
 
 
+CANCELLED = threading.Event()
+
+
+def _endless(request: bytes, context: Any) -> Any:
+    """Streams until the client goes away; records that the cancellation reached the upstream."""
+    context.add_callback(CANCELLED.set)
+    while context.is_active():
+        yield b"tick"
+        time.sleep(0.01)  # the upstream's pace between messages, not a test wait
+
+
 def _slow(request: bytes, context: Any) -> bytes:
     time.sleep(2)  # the upstream side of a deadline test: longer than the client's deadline
     return b"late"
@@ -68,6 +80,7 @@ class GRPCTests(TestCase):
             "ClientStream": grpc.stream_unary_rpc_method_handler(_client_stream),
             "Bidi": grpc.stream_stream_rpc_method_handler(_bidi),
             "Slow": grpc.unary_unary_rpc_method_handler(_slow),
+            "Endless": grpc.unary_stream_rpc_method_handler(_endless),
         })
         self.upstream = grpc.server(futures.ThreadPoolExecutor(4), options=OPTIONS)
         self.upstream.add_generic_rpc_handlers((handlers,))
@@ -122,3 +135,22 @@ class GRPCTests(TestCase):
         big = os.urandom(16 << 20)
         reply = await self.call("unary_unary", "Unary", big, timeout=60)
         self.assertTrue(reply == b"echo:" + big, "the 16 MiB reply differs")
+
+    async def test_cancellation_reaches_the_upstream(self) -> None:
+        """A client that cancels a streaming call resets it through txcaddy: the upstream's call
+        is cancelled too (its termination callback runs)."""
+        CANCELLED.clear()
+
+        def cancel_after_some() -> int:
+            call = self.channel.unary_stream("/test.Echo/Endless")(b"", timeout=30)
+            received = 0
+            for _ in call:
+                received += 1
+                if received == 20:
+                    call.cancel()
+                    break
+            return received
+
+        self.assertEqual(await deferToThread(cancel_after_some), 20)
+        cancelled = await deferToThread(CANCELLED.wait, 10)
+        self.assertTrue(cancelled, "the upstream call was not cancelled")
