@@ -76,3 +76,38 @@ class HTTP2Tests(HTTPSTestCase):
         resolve = f"localhost:{self.https_port}:127.0.0.1"
         out, err, code = yield curl("--http2", "--cacert", root, "--resolve", resolve, f"https://localhost:{self.https_port}/")
         self.assertEqual((code, out), (0, b"HTTP/1.1\n1.1"), err)
+
+
+class TranslationTests(HTTPSTestCase):
+    """HTTP/2 in front, HTTP/1.1 behind (and the other way for upgrades), as RFC 9113 and Caddy."""
+
+    skip = None if CURL else "curl is not installed"
+
+    @inlineCallbacks
+    def test_http2_client_to_http11_upstream(self) -> Any:
+        """An HTTP/2 request reaches an HTTP/1.1 upstream with its method, path, query, body and
+        fields; Host comes from :authority."""
+        import hashlib
+        import json
+
+        from tests.reverseproxy._backends import EchoBackend
+
+        backend = EchoBackend("b1")
+        self.addCleanup(backend.stop)
+        port = free_port()
+        yield self.start(f"http://127.0.0.1:{port} {{\n\treverse_proxy {backend.address}\n}}\n",
+                         extra="\tservers {\n\t\tprotocols h1 h2 h2c\n\t}\n")
+        body = b"payload " * 5000
+        upload = self.mktemp()
+        with open(upload, "wb") as f:
+            f.write(body)
+        out, err, code = yield curl("--http2-prior-knowledge", "-X", "PUT", "-H", "X-Custom: yes",
+                                    "--data-binary", f"@{upload}", f"http://127.0.0.1:{port}/p/q?x=1&y=%20")
+        self.assertEqual(code, 0, err)
+        seen = json.loads(out.rsplit(b"\n", 1)[0])
+        headers = {k.lower(): v for k, v in seen["headers"]}
+        self.assertEqual((seen["method"], seen["uri"]), ("PUT", "/p/q?x=1&y=%20"))
+        self.assertEqual(headers["host"], f"127.0.0.1:{port}")
+        self.assertEqual(headers["x-custom"], "yes")
+        self.assertEqual(seen["body_sha256"], hashlib.sha256(body).hexdigest())
+        self.assertEqual(out.rsplit(b"\n", 1)[1], b"2")

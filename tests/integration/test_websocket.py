@@ -239,6 +239,12 @@ class ProxiedWebSocketTests(WebSocketTestCase):
         base = start_proxy(self, site(f"\treverse_proxy {upstream.address}"))
         return self.conversation(base, upstream)
 
+    def test_upgrade_stays_http11_with_an_h2c_transport(self) -> Any:
+        """With an h2c upstream transport (``h2c://``) an upgrade still goes over HTTP/1.1, as Caddy."""
+        upstream = self.upstream()
+        base = start_proxy(self, site(f"\treverse_proxy h2c://{upstream.address}"))
+        return self.conversation(base, upstream)
+
     def fixture(self, name: str, upstream: WebSocketUpstream) -> str:
         with open(os.path.join(FIXTURES, name)) as f:
             text = f.read()
