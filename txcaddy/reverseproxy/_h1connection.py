@@ -18,17 +18,16 @@ from __future__ import annotations
 from collections.abc import Callable
 from typing import Any
 
-from twisted.internet.defer import Deferred, succeed
 from twisted.internet.error import ConnectionDone
 from twisted.internet.interfaces import IHandshakeListener, IPushProducer
-from twisted.internet.protocol import Protocol, connectionDone
+from twisted.internet.protocol import connectionDone
 from twisted.logger import Logger
 from twisted.python.failure import Failure
 from zope.interface import implementer
 
-from txcaddy._twisted import no_delay, quick_ack
+from txcaddy._twisted import quick_ack
 from txcaddy.interfaces import IUpstreamConnection
-from txcaddy.reverseproxy._dial import Dial, UpstreamAddress, tune_socket
+from txcaddy.reverseproxy._dial import Dial, UpstreamAddress
 from txcaddy.reverseproxy._exchange import CHUNKED, Exchange, RawHeaders, ResponseHead
 from txcaddy.reverseproxy._h1response import (
     EOF,
@@ -39,7 +38,7 @@ from txcaddy.reverseproxy._h1response import (
     UNFINISHED,
     ResponseParser,
 )
-from txcaddy.reverseproxy._pool import SURPLUS_LINGER, HostPool, UpstreamPool
+from txcaddy.reverseproxy._pool import SURPLUS_LINGER, HostPool, PooledConnection, UpstreamPool
 from txcaddy.reverseproxy.errors import (
     ResponseHeaderTimeout,
     UpstreamConnectionLost,
@@ -92,7 +91,7 @@ class _WriteDeadline:
 
 
 @implementer(IUpstreamConnection, IHandshakeListener)
-class HTTP11Connection(ResponseParser, Protocol):
+class HTTP11Connection(ResponseParser, PooledConnection):
     """One upstream HTTP/1.1 connection: runs one exchange at a time, parses its response.
 
     The pool holds it idle (``state`` ``IDLE``, ``exchange`` None) between exchanges; it
@@ -125,19 +124,12 @@ class HTTP11Connection(ResponseParser, Protocol):
         self.dial: Dial | None = None  # waiting for the TLS handshake
         self.handshake_ok = False
         self.lost_reason: Failure | None = None
-        self._closed_waiters: list[Deferred[None]] | None = None
 
     # -- lifecycle ----------------------------------------------------------------------
 
     def connectionMade(self) -> None:
         self.connected = True
-        no_delay(self.transport)
-        pool = self.pool
-        if pool.tcp_keepalive or pool.read_size:
-            try:
-                tune_socket(self.transport, pool.tcp_keepalive, pool.read_size)
-            except Exception:  # noqa: BLE001 - best effort: an exotic transport keeps its defaults
-                _log.failure("tuning the upstream socket (keep-alive, read size)")
+        self.prepare_socket(self.pool)
         self._arm_read_timer()
 
     def handshakeCompleted(self) -> None:
@@ -244,18 +236,11 @@ class HTTP11Connection(ResponseParser, Protocol):
             self.host.connection_done(self, reusable=False)
 
     def connectionLost(self, reason: Failure = connectionDone) -> None:
-        self.connected = False
         self.lost_reason = reason
         self._cancel_timer()
         self._stop_read_timer()
         self.stop_write_timer()
-        if self.idle_timer is not None and self.idle_timer.active():
-            self.idle_timer.cancel()
-        self.idle_timer = None
-        waiters, self._closed_waiters = self._closed_waiters, None
-        if waiters is not None:
-            for waiter in waiters:
-                waiter.callback(None)
+        self.closed()
         dial, self.dial = self.dial, None
         if dial is not None:
             dial.handshake_failed(self, reason)
@@ -299,15 +284,6 @@ class HTTP11Connection(ResponseParser, Protocol):
         """Close the connection once what was written is sent (the pool retires it)."""
         self.transport.loseConnection()
 
-    def when_closed(self) -> Deferred[None]:
-        """A Deferred that fires once the connection is closed (``connectionLost`` ran)."""
-        if not self.connected:
-            return succeed(None)
-        if self._closed_waiters is None:
-            self._closed_waiters = []
-        d: Deferred[None] = Deferred()
-        self._closed_waiters.append(d)
-        return d
 
     # -- flow control ---------------------------------------------------------------------
 

@@ -38,17 +38,16 @@ from h2.events import (
 )
 from h2.exceptions import ProtocolError, StreamClosedError
 from h2.settings import SettingCodes
-from twisted.internet.defer import CancelledError, Deferred, succeed
-from twisted.internet.protocol import Protocol, connectionDone
+from twisted.internet.defer import CancelledError, Deferred
+from twisted.internet.protocol import connectionDone
 from twisted.logger import Logger
 from twisted.python.failure import Failure
 from zope.interface import implementer
 
-from txcaddy._twisted import no_delay
 from txcaddy.interfaces import IUpstreamConnection
-from txcaddy.reverseproxy._dial import Dial, UpstreamAddress, tune_socket
+from txcaddy.reverseproxy._dial import Dial, UpstreamAddress
 from txcaddy.reverseproxy._exchange import CHUNKED, Exchange, RawHeaders, ResponseHead
-from txcaddy.reverseproxy._pool import SURPLUS_LINGER, HostPool, UpstreamPool
+from txcaddy.reverseproxy._pool import SURPLUS_LINGER, HostPool, PooledConnection, UpstreamPool
 from txcaddy.reverseproxy.errors import (
     DialError,
     ResponseHeaderTimeout,
@@ -321,7 +320,7 @@ class H2Exchange(Exchange):
 
 
 @implementer(IUpstreamConnection)
-class HTTP2Connection(Protocol):
+class HTTP2Connection(PooledConnection):
     """One h2c connection to an upstream: many exchanges, one stream each.
 
     The pool sees it like an HTTP/1.1 connection with room for more than one exchange: it
@@ -330,7 +329,6 @@ class HTTP2Connection(Protocol):
     """
 
     transport: Any = None
-    connected: bool = False
 
     def __init__(self, pool: H2Pool, host: HostPool) -> None:
         self.pool = pool
@@ -345,19 +343,12 @@ class HTTP2Connection(Protocol):
         self.dial: Dial | None = None
         self.handshake_ok = False
         self.lost_reason: Failure | None = None
-        self._closed_waiters: list[Deferred[None]] | None = None
 
     # -- lifecycle -------------------------------------------------------------------------
 
     def connectionMade(self) -> None:
         self.connected = True
-        no_delay(self.transport)
-        pool = self.pool
-        if pool.tcp_keepalive or pool.read_size:
-            try:
-                tune_socket(self.transport, pool.tcp_keepalive, pool.read_size)
-            except Exception:  # noqa: BLE001 - best effort, as for HTTP/1.1
-                _log.failure("tuning the upstream socket (keep-alive, read size)")
+        self.prepare_socket(self.pool)
         h2 = self.h2
         h2.initiate_connection()
         # Settings change through update_settings *after* the preface: setting
@@ -478,25 +469,10 @@ class HTTP2Connection(Protocol):
         if self.transport is not None:
             self.transport.loseConnection()
 
-    def when_closed(self) -> Deferred[None]:
-        """A Deferred that fires once the connection is closed."""
-        if not self.connected:
-            return succeed(None)
-        if self._closed_waiters is None:
-            self._closed_waiters = []
-        d: Deferred[None] = Deferred()
-        self._closed_waiters.append(d)
-        return d
 
     def connectionLost(self, reason: Failure = connectionDone) -> None:
-        self.connected = False
         self.lost_reason = reason
-        if self.idle_timer is not None and self.idle_timer.active():
-            self.idle_timer.cancel()
-        self.idle_timer = None
-        waiters, self._closed_waiters = self._closed_waiters, None
-        for waiter in waiters or ():
-            waiter.callback(None)
+        self.closed()
         streams, self.streams = self.streams, {}
         for exchange in streams.values():
             exchange._fail(Failure(UpstreamConnectionLost(

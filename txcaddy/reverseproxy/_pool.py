@@ -20,8 +20,11 @@ from collections.abc import Callable
 from typing import TYPE_CHECKING, Any
 
 from twisted.internet.defer import Deferred, DeferredList, succeed
+from twisted.internet.protocol import Protocol
+from twisted.logger import Logger
 
-from txcaddy.reverseproxy._dial import Dial, UpstreamAddress
+from txcaddy._twisted import no_delay
+from txcaddy.reverseproxy._dial import Dial, UpstreamAddress, tune_socket
 from txcaddy.reverseproxy.errors import UpstreamError
 
 if TYPE_CHECKING:
@@ -310,3 +313,44 @@ class UpstreamPool:
         if not closing:
             return succeed(None)
         return DeferredList(closing, consumeErrors=True).addCallback(lambda _: None)
+
+
+_connection_log = Logger(namespace="txcaddy.reverseproxy")
+
+
+class PooledConnection(Protocol):
+    """What every pooled upstream connection does the same, whatever its protocol: socket
+    options when it connects, and ``when_closed`` waiters fired when it is gone."""
+
+    connected = False
+    idle_timer: Any = None
+    _closed_waiters: list[Deferred[None]] | None = None
+
+    def prepare_socket(self, pool: Any) -> None:
+        """``TCP_NODELAY``, and the pool's TCP keep-alive and read size (best effort)."""
+        no_delay(self.transport)
+        if pool.tcp_keepalive or pool.read_size:
+            try:
+                tune_socket(self.transport, pool.tcp_keepalive, pool.read_size)
+            except Exception:  # noqa: BLE001 - an exotic transport keeps its defaults
+                _connection_log.failure("tuning the upstream socket (keep-alive, read size)")
+
+    def when_closed(self) -> Deferred[None]:
+        """A Deferred that fires once the connection is closed (``connectionLost`` ran)."""
+        if not self.connected:
+            return succeed(None)
+        if self._closed_waiters is None:
+            self._closed_waiters = []
+        d: Deferred[None] = Deferred()
+        self._closed_waiters.append(d)
+        return d
+
+    def closed(self) -> None:
+        """From ``connectionLost``: cancel the idle timer and fire the ``when_closed`` waiters."""
+        self.connected = False
+        if self.idle_timer is not None and self.idle_timer.active():
+            self.idle_timer.cancel()
+        self.idle_timer = None
+        waiters, self._closed_waiters = self._closed_waiters, None
+        for waiter in waiters or ():
+            waiter.callback(None)
