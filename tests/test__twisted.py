@@ -432,6 +432,99 @@ class PlainWriteTests(TestCase):
         self.assertEqual(await done, b"plain writes")
 
 
+def _tls12_server_options() -> Any:
+    """A throwaway self-signed certificate, TLS 1.2 at most: after the handshake every record
+    of type 23 (application data) carries application bytes, so records can be counted."""
+    import datetime
+
+    from cryptography import x509
+    from cryptography.hazmat.primitives import hashes
+    from cryptography.hazmat.primitives.asymmetric import ec
+    from cryptography.x509.oid import NameOID
+    from OpenSSL import crypto
+    from twisted.internet.ssl import CertificateOptions, TLSVersion
+
+    key = ec.generate_private_key(ec.SECP256R1())
+    name = x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, "batch.test")])
+    now = datetime.datetime.now(datetime.UTC)
+    certificate = (
+        x509.CertificateBuilder().subject_name(name).issuer_name(name).public_key(key.public_key())
+        .serial_number(1).not_valid_before(now - datetime.timedelta(hours=1))
+        .not_valid_after(now + datetime.timedelta(hours=1)).sign(key, hashes.SHA256())
+    )
+    return CertificateOptions(
+        privateKey=crypto.PKey.from_cryptography_key(key),
+        certificate=crypto.X509.from_cryptography(certificate),
+        lowerMaximumSecurityTo=TLSVersion.TLSv1_2,
+    )
+
+
+def _application_records(raw: bytes) -> int:
+    """How many TLS application-data records (type 23) ``raw`` holds."""
+    count = offset = 0
+    while offset + 5 <= len(raw):
+        if raw[offset] == 23:
+            count += 1
+        offset += 5 + int.from_bytes(raw[offset + 3:offset + 5], "big")
+    return count
+
+
+class TLSBatchTests(TestCase):
+    """TLS connections of txcaddy's listeners encrypt one iteration's writes together."""
+
+    timeout = 10
+
+    async def records_for(self, script: Callable[[Any], None]) -> tuple[bytes, int]:
+        """Serve one TLS connection with ``script``; the plaintext and application records the
+        client got before the connection closed."""
+        from twisted.internet.ssl import CertificateOptions
+        from twisted.protocols.tls import TLSMemoryBIOFactory, TLSMemoryBIOProtocol
+
+        server = _twisted.TLSServerFactory(_tls12_server_options(), False,
+                                           Factory.forProtocol(lambda: _Writer(script)))
+        port = listen_local(server)
+        self.addCleanup(port.stopListening)
+        raw = bytearray()
+
+        class RawRecording(TLSMemoryBIOProtocol):
+            def dataReceived(self, data: bytes) -> None:
+                raw.extend(data)
+                super().dataReceived(data)
+
+        done: Deferred[bytes] = Deferred()
+        client = TLSMemoryBIOFactory(CertificateOptions(), True,
+                                     ClientFactory.forProtocol(lambda: _Collect(done)))
+        client.protocol = RawRecording
+        connect("127.0.0.1", port_number(port), client)
+        plain = await done
+        return plain, _application_records(bytes(raw))
+
+    @staticmethod
+    def three_writes(transport: Any) -> None:
+        """After the handshake (the first write waits for it), three writes in one iteration."""
+        def later() -> None:
+            transport.write(b"HEADERS ")
+            transport.write(b"DATA ")
+            transport.writeSequence([b"RST", b"_STREAM"])
+            transport.loseConnection()
+
+        reactor.callLater(0.05, later)
+
+    async def test_writes_of_one_iteration_are_one_record(self) -> None:
+        """With the fast path, three writes in one iteration arrive as one TLS record, before the
+        close_notify (curl 7.88 stops reading after a record that ends a response: docs/http2.md)."""
+        fast_io(self)
+        plain, records = await self.records_for(self.three_writes)
+        self.assertEqual(plain, b"HEADERS DATA RST_STREAM")
+        self.assertEqual(records, 1)  # (the close_notify after it is an alert record, type 21)
+
+    async def test_without_the_fast_path_each_write_is_a_record(self) -> None:
+        """Without the fast path each write is encrypted at once, as Twisted's own protocol does."""
+        plain, records = await self.records_for(self.three_writes)
+        self.assertEqual(plain, b"HEADERS DATA RST_STREAM")
+        self.assertEqual(records, 3)
+
+
 class PrivateTwistedNamesTests(SynchronousTestCase):
     """The private parts of Twisted that _twisted.py relies on are still there, with their shape.
 

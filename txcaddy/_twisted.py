@@ -72,6 +72,7 @@ class _SendBatch:
 
     @ivar pending: the chunks of each transport, in write order.
     @ivar closing: pending transports to close once their data is sent.
+    @ivar tls: TLS connections with application data to encrypt before the batch is sent.
     @ivar looped: whether the reactor runs ``_epoll_iteration`` (reads plain TCP itself).
     @ivar users: how many ``install_fast_io`` calls are not undone yet.
     """
@@ -80,6 +81,7 @@ class _SendBatch:
         self.reactor = reactor
         self.pending: dict[Any, list[bytes]] = {}
         self.closing: set[Any] = set()
+        self.tls: list[TLSServerProtocol] = []
         self.looped = False
         self.users = 0
         self._replaced: Any = None  # the reactor's own doIteration attribute, if it had one
@@ -112,7 +114,7 @@ class _SendBatch:
             poll = reactor.doIteration
 
             def doIteration(timeout: float | None) -> None:
-                if self.pending:
+                if self.pending or self.tls:
                     self.flush()
                 poll(timeout)
 
@@ -133,6 +135,10 @@ class _SendBatch:
         return True
 
     def flush(self) -> None:
+        if self.tls:
+            tls, self.tls = self.tls, []
+            for protocol in tls:
+                protocol.send_plain()  # its records join ``pending``
         pending, self.pending = self.pending, {}
         closing, self.closing = self.closing, set()
         for transport, chunks in pending.items():
@@ -209,7 +215,7 @@ def _epoll_iteration(reactor: Any, batch: _SendBatch) -> Any:
     disconnect = reactor._disconnectSelectable
 
     def doIteration(timeout: float | None) -> None:
-        if batch.pending:
+        if batch.pending or batch.tls:
             batch.flush()
         if timeout is None:
             timeout = -1
@@ -427,16 +433,58 @@ def send_sequence_now(transport: Any, chunks: Sequence[bytes]) -> None:
 
 
 class TLSServerProtocol(TLSMemoryBIOProtocol):
-    """Twisted's TLS protocol without its write aggregation, sending through the batch.
+    """Twisted's TLS protocol without its write aggregation timer, sending through the batch.
 
     ``TLSMemoryBIOFactory`` makes ``BufferingTLSTransport``s: every application write waits
     for a ``callLater(0)`` and the encrypted bytes then go out with ``transport.write`` (an
-    ``epoll_ctl`` pair and another loop turn).  txcaddy's HTTP protocols already write a
-    response's head and body at once, so aggregation only adds the timer; here each write is
-    encrypted at once and its records go to the TCP connection through ``send_now`` (the
-    batch of the fast path, a plain ``write`` without it).  Measured on ``https-small``: see
-    docs/performance.md.
+    ``epoll_ctl`` pair and another loop turn).  Here, with the fast path installed, the
+    application's writes of one reactor iteration are joined and encrypted together when the
+    batch is sent (no timer: the loop sends the batch before it polls), and their records go to
+    the TCP connection with the rest of the batch.  Without the fast path each write is
+    encrypted and written at once.
+
+    Joining matters beyond speed: HTTP/2 writes a response as several frames (HEADERS, DATA,
+    END_STREAM, a RST_STREAM when the request body was not read), and curl 7.88 stops reading
+    a connection after a record that completed the response while its upload waits for a
+    window, so a RST_STREAM in a later record leaves it uploading forever (docs/http2.md).
+    Measured on ``https-small``: see docs/performance.md.
+
+    @ivar _plain: application bytes waiting for the batch, or None when none are.
     """
+
+    _plain: list[bytes] | None = None
+
+    def write(self, data: bytes) -> None:
+        batch = _ACTIVE
+        if (
+            batch is None or not self._handshakeDone or self.disconnecting or self._lostTLSConnection
+            or getattr(self.transport, "reactor", None) is not batch.reactor
+        ):
+            TLSMemoryBIOProtocol.write(self, data)
+            return
+        plain = self._plain
+        if plain is None:
+            self._plain = [data]
+            batch.tls.append(self)
+        else:
+            plain.append(data)
+
+    def writeSequence(self, iovec: Sequence[bytes]) -> None:  # noqa: N802 - Twisted's name
+        self.write(b"".join(iovec))
+
+    def send_plain(self) -> None:
+        """Encrypt and send what ``write`` kept for the batch."""
+        plain, self._plain = self._plain, None
+        if plain and not self._lostTLSConnection and not self._aborted:
+            TLSMemoryBIOProtocol.write(self, plain[0] if len(plain) == 1 else b"".join(plain))
+
+    def loseConnection(self) -> None:  # noqa: N802 - Twisted's name
+        self.send_plain()  # the close_notify goes after the data
+        TLSMemoryBIOProtocol.loseConnection(self)
+
+    def abortConnection(self) -> None:  # noqa: N802 - Twisted's name
+        self._plain = None
+        TLSMemoryBIOProtocol.abortConnection(self)
 
     def _flushSendBIO(self) -> None:  # noqa: N802 - Twisted's (private) name
         try:
@@ -444,9 +492,6 @@ class TLSServerProtocol(TLSMemoryBIOProtocol):
         except WantReadError:
             return  # nothing in the send BIO right now
         send_now(self.transport, data)
-
-    def writeSequence(self, iovec: Sequence[bytes]) -> None:  # noqa: N802 - Twisted's name
-        self.write(b"".join(iovec))
 
 
 class TLSServerFactory(TLSMemoryBIOFactory):

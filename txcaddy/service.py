@@ -45,6 +45,10 @@ from txcaddy.tls.storage import storage_from_config
 DEFAULT_GRACE_PERIOD = 10.0  # seconds to let in-flight requests finish on stop
 
 
+#: Caddy's ``protocols`` when a server names none (``caddyhttp/server.go``).
+DEFAULT_PROTOCOLS = ("h1", "h2", "h3")
+
+
 class ListenerService(StreamServerEndpointService):
     """Listens on one endpoint while running; knows the port it got (``:0`` works).
 
@@ -125,11 +129,9 @@ class CaddyService(MultiService):
         self.http = load_http_app(auto_https.http, context, logs=self.logs, challenges=self.challenges)
         for name, server in self.http.servers.items():
             # HTTP/2 is chosen per connection at its first bytes (``HTTPFactory``): by ALPN on
-            # TLS listeners when the server's protocols name h2, by the h2c preface in the clear
-            # when they name h2c.  Until the open issue in docs/http2.md is fixed HTTP/2 is
-            # opt-in: without a ``protocols`` option TLS listeners speak HTTP/1.1 only (Caddy's
-            # default is h1 h2 h3).
-            protocols = auto_https.http["servers"][name].get("protocols") or ["h1"]
+            # TLS listeners when the server's protocols name h2 (Caddy's default: h1 h2 h3), by
+            # the h2c preface in the clear when they name h2c.
+            protocols = auto_https.http["servers"][name].get("protocols") or DEFAULT_PROTOCOLS
             factory: IProtocolFactory = HTTPFactory(server, self.reactor, h2c="h2c" in protocols)
             tls_factory: IProtocolFactory | None = None
             for listener in self.http.listeners[name]:

@@ -57,7 +57,7 @@ class HTTP2Tests(HTTPSTestCase):
         self.assertEqual((code, out), (0, b"HTTP/2.0 https\n2"), err)
         upload = self.mktemp()
         with open(upload, "wb") as f:
-            f.write(b"x" * 300_000)  # several frames, within the 1 MiB windows (docs/http2.md: open issue)
+            f.write(b"x" * 300_000)  # several frames, within the 1 MiB windows
         out, err, code = yield curl("--http2", "--cacert", root, "--resolve", resolve, "--data-binary", f"@{upload}", url)
         self.assertEqual((code, out), (0, b"HTTP/2.0 https\n2"), err)
         out, err, code = yield curl("--http2", "--cacert", root, "--resolve", resolve, "-I", url)
@@ -69,13 +69,39 @@ class HTTP2Tests(HTTPSTestCase):
         self.assertEqual((code, out), (0, b"HTTP/1.1 https\n1.1"), err)
 
     @inlineCallbacks
-    def test_tls_speaks_http11_without_protocols(self) -> Any:
-        """Without a ``protocols`` option HTTP/2 is not offered yet (opt-in): curl --http2 gets HTTP/1.1."""
+    def test_tls_speaks_h2_by_default(self) -> Any:
+        """Without a ``protocols`` option a TLS site offers h2 (Caddy's default h1 h2 h3);
+        ``protocols h1`` keeps it to HTTP/1.1."""
         yield self.start("localhost {\n\trespond \"{http.request.proto}\"\n}\n")
         root = os.path.join(self.storage, "pki", "authorities", "local", "root.crt")
         resolve = f"localhost:{self.https_port}:127.0.0.1"
         out, err, code = yield curl("--http2", "--cacert", root, "--resolve", resolve, f"https://localhost:{self.https_port}/")
+        self.assertEqual((code, out), (0, b"HTTP/2.0\n2"), err)
+
+    @inlineCallbacks
+    def test_protocols_h1_keeps_tls_to_http11(self) -> Any:
+        """``protocols h1`` offers only http/1.1 by ALPN: curl --http2 gets HTTP/1.1."""
+        yield self.start("localhost {\n\trespond \"{http.request.proto}\"\n}\n",
+                         extra="\tservers {\n\t\tprotocols h1\n\t}\n")
+        root = os.path.join(self.storage, "pki", "authorities", "local", "root.crt")
+        resolve = f"localhost:{self.https_port}:127.0.0.1"
+        out, err, code = yield curl("--http2", "--cacert", root, "--resolve", resolve, f"https://localhost:{self.https_port}/")
         self.assertEqual((code, out), (0, b"HTTP/1.1\n1.1"), err)
+
+    @inlineCallbacks
+    def test_unread_upload_larger_than_the_windows_ends(self) -> Any:
+        """A 5 MB POST to a route that never reads it ends as with Caddy (the response, then the
+        stream reset: curl's error 92) instead of leaving curl uploading until it gives up."""
+        yield self.start("localhost {\n\trespond ok\n}\n", fast_io=True)
+        root = os.path.join(self.storage, "pki", "authorities", "local", "root.crt")
+        resolve = f"localhost:{self.https_port}:127.0.0.1"
+        upload = self.mktemp()
+        with open(upload, "wb") as f:
+            f.write(b"x" * 5_000_000)
+        out, err, code = yield curl("--http2", "--max-time", "30", "--cacert", root, "--resolve", resolve,
+                                    "--data-binary", f"@{upload}", f"https://localhost:{self.https_port}/")
+        self.assertEqual(code, 92, err)  # 28 would be curl's timeout: the upload never ended
+        self.assertIn(b"Stream error", err)
 
 
 class TranslationTests(HTTPSTestCase):
