@@ -382,6 +382,19 @@ def last_goaway(data: bytes) -> int | None:
     return code
 
 
+def rst_streams(data: bytes) -> dict[int, int]:
+    """Stream id → error code of each RST_STREAM frame in what the server wrote."""
+    codes = {}
+    view = memoryview(data)
+    while len(view) >= 9:
+        frame, length = hyperframe.frame.Frame.parse_frame_header(view[:9])
+        if isinstance(frame, hyperframe.frame.RstStreamFrame):
+            frame.parse_body(view[9:9 + length])
+            codes[frame.stream_id] = frame.error_code
+        view = view[9 + length:]
+    return codes
+
+
 class AbuseTests(SynchronousTestCase):
     """Per-connection abuse limits: the attacker gets GOAWAY and is closed, others are still served."""
 
@@ -444,6 +457,7 @@ class AbuseTests(SynchronousTestCase):
             sid = self.attacker.request("GET", "/held")
             self.attacker.conn.reset_stream(sid)
             self.attacker.pump()
+            self.held.release()  # the handler returns after the client went away
             if i % 100 == 99:
                 self.clock.advance(3)
         self.assertIsNone(self.goaway(self.attacker))
@@ -455,22 +469,86 @@ class AbuseTests(SynchronousTestCase):
             self.assertServed(self.attacker)
         self.assertIsNone(self.goaway(self.attacker))
 
-    def test_streams_over_max_concurrent_close_the_connection(self) -> None:
-        """h2 answers a stream beyond MAX_CONCURRENT_STREAMS with GOAWAY PROTOCOL_ERROR (not REFUSED_STREAM)."""
-        for _ in range(250):
-            self.attacker.request("GET", "/held")
-        self.attacker.pump()
-        self.assertIsNone(self.goaway(self.attacker))
-        self.assertEqual(len(self.held.pending), 250)
-        frame = hyperframe.frame.HeadersFrame(1001)
-        frame.data = self.attacker.conn.encoder.encode(
-            [(":method", "GET"), (":scheme", "https"), (":authority", "a"), (":path", "/held")])
+    def headers_frame(self, client: Client, sid: int, path: str = "/held") -> bytes:
+        """A HEADERS frame the client's own state machine would refuse to send."""
+        frame = hyperframe.frame.HeadersFrame(sid)
+        frame.data = client.conn.encoder.encode(
+            [(":method", "GET"), (":scheme", "https"), (":authority", "a"), (":path", path)])
         frame.flags.add("END_HEADERS")
         frame.flags.add("END_STREAM")
-        self.attacker.protocol.dataReceived(frame.serialize())
-        self.assertEqual(last_goaway(self.attacker.transport.value()), 1)  # PROTOCOL_ERROR
-        self.assertTrue(self.attacker.transport.disconnecting)
+        return frame.serialize()
+
+    def resets(self, client: Client) -> dict[int, int]:
+        """Stream id → error code of each RST_STREAM the client received."""
+        client.pump()
+        return {e.stream_id: e.error_code for e in client.events if isinstance(e, h2.events.StreamReset)}
+
+    def test_stream_over_max_concurrent_is_reset(self) -> None:
+        """The 251st concurrent stream gets RST_STREAM PROTOCOL_ERROR; the first 250 are still answered."""
+        sids = [self.attacker.request("GET", "/held") for _ in range(250)]
+        self.attacker.pump()
         self.assertEqual(len(self.held.pending), 250)
+        self.attacker.protocol.dataReceived(self.headers_frame(self.attacker, 501))
+        self.attacker.conn.highest_outbound_stream_id = 501  # sent behind the client state machine's back
+        written = self.attacker.transport.value()
+        self.attacker.transport.clear()
+        self.assertEqual(last_goaway(written), None)
+        self.assertEqual(rst_streams(written), {501: 1})  # PROTOCOL_ERROR, as Go after the SETTINGS ACK
+        self.assertEqual(len(self.held.pending), 250)
+        for _ in range(250):
+            self.held.release(b"done")
+        self.attacker.pump()
+        for sid in sids:
+            _, body, _, ended = self.attacker.response(sid)
+            self.assertEqual((body, ended), (b"done", True))
+        self.assertFalse(self.attacker.transport.disconnecting)
+        self.assertServed(self.attacker)
+
+    def test_stream_over_limit_before_the_settings_ack_is_refused(self) -> None:
+        """Before the client acknowledged our SETTINGS, a stream over the limit gets REFUSED_STREAM."""
+        protocol = HTTP2Protocol(self.server, self.clock)
+        transport = StringTransport()
+        protocol.makeConnection(transport)
+        client = Client(protocol, transport)
+        protocol.dataReceived(client.conn.data_to_send())  # preface and SETTINGS, no ACK yet
+        block = b"".join(self.headers_frame(client, 2 * i + 1) for i in range(251))
+        protocol.dataReceived(block)
+        self.assertEqual(len(self.held.pending), 250)
+        self.assertEqual(rst_streams(transport.value()), {501: 7})  # REFUSED_STREAM
+        self.assertIsNone(last_goaway(transport.value()))
+        self.assertFalse(transport.disconnecting)
+
+    def test_running_handlers_of_reset_streams_count(self) -> None:
+        """Handlers still running for reset streams count toward the limit: the next stream is refused."""
+        for _ in range(250):
+            sid = self.attacker.request("GET", "/held")
+            self.attacker.conn.reset_stream(sid)
+        self.attacker.pump()
+        self.assertEqual(len(self.held.pending), 250)
+        self.assertTrue(self.attacker.protocol.idle)  # no stream open...
+        sid = self.attacker.request("GET", "/held")
+        self.assertEqual(self.resets(self.attacker), {sid: 7})  # ...but 250 handlers run: REFUSED_STREAM
+        self.assertEqual(len(self.held.pending), 250)
+        self.assertIsNone(self.goaway(self.attacker))
+        self.held.release()  # one handler returns: one stream may open again
+        sid = self.attacker.request("GET", "/held")
+        self.attacker.pump()
+        self.assertNotIn(sid, self.resets(self.attacker))
+        self.assertEqual(len(self.held.pending), 250)
+        self.assertServed(self.bystander)
+
+    def test_refused_streams_count_as_rapid_resets(self) -> None:
+        """Streams refused while reset streams' handlers run count toward the rapid-reset limit."""
+        for _ in range(250):
+            sid = self.attacker.request("GET", "/held")
+            self.attacker.conn.reset_stream(sid)
+        self.attacker.pump()
+        for _ in range(250):
+            self.attacker.request("GET", "/held")  # refused: 500 resets and refusals so far
+        self.attacker.pump()
+        self.assertIsNone(self.goaway(self.attacker))
+        self.attacker.request("GET", "/held")
+        self.assertCalmedDown(self.attacker)
         self.assertServed(self.bystander)
 
     def test_ping_flood_while_not_reading(self) -> None:

@@ -144,6 +144,53 @@ class _FrameBuffer(h2.frame_buffer.FrameBuffer):
         return result
 
 
+class _ServerConnection(h2.connection.H2Connection):
+    """``h2``'s connection, refusing one stream over the limit instead of the whole connection.
+
+    ``h2`` answers a HEADERS frame beyond MAX_CONCURRENT_STREAMS with a
+    connection error (GOAWAY), which kills every stream. Go resets only that
+    stream: PROTOCOL_ERROR once the client acknowledged our SETTINGS (it knew
+    better), REFUSED_STREAM before. Handlers still running for streams that
+    are no longer open (``orphans``: reset by the client, or by us) count
+    toward the limit too, as Go counts running handlers; a stream refused for
+    them gets REFUSED_STREAM. The header block is decoded either way, so the
+    HPACK state stays in step.
+    """
+
+    def __init__(self, config: h2.config.H2Configuration) -> None:
+        super().__init__(config=config)
+        self.orphans = 0  # handlers still running for streams no longer open
+        self.refused = 0  # streams refused, for the protocol's rapid-reset budget
+        self._admitting = False
+
+    @property
+    def open_inbound_streams(self) -> int:
+        # h2 reads this only to refuse an inbound stream; the check is ours (below).
+        if self._admitting:
+            return 0
+        return super().open_inbound_streams
+
+    def _receive_headers_frame(self, frame: Any) -> Any:
+        if frame.stream_id in self.streams:
+            return super()._receive_headers_frame(frame)
+        open_now = self.open_inbound_streams
+        self._admitting = True
+        try:
+            frames, events = super()._receive_headers_frame(frame)
+        finally:
+            self._admitting = False
+        if open_now + 1 > MAX_CONCURRENT_STREAMS:
+            acked = self.local_settings.max_concurrent_streams == MAX_CONCURRENT_STREAMS
+            code = ErrorCodes.PROTOCOL_ERROR if acked else ErrorCodes.REFUSED_STREAM
+        elif open_now + self.orphans + 1 > MAX_CONCURRENT_STREAMS:
+            code = ErrorCodes.REFUSED_STREAM
+        else:
+            return frames, events
+        self.reset_stream(frame.stream_id, code)
+        self.refused += 1
+        return frames, [e for e in events if getattr(e, "stream_id", None) != frame.stream_id]
+
+
 class _Stream:
     """One request/response exchange on the connection, and its flow control.
 
@@ -154,7 +201,7 @@ class _Stream:
     __slots__ = (
         "id", "protocol", "request", "response", "body", "unacked", "paused", "pending",
         "pending_size", "end_pending", "producer", "streaming", "producer_paused",
-        "closed", "remote_ended", "expect_continue", "_pulling",
+        "closed", "remote_ended", "expect_continue", "_pulling", "handler_running", "orphaned",
     )
 
     def __init__(self, stream_id: int, protocol: HTTP2Protocol) -> None:
@@ -175,6 +222,8 @@ class _Stream:
         self.remote_ended = False
         self.expect_continue = False
         self._pulling = False
+        self.handler_running = True  # until the server's handlers return
+        self.orphaned = False  # counted in the connection's orphans
 
     # -- IPushProducer for the request body ----------------------------------------
 
@@ -303,6 +352,10 @@ class H2Response(Response):
         """Cut this stream off (RST_STREAM), as Go's h2 server does for ``ErrAbortHandler``."""
         self._protocol._reset(self._stream, ErrorCodes.INTERNAL_ERROR)
 
+    def handler_done(self) -> None:
+        """The handlers returned: a reset stream's handler stops counting toward the stream limit."""
+        self._protocol._handler_done(self._stream)
+
     def write_informational(self, status: int, headers: Headers | None = None) -> None:
         """Send a 1xx response (103 Early Hints, 100 Continue) before the final one."""
         if self.head_sent or self._stream.closed or not 100 <= status < 200 or status == 101:
@@ -358,7 +411,7 @@ class HTTP2Protocol(Protocol):
         self._empty_data = _Budget(EMPTY_DATA_LIMIT, EMPTY_DATA_WINDOW)
         self._queued_control = 0  # PING/SETTINGS ACKs made while the transport is paused
         config = h2.config.H2Configuration(client_side=False, header_encoding=None)
-        self.conn = h2.connection.H2Connection(config=config)
+        self.conn = _ServerConnection(config)
         self.conn.incoming_buffer = _FrameBuffer(server=True)
 
     # -- connection ---------------------------------------------------------------------
@@ -491,6 +544,13 @@ class HTTP2Protocol(Protocol):
             self.transport.loseConnection()
             return
         self._return_unseen_window(window, events)
+        refused, self.conn.refused = self.conn.refused, 0
+        now = self.clock()
+        for _ in range(refused):
+            # A refused stream cost us its header block and a reset, as a reset one does.
+            if not self._resets.spend(now):
+                self._abandon(ErrorCodes.ENHANCE_YOUR_CALM, "too many streams reset or refused (rapid reset)")
+                return
         event: Any
         for event in events:
             kind = type(event)
@@ -650,9 +710,19 @@ class HTTP2Protocol(Protocol):
         if size and self.transport is not None:
             self.conn.acknowledge_received_data(size, stream.id)
 
+    def _handler_done(self, stream: _Stream) -> None:
+        stream.handler_running = False
+        if stream.orphaned:
+            stream.orphaned = False
+            self.conn.orphans -= 1
+
     def _lose_stream(self, stream: _Stream, error: BaseException) -> None:
         """The stream is gone (reset, or the connection lost): stop its producers, release it."""
         stream.closed = True
+        response = stream.response
+        if stream.handler_running and response is not None and not response.finished and not stream.orphaned:
+            stream.orphaned = True  # its handler still runs: it counts toward the stream limit
+            self.conn.orphans += 1
         self._release_window(stream)
         stream.pending = []
         stream.pending_size = 0
