@@ -369,6 +369,89 @@ class SelectionTests(SynchronousTestCase):
         self.assertTrue(transport.disconnecting)
 
 
+class UpgradeTests(SynchronousTestCase):
+    """``Upgrade: h2c`` on a cleartext listener, as Go's h2c handler serves it."""
+
+    def setUp(self) -> None:
+        respond = load_static_response({"body": "{http.request.proto} {http.request.uri} {http.request.header.upgrade}"},
+                                       None)
+        self.server = HTTPServer("srv0", [":80"], RouteList([Route([respond])]), reactor=MemoryReactorClock())
+        self.transport = StringTransport()
+        self.client = h2.connection.H2Connection(h2.config.H2Configuration(client_side=True, header_encoding=None))
+
+    def upgrade(self, h2c: bool = True, fields: bytes | None = None, request: bytes = b"GET /up?x=1 HTTP/1.1\r\n") -> bytes:
+        """Send an upgrade request (the client's own settings unless ``fields``); return what came back."""
+        protocol = HTTPFactory(self.server, h2c=h2c).buildProtocol(None)
+        protocol.makeConnection(self.transport)
+        settings = self.client.initiate_upgrade_connection()
+        assert settings is not None
+        if fields is None:
+            fields = b"Connection: Upgrade, HTTP2-Settings\r\nUpgrade: h2c\r\nHTTP2-Settings: " + settings + b"\r\n"
+        self.protocol = protocol
+        protocol.dataReceived(request + b"Host: a\r\n" + fields + b"\r\n")
+        out = self.transport.value()
+        self.transport.clear()
+        return out
+
+    def test_upgrade_serves_the_request_as_stream_1(self) -> None:
+        """101 with Connection/Upgrade, then HTTP/2: the upgrade request is answered on stream 1, more streams follow."""
+        out = self.upgrade()
+        head = b"HTTP/1.1 101 Switching Protocols\r\nConnection: Upgrade\r\nUpgrade: h2c\r\n\r\n"
+        self.assertTrue(out.startswith(head), out[:200])
+        events = self.client.receive_data(out[len(head):])
+        self.protocol.dataReceived(self.client.data_to_send())  # the preface and SETTINGS, after the 101
+        events += self.client.receive_data(self.transport.value())
+        self.transport.clear()
+        bodies = {e.stream_id: e.data for e in events if isinstance(e, h2.events.DataReceived)}
+        self.assertEqual(bodies, {1: b"HTTP/2.0 /up?x=1 "})  # no Upgrade field left on the HTTP/2 request
+        self.assertTrue(any(isinstance(e, h2.events.StreamEnded) and e.stream_id == 1 for e in events))
+        self.client.send_headers(3, [(":method", "GET"), (":scheme", "http"), (":authority", "a"), (":path", "/two")],
+                                 end_stream=True)
+        self.protocol.dataReceived(self.client.data_to_send())
+        events = self.client.receive_data(self.transport.value())
+        self.assertEqual([e.data for e in events if isinstance(e, h2.events.DataReceived)], [b"HTTP/2.0 /two "])
+        self.assertEqual([type(c) for c in self.server.connections], [HTTP2Protocol])
+
+    def test_without_h2c_the_upgrade_is_ignored(self) -> None:
+        """A server without h2c in its protocols serves the upgrade request as HTTP/1.1."""
+        out = self.upgrade(h2c=False)
+        self.assertTrue(out.startswith(b"HTTP/1.1 200 OK\r\n"), out[:100])
+        self.assertTrue(out.endswith(b"HTTP/1.1 /up?x=1 h2c"))
+
+    def test_malformed_settings_are_ignored(self) -> None:
+        """Two HTTP2-Settings fields, bad base64url, or no HTTP2-Settings in Connection: plain HTTP/1.1."""
+        for fields in (
+            b"Connection: Upgrade, HTTP2-Settings\r\nUpgrade: h2c\r\nHTTP2-Settings: AAMAAABk\r\nHTTP2-Settings: AAMAAABk\r\n",
+            b"Connection: Upgrade, HTTP2-Settings\r\nUpgrade: h2c\r\nHTTP2-Settings: !!!\r\n",
+            b"Connection: Upgrade, HTTP2-Settings\r\nUpgrade: h2c\r\nHTTP2-Settings: AAMAAA\r\n",  # 4 bytes
+            b"Connection: Upgrade\r\nUpgrade: h2c\r\nHTTP2-Settings: AAMAAABk\r\n",
+        ):
+            self.setUp()
+            out = self.upgrade(fields=fields)
+            self.assertTrue(out.startswith(b"HTTP/1.1 200 OK\r\n"), (fields, out[:100]))
+            self.assertTrue(out.endswith(b"HTTP/1.1 /up?x=1 h2c"))
+
+    def test_upgrade_with_a_body_is_served_as_http11(self) -> None:
+        """An upgrade request with a body is answered as HTTP/1.1 (ignoring the upgrade is always allowed)."""
+        out = self.upgrade(request=b"POST /up?x=1 HTTP/1.1\r\nContent-Length: 0\r\n")
+        self.assertTrue(out.startswith(b"HTTP/1.1 101 "))  # an empty body is no body
+        self.setUp()
+        out = self.upgrade(request=b"POST /up?x=1 HTTP/1.1\r\nContent-Length: 3\r\n")
+        self.protocol.dataReceived(b"abc")
+        out += self.transport.value()
+        self.assertTrue(out.startswith(b"HTTP/1.1 200 OK\r\n"), out[:100])
+        self.assertTrue(out.endswith(b"HTTP/1.1 /up?x=1 h2c"))
+
+    def test_invalid_settings_values_get_goaway(self) -> None:
+        """Well-formed HTTP2-Settings with a value h2 refuses (window over 2^31-1): 101, then GOAWAY PROTOCOL_ERROR."""
+        fields = b"Connection: Upgrade, HTTP2-Settings\r\nUpgrade: h2c\r\nHTTP2-Settings: AASAAAAA\r\n"
+        out = self.upgrade(fields=fields)
+        head = b"HTTP/1.1 101 Switching Protocols\r\nConnection: Upgrade\r\nUpgrade: h2c\r\n\r\n"
+        self.assertTrue(out.startswith(head))
+        self.assertEqual(last_goaway(out[len(head):]), 1)  # PROTOCOL_ERROR
+        self.assertTrue(self.transport.disconnecting)
+
+
 def last_goaway(data: bytes) -> int | None:
     """The error code of the last GOAWAY frame in what the server wrote, or None."""
     code = None

@@ -48,6 +48,7 @@ Not here yet: extended CONNECT (WebSocket over h2), ``Upgrade: h2c``, server pus
 
 from __future__ import annotations
 
+import base64
 import time
 from collections import deque
 from typing import Any
@@ -58,6 +59,7 @@ import h2.events
 import h2.exceptions
 import h2.frame_buffer
 import h2.settings
+import hyperframe.exceptions
 from h2.errors import ErrorCodes
 from hyperframe.frame import Frame, GoAwayFrame
 from twisted.internet.interfaces import IPushProducer, ISSLTransport
@@ -391,8 +393,14 @@ class HTTP2Protocol(Protocol):
     log = Logger()
     transport: Any
 
-    def __init__(self, server: IHTTPServer, clock: Any = None, tls: Any = None, peer: Any = None) -> None:
+    def __init__(
+        self, server: IHTTPServer, clock: Any = None, tls: Any = None, peer: Any = None,
+        upgrade: tuple[Request, bytes] | None = None,
+    ) -> None:
+        """``upgrade``: the HTTP/1.1 request of an ``Upgrade: h2c`` and its decoded
+        ``HTTP2-Settings``; the connection starts with that request as stream 1."""
         self.server = server
+        self._upgrade = upgrade
         self.reactor = clock
         self.clock = clock.seconds if clock is not None else time.time
         self.tls = tls
@@ -407,6 +415,7 @@ class HTTP2Protocol(Protocol):
         self._preface_call: Any = None
         self._abort_call: Any = None
         self._abandoned = False  # GOAWAY for abuse sent: input is ignored
+        self._abandoned_upgrade = False
         self._resets = _Budget(RAPID_RESET_LIMIT, RAPID_RESET_WINDOW)
         self._empty_data = _Budget(EMPTY_DATA_LIMIT, EMPTY_DATA_WINDOW)
         self._queued_control = 0  # PING/SETTINGS ACKs made while the transport is paused
@@ -427,7 +436,15 @@ class HTTP2Protocol(Protocol):
             # Chosen at the first bytes, after the handshake: the TLS state is final.
             self.tls = TLSState.from_connection(self.transport.getHandle())
         conn = self.conn
-        conn.initiate_connection()
+        upgrade, self._upgrade = self._upgrade, None
+        if upgrade is None:
+            conn.initiate_connection()
+        else:
+            try:
+                conn.initiate_upgrade_connection(base64.urlsafe_b64encode(upgrade[1]))
+            except (h2.exceptions.ProtocolError, hyperframe.exceptions.HyperframeError):
+                upgrade = None  # settings h2 refuses (a window too large, ...): GOAWAY below
+                self._abandoned_upgrade = True
         conn.update_settings({
             h2.settings.SettingCodes.MAX_CONCURRENT_STREAMS: MAX_CONCURRENT_STREAMS,
             h2.settings.SettingCodes.INITIAL_WINDOW_SIZE: INITIAL_WINDOW_SIZE,
@@ -441,6 +458,44 @@ class HTTP2Protocol(Protocol):
         self._arm_idle_timer()
         if self.reactor is not None:
             self._preface_call = self.reactor.callLater(PREFACE_TIMEOUT, self._preface_timeout)
+        if upgrade is not None:
+            self._serve_upgraded(upgrade[0])
+        elif self._abandoned_upgrade:
+            self._abandon(ErrorCodes.PROTOCOL_ERROR, "invalid HTTP2-Settings in the h2c upgrade")
+
+    def _serve_upgraded(self, original: Request) -> None:
+        """Serve the request of an ``Upgrade: h2c`` as stream 1 (half-closed: its body was read)."""
+        self._stop_idle_timer()
+        self._last_stream = 1
+        stream = _Stream(1, self)
+        stream.remote_ended = True
+        self._streams[1] = stream
+        headers = Headers.from_raw([
+            (name.encode("latin-1"), value.encode("latin-1"))
+            for name, values in original.headers.lists()
+            if name.lower() not in _CONNECTION_SPECIFIC and name.lower() != "http2-settings"
+            for value in values
+        ])
+        body = RequestBody(0, stream.body_drained, stream)
+        stream.body = body
+        request = Request(
+            original.method,
+            original.request_uri,
+            headers,
+            proto="HTTP/2.0",
+            remote=self._remote,
+            local=self._local if self._local is not None else self._local_address,
+            tls=None,
+            body=body,
+            server=self.server,
+            clock=self.clock,
+        )
+        stream.request = request
+        response = H2Response(self, stream, original.method == "HEAD")
+        stream.response = response
+        body.finish()
+        self.server.handle(request, response)
+        self._write()
 
     def connectionLost(self, reason: Any = None) -> None:
         self._stop_idle_timer()
@@ -936,6 +991,8 @@ class _Negotiating(Protocol):
         self._addr = addr
         self._h1 = HTTP11Protocol(factory.server, factory.reactor, factory.tls, peer=addr)
         self._h1.factory = factory
+        if factory.h2c:
+            self._h1.upgrade_h2c = factory.upgrade_h2c
         self._buffer = b""
 
     def makeConnection(self, transport: Any) -> None:
@@ -985,6 +1042,12 @@ class HTTPFactory(Factory):
         self.tls = tls
         self.h2 = h2
         self.h2c = h2c
+
+    def upgrade_h2c(self, request: Request, settings: bytes) -> HTTP2Protocol:
+        """The HTTP/2 protocol a cleartext ``Upgrade: h2c`` request switches to."""
+        protocol = HTTP2Protocol(self.server, self.reactor, self.tls, upgrade=(request, settings))
+        protocol.factory = self
+        return protocol
 
     def buildProtocol(self, addr: Any) -> Protocol:
         if not (self.h2 or self.h2c):
