@@ -88,6 +88,41 @@ class Big:
         response.add_trailers(Headers([("Grpc-Status", "0")]))
 
 
+@implementer(IHandler)
+class Streamer:
+    """Streams a long body through a push producer, writing while it is not paused."""
+
+    chunk = 16 * 1024
+    total = 10 * 1024 * 1024
+
+    def __init__(self) -> None:
+        self.written = 0
+        self.paused = False
+        self.pauses = 0
+        self.stopped = False
+
+    def serve(self, request: Any, response: Any, next: Any) -> Deferred[None]:
+        self.response = response
+        self.done: Deferred[None] = Deferred()
+        response.register_producer(self, True)
+        self.resumeProducing()
+        return self.done
+
+    def pauseProducing(self) -> None:
+        self.paused = True
+        self.pauses += 1
+
+    def resumeProducing(self) -> None:
+        self.paused = False
+        while not self.paused and not self.stopped and self.written < self.total:
+            self.written += self.chunk
+            self.response.write(b"s" * self.chunk)
+
+    def stopProducing(self) -> None:
+        self.stopped = True
+        self.done.callback(None)
+
+
 class Client:
     """An ``h2`` client connection wired to a server protocol on a StringTransport."""
 
@@ -485,8 +520,10 @@ class AbuseTests(SynchronousTestCase):
         self.clock = MemoryReactorClock()
         self.held = Held()
         respond = load_static_response({"body": "ok"}, None)
+        self.streamer = Streamer()
         routes = RouteList([
             Route([self.held], [MatcherSet([PathPrefix("/held")])], terminal=True),
+            Route([self.streamer], [MatcherSet([PathPrefix("/stream")])], terminal=True),
             Route([respond]),
         ])
         self.server = HTTPServer("srv0", [":443"], routes, reactor=self.clock)
@@ -632,6 +669,90 @@ class AbuseTests(SynchronousTestCase):
         self.assertIsNone(self.goaway(self.attacker))
         self.attacker.request("GET", "/held")
         self.assertCalmedDown(self.attacker)
+        self.assertServed(self.bystander)
+
+    def test_window_update_flood(self) -> None:
+        """100,000 WINDOW_UPDATE frames queue nothing (no reply, no growth) and others are still served."""
+        sid = self.attacker.request("GET", "/held")
+        self.attacker.pump()
+        self.attacker.transport.clear()
+        frames = b"".join(hyperframe.frame.WindowUpdateFrame(stream, window_increment=1).serialize()
+                          for stream in (0, sid)) * 50_000
+        self.attacker.protocol.dataReceived(frames)
+        self.assertEqual(self.attacker.transport.value(), b"")  # nothing queued in answer
+        self.assertFalse(self.attacker.transport.disconnecting)
+        self.assertServed(self.bystander)
+        self.held.release(b"fine")
+        self.attacker.pump()
+        self.assertEqual(self.attacker.response(sid)[1], b"fine")
+
+    def test_window_overflow_is_a_flow_control_error(self) -> None:
+        """A WINDOW_UPDATE taking the connection window past 2^31-1: GOAWAY FLOW_CONTROL_ERROR."""
+        frame = hyperframe.frame.WindowUpdateFrame(0, window_increment=(1 << 31) - 1)
+        self.attacker.protocol.dataReceived(frame.serialize())
+        self.assertEqual(last_goaway(self.attacker.transport.value()), 3)  # FLOW_CONTROL_ERROR
+        self.assertTrue(self.attacker.transport.disconnecting)
+        self.assertServed(self.bystander)
+
+    def test_stream_window_overflow_resets_the_stream(self) -> None:
+        """A WINDOW_UPDATE taking a stream's window past 2^31-1: RST_STREAM FLOW_CONTROL_ERROR, the connection goes on."""
+        sid = self.attacker.request("GET", "/held")
+        self.attacker.pump()
+        frame = hyperframe.frame.WindowUpdateFrame(sid, window_increment=(1 << 31) - 1)
+        self.attacker.protocol.dataReceived(frame.serialize())
+        self.assertEqual(rst_streams(self.attacker.transport.value()), {sid: 3})
+        self.assertFalse(self.attacker.transport.disconnecting)
+        self.attacker.transport.clear()
+        self.assertServed(self.attacker)
+
+    def test_zero_window_stall(self) -> None:
+        """A client that never opens a zero window: the producer is paused (memory bounded), the stream
+        is reset after idle_timeout, and the connection closed after another idle_timeout."""
+        self.attacker.conn.update_settings({h2.settings.SettingCodes.INITIAL_WINDOW_SIZE: 0})
+        self.attacker.pump()
+        sid = self.attacker.request("GET", "/stream")
+        self.attacker.pump()
+        protocol = self.attacker.protocol
+        stream = protocol._streams[sid]
+        self.assertTrue(self.streamer.paused)
+        self.assertLessEqual(stream.pending_size, 64 * 1024 + Streamer.chunk)
+        self.assertLessEqual(self.streamer.written, 64 * 1024 + 2 * Streamer.chunk)
+        self.assertServed(self.bystander)
+        self.clock.advance(299)
+        self.assertFalse(self.streamer.stopped)
+        self.assertEqual(self.streamer.written, 64 * 1024 + Streamer.chunk)  # no more while stalled
+        self.clock.advance(1)  # idle_timeout (5 min) without a byte out: reset
+        self.assertTrue(self.streamer.stopped)
+        self.assertEqual(rst_streams(self.attacker.transport.value()), {sid: 2})  # INTERNAL_ERROR
+        self.assertTrue(protocol.idle)
+        self.assertFalse(self.attacker.transport.disconnecting)
+        self.clock.advance(300)  # then idle: GOAWAY and close
+        self.assertTrue(self.attacker.transport.disconnecting)
+
+    def test_slow_window_updates_keep_the_stream(self) -> None:
+        """A client that keeps opening its window, however slowly, is not cut off by the stall timer."""
+        self.attacker.conn.update_settings({h2.settings.SettingCodes.INITIAL_WINDOW_SIZE: 0})
+        self.attacker.pump()
+        sid = self.attacker.request("GET", "/stream")
+        self.attacker.pump()
+        for _ in range(5):
+            self.clock.advance(200)
+            self.attacker.conn.increment_flow_control_window(1000, sid)
+            self.attacker.pump()
+        self.assertFalse(self.streamer.stopped)
+        self.assertNotIn(sid, rst_streams(self.attacker.transport.value()))
+
+    def test_highest_stream_id(self) -> None:
+        """Stream 2^31-1 is served; a new stream after it (necessarily a lower id) is a connection error."""
+        last = (1 << 31) - 1
+        self.attacker.protocol.dataReceived(self.headers_frame(self.attacker, last, "/"))
+        written = self.attacker.transport.value()
+        self.attacker.transport.clear()
+        self.assertIn(b"ok", written)
+        self.assertEqual(rst_streams(written), {})
+        self.attacker.protocol.dataReceived(self.headers_frame(self.attacker, 5, "/"))
+        self.assertEqual(last_goaway(self.attacker.transport.value()), 1)  # PROTOCOL_ERROR
+        self.assertTrue(self.attacker.transport.disconnecting)
         self.assertServed(self.bystander)
 
     def test_ping_flood_while_not_reading(self) -> None:

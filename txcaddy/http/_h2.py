@@ -204,6 +204,7 @@ class _Stream:
         "id", "protocol", "request", "response", "body", "unacked", "paused", "pending",
         "pending_size", "end_pending", "producer", "streaming", "producer_paused",
         "closed", "remote_ended", "expect_continue", "_pulling", "handler_running", "orphaned",
+        "stalled_since",
     )
 
     def __init__(self, stream_id: int, protocol: HTTP2Protocol) -> None:
@@ -226,6 +227,7 @@ class _Stream:
         self._pulling = False
         self.handler_running = True  # until the server's handlers return
         self.orphaned = False  # counted in the connection's orphans
+        self.stalled_since: float | None = None  # response bytes queued and none sent since
 
     # -- IPushProducer for the request body ----------------------------------------
 
@@ -414,6 +416,7 @@ class HTTP2Protocol(Protocol):
         self._idle_call: Any = None
         self._preface_call: Any = None
         self._abort_call: Any = None
+        self._stall_call: Any = None
         self._abandoned = False  # GOAWAY for abuse sent: input is ignored
         self._abandoned_upgrade = False
         self._resets = _Budget(RAPID_RESET_LIMIT, RAPID_RESET_WINDOW)
@@ -499,10 +502,10 @@ class HTTP2Protocol(Protocol):
 
     def connectionLost(self, reason: Any = None) -> None:
         self._stop_idle_timer()
-        for call in (self._preface_call, self._abort_call):
+        for call in (self._preface_call, self._abort_call, self._stall_call):
             if call is not None and call.active():
                 call.cancel()
-        self._preface_call = self._abort_call = None
+        self._preface_call = self._abort_call = self._stall_call = None
         error = getattr(reason, "value", reason)
         streams, self._streams = self._streams, {}
         for stream in streams.values():
@@ -873,7 +876,45 @@ class HTTP2Protocol(Protocol):
             return
         if sent:
             self._write()
+        self._note_stall(stream, sent)
         self._pace(stream)
+
+    def _note_stall(self, stream: _Stream, sent: bool) -> None:
+        """Track since when the stream's queued response bytes could not go out."""
+        if not stream.pending:
+            stream.stalled_since = None
+            return
+        if sent or stream.stalled_since is None:
+            stream.stalled_since = self.clock()
+        timeout = getattr(self.server, "idle_timeout", 0)
+        if timeout and self.reactor is not None and self._stall_call is None:
+            self._stall_call = self.reactor.callLater(timeout, self._stall_timeout)
+
+    def _stall_timeout(self) -> None:
+        """Reset streams whose response has not moved for ``idle_timeout`` (a zero window never opened).
+
+        Go without a WriteTimeout (Caddy's default) waits forever; like nginx's
+        ``send_timeout`` the stream is given up, and once none is left the idle
+        timeout closes the connection.
+        """
+        self._stall_call = None
+        timeout = getattr(self.server, "idle_timeout", 0)
+        if not timeout or self.transport is None:
+            return
+        now = self.clock()
+        earliest: float | None = None
+        for stream in list(self._streams.values()):
+            since = stream.stalled_since
+            if since is None or not stream.pending:
+                continue
+            if now - since >= timeout:
+                self.log.debug("HTTP/2 stream {id} from {remote}: response stalled, reset",
+                               id=stream.id, remote=self._remote)
+                self._reset(stream, ErrorCodes.INTERNAL_ERROR)
+            elif earliest is None or since < earliest:
+                earliest = since
+        if earliest is not None and self.transport is not None and self.reactor is not None:
+            self._stall_call = self.reactor.callLater(earliest + timeout - now, self._stall_timeout)
 
     def _pace(self, stream: _Stream) -> None:
         """Pause or resume the response's producer after the queue changed."""
