@@ -12,7 +12,10 @@ the last one read as HTTP: llhttp stops after its head, the bytes after it are
 kept unparsed and reading pauses until the handler decides. A handler that
 answers normally gets its response sent and the connection closed; one that
 calls ``response.switch_protocols(protocol)`` gets a ``101`` written and the
-connection handed to ``protocol`` (the reverse proxy's tunnel).
+connection handed to ``protocol`` (the reverse proxy's tunnel). On servers
+allowing h2c, a bodyless ``Upgrade: h2c`` request with valid ``HTTP2-Settings``
+never reaches a handler here: it gets the ``101`` and becomes stream 1 of the
+HTTP/2 protocol ``upgrade_h2c`` makes (Go's ``x/net/http2/h2c``).
 
 The protocol, its response and its exchange queue stay in this one module: one
 state machine per connection on the per-request hot path, kept together as

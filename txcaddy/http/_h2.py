@@ -1,7 +1,7 @@
 """The HTTP/2 server protocol, on the sans-IO ``h2`` library.
 
 One ``HTTP2Protocol`` per connection (TLS with ALPN ``h2``, or cleartext h2c
-by prior knowledge). Each stream becomes the same ``Request`` the HTTP/1.1
+by prior knowledge or ``Upgrade: h2c``). Each stream becomes the same ``Request`` the HTTP/1.1
 server makes and an ``H2Response``, handed to ``server.handle`` at header
 time, so everything above the protocol is shared (DESIGN.md §3, §5b).
 
@@ -43,7 +43,15 @@ aborted if the peer does not read it within ``GOAWAY_TIMEOUT``:
   stops at 64 CONTINUATION frames per block);
 * no preface and SETTINGS within ``PREFACE_TIMEOUT``.
 
-Not here yet: extended CONNECT (WebSocket over h2), ``Upgrade: h2c``, server push.
+* a HEADERS frame over MAX_CONCURRENT_STREAMS, counting handlers still running
+  for closed streams, resets only that stream (``_ServerConnection``);
+* a stream whose queued response has not moved for ``idle_timeout`` is reset.
+
+``Upgrade: h2c`` is taken by the HTTP/1.1 protocol, which hands the connection
+and the request (as stream 1) to an ``HTTP2Protocol`` made by
+``HTTPFactory.upgrade_h2c`` (Go's ``x/net/http2/h2c``).
+
+Not here yet: extended CONNECT (WebSocket over h2), server push.
 """
 
 from __future__ import annotations
