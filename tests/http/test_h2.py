@@ -88,6 +88,41 @@ class Big:
         response.add_trailers(Headers([("Grpc-Status", "0")]))
 
 
+@implementer(IHandler)
+class Streamer:
+    """Streams a long body through a push producer, writing while it is not paused."""
+
+    chunk = 16 * 1024
+    total = 10 * 1024 * 1024
+
+    def __init__(self) -> None:
+        self.written = 0
+        self.paused = False
+        self.pauses = 0
+        self.stopped = False
+
+    def serve(self, request: Any, response: Any, next: Any) -> Deferred[None]:
+        self.response = response
+        self.done: Deferred[None] = Deferred()
+        response.register_producer(self, True)
+        self.resumeProducing()
+        return self.done
+
+    def pauseProducing(self) -> None:
+        self.paused = True
+        self.pauses += 1
+
+    def resumeProducing(self) -> None:
+        self.paused = False
+        while not self.paused and not self.stopped and self.written < self.total:
+            self.written += self.chunk
+            self.response.write(b"s" * self.chunk)
+
+    def stopProducing(self) -> None:
+        self.stopped = True
+        self.done.callback(None)
+
+
 class Client:
     """An ``h2`` client connection wired to a server protocol on a StringTransport."""
 
@@ -369,6 +404,89 @@ class SelectionTests(SynchronousTestCase):
         self.assertTrue(transport.disconnecting)
 
 
+class UpgradeTests(SynchronousTestCase):
+    """``Upgrade: h2c`` on a cleartext listener, as Go's h2c handler serves it."""
+
+    def setUp(self) -> None:
+        respond = load_static_response({"body": "{http.request.proto} {http.request.uri} {http.request.header.upgrade}"},
+                                       None)
+        self.server = HTTPServer("srv0", [":80"], RouteList([Route([respond])]), reactor=MemoryReactorClock())
+        self.transport = StringTransport()
+        self.client = h2.connection.H2Connection(h2.config.H2Configuration(client_side=True, header_encoding=None))
+
+    def upgrade(self, h2c: bool = True, fields: bytes | None = None, request: bytes = b"GET /up?x=1 HTTP/1.1\r\n") -> bytes:
+        """Send an upgrade request (the client's own settings unless ``fields``); return what came back."""
+        protocol = HTTPFactory(self.server, h2c=h2c).buildProtocol(None)
+        protocol.makeConnection(self.transport)
+        settings = self.client.initiate_upgrade_connection()
+        assert settings is not None
+        if fields is None:
+            fields = b"Connection: Upgrade, HTTP2-Settings\r\nUpgrade: h2c\r\nHTTP2-Settings: " + settings + b"\r\n"
+        self.protocol = protocol
+        protocol.dataReceived(request + b"Host: a\r\n" + fields + b"\r\n")
+        out = self.transport.value()
+        self.transport.clear()
+        return out
+
+    def test_upgrade_serves_the_request_as_stream_1(self) -> None:
+        """101 with Connection/Upgrade, then HTTP/2: the upgrade request is answered on stream 1, more streams follow."""
+        out = self.upgrade()
+        head = b"HTTP/1.1 101 Switching Protocols\r\nConnection: Upgrade\r\nUpgrade: h2c\r\n\r\n"
+        self.assertTrue(out.startswith(head), out[:200])
+        events = self.client.receive_data(out[len(head):])
+        self.protocol.dataReceived(self.client.data_to_send())  # the preface and SETTINGS, after the 101
+        events += self.client.receive_data(self.transport.value())
+        self.transport.clear()
+        bodies = {e.stream_id: e.data for e in events if isinstance(e, h2.events.DataReceived)}
+        self.assertEqual(bodies, {1: b"HTTP/2.0 /up?x=1 "})  # no Upgrade field left on the HTTP/2 request
+        self.assertTrue(any(isinstance(e, h2.events.StreamEnded) and e.stream_id == 1 for e in events))
+        self.client.send_headers(3, [(":method", "GET"), (":scheme", "http"), (":authority", "a"), (":path", "/two")],
+                                 end_stream=True)
+        self.protocol.dataReceived(self.client.data_to_send())
+        events = self.client.receive_data(self.transport.value())
+        self.assertEqual([e.data for e in events if isinstance(e, h2.events.DataReceived)], [b"HTTP/2.0 /two "])
+        self.assertEqual([type(c) for c in self.server.connections], [HTTP2Protocol])
+
+    def test_without_h2c_the_upgrade_is_ignored(self) -> None:
+        """A server without h2c in its protocols serves the upgrade request as HTTP/1.1."""
+        out = self.upgrade(h2c=False)
+        self.assertTrue(out.startswith(b"HTTP/1.1 200 OK\r\n"), out[:100])
+        self.assertTrue(out.endswith(b"HTTP/1.1 /up?x=1 h2c"))
+
+    def test_malformed_settings_are_ignored(self) -> None:
+        """Two HTTP2-Settings fields, bad base64url, or no HTTP2-Settings in Connection: plain HTTP/1.1."""
+        for fields in (
+            b"Connection: Upgrade, HTTP2-Settings\r\nUpgrade: h2c\r\nHTTP2-Settings: AAMAAABk\r\nHTTP2-Settings: AAMAAABk\r\n",
+            b"Connection: Upgrade, HTTP2-Settings\r\nUpgrade: h2c\r\nHTTP2-Settings: !!!\r\n",
+            b"Connection: Upgrade, HTTP2-Settings\r\nUpgrade: h2c\r\nHTTP2-Settings: AAMAAA\r\n",  # 4 bytes
+            b"Connection: Upgrade\r\nUpgrade: h2c\r\nHTTP2-Settings: AAMAAABk\r\n",
+        ):
+            self.setUp()
+            out = self.upgrade(fields=fields)
+            self.assertTrue(out.startswith(b"HTTP/1.1 200 OK\r\n"), (fields, out[:100]))
+            self.assertTrue(out.endswith(b"HTTP/1.1 /up?x=1 h2c"))
+
+    def test_upgrade_with_a_body_is_served_as_http11(self) -> None:
+        """An upgrade request with a body is answered as HTTP/1.1 (ignoring the upgrade is always allowed)."""
+        out = self.upgrade(request=b"POST /up?x=1 HTTP/1.1\r\nContent-Length: 0\r\n")
+        self.assertTrue(out.startswith(b"HTTP/1.1 101 "))  # an empty body is no body
+        self.setUp()
+        out = self.upgrade(request=b"POST /up?x=1 HTTP/1.1\r\nContent-Length: 3\r\n")
+        self.protocol.dataReceived(b"abc")
+        out += self.transport.value()
+        self.assertTrue(out.startswith(b"HTTP/1.1 200 OK\r\n"), out[:100])
+        self.assertTrue(out.endswith(b"HTTP/1.1 /up?x=1 h2c"))
+
+    def test_invalid_settings_values_get_goaway(self) -> None:
+        """Well-formed HTTP2-Settings with a value h2 refuses (window over 2^31-1): 101, then GOAWAY PROTOCOL_ERROR."""
+        fields = b"Connection: Upgrade, HTTP2-Settings\r\nUpgrade: h2c\r\nHTTP2-Settings: AASAAAAA\r\n"
+        out = self.upgrade(fields=fields)
+        head = b"HTTP/1.1 101 Switching Protocols\r\nConnection: Upgrade\r\nUpgrade: h2c\r\n\r\n"
+        self.assertTrue(out.startswith(head))
+        self.assertEqual(last_goaway(out[len(head):]), 1)  # PROTOCOL_ERROR
+        self.assertTrue(self.transport.disconnecting)
+
+
 def last_goaway(data: bytes) -> int | None:
     """The error code of the last GOAWAY frame in what the server wrote, or None."""
     code = None
@@ -382,6 +500,19 @@ def last_goaway(data: bytes) -> int | None:
     return code
 
 
+def rst_streams(data: bytes) -> dict[int, int]:
+    """Stream id → error code of each RST_STREAM frame in what the server wrote."""
+    codes = {}
+    view = memoryview(data)
+    while len(view) >= 9:
+        frame, length = hyperframe.frame.Frame.parse_frame_header(view[:9])
+        if isinstance(frame, hyperframe.frame.RstStreamFrame):
+            frame.parse_body(view[9:9 + length])
+            codes[frame.stream_id] = frame.error_code
+        view = view[9 + length:]
+    return codes
+
+
 class AbuseTests(SynchronousTestCase):
     """Per-connection abuse limits: the attacker gets GOAWAY and is closed, others are still served."""
 
@@ -389,8 +520,10 @@ class AbuseTests(SynchronousTestCase):
         self.clock = MemoryReactorClock()
         self.held = Held()
         respond = load_static_response({"body": "ok"}, None)
+        self.streamer = Streamer()
         routes = RouteList([
             Route([self.held], [MatcherSet([PathPrefix("/held")])], terminal=True),
+            Route([self.streamer], [MatcherSet([PathPrefix("/stream")])], terminal=True),
             Route([respond]),
         ])
         self.server = HTTPServer("srv0", [":443"], routes, reactor=self.clock)
@@ -444,6 +577,7 @@ class AbuseTests(SynchronousTestCase):
             sid = self.attacker.request("GET", "/held")
             self.attacker.conn.reset_stream(sid)
             self.attacker.pump()
+            self.held.release()  # the handler returns after the client went away
             if i % 100 == 99:
                 self.clock.advance(3)
         self.assertIsNone(self.goaway(self.attacker))
@@ -455,22 +589,170 @@ class AbuseTests(SynchronousTestCase):
             self.assertServed(self.attacker)
         self.assertIsNone(self.goaway(self.attacker))
 
-    def test_streams_over_max_concurrent_close_the_connection(self) -> None:
-        """h2 answers a stream beyond MAX_CONCURRENT_STREAMS with GOAWAY PROTOCOL_ERROR (not REFUSED_STREAM)."""
-        for _ in range(250):
-            self.attacker.request("GET", "/held")
-        self.attacker.pump()
-        self.assertIsNone(self.goaway(self.attacker))
-        self.assertEqual(len(self.held.pending), 250)
-        frame = hyperframe.frame.HeadersFrame(1001)
-        frame.data = self.attacker.conn.encoder.encode(
-            [(":method", "GET"), (":scheme", "https"), (":authority", "a"), (":path", "/held")])
+    def headers_frame(self, client: Client, sid: int, path: str = "/held") -> bytes:
+        """A HEADERS frame the client's own state machine would refuse to send."""
+        frame = hyperframe.frame.HeadersFrame(sid)
+        frame.data = client.conn.encoder.encode(
+            [(":method", "GET"), (":scheme", "https"), (":authority", "a"), (":path", path)])
         frame.flags.add("END_HEADERS")
         frame.flags.add("END_STREAM")
+        return frame.serialize()
+
+    def resets(self, client: Client) -> dict[int, int]:
+        """Stream id → error code of each RST_STREAM the client received."""
+        client.pump()
+        return {e.stream_id: e.error_code for e in client.events if isinstance(e, h2.events.StreamReset)}
+
+    def test_stream_over_max_concurrent_is_reset(self) -> None:
+        """The 251st concurrent stream gets RST_STREAM PROTOCOL_ERROR; the first 250 are still answered."""
+        sids = [self.attacker.request("GET", "/held") for _ in range(250)]
+        self.attacker.pump()
+        self.assertEqual(len(self.held.pending), 250)
+        self.attacker.protocol.dataReceived(self.headers_frame(self.attacker, 501))
+        self.attacker.conn.highest_outbound_stream_id = 501  # sent behind the client state machine's back
+        written = self.attacker.transport.value()
+        self.attacker.transport.clear()
+        self.assertEqual(last_goaway(written), None)
+        self.assertEqual(rst_streams(written), {501: 1})  # PROTOCOL_ERROR, as Go after the SETTINGS ACK
+        self.assertEqual(len(self.held.pending), 250)
+        for _ in range(250):
+            self.held.release(b"done")
+        self.attacker.pump()
+        for sid in sids:
+            _, body, _, ended = self.attacker.response(sid)
+            self.assertEqual((body, ended), (b"done", True))
+        self.assertFalse(self.attacker.transport.disconnecting)
+        self.assertServed(self.attacker)
+
+    def test_stream_over_limit_before_the_settings_ack_is_refused(self) -> None:
+        """Before the client acknowledged our SETTINGS, a stream over the limit gets REFUSED_STREAM."""
+        protocol = HTTP2Protocol(self.server, self.clock)
+        transport = StringTransport()
+        protocol.makeConnection(transport)
+        client = Client(protocol, transport)
+        protocol.dataReceived(client.conn.data_to_send())  # preface and SETTINGS, no ACK yet
+        block = b"".join(self.headers_frame(client, 2 * i + 1) for i in range(251))
+        protocol.dataReceived(block)
+        self.assertEqual(len(self.held.pending), 250)
+        self.assertEqual(rst_streams(transport.value()), {501: 7})  # REFUSED_STREAM
+        self.assertIsNone(last_goaway(transport.value()))
+        self.assertFalse(transport.disconnecting)
+
+    def test_running_handlers_of_reset_streams_count(self) -> None:
+        """Handlers still running for reset streams count toward the limit: the next stream is refused."""
+        for _ in range(250):
+            sid = self.attacker.request("GET", "/held")
+            self.attacker.conn.reset_stream(sid)
+        self.attacker.pump()
+        self.assertEqual(len(self.held.pending), 250)
+        self.assertTrue(self.attacker.protocol.idle)  # no stream open...
+        sid = self.attacker.request("GET", "/held")
+        self.assertEqual(self.resets(self.attacker), {sid: 7})  # ...but 250 handlers run: REFUSED_STREAM
+        self.assertEqual(len(self.held.pending), 250)
+        self.assertIsNone(self.goaway(self.attacker))
+        self.held.release()  # one handler returns: one stream may open again
+        sid = self.attacker.request("GET", "/held")
+        self.attacker.pump()
+        self.assertNotIn(sid, self.resets(self.attacker))
+        self.assertEqual(len(self.held.pending), 250)
+        self.assertServed(self.bystander)
+
+    def test_refused_streams_count_as_rapid_resets(self) -> None:
+        """Streams refused while reset streams' handlers run count toward the rapid-reset limit."""
+        for _ in range(250):
+            sid = self.attacker.request("GET", "/held")
+            self.attacker.conn.reset_stream(sid)
+        self.attacker.pump()
+        for _ in range(250):
+            self.attacker.request("GET", "/held")  # refused: 500 resets and refusals so far
+        self.attacker.pump()
+        self.assertIsNone(self.goaway(self.attacker))
+        self.attacker.request("GET", "/held")
+        self.assertCalmedDown(self.attacker)
+        self.assertServed(self.bystander)
+
+    def test_window_update_flood(self) -> None:
+        """100,000 WINDOW_UPDATE frames queue nothing (no reply, no growth) and others are still served."""
+        sid = self.attacker.request("GET", "/held")
+        self.attacker.pump()
+        self.attacker.transport.clear()
+        frames = b"".join(hyperframe.frame.WindowUpdateFrame(stream, window_increment=1).serialize()
+                          for stream in (0, sid)) * 50_000
+        self.attacker.protocol.dataReceived(frames)
+        self.assertEqual(self.attacker.transport.value(), b"")  # nothing queued in answer
+        self.assertFalse(self.attacker.transport.disconnecting)
+        self.assertServed(self.bystander)
+        self.held.release(b"fine")
+        self.attacker.pump()
+        self.assertEqual(self.attacker.response(sid)[1], b"fine")
+
+    def test_window_overflow_is_a_flow_control_error(self) -> None:
+        """A WINDOW_UPDATE taking the connection window past 2^31-1: GOAWAY FLOW_CONTROL_ERROR."""
+        frame = hyperframe.frame.WindowUpdateFrame(0, window_increment=(1 << 31) - 1)
         self.attacker.protocol.dataReceived(frame.serialize())
+        self.assertEqual(last_goaway(self.attacker.transport.value()), 3)  # FLOW_CONTROL_ERROR
+        self.assertTrue(self.attacker.transport.disconnecting)
+        self.assertServed(self.bystander)
+
+    def test_stream_window_overflow_resets_the_stream(self) -> None:
+        """A WINDOW_UPDATE taking a stream's window past 2^31-1: RST_STREAM FLOW_CONTROL_ERROR, the connection goes on."""
+        sid = self.attacker.request("GET", "/held")
+        self.attacker.pump()
+        frame = hyperframe.frame.WindowUpdateFrame(sid, window_increment=(1 << 31) - 1)
+        self.attacker.protocol.dataReceived(frame.serialize())
+        self.assertEqual(rst_streams(self.attacker.transport.value()), {sid: 3})
+        self.assertFalse(self.attacker.transport.disconnecting)
+        self.attacker.transport.clear()
+        self.assertServed(self.attacker)
+
+    def test_zero_window_stall(self) -> None:
+        """A client that never opens a zero window: the producer is paused (memory bounded), the stream
+        is reset after idle_timeout, and the connection closed after another idle_timeout."""
+        self.attacker.conn.update_settings({h2.settings.SettingCodes.INITIAL_WINDOW_SIZE: 0})
+        self.attacker.pump()
+        sid = self.attacker.request("GET", "/stream")
+        self.attacker.pump()
+        protocol = self.attacker.protocol
+        stream = protocol._streams[sid]
+        self.assertTrue(self.streamer.paused)
+        self.assertLessEqual(stream.pending_size, 64 * 1024 + Streamer.chunk)
+        self.assertLessEqual(self.streamer.written, 64 * 1024 + 2 * Streamer.chunk)
+        self.assertServed(self.bystander)
+        self.clock.advance(299)
+        self.assertFalse(self.streamer.stopped)
+        self.assertEqual(self.streamer.written, 64 * 1024 + Streamer.chunk)  # no more while stalled
+        self.clock.advance(1)  # idle_timeout (5 min) without a byte out: reset
+        self.assertTrue(self.streamer.stopped)
+        self.assertEqual(rst_streams(self.attacker.transport.value()), {sid: 2})  # INTERNAL_ERROR
+        self.assertTrue(protocol.idle)
+        self.assertFalse(self.attacker.transport.disconnecting)
+        self.clock.advance(300)  # then idle: GOAWAY and close
+        self.assertTrue(self.attacker.transport.disconnecting)
+
+    def test_slow_window_updates_keep_the_stream(self) -> None:
+        """A client that keeps opening its window, however slowly, is not cut off by the stall timer."""
+        self.attacker.conn.update_settings({h2.settings.SettingCodes.INITIAL_WINDOW_SIZE: 0})
+        self.attacker.pump()
+        sid = self.attacker.request("GET", "/stream")
+        self.attacker.pump()
+        for _ in range(5):
+            self.clock.advance(200)
+            self.attacker.conn.increment_flow_control_window(1000, sid)
+            self.attacker.pump()
+        self.assertFalse(self.streamer.stopped)
+        self.assertNotIn(sid, rst_streams(self.attacker.transport.value()))
+
+    def test_highest_stream_id(self) -> None:
+        """Stream 2^31-1 is served; a new stream after it (necessarily a lower id) is a connection error."""
+        last = (1 << 31) - 1
+        self.attacker.protocol.dataReceived(self.headers_frame(self.attacker, last, "/"))
+        written = self.attacker.transport.value()
+        self.attacker.transport.clear()
+        self.assertIn(b"ok", written)
+        self.assertEqual(rst_streams(written), {})
+        self.attacker.protocol.dataReceived(self.headers_frame(self.attacker, 5, "/"))
         self.assertEqual(last_goaway(self.attacker.transport.value()), 1)  # PROTOCOL_ERROR
         self.assertTrue(self.attacker.transport.disconnecting)
-        self.assertEqual(len(self.held.pending), 250)
         self.assertServed(self.bystander)
 
     def test_ping_flood_while_not_reading(self) -> None:

@@ -12,7 +12,10 @@ the last one read as HTTP: llhttp stops after its head, the bytes after it are
 kept unparsed and reading pauses until the handler decides. A handler that
 answers normally gets its response sent and the connection closed; one that
 calls ``response.switch_protocols(protocol)`` gets a ``101`` written and the
-connection handed to ``protocol`` (the reverse proxy's tunnel).
+connection handed to ``protocol`` (the reverse proxy's tunnel). On servers
+allowing h2c, a bodyless ``Upgrade: h2c`` request with valid ``HTTP2-Settings``
+never reaches a handler here: it gets the ``101`` and becomes stream 1 of the
+HTTP/2 protocol ``upgrade_h2c`` makes (Go's ``x/net/http2/h2c``).
 
 The protocol, its response and its exchange queue stay in this one module: one
 state machine per connection on the per-request hot path, kept together as
@@ -21,8 +24,11 @@ Twisted keeps ``_newclient.py``. The response head writer is in ``_h1head``.
 
 from __future__ import annotations
 
+import base64
+import binascii
 import time
 from collections import deque
+from collections.abc import Callable
 from operator import itemgetter
 from typing import Any
 
@@ -223,6 +229,11 @@ class HTTP11Protocol(Protocol):
     # used for flow control, which no one Twisted interface names; None when gone.
     transport: Any
 
+    #: Set by ``HTTPFactory`` on cleartext connections whose server allows h2c: makes the
+    #: HTTP/2 protocol an ``Upgrade: h2c`` request switches to, from the request and the
+    #: decoded ``HTTP2-Settings`` payload.
+    upgrade_h2c: Callable[[Request, bytes], Any] | None = None
+
     def __init__(self, server: IHTTPServer, clock: Any = None, tls: Any = None, peer: Any = None) -> None:
         self.server = server
         self._peer = peer  # the client's address as the factory was given it (else asked for)
@@ -254,6 +265,7 @@ class HTTP11Protocol(Protocol):
         # field it had: the body is read after the head with a fresh parser.
         self._body_after_upgrade: tuple[_Exchange, bytes] | None = None
         self._resuming_body: _Exchange | None = None
+        self._h2c: tuple[Request, bytes] | None = None  # an accepted Upgrade: h2c request, until llhttp stops
 
     # -- connection ---------------------------------------------------------------------
 
@@ -526,6 +538,13 @@ class HTTP11Protocol(Protocol):
         expect = expects is not None and expects[0].lower() == "100-continue" and not http10
         exchange = _Exchange(request, response, not keep_alive, expect)
         if parser.should_upgrade():
+            if length == 0 and self.upgrade_h2c is not None and not self._exchanges and self.tls is None:
+                settings = _h2c_settings(headers)
+                if settings is not None:
+                    # Served as HTTP/2 stream 1 after the 101 (see _upgrade_requested).
+                    self._h2c = (request, settings)
+                    self._parsing = exchange
+                    return
             if length == 0:
                 # Whatever the answer, nothing after this head is HTTP: a normal
                 # response closes the connection, a 101 hands it over.
@@ -577,6 +596,11 @@ class HTTP11Protocol(Protocol):
 
     def _upgrade_requested(self, rest: bytes) -> None:
         """llhttp stopped after an upgrade request's head; ``rest`` is what followed it."""
+        h2c = self._h2c
+        if h2c is not None:
+            self._h2c = None
+            self._switch_to_h2c(h2c[0], h2c[1], rest)
+            return
         pending = self._body_after_upgrade
         if pending is not None:
             # An upgrade request with a body is served as a plain request (it cannot
@@ -598,6 +622,19 @@ class HTTP11Protocol(Protocol):
         self._divert_to = self._upgrade_data.extend
         if not getattr(self.transport, "disconnecting", False):  # else answered and closing already
             self._pause_reading("upgrade")
+
+    def _switch_to_h2c(self, request: Request, settings: bytes, rest: bytes) -> None:
+        """``Upgrade: h2c`` (Go's h2c handler): 101, then HTTP/2 with the request as stream 1."""
+        assert self.upgrade_h2c is not None
+        transport = self.transport
+        send_now(transport, b"HTTP/1.1 101 Switching Protocols\r\nConnection: Upgrade\r\nUpgrade: h2c\r\n\r\n")
+        protocol = self.upgrade_h2c(request, settings)
+        self.hand_over()  # the HTTP/2 protocol joins the server's connections itself
+        self._switched = protocol
+        self._divert_to = protocol.dataReceived
+        protocol.makeConnection(transport)
+        if rest:
+            protocol.dataReceived(rest)
 
     def _switchable(self, response: H1Response) -> _Exchange | None:
         exchanges = self._exchanges
@@ -716,6 +753,32 @@ def _new_parser(protocol: HTTP11Protocol) -> httptools.HttpRequestParser:
     # framing and the connection closed afterwards (DESIGN.md §1, RFC 9112 §6.1).
     parser.set_dangerous_leniencies(lenient_chunked_length=True)
     return parser
+
+
+def _has_token(values: list[str] | None, token: str) -> bool:
+    return values is not None and any(
+        part.strip(" \t").lower() == token for value in values for part in value.split(","))
+
+
+def _h2c_settings(headers: Headers) -> bytes | None:
+    """The SETTINGS payload of an ``Upgrade: h2c`` request, or None if it is not a valid one.
+
+    As Go's ``h2c`` handler: ``Upgrade`` names h2c, ``Connection`` names HTTP2-Settings,
+    and there is exactly one ``HTTP2-Settings`` field, base64url (RFC 7540 §3.2.1).
+    """
+    if not _has_token(headers.values_of("Upgrade"), "h2c") or not _has_token(headers.values_of("Connection"), "http2-settings"):
+        return None
+    values = headers.values_of("Http2-Settings")
+    if values is None or len(values) != 1:
+        return None
+    value = values[0].strip(" \t").rstrip("=")
+    try:
+        payload = base64.urlsafe_b64decode(value + "=" * (-len(value) % 4))
+    except (binascii.Error, ValueError):
+        return None
+    if len(payload) % 6 or base64.urlsafe_b64encode(payload).rstrip(b"=") != value.encode("ascii", "replace"):
+        return None  # not base64url, or not whole 6-byte settings
+    return payload
 
 
 def _unmapped(host: str) -> str:

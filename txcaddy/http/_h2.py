@@ -1,7 +1,7 @@
 """The HTTP/2 server protocol, on the sans-IO ``h2`` library.
 
 One ``HTTP2Protocol`` per connection (TLS with ALPN ``h2``, or cleartext h2c
-by prior knowledge). Each stream becomes the same ``Request`` the HTTP/1.1
+by prior knowledge or ``Upgrade: h2c``). Each stream becomes the same ``Request`` the HTTP/1.1
 server makes and an ``H2Response``, handed to ``server.handle`` at header
 time, so everything above the protocol is shared (DESIGN.md §3, §5b).
 
@@ -43,11 +43,20 @@ aborted if the peer does not read it within ``GOAWAY_TIMEOUT``:
   stops at 64 CONTINUATION frames per block);
 * no preface and SETTINGS within ``PREFACE_TIMEOUT``.
 
-Not here yet: extended CONNECT (WebSocket over h2), ``Upgrade: h2c``, server push.
+* a HEADERS frame over MAX_CONCURRENT_STREAMS, counting handlers still running
+  for closed streams, resets only that stream (``_ServerConnection``);
+* a stream whose queued response has not moved for ``idle_timeout`` is reset.
+
+``Upgrade: h2c`` is taken by the HTTP/1.1 protocol, which hands the connection
+and the request (as stream 1) to an ``HTTP2Protocol`` made by
+``HTTPFactory.upgrade_h2c`` (Go's ``x/net/http2/h2c``).
+
+Not here yet: extended CONNECT (WebSocket over h2), server push.
 """
 
 from __future__ import annotations
 
+import base64
 import time
 from collections import deque
 from typing import Any
@@ -58,6 +67,7 @@ import h2.events
 import h2.exceptions
 import h2.frame_buffer
 import h2.settings
+import hyperframe.exceptions
 from h2.errors import ErrorCodes
 from hyperframe.frame import Frame, GoAwayFrame
 from twisted.internet.interfaces import IPushProducer, ISSLTransport
@@ -144,6 +154,53 @@ class _FrameBuffer(h2.frame_buffer.FrameBuffer):
         return result
 
 
+class _ServerConnection(h2.connection.H2Connection):
+    """``h2``'s connection, refusing one stream over the limit instead of the whole connection.
+
+    ``h2`` answers a HEADERS frame beyond MAX_CONCURRENT_STREAMS with a
+    connection error (GOAWAY), which kills every stream. Go resets only that
+    stream: PROTOCOL_ERROR once the client acknowledged our SETTINGS (it knew
+    better), REFUSED_STREAM before. Handlers still running for streams that
+    are no longer open (``orphans``: reset by the client, or by us) count
+    toward the limit too, as Go counts running handlers; a stream refused for
+    them gets REFUSED_STREAM. The header block is decoded either way, so the
+    HPACK state stays in step.
+    """
+
+    def __init__(self, config: h2.config.H2Configuration) -> None:
+        super().__init__(config=config)
+        self.orphans = 0  # handlers still running for streams no longer open
+        self.refused = 0  # streams refused, for the protocol's rapid-reset budget
+        self._admitting = False
+
+    @property
+    def open_inbound_streams(self) -> int:
+        # h2 reads this only to refuse an inbound stream; the check is ours (below).
+        if self._admitting:
+            return 0
+        return super().open_inbound_streams
+
+    def _receive_headers_frame(self, frame: Any) -> Any:
+        if frame.stream_id in self.streams:
+            return super()._receive_headers_frame(frame)
+        open_now = self.open_inbound_streams
+        self._admitting = True
+        try:
+            frames, events = super()._receive_headers_frame(frame)
+        finally:
+            self._admitting = False
+        if open_now + 1 > MAX_CONCURRENT_STREAMS:
+            acked = self.local_settings.max_concurrent_streams == MAX_CONCURRENT_STREAMS
+            code = ErrorCodes.PROTOCOL_ERROR if acked else ErrorCodes.REFUSED_STREAM
+        elif open_now + self.orphans + 1 > MAX_CONCURRENT_STREAMS:
+            code = ErrorCodes.REFUSED_STREAM
+        else:
+            return frames, events
+        self.reset_stream(frame.stream_id, code)
+        self.refused += 1
+        return frames, [e for e in events if getattr(e, "stream_id", None) != frame.stream_id]
+
+
 class _Stream:
     """One request/response exchange on the connection, and its flow control.
 
@@ -154,7 +211,8 @@ class _Stream:
     __slots__ = (
         "id", "protocol", "request", "response", "body", "unacked", "paused", "pending",
         "pending_size", "end_pending", "producer", "streaming", "producer_paused",
-        "closed", "remote_ended", "expect_continue", "_pulling",
+        "closed", "remote_ended", "expect_continue", "_pulling", "handler_running", "orphaned",
+        "stalled_since",
     )
 
     def __init__(self, stream_id: int, protocol: HTTP2Protocol) -> None:
@@ -175,6 +233,9 @@ class _Stream:
         self.remote_ended = False
         self.expect_continue = False
         self._pulling = False
+        self.handler_running = True  # until the server's handlers return
+        self.orphaned = False  # counted in the connection's orphans
+        self.stalled_since: float | None = None  # response bytes queued and none sent since
 
     # -- IPushProducer for the request body ----------------------------------------
 
@@ -303,6 +364,10 @@ class H2Response(Response):
         """Cut this stream off (RST_STREAM), as Go's h2 server does for ``ErrAbortHandler``."""
         self._protocol._reset(self._stream, ErrorCodes.INTERNAL_ERROR)
 
+    def handler_done(self) -> None:
+        """The handlers returned: a reset stream's handler stops counting toward the stream limit."""
+        self._protocol._handler_done(self._stream)
+
     def write_informational(self, status: int, headers: Headers | None = None) -> None:
         """Send a 1xx response (103 Early Hints, 100 Continue) before the final one."""
         if self.head_sent or self._stream.closed or not 100 <= status < 200 or status == 101:
@@ -338,8 +403,14 @@ class HTTP2Protocol(Protocol):
     log = Logger()
     transport: Any
 
-    def __init__(self, server: IHTTPServer, clock: Any = None, tls: Any = None, peer: Any = None) -> None:
+    def __init__(
+        self, server: IHTTPServer, clock: Any = None, tls: Any = None, peer: Any = None,
+        upgrade: tuple[Request, bytes] | None = None,
+    ) -> None:
+        """``upgrade``: the HTTP/1.1 request of an ``Upgrade: h2c`` and its decoded
+        ``HTTP2-Settings``; the connection starts with that request as stream 1."""
         self.server = server
+        self._upgrade = upgrade
         self.reactor = clock
         self.clock = clock.seconds if clock is not None else time.time
         self.tls = tls
@@ -353,12 +424,14 @@ class HTTP2Protocol(Protocol):
         self._idle_call: Any = None
         self._preface_call: Any = None
         self._abort_call: Any = None
+        self._stall_call: Any = None
         self._abandoned = False  # GOAWAY for abuse sent: input is ignored
+        self._abandoned_upgrade = False
         self._resets = _Budget(RAPID_RESET_LIMIT, RAPID_RESET_WINDOW)
         self._empty_data = _Budget(EMPTY_DATA_LIMIT, EMPTY_DATA_WINDOW)
         self._queued_control = 0  # PING/SETTINGS ACKs made while the transport is paused
         config = h2.config.H2Configuration(client_side=False, header_encoding=None)
-        self.conn = h2.connection.H2Connection(config=config)
+        self.conn = _ServerConnection(config)
         self.conn.incoming_buffer = _FrameBuffer(server=True)
 
     # -- connection ---------------------------------------------------------------------
@@ -374,7 +447,15 @@ class HTTP2Protocol(Protocol):
             # Chosen at the first bytes, after the handshake: the TLS state is final.
             self.tls = TLSState.from_connection(self.transport.getHandle())
         conn = self.conn
-        conn.initiate_connection()
+        upgrade, self._upgrade = self._upgrade, None
+        if upgrade is None:
+            conn.initiate_connection()
+        else:
+            try:
+                conn.initiate_upgrade_connection(base64.urlsafe_b64encode(upgrade[1]))
+            except (h2.exceptions.ProtocolError, hyperframe.exceptions.HyperframeError):
+                upgrade = None  # settings h2 refuses (a window too large, ...): GOAWAY below
+                self._abandoned_upgrade = True
         conn.update_settings({
             h2.settings.SettingCodes.MAX_CONCURRENT_STREAMS: MAX_CONCURRENT_STREAMS,
             h2.settings.SettingCodes.INITIAL_WINDOW_SIZE: INITIAL_WINDOW_SIZE,
@@ -388,13 +469,51 @@ class HTTP2Protocol(Protocol):
         self._arm_idle_timer()
         if self.reactor is not None:
             self._preface_call = self.reactor.callLater(PREFACE_TIMEOUT, self._preface_timeout)
+        if upgrade is not None:
+            self._serve_upgraded(upgrade[0])
+        elif self._abandoned_upgrade:
+            self._abandon(ErrorCodes.PROTOCOL_ERROR, "invalid HTTP2-Settings in the h2c upgrade")
+
+    def _serve_upgraded(self, original: Request) -> None:
+        """Serve the request of an ``Upgrade: h2c`` as stream 1 (half-closed: its body was read)."""
+        self._stop_idle_timer()
+        self._last_stream = 1
+        stream = _Stream(1, self)
+        stream.remote_ended = True
+        self._streams[1] = stream
+        headers = Headers.from_raw([
+            (name.encode("latin-1"), value.encode("latin-1"))
+            for name, values in original.headers.lists()
+            if name.lower() not in _CONNECTION_SPECIFIC and name.lower() != "http2-settings"
+            for value in values
+        ])
+        body = RequestBody(0, stream.body_drained, stream)
+        stream.body = body
+        request = Request(
+            original.method,
+            original.request_uri,
+            headers,
+            proto="HTTP/2.0",
+            remote=self._remote,
+            local=self._local if self._local is not None else self._local_address,
+            tls=None,
+            body=body,
+            server=self.server,
+            clock=self.clock,
+        )
+        stream.request = request
+        response = H2Response(self, stream, original.method == "HEAD")
+        stream.response = response
+        body.finish()
+        self.server.handle(request, response)
+        self._write()
 
     def connectionLost(self, reason: Any = None) -> None:
         self._stop_idle_timer()
-        for call in (self._preface_call, self._abort_call):
+        for call in (self._preface_call, self._abort_call, self._stall_call):
             if call is not None and call.active():
                 call.cancel()
-        self._preface_call = self._abort_call = None
+        self._preface_call = self._abort_call = self._stall_call = None
         error = getattr(reason, "value", reason)
         streams, self._streams = self._streams, {}
         for stream in streams.values():
@@ -491,6 +610,13 @@ class HTTP2Protocol(Protocol):
             self.transport.loseConnection()
             return
         self._return_unseen_window(window, events)
+        refused, self.conn.refused = self.conn.refused, 0
+        now = self.clock()
+        for _ in range(refused):
+            # A refused stream cost us its header block and a reset, as a reset one does.
+            if not self._resets.spend(now):
+                self._abandon(ErrorCodes.ENHANCE_YOUR_CALM, "too many streams reset or refused (rapid reset)")
+                return
         event: Any
         for event in events:
             kind = type(event)
@@ -650,9 +776,19 @@ class HTTP2Protocol(Protocol):
         if size and self.transport is not None:
             self.conn.acknowledge_received_data(size, stream.id)
 
+    def _handler_done(self, stream: _Stream) -> None:
+        stream.handler_running = False
+        if stream.orphaned:
+            stream.orphaned = False
+            self.conn.orphans -= 1
+
     def _lose_stream(self, stream: _Stream, error: BaseException) -> None:
         """The stream is gone (reset, or the connection lost): stop its producers, release it."""
         stream.closed = True
+        response = stream.response
+        if stream.handler_running and response is not None and not response.finished and not stream.orphaned:
+            stream.orphaned = True  # its handler still runs: it counts toward the stream limit
+            self.conn.orphans += 1
         self._release_window(stream)
         stream.pending = []
         stream.pending_size = 0
@@ -748,7 +884,45 @@ class HTTP2Protocol(Protocol):
             return
         if sent:
             self._write()
+        self._note_stall(stream, sent)
         self._pace(stream)
+
+    def _note_stall(self, stream: _Stream, sent: bool) -> None:
+        """Track since when the stream's queued response bytes could not go out."""
+        if not stream.pending:
+            stream.stalled_since = None
+            return
+        if sent or stream.stalled_since is None:
+            stream.stalled_since = self.clock()
+        timeout = getattr(self.server, "idle_timeout", 0)
+        if timeout and self.reactor is not None and self._stall_call is None:
+            self._stall_call = self.reactor.callLater(timeout, self._stall_timeout)
+
+    def _stall_timeout(self) -> None:
+        """Reset streams whose response has not moved for ``idle_timeout`` (a zero window never opened).
+
+        Go without a WriteTimeout (Caddy's default) waits forever; like nginx's
+        ``send_timeout`` the stream is given up, and once none is left the idle
+        timeout closes the connection.
+        """
+        self._stall_call = None
+        timeout = getattr(self.server, "idle_timeout", 0)
+        if not timeout or self.transport is None:
+            return
+        now = self.clock()
+        earliest: float | None = None
+        for stream in list(self._streams.values()):
+            since = stream.stalled_since
+            if since is None or not stream.pending:
+                continue
+            if now - since >= timeout:
+                self.log.debug("HTTP/2 stream {id} from {remote}: response stalled, reset",
+                               id=stream.id, remote=self._remote)
+                self._reset(stream, ErrorCodes.INTERNAL_ERROR)
+            elif earliest is None or since < earliest:
+                earliest = since
+        if earliest is not None and self.transport is not None and self.reactor is not None:
+            self._stall_call = self.reactor.callLater(earliest + timeout - now, self._stall_timeout)
 
     def _pace(self, stream: _Stream) -> None:
         """Pause or resume the response's producer after the queue changed."""
@@ -866,6 +1040,8 @@ class _Negotiating(Protocol):
         self._addr = addr
         self._h1 = HTTP11Protocol(factory.server, factory.reactor, factory.tls, peer=addr)
         self._h1.factory = factory
+        if factory.h2c:
+            self._h1.upgrade_h2c = factory.upgrade_h2c
         self._buffer = b""
 
     def makeConnection(self, transport: Any) -> None:
@@ -915,6 +1091,12 @@ class HTTPFactory(Factory):
         self.tls = tls
         self.h2 = h2
         self.h2c = h2c
+
+    def upgrade_h2c(self, request: Request, settings: bytes) -> HTTP2Protocol:
+        """The HTTP/2 protocol a cleartext ``Upgrade: h2c`` request switches to."""
+        protocol = HTTP2Protocol(self.server, self.reactor, self.tls, upgrade=(request, settings))
+        protocol.factory = self
+        return protocol
 
     def buildProtocol(self, addr: Any) -> Protocol:
         if not (self.h2 or self.h2c):

@@ -109,6 +109,12 @@ class Response(ABC):
     def abort_connection(self) -> None:  # noqa: B027 (a default for protocols without it)
         """Close the client connection after what was written: a protocol without one does nothing."""
 
+    def handler_done(self) -> None:  # noqa: B027 (a default for protocols without it)
+        """The server's handlers for this response returned, even after the client went away.
+
+        HTTP/2 counts handlers still running for reset streams against its stream limit.
+        """
+
     @abstractmethod
     def register_producer(self, producer: Any, streaming: bool) -> None:
         """Let the client's backpressure pause ``producer``."""
@@ -217,6 +223,9 @@ class ResponseWrapper(Response):
 
     def abort_connection(self) -> None:
         self.inner.abort_connection()
+
+    def handler_done(self) -> None:
+        self.inner.handler_done()
 
     # A wrapper never writes to the wire itself: everything goes through ``inner``.
     def _send_head(self, status: int) -> None:

@@ -117,6 +117,7 @@ class HTTPServer:
             response.finish()
         if self.access_log is not None:
             self.access_log.finished(request, response)
+        response.handler_done()
 
     def _failed(self, request: Request, response: Response, error: BaseException) -> None:
         if self.access_log is not None:
@@ -161,6 +162,7 @@ class HTTPServer:
         # Like Go after ErrAbortHandler: what was written is flushed, then the connection
         # closes; a response cut off mid-body is visibly incomplete to the client.
         response.abort_connection()
+        response.handler_done()
 
     # -- connections -------------------------------------------------------------------
 
