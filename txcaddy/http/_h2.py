@@ -863,8 +863,8 @@ class HTTP2Protocol(Protocol):
                 return
             if last:
                 stream.end_pending = False
+                self._response_done(stream)  # a RST_STREAM goes in the same write (see below)
                 self._write()
-                self._response_done(stream)
                 return
             sent = True
         if not pending and stream.end_pending:
@@ -879,8 +879,12 @@ class HTTP2Protocol(Protocol):
             except h2.exceptions.ProtocolError as error:
                 self._drop(stream, error)
                 return
-            self._write()
+            # The end of the response and the RST_STREAM asking the client to stop sending a
+            # body it was not asked for go in one write (one TLS record): curl 7.88 stops
+            # reading after a record that completes a response while its upload waits for a
+            # window, and would never see a reset sent later.
             self._response_done(stream)
+            self._write()
             return
         if sent:
             self._write()
