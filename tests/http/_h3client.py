@@ -177,6 +177,7 @@ class UDPClientProtocol(DatagramProtocol):
         self.reactor = reactor
         self.client = H3Client(reactor.seconds, self._send, server_name, cafile)
         self._timer: Any = None
+        self.stopped = False
 
     def _send(self, data: bytes, addr: Any) -> None:
         assert self.transport is not None
@@ -184,6 +185,8 @@ class UDPClientProtocol(DatagramProtocol):
         self._schedule()
 
     def _schedule(self) -> None:
+        if self.stopped:
+            return
         if self._timer is not None and self._timer.active():
             self._timer.cancel()
         deadline = self.client.quic.get_timer()
@@ -200,6 +203,7 @@ class UDPClientProtocol(DatagramProtocol):
         self._schedule()
 
     def stop(self) -> None:
+        self.stopped = True
         if self._timer is not None and self._timer.active():
             self._timer.cancel()
         self._timer = None
