@@ -323,3 +323,20 @@ def _b64(ca: TestCA) -> str:
     from cryptography.hazmat.primitives import serialization
 
     return base64.b64encode(ca.certificate.public_bytes(serialization.Encoding.DER)).decode()
+
+
+class AltSvcTests(SynchronousTestCase):
+    def test_alt_svc_below_http3_only(self) -> None:
+        """A server with HTTP/3 ports advertises them on HTTP/1.1 and HTTP/2 responses, not on HTTP/3 ones."""
+        from txcaddy.http.routing import RouteList
+        from txcaddy.http.server import HTTPServer
+        from txcaddy.testing import FakeResponse, make_request
+
+        server = HTTPServer("srv0", [":443"], RouteList([]))
+        server.alt_svc = alt_svc_value([443])
+        for proto, expected in (("HTTP/1.1", ['h3=":443"; ma=2592000']), ("HTTP/2.0", ['h3=":443"; ma=2592000']),
+                                ("HTTP/3.0", None)):
+            request = make_request("GET", "/", proto=proto)
+            response = FakeResponse()
+            server.handle(request, response)
+            self.assertEqual(response.headers.values_of("Alt-Svc"), expected, proto)
