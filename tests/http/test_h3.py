@@ -9,6 +9,7 @@ from twisted.trial.unittest import SynchronousTestCase
 
 from tests.http._h3client import FakeUDPTransport, H3Client, pump
 from tests.tls._certs import TestCA
+from txcaddy.http import _h3
 from txcaddy.http._h3 import IDLE_TIMEOUT, HTTP3Listener, alt_svc_value
 from txcaddy.http.headers import Headers
 from txcaddy.testing import FakeServer
@@ -219,6 +220,22 @@ class HTTP3Tests(SynchronousTestCase):
         self.assertIsNotNone(response.lost)
         self.assertEqual(self.client.exchanges[stream_id].reset, 0x10C)
 
+    def test_rapid_reset_closes_connection(self) -> None:
+        """More streams cancelled by the client than the budget allows close the connection
+        with H3_EXCESSIVE_LOAD."""
+        self.patch(_h3, "RAPID_RESET_LIMIT", 3)
+        h = Harness(self)
+        client = h.client()
+        for _ in range(4):
+            stream_id, _ = client.request(b"GET", b"/")
+            h.pump(client)
+            client.quic.stop_stream(stream_id, 0x10C)
+            client.transmit()
+            h.pump(client)
+        settle(h, client)
+        self.assertEqual(client.terminated.error_code, 0x107)
+        self.assertEqual(h.server.connections, set())
+
     def test_graceful_close(self) -> None:
         """close_gracefully lets the open stream finish, then closes the connection."""
         _, exchange = self.client.request(b"GET", b"/")
@@ -301,6 +318,33 @@ class ListenerTests(SynchronousTestCase):
         client.connect(("127.0.0.1", 443))
         data, _ = h.outbox[0]
         h.listener.datagramReceived(data[:1100], CLIENT)
+        self.assertEqual((h.transport.written, h.server.connections), ([], set()))
+
+    def test_retry_under_load(self) -> None:
+        """Past the threshold a new client first gets a Retry, then connects with its token."""
+        h = Harness(self)
+        h.listener.retry_threshold = 0
+        client = H3Client(h.clock.seconds, lambda data, addr: h.outbox.append((data, addr)))
+        client.connect(("127.0.0.1", 443))
+        data, _ = h.outbox.pop(0)
+        h.listener.datagramReceived(data, CLIENT)
+        [(retry, _addr)] = h.transport.written
+        self.assertEqual(retry[0] & 0xF0, 0xF0)  # long header, type Retry (v1)
+        self.assertEqual(h.server.connections, set())
+        h.pump(client)
+        self.assertTrue(client.handshake)
+        self.assertEqual(len(h.server.connections), 1)
+
+    def test_bad_retry_token_dropped(self) -> None:
+        """An Initial whose token is not ours opens no connection."""
+        h = Harness(self)
+        h.listener.retry_threshold = 0
+        client = H3Client(h.clock.seconds, lambda data, addr: h.outbox.append((data, addr)))
+        client.quic._configuration.token = b"x" * 40  # noqa: S105 - a forged token
+        client.quic._peer_token = b"x" * 40
+        client.connect(("127.0.0.1", 443))
+        data, _ = h.outbox.pop(0)
+        h.listener.datagramReceived(data, CLIENT)
         self.assertEqual((h.transport.written, h.server.connections), ([], set()))
 
     def test_alt_svc_value(self) -> None:

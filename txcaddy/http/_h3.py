@@ -21,7 +21,8 @@ TCP listeners' SNI callback) before the handshake goes on.
 
 Limits: 128 concurrent request streams per connection (``aioquic``'s fixed
 ``MAX_STREAMS``), a 30 s idle timeout (quic-go's default), QUIC v1 and v2, 1 MiB
-stream and connection windows.  Backpressure on responses: the producer is paused
+stream and connection windows; address validation with Retry once ``RETRY_THRESHOLD``
+connections are open; a rapid-reset budget as for HTTP/2.  Backpressure on responses: the producer is paused
 while more than ``SEND_BUFFER_LIMIT`` bytes of the stream wait unacknowledged.
 ``aioquic`` reopens receive windows by itself, so a request body is not held back
 from the client while its consumer is paused (it is buffered, at most one window).
@@ -29,6 +30,7 @@ from the client while its consumer is paused (it is buffered, at most one window
 
 from __future__ import annotations
 
+import os
 import time
 from collections.abc import Callable
 from typing import Any, cast
@@ -41,9 +43,11 @@ from aioquic.quic.configuration import QuicConfiguration
 from aioquic.quic.connection import QuicConnection
 from aioquic.quic.packet import (
     QuicPacketType,
+    encode_quic_retry,
     encode_quic_version_negotiation,
     pull_quic_header,
 )
+from aioquic.quic.retry import QuicRetryTokenHandler
 from aioquic.tls import AlertHandshakeFailure, Context, pull_client_hello
 from twisted.internet.defer import Deferred
 from twisted.internet.protocol import DatagramProtocol
@@ -53,6 +57,7 @@ from zope.interface import implementer
 
 from txcaddy.http._h1 import _unmapped
 from txcaddy.http._h1head import DATE
+from txcaddy.http._h2 import _Budget
 from txcaddy.http.headers import Headers
 from txcaddy.http.request import Request, RequestBody
 from txcaddy.http.response import Response
@@ -67,6 +72,13 @@ IDLE_TIMEOUT = 30.0
 SEND_BUFFER_LIMIT = 256 * 1024
 #: A new connection must arrive in a datagram at least this large (RFC 9000 §14.1).
 MIN_INITIAL_SIZE = 1200
+#: Open connections from which new ones must prove their address with a Retry first (Caddy
+#: turns Retry on above 1000 active requests; counted here in connections).
+RETRY_THRESHOLD = 1000
+#: Streams reset by the client before their response finished, within the window, before the
+#: connection is closed with H3_EXCESSIVE_LOAD (rapid reset, as for HTTP/2).
+RAPID_RESET_LIMIT = 256
+RAPID_RESET_WINDOW = 10.0
 #: Alt-Svc's max age: 30 days, as Caddy.
 ALT_SVC_MAX_AGE = 2592000
 
@@ -309,6 +321,7 @@ class HTTP3Connection:
         self._timer: Any = None
         self._remote = (_unmapped(addr[0]), addr[1])
         self._tls: TLSState | None = None
+        self._resets = _Budget(RAPID_RESET_LIMIT, RAPID_RESET_WINDOW)
         self.server.connection_made(self)
 
     # -- datagrams and timers -----------------------------------------------------------
@@ -370,14 +383,23 @@ class HTTP3Connection:
                 stream = self._streams.get(event.stream_id)
                 if stream is not None:
                     self._cancel(stream, event.error_code)
+                    self._count_reset()
             elif kind is quic_events.StreamReset:
                 stream = self._streams.pop(event.stream_id, None)
                 if stream is not None:
                     self._lose_stream(stream, ConnectionError(f"stream reset by the client ({event.error_code})"))
                     self._after_stream()
+                    self._count_reset()
             if self.h3 is not None:
                 for h3_event in self.h3.handle_event(event):
                     self._h3_event(h3_event)
+
+    def _count_reset(self) -> None:
+        """A stream cancelled by the client before its response finished: the work was wasted."""
+        if not self._resets.spend(self.clock()) and self.transport is not None:
+            self.log.info("HTTP/3 connection from {remote} closed: too many streams reset (rapid reset)",
+                          remote=self._remote)
+            self.quic.close(error_code=ErrorCode.H3_EXCESSIVE_LOAD, reason_phrase="too many streams reset")
 
     def _h3_event(self, event: H3Event) -> None:
         if isinstance(event, HeadersReceived):
@@ -668,6 +690,9 @@ class HTTP3Listener(DatagramProtocol):
         # connection from the ClientHello (``_SNIContext``), so this is never sent.
         self.configuration.certificate = cast(Any, _NOT_CHOSEN)
         self.configuration.private_key = cast(Any, _NOT_CHOSEN)
+        self.clock: Callable[[], float] = reactor.seconds if reactor is not None else time.time
+        self.retry_threshold = RETRY_THRESHOLD
+        self._retry = QuicRetryTokenHandler()
         self.connection_ids: dict[bytes, HTTP3Connection] = {}
         self.connections: set[HTTP3Connection] = set()
         self.accepting = True
@@ -704,9 +729,17 @@ class HTTP3Listener(DatagramProtocol):
         if connection is None:
             if not (self.accepting and header.packet_type == QuicPacketType.INITIAL and len(data) >= MIN_INITIAL_SIZE):
                 return
+            original_cid: bytes | None = header.destination_cid
+            retry_cid = None
+            if len(self.connections) >= self.retry_threshold:
+                original_cid = self._validate_address(header, addr)
+                if original_cid is None:
+                    return
+                retry_cid = header.destination_cid
             quic = _ServerQuicConnection(
                 configuration=config,
-                original_destination_connection_id=header.destination_cid,
+                original_destination_connection_id=original_cid,
+                retry_source_connection_id=retry_cid,
                 choose=self.choose,
                 local_ip=self.host[0],
                 remote_ip=_unmapped(addr[0]),
@@ -716,6 +749,27 @@ class HTTP3Listener(DatagramProtocol):
             self.connection_ids[header.destination_cid] = connection
             self.connection_ids[quic.host_cid] = connection
         connection.datagram_received(data, addr)
+
+    def _validate_address(self, header: Any, addr: Any) -> bytes | None:
+        """Under load, a client proves its address first (RFC 9000 §8.1.2): an Initial without a
+        token gets a Retry; one with a valid Retry token gives the original connection id."""
+        if not header.token:
+            source_cid = os.urandom(8)
+            token = self._retry.create_token(
+                address=addr, original_destination_connection_id=header.destination_cid,
+                retry_source_connection_id=source_cid, now=self.clock(),
+            )
+            self.send(encode_quic_retry(
+                version=header.version, source_cid=source_cid, destination_cid=header.source_cid,
+                original_destination_cid=header.destination_cid, retry_token=token,
+            ), addr)
+            return None
+        try:
+            return self._retry.validate_token(  # type: ignore[no-any-return]
+                address=addr, destination_cid=header.destination_cid, token=header.token, now=self.clock(),
+            )
+        except ValueError:
+            return None  # dropped: the client's handshake times out
 
     def forget(self, connection: HTTP3Connection) -> None:
         self.connections.discard(connection)
