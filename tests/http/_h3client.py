@@ -147,7 +147,7 @@ class FakeUDPTransport:
 
 
 def pump(client: H3Client, listener: Any, transport: FakeUDPTransport, clock: Any, client_addr: Any,
-         outbox: list[tuple[bytes, Any]], rounds: int = 200) -> None:
+         outbox: list[tuple[bytes, Any]], rounds: int = 10_000) -> None:
     """Carry datagrams both ways until neither side has more, moving ``clock`` for delayed ACKs."""
     quiet = 0
     for _ in range(rounds):
@@ -168,6 +168,7 @@ def pump(client: H3Client, listener: Any, transport: FakeUDPTransport, clock: An
             return
         clock.advance(0.03)
         client.tick()
+        client.transmit()  # what pacing held back
 
 
 class UDPClientProtocol(DatagramProtocol):

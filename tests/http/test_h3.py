@@ -105,6 +105,39 @@ class HTTP3Tests(SynchronousTestCase):
         self.h.pump(self.client)
         self.assertEqual((exchange.status, exchange.body), (200, b"part1-part2"))
 
+    def test_request_body_backpressure(self) -> None:
+        """While the body's consumer is paused the client can send at most one stream window
+        past what was taken; once resumed, the rest arrives."""
+        size = 3 * _h3.STREAM_WINDOW
+        stream_id, _ = self.client.request(b"POST", b"/up", body=b"", end=False)
+        self.h.pump(self.client)
+        request, response = self.answer()
+        got: list[bytes] = []
+        ended: list[Any] = []
+
+        class Consumer:
+            def body_data(self, data: bytes) -> None:
+                got.append(data)
+
+            def body_trailers(self, trailers: Any) -> None:
+                pass
+
+            def body_finished(self, reason: Any) -> None:
+                ended.append(reason)
+
+        request.body.deliver(Consumer())
+        request.body.producer.pauseProducing()
+        self.client.send_body(stream_id, b"z" * size, True)
+        self.h.pump(self.client)
+        self.assertLessEqual(request.body.received, _h3.STREAM_WINDOW)
+        self.assertGreater(request.body.received, _h3.STREAM_WINDOW // 2)
+        self.assertEqual(ended, [])
+        request.body.producer.resumeProducing()
+        self.h.pump(self.client)
+        self.assertEqual(sum(map(len, got)), size)
+        self.assertEqual(ended, [None])
+        response.finish()
+
     def test_large_streamed_response_and_trailers(self) -> None:
         """A streamed body larger than the hold limit and the flow-control window arrives whole,
         then the trailers."""
@@ -260,6 +293,25 @@ class HTTP3Tests(SynchronousTestCase):
         self.h.clock.advance(IDLE_TIMEOUT + 1)
         self.assertEqual(self.h.server.connections, set())
         self.assertEqual(self.h.listener.connection_ids, {})
+
+
+class LimitTests(SynchronousTestCase):
+    def test_header_section_over_limit_refused(self) -> None:
+        """A header section larger than the server's limit is refused (H3_EXCESSIVE_LOAD) without
+        reaching the server; the connection still serves other requests."""
+        h = Harness(self)
+        h.server.max_header_bytes = 4000
+        client = h.client()
+        stream_id, big = client.request(b"GET", b"/", headers=[(b"x-big", b"a" * 8000)])
+        h.pump(client)
+        self.assertEqual((big.reset, h.server.requests), (0x107, []))
+        _, small = client.request(b"GET", b"/ok")
+        h.pump(client)
+        [(request, response)] = h.server.requests
+        self.assertEqual(request.path, "/ok")
+        response.finish()
+        h.pump(client)
+        self.assertEqual(small.status, 200)
 
 
 class CertificateTests(SynchronousTestCase):

@@ -24,8 +24,10 @@ Limits: 128 concurrent request streams per connection (``aioquic``'s fixed
 stream and connection windows; address validation with Retry once ``RETRY_THRESHOLD``
 connections are open; a rapid-reset budget as for HTTP/2.  Backpressure on responses: the producer is paused
 while more than ``SEND_BUFFER_LIMIT`` bytes of the stream wait unacknowledged.
-``aioquic`` reopens receive windows by itself, so a request body is not held back
-from the client while its consumer is paused (it is buffered, at most one window).
+On request bodies: ``aioquic`` doubles a stream's receive window whenever half of it
+is used, whoever took the data; here a request stream's window instead slides over
+what the body's consumer has taken (``STREAM_WINDOW`` beyond it), so a paused
+consumer (a slow upstream) stops the client with at most one window kept, as for HTTP/2.
 """
 
 from __future__ import annotations
@@ -40,8 +42,9 @@ from aioquic.h3.connection import H3_ALPN, ErrorCode, H3Connection
 from aioquic.h3.events import DataReceived, H3Event, HeadersReceived
 from aioquic.quic import events as quic_events
 from aioquic.quic.configuration import QuicConfiguration
-from aioquic.quic.connection import QuicConnection
+from aioquic.quic.connection import MAX_STREAM_DATA_FRAME_CAPACITY, QuicConnection
 from aioquic.quic.packet import (
+    QuicFrameType,
     QuicPacketType,
     encode_quic_retry,
     encode_quic_version_negotiation,
@@ -70,6 +73,8 @@ __all__ = ["H3Response", "HTTP3Connection", "HTTP3Listener", "alt_svc_value"]
 IDLE_TIMEOUT = 30.0
 #: Response bytes sent but not yet acknowledged on one stream before its producer is paused.
 SEND_BUFFER_LIMIT = 256 * 1024
+#: How far a request stream's window reaches past what the body's consumer took (Go's 1 MiB).
+STREAM_WINDOW = 1 << 20
 #: A new connection must arrive in a datagram at least this large (RFC 9000 §14.1).
 MIN_INITIAL_SIZE = 1200
 #: Open connections from which new ones must prove their address with a Retry first (Caddy
@@ -79,6 +84,9 @@ RETRY_THRESHOLD = 1000
 #: connection is closed with H3_EXCESSIVE_LOAD (rapid reset, as for HTTP/2).
 RAPID_RESET_LIMIT = 256
 RAPID_RESET_WINDOW = 10.0
+#: Bytes a request stream may carry before its header section is complete, unless the server
+#: sets ``max_header_bytes`` (Go's default header limit, 1 MiB, plus framing).
+MAX_HEADER_BYTES = (1 << 20) + 320
 #: Alt-Svc's max age: 30 days, as Caddy.
 ALT_SVC_MAX_AGE = 2592000
 
@@ -131,6 +139,31 @@ class _ServerQuicConnection(QuicConnection):
         self._choose = choose
         self._local_ip = local_ip
         self._remote_ip = remote_ip
+        # stream id -> request-body bytes received but not yet taken, or None: aioquic's own rule.
+        self.backlog: Callable[[int], int | None] = lambda stream_id: None
+
+    def _write_stream_limits(self, builder: Any, space: Any, stream: Any) -> None:
+        """MAX_STREAM_DATA for a request body: ``STREAM_WINDOW`` past what its consumer took.
+
+        aioquic's own rule (double the window once half is used) is kept for every other stream.
+        """
+        backlog = self.backlog(stream.stream_id) if stream.max_stream_data_local else None
+        if backlog is None:
+            super()._write_stream_limits(builder, space, stream)
+            return
+        wanted = stream.receiver.highest_offset - backlog + STREAM_WINDOW
+        if wanted - stream.max_stream_data_local >= STREAM_WINDOW // 2:  # in steps: fewer frames
+            stream.max_stream_data_local = wanted
+        if stream.max_stream_data_local_sent != stream.max_stream_data_local:
+            buf = builder.start_frame(
+                QuicFrameType.MAX_STREAM_DATA,
+                capacity=MAX_STREAM_DATA_FRAME_CAPACITY,
+                handler=self._on_max_stream_data_delivery,  # resent if lost
+                handler_args=(stream,),
+            )
+            buf.push_uint_var(stream.stream_id)
+            buf.push_uint_var(stream.max_stream_data_local)
+            stream.max_stream_data_local_sent = stream.max_stream_data_local
 
     def _initialize(self, peer_cid: bytes) -> None:
         super()._initialize(peer_cid)
@@ -148,7 +181,7 @@ class _Stream:
 
     __slots__ = (
         "id", "connection", "request", "response", "body", "producer", "streaming",
-        "producer_paused", "closed", "remote_ended", "local_ended",
+        "producer_paused", "closed", "remote_ended", "local_ended", "unacked", "paused",
     )
 
     def __init__(self, stream_id: int, connection: HTTP3Connection) -> None:
@@ -163,14 +196,28 @@ class _Stream:
         self.closed = False
         self.remote_ended = False
         self.local_ended = False
+        self.unacked = 0  # body bytes received and not yet taken by the consumer
+        self.paused = False
 
-    # IPushProducer for the request body: aioquic reopens windows itself, so these only
-    # record the consumer's wish (see the module docstring).
+    # IPushProducer for the request body: pausing stops the stream's window from moving.
     def pauseProducing(self) -> None:
-        pass
+        self.paused = True
 
     def resumeProducing(self) -> None:
-        pass
+        self.paused = False
+        self.acknowledge(True)
+
+    def body_drained(self) -> None:
+        """The body's consumer took what was kept (or it was discarded)."""
+        self.acknowledge(True)
+
+    def acknowledge(self, send: bool) -> None:
+        """Count what the consumer took as taken, so the window may move on."""
+        if self.paused or not self.unacked or self.body is None or self.body.buffered:
+            return
+        self.unacked = 0
+        if send:
+            self.connection._transmit()
 
     def stopProducing(self) -> None:
         self.connection._cancel(self, ErrorCode.H3_REQUEST_CANCELLED)
@@ -322,6 +369,13 @@ class HTTP3Connection:
         self._remote = (_unmapped(addr[0]), addr[1])
         self._tls: TLSState | None = None
         self._resets = _Budget(RAPID_RESET_LIMIT, RAPID_RESET_WINDOW)
+        # Request streams whose header section is still arriving: bytes so far (aioquic keeps a
+        # HEADERS frame whole until it ends and reopens windows meanwhile, so the limit is here).
+        self._heading: dict[int, int] = {}
+        self._refused: set[int] = set()
+        self._header_limit = (getattr(self.server, "max_header_bytes", 0) or MAX_HEADER_BYTES)
+        if isinstance(quic, _ServerQuicConnection):
+            quic.backlog = self._backlog
         self.server.connection_made(self)
 
     # -- datagrams and timers -----------------------------------------------------------
@@ -385,14 +439,45 @@ class HTTP3Connection:
                     self._cancel(stream, event.error_code)
                     self._count_reset()
             elif kind is quic_events.StreamReset:
+                self._heading.pop(event.stream_id, None)
+                self._refused.discard(event.stream_id)
                 stream = self._streams.pop(event.stream_id, None)
                 if stream is not None:
                     self._lose_stream(stream, ConnectionError(f"stream reset by the client ({event.error_code})"))
                     self._after_stream()
                     self._count_reset()
+            elif kind is quic_events.StreamDataReceived and self._header_section_too_big(event):
+                continue
             if self.h3 is not None:
                 for h3_event in self.h3.handle_event(event):
                     self._h3_event(h3_event)
+
+    def _backlog(self, stream_id: int) -> int | None:
+        stream = self._streams.get(stream_id)
+        if stream is None or stream.body is None or stream.body.finished:
+            return None
+        return stream.unacked
+
+    def _header_section_too_big(self, event: Any) -> bool:
+        """Count bytes on client request streams until their headers arrive; refuse past the limit."""
+        stream_id = event.stream_id
+        if stream_id in self._refused:
+            return True
+        if stream_id % 4 != 0 or stream_id in self._streams:
+            return False  # not a request stream, or its headers already came
+        size = self._heading.get(stream_id, 0) + len(event.data)
+        if size <= self._header_limit:
+            self._heading[stream_id] = size
+            return False
+        self._heading.pop(stream_id, None)
+        self._refused.add(stream_id)
+        self.log.debug("HTTP/3 stream {id}: header section over {limit} bytes", id=stream_id, limit=self._header_limit)
+        for action in (self.quic.reset_stream, self.quic.stop_stream):
+            try:
+                action(stream_id, ErrorCode.H3_EXCESSIVE_LOAD)
+            except Exception:  # noqa: BLE001, S110 - that direction already ended
+                pass
+        return True
 
     def _count_reset(self) -> None:
         """A stream cancelled by the client before its response finished: the work was wasted."""
@@ -415,7 +500,9 @@ class HTTP3Connection:
             if stream is None or stream.body is None:
                 return
             if event.data and not stream.body.finished:
+                stream.unacked += len(event.data)
                 stream.body.feed(event.data)
+                stream.acknowledge(False)  # sent with what this datagram makes us send
             if event.stream_ended:
                 self._stream_ended(stream)
 
@@ -437,6 +524,7 @@ class HTTP3Connection:
             self.quic.reset_stream(stream_id, ErrorCode.H3_REQUEST_REJECTED)
             self.quic.stop_stream(stream_id, ErrorCode.H3_REQUEST_REJECTED)
             return
+        self._heading.pop(stream_id, None)
         stream = _Stream(stream_id, self)
         self._streams[stream_id] = stream
         method = path = authority = ""
@@ -468,7 +556,7 @@ class HTTP3Connection:
                 length = int(length_values[0])
             except ValueError:
                 length = None
-        body = RequestBody(length, None, stream)
+        body = RequestBody(length, stream.body_drained, stream)
         stream.body = body
         if self._tls is None:
             self._tls = self._tls_state()
