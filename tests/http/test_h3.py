@@ -436,3 +436,15 @@ class AltSvcTests(SynchronousTestCase):
             response = FakeResponse()
             server.handle(request, response)
             self.assertEqual(response.headers.values_of("Alt-Svc"), expected, proto)
+
+
+class UDPAddressTests(SynchronousTestCase):
+    def test_udp_beside_tcp_endpoints(self) -> None:
+        """The UDP socket takes the TCP listener's port and interface; unix listeners get none."""
+        from txcaddy.service import _udp_address
+
+        self.assertEqual(_udp_address("tcp:443"), (443, ""))
+        self.assertEqual(_udp_address("tcp:8443:interface=127.0.0.1"), (8443, "127.0.0.1"))
+        self.assertEqual(_udp_address("tcp6:443:interface=\\:\\:1"), (443, "::1"))
+        self.assertEqual(_udp_address("tcp6:443"), (443, "::"))
+        self.assertIsNone(_udp_address("unix:/run/x.sock"))
