@@ -17,8 +17,8 @@ from __future__ import annotations
 
 import json
 import os
-from collections.abc import Generator
-from typing import Any, cast
+from collections.abc import Generator, Sequence
+from typing import TYPE_CHECKING, Any, cast
 
 from twisted.application.internet import StreamServerEndpointService
 from twisted.application.service import MultiService, Service
@@ -41,6 +41,9 @@ from txcaddy.logs import LogSystem
 from txcaddy.tls.app import TLSApp
 from txcaddy.tls.challenges import Challenges
 from txcaddy.tls.storage import storage_from_config
+
+if TYPE_CHECKING:
+    from txcaddy.http._h3 import HTTP3Listener
 
 DEFAULT_GRACE_PERIOD = 10.0  # seconds to let in-flight requests finish on stop
 
@@ -85,6 +88,73 @@ class ListenerService(StreamServerEndpointService):
         return stopped
 
 
+class QUICListenerService(Service):
+    """Serves HTTP/3 on a UDP port beside a TLS listener (same host and port), while running.
+
+    Bound in ``privilegedStartService`` as the TCP listeners are.  On stop it stops taking
+    new connections, lets open streams finish for up to ``grace_period`` seconds, then closes
+    what is left and the socket.
+
+    @ivar port: the listening UDP port while running, else None.
+    """
+
+    def __init__(
+        self, reactor: Any, listener: HTTP3Listener, port: int, interface: str, address: str,
+        on_change: Any, grace_period: float = DEFAULT_GRACE_PERIOD,
+    ) -> None:
+        self.reactor = reactor
+        self.listener = listener
+        self.port_number = port
+        self.interface = interface
+        self.address = address
+        self.on_change = on_change  # called when the bound ports change (the Alt-Svc value)
+        self.grace_period = grace_period
+        self.port: Any = None
+
+    def _bind(self) -> None:
+        if self.port is None:
+            self.listener.accepting = True
+            self.port = self.reactor.listenUDP(self.port_number, self.listener, interface=self.interface)
+            self.on_change()
+
+    def privilegedStartService(self) -> None:
+        super().privilegedStartService()
+        self._bind()
+
+    def startService(self) -> None:
+        super().startService()
+        self._bind()
+
+    def bound_port(self) -> int | None:
+        return self.port.getHost().port if self.port is not None else None  # type: ignore[no-any-return]
+
+    @inlineCallbacks
+    def stopService(self) -> Generator[Deferred[Any], Any, None]:
+        super().stopService()
+        port, self.port = self.port, None
+        self.on_change()
+        if port is None:
+            return
+        done = self.listener.close_gracefully()
+        timer = self.reactor.callLater(self.grace_period, self.listener.close_all)
+        yield done
+        if timer.active():
+            timer.cancel()
+        yield port.stopListening()
+
+
+def _udp_address(endpoint: str) -> tuple[int, str] | None:
+    """(port, interface) for the UDP socket beside a ``tcp:``/``tcp6:`` endpoint; None for others."""
+    kind, _, rest = endpoint.partition(":")
+    if kind not in ("tcp", "tcp6"):
+        return None
+    port, _, options = rest.partition(":")
+    interface = "::" if kind == "tcp6" else ""
+    if options.startswith("interface="):
+        interface = options[len("interface="):].replace("\\:", ":")
+    return int(port), interface
+
+
 class CaddyService(MultiService):
     """Root service for one loaded config.
 
@@ -112,6 +182,7 @@ class CaddyService(MultiService):
         self.challenges = Challenges()  # the ACME challenges in flight (kept across configs)
         self.storage: IStorage | None = None
         self.logs: LogSystem | None = None
+        self._h3_services: dict[str, list[QUICListenerService]] = {}
         self._build()
 
     def _build(self) -> None:
@@ -148,9 +219,38 @@ class CaddyService(MultiService):
                 child = ListenerService(endpoint, serving, listener.address)
                 child.setName(f"{name} {listener.endpoint}")
                 child.setServiceParent(self)
+                if listener.tls and "h3" in protocols:
+                    self._add_h3(name, server, auto_https.http["servers"][name], listener, protocols)
         for service in context.services:
             service.setServiceParent(self)
         self._add_certificate_services()
+
+    def _add_h3(
+        self, name: str, server: Any, config: dict[str, Any], listener: Any, protocols: Sequence[str]
+    ) -> None:
+        """HTTP/3 on UDP beside one TLS listener (Caddy's ``serveHTTP3``); not for unix sockets."""
+        # Imported here: aioquic (and its QPACK extension) is loaded only by configs that serve HTTP/3.
+        from txcaddy.http._h3 import HTTP3Listener, alt_svc_value
+
+        assert self.tls is not None and self.http is not None
+        udp = _udp_address(listener.endpoint)
+        if udp is None:
+            self.log.warn("HTTP/3 is not served on {address}: not an IP listener", address=listener.address)
+            return
+        creator = self.tls.server_tls(name, config, http2="h2" in protocols)
+        services = self._h3_services.setdefault(name, [])
+
+        def ports_changed() -> None:
+            server.alt_svc = alt_svc_value([p for p in (s.bound_port() for s in services) if p is not None])
+
+        h3 = HTTP3Listener(server, self.reactor, creator.quic_certificate)
+        child = QUICListenerService(
+            self.reactor, h3, udp[0], udp[1], listener.address, ports_changed,
+            self.http.grace_period or DEFAULT_GRACE_PERIOD,
+        )
+        child.setName(f"{name} udp {listener.endpoint}")
+        services.append(child)
+        child.setServiceParent(self)
 
     def _add_certificate_services(self) -> None:
         """The PKI app and the certificate manager, after the listeners (Caddy's phase 2).

@@ -56,6 +56,9 @@ class HTTPServer:
         self.protocols = protocols or ["h1", "h2"]
         self.challenges = challenges  # txcaddy.tls.challenges.Challenges: ACME HTTP-01 answered first
         self.strict_sni_host = strict_sni_host  # the Host must name the TLS server name (else 421)
+        # ``Alt-Svc`` for responses over HTTP/1.x and HTTP/2 while the server serves HTTP/3
+        # (set by the service once its UDP ports are bound; Caddy's ``SetQuicHeaders``).
+        self.alt_svc = ""
         self.connections: set[Any] = set()
         self._drained: list[Deferred[None]] = []
 
@@ -64,6 +67,8 @@ class HTTPServer:
     def handle(self, request: Request, response: Response) -> None:
         """Serve one request; never raises."""
         response.headers.set_canonical("Server", "Caddy")
+        if self.alt_svc and request.proto != "HTTP/3.0":
+            response.headers.set_canonical("Alt-Svc", self.alt_svc)
         challenges = self.challenges
         if challenges is not None and challenges.http01_pending and self._answer_challenge(request, response):
             return

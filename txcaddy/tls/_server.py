@@ -465,6 +465,27 @@ class ServerTLS:
         if policy.client_auth is not None:
             connection.set_verify(policy.client_auth.verify_flags(), policy.client_auth.verify_callback())
 
+    def quic_certificate(self, server_name: str, local_ip: str, remote_ip: str) -> Certificate:
+        """The certificate for a QUIC (HTTP/3) handshake, chosen as ``_choose`` chooses for TLS.
+
+        QUIC is always TLS 1.3, so a policy whose ``protocol_max`` is lower refuses it; a policy
+        that authenticates clients refuses it too (the QUIC stack cannot verify client
+        certificates, and HTTP/3 must not become a way around them).  Raises ``HandshakeRefused``.
+        """
+        server_name = server_name.lower()
+        index = next((i for i, p in enumerate(self.policies) if p.matches(server_name, remote_ip)), -1)
+        if index < 0:
+            raise HandshakeRefused(f"no server TLS configuration available for ClientHello with SNI {server_name!r}")
+        policy = self.policies[index]
+        if not policy.allows_version("tls1.3"):
+            raise HandshakeRefused(f"protocol tls1.3 (QUIC) not allowed for {server_name!r}")
+        if policy.client_auth is not None:
+            raise HandshakeRefused(f"client authentication is not offered over QUIC ({server_name!r})")
+        certificate = self._certificate(server_name, local_ip, policy)
+        if certificate is None:
+            raise HandshakeRefused(f"no certificate available for {server_name or local_ip!r}")
+        return certificate
+
     def _certificate(self, server_name: str, local_ip: str, policy: ConnectionPolicy) -> Certificate | None:
         """certmagic's ``getCertificateFromCache`` with the policy's selection."""
         cache, selection = self.certificates, policy.selection
