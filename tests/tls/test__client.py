@@ -41,6 +41,7 @@ from tests.reverseproxy._client import (
 )
 from txcaddy._reactor import default_reactor
 from txcaddy.errors import ConfigError
+from txcaddy.reverseproxy._alpn import ALPN_H2_H1
 from txcaddy.reverseproxy.transport import (
     DialError,
     HTTPTransport,
@@ -269,8 +270,11 @@ class TLSUpstreamTests(TestCase):
             result = yield fetch(transport, address, request=make_request(host=host))
             self.assertEqual(result[0], 200)
         self.assertEqual(sni, [b"a.test", b"b.test"])
-        creator = transport.tls_config.creator_for("127.0.0.1", make_request(host="a.test"))
-        self.assertEqual(transport.pool.idle_count(address, tls=creator), 1)
+        # Default versions ("1.1", "2"): the pool of connections offering ALPN h2.
+        creator = transport.tls_config.creator_for("127.0.0.1", make_request(host="a.test"),
+                                                   ALPN_H2_H1)
+        self.assertEqual(transport.alpn_pool.idle_count(address, tls=creator), 1)
+        self.assertEqual(transport.alpn_pool.idle_count(address), 0)
         self.assertEqual(transport.pool.idle_count(address), 0)
 
 

@@ -632,29 +632,7 @@ class H2Pool(UpstreamPool):
         on_informational: Callable[[ResponseHead], None] | None = None,
     ) -> H2Exchange:
         """Send a request on a stream (same arguments as ``ConnectionPool.request``)."""
-        authority = b""
-        fields: RawHeaders = []
-        for name, value in headers:
-            lower = name.lower()
-            if lower in _DROPPED:
-                if lower == b"host" and not authority:
-                    authority = value
-                continue
-            if lower == b"te":
-                if b"trailers" not in value.lower():
-                    continue
-                value = b"trailers"  # the only TE value HTTP/2 allows
-            fields.append((lower, value))
-        if not authority:
-            host_text = f"[{address.host}]" if ":" in address.host else address.host
-            authority = (f"{host_text}:{address.port}" if address.port else host_text or
-                         "localhost").encode()
-        request_headers: RawHeaders = [
-            (b":method", method), (b":scheme", b"http"), (b":authority", authority),
-            (b":path", target)]
-        if body_length is not None and body_length >= 0:
-            request_headers.append((b"content-length", b"%d" % body_length))
-        request_headers += fields
+        request_headers = h2_request_headers(address, method, target, headers, body_length)
         key = address.key
         host = self._hosts.get(key)
         if host is None:
@@ -662,3 +640,34 @@ class H2Pool(UpstreamPool):
         exchange = H2Exchange(self, host, request_headers, body_length, method, on_informational)
         host.submit(exchange)
         return exchange
+
+
+def h2_request_headers(address: UpstreamAddress, method: bytes, target: bytes,
+                       headers: RawHeaders, body_length: int | None,
+                       scheme: bytes = b"http") -> RawHeaders:
+    """The HEADERS of a request: pseudo-fields first, names lower-cased, HTTP/1.1-only ones
+    dropped (``Host`` becomes ``:authority``; ``TE`` only as ``trailers``)."""
+    authority = b""
+    fields: RawHeaders = []
+    for name, value in headers:
+        lower = name.lower()
+        if lower in _DROPPED:
+            if lower == b"host" and not authority:
+                authority = value
+            continue
+        if lower == b"te":
+            if b"trailers" not in value.lower():
+                continue
+            value = b"trailers"  # the only TE value HTTP/2 allows
+        fields.append((lower, value))
+    if not authority:
+        host_text = f"[{address.host}]" if ":" in address.host else address.host
+        authority = (f"{host_text}:{address.port}" if address.port else host_text or
+                     "localhost").encode()
+    request_headers: RawHeaders = [
+        (b":method", method), (b":scheme", scheme), (b":authority", authority),
+        (b":path", target)]
+    if body_length is not None and body_length >= 0:
+        request_headers.append((b"content-length", b"%d" % body_length))
+    request_headers += fields
+    return request_headers
