@@ -255,15 +255,31 @@ class ExchangeTests(H2TestCase):
         self.assertIsInstance(consumer.reason.value, UpstreamConnectionLost)
         self.assertIn("INTERNAL_ERROR", str(consumer.reason.value))
 
-    def test_refused_stream_is_retryable(self) -> None:
-        """REFUSED_STREAM fails the head with StreamRefused, a DialError (nothing was processed)."""
+    def test_refused_stream_is_sent_again_once(self) -> None:
+        """A refused bodyless stream is sent again once (as Go); refused twice it fails with
+        StreamRefused, a DialError (nothing was processed)."""
         _, heads, _ = self.request()
         (peer,) = self.peers
         peer.pump()
         peer.server.reset_stream(1, ErrorCodes.REFUSED_STREAM)
         peer.pump()
+        self.assertEqual(heads, [])
+        self.assertEqual(sorted(peer.requests()), [1, 3])
+        peer.server.reset_stream(3, ErrorCodes.REFUSED_STREAM)
+        peer.pump()
         self.assertIsInstance(heads[0].value, StreamRefused)
         self.assertIsInstance(heads[0].value, DialError)
+
+    def test_refused_stream_with_a_body_fails(self) -> None:
+        """A refused stream with a request body is not sent again: StreamRefused."""
+        exchange, heads, _ = self.request(b"POST", 2)
+        exchange.write(b"ab")
+        (peer,) = self.peers
+        peer.pump()
+        peer.server.reset_stream(1, ErrorCodes.REFUSED_STREAM)
+        peer.pump()
+        self.assertIsInstance(heads[0].value, StreamRefused)
+        self.assertEqual(sorted(peer.requests()), [1])
 
     def test_connection_lost_fails_streams(self) -> None:
         """Losing the connection fails every open stream and frees the pool's slot."""
@@ -277,7 +293,7 @@ class ExchangeTests(H2TestCase):
 
 
 class MultiplexingTests(H2TestCase):
-    max_streams = 2
+    max_streams: int | None = 2
 
     def test_streams_up_to_the_limit_then_a_new_connection(self) -> None:
         """Requests share a connection up to MAX_CONCURRENT_STREAMS; the next one dials another."""
@@ -291,6 +307,38 @@ class MultiplexingTests(H2TestCase):
         peer.pump()
         self.assertEqual(sorted(peer.requests()), [1, 3])
         self.assertEqual(self.pool.open_count(ADDR), 2)
+
+    def test_five_requests_three_connections(self) -> None:
+        """Five concurrent requests to an upstream allowing 2 streams: three connections, all
+        answered (Go's client: a new connection when none can take a stream)."""
+        results = []
+        for _ in range(5):
+            results.append(self.request())
+            for peer in list(self.peers):
+                peer.pump()  # each new connection's SETTINGS (2 streams) arrive
+        self.assertEqual(len(self.peers), 3)
+        self.assertEqual([sorted(p.requests()) for p in self.peers], [[1, 3], [1, 3], [1]])
+        for peer in self.peers:
+            for sid in peer.requests():
+                peer.respond(sid, b"ok")
+        self.assertEqual([(b"".join(c.data), c.reason) for _, _, c in results], [(b"ok", None)] * 5)
+        self.assertEqual(self.pool.open_count(ADDR), 3)
+
+    def test_streams_beyond_unseen_settings_are_sent_again(self) -> None:
+        """Streams opened before the upstream's SETTINGS and refused by it go to a new connection."""
+        self.max_streams = None  # the peer's SETTINGS come later, by hand
+        for _ in range(3):
+            self.request()
+        (peer,) = self.peers
+        peer.pump()
+        self.assertEqual(sorted(peer.requests()), [1, 3, 5])
+        self.max_streams = 2
+        peer.server.update_settings({SettingCodes.MAX_CONCURRENT_STREAMS: 2})
+        peer.server.reset_stream(5, ErrorCodes.REFUSED_STREAM)
+        peer.pump()
+        self.assertEqual(len(self.peers), 2)
+        self.peers[1].pump()
+        self.assertEqual(sorted(self.peers[1].requests()), [1])
 
     def test_free_slot_is_offered_again(self) -> None:
         """When a stream ends on a full connection, the next request uses it instead of dialing."""
@@ -319,16 +367,20 @@ class MultiplexingTests(H2TestCase):
         self.assertEqual(sorted(peer.requests()), [1, 3, 5])
 
     def test_goaway(self) -> None:
-        """GOAWAY: streams above its last id fail retryably, older ones finish, then it closes."""
+        """GOAWAY: streams above its last id fail retryably (a bodyless one is sent again on a
+        new connection), older ones finish, then it closes."""
         _, first, consumer = self.request()
         (peer,) = self.peers
         peer.pump()
-        _, second, _ = self.request()
+        second_exchange, second, _ = self.request(b"POST", 1)
+        second_exchange.write(b"x")
+        _, third, _ = self.request()
         peer.pump()
         peer.respond(1, end=False)
         peer.server.close_connection(last_stream_id=1)
         peer.pump()
         self.assertIsInstance(second[0].value, StreamRefused)
+        self.assertEqual((third, len(self.peers)), ([], 2))  # the GET went to a new connection
         self.assertFalse(peer.conn.transport.disconnecting)
         self.request()
         self.assertEqual(len(self.peers), 2)

@@ -312,6 +312,21 @@ class H2Exchange(Exchange):
         self._outbox.clear()
         super()._fail(failure)
 
+    def _rewind_refused(self) -> bool:
+        """Make a refused bodyless request ready to go on another stream, once (Go's http2
+        client retries a refused stream the upstream never processed); False if it may not."""
+        if self.retried or (self.body_length is not None and self.body_length != 0) \
+                or self.response is not None or self.finished:
+            return False
+        self.retried = True
+        self._stop_header_timer()
+        self._h2conn = None
+        self.stream_id = None
+        self._end_sent = False
+        self.sent_anything = False
+        self._inbox.clear()
+        return True
+
     def _unacknowledged(self) -> int:
         """Flow-controlled bytes received but not given to the consumer (dropped on reset)."""
         total = sum(length for _, length in self._inbox)
@@ -540,8 +555,11 @@ class HTTP2Connection(PooledConnection):
             elif isinstance(event, RemoteSettingsChanged):
                 self.settings_received = True
                 self._pump_all()
-                if self.streams and self.has_room():
-                    self.host.connection_available(self)
+                if self.streams:
+                    if self.has_room():
+                        self.host.connection_available(self)
+                    else:  # a lower MAX_CONCURRENT_STREAMS than assumed: full already
+                        self.host.connection_unavailable(self)
             elif isinstance(event, ConnectionTerminated):
                 self._go_away(event.last_stream_id or 0, event.error_code)
         self.flush()
@@ -557,6 +575,12 @@ class HTTP2Connection(PooledConnection):
         exchange._unacknowledged()  # h2 gives the connection window back for a reset stream
         del self.streams[stream_id]
         if code == ErrorCodes.REFUSED_STREAM:
+            if exchange._rewind_refused():
+                # Refused before it was processed (often: more streams than the upstream's
+                # SETTINGS allow, sent before they arrived): send it again, like Go.
+                self._after_stream()
+                self.host.submit(exchange)
+                return
             error: Exception = StreamRefused(f"{self.host.address}: upstream refused the stream")
         else:
             name = getattr(code, "name", code)
@@ -569,8 +593,12 @@ class HTTP2Connection(PooledConnection):
         self.going_away = True
         host = self.host
         host.connection_unavailable(self)
+        retry: list[H2Exchange] = []
         for sid in [s for s in self.streams if s > last_stream_id]:
             exchange = self.streams.pop(sid)
+            if exchange._rewind_refused():
+                retry.append(exchange)  # never processed: sent again on another connection
+                continue
             exchange._fail(Failure(StreamRefused(
                 f"{host.address}: upstream going away (GOAWAY {getattr(code, 'name', code)})")))
         if self.streams:
@@ -585,6 +613,11 @@ class HTTP2Connection(PooledConnection):
                     self.transport.loseConnection()
             else:
                 self._release_and_close()
+        if retry:
+            # The host may have been forgotten with its last connection: it is in use again.
+            live = host.pool._hosts.setdefault(host.key, host)
+            for exchange in retry:
+                live.submit(exchange)
 
 
 class H2Pool(UpstreamPool):
