@@ -11,7 +11,8 @@ from h2.errors import ErrorCodes
 from h2.events import DataReceived, RequestReceived, StreamEnded, StreamReset, TrailersReceived
 from h2.settings import SettingCodes
 from hyperframe.frame import DataFrame
-from twisted.internet.defer import succeed
+from twisted.internet.defer import CancelledError, Deferred, succeed
+from twisted.internet.error import ConnectionDone
 from twisted.internet.task import Clock
 from twisted.internet.testing import StringTransport
 from twisted.python.failure import Failure
@@ -20,7 +21,13 @@ from twisted.trial.unittest import SynchronousTestCase
 from txcaddy.reverseproxy._dial import UpstreamAddress
 from txcaddy.reverseproxy._exchange import ResponseBodyConsumer
 from txcaddy.reverseproxy._h2connection import H2Pool, HTTP2Connection, StreamRefused
-from txcaddy.reverseproxy.errors import DialError, UpstreamConnectionLost
+from txcaddy.reverseproxy.errors import (
+    DialError,
+    ResponseHeaderTimeout,
+    UpstreamConnectionLost,
+    UpstreamReadTimeout,
+    UpstreamWriteTimeout,
+)
 
 ADDR = UpstreamAddress.parse("127.0.0.1:9000")
 HEADERS = [(b"Host", b"example.com"), (b"User-Agent", b"t"), (b"Connection", b"keep-alive"),
@@ -389,3 +396,96 @@ class MultiplexingTests(H2TestCase):
         self.assertEqual((b"".join(consumer.data), consumer.reason), (b"ok", None))
         self.assertTrue(peer.conn.transport.disconnecting)
         self.assertEqual(self.pool.open_count(ADDR), 1)
+
+
+class NeverConnects:
+    """An endpoint whose connect never completes (cancelled by the dial timeout)."""
+
+    def connect(self, factory: Any) -> Any:
+        return Deferred(lambda d: d.errback(CancelledError()))
+
+
+class TimeoutTests(H2TestCase):
+    """The transport's timeouts on h2 connections, driven by a Clock."""
+
+    def test_dial_timeout(self) -> None:
+        """``dial_timeout`` fails a dial that does not complete with a DialError."""
+        self.pool = H2Pool(self.clock, dial_timeout=3, endpoint_factory=lambda a: NeverConnects())
+        _, heads, _ = self.request()
+        self.clock.advance(2.9)
+        self.assertEqual(heads, [])
+        self.clock.advance(0.1)
+        self.assertIsInstance(heads[0].value, DialError)
+        self.assertIn("i/o timeout", str(heads[0].value))
+
+    def test_response_header_timeout(self) -> None:
+        """``response_header_timeout`` after the request was sent: 504 error, stream cancelled."""
+        self.pool.response_header_timeout = 2
+        _, heads, _ = self.request()
+        (peer,) = self.peers
+        peer.pump()
+        self.clock.advance(1.9)
+        self.assertEqual(heads, [])
+        self.clock.advance(0.1)
+        self.assertIsInstance(heads[0].value, ResponseHeaderTimeout)
+        peer.pump()
+        resets = [e for e in peer.events if isinstance(e, StreamReset)]
+        self.assertEqual([(e.stream_id, e.error_code) for e in resets], [(1, ErrorCodes.CANCEL)])
+
+    def test_read_timeout_fails_a_silent_connection(self) -> None:
+        """``read_timeout``: every read restarts it; silence that long fails the streams."""
+        self.pool.read_timeout = 5
+        _, heads, consumer = self.request()
+        (peer,) = self.peers
+        peer.pump()
+        self.clock.advance(4)
+        peer.respond(1, b"part", end=False)
+        self.clock.advance(4)
+        self.assertEqual(consumer.reason, "unfinished")
+        self.clock.advance(1)
+        self.assertIsInstance(consumer.reason.value, UpstreamReadTimeout)
+        self.assertTrue(peer.conn.transport.disconnecting)
+
+    def test_read_timeout_drops_an_idle_connection(self) -> None:
+        """``read_timeout`` also ends an idle connection (Go's read loop never stops reading)."""
+        self.pool.read_timeout = 5
+        self.request()
+        (peer,) = self.peers
+        peer.pump()
+        peer.respond(1, b"ok")
+        self.assertEqual(self.pool.idle_count(ADDR), 1)
+        self.clock.advance(4.9)
+        self.assertFalse(peer.conn.transport.disconnecting)
+        self.clock.advance(0.1)
+        self.assertTrue(peer.conn.transport.disconnecting)
+        peer.conn.connectionLost(Failure(ConnectionDone()))  # the StringTransport does not
+        self.assertEqual((self.pool.idle_count(ADDR), self.pool.open_count(ADDR)), (0, 0))
+
+    def test_write_timeout(self) -> None:
+        """``write_timeout`` runs while the transport refuses bytes, stops when it takes them."""
+        self.pool.write_timeout = 3
+        _, heads, _ = self.request(b"POST", 10)
+        (peer,) = self.peers
+        conn = peer.conn
+        self.assertIs(conn.transport.producer, conn)
+        conn.pauseProducing()
+        self.clock.advance(2)
+        conn.resumeProducing()
+        self.clock.advance(2)
+        self.assertEqual(heads, [])
+        conn.pauseProducing()
+        self.clock.advance(3)
+        self.assertIsInstance(heads[0].value, UpstreamWriteTimeout)
+
+    def test_idle_timeout(self) -> None:
+        """The keep-alive ``idle_timeout`` closes an h2 connection idle that long (GOAWAY)."""
+        self.pool.idle_timeout = 10
+        self.request()
+        (peer,) = self.peers
+        peer.pump()
+        peer.respond(1, b"ok")
+        self.clock.advance(9)
+        self.assertFalse(peer.conn.transport.disconnecting)
+        self.clock.advance(1)
+        self.assertTrue(peer.conn.transport.disconnecting)
+        self.assertEqual(self.pool.open_count(ADDR), 0)

@@ -53,6 +53,8 @@ from txcaddy.reverseproxy.errors import (
     ResponseHeaderTimeout,
     UpstreamConnectionLost,
     UpstreamProtocolError,
+    UpstreamReadTimeout,
+    UpstreamWriteTimeout,
 )
 
 _log = Logger(namespace="txcaddy.reverseproxy")
@@ -344,6 +346,8 @@ class HTTP2Connection(PooledConnection):
     """
 
     transport: Any = None
+    read_timer: Any = None  # read_timeout: reset by every read, fires after that long idle
+    write_timer: Any = None  # write_timeout: runs while the transport refuses more bytes
 
     def __init__(self, pool: H2Pool, host: HostPool) -> None:
         self.pool = pool
@@ -371,7 +375,42 @@ class HTTP2Connection(PooledConnection):
         h2.update_settings({SettingCodes.ENABLE_PUSH: 0,
                             SettingCodes.INITIAL_WINDOW_SIZE: STREAM_WINDOW})
         h2.increment_flow_control_window(CONNECTION_WINDOW - 65535)
+        pool = self.pool
+        if pool.read_timeout:
+            self.read_timer = pool.reactor.callLater(pool.read_timeout, self._read_timed_out)
+        if pool.write_timeout and self.transport is not None:
+            self.transport.registerProducer(self, True)  # to see when it stops taking bytes
         self.flush()
+
+    # -- read / write deadlines (Go sets them on every Read and Write of the connection) ----
+
+    def _read_timed_out(self) -> None:
+        """Nothing came for ``read_timeout``: Go's read loop fails, and every stream with it."""
+        self.read_timer = None
+        self._fail_all(UpstreamReadTimeout(
+            f"read from {self.host.address}: i/o timeout after {self.pool.read_timeout}s"))
+
+    def pauseProducing(self) -> None:
+        """The transport's buffer is full: a write is blocked, ``write_timeout`` runs."""
+        if self.write_timer is None and self.connected:
+            self.write_timer = self.pool.reactor.callLater(
+                self.pool.write_timeout, self._write_timed_out)
+
+    def resumeProducing(self) -> None:
+        self._stop_write_timer()
+
+    def stopProducing(self) -> None:
+        self._stop_write_timer()
+
+    def _stop_write_timer(self) -> None:
+        timer, self.write_timer = self.write_timer, None
+        if timer is not None and timer.active():
+            timer.cancel()
+
+    def _write_timed_out(self) -> None:
+        self.write_timer = None
+        self._fail_all(UpstreamWriteTimeout(
+            f"write to {self.host.address}: i/o timeout after {self.pool.write_timeout}s"))
 
     def flush(self) -> None:
         data = self.h2.data_to_send()
@@ -487,6 +526,10 @@ class HTTP2Connection(PooledConnection):
 
     def connectionLost(self, reason: Failure = connectionDone) -> None:
         self.lost_reason = reason
+        timer, self.read_timer = self.read_timer, None
+        if timer is not None and timer.active():
+            timer.cancel()
+        self._stop_write_timer()
         self.closed()
         streams, self.streams = self.streams, {}
         for exchange in streams.values():
@@ -512,6 +555,8 @@ class HTTP2Connection(PooledConnection):
     # -- events ----------------------------------------------------------------------------
 
     def dataReceived(self, data: bytes) -> None:
+        if self.read_timer is not None:
+            self.read_timer.reset(self.pool.read_timeout)
         try:
             events = self.h2.receive_data(data)
         except ProtocolError as exc:
@@ -628,6 +673,8 @@ class H2Pool(UpstreamPool):
         reactor: Any,
         *,
         response_header_timeout: float | None = None,
+        read_timeout: float | None = None,
+        write_timeout: float | None = None,
         keep_alive: bool = True,
         max_idle_per_host: int | None = 32,
         idle_timeout: float | None = 120.0,
@@ -653,6 +700,8 @@ class H2Pool(UpstreamPool):
             surplus_linger=surplus_linger,
         )
         self.response_header_timeout = response_header_timeout
+        self.read_timeout = read_timeout
+        self.write_timeout = write_timeout
         self.keep_alive = keep_alive
 
     def request(

@@ -243,6 +243,8 @@ class HTTPTransport:
             h2_pool = H2Pool(
                 reactor,
                 response_header_timeout=pool.response_header_timeout,
+                read_timeout=pool.read_timeout,
+                write_timeout=pool.write_timeout,
                 keep_alive=enabled,
                 max_idle_per_host=idle_per_host,
                 idle_timeout=idle_timeout,
