@@ -129,7 +129,7 @@ class ALPNUpstreamTests(TestCase):
 
     @defer.inlineCallbacks
     def test_versions_1_1_offers_no_h2(self) -> Any:
-        """``versions ["1.1"]``: no h2 offered, so even an h2-capable upstream speaks HTTP/1.1."""
+        """``versions ["1.1"]``: only http/1.1 offered, so even an h2-capable upstream speaks HTTP/1.1."""
         address, _ = self.serve(h2=True)
         transport = self.transport({"tls": TLS, "versions": ["1.1"]})
         self.assertIsNone(transport.alpn_pool)
@@ -146,7 +146,7 @@ class ALPNUpstreamTests(TestCase):
 
     @defer.inlineCallbacks
     def test_upgrade_requests_stay_http11(self) -> Any:
-        """An upgrade request (WebSocket) is dialled without h2, in the HTTP/1.1 pool."""
+        """An upgrade request (WebSocket) is dialled offering only http/1.1, in the HTTP/1.1 pool."""
         address, _ = self.serve(h2=True)
         transport = self.transport({"tls": TLS})
         upgrade = [(b"Connection", b"Upgrade"), (b"Upgrade", b"foo")]

@@ -9,8 +9,8 @@ and for TLS which server name, then hands over to the pool.  As in Caddy
 request over HTTP/2 with prior knowledge (no HTTP/1.1 fallback) through a second pool of
 HTTP/2 connections (``_h2connection``); upgrade requests (WebSocket) still use HTTP/1.1.
 With ``"2"`` in ``versions`` (the default), TLS upstreams are offered ALPN ``h2, http/1.1`` and
-served over whichever they pick, in one pool (``_alpn``); upgrade requests are dialled without
-ALPN in the HTTP/1.1 pool (Go's ``onlyH1``).  Without ``"2"``, TLS upstreams get HTTP/1.1.
+served over whichever they pick, in one pool (``_alpn``); upgrade requests are dialled offering
+only ``http/1.1``, in the HTTP/1.1 pool (Go's ``onlyH1``).  Without ``"2"``, TLS upstreams get HTTP/1.1.
 """
 
 from __future__ import annotations
@@ -89,7 +89,8 @@ class HTTPTransport:
     settings; ports in ``except_ports`` still get plain HTTP).  ``compression`` is Caddy's
     ``compression`` option (Go asks upstreams for gzip and decodes it transparently when the
     client did not ask for an encoding); the handler applies it.  ``h2_pool`` (with ``"h2c"``
-    in ``versions``) carries the plain-HTTP requests over h2c.  ``unsupported_reason`` is
+    in ``versions``) carries the plain-HTTP requests over h2c; ``alpn_pool`` (with ``"2"`` and
+    TLS) the TLS ones but upgrades, over HTTP/2 or HTTP/1.1 as ALPN decides.  ``unsupported_reason`` is
     None: every configuration this transport loads can be served.
     """
 

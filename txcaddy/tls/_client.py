@@ -35,8 +35,8 @@ from zope.interface import implementer
 from txcaddy.config.placeholders import Template
 from txcaddy.errors import ConfigError
 
-#: ALPN offered to upstreams.  HTTP/2 over TLS to upstreams is not implemented yet, so a
-#: ``versions`` list with "2" still gets HTTP/1.1 (the upstream must accept it).
+#: ALPN offered to upstreams by default: HTTP/1.1 connections (``versions`` without "2", and
+#: upgrades); a creator for HTTP/2-capable connections offers ``h2, http/1.1`` instead.
 ALPN = (b"http/1.1",)
 
 _RENEGOTIATION = ("never", "once", "freely")
@@ -66,7 +66,8 @@ class UpstreamConnectionCreator:
     def __init__(self, options: CertificateOptions, name: str, verify: bool,
                  renegotiation: str, alpn: tuple[bytes, ...] = ()) -> None:
         self.name = name
-        #: Protocols offered by ALPN (HTTP/2 to TLS upstreams: ``h2, http/1.1``); none: no ALPN.
+        #: Protocols offered by ALPN (HTTP/2 to TLS upstreams: ``h2, http/1.1``); empty: the
+        #: options' own (``http/1.1``).
         self.alpn = alpn
         self._options = options
         self._renegotiation = renegotiation
@@ -237,7 +238,7 @@ class UpstreamTLS:
                     alpn: tuple[bytes, ...] = ()) -> UpstreamConnectionCreator:
         """The connection creator for an upstream host (a unix upstream passes "").
 
-        ``alpn``: the protocols to offer (none: no ALPN extension, HTTP/1.1 as Go without h2).
+        ``alpn``: the protocols to offer (empty: ``http/1.1`` only, the options' own).
         """
         name = host
         template = self._server_name
