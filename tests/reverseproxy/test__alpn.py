@@ -7,6 +7,7 @@ from typing import Any
 
 from twisted.internet import defer
 from twisted.internet.defer import Deferred
+from twisted.internet.task import deferLater
 from twisted.protocols.tls import TLSMemoryBIOFactory
 from twisted.trial.unittest import TestCase
 from zope.interface import implementer
@@ -19,7 +20,7 @@ from txcaddy.http._h2 import HTTPFactory
 from txcaddy.http.routing import Route, RouteList
 from txcaddy.http.server import HTTPServer
 from txcaddy.interfaces import IHandler
-from txcaddy.reverseproxy._alpn import AlpnExchange
+from txcaddy.reverseproxy._alpn import ALPN_H2_H1, AlpnExchange
 from txcaddy.reverseproxy.transport import HTTPTransport, UpstreamAddress
 
 TLS = {"insecure_skip_verify": True}
@@ -117,6 +118,82 @@ class ALPNUpstreamTests(TestCase):
         results = yield defer.gatherResults([send(transport, address) for _ in range(3)])
         self.assertEqual([r[2] for r in results], [b"HTTP/2.0 GET 0"] * 3)
         self.assertIsNotNone(transport.alpn_pool)
+        self.assertEqual(factory.made, 1)
+
+    @defer.inlineCallbacks
+    def streamed(self, h2: bool) -> Any:
+        """POST 30000 bytes from a producer registered before the connection exists; return
+        (response version, body, producer calls)."""
+        address, _ = self.serve(h2=h2)
+        transport = self.transport({"tls": TLS})
+        exchange = transport.request(address, b"POST", b"/", [(b"Host", b"b")], 30000)
+        calls: list[str] = []
+
+        class Producer:
+            def pauseProducing(self) -> None:
+                calls.append("pause")
+
+            def resumeProducing(self) -> None:
+                calls.append("resume")
+                if calls.count("resume") == 1:
+                    for _ in range(3):
+                        exchange.write(b"y" * 10000)
+
+            def stopProducing(self) -> None:
+                calls.append("stop")
+
+        exchange.registerProducer(Producer(), True)
+        self.assertEqual((calls, exchange.body_wanted), (["pause"], False))
+        head = yield exchange.head
+        done: Deferred[None] = Deferred()
+
+        class Body(Collector):
+            def body_finished(self, reason: Any) -> None:
+                done.callback(reason)
+
+        body = Body()
+        exchange.deliver_body(body)
+        yield done
+        return head.version, body.body, calls
+
+    @defer.inlineCallbacks
+    def test_streamed_body_over_http2(self) -> Any:
+        """A body producer registered before the connection is paused, then resumed on the
+        HTTP/2 stream the request ends up on; the body arrives whole."""
+        version, body, calls = yield self.streamed(True)
+        self.assertEqual((version, body), (b"HTTP/2.0", b"HTTP/2.0 POST 30000"))
+        self.assertEqual(calls[-1], "resume")  # paused (at registration, at binding) until then
+        self.assertNotIn("stop", calls)
+
+    @defer.inlineCallbacks
+    def test_streamed_body_over_http11(self) -> Any:
+        """The same on an HTTP/1.1 connection (the upstream chose http/1.1)."""
+        version, body, calls = yield self.streamed(False)
+        self.assertEqual((version, body), (b"HTTP/1.1", b"HTTP/1.1 POST 30000"))
+        self.assertIn("resume", calls)
+        self.assertNotIn("stop", calls)
+
+    @defer.inlineCallbacks
+    def test_abort_while_dialling(self) -> Any:
+        """A request given up before its connection is ready fails with its reason; the new
+        connection is kept idle for the next request."""
+        address, factory = self.serve(h2=True)
+        transport = self.transport({"tls": TLS})
+        exchange = transport.request(address, b"GET", b"/", [(b"Host", b"b")])
+        failure = self.assertFailure(exchange.head, ValueError)
+        exchange.abort(ValueError("client gone"))
+        yield failure
+        self.assertTrue(exchange.finished)
+        pool = transport.alpn_pool
+        assert pool is not None
+        creator = transport.tls_config.creator_for("127.0.0.1", alpn=ALPN_H2_H1)  # type: ignore[union-attr]
+        for _ in range(500):  # the dial goes on: its connection is kept
+            if pool.idle_count(address, tls=creator):
+                break
+            yield deferLater(self.reactor, 0.01, lambda: None)
+        self.assertEqual(pool.idle_count(address, tls=creator), 1)
+        result = yield send(transport, address)
+        self.assertEqual(result[1], b"HTTP/2.0")
         self.assertEqual(factory.made, 1)
 
     @defer.inlineCallbacks

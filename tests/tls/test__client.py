@@ -22,6 +22,7 @@ from twisted.internet.address import IPv4Address
 from twisted.internet.error import ConnectionLost
 from twisted.internet.protocol import Factory, Protocol
 from twisted.internet.ssl import Certificate, CertificateOptions, trustRootFromCertificates
+from twisted.internet.task import deferLater
 from twisted.internet.testing import MemoryReactorClock, StringTransport
 from twisted.names import dns
 from twisted.protocols.tls import TLSMemoryBIOFactory
@@ -188,7 +189,9 @@ class TLSUpstreamTests(TestCase):
         self.assertNotIsInstance(error, DialError)
         self.assertEqual(error.status, 502)
         self.assertIn("certificate verify failed", str(error))
-        self.assertEqual(transport.pool.open_count(address), 0)
+        yield deferLater(self.reactor, 0, lambda: None)  # the slot frees after the error
+        creator = transport.tls_config.creator_for("127.0.0.1", alpn=ALPN_H2_H1)
+        self.assertEqual(transport.alpn_pool.open_count(address, tls=creator), 0)
 
     @defer.inlineCallbacks
     def test_insecure_skip_verify(self):
