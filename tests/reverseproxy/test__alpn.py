@@ -3,6 +3,7 @@ TLS on 127.0.0.1: one that negotiates h2 and one that speaks only HTTP/1.1."""
 
 from __future__ import annotations
 
+from io import BytesIO
 from typing import Any
 
 from twisted.internet import defer
@@ -10,9 +11,11 @@ from twisted.internet.defer import Deferred
 from twisted.internet.task import deferLater
 from twisted.protocols.tls import TLSMemoryBIOFactory
 from twisted.trial.unittest import TestCase
+from twisted.web.client import Agent, FileBodyProducer, readBody
 from zope.interface import implementer
 
 from tests._net import listen_local, port_number
+from tests.reverseproxy._backends import site, start_proxy
 from tests.reverseproxy._client import Collector, TrackedFactory
 from tests.tls.test__client import shared_pki
 from txcaddy._reactor import default_reactor
@@ -83,7 +86,9 @@ def send(transport: HTTPTransport, address: UpstreamAddress, method: bytes = b"G
     return done
 
 
-class ALPNUpstreamTests(TestCase):
+class TLSUpstreamCase(TestCase):
+    """A real TLS upstream on 127.0.0.1 (txcaddy's own server) and transports to it."""
+
     def setUp(self) -> None:
         self.reactor = default_reactor()
         self.pki = shared_pki(self)
@@ -105,6 +110,8 @@ class ALPNUpstreamTests(TestCase):
         self.addCleanup(transport.close_idle)
         return transport
 
+
+class ALPNUpstreamTests(TLSUpstreamCase):
     @defer.inlineCallbacks
     def test_h2_upstream_gets_http2_by_default(self) -> Any:
         """Default versions: an upstream choosing h2 by ALPN is served over HTTP/2, reusing one
@@ -233,3 +240,31 @@ class ALPNUpstreamTests(TestCase):
         result = yield send(transport, address, headers=upgrade)
         self.assertEqual(result[1], b"HTTP/1.1")
         self.assertIn(b"HTTP/1.1 GET", result[2])
+
+
+class ProxyThroughALPNTests(TLSUpstreamCase):
+    """The whole proxy, from a Caddyfile, to an HTTPS upstream that chooses h2."""
+
+    @defer.inlineCallbacks
+    def proxied(self, transport_lines: str) -> Any:
+        address, _ = self.serve(h2=True)
+        base = start_proxy(self, site(
+            f"\treverse_proxy https://127.0.0.1:{address.port} {{\n\t\ttransport http {{\n"
+            f"\t\t\ttls_insecure_skip_verify\n{transport_lines}\t\t}}\n\t}}"))
+        agent = Agent(self.reactor)
+        response = yield agent.request(b"POST", base.encode() + b"/x", None,
+                                       FileBodyProducer(BytesIO(b"hello")))
+        body = yield readBody(response)
+        return response.code, body
+
+    @defer.inlineCallbacks
+    def test_default_versions_proxy_over_http2(self) -> Any:
+        """``reverse_proxy https://…`` with default versions reaches an h2 upstream over HTTP/2."""
+        result = yield self.proxied("")
+        self.assertEqual(result, (200, b"HTTP/2.0 POST 5"))
+
+    @defer.inlineCallbacks
+    def test_versions_1_1_proxy_over_http11(self) -> Any:
+        """``versions 1.1`` keeps the same upstream on HTTP/1.1."""
+        result = yield self.proxied("\t\t\tversions 1.1\n")
+        self.assertEqual(result, (200, b"HTTP/1.1 POST 5"))
