@@ -11,7 +11,8 @@ from h2.errors import ErrorCodes
 from h2.events import DataReceived, RequestReceived, StreamEnded, StreamReset, TrailersReceived
 from h2.settings import SettingCodes
 from hyperframe.frame import DataFrame
-from twisted.internet.defer import succeed
+from twisted.internet.defer import CancelledError, Deferred, succeed
+from twisted.internet.error import ConnectionDone
 from twisted.internet.task import Clock
 from twisted.internet.testing import StringTransport
 from twisted.python.failure import Failure
@@ -20,7 +21,13 @@ from twisted.trial.unittest import SynchronousTestCase
 from txcaddy.reverseproxy._dial import UpstreamAddress
 from txcaddy.reverseproxy._exchange import ResponseBodyConsumer
 from txcaddy.reverseproxy._h2connection import H2Pool, HTTP2Connection, StreamRefused
-from txcaddy.reverseproxy.errors import DialError, UpstreamConnectionLost
+from txcaddy.reverseproxy.errors import (
+    DialError,
+    ResponseHeaderTimeout,
+    UpstreamConnectionLost,
+    UpstreamReadTimeout,
+    UpstreamWriteTimeout,
+)
 
 ADDR = UpstreamAddress.parse("127.0.0.1:9000")
 HEADERS = [(b"Host", b"example.com"), (b"User-Agent", b"t"), (b"Connection", b"keep-alive"),
@@ -255,15 +262,31 @@ class ExchangeTests(H2TestCase):
         self.assertIsInstance(consumer.reason.value, UpstreamConnectionLost)
         self.assertIn("INTERNAL_ERROR", str(consumer.reason.value))
 
-    def test_refused_stream_is_retryable(self) -> None:
-        """REFUSED_STREAM fails the head with StreamRefused, a DialError (nothing was processed)."""
+    def test_refused_stream_is_sent_again_once(self) -> None:
+        """A refused bodyless stream is sent again once (as Go); refused twice it fails with
+        StreamRefused, a DialError (nothing was processed)."""
         _, heads, _ = self.request()
         (peer,) = self.peers
         peer.pump()
         peer.server.reset_stream(1, ErrorCodes.REFUSED_STREAM)
         peer.pump()
+        self.assertEqual(heads, [])
+        self.assertEqual(sorted(peer.requests()), [1, 3])
+        peer.server.reset_stream(3, ErrorCodes.REFUSED_STREAM)
+        peer.pump()
         self.assertIsInstance(heads[0].value, StreamRefused)
         self.assertIsInstance(heads[0].value, DialError)
+
+    def test_refused_stream_with_a_body_fails(self) -> None:
+        """A refused stream with a request body is not sent again: StreamRefused."""
+        exchange, heads, _ = self.request(b"POST", 2)
+        exchange.write(b"ab")
+        (peer,) = self.peers
+        peer.pump()
+        peer.server.reset_stream(1, ErrorCodes.REFUSED_STREAM)
+        peer.pump()
+        self.assertIsInstance(heads[0].value, StreamRefused)
+        self.assertEqual(sorted(peer.requests()), [1])
 
     def test_connection_lost_fails_streams(self) -> None:
         """Losing the connection fails every open stream and frees the pool's slot."""
@@ -277,7 +300,7 @@ class ExchangeTests(H2TestCase):
 
 
 class MultiplexingTests(H2TestCase):
-    max_streams = 2
+    max_streams: int | None = 2
 
     def test_streams_up_to_the_limit_then_a_new_connection(self) -> None:
         """Requests share a connection up to MAX_CONCURRENT_STREAMS; the next one dials another."""
@@ -291,6 +314,38 @@ class MultiplexingTests(H2TestCase):
         peer.pump()
         self.assertEqual(sorted(peer.requests()), [1, 3])
         self.assertEqual(self.pool.open_count(ADDR), 2)
+
+    def test_five_requests_three_connections(self) -> None:
+        """Five concurrent requests to an upstream allowing 2 streams: three connections, all
+        answered (Go's client: a new connection when none can take a stream)."""
+        results = []
+        for _ in range(5):
+            results.append(self.request())
+            for peer in list(self.peers):
+                peer.pump()  # each new connection's SETTINGS (2 streams) arrive
+        self.assertEqual(len(self.peers), 3)
+        self.assertEqual([sorted(p.requests()) for p in self.peers], [[1, 3], [1, 3], [1]])
+        for peer in self.peers:
+            for sid in peer.requests():
+                peer.respond(sid, b"ok")
+        self.assertEqual([(b"".join(c.data), c.reason) for _, _, c in results], [(b"ok", None)] * 5)
+        self.assertEqual(self.pool.open_count(ADDR), 3)
+
+    def test_streams_beyond_unseen_settings_are_sent_again(self) -> None:
+        """Streams opened before the upstream's SETTINGS and refused by it go to a new connection."""
+        self.max_streams = None  # the peer's SETTINGS come later, by hand
+        for _ in range(3):
+            self.request()
+        (peer,) = self.peers
+        peer.pump()
+        self.assertEqual(sorted(peer.requests()), [1, 3, 5])
+        self.max_streams = 2
+        peer.server.update_settings({SettingCodes.MAX_CONCURRENT_STREAMS: 2})
+        peer.server.reset_stream(5, ErrorCodes.REFUSED_STREAM)
+        peer.pump()
+        self.assertEqual(len(self.peers), 2)
+        self.peers[1].pump()
+        self.assertEqual(sorted(self.peers[1].requests()), [1])
 
     def test_free_slot_is_offered_again(self) -> None:
         """When a stream ends on a full connection, the next request uses it instead of dialing."""
@@ -319,16 +374,20 @@ class MultiplexingTests(H2TestCase):
         self.assertEqual(sorted(peer.requests()), [1, 3, 5])
 
     def test_goaway(self) -> None:
-        """GOAWAY: streams above its last id fail retryably, older ones finish, then it closes."""
+        """GOAWAY: streams above its last id fail retryably (a bodyless one is sent again on a
+        new connection), older ones finish, then it closes."""
         _, first, consumer = self.request()
         (peer,) = self.peers
         peer.pump()
-        _, second, _ = self.request()
+        second_exchange, second, _ = self.request(b"POST", 1)
+        second_exchange.write(b"x")
+        _, third, _ = self.request()
         peer.pump()
         peer.respond(1, end=False)
         peer.server.close_connection(last_stream_id=1)
         peer.pump()
         self.assertIsInstance(second[0].value, StreamRefused)
+        self.assertEqual((third, len(self.peers)), ([], 2))  # the GET went to a new connection
         self.assertFalse(peer.conn.transport.disconnecting)
         self.request()
         self.assertEqual(len(self.peers), 2)
@@ -337,3 +396,96 @@ class MultiplexingTests(H2TestCase):
         self.assertEqual((b"".join(consumer.data), consumer.reason), (b"ok", None))
         self.assertTrue(peer.conn.transport.disconnecting)
         self.assertEqual(self.pool.open_count(ADDR), 1)
+
+
+class NeverConnects:
+    """An endpoint whose connect never completes (cancelled by the dial timeout)."""
+
+    def connect(self, factory: Any) -> Any:
+        return Deferred(lambda d: d.errback(CancelledError()))
+
+
+class TimeoutTests(H2TestCase):
+    """The transport's timeouts on h2 connections, driven by a Clock."""
+
+    def test_dial_timeout(self) -> None:
+        """``dial_timeout`` fails a dial that does not complete with a DialError."""
+        self.pool = H2Pool(self.clock, dial_timeout=3, endpoint_factory=lambda a: NeverConnects())
+        _, heads, _ = self.request()
+        self.clock.advance(2.9)
+        self.assertEqual(heads, [])
+        self.clock.advance(0.1)
+        self.assertIsInstance(heads[0].value, DialError)
+        self.assertIn("i/o timeout", str(heads[0].value))
+
+    def test_response_header_timeout(self) -> None:
+        """``response_header_timeout`` after the request was sent: 504 error, stream cancelled."""
+        self.pool.response_header_timeout = 2
+        _, heads, _ = self.request()
+        (peer,) = self.peers
+        peer.pump()
+        self.clock.advance(1.9)
+        self.assertEqual(heads, [])
+        self.clock.advance(0.1)
+        self.assertIsInstance(heads[0].value, ResponseHeaderTimeout)
+        peer.pump()
+        resets = [e for e in peer.events if isinstance(e, StreamReset)]
+        self.assertEqual([(e.stream_id, e.error_code) for e in resets], [(1, ErrorCodes.CANCEL)])
+
+    def test_read_timeout_fails_a_silent_connection(self) -> None:
+        """``read_timeout``: every read restarts it; silence that long fails the streams."""
+        self.pool.read_timeout = 5
+        _, heads, consumer = self.request()
+        (peer,) = self.peers
+        peer.pump()
+        self.clock.advance(4)
+        peer.respond(1, b"part", end=False)
+        self.clock.advance(4)
+        self.assertEqual(consumer.reason, "unfinished")
+        self.clock.advance(1)
+        self.assertIsInstance(consumer.reason.value, UpstreamReadTimeout)
+        self.assertTrue(peer.conn.transport.disconnecting)
+
+    def test_read_timeout_drops_an_idle_connection(self) -> None:
+        """``read_timeout`` also ends an idle connection (Go's read loop never stops reading)."""
+        self.pool.read_timeout = 5
+        self.request()
+        (peer,) = self.peers
+        peer.pump()
+        peer.respond(1, b"ok")
+        self.assertEqual(self.pool.idle_count(ADDR), 1)
+        self.clock.advance(4.9)
+        self.assertFalse(peer.conn.transport.disconnecting)
+        self.clock.advance(0.1)
+        self.assertTrue(peer.conn.transport.disconnecting)
+        peer.conn.connectionLost(Failure(ConnectionDone()))  # the StringTransport does not
+        self.assertEqual((self.pool.idle_count(ADDR), self.pool.open_count(ADDR)), (0, 0))
+
+    def test_write_timeout(self) -> None:
+        """``write_timeout`` runs while the transport refuses bytes, stops when it takes them."""
+        self.pool.write_timeout = 3
+        _, heads, _ = self.request(b"POST", 10)
+        (peer,) = self.peers
+        conn = peer.conn
+        self.assertIs(conn.transport.producer, conn)
+        conn.pauseProducing()
+        self.clock.advance(2)
+        conn.resumeProducing()
+        self.clock.advance(2)
+        self.assertEqual(heads, [])
+        conn.pauseProducing()
+        self.clock.advance(3)
+        self.assertIsInstance(heads[0].value, UpstreamWriteTimeout)
+
+    def test_idle_timeout(self) -> None:
+        """The keep-alive ``idle_timeout`` closes an h2 connection idle that long (GOAWAY)."""
+        self.pool.idle_timeout = 10
+        self.request()
+        (peer,) = self.peers
+        peer.pump()
+        peer.respond(1, b"ok")
+        self.clock.advance(9)
+        self.assertFalse(peer.conn.transport.disconnecting)
+        self.clock.advance(1)
+        self.assertTrue(peer.conn.transport.disconnecting)
+        self.assertEqual(self.pool.open_count(ADDR), 0)

@@ -22,6 +22,7 @@ from twisted.internet.address import IPv4Address
 from twisted.internet.error import ConnectionLost
 from twisted.internet.protocol import Factory, Protocol
 from twisted.internet.ssl import Certificate, CertificateOptions, trustRootFromCertificates
+from twisted.internet.task import deferLater
 from twisted.internet.testing import MemoryReactorClock, StringTransport
 from twisted.names import dns
 from twisted.protocols.tls import TLSMemoryBIOFactory
@@ -41,6 +42,7 @@ from tests.reverseproxy._client import (
 )
 from txcaddy._reactor import default_reactor
 from txcaddy.errors import ConfigError
+from txcaddy.reverseproxy._alpn import ALPN_H2_H1
 from txcaddy.reverseproxy.transport import (
     DialError,
     HTTPTransport,
@@ -187,7 +189,9 @@ class TLSUpstreamTests(TestCase):
         self.assertNotIsInstance(error, DialError)
         self.assertEqual(error.status, 502)
         self.assertIn("certificate verify failed", str(error))
-        self.assertEqual(transport.pool.open_count(address), 0)
+        yield deferLater(self.reactor, 0, lambda: None)  # the slot frees after the error
+        creator = transport.tls_config.creator_for("127.0.0.1", alpn=ALPN_H2_H1)
+        self.assertEqual(transport.alpn_pool.open_count(address, tls=creator), 0)
 
     @defer.inlineCallbacks
     def test_insecure_skip_verify(self):
@@ -269,8 +273,11 @@ class TLSUpstreamTests(TestCase):
             result = yield fetch(transport, address, request=make_request(host=host))
             self.assertEqual(result[0], 200)
         self.assertEqual(sni, [b"a.test", b"b.test"])
-        creator = transport.tls_config.creator_for("127.0.0.1", make_request(host="a.test"))
-        self.assertEqual(transport.pool.idle_count(address, tls=creator), 1)
+        # Default versions ("1.1", "2"): the pool of connections offering ALPN h2.
+        creator = transport.tls_config.creator_for("127.0.0.1", make_request(host="a.test"),
+                                                   ALPN_H2_H1)
+        self.assertEqual(transport.alpn_pool.idle_count(address, tls=creator), 1)
+        self.assertEqual(transport.alpn_pool.idle_count(address), 0)
         self.assertEqual(transport.pool.idle_count(address), 0)
 
 

@@ -156,6 +156,9 @@ class Dial:
 
     def _connected(self, conn: Connection) -> None:
         self._cancel_timer()
+        replaced = getattr(conn, "replaced_by", None)
+        if replaced is not None:
+            conn = replaced  # ALPN picked another protocol during the handshake (``_alpn``)
         if conn.connected:
             unwrap_endpoint_protocol(conn)
         if self.host.tls is None or conn.handshake_ok:

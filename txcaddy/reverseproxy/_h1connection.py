@@ -424,6 +424,17 @@ class ConnectionPool(UpstreamPool):
         self.read_timeout = read_timeout
         self.write_timeout = write_timeout
         self.expect_continue_timeout = expect_continue_timeout
+        #: The keyword arguments this pool was made with (a sibling pool copies them).
+        self.options: dict[str, Any] = dict(
+            max_idle_per_host=max_idle_per_host, idle_timeout=idle_timeout,
+            max_conns_per_host=max_conns_per_host, dial_timeout=dial_timeout,
+            response_header_timeout=response_header_timeout,
+            max_response_header_size=max_response_header_size, keep_alive=keep_alive,
+            max_idle_conns=max_idle_conns, read_timeout=read_timeout,
+            write_timeout=write_timeout, expect_continue_timeout=expect_continue_timeout,
+            tls_handshake_timeout=tls_handshake_timeout, tcp_keepalive=tcp_keepalive,
+            read_size=read_size, endpoint_factory=endpoint_factory,
+            surplus_linger=surplus_linger)
 
     def request(
         self,
@@ -442,6 +453,25 @@ class ConnectionPool(UpstreamPool):
         ``tls`` is an IOpenSSLClientConnectionCreator for an HTTPS upstream (connections are
         pooled per creator), or None.
         """
+        key = address.key if tls is None else (address.key, tls)
+        host = self._hosts.get(key)
+        if host is None:
+            host = self._hosts[key] = HostPool(self, key, address, tls)
+        exchange = self.new_exchange(host, method, target, headers, body_length,
+                                     on_informational)
+        host.submit(exchange)
+        return exchange
+
+    def new_exchange(
+        self,
+        host: HostPool,
+        method: bytes,
+        target: bytes,
+        headers: RawHeaders,
+        body_length: int | None,
+        on_informational: Callable[[ResponseHead], None] | None,
+    ) -> Exchange:
+        """The exchange of one request to ``host``, not yet submitted (see ``request``)."""
         parts = [method, b" ", target, b" HTTP/1.1\r\n"]
         wants_close = switching = idempotency_key = expects_continue = False
         noticed = _noticed_names
@@ -472,17 +502,12 @@ class ConnectionPool(UpstreamPool):
         elif body_length is not None:
             parts.append(b"Content-Length: %d\r\n" % body_length)
         parts.append(b"\r\n")
-        key = address.key if tls is None else (address.key, tls)
-        host = self._hosts.get(key)
-        if host is None:
-            host = self._hosts[key] = HostPool(self, key, address, tls)
         exchange = Exchange(self, host, b"".join(parts), body_length, method, on_informational)
         bodyless = not body_length
         exchange.replayable = bodyless and (method in _REPLAYABLE_METHODS or idempotency_key)
         exchange.close_after = wants_close
         if expects_continue and not bodyless and self.expect_continue_timeout:
             exchange._held = True
-        host.submit(exchange)
         return exchange
 
     def failed_exchange(self, error: UpstreamError) -> Exchange:

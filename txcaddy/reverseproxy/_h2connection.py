@@ -53,6 +53,8 @@ from txcaddy.reverseproxy.errors import (
     ResponseHeaderTimeout,
     UpstreamConnectionLost,
     UpstreamProtocolError,
+    UpstreamReadTimeout,
+    UpstreamWriteTimeout,
 )
 
 _log = Logger(namespace="txcaddy.reverseproxy")
@@ -312,6 +314,21 @@ class H2Exchange(Exchange):
         self._outbox.clear()
         super()._fail(failure)
 
+    def _rewind_refused(self) -> bool:
+        """Make a refused bodyless request ready to go on another stream, once (Go's http2
+        client retries a refused stream the upstream never processed); False if it may not."""
+        if self.retried or (self.body_length is not None and self.body_length != 0) \
+                or self.response is not None or self.finished:
+            return False
+        self.retried = True
+        self._stop_header_timer()
+        self._h2conn = None
+        self.stream_id = None
+        self._end_sent = False
+        self.sent_anything = False
+        self._inbox.clear()
+        return True
+
     def _unacknowledged(self) -> int:
         """Flow-controlled bytes received but not given to the consumer (dropped on reset)."""
         total = sum(length for _, length in self._inbox)
@@ -329,6 +346,8 @@ class HTTP2Connection(PooledConnection):
     """
 
     transport: Any = None
+    read_timer: Any = None  # read_timeout: reset by every read, fires after that long idle
+    write_timer: Any = None  # write_timeout: runs while the transport refuses more bytes
 
     def __init__(self, pool: H2Pool, host: HostPool) -> None:
         self.pool = pool
@@ -356,7 +375,42 @@ class HTTP2Connection(PooledConnection):
         h2.update_settings({SettingCodes.ENABLE_PUSH: 0,
                             SettingCodes.INITIAL_WINDOW_SIZE: STREAM_WINDOW})
         h2.increment_flow_control_window(CONNECTION_WINDOW - 65535)
+        pool = self.pool
+        if pool.read_timeout:
+            self.read_timer = pool.reactor.callLater(pool.read_timeout, self._read_timed_out)
+        if pool.write_timeout and self.transport is not None:
+            self.transport.registerProducer(self, True)  # to see when it stops taking bytes
         self.flush()
+
+    # -- read / write deadlines (Go sets them on every Read and Write of the connection) ----
+
+    def _read_timed_out(self) -> None:
+        """Nothing came for ``read_timeout``: Go's read loop fails, and every stream with it."""
+        self.read_timer = None
+        self._fail_all(UpstreamReadTimeout(
+            f"read from {self.host.address}: i/o timeout after {self.pool.read_timeout}s"))
+
+    def pauseProducing(self) -> None:
+        """The transport's buffer is full: a write is blocked, ``write_timeout`` runs."""
+        if self.write_timer is None and self.connected:
+            self.write_timer = self.pool.reactor.callLater(
+                self.pool.write_timeout, self._write_timed_out)
+
+    def resumeProducing(self) -> None:
+        self._stop_write_timer()
+
+    def stopProducing(self) -> None:
+        self._stop_write_timer()
+
+    def _stop_write_timer(self) -> None:
+        timer, self.write_timer = self.write_timer, None
+        if timer is not None and timer.active():
+            timer.cancel()
+
+    def _write_timed_out(self) -> None:
+        self.write_timer = None
+        self._fail_all(UpstreamWriteTimeout(
+            f"write to {self.host.address}: i/o timeout after {self.pool.write_timeout}s"))
 
     def flush(self) -> None:
         data = self.h2.data_to_send()
@@ -472,6 +526,10 @@ class HTTP2Connection(PooledConnection):
 
     def connectionLost(self, reason: Failure = connectionDone) -> None:
         self.lost_reason = reason
+        timer, self.read_timer = self.read_timer, None
+        if timer is not None and timer.active():
+            timer.cancel()
+        self._stop_write_timer()
         self.closed()
         streams, self.streams = self.streams, {}
         for exchange in streams.values():
@@ -497,6 +555,8 @@ class HTTP2Connection(PooledConnection):
     # -- events ----------------------------------------------------------------------------
 
     def dataReceived(self, data: bytes) -> None:
+        if self.read_timer is not None:
+            self.read_timer.reset(self.pool.read_timeout)
         try:
             events = self.h2.receive_data(data)
         except ProtocolError as exc:
@@ -540,8 +600,11 @@ class HTTP2Connection(PooledConnection):
             elif isinstance(event, RemoteSettingsChanged):
                 self.settings_received = True
                 self._pump_all()
-                if self.streams and self.has_room():
-                    self.host.connection_available(self)
+                if self.streams:
+                    if self.has_room():
+                        self.host.connection_available(self)
+                    else:  # a lower MAX_CONCURRENT_STREAMS than assumed: full already
+                        self.host.connection_unavailable(self)
             elif isinstance(event, ConnectionTerminated):
                 self._go_away(event.last_stream_id or 0, event.error_code)
         self.flush()
@@ -557,6 +620,12 @@ class HTTP2Connection(PooledConnection):
         exchange._unacknowledged()  # h2 gives the connection window back for a reset stream
         del self.streams[stream_id]
         if code == ErrorCodes.REFUSED_STREAM:
+            if exchange._rewind_refused():
+                # Refused before it was processed (often: more streams than the upstream's
+                # SETTINGS allow, sent before they arrived): send it again, like Go.
+                self._after_stream()
+                self.host.submit(exchange)
+                return
             error: Exception = StreamRefused(f"{self.host.address}: upstream refused the stream")
         else:
             name = getattr(code, "name", code)
@@ -569,8 +638,12 @@ class HTTP2Connection(PooledConnection):
         self.going_away = True
         host = self.host
         host.connection_unavailable(self)
+        retry: list[H2Exchange] = []
         for sid in [s for s in self.streams if s > last_stream_id]:
             exchange = self.streams.pop(sid)
+            if exchange._rewind_refused():
+                retry.append(exchange)  # never processed: sent again on another connection
+                continue
             exchange._fail(Failure(StreamRefused(
                 f"{host.address}: upstream going away (GOAWAY {getattr(code, 'name', code)})")))
         if self.streams:
@@ -585,6 +658,11 @@ class HTTP2Connection(PooledConnection):
                     self.transport.loseConnection()
             else:
                 self._release_and_close()
+        if retry:
+            # The host may have been forgotten with its last connection: it is in use again.
+            live = host.pool._hosts.setdefault(host.key, host)
+            for exchange in retry:
+                live.submit(exchange)
 
 
 class H2Pool(UpstreamPool):
@@ -595,6 +673,8 @@ class H2Pool(UpstreamPool):
         reactor: Any,
         *,
         response_header_timeout: float | None = None,
+        read_timeout: float | None = None,
+        write_timeout: float | None = None,
         keep_alive: bool = True,
         max_idle_per_host: int | None = 32,
         idle_timeout: float | None = 120.0,
@@ -620,6 +700,8 @@ class H2Pool(UpstreamPool):
             surplus_linger=surplus_linger,
         )
         self.response_header_timeout = response_header_timeout
+        self.read_timeout = read_timeout
+        self.write_timeout = write_timeout
         self.keep_alive = keep_alive
 
     def request(
@@ -632,29 +714,7 @@ class H2Pool(UpstreamPool):
         on_informational: Callable[[ResponseHead], None] | None = None,
     ) -> H2Exchange:
         """Send a request on a stream (same arguments as ``ConnectionPool.request``)."""
-        authority = b""
-        fields: RawHeaders = []
-        for name, value in headers:
-            lower = name.lower()
-            if lower in _DROPPED:
-                if lower == b"host" and not authority:
-                    authority = value
-                continue
-            if lower == b"te":
-                if b"trailers" not in value.lower():
-                    continue
-                value = b"trailers"  # the only TE value HTTP/2 allows
-            fields.append((lower, value))
-        if not authority:
-            host_text = f"[{address.host}]" if ":" in address.host else address.host
-            authority = (f"{host_text}:{address.port}" if address.port else host_text or
-                         "localhost").encode()
-        request_headers: RawHeaders = [
-            (b":method", method), (b":scheme", b"http"), (b":authority", authority),
-            (b":path", target)]
-        if body_length is not None and body_length >= 0:
-            request_headers.append((b"content-length", b"%d" % body_length))
-        request_headers += fields
+        request_headers = h2_request_headers(address, method, target, headers, body_length)
         key = address.key
         host = self._hosts.get(key)
         if host is None:
@@ -662,3 +722,34 @@ class H2Pool(UpstreamPool):
         exchange = H2Exchange(self, host, request_headers, body_length, method, on_informational)
         host.submit(exchange)
         return exchange
+
+
+def h2_request_headers(address: UpstreamAddress, method: bytes, target: bytes,
+                       headers: RawHeaders, body_length: int | None,
+                       scheme: bytes = b"http") -> RawHeaders:
+    """The HEADERS of a request: pseudo-fields first, names lower-cased, HTTP/1.1-only ones
+    dropped (``Host`` becomes ``:authority``; ``TE`` only as ``trailers``)."""
+    authority = b""
+    fields: RawHeaders = []
+    for name, value in headers:
+        lower = name.lower()
+        if lower in _DROPPED:
+            if lower == b"host" and not authority:
+                authority = value
+            continue
+        if lower == b"te":
+            if b"trailers" not in value.lower():
+                continue
+            value = b"trailers"  # the only TE value HTTP/2 allows
+        fields.append((lower, value))
+    if not authority:
+        host_text = f"[{address.host}]" if ":" in address.host else address.host
+        authority = (f"{host_text}:{address.port}" if address.port else host_text or
+                     "localhost").encode()
+    request_headers: RawHeaders = [
+        (b":method", method), (b":scheme", scheme), (b":authority", authority),
+        (b":path", target)]
+    if body_length is not None and body_length >= 0:
+        request_headers.append((b"content-length", b"%d" % body_length))
+    request_headers += fields
+    return request_headers

@@ -8,7 +8,9 @@ and for TLS which server name, then hands over to the pool.  As in Caddy
 (``httptransport.go``: ``RoundTrip``), ``"h2c"`` in ``versions`` sends every plain-HTTP
 request over HTTP/2 with prior knowledge (no HTTP/1.1 fallback) through a second pool of
 HTTP/2 connections (``_h2connection``); upgrade requests (WebSocket) still use HTTP/1.1.
-TLS upstreams speak HTTP/1.1 (``"2"``, HTTP/2 through ALPN, is not implemented yet).
+With ``"2"`` in ``versions`` (the default), TLS upstreams are offered ALPN ``h2, http/1.1`` and
+served over whichever they pick, in one pool (``_alpn``); upgrade requests are dialled offering
+only ``http/1.1``, in the HTTP/1.1 pool (Go's ``onlyH1``).  Without ``"2"``, TLS upstreams get HTTP/1.1.
 """
 
 from __future__ import annotations
@@ -25,6 +27,7 @@ from txcaddy.config.registry import module
 from txcaddy.config.values import duration_seconds
 from txcaddy.errors import ConfigError
 from txcaddy.interfaces import IUpstreamTransport
+from txcaddy.reverseproxy._alpn import ALPN_H2_H1, AlpnPool
 from txcaddy.reverseproxy._dial import DEFAULT_READ_SIZE, UpstreamAddress
 from txcaddy.reverseproxy._exchange import Exchange, RawHeaders, ResponseHead
 from txcaddy.reverseproxy._h1connection import ConnectionPool
@@ -86,7 +89,8 @@ class HTTPTransport:
     settings; ports in ``except_ports`` still get plain HTTP).  ``compression`` is Caddy's
     ``compression`` option (Go asks upstreams for gzip and decodes it transparently when the
     client did not ask for an encoding); the handler applies it.  ``h2_pool`` (with ``"h2c"``
-    in ``versions``) carries the plain-HTTP requests over h2c.  ``unsupported_reason`` is
+    in ``versions``) carries the plain-HTTP requests over h2c; ``alpn_pool`` (with ``"2"`` and
+    TLS) the TLS ones but upgrades, over HTTP/2 or HTTP/1.1 as ALPN decides.  ``unsupported_reason`` is
     None: every configuration this transport loads can be served.
     """
 
@@ -99,6 +103,7 @@ class HTTPTransport:
         versions: tuple[str, ...] = DEFAULT_VERSIONS,
         log: Logger | None = None,
         h2_pool: H2Pool | None = None,
+        alpn_pool: AlpnPool | None = None,
     ) -> None:
         self.pool = pool
         self.tls_config = tls_config
@@ -110,6 +115,10 @@ class HTTPTransport:
             h2_pool = H2Pool(pool.reactor, dial_timeout=pool.dial_timeout,
                              endpoint_factory=pool.endpoint_factory)
         self.h2_pool = h2_pool if self.h2c else None
+        #: HTTPS connections offering ALPN h2 (``"2"`` in ``versions``), or None.
+        self.alpn_pool: AlpnPool | None = None
+        if "2" in versions and tls_config is not None:
+            self.alpn_pool = alpn_pool or AlpnPool(pool.reactor, **pool.options)
         self.unsupported_reason: str | None = None
         self.log = log or Logger(namespace="txcaddy.reverseproxy")
 
@@ -235,6 +244,8 @@ class HTTPTransport:
             h2_pool = H2Pool(
                 reactor,
                 response_header_timeout=pool.response_header_timeout,
+                read_timeout=pool.read_timeout,
+                write_timeout=pool.write_timeout,
                 keep_alive=enabled,
                 max_idle_per_host=idle_per_host,
                 idle_timeout=idle_timeout,
@@ -272,6 +283,12 @@ class HTTPTransport:
         tls = self.tls_config
         if tls is not None and tls.applies_to(address.port):
             host = address.host if address.network != "unix" else ""
+            alpn_pool = self.alpn_pool
+            if alpn_pool is not None and not any(name.lower() == b"upgrade"
+                                                 for name, _ in headers):
+                return alpn_pool.request(  # type: ignore[return-value]
+                    address, method, target, headers, body_length, on_informational,
+                    tls=tls.creator_for(host, request, ALPN_H2_H1))
             creator = tls.creator_for(host, request)
             return self.pool.request(address, method, target, headers, body_length,
                                      on_informational, tls=creator)
@@ -287,9 +304,10 @@ class HTTPTransport:
 
         The Deferred fires once they are closed.
         """
-        if self.h2_pool is None:
+        pools = [p for p in (self.pool, self.h2_pool, self.alpn_pool) if p is not None]
+        if len(pools) == 1:
             return self.pool.close_idle()
-        return DeferredList([self.pool.close_idle(), self.h2_pool.close_idle()],
+        return DeferredList([p.close_idle() for p in pools],
                             consumeErrors=True).addCallback(lambda _: None)
 
 

@@ -2,7 +2,8 @@
 
 Implementation: ``_transport`` (the ``http`` transport module and its options), ``_pool`` (the
 protocol-blind connection pool), ``_h1connection`` (the HTTP/1.1 connection and pool),
-``_h1response`` (its response parser), ``_exchange`` (one request/response), ``_dial``
+``_h1response`` (its response parser), ``_h2connection`` (HTTP/2 connections, h2c), ``_alpn``
+(TLS connections that become HTTP/2 or HTTP/1.1 by ALPN), ``_exchange`` (one request/response), ``_dial``
 (addresses, connecting, TLS handshake deadlines), ``_tls`` and ``_resolver``; the failures are
 in ``errors``.  The interfaces are ``txcaddy.interfaces.IUpstreamTransport``, ``IExchange``
 and ``IBodyConsumer``.

@@ -35,8 +35,8 @@ from zope.interface import implementer
 from txcaddy.config.placeholders import Template
 from txcaddy.errors import ConfigError
 
-#: ALPN offered to upstreams.  HTTP/2 over TLS to upstreams is not implemented yet, so a
-#: ``versions`` list with "2" still gets HTTP/1.1 (the upstream must accept it).
+#: ALPN offered to upstreams by default: HTTP/1.1 connections (``versions`` without "2", and
+#: upgrades); a creator for HTTP/2-capable connections offers ``h2, http/1.1`` instead.
 ALPN = (b"http/1.1",)
 
 _RENEGOTIATION = ("never", "once", "freely")
@@ -64,8 +64,11 @@ class UpstreamConnectionCreator:
     """Makes the OpenSSL connection for one server name: SNI, verification, renegotiation."""
 
     def __init__(self, options: CertificateOptions, name: str, verify: bool,
-                 renegotiation: str) -> None:
+                 renegotiation: str, alpn: tuple[bytes, ...] = ()) -> None:
         self.name = name
+        #: Protocols offered by ALPN (HTTP/2 to TLS upstreams: ``h2, http/1.1``); empty: the
+        #: options' own (``http/1.1``).
+        self.alpn = alpn
         self._options = options
         self._renegotiation = renegotiation
         is_ip = isIPAddress(name) or isIPv6Address(name)
@@ -80,6 +83,8 @@ class UpstreamConnectionCreator:
         connection = self._options.clientConnectionForTLS(tlsProtocol)
         if self._sni is not None:
             connection.set_tlsext_host_name(self._sni)
+        if self.alpn:
+            connection.set_alpn_protos(list(self.alpn))
         if self._renegotiation == "never":
             connection.set_options(SSL.OP_NO_RENEGOTIATION)
         elif self._renegotiation == "once":
@@ -115,10 +120,10 @@ class UpstreamConnectionCreator:
     def __eq__(self, other: object) -> bool:
         # Equal creators share pooled connections: same settings, same server name.
         return (isinstance(other, UpstreamConnectionCreator) and other.name == self.name
-                and other._options is self._options)
+                and other._options is self._options and other.alpn == self.alpn)
 
     def __hash__(self) -> int:
-        return hash((self.name, id(self._options)))
+        return hash((self.name, id(self._options), self.alpn))
 
     def __repr__(self) -> str:
         return f"<UpstreamConnectionCreator {self.name!r}>"
@@ -164,7 +169,7 @@ class UpstreamTLS:
         self.handshake_timeout = handshake_timeout
         self.renegotiation = renegotiation
         self.except_ports = except_ports
-        self._creators: dict[str, UpstreamConnectionCreator] = {}
+        self._creators: dict[tuple[str, tuple[bytes, ...]], UpstreamConnectionCreator] = {}
 
     @classmethod
     def from_config(cls, config: Any, parse_duration: Callable[[str, Any], float | None]) -> UpstreamTLS:
@@ -229,8 +234,12 @@ class UpstreamTLS:
         """Whether a request to ``port`` uses TLS (``except_ports`` go plain HTTP)."""
         return port not in self.except_ports
 
-    def creator_for(self, host: str, request: Any = None) -> UpstreamConnectionCreator:
-        """The connection creator for an upstream host (a unix upstream passes "")."""
+    def creator_for(self, host: str, request: Any = None,
+                    alpn: tuple[bytes, ...] = ()) -> UpstreamConnectionCreator:
+        """The connection creator for an upstream host (a unix upstream passes "").
+
+        ``alpn``: the protocols to offer (empty: ``http/1.1`` only, the options' own).
+        """
         name = host
         template = self._server_name
         if template is not None:
@@ -239,12 +248,12 @@ class UpstreamTLS:
             elif request is not None:
                 # Caddy renders it per request with ReplaceAll; empty → the dial host.
                 name = template.render(request, empty_unknown=True) or host
-        creator = self._creators.get(name)
+        creator = self._creators.get((name, alpn))
         if creator is None:
             if len(self._creators) >= _MAX_CACHED_NAMES:
                 self._creators.clear()
-            creator = self._creators[name] = UpstreamConnectionCreator(
-                self.options, name, self.verify, self.renegotiation)
+            creator = self._creators[(name, alpn)] = UpstreamConnectionCreator(
+                self.options, name, self.verify, self.renegotiation, alpn)
         return creator
 
 
