@@ -158,7 +158,7 @@ class BrowserTests(TestCase):
             f.write(
                 f"{{\n\thttp_port {free_port()}\n\thttps_port {self.https_port}\n\tadmin off\n\tskip_install_trust\n"
                 f"\tstorage file_system {{\n\t\troot {os.path.join(self.dir, 'storage')}\n\t}}\n}}\n"
-                f"localhost {{\n\troot * {site}\n\tfile_server\n}}\n"
+                f"localhost {{\n\troot * {site}\n\trespond /proto \"{{http.request.proto}}\"\n\tfile_server\n}}\n"
             )
         self.url = f"https://localhost:{self.https_port}/"
 
@@ -179,12 +179,12 @@ class BrowserTests(TestCase):
         return err.decode()
 
     @inlineCallbacks
-    def chromium_run(self, *arguments: str) -> Any:
+    def chromium_run(self, *arguments: str, url: str | None = None) -> Any:
         """Headless Chromium with this home (its NSS database) and a profile of its own."""
         assert self.chromium is not None
         argv = [
             self.chromium, "--headless", "--no-sandbox", "--disable-gpu", "--disable-dev-shm-usage",
-            "--no-first-run", f"--user-data-dir={os.path.join(self.dir, 'profile')}", *arguments, self.url,
+            "--no-first-run", f"--user-data-dir={os.path.join(self.dir, 'profile')}", *arguments, url or self.url,
         ]
         env = {"HOME": self.home, "PATH": os.environ.get("PATH", os.defpath)}
         out, err, code = yield run_process(argv, env)
@@ -207,6 +207,15 @@ class BrowserTests(TestCase):
         self.assertGreater(share, 0.8, f"only {share:.0%} of the screenshot has the page's colour")
         dom, _ = yield self.chromium_run("--dump-dom")
         self.assertIn(MARKER, dom)
+
+    @inlineCallbacks
+    def test_page_comes_over_http2(self) -> Any:
+        """Chromium speaks HTTP/2 to the site (ALPN h2, on by default as in Caddy): the route
+        answering ``{http.request.proto}`` says ``HTTP/2.0``."""
+        yield self.start()
+        yield self.txcaddy("trust")
+        dom, _ = yield self.chromium_run("--dump-dom", url=self.url + "proto")
+        self.assertIn("HTTP/2.0", dom)
 
     @inlineCallbacks
     def test_untrusted_root_is_refused(self) -> Any:
