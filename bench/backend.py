@@ -1,5 +1,8 @@
 """The backend: nginx (fixed answers, static files) and the SSE event source.
 
+For the gRPC scenarios nginx also listens for h2c (``h2c_port``) and answers
+the scenarios' paths with prepared gRPC messages and a ``grpc-status`` trailer.
+
 A fast C server on the loopback interface, so that what is measured is the
 proxy between it and wrk.  Target ``direct`` measures it alone: the ceiling
 of the load side on this machine.
@@ -13,11 +16,17 @@ import sys
 import time
 
 from bench.procs import HOST, ManagedProcess, cpu_seconds, descendants
-from bench.rendering import TEMPLATES, render_file
+from bench.rendering import TEMPLATES, render, render_file
+from bench.scenarios import REGISTRY, grpc_message
 
 #: The answer of /small and /post: exactly 100 bytes.
 SMALL_BODY = (b"txcaddy bench: the small answer, " * 4)[:99] + b"\n"
 STATIC_FILES = {"64k.bin": 64 * 1024, "1m.bin": 1024 * 1024}
+
+
+def grpc_answers() -> dict[str, bytes]:
+    """The h2c listener's answer bodies by path: each gRPC scenario's messages, concatenated."""
+    return {s.path: grpc_message() * s.grpc_messages for s in REGISTRY.values() if s.grpc}
 
 
 def http_get(port: int, path: str, timeout: float = 2.0) -> tuple[int, bytes]:
@@ -71,10 +80,13 @@ def wait_listening(port: int, timeout: float, process: ManagedProcess) -> None:
 class Backend:
     """nginx + the SSE source, both on the load CPUs (inherited from the harness)."""
 
-    def __init__(self, workdir: str, port: int, sse_port: int, workers: int = 1) -> None:
+    def __init__(self, workdir: str, port: int, sse_port: int, workers: int = 1,
+                 h2c_port: int | None = None) -> None:
         self.dir = os.path.join(workdir, "backend")
         self.port = port
         self.sse_port = sse_port
+        #: The h2c listener with the gRPC answers; None: not started.
+        self.h2c_port = h2c_port
         self.workers = workers
         self.processes: list[ManagedProcess] = []
 
@@ -88,11 +100,28 @@ class Backend:
             with open(path, "wb") as f:
                 f.write((b"0123456789abcdef" * (size // 16 + 1))[:size])
             os.chmod(path, 0o644)
-        values = {"workers": self.workers, "dir": self.dir, "listen": f"{HOST}:{self.port}",
-                  "sse": f"{HOST}:{self.sse_port}",
-                  "small_body": SMALL_BODY.decode().replace("\n", "\\n")}
+        values: dict[str, object] = {
+            "workers": self.workers, "dir": self.dir, "listen": f"{HOST}:{self.port}",
+            "sse": f"{HOST}:{self.sse_port}",
+            "small_body": SMALL_BODY.decode().replace("\n", "\\n"), "grpc_server": ""}
+        if self.h2c_port is not None:
+            self._write_grpc_answers()
+            values["grpc_listen"] = f"{HOST}:{self.h2c_port}"
+            with open(os.path.join(TEMPLATES, "backend-grpc-server.conf"), encoding="utf-8") as f:
+                values["grpc_server"] = render(f.read(), values)
         return render_file(os.path.join(TEMPLATES, "backend-nginx.conf"), values,
                            os.path.join(self.dir, "nginx.conf"))
+
+    def _write_grpc_answers(self) -> None:
+        root = os.path.join(self.dir, "grpc")
+        for path, body in grpc_answers().items():
+            out = os.path.join(root, path.lstrip("/"))
+            os.makedirs(os.path.dirname(out), exist_ok=True)
+            with open(out, "wb") as f:
+                f.write(body)
+            os.chmod(out, 0o644)
+        for folder, _dirs, _files in os.walk(root):
+            os.chmod(folder, 0o755)
 
     def start(self) -> None:
         """Write the files and config, start nginx and the source, wait until both serve."""
@@ -109,6 +138,8 @@ class Backend:
         self.processes.append(events)
         wait_until_serving(self.port, 20, nginx)
         wait_listening(self.sse_port, 20, events)
+        if self.h2c_port is not None:
+            wait_listening(self.h2c_port, 20, nginx)
 
     def cpu_seconds(self) -> float:
         return sum(cpu_seconds(descendants(p.pid)) for p in self.processes)

@@ -5,6 +5,10 @@ scenario's load kind and protocol.  Every request client returns the same
 result fields (requests, duration_s, bytes, p50_us, p99_us, errors and the
 err_* counters); h2load (nghttp2-client) prints no percentiles, so its
 p50_us/p99_us are None and its latency is quoted as mean/sd/max instead.
+gRPC scenarios also run under h2load (a POST of one gRPC message, ``-d``);
+before they are measured, ``check_grpc_call`` makes one call with nghttp to
+see that the answer's messages and its ``grpc-status: 0`` trailer come
+through the proxy, which h2load cannot tell.
 """
 
 from __future__ import annotations
@@ -18,7 +22,7 @@ import time
 from dataclasses import dataclass
 from typing import Any
 
-from bench.scenarios import EVENTS, KEEP_ALIVE, Scenario
+from bench.scenarios import EVENTS, KEEP_ALIVE, Scenario, grpc_message
 
 # ---------------------------------------------------------------- wrk
 
@@ -120,6 +124,7 @@ _H2_FINISHED = re.compile(r"^finished in ([0-9.]+)s, ([0-9.]+) req/s", re.M)
 _H2_REQUESTS = re.compile(
     r"^requests: (\d+) total, (\d+) started, (\d+) done, (\d+) succeeded, "
     r"(\d+) failed, (\d+) errored, (\d+) timeout", re.M)
+_H2_STATUS = re.compile(r"^status codes: (\d+) 2xx, (\d+) 3xx, (\d+) 4xx, (\d+) 5xx", re.M)
 _H2_TRAFFIC = re.compile(r"^traffic: \S+ \((\d+)\) total", re.M)
 _H2_PROTOCOL = re.compile(r"^Application protocol: (\S+)", re.M)
 _H2_REQUEST_TIME = re.compile(
@@ -136,17 +141,21 @@ def h2load_microseconds(text: str) -> float:
 
 
 def h2load_argv(url: str, *, duration: int, connections: int, threads: int,
-                streams: int, headers: list[tuple[str, str]] | None = None) -> list[str]:
+                streams: int, headers: list[tuple[str, str]] | None = None,
+                data: str | None = None) -> list[str]:
     """The h2load command line; ``duration`` (-D) bounds the run.
 
     No --warm-up-time: the harness warms up with a run of its own, as it does
     for wrk, so both clients' measured runs include opening their connections.
     An http:// URL is HTTP/2 by prior knowledge (h2c); https:// negotiates by ALPN.
+    ``data`` is a file sent as every request's body (h2load then POSTs).
     """
     argv = ["h2load", "-t", str(threads), "-c", str(connections), "-m", str(streams),
             "-D", str(duration)]
     for name, value in headers or ():
         argv += ["-H", f"{name}: {value}"]
+    if data is not None:
+        argv += ["-d", data]
     return argv + [url]
 
 
@@ -159,7 +168,9 @@ def parse_h2load_output(stdout: str) -> dict[str, Any]:
     err_status, err_read and err_timeout.  The measured time is requests over
     h2load's own req/s (its "finished in" also counts --warm-up-time).
     Latency is what h2load gives: min/mean/sd/max of each request's time, no
-    percentiles (p50_us, p99_us are None).
+    percentiles (p50_us, p99_us are None).  ``succeeded`` is the requests
+    done with a 2xx answer; ``status_2xx`` ... ``status_5xx`` are h2load's
+    counts of status codes, None when it printed none.
     """
     finished = _H2_FINISHED.search(stdout)
     counts = _H2_REQUESTS.search(stdout)
@@ -171,31 +182,40 @@ def parse_h2load_output(stdout: str) -> dict[str, Any]:
     rate = float(finished.group(2))
     duration = done / rate if done and rate else float(finished.group(1))
     protocol = _H2_PROTOCOL.search(stdout)
+    statuses = _H2_STATUS.search(stdout)
+    codes = [int(n) for n in statuses.groups()] if statuses else [None] * 4
     low, high, mean, sd = (h2load_microseconds(t) for t in times.groups())
     return {
-        "requests": done, "duration_s": duration, "bytes": int(traffic.group(1)),
+        "requests": done, "succeeded": _succeeded, "duration_s": duration, "bytes": int(traffic.group(1)),
         "errors": failed, "err_connect": 0, "err_read": errored - timeout, "err_write": 0,
         "err_status": failed - errored, "err_timeout": timeout,
         "p50_us": None, "p99_us": None,
         "min_us": low, "mean_us": mean, "sd_us": sd, "max_us": high,
         "protocol": protocol.group(1) if protocol else None,
+        **{f"status_{n}xx": count for n, count in zip(range(2, 6), codes, strict=True)},
     }
 
 
 def run_h2load(scenario: Scenario, url: str, settings: LoadSettings,
-               duration: int) -> dict[str, Any]:
+               duration: int, data: str | None = None) -> dict[str, Any]:
     """Run h2load once (bounded by ``duration`` plus a margin) and return its result.
 
-    A run that negotiated something other than HTTP/2 (h2 over TLS, h2c in
-    cleartext), or that completed no request at all (h2load counts refused
-    connections nowhere), is a failure, not a measurement.
+    ``data``: the file with the scenario's request body (``request_body()``),
+    required when it has one.  A run that negotiated something other than
+    HTTP/2 (h2 over TLS, h2c in cleartext), that completed no request at all
+    (h2load counts refused connections nowhere), or whose every answer was
+    an error status, is a failure, not a measurement.  A gRPC scenario's
+    ``messages`` is its calls times the messages in each answer.
     """
-    if scenario.body_bytes or scenario.connection != KEEP_ALIVE:
-        raise RuntimeError(f"scenario {scenario.name}: the h2load runner sends keep-alive "
-                           "GETs only (no request body, no Connection: close)")
+    if scenario.connection != KEEP_ALIVE:
+        raise RuntimeError(f"scenario {scenario.name}: the h2load runner keeps connections "
+                           "open (no Connection: close)")
+    if scenario.body_bytes and data is None:
+        raise RuntimeError(f"scenario {scenario.name}: a request body needs its file (-d)")
     argv = h2load_argv(url, duration=duration, connections=scenario.connections or settings.connections,
                        threads=settings.threads, streams=scenario.streams or H2_STREAMS,
-                       headers=scenario.request_headers())
+                       headers=scenario.request_headers(),
+                       data=data if scenario.body_bytes else None)
     before = resource.getrusage(resource.RUSAGE_CHILDREN)
     done = subprocess.run(argv, capture_output=True, text=True, timeout=duration + 30)
     after = resource.getrusage(resource.RUSAGE_CHILDREN)
@@ -209,9 +229,78 @@ def run_h2load(scenario: Scenario, url: str, settings: LoadSettings,
         raise RuntimeError(f"h2load spoke {result['protocol']!r}, not {expected}: {tail}")
     if not result["requests"] and not result["errors"]:
         raise RuntimeError(f"h2load completed no request: {tail}")
+    if result["requests"] and not result["succeeded"]:
+        raise RuntimeError(f"h2load got no 2xx answer ({result['status_2xx']} 2xx, "
+                           f"{result['status_3xx']} 3xx, {result['status_4xx']} 4xx, "
+                           f"{result['status_5xx']} 5xx): {tail}")
+    if scenario.grpc:
+        result["messages"] = result["succeeded"] * scenario.grpc_messages
     result["client_cpu_s"] = round(after.ru_utime + after.ru_stime
                                    - before.ru_utime - before.ru_stime, 3)
     return result
+
+
+def nghttp_argv(url: str, *, headers: list[tuple[str, str]], data: str) -> list[str]:
+    """One verbose HTTP/2 call by prior knowledge (h2c), body from ``data``, answer discarded."""
+    argv = ["nghttp", "-v", "-n", "-d", data]
+    for name, value in headers:
+        argv += ["-H", f"{name}: {value}"]
+    return argv + [url]
+
+
+_NGHTTP_FIELD = re.compile(r"^\[\s*[0-9.]+\] recv \(stream_id=\d+\) ([^:\s][^:]*|:status): (.*)$")
+_NGHTTP_DATA = re.compile(r"^\[\s*[0-9.]+\] recv DATA frame <length=(\d+),")
+
+
+def parse_nghttp_call(stdout: str) -> dict[str, Any]:
+    """What ``nghttp -v`` received: the status, header fields, body bytes and trailer fields.
+
+    Fields received after the first DATA frame are the trailers.
+    """
+    status: int | None = None
+    headers: dict[str, str] = {}
+    trailers: dict[str, str] = {}
+    body = 0
+    for line in stdout.splitlines():
+        data = _NGHTTP_DATA.match(line)
+        if data:
+            body += int(data.group(1))
+            continue
+        field = _NGHTTP_FIELD.match(line)
+        if not field:
+            continue
+        name, value = field.group(1), field.group(2)
+        if name == ":status":
+            status = int(value)
+        elif body:
+            trailers[name] = value
+        else:
+            headers[name] = value
+    return {"status": status, "headers": headers, "body_bytes": body, "trailers": trailers}
+
+
+def grpc_call_problem(call: dict[str, Any], scenario: Scenario) -> str | None:
+    """Why one call's answer is not the scenario's gRPC answer (None: it is)."""
+    expected = len(grpc_message()) * scenario.grpc_messages
+    if call["status"] != 200:
+        return f"status {call['status']}"
+    if call["headers"].get("content-type") != "application/grpc":
+        return f"content-type {call['headers'].get('content-type')!r}"
+    if call["body_bytes"] != expected:
+        return f"{call['body_bytes']} body bytes, not {expected}"
+    if call["trailers"].get("grpc-status") != "0":
+        return f"trailers {call['trailers']!r}, no grpc-status: 0"
+    return None
+
+
+def check_grpc_call(scenario: Scenario, url: str, data: str) -> None:
+    """One call through the target with nghttp; RuntimeError unless the gRPC answer is whole."""
+    argv = nghttp_argv(url, headers=scenario.request_headers(), data=data)
+    done = subprocess.run(argv, capture_output=True, text=True, errors="replace", timeout=30)
+    problem = grpc_call_problem(parse_nghttp_call(done.stdout), scenario)
+    if problem:
+        raise RuntimeError(f"gRPC check of {url} failed (nghttp exit {done.returncode}): "
+                           f"{problem}: {done.stdout[-600:]}{done.stderr[-300:]}")
 
 
 # ---------------------------------------------------------------- SSE

@@ -36,6 +36,7 @@ from bench import scenarios as registry  # noqa: E402
 from bench.backend import Backend  # noqa: E402
 from bench.clients import (  # noqa: E402
     LoadSettings,
+    check_grpc_call,
     client_for,
     run_h2load,
     run_sse,
@@ -122,6 +123,8 @@ def build_parser() -> argparse.ArgumentParser:
                          help="before a run, wait up to this many s for a quiet machine (0: no)")
     machine.add_argument("--backend-port", type=int, default=18080)
     machine.add_argument("--sse-port", type=int, default=18082)
+    machine.add_argument("--backend-h2c-port", type=int, default=18083,
+                         help="the backend's h2c listener (gRPC scenarios only)")
     machine.add_argument("--proxy-port", type=int, default=18081)
     machine.add_argument("--backend-workers", type=int, default=1)
     machine.add_argument("--python", default=sys.executable,
@@ -162,6 +165,12 @@ class Plan:
         """Whether a scenario speaks HTTP/2: then every target runs its h2_config."""
         return any(s.protocol == "h2" for s in self.scenarios)
 
+    @property
+    def grpc(self) -> bool:
+        """Whether a scenario is a gRPC call: then every target runs its grpc_config and
+        the backend opens its h2c listener."""
+        return any(s.grpc for s in self.scenarios)
+
 
 def known_targets(args: argparse.Namespace) -> dict[str, TargetSpec]:
     """The built-in targets plus those of --targets-file (which may override them)."""
@@ -201,6 +210,11 @@ def make_plan(args: argparse.Namespace) -> Plan:
                 if not spec.h2_config:
                     raise LookupError(f"scenario {scenario.name} speaks HTTP/2; "
                                       f"target {spec.name} has no h2_config")
+        if scenario.grpc:
+            for spec in specs:
+                if not spec.grpc_config:
+                    raise LookupError(f"scenario {scenario.name} is a gRPC call; "
+                                      f"target {spec.name} has no grpc_config")
     if args.pin == "split":
         proxy_cpus, load_cpus = parse_cpu_list(args.proxy_cpus), parse_cpu_list(args.load_cpus)
     else:
@@ -251,10 +265,13 @@ class Harness:
         self.args = args
         self.workdir = workdir
         self.json_out = json_out
-        self.backend = Backend(workdir, args.backend_port, args.sse_port, args.backend_workers)
+        self.backend = Backend(workdir, args.backend_port, args.sse_port, args.backend_workers,
+                               h2c_port=args.backend_h2c_port if plan.grpc else None)
         self.targets: list[Target] = []
         self.results: list[Result] = []
         self.scripts: dict[str, str] = {}
+        #: h2load's request bodies (-d) by scenario name.
+        self.bodies: dict[str, str] = {}
 
     def wait_for_quiet(self, what: str) -> None:
         """Wait (up to --wait-quiet s) while other processes keep the CPUs busy."""
@@ -282,7 +299,7 @@ class Harness:
             return run_sse(target.port, self.plan.settings, duration)
         if client_for(scenario) == "h2load":
             return run_h2load(scenario, target.url(scenario), self.plan.settings,
-                              max(1, round(duration)))
+                              max(1, round(duration)), data=self.bodies.get(scenario.name))
         return run_wrk(scenario, target.url(scenario), self.scripts[scenario.name],
                        self.plan.settings, max(1, round(duration)))
 
@@ -331,7 +348,9 @@ class Harness:
             # h2load: no percentiles, so its mean, sd and max of the request times
             for key in ("mean", "sd", "max"):
                 result[key + "_ms"] = raw[key + "_us"] / 1000.0
-        for key in ("wrk_cpu_s", "protocol", "err_connect", "err_read", "err_write", "err_status",
+        if raw.get("messages") is not None:
+            result["messages_s"] = raw["messages"] / seconds if seconds else 0.0
+        for key in ("wrk_cpu_s", "protocol", "status_2xx", "status_3xx", "status_4xx", "status_5xx", "err_connect", "err_read", "err_write", "err_status",
                     "err_timeout", "error_detail", "expected_events"):
             if raw.get(key):
                 result[key] = raw[key]
@@ -345,6 +364,8 @@ class Harness:
     def measure(self, target: Target, scenario: Scenario, round_number: int) -> Result:
         """Warm up, then measure; repeat a run that other processes disturbed."""
         what = f"{target.name}/{scenario.name} round {round_number}"
+        if scenario.grpc and round_number == 1:
+            check_grpc_call(scenario, target.url(scenario), self.bodies[scenario.name])
         self.wait_for_quiet(what)
         warm = warmup_seconds(target.spec, self.args.warmup, round_number == 1)
         if warm > 0:
@@ -376,10 +397,12 @@ class Harness:
         for i, spec in enumerate(self.plan.specs):
             port = self.args.proxy_port + TARGET_PORT_STEP * i
             target = Target(spec, self.workdir, port, port + TLS_PORT_OFFSET,
-                            self.args.backend_port, self.args.python)
+                            self.args.backend_port, self.args.python,
+                            backend_h2c_port=self.backend.h2c_port)
             log(f"starting {spec.name}")
             try:
-                target.start(self.plan.proxy_cpus, tls=self.plan.tls, h2=self.plan.h2)
+                target.start(self.plan.proxy_cpus, tls=self.plan.tls, h2=self.plan.h2,
+                             grpc=self.plan.grpc)
             except Exception as e:
                 target.stop()
                 log(f"target {spec.name} did not start: {e}")
@@ -394,6 +417,11 @@ class Harness:
                 with open(path, "w", encoding="utf-8") as f:
                     f.write(wrk_script(scenario))
                 self.scripts[scenario.name] = path
+            elif scenario.body_bytes and client_for(scenario) == "h2load":
+                path = os.path.join(self.workdir, f"{scenario.name}.body")
+                with open(path, "wb") as body:
+                    body.write(scenario.request_body())
+                self.bodies[scenario.name] = path
         self.backend.start()
         self.start_targets()
         for scenario in self.plan.scenarios:
@@ -452,6 +480,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     try:
         plan = make_plan(args)
         ports = [args.backend_port, args.sse_port]
+        if plan.grpc:
+            ports.append(args.backend_h2c_port)
         for i in range(len(plan.specs)):
             port = args.proxy_port + TARGET_PORT_STEP * i
             ports += [port, port + TLS_PORT_OFFSET] if plan.tls else [port]
@@ -464,8 +494,9 @@ def main(argv: Sequence[str] | None = None) -> int:
     for tool in ("wrk", "nginx"):
         if shutil.which(tool) is None:
             parser.error(f"{tool} is not installed (apt-get install -y wrk nginx-light caddy)")
-    if plan.h2 and shutil.which("h2load") is None:
-        parser.error("h2load is not installed (apt-get install -y nghttp2-client)")
+    if plan.h2 and (shutil.which("h2load") is None or
+                    (plan.grpc and shutil.which("nghttp") is None)):
+        parser.error("h2load/nghttp are not installed (apt-get install -y nghttp2-client)")
 
     if plan.load_cpus:
         os.sched_setaffinity(0, plan.load_cpus)  # inherited by wrk, the backend, the SSE source

@@ -3,7 +3,11 @@
 A scenario is a request against the backend's paths (method, body size,
 connection mode) plus the scheme and protocol it is spoken in.  The protocol
 picks the load client (``bench/clients.py``): wrk for HTTP/1.1, h2load for
-HTTP/2.  The six HTTP/1.1 scenarios below send the same requests
+HTTP/2.  gRPC scenarios are HTTP/2 ones whose request and answers are gRPC
+messages (``grpc_messages``): the client POSTs one length-prefixed message
+with ``content-type: application/grpc`` and ``te: trailers``, and the proxy
+forwards it over h2c to the backend's gRPC-shaped answers, which end with a
+``grpc-status: 0`` trailer.  The six HTTP/1.1 scenarios below send the same requests
 as the harness behind ``bench/results/*.jsonl`` (the shared one used before
 this package existed), so old and new numbers can be compared.
 """
@@ -21,6 +25,14 @@ CLOSE = "close"
 #: long-lived event streams whose delivery latency is what matters.
 REQUESTS = "requests"
 EVENTS = "events"
+
+#: Payload bytes of every gRPC message, request and answers alike.
+GRPC_PAYLOAD = (b"txcaddy bench grpc payload " * 4)[:100]
+
+
+def grpc_message(payload: bytes = GRPC_PAYLOAD) -> bytes:
+    """``payload`` as one gRPC message: flag 0 (not compressed), 4-byte big-endian length."""
+    return b"\x00" + len(payload).to_bytes(4, "big") + payload
 
 
 @dataclass(frozen=True)
@@ -49,11 +61,26 @@ class Scenario:
     #: where the bytes moved are the point.
     throughput: str = "rps"
     extra_headers: tuple[tuple[str, str], ...] = field(default=())
+    #: gRPC messages in each answer (0: not a gRPC call).  A gRPC scenario sends
+    #: ``grpc_message()`` as its body and needs the targets' ``grpc_config``
+    #: (the proxy's upstream over h2c); its calls/s is ``rps``, and
+    #: ``messages_s`` counts the answers' messages.
+    grpc_messages: int = 0
+
+    @property
+    def grpc(self) -> bool:
+        return self.grpc_messages > 0
+
+    def request_body(self) -> bytes:
+        """What each request carries: one gRPC message, or ``body_bytes`` filler bytes."""
+        return grpc_message() if self.grpc else b"x" * self.body_bytes
 
     def request_headers(self) -> list[tuple[str, str]]:
         """The header fields the client adds to every request, in order."""
         fields: list[tuple[str, str]] = []
-        if self.body_bytes:
+        if self.grpc:
+            fields += [("content-type", "application/grpc"), ("te", "trailers")]
+        elif self.body_bytes:
             fields.append(("Content-Type", "application/octet-stream"))
         if self.connection == CLOSE:
             fields.append(("Connection", "close"))
@@ -74,6 +101,9 @@ def register(scenario: Scenario) -> Scenario:
         raise ValueError(f"scenario {scenario.name!r}: unknown protocol")
     if scenario.load not in (REQUESTS, EVENTS):
         raise ValueError(f"scenario {scenario.name!r}: unknown load kind")
+    if scenario.grpc and (scenario.protocol, scenario.scheme, scenario.method,
+                          scenario.body_bytes) != ("h2", "http", "POST", len(grpc_message())):
+        raise ValueError(f"scenario {scenario.name!r}: a gRPC call is an h2c POST of one message")
     REGISTRY[scenario.name] = scenario
     return scenario
 
@@ -99,6 +129,15 @@ register(Scenario("h2c-small", "GET, 100 B answer, HTTP/2 by prior knowledge (h2
 register(Scenario("h2-small", "GET, 100 B answer, HTTP/2 over TLS (ALPN h2), 4 connections × "
                   "100 streams per connection", "/small", scheme="https", protocol="h2",
                   streams=100, connections=4))
+
+register(Scenario("grpc-unary", "gRPC unary call over h2c (proxy to backend h2c too): one 100 B "
+                  "message each way, grpc-status trailer, 4 connections × 100 streams",
+                  "/bench.Bench/Unary", method="POST", body_bytes=len(grpc_message()),
+                  protocol="h2", streams=100, connections=4, grpc_messages=1))
+register(Scenario("grpc-stream", "gRPC server-streaming call over h2c: one 100 B message in, "
+                  "100 messages of 100 B out, grpc-status trailer, 4 connections × 100 streams",
+                  "/bench.Bench/ServerStream", method="POST", body_bytes=len(grpc_message()),
+                  protocol="h2", streams=100, connections=4, grpc_messages=100))
 
 #: What runs when -s is not given.
 DEFAULT = ("small", "64k", "1m", "post16k", "close", "sse")

@@ -44,6 +44,9 @@ class TargetSpec:
     #: Config template used when a scenario speaks HTTP/2: as ``tls_config``, with
     #: h2 (ALPN) on the TLS listener and h2c (prior knowledge) on the cleartext one.
     h2_config: str | None = None
+    #: Config template used when a scenario is a gRPC call: as ``h2_config``, with the
+    #: upstream over h2c to the backend's gRPC listener ({backend_grpc}).
+    grpc_config: str | None = None
     env: dict[str, str] = field(default_factory=dict)
     #: Warm-up seconds before a scenario's first round (None: the --warmup option).
     warmup: float | None = None
@@ -66,6 +69,7 @@ def txcaddy_spec(name: str, checkout: str) -> TargetSpec:
     return TargetSpec(name, cmd=TXCADDY_CMD, config=os.path.join(TEMPLATES, "Caddyfile"),
                       tls_config=os.path.join(TEMPLATES, "Caddyfile-tls"),
                       h2_config=os.path.join(TEMPLATES, "Caddyfile-h2"),
+                      grpc_config=os.path.join(TEMPLATES, "Caddyfile-grpc"),
                       env={"PYTHONPATH": python_path}, checkout=checkout)
 
 
@@ -77,7 +81,8 @@ def builtin_specs() -> dict[str, TargetSpec]:
         "caddy": TargetSpec("caddy", cmd="caddy run --config {config} --adapter caddyfile",
                             config=os.path.join(TEMPLATES, "Caddyfile"),
                             tls_config=os.path.join(TEMPLATES, "Caddyfile-tls"),
-                            h2_config=os.path.join(TEMPLATES, "Caddyfile-h2")),
+                            h2_config=os.path.join(TEMPLATES, "Caddyfile-h2"),
+                            grpc_config=os.path.join(TEMPLATES, "Caddyfile-grpc")),
         "nginx": TargetSpec("nginx", cmd="nginx -p {workdir} -c {config} -e {workdir}/error.log",
                             config=os.path.join(TEMPLATES, "nginx-proxy.conf")),
     }
@@ -89,7 +94,7 @@ def spec_from_json(name: str, data: dict[str, Any], base: str) -> TargetSpec:
         value = data.get(key)
         return None if value is None else os.path.join(base, os.path.expanduser(value))
 
-    known = {"cmd", "config", "tls_config", "h2_config", "env", "warmup", "start_timeout", "checkout"}
+    known = {"cmd", "config", "tls_config", "h2_config", "grpc_config", "env", "warmup", "start_timeout", "checkout"}
     unknown = set(data) - known
     if unknown:
         raise ValueError(f"target {name}: unknown keys {sorted(unknown)}")
@@ -102,7 +107,7 @@ def spec_from_json(name: str, data: dict[str, Any], base: str) -> TargetSpec:
     env = dict(spec.env)
     env.update(data.get("env", {}))
     return replace(spec, config=path("config") or spec.config, tls_config=path("tls_config"),
-                   h2_config=path("h2_config"), env=env, warmup=data.get("warmup"),
+                   h2_config=path("h2_config"), grpc_config=path("grpc_config"), env=env, warmup=data.get("warmup"),
                    start_timeout=float(data.get("start_timeout", spec.start_timeout)))
 
 
@@ -143,7 +148,7 @@ class Target:
     """A running target: its process, its ports, its rendered config."""
 
     def __init__(self, spec: TargetSpec, workdir: str, port: int, tls_port: int,
-                 backend_port: int, python: str) -> None:
+                 backend_port: int, python: str, backend_h2c_port: int | None = None) -> None:
         self.spec = spec
         self.name = spec.name
         self.dir = os.path.join(workdir, "target-" + "".join(
@@ -156,6 +161,7 @@ class Target:
             "tls_port": tls_port, "tls_listen": f"{HOST}:{tls_port}",
             "backend": f"{HOST}:{backend_port}", "backend_host": HOST,
             "backend_port": backend_port, "backend_url": f"http://{HOST}:{backend_port}",
+            "backend_grpc": f"{HOST}:{backend_h2c_port}" if backend_h2c_port else "",
             "workdir": self.dir, "python": python, "bench": BENCH_DIR,
             "checkout": spec.checkout or "",
         }
@@ -165,21 +171,26 @@ class Target:
         """Where the load client sends a scenario's requests for this target."""
         if scenario.protocol == "h2" and (self.spec.direct or not self.spec.h2_config):
             raise LookupError(f"target {self.name} has no HTTP/2 config (h2_config)")
+        if scenario.grpc and (self.spec.direct or not self.spec.grpc_config):
+            raise LookupError(f"target {self.name} has no gRPC config (grpc_config)")
         if scenario.scheme == "https":
             if self.spec.direct or not self.spec.tls_config:
                 raise LookupError(f"target {self.name} has no TLS listener (tls_config)")
             return f"https://{HOST}:{self.tls_port}{scenario.path}"
         return f"http://{HOST}:{self.port}{scenario.path}"
 
-    def command(self, tls: bool, h2: bool = False) -> list[str]:
+    def command(self, tls: bool, h2: bool = False, grpc: bool = False) -> list[str]:
         """Render the config (into the work dir) and the command line.
 
-        ``h2`` (HTTP/2 scenarios) picks ``h2_config``, which has the TLS
-        listener too; else ``tls`` picks ``tls_config``; else ``config``.
+        ``grpc`` (gRPC scenarios) picks ``grpc_config``; else ``h2`` (HTTP/2
+        scenarios) ``h2_config``, both with the TLS listener too; else ``tls``
+        picks ``tls_config``; else ``config``.
         """
         assert self.spec.cmd is not None
         values = dict(self.values)
-        if h2:
+        if grpc:
+            template = self.spec.grpc_config
+        elif h2:
             template = self.spec.h2_config
         else:
             template = self.spec.tls_config if tls else self.spec.config
@@ -188,13 +199,14 @@ class Target:
             values["config"] = values["caddyfile"] = render_file(template, values, out)
         return shlex.split(render(self.spec.cmd, values))
 
-    def start(self, cpus: set[int] | None, tls: bool = False, h2: bool = False) -> None:
+    def start(self, cpus: set[int] | None, tls: bool = False, h2: bool = False,
+              grpc: bool = False) -> None:
         """Start the proxy (on ``cpus``) and wait until it proxies /small correctly."""
         if self.spec.direct:
             return
         os.makedirs(self.dir, exist_ok=True)
         os.chmod(self.dir, 0o755)
-        argv = self.command(tls, h2)
+        argv = self.command(tls, h2, grpc)
         if shutil.which(argv[0]) is None:
             raise RuntimeError(f"target {self.name}: {argv[0]} not found")
         env = {"HOME": self.dir, "XDG_CONFIG_HOME": self.dir, "XDG_DATA_HOME": self.dir}
