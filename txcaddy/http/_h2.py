@@ -430,7 +430,12 @@ class HTTP2Protocol(Protocol):
         self._resets = _Budget(RAPID_RESET_LIMIT, RAPID_RESET_WINDOW)
         self._empty_data = _Budget(EMPTY_DATA_LIMIT, EMPTY_DATA_WINDOW)
         self._queued_control = 0  # PING/SETTINGS ACKs made while the transport is paused
-        config = h2.config.H2Configuration(client_side=False, header_encoding=None)
+        # Outbound fields come from _fields (lowercase names, no connection-specific fields):
+        # h2 need not check and normalise them again.
+        config = h2.config.H2Configuration(
+            client_side=False, header_encoding=None,
+            validate_outbound_headers=False, normalize_outbound_headers=False,
+        )
         self.conn = _ServerConnection(config)
         self.conn.incoming_buffer = _FrameBuffer(server=True)
 
