@@ -513,8 +513,8 @@ def rst_streams(data: bytes) -> dict[int, int]:
     return codes
 
 
-class AbuseTests(SynchronousTestCase):
-    """Per-connection abuse limits: the attacker gets GOAWAY and is closed, others are still served."""
+class _TwoClients(SynchronousTestCase):
+    """A server with an attacker's and a bystander's HTTP/2 connection."""
 
     def setUp(self) -> None:
         self.clock = MemoryReactorClock()
@@ -557,6 +557,15 @@ class AbuseTests(SynchronousTestCase):
         self.assertEqual((head[b":status"], body, ended), (b"200", b"ok", True))
         self.assertFalse(client.transport.disconnecting)
 
+    def resets(self, client: Client) -> dict[int, int]:
+        """Stream id → error code of each RST_STREAM the client received."""
+        client.pump()
+        return {e.stream_id: e.error_code for e in client.events if isinstance(e, h2.events.StreamReset)}
+
+
+class AbuseTests(_TwoClients):
+    """Per-connection abuse limits: the attacker gets GOAWAY and is closed, others are still served."""
+
     def test_rapid_reset(self) -> None:
         """More than 2×MAX_CONCURRENT_STREAMS unfinished streams reset within the window: ENHANCE_YOUR_CALM."""
         for _ in range(2 * 250):
@@ -597,11 +606,6 @@ class AbuseTests(SynchronousTestCase):
         frame.flags.add("END_HEADERS")
         frame.flags.add("END_STREAM")
         return frame.serialize()
-
-    def resets(self, client: Client) -> dict[int, int]:
-        """Stream id → error code of each RST_STREAM the client received."""
-        client.pump()
-        return {e.stream_id: e.error_code for e in client.events if isinstance(e, h2.events.StreamReset)}
 
     def test_stream_over_max_concurrent_is_reset(self) -> None:
         """The 251st concurrent stream gets RST_STREAM PROTOCOL_ERROR; the first 250 are still answered."""
@@ -851,3 +855,111 @@ class AbuseTests(SynchronousTestCase):
         self.attacker.transport.clear()
         self.held.release(b"late")
         self.assertEqual(self.attacker.transport.value(), b"")
+
+
+class MalformedRequestTests(_TwoClients):
+    """Malformed request fields reset only their stream (RFC 9113 §8.1.1, as Go's server); the
+    checks are txcaddy's own single pass (h2's inbound validation is off for speed)."""
+
+    def lenient(self, client: Client) -> Client:
+        """Let the client's h2 send whatever fields a test gives it."""
+        client.conn.config.validate_outbound_headers = False
+        client.conn.config.normalize_outbound_headers = False
+        return client
+
+    def send(self, fields: list[tuple[bytes, bytes]], end: bool = True) -> int:
+        client = self.lenient(self.attacker)
+        sid: int = client.conn.get_next_available_stream_id()
+        client.conn.send_headers(sid, fields, end_stream=end)
+        return sid
+
+    GOOD = [(b":method", b"GET"), (b":scheme", b"https"), (b":authority", b"a.test"), (b":path", b"/")]
+
+    def assertReset(self, fields: list[tuple[bytes, bytes]]) -> None:
+        sid = self.send(fields)
+        self.assertEqual(self.resets(self.attacker).get(sid), 1, fields)  # PROTOCOL_ERROR
+        head, _, _, _ = self.attacker.response(sid)
+        self.assertEqual(head, {})  # no response was started
+        self.assertServed(self.attacker)  # the connection goes on
+
+    def test_bad_names(self) -> None:
+        """Uppercase, non-token and empty field names are malformed."""
+        for name in (b"X-Upper", b"bad name", b"a\x00b", b"", b"colon:in"):
+            self.assertReset([*self.GOOD, (name, b"v")])
+
+    def test_bad_values(self) -> None:
+        """Control characters (CR, LF, NUL, others but HTAB) and surrounding whitespace in values."""
+        for value in (b"a\nb", b"a\rb", b"a\x00b", b"a\x01b", b" lead", b"trail\t", b"\x7f"):
+            self.assertReset([*self.GOOD, (b"x-v", value)])
+
+    def test_connection_specific_fields(self) -> None:
+        """Connection-specific fields, and TE other than ``trailers``, are malformed."""
+        for field in ((b"connection", b"keep-alive"), (b"transfer-encoding", b"chunked"),
+                      (b"upgrade", b"websocket"), (b"keep-alive", b"1"), (b"proxy-connection", b"x"),
+                      (b"te", b"gzip")):
+            self.assertReset([*self.GOOD, field])
+
+    def test_pseudo_header_rules(self) -> None:
+        """Pseudo-header fields: after a regular field, repeated, unknown, a response's, missing."""
+        method, scheme, authority, path = self.GOOD
+        for fields in (
+            [method, scheme, (b"x-a", b"1"), authority, path],
+            [method, scheme, authority, path, path],
+            [method, scheme, authority, path, (b":foo", b"x")],
+            [method, scheme, authority, path, (b":status", b"200")],
+            [scheme, authority, path],
+            [method, authority, path],
+            [method, scheme, authority],
+            [method, scheme, authority, (b":path", b"")],
+            [(b":method", b"CONNECT"), authority, path],
+            [(b":method", b"CONNECT"), (b":path", b"/")],
+            [method, scheme, path],  # neither :authority nor Host
+            [method, scheme, authority, path, (b"host", b"other.test")],
+        ):
+            self.assertReset(fields)
+
+    def test_allowed_forms(self) -> None:
+        """TE: trailers, an empty value, a Host equal to :authority, Host alone and split cookies
+        are fine; the cookies reach the handler joined."""
+        method, scheme, authority, path = self.GOOD
+        for fields in (
+            [*self.GOOD, (b"te", b"trailers"), (b"x-empty", b"")],
+            [*self.GOOD, (b"host", b"a.test")],
+            [method, scheme, path, (b"host", b"a.test")],
+        ):
+            sid = self.send(fields)
+            self.attacker.pump()
+            head, body, _, ended = self.attacker.response(sid)
+            self.assertEqual((head.get(b":status"), body, ended), (b"200", b"ok", True), fields)
+        seen: list[Any] = []
+        respond = load_static_response({"body": "{http.request.header.Cookie}"}, None)
+
+        class Record:
+            def serve(self, request: Any, response: Any, next: Any) -> Any:
+                seen.append(request.headers.values_of("Cookie"))
+                return respond.serve(request, response, next)
+
+        self.server.routes = RouteList([Route([Record()])])
+        sid = self.send([*self.GOOD, (b"cookie", b"a=1"), (b"x-b", b"2"), (b"cookie", b"c=3")])
+        self.attacker.pump()
+        self.assertEqual(self.attacker.response(sid)[1], b"a=1; c=3")
+        self.assertEqual(seen, [["a=1; c=3"]])
+
+    def test_malformed_trailers_reset_the_stream(self) -> None:
+        """Pseudo-header fields or bad values in request trailers reset the stream."""
+        for trailers in ([(b":path", b"/x")], [(b"x-t", b"a\nb")]):
+            sid = self.send([(b":method", b"POST"), *self.GOOD[1:3], (b":path", b"/held")], end=False)
+            self.attacker.conn.send_data(sid, b"body")
+            self.attacker.conn.send_headers(sid, trailers, end_stream=True)
+            self.assertEqual(self.resets(self.attacker).get(sid), 1, trailers)
+            self.assertServed(self.attacker)
+
+    def test_malformed_streams_count_as_rapid_resets(self) -> None:
+        """A flood of malformed requests spends the rapid-reset budget: GOAWAY ENHANCE_YOUR_CALM."""
+        for _ in range(600):
+            self.send([*self.GOOD, (b"X-Upper", b"v")])
+            self.attacker.pump()
+            if self.attacker.transport.disconnecting:
+                break
+        self.assertCalmedDown(self.attacker)
+        self.assertServed(self.bystander)
