@@ -26,7 +26,7 @@ from txcaddy.caddyfile.adapter import adapt
 from txcaddy.config.loader import LoadContext
 from txcaddy.errors import ConfigError
 from txcaddy.http.app import load_http_app
-from txcaddy.http.errors import HandlerError
+from txcaddy.http.errors import AbortConnection, HandlerError
 from txcaddy.http.routing import Route, RouteList
 from txcaddy.http.server import HTTPServer
 from txcaddy.logs import (
@@ -215,6 +215,81 @@ class AccessLogTests(SynchronousTestCase):
         first, second = site.entries()
         self.assertEqual(list(first["resp_headers"]), ["Server", "Content-Type"])
         self.assertEqual(list(second["resp_headers"]), ["Server", "Content-Length", "Content-Type"])
+
+    def test_aborted_request_is_logged_as_caddy_logs_it(self) -> None:
+        """``abort`` is logged at info with status 0, size 0 and duration 0 (Caddy's panic skips
+        setting it), the headers set so far, and no error entry (checked against caddy 2.6.2)."""
+        site = Site(site_log("\theader X-A 1\n\tabort\n"))
+        response = site.get("/abort", host="example.com")
+        self.assertTrue(response.aborted)
+        (entry,) = site.entries()
+        self.assertEqual(
+            (entry["logger"], entry["level"], entry["msg"], entry["status"], entry["size"], entry["duration"]),
+            ("http.log.access", "info", "handled request", 0, 0, 0),
+        )
+        self.assertEqual(entry["resp_headers"], {"Server": ["Caddy"], "X-A": ["1"]})
+        self.assertEqual(entry["request"]["uri"], "/abort")
+
+    def test_abort_in_handle_errors_keeps_the_duration_and_drops_the_error_entry(self) -> None:
+        """An error whose handle_errors aborts: status 0 with the duration, and no error entry."""
+        site = Site(site_log('\terror boom 500\n\thandle_errors {\n\t\tabort\n\t}\n'))
+        response = site.get("/err", host="example.com")
+        self.assertTrue(response.aborted)
+        (entry,) = site.entries()
+        self.assertEqual((entry["logger"], entry["level"], entry["status"], entry["size"], entry["duration"]),
+                         ("http.log.access", "info", 0, 0, 0.25))
+
+    def test_error_after_the_head_is_logged_with_what_was_sent(self) -> None:
+        """A handler failing after the head: the error entry, then the access entry with the
+        status and bytes sent and the duration; the connection is cut."""
+        clock = Clock()
+        clock.advance(T0)
+        stderr = io.BytesIO()
+        logs = LogSystem.from_config(None, LoadContext(reactor=clock), stderr=stderr, terminal=False)
+        logs.start()
+
+        class HalfWay:
+            def serve(self, request: Any, response: Any, next: Any) -> None:
+                response.write_head(200)
+                response.write(b"part")
+                raise HandlerError(502, "upstream went away")
+
+        server = HTTPServer("srv0", [":80"], RouteList([Route([HalfWay()])]), access_log=logs.server_logger({}))
+        request = make_request("GET", "/")
+        request.start = clock.seconds() - 0.5
+        response = FakeResponse()
+        server.handle(request, response)
+        self.assertTrue(response.aborted)
+        error, access = [json.loads(line) for line in stderr.getvalue().splitlines()]
+        self.assertEqual((error["logger"], error["level"], error["msg"], error["status"], error["duration"]),
+                         ("http.log.error", "error", "upstream went away", 502, 0.5))
+        self.assertEqual((access["logger"], access["level"], access["status"], access["size"], access["duration"]),
+                         ("http.log.access", "info", 200, 4, 0.5))
+
+    def test_cut_off_proxy_response_is_logged_with_its_duration(self) -> None:
+        """An abort where Caddy's handler returned (the proxy's incomplete response) keeps the
+        status, size and duration, with no error entry."""
+        clock = Clock()
+        clock.advance(T0)
+        stderr = io.BytesIO()
+        logs = LogSystem.from_config(None, LoadContext(reactor=clock), stderr=stderr, terminal=False)
+        logs.start()
+
+        class CutOff:
+            def serve(self, request: Any, response: Any, next: Any) -> None:
+                response.write_head(200)
+                response.write(b"abc")
+                raise AbortConnection(returned=True)
+
+        server = HTTPServer("srv0", [":80"], RouteList([Route([CutOff()])]), access_log=logs.server_logger({}))
+        request = make_request("GET", "/")
+        request.start = clock.seconds() - 1.5
+        response = FakeResponse()
+        server.handle(request, response)
+        self.assertTrue(response.aborted)
+        (entry,) = [json.loads(line) for line in stderr.getvalue().splitlines()]
+        self.assertEqual((entry["logger"], entry["status"], entry["size"], entry["duration"]),
+                         ("http.log.access", 200, 3, 1.5))
 
     def test_not_started_logs_nothing(self) -> None:
         """A log system that was not started writes nothing."""
