@@ -11,6 +11,7 @@ import gzip
 import io
 import json
 import os
+import time
 from typing import Any
 
 from twisted.internet.defer import Deferred, inlineCallbacks
@@ -654,12 +655,17 @@ class FileWriterTests(SynchronousTestCase):
         return writer
 
     def test_appends_and_creates_directories(self) -> None:
-        """The file writer creates directories and a mode-0600 file, and appends on reopen."""
+        """At its first line the file writer creates directories (0744) and the file (0644), as
+        Caddy 2.6.2's lumberjack does (less the umask), and appends on reopen."""
         writer = self.writer()
         writer.open()
+        self.assertFalse(os.path.exists(self.dir))  # lumberjack opens at the first write
         writer.write(b"one\n")
         writer.close()
-        self.assertEqual(os.stat(self.path).st_mode & 0o777, 0o600)
+        umask = os.umask(0)
+        os.umask(umask)
+        self.assertEqual(os.stat(self.path).st_mode & 0o777, 0o644 & ~umask)
+        self.assertEqual(os.stat(os.path.dirname(self.path)).st_mode & 0o777, 0o744 & ~umask)
         writer.open()
         writer.write(b"two\n")
         with open(self.path, "rb") as f:
@@ -701,6 +707,85 @@ class FileWriterTests(SynchronousTestCase):
         self.now += 2 * 86400
         writer.write(b"0123456789")  # rolls again, and the first backup is now too old
         self.assertEqual(sorted(os.listdir(os.path.dirname(self.path))), ["access-2023-11-16T22-13-20.500.log", "access.log"])
+
+
+    def test_existing_file_rolls_at_open_if_the_first_line_would_fill_it(self) -> None:
+        """An existing file rolls when opened if size + the first line reaches roll_size (>=),
+        while an open file rolls only when a line would take it past the size (>)."""
+        os.makedirs(os.path.dirname(self.path))
+        with open(self.path, "wb") as f:
+            f.write(b"123456")
+        writer = self.writer(max_bytes=10, roll_gzip=False)
+        writer.write(b"abcd")  # 6 + 4 >= 10: rolled before writing
+        directory = os.path.dirname(self.path)
+        self.assertEqual(sorted(os.listdir(directory)), ["access-2023-11-14T22-13-20.500.log", "access.log"])
+        with open(os.path.join(directory, "access-2023-11-14T22-13-20.500.log"), "rb") as f:
+            self.assertEqual(f.read(), b"123456")
+        writer.write(b"efghij")  # 4 + 6 = 10 is not past the size: same file
+        with open(self.path, "rb") as f:
+            self.assertEqual(f.read(), b"abcdefghij")
+        self.assertEqual(len(os.listdir(directory)), 2)
+
+    def test_line_longer_than_the_size_is_dropped(self) -> None:
+        """A line longer than roll_size is refused (lumberjack's error); the next one is written."""
+        writer = self.writer(max_bytes=10)
+        writer.write(b"01234567890\n")
+        self.assertFalse(os.path.exists(self.path))
+        writer.write(b"short\n")
+        with open(self.path, "rb") as f:
+            self.assertEqual(f.read(), b"short\n")
+
+    def test_backup_name_in_local_time(self) -> None:
+        """roll_local_time names backups in local time (here UTC+1), with milliseconds."""
+        self.patch(time, "localtime", lambda when=None: time.gmtime((when or 0) + 3600))
+        writer = self.writer(max_bytes=4, roll_gzip=False, roll_local_time=True)
+        self.now = T0 + 0.0421
+        writer.write(b"abcd")
+        writer.write(b"e")
+        self.assertEqual(sorted(os.listdir(os.path.dirname(self.path))), ["access-2023-11-14T23-13-20.542.log", "access.log"])
+
+    def test_compression_runs_in_a_thread_and_keeps_the_mode(self) -> None:
+        """Rolled files are gzipped by the mill run through in_thread: the old file's mode, its
+        exact bytes, and no name or time in the gzip header (as Go writes it)."""
+        queued: list[Any] = []
+        writer = self.writer(max_bytes=8, in_thread=queued.append)
+        writer.write(b"first.\n")
+        os.chmod(self.path, 0o640)
+        writer.write(b"second\n")
+        directory = os.path.dirname(self.path)
+        backup = os.path.join(directory, "access-2023-11-14T22-13-20.500.log")
+        self.assertTrue(os.path.exists(backup))  # not compressed yet: the mill has not run
+        self.assertEqual(os.stat(self.path).st_mode & 0o777, 0o640)  # the new file takes the old mode
+        for call in queued:
+            call()
+        self.assertEqual(sorted(os.listdir(directory)), ["access-2023-11-14T22-13-20.500.log.gz", "access.log"])
+        with open(backup + ".gz", "rb") as f:
+            raw = f.read()
+        self.assertEqual(raw[3:8], b"\x00\x00\x00\x00\x00")  # no FNAME flag, mtime 0
+        self.assertEqual(gzip.decompress(raw), b"first.\n")
+        self.assertEqual(os.stat(backup + ".gz").st_mode & 0o777, 0o640 & ~self._umask())
+
+    def test_keep_counts_a_file_and_its_gz_once_and_removes_the_oldest(self) -> None:
+        """roll_keep keeps the newest backups whether gzipped or not; older ones are removed,
+        and files not named like backups are left alone."""
+        directory = os.path.dirname(self.path)
+        os.makedirs(directory)
+        names = ["access-2023-11-10T00-00-00.000.log.gz", "access-2023-11-11T00-00-00.000.log",
+                 "access-2023-11-12T00-00-00.000.log.gz", "access-notes.log", "other.log"]
+        for name in names:
+            with open(os.path.join(directory, name), "wb") as f:
+                f.write(b"x")
+        writer = self.writer(max_bytes=4, roll_keep=2, roll_gzip=False)
+        writer.write(b"abcd")
+        writer.write(b"e")  # rolls: access-2023-11-14T22-13-20.500.log
+        self.assertEqual(sorted(os.listdir(directory)), [
+            "access-2023-11-12T00-00-00.000.log.gz", "access-2023-11-14T22-13-20.500.log", "access-notes.log",
+            "access.log", "other.log"])
+
+    def _umask(self) -> int:
+        umask = os.umask(0)
+        os.umask(umask)
+        return umask
 
 
 class NetWriterTests(SynchronousTestCase):
