@@ -11,6 +11,7 @@ import gzip
 import io
 import json
 import os
+import time
 from typing import Any
 
 from twisted.internet.defer import Deferred, inlineCallbacks
@@ -26,7 +27,7 @@ from txcaddy.caddyfile.adapter import adapt
 from txcaddy.config.loader import LoadContext
 from txcaddy.errors import ConfigError
 from txcaddy.http.app import load_http_app
-from txcaddy.http.errors import HandlerError
+from txcaddy.http.errors import AbortConnection, HandlerError
 from txcaddy.http.routing import Route, RouteList
 from txcaddy.http.server import HTTPServer
 from txcaddy.logs import (
@@ -215,6 +216,81 @@ class AccessLogTests(SynchronousTestCase):
         first, second = site.entries()
         self.assertEqual(list(first["resp_headers"]), ["Server", "Content-Type"])
         self.assertEqual(list(second["resp_headers"]), ["Server", "Content-Length", "Content-Type"])
+
+    def test_aborted_request_is_logged_as_caddy_logs_it(self) -> None:
+        """``abort`` is logged at info with status 0, size 0 and duration 0 (Caddy's panic skips
+        setting it), the headers set so far, and no error entry (checked against caddy 2.6.2)."""
+        site = Site(site_log("\theader X-A 1\n\tabort\n"))
+        response = site.get("/abort", host="example.com")
+        self.assertTrue(response.aborted)
+        (entry,) = site.entries()
+        self.assertEqual(
+            (entry["logger"], entry["level"], entry["msg"], entry["status"], entry["size"], entry["duration"]),
+            ("http.log.access", "info", "handled request", 0, 0, 0),
+        )
+        self.assertEqual(entry["resp_headers"], {"Server": ["Caddy"], "X-A": ["1"]})
+        self.assertEqual(entry["request"]["uri"], "/abort")
+
+    def test_abort_in_handle_errors_keeps_the_duration_and_drops_the_error_entry(self) -> None:
+        """An error whose handle_errors aborts: status 0 with the duration, and no error entry."""
+        site = Site(site_log('\terror boom 500\n\thandle_errors {\n\t\tabort\n\t}\n'))
+        response = site.get("/err", host="example.com")
+        self.assertTrue(response.aborted)
+        (entry,) = site.entries()
+        self.assertEqual((entry["logger"], entry["level"], entry["status"], entry["size"], entry["duration"]),
+                         ("http.log.access", "info", 0, 0, 0.25))
+
+    def test_error_after_the_head_is_logged_with_what_was_sent(self) -> None:
+        """A handler failing after the head: the error entry, then the access entry with the
+        status and bytes sent and the duration; the connection is cut."""
+        clock = Clock()
+        clock.advance(T0)
+        stderr = io.BytesIO()
+        logs = LogSystem.from_config(None, LoadContext(reactor=clock), stderr=stderr, terminal=False)
+        logs.start()
+
+        class HalfWay:
+            def serve(self, request: Any, response: Any, next: Any) -> None:
+                response.write_head(200)
+                response.write(b"part")
+                raise HandlerError(502, "upstream went away")
+
+        server = HTTPServer("srv0", [":80"], RouteList([Route([HalfWay()])]), access_log=logs.server_logger({}))
+        request = make_request("GET", "/")
+        request.start = clock.seconds() - 0.5
+        response = FakeResponse()
+        server.handle(request, response)
+        self.assertTrue(response.aborted)
+        error, access = [json.loads(line) for line in stderr.getvalue().splitlines()]
+        self.assertEqual((error["logger"], error["level"], error["msg"], error["status"], error["duration"]),
+                         ("http.log.error", "error", "upstream went away", 502, 0.5))
+        self.assertEqual((access["logger"], access["level"], access["status"], access["size"], access["duration"]),
+                         ("http.log.access", "info", 200, 4, 0.5))
+
+    def test_cut_off_proxy_response_is_logged_with_its_duration(self) -> None:
+        """An abort where Caddy's handler returned (the proxy's incomplete response) keeps the
+        status, size and duration, with no error entry."""
+        clock = Clock()
+        clock.advance(T0)
+        stderr = io.BytesIO()
+        logs = LogSystem.from_config(None, LoadContext(reactor=clock), stderr=stderr, terminal=False)
+        logs.start()
+
+        class CutOff:
+            def serve(self, request: Any, response: Any, next: Any) -> None:
+                response.write_head(200)
+                response.write(b"abc")
+                raise AbortConnection(returned=True)
+
+        server = HTTPServer("srv0", [":80"], RouteList([Route([CutOff()])]), access_log=logs.server_logger({}))
+        request = make_request("GET", "/")
+        request.start = clock.seconds() - 1.5
+        response = FakeResponse()
+        server.handle(request, response)
+        self.assertTrue(response.aborted)
+        (entry,) = [json.loads(line) for line in stderr.getvalue().splitlines()]
+        self.assertEqual((entry["logger"], entry["status"], entry["size"], entry["duration"]),
+                         ("http.log.access", 200, 3, 1.5))
 
     def test_not_started_logs_nothing(self) -> None:
         """A log system that was not started writes nothing."""
@@ -579,12 +655,17 @@ class FileWriterTests(SynchronousTestCase):
         return writer
 
     def test_appends_and_creates_directories(self) -> None:
-        """The file writer creates directories and a mode-0600 file, and appends on reopen."""
+        """At its first line the file writer creates directories (0744) and the file (0644), as
+        Caddy 2.6.2's lumberjack does (less the umask), and appends on reopen."""
         writer = self.writer()
         writer.open()
+        self.assertFalse(os.path.exists(self.dir))  # lumberjack opens at the first write
         writer.write(b"one\n")
         writer.close()
-        self.assertEqual(os.stat(self.path).st_mode & 0o777, 0o600)
+        umask = os.umask(0)
+        os.umask(umask)
+        self.assertEqual(os.stat(self.path).st_mode & 0o777, 0o644 & ~umask)
+        self.assertEqual(os.stat(os.path.dirname(self.path)).st_mode & 0o777, 0o744 & ~umask)
         writer.open()
         writer.write(b"two\n")
         with open(self.path, "rb") as f:
@@ -626,6 +707,85 @@ class FileWriterTests(SynchronousTestCase):
         self.now += 2 * 86400
         writer.write(b"0123456789")  # rolls again, and the first backup is now too old
         self.assertEqual(sorted(os.listdir(os.path.dirname(self.path))), ["access-2023-11-16T22-13-20.500.log", "access.log"])
+
+
+    def test_existing_file_rolls_at_open_if_the_first_line_would_fill_it(self) -> None:
+        """An existing file rolls when opened if size + the first line reaches roll_size (>=),
+        while an open file rolls only when a line would take it past the size (>)."""
+        os.makedirs(os.path.dirname(self.path))
+        with open(self.path, "wb") as f:
+            f.write(b"123456")
+        writer = self.writer(max_bytes=10, roll_gzip=False)
+        writer.write(b"abcd")  # 6 + 4 >= 10: rolled before writing
+        directory = os.path.dirname(self.path)
+        self.assertEqual(sorted(os.listdir(directory)), ["access-2023-11-14T22-13-20.500.log", "access.log"])
+        with open(os.path.join(directory, "access-2023-11-14T22-13-20.500.log"), "rb") as f:
+            self.assertEqual(f.read(), b"123456")
+        writer.write(b"efghij")  # 4 + 6 = 10 is not past the size: same file
+        with open(self.path, "rb") as f:
+            self.assertEqual(f.read(), b"abcdefghij")
+        self.assertEqual(len(os.listdir(directory)), 2)
+
+    def test_line_longer_than_the_size_is_dropped(self) -> None:
+        """A line longer than roll_size is refused (lumberjack's error); the next one is written."""
+        writer = self.writer(max_bytes=10)
+        writer.write(b"01234567890\n")
+        self.assertFalse(os.path.exists(self.path))
+        writer.write(b"short\n")
+        with open(self.path, "rb") as f:
+            self.assertEqual(f.read(), b"short\n")
+
+    def test_backup_name_in_local_time(self) -> None:
+        """roll_local_time names backups in local time (here UTC+1), with milliseconds."""
+        self.patch(time, "localtime", lambda when=None: time.gmtime((when or 0) + 3600))
+        writer = self.writer(max_bytes=4, roll_gzip=False, roll_local_time=True)
+        self.now = T0 + 0.0421
+        writer.write(b"abcd")
+        writer.write(b"e")
+        self.assertEqual(sorted(os.listdir(os.path.dirname(self.path))), ["access-2023-11-14T23-13-20.542.log", "access.log"])
+
+    def test_compression_runs_in_a_thread_and_keeps_the_mode(self) -> None:
+        """Rolled files are gzipped by the mill run through in_thread: the old file's mode, its
+        exact bytes, and no name or time in the gzip header (as Go writes it)."""
+        queued: list[Any] = []
+        writer = self.writer(max_bytes=8, in_thread=queued.append)
+        writer.write(b"first.\n")
+        os.chmod(self.path, 0o640)
+        writer.write(b"second\n")
+        directory = os.path.dirname(self.path)
+        backup = os.path.join(directory, "access-2023-11-14T22-13-20.500.log")
+        self.assertTrue(os.path.exists(backup))  # not compressed yet: the mill has not run
+        self.assertEqual(os.stat(self.path).st_mode & 0o777, 0o640)  # the new file takes the old mode
+        for call in queued:
+            call()
+        self.assertEqual(sorted(os.listdir(directory)), ["access-2023-11-14T22-13-20.500.log.gz", "access.log"])
+        with open(backup + ".gz", "rb") as f:
+            raw = f.read()
+        self.assertEqual(raw[3:8], b"\x00\x00\x00\x00\x00")  # no FNAME flag, mtime 0
+        self.assertEqual(gzip.decompress(raw), b"first.\n")
+        self.assertEqual(os.stat(backup + ".gz").st_mode & 0o777, 0o640 & ~self._umask())
+
+    def test_keep_counts_a_file_and_its_gz_once_and_removes_the_oldest(self) -> None:
+        """roll_keep keeps the newest backups whether gzipped or not; older ones are removed,
+        and files not named like backups are left alone."""
+        directory = os.path.dirname(self.path)
+        os.makedirs(directory)
+        names = ["access-2023-11-10T00-00-00.000.log.gz", "access-2023-11-11T00-00-00.000.log",
+                 "access-2023-11-12T00-00-00.000.log.gz", "access-notes.log", "other.log"]
+        for name in names:
+            with open(os.path.join(directory, name), "wb") as f:
+                f.write(b"x")
+        writer = self.writer(max_bytes=4, roll_keep=2, roll_gzip=False)
+        writer.write(b"abcd")
+        writer.write(b"e")  # rolls: access-2023-11-14T22-13-20.500.log
+        self.assertEqual(sorted(os.listdir(directory)), [
+            "access-2023-11-12T00-00-00.000.log.gz", "access-2023-11-14T22-13-20.500.log", "access-notes.log",
+            "access.log", "other.log"])
+
+    def _umask(self) -> int:
+        umask = os.umask(0)
+        os.umask(umask)
+        return umask
 
 
 class NetWriterTests(SynchronousTestCase):

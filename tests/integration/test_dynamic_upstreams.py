@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import time
 from typing import Any
 
 import treq
@@ -12,6 +13,7 @@ from twisted.trial.unittest import TestCase
 from tests._net import port_number
 from tests.reverseproxy._backends import EchoBackend, site, start_proxy
 from tests.reverseproxy._dns import DNSServer
+from tests.reverseproxy.test__dnslookup import closed_udp_port
 from txcaddy.reverseproxy import _dnslookup, upstreams
 
 
@@ -108,6 +110,21 @@ class DynamicUpstreamTests(TestCase):
         base = start_proxy(self, site(f"\treverse_proxy {a.address} {{\n{lookup}\t}}"))
         served = yield self.served_by(base, 1)
         self.assertEqual(served, ["a"])
+
+    @inlineCallbacks
+    def test_no_dns_server_listening_is_503_at_once(self) -> Any:
+        """With nothing on the DNS port (ICMP unreachable), dynamic srv and the tutorial's
+        "to _api._tcp.name" answer 503 at once, not after the 10 s of retransmissions."""
+        closed = closed_udp_port()
+        self.patch(_dnslookup, "system_servers", lambda: [("127.0.0.1", closed)])
+        for upstream in (f"{{\n\t\tdynamic srv _api._tcp.svc.test {{\n\t\t\tresolvers 127.0.0.1:{closed}\n\t\t}}\n\t}}",
+                         "_api._tcp.svc.test"):
+            base = start_proxy(self, site(f"\treverse_proxy {upstream}"))
+            started = time.monotonic()
+            response = yield treq.get(base + "/", persistent=False)
+            yield response.content()
+            self.assertEqual(response.code, 503)
+            self.assertLess(time.monotonic() - started, 2.0)
 
     @inlineCallbacks
     def test_tutorial_srv_upstream_and_lookup_srv_use_the_system_resolver(self) -> Any:

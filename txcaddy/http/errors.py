@@ -48,4 +48,16 @@ def release_frames(error: BaseException) -> None:
 
 
 class AbortConnection(Exception):
-    """A handler asks to drop the connection without any response (``abort``)."""
+    """A handler asks to drop the connection without any response (``abort``).
+
+    In Caddy most of these are a Go panic (``ErrAbortHandler``, or a bad
+    status given to ``WriteHeader``): the access log entry is still written,
+    but the duration stays 0 and no error entry is logged. ``returned`` marks
+    the other kind: the handler returned normally in Caddy (the proxy's
+    "aborting with incomplete response") and txcaddy only cuts the connection
+    so the client sees the response is incomplete; its entry has the duration.
+    """
+
+    def __init__(self, *args: object, returned: bool = False) -> None:
+        super().__init__(*args)
+        self.returned = returned

@@ -125,21 +125,25 @@ class HTTPServer:
         response.handler_done()
 
     def _failed(self, request: Request, response: Response, error: BaseException) -> None:
+        if isinstance(error, AbortConnection):
+            # A Go panic in Caddy unwinds past its error logging, and past the line
+            # that sets the duration its access entry reports (0); a handler that
+            # returned (the proxy's incomplete response) has its duration.
+            self._abort(request, response, timed=error.returned)
+            return
         if self.access_log is not None:
             self.access_log.chain_failed(request)
-        if isinstance(error, AbortConnection):
-            self._abort(response)
-            return
         if not isinstance(error, HandlerError):
             self.log.failure("handler failed on {uri}", Failure(error), uri=request.uri)
             error = HandlerError(500, str(error), cause=error)
-        if response.head_sent:
-            # Too late for an error response: cut the connection so the client sees it failed.
-            self.log.error("{uri}: {error} after the response started", uri=request.uri, error=error)
-            self._abort(response)
-            return
         release_frames(error)
         request.error = error
+        if response.head_sent:
+            # Too late for an error response: cut the connection so the client sees it
+            # failed. Caddy logs the error and the response as far as it went.
+            self.log.error("{uri}: {error} after the response started", uri=request.uri, error=error)
+            self._abort(request, response)
+            return
         if self.errors is None:
             self._answer_status(request, response, error.status)
             return
@@ -148,12 +152,14 @@ class HTTPServer:
         def error_routes_failed(failure: Failure) -> None:
             second = failure.value
             if isinstance(second, AbortConnection):
-                self._abort(response)
+                # Caddy's duration was set before its error routes ran; the panic skips
+                # the first error's log entry.
+                self._abort(request, response, log_error=False)
                 return
             # DESIGN.md §1: the error routes' own status wins (e.g. try_files … =503).
             status = second.status if isinstance(second, HandlerError) else error.status
             if response.head_sent:
-                self._abort(response)
+                self._abort(request, response)
             else:
                 self._answer_status(request, response, status)
 
@@ -163,9 +169,14 @@ class HTTPServer:
         response.write_head(status)
         self._done(request, response)
 
-    def _abort(self, response: Response) -> None:
+    def _abort(self, request: Request, response: Response, *, timed: bool = True, log_error: bool = True) -> None:
         # Like Go after ErrAbortHandler: what was written is flushed, then the connection
-        # closes; a response cut off mid-body is visibly incomplete to the client.
+        # closes; a response cut off mid-body is visibly incomplete to the client. The
+        # access entry is still written, as Caddy's deferred one is.
+        access_log = self.access_log
+        if access_log is not None:
+            access_log.chain_done(request, response)
+            access_log.finished(request, response, timed=timed, log_error=log_error)
         response.abort_connection()
         response.handler_done()
 

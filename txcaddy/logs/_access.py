@@ -206,15 +206,20 @@ class ServerLogger:
         """The server's handler chain failed (an error a subroute handled itself is not this)."""
         request.__dict__[_FAILED] = True
 
-    def finished(self, request: Any, response: Any) -> None:
-        """The response is complete: write the access (and error) entries."""
+    def finished(self, request: Any, response: Any, *, timed: bool = True, log_error: bool = True) -> None:
+        """The response is complete (or cut off): write the access (and error) entries.
+
+        An aborted request passes ``timed=False`` where Caddy's panic leaves
+        the duration 0, and ``log_error=False`` where it skips the error entry.
+        """
         state = request.__dict__
         record = state.pop(_RECORD, None)
-        error = request.error if state.pop(_FAILED, False) else None
+        failed = state.pop(_FAILED, False)
+        error = request.error if failed and log_error else None
         if record is None and error is None:
             return
         now = self.system.clock()
-        duration = Duration(round((now - request.start) * 1e9))
+        duration = Duration(round((now - request.start) * 1e9) if timed else 0)
         if error is not None:
             self._log_error(request, record, error, duration, now)
         if record is None or request.vars.get("skip_log") is True:

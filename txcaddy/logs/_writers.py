@@ -81,12 +81,19 @@ MEGABYTE = 1024 * 1024
 
 
 class FileWriter:
-    """``file``: appends lines to a file, rolling it by size as Caddy's (lumberjack) does.
+    """``file``: appends lines to a file, rolling it by size as Caddy 2.6.2's (lumberjack v2.0.0) does.
 
-    When a write would take the file past ``roll_size_mb``, the file is renamed
-    to ``name-<UTC time>.ext`` and a new one started; then backups beyond
-    ``roll_keep`` or older than ``roll_keep_days`` are removed and the others
-    gzipped (``roll_gzip``), in a thread when one is available.
+    With rolling (the default) the file is opened at the first write, as
+    lumberjack does: created with mode 0644 (directories 0744) if missing, or
+    rolled first if that write would take it to ``roll_size_mb``. A write that
+    would take the file past the size renames it to ``name-<UTC time>.ext``
+    (``2006-01-02T15-04-05.000``, local time with ``roll_local_time``) and
+    starts a new one with the old one's mode; a line longer than the size is
+    dropped with an error, as lumberjack refuses it. After each roll, backups
+    beyond ``roll_keep`` or older than ``roll_keep_days`` are removed and the
+    others gzipped (``roll_gzip``), off the reactor thread when ``in_thread``
+    is given (lumberjack's mill goroutine). Without rolling the file is opened
+    at once and only appended to (Caddy's ``os.OpenFile``, mode 0666).
     """
 
     def __init__(
@@ -121,28 +128,26 @@ class FileWriter:
         return os.path.abspath(self.filename)
 
     def open(self) -> None:
-        if self.file is not None:
+        """Without rolling, open the file now (a missing directory fails the config, as Caddy's
+        ``os.OpenFile``); a rolling file waits for its first line, as lumberjack does."""
+        if self.file is not None or self.roll:
             return
-        if not self.roll:
-            fd = os.open(self.filename, os.O_WRONLY | os.O_APPEND | os.O_CREAT, 0o666)
-            self.file = os.fdopen(fd, "ab", buffering=0)
-            return
-        self._mill()
-        try:
-            size = os.stat(self.filename).st_size
-        except FileNotFoundError:
-            self._open_new()
-            return
-        if size >= self.max_bytes:
-            self._rotate()
-            return
-        self.file = open(self.filename, "ab", buffering=0)  # noqa: SIM115 - kept open until close()
-        self.size = size
+        fd = os.open(self.filename, os.O_WRONLY | os.O_APPEND | os.O_CREAT, 0o666)
+        self.file = os.fdopen(fd, "ab", buffering=0)
 
     def write(self, data: bytes) -> None:
+        if not self.roll:
+            if self.file is None:
+                self.open()
+            self.file.write(data)
+            return
+        if len(data) > self.max_bytes:
+            _log.error("write error: write length {length} exceeds maximum file size {limit} ({path})",
+                       length=len(data), limit=self.max_bytes, path=self.filename)
+            return
         if self.file is None:
-            self.open()
-        if self.roll and self.size + len(data) > self.max_bytes and self.size > 0:
+            self._open_existing_or_new(len(data))
+        if self.size + len(data) > self.max_bytes:
             self._rotate()
         self.file.write(data)
         self.size += len(data)
@@ -154,10 +159,27 @@ class FileWriter:
 
     # -- rolling ---------------------------------------------------------------------------
 
+    def _open_existing_or_new(self, length: int) -> None:
+        self._mill()
+        try:
+            size = os.stat(self.filename).st_size
+        except FileNotFoundError:
+            self._open_new()
+            return
+        if size + length >= self.max_bytes:
+            self._rotate()
+            return
+        try:
+            self.file = open(self.filename, "ab", buffering=0)  # noqa: SIM115 - kept open until close()
+        except OSError:
+            self._open_new()  # lumberjack starts a new file when the old one will not open
+            return
+        self.size = size
+
     def _open_new(self) -> None:
         directory = os.path.dirname(self.filename) or "."
-        os.makedirs(directory, 0o755, exist_ok=True)
-        mode = 0o600
+        os.makedirs(directory, 0o744, exist_ok=True)
+        mode = 0o644
         try:
             mode = os.stat(self.filename).st_mode & 0o777
         except FileNotFoundError:
@@ -256,12 +278,20 @@ def _remove_quietly(path: str) -> None:
 
 
 def _gzip_file(path: str) -> None:
+    """``path`` to ``path.gz`` with the same mode, then removed; a failed attempt leaves no
+    partial ``.gz`` (lumberjack's compressLogFile)."""
     target = path + ".gz"
     try:
         mode = os.stat(path).st_mode & 0o777
-        with open(path, "rb") as source, gzip.open(target, "wb") as sink:
-            shutil.copyfileobj(source, sink)
-        os.chmod(target, mode)
+        with open(path, "rb") as source:
+            fd = os.open(target, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, mode)
+            try:
+                # no name and mtime 0 in the gzip header, as Go's gzip.Writer writes it
+                with os.fdopen(fd, "wb") as raw, gzip.GzipFile("", "wb", fileobj=raw, mtime=0) as sink:
+                    shutil.copyfileobj(source, sink)
+            except BaseException:
+                _remove_quietly(target)
+                raise
         os.remove(path)
     except OSError as e:
         _log.error("compressing log file {path}: {error}", path=path, error=e)

@@ -5,7 +5,10 @@ alone. ``LookupCache`` keeps answers by lookup key (keyed like Caddy's: the SRV 
 ``name:port`` plus the IP versions for A/AAAA) for ``refresh``; a service's ``DNSCaches`` (in its
 ``Runtime``) serve every handler of the service and survive reloads, as Caddy's package-level maps
 do. ``make_resolver`` builds the ``twisted.names`` resolver a source asks, with the hosts file
-first for address lookups as Go does.
+first for address lookups as Go does. Its UDP queries go out on sockets connected to the server,
+so an ICMP port unreachable (no DNS server listening) fails the query at once and the next server
+is asked, as Go's resolver (``dnsclient_unix.go``: a read error moves on) does, instead of waiting
+out the retransmission timeouts.
 """
 
 from __future__ import annotations
@@ -15,7 +18,7 @@ from collections.abc import Callable, Sequence
 from typing import Any
 
 from twisted.internet.abstract import isIPAddress, isIPv6Address
-from twisted.internet.defer import Deferred, fail
+from twisted.internet.defer import Deferred, TimeoutError, fail
 from twisted.logger import Logger
 from twisted.names import client, dns, hosts
 from twisted.python.failure import Failure
@@ -26,7 +29,9 @@ from txcaddy.reverseproxy.hosts import Upstream
 __all__ = [
     "DNSCaches",
     "DNSLookupError",
+    "FailFastResolver",
     "LookupCache",
+    "ServerUnreachable",
     "make_resolver",
     "order_srv_records",
     "srv_records",
@@ -254,13 +259,87 @@ class _HostsFirst:
         return self.names.lookupService(name, timeout)  # type: ignore[no-any-return]
 
 
+class ServerUnreachable(dns.DNSQueryTimeoutError):
+    """A DNS server's port is closed (ICMP port unreachable): the query is over at once.
+
+    A timeout to ``twisted.names`` (so its retry loop asks the next server
+    straight away), but not to the caller: see ``FailFastResolver``.
+    """
+
+    def __str__(self) -> str:
+        return f"DNS query {self.id}: the server is unreachable (ICMP: no DNS server listening)"
+
+
+class _ConnectedQueryProtocol(dns.DNSDatagramProtocol):
+    """One query's UDP protocol on a socket connected to its server.
+
+    The ICMP error reaches Twisted one of two ways: a ``recvfrom`` failing
+    with ECONNREFUSED (``connectionRefused``, select-style reactors), or, with
+    epoll, an EPOLLERR that makes the reactor drop the port (``stopProtocol``,
+    where ``DNSDatagramProtocol`` would forget the query and leave it to its
+    timeout). Either way the query in flight fails now.
+    """
+
+    def connectionRefused(self) -> None:  # noqa: N802 - Twisted's name
+        self._fail_live()
+
+    def stopProtocol(self) -> None:  # noqa: N802 - Twisted's name
+        live = self.liveMessages
+        super().stopProtocol()
+        self._fail_live(live)
+
+    def _fail_live(self, live: dict[int, Any] | None = None) -> None:
+        if live is None:
+            live, self.liveMessages = self.liveMessages, {}
+        for message_id, (d, timeout_call) in list(live.items()):
+            if timeout_call.active():
+                timeout_call.cancel()
+            d.errback(ServerUnreachable(message_id))
+        live.clear()
+
+
+class FailFastResolver(client.Resolver):
+    """``twisted.names``' resolver, each UDP query on a socket connected to its server.
+
+    An unconnected socket never hears of an ICMP port unreachable, so a query
+    to a closed port waits out every timeout (10 s with ``LOOKUP_TIMEOUT``);
+    a connected one gets ECONNREFUSED and the query fails at once. When every
+    server refused, the lookup fails with ``ServerUnreachable`` (not Twisted's
+    ``TimeoutError``), as Go's ends with its last server's error.
+    """
+
+    def _query(self, address: Any, queries: Any, timeout: float, message_id: int | None = None) -> Deferred[Any]:
+        address = (address[0], address[1])  # a connected port checks writes against this tuple
+        protocol = _ConnectedQueryProtocol(self, reactor=self._reactor)
+        port = self._reactor.listenUDP(0, protocol, interface="::" if isIPv6Address(address[0]) else "")
+        try:
+            port.connect(*address)
+        except Exception:  # noqa: BLE001 - an address the socket cannot connect to fails this query
+            port.stopListening()
+            return fail()
+        d: Deferred[Any] = protocol.query(address, queries, timeout, message_id)
+
+        def stop(result: Any) -> Any:
+            port.stopListening()
+            return result
+
+        return d.addBoth(stop)
+
+    def _reissue(self, reason: Failure, *args: Any) -> Any:
+        result = super()._reissue(reason, *args)
+        if isinstance(result, Failure) and result.check(TimeoutError) and reason.check(ServerUnreachable):
+            return reason  # the last server refused: say so rather than "timed out"
+        return result
+
+
 def make_resolver(servers: list[tuple[str, int]] | None, reactor: Any, *, hosts_file: bool) -> Any:
     """A ``twisted.names`` resolver asking ``servers`` (the system's when None), without a cache.
 
     With ``hosts_file`` the hosts file answers first, as for Go's address
-    lookups; SRV lookups go to DNS only.
+    lookups; SRV lookups go to DNS only. A server with nothing listening
+    fails its query at once (``FailFastResolver``).
     """
-    names = client.Resolver(servers=servers if servers is not None else system_servers(), reactor=reactor)
+    names = FailFastResolver(servers=servers if servers is not None else system_servers(), reactor=reactor)
     if not hosts_file:
         return names
     return _HostsFirst(_HOSTS_FILE, names)

@@ -18,10 +18,11 @@ from twisted.internet.interfaces import (
     IHostResolution,
     IReactorPluggableNameResolver,
 )
-from twisted.names import client, dns, hosts, resolve
+from twisted.names import dns, hosts, resolve
 from zope.interface import implementer
 
 from txcaddy.errors import ConfigError
+from txcaddy.reverseproxy._dnslookup import FailFastResolver
 
 _NETWORKS = ("tcp", "tcp4", "tcp6", "udp", "udp4", "udp6")
 
@@ -84,7 +85,7 @@ class NamesHostnameResolver:
         """The hosts file first, then the given DNS servers in order, no cache (as Go's)."""
         return cls(resolve.ResolverChain([
             hosts.Resolver(file=hosts_file),
-            client.Resolver(servers=servers, reactor=reactor),
+            FailFastResolver(servers=servers, reactor=reactor),  # a closed port fails at once
         ]))
 
     def resolveHostName(self, resolutionReceiver: Any, hostName: str, portNumber: int = 0,

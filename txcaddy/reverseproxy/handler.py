@@ -517,7 +517,7 @@ class _ProxyCall:
         # The head is out: no error page is possible, so the client must see the
         # response cut off rather than a clean end.
         log.error("{uri}: aborting with incomplete response: {error}", uri=self.request.uri, error=reason.getErrorMessage())
-        self._finish(Failure(AbortConnection()))
+        self._finish(Failure(AbortConnection(returned=True)))  # Caddy's handler returns nil here
 
     def _switch_protocols(self, head: ResponseHead, exchange: Exchange, upstream: Upstream) -> None:
         """A 101: check the protocol and join the connections (Caddy's handleUpgradeResponse)."""
