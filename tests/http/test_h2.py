@@ -963,3 +963,25 @@ class MalformedRequestTests(_TwoClients):
                 break
         self.assertCalmedDown(self.attacker)
         self.assertServed(self.bystander)
+
+
+class HpackDecodeTests(SynchronousTestCase):
+    """The hpack decoding shortcut (``_h2._decoded_field``) gives hpack's own results."""
+
+    def test_decoded_fields_unchanged(self) -> None:
+        """Indexed, literal, Huffman and non-Huffman fields decode to the same bytes and str as
+        with hpack's own function, raw and not, and the shortcut is installed."""
+        import hpack
+        import hpack.hpack
+
+        from txcaddy.http import _h2
+
+        self.assertIs(hpack.hpack._unicode_if_needed, _h2._decoded_field)
+        fields = [(b":method", b"GET"), (b":path", b"/a?b=c"), (b"x-long", b"v" * 300),
+                  (b"cookie", b"k=v"), (b"user-agent", b"caddy test \xc3\xa9")]
+        for huffman in (True, False):
+            block = hpack.Encoder().encode(fields, huffman=huffman)
+            self.assertEqual(hpack.Decoder().decode(block, raw=True), fields)
+            decoded = list(hpack.Decoder().decode(block, raw=False))
+            self.assertEqual(decoded[4], ("user-agent", "caddy test é"))
+            self.assertTrue(all(type(name) is bytes for name, _ in hpack.Decoder().decode(block, raw=True)))
