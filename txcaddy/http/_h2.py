@@ -521,6 +521,7 @@ class HTTP2Protocol(Protocol):
         self._remote: tuple[str, int] = ("", 0)
         self._local: tuple[str, int] | None = None
         self._idle_call: Any = None
+        self._idle_since: float | None = None  # when the last stream ended; None while busy
         self._preface_call: Any = None
         self._abort_call: Any = None
         self._stall_call: Any = None
@@ -616,7 +617,7 @@ class HTTP2Protocol(Protocol):
         self._write()
 
     def connectionLost(self, reason: Any = None) -> None:
-        self._stop_idle_timer()
+        self._cancel_idle_timer()
         for call in (self._preface_call, self._abort_call, self._stall_call):
             if call is not None and call.active():
                 call.cancel()
@@ -654,19 +655,35 @@ class HTTP2Protocol(Protocol):
 
     # -- idle timeout (one timer per connection, as in HTTP/1.1) -------------------------
 
+    # The idle timer is lazy: a connection whose streams come and go (each request answered
+    # before the next arrives) would otherwise schedule and cancel a timer per request. It
+    # notes when the connection went idle, and the one timer checks that when it fires.
+
     def _arm_idle_timer(self) -> None:
         timeout = getattr(self.server, "idle_timeout", 0)
-        if timeout and self.reactor is not None and self._idle_call is None:
-            self._idle_call = self.reactor.callLater(timeout, self._idle_timeout)
+        if timeout and self.reactor is not None:
+            self._idle_since = self.clock()
+            if self._idle_call is None:
+                self._idle_call = self.reactor.callLater(timeout, self._idle_timeout)
 
     def _stop_idle_timer(self) -> None:
+        self._idle_since = None  # busy: the timer, if any, finds that when it fires
+
+    def _cancel_idle_timer(self) -> None:
+        self._idle_since = None
         if self._idle_call is not None and self._idle_call.active():
             self._idle_call.cancel()
         self._idle_call = None
 
     def _idle_timeout(self) -> None:
         self._idle_call = None
-        if self.idle and self.transport is not None:
+        since = self._idle_since
+        if since is None or self.transport is None:
+            return  # busy: the next idle moment arms it again
+        left = since + getattr(self.server, "idle_timeout", 0) - self.clock()
+        if left > 0:
+            self._idle_call = self.reactor.callLater(left, self._idle_timeout)
+        elif self.idle:
             self.close_when_idle()
 
     # -- abuse limits -------------------------------------------------------------------
