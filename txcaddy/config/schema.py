@@ -201,7 +201,10 @@ class Obj(Spec):
 
 
 class OneOf(Spec):
-    """A value that may have any of several shapes (tried in order; the first's error wins)."""
+    """A value that may have any of several shapes, tried in order.
+
+    When none fits, the error is that of the first shape of the value's JSON type.
+    """
 
     def __init__(self, *options: Spec, name: str = "") -> None:
         self.options = options
@@ -211,17 +214,15 @@ class OneOf(Spec):
         return any(o.accepts_null() for o in self.options)
 
     def check(self, value: Any, path: str) -> None:
-        first: ConfigError | None = None
+        matching: ConfigError | None = None
         for option in self.options:
             try:
                 option.check(value, path)
                 return
             except ConfigError as e:
-                first = first or e
-        if all(json_type(value) != _json_kind(o) for o in self.options):
-            raise _mismatch(value, path, self.name)
-        assert first is not None
-        raise first
+                if matching is None and _json_kind(option) == json_type(value):
+                    matching = e  # the shape the value was meant to have says what is wrong
+        raise matching or _mismatch(value, path, self.name)
 
 
 def _json_kind(spec: Spec) -> str:

@@ -13,7 +13,18 @@ from typing import Any
 from txcaddy.caddyfile.addresses import AddressError, NetworkAddress, join_network_address
 from txcaddy.config.loader import LoadContext
 from txcaddy.config.schema import (
-    ANY, BOOL, DURATION, INT, ROUTES, STRING, STRINGS, ListOf, MapOf, Module, Obj, Spec,
+    ANY,
+    BOOL,
+    DURATION,
+    INT,
+    ROUTES,
+    STRING,
+    STRINGS,
+    ListOf,
+    MapOf,
+    Module,
+    Obj,
+    Spec,
 )
 from txcaddy.config.values import duration_seconds
 from txcaddy.errors import ConfigError

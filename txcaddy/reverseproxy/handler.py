@@ -30,7 +30,19 @@ from txcaddy._reactor import default_reactor
 from txcaddy.config.placeholders import UNKNOWN, Template
 from txcaddy.config.registry import module
 from txcaddy.config.schema import (
-    ANY, BOOL, DURATION, INT, MATCHER_SET, ROUTES, STRING, STRINGS, ListOf, MapOf, Module, Obj, Spec,
+    ANY,
+    BOOL,
+    DURATION,
+    INT,
+    MATCHER_SET,
+    ROUTES,
+    STRING,
+    STRINGS,
+    ListOf,
+    MapOf,
+    Module,
+    Obj,
+    Spec,
 )
 from txcaddy.config.values import duration_seconds, integer
 from txcaddy.errors import ConfigError

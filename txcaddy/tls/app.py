@@ -18,7 +18,18 @@ from twisted.internet.interfaces import IProtocolFactory, IReactorTime
 
 from txcaddy._twisted import TLSServerFactory
 from txcaddy.config.schema import (
-    ANY, BOOL, DURATION, INT, NUMBER, STRING, STRINGS, ListOf, MapOf, Module, Obj, Spec,
+    ANY,
+    BOOL,
+    DURATION,
+    INT,
+    NUMBER,
+    STRING,
+    STRINGS,
+    ListOf,
+    MapOf,
+    Module,
+    Obj,
+    Spec,
 )
 from txcaddy.config.values import duration_seconds
 from txcaddy.errors import ConfigError
@@ -61,7 +72,7 @@ _ACME_ISSUER = Obj(
 )
 _ISSUERS: dict[str, Spec] = {
     "acme": _ACME_ISSUER,
-    "zerossl": Obj({**_ACME_ISSUER.fields, "api_key": STRING}),  # type: ignore[attr-defined]
+    "zerossl": Obj({**_ACME_ISSUER.fields, "api_key": STRING}),
     "internal": Obj({"ca": STRING, "lifetime": DURATION, "sign_with_root": BOOL}),
 }
 _CERTIFICATE_FILE = Obj({"certificate": STRING, "key": STRING, "format": STRING, "tags": STRINGS})
