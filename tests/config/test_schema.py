@@ -7,6 +7,7 @@ from typing import Any
 from twisted.trial.unittest import SynchronousTestCase
 
 from txcaddy.config.configschema import check_config
+from txcaddy.config.loader import LoadContext
 from txcaddy.config.schema import (
     ANY,
     BOOL,
@@ -137,6 +138,23 @@ class ModuleTests(SynchronousTestCase):
         self.assertEqual(
             _error(spec, {"handler": "reverse_proxy", "upstreams": [{"dial": 80}]}, "h"),
             "json: cannot unmarshal number into h.upstreams[0].dial of type string",
+        )
+
+
+class LoaderTests(SynchronousTestCase):
+    def test_load_module_checks_declared_schema(self) -> None:
+        """A module loaded on its own (no whole-config check) is still checked against its schema."""
+        context = LoadContext()
+        with self.assertRaises(ConfigError) as caught:
+            context.load_handler({"handler": "rewrite", "uri_substring": [{"find": "a", "limit": "2"}]})
+        self.assertEqual(str(caught.exception), "json: cannot unmarshal string into rewrite.uri_substring[0].limit of type int")
+
+    def test_load_matcher_set_checks_declared_schema(self) -> None:
+        """A matcher's value is checked against the matcher's schema before it is built."""
+        with self.assertRaises(ConfigError) as caught:
+            LoadContext().load_matcher_set({"remote_ip": {"ranges": "10.0.0.0/8"}})
+        self.assertEqual(
+            str(caught.exception), "json: cannot unmarshal string into match.remote_ip.ranges of type []string"
         )
 
 
