@@ -41,6 +41,7 @@ from txcaddy.config.schema import (
     ListOf,
     MapOf,
     Module,
+    Nullable,
     Obj,
     Spec,
 )
@@ -645,7 +646,7 @@ REVERSE_PROXY_SCHEMA: Spec = Obj(
         "stream_close_delay": DURATION,
         "rewrite": REWRITE_SCHEMA,
         "handle_response": ListOf(Obj(
-            {"match": Obj({"status_code": ListOf(INT), "headers": MapOf(STRINGS)}), "status_code": ANY,
+            {"match": Obj({"status_code": ListOf(INT), "headers": MapOf(Nullable(STRINGS))}), "status_code": ANY,
              "routes": ROUTES},
             name="reverseproxy.ResponseHandler",
         )),
