@@ -288,8 +288,11 @@ STRINGS: Spec = ListOf(STRING)
 
 
 def check(spec: Spec, value: Any, path: str = "") -> None:
-    """Check ``value`` against ``spec``; raise ConfigError naming the first bad value's path."""
-    _check_item(spec, value, path) if path else spec.check(value, path)
+    """Check ``value`` against ``spec``; raise ConfigError naming the first bad value's path.
+
+    Null fields of objects are removed from ``value`` on the way (Go ignores them).
+    """
+    _check_item(spec, value, path)
 
 
 #: ``caddyhttp.Route`` and its parts, shared by servers, ``subroute`` and ``reverse_proxy``.
