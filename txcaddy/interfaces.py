@@ -89,6 +89,9 @@ class ICaddyModule(Interface):
 
     moduleID = Attribute("The Caddy module ID, e.g. 'http.handlers.hello'.")
 
+    # Optional: ``schema``, a ``txcaddy.config.schema.Spec`` for the module's JSON, checked
+    # before ``load`` (not declared as an Attribute so that existing plugins still verify).
+
     def load(config, context):  # noqa: N805
         """Build the runtime object from the module's JSON ``config`` (a dict).
 

@@ -31,6 +31,7 @@ from txcaddy import _twisted
 from txcaddy._reactor import IServingReactor, default_reactor
 from txcaddy.caddyfile.adapter import adapt
 from txcaddy.caddyfile.jsonenc import encode
+from txcaddy.config.configschema import check_config
 from txcaddy.config.loader import LoadContext, Runtime
 from txcaddy.config.source import read_config_text
 from txcaddy.errors import ConfigError, ConfigWarning
@@ -186,6 +187,7 @@ class CaddyService(MultiService):
         self._build()
 
     def _build(self) -> None:
+        check_config(self.config)  # every value's type, before any module reads it
         apps = self.config.get("apps") or {}
         unknown = sorted(set(apps) - {"http", "tls", "pki"})
         if unknown:

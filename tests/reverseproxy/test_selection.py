@@ -728,22 +728,22 @@ class LoaderTests(SynchronousTestCase):
         self.assertConfigError({"policy": "round_robin", "weights": [1]}, 'unknown field "weights"')
         self.assertConfigError({"policy": "random_choose", "choose": 1}, "choose must be at least 2")
         self.assertConfigError({"policy": "random_choose", "choose": -3}, "choose must be at least 2")
-        self.assertConfigError({"policy": "random_choose", "choose": "3"}, "choose must be an integer")
+        self.assertConfigError({"policy": "random_choose", "choose": "3"}, "choose of type int")
         self.assertConfigError({"policy": "header"}, "header field is required")
-        self.assertConfigError({"policy": "header", "field": 3}, "field must be a string")
+        self.assertConfigError({"policy": "header", "field": 3}, "field of type string")
         self.assertConfigError({"policy": "query"}, "query key is required")
-        self.assertConfigError({"policy": "cookie", "secret": ["x"]}, "secret must be a string")
+        self.assertConfigError({"policy": "cookie", "secret": ["x"]}, "secret of type string")
         self.assertConfigError({"policy": "cookie", "max_age": "soon"}, "max_age")
         self.assertConfigError({"policy": "weighted_round_robin", "weights": [1, -1]}, "must not be negative")
         self.assertConfigError({"policy": "weighted_round_robin", "weights": [0, 0]}, "at least one weight must be positive")
-        self.assertConfigError({"policy": "weighted_round_robin", "weights": 3}, "weights must be a list")
-        self.assertConfigError({"policy": "weighted_round_robin", "weights": [1, 1.5]}, "each weight must be an integer")
+        self.assertConfigError({"policy": "weighted_round_robin", "weights": 3}, "weights of type []int")
+        self.assertConfigError({"policy": "weighted_round_robin", "weights": [1, 1.5]}, "weights[1] of type int")
         self.assertConfigError(
             {"policy": "header", "field": "X", "fallback": {"policy": "sticky"}},
             "loading fallback selection policy",
             f"module not registered: {ns}.sticky",
         )
-        self.assertConfigError({"policy": "query", "key": "k", "fallback": "random"}, "loading fallback selection policy")
+        self.assertConfigError({"policy": "query", "key": "k", "fallback": "random"}, "query.fallback of type object")
 
     def test_module_that_is_not_a_policy(self) -> None:
         """A registered module that does not provide ISelectionPolicy is a config error."""

@@ -407,7 +407,7 @@ class LoadTests(SynchronousTestCase):
         """Bad source configs fail with messages naming the field or module."""
         for config, message in [
             ({"source": "srv", "name": "x", "weight": 1}, "unknown field 'weight'"),
-            ({"source": "a", "name": "x", "port": 80}, "port must be a string"),
+            ({"source": "a", "name": "x", "port": 80}, "port of type string"),
             ({"source": "a", "name": "x", "refresh": "soon"}, "refresh"),
             ({"source": "srv", "name": "x", "resolver": {"addresses": ["1.1.1.1:1-2"]}}, "exactly one address"),
             ({"source": "a", "name": "x", "versions": {"ipv5": True}}, "versions"),

@@ -15,7 +15,7 @@ from twisted.internet.defer import Deferred, gatherResults, maybeDeferred
 from twisted.logger import Logger
 from twisted.python.failure import Failure
 
-from txcaddy.config import registry
+from txcaddy.config import registry, schema
 from txcaddy.errors import ConfigError
 from txcaddy.http.routing import MatcherSet, Route, RouteList
 
@@ -100,6 +100,7 @@ class LoadContext:
         body = {k: v for k, v in config.items() if k != inline_key}
         self.path.append(name)
         try:
+            self._check(f"{namespace}.{name}", body)
             return factory(body, self)
         except ConfigError:
             raise
@@ -107,6 +108,13 @@ class LoadContext:
             raise ConfigError(f"{self._where()}: loading module '{namespace}.{name}': {e}") from None
         finally:
             self.path.pop()
+
+    def _check(self, module_id: str, config: Any) -> None:
+        """The module's declared JSON shape (``registry.module(..., schema=)``), for modules
+        loaded outside a whole-config check (tests, plugins under a free-form field)."""
+        spec = registry.schema_for(module_id)
+        if spec is not None:
+            schema.check(spec, config, self._where())
 
     def load_handler(self, config: Any) -> Any:
         return self.load_module("http.handlers", config, "handler")
@@ -119,6 +127,7 @@ class LoadContext:
             factory = registry.lookup(f"http.matchers.{name}")
             self.path.append(f"match.{name}")
             try:
+                self._check(f"http.matchers.{name}", value)
                 matchers.append(factory(value, self))
             except ConfigError:
                 raise

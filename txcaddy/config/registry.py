@@ -10,16 +10,22 @@ from __future__ import annotations
 
 import importlib
 from collections.abc import Callable
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from twisted.plugin import getPlugins
 
 from txcaddy.errors import ConfigError
 from txcaddy.interfaces import ICaddyModule
 
+if TYPE_CHECKING:
+    from txcaddy.config.schema import Spec
+
 ModuleFactory = Callable[[dict[str, Any], Any], Any]
 
 MODULES: dict[str, ModuleFactory] = {}
+
+#: The shape of each module's JSON (``config/schema.py``), checked before any module loads.
+SCHEMAS: dict[str, Spec] = {}
 
 # Modules that register built-in runtime modules when imported.
 BUILTIN_MODULES = (
@@ -42,13 +48,19 @@ BUILTIN_MODULES = (
 _loaded = False
 
 
-def module(module_id: str) -> Callable[[ModuleFactory], ModuleFactory]:
-    """Register ``factory(config, context)`` as the runtime of ``module_id``."""
+def module(module_id: str, schema: Spec | None = None) -> Callable[[ModuleFactory], ModuleFactory]:
+    """Register ``factory(config, context)`` as the runtime of ``module_id``.
+
+    ``schema`` is the shape of the module's JSON: a config whose value does not fit it is
+    refused, naming the value's path, before any module is built.
+    """
 
     def deco(factory: ModuleFactory) -> ModuleFactory:
         if module_id in MODULES:
             raise ValueError(f"module {module_id} already registered")
         MODULES[module_id] = factory
+        if schema is not None:
+            SCHEMAS[module_id] = schema
         return factory
 
     return deco
@@ -65,6 +77,9 @@ def _load_builtins_and_plugins() -> None:
         module_id = plugin.moduleID
         if module_id not in MODULES:
             MODULES[module_id] = plugin.load
+            schema = getattr(plugin, "schema", None)  # optional for plugins
+            if schema is not None:
+                SCHEMAS[module_id] = schema
 
 
 def lookup(module_id: str) -> ModuleFactory:
@@ -80,3 +95,9 @@ def known(prefix: str) -> list[str]:
     """Registered module names under a namespace (``http.handlers.``)."""
     _load_builtins_and_plugins()
     return sorted(m[len(prefix):] for m in MODULES if m.startswith(prefix))
+
+
+def schema_for(module_id: str) -> Spec | None:
+    """The JSON shape ``module_id`` declared, or None (unknown module or none declared)."""
+    _load_builtins_and_plugins()
+    return SCHEMAS.get(module_id)

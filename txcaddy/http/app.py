@@ -10,14 +10,93 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from typing import Any
 
-from txcaddy.caddyfile.addresses import AddressError, NetworkAddress
+from txcaddy.caddyfile.addresses import AddressError, NetworkAddress, join_network_address
 from txcaddy.config.loader import LoadContext
+from txcaddy.config.schema import (
+    ANY,
+    BOOL,
+    DURATION,
+    INT,
+    ROUTES,
+    STRING,
+    STRINGS,
+    ListOf,
+    MapOf,
+    Module,
+    Obj,
+    Spec,
+)
 from txcaddy.config.values import duration_seconds
 from txcaddy.errors import ConfigError
 from txcaddy.http.server import DEFAULT_IDLE_TIMEOUT, HTTPServer
 from txcaddy.logs import LogSystem
 
 NANOSECONDS = 1e9
+
+#: ``caddytls.ConnectionPolicy`` (a server's ``tls_connection_policies`` entry).
+TLS_CONNECTION_POLICY: Spec = Obj(
+    {
+        "match": Obj({"sni": STRINGS, "remote_ip": Obj({"ranges": STRINGS, "not_ranges": STRINGS})}),
+        "certificate_selection": Obj(
+            {"serial_number": ListOf(ANY), "subject_organization": STRINGS, "public_key_algorithm": ANY,
+             "any_tag": STRINGS, "all_tags": STRINGS}
+        ),
+        "cipher_suites": STRINGS,
+        "curves": STRINGS,
+        "alpn": STRINGS,
+        "protocol_min": STRING,
+        "protocol_max": STRING,
+        "client_authentication": Obj(
+            {"trusted_ca_certs": STRINGS, "trusted_ca_certs_pem_files": STRINGS,
+             "trusted_leaf_certs": STRINGS, "mode": STRING}
+        ),
+        "default_sni": STRING,
+        "fallback_sni": STRING,
+        "insecure_secrets_log": STRING,
+    },
+    name="caddytls.ConnectionPolicy",
+)
+
+#: ``caddyhttp.Server``.
+SERVER: Spec = Obj(
+    {
+        "listen": STRINGS,
+        "listener_wrappers": ListOf(Module("caddy.listeners", "wrapper")),
+        "read_timeout": DURATION,
+        "read_header_timeout": DURATION,
+        "write_timeout": DURATION,
+        "idle_timeout": DURATION,
+        "keepalive_interval": DURATION,
+        "max_header_bytes": INT,
+        "routes": ROUTES,
+        "errors": Obj({"routes": ROUTES}),
+        "named_routes": MapOf(ANY),
+        "tls_connection_policies": ListOf(TLS_CONNECTION_POLICY),
+        "automatic_https": Obj(
+            {"disable": BOOL, "disable_redirects": BOOL, "disable_certificates": BOOL, "skip": STRINGS,
+             "skip_certificates": STRINGS, "ignore_loaded_certificates": BOOL}
+        ),
+        "strict_sni_host": BOOL,
+        "logs": Obj(
+            {"default_logger_name": STRING, "logger_names": MapOf(STRING), "skip_hosts": STRINGS,
+             "skip_unmapped_hosts": BOOL, "should_log_credentials": BOOL}
+        ),
+        "protocols": STRINGS,
+        "metrics": Obj({}),
+        "trusted_proxies": ANY,
+        "client_ip_headers": STRINGS,
+        "experimental_http3": BOOL,
+        "allow_h2c": BOOL,
+    },
+    name="caddyhttp.Server",
+)
+
+#: ``apps.http`` (``caddyhttp.App``).
+HTTP_APP: Spec = Obj(
+    {"http_port": INT, "https_port": INT, "grace_period": DURATION, "shutdown_delay": DURATION,
+     "servers": MapOf(SERVER)},
+    name="caddyhttp.App",
+)
 
 
 @dataclass
@@ -65,6 +144,29 @@ def endpoint_descriptions(address: str) -> list[Listener]:
     return out
 
 
+def check_listeners_unique(servers: dict[str, Any]) -> None:
+    """Refuse two servers (or one twice) on one address, as Caddy's ``App.Validate`` does.
+
+    Without this the second listener service gets Twisted's "two services with the same
+    name", or fails to bind only once started.
+    """
+    claimed: dict[str, str] = {}
+    for name, server in servers.items():
+        for address in server.get("listen") or ():
+            try:
+                parsed = NetworkAddress.parse(address)
+            except AddressError as e:
+                raise ConfigError(f"invalid listener address '{address}': {e}") from None
+            ports = range(parsed.start_port, parsed.end_port + 1) if parsed.end_port else [parsed.start_port]
+            for port in ports:
+                key = join_network_address(parsed.network, parsed.host, str(port) if parsed.end_port else "")
+                if key in claimed:
+                    raise ConfigError(
+                        f"server {name}: listener address repeated: {key} (already claimed by server '{claimed[key]}')"
+                    )
+                claimed[key] = name
+
+
 def _strict_sni_host(server: dict[str, Any]) -> bool:
     """``strict_sni_host``, on by default when a TLS policy authenticates clients (Caddy's rule)."""
     value = server.get("strict_sni_host")
@@ -98,6 +200,7 @@ def load_http_app(
     ``tls_connection_policies`` say which listeners speak TLS.  ``challenges`` (a
     ``txcaddy.tls.challenges.Challenges``) are the ACME HTTP-01 challenges every server answers.
     """
+    check_listeners_unique(config.get("servers") or {})
     http_port = int(config.get("http_port") or 80)
     https_port = int(config.get("https_port") or 443)
     servers: dict[str, HTTPServer] = {}

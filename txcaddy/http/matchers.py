@@ -39,6 +39,7 @@ from txcaddy._go.textproto import canonical_mime_header_key as canonical_key
 from txcaddy._go.url import parse_query, path_unescape
 from txcaddy.config.placeholders import Template, lookup
 from txcaddy.config.registry import module
+from txcaddy.config.schema import BOOL, MATCHER_SET, STRING, STRINGS, ListOf, MapOf, Nullable, Obj
 from txcaddy.errors import ConfigError
 from txcaddy.interfaces import IRequestMatcher
 
@@ -581,27 +582,30 @@ def _object(config: Any, what: str) -> dict[str, Any]:
     return config
 
 
-@module("http.matchers.host")
+_REGEXP = Obj({"name": STRING, "pattern": STRING}, strict=True, name="caddyhttp.MatchRegexp")
+
+
+@module("http.matchers.host", schema=STRINGS)
 def load_host(config: Any, context: Any) -> MatchHost:
     return MatchHost(_strings(config, "host"))
 
 
-@module("http.matchers.path")
+@module("http.matchers.path", schema=STRINGS)
 def load_path(config: Any, context: Any) -> MatchPath:
     return MatchPath(_strings(config, "path"))
 
 
-@module("http.matchers.path_regexp")
+@module("http.matchers.path_regexp", schema=_REGEXP)
 def load_path_regexp(config: Any, context: Any) -> MatchPathRE:
     return MatchPathRE(MatchRegexp(config))
 
 
-@module("http.matchers.method")
+@module("http.matchers.method", schema=STRINGS)
 def load_method(config: Any, context: Any) -> MatchMethod:
     return MatchMethod(_strings(config, "method"))
 
 
-@module("http.matchers.query")
+@module("http.matchers.query", schema=MapOf(STRINGS))
 def load_query(config: Any, context: Any) -> MatchQuery:
     pairs = _object(config, "query")
     for key, values in pairs.items():
@@ -609,7 +613,7 @@ def load_query(config: Any, context: Any) -> MatchQuery:
     return MatchQuery(pairs)
 
 
-@module("http.matchers.header")
+@module("http.matchers.header", schema=MapOf(Nullable(STRINGS)))
 def load_header(config: Any, context: Any) -> MatchHeader:
     fields = _object(config, "header")
     for name, values in fields.items():
@@ -618,32 +622,32 @@ def load_header(config: Any, context: Any) -> MatchHeader:
     return MatchHeader(fields)
 
 
-@module("http.matchers.header_regexp")
+@module("http.matchers.header_regexp", schema=MapOf(_REGEXP))
 def load_header_regexp(config: Any, context: Any) -> MatchHeaderRE:
     return MatchHeaderRE({name: MatchRegexp(value) for name, value in _object(config, "header_regexp").items()})
 
 
-@module("http.matchers.protocol")
+@module("http.matchers.protocol", schema=STRING)
 def load_protocol(config: Any, context: Any) -> MatchProtocol:
     if not isinstance(config, str):
         raise ConfigError(f"protocol matcher: expected a JSON string, got {config!r}")
     return MatchProtocol(config)
 
 
-@module("http.matchers.remote_ip")
+@module("http.matchers.remote_ip", schema=Obj({"ranges": STRINGS, "forwarded": BOOL}, strict=True))
 def load_remote_ip(config: Any, context: Any) -> MatchRemoteIP:
     config = _object(config, "remote_ip")
     return MatchRemoteIP(_strings(config.get("ranges") or [], "remote_ip ranges"), bool(config.get("forwarded")))
 
 
-@module("http.matchers.not")
+@module("http.matchers.not", schema=ListOf(MATCHER_SET))
 def load_not(config: Any, context: Any) -> MatchNot:
     if not isinstance(config, list):
         raise ConfigError(f"not matcher: expected a JSON array of matcher sets, got {config!r}")
     return MatchNot(context.load_matcher_sets(config))
 
 
-@module("http.matchers.vars")
+@module("http.matchers.vars", schema=MapOf(STRINGS))
 def load_vars(config: Any, context: Any) -> MatchVars:
     fields = _object(config, "vars")
     for key, values in fields.items():
@@ -651,7 +655,7 @@ def load_vars(config: Any, context: Any) -> MatchVars:
     return MatchVars(fields)
 
 
-@module("http.matchers.vars_regexp")
+@module("http.matchers.vars_regexp", schema=MapOf(_REGEXP))
 def load_vars_regexp(config: Any, context: Any) -> MatchVarsRE:
     return MatchVarsRE({key: MatchRegexp(value) for key, value in _object(config, "vars_regexp").items()})
 

@@ -15,6 +15,7 @@ from twisted.internet.defer import Deferred, maybeDeferred
 from zope.interface import implementer
 
 from txcaddy.config.registry import module
+from txcaddy.config.schema import ROUTES, Obj
 from txcaddy.http.errors import HandlerError, release_frames
 from txcaddy.http.request import Request
 from txcaddy.http.response import Response
@@ -145,7 +146,7 @@ class Subroute:
         return run_with_errors(self.routes, self.errors, request, response, next)
 
 
-@module("http.handlers.subroute")
+@module("http.handlers.subroute", schema=Obj({"routes": ROUTES, "errors": Obj({"routes": ROUTES})}, strict=True))
 def load_subroute(config: dict[str, Any], context: Any) -> Subroute:
     routes = context.load_routes(config.get("routes") or [])
     errors_config = config.get("errors") or {}

@@ -11,6 +11,7 @@ from typing import Any
 from txcaddy._go.strconv import format_float_f, format_float_g
 from txcaddy._go.time import compile_layout, duration_string, format_layout
 from txcaddy.config.registry import module
+from txcaddy.config.schema import BOOL, STRING, MapOf, Module, Obj, Spec
 from txcaddy.errors import ConfigError
 from txcaddy.logs._values import Duration, Entry, Plain, StringArray
 
@@ -242,17 +243,30 @@ def default_encoder(colorize: bool, terminal: bool) -> Any:
     return JSONLogEncoder({})
 
 
-@module("caddy.logging.encoders.json")
+_ENCODER: Spec = Obj(
+    {key: STRING for key in ("message_key", "level_key", "time_key", "name_key", "caller_key",
+                             "stacktrace_key", "line_ending", "time_format", "duration_format", "level_format")}
+    | {"time_local": BOOL},
+    strict=True, name="logging.LogEncoderConfig",
+)
+_FILTER: Spec = Obj(
+    {"wrap": Module("caddy.logging.encoders", "format"),
+     "fields": MapOf(Module("caddy.logging.encoders.filter", "filter"))},
+    strict=True, name="logging.FilterEncoder",
+)
+
+
+@module("caddy.logging.encoders.json", schema=_ENCODER)
 def _json_encoder(config: dict[str, Any], context: Any) -> JSONLogEncoder:
     return JSONLogEncoder(config)
 
 
-@module("caddy.logging.encoders.console")
+@module("caddy.logging.encoders.console", schema=_ENCODER)
 def _console_encoder(config: dict[str, Any], context: Any) -> ConsoleLogEncoder:
     return ConsoleLogEncoder(config, time_format="wall_milli", level_format="color")
 
 
-@module("caddy.logging.encoders.filter")
+@module("caddy.logging.encoders.filter", schema=_FILTER)
 def _filter_encoder(config: dict[str, Any], context: Any) -> FilterLogEncoder:
     wrap = config.get("wrap")
     if not wrap:

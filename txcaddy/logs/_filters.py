@@ -22,6 +22,7 @@ from txcaddy._go.net import AddrError, join_host_port, parse_ip, split_host_port
 from txcaddy._go.regexp import RegexpError, compile_regexp, expander, replace_all
 from txcaddy._go.url import BAD_ESCAPE, parse_query, query_escape
 from txcaddy.config.registry import module
+from txcaddy.config.schema import INT, STRING, ListOf, Obj, Spec
 from txcaddy.errors import ConfigError
 from txcaddy.http.headers import Headers
 from txcaddy.logs._values import StringArray
@@ -199,17 +200,23 @@ class CookieFilter:
         return key, StringArray(["; ".join(cookies)] if cookies else [])
 
 
+_ACTIONS: Spec = Obj(
+    {"actions": ListOf(Obj({"type": STRING, "parameter": STRING, "name": STRING, "value": STRING}, strict=True))},
+    strict=True,
+)
+
+
 @module("caddy.logging.encoders.filter.delete")
 def _delete_filter(config: dict[str, Any], context: Any) -> DeleteFilter:
     return DeleteFilter()
 
 
-@module("caddy.logging.encoders.filter.replace")
+@module("caddy.logging.encoders.filter.replace", schema=Obj({"value": STRING}, strict=True))
 def _replace_filter(config: dict[str, Any], context: Any) -> ReplaceFilter:
     return ReplaceFilter(str(config.get("value") or ""))
 
 
-@module("caddy.logging.encoders.filter.rename")
+@module("caddy.logging.encoders.filter.rename", schema=Obj({"name": STRING}, strict=True))
 def _rename_filter(config: dict[str, Any], context: Any) -> RenameFilter:
     return RenameFilter(str(config.get("name") or ""))
 
@@ -219,21 +226,21 @@ def _hash_filter(config: dict[str, Any], context: Any) -> HashFilter:
     return HashFilter()
 
 
-@module("caddy.logging.encoders.filter.regexp")
+@module("caddy.logging.encoders.filter.regexp", schema=Obj({"regexp": STRING, "value": STRING}, strict=True))
 def _regexp_filter(config: dict[str, Any], context: Any) -> RegexpFilter:
     return RegexpFilter(str(config.get("regexp") or ""), str(config.get("value") or ""))
 
 
-@module("caddy.logging.encoders.filter.ip_mask")
+@module("caddy.logging.encoders.filter.ip_mask", schema=Obj({"ipv4_cidr": INT, "ipv6_cidr": INT}, strict=True))
 def _ip_mask_filter(config: dict[str, Any], context: Any) -> IPMaskFilter:
     return IPMaskFilter(int(config.get("ipv4_cidr") or 0), int(config.get("ipv6_cidr") or 0))
 
 
-@module("caddy.logging.encoders.filter.query")
+@module("caddy.logging.encoders.filter.query", schema=_ACTIONS)
 def _query_filter(config: dict[str, Any], context: Any) -> QueryFilter:
     return QueryFilter(_actions(config, "parameter"))
 
 
-@module("caddy.logging.encoders.filter.cookie")
+@module("caddy.logging.encoders.filter.cookie", schema=_ACTIONS)
 def _cookie_filter(config: dict[str, Any], context: Any) -> CookieFilter:
     return CookieFilter(_actions(config, "name"))

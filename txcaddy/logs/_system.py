@@ -11,6 +11,7 @@ from twisted.logger import ILogObserver, Logger, LogLevel, LogPublisher
 from zope.interface import implementer
 
 from txcaddy.config.loader import LoadContext
+from txcaddy.config.schema import DURATION, INT, STRING, STRINGS, MapOf, Module, Obj, Spec
 from txcaddy.errors import ConfigError
 from txcaddy.logs._access import ServerLogger
 from txcaddy.logs._encoders import default_encoder
@@ -281,6 +282,26 @@ class LogSystem:
             log.writer = shared.setdefault(log.writer.key, log.writer)
             logs.append(log)
         return cls(logs, clock=clock)
+
+
+#: Caddy's ``logging`` object (``caddy.Logging``).
+LOGGING: Spec = Obj(
+    {
+        "sink": Obj({"writer": Module("caddy.logging.writers", "output")}),
+        "logs": MapOf(Obj(
+            {
+                "writer": Module("caddy.logging.writers", "output"),
+                "encoder": Module("caddy.logging.encoders", "format"),
+                "level": STRING,
+                "sampling": Obj({"interval": DURATION, "first": INT, "thereafter": INT}),
+                "include": STRINGS,
+                "exclude": STRINGS,
+            },
+            strict=True, name="caddy.CustomLog",
+        )),
+    },
+    strict=True, name="caddy.Logging",
+)
 
 
 def _stdout_is_terminal() -> bool:

@@ -26,6 +26,7 @@ from txcaddy._reactor import IServingReactor, default_reactor
 from txcaddy.caddyfile.addresses import AddressError, NetworkAddress
 from txcaddy.config.placeholders import replace_known
 from txcaddy.config.registry import module
+from txcaddy.config.schema import BOOL, DURATION, INT, STRING, Obj
 from txcaddy.config.values import parse_caddy_duration
 from txcaddy.errors import ConfigError
 
@@ -455,7 +456,10 @@ def _discard_writer(config: dict[str, Any], context: Any) -> DiscardWriter:
     return DiscardWriter()
 
 
-@module("caddy.logging.writers.file")
+@module("caddy.logging.writers.file", schema=Obj(
+    {"filename": STRING, "roll": BOOL, "roll_size_mb": INT, "roll_gzip": BOOL, "roll_local_time": BOOL,
+     "roll_keep": INT, "roll_keep_days": INT},
+))
 def _file_writer(config: dict[str, Any], context: Any) -> FileWriter:
     filename = _expand(str(config.get("filename") or ""))
     if not filename:
@@ -478,7 +482,7 @@ def _file_writer(config: dict[str, Any], context: Any) -> FileWriter:
     )
 
 
-@module("caddy.logging.writers.net")
+@module("caddy.logging.writers.net", schema=Obj({"address": STRING, "dial_timeout": DURATION, "soft_start": BOOL}))
 def _net_writer(config: dict[str, Any], context: Any) -> NetWriter:
     return NetWriter(
         _expand(str(config.get("address") or "")),

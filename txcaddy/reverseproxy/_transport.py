@@ -24,6 +24,7 @@ from zope.interface import implementer
 
 from txcaddy._reactor import IServingReactor, default_reactor
 from txcaddy.config.registry import module
+from txcaddy.config.schema import ANY, BOOL, DURATION, INT, STRING, STRINGS, Obj
 from txcaddy.config.values import duration_seconds
 from txcaddy.errors import ConfigError
 from txcaddy.interfaces import IUpstreamTransport
@@ -311,7 +312,19 @@ class HTTPTransport:
                             consumeErrors=True).addCallback(lambda _: None)
 
 
-@module("http.reverse_proxy.transport.http")
+@module("http.reverse_proxy.transport.http", schema=Obj(
+    {
+        "resolver": Obj({"addresses": STRINGS}), "tls": ANY,
+        "keep_alive": Obj(
+            {"enabled": BOOL, "probe_interval": DURATION, "max_idle_conns": INT, "max_idle_conns_per_host": INT,
+             "idle_timeout": DURATION}
+        ),
+        "compression": BOOL, "max_conns_per_host": INT, "dial_timeout": DURATION, "dial_fallback_delay": DURATION,
+        "response_header_timeout": DURATION, "expect_continue_timeout": DURATION,
+        "max_response_header_size": INT, "write_buffer_size": INT, "read_buffer_size": INT,
+        "read_timeout": DURATION, "write_timeout": DURATION, "versions": STRINGS, "proxy_protocol": STRING,
+    },
+))
 def load_http_transport(config: dict[str, Any], context: Any) -> HTTPTransport:
     return HTTPTransport.from_config(config, context.reactor, log=context.log)
 

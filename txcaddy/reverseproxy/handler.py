@@ -29,11 +29,27 @@ from txcaddy._go.time import Duration
 from txcaddy._reactor import default_reactor
 from txcaddy.config.placeholders import UNKNOWN, Template
 from txcaddy.config.registry import module
+from txcaddy.config.schema import (
+    ANY,
+    BOOL,
+    DURATION,
+    INT,
+    MATCHER_SET,
+    ROUTES,
+    STRING,
+    STRINGS,
+    ListOf,
+    MapOf,
+    Module,
+    Nullable,
+    Obj,
+    Spec,
+)
 from txcaddy.config.values import duration_seconds, integer
 from txcaddy.errors import ConfigError
 from txcaddy.http.errors import AbortConnection, HandlerError
-from txcaddy.http.handlers.headers import load_headers, status_code_matches
-from txcaddy.http.handlers.rewrite import load_rewrite
+from txcaddy.http.handlers.headers import HEADERS_SCHEMA, load_headers, status_code_matches
+from txcaddy.http.handlers.rewrite import REWRITE_SCHEMA, load_rewrite
 from txcaddy.http.headers import Headers
 from txcaddy.http.request import Request
 from txcaddy.http.response import Response
@@ -592,7 +608,54 @@ _KNOWN_FIELDS = frozenset({
 })
 
 
-@module("http.handlers.reverse_proxy")
+#: ``reverseproxy.Handler``.
+REVERSE_PROXY_SCHEMA: Spec = Obj(
+    {
+        "transport": Module("http.reverse_proxy.transport", "protocol"),
+        "circuit_breaker": ANY,
+        "load_balancing": Obj(
+            {"selection_policy": Module("http.reverse_proxy.selection_policies", "policy"), "retries": INT,
+             "try_duration": DURATION, "try_interval": DURATION, "retry_match": ListOf(MATCHER_SET)},
+            strict=True, name="reverseproxy.LoadBalancing",
+        ),
+        "health_checks": Obj(
+            {
+                "active": Obj(
+                    {"path": STRING, "uri": STRING, "port": INT, "headers": MapOf(STRINGS), "interval": DURATION,
+                     "timeout": DURATION, "max_size": INT, "expect_status": INT, "expect_body": STRING},
+                    strict=True, name="reverseproxy.ActiveHealthChecks",
+                ),
+                "passive": Obj(
+                    {"fail_duration": DURATION, "max_fails": INT, "unhealthy_request_count": INT,
+                     "unhealthy_status": ListOf(INT), "unhealthy_latency": DURATION},
+                    strict=True, name="reverseproxy.PassiveHealthChecks",
+                ),
+            },
+            strict=True, name="reverseproxy.HealthChecks",
+        ),
+        "upstreams": ListOf(Obj({"dial": STRING, "lookup_srv": STRING, "max_requests": INT}, strict=True,
+                                name="reverseproxy.Upstream")),
+        "dynamic_upstreams": Module("http.reverse_proxy.upstreams", "source"),
+        "flush_interval": DURATION,
+        "trusted_proxies": STRINGS,
+        "headers": HEADERS_SCHEMA,
+        "buffer_requests": BOOL,
+        "buffer_responses": BOOL,
+        "max_buffer_size": INT,
+        "stream_timeout": DURATION,
+        "stream_close_delay": DURATION,
+        "rewrite": REWRITE_SCHEMA,
+        "handle_response": ListOf(Obj(
+            {"match": Obj({"status_code": ListOf(INT), "headers": MapOf(Nullable(STRINGS))}), "status_code": ANY,
+             "routes": ROUTES},
+            name="reverseproxy.ResponseHandler",
+        )),
+    },
+    name="reverseproxy.Handler",
+)
+
+
+@module("http.handlers.reverse_proxy", schema=REVERSE_PROXY_SCHEMA)
 def load_reverse_proxy(config: dict[str, Any], context: Any) -> ReverseProxyHandler:
     unknown = sorted(set(config) - _KNOWN_FIELDS)
     if unknown:

@@ -38,6 +38,7 @@ from txcaddy._go.net import AddrError, split_host_port
 from txcaddy._go.textproto import canonical_mime_header_key as canonical_key
 from txcaddy._go.url import parse_query
 from txcaddy.config.registry import module
+from txcaddy.config.schema import INT, STRING, ListOf, Module, Obj
 from txcaddy.config.values import parse_caddy_duration, string
 from txcaddy.errors import ConfigError
 from txcaddy.interfaces import ISelectionPolicy
@@ -494,7 +495,7 @@ def _load_random(config: dict[str, Any], context: Any) -> RandomSelection:
     return RandomSelection(_rng(context))
 
 
-@module(f"{NAMESPACE}.random_choose")
+@module(f"{NAMESPACE}.random_choose", schema=Obj({"choose": INT}))
 def _load_random_choose(config: dict[str, Any], context: Any) -> RandomChoiceSelection:
     _check_fields(config, frozenset({"choose"}))
     choose = config.get("choose")
@@ -514,7 +515,7 @@ def _load_round_robin(config: dict[str, Any], context: Any) -> RoundRobinSelecti
     return RoundRobinSelection()
 
 
-@module(f"{NAMESPACE}.weighted_round_robin")
+@module(f"{NAMESPACE}.weighted_round_robin", schema=Obj({"weights": ListOf(INT)}))
 def _load_weighted_round_robin(config: dict[str, Any], context: Any) -> WeightedRoundRobinSelection:
     _check_fields(config, frozenset({"weights"}))
     weights = config.get("weights") or []
@@ -547,7 +548,7 @@ def _load_uri_hash(config: dict[str, Any], context: Any) -> URIHashSelection:
     return URIHashSelection()
 
 
-@module(f"{NAMESPACE}.header")
+@module(f"{NAMESPACE}.header", schema=Obj({"field": STRING, "fallback": Module(NAMESPACE, "policy")}))
 def _load_header(config: dict[str, Any], context: Any) -> HeaderHashSelection:
     _check_fields(config, frozenset({"field", "fallback"}))
     field = _string(config, "field")
@@ -556,7 +557,7 @@ def _load_header(config: dict[str, Any], context: Any) -> HeaderHashSelection:
     return HeaderHashSelection(field, _fallback(config, context))
 
 
-@module(f"{NAMESPACE}.query")
+@module(f"{NAMESPACE}.query", schema=Obj({"key": STRING, "fallback": Module(NAMESPACE, "policy")}))
 def _load_query(config: dict[str, Any], context: Any) -> QueryHashSelection:
     _check_fields(config, frozenset({"key", "fallback"}))
     key = _string(config, "key")
@@ -565,7 +566,7 @@ def _load_query(config: dict[str, Any], context: Any) -> QueryHashSelection:
     return QueryHashSelection(key, _fallback(config, context))
 
 
-@module(f"{NAMESPACE}.cookie")
+@module(f"{NAMESPACE}.cookie", schema=Obj({"name": STRING, "secret": STRING, "fallback": Module(NAMESPACE, "policy")}))
 def _load_cookie(config: dict[str, Any], context: Any) -> CookieHashSelection:
     _check_fields(config, frozenset({"name", "secret", "max_age", "fallback"}))
     policy = CookieHashSelection(

@@ -37,6 +37,7 @@ from txcaddy._go.net import join_host_port
 from txcaddy._reactor import IDialingReactor, default_reactor
 from txcaddy.config.placeholders import Template
 from txcaddy.config.registry import module
+from txcaddy.config.schema import BOOL, DURATION, STRING, STRINGS, ListOf, Module, Obj
 from txcaddy.config.values import duration_seconds, integer, string
 from txcaddy.errors import ConfigError
 from txcaddy.interfaces import IUpstreamSource
@@ -513,7 +514,9 @@ _SRV_FIELDS = frozenset({"service", "proto", "name", "refresh", "resolver", "dia
 _A_FIELDS = frozenset({"name", "port", "refresh", "resolver", "dial_timeout", "dial_fallback_delay", "versions"})
 
 
-@module("http.reverse_proxy.upstreams.srv")
+@module("http.reverse_proxy.upstreams.srv", schema=Obj(
+    {"service": STRING, "proto": STRING, "name": STRING, "grace_period": DURATION, "resolver": Obj({"addresses": STRINGS}), "dial_timeout": DURATION, "dial_fallback_delay": DURATION, "refresh": DURATION},
+))
 def load_srv_upstreams(config: dict[str, Any], context: Any) -> SRVUpstreams:
     _check_fields(config, _SRV_FIELDS, "srv")
     grace = duration_seconds(config.get("grace_period"), "dynamic srv upstreams: grace_period") or 0.0
@@ -527,7 +530,9 @@ def load_srv_upstreams(config: dict[str, Any], context: Any) -> SRVUpstreams:
     )
 
 
-@module("http.reverse_proxy.upstreams.a")
+@module("http.reverse_proxy.upstreams.a", schema=Obj(
+    {"name": STRING, "port": STRING, "versions": Obj({"ipv4": BOOL, "ipv6": BOOL}), "resolver": Obj({"addresses": STRINGS}), "dial_timeout": DURATION, "dial_fallback_delay": DURATION, "refresh": DURATION},
+))
 def load_a_upstreams(config: dict[str, Any], context: Any) -> AUpstreams:
     _check_fields(config, _A_FIELDS, "a")
     ipv4 = ipv6 = True
@@ -550,7 +555,9 @@ def load_a_upstreams(config: dict[str, Any], context: Any) -> AUpstreams:
     )
 
 
-@module("http.reverse_proxy.upstreams.multi")
+@module("http.reverse_proxy.upstreams.multi", schema=Obj(
+    {"sources": ListOf(Module("http.reverse_proxy.upstreams", "source"))},
+))
 def load_multi_upstreams(config: dict[str, Any], context: Any) -> MultiUpstreams:
     _check_fields(config, frozenset({"sources"}), "multi")
     sources = config.get("sources") or []

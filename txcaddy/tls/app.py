@@ -17,6 +17,20 @@ from twisted.internet.defer import Deferred
 from twisted.internet.interfaces import IProtocolFactory, IReactorTime
 
 from txcaddy._twisted import TLSServerFactory
+from txcaddy.config.schema import (
+    ANY,
+    BOOL,
+    DURATION,
+    INT,
+    NUMBER,
+    STRING,
+    STRINGS,
+    ListOf,
+    MapOf,
+    Module,
+    Obj,
+    Spec,
+)
 from txcaddy.config.values import duration_seconds
 from txcaddy.errors import ConfigError
 from txcaddy.interfaces import ICertificateIssuer, IStorage
@@ -43,6 +57,66 @@ from txcaddy.tls.ondemand import OnDemandConfig, OnDemandGateFactory
 from txcaddy.tls.storage import storage_from_config
 
 __all__ = ["TLSApp", "load_automation_policies", "load_issuer"]
+
+_CHALLENGE = Obj({"disabled": BOOL, "alternate_port": INT})
+_ACME_ISSUER = Obj(
+    {
+        "ca": STRING, "test_ca": STRING, "email": STRING, "account_key": STRING,
+        "external_account": Obj({"key_id": STRING, "mac_key": STRING}),
+        "acme_timeout": DURATION,
+        "challenges": Obj({"http": _CHALLENGE, "tls-alpn": _CHALLENGE, "dns": ANY, "bind_host": STRING}),
+        "trusted_roots_pem_files": STRINGS,
+        "preferred_chains": Obj({"smallest": BOOL, "root_common_name": STRINGS, "any_common_name": STRINGS}),
+    },
+    name="caddytls.ACMEIssuer",
+)
+_ISSUERS: dict[str, Spec] = {
+    "acme": _ACME_ISSUER,
+    "zerossl": Obj({**_ACME_ISSUER.fields, "api_key": STRING}),
+    "internal": Obj({"ca": STRING, "lifetime": DURATION, "sign_with_root": BOOL}),
+}
+_CERTIFICATE_FILE = Obj({"certificate": STRING, "key": STRING, "format": STRING, "tags": STRINGS})
+
+#: ``apps.tls`` (``caddytls.TLS``).
+TLS_APP: Spec = Obj(
+    {
+        "certificates": Obj(
+            {"load_files": ListOf(_CERTIFICATE_FILE), "load_pem": ListOf(_CERTIFICATE_FILE),
+             "load_folders": STRINGS, "automate": STRINGS, "load_storage": ANY}
+        ),
+        "automation": Obj(
+            {
+                "policies": ListOf(Obj(
+                    {"subjects": STRINGS, "issuers": ListOf(Module("tls.issuance", "module", _ISSUERS)),
+                     "get_certificate": ListOf(ANY), "must_staple": BOOL, "renewal_window_ratio": NUMBER,
+                     "key_type": STRING, "storage": ANY, "on_demand": BOOL, "disable_ocsp_stapling": BOOL,
+                     "ocsp_overrides": MapOf(STRING)},
+                    strict=True, name="caddytls.AutomationPolicy",
+                )),
+                "on_demand": Obj({"rate_limit": Obj({"interval": DURATION, "burst": INT}), "ask": STRING}),
+                "ocsp_interval": DURATION,
+                "renew_interval": DURATION,
+                "storage_clean_interval": DURATION,
+            },
+        ),
+        "session_tickets": ANY,
+        "cache": Obj({"capacity": INT}),
+        "disable_ocsp_stapling": BOOL,
+    },
+    strict=True, name="caddytls.TLS",
+)
+
+#: ``apps.pki`` (``caddypki.PKI``).
+_KEY_PAIR = Obj({"certificate": STRING, "private_key": STRING, "format": STRING})
+PKI_APP: Spec = Obj(
+    {"certificate_authorities": MapOf(Obj(
+        {"name": STRING, "root_common_name": STRING, "intermediate_common_name": STRING,
+         "intermediate_lifetime": DURATION, "install_trust": BOOL, "root": _KEY_PAIR, "intermediate": _KEY_PAIR,
+         "storage": ANY},
+        name="caddypki.CA",
+    ))},
+    name="caddypki.PKI",
+)
 
 _FIELDS = frozenset((
     "certificates", "automation", "session_tickets", "cache", "disable_ocsp_stapling",

@@ -237,11 +237,11 @@ class LoadTests(SynchronousTestCase):
         """Bad try policies, field types and unknown fields are refused with their names."""
         for config, message in [
             ({"try_policy": "random"}, "unknown try policy random"),
-            ({"try_files": "a"}, "try_files must be a list of strings"),
-            ({"root": 5}, "root must be a string"),
+            ({"try_files": "a"}, "try_files of type []string"),
+            ({"root": 5}, "root of type string"),
             ({"tryfiles": []}, 'unknown field "tryfiles"'),
             ({"file_system": {"backend": "x"}}, "file_system"),
-            ([], "expected an object"),
+            ([], "match.file of type object"),
         ]:
             error = self.assertRaises(ConfigError, matcher, config)
             self.assertIn(message, str(error))

@@ -811,11 +811,11 @@ class LoadTests(SynchronousTestCase):
         for config, message in [
             ({"roots": "/x"}, 'unknown field "roots"'),
             ({"file_system": {"backend": "x"}}, "file_system"),
-            ({"hide": "x"}, "hide must be a list of strings"),
-            ({"index_names": [1]}, "index_names must be a list of strings"),
+            ({"hide": "x"}, "hide of type []string"),
+            ({"index_names": [1]}, "index_names[0] of type string"),
             ({"precompressed": {"lz4": {}}}, "http.precompressed.lz4"),
-            ({"root": 3}, "root must be a string"),
-            ({"browse": True}, "browse must be an object"),
+            ({"root": 3}, "root of type string"),
+            ({"browse": True}, "browse of type object"),
         ]:
             error = self.assertRaises(ConfigError, load, config)
             self.assertIn(message, str(error))

@@ -29,6 +29,7 @@ from txcaddy._go.path import clean, glob
 from txcaddy._go.strconv import NumError, atoi
 from txcaddy.config.placeholders import Template
 from txcaddy.config.registry import module
+from txcaddy.config.schema import ANY, STRING, STRINGS, Obj
 from txcaddy.config.values import string
 from txcaddy.errors import ConfigError
 from txcaddy.http.errors import HandlerError
@@ -296,7 +297,9 @@ def _string(config: dict[str, Any], key: str, where: str) -> str:
 _MATCHER_KEYS = frozenset({"root", "try_files", "try_policy", "split_path", "file_system"})
 
 
-@module("http.matchers.file")
+@module("http.matchers.file", schema=Obj(
+    {"root": STRING, "try_files": STRINGS, "try_policy": STRING, "split_path": STRINGS, "file_system": ANY},
+))
 def load_file_matcher(config: Any, context: Any) -> FileMatcher:
     where = "file matcher"
     if config is None:

@@ -30,6 +30,7 @@ from zope.interface import implementer
 from txcaddy._go.http import detect_content_type
 from txcaddy._go.strconv import NumError, atoi, parse_float
 from txcaddy.config.registry import module
+from txcaddy.config.schema import INT, STRINGS, ListOf, MapOf, ModuleMap, Nullable, Obj
 from txcaddy.errors import ConfigError
 from txcaddy.http.handlers.headers import ResponseMatcher
 from txcaddy.http.headers import Headers
@@ -105,7 +106,7 @@ class GzipEncoding:
         return _ZlibEncoder(zlib.compressobj(self._zlib_level, zlib.DEFLATED, 31, 8, self._strategy))
 
 
-@module("http.encoders.gzip")
+@module("http.encoders.gzip", schema=Obj({"level": INT}))
 def load_gzip(config: dict[str, Any], context: Any) -> GzipEncoding:
     level = config.get("level") or 0
     if isinstance(level, bool) or not isinstance(level, int):
@@ -336,7 +337,10 @@ class Encode:
         return result
 
 
-@module("http.handlers.encode")
+@module("http.handlers.encode", schema=Obj(
+    {"encodings": ModuleMap("http.encoders"), "prefer": STRINGS, "minimum_length": INT,
+     "match": Obj({"status_code": ListOf(INT), "headers": MapOf(Nullable(STRINGS))})},
+))
 def load_encode(config: dict[str, Any], context: Any) -> Encode:
     raw = config.get("encodings") or {}
     if not isinstance(raw, dict):

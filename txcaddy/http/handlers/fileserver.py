@@ -53,6 +53,7 @@ from txcaddy._go.strconv import NumError, atoi
 from txcaddy._go.url import BAD_ESCAPE, parse_query, path_unescape
 from txcaddy.config.placeholders import Template
 from txcaddy.config.registry import lookup, module
+from txcaddy.config.schema import ANY, BOOL, STRING, STRINGS, ModuleMap, Obj
 from txcaddy.errors import ConfigError
 from txcaddy.http.errors import AbortConnection, HandlerError
 from txcaddy.http.handlers._browse import (
@@ -635,7 +636,11 @@ def _strings(config: dict[str, Any], key: str) -> list[str] | None:
     return value
 
 
-@module("http.handlers.file_server")
+@module("http.handlers.file_server", schema=Obj(
+    {"root": STRING, "hide": STRINGS, "index_names": STRINGS, "browse": Obj({"template_file": STRING}),
+     "canonical_uris": BOOL, "status_code": ANY, "pass_thru": BOOL,
+     "precompressed": ModuleMap("http.precompressed"), "precompressed_order": STRINGS, "file_system": ANY},
+))
 def load_file_server(config: dict[str, Any], context: Any) -> FileServer:
     unknown = sorted(set(config) - _KEYS)
     if unknown:

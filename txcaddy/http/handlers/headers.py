@@ -23,6 +23,7 @@ from txcaddy._go.regexp import RegexpError, compile_regexp, expander, replace_al
 from txcaddy._go.textproto import canonical_mime_header_key as canonical_key
 from txcaddy.config.placeholders import Template
 from txcaddy.config.registry import module
+from txcaddy.config.schema import BOOL, INT, STRING, STRINGS, ListOf, MapOf, Nullable, Obj, Spec
 from txcaddy.errors import ConfigError
 from txcaddy.http.errors import AbortConnection
 from txcaddy.http.headers import Headers
@@ -298,7 +299,24 @@ class HeadersHandler:
         return next(request, response)
 
 
-@module("http.handlers.headers")
+_REPLACEMENT = Obj({"search": STRING, "search_regexp": STRING, "replace": STRING}, strict=True)
+_HEADER_OPS = {"add": MapOf(STRINGS), "set": MapOf(STRINGS), "delete": STRINGS, "replace": MapOf(ListOf(_REPLACEMENT))}
+
+#: ``headers.Handler``; ``reverse_proxy`` uses it for its ``headers`` too.
+HEADERS_SCHEMA: Spec = Obj(
+    {
+        "request": Obj(_HEADER_OPS, strict=True, name="headers.HeaderOps"),
+        "response": Obj(
+            {**_HEADER_OPS, "require": Obj({"status_code": ListOf(INT), "headers": MapOf(Nullable(STRINGS))}),
+             "deferred": BOOL},
+            strict=True, name="headers.RespHeaderOps",
+        ),
+    },
+    strict=True, name="headers.Handler",
+)
+
+
+@module("http.handlers.headers", schema=HEADERS_SCHEMA)
 def load_headers(config: dict[str, Any], context: Any) -> HeadersHandler:
     request_config = config.get("request")
     response_config = config.get("response")

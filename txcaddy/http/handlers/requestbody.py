@@ -21,6 +21,7 @@ from twisted.python.failure import Failure
 from zope.interface import implementer
 
 from txcaddy.config.registry import module
+from txcaddy.config.schema import INT, Obj
 from txcaddy.errors import ConfigError
 from txcaddy.http.errors import HandlerError
 from txcaddy.http.request import Request, RequestBody
@@ -107,7 +108,7 @@ class RequestBodyLimit:
         return next(request, response)
 
 
-@module("http.handlers.request_body")
+@module("http.handlers.request_body", schema=Obj({"max_size": INT}))
 def load_request_body(config: dict[str, Any], context: Any) -> RequestBodyLimit:
     max_size = config.get("max_size") or 0
     if isinstance(max_size, bool) or not isinstance(max_size, int):

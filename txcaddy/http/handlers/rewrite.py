@@ -35,6 +35,7 @@ from txcaddy._go.strings import to_upper
 from txcaddy._go.url import path_escape, path_unescape, query_escape, valid_encoded
 from txcaddy.config.placeholders import UNKNOWN, Template, replace_all, to_string
 from txcaddy.config.registry import module
+from txcaddy.config.schema import INT, STRING, ListOf, Obj, Spec
 from txcaddy.errors import ConfigError
 from txcaddy.http.matchers import clean_path_keep_slashes as clean_path
 from txcaddy.http.request import Request
@@ -335,7 +336,18 @@ def _list_of_objects(config: dict[str, Any], key: str) -> list[dict[str, Any]]:
     return value
 
 
-@module("http.handlers.rewrite")
+#: ``rewrite.Rewrite``; ``reverse_proxy`` uses it for its ``rewrite`` too.
+REWRITE_SCHEMA: Spec = Obj(
+    {
+        "method": STRING, "uri": STRING, "strip_path_prefix": STRING, "strip_path_suffix": STRING,
+        "uri_substring": ListOf(Obj({"find": STRING, "replace": STRING, "limit": INT}, strict=True)),
+        "path_regexp": ListOf(Obj({"find": STRING, "replace": STRING}, strict=True)),
+    },
+    strict=True, name="rewrite.Rewrite",
+)
+
+
+@module("http.handlers.rewrite", schema=REWRITE_SCHEMA)
 def load_rewrite(config: dict[str, Any], context: Any) -> Rewrite:
     for key in ("method", "uri", "strip_path_prefix", "strip_path_suffix"):
         if not isinstance(config.get(key) or "", str):

@@ -19,6 +19,7 @@ from txcaddy._go.strconv import NumError, atoi
 from txcaddy._go.strings import trim_space
 from txcaddy.config.placeholders import Template
 from txcaddy.config.registry import module
+from txcaddy.config.schema import ANY, BOOL, STRING, STRINGS, MapOf, Obj
 from txcaddy.errors import ConfigError
 from txcaddy.http.errors import AbortConnection, HandlerError
 from txcaddy.http.request import Request
@@ -117,7 +118,10 @@ class StaticResponse:
         return None
 
 
-@module("http.handlers.static_response")
+@module("http.handlers.static_response", schema=Obj(
+    {"status_code": ANY, "headers": MapOf(STRINGS), "body": STRING, "close": BOOL,
+     "abort": BOOL},
+))
 def load_static_response(config: dict[str, Any], context: Any) -> StaticResponse:
     where = "static_response"
     headers: list[tuple[Template, list[Template]]] = []
@@ -155,7 +159,7 @@ class StaticError:
         raise HandlerError(status, self.message)
 
 
-@module("http.handlers.error")
+@module("http.handlers.error", schema=Obj({"error": STRING, "status_code": ANY}))
 def load_error(config: dict[str, Any], context: Any) -> StaticError:
     message = config.get("error") or ""
     if not isinstance(message, str):
