@@ -73,7 +73,7 @@ class GRPCTests(TestCase):
     if grpc is None:
         skip = "grpcio is not installed (pip install grpcio)"
 
-    def setUp(self) -> None:
+    def setUp(self) -> Any:
         handlers = grpc.method_handlers_generic_handler("test.Echo", {
             "Unary": grpc.unary_unary_rpc_method_handler(_unary),
             "ServerStream": grpc.unary_stream_rpc_method_handler(_server_stream),
@@ -87,6 +87,11 @@ class GRPCTests(TestCase):
         upstream_port = self.upstream.add_insecure_port("127.0.0.1:0")
         self.upstream.start()
         self.addCleanup(self.upstream.stop, 0)
+        self.channel = self.proxy(upstream_port)
+        self.addCleanup(self.channel.close)
+
+    def proxy(self, upstream_port: int) -> Any:
+        """txcaddy in front of the upstream, in the clear (h2c); the client's channel to it."""
         port = free_port()
         service = fromCaddyfile(
             "{\n\tadmin off\n\tservers {\n\t\tprotocols h1 h2 h2c\n\t}\n}\n"
@@ -94,8 +99,7 @@ class GRPCTests(TestCase):
             reactor=default_reactor())
         service.startService()
         self.addCleanup(service.stopService)
-        self.channel = grpc.insecure_channel(f"127.0.0.1:{port}", options=OPTIONS)
-        self.addCleanup(self.channel.close)
+        return grpc.insecure_channel(f"127.0.0.1:{port}", options=OPTIONS)
 
     def call(self, kind: str, method: str, request: Any, timeout: float = 30) -> Any:
         """Make one call from a thread (grpcio blocks); fires with its result."""
@@ -154,3 +158,44 @@ class GRPCTests(TestCase):
         self.assertEqual(await deferToThread(cancel_after_some), 20)
         cancelled = await deferToThread(CANCELLED.wait, 10)
         self.assertTrue(cancelled, "the upstream call was not cancelled")
+
+
+class GRPCOverTLSTests(GRPCTests):
+    """The same calls with TLS between the client and txcaddy (HTTP/2 by ALPN, on by default),
+    txcaddy's local CA trusted by the client; h2c to the upstream."""
+
+    async def setUp(self) -> None:  # type: ignore[override]
+        super().setUp()
+        assert self.service.tls is not None and self.service.tls.manager is not None
+        await self.service.tls.manager.ready
+
+    def proxy(self, upstream_port: int) -> Any:
+        port, storage = free_port(), os.path.abspath(self.mktemp())
+        self.service = fromCaddyfile(
+            f"{{\n\tadmin off\n\tskip_install_trust\n\thttp_port {free_port()}\n\thttps_port {port}\n"
+            f"\tstorage file_system {{\n\t\troot {storage}\n\t}}\n}}\n"
+            f"localhost {{\n\treverse_proxy h2c://127.0.0.1:{upstream_port}\n}}\n",
+            reactor=default_reactor())
+        self.service.startService()
+        self.addCleanup(self.service.stopService)
+        self.root = os.path.join(storage, "pki", "authorities", "local", "root.crt")
+        return _LazyChannel(self, port)
+
+
+class _LazyChannel:
+    """A TLS channel made on first use: the local CA's root exists once the service is ready."""
+
+    def __init__(self, test: GRPCOverTLSTests, port: int) -> None:
+        self.test, self.port, self.channel = test, port, None
+
+    def __getattr__(self, name: str) -> Any:
+        if self.channel is None:
+            with open(self.test.root, "rb") as f:
+                credentials = grpc.ssl_channel_credentials(root_certificates=f.read())
+            self.channel = grpc.secure_channel(f"127.0.0.1:{self.port}", credentials,
+                                               options=[*OPTIONS, ("grpc.ssl_target_name_override", "localhost")])
+        return getattr(self.channel, name)
+
+    def close(self) -> None:
+        if self.channel is not None:
+            self.channel.close()
