@@ -1,0 +1,298 @@
+"""The HTTP series of servers with the ``metrics`` option (Caddy's ``caddyhttp/metrics.go``).
+
+Caddy wraps each handler of a server's top-level routes (``routes.go:
+wrapMiddleware``; handlers inside a ``subroute`` are not wrapped, so Caddyfile
+sites report ``handler="subroute"``). Per request through a wrapped handler:
+``requests_in_flight`` goes up and back down; ``requests_total`` counts it; a
+handler error counts in ``request_errors_total`` and observes nothing else;
+otherwise the duration, the request and response sizes are observed under
+``code`` (0 and 200 read ``"200"``) and ``method`` (the standard verbs, else
+``OTHER``). ``response_duration_seconds`` is the time to the response head.
+
+The series are counted in plain Python numbers (the reactor is one thread) and
+turned into prometheus_client metric families only when scraped. Whether a
+server is instrumented is decided once at config load: servers without
+``metrics`` run their handlers unwrapped.
+"""
+
+from __future__ import annotations
+
+import time
+from bisect import bisect_left
+from collections.abc import Callable, Iterator, Sequence
+from typing import Any
+
+from prometheus_client.metrics_core import (
+    CounterMetricFamily,
+    GaugeMetricFamily,
+    HistogramMetricFamily,
+    Metric,
+)
+from prometheus_client.utils import floatToGoString
+from twisted.internet.defer import Deferred
+from twisted.python.failure import Failure
+from zope.interface import implementer
+
+from txcaddy.http.request import Request
+from txcaddy.http.response import Response
+from txcaddy.http.routing import Route, RouteList
+from txcaddy.interfaces import IHandler
+
+#: client_golang's ``DefBuckets`` (seconds) and ``ExponentialBuckets(256, 4, 8)`` (bytes).
+DURATION_BUCKETS = (0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0)
+SIZE_BUCKETS = (256.0, 1024.0, 4096.0, 16384.0, 65536.0, 262144.0, 1048576.0, 4194304.0)
+
+_METHODS = {m: m for m in ("GET", "HEAD", "PUT", "POST", "DELETE", "CONNECT", "OPTIONS", "TRACE", "PATCH")}
+_METHODS.update({m.lower(): m for m in list(_METHODS)})
+
+
+def sanitize_method(method: str) -> str:
+    """Caddy's ``SanitizeMethod``: a standard verb in upper case, anything else ``OTHER``."""
+    return _METHODS.get(method, "OTHER")
+
+
+def sanitize_code(status: int) -> str:
+    """Caddy's ``SanitizeCode``: 0 (nothing written) reads as 200."""
+    return "200" if status in (0, 200) else str(status)
+
+
+def request_size(request: Request) -> int:
+    """client_golang's approximate request size: URL, method, proto, header fields, Host, body length."""
+    size = len(request.uri) + len(request.method) + len(request.proto) + len(request.host)
+    for name, values in request.headers.lists():
+        if name == "Host":  # Go keeps the Host out of the header map
+            continue
+        size += len(name)
+        for value in values:
+            size += len(value)
+    length = request.body.length
+    if length is not None and length > 0:
+        size += length
+    return size
+
+
+class _Histogram:
+    """Bucket counts (not cumulative; the last one is +Inf) and the sum."""
+
+    __slots__ = ("counts", "sum")
+
+    def __init__(self, buckets: int) -> None:
+        self.counts = [0] * (buckets + 1)
+        self.sum = 0.0
+
+
+class StatusSeries:
+    """The histograms of one (server, handler, code, method)."""
+
+    __slots__ = ("duration", "ttfb", "request_size", "response_size")
+
+    def __init__(self) -> None:
+        self.duration = _Histogram(len(DURATION_BUCKETS))
+        self.ttfb = _Histogram(len(DURATION_BUCKETS))
+        self.request_size = _Histogram(len(SIZE_BUCKETS))
+        self.response_size = _Histogram(len(SIZE_BUCKETS))
+
+
+class HandlerSeries:
+    """The counts of one (server, handler) and its histograms by (status, method)."""
+
+    __slots__ = ("server", "handler", "in_flight", "requests", "errors", "by_status")
+
+    def __init__(self, server: str, handler: str) -> None:
+        self.server = server
+        self.handler = handler
+        self.in_flight = 0
+        self.requests = 0
+        self.errors = 0
+        self.by_status: dict[tuple[int, str], StatusSeries] = {}
+
+    def status_series(self, status: int, method: str) -> StatusSeries:
+        """The histograms for a raw status and method (found by the raw pair, made once)."""
+        key = (status, method)
+        series = self.by_status.get(key)
+        if series is None:
+            labels = (sanitize_code(status), sanitize_method(method))
+            # Statuses/methods that sanitise alike share one series.
+            for (other_status, other_method), other in self.by_status.items():
+                if (sanitize_code(other_status), sanitize_method(other_method)) == labels:
+                    series = other
+                    break
+            else:
+                series = StatusSeries()
+            self.by_status[key] = series
+        return series
+
+
+class HTTPMetrics:
+    """A prometheus_client collector of every instrumented (server, handler) of a service.
+
+    The series live as long as the service (Caddy's never go away either), so
+    counts carry across config reloads.
+    """
+
+    def __init__(self, clock: Callable[[], float] | None = None) -> None:
+        self.clock: Callable[[], float] = clock or time.monotonic
+        self._series: dict[tuple[str, str], HandlerSeries] = {}
+
+    def series(self, server: str, handler: str) -> HandlerSeries:
+        key = (server, handler)
+        found = self._series.get(key)
+        if found is None:
+            found = self._series[key] = HandlerSeries(server, handler)
+        return found
+
+    def describe(self) -> list[Metric]:
+        return []  # families only appear once something is instrumented
+
+    def collect(self) -> Iterator[Metric]:
+        basic = ["server", "handler"]
+        in_flight = GaugeMetricFamily(
+            "caddy_http_requests_in_flight", "Number of requests currently handled by this server.", labels=basic)
+        errors = CounterMetricFamily(
+            "caddy_http_request_errors", "Number of requests resulting in middleware errors.", labels=basic)
+        requests = CounterMetricFamily("caddy_http_requests", "Counter of HTTP(S) requests made.", labels=basic)
+        status_labels = ["server", "handler", "code", "method"]
+        duration = HistogramMetricFamily(
+            "caddy_http_request_duration_seconds", "Histogram of round-trip request durations.",
+            labels=status_labels)
+        request_size = HistogramMetricFamily(
+            "caddy_http_request_size_bytes", "Total size of the request. Includes body", labels=status_labels)
+        response_size = HistogramMetricFamily(
+            "caddy_http_response_size_bytes", "Size of the returned response.", labels=status_labels)
+        ttfb = HistogramMetricFamily(
+            "caddy_http_response_duration_seconds", "Histogram of times to first byte in response bodies.",
+            labels=status_labels)
+        for series in list(self._series.values()):
+            names = [series.server, series.handler]
+            in_flight.add_metric(names, series.in_flight)
+            errors.add_metric(names, series.errors)
+            requests.add_metric(names, series.requests)
+            seen: set[int] = set()
+            for (status, method), status_series in list(series.by_status.items()):
+                if id(status_series) in seen:
+                    continue
+                seen.add(id(status_series))
+                labels = [*names, sanitize_code(status), sanitize_method(method)]
+                _add(duration, labels, status_series.duration, DURATION_BUCKETS)
+                _add(request_size, labels, status_series.request_size, SIZE_BUCKETS)
+                _add(response_size, labels, status_series.response_size, SIZE_BUCKETS)
+                _add(ttfb, labels, status_series.ttfb, DURATION_BUCKETS)
+        yield from (in_flight, errors, requests, duration, request_size, response_size, ttfb)
+
+
+def _add(family: HistogramMetricFamily, labels: list[str], histogram: _Histogram, bounds: Sequence[float]) -> None:
+    cumulative = 0
+    buckets: list[tuple[str, float]] = []
+    for bound, count in zip((*bounds, float("inf")), histogram.counts, strict=True):
+        cumulative += count
+        buckets.append((floatToGoString(bound), cumulative))
+    family.add_metric(labels, buckets, histogram.sum)
+
+
+class _Timing:
+    """One request through one instrumented handler: observes the time to the head."""
+
+    __slots__ = ("owner", "method", "start", "status")
+
+    def __init__(self, owner: InstrumentedHandler, method: str, start: float) -> None:
+        self.owner = owner
+        self.method = method
+        self.start = start
+        self.status = -1  # the status the head went out with; -1 until then
+
+    def __call__(self, response: Response, status: int, _bounds: tuple[float, ...] = DURATION_BUCKETS) -> int:
+        # Response.on_head callback: runs just before the head is sent.
+        if self.status < 0:
+            self.status = status
+            owner = self.owner
+            elapsed = owner.clock() - self.start
+            histogram = owner.series.status_series(status, self.method).ttfb
+            histogram.counts[bisect_left(_bounds, elapsed)] += 1
+            histogram.sum += elapsed
+        return status
+
+
+@implementer(IHandler)
+class InstrumentedHandler:
+    """A top-level handler of a server with ``metrics``, counted under (server, handler)."""
+
+    __slots__ = ("handler", "series", "clock")
+
+    def __init__(self, handler: Any, series: HandlerSeries, clock: Callable[[], float]) -> None:
+        self.handler = handler
+        self.series = series
+        self.clock = clock
+
+    def serve(self, request: Request, response: Response, next: Any) -> Any:
+        series = self.series
+        series.in_flight += 1
+        timing = _Timing(self, request.method, self.clock())
+        if not response.head_sent:
+            response.on_head(timing)
+        try:
+            result = self.handler.serve(request, response, next)
+        except BaseException:
+            series.in_flight -= 1
+            series.requests += 1
+            series.errors += 1
+            raise
+        if isinstance(result, Deferred):
+            return result.addCallbacks(self._done, self._failed, (request, response, timing), None, (), None)
+        self._observe(request, response, timing)
+        return None
+
+    def _done(self, result: Any, request: Request, response: Response, timing: _Timing) -> Any:
+        self._observe(request, response, timing)
+        return result
+
+    def _failed(self, failure: Failure) -> Failure:
+        series = self.series
+        series.in_flight -= 1
+        series.requests += 1
+        series.errors += 1
+        return failure
+
+    def _observe(
+        self, request: Request, response: Response, timing: _Timing,
+        _durations: tuple[float, ...] = DURATION_BUCKETS, _sizes: tuple[float, ...] = SIZE_BUCKETS,
+    ) -> None:
+        elapsed = self.clock() - timing.start
+        series = self.series
+        series.in_flight -= 1
+        series.requests += 1
+        status = timing.status if timing.status >= 0 else response.status
+        status_series = series.status_series(status, timing.method)
+        histogram = status_series.duration
+        histogram.counts[bisect_left(_durations, elapsed)] += 1
+        histogram.sum += elapsed
+        size = request_size(request)
+        histogram = status_series.request_size
+        histogram.counts[bisect_left(_sizes, size)] += 1
+        histogram.sum += size
+        size = response.size
+        histogram = status_series.response_size
+        histogram.counts[bisect_left(_sizes, size)] += 1
+        histogram.sum += size
+
+    def __repr__(self) -> str:
+        return f"<InstrumentedHandler {self.series.handler} {self.handler!r}>"
+
+
+def instrument_routes(
+    routes: RouteList, route_configs: Sequence[Any] | None, server: str, metrics: HTTPMetrics
+) -> RouteList:
+    """``routes`` with every handler wrapped, labelled with its module name from ``route_configs``.
+
+    ``route_configs`` is the server's ``routes`` JSON that ``routes`` was loaded from
+    (the loader builds one handler per ``handle`` entry, in order).
+    """
+    configs = list(route_configs or ())
+    wrapped = []
+    for route, config in zip(routes.routes, configs, strict=True):
+        handles = config.get("handle") or ()
+        handlers = [
+            InstrumentedHandler(handler, metrics.series(server, str(handle.get("handler"))), metrics.clock)
+            for handler, handle in zip(route.handlers, handles, strict=True)
+        ]
+        wrapped.append(Route(handlers, route.matcher_sets, route.group, route.terminal))
+    return RouteList(wrapped)
