@@ -20,13 +20,16 @@ import gzip
 from typing import Any
 
 from prometheus_client import CollectorRegistry, Counter, Gauge
-from prometheus_client.exposition import CONTENT_TYPE_LATEST, choose_encoder, generate_latest
+from prometheus_client.exposition import choose_encoder, generate_latest
 from prometheus_client.gc_collector import GCCollector
 from prometheus_client.platform_collector import PlatformCollector
 from prometheus_client.process_collector import ProcessCollector
 
 from txcaddy.metrics._http import HTTPMetrics, InstrumentedHandler, instrument_routes, request_size
 from txcaddy.metrics._upstreams import UpstreamsHealthy
+
+#: The text format client_golang (Caddy 2.6.2) serves; newer prometheus_client calls its default 1.0.0.
+TEXT_CONTENT_TYPE = "text/plain; version=0.0.4; charset=utf-8"
 
 
 class Metrics:
@@ -111,10 +114,10 @@ def render_metrics(
     OpenMetrics (promhttp's negotiation); otherwise the Prometheus text format 0.0.4,
     which is what Caddy's admin endpoint always serves.
     """
-    if openmetrics and accept:
+    if openmetrics and accept and "application/openmetrics-text" in accept:
         encoder, content_type = choose_encoder(accept)
         return encoder(registry), content_type
-    return generate_latest(registry), CONTENT_TYPE_LATEST
+    return generate_latest(registry), TEXT_CONTENT_TYPE
 
 
 def gzip_body(body: bytes) -> bytes:
@@ -126,6 +129,7 @@ __all__ = [
     "HTTPMetrics",
     "InstrumentedHandler",
     "Metrics",
+    "TEXT_CONTENT_TYPE",
     "UpstreamsHealthy",
     "instrument_routes",
     "record_config_reload",

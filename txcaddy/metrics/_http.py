@@ -181,6 +181,8 @@ class HTTPMetrics:
 
 
 def _add(family: HistogramMetricFamily, labels: list[str], histogram: _Histogram, bounds: Sequence[float]) -> None:
+    if not any(histogram.counts):
+        return  # like a client_golang vector child, a series exists once observed
     cumulative = 0
     buckets: list[tuple[str, float]] = []
     for bound, count in zip((*bounds, float("inf")), histogram.counts, strict=True):
@@ -195,16 +197,17 @@ class _Timing:
     __slots__ = ("owner", "method", "start", "status")
 
     def __init__(self, owner: InstrumentedHandler, method: str, start: float) -> None:
-        self.owner = owner
+        self.owner: InstrumentedHandler | None = owner  # None once the handler is done
         self.method = method
         self.start = start
         self.status = -1  # the status the head went out with; -1 until then
 
     def __call__(self, response: Response, status: int, _bounds: tuple[float, ...] = DURATION_BUCKETS) -> int:
-        # Response.on_head callback: runs just before the head is sent.
-        if self.status < 0:
+        # Response.on_head callback: runs just before the head is sent. A head written
+        # after the handler is done (the server's error status) is not the handler's.
+        owner = self.owner
+        if owner is not None and self.status < 0:
             self.status = status
-            owner = self.owner
             elapsed = owner.clock() - self.start
             histogram = owner.series.status_series(status, self.method).ttfb
             histogram.counts[bisect_left(_bounds, elapsed)] += 1
@@ -232,12 +235,14 @@ class InstrumentedHandler:
         try:
             result = self.handler.serve(request, response, next)
         except BaseException:
+            timing.owner = None
             series.in_flight -= 1
             series.requests += 1
             series.errors += 1
             raise
         if isinstance(result, Deferred):
-            return result.addCallbacks(self._done, self._failed, (request, response, timing), None, (), None)
+            return result.addCallbacks(
+                self._done, self._failed, callbackArgs=(request, response, timing), errbackArgs=(timing,))
         self._observe(request, response, timing)
         return None
 
@@ -245,7 +250,8 @@ class InstrumentedHandler:
         self._observe(request, response, timing)
         return result
 
-    def _failed(self, failure: Failure) -> Failure:
+    def _failed(self, failure: Failure, timing: _Timing) -> Failure:
+        timing.owner = None
         series = self.series
         series.in_flight -= 1
         series.requests += 1
@@ -257,6 +263,7 @@ class InstrumentedHandler:
         _durations: tuple[float, ...] = DURATION_BUCKETS, _sizes: tuple[float, ...] = SIZE_BUCKETS,
     ) -> None:
         elapsed = self.clock() - timing.start
+        timing.owner = None
         series = self.series
         series.in_flight -= 1
         series.requests += 1
