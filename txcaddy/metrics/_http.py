@@ -58,7 +58,9 @@ def sanitize_code(status: int) -> str:
 
 def request_size(request: Request) -> int:
     """client_golang's approximate request size: URL, method, proto, header fields, Host, body length."""
-    size = len(request.uri) + len(request.method) + len(request.proto) + len(request.host)
+    size = len(request.raw_path) + len(request.method) + len(request.proto) + len(request.host)
+    if request.query:
+        size += 1 + len(request.query)
     for name, values in request.headers.lists():
         if name == "Host":  # Go keeps the Host out of the header map
             continue
@@ -71,26 +73,25 @@ def request_size(request: Request) -> int:
     return size
 
 
-class _Histogram:
-    """Bucket counts (not cumulative; the last one is +Inf) and the sum."""
-
-    __slots__ = ("counts", "sum")
-
-    def __init__(self, buckets: int) -> None:
-        self.counts = [0] * (buckets + 1)
-        self.sum = 0.0
-
-
 class StatusSeries:
-    """The histograms of one (server, handler, code, method)."""
+    """The four histograms of one (server, handler, code, method): bucket counts and sums.
 
-    __slots__ = ("duration", "ttfb", "request_size", "response_size")
+    Counts are per bucket (not cumulative), the last one +Inf; kept flat in slots
+    because they are updated on every request.
+    """
+
+    __slots__ = ("duration", "duration_sum", "ttfb", "ttfb_sum", "request_size", "request_size_sum",
+                 "response_size", "response_size_sum")
 
     def __init__(self) -> None:
-        self.duration = _Histogram(len(DURATION_BUCKETS))
-        self.ttfb = _Histogram(len(DURATION_BUCKETS))
-        self.request_size = _Histogram(len(SIZE_BUCKETS))
-        self.response_size = _Histogram(len(SIZE_BUCKETS))
+        self.duration = [0] * (len(DURATION_BUCKETS) + 1)
+        self.duration_sum = 0.0
+        self.ttfb = [0] * (len(DURATION_BUCKETS) + 1)
+        self.ttfb_sum = 0.0
+        self.request_size = [0] * (len(SIZE_BUCKETS) + 1)
+        self.request_size_sum = 0.0
+        self.response_size = [0] * (len(SIZE_BUCKETS) + 1)
+        self.response_size_sum = 0.0
 
 
 class HandlerSeries:
@@ -173,45 +174,48 @@ class HTTPMetrics:
                     continue
                 seen.add(id(status_series))
                 labels = [*names, sanitize_code(status), sanitize_method(method)]
-                _add(duration, labels, status_series.duration, DURATION_BUCKETS)
-                _add(request_size, labels, status_series.request_size, SIZE_BUCKETS)
-                _add(response_size, labels, status_series.response_size, SIZE_BUCKETS)
-                _add(ttfb, labels, status_series.ttfb, DURATION_BUCKETS)
+                _add(duration, labels, status_series.duration, status_series.duration_sum, DURATION_BUCKETS)
+                _add(request_size, labels, status_series.request_size, status_series.request_size_sum,
+                     SIZE_BUCKETS)
+                _add(response_size, labels, status_series.response_size, status_series.response_size_sum,
+                     SIZE_BUCKETS)
+                _add(ttfb, labels, status_series.ttfb, status_series.ttfb_sum, DURATION_BUCKETS)
         yield from (in_flight, errors, requests, duration, request_size, response_size, ttfb)
 
 
-def _add(family: HistogramMetricFamily, labels: list[str], histogram: _Histogram, bounds: Sequence[float]) -> None:
-    if not any(histogram.counts):
+def _add(
+    family: HistogramMetricFamily, labels: list[str], counts: list[int], total: float, bounds: Sequence[float]
+) -> None:
+    if not any(counts):
         return  # like a client_golang vector child, a series exists once observed
     cumulative = 0
     buckets: list[tuple[str, float]] = []
-    for bound, count in zip((*bounds, float("inf")), histogram.counts, strict=True):
+    for bound, count in zip((*bounds, float("inf")), counts, strict=True):
         cumulative += count
         buckets.append((floatToGoString(bound), cumulative))
-    family.add_metric(labels, buckets, histogram.sum)
+    family.add_metric(labels, buckets, total)
 
 
 class _Timing:
     """One request through one instrumented handler: observes the time to the head."""
 
-    __slots__ = ("owner", "method", "start", "status")
+    __slots__ = ("owner", "method", "start", "found")
 
     def __init__(self, owner: InstrumentedHandler, method: str, start: float) -> None:
         self.owner: InstrumentedHandler | None = owner  # None once the handler is done
         self.method = method
         self.start = start
-        self.status = -1  # the status the head went out with; -1 until then
+        self.found: StatusSeries | None = None  # the series of the status the head went out with
 
     def __call__(self, response: Response, status: int, _bounds: tuple[float, ...] = DURATION_BUCKETS) -> int:
         # Response.on_head callback: runs just before the head is sent. A head written
         # after the handler is done (the server's error status) is not the handler's.
         owner = self.owner
-        if owner is not None and self.status < 0:
-            self.status = status
+        if owner is not None and self.found is None:
             elapsed = owner.clock() - self.start
-            histogram = owner.series.status_series(status, self.method).ttfb
-            histogram.counts[bisect_left(_bounds, elapsed)] += 1
-            histogram.sum += elapsed
+            found = self.found = owner.series.status_series(status, self.method)
+            found.ttfb[bisect_left(_bounds, elapsed)] += 1
+            found.ttfb_sum += elapsed
         return status
 
 
@@ -267,19 +271,17 @@ class InstrumentedHandler:
         series = self.series
         series.in_flight -= 1
         series.requests += 1
-        status = timing.status if timing.status >= 0 else response.status
-        status_series = series.status_series(status, timing.method)
-        histogram = status_series.duration
-        histogram.counts[bisect_left(_durations, elapsed)] += 1
-        histogram.sum += elapsed
+        found = timing.found
+        if found is None:  # no head written (falling through): Caddy reads the status 0 as 200
+            found = series.status_series(response.status, timing.method)
+        found.duration[bisect_left(_durations, elapsed)] += 1
+        found.duration_sum += elapsed
         size = request_size(request)
-        histogram = status_series.request_size
-        histogram.counts[bisect_left(_sizes, size)] += 1
-        histogram.sum += size
+        found.request_size[bisect_left(_sizes, size)] += 1
+        found.request_size_sum += size
         size = response.size
-        histogram = status_series.response_size
-        histogram.counts[bisect_left(_sizes, size)] += 1
-        histogram.sum += size
+        found.response_size[bisect_left(_sizes, size)] += 1
+        found.response_size_sum += size
 
     def __repr__(self) -> str:
         return f"<InstrumentedHandler {self.series.handler} {self.handler!r}>"
