@@ -39,6 +39,7 @@ from txcaddy.http._h2 import HTTPFactory
 from txcaddy.http.app import HTTPApp, load_http_app
 from txcaddy.interfaces import IStorage
 from txcaddy.logs import LogSystem
+from txcaddy.metrics import Metrics, record_config_reload
 from txcaddy.tls.app import TLSApp
 from txcaddy.tls.challenges import Challenges
 from txcaddy.tls.storage import storage_from_config
@@ -290,6 +291,7 @@ class CaddyService(MultiService):
         if self.fast_io and self.runtime.send_batch is None:
             self.runtime.send_batch = _twisted.install_fast_io(self.reactor)
         super().startService()
+        record_config_reload(self.runtime.get(Metrics), True, self.reactor.seconds())
         for name, addresses in self.listenAddresses().items():
             self.log.info("server {name} listening on {addresses}", name=name, addresses=addresses)
 

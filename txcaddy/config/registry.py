@@ -43,6 +43,7 @@ BUILTIN_MODULES = (
     "txcaddy.reverseproxy.handler",
     "txcaddy.reverseproxy.selection",
     "txcaddy.reverseproxy.upstreams",
+    "txcaddy.metrics.handler",
 )
 
 _loaded = False

@@ -30,6 +30,7 @@ from txcaddy.config.values import duration_seconds
 from txcaddy.errors import ConfigError
 from txcaddy.http.server import DEFAULT_IDLE_TIMEOUT, HTTPServer
 from txcaddy.logs import LogSystem
+from txcaddy.metrics import Metrics, instrument_routes
 
 NANOSECONDS = 1e9
 
@@ -212,6 +213,11 @@ def load_http_app(
             if not listen:
                 raise ConfigError(f"{'.'.join(context.path)}: the server has no listener addresses")
             routes = context.load_routes(server_config.get("routes"))
+            if server_config.get("metrics") is not None:
+                # Decided here, once: servers without ``metrics`` run their handlers unwrapped.
+                clock = context.reactor.seconds if context.reactor is not None else None
+                http_metrics = context.runtime.get(Metrics).http(clock)
+                routes = instrument_routes(routes, server_config.get("routes"), name, http_metrics)
             error_routes_config = (server_config.get("errors") or {}).get("routes")
             errors = context.load_routes(error_routes_config) if error_routes_config else None
             idle = server_config.get("idle_timeout")

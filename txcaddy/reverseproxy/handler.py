@@ -55,6 +55,7 @@ from txcaddy.http.request import Request
 from txcaddy.http.response import Response
 from txcaddy.http.routing import any_set_matches
 from txcaddy.interfaces import IHandler
+from txcaddy.metrics import Metrics
 from txcaddy.reverseproxy import headers as proxy_headers
 from txcaddy.reverseproxy._splice import Tunnels, start_tunnel
 from txcaddy.reverseproxy.health import PassiveHealth, load_active_health
@@ -739,7 +740,11 @@ def load_reverse_proxy(config: dict[str, Any], context: Any) -> ReverseProxyHand
     if config.get("dynamic_upstreams") is not None or lookup_srv:
         handler.dynamic = attach(handler, config.get("dynamic_upstreams"), context, _Target)
 
+    upstreams_healthy = context.runtime.get(Metrics).upstreams()
+    upstreams_healthy.track(upstreams)
+
     def unload() -> Deferred[None]:
+        upstreams_healthy.untrack(upstreams)
         tunnels.close_all()
         if passive is not None:
             passive.unload()

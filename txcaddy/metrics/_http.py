@@ -1,0 +1,307 @@
+"""The HTTP series of servers with the ``metrics`` option (Caddy's ``caddyhttp/metrics.go``).
+
+Caddy wraps each handler of a server's top-level routes (``routes.go:
+wrapMiddleware``; handlers inside a ``subroute`` are not wrapped, so Caddyfile
+sites report ``handler="subroute"``). Per request through a wrapped handler:
+``requests_in_flight`` goes up and back down; ``requests_total`` counts it; a
+handler error counts in ``request_errors_total`` and observes nothing else;
+otherwise the duration, the request and response sizes are observed under
+``code`` (0 and 200 read ``"200"``) and ``method`` (the standard verbs, else
+``OTHER``). ``response_duration_seconds`` is the time to the response head.
+
+The series are counted in plain Python numbers (the reactor is one thread) and
+turned into prometheus_client metric families only when scraped. Whether a
+server is instrumented is decided once at config load: servers without
+``metrics`` run their handlers unwrapped.
+"""
+
+from __future__ import annotations
+
+import time
+from bisect import bisect_left
+from collections.abc import Callable, Iterator, Sequence
+from typing import Any
+
+from prometheus_client.metrics_core import (
+    CounterMetricFamily,
+    GaugeMetricFamily,
+    HistogramMetricFamily,
+    Metric,
+)
+from prometheus_client.utils import floatToGoString
+from twisted.internet.defer import Deferred
+from twisted.python.failure import Failure
+from zope.interface import implementer
+
+from txcaddy.http.request import Request
+from txcaddy.http.response import Response
+from txcaddy.http.routing import Route, RouteList
+from txcaddy.interfaces import IHandler
+
+#: client_golang's ``DefBuckets`` (seconds) and ``ExponentialBuckets(256, 4, 8)`` (bytes).
+DURATION_BUCKETS = (0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0)
+SIZE_BUCKETS = (256.0, 1024.0, 4096.0, 16384.0, 65536.0, 262144.0, 1048576.0, 4194304.0)
+
+_METHODS = {m: m for m in ("GET", "HEAD", "PUT", "POST", "DELETE", "CONNECT", "OPTIONS", "TRACE", "PATCH")}
+_METHODS.update({m.lower(): m for m in list(_METHODS)})
+
+
+def sanitize_method(method: str) -> str:
+    """Caddy's ``SanitizeMethod``: a standard verb in upper case, anything else ``OTHER``."""
+    return _METHODS.get(method, "OTHER")
+
+
+def sanitize_code(status: int) -> str:
+    """Caddy's ``SanitizeCode``: 0 (nothing written) reads as 200."""
+    return "200" if status in (0, 200) else str(status)
+
+
+def request_size(request: Request) -> int:
+    """client_golang's approximate request size: URL, method, proto, header fields, Host, body length."""
+    size = len(request.raw_path) + len(request.method) + len(request.proto) + len(request.host)
+    if request.query:
+        size += 1 + len(request.query)
+    for name, values in request.headers.lists():
+        if name == "Host":  # Go keeps the Host out of the header map
+            continue
+        size += len(name)
+        for value in values:
+            size += len(value)
+    length = request.body.length
+    if length is not None and length > 0:
+        size += length
+    return size
+
+
+class StatusSeries:
+    """The four histograms of one (server, handler, code, method): bucket counts and sums.
+
+    Counts are per bucket (not cumulative), the last one +Inf; kept flat in slots
+    because they are updated on every request.
+    """
+
+    __slots__ = ("duration", "duration_sum", "ttfb", "ttfb_sum", "request_size", "request_size_sum",
+                 "response_size", "response_size_sum")
+
+    def __init__(self) -> None:
+        self.duration = [0] * (len(DURATION_BUCKETS) + 1)
+        self.duration_sum = 0.0
+        self.ttfb = [0] * (len(DURATION_BUCKETS) + 1)
+        self.ttfb_sum = 0.0
+        self.request_size = [0] * (len(SIZE_BUCKETS) + 1)
+        self.request_size_sum = 0.0
+        self.response_size = [0] * (len(SIZE_BUCKETS) + 1)
+        self.response_size_sum = 0.0
+
+
+class HandlerSeries:
+    """The counts of one (server, handler) and its histograms by (status, method)."""
+
+    __slots__ = ("server", "handler", "in_flight", "requests", "errors", "by_status")
+
+    def __init__(self, server: str, handler: str) -> None:
+        self.server = server
+        self.handler = handler
+        self.in_flight = 0
+        self.requests = 0
+        self.errors = 0
+        self.by_status: dict[tuple[int, str], StatusSeries] = {}
+
+    def status_series(self, status: int, method: str) -> StatusSeries:
+        """The histograms for a raw status and method (found by the raw pair, made once)."""
+        key = (status, method)
+        series = self.by_status.get(key)
+        if series is None:
+            labels = (sanitize_code(status), sanitize_method(method))
+            # Statuses/methods that sanitise alike share one series.
+            for (other_status, other_method), other in self.by_status.items():
+                if (sanitize_code(other_status), sanitize_method(other_method)) == labels:
+                    series = other
+                    break
+            else:
+                series = StatusSeries()
+            self.by_status[key] = series
+        return series
+
+
+class HTTPMetrics:
+    """A prometheus_client collector of every instrumented (server, handler) of a service.
+
+    The series live as long as the service (Caddy's never go away either), so
+    counts carry across config reloads.
+    """
+
+    def __init__(self, clock: Callable[[], float] | None = None) -> None:
+        self.clock: Callable[[], float] = clock or time.monotonic
+        self._series: dict[tuple[str, str], HandlerSeries] = {}
+
+    def series(self, server: str, handler: str) -> HandlerSeries:
+        key = (server, handler)
+        found = self._series.get(key)
+        if found is None:
+            found = self._series[key] = HandlerSeries(server, handler)
+        return found
+
+    def describe(self) -> list[Metric]:
+        return []  # families only appear once something is instrumented
+
+    def collect(self) -> Iterator[Metric]:
+        basic = ["server", "handler"]
+        in_flight = GaugeMetricFamily(
+            "caddy_http_requests_in_flight", "Number of requests currently handled by this server.", labels=basic)
+        errors = CounterMetricFamily(
+            "caddy_http_request_errors", "Number of requests resulting in middleware errors.", labels=basic)
+        requests = CounterMetricFamily("caddy_http_requests", "Counter of HTTP(S) requests made.", labels=basic)
+        status_labels = ["server", "handler", "code", "method"]
+        duration = HistogramMetricFamily(
+            "caddy_http_request_duration_seconds", "Histogram of round-trip request durations.",
+            labels=status_labels)
+        request_size = HistogramMetricFamily(
+            "caddy_http_request_size_bytes", "Total size of the request. Includes body", labels=status_labels)
+        response_size = HistogramMetricFamily(
+            "caddy_http_response_size_bytes", "Size of the returned response.", labels=status_labels)
+        ttfb = HistogramMetricFamily(
+            "caddy_http_response_duration_seconds", "Histogram of times to first byte in response bodies.",
+            labels=status_labels)
+        for series in list(self._series.values()):
+            names = [series.server, series.handler]
+            in_flight.add_metric(names, series.in_flight)
+            errors.add_metric(names, series.errors)
+            requests.add_metric(names, series.requests)
+            seen: set[int] = set()
+            for (status, method), status_series in list(series.by_status.items()):
+                if id(status_series) in seen:
+                    continue
+                seen.add(id(status_series))
+                labels = [*names, sanitize_code(status), sanitize_method(method)]
+                _add(duration, labels, status_series.duration, status_series.duration_sum, DURATION_BUCKETS)
+                _add(request_size, labels, status_series.request_size, status_series.request_size_sum,
+                     SIZE_BUCKETS)
+                _add(response_size, labels, status_series.response_size, status_series.response_size_sum,
+                     SIZE_BUCKETS)
+                _add(ttfb, labels, status_series.ttfb, status_series.ttfb_sum, DURATION_BUCKETS)
+        yield from (in_flight, errors, requests, duration, request_size, response_size, ttfb)
+
+
+def _add(
+    family: HistogramMetricFamily, labels: list[str], counts: list[int], total: float, bounds: Sequence[float]
+) -> None:
+    if not any(counts):
+        return  # like a client_golang vector child, a series exists once observed
+    cumulative = 0
+    buckets: list[tuple[str, float]] = []
+    for bound, count in zip((*bounds, float("inf")), counts, strict=True):
+        cumulative += count
+        buckets.append((floatToGoString(bound), cumulative))
+    family.add_metric(labels, buckets, total)
+
+
+class _Timing:
+    """One request through one instrumented handler: observes the time to the head."""
+
+    __slots__ = ("owner", "method", "start", "found")
+
+    def __init__(self, owner: InstrumentedHandler, method: str, start: float) -> None:
+        self.owner: InstrumentedHandler | None = owner  # None once the handler is done
+        self.method = method
+        self.start = start
+        self.found: StatusSeries | None = None  # the series of the status the head went out with
+
+    def __call__(self, response: Response, status: int, _bounds: tuple[float, ...] = DURATION_BUCKETS) -> int:
+        # Response.on_head callback: runs just before the head is sent. A head written
+        # after the handler is done (the server's error status) is not the handler's.
+        owner = self.owner
+        if owner is not None and self.found is None:
+            elapsed = owner.clock() - self.start
+            found = self.found = owner.series.status_series(status, self.method)
+            found.ttfb[bisect_left(_bounds, elapsed)] += 1
+            found.ttfb_sum += elapsed
+        return status
+
+
+@implementer(IHandler)
+class InstrumentedHandler:
+    """A top-level handler of a server with ``metrics``, counted under (server, handler)."""
+
+    __slots__ = ("handler", "series", "clock")
+
+    def __init__(self, handler: Any, series: HandlerSeries, clock: Callable[[], float]) -> None:
+        self.handler = handler
+        self.series = series
+        self.clock = clock
+
+    def serve(self, request: Request, response: Response, next: Any) -> Any:
+        series = self.series
+        series.in_flight += 1
+        timing = _Timing(self, request.method, self.clock())
+        if not response.head_sent:
+            response.on_head(timing)
+        try:
+            result = self.handler.serve(request, response, next)
+        except BaseException:
+            timing.owner = None
+            series.in_flight -= 1
+            series.requests += 1
+            series.errors += 1
+            raise
+        if isinstance(result, Deferred):
+            return result.addCallbacks(
+                self._done, self._failed, callbackArgs=(request, response, timing), errbackArgs=(timing,))
+        self._observe(request, response, timing)
+        return None
+
+    def _done(self, result: Any, request: Request, response: Response, timing: _Timing) -> Any:
+        self._observe(request, response, timing)
+        return result
+
+    def _failed(self, failure: Failure, timing: _Timing) -> Failure:
+        timing.owner = None
+        series = self.series
+        series.in_flight -= 1
+        series.requests += 1
+        series.errors += 1
+        return failure
+
+    def _observe(
+        self, request: Request, response: Response, timing: _Timing,
+        _durations: tuple[float, ...] = DURATION_BUCKETS, _sizes: tuple[float, ...] = SIZE_BUCKETS,
+    ) -> None:
+        elapsed = self.clock() - timing.start
+        timing.owner = None
+        series = self.series
+        series.in_flight -= 1
+        series.requests += 1
+        found = timing.found
+        if found is None:  # no head written (falling through): Caddy reads the status 0 as 200
+            found = series.status_series(response.status, timing.method)
+        found.duration[bisect_left(_durations, elapsed)] += 1
+        found.duration_sum += elapsed
+        size = request_size(request)
+        found.request_size[bisect_left(_sizes, size)] += 1
+        found.request_size_sum += size
+        size = response.size
+        found.response_size[bisect_left(_sizes, size)] += 1
+        found.response_size_sum += size
+
+    def __repr__(self) -> str:
+        return f"<InstrumentedHandler {self.series.handler} {self.handler!r}>"
+
+
+def instrument_routes(
+    routes: RouteList, route_configs: Sequence[Any] | None, server: str, metrics: HTTPMetrics
+) -> RouteList:
+    """``routes`` with every handler wrapped, labelled with its module name from ``route_configs``.
+
+    ``route_configs`` is the server's ``routes`` JSON that ``routes`` was loaded from
+    (the loader builds one handler per ``handle`` entry, in order).
+    """
+    configs = list(route_configs or ())
+    wrapped = []
+    for route, config in zip(routes.routes, configs, strict=True):
+        handles = config.get("handle") or ()
+        handlers = [
+            InstrumentedHandler(handler, metrics.series(server, str(handle.get("handler"))), metrics.clock)
+            for handler, handle in zip(route.handlers, handles, strict=True)
+        ]
+        wrapped.append(Route(handlers, route.matcher_sets, route.group, route.terminal))
+    return RouteList(wrapped)
