@@ -37,6 +37,10 @@ from twisted.logger import Logger
 
 from txcaddy import _twisted
 from txcaddy._reactor import IServingReactor, default_reactor
+from txcaddy.admin import _persist as persist
+from txcaddy.admin._paths import strip_ids
+from txcaddy.admin._persist import wants_persist
+from txcaddy.admin._server import AdminService, AdminSettings
 from txcaddy.caddyfile.adapter import adapt
 from txcaddy.caddyfile.jsonenc import encode
 from txcaddy.config.loader import LoadContext, Runtime
@@ -190,8 +194,9 @@ class _Apps:
     @ivar services: the modules' services (health checks...) and the certificate services.
     """
 
-    def __init__(self, config: dict[str, Any], warnings: list[ConfigWarning]) -> None:
-        self.config = config
+    def __init__(self, raw: dict[str, Any], warnings: list[ConfigWarning]) -> None:
+        self.raw = raw  # as loaded, with its ``@id`` fields (what the admin API serves)
+        self.config: dict[str, Any] = strip_ids(raw)
         self.warnings = warnings
         self.context: LoadContext
         self.logs: LogSystem | None = None
@@ -216,6 +221,8 @@ class CaddyService(MultiService):
     @ivar fast_io: whether it runs txcaddy's fast reactor path while started.
     @ivar on_reload: called with ``(success: bool)`` after each reload attempt (the hook the
         ``caddy_config_last_reload_successful`` metric uses).
+    @ivar admin: the admin endpoint (``admin=True``: ``txcaddy run`` and ``twistd caddy``), else None.
+    @ivar autosave: where each successfully loaded config is saved (``autosave.json``), or None.
     """
 
     log = Logger()
@@ -226,9 +233,14 @@ class CaddyService(MultiService):
         warnings: list[ConfigWarning] | None = None,
         reactor: IServingReactor | None = None,
         fast_io: bool = False,
+        *,
+        admin: bool = False,
+        stop: Callable[[], Any] | None = None,
+        autosave: str | None = None,
     ) -> None:
         super().__init__()
         self.reactor = default_reactor(reactor)
+        self.autosave = autosave
         self.fast_io = fast_io
         self.runtime = Runtime()
         self.challenges = Challenges()  # the ACME challenges in flight (kept across configs)
@@ -242,12 +254,21 @@ class CaddyService(MultiService):
         self._apps = apps
         self._install_listeners(apps)
         apps.services.setServiceParent(self)
+        self.admin: AdminService | None = None
+        if admin:
+            self.admin = AdminService(self, stop or self.reactor.stop)
+            self.admin.setServiceParent(self)
 
     # -- the current config's parts (the names embedding code and tests use) -----------------
 
     @property
     def config(self) -> dict[str, Any]:
         return self._apps.config
+
+    @property
+    def raw_config(self) -> dict[str, Any]:
+        """The running config as loaded, ``@id`` fields included (the admin API's ``/config/``)."""
+        return self._apps.raw
 
     @property
     def warnings(self) -> list[ConfigWarning]:
@@ -461,6 +482,8 @@ class CaddyService(MultiService):
             old_h3 = {k: (c.listener.server, c.listener.choose, c.on_change, c.grace_period)
                       for k, c in self._h3_by_key.items()}
             try:
+                if self.admin is not None:
+                    AdminSettings(new.raw.get("admin"))  # a bad admin object fails the load
                 if self.running:
                     for warning in warnings:
                         self.log.warn("{config_warning}", config_warning=str(warning))
@@ -489,6 +512,17 @@ class CaddyService(MultiService):
         stopping += [self._listeners.pop(e) for e in list(self._listeners) if e not in new.listeners]
         stopping += [self._h3_by_key.pop(k) for k in list(self._h3_by_key) if k not in new.h3]
         self._retire(old, new, stopping)
+        if self.admin is not None:
+            self.admin.configure(new.raw.get("admin"))
+        self._save()
+
+    def _save(self) -> None:
+        """Write the running config to ``autosave`` (Caddy does after every successful load)."""
+        if self.autosave and wants_persist(self.raw_config):
+            try:
+                persist.save(self.raw_config, self.autosave)
+            except OSError as e:
+                self.log.error("unable to autosave config to {path}: {error}", path=self.autosave, error=str(e))
 
     def _undo(self, new: _Apps, added: list[Service], old_targets: dict[str, IProtocolFactory],
               old_h3: dict[str, Any]) -> None:
@@ -549,6 +583,7 @@ class CaddyService(MultiService):
         if self.fast_io and self.runtime.send_batch is None:
             self.runtime.send_batch = _twisted.install_fast_io(self.reactor)
         super().startService()
+        self._save()
         for name, addresses in self.listenAddresses().items():
             self.log.info("server {name} listening on {addresses}", name=name, addresses=addresses)
 
