@@ -454,16 +454,25 @@ class AdminService(Service):
             result[0].raiseException()
         return result[0] if result else None
 
+    def _start_listening(self) -> None:
+        """Listen when not yet; a failure is logged, not raised: the sites keep serving without
+        an admin endpoint (Caddy 2.6.2 exits instead)."""
+        if self.port is not None or self.settings.endpoint is None:
+            return
+        try:
+            self.port = self._listen(self.settings)
+        except Exception as e:  # noqa: BLE001 - e.g. the address is in use
+            self.log.error("admin endpoint not started on {address}: {error}", address=self.settings.listen,
+                           error=str(e))
+            return
+        self.log.info("admin endpoint started on {address}", address=self.settings.listen)
+
     def privilegedStartService(self) -> None:  # noqa: N802 - Twisted's name
         super().privilegedStartService()
-        if self.port is None and self.settings.endpoint is not None:
-            self.port = self._listen(self.settings)
-            self.log.info("admin endpoint started on {address}", address=self.settings.listen)
+        self._start_listening()
 
     def startService(self) -> None:  # noqa: N802 - Twisted's name
-        if self.port is None and self.settings.endpoint is not None:
-            self.port = self._listen(self.settings)
-            self.log.info("admin endpoint started on {address}", address=self.settings.listen)
+        self._start_listening()
         super().startService()
 
     def stopService(self) -> Deferred[None] | None:  # noqa: N802 - Twisted's name
