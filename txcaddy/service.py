@@ -78,6 +78,7 @@ class ListenerService(StreamServerEndpointService):
     def __init__(self, endpoint: IStreamServerEndpoint, factory: IProtocolFactory, address: str) -> None:
         super().__init__(endpoint, factory)
         self.address = address
+        self.server_name = ""  # the HTTP server it serves (changes when a reload renames it)
         self.port: IListeningPort | None = None
 
     def privilegedStartService(self) -> None:
@@ -372,13 +373,14 @@ class CaddyService(MultiService):
         """Point kept listeners at ``apps`` and add the missing ones; returns the added ones."""
         added: list[Service] = []
         for endpoint, (name, address, factory) in apps.listeners.items():
-            child = self._listeners.get(endpoint)
+            child = self._kept_listener(endpoint)
             if child is not None:
                 cast(SwitchingFactory, child.factory).target = factory
-                child.setName(f"{name} {endpoint}")  # the server may have another name now
+                child.server_name = name  # the server may have another name now
                 continue
             child = ListenerService(serverFromString(self.reactor, endpoint), SwitchingFactory(factory), address)
             child.setName(f"{name} {endpoint}")
+            child.server_name = name
             self._listeners[endpoint] = child
             child.setServiceParent(self)
             added.append(child)
@@ -401,6 +403,24 @@ class CaddyService(MultiService):
             assert apps.http is not None
             self._alt_svc_updater(apps.http.servers[name], services)()
         return added
+
+    def _kept_listener(self, endpoint: str) -> ListenerService | None:
+        """The running listener for ``endpoint``: the same description, or one that asked for
+        port 0 and got the port ``endpoint`` names (a config reloaded with the bound port)."""
+        child = self._listeners.get(endpoint)
+        if child is not None:
+            return child
+        kind, _, rest = endpoint.partition(":")
+        port, _, options = rest.partition(":")
+        for known, candidate in list(self._listeners.items()):
+            k_kind, _, k_rest = known.partition(":")
+            k_port, _, k_options = k_rest.partition(":")
+            if (k_kind, k_port, k_options) == (kind, "0", options) and candidate.port is not None \
+                    and str(getattr(candidate.port.getHost(), "port", "")) == port:
+                del self._listeners[known]
+                self._listeners[endpoint] = candidate
+                return candidate
+        return None
 
     def _alt_svc_updater(self, server: Any, services: list[QUICListenerService]) -> Callable[[], None]:
         from txcaddy.http._h3 import alt_svc_value
@@ -441,7 +461,7 @@ class CaddyService(MultiService):
         out: dict[str, list[Any]] = {}
         for child in self._listeners.values():
             if child.port is not None:
-                out.setdefault((child.name or "").split(" ", 1)[0], []).append(child.port.getHost())
+                out.setdefault(child.server_name, []).append(child.port.getHost())
         return out
 
     # -- reload -----------------------------------------------------------------------------

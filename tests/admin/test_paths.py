@@ -6,7 +6,16 @@ from typing import Any
 
 from twisted.trial.unittest import SynchronousTestCase
 
-from txcaddy.admin._paths import ConfigPathError, access, encode, etag, fnv32a, index_ids, mutated, strip_ids
+from txcaddy.admin._paths import (
+    ConfigPathError,
+    access,
+    encode,
+    etag,
+    fnv32a,
+    index_ids,
+    mutated,
+    strip_ids,
+)
 
 
 def _raw() -> dict[str, Any]:

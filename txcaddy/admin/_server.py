@@ -437,7 +437,7 @@ class AdminService(Service):
         if not force and _paths.encode(config) == _paths.encode(self.service.raw_config):
             self.log.info("config is unchanged")
             return Deferred.fromCoroutine(_nothing())
-        return self.service.reload(config)
+        return self.service.reload(config).addErrback(_load_failed)
 
     def _listen(self, settings: AdminSettings) -> Any:
         assert settings.endpoint is not None
@@ -498,6 +498,14 @@ class AdminService(Service):
         self.settings = settings
         if old is not None:
             old.stopListening()
+
+
+def _load_failed(failure: Failure) -> None:
+    """Every failure to load or start a config is the client's 400 (Caddy's ``loading config``)."""
+    error = failure.value
+    if isinstance(error, AdminError):
+        failure.raiseException()
+    raise AdminError(400, f"loading config: {error}")
 
 
 async def _nothing() -> None:
