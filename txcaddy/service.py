@@ -382,7 +382,7 @@ class CaddyService(MultiService):
             child.setName(f"{name} {endpoint}")
             child.server_name = name
             self._listeners[endpoint] = child
-            child.setServiceParent(self)
+            self._adopt(child)
             added.append(child)
         self._h3_services = {}
         for key, (name, server, server_config, listener, protocols) in apps.h3.items():
@@ -403,6 +403,22 @@ class CaddyService(MultiService):
             assert apps.http is not None
             self._alt_svc_updater(apps.http.servers[name], services)()
         return added
+
+    def whenRetired(self) -> Deferred[None]:  # noqa: N802 - Twisted's naming
+        """Fires once the configs replaced so far are fully stopped: their removed listeners
+        closed, their connections drained, their modules unloaded."""
+        return DeferredList(list(self._retiring)).addCallback(lambda _: None)
+
+    def _adopt(self, child: Service) -> None:
+        """Make ``child`` ours; while running without starting it (a reload starts what it
+        adds itself, so that a failure can be undone)."""
+        if not self.running:
+            child.setServiceParent(self)
+            return
+        child.parent = self
+        self.services.append(child)
+        if child.name:
+            self.namedServices[child.name] = child
 
     def _kept_listener(self, endpoint: str) -> ListenerService | None:
         """The running listener for ``endpoint``: the same description, or one that asked for
@@ -447,7 +463,7 @@ class CaddyService(MultiService):
         )
         child.setName(f"{name} udp {listener.endpoint}")
         self._h3_by_key[key] = child
-        child.setServiceParent(self)
+        self._adopt(child)
         return child
 
     def listenAddresses(self) -> dict[str, list[str]]:  # noqa: N802 - public API name
@@ -498,7 +514,8 @@ class CaddyService(MultiService):
             new = self._build(config, warnings)
             added: list[Service] = []
             old = self._apps
-            old_targets = {e: cast(SwitchingFactory, c.factory).target for e, c in self._listeners.items()}
+            old_listeners, old_h3_keys = dict(self._listeners), dict(self._h3_by_key)
+            old_targets = [(c, cast(SwitchingFactory, c.factory).target, c.server_name) for c in old_listeners.values()]
             old_h3 = {k: (c.listener.server, c.listener.choose, c.on_change, c.grace_period)
                       for k, c in self._h3_by_key.items()}
             try:
@@ -517,17 +534,13 @@ class CaddyService(MultiService):
                     new.services.startService()
             except BaseException:
                 self._undo(new, added, old_targets, old_h3)
+                self._listeners, self._h3_by_key = old_listeners, old_h3_keys
                 raise
         finally:
             self._reloading = False
         # The swap: from here on the new config serves.
         self._apps = new
-        if self.running:
-            # Already started above: adopted as a child without MultiService starting it again.
-            new.services.parent = self
-            self.services.append(new.services)
-        else:
-            new.services.setServiceParent(self)
+        self._adopt(new.services)
         stopping: list[Service] = [old.services]
         stopping += [self._listeners.pop(e) for e in list(self._listeners) if e not in new.listeners]
         stopping += [self._h3_by_key.pop(k) for k in list(self._h3_by_key) if k not in new.h3]
@@ -544,11 +557,12 @@ class CaddyService(MultiService):
             except OSError as e:
                 self.log.error("unable to autosave config to {path}: {error}", path=self.autosave, error=str(e))
 
-    def _undo(self, new: _Apps, added: list[Service], old_targets: dict[str, IProtocolFactory],
+    def _undo(self, new: _Apps, added: list[Service], old_targets: list[tuple[ListenerService, Any, str]],
               old_h3: dict[str, Any]) -> None:
         """Put the listeners back as they were before a failed reload; release ``new``."""
-        for endpoint, target in old_targets.items():
-            cast(SwitchingFactory, self._listeners[endpoint].factory).target = target
+        for child, target, server_name in old_targets:
+            cast(SwitchingFactory, child.factory).target = target
+            child.server_name = server_name
         for key, (server, choose, on_change, grace) in old_h3.items():
             h3 = self._h3_by_key[key]
             h3.listener.server, h3.listener.choose, h3.on_change, h3.grace_period = server, choose, on_change, grace
