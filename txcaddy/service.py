@@ -250,6 +250,7 @@ class CaddyService(MultiService):
         self._h3_by_key: dict[str, QUICListenerService] = {}
         self._h3_services: dict[str, list[QUICListenerService]] = {}
         self._retiring: list[Deferred[Any]] = []
+        self._retiring_servers: set[Any] = set()  # old servers still finishing (WebSockets...)
         self._reloading = False
         apps = self._build(plain_json(config), list(warnings or []))
         self._apps = apps
@@ -600,8 +601,12 @@ class CaddyService(MultiService):
                 drains = []
                 for name, server in old.http.servers.items():
                     successor = new.http.servers.get(name) if new.http is not None else None
+                    self._retiring_servers.add(server)
                     drains.append(server.retire(successor, grace, self.reactor))
-                yield DeferredList(drains)
+                try:
+                    yield DeferredList(drains)
+                finally:
+                    self._retiring_servers.difference_update(old.http.servers.values())
         finally:
             yield old.context.unload()
             if old.logs is not None:
@@ -627,13 +632,16 @@ class CaddyService(MultiService):
         # unload (waiting for the pools to close), then close the logs (the last requests
         # are still logged) and give the reactor its own loop back.
         yield super().stopService()
+        grace = self._apps.grace_period()
         try:
             if self.http is not None:
-                grace = self.http.grace_period or DEFAULT_GRACE_PERIOD
                 yield DeferredList(
                     [server.drain(grace, self.reactor) for server in self.http.servers.values()]
                 )
             if self._retiring:
+                # Stopping: what old configs still run (WebSockets) closes now, as the current's.
+                for server in list(self._retiring_servers):
+                    server.drain(grace, self.reactor)
                 yield DeferredList(list(self._retiring))
         finally:
             yield self.context.unload()

@@ -102,18 +102,19 @@ class ReloadTests(TestCase):
     @inlineCallbacks
     def test_request_in_flight_finishes_under_the_old_config(self) -> Any:
         """A proxied request in flight during a reload completes (then its connection closes)."""
-        reactor = default_reactor()
-        backend = Factory.forProtocol(_HeldBackend)
-        backend.held = []  # type: ignore[attr-defined]
-        backend.arrived = Deferred()  # type: ignore[attr-defined]
+        reactor: Any = default_reactor()
+        backend: Any = Factory.forProtocol(_HeldBackend)
+        backend.held = []
+        backend.arrived = Deferred()
         upstream = reactor.listenTCP(0, backend, interface="127.0.0.1")
         self.addCleanup(upstream.stopListening)
-        proxy = [{"handle": [{"handler": "reverse_proxy", "upstreams": [{"dial": f"127.0.0.1:{upstream.getHost().port}"}]}]}]
+        dial = f"127.0.0.1:{upstream.getHost().port}"
+        proxy = [{"handle": [{"handler": "reverse_proxy", "upstreams": [{"dial": dial}]}]}]
         self.start(config("", routes=proxy))
         response_d = treq.get(f"http://127.0.0.1:{self.port()}/", persistent=False)
-        yield backend.arrived  # type: ignore[attr-defined]
+        yield backend.arrived
         yield self.service.reload(config("new", self.port()))
-        backend.held[0].answer(b"old")  # type: ignore[attr-defined]
+        backend.held[0].answer(b"old")
         response = yield response_d
         self.assertEqual((response.code, (yield response.content())), (200, b"old"))
         self.assertEqual((yield self.get()), b"new")
@@ -165,13 +166,39 @@ class ReloadTests(TestCase):
 
     @inlineCallbacks
     def test_reload_under_load(self) -> Any:
-        """2,000 keep-alive requests (8 at a time) while reloading 10 times: every one answers 200."""
-        self.start(config("v0"))
+        """10,000 keep-alive requests (8 at a time) and 50 WebSockets while reloading 20 times:
+        every request answers 200 and every WebSocket keeps echoing (the issue's full check)."""
+        from tests.integration.test_websocket import WebSocketUpstream, connect_client
+
+        upstream = WebSocketUpstream()
+        self.addCleanup(upstream.stop)
+
+        def config_n(body: str, port: int = 0) -> dict[str, Any]:
+            return _with_grace(config(body, port, routes=[
+                {"match": [{"path": ["/ws"]}], "handle": [
+                    {"handler": "reverse_proxy", "upstreams": [{"dial": upstream.address}]}]},
+                {"handle": [{"handler": "static_response", "body": body}]},
+            ]))
+
+        self.start(config_n("v0"))
         port = self.port()
+        sockets = [connect_client(f"http://127.0.0.1:{port}") for _ in range(50)]
+        clients = yield DeferredList([f.opened for f in sockets], fireOnOneErrback=True, consumeErrors=True)
+        clients = [c for _, c in clients]
+        self.addCleanup(lambda: [c.transport.loseConnection() for c in clients])
+
+        @inlineCallbacks
+        def echo_all(n: int) -> Any:
+            for client in clients:
+                client.sendMessage(f"m{n}".encode(), isBinary=False)
+            for factory in sockets:
+                payload, _ = yield factory.messages.get()
+                self.assertEqual(payload, f"m{n}".encode())
+
         pool = HTTPConnectionPool(default_reactor(), persistent=True)
         pool.maxPersistentPerHost = 8
         self.addCleanup(pool.closeCachedConnections)
-        total, reloads = 2000, 10
+        total, reloads = 10000, 20
         done = [0]
         failures: list[Any] = []
         bodies: set[bytes] = set()
@@ -181,7 +208,9 @@ class ReloadTests(TestCase):
             while done[0] < total:
                 done[0] += 1
                 if done[0] % (total // reloads) == 0:
-                    yield self.service.reload(config(f"v{done[0] // (total // reloads)}", port))
+                    n = done[0] // (total // reloads)
+                    yield self.service.reload(config_n(f"v{n}", port))
+                    yield echo_all(n)
                 try:
                     response = yield treq.get(f"http://127.0.0.1:{port}/", pool=pool)
                     body = yield response.content()
@@ -194,6 +223,8 @@ class ReloadTests(TestCase):
         yield DeferredList([client() for _ in range(8)])
         self.assertEqual(failures, [])
         self.assertEqual(len(bodies), reloads + 1)
+        yield echo_all(reloads + 1)
+        self.assertFalse(any(f.closed.called for f in sockets))
 
 
 class ProcessReloadTests(SynchronousTestCase):
@@ -241,6 +272,12 @@ class ProcessReloadTests(SynchronousTestCase):
                 process.kill()
                 process.wait()
         self.assertEqual(process.returncode, 0)
+
+
+def _with_grace(cfg: dict[str, Any]) -> dict[str, Any]:
+    """``cfg`` with a one-minute grace period (WebSockets of old configs outlive the test)."""
+    cfg["apps"]["http"]["grace_period"] = "1m"
+    return cfg
 
 
 def _threaded(f: Any, *args: Any) -> Deferred[Any]:
