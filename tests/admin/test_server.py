@@ -353,3 +353,45 @@ def _in_thread(f: Any, *args: Any) -> Deferred[Any]:
     from twisted.internet.threads import deferToThread
 
     return deferToThread(f, *args)
+
+
+class PKIProvisionedTests(AdminTestCase):
+    @inlineCallbacks
+    def test_pki_ca_once_provisioned(self) -> Any:
+        """/pki/ca/local answers the CA's names and PEMs; /certificates the chain."""
+        storage = os.path.abspath(self.mktemp())
+        self.start(site_config(storage={"module": "file_system", "root": storage},
+                               apps={"pki": {"certificate_authorities": {"local": {}}},
+                                     "http": site_config()["apps"]["http"]}))
+        yield self.service.tls.pki.provision(self.service.storage)  # type: ignore[union-attr]
+        response, body = yield self.call("GET", "/pki/ca/local")
+        self.assertEqual(response.code, 200, body)
+        info = json.loads(body)
+        self.assertEqual((info["id"], info["name"]), ("local", "Caddy Local Authority"))
+        self.assertTrue(info["root_certificate"].startswith("-----BEGIN CERTIFICATE-----"))
+        response, chain = yield self.call("GET", "/pki/ca/local/certificates")
+        self.assertEqual(response.headers.getRawHeaders("content-type"), ["application/pem-certificate-chain"])
+        self.assertEqual(chain.decode(), info["intermediate_certificate"] + info["root_certificate"])
+
+
+class ResumeTests(AdminTestCase):
+    def test_run_resume_loads_autosave(self) -> None:
+        """txcaddy run --resume serves autosave.json; without one it falls back to --config."""
+        import argparse
+
+        from txcaddy import cli
+
+        home = os.path.abspath(self.mktemp())
+        self.patch(os, "environ", {**os.environ, "XDG_CONFIG_HOME": home})
+        caddyfile = os.path.abspath(self.mktemp())
+        with open(caddyfile, "w") as f:
+            f.write("http://127.0.0.1:0 {\n\tbind 127.0.0.1\n\trespond \"file\"\n}\n")
+        args = argparse.Namespace(config=caddyfile, adapter=None, resume=True)
+        service = cli.run_service(args)
+        self.assertIn('"file"', json.dumps(service.raw_config))
+        os.makedirs(os.path.join(home, "caddy"))
+        with open(os.path.join(home, "caddy", "autosave.json"), "w") as f:
+            json.dump(site_config("saved"), f)
+        service = cli.run_service(args)
+        self.assertEqual(service.raw_config, site_config("saved"))
+        self.assertEqual(service.autosave, os.path.join(home, "caddy", "autosave.json"))
