@@ -17,7 +17,7 @@ from __future__ import annotations
 
 import json
 import os
-from collections.abc import Callable, Generator, Sequence
+from collections.abc import Callable, Generator, Iterator, Sequence
 from typing import TYPE_CHECKING, Any, cast
 
 from twisted.application.internet import StreamServerEndpointService
@@ -184,6 +184,11 @@ class SwitchingFactory(Factory):
         return self.target.buildProtocol(addr)
 
 
+class _AppServices(MultiService):
+    """The services of one config (health checkers, PKI, certificate manager), started and
+    stopped together; iterating a ``CaddyService`` shows them as its own children."""
+
+
 class _Apps:
     """One loaded config's apps (logging, TLS, HTTP and the services they need), not yet serving.
 
@@ -206,7 +211,7 @@ class _Apps:
         self.storage: IStorage | None = None
         self.listeners: dict[str, tuple[str, str, IProtocolFactory]] = {}
         self.h3: dict[str, tuple[str, Any, dict[str, Any], Any, Sequence[str]]] = {}
-        self.services = MultiService()
+        self.services = _AppServices()
 
     def grace_period(self) -> float:
         return (self.http.grace_period if self.http is not None else 0.0) or DEFAULT_GRACE_PERIOD
@@ -260,6 +265,14 @@ class CaddyService(MultiService):
         if admin:
             self.admin = AdminService(self, stop or self.reactor.stop)
             self.admin.setServiceParent(self)
+
+    def __iter__(self) -> Iterator[Service]:
+        """The children, with the current config's services in place of their group."""
+        for child in self.services:
+            if isinstance(child, _AppServices):
+                yield from child
+            else:
+                yield child
 
     # -- the current config's parts (the names embedding code and tests use) -----------------
 
