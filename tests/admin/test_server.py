@@ -363,7 +363,7 @@ class PKIProvisionedTests(AdminTestCase):
         self.start(site_config(storage={"module": "file_system", "root": storage},
                                apps={"pki": {"certificate_authorities": {"local": {}}},
                                      "http": site_config()["apps"]["http"]}))
-        assert self.service.tls is not None and self.service.storage is not None
+        assert self.service.tls is not None and self.service.tls.pki is not None and self.service.storage is not None
         yield self.service.tls.pki.provision(self.service.storage)
         response, body = yield self.call("GET", "/pki/ca/local")
         self.assertEqual(response.code, 200, body)
