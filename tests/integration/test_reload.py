@@ -134,6 +134,25 @@ class ReloadTests(TestCase):
         self.assertIsNone(self.service.runtime.get(HostRegistry).get("127.0.0.1:9"))
 
     @inlineCallbacks
+    def test_transport_is_carried_over_while_unchanged(self) -> Any:
+        """A reverse_proxy whose transport JSON is unchanged keeps its transport (and pool);
+        a changed transport gets a new one and the old one is closed with the old config."""
+        def proxy(transport: dict[str, Any]) -> list[Any]:
+            return [{"handle": [{"handler": "reverse_proxy", "transport": transport,
+                                 "upstreams": [{"dial": "127.0.0.1:9"}]}]}]
+
+        def handler() -> Any:
+            assert self.service.http is not None
+            return self.service.http.servers["srv0"].routes.routes[0].handlers[0]
+
+        self.start(config("", routes=proxy({"protocol": "http"})))
+        first = handler().transport
+        yield self.service.reload(config("", self.port(), routes=proxy({"protocol": "http"}), idle_timeout=1))
+        self.assertIs(handler().transport, first)
+        yield self.service.reload(config("", self.port(), routes=proxy({"protocol": "http", "dial_timeout": 1})))
+        self.assertIsNot(handler().transport, first)
+
+    @inlineCallbacks
     def test_new_listeners_open_and_removed_ones_close(self) -> Any:
         """A reload binds the listeners the new config adds and closes the ones it drops."""
         self.start(config("one"))
