@@ -139,6 +139,17 @@ def reload_from_file(service: CaddyService, args: argparse.Namespace) -> Deferre
     return d.addCallbacks(done, failed)
 
 
+def install_reload_signal(service: CaddyService, args: argparse.Namespace) -> None:
+    """``SIGUSR1`` reloads ``args.config`` (systemd's ``ExecReload=kill -USR1 $MAINPID``)."""
+
+    def on_sigusr1(signum: int, frame: Any) -> None:
+        # Signal handlers run between bytecodes: hand the work to the reactor thread.
+        cast(Any, service.reactor).callFromThread(
+            lambda: reload_from_file(service, args).addErrback(lambda _: None))
+
+    signal.signal(signal.SIGUSR1, on_sigusr1)
+
+
 def cmd_run(args: argparse.Namespace, out: TextIO, err: TextIO) -> int:
     """Serve the config in the foreground until SIGINT/SIGTERM (like ``twistd -n caddy``)."""
     service = run_service(args)
@@ -154,10 +165,7 @@ def cmd_run(args: argparse.Namespace, out: TextIO, err: TextIO) -> int:
             failures.append(e)
             reactor.stop()
 
-    def on_sigusr1(signum: int, frame: Any) -> None:
-        cast(Any, reactor).callFromThread(lambda: reload_from_file(service, args).addErrback(lambda _: None))
-
-    signal.signal(signal.SIGUSR1, on_sigusr1)
+    install_reload_signal(service, args)
     reactor.callWhenRunning(start)
     reactor.addSystemEventTrigger("before", "shutdown", lambda: service.running and service.stopService())
     reactor.run()

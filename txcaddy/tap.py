@@ -51,5 +51,12 @@ class Options(usage.Options):
 
 
 def makeService(options: Options) -> IService:
+    import argparse
+
+    from txcaddy.cli import install_reload_signal
+
     tune_server_process()
+    # SIGUSR1 reloads the config file, as with ``txcaddy run``.
+    if isinstance(options, Options):
+        install_reload_signal(options.service, argparse.Namespace(config=options["config"], adapter=options["adapter"]))
     return options.service

@@ -251,7 +251,7 @@ class ProcessReloadTests(SynchronousTestCase):
 
     def test_sigusr1_and_txcaddy_reload(self) -> None:
         """SIGUSR1 reloads the changed Caddyfile on the same port; txcaddy reload posts another;
-        both keep the process serving; autosave.json holds the last config."""
+        both keep the process serving; autosave.json holds the last config; POST /stop exits 0."""
         workdir = os.path.abspath(self.mktemp())
         os.makedirs(workdir)
         port, admin = free_port(), free_port()
@@ -284,7 +284,10 @@ class ProcessReloadTests(SynchronousTestCase):
             with open(os.path.join(workdir, "config", "caddy", "autosave.json")) as f:
                 saved = json.load(f)
             self.assertIn("three", json.dumps(saved))
-            process.send_signal(signal.SIGTERM)
+            from txcaddy.cli import admin_request
+
+            status, _ = admin_request(f"127.0.0.1:{admin}", "POST", "/stop", b"", {})
+            self.assertEqual(status, 200)
             process.communicate(timeout=20)
         finally:
             if process.poll() is None:
