@@ -533,6 +533,8 @@ class CaddyService(MultiService):
             old_h3 = {k: (c.listener.server, c.listener.choose, c.on_change, c.grace_period)
                       for k, c in self._h3_by_key.items()}
             try:
+                if old.tls is not None and new.tls is not None:
+                    new.tls.adopt_certificates(old.tls)
                 if self.admin is not None:
                     AdminSettings(new.raw.get("admin"))  # a bad admin object fails the load
                 if self.running:

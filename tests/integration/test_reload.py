@@ -17,6 +17,8 @@ from twisted.internet.protocol import Factory, Protocol
 from twisted.trial.unittest import SynchronousTestCase, TestCase
 from twisted.web.client import HTTPConnectionPool
 
+from tests.integration.test_h3 import H3, HTTP3Tests
+from tests.integration.test_https import HTTPSTestCase
 from tests.integration.test_twistd import CHECKOUT, free_port, http_get, wait_for_output
 from txcaddy._reactor import default_reactor
 from txcaddy.reverseproxy.hosts import HostRegistry
@@ -306,3 +308,26 @@ def _threaded(f: Any, *args: Any) -> Deferred[Any]:
     from twisted.internet.threads import deferToThread
 
     return deferToThread(f, *args)
+
+
+class HTTPSReloadTests(HTTPSTestCase):
+    """A reload of an HTTPS site with HTTP/3: TCP and UDP listeners kept, certificates at once."""
+
+    @inlineCallbacks
+    def test_https_and_h3_across_a_reload(self) -> Any:
+        """After a reload the same TCP and UDP sockets serve the new routes over HTTP/1.1 and
+        HTTP/3, with the managed certificate available for the first handshake."""
+        from txcaddy.caddyfile.adapter import adapt
+
+        service = yield self.start('localhost {\n\trespond "one {http.request.proto}"\n}\n', extra=H3)
+        udp = [child for child in service if getattr(child, "listener", None) is not None]
+        response, body = yield self.get(f"https://localhost:{self.https_port}/", trust=self.root())
+        self.assertEqual(body, b"one HTTP/1.1")
+        new, _ = adapt(self.globals(H3, True) + 'localhost {\n\trespond "two {http.request.proto}"\n}\n', "Caddyfile")
+        yield service.reload(new)
+        response, body = yield self.get(f"https://localhost:{self.https_port}/", trust=self.root())
+        self.assertEqual(body, b"two HTTP/1.1")
+        got = yield HTTP3Tests.exchange(self, b"GET")  # type: ignore[arg-type]
+        self.assertEqual((got.status, got.body), (200, b"two HTTP/3.0"))
+        self.assertEqual([child for child in service if getattr(child, "listener", None) is not None], udp)
+        self.assertEqual(response.headers.getRawHeaders("alt-svc"), [f'h3=":{self.https_port}"; ma=2592000'])
