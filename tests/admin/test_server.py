@@ -173,6 +173,25 @@ class LoadEndpointTests(AdminTestCase):
         self.assertEqual((yield self.get_site()), b"two")
 
     @inlineCallbacks
+    def test_unchanged_config_is_not_reloaded_unless_forced(self) -> Any:
+        """Loading the running config again reloads nothing; Cache-Control: must-revalidate forces it."""
+        self.start()
+        outcomes: list[bool] = []
+        self.service.on_reload.append(outcomes.append)
+        response, _ = yield self.call("POST", "/load", self.service.raw_config)
+        self.assertEqual((response.code, outcomes), (200, []))
+        response, _ = yield self.call("POST", "/load", self.service.raw_config, {"Cache-Control": "must-revalidate"})
+        self.assertEqual((response.code, outcomes), (200, [True]))
+
+    @inlineCallbacks
+    def test_bad_admin_object_fails_the_load(self) -> Any:
+        """An admin object with an unknown field is a 400 and changes nothing."""
+        self.start()
+        response, body = yield self.call("POST", "/load", site_config("two", admin={"listen": "127.0.0.1:0", "nope": 1}))
+        self.assertEqual((response.code, json.loads(body)), (400, {"error": 'loading config: admin: unknown field "nope"'}))
+        self.assertEqual((yield self.get_site()), b"one")
+
+    @inlineCallbacks
     def test_load_caddyfile_with_warning(self) -> Any:
         """A text/caddyfile load is adapted; an unformatted one answers its warning as JSON."""
         self.start()

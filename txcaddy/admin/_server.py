@@ -43,6 +43,9 @@ ALLOW_METHODS = "OPTIONS, GET, POST, PUT, PATCH, DELETE"
 ALLOW_HEADERS = "Content-Type, Content-Length, Cache-Control"
 
 
+_ADMIN_FIELDS = {"disabled", "listen", "enforce_origin", "origins", "config", "identity", "remote"}
+
+
 class AdminError(Exception):
     """An error answered as ``{"error": message}`` with ``status``."""
 
@@ -61,6 +64,13 @@ class AdminSettings:
 
     def __init__(self, config: dict[str, Any] | None) -> None:
         config = config or {}
+        if not isinstance(config, dict):
+            raise ConfigError("admin: must be a JSON object")
+        unknown = sorted(set(config) - _ADMIN_FIELDS)
+        if unknown:
+            raise ConfigError(f'admin: unknown field "{unknown[0]}"')
+        if (config.get("config") or {}).get("load") is not None:
+            raise ConfigError("admin.config.load: loading configs from a module is not supported")
         self.disabled = bool(config.get("disabled"))
         self.listen = str(config.get("listen") or DEFAULT_ADMIN_LISTEN)
         self.enforce_origin = bool(config.get("enforce_origin"))
