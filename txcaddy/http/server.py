@@ -206,7 +206,8 @@ class HTTPServer:
         for protocol in list(self.connections):
             if getattr(protocol, "_switched", None) is not None:
                 continue
-            if successor is not None and protocol.idle and not protocol.closing:
+            # HTTP/3 connections (no ``idle``) are not moved: their streams are closed gracefully.
+            if successor is not None and getattr(protocol, "idle", False) and not protocol.closing:
                 self.connections.discard(protocol)
                 protocol.server = successor
                 successor.connection_made(protocol)
