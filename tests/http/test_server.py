@@ -93,6 +93,8 @@ class _Connection:
         self.aborted = True
         self.server.connection_lost(self)
 
+    loseConnection = abortConnection  # noqa: N815 - Twisted's name
+
 
 class RetireTests(SynchronousTestCase):
     def test_idle_connections_move_busy_ones_close_websockets_stay(self) -> None:
