@@ -9,8 +9,8 @@ line and exits 1, never a traceback.
 ``caddy reload`` does; ``run`` reloads its config file on ``SIGUSR1`` too.
 
 ``trust``/``untrust`` follow Caddy 2.6.2's ``modules/caddypki/command.go``, except
-where the root comes from: Caddy asks a running server's admin API, txcaddy (no admin
-API yet) reads the CA from the storage the config names, as the server would, and
+where the root comes from: Caddy asks a running server's admin API, txcaddy reads the CA
+from the storage the config names, as the server would (no server needs to run), and
 ``trust`` creates it there when it does not exist yet.
 """
 
