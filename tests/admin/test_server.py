@@ -154,6 +154,17 @@ class ConfigEndpointTests(AdminTestCase):
         self.assertEqual((response.code, json.loads(body)), (400, {"error": "request path is missing object ID"}))
 
     @inlineCallbacks
+    def test_extra_routes(self) -> Any:
+        """An endpoint registered in AdminService.routes (the /metrics hook) is served, checks first."""
+        self.start()
+        assert self.service.admin is not None
+        self.service.admin.routes["/metrics"] = lambda request, method: f"{method} metrics\n".encode()
+        response, body = yield self.call("GET", "/metrics")
+        self.assertEqual((response.code, body), (200, b"GET metrics\n"))
+        response, _ = yield self.call("GET", "/metrics", headers={"Host": "evil"})
+        self.assertEqual(response.code, 403)
+
+    @inlineCallbacks
     def test_redirect_and_unknown_paths(self) -> Any:
         """/config redirects to /config/; unknown paths are a plain 404."""
         self.start()

@@ -235,6 +235,9 @@ class AdminResource(Resource):
         }
         if path in handler:
             return handler[path](request, method)
+        extra = self.admin.routes.get(path)
+        if extra is not None:
+            return extra(request, method)
         if path.startswith("/pki/"):
             return self._pki(request, method, path)
         request.setResponseCode(404)
@@ -435,7 +438,9 @@ class AdminService(Service):
         self.site.requestFactory = _LimitedRequest
         self.site.displayTracebacks = False
         self.port: Any = None
-        self._starting: Deferred[Any] | None = None
+        #: More endpoints by exact path (``/metrics``): ``handler(request, method)`` returns the
+        #: body (bytes), None, or a Deferred of either; raise ``AdminError`` for an error answer.
+        self.routes: dict[str, Callable[[server.Request, str], Any]] = {}
 
     def bound_port(self) -> int:
         if self.port is None:
