@@ -1,8 +1,11 @@
-"""The txcaddy service tree.
+"""The txcaddy service tree, and graceful reload.
 
-``CaddyService`` is the root ``MultiService`` for one config: it loads the
+``CaddyService`` is the root ``MultiService`` for the running config: it loads the
 Caddy JSON into runtime objects (through the loader) and has one child
-service per listener socket. The listeners bind in ``privilegedStartService``
+service per listener socket, the admin endpoint when asked for (``txcaddy/admin``),
+and the config's own services. ``reload`` builds the next config beside the running
+one and swaps it in (Caddy's ``caddy.go: run`` / ``changeConfig``, but listeners are
+kept: a ``SwitchingFactory`` per socket points new connections at the new servers). The listeners bind in ``privilegedStartService``
 (Twisted's ``StreamServerEndpointService``), so ``twistd --uid/--gid`` binds
 :80 and :443 as root and then drops privileges. ``stopService`` stops accepting,
 lets requests in flight finish within the grace period, then waits for what the
