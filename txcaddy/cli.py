@@ -5,26 +5,32 @@ It mirrors Caddy's command line so that users can diff ``txcaddy adapt``
 against ``caddy adapt``. A bad config prints ``Error: ...`` with file and
 line and exits 1, never a traceback.
 
+``reload`` adapts the config here and POSTs it to the running server's admin API, as
+``caddy reload`` does; ``run`` reloads its config file on ``SIGUSR1`` too.
+
 ``trust``/``untrust`` follow Caddy 2.6.2's ``modules/caddypki/command.go``, except
-where the root comes from: Caddy asks a running server's admin API, txcaddy (no admin
-API yet) reads the CA from the storage the config names, as the server would, and
+where the root comes from: Caddy asks a running server's admin API, txcaddy reads the CA
+from the storage the config names, as the server would (no server needs to run), and
 ``trust`` creates it there when it does not exist yet.
 """
 
 from __future__ import annotations
 
 import argparse
+import json
 import os
+import signal
 import subprocess
 import sys
 from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
-from typing import Any, TextIO, TypeVar
+from typing import Any, TextIO, TypeVar, cast
 
 from cryptography import x509
 from twisted.internet.defer import Deferred
 from twisted.logger import (
     ILogObserver,
+    Logger,
     LogLevel,
     formatEvent,
     globalLogBeginner,
@@ -37,6 +43,8 @@ from zope.interface import provider
 from txcaddy._go.fs import path_error
 from txcaddy._process import tune_server_process
 from txcaddy._reactor import default_reactor
+from txcaddy.admin import _persist as persist
+from txcaddy.admin._server import DEFAULT_ADMIN_LISTEN
 from txcaddy.caddyfile.formatter import format_caddyfile
 from txcaddy.caddyfile.jsonenc import encode
 from txcaddy.config.source import load_config, read_config_text
@@ -89,9 +97,57 @@ def cmd_fmt(args: argparse.Namespace, out: TextIO, err: TextIO) -> int:
 
 
 def run_service(args: argparse.Namespace) -> CaddyService:
-    """The service ``txcaddy run`` serves: it owns the process, so with the fast reactor path."""
-    config, warnings = load_config(args.config, args.adapter)
-    return CaddyService(config, warnings=warnings, reactor=default_reactor(), fast_io=True)
+    """The service ``txcaddy run`` serves: it owns the process, so with the fast reactor path,
+    the admin endpoint and ``autosave.json``; ``--resume`` loads that file instead of ``--config``."""
+    autosave = persist.autosave_path()
+    config: dict[str, Any] | None = None
+    warnings: list[ConfigWarning] = []
+    if getattr(args, "resume", False):
+        try:
+            with open(autosave, encoding="utf-8") as f:
+                config = json.load(f)
+        except FileNotFoundError:
+            config = None  # Caddy falls back to --config
+        except (OSError, ValueError) as e:
+            raise ConfigError(f"reading autosaved config {autosave}: {e}") from None
+    if config is None:
+        config, warnings = load_config(args.config, args.adapter)
+    return CaddyService(config, warnings=warnings, reactor=default_reactor(), fast_io=True, admin=True,
+                        autosave=autosave)
+
+
+def reload_from_file(service: CaddyService, args: argparse.Namespace) -> Deferred[None]:
+    """Reload the config file the server was started with (``SIGUSR1``); errors are logged and
+    leave the running config as it was."""
+    from twisted.internet.defer import fail
+
+    log = Logger(namespace="txcaddy.cli")
+    try:
+        config, warnings = load_config(args.config, args.adapter)
+    except ConfigError as e:
+        log.error("reloading {path}: {error}", path=args.config, error=str(e))
+        return fail(e)
+    d = service.reload(config, warnings)
+
+    def done(_: Any) -> None:
+        log.info("reloaded {path}", path=args.config)
+
+    def failed(failure: Failure) -> Failure:
+        log.error("reloading {path}: {error}", path=args.config, error=str(failure.value))
+        return failure
+
+    return d.addCallbacks(done, failed)
+
+
+def install_reload_signal(service: CaddyService, args: argparse.Namespace) -> None:
+    """``SIGUSR1`` reloads ``args.config`` (systemd's ``ExecReload=kill -USR1 $MAINPID``)."""
+
+    def on_sigusr1(signum: int, frame: Any) -> None:
+        # Signal handlers run between bytecodes: hand the work to the reactor thread.
+        cast(Any, service.reactor).callFromThread(
+            lambda: reload_from_file(service, args).addErrback(lambda _: None))
+
+    signal.signal(signal.SIGUSR1, on_sigusr1)
 
 
 def cmd_run(args: argparse.Namespace, out: TextIO, err: TextIO) -> int:
@@ -109,12 +165,73 @@ def cmd_run(args: argparse.Namespace, out: TextIO, err: TextIO) -> int:
             failures.append(e)
             reactor.stop()
 
+    install_reload_signal(service, args)
     reactor.callWhenRunning(start)
     reactor.addSystemEventTrigger("before", "shutdown", lambda: service.running and service.stopService())
     reactor.run()
     if failures:
         print(f"Error: starting the server: {failures[0]}", file=err)
         return 1
+    return 0
+
+
+def admin_address(args: argparse.Namespace, config: dict[str, Any]) -> str:
+    """Caddy's ``DetermineAdminAPIAddress``: ``--address``, else the config's ``admin.listen``, else the default."""
+    if args.address:
+        return str(args.address)
+    listen = (config.get("admin") or {}).get("listen")
+    return str(listen) if listen else DEFAULT_ADMIN_LISTEN
+
+
+def admin_request(address: str, method: str, path: str, body: bytes, headers: dict[str, str]) -> tuple[int, bytes]:
+    """One request to the admin API at ``address`` (``host:port`` or ``unix//path``), as Caddy's
+    ``AdminAPIRequest``: ``Origin`` names the address; over a unix socket the Host is empty."""
+    import http.client
+    import socket
+
+    if address.startswith("unix/"):
+        path_name = address[len("unix/"):]
+
+        class UnixConnection(http.client.HTTPConnection):
+            def connect(self) -> None:
+                self.sock = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+                self.sock.connect(path_name)
+
+        connection: http.client.HTTPConnection = UnixConnection("localhost", timeout=60)
+        host, origin = "", "http://127.0.0.1"
+    else:
+        hostname, _, port = address.rpartition(":")
+        connection = http.client.HTTPConnection(hostname or "localhost", int(port), timeout=60)
+        host, origin = address, f"http://{address}"
+    try:
+        connection.putrequest(method, path, skip_host=True, skip_accept_encoding=True)
+        connection.putheader("Host", host)
+        connection.putheader("Origin", origin)
+        for name, value in headers.items():
+            connection.putheader(name, value)
+        connection.putheader("Content-Length", str(len(body)))
+        connection.endheaders(body)
+        response = connection.getresponse()
+        return response.status, response.read(10 * 1024)
+    except OSError as e:
+        raise ConfigError(f"performing request: {e}") from None
+    finally:
+        connection.close()
+
+
+def cmd_reload(args: argparse.Namespace, out: TextIO, err: TextIO) -> int:
+    """Adapt the config here and POST it to a running server's ``/load`` (Caddy's ``cmdReload``)."""
+    if not args.config:
+        raise ConfigError("no config file to load")
+    config, warnings = load_config(args.config, args.adapter)
+    _print_warnings(warnings, err)
+    headers = {"Content-Type": "application/json"}
+    if args.force:
+        headers["Cache-Control"] = "must-revalidate"
+    status, body = admin_request(admin_address(args, config), "POST", "/load", encode(config).encode(), headers)
+    if status >= 400:
+        raise ConfigError(f"sending configuration to instance: caddy responded with error: HTTP {status}: "
+                          f"{body.decode('utf-8', 'replace')}")
     return 0
 
 
@@ -263,7 +380,15 @@ def build_parser() -> argparse.ArgumentParser:
     run = commands.add_parser("run", help="serve a config in the foreground")
     run.add_argument("--config", "-c", default="Caddyfile", help="config file (default: Caddyfile)")
     run.add_argument("--adapter", "-a", default=None, help="caddyfile or json")
+    run.add_argument("--resume", action="store_true", help="load the autosaved config instead of --config")
     run.set_defaults(func=cmd_run)
+
+    reload = commands.add_parser("reload", help="send a config to a running server's admin API")
+    reload.add_argument("--config", "-c", default="Caddyfile", help="config file (default: Caddyfile)")
+    reload.add_argument("--adapter", "-a", default=None, help="caddyfile or json")
+    reload.add_argument("--address", default="", help="the admin API address (default: from the config)")
+    reload.add_argument("--force", action="store_true", help="reload even when the config is unchanged")
+    reload.set_defaults(func=cmd_reload)
 
     trust = commands.add_parser("trust", help="install a CA's root certificate into the local trust stores")
     trust.add_argument("--ca", default="", help="the ID of the CA to trust (default: local)")

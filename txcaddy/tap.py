@@ -14,6 +14,7 @@ from twisted.python import usage
 
 from txcaddy._process import tune_server_process
 from txcaddy._reactor import IServingReactor, default_reactor
+from txcaddy.admin import _persist as persist
 from txcaddy.config.source import load_config
 from txcaddy.errors import ConfigError
 from txcaddy.service import CaddyService
@@ -36,7 +37,9 @@ class Options(usage.Options):
             # Build the whole tree now so that any config error is a usage error
             # (one clear line from twistd), not a traceback later.
             # twistd owns the process: the service runs txcaddy's fast reactor path.
-            self.service = CaddyService(config, warnings=warnings, reactor=self.reactor, fast_io=True)
+            self.service = CaddyService(
+                config, warnings=warnings, reactor=self.reactor, fast_io=True, admin=True,
+                autosave=persist.autosave_path())
         except ConfigError as e:
             raise usage.UsageError(str(e)) from None
         self.caddyConfig: dict[str, Any] = self.service.config
@@ -48,5 +51,12 @@ class Options(usage.Options):
 
 
 def makeService(options: Options) -> IService:
+    import argparse
+
+    from txcaddy.cli import install_reload_signal
+
     tune_server_process()
+    # SIGUSR1 reloads the config file, as with ``txcaddy run``.
+    if isinstance(options, Options):
+        install_reload_signal(options.service, argparse.Namespace(config=options["config"], adapter=options["adapter"]))
     return options.service

@@ -72,3 +72,57 @@ class ChallengeTests(SynchronousTestCase):
         response = FakeResponse()
         server.handle(make_request(target="/.well-known/acme-challenge/tok", host="example.com"), response)
         self.assertEqual(response.body, b"routed")
+
+
+class _Connection:
+    """A protocol as ``HTTPServer`` sees it: idle or busy, maybe switched (a WebSocket)."""
+
+    def __init__(self, server: HTTPServer, idle: bool, switched: bool = False) -> None:
+        self.server = server
+        self.idle = idle
+        self.closing = False
+        self._switched = object() if switched else None
+        self.transport = self
+        self.aborted = False
+        server.connection_made(self)
+
+    def close_when_idle(self) -> None:
+        self.closing = True
+
+    def abortConnection(self) -> None:  # noqa: N802 - Twisted's name
+        self.aborted = True
+        self.server.connection_lost(self)
+
+    loseConnection = abortConnection  # noqa: N815 - Twisted's name
+
+
+class RetireTests(SynchronousTestCase):
+    def test_idle_connections_move_busy_ones_close_websockets_stay(self) -> None:
+        """retire() moves idle connections to the successor, asks busy ones to close when done,
+        leaves switched ones alone, and fires once the last one is gone."""
+        from twisted.internet.task import Clock
+
+        old, new = _server(), _server()
+        idle, busy, tunnel = _Connection(old, True), _Connection(old, False), _Connection(old, False, True)
+        done = old.retire(new, 30, Clock())
+        self.assertIs(idle.server, new)
+        self.assertEqual((new.connections, old.connections), ({idle}, {busy, tunnel}))
+        self.assertEqual((idle.closing, busy.closing, tunnel.closing), (False, True, False))
+        self.assertNoResult(done)
+        old.connection_lost(busy)
+        old.connection_lost(tunnel)
+        self.successResultOf(done)
+
+    def test_grace_period_closes_what_is_left(self) -> None:
+        """After the grace period what still runs under the old server is closed."""
+        from twisted.internet.task import Clock
+
+        clock = Clock()
+        old = _server()
+        tunnel = _Connection(old, False, True)
+        done = old.retire(None, 5, clock)
+        clock.advance(4.9)
+        self.assertFalse(tunnel.aborted)
+        clock.advance(0.2)
+        self.assertTrue(tunnel.aborted)
+        self.successResultOf(done)

@@ -60,7 +60,8 @@ def serve_in_process(testcase: SynchronousTestCase, argv: list[str], answer: str
     port = free_port()
     with open(os.path.join(workdir, "Caddyfile"), "w") as f:
         f.write(f"http://127.0.0.1:{port} {{\n\tbind 127.0.0.1\n\trespond \"{answer}\"\n}}\n")
-    env = dict(os.environ, PYTHONPATH=CHECKOUT)
+    # autosave.json goes to the test's folder, not the user's ~/.config/caddy.
+    env = dict(os.environ, PYTHONPATH=CHECKOUT, XDG_CONFIG_HOME=os.path.join(workdir, "config"))
     process = subprocess.Popen(
         [sys.executable, *argv], cwd=workdir, env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT
     )

@@ -396,11 +396,12 @@ class TransportCloseIdleTests(PoolTestCase):
         self.assertIsNone(self.successResultOf(closed))
 
     def test_handler_unload_returns_it(self) -> None:
-        """The reverse_proxy handler's unload hook returns the transport's Deferred."""
+        """The reverse_proxy transport's unload hook (its release) returns the transport's Deferred."""
         from txcaddy.config.loader import LoadContext
         from txcaddy.reverseproxy.handler import load_reverse_proxy
 
         context = LoadContext(reactor=self.reactor)
         load_reverse_proxy({"upstreams": [{"dial": "127.0.0.1:9000"}]}, context)
-        (hook,) = context.unload_hooks
-        self.assertIsNone(self.successResultOf(hook()))
+        release, handler_unload = context.unload_hooks
+        self.assertIsNone(handler_unload())
+        self.assertIsNone(self.successResultOf(release()))

@@ -206,6 +206,34 @@ class HTTPServer:
             d.addBoth(lambda result: (timer.active() and timer.cancel(), result)[1])
         return d
 
+    def retire(self, successor: Any, grace_period: float, clock: Any) -> Deferred[None]:
+        """After a reload: this server's config is gone, ``successor`` (or None) replaces it.
+
+        Idle connections move to ``successor`` (their next request sees the new routes, and
+        no client finds its keep-alive connection closed by a reload); busy ones finish their
+        requests and then close (``Connection: close``); switched connections (WebSockets) keep
+        running. Whatever is left after ``grace_period`` is closed. Fires when none is left.
+        """
+        for protocol in list(self.connections):
+            if getattr(protocol, "_switched", None) is not None:
+                continue
+            # HTTP/3 connections (no ``idle``) are not moved: their streams are closed gracefully.
+            if successor is not None and getattr(protocol, "idle", False) and not protocol.closing:
+                self.connections.discard(protocol)
+                protocol.server = successor
+                successor.connection_made(protocol)
+            else:
+                protocol.close_when_idle()
+        d: Deferred[None] = Deferred()
+        if not self.connections:
+            d.callback(None)
+            return d
+        self._drained.append(d)
+        if grace_period > 0 and clock is not None:
+            timer = clock.callLater(grace_period, self._force_close)
+            d.addBoth(lambda result: (timer.active() and timer.cancel(), result)[1])
+        return d
+
     def _force_close(self) -> None:
         for protocol in list(self.connections):
             transport = protocol.transport

@@ -18,6 +18,7 @@ flushing), ``_splice`` (the upgrade tunnel).
 from __future__ import annotations
 
 import copy
+import json
 from typing import Any, cast
 
 from twisted.internet.defer import CancelledError, Deferred
@@ -743,21 +744,64 @@ def load_reverse_proxy(config: dict[str, Any], context: Any) -> ReverseProxyHand
     upstreams_healthy = context.runtime.get(Metrics).upstreams()
     upstreams_healthy.track(upstreams)
 
-    def unload() -> Deferred[None]:
+    def unload() -> None:
         upstreams_healthy.untrack(upstreams)
         tunnels.close_all()
         if passive is not None:
             passive.unload()
         for upstream in upstreams:
             hosts.release(upstream.host)
-        return transport.close_idle()  # fires once the idle upstream connections are closed
+        # The transport is released by its own hook (``TransportRegistry``): closed once no
+        # loaded config uses it.
 
     context.on_unload(unload)
     return handler
 
 
+class TransportRegistry:
+    """The transports (and so the upstream connection pools) of a service's loaded configs.
+
+    A reload loads the new config before it unloads the old one; a ``reverse_proxy`` at the
+    same place in the config with the same ``transport`` JSON gets the old config's transport
+    back, so its idle upstream connections are reused instead of dialled again (Caddy builds a
+    new ``http.Transport`` per config). A transport is closed when no loaded config uses it.
+    Kept per service in its ``Runtime``.
+    """
+
+    def __init__(self) -> None:
+        self._transports: dict[str, list[Any]] = {}  # key -> [transport, users]
+
+    def acquire(self, key: str, build: Any) -> Any:
+        entry = self._transports.get(key)
+        if entry is None:
+            entry = self._transports[key] = [build(), 0]
+        entry[1] += 1
+        return entry[0]
+
+    def release(self, key: str) -> Any:
+        """Drop one use; returns what closing the transport returns when it was the last."""
+        entry = self._transports.get(key)
+        if entry is None:
+            return None
+        entry[1] -= 1
+        if entry[1] > 0:
+            return None
+        del self._transports[key]
+        return entry[0].close_idle()
+
+
 def _load_transport(config: Any, context: Any, reactor: Any) -> Any:
     if config is None:
         config = {"protocol": "http"}
-    return context.load_module("http.reverse_proxy.transport", config, "protocol")
+    registry = context.runtime.get(TransportRegistry)
+    # Where the handler is plus its transport JSON; a second reverse_proxy at the same path in
+    # one config (two handlers in one route) gets its own transport, as in Caddy.
+    where = ".".join(context.path)
+    seen = context.__dict__.setdefault("_transport_keys", {})
+    seen[where] = seen.get(where, 0) + 1
+    key = f"{where}#{seen[where]} " + json.dumps(config, sort_keys=True, default=str)
+    transport = registry.acquire(
+        key, lambda: context.load_module("http.reverse_proxy.transport", config, "protocol"))
+    context.on_unload(lambda: registry.release(key))
+    return transport
 

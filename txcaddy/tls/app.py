@@ -188,6 +188,17 @@ class TLSApp:
             self.on_demand = OnDemandConfig(automation.get("on_demand"), clock, reactor)
         return services
 
+    def adopt_certificates(self, old: TLSApp) -> None:
+        """Take the managed certificates ``old`` (the running config's app) holds for names this
+        app manages (all of them with on-demand TLS), so that handshakes after a reload find them
+        at once, before this app's manager has looked at the storage (certmagic's cache is shared
+        by every config for the same reason)."""
+        wanted = set(self.managed)
+        every = self.uses_on_demand()
+        for certificate in old.cache:
+            if certificate.managed and (every or wanted.intersection(certificate.names)):
+                self.cache.add(certificate)
+
     def plan_http(self, http: dict[str, Any] | None) -> AutoHTTPSPlan:
         """Run automatic HTTPS phase 1 for the ``http`` app; remember what it decided."""
         result = plan(http, self.config, lambda name: bool(self.cache.all_matching(name)))
