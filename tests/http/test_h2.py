@@ -336,6 +336,31 @@ class HTTP2Tests(SynchronousTestCase):
         self.assertIn(b"done", back)
         self.assertTrue(self.transport.disconnecting)
 
+    def test_reload_moves_idle_and_drains_busy_connections(self) -> None:
+        """A reload (``HTTPServer.retire``): an idle HTTP/2 connection moves to the new server and
+        its next stream sees the new routes; a busy one gets GOAWAY, finishes its stream on the
+        old routes, then closes."""
+        successor = HTTPServer("srv0", [":443"], RouteList([Route([load_static_response({"body": "new"}, None)])]),
+                               reactor=self.clock)
+        idle_transport = StringTransport()
+        idle = HTTP2Protocol(self.server, self.clock)
+        idle.makeConnection(idle_transport)
+        idle_client = Client(idle, idle_transport)
+        idle_client.pump()
+        sid = self.client.request("GET", "/held")
+        self.client.pump()
+        drained = self.server.retire(successor, 10, self.clock)
+        goaway = [e for e in self.client.pump() if isinstance(e, h2.events.ConnectionTerminated)]
+        self.assertEqual((goaway[0].last_stream_id, goaway[0].error_code), (sid, 0))
+        self.assertNoResult(drained)
+        self.held.release(b"old routes")
+        self.assertIn(b"old routes", self.transport.value())  # (h2's client reads no more after GOAWAY)
+        self.assertTrue(self.transport.disconnecting)
+        moved = idle_client.request("GET", "/held")
+        idle_client.pump()
+        self.assertEqual(idle_client.response(moved)[1], b"new")
+        self.assertFalse(idle_transport.disconnecting)
+
     def test_client_reset_stops_the_response(self) -> None:
         """A stream the client resets is released: the response is lost, nothing more is sent."""
         sid = self.client.request("GET", "/held")
