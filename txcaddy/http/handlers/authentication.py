@@ -226,7 +226,7 @@ class HTTPBasicAuth:
                 cache.put(key, bool(same))
             return self._decide(bool(same), account, response)
 
-        def failed(failure: Failure) -> Failure:
+        def failed(failure: Failure) -> Failure:  # a malformed stored hash, for instance
             self._prompt(response)
             return failure  # a technical error: the handler logs it and asks the next provider
 
@@ -237,7 +237,8 @@ class HTTPBasicAuth:
             return User(account.username)
         return self._prompt(response)
 
-    def _prompt(self, response: Response) -> None:
+    def _prompt(self, response: Response) -> User | None:
+        """Ask for credentials (Caddy's ``promptForCredentials``); nobody is authenticated."""
         response.headers.set("WWW-Authenticate", self._challenge)
         return None
 
