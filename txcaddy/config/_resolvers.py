@@ -92,7 +92,8 @@ _GLOBAL_EXACT: dict[str, Callable[[], Any]] = {
 }
 
 
-def _global_resolver(key: str) -> Resolver | None:
+def global_resolver(key: str) -> Resolver | None:
+    """The value source of a global placeholder (needs no request); None for other names."""
     if key.startswith("env."):
         name = key[4:]
         return lambda request, response: os.environ.get(name, "")
@@ -100,6 +101,9 @@ def _global_resolver(key: str) -> Resolver | None:
     if source is not None:
         return lambda request, response: source()
     return None
+
+
+_global_resolver = global_resolver  # the older private name, still used by others
 
 
 def _error_message(error: Any) -> str:
@@ -570,6 +574,58 @@ def _tls_resolver(field: str) -> Resolver:
 
 # -- resolvers by name ---------------------------------------------------------------------
 
+#: The ``request.placeholders`` key holding value sources handlers add during a request
+#: (Caddy's ``Replacer.Map``, used by ``map``): each is called as ``source(key, request,
+#: response)`` and gives the value or ``UNKNOWN``. They come last, after the values set
+#: during the request and the request's own, in the order they were added, as Caddy
+#: appends its providers. The NUL keeps the name out of reach of any placeholder.
+MAPPED = "\x00mapped"
+
+
+def add_mapped(request: Any, source: Callable[[str, Any, Any], Any]) -> None:
+    """Add a lazy value source consulted for names nothing else knows (``Replacer.Map``)."""
+    sources = request.placeholders.get(MAPPED)
+    if sources is None:
+        request.placeholders[MAPPED] = [source]
+    else:
+        sources.append(source)
+
+
+def _mapped(key: str, request: Any, response: Any) -> Any:
+    sources = request.placeholders.get(MAPPED)
+    if sources:
+        for source in sources:
+            value = source(key, request, response)
+            if value is not UNKNOWN:
+                return value
+    return UNKNOWN
+
+
+def _layered(key: str, static: Resolver, computed: Resolver | None) -> Resolver:
+    """Values set during the request, then the request's own, then the mapped sources."""
+    if computed is None:
+
+        def set_or_mapped(request: Any, response: Any) -> Any:
+            value = static(request, response)
+            if value is UNKNOWN and request.placeholders:
+                return _mapped(key, request, response)
+            return value
+
+        return set_or_mapped
+
+    def layered(request: Any, response: Any) -> Any:
+        if request.placeholders or request.error is not None:
+            value = static(request, response)
+            if value is not UNKNOWN:
+                return value
+            value = computed(request, response)
+            if value is UNKNOWN and request.placeholders:
+                return _mapped(key, request, response)
+            return value
+        return computed(request, response)
+
+    return layered
+
 _resolver_cache: dict[str, Resolver] = {}
 
 
@@ -578,20 +634,9 @@ def resolver(key: str) -> Resolver:
     cached = _resolver_cache.get(key)
     if cached is not None:
         return cached
-    found = _global_resolver(key)
+    found = global_resolver(key)
     if found is None:
-        static = _static_resolver(key)
-        computed = _request_resolver(key)
-        if computed is None:
-            found = static
-        else:
-
-            def found(request: Any, response: Any, _static: Resolver = static, _computed: Resolver = computed) -> Any:
-                if request.placeholders or request.error is not None:
-                    value = _static(request, response)
-                    if value is not UNKNOWN:
-                        return value
-                return _computed(request, response)
+        found = _layered(key, _static_resolver(key), _request_resolver(key))
 
     if len(_resolver_cache) < 8192:
         _resolver_cache[key] = found

@@ -12,7 +12,7 @@ from typing import Any
 
 from txcaddy._go.fmt import sprint
 from txcaddy._go.strconv import format_float_f
-from txcaddy.config._resolvers import UNKNOWN, resolver
+from txcaddy.config._resolvers import UNKNOWN, global_resolver, resolver
 
 
 def to_string(value: Any) -> str:
@@ -203,3 +203,22 @@ def replace_all(text: str, request: Any, response: Any = None, empty: str = "") 
     if "{" not in text:
         return text
     return template(text).render(request, response, empty_unknown=True, empty=empty)
+
+
+def replace_all_global(text: str) -> str:
+    """``ReplaceAll`` with only the global values (``env.*``, ``system.*``, ``time.*``).
+
+    What Caddy's modules get from ``caddy.NewReplacer()`` when they provision, outside
+    any request: every other placeholder is unknown there, so it becomes empty.
+    """
+    if "{" not in text:
+        return text
+    out: list[str] = []
+    for segment in template(text)._segments:
+        if segment.__class__ is str:
+            out.append(segment)
+            continue
+        source = global_resolver(segment.key)
+        if source is not None:
+            out.append(to_string(source(None, None)))
+    return "".join(out)

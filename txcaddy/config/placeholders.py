@@ -19,21 +19,32 @@ configs written for Caddy depend on them:
 The lookup order is Caddy's too: global values (``env.*``, ``system.*``,
 ``time.*``) first, then values set during the request (``request.placeholders``
 and the ``http.error.*`` of an error route), then the request's own values.
+Handlers may add lazy value sources consulted last (``add_mapped``, Caddy's
+``Replacer.Map``): ``map`` computes its destinations only when they are read.
 txcaddy adds one name (DESIGN.md §1): ``{>Name}`` is the request header
 ``Name``, like ``{http.request.header.Name}``.
 """
 
 from __future__ import annotations
 
-from txcaddy.config._resolvers import PROVIDED_NAMESPACES, UNKNOWN, lookup, resolver
-from txcaddy.config._template import Template, replace_all, replace_known, template, to_string
+from txcaddy.config._resolvers import PROVIDED_NAMESPACES, UNKNOWN, add_mapped, lookup, resolver
+from txcaddy.config._template import (
+    Template,
+    replace_all,
+    replace_all_global,
+    replace_known,
+    template,
+    to_string,
+)
 
 __all__ = [
     "PROVIDED_NAMESPACES",
     "UNKNOWN",
     "Template",
+    "add_mapped",
     "lookup",
     "replace_all",
+    "replace_all_global",
     "replace_known",
     "resolver",
     "template",

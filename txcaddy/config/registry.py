@@ -39,6 +39,8 @@ BUILTIN_MODULES = (
     "txcaddy.http.handlers._filematch",
     "txcaddy.http.handlers.requestbody",
     "txcaddy.http.handlers.encode",
+    "txcaddy.http.handlers.map",
+    "txcaddy.http.handlers.authentication",
     "txcaddy.reverseproxy.transport",
     "txcaddy.reverseproxy.handler",
     "txcaddy.reverseproxy.selection",
