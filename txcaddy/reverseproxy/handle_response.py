@@ -114,7 +114,7 @@ def load_response_handlers(configs: Any, context: Any) -> list[ResponseHandler]:
     return handlers
 
 
-def status_from(template: Template, request: Request, response: Response) -> int:
+def status_from(template: Template, request: Request, response: Response | None) -> int:
     """A configured status (placeholders replaced, unknown ones by nothing), as Go's Atoi reads it."""
     text = template.render(request, response, empty_unknown=True)
     body = text[1:] if text[:1] in ("+", "-") else text

@@ -611,7 +611,7 @@ class _ProxyCall:
         upstream.host.count_request(-1)
         self.published.upstream_duration = self.handler.clock.seconds() - self.attempt_start
         if abort and exchange is not None:
-            exchange.abort(None)
+            exchange.abort(CancelledError("upstream response not used"))
 
     # -- handle_response ------------------------------------------------------------------
 
