@@ -17,6 +17,7 @@ from txcaddy.reverseproxy.handle_response import (
     discard_body,
     status_from,
 )
+from txcaddy.reverseproxy.transport import ResponseHead
 from txcaddy.testing import FakeResponse, make_request
 
 UPSTREAM = [{"dial": "10.0.0.1:80"}]
@@ -161,3 +162,33 @@ class HandleResponseLoopTests(HandlerTestCase):
         self.assertEqual(reached[0][0], "alice")
         self.assertIsNone(exchange.aborted)  # the 4-byte body was drained, not cut off
         self.assertEqual(response.body, b"")
+
+    def test_body_dropped_after_routes_that_did_not_copy(self) -> None:
+        """Routes that hold a copy_response they never reach leave the body to be drained once they end."""
+        handler = self.load({"upstreams": UPSTREAM, "handle_response": [{"routes": [
+            {"match": [{"path": ["/never"]}], "handle": [{"handler": "copy_response"}]},
+            {"handle": [{"handler": "static_response", "body": "mine"}]},
+        ]}]})
+        response, outcome = self.serve(handler, make_request())
+        exchange = self.transport.exchanges[0]
+        exchange.head.callback(ResponseHead(b"HTTP/1.1", 200, b"OK", [(b"Content-Length", b"6")]))
+        self.assertEqual(outcome, [None])
+        self.assertEqual(response.body, b"mine")
+        self.assertIsNotNone(exchange.consumer)  # the body goes to a drain, after the routes
+        exchange.consumer.body_data(b"theirs")
+        exchange.consumer.body_finished(None)
+        self.assertEqual(response.body, b"mine")
+        self.assertIsNone(exchange.aborted)
+
+    def test_copy_response_relays_with_its_status(self) -> None:
+        """copy_response relays the upstream body with its own status; the call ends when the body does."""
+        handler = self.load({"upstreams": UPSTREAM, "handle_response": [{"routes": [
+            {"handle": [{"handler": "copy_response", "status_code": 203}]}]}]})
+        response, outcome = self.serve(handler, make_request())
+        exchange = self.transport.exchanges[0]
+        exchange.head.callback(ResponseHead(b"HTTP/1.1", 200, b"OK", [(b"Content-Length", b"6")]))
+        self.assertEqual(outcome, [])
+        exchange.consumer.body_data(b"theirs")
+        exchange.consumer.body_finished(None)
+        self.assertEqual(outcome, [None])
+        self.assertEqual((response.status, response.body), (203, b"theirs"))

@@ -41,6 +41,7 @@ BUILTIN_MODULES = (
     "txcaddy.http.handlers.encode",
     "txcaddy.reverseproxy.transport",
     "txcaddy.reverseproxy.handler",
+    "txcaddy.reverseproxy.handle_response",
     "txcaddy.reverseproxy.selection",
     "txcaddy.reverseproxy.upstreams",
     "txcaddy.metrics.handler",
