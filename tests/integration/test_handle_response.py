@@ -9,8 +9,11 @@ from typing import Any
 
 import treq
 from twisted.internet.defer import inlineCallbacks
+from twisted.internet.protocol import Factory
 from twisted.trial.unittest import TestCase
 
+from tests._net import listen_local, port_number
+from tests.integration.test_h2c_upstream import H2Upstream
 from tests.reverseproxy._backends import (
     EchoBackend,
     RawBackend,
@@ -336,3 +339,30 @@ class ForwardAuthTests(HandleResponseTestCase):
         response, body = yield self.request("GET", base + "/public")
         self.assertEqual((response.code, body), (200, b"alive"))
         self.assertEqual(app.requests, [])
+
+
+class H2cHandleResponseTests(HandleResponseTestCase):
+    @inlineCallbacks
+    def test_dropped_bodies_over_h2c(self) -> Any:
+        """An h2c upstream's response handled by routes is dropped stream by stream; the connection serves on."""
+        connections: list[H2Upstream] = []
+
+        class Counting(Factory):
+            def buildProtocol(self, addr: Any) -> H2Upstream:
+                protocol = H2Upstream()
+                connections.append(protocol)
+                return protocol
+
+        port = listen_local(Counting())
+        self.addCleanup(port.stopListening)
+        base = self.proxy(f"""\treverse_proxy h2c://127.0.0.1:{port_number(port)} {{
+\t\t@created status 201
+\t\thandle_response @created {{
+\t\t\trespond "handled {{rp.status_code}} {{rp.header.X-Upstream}}"
+\t\t}}
+\t}}""")
+        for _ in range(2):
+            response, body = yield self.request("GET", base + "/")
+            self.assertEqual((response.code, body), (200, b"handled 201 h2"))
+        self.assertEqual(len(connections), 1)
+        self.assertEqual(sorted(connections[0].bodies), [1, 3])  # two streams on one connection
