@@ -121,6 +121,14 @@ class HandleResponseLoopTests(HandlerTestCase):
         self.assertIsNotNone(exchange.aborted)
         self.assertEqual(len(self.transport.exchanges), 1)
 
+    def test_weak_string_status_loads_and_fails_at_request_time(self) -> None:
+        """A non-string status (``true``) loads as its JSON text, as Caddy's WeakString, and answers 500."""
+        handler = self.load({"upstreams": UPSTREAM, "handle_response": [{"status_code": True}]})
+        response, outcome = self.serve(handler, make_request())
+        self.transport.exchanges[0].respond(200, [(b"Content-Length", b"2")], b"ok")
+        self.assertEqual(outcome[0].value.status, 500)
+        self.assertIn('"true"', str(outcome[0].value))
+
     def test_route_error_is_not_retried(self) -> None:
         """An error from a handle_response route is the request's error; the upstream is not tried again."""
         handler = self.load({"upstreams": UPSTREAM, "load_balancing": {"retries": 3}, "handle_response": [

@@ -23,6 +23,7 @@ pool, and a longer one closes the connection.
 
 from __future__ import annotations
 
+import json
 from typing import Any
 
 from twisted.internet.defer import Deferred
@@ -87,15 +88,15 @@ def _mentions_copy_response(config: Any) -> bool:
     return False
 
 
-def _weak_string(value: Any, where: str) -> Template | None:
-    """A ``caddyhttp.WeakString`` (a number or a string) as a template; None when empty."""
+def _weak_string(value: Any) -> Template | None:
+    """A ``caddyhttp.WeakString`` as a template; None when empty.
+
+    As in Caddy, any JSON value is taken: a string as it is, anything else as its JSON text
+    (``true`` becomes "true", which fails as a status at request time, with a 500).
+    """
     if value is None or value == "":
         return None
-    if isinstance(value, bool) or not isinstance(value, (int, float, str)):
-        raise ConfigError(f"{where}: status_code must be a number or a string")
-    if isinstance(value, float):
-        value = int(value) if value.is_integer() else value
-    return Template(str(value))
+    return Template(value if isinstance(value, str) else json.dumps(value, separators=(",", ":")))
 
 
 def load_response_handlers(configs: Any, context: Any) -> list[ResponseHandler]:
@@ -108,7 +109,7 @@ def load_response_handlers(configs: Any, context: Any) -> list[ResponseHandler]:
         match = ResponseMatcher.from_config(config["match"], where) if config.get("match") is not None else None
         routes = context.load_routes(config["routes"]) if config.get("routes") else None
         handlers.append(ResponseHandler(
-            match, _weak_string(config.get("status_code"), where), routes,
+            match, _weak_string(config.get("status_code")), routes,
             _mentions_copy_response(config.get("routes")),
         ))
     return handlers
@@ -224,7 +225,7 @@ class CopyResponseHandler:
 
 @module("http.handlers.copy_response", schema=Obj({"status_code": ANY}, strict=True))
 def load_copy_response(config: dict[str, Any], context: Any) -> CopyResponseHandler:
-    return CopyResponseHandler(_weak_string(config.get("status_code"), "copy_response"))
+    return CopyResponseHandler(_weak_string(config.get("status_code")))
 
 
 @implementer(IHandler)
