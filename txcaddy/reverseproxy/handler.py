@@ -6,7 +6,8 @@ failure decide whether to try again (``lb_try_duration``, ``lb_retries``,
 ``lb_retry_match``). A request is only retried when nothing of it reached the
 failed upstream, or it has no body and the retry rules allow it: a body is
 never sent twice. The response streams back as it arrives; a ``101`` turns the
-two connections into a byte tunnel.
+two connections into a byte tunnel. ``handle_response`` handlers (``handle_response.py``)
+may change its status or answer with routes instead.
 
 The pieces live beside this module, one concern each: ``selection``
 (policies), ``hosts`` (shared upstream state), ``health`` (active and passive
