@@ -41,6 +41,7 @@ class FakeExchange:
         self.aborted: BaseException | None = None
         self.sent_anything = False
         self.body_wanted = False
+        self.finished = False
 
     def when_head(self, on_head: Any, on_failure: Any) -> None:
         self.head.addCallbacks(on_head, on_failure)

@@ -43,6 +43,7 @@ BUILTIN_MODULES = (
     "txcaddy.http.handlers.authentication",
     "txcaddy.reverseproxy.transport",
     "txcaddy.reverseproxy.handler",
+    "txcaddy.reverseproxy.handle_response",
     "txcaddy.reverseproxy.selection",
     "txcaddy.reverseproxy.upstreams",
     "txcaddy.metrics.handler",

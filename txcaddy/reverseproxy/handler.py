@@ -6,7 +6,8 @@ failure decide whether to try again (``lb_try_duration``, ``lb_retries``,
 ``lb_retry_match``). A request is only retried when nothing of it reached the
 failed upstream, or it has no body and the retry rules allow it: a body is
 never sent twice. The response streams back as it arrives; a ``101`` turns the
-two connections into a byte tunnel.
+two connections into a byte tunnel. ``handle_response`` handlers (``handle_response.py``)
+may change its status or answer with routes instead.
 
 The pieces live beside this module, one concern each: ``selection``
 (policies), ``hosts`` (shared upstream state), ``health`` (active and passive
@@ -19,9 +20,10 @@ from __future__ import annotations
 
 import copy
 import json
+from collections.abc import Callable
 from typing import Any, cast
 
-from twisted.internet.defer import CancelledError, Deferred
+from twisted.internet.defer import CancelledError, Deferred, maybeDeferred
 from twisted.logger import Logger
 from twisted.python.failure import Failure
 from zope.interface import implementer
@@ -59,6 +61,15 @@ from txcaddy.interfaces import IHandler
 from txcaddy.metrics import Metrics
 from txcaddy.reverseproxy import headers as proxy_headers
 from txcaddy.reverseproxy._splice import Tunnels, start_tunnel
+from txcaddy.reverseproxy.handle_response import (
+    HandleResponseContext,
+    ResponseHandler,
+    discard_body,
+    enter,
+    leave,
+    load_response_handlers,
+    status_from,
+)
 from txcaddy.reverseproxy.health import PassiveHealth, load_active_health
 from txcaddy.reverseproxy.hosts import HostRegistry, Upstream
 from txcaddy.reverseproxy.selection import load_selection_policy
@@ -188,6 +199,7 @@ class ReverseProxyHandler:
         max_buffer_size: int = 0,
         tunnels: Any = None,
         stream_timeout: float = 0.0,
+        handle_response: list[ResponseHandler] | None = None,
     ) -> None:
         self.clock = clock
         self.transport = transport
@@ -210,13 +222,14 @@ class ReverseProxyHandler:
         self.max_buffer_size = max_buffer_size
         self.tunnels = tunnels
         self.stream_timeout = stream_timeout
+        self.handle_response = handle_response or []
         self.compression = bool(transport.compression)
 
     #: The ``UpstreamProvider`` (upstreams.py) of dynamic upstreams and ``lookup_srv``; None: static only.
     dynamic: Any = None
 
     def serve(self, request: Request, response: Response, next: Any) -> Deferred[None]:
-        return _ProxyCall(self, request, response).start()
+        return _ProxyCall(self, request, response, next).start()
 
     @staticmethod
     def target_of(upstream: Upstream) -> _Target:
@@ -249,7 +262,8 @@ class _Published:
     placeholders refer to nothing that refers back: no reference cycle per request.
     """
 
-    __slots__ = ("target", "upstream", "counts", "latency", "upstream_duration", "elapsed")
+    __slots__ = ("target", "upstream", "counts", "latency", "upstream_duration", "elapsed", "status",
+                 "status_text", "headers")
 
     def __init__(self) -> None:
         self.target: _Target | None = None
@@ -258,6 +272,10 @@ class _Published:
         self.latency: float | None = None
         self.upstream_duration: float | None = None
         self.elapsed: float | None = None
+        # the upstream response, published for handle_response routes
+        self.status: int | None = None
+        self.status_text = ""
+        self.headers: Headers | None = None
 
     def placeholder(self, name: str) -> Any:
         """``{http.reverse_proxy.<name>}`` (see placeholders.PROVIDED_NAMESPACES), or UNKNOWN."""
@@ -274,6 +292,17 @@ class _Published:
                 return self.counts[1]
             if field == "max_requests" and self.upstream is not None:
                 return self.upstream.max_requests
+        if self.status is not None:
+            if name == "status_code":
+                return self.status
+            if name == "status_text":
+                return self.status_text
+            if name.startswith("header.") and self.headers is not None:
+                # Caddy sets one value per field under its canonical name (values joined by ",")
+                field = name[7:]
+                values = self.headers.values_of(field)
+                if values is not None:
+                    return ",".join(values)
         in_ms = name.endswith("_ms")
         attribute = _TIMINGS.get(name[:-3] if in_ms else name)
         seconds = getattr(self, attribute) if attribute is not None else None
@@ -288,11 +317,14 @@ class _ProxyCall:
     __slots__ = (
         "handler", "request", "response", "d", "start_time", "attempts", "error", "method", "target",
         "headers", "upgrade", "body_length", "buffered", "pump", "exchange", "upstream", "attempt_start",
-        "gone", "done", "relay", "method_text", "gzip", "published",
+        "gone", "done", "relay", "method_text", "gzip", "published", "next", "on_body_done",
     )
 
-    def __init__(self, handler: ReverseProxyHandler, request: Request, response: Response) -> None:
+    def __init__(self, handler: ReverseProxyHandler, request: Request, response: Response, next: Any) -> None:
         self.handler = handler
+        self.next = next
+        # where a copy_response wants the end of the relayed body reported (None: the call ends)
+        self.on_body_done: Callable[[Failure | None], None] | None = None
         self.request = request
         self.response = response
         self.d: Deferred[None] = Deferred()
@@ -335,8 +367,8 @@ class _ProxyCall:
             self.body_length = CHUNKED
         else:
             self.body_length = body.length
-        if self.body_length is None and no_body:
-            body.discard()
+        if self.body_length is None and no_body and not handler.handle_response:
+            body.discard()  # with handle_response routes, the handlers after the proxy may read it
         self.response.on_finish(self._client_finished)
         if self.body_length is not None and handler.buffer_requests:
             self.buffered = BufferedBody(body, handler.max_buffer_size, self._attempt)
@@ -486,7 +518,39 @@ class _ProxyCall:
         if self.gone:
             exchange.abort(ClientGone("client went away"))
             return
-        if head.status == 101:
+        status = head.status
+        if handler.handle_response:
+            # Caddy's reverseProxy: the first response handler that matches decides
+            matched_headers = _headers_of(head)
+            matched_headers.delete_canonical(("Transfer-Encoding",))  # Go's client drops it
+            for entry in handler.handle_response:
+                if not entry.matches(head.status, matched_headers):
+                    continue
+                if entry.status_code is not None:  # replace_status: relay with another status
+                    try:
+                        replaced = status_from(entry.status_code, request, response)
+                    except HandlerError as error:
+                        self._drop_upstream(abort=True)
+                        self._finish(Failure(error))
+                        return
+                    if replaced:
+                        status = replaced
+                    break
+                if entry.routes is None:
+                    continue
+                self._run_response_routes(entry, head, matched_headers)
+                return
+        self._relay(head, status)
+
+    def _relay(self, head: ResponseHead, status: int) -> None:
+        """Send the upstream response to the client (Caddy's finalizeResponse)."""
+        handler = self.handler
+        request = self.request
+        response = self.response
+        upstream = self.upstream
+        exchange = self.exchange
+        assert upstream is not None and exchange is not None
+        if status == 101:
             self._switch_protocols(head, exchange, upstream)
             return
         upstream_headers = _headers_of(head)
@@ -498,7 +562,7 @@ class _ProxyCall:
         proxy_headers.clean_response_headers(upstream_headers)
         gunzip = self.gzip and proxy_headers.gunzip_response_headers(upstream_headers, head.status)
         if handler.response_ops is not None and (
-            handler.response_require is None or handler.response_require.match(head.status, upstream_headers)
+            handler.response_require is None or handler.response_require.match(status, upstream_headers)
         ):
             handler.response_ops.apply(upstream_headers, request, response)
         out = response.headers
@@ -507,13 +571,13 @@ class _ProxyCall:
             out.add("Trailer", ", ".join(announced))
         lengths = out.values_of("Content-Length")
         content_length = int(lengths[0]) if lengths and lengths[0].isdigit() else None
-        if request.method == "HEAD" or head.status in (204, 304):
+        if request.method == "HEAD" or status in (204, 304):
             content_length = 0
-        response.write_head(head.status)
+        response.write_head(status)
         types = out.values_of("Content-Type")
         flush = effective_flush_interval(handler.flush_interval, types[0] if types else "", content_length)
         stream = content_length is None or content_length > STREAM_THRESHOLD
-        sniff = types is None and head.status not in (204, 304) and request.method != "HEAD"
+        sniff = types is None and status not in (204, 304) and request.method != "HEAD"
         self.relay = ResponseRelay(
             response, exchange, flush, handler.clock, self._body_done, stream,
             buffer_limit=handler.max_buffer_size if handler.buffer_responses else None,
@@ -521,21 +585,90 @@ class _ProxyCall:
         )
 
     def _body_done(self, reason: Failure | None) -> None:
-        upstream, self.upstream = self.upstream, None
-        self.exchange = None
-        if upstream is not None:
-            upstream.host.count_request(-1)
-        self.published.upstream_duration = self.handler.clock.seconds() - self.attempt_start
+        self._drop_upstream(abort=False)
         relay, self.relay = self.relay, None
         if reason is None and relay is not None and relay.trailers:
             self.response.add_trailers(relay.trailers)
         if reason is None or self.gone or self.response.lost is not None:
-            self._finish(None)
+            self._body_end(None)
             return
         # The head is out: no error page is possible, so the client must see the
         # response cut off rather than a clean end.
         log.error("{uri}: aborting with incomplete response: {error}", uri=self.request.uri, error=reason.getErrorMessage())
-        self._finish(Failure(AbortConnection(returned=True)))  # Caddy's handler returns nil here
+        self._body_end(Failure(AbortConnection(returned=True)))  # Caddy's handler returns nil here
+
+    def _body_end(self, result: Failure | None) -> None:
+        report, self.on_body_done = self.on_body_done, None
+        if report is None:
+            self._finish(result)
+        else:
+            report(result)
+
+    def _drop_upstream(self, *, abort: bool) -> None:
+        """The exchange is over for this call (once): count the request done, maybe abort it."""
+        upstream, self.upstream = self.upstream, None
+        exchange, self.exchange = self.exchange, None
+        if upstream is None:
+            return
+        upstream.host.count_request(-1)
+        self.published.upstream_duration = self.handler.clock.seconds() - self.attempt_start
+        if abort and exchange is not None:
+            exchange.abort(CancelledError("upstream response not used"))
+
+    # -- handle_response ------------------------------------------------------------------
+
+    def _run_response_routes(self, entry: ResponseHandler, head: ResponseHead, headers: Headers) -> None:
+        """Answer with ``entry``'s routes instead of the upstream response."""
+        request = self.request
+        published = self.published
+        published.status = head.status
+        published.status_text = f"{head.status} {head.reason.decode('latin-1')}".rstrip()
+        published.headers = headers
+        request.placeholders[_PLACEHOLDERS] = published
+        context = HandleResponseContext(self, head, headers)
+        if not entry.copies:
+            self._discard(head)  # nothing can ask for the body: let the connection go now
+        previous = enter(request, context)
+
+        def routes_done(result: Any) -> None:
+            leave(request, previous)
+            if not context.finalized and self.exchange is not None:
+                self._discard(head)
+            if isinstance(result, Failure):
+                self._finish(result)  # Caddy's roundtripSucceeded: never retried
+            else:
+                self._finish(None)
+
+        maybeDeferred(entry.routes.serve, request, self.response, self.next).addBoth(routes_done)
+
+    def _discard(self, head: ResponseHead) -> None:
+        """Drop the upstream body: drained (the connection is reused) or the connection closed."""
+        exchange = self.exchange
+        if exchange is None:
+            return
+        lengths = head.get(b"content-length")
+        length = int(lengths) if lengths is not None and lengths.isdigit() else None
+        if self.method == b"HEAD" or head.status in (204, 304):
+            length = 0
+        self._drop_upstream(abort=False)  # a client leaving now must not abort the drain
+        discard_body(exchange, length)
+
+    def copy_response(self, head: ResponseHead, status: int) -> Deferred[None]:
+        """``copy_response``: relay the upstream response now; fires when its body is sent."""
+        done: Deferred[None] = Deferred()
+        if self.exchange is None or self.upstream is None:
+            done.callback(None)  # already dropped: nothing left to send
+            return done
+
+        def body_done(reason: Failure | None) -> None:
+            if reason is None:
+                done.callback(None)
+            else:
+                done.errback(reason)
+
+        self.on_body_done = body_done
+        self._relay(head, status)
+        return done
 
     def _switch_protocols(self, head: ResponseHead, exchange: Exchange, upstream: Upstream) -> None:
         """A 101: check the protocol and join the connections (Caddy's handleUpgradeResponse)."""
@@ -548,14 +681,14 @@ class _ProxyCall:
             got = upstream_headers.get("Upgrade")
             log.debug("backend tried to switch to unexpected protocol {got!r} (requested {sent!r})", got=got, sent=sent)
             exchange.abort(CancelledError("unexpected upgrade"))
-            self._finish(None)
+            self._body_end(None)
             return
         out = self.response.headers
         for name, value in upstream_headers.items():
             out.add(name, value)
         start_tunnel(self.response, exchange, self.handler.tunnels, clock=self.handler.clock,
                      stream_timeout=self.handler.stream_timeout, websocket=sent.lower() == "websocket")
-        self._finish(None)
+        self._body_end(None)
 
     def _finish(self, result: Failure | None) -> None:
         if self.done:
@@ -666,8 +799,7 @@ def load_reverse_proxy(config: dict[str, Any], context: Any) -> ReverseProxyHand
     hosts = context.runtime.get(HostRegistry)
     if config.get("circuit_breaker") is not None:
         raise ConfigError("reverse_proxy: circuit_breaker: no circuit breaker modules are available")
-    if config.get("handle_response"):
-        raise ConfigError("reverse_proxy: handle_response / replace_status are not supported yet")
+    handle_response = load_response_handlers(config.get("handle_response"), context)
 
     transport = _load_transport(config.get("transport"), context, reactor)
 
@@ -736,6 +868,7 @@ def load_reverse_proxy(config: dict[str, Any], context: Any) -> ReverseProxyHand
         max_buffer_size=_int(config.get("max_buffer_size"), "max_buffer_size"),
         tunnels=tunnels,
         stream_timeout=stream_timeout,
+        handle_response=handle_response,
     )
 
     if config.get("dynamic_upstreams") is not None or lookup_srv:
