@@ -30,6 +30,7 @@ SCHEMAS: dict[str, Spec] = {}
 # Modules that register built-in runtime modules when imported.
 BUILTIN_MODULES = (
     "txcaddy.http.matchers",
+    "txcaddy.http.matchers_expression",
     "txcaddy.http.routing",
     "txcaddy.http.handlers.static",
     "txcaddy.http.handlers.vars",
