@@ -41,6 +41,7 @@ BUILTIN_MODULES = (
     "txcaddy.http.handlers.requestbody",
     "txcaddy.http.handlers.encode",
     "txcaddy.http.handlers.map",
+    "txcaddy.http.handlers.push",
     "txcaddy.http.handlers.authentication",
     "txcaddy.reverseproxy.transport",
     "txcaddy.reverseproxy.handler",
