@@ -32,6 +32,7 @@ txcaddy finds those when evaluating (no match, logged).
 
 from __future__ import annotations
 
+import logging
 import re
 from collections.abc import Callable
 from typing import Any
@@ -48,6 +49,11 @@ from txcaddy.http.routing import MATCHER_ERROR_VAR
 from txcaddy.interfaces import IRequestMatcher
 
 __all__ = ["MatchExpression", "expand_placeholders"]
+
+# The bindings also report each failed Python function through the stdlib "cel" logger; the
+# matcher logs the evaluation error itself, once, so that copy is dropped.
+logging.getLogger("cel").addHandler(logging.NullHandler())
+logging.getLogger("cel").propagate = False
 
 _PLACEHOLDER = re.compile(r"\{([a-zA-Z][\w.-]+)\}", re.ASCII)
 
