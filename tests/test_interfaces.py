@@ -81,12 +81,13 @@ CONFIGS: dict[str, Any] = {
     "http.matchers.not": [{}],
     "http.matchers.path": ["/"],
     "http.matchers.protocol": "http",
+    "http.matchers.expression": "true",
     "http.reverse_proxy.selection_policies.header": {"field": "X-Key"},
     "http.reverse_proxy.selection_policies.query": {"key": "k"},
 }
 
 # Registered only so that a config naming them gets a clear error: they never load.
-REFUSED = {"http.matchers.expression"}
+REFUSED: set[str] = set()
 
 # Every interface of txcaddy.interfaces that some test verifies an implementation of
 # (here or in tests/test_testing.py). A new interface goes here with its test.
@@ -137,7 +138,7 @@ class RegisteredModuleTests(SynchronousTestCase):
         self.assertNamespaceProvides("http.handlers.")
 
     def test_matchers_provide_irequestmatcher(self) -> None:
-        """Every registered ``http.matchers.*`` module (but the refused CEL one) loads into an ``IRequestMatcher``."""
+        """Every registered ``http.matchers.*`` module loads into an ``IRequestMatcher``."""
         self.assertNamespaceProvides("http.matchers.")
 
     def test_policies_provide_iselectionpolicy(self) -> None:

@@ -556,11 +556,11 @@ class VarsMatcherTests(SynchronousTestCase):
 
 
 class LoadingTests(SynchronousTestCase):
-    def test_expression_is_refused_naming_it(self):
-        """The expression matcher is refused with a message naming it and its text."""
+    def test_bad_expression_is_refused_naming_it(self):
+        """An expression that does not compile is refused with a message quoting it."""
         with self.assertRaises(ConfigError) as caught:
-            load({"expression": "{method} == 'GET'"})
-        self.assertIn("the 'expression' (CEL) matcher is not supported by txcaddy: {method} == 'GET'", str(caught.exception))
+            load({"expression": "{http.request.method} =="})
+        self.assertIn("expression '{http.request.method} ==': compiling CEL program", str(caught.exception))
 
     def test_config_shape_errors(self):
         """A matcher given the wrong JSON shape is a configuration error."""

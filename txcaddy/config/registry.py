@@ -30,6 +30,7 @@ SCHEMAS: dict[str, Spec] = {}
 # Modules that register built-in runtime modules when imported.
 BUILTIN_MODULES = (
     "txcaddy.http.matchers",
+    "txcaddy.http.matchers_expression",
     "txcaddy.http.routing",
     "txcaddy.http.handlers.static",
     "txcaddy.http.handlers.vars",
@@ -40,6 +41,7 @@ BUILTIN_MODULES = (
     "txcaddy.http.handlers.requestbody",
     "txcaddy.http.handlers.encode",
     "txcaddy.http.handlers.map",
+    "txcaddy.http.handlers.push",
     "txcaddy.http.handlers.authentication",
     "txcaddy.reverseproxy.transport",
     "txcaddy.reverseproxy.handler",

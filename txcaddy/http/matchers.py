@@ -660,12 +660,6 @@ def load_vars_regexp(config: Any, context: Any) -> MatchVarsRE:
     return MatchVarsRE({key: MatchRegexp(value) for key, value in _object(config, "vars_regexp").items()})
 
 
-@module("http.matchers.expression")
-def load_expression(config: Any, context: Any) -> Any:
-    expression = config.get("expr", config) if isinstance(config, dict) else config
-    raise ConfigError(f"the 'expression' (CEL) matcher is not supported by txcaddy: {expression}")
-
-
 __all__ = [
     "MatchHeader",
     "MatchHeaderRE",

@@ -21,6 +21,10 @@ from txcaddy.http.request import Request
 from txcaddy.http.response import Response
 from txcaddy.interfaces import IHandler, IRequestMatcher
 
+#: The request var a matcher sets when it could not decide (Caddy's ``MatcherErrorVarKey``):
+#: the route list then fails the request with it instead of trying the next route.
+MATCHER_ERROR_VAR = "matchers.error"
+
 Next = Callable[[Request, Response], "Deferred[Any] | None"]
 
 
@@ -90,6 +94,9 @@ class RouteList:
             if route.group and route.group in request.groups:
                 continue
             if route.matcher_sets and not any_set_matches(route.matcher_sets, request):
+                failed = request.vars.pop(MATCHER_ERROR_VAR, None) if request.vars else None
+                if failed is not None:  # a matcher could not decide (Caddy's routes.go)
+                    raise failed if isinstance(failed, HandlerError) else HandlerError(500, str(failed), cause=failed)
                 continue
             if route.group:
                 request.groups.add(route.group)

@@ -302,10 +302,13 @@ class HeadersHandler:
 _REPLACEMENT = Obj({"search": STRING, "search_regexp": STRING, "replace": STRING}, strict=True)
 _HEADER_OPS = {"add": MapOf(STRINGS), "set": MapOf(STRINGS), "delete": STRINGS, "replace": MapOf(ListOf(_REPLACEMENT))}
 
+#: ``headers.HeaderOps``: one header map's operations (``push`` uses it for its pushed requests).
+HEADER_OPS_SCHEMA: Spec = Obj(_HEADER_OPS, strict=True, name="headers.HeaderOps")
+
 #: ``headers.Handler``; ``reverse_proxy`` uses it for its ``headers`` too.
 HEADERS_SCHEMA: Spec = Obj(
     {
-        "request": Obj(_HEADER_OPS, strict=True, name="headers.HeaderOps"),
+        "request": HEADER_OPS_SCHEMA,
         "response": Obj(
             {**_HEADER_OPS, "require": Obj({"status_code": ListOf(INT), "headers": MapOf(Nullable(STRINGS))}),
              "deferred": BOOL},
