@@ -27,7 +27,7 @@ from twisted.internet.endpoints import serverFromString
 from twisted.internet.interfaces import IListeningPort, IProtocolFactory, IStreamServerEndpoint
 from twisted.logger import Logger
 
-from txcaddy import _twisted
+from txcaddy import _systemd, _twisted
 from txcaddy._reactor import IServingReactor, default_reactor
 from txcaddy.caddyfile.adapter import adapt
 from txcaddy.caddyfile.jsonenc import encode
@@ -171,9 +171,12 @@ class CaddyService(MultiService):
         warnings: list[ConfigWarning] | None = None,
         reactor: IServingReactor | None = None,
         fast_io: bool = False,
+        inherited: Sequence[_systemd.InheritedSocket] | None = None,
     ) -> None:
         super().__init__()
         self.reactor = default_reactor(reactor)
+        # systemd socket activation: listeners bound where an inherited socket is adopt it.
+        self.inherited = list(_systemd.process_sockets() if inherited is None else inherited)
         self.config = plain_json(config)
         self.warnings = list(warnings or [])
         self.fast_io = fast_io
@@ -208,7 +211,7 @@ class CaddyService(MultiService):
             factory: IProtocolFactory = HTTPFactory(server, self.reactor, h2c="h2c" in protocols)
             tls_factory: IProtocolFactory | None = None
             for listener in self.http.listeners[name]:
-                endpoint = serverFromString(self.reactor, listener.endpoint)
+                endpoint = self._endpoint(listener.endpoint)
                 serving = factory
                 if listener.tls:
                     if tls_factory is None:
@@ -226,6 +229,14 @@ class CaddyService(MultiService):
         for service in context.services:
             service.setServiceParent(self)
         self._add_certificate_services()
+
+    def _endpoint(self, description: str) -> IStreamServerEndpoint:
+        """The endpoint for a listener: an inherited socket bound there (systemd), else a new one."""
+        inherited = _systemd.match_endpoint(description, self.inherited)
+        if inherited is None:
+            return serverFromString(self.reactor, description)
+        self.log.info("{description} adopts inherited socket fd {fd}", description=description, fd=inherited.fd)
+        return _systemd.AdoptedEndpoint(self.reactor, inherited)
 
     def _add_h3(
         self, name: str, server: Any, config: dict[str, Any], listener: Any, protocols: Sequence[str]
