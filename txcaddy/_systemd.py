@@ -4,7 +4,8 @@ Caddy 2.6.2 has neither (it only sends ``READY=1`` through ``caddy.notify`` on L
 txcaddy adds both because a Python server is often run as a unit without root:
 
 - **Socket activation** (``sd_listen_fds(3)``): when systemd starts the process with
-  ``LISTEN_PID`` = our pid and ``LISTEN_FDS`` = N, fds 3..3+N-1 are listening sockets it
+  ``LISTEN_PID`` = our pid, ``LISTEN_FDS`` = N (and ``LISTEN_FDNAMES``, which Twisted's
+  reading of them requires), fds 3..3+N-1 are listening sockets it
   bound for us (a ``.socket`` unit's ``ListenStream=80``).  A config listener whose
   address is the address an inherited socket is bound to (``getsockname``) adopts that
   socket (Twisted's ``adoptStreamPort``) instead of binding, so the service needs no
@@ -40,6 +41,8 @@ __all__ = [
     "attach_notifier",
     "inherited_sockets",
     "listen_fds",
+    "process_sockets",
+    "twisted_listen_fds",
     "match_endpoint",
     "notify",
 ]
@@ -143,15 +146,33 @@ def describe(fd: int) -> InheritedSocket | None:
         sock.detach()  # the fd stays open: it is systemd's, and adopted later
 
 
-def inherited_sockets(environ: Mapping[str, str] | None = None, pid: int | None = None) -> list[InheritedSocket]:
-    """The listening stream sockets systemd passed, each marked close-on-exec."""
+def twisted_listen_fds() -> list[int]:
+    """The fds Twisted found when ``twisted.internet.endpoints`` was imported.
+
+    Twisted reads ``LISTEN_*`` once, at that import, and *removes* them from
+    ``os.environ`` (``ListenFDs.fromEnvironment`` for its ``systemd:`` endpoints), so
+    by the time txcaddy looks, only Twisted knows.  It also wants ``LISTEN_FDNAMES``
+    (systemd >= 227 always sets it) and otherwise reports no fds.
+    """
+    from twisted.internet.endpoints import _SystemdParser
+
+    return list(_SystemdParser._sddaemon.inheritedDescriptors())
+
+
+def inherited_sockets(fds: list[int]) -> list[InheritedSocket]:
+    """The listening stream sockets among ``fds``, made close-on-exec and non-blocking.
+
+    Non-blocking is what ``adoptStreamPort`` requires: a blocking listener stalls the
+    reactor in ``accept`` once the queue is empty (systemd may pass either mode).
+    """
     out = []
-    for fd in listen_fds(environ, pid):
+    for fd in fds:
         found = describe(fd)
         if found is None:
             log.warn("inherited fd {fd} is not a listening stream socket: ignored", fd=fd)
             continue
         os.set_inheritable(fd, False)
+        os.set_blocking(fd, False)
         out.append(found)
     return out
 
@@ -163,7 +184,7 @@ def process_sockets() -> list[InheritedSocket]:
     """This process's inherited sockets, read from the environment once."""
     global _process_sockets
     if _process_sockets is None:
-        _process_sockets = inherited_sockets()
+        _process_sockets = inherited_sockets(twisted_listen_fds() or listen_fds())
     return _process_sockets
 
 
