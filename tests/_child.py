@@ -37,7 +37,7 @@ class Child(ProcessProtocol):
     def __init__(self) -> None:
         self.output = {1: b"", 2: b""}
         self.waiting: list[tuple[bytes, Deferred[None]]] = []
-        self.ended: Deferred[int] = Deferred()
+        self.ended: Deferred[int | None] = Deferred()
         self.status: int | None = None
 
     def childDataReceived(self, childFD: int, data: bytes) -> None:
@@ -86,7 +86,7 @@ def spawn_txcaddy(
     ``shell_prefix`` runs it through ``sh -c '<prefix> exec python ...'`` (to set
     ``LISTEN_PID=$$``, the pid the child keeps across ``exec``).
     """
-    reactor = default_reactor()
+    reactor: Any = default_reactor()
     child = Child()
     environment = {**os.environ, "PYTHONPATH": ROOT, **(env or {})}
     command = [sys.executable, "-m", "txcaddy.cli", *args]
@@ -96,7 +96,7 @@ def spawn_txcaddy(
     fds = {0: "w", 1: "r", 2: "r", **(child_fds or {})}
     process = reactor.spawnProcess(child, command[0], command, env=environment, path=path, childFDs=fds)
 
-    def stop() -> Deferred[int]:
+    def stop() -> Deferred[int | None]:
         if not child.ended.called:
             process.signalProcess("TERM")
         return child.ended.addTimeout(TIMEOUT, reactor)

@@ -195,7 +195,7 @@ class ActivatedProcessTests(TestCase):
     @inlineCallbacks
     def test_run_adopts_the_inherited_socket_and_notifies(self) -> Any:
         """txcaddy run with LISTEN_FDS=1 serves on the inherited socket; it tells READY=1, then STOPPING=1."""
-        reactor = default_reactor()
+        reactor: Any = default_reactor()
         directory = tempfile.mkdtemp(prefix="txc")
         self.addCleanup(shutil.rmtree, directory)
         datagrams = _Datagrams()

@@ -206,7 +206,8 @@ def cmd_list_modules(args: argparse.Namespace, out: TextIO, err: TextIO) -> int:
     registry._load_builtins_and_plugins()
     modules: dict[str, Any] = dict.fromkeys(BUILTIN_MODULE_IDS)
     modules.update(registry.MODULES)
-    standard, nonstandard = [], []
+    standard: list[tuple[str, str, str]] = []
+    nonstandard: list[tuple[str, str, str]] = []
     for module_id in sorted(modules):
         package, version = _module_package(modules[module_id])
         (standard if package == "txcaddy" else nonstandard).append((module_id, package, version))
@@ -235,7 +236,7 @@ def cmd_list_modules(args: argparse.Namespace, out: TextIO, err: TextIO) -> int:
 
 def cmd_environ(args: argparse.Namespace, out: TextIO, err: TextIO) -> int:
     """Caddy's ``environ``: where it keeps things, the runtime, then every environment variable."""
-    data = default_storage_root()
+    data = default_storage_root(os.environ)
     xdg_config = os.environ.get("XDG_CONFIG_HOME", "")
     home = os.environ.get("HOME", "")
     config_dir = os.path.join(xdg_config or os.path.join(home or ".", ".config"), "caddy")
