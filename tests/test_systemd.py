@@ -20,7 +20,7 @@ from tests._child import spawn_txcaddy
 from txcaddy import _systemd
 from txcaddy._reactor import default_reactor
 from txcaddy._systemd import AdoptedEndpoint, InheritedSocket, NotifyService, match_endpoint
-from txcaddy.service import CaddyService, ListenerService
+from txcaddy.service import CaddyService, ListenerService, QUICListenerService
 
 
 def notify_socket(testcase: Any) -> tuple[socket.socket, str]:
@@ -102,15 +102,16 @@ class SocketActivationTests(SynchronousTestCase):
         self.assertEqual(_systemd.twisted_listen_fds(), [])  # the test runner got none
 
     def test_inherited_sockets_keep_listeners_only(self) -> None:
-        """inherited_sockets keeps the listening stream sockets among the fds, close-on-exec and non-blocking."""
+        """inherited_sockets keeps the sockets among the fds, close-on-exec and non-blocking."""
         stream = socket.socket()
         self.addCleanup(stream.close)
         stream.bind(("127.0.0.1", 0))
         stream.listen()
         stream.set_inheritable(True)
-        datagram = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
-        self.addCleanup(datagram.close)
-        found = _systemd.inherited_sockets([stream.fileno(), datagram.fileno()])
+        read, write = os.pipe()
+        self.addCleanup(os.close, read)
+        self.addCleanup(os.close, write)
+        found = _systemd.inherited_sockets([stream.fileno(), read])
         self.assertEqual([s.fd for s in found], [stream.fileno()])
         self.assertFalse(stream.get_inheritable())
         self.assertFalse(os.get_blocking(stream.fileno()))
@@ -125,11 +126,38 @@ class SocketActivationTests(SynchronousTestCase):
         self.assertEqual(found, InheritedSocket(sock.fileno(), socket.AF_INET, sock.getsockname()))
         self.assertEqual(sock.getsockname()[0], "127.0.0.1")  # still open
 
-    def test_describe_skips_datagram_sockets(self) -> None:
-        """A datagram socket is not a listener to adopt."""
+    def test_describe_datagram_sockets(self) -> None:
+        """A datagram socket is described as one (HTTP/3 adopts it); a pipe is not a socket."""
         sock = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
         self.addCleanup(sock.close)
-        self.assertIsNone(_systemd.describe(sock.fileno()))
+        sock.bind(("127.0.0.1", 0))
+        found = _systemd.describe(sock.fileno())
+        assert found is not None
+        self.assertEqual((found.type, found.address), (socket.SOCK_DGRAM, sock.getsockname()))
+        read, write = os.pipe()
+        self.addCleanup(os.close, read)
+        self.addCleanup(os.close, write)
+        self.assertIsNone(_systemd.describe(read))
+
+    def test_datagram_sockets_match_only_http3(self) -> None:
+        """A UDP socket matches HTTP/3's port and interface, never a TCP listener (and vice versa)."""
+        udp = InheritedSocket(8, socket.AF_INET6, ("::", 443, 0, 0), socket.SOCK_DGRAM)
+        self.assertIs(_systemd.match_datagram(443, "", [*ALL, udp]), udp)
+        self.assertIsNone(_systemd.match_datagram(443, "127.0.0.1", [*ALL, udp]))
+        self.assertIsNone(_systemd.match_datagram(443, "", ALL))
+        self.assertIs(match_endpoint("tcp:443", [udp, *ALL]), IPV6_ANY)
+
+    def test_http3_adopts_the_udp_socket(self) -> None:
+        """QUICListenerService adopts its inherited UDP socket instead of binding one."""
+        reactor = MemoryReactor()
+        udp = InheritedSocket(8, socket.AF_INET6, ("::", 443, 0, 0), socket.SOCK_DGRAM)
+        listener: Any = DatagramProtocol()
+        changes: list[None] = []
+        service = QUICListenerService(reactor, listener, 443, "", ":443", lambda: changes.append(None), 1.0, udp)
+        service.privilegedStartService()
+        self.assertEqual(reactor.adoptedPorts, [(8, socket.AF_INET6, listener, 8192)])
+        self.assertFalse(getattr(reactor, "udpServers", []))  # nothing bound
+        self.assertEqual(len(changes), 1)
 
     def test_wildcard_listener_matches_any_address(self) -> None:
         """':80' adopts a socket bound to 0.0.0.0:80, ':443' one bound to [::]:443."""

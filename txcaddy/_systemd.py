@@ -10,7 +10,8 @@ txcaddy adds both because a Python server is often run as a unit without root:
   address is the address an inherited socket is bound to (``getsockname``) adopts that
   socket (Twisted's ``adoptStreamPort``) instead of binding, so the service needs no
   ``CAP_NET_BIND_SERVICE``.  A wildcard listener (``:80``) matches a socket bound to
-  ``0.0.0.0`` or ``::`` on that port.  Listeners no socket matches bind as usual.
+  ``0.0.0.0`` or ``::`` on that port.  HTTP/3 adopts a UDP socket (``ListenDatagram=443``)
+  the same way.  Listeners no socket matches bind as usual.
 - **Readiness** (``sd_notify(3)``): ``READY=1`` once the listeners are up, ``STOPPING=1``
   when the service stops, as datagrams to ``$NOTIFY_SOCKET`` (a path, or ``@name`` in the
   abstract namespace).  Nothing is sent when the variable is unset.
@@ -43,6 +44,7 @@ __all__ = [
     "listen_fds",
     "process_sockets",
     "twisted_listen_fds",
+    "match_datagram",
     "match_endpoint",
     "notify",
 ]
@@ -115,6 +117,7 @@ class InheritedSocket:
     fd: int
     family: int
     address: Any  # (host, port[, ...]) for IP, the path for a unix socket
+    type: int = socket.SOCK_STREAM  # SOCK_DGRAM for a ``ListenDatagram=`` socket (HTTP/3)
 
 
 def listen_fds(environ: Mapping[str, str] | None = None, pid: int | None = None) -> list[int]:
@@ -131,15 +134,15 @@ def listen_fds(environ: Mapping[str, str] | None = None, pid: int | None = None)
 
 
 def describe(fd: int) -> InheritedSocket | None:
-    """The listening stream socket at ``fd``, or None for anything else (datagram, not a socket)."""
+    """The stream or datagram socket at ``fd``, or None for anything else."""
     try:
         sock = socket.socket(fileno=fd)
     except OSError:
         return None
     try:
-        if sock.type != socket.SOCK_STREAM:
+        if sock.type not in (socket.SOCK_STREAM, socket.SOCK_DGRAM):
             return None
-        return InheritedSocket(fd, sock.family, sock.getsockname())
+        return InheritedSocket(fd, sock.family, sock.getsockname(), sock.type)
     except OSError:
         return None
     finally:
@@ -160,7 +163,7 @@ def twisted_listen_fds() -> list[int]:
 
 
 def inherited_sockets(fds: list[int]) -> list[InheritedSocket]:
-    """The listening stream sockets among ``fds``, made close-on-exec and non-blocking.
+    """The stream and datagram sockets among ``fds``, made close-on-exec and non-blocking.
 
     Non-blocking is what ``adoptStreamPort`` requires: a blocking listener stalls the
     reactor in ``accept`` once the queue is empty (systemd may pass either mode).
@@ -169,7 +172,7 @@ def inherited_sockets(fds: list[int]) -> list[InheritedSocket]:
     for fd in fds:
         found = describe(fd)
         if found is None:
-            log.warn("inherited fd {fd} is not a listening stream socket: ignored", fd=fd)
+            log.warn("inherited fd {fd} is not a stream or datagram socket: ignored", fd=fd)
             continue
         os.set_inheritable(fd, False)
         os.set_blocking(fd, False)
@@ -223,6 +226,7 @@ def match_endpoint(description: str, sockets: list[InheritedSocket]) -> Inherite
     """
     parts = _split_description(description)
     kind = parts[0]
+    sockets = [found for found in sockets if found.type == socket.SOCK_STREAM]
     if kind == "unix" and len(parts) >= 2:
         for found in sockets:
             if found.family == socket.AF_UNIX and found.address == parts[1]:
@@ -238,6 +242,10 @@ def match_endpoint(description: str, sockets: list[InheritedSocket]) -> Inherite
     for option in parts[2:]:
         if option.startswith("interface="):
             host = option[len("interface="):]
+    return _match_ip(host, port, sockets)
+
+
+def _match_ip(host: str, port: int, sockets: list[InheritedSocket]) -> InheritedSocket | None:
     if port == 0:
         return None
     for found in sockets:
@@ -246,6 +254,11 @@ def match_endpoint(description: str, sockets: list[InheritedSocket]) -> Inherite
         if found.address[1] == port and _same_host(host, found.address[0]):
             return found
     return None
+
+
+def match_datagram(port: int, interface: str, sockets: list[InheritedSocket]) -> InheritedSocket | None:
+    """The inherited UDP socket (``ListenDatagram=``) bound where HTTP/3 would listen, if any."""
+    return _match_ip(interface, port, [found for found in sockets if found.type == socket.SOCK_DGRAM])
 
 
 @implementer(IStreamServerEndpoint)

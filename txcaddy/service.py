@@ -102,7 +102,9 @@ class QUICListenerService(Service):
     def __init__(
         self, reactor: Any, listener: HTTP3Listener, port: int, interface: str, address: str,
         on_change: Any, grace_period: float = DEFAULT_GRACE_PERIOD,
+        inherited: _systemd.InheritedSocket | None = None,
     ) -> None:
+        self.inherited = inherited  # a UDP socket from systemd to adopt instead of binding
         self.reactor = reactor
         self.listener = listener
         self.port_number = port
@@ -115,7 +117,10 @@ class QUICListenerService(Service):
     def _bind(self) -> None:
         if self.port is None:
             self.listener.accepting = True
-            self.port = self.reactor.listenUDP(self.port_number, self.listener, interface=self.interface)
+            if self.inherited is not None:
+                self.port = self.reactor.adoptDatagramPort(self.inherited.fd, self.inherited.family, self.listener)
+            else:
+                self.port = self.reactor.listenUDP(self.port_number, self.listener, interface=self.interface)
             self.on_change()
 
     def privilegedStartService(self) -> None:
@@ -259,7 +264,7 @@ class CaddyService(MultiService):
         h3 = HTTP3Listener(server, self.reactor, creator.quic_certificate)
         child = QUICListenerService(
             self.reactor, h3, udp[0], udp[1], listener.address, ports_changed,
-            self.http.grace_period or DEFAULT_GRACE_PERIOD,
+            self.http.grace_period or DEFAULT_GRACE_PERIOD, _systemd.match_datagram(udp[0], udp[1], self.inherited),
         )
         child.setName(f"{name} udp {listener.endpoint}")
         services.append(child)
