@@ -356,6 +356,16 @@ class ConfigDiscoveryTests(SynchronousTestCase):
             f.write(SITE)
         self.assertEqual(encode(cli.discover_config("", None)[0]), SITE_JSON)
 
+    def test_config_from_stdin(self) -> None:
+        """--config - reads the config from stdin: JSON, or a Caddyfile with --adapter caddyfile."""
+        self.patch(sys, "stdin", io.StringIO(SITE_JSON))
+        self.assertEqual(cli.discover_config("-", None), (json.loads(SITE_JSON), []))
+        self.patch(sys, "stdin", io.StringIO(SITE))
+        self.assertEqual(encode(cli.discover_config("-", "caddyfile")[0]), SITE_JSON)
+        self.patch(sys, "stdin", io.StringIO(SITE))
+        self.assertEqual(self.run_cli("validate", "--config", "-")[0::2],
+                         (1, "Error: -:1 - invalid JSON config: Expecting value\n"))
+
     def test_adapter_needs_config(self) -> None:
         """--adapter without --config is Caddy's error."""
         self.assertEqual(

@@ -15,7 +15,7 @@ The other verbs follow ``cmd/commandfuncs.go`` (``list-modules``, ``environ``),
 ``modules/caddyhttp/caddyauth/command.go`` (``hash-password``) and the one-line
 servers' ``command.go`` files (configs in ``txcaddy._quickstart``).  Config discovery
 for ``run`` and ``validate`` is ``cmd/main.go: LoadConfig``: without ``--config``,
-``./Caddyfile`` when there is one, else an empty config.
+``./Caddyfile`` when there is one, else an empty config; ``--config -`` reads stdin.
 """
 
 from __future__ import annotations
@@ -24,6 +24,7 @@ import argparse
 import base64
 import getpass
 import hashlib
+import json
 import multiprocessing
 import os
 import platform
@@ -51,9 +52,10 @@ from txcaddy import _quickstart, _systemd
 from txcaddy._go.fs import path_error
 from txcaddy._process import tune_server_process
 from txcaddy._reactor import default_reactor
+from txcaddy.caddyfile.adapter import adapt
 from txcaddy.caddyfile.formatter import format_caddyfile
 from txcaddy.caddyfile.jsonenc import encode
-from txcaddy.config.source import load_config, read_config_text
+from txcaddy.config.source import choose_adapter, load_config, read_config_text
 from txcaddy.config.validate import validate_config
 from txcaddy.errors import ConfigError, ConfigWarning
 from txcaddy.service import CaddyService
@@ -110,11 +112,27 @@ def discover_config(config: str, adapter: str | None) -> tuple[dict[str, Any], l
     """
     if adapter and not config:
         raise ConfigError("cannot adapt config without config file (use --config)")
+    if config == "-":
+        return _config_from_stdin(adapter)
     if not config:
         if not os.path.exists("Caddyfile"):
             return {}, []
         config, adapter = "Caddyfile", "caddyfile"
     return load_config(config, adapter)
+
+
+def _config_from_stdin(adapter: str | None) -> tuple[dict[str, Any], list[ConfigWarning]]:
+    """``--config -``: the config text on stdin; JSON unless ``--adapter caddyfile`` (Caddy's rule)."""
+    text = sys.stdin.read()
+    if choose_adapter("-", adapter or "json") == "caddyfile":
+        return adapt(text, "-")
+    try:
+        config = json.loads(text)
+    except json.JSONDecodeError as e:
+        raise ConfigError(f"-:{e.lineno} - invalid JSON config: {e.msg}") from None
+    if not isinstance(config, dict):
+        raise ConfigError("-:1 - invalid JSON config: the top level must be an object")
+    return config, []
 
 
 def run_service(args: argparse.Namespace) -> CaddyService:
