@@ -592,3 +592,69 @@ class OneLineServerTests(TestCase):
         os.kill(process.pid, signal.SIGTERM)
         status = yield child.ended
         self.assertEqual(status, 0)
+
+
+class RespondConfigTests(SynchronousTestCase):
+    """``respond``'s config, as Caddy 2.6.2's cmdRespond builds it."""
+
+    def handler(self, config: dict[str, Any], server: str = "static0") -> Any:
+        return config["apps"]["http"]["servers"][server]["routes"][0]["handle"][0]
+
+    def test_defaults(self) -> None:
+        """No arguments: an empty 200 on :0, Caddy's timeouts, no redirects."""
+        config = _quickstart.respond_config()
+        self.assertEqual(config["apps"]["http"]["servers"], {"static0": {
+            "listen": [":0"], "read_header_timeout": 10_000_000_000, "idle_timeout": 30_000_000_000,
+            "max_header_bytes": 10240,
+            "routes": [{"handle": [{"handler": "static_response", "status_code": "200"}]}],
+            "automatic_https": {"disable_redirects": True},
+        }})
+
+    def test_argument_is_status_or_body(self) -> None:
+        """A 3-digit argument is the status, other text the body; --status makes a number the body."""
+        self.assertEqual(self.handler(_quickstart.respond_config(argument="404"))["status_code"], "404")
+        self.assertEqual(self.handler(_quickstart.respond_config(argument="hello"))["body"], "hello")
+        handler = self.handler(_quickstart.respond_config(status=200, argument="404"))
+        self.assertEqual((handler["status_code"], handler["body"]), ("200", "404"))
+        self.assertNotIn("body", self.handler(_quickstart.respond_config(argument="42")))  # not 3 digits: ignored
+        self.assertEqual(self.handler(_quickstart.respond_config(stdin_body="piped"))["body"], "piped")
+
+    def test_port_range_and_template(self) -> None:
+        """A port range makes one server per port; {{.N}}, {{.Port}}, {{.Address}} are filled in."""
+        config = _quickstart.respond_config("127.0.0.1:9000-9001", body="{{.N}} {{ .Port }} {{.Address}}")
+        self.assertEqual(self.handler(config, "static1")["body"], "1 9001 127.0.0.1:9001")
+        self.assertEqual(config["apps"]["http"]["servers"]["static0"]["listen"], ["127.0.0.1:9000"])
+
+    def test_headers_and_errors(self) -> None:
+        """--header sets canonical fields; a bad header, an overridden argument, an unknown template action fail."""
+        handler = self.handler(_quickstart.respond_config(headers=["x-one: 1", "Cache-Control : no-store"]))
+        self.assertEqual(handler["headers"], {"X-One": ["1"], "Cache-Control": ["no-store"]})
+        for kwargs, message in [
+            ({"headers": ["ok: 1", "nocolon"]}, 'header 1: invalid format "nocolon" (expecting "Field: value")'),
+            ({"status": 201, "body": "b", "argument": "x"}, 'unflagged argument "x" is overridden by flags'),
+            ({"body": "{{.Host}}"}, "template: body: txcaddy supports only {{.N}}, {{.Port}} and {{.Address}}, "
+                                    "not {{.Host}}"),
+        ]:
+            with self.assertRaises(ConfigError) as caught:
+                _quickstart.respond_config(**kwargs)  # type: ignore[arg-type]
+            self.assertEqual(str(caught.exception), message)
+        out, err = io.StringIO(), io.StringIO()
+        self.assertEqual(cli.main(["respond", "a", "b"], out, err), 1)
+        self.assertEqual(err.getvalue(), "Error: too many unflagged arguments\n")
+
+
+class RespondProcessTests(TestCase):
+    @inlineCallbacks
+    def test_respond_with_piped_body(self) -> Any:
+        """respond reads its body from a pipe on stdin, prints "Server address: …", and answers with it."""
+        port = free_port()
+        child, process = spawn_txcaddy(self, ["respond", "--listen", f"127.0.0.1:{port}", "201"])
+        process.write(b"from the pipe on {{.Port}}")
+        process.closeStdin()
+        yield child.wait_for(f"Server address: 127.0.0.1:{port}\n")
+        response = yield treq.get(f"http://127.0.0.1:{port}/", persistent=False)
+        body = yield treq.content(response)
+        self.assertEqual((response.code, body), (201, f"from the pipe on {port}".encode()))
+        os.kill(process.pid, signal.SIGTERM)
+        status = yield child.ended
+        self.assertEqual(status, 0)

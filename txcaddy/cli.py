@@ -1,6 +1,6 @@
 """The ``txcaddy`` command: ``run``, ``adapt``, ``validate``, ``fmt``, ``trust``,
 ``untrust``, ``version``, ``list-modules``, ``environ``, ``hash-password``,
-``reverse-proxy``, ``file-server``.
+``reverse-proxy``, ``file-server``, ``respond``.
 
 It mirrors Caddy's command line so that users can diff ``txcaddy adapt``
 against ``caddy adapt``. A bad config prints ``Error: ...`` with file and
@@ -28,6 +28,7 @@ import json
 import multiprocessing
 import os
 import platform
+import stat
 import subprocess
 import sys
 import time
@@ -347,6 +348,43 @@ def cmd_file_server(args: argparse.Namespace, out: TextIO, err: TextIO) -> int:
     return serve(serving(config), err, started)
 
 
+def _piped_stdin() -> str | None:
+    """What a pipe on stdin holds (``respond``'s body); None when stdin is not a pipe."""
+    try:
+        piped = stat.S_ISFIFO(os.fstat(sys.stdin.fileno()).st_mode)
+    except (AttributeError, OSError, ValueError):
+        return None
+    return sys.stdin.read() if piped else None
+
+
+def _address_text(address: Any) -> str:
+    """A bound address as Go's ``net.Addr.String()`` writes it."""
+    host, port = getattr(address, "host", None), getattr(address, "port", None)
+    if host is None or port is None:
+        return str(getattr(address, "name", address))
+    return f"[{host}]:{port}" if ":" in host else f"{host}:{port}"
+
+
+def cmd_respond(args: argparse.Namespace, out: TextIO, err: TextIO) -> int:
+    """Hard-coded responses for development (Caddy's ``respond``); prints each listener's address."""
+    if len(args.argument) > 1:
+        raise ConfigError("too many unflagged arguments")
+    argument = args.argument[0] if args.argument else None
+    needs_stdin = not args.body and not (argument and _quickstart._go_atoi(argument) is None)
+    config = _quickstart.respond_config(
+        args.listen, args.status, args.body, args.header or (), argument, args.access_log, args.debug,
+        _piped_stdin() if needs_stdin else None,
+    )
+    service = serving(config)
+
+    def started() -> None:
+        for addresses in service.boundAddresses().values():
+            for address in addresses:
+                print(f"Server address: {_address_text(address)}", file=out, flush=True)
+
+    return serve(service, err, started)
+
+
 # -- trust / untrust ------------------------------------------------------------------------
 
 
@@ -538,6 +576,16 @@ def build_parser() -> argparse.ArgumentParser:
     files.add_argument("--access-log", action="store_true", help="log each request")
     files.add_argument("--debug", "-v", action="store_true", help="log at DEBUG level")
     files.set_defaults(func=cmd_file_server)
+
+    respond = commands.add_parser("respond", help="hard-coded HTTP responses for development and testing")
+    respond.add_argument("argument", nargs="*", help="a 3-digit status code, or the body")
+    respond.add_argument("--listen", "-l", default=":0", help="the address to listen on (default :0)")
+    respond.add_argument("--status", "-s", type=int, default=None, help="the status code (default 200)")
+    respond.add_argument("--body", "-b", default="", help="the body ({{.N}}, {{.Port}}, {{.Address}} filled in)")
+    respond.add_argument("--header", "-H", action="append", help='a response header, "Field: value" (repeatable)')
+    respond.add_argument("--access-log", action="store_true", help="log each request")
+    respond.add_argument("--debug", "-v", action="store_true", help="log at DEBUG level")
+    respond.set_defaults(func=cmd_respond)
     return parser
 
 
