@@ -2,17 +2,33 @@
 
 from __future__ import annotations
 
+import base64
+import getpass
+import hashlib
 import io
 import json
 import os
+import signal
+import sys
+from typing import Any
 
+import bcrypt
+import treq
 from cryptography import x509
 from cryptography.hazmat.primitives.serialization import Encoding
+from twisted.internet.defer import inlineCallbacks
 from twisted.python import usage
-from twisted.trial.unittest import SynchronousTestCase
+from twisted.trial.unittest import SynchronousTestCase, TestCase
+from twisted.web.resource import Resource
+from twisted.web.server import Site
 
+from tests._child import free_port, spawn_txcaddy
+from tests._net import listen_local, port_number
 from tests.tls._truststore import FakeMachine
-from txcaddy import cli
+from txcaddy import _quickstart, cli
+from txcaddy._systemd import NotifyService
+from txcaddy.caddyfile.jsonenc import encode
+from txcaddy.errors import ConfigError
 from txcaddy.service import CaddyService
 from txcaddy.tap import Options, makeService
 from txcaddy.tls import truststore
@@ -132,19 +148,38 @@ class TwistdOptionsTests(SynchronousTestCase):
         assert isinstance(service, CaddyService), service
         self.assertEqual(service.config, json.loads(SITE_JSON))
 
-    def test_bad_config_is_a_usage_error(self) -> None:
-        """A bad Caddyfile is a UsageError naming file, line and problem."""
-        options = Options()
+    def test_bad_config_is_one_error_line(self) -> None:
+        """A bad Caddyfile prints "Error: file:line: problem" alone and exits 1 (no usage text)."""
+        stderr = io.StringIO()
+        self.patch(sys, "stderr", stderr)
         path = self.write("Caddyfile", ":8080 {\n\tnope\n}\n")
-        with self.assertRaises(usage.UsageError) as caught:
-            options.parseOptions(["-c", path])
-        self.assertEqual(str(caught.exception), f"{path}:2: unrecognized directive: nope")
+        with self.assertRaises(SystemExit) as caught:
+            Options().parseOptions(["-c", path])
+        self.assertEqual(caught.exception.code, 1)
+        self.assertEqual(stderr.getvalue(), f"Error: {path}:2: unrecognized directive: nope\n")
 
     def test_unknown_adapter(self) -> None:
-        """An unknown --adapter is a UsageError naming it."""
-        with self.assertRaises(usage.UsageError) as caught:
+        """An unknown --adapter is an error naming it, exit 1."""
+        stderr = io.StringIO()
+        self.patch(sys, "stderr", stderr)
+        with self.assertRaises(SystemExit) as caught:
             Options().parseOptions(["-c", self.write("x", SITE), "--adapter", "yaml"])
-        self.assertIn("unrecognized config adapter 'yaml'", str(caught.exception))
+        self.assertEqual(caught.exception.code, 1)
+        self.assertIn("Error: unrecognized config adapter 'yaml'", stderr.getvalue())
+
+    def test_wrong_option_is_still_a_usage_error(self) -> None:
+        """A wrong command line (not a wrong config) is still twistd's usage error."""
+        with self.assertRaises(usage.UsageError):
+            Options().parseOptions(["--nope"])
+
+    def test_notifier_under_systemd(self) -> None:
+        """Under systemd ($NOTIFY_SOCKET) the service's last child tells READY=1/STOPPING=1."""
+        self.patch(os, "environ", {**os.environ, "NOTIFY_SOCKET": "/run/nothing"})
+        options = Options()
+        options.parseOptions(["-c", self.write("Caddyfile", SITE)])
+        service = makeService(options)
+        assert isinstance(service, CaddyService), service
+        self.assertIsInstance(list(service)[-1], NotifyService)
 
     def test_plugin_is_discoverable(self) -> None:
         """twistd finds the caddy service maker through Twisted's plugin system."""
@@ -291,3 +326,335 @@ def _restore_environ(name: str, value: str | None) -> None:
         os.environ.pop(name, None)
     else:
         os.environ[name] = value
+
+
+class ConfigDiscoveryTests(SynchronousTestCase):
+    """run/validate without --config, as Caddy's LoadConfig (facts §9)."""
+
+    def setUp(self) -> None:
+        self.dir = os.path.abspath(self.mktemp())
+        os.makedirs(self.dir)
+        cwd = os.getcwd()
+        os.chdir(self.dir)
+        self.addCleanup(os.chdir, cwd)
+
+    def run_cli(self, *argv: str) -> tuple[int, str, str]:
+        out, err = io.StringIO(), io.StringIO()
+        return cli.main(list(argv), out, err), out.getvalue(), err.getvalue()
+
+    def test_no_config_and_no_caddyfile_is_empty(self) -> None:
+        """Without --config and without ./Caddyfile the config is empty (and valid)."""
+        self.assertEqual(cli.discover_config("", None), ({}, []))
+        self.assertEqual(self.run_cli("validate"), (0, "Valid configuration\n", ""))
+
+    def test_adjacent_caddyfile_is_used(self) -> None:
+        """Without --config, ./Caddyfile is adapted (its errors name it)."""
+        with open("Caddyfile", "w") as f:
+            f.write(":8080 {\n\tnope\n}\n")
+        self.assertEqual(self.run_cli("validate"), (1, "", "Error: Caddyfile:2: unrecognized directive: nope\n"))
+        with open("Caddyfile", "w") as f:
+            f.write(SITE)
+        self.assertEqual(encode(cli.discover_config("", None)[0]), SITE_JSON)
+
+    def test_config_from_stdin(self) -> None:
+        """--config - reads the config from stdin: JSON, or a Caddyfile with --adapter caddyfile."""
+        self.patch(sys, "stdin", io.StringIO(SITE_JSON))
+        self.assertEqual(cli.discover_config("-", None), (json.loads(SITE_JSON), []))
+        self.patch(sys, "stdin", io.StringIO(SITE))
+        self.assertEqual(encode(cli.discover_config("-", "caddyfile")[0]), SITE_JSON)
+        self.patch(sys, "stdin", io.StringIO(SITE))
+        self.assertEqual(self.run_cli("validate", "--config", "-")[0::2],
+                         (1, "Error: -:1 - invalid JSON config: Expecting value\n"))
+
+    def test_adapter_needs_config(self) -> None:
+        """--adapter without --config is Caddy's error."""
+        self.assertEqual(
+            self.run_cli("validate", "--adapter", "caddyfile"),
+            (1, "", "Error: cannot adapt config without config file (use --config)\n"),
+        )
+
+
+class InfoCommandTests(SynchronousTestCase):
+    def run_cli(self, *argv: str) -> tuple[int, str, str]:
+        out, err = io.StringIO(), io.StringIO()
+        return cli.main(list(argv), out, err), out.getvalue(), err.getvalue()
+
+    def test_list_modules(self) -> None:
+        """list-modules prints the module IDs, then Caddy's three counts."""
+        code, out, _ = self.run_cli("list-modules")
+        lines = out.splitlines()
+        self.assertEqual(code, 0)
+        for module_id in ("http", "http.handlers.reverse_proxy", "http.matchers.host", "tls.issuance.acme"):
+            self.assertIn(module_id, lines)
+        standard = lines.index("")
+        self.assertEqual(lines[standard + 1], f"  Standard modules: {standard}")
+        self.assertEqual(lines[standard + 2:], ["", "  Non-standard modules: 0", "", "  Unknown modules: 0"])
+        self.assertEqual(lines[:standard], sorted(lines[:standard]))
+
+    def test_list_modules_versions_and_packages(self) -> None:
+        """--versions and --packages add the version and the Python package to each line."""
+        _, out, _ = self.run_cli("list-modules", "--versions", "--packages")
+        self.assertIn(f"http {cli.VERSION} txcaddy", out.splitlines())
+        self.assertIn("http.handlers.file_server", out)
+
+    def test_list_modules_skip_standard(self) -> None:
+        """--skip-standard leaves out txcaddy's own modules and their count."""
+        _, out, _ = self.run_cli("list-modules", "--skip-standard")
+        self.assertEqual(out, "\n  Non-standard modules: 0\n\n  Unknown modules: 0\n")
+
+    def test_environ(self) -> None:
+        """environ prints Caddy's keys, the working directory, a blank line, then the environment."""
+        self.patch(os, "environ", {"HOME": "/home/u", "XDG_DATA_HOME": "", "TXCADDY_TEST": "1"})
+        code, out, _ = self.run_cli("environ")
+        lines = out.splitlines()
+        self.assertEqual(code, 0)
+        self.assertEqual(lines[:5], [
+            "caddy.HomeDir=/home/u",
+            "caddy.AppDataDir=/home/u/.local/share/caddy",
+            "caddy.AppConfigDir=/home/u/.config/caddy",
+            "caddy.ConfigAutosavePath=/home/u/.config/caddy/autosave.json",
+            f"caddy.Version={cli.VERSION}",
+        ])
+        self.assertEqual(lines[11:], [f"os.Getwd={os.getcwd()}", "", "HOME=/home/u", "XDG_DATA_HOME=", "TXCADDY_TEST=1"])
+
+
+class _TTY(io.StringIO):
+    def isatty(self) -> bool:
+        return True
+
+
+class HashPasswordTests(SynchronousTestCase):
+    def run_cli(self, *argv: str, stdin: Any = None) -> tuple[int, str, str]:
+        if stdin is not None:
+            self.patch(sys, "stdin", stdin)
+        out, err = io.StringIO(), io.StringIO()
+        return cli.main(list(argv), out, err), out.getvalue(), err.getvalue()
+
+    def test_bcrypt_plaintext(self) -> None:
+        """--plaintext hashes with bcrypt cost 14, written $2a$ as Go writes it; the hash verifies."""
+        code, out, err = self.run_cli("hash-password", "--plaintext", "hiccup")
+        hashed = out.strip()
+        self.assertEqual((code, err, out[-1]), (0, "", "\n"))
+        self.assertTrue(hashed.startswith("$2a$14$"), hashed)
+        self.assertEqual(len(hashed), 60)
+        self.assertTrue(bcrypt.checkpw(b"hiccup", hashed.encode()))
+        self.assertFalse(bcrypt.checkpw(b"hiccuP", hashed.encode()))
+
+    def test_stdin_line(self) -> None:
+        """Without a TTY one line of stdin is the password, its newline dropped."""
+        stdin = io.TextIOWrapper(io.BytesIO(b"s3cret\nignored\n"))
+        code, out, _ = self.run_cli("hash-password", stdin=stdin)
+        self.assertEqual(code, 0)
+        self.assertTrue(bcrypt.checkpw(b"s3cret", out.strip().encode()))
+
+    def test_stdin_errors(self) -> None:
+        """No newline on stdin is Go's EOF error; an empty line is "plaintext is required"."""
+        eof = io.TextIOWrapper(io.BytesIO(b"s3cret"))
+        self.assertEqual(self.run_cli("hash-password", stdin=eof), (1, "", "Error: EOF\n"))
+        empty = io.TextIOWrapper(io.BytesIO(b"\n"))
+        self.assertEqual(self.run_cli("hash-password", stdin=empty), (1, "", "Error: plaintext is required\n"))
+
+    def test_tty_prompts_twice(self) -> None:
+        """On a TTY it asks "Enter password:" then "Confirm password:"; different answers are an error."""
+        prompts: list[str] = []
+        answers = iter(["one", "two"])
+
+        def fake_getpass(prompt: str = "", stream: Any = None) -> str:
+            prompts.append(prompt)
+            return next(answers)
+
+        self.patch(getpass, "getpass", fake_getpass)
+        code, out, err = self.run_cli("hash-password", stdin=_TTY())
+        self.assertEqual(prompts, ["Enter password: ", "Confirm password: "])
+        self.assertEqual((code, out, err), (1, "", "Error: password does not match\n"))
+
+    def test_scrypt(self) -> None:
+        """scrypt (deprecated) prints the base64 of the N=32768 r=8 p=1 32-byte key for the salt."""
+        code, out, _ = self.run_cli("hash-password", "--algorithm", "scrypt", "--salt", "pepper", "--plaintext", "pw")
+        key = hashlib.scrypt(b"pw", salt=b"pepper", n=32768, r=8, p=1, maxmem=64 << 20, dklen=32)
+        self.assertEqual((code, out), (0, base64.b64encode(key).decode() + "\n"))
+        self.assertEqual(len(out.strip()), 44)
+
+    def test_unknown_algorithm(self) -> None:
+        """An unknown --algorithm is Caddy's error, exit 1."""
+        code, _, err = self.run_cli("hash-password", "--algorithm", "md5", "--plaintext", "x")
+        self.assertEqual((code, err), (1, "Error: unrecognized hash algorithm: md5\n"))
+
+
+class QuickstartConfigTests(SynchronousTestCase):
+    """The configs of the one-line servers, as Caddy 2.6.2's commands build them."""
+
+    def test_reverse_proxy_to_a_domain(self) -> None:
+        """--from a domain: HTTPS on :443 with a host matcher; --change-host-header sets Host."""
+        plan = _quickstart.reverse_proxy_config("example.com", ["localhost:9000"], change_host_header=True)
+        self.assertEqual((plan.source, plan.upstreams), ("https://example.com", ["localhost:9000"]))
+        self.assertEqual(plan.config, {
+            "admin": {"disabled": True, "config": {"persist": False}},
+            "apps": {"http": {"servers": {"proxy": {"listen": [":443"], "routes": [{
+                "match": [{"host": ["example.com"]}],
+                "handle": [{
+                    "handler": "reverse_proxy", "transport": {"protocol": "http"},
+                    "upstreams": [{"dial": "localhost:9000"}],
+                    "headers": {"request": {"set": {"Host": ["{http.reverse_proxy.upstream.hostport}"]}}},
+                }],
+            }]}}}},
+        })
+
+    def test_reverse_proxy_port_only_and_https_upstream(self) -> None:
+        """--from :PORT is plain HTTP with no matcher; an https:// upstream gets TLS (--insecure skips verify)."""
+        plan = _quickstart.reverse_proxy_config(
+            ":8080", ["https://a.example", "b.example:8443"], insecure=True, debug=True)
+        self.assertEqual(plan.source, "http://:8080")
+        self.assertEqual(plan.upstreams, ["a.example:443", "b.example:8443"])
+        self.assertEqual(plan.config["logging"], {"logs": {"default": {"level": "DEBUG"}}})
+        server = plan.config["apps"]["http"]["servers"]["proxy"]
+        self.assertEqual(server["listen"], [":8080"])
+        self.assertNotIn("match", server["routes"][0])
+        self.assertEqual(server["routes"][0]["handle"][0]["transport"],
+                         {"protocol": "http", "tls": {"insecure_skip_verify": True}})
+
+    def test_reverse_proxy_internal_certs(self) -> None:
+        """--internal-certs makes an automation policy with the internal issuer for the host."""
+        plan = _quickstart.reverse_proxy_config("a.test", ["127.0.0.1:1"], internal_certs=True)
+        self.assertEqual(plan.config["apps"]["tls"], {
+            "automation": {"policies": [{"subjects": ["a.test"], "issuers": [{"module": "internal"}]}]}})
+
+    def test_reverse_proxy_errors(self) -> None:
+        """No --to, a path in --from, a bad upstream: Caddy's messages, exit 1."""
+        out, err = io.StringIO(), io.StringIO()
+        self.assertEqual(cli.main(["reverse-proxy", "--from", ":1"], out, err), 1)
+        self.assertEqual(err.getvalue(), "Error: --to is required\n")
+        with self.assertRaises(ConfigError) as caught:
+            _quickstart.reverse_proxy_config("a.test/x", ["b:1"])
+        self.assertEqual(str(caught.exception), "paths are not allowed: a.test/x")
+        with self.assertRaises(ConfigError) as caught:
+            _quickstart.reverse_proxy_config(":1", ["http://b:443"])
+        self.assertEqual(str(caught.exception), "invalid upstream address http://b:443: upstream address has "
+                         "conflicting scheme (http://) and port (:443, the HTTPS port)")
+
+    def test_file_server(self) -> None:
+        """file-server: :80 by default (:443 with --domain), Caddy's timeouts and header limit."""
+        config, listen = _quickstart.file_server_config(root="/srv", browse=True, access_log=True)
+        self.assertEqual(listen, ":80")
+        self.assertEqual(config["apps"]["http"]["servers"]["static"], {
+            "listen": [":80"], "read_header_timeout": 10_000_000_000, "idle_timeout": 30_000_000_000,
+            "max_header_bytes": 10240,
+            "routes": [{"handle": [{"handler": "file_server", "root": "/srv", "browse": {}}]}], "logs": {},
+        })
+        config, listen = _quickstart.file_server_config(domain="a.test", templates=True)
+        route = config["apps"]["http"]["servers"]["static"]["routes"][0]
+        self.assertEqual((listen, route["match"]), (":443", [{"host": ["a.test"]}]))
+        self.assertEqual(route["handle"], [{"handler": "templates"}, {"handler": "file_server"}])
+        service = CaddyService(_quickstart.file_server_config(listen="127.0.0.1:0")[0])
+        self.assertEqual(service.listenAddresses(), {"static": ["127.0.0.1:0"]})
+
+
+class _Echo(Resource):
+    isLeaf = True
+
+    def render_GET(self, request: Any) -> bytes:
+        return b"upstream saw Host " + (request.getHeader(b"host") or b"")
+
+
+class OneLineServerTests(TestCase):
+    """reverse-proxy and file-server as real child processes, stopped by their pid."""
+
+    @inlineCallbacks
+    def test_file_server_serves_the_root(self) -> Any:
+        """file-server --root --listen serves the directory and says so on stderr; SIGTERM ends it with 0."""
+        root = os.path.abspath(self.mktemp())
+        os.makedirs(root)
+        with open(os.path.join(root, "hello.txt"), "w") as f:
+            f.write("hello from disk")
+        port = free_port()
+        child, process = spawn_txcaddy(self, ["file-server", "--root", root, "--listen", f"127.0.0.1:{port}"])
+        yield child.wait_for(f"Caddy serving static files on 127.0.0.1:{port}\n")
+        response = yield treq.get(f"http://127.0.0.1:{port}/hello.txt", persistent=False)
+        body = yield treq.content(response)
+        self.assertEqual((response.code, body), (200, b"hello from disk"))
+        os.kill(process.pid, signal.SIGTERM)
+        status = yield child.ended
+        self.assertEqual(status, 0)
+
+    @inlineCallbacks
+    def test_reverse_proxy_forwards(self) -> Any:
+        """reverse-proxy --from :PORT --to UPSTREAM prints Caddy's line and proxies, Host changed on request."""
+        upstream = listen_local(Site(_Echo()))
+        self.addCleanup(upstream.stopListening)
+        to = f"127.0.0.1:{port_number(upstream)}"
+        port = free_port()
+        child, process = spawn_txcaddy(
+            self, ["reverse-proxy", "--from", f":{port}", "--to", to, "--change-host-header"])
+        yield child.wait_for(f"Caddy proxying http://:{port} -> {to}\n")
+        response = yield treq.get(f"http://127.0.0.1:{port}/", persistent=False)
+        body = yield treq.content(response)
+        self.assertEqual((response.code, body), (200, f"upstream saw Host {to}".encode()))
+        os.kill(process.pid, signal.SIGTERM)
+        status = yield child.ended
+        self.assertEqual(status, 0)
+
+
+class RespondConfigTests(SynchronousTestCase):
+    """``respond``'s config, as Caddy 2.6.2's cmdRespond builds it."""
+
+    def handler(self, config: dict[str, Any], server: str = "static0") -> Any:
+        return config["apps"]["http"]["servers"][server]["routes"][0]["handle"][0]
+
+    def test_defaults(self) -> None:
+        """No arguments: an empty 200 on :0, Caddy's timeouts, no redirects."""
+        config = _quickstart.respond_config()
+        self.assertEqual(config["apps"]["http"]["servers"], {"static0": {
+            "listen": [":0"], "read_header_timeout": 10_000_000_000, "idle_timeout": 30_000_000_000,
+            "max_header_bytes": 10240,
+            "routes": [{"handle": [{"handler": "static_response", "status_code": "200"}]}],
+            "automatic_https": {"disable_redirects": True},
+        }})
+
+    def test_argument_is_status_or_body(self) -> None:
+        """A 3-digit argument is the status, other text the body; --status makes a number the body."""
+        self.assertEqual(self.handler(_quickstart.respond_config(argument="404"))["status_code"], "404")
+        self.assertEqual(self.handler(_quickstart.respond_config(argument="hello"))["body"], "hello")
+        handler = self.handler(_quickstart.respond_config(status=200, argument="404"))
+        self.assertEqual((handler["status_code"], handler["body"]), ("200", "404"))
+        self.assertNotIn("body", self.handler(_quickstart.respond_config(argument="42")))  # not 3 digits: ignored
+        self.assertEqual(self.handler(_quickstart.respond_config(stdin_body="piped"))["body"], "piped")
+
+    def test_port_range_and_template(self) -> None:
+        """A port range makes one server per port; {{.N}}, {{.Port}}, {{.Address}} are filled in."""
+        config = _quickstart.respond_config("127.0.0.1:9000-9001", body="{{.N}} {{ .Port }} {{.Address}}")
+        self.assertEqual(self.handler(config, "static1")["body"], "1 9001 127.0.0.1:9001")
+        self.assertEqual(config["apps"]["http"]["servers"]["static0"]["listen"], ["127.0.0.1:9000"])
+
+    def test_headers_and_errors(self) -> None:
+        """--header sets canonical fields; a bad header, an overridden argument, an unknown template action fail."""
+        handler = self.handler(_quickstart.respond_config(headers=["x-one: 1", "Cache-Control : no-store"]))
+        self.assertEqual(handler["headers"], {"X-One": ["1"], "Cache-Control": ["no-store"]})
+        for kwargs, message in [
+            ({"headers": ["ok: 1", "nocolon"]}, 'header 1: invalid format "nocolon" (expecting "Field: value")'),
+            ({"status": 201, "body": "b", "argument": "x"}, 'unflagged argument "x" is overridden by flags'),
+            ({"body": "{{.Host}}"}, "template: body: txcaddy supports only {{.N}}, {{.Port}} and {{.Address}}, "
+                                    "not {{.Host}}"),
+        ]:
+            with self.assertRaises(ConfigError) as caught:
+                _quickstart.respond_config(**kwargs)  # type: ignore[arg-type]
+            self.assertEqual(str(caught.exception), message)
+        out, err = io.StringIO(), io.StringIO()
+        self.assertEqual(cli.main(["respond", "a", "b"], out, err), 1)
+        self.assertEqual(err.getvalue(), "Error: too many unflagged arguments\n")
+
+
+class RespondProcessTests(TestCase):
+    @inlineCallbacks
+    def test_respond_with_piped_body(self) -> Any:
+        """respond reads its body from a pipe on stdin, prints "Server address: …", and answers with it."""
+        port = free_port()
+        child, process = spawn_txcaddy(self, ["respond", "--listen", f"127.0.0.1:{port}", "201"])
+        process.write(b"from the pipe on {{.Port}}")
+        process.closeStdin()
+        yield child.wait_for(f"Server address: 127.0.0.1:{port}\n")
+        response = yield treq.get(f"http://127.0.0.1:{port}/", persistent=False)
+        body = yield treq.content(response)
+        self.assertEqual((response.code, body), (201, f"from the pipe on {port}".encode()))
+        os.kill(process.pid, signal.SIGTERM)
+        status = yield child.ended
+        self.assertEqual(status, 0)

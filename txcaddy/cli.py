@@ -1,5 +1,6 @@
 """The ``txcaddy`` command: ``run``, ``adapt``, ``validate``, ``fmt``, ``trust``,
-``untrust``, ``version``.
+``untrust``, ``version``, ``list-modules``, ``environ``, ``hash-password``,
+``reverse-proxy``, ``file-server``, ``respond``.
 
 It mirrors Caddy's command line so that users can diff ``txcaddy adapt``
 against ``caddy adapt``. A bad config prints ``Error: ...`` with file and
@@ -12,17 +13,30 @@ line and exits 1, never a traceback.
 where the root comes from: Caddy asks a running server's admin API, txcaddy reads the CA
 from the storage the config names, as the server would (no server needs to run), and
 ``trust`` creates it there when it does not exist yet.
+
+The other verbs follow ``cmd/commandfuncs.go`` (``list-modules``, ``environ``),
+``modules/caddyhttp/caddyauth/command.go`` (``hash-password``) and the one-line
+servers' ``command.go`` files (configs in ``txcaddy._quickstart``).  Config discovery
+for ``run`` and ``validate`` is ``cmd/main.go: LoadConfig``: without ``--config``,
+``./Caddyfile`` when there is one, else an empty config; ``--config -`` reads stdin.
 """
 
 from __future__ import annotations
 
 import argparse
+import base64
+import getpass
+import hashlib
 import json
+import multiprocessing
 import os
+import platform
 import signal
+import stat
 import subprocess
 import sys
-from collections.abc import Iterator, Sequence
+import time
+from collections.abc import Callable, Iterator, Sequence
 from contextlib import contextmanager
 from typing import Any, TextIO, TypeVar, cast
 
@@ -40,20 +54,22 @@ from twisted.logger import (
 from twisted.python.failure import Failure
 from zope.interface import provider
 
+from txcaddy import _quickstart, _systemd
 from txcaddy._go.fs import path_error
 from txcaddy._process import tune_server_process
 from txcaddy._reactor import default_reactor
 from txcaddy.admin import _persist as persist
 from txcaddy.admin._server import DEFAULT_ADMIN_LISTEN
+from txcaddy.caddyfile.adapter import adapt
 from txcaddy.caddyfile.formatter import format_caddyfile
 from txcaddy.caddyfile.jsonenc import encode
-from txcaddy.config.source import load_config, read_config_text
+from txcaddy.config.source import choose_adapter, load_config, read_config_text
 from txcaddy.config.validate import validate_config
 from txcaddy.errors import ConfigError, ConfigWarning
 from txcaddy.service import CaddyService
 from txcaddy.tls import internalca, truststore
 from txcaddy.tls.errors import KeyNotFound
-from txcaddy.tls.storage import storage_from_config
+from txcaddy.tls.storage import default_storage_root, storage_from_config
 
 VERSION = "0.1.0"
 
@@ -78,7 +94,7 @@ def cmd_adapt(args: argparse.Namespace, out: TextIO, err: TextIO) -> int:
 
 
 def cmd_validate(args: argparse.Namespace, out: TextIO, err: TextIO) -> int:
-    config, warnings = load_config(args.config, args.adapter)
+    config, warnings = discover_config(args.config, args.adapter)
     _print_warnings(warnings, err)
     validate_config(config)
     print("Valid configuration", file=out)
@@ -96,6 +112,37 @@ def cmd_fmt(args: argparse.Namespace, out: TextIO, err: TextIO) -> int:
     return 0
 
 
+def discover_config(config: str, adapter: str | None) -> tuple[dict[str, Any], list[ConfigWarning]]:
+    """The config ``run``/``validate`` load, found as Caddy's ``LoadConfig`` finds it.
+
+    ``--adapter`` without ``--config`` is an error; no ``--config`` takes ``./Caddyfile``
+    when it exists and an empty config when it does not.
+    """
+    if adapter and not config:
+        raise ConfigError("cannot adapt config without config file (use --config)")
+    if config == "-":
+        return _config_from_stdin(adapter)
+    if not config:
+        if not os.path.exists("Caddyfile"):
+            return {}, []
+        config, adapter = "Caddyfile", "caddyfile"
+    return load_config(config, adapter)
+
+
+def _config_from_stdin(adapter: str | None) -> tuple[dict[str, Any], list[ConfigWarning]]:
+    """``--config -``: the config text on stdin; JSON unless ``--adapter caddyfile`` (Caddy's rule)."""
+    text = sys.stdin.read()
+    if choose_adapter("-", adapter or "json") == "caddyfile":
+        return adapt(text, "-")
+    try:
+        config = json.loads(text)
+    except json.JSONDecodeError as e:
+        raise ConfigError(f"-:{e.lineno} - invalid JSON config: {e.msg}") from None
+    if not isinstance(config, dict):
+        raise ConfigError("-:1 - invalid JSON config: the top level must be an object")
+    return config, []
+
+
 def run_service(args: argparse.Namespace) -> CaddyService:
     """The service ``txcaddy run`` serves: it owns the process, so with the fast reactor path,
     the admin endpoint and ``autosave.json``; ``--resume`` loads that file instead of ``--config``."""
@@ -111,9 +158,8 @@ def run_service(args: argparse.Namespace) -> CaddyService:
         except (OSError, ValueError) as e:
             raise ConfigError(f"reading autosaved config {autosave}: {e}") from None
     if config is None:
-        config, warnings = load_config(args.config, args.adapter)
-    return CaddyService(config, warnings=warnings, reactor=default_reactor(), fast_io=True, admin=True,
-                        autosave=autosave)
+        config, warnings = discover_config(args.config, args.adapter)
+    return serving(config, warnings, admin=True, autosave=autosave)
 
 
 def reload_from_file(service: CaddyService, args: argparse.Namespace) -> Deferred[None]:
@@ -150,9 +196,24 @@ def install_reload_signal(service: CaddyService, args: argparse.Namespace) -> No
     signal.signal(signal.SIGUSR1, on_sigusr1)
 
 
-def cmd_run(args: argparse.Namespace, out: TextIO, err: TextIO) -> int:
-    """Serve the config in the foreground until SIGINT/SIGTERM (like ``twistd -n caddy``)."""
-    service = run_service(args)
+def serving(
+    config: dict[str, Any], warnings: list[ConfigWarning] | None = None, *, admin: bool = False,
+    autosave: str | None = None,
+) -> CaddyService:
+    """A service that owns the process (fast reactor path), telling systemd when it is ready;
+    ``run`` adds the admin endpoint and ``autosave.json`` (the one-line servers have neither, as Caddy's)."""
+    service = CaddyService(config, warnings=warnings, reactor=default_reactor(), fast_io=True, admin=admin,
+                           autosave=autosave)
+    _systemd.attach_notifier(service)
+    return service
+
+
+def serve(
+    service: CaddyService, err: TextIO, started: Callable[[], None] | None = None,
+    reload_args: argparse.Namespace | None = None,
+) -> int:
+    """Run ``service`` in the foreground until SIGINT/SIGTERM; ``started`` is called once it listens;
+    with ``reload_args`` (``run``), SIGUSR1 reloads the config file they name."""
     reactor = service.reactor
     tune_server_process()
     globalLogBeginner.beginLoggingTo([textFileLogObserver(sys.stderr)], redirectStandardIO=False)
@@ -164,8 +225,12 @@ def cmd_run(args: argparse.Namespace, out: TextIO, err: TextIO) -> int:
         except Exception as e:  # noqa: BLE001 - e.g. a port already in use
             failures.append(e)
             reactor.stop()
+            return
+        if started is not None:
+            started()
 
-    install_reload_signal(service, args)
+    if reload_args is not None:
+        install_reload_signal(service, reload_args)
     reactor.callWhenRunning(start)
     reactor.addSystemEventTrigger("before", "shutdown", lambda: service.running and service.stopService())
     reactor.run()
@@ -235,9 +300,214 @@ def cmd_reload(args: argparse.Namespace, out: TextIO, err: TextIO) -> int:
     return 0
 
 
+def cmd_run(args: argparse.Namespace, out: TextIO, err: TextIO) -> int:
+    """Serve the config in the foreground until SIGINT/SIGTERM (like ``twistd -n caddy``)."""
+    return serve(run_service(args), err, reload_args=args)
+
+
 def cmd_version(args: argparse.Namespace, out: TextIO, err: TextIO) -> int:
     print(f"txcaddy {VERSION} (Caddyfile of Caddy 2.6.2)", file=out)
     return 0
+
+
+#: Modules txcaddy implements outside the module registry (apps, the adapter, storage, TLS).
+BUILTIN_MODULE_IDS = (
+    "caddy.adapters.caddyfile",
+    "caddy.storage.file_system",
+    "http",
+    "pki",
+    "tls",
+    "tls.certificates.automate",
+    "tls.certificates.load_files",
+    "tls.certificates.load_pem",
+    "tls.certificates.load_storage",
+    "tls.issuance.acme",
+    "tls.issuance.internal",
+    "tls.issuance.zerossl",
+)
+
+
+def _module_package(factory: Any) -> tuple[str, str]:
+    """The Python package a module's code comes from, and that distribution's version."""
+    from importlib import metadata
+
+    if factory is None:  # implemented by txcaddy outside the registry
+        return "txcaddy", VERSION
+    name = getattr(factory, "__module__", None) or type(factory).__module__
+    top = name.split(".", 1)[0]
+    for dist in metadata.packages_distributions().get(top, []):
+        try:
+            return top, metadata.version(dist)
+        except metadata.PackageNotFoundError:
+            continue
+    return top, VERSION if top == "txcaddy" else "(unknown)"
+
+
+def cmd_list_modules(args: argparse.Namespace, out: TextIO, err: TextIO) -> int:
+    """Module IDs, standard (txcaddy's own) then non-standard (plugins), with Caddy's counts."""
+    from txcaddy.config import registry
+
+    registry._load_builtins_and_plugins()
+    modules: dict[str, Any] = dict.fromkeys(BUILTIN_MODULE_IDS)
+    modules.update(registry.MODULES)
+    standard: list[tuple[str, str, str]] = []
+    nonstandard: list[tuple[str, str, str]] = []
+    for module_id in sorted(modules):
+        package, version = _module_package(modules[module_id])
+        (standard if package == "txcaddy" else nonstandard).append((module_id, package, version))
+
+    def show(module_id: str, package: str, version: str) -> None:
+        line = module_id
+        if args.versions:
+            line += " " + version
+        if args.packages:
+            line += " " + package
+        print(line, file=out)
+
+    if not args.skip_standard:
+        for entry in standard:
+            show(*entry)
+        print(f"\n  Standard modules: {len(standard)}", file=out)
+    if nonstandard:
+        if standard and not args.skip_standard:
+            print(file=out)
+        for entry in nonstandard:
+            show(*entry)
+    print(f"\n  Non-standard modules: {len(nonstandard)}", file=out)
+    print("\n  Unknown modules: 0", file=out)
+    return 0
+
+
+def cmd_environ(args: argparse.Namespace, out: TextIO, err: TextIO) -> int:
+    """Caddy's ``environ``: where it keeps things, the runtime, then every environment variable."""
+    data = default_storage_root(os.environ)
+    xdg_config = os.environ.get("XDG_CONFIG_HOME", "")
+    home = os.environ.get("HOME", "")
+    config_dir = os.path.join(xdg_config or os.path.join(home or ".", ".config"), "caddy")
+    try:
+        cwd = os.getcwd()
+    except OSError as e:
+        cwd = f"<error: {e}>"
+    lines = [
+        f"caddy.HomeDir={home or '.'}",
+        f"caddy.AppDataDir={data}",
+        f"caddy.AppConfigDir={config_dir}",
+        f"caddy.ConfigAutosavePath={os.path.join(config_dir, 'autosave.json')}",
+        f"caddy.Version={VERSION}",
+        f"runtime.GOOS={sys.platform}",
+        f"runtime.GOARCH={platform.machine()}",
+        f"runtime.Compiler={platform.python_implementation()}",
+        f"runtime.NumCPU={multiprocessing.cpu_count()}",
+        f"runtime.GOMAXPROCS={len(os.sched_getaffinity(0)) if hasattr(os, 'sched_getaffinity') else 1}",
+        f"runtime.Version={platform.python_version()}",
+        f"os.Getwd={cwd}",
+        "",
+    ]
+    lines += [f"{key}={value}" for key, value in os.environ.items()]
+    print("\n".join(lines), file=out)
+    return 0
+
+
+def _read_plaintext(err: TextIO) -> bytes:
+    """The password from the terminal (asked twice, not echoed) or one line of stdin."""
+    stdin = sys.stdin
+    if stdin.isatty():
+        first = getpass.getpass("Enter password: ", stream=err)
+        second = getpass.getpass("Confirm password: ", stream=err)
+        if first != second:
+            raise ConfigError("password does not match")
+        plaintext = first.encode()
+    else:
+        reader = getattr(stdin, "buffer", None)
+        line = reader.readline() if reader is not None else stdin.readline().encode()
+        if not line.endswith(b"\n"):
+            raise ConfigError("EOF")  # Go's bufio.ReadBytes('\n') without a newline
+        plaintext = line[:-1]
+    if not plaintext:
+        raise ConfigError("plaintext is required")
+    return plaintext
+
+
+def cmd_hash_password(args: argparse.Namespace, out: TextIO, err: TextIO) -> int:
+    """bcrypt (cost 14, ``$2a$`` as Go writes it) or scrypt (deprecated; base64 of the key)."""
+    plaintext = args.plaintext.encode() if args.plaintext else _read_plaintext(err)
+    if args.algorithm == "bcrypt":
+        import bcrypt
+
+        # Go's bcrypt (Caddy 2.6.2) uses the first 72 bytes; Python's refuses longer input.
+        hashed = bcrypt.hashpw(plaintext[:72], bcrypt.gensalt(14, prefix=b"2a")).decode()
+    elif args.algorithm == "scrypt":
+        key = hashlib.scrypt(plaintext, salt=args.salt.encode(), n=32768, r=8, p=1, maxmem=64 << 20, dklen=32)
+        hashed = base64.b64encode(key).decode()
+    else:
+        raise ConfigError(f"unrecognized hash algorithm: {args.algorithm}")
+    print(hashed, file=out)
+    return 0
+
+
+def cmd_reverse_proxy(args: argparse.Namespace, out: TextIO, err: TextIO) -> int:
+    """A reverse proxy from one address to upstreams, with no config file (Caddy's quick start)."""
+    plan = _quickstart.reverse_proxy_config(
+        args.from_, args.to or [], args.change_host_header, args.insecure, args.internal_certs, args.debug,
+    )
+
+    def started() -> None:
+        for dial in plan.upstreams:
+            print(f"Caddy proxying {plan.source} -> {dial}", file=out, flush=True)
+        if len(plan.upstreams) > 1:
+            print("Load balancing policy: random", file=out, flush=True)
+
+    return serve(serving(plan.config), err, started)
+
+
+def cmd_file_server(args: argparse.Namespace, out: TextIO, err: TextIO) -> int:
+    """A static file server for a directory, with no config file (Caddy's quick start)."""
+    config, listen = _quickstart.file_server_config(
+        args.root, args.listen, args.domain, args.browse, args.templates, args.access_log, args.debug,
+    )
+
+    def started() -> None:
+        stamp = time.strftime("%Y/%m/%d %H:%M:%S")  # Go's log.Printf prefix
+        print(f"{stamp} Caddy serving static files on {listen}", file=err, flush=True)
+
+    return serve(serving(config), err, started)
+
+
+def _piped_stdin() -> str | None:
+    """What a pipe on stdin holds (``respond``'s body); None when stdin is not a pipe."""
+    try:
+        piped = stat.S_ISFIFO(os.fstat(sys.stdin.fileno()).st_mode)
+    except (AttributeError, OSError, ValueError):
+        return None
+    return sys.stdin.read() if piped else None
+
+
+def _address_text(address: Any) -> str:
+    """A bound address as Go's ``net.Addr.String()`` writes it."""
+    host, port = getattr(address, "host", None), getattr(address, "port", None)
+    if host is None or port is None:
+        return str(getattr(address, "name", address))
+    return f"[{host}]:{port}" if ":" in host else f"{host}:{port}"
+
+
+def cmd_respond(args: argparse.Namespace, out: TextIO, err: TextIO) -> int:
+    """Hard-coded responses for development (Caddy's ``respond``); prints each listener's address."""
+    if len(args.argument) > 1:
+        raise ConfigError("too many unflagged arguments")
+    argument = args.argument[0] if args.argument else None
+    needs_stdin = not args.body and not (argument and _quickstart._go_atoi(argument) is None)
+    config = _quickstart.respond_config(
+        args.listen, args.status, args.body, args.header or (), argument, args.access_log, args.debug,
+        _piped_stdin() if needs_stdin else None,
+    )
+    service = serving(config)
+
+    def started() -> None:
+        for addresses in service.boundAddresses().values():
+            for address in addresses:
+                print(f"Server address: {_address_text(address)}", file=out, flush=True)
+
+    return serve(service, err, started)
 
 
 # -- trust / untrust ------------------------------------------------------------------------
@@ -368,7 +638,7 @@ def build_parser() -> argparse.ArgumentParser:
     adapt.set_defaults(func=cmd_adapt)
 
     validate = commands.add_parser("validate", help="check a config without running it")
-    validate.add_argument("--config", "-c", default="Caddyfile")
+    validate.add_argument("--config", "-c", default="", help="config file (default: ./Caddyfile if there is one)")
     validate.add_argument("--adapter", "-a", default=None)
     validate.set_defaults(func=cmd_validate)
 
@@ -378,7 +648,7 @@ def build_parser() -> argparse.ArgumentParser:
     fmt.set_defaults(func=cmd_fmt)
 
     run = commands.add_parser("run", help="serve a config in the foreground")
-    run.add_argument("--config", "-c", default="Caddyfile", help="config file (default: Caddyfile)")
+    run.add_argument("--config", "-c", default="", help="config file (default: ./Caddyfile if there is one)")
     run.add_argument("--adapter", "-a", default=None, help="caddyfile or json")
     run.add_argument("--resume", action="store_true", help="load the autosaved config instead of --config")
     run.set_defaults(func=cmd_run)
@@ -405,6 +675,50 @@ def build_parser() -> argparse.ArgumentParser:
 
     version = commands.add_parser("version", help="print the version")
     version.set_defaults(func=cmd_version)
+
+    modules = commands.add_parser("list-modules", help="list the installed Caddy modules")
+    modules.add_argument("--packages", action="store_true", help="print the Python package of each module")
+    modules.add_argument("--versions", action="store_true", help="print the version of each module")
+    modules.add_argument("--skip-standard", "-s", action="store_true", help="leave out txcaddy's own modules")
+    modules.set_defaults(func=cmd_list_modules)
+
+    environ = commands.add_parser("environ", help="print the environment")
+    environ.set_defaults(func=cmd_environ)
+
+    hash_password = commands.add_parser("hash-password", help="hash a password for basicauth")
+    hash_password.add_argument("--plaintext", "-p", default="", help="the password (default: ask, or read stdin)")
+    hash_password.add_argument("--algorithm", "-a", default="bcrypt", help="bcrypt or scrypt")
+    hash_password.add_argument("--salt", "-s", default="", help="the salt (scrypt)")
+    hash_password.set_defaults(func=cmd_hash_password)
+
+    proxy = commands.add_parser("reverse-proxy", help="a quick reverse proxy, without a config file")
+    proxy.add_argument("--from", "-f", dest="from_", default="localhost", help="the address to proxy from")
+    proxy.add_argument("--to", "-t", action="append", help="an upstream to proxy to (repeatable)")
+    proxy.add_argument("--change-host-header", "-c", action="store_true", help="send the upstream's host")
+    proxy.add_argument("--insecure", action="store_true", help="skip verifying HTTPS upstreams' certificates")
+    proxy.add_argument("--internal-certs", "-i", action="store_true", help="use the internal CA for --from")
+    proxy.add_argument("--debug", "-v", action="store_true", help="log at DEBUG level")
+    proxy.set_defaults(func=cmd_reverse_proxy)
+
+    files = commands.add_parser("file-server", help="a quick static file server, without a config file")
+    files.add_argument("--domain", "-d", default="", help="the domain name to serve")
+    files.add_argument("--root", "-r", default="", help="the directory to serve (default: current)")
+    files.add_argument("--listen", "-l", default="", help="the address to listen on (default :80, or :443)")
+    files.add_argument("--browse", "-b", action="store_true", help="list directories")
+    files.add_argument("--templates", "-t", action="store_true", help="render templates")
+    files.add_argument("--access-log", action="store_true", help="log each request")
+    files.add_argument("--debug", "-v", action="store_true", help="log at DEBUG level")
+    files.set_defaults(func=cmd_file_server)
+
+    respond = commands.add_parser("respond", help="hard-coded HTTP responses for development and testing")
+    respond.add_argument("argument", nargs="*", help="a 3-digit status code, or the body")
+    respond.add_argument("--listen", "-l", default=":0", help="the address to listen on (default :0)")
+    respond.add_argument("--status", "-s", type=int, default=None, help="the status code (default 200)")
+    respond.add_argument("--body", "-b", default="", help="the body ({{.N}}, {{.Port}}, {{.Address}} filled in)")
+    respond.add_argument("--header", "-H", action="append", help='a response header, "Field: value" (repeatable)')
+    respond.add_argument("--access-log", action="store_true", help="log each request")
+    respond.add_argument("--debug", "-v", action="store_true", help="log at DEBUG level")
+    respond.set_defaults(func=cmd_respond)
     return parser
 
 

@@ -38,7 +38,7 @@ from twisted.internet.interfaces import IListeningPort, IProtocolFactory, IStrea
 from twisted.internet.protocol import Factory
 from twisted.logger import Logger
 
-from txcaddy import _twisted
+from txcaddy import _systemd, _twisted
 from txcaddy._reactor import IServingReactor, default_reactor
 from txcaddy.admin import _persist as persist
 from txcaddy.admin._paths import strip_ids
@@ -119,7 +119,9 @@ class QUICListenerService(Service):
     def __init__(
         self, reactor: Any, listener: HTTP3Listener, port: int, interface: str, address: str,
         on_change: Any, grace_period: float = DEFAULT_GRACE_PERIOD,
+        inherited: _systemd.InheritedSocket | None = None,
     ) -> None:
+        self.inherited = inherited  # a UDP socket from systemd to adopt instead of binding
         self.reactor = reactor
         self.listener = listener
         self.port_number = port
@@ -132,7 +134,10 @@ class QUICListenerService(Service):
     def _bind(self) -> None:
         if self.port is None:
             self.listener.accepting = True
-            self.port = self.reactor.listenUDP(self.port_number, self.listener, interface=self.interface)
+            if self.inherited is not None:
+                self.port = self.reactor.adoptDatagramPort(self.inherited.fd, self.inherited.family, self.listener)
+            else:
+                self.port = self.reactor.listenUDP(self.port_number, self.listener, interface=self.interface)
             self.on_change()
 
     def privilegedStartService(self) -> None:
@@ -248,9 +253,12 @@ class CaddyService(MultiService):
         admin: bool = False,
         stop: Callable[[], Any] | None = None,
         autosave: str | None = None,
+        inherited: Sequence[_systemd.InheritedSocket] | None = None,
     ) -> None:
         super().__init__()
         self.reactor = default_reactor(reactor)
+        # systemd socket activation: listeners bound where an inherited socket is adopt it.
+        self.inherited = list(_systemd.process_sockets() if inherited is None else inherited)
         self.autosave = autosave
         self.fast_io = fast_io
         self.runtime = Runtime()
@@ -373,6 +381,14 @@ class CaddyService(MultiService):
             service.setServiceParent(new.services)
         self._add_certificate_services(new)
 
+    def _endpoint(self, description: str) -> IStreamServerEndpoint:
+        """The endpoint for a listener: an inherited socket bound there (systemd), else a new one."""
+        inherited = _systemd.match_endpoint(description, self.inherited)
+        if inherited is None:
+            return serverFromString(self.reactor, description)
+        self.log.info("{description} adopts inherited socket fd {fd}", description=description, fd=inherited.fd)
+        return _systemd.AdoptedEndpoint(self.reactor, inherited)
+
     def _add_certificate_services(self, new: _Apps) -> None:
         """The PKI app and the certificate manager, after the listeners (Caddy's phase 2).
 
@@ -398,7 +414,7 @@ class CaddyService(MultiService):
                 cast(SwitchingFactory, child.factory).target = factory
                 child.server_name = name  # the server may have another name now
                 continue
-            child = ListenerService(serverFromString(self.reactor, endpoint), SwitchingFactory(factory), address)
+            child = ListenerService(self._endpoint(endpoint), SwitchingFactory(factory), address)
             child.setName(f"{name} {endpoint}")
             child.server_name = name
             self._listeners[endpoint] = child
@@ -479,7 +495,7 @@ class CaddyService(MultiService):
         h3 = HTTP3Listener(server, self.reactor, creator.quic_certificate)
         child = QUICListenerService(
             self.reactor, h3, udp[0], udp[1], listener.address, self._alt_svc_updater(server, services),
-            apps.grace_period(),
+            apps.grace_period(), _systemd.match_datagram(udp[0], udp[1], self.inherited),
         )
         child.setName(f"{name} udp {listener.endpoint}")
         self._h3_by_key[key] = child

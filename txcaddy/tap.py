@@ -1,17 +1,24 @@
 """``twistd caddy``: options and the service maker.
 
 The config is read and adapted while the options are parsed, so a bad
-Caddyfile is reported by twistd as a usage error naming file and line,
-before anything starts.
+Caddyfile is reported before anything starts: ``Error: <file>:<line>: <problem>``
+on stderr and exit status 1, as ``caddy run`` reports it.  It is not a
+``UsageError``: twistd would print its whole usage text first, as if the command
+line were wrong.
+
+Under systemd (``$NOTIFY_SOCKET``) the service tells the manager ``READY=1`` once
+listening and ``STOPPING=1`` on stop (``txcaddy._systemd``).
 """
 
 from __future__ import annotations
 
+import sys
 from typing import Any
 
 from twisted.application.service import IService
 from twisted.python import usage
 
+from txcaddy import _systemd
 from txcaddy._process import tune_server_process
 from txcaddy._reactor import IServingReactor, default_reactor
 from txcaddy.admin import _persist as persist
@@ -34,14 +41,15 @@ class Options(usage.Options):
     def postOptions(self) -> None:
         try:
             config, warnings = load_config(self["config"], self["adapter"])
-            # Build the whole tree now so that any config error is a usage error
-            # (one clear line from twistd), not a traceback later.
+            # Build the whole tree now so that any config error is one clear line before
+            # twistd starts anything, not a traceback later.
             # twistd owns the process: the service runs txcaddy's fast reactor path.
             self.service = CaddyService(
                 config, warnings=warnings, reactor=self.reactor, fast_io=True, admin=True,
                 autosave=persist.autosave_path())
         except ConfigError as e:
-            raise usage.UsageError(str(e)) from None
+            print(f"Error: {e}", file=sys.stderr)
+            raise SystemExit(1) from None
         self.caddyConfig: dict[str, Any] = self.service.config
 
     @property
@@ -59,4 +67,5 @@ def makeService(options: Options) -> IService:
     # SIGUSR1 reloads the config file, as with ``txcaddy run``.
     if isinstance(options, Options):
         install_reload_signal(options.service, argparse.Namespace(config=options["config"], adapter=options["adapter"]))
+    _systemd.attach_notifier(options.service)
     return options.service
