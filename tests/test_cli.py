@@ -658,3 +658,51 @@ class RespondProcessTests(TestCase):
         os.kill(process.pid, signal.SIGTERM)
         status = yield child.ended
         self.assertEqual(status, 0)
+
+
+class StartStopTests(TestCase):
+    """``txcaddy start`` returns once the server listens; ``txcaddy stop`` ends it (admin API)."""
+
+    timeout = 90
+
+    @inlineCallbacks
+    def test_start_then_stop(self) -> Any:
+        """start prints Caddy's line with the server's pid and exits 0 while the server keeps
+        serving; stop posts /stop to the admin address and the server process ends."""
+        import select
+
+        site, admin = free_port(), free_port()
+        config = os.path.abspath(self.mktemp())
+        with open(config, "w") as f:
+            f.write(f"{{\n\tadmin 127.0.0.1:{admin}\n}}\nhttp://127.0.0.1:{site} {{\n\trespond \"started\"\n}}\n")
+        env = {"XDG_DATA_HOME": os.path.abspath(self.mktemp()), "XDG_CONFIG_HOME": os.path.abspath(self.mktemp())}
+        starter, _ = spawn_txcaddy(self, ["start", "--config", config], env=env)
+        # The server inherits start's output (as Caddy's): start's pipes stay open after it exits.
+        yield starter.wait_for("is running in the background")
+        line = [text for text in starter.text().splitlines() if text.startswith("Successfully started txcaddy")]
+        self.assertEqual(len(line), 1, starter.text())
+        pid = int(line[0].split("pid=")[1].split(")")[0])
+        server = os.pidfd_open(pid)
+        self.addCleanup(os.close, server)
+
+        def kill_if_running() -> None:
+            if not select.select([server], [], [], 0)[0]:
+                os.kill(pid, signal.SIGTERM)
+
+        self.addCleanup(kill_if_running)
+        response = yield treq.get(f"http://127.0.0.1:{site}/", persistent=False)
+        self.assertEqual((yield response.content()), b"started")
+        stopper, _ = spawn_txcaddy(self, ["stop", "--address", f"127.0.0.1:{admin}"], env=env)
+        self.assertEqual((yield stopper.ended), 0, stopper.text())
+        ended, _, _ = select.select([server], [], [], 30)  # bounded wait for the server's exit
+        self.assertEqual(ended, [server])
+        self.assertEqual((yield starter.ended), 0, starter.text())
+
+    def test_start_reports_a_server_that_fails(self) -> None:
+        """A config that cannot start makes start fail with Caddy's message and exit 1."""
+        config = os.path.abspath(self.mktemp())
+        with open(config, "w") as f:
+            f.write("http://127.0.0.1:1 {\n\tnot_a_directive\n}\n")
+        err = io.StringIO()
+        self.assertEqual(cli.main(["start", "--config", config], io.StringIO(), err), 1)
+        self.assertIn("Error: caddy process exited with error: exit status 1", err.getvalue())

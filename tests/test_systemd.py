@@ -77,6 +77,17 @@ class NotifyTests(SynchronousTestCase):
         self.assertTrue(_systemd.attach_notifier(service, {"NOTIFY_SOCKET": "/run/x"}))
         self.assertIsInstance(list(service)[-1], NotifyService)
 
+    def test_reload_tells_reloading_then_ready(self) -> None:
+        """A reload sends RELOADING=1 as it begins and READY=1 once it is over, also when the new
+        config fails (the old one still serves)."""
+        sock, path = notify_socket(self)
+        service = CaddyService({}, reactor=default_reactor())
+        _systemd.attach_notifier(service, {"NOTIFY_SOCKET": path})
+        self.successResultOf(service.reload({}))
+        self.assertEqual((sock.recv(100), sock.recv(100)), (b"RELOADING=1", b"READY=1"))
+        self.failureResultOf(service.reload({"apps": {"nope": {}}}))
+        self.assertEqual((sock.recv(100), sock.recv(100)), (b"RELOADING=1", b"READY=1"))
+
 
 IPV4_ANY = InheritedSocket(3, socket.AF_INET, ("0.0.0.0", 80))
 IPV6_ANY = InheritedSocket(4, socket.AF_INET6, ("::", 443, 0, 0))

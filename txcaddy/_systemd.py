@@ -104,6 +104,12 @@ def attach_notifier(parent: IServiceCollection, environ: Mapping[str, str] | Non
     if not environ.get("NOTIFY_SOCKET"):
         return False
     NotifyService(environ).setServiceParent(parent)
+    # A reload (admin API, ``txcaddy reload``, SIGUSR1): RELOADING=1, then READY=1 once the
+    # attempt is over (the old config still serves when it failed).
+    before, after = getattr(parent, "before_reload", None), getattr(parent, "on_reload", None)
+    if before is not None and after is not None:
+        before.append(lambda: notify("RELOADING=1", environ))
+        after.append(lambda success: notify("READY=1", environ))
     return True
 
 

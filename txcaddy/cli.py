@@ -32,6 +32,7 @@ import multiprocessing
 import os
 import platform
 import signal
+import socket
 import stat
 import subprocess
 import sys
@@ -252,7 +253,6 @@ def admin_request(address: str, method: str, path: str, body: bytes, headers: di
     """One request to the admin API at ``address`` (``host:port`` or ``unix//path``), as Caddy's
     ``AdminAPIRequest``: ``Origin`` names the address; over a unix socket the Host is empty."""
     import http.client
-    import socket
 
     if address.startswith("unix/"):
         path_name = address[len("unix/"):]
@@ -301,8 +301,93 @@ def cmd_reload(args: argparse.Namespace, out: TextIO, err: TextIO) -> int:
 
 
 def cmd_run(args: argparse.Namespace, out: TextIO, err: TextIO) -> int:
-    """Serve the config in the foreground until SIGINT/SIGTERM (like ``twistd -n caddy``)."""
-    return serve(run_service(args), err, reload_args=args)
+    """Serve the config in the foreground until SIGINT/SIGTERM (like ``twistd -n caddy``).
+
+    ``--pingback ADDR`` (what ``start`` uses): the bytes on standard input are sent back to
+    ``ADDR`` once the server listens, so the parent knows this process started.
+    """
+    started: Callable[[], None] | None = None
+    pingback = getattr(args, "pingback", "")
+    if pingback:
+        confirmation = sys.stdin.buffer.read()
+
+        def started() -> None:
+            host, _, port = pingback.rpartition(":")
+            try:
+                with socket.create_connection((host or "127.0.0.1", int(port)), timeout=10) as sock:
+                    sock.sendall(confirmation)
+            except (OSError, ValueError) as e:
+                print(f"Error: dialing confirmation address: {e}", file=err)
+
+    return serve(run_service(args), err, started=started, reload_args=args)
+
+
+#: How long ``start`` waits for the server to confirm it listens (Caddy waits without a limit;
+#: a config that binds and obtains certificates at start is well within this).
+START_TIMEOUT = 600.0
+
+
+def cmd_start(args: argparse.Namespace, out: TextIO, err: TextIO) -> int:
+    """Start ``txcaddy run`` in the background and wait until it listens (Caddy's ``cmdStart``).
+
+    The child gets ``--pingback`` with a loopback port of ours and 32 random bytes on its
+    standard input; it sends them back once its listeners are up. If it exits first, its
+    output (inherited) says why and this command fails.
+    """
+    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as listener:
+        listener.bind(("127.0.0.1", 0))
+        listener.listen(1)
+        listener.settimeout(0.2)
+        port = listener.getsockname()[1]
+        command = [sys.executable, "-m", "txcaddy.cli", "run", "--pingback", f"127.0.0.1:{port}"]
+        if args.config:
+            command += ["--config", args.config]
+        if args.adapter:
+            command += ["--adapter", args.adapter]
+        secret = os.urandom(32)
+        # The child runs this same txcaddy (as Caddy runs its own executable), also from a checkout.
+        package_root = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+        python_path = os.pathsep.join(p for p in (package_root, os.environ.get("PYTHONPATH", "")) if p)
+        child = subprocess.Popen(command, stdin=subprocess.PIPE, env={**os.environ, "PYTHONPATH": python_path})
+        assert child.stdin is not None
+        child.stdin.write(secret)
+        child.stdin.close()
+        deadline = time.monotonic() + START_TIMEOUT
+        while time.monotonic() < deadline:
+            code = child.poll()
+            if code is not None:
+                raise ConfigError(f"caddy process exited with error: exit status {code}")
+            try:
+                connection, _ = listener.accept()
+            except TimeoutError:
+                continue
+            with connection:
+                connection.settimeout(10)
+                received = b""
+                while len(received) < len(secret):
+                    chunk = connection.recv(len(secret) - len(received))
+                    if not chunk:
+                        break
+                    received += chunk
+            if received != secret:
+                raise ConfigError("wrong confirmation bytes received from the started process")
+            print(f"Successfully started txcaddy (pid={child.pid}) - txcaddy is running in the background",
+                  file=out)
+            return 0
+        child.terminate()
+        raise ConfigError(f"the server did not confirm its start within {START_TIMEOUT:.0f} s")
+
+
+def cmd_stop(args: argparse.Namespace, out: TextIO, err: TextIO) -> int:
+    """Stop a running server through its admin API's ``POST /stop`` (Caddy's ``cmdStop``: no
+    signal fallback). The address: ``--address``, else the config's, else ``localhost:2019``."""
+    config: dict[str, Any] = {}
+    if args.config:
+        config, _ = load_config(args.config, args.adapter)
+    status, body = admin_request(admin_address(args, config), "POST", "/stop", b"", {})
+    if status >= 400:
+        raise ConfigError(f"caddy responded with error: HTTP {status}: {body.decode('utf-8', 'replace')}")
+    return 0
 
 
 def cmd_version(args: argparse.Namespace, out: TextIO, err: TextIO) -> int:
@@ -651,7 +736,19 @@ def build_parser() -> argparse.ArgumentParser:
     run.add_argument("--config", "-c", default="", help="config file (default: ./Caddyfile if there is one)")
     run.add_argument("--adapter", "-a", default=None, help="caddyfile or json")
     run.add_argument("--resume", action="store_true", help="load the autosaved config instead of --config")
+    run.add_argument("--pingback", default="", help="echo stdin to this address once started (used by start)")
     run.set_defaults(func=cmd_run)
+
+    start = commands.add_parser("start", help="start the server in the background, once it listens")
+    start.add_argument("--config", "-c", default="", help="config file (default: ./Caddyfile if there is one)")
+    start.add_argument("--adapter", "-a", default=None, help="caddyfile or json")
+    start.set_defaults(func=cmd_start)
+
+    stop = commands.add_parser("stop", help="stop a running server through its admin API")
+    stop.add_argument("--config", "-c", default="", help="config file naming the admin address")
+    stop.add_argument("--adapter", "-a", default=None, help="caddyfile or json")
+    stop.add_argument("--address", default="", help="the admin API address (default: from the config)")
+    stop.set_defaults(func=cmd_stop)
 
     reload = commands.add_parser("reload", help="send a config to a running server's admin API")
     reload.add_argument("--config", "-c", default="Caddyfile", help="config file (default: Caddyfile)")

@@ -264,6 +264,7 @@ class CaddyService(MultiService):
         self.runtime = Runtime()
         self.challenges = Challenges()  # the ACME challenges in flight (kept across configs)
         self.on_reload: list[Callable[[bool], Any]] = [self._record_reload]
+        self.before_reload: list[Callable[[], Any]] = []  # called as a reload begins (sd_notify)
         self._listeners: dict[str, ListenerService] = {}
         self._h3_by_key: dict[str, QUICListenerService] = {}
         self._h3_services: dict[str, list[QUICListenerService]] = {}
@@ -532,6 +533,8 @@ class CaddyService(MultiService):
         use...) when it could not load or start, and then the running config is left exactly
         as it was.
         """
+        for begin in self.before_reload:
+            begin()
         try:
             self._reload(plain_json(config), list(warnings or []))
         except BaseException as e:
