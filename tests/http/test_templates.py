@@ -1,0 +1,159 @@
+"""``templates`` end to end: pages served by ``file_server`` through the handler, compared with
+what Caddy 2.6.2 renders for the same files (``templates_site/expected``, recorded by
+``templates_site/record.py``)."""
+
+from __future__ import annotations
+
+import json
+import os
+from pathlib import Path
+from typing import Any
+
+from twisted.logger import ILogObserver, LogLevel, globalLogPublisher
+from twisted.trial.unittest import SynchronousTestCase
+from zope.interface import implementer
+
+from txcaddy.config.loader import LoadContext
+from txcaddy.errors import ConfigError
+from txcaddy.http.errors import HandlerError
+from txcaddy.http.handlers.templates import Templates
+from txcaddy.testing import FakeResponse, FakeServer, make_request, serve
+
+SITE_DIR = Path(__file__).resolve().parent / "templates_site"
+SITE = SITE_DIR / "site"
+EXPECTED = SITE_DIR / "expected"
+HEADERS = {"Host": "example.test", "User-Agent": "fixture-agent", "Cookie": "flavor=vanilla"}
+COMPARED = ["Content-Type", "Content-Length", "X-Templated", "X-Multi", "Etag", "Last-Modified", "Accept-Ranges"]
+
+
+def site_handler(root: Path = SITE) -> Any:
+    """The routes ``caddy adapt`` makes of the recording Caddyfile (``templates_site/record.py``)."""
+    return LoadContext().load_handler({
+        "handler": "subroute",
+        "routes": [
+            {"handle": [{"handler": "vars", "root": str(root)}, {"handler": "templates"}]},
+            {"match": [{"path": ["/delims/*"]}], "handle": [{"handler": "subroute", "routes": [
+                {"handle": [{"handler": "templates", "delimiters": ["[[", "]]"]}]},
+                {"handle": [{"handler": "file_server"}]},
+            ]}]},
+            {"handle": [{"handler": "file_server"}]},
+        ],
+    })
+
+
+def fetch(path: str, handler: Any = None) -> tuple[FakeResponse, HandlerError | None]:
+    """Serve ``path`` as the recording did; the HandlerError it ended with, if any."""
+    handler = handler if handler is not None else site_handler()
+    server = FakeServer(handler)
+    request = make_request("GET", path, HEADERS, host=None, server=server)
+    response = FakeResponse()
+    try:
+        serve(handler, request, response)
+    except HandlerError as error:
+        return response, error
+    return response, None
+
+
+class CaddyFixturesTests(SynchronousTestCase):
+    """Every recorded page renders as Caddy rendered it."""
+
+    def setUp(self) -> None:
+        os.environ["TXCADDY_TPL_TEST"] = "from-env"
+        self.addCleanup(os.environ.pop, "TXCADDY_TPL_TEST", None)
+
+    def check(self, name: str) -> None:
+        record = json.loads((EXPECTED / f"{name}.json").read_text())
+        response, error = fetch(record["path"])
+        if record["status"] >= 400:
+            self.assertIsNotNone(error, record["path"])
+            assert error is not None
+            self.assertEqual(error.status, record["status"])
+            if record["status"] == 500:
+                self.assertEqual(str(error), record["log"][-1])
+            return
+        self.assertIsNone(error, record["path"])
+        self.assertEqual(response.status, record["status"])
+        self.assertEqual(response.body.decode(), record["body"])
+        for name_ in COMPARED:
+            self.assertEqual(response.headers.get_all(name_), record["headers"].get(name_, []), name_)
+
+    def test_basic(self) -> None:
+        """Actions, trim markers, variables, control structures, built-ins and printf verbs."""
+        self.check("basic.html")
+
+    def test_sprig(self) -> None:
+        """Sprig's string, list, dict, math, encoding, regexp, hash and date functions."""
+        self.check("sprig.html")
+
+    def test_context(self) -> None:
+        """The request views, cookies, response headers, placeholders, env, files, stripHTML, humanize."""
+        self.check("context.html")
+
+    def test_include(self) -> None:
+        """``include`` runs a file with ``.Args``; its defines stay inside it."""
+        self.check("include.html")
+
+    def test_import(self) -> None:
+        """``import`` adds a file's defines to the page."""
+        self.check("import.html")
+
+    def test_markdown(self) -> None:
+        """``markdown`` renders CommonMark with tables, strikethrough and heading ids as goldmark."""
+        self.check("markdown.html")
+
+    def test_front_matter(self) -> None:
+        """``splitFrontMatter`` reads YAML, TOML and JSON front matter."""
+        self.check("frontmatter.html")
+
+    def test_plain_text(self) -> None:
+        """text/plain is templated too."""
+        self.check("plain.txt")
+
+    def test_css_untouched(self) -> None:
+        """A Content-Type outside ``mime_types`` passes through as the file server wrote it."""
+        self.check("style.css")
+
+    def test_delimiters(self) -> None:
+        """Custom delimiters inside a route, under the site-wide ``templates`` (both run)."""
+        self.check("delims_page.html")
+
+    def test_parse_error(self) -> None:
+        """A template that does not parse is a 500 with Go's message."""
+        self.check("parse_error.html")
+
+    def test_exec_error(self) -> None:
+        """A function error names the template, line, column and command."""
+        self.check("exec_error.html")
+
+    def test_field_error(self) -> None:
+        """An unknown field of the context is Go's error."""
+        self.check("field_error.html")
+
+    def test_undefined_function(self) -> None:
+        """An unknown function fails at parse time."""
+        self.check("undefined_func.html")
+
+    def test_include_missing(self) -> None:
+        """A missing include is Go's ``open … : no such file or directory``."""
+        record = json.loads((EXPECTED / "include_missing.html.json").read_text())
+        _, error = fetch(record["path"])
+        assert error is not None
+        self.assertEqual(error.status, 500)
+        expected = record["log"][-1].replace(str(SITE_DIR / "site"), str(SITE))
+        self.assertEqual(str(error), expected)
+
+    def test_http_error(self) -> None:
+        """``httpError`` answers with its status."""
+        self.check("http_error.html")
+
+    def test_http_include(self) -> None:
+        """``httpInclude`` of a page whose template fails is ``http 500``."""
+        self.check("httpinclude.html")
+
+    def test_wrong_args(self) -> None:
+        """A function given too many arguments."""
+        self.check("wrongargs.html")
+
+    def test_and_without_args(self) -> None:
+        """``and`` needs an argument."""
+        self.check("and_noargs.html")
