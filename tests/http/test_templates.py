@@ -157,3 +157,25 @@ class CaddyFixturesTests(SynchronousTestCase):
     def test_and_without_args(self) -> None:
         """``and`` needs an argument."""
         self.check("and_noargs.html")
+
+
+class CaddyCasesTests(SynchronousTestCase):
+    """Each ``cases/*.html`` page (one construct or one error) renders or fails as in Caddy."""
+
+    def test_cases(self) -> None:
+        """Every recorded case: the same body, or the same status and error text."""
+        records = sorted(EXPECTED.glob("cases_*.json"))
+        self.assertGreater(len(records), 40)
+        mismatches = []
+        for path in records:
+            record = json.loads(path.read_text())
+            response, error = fetch(record["path"])
+            if record["status"] >= 400:
+                got = (error.status, str(error)) if error is not None else (response.status, response.body.decode())
+                want = (record["status"], record["log"][-1])
+            else:
+                got = (response.status, response.body.decode()) if error is None else (error.status, str(error))
+                want = (record["status"], record["body"])
+            if got != want:
+                mismatches.append(f"{record['path']}:\n  got  {got!r}\n  want {want!r}")
+        self.assertEqual(mismatches, [], "\n".join(mismatches))

@@ -10,6 +10,7 @@ Nothing is escaped: this is ``text/template``, not ``html/template``.
 
 from __future__ import annotations
 
+import functools
 import inspect
 from collections.abc import Callable
 from typing import Any
@@ -38,7 +39,7 @@ from txcaddy._gotemplate._parse import (
     VariableNode,
 )
 
-__all__ = ["BUILTINS", "ExecError", "execute", "is_true"]
+__all__ = ["BUILTINS", "ExecError", "execute", "is_true", "typed"]
 
 MAX_DEPTH = 200  # Go allows 100000 nested template calls; Python's stack allows fewer
 
@@ -204,7 +205,7 @@ class _State:
     def walk_template(self, dot: Any, node: TemplateNode) -> None:
         tree = self.templates.get(node.name)
         if tree is None:
-            raise self.fail(f"template: no template {quote(node.name)} associated with template {quote(self.tree.parse_name)}")
+            raise self.fail(f"template {quote(node.name)} not defined")
         value = self.pipeline(dot, node.pipe) if node.pipe is not None else NO_VALUE
         if self.depth >= MAX_DEPTH:
             raise self.fail(f"exceeded maximum template depth ({MAX_DEPTH})")
@@ -333,13 +334,52 @@ class _State:
             raise self.fail(f"{quote(name)} is not a defined function")
         return self.call(dot, fn, name, node, args, final, cmd)
 
+    def check_constant(self, node: Node, kind: str) -> None:
+        """Go's ``evalArg`` for a constant given to a typed parameter."""
+        if isinstance(node, NilNode):
+            raise self.fail(f"cannot assign nil to {kind}")
+        assert isinstance(node, ConstNode)
+        value = node.value
+        if kind == "string" and not isinstance(value, str):
+            raise self.fail(f"expected string; found {node}")
+        if kind == "int" and (isinstance(value, bool) or not isinstance(value, int)):
+            raise self.fail(f"expected integer; found {node}")
+        if kind == "bool" and not isinstance(value, bool):
+            raise self.fail(f"expected bool; found {node}")
+
+    def check_value(self, value: Any, kind: str) -> None:
+        """Go's ``validateType``: a value must have the parameter's type."""
+        if value is NO_VALUE or value is None:
+            raise self.fail(f"invalid value; expected {kind}")
+        ok = {
+            "string": isinstance(value, str),
+            "int": isinstance(value, int) and not isinstance(value, bool),
+            "bool": isinstance(value, bool),
+        }.get(kind, True)
+        if not ok:
+            raise self.fail(f"wrong type for value; expected {kind}; got {go_type(value)}")
+
     def call(self, dot: Any, fn: Callable[..., Any], name: str, node: Node, args: list[Node], final: Any,
              cmd: Node | None = None) -> Any:
-        values = [self.arg_value(dot, a) for a in args[1:]]
+        fixed, variadic = _arity(fn)
+        params: tuple[str, ...] = getattr(fn, "go_params", ())
+        values = []
+        for i, a in enumerate(args[1:]):
+            kind = params[i] if i < len(params) else "any"
+            if kind != "any" and isinstance(a, (ConstNode, NilNode)):
+                self.node = a
+                self.check_constant(a, kind)
+            value = self.arg_value(dot, a)
+            if kind != "any":
+                self.node = a
+                self.check_value(value, kind)
+            values.append(value)
         if final is not _MISSING:
+            kind = params[len(values)] if len(values) < len(params) else "any"
+            if kind != "any":
+                self.check_value(final, kind)
             values.append(final)
         values = [None if v is NO_VALUE else v for v in values]
-        fixed, variadic = _arity(fn)
         if variadic:
             if len(values) < fixed:
                 self.node = node
@@ -356,6 +396,17 @@ class _State:
         except Exception as e:
             self.node = cmd if cmd is not None else node
             raise self.fail(f"error calling {name}: {_error_text(e)}", e) from None
+
+
+def typed(fn: Callable[..., Any], *kinds: str) -> Callable[..., Any]:
+    """``fn`` with Go parameter types (``string``, ``int``, ``bool``, ``any``) that calls check."""
+
+    @functools.wraps(fn)
+    def wrapper(*args: Any) -> Any:
+        return fn(*args)
+
+    wrapper.go_params = kinds  # type: ignore[attr-defined]
+    return wrapper
 
 
 def _error_text(e: BaseException) -> str:
@@ -512,7 +563,7 @@ def _index(item: Any, *indexes: Any) -> Any:
         raise ValueError("index of untyped nil")
     for index in indexes:
         if isinstance(item, dict):
-            item = item.get(index, None)
+            item = item.get(index, NO_VALUE)
         elif isinstance(item, (list, tuple)):
             item = item[_index_of(item, index, len(item))]
         elif isinstance(item, str):
@@ -614,7 +665,7 @@ BUILTINS: dict[str, Callable[..., Any]] = {
     "index": _index,
     "slice": _slice,
     "print": sprint,
-    "printf": sprintf,
+    "printf": typed(sprintf, "string"),
     "println": sprintln,
     "html": lambda *a: html_escape(_eval_args(a)),
     "js": lambda *a: js_escape(_eval_args(a)),

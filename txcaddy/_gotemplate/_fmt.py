@@ -147,6 +147,12 @@ def _format_one(verb: str, value: Any, flags: str, width: int | None, prec: int 
         if "#" in flags and isinstance(value, str):
             return _pad(quote(value), width, minus)
         return _pad(sprint_value(value), width, minus)
+    if verb not in "vT" and isinstance(value, (list, tuple)):
+        return _pad("[" + " ".join(_format_one(verb, v, flags, None, prec) for v in value) + "]", width, minus)
+    if verb not in "vT" and isinstance(value, dict):
+        pairs = sorted(value.items(), key=lambda kv: str(kv[0]))
+        inner = " ".join(f"{_format_one(verb, k, flags, None, prec)}:{_format_one(verb, v, flags, None, prec)}" for k, v in pairs)
+        return _pad("map[" + inner + "]", width, minus)
     if verb == "t":
         if isinstance(value, bool):
             return _pad("true" if value else "false", width, minus)

@@ -23,7 +23,7 @@ class ParseError(ValueError):
 
 # token kinds
 TEXT, LEFT, RIGHT, IDENT, FIELD, VAR, DOT, STRING, RAW, CHAR, NUMBER, BOOL, NIL = range(13)
-PIPE, LPAREN, RPAREN, ASSIGN, DECLARE, SPACE, KEYWORD, EOF, COMMENT, CHAINFIELD, COMMA = range(13, 24)
+PIPE, LPAREN, RPAREN, ASSIGN, DECLARE, SPACE, KEYWORD, EOF, COMMENT, CHAINFIELD, COMMA, OTHER = range(13, 25)
 
 KEYWORDS = {"if", "else", "end", "range", "with", "define", "template", "block", "break", "continue"}
 
@@ -192,7 +192,7 @@ class _Lexer:
                     self.toks.append(Tok(DOT, ".", i))
                 else:
                     prev = self.toks[-1].kind if self.toks else SPACE
-                    kind = CHAINFIELD if prev in (RPAREN, FIELD, VAR, CHAINFIELD, IDENT) else FIELD
+                    kind = CHAINFIELD if prev in _TERM_ENDS else FIELD
                     self.toks.append(Tok(kind, text[i:j], i))
                 i = j
             elif ch in "+-" or ch.isdigit():
@@ -222,18 +222,50 @@ class _Lexer:
                     raise self.error(i, "unexpected right paren U+0029 ')'")
                 self.toks.append(Tok(RPAREN, ")", i))
                 i += 1
+            elif ch.isascii() and ch.isprintable():
+                self.toks.append(Tok(OTHER, ch, i))  # Go's itemChar: the parser refuses it
+                i += 1
             else:
-                raise self.error(i, f"unexpected {_quote_rune(ch)} in command")
+                raise self.error(i, f"unrecognized character in action: {_quote_rune(ch)}")
 
     def number(self, i: int) -> int:
+        """Go's ``scanNumber``: a number followed by a letter or digit is bad syntax."""
         text = self.text
         j = i
-        while j < len(text) and (text[j].isalnum() or text[j] in "+-._"):
-            if text[j] in "+-" and j > i and text[j - 1] not in "eEpP":
-                break
+        if j < len(text) and text[j] in "+-":
             j += 1
+        digits = "0123456789_"
+        if text.startswith(("0x", "0X"), j):
+            j += 2
+            digits = "0123456789abcdefABCDEF_"
+        elif text.startswith(("0o", "0O"), j):
+            j += 2
+            digits = "01234567_"
+        elif text.startswith(("0b", "0B"), j):
+            j += 2
+            digits = "01_"
+        while j < len(text) and text[j] in digits:
+            j += 1
+        if j < len(text) and text[j] == ".":
+            j += 1
+            while j < len(text) and text[j] in digits:
+                j += 1
+        exponent = "pP" if digits.startswith("0123456789abcdef") else "eE"
+        if len(digits) > 3 and j < len(text) and text[j] in exponent:
+            j += 1
+            if j < len(text) and text[j] in "+-":
+                j += 1
+            while j < len(text) and text[j] in "0123456789_":
+                j += 1
+        if j < len(text) and text[j] == "i":
+            j += 1
+        if j < len(text) and _is_alnum(text[j]):
+            raise self.error(i, f"bad number syntax: {_go_quote(text[i:j + 1])}")
         self.toks.append(Tok(NUMBER, text[i:j], i))
         return j
+
+
+_TERM_ENDS = frozenset({RPAREN, FIELD, VAR, CHAINFIELD, IDENT, STRING, RAW, NUMBER, CHAR, BOOL, NIL, DOT})
 
 
 def _quote_rune(ch: str) -> str:
@@ -660,7 +692,7 @@ class _Parser:
             pipe = self.pipeline("template clause", RIGHT)
         else:
             self.next_non_space()
-        return TemplateNode(tok.pos, self.line(tok.pos), name, pipe)
+        return TemplateNode(name_tok.pos, self.line(name_tok.pos), name, pipe)
 
     def block_control(self, tok: Tok) -> TemplateNode:
         name_tok = self.next_non_space()
@@ -679,7 +711,7 @@ class _Parser:
         if end.what != "{{end}}":
             raise self.error(f"unexpected {end.what} in block clause", end.pos)
         self.add(Tree(name, body, self.text, self.name))
-        return TemplateNode(tok.pos, self.line(tok.pos), name, pipe)
+        return TemplateNode(name_tok.pos, self.line(name_tok.pos), name, pipe)
 
     def pipeline(self, context: str, end: int) -> PipeNode:
         start = self.peek_non_space()
@@ -707,10 +739,7 @@ class _Parser:
             is_assign = self.toks[k].kind == ASSIGN
             for var in names:
                 decl.append(VariableNode(var.pos, [var.val]))
-                if is_assign:
-                    if var.val not in self.vars:
-                        raise self.error(f"undefined variable {_go_quote(var.val)}", var.pos)
-                else:
+                if not is_assign:  # an assignment to an unknown variable fails when executed
                     self.vars.append(var.val)
         elif len(names) > 1:
             raise self.error(f"too many declarations in {context}", names[0].pos)
@@ -755,17 +784,18 @@ class _Parser:
     def operand(self) -> Node:
         node = self.term()
         if self.peek().kind == CHAINFIELD:
+            chain_pos = self.peek().pos
             fields = []
             while self.peek().kind == CHAINFIELD:
                 fields.append(self.next().val[1:])
             if isinstance(node, FieldNode):
-                node = FieldNode(node.pos, node.idents + fields)
+                node = FieldNode(chain_pos, node.idents + fields)
             elif isinstance(node, VariableNode):
-                node = VariableNode(node.pos, node.idents + fields)
+                node = VariableNode(chain_pos, node.idents + fields)
             elif isinstance(node, (ConstNode, NilNode, DotNode)):
                 raise self.error(f"unexpected . after term {_go_quote(str(node))}", node.pos)
             else:
-                node = ChainNode(node.pos, node, fields)
+                node = ChainNode(chain_pos, node, fields)
         return node
 
     def term(self) -> Node:

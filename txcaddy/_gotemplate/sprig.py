@@ -28,6 +28,7 @@ from txcaddy._go.strconv import quote as go_quote
 from txcaddy._go.strings import to_lower, to_upper, trim_space
 from txcaddy._go.time import Time, compile_layout, format_layout
 from txcaddy._go.unicode import is_space
+from txcaddy._gotemplate._exec import typed
 from txcaddy._gotemplate._fmt import NO_VALUE, go_type, sprint_value
 
 __all__ = ["FUNCS", "GoTime", "strval"]
@@ -581,6 +582,24 @@ FUNCS: dict[str, Callable[..., Any]] = {
     "typeIs": lambda target, v: go_type(v) == target,
     "deepEqual": lambda a, b: a == b,
 }
+
+
+_S, _I = "string", "int"
+_PARAMS: dict[str, tuple[str, ...]] = {
+    "upper": (_S,), "lower": (_S,), "title": (_S,), "trim": (_S,), "trimAll": (_S, _S), "trimPrefix": (_S, _S),
+    "trimSuffix": (_S, _S), "replace": (_S, _S, _S), "contains": (_S, _S), "hasPrefix": (_S, _S),
+    "hasSuffix": (_S, _S), "repeat": (_I, _S), "substr": (_I, _I, _S), "nospace": (_S,), "trunc": (_I, _S),
+    "abbrev": (_I, _S), "indent": (_I, _S), "nindent": (_I, _S), "splitList": (_S, _S), "split": (_S, _S),
+    "join": (_S,), "plural": (_S, _S, _I), "wrap": (_I, _S), "sha256sum": (_S,), "sha1sum": (_S,),
+    "adler32sum": (_S,), "b64enc": (_S,), "b64dec": (_S,), "b32enc": (_S,), "b32dec": (_S,),
+    "regexMatch": (_S, _S), "regexFind": (_S, _S), "regexFindAll": (_S, _S, _I), "regexReplaceAll": (_S, _S, _S),
+    "regexReplaceAllLiteral": (_S, _S, _S), "regexSplit": (_S, _S, _I), "until": (_I,), "base": (_S,),
+    "dir": (_S,), "ext": (_S,), "clean": (_S,), "isAbs": (_S,), "env": (_S,), "expandenv": (_S,),
+    "fromJson": (_S,), "date": (_S,), "dateInZone": (_S, "any", _S), "date_in_zone": (_S, "any", _S),
+    "atoi": (_S,), "fail": (_S,), "required": (_S,), "kindIs": (_S,), "typeIs": (_S,), "hasKey": ("any", _S),
+    "get": ("any", _S), "set": ("any", _S), "unset": ("any", _S), "pluck": (_S,), "ternary": ("any", "any", "bool"),
+}
+FUNCS.update({name: typed(FUNCS[name], *kinds) for name, kinds in _PARAMS.items()})
 
 
 def _mulf(a: Any, v: tuple[Any, ...]) -> float:

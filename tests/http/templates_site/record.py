@@ -3,7 +3,7 @@
     python3 tests/http/templates_site/record.py
 
 Starts ``caddy run`` on a loopback port with ``Caddyfile``, requests every page listed in
-``PAGES`` with the same headers the tests send, and writes ``expected/<page>.json``: the
+``PAGES`` (and every ``cases/*.html``, one construct or error each) with the same headers the tests send, and writes ``expected/<page>.json``: the
 status, the headers the tests compare and the body; the errors Caddy logged go in ``log``.
 """
 
@@ -57,7 +57,8 @@ def main() -> None:
                                 stdout=log, stderr=log, env=env)
     try:
         time.sleep(1.5)
-        for page in PAGES:
+        cases = sorted(p.name for p in (HERE / "site" / "cases").glob("*.html"))
+        for page in PAGES + [f"cases/{name}" for name in cases]:
             name = page.split("?")[0].replace("/", "_")
             before = log_path.stat().st_size
             conn = http.client.HTTPConnection("127.0.0.1", PORT)
