@@ -9,14 +9,10 @@ import os
 from pathlib import Path
 from typing import Any
 
-from twisted.logger import ILogObserver, LogLevel, globalLogPublisher
 from twisted.trial.unittest import SynchronousTestCase
-from zope.interface import implementer
 
 from txcaddy.config.loader import LoadContext
-from txcaddy.errors import ConfigError
 from txcaddy.http.errors import HandlerError
-from txcaddy.http.handlers.templates import Templates
 from txcaddy.testing import FakeResponse, FakeServer, make_request, serve
 
 SITE_DIR = Path(__file__).resolve().parent / "templates_site"

@@ -10,7 +10,15 @@ from __future__ import annotations
 from collections.abc import Callable, Mapping
 from typing import Any
 
-from txcaddy._gotemplate._exec import BUILTIN_NAMES, BUILTINS, ExecError, execute, html_escape, is_true, js_escape
+from txcaddy._gotemplate._exec import (
+    BUILTIN_NAMES,
+    BUILTINS,
+    ExecError,
+    execute,
+    html_escape,
+    is_true,
+    js_escape,
+)
 from txcaddy._gotemplate._fmt import NO_VALUE, sprint, sprintf
 from txcaddy._gotemplate._parse import ParseError, Tree, parse
 

@@ -584,7 +584,7 @@ def _slice(item: Any, *indexes: Any) -> Any:
     if isinstance(item, str):
         if len(indexes) == 3:
             raise ValueError("cannot 3-index slice a string")
-        data = item.encode("utf-8", "surrogateescape")
+        data: Any = item.encode("utf-8", "surrogateescape")
         length = len(data)
     elif isinstance(item, (list, tuple)):
         data = item

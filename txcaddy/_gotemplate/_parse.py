@@ -56,7 +56,7 @@ class _Lexer:
         return ParseError(f"template: {self.name}:{line}: {msg}")
 
     def run(self) -> list[Tok]:
-        text, left, right = self.text, self.left, self.right
+        text, left = self.text, self.left
         pos = 0
         trim_next = False
         while True:
@@ -623,7 +623,8 @@ class _Parser:
     def action(self) -> Node | _End | None:
         tok = self.next_non_space()
         if tok.kind == RIGHT:
-            return self._empty_or_comment(tok)
+            self._empty_or_comment(tok)
+            return None
         if tok.kind == KEYWORD:
             kw = tok.val
             if kw == "end":

@@ -265,11 +265,10 @@ def extract_front_matter(text: str) -> tuple[dict[str, Any] | None, str]:
             continue
         line_empty = line_empty and ch.isspace()
     first_line = text[first_start:first_end].strip()
-    for fence_open, fence_close, parser in _FRONT_MATTER:
-        if first_line == fence_open:
-            break
-    else:
+    found = next((entry for entry in _FRONT_MATTER if entry[0] == first_line), None)
+    if found is None:
         return None, text
+    _, fence_close, parser = found
     end_start = -1
     end_fence = ""
     for fence in fence_close:
@@ -353,7 +352,7 @@ def _parse_time(layout: str, text: str) -> float:
 
     value = datetime.datetime.strptime(text, fmt)
     if value.tzinfo is None:
-        value = value.replace(tzinfo=datetime.timezone.utc)
+        value = value.replace(tzinfo=datetime.UTC)
     return value.timestamp()
 
 
