@@ -27,6 +27,7 @@ PAGES = [
     "markdown.html", "frontmatter.html", "plain.txt", "style.css", "delims/page.html",
     "parse_error.html", "exec_error.html", "field_error.html", "undefined_func.html",
     "include_missing.html", "http_error.html", "httpinclude.html", "wrongargs.html", "and_noargs.html",
+    "httpinclude_ok.html", "httpinclude_self.html", "httpinclude_404.html",
 ]
 
 CADDYFILE = """{
