@@ -10,10 +10,14 @@ import re
 from pathlib import Path
 from typing import Any
 
+from twisted.logger import ILogObserver, LogLevel, globalLogPublisher
 from twisted.trial.unittest import SynchronousTestCase
+from zope.interface import implementer
 
 from txcaddy.config.loader import LoadContext
+from txcaddy.errors import ConfigError
 from txcaddy.http.errors import HandlerError
+from txcaddy.http.handlers.templates import Templates
 from txcaddy.testing import FakeResponse, FakeServer, make_request, serve
 
 SITE_DIR = Path(__file__).resolve().parent / "templates_site"
@@ -195,3 +199,125 @@ class CaddyCasesTests(SynchronousTestCase):
             if got != want:
                 mismatches.append(f"{record['path']}:\n  got  {got!r}\n  want {want!r}")
         self.assertEqual(mismatches, [], "\n".join(mismatches))
+
+
+@implementer(ILogObserver)
+class _Events:
+    def __init__(self) -> None:
+        self.events: list[dict[str, Any]] = []
+
+    def __call__(self, event: dict[str, Any]) -> None:
+        self.events.append(event)
+
+
+class HandlerTests(SynchronousTestCase):
+    """The handler around the file server: buffering, headers, errors, configuration."""
+
+    def setUp(self) -> None:
+        self.root = Path(self.mktemp())
+        self.root.mkdir()
+
+    def handler(self, **templates: Any) -> Any:
+        return LoadContext().load_handler({"handler": "subroute", "routes": [{"handle": [
+            {"handler": "vars", "root": str(self.root)},
+            {"handler": "templates", **templates},
+            {"handler": "file_server"},
+        ]}]})
+
+    def test_broken_template_is_logged_500_and_serving_goes_on(self) -> None:
+        """A template error answers 500 with no body, is logged, and the next request is served."""
+        (self.root / "bad.html").write_text("{{ if }}")
+        (self.root / "good.html").write_text("{{ 1 }}+{{ 2 }}")
+        events = _Events()
+        globalLogPublisher.addObserver(events)
+        self.addCleanup(globalLogPublisher.removeObserver, events)
+        server = FakeServer(self.handler())
+        bad = FakeResponse()
+        server.handle(make_request("GET", "/bad.html", server=server), bad)
+        good = FakeResponse()
+        server.handle(make_request("GET", "/good.html", server=server), good)
+        self.assertEqual((bad.status, bad.body), (500, b""))
+        self.assertIsNone(bad.headers.get("Content-Length"))
+        self.assertEqual((good.status, good.body), (200, b"1+2"))
+        logged = [e for e in events.events if e.get("log_level") == LogLevel.error and "error" in e]
+        self.assertEqual([e["error"] for e in logged], ["template: /bad.html:1: missing value for if"])
+
+    def test_headers_of_the_output(self) -> None:
+        """Content-Length is the output's; the file's ETag, Last-Modified and Accept-Ranges go."""
+        (self.root / "page.html").write_text("{{ repeat 3 \"ab\" }}")
+        response, error = fetch("/page.html", self.handler())
+        self.assertIsNone(error)
+        self.assertEqual(response.body, b"ababab")
+        self.assertEqual(response.headers.get("Content-Length"), "6")
+        for name in ("Etag", "Last-Modified", "Accept-Ranges"):
+            self.assertIsNone(response.headers.get(name), name)
+
+    def test_other_types_pass_through(self) -> None:
+        """A response whose type is not listed is streamed untouched, validators included."""
+        (self.root / "x.png").write_bytes(b"\x89PNG{{ not a template }}")
+        response, error = fetch("/x.png", self.handler())
+        self.assertIsNone(error)
+        self.assertEqual(response.body, b"\x89PNG{{ not a template }}")
+        self.assertIsNotNone(response.headers.get("Etag"))
+
+    def test_mime_types(self) -> None:
+        """``mime_types`` replaces the default list (substring match on Content-Type)."""
+        (self.root / "s.css").write_text("a{{ 1 }}")
+        (self.root / "p.html").write_text("b{{ 2 }}")
+        handler = self.handler(mime_types=["text/css"])
+        self.assertEqual(fetch("/s.css", handler)[0].body, b"a1")
+        self.assertEqual(fetch("/p.html", handler)[0].body, b"b{{ 2 }}")
+
+    def test_large_file_through_the_producer(self) -> None:
+        """A file above the file server's chunk size (sent by a pull producer) is buffered whole."""
+        (self.root / "big.txt").write_text("x" * 300_000 + "{{ len \"abc\" }}")
+        response, error = fetch("/big.txt", self.handler())
+        self.assertIsNone(error)
+        self.assertEqual(response.body, b"x" * 300_000 + b"3")
+        self.assertEqual(response.headers.get("Content-Length"), "300001")
+
+    def test_file_root(self) -> None:
+        """``file_root`` is where include and friends read, not the site root."""
+        other = Path(self.mktemp())
+        other.mkdir()
+        (other / "part.txt").write_text("from {{ .Args }}")
+        (self.root / "p.html").write_text("{{ include \"/part.txt\" \"root\" }}|{{ fileExists \"../p.html\" }}")
+        response, error = fetch("/p.html", self.handler(file_root=str(other)))
+        self.assertIsNone(error)
+        self.assertEqual(response.body, b"from [root]|false")
+
+    def test_include_cannot_leave_the_root(self) -> None:
+        """``..`` in an included name is cleaned away, as Go's ``http.Dir`` does."""
+        (self.root / "secret.txt").write_text("inside")
+        (self.root / "p.html").write_text("{{ include \"../../../secret.txt\" }}")
+        self.assertEqual(fetch("/p.html", self.handler())[0].body, b"inside")
+
+    def test_http_error_status(self) -> None:
+        """``httpError`` is the response's status, through the error routes."""
+        (self.root / "p.html").write_text("before {{ httpError 403 }}")
+        _, error = fetch("/p.html", self.handler())
+        assert error is not None
+        self.assertEqual(error.status, 403)
+
+    def test_status_kept(self) -> None:
+        """The status the next handler wrote is the status of the templated response."""
+        handler = LoadContext().load_handler({"handler": "subroute", "routes": [{"handle": [
+            {"handler": "templates"},
+            {"handler": "static_response", "status_code": 418, "body": "{{ upper \"tea\" }}",
+             "headers": {"Content-Type": ["text/plain"]}},
+        ]}]})
+        response, error = fetch("/", handler)
+        self.assertIsNone(error)
+        self.assertEqual((response.status, response.body), (418, b"TEA"))
+
+    def test_delimiters_must_be_two(self) -> None:
+        """Any count of delimiters but 0 or 2 is refused at load time, as Caddy's Validate."""
+        with self.assertRaises(ConfigError) as caught:
+            self.handler(delimiters=["<<"])
+        self.assertIn("delimiters must consist of exactly two elements", str(caught.exception))
+
+    def test_defaults(self) -> None:
+        """Caddy's defaults: HTML, plain text and Markdown; root from ``{http.vars.root}``."""
+        handler = Templates()
+        self.assertEqual(handler.mime_types, ["text/html", "text/plain", "text/markdown"])
+        self.assertEqual(handler.file_root.text, "{http.vars.root}")
