@@ -280,6 +280,19 @@ def _sort_alpha(v: Any) -> list[str]:
     return [strval(v)]
 
 
+def _slice(items: Any, *indices: Any) -> Any:
+    """Sprig's ``slice`` (it replaces Go's built-in): lists only."""
+    if not isinstance(items, (list, tuple)):
+        raise ValueError(f"list should be type of slice or array but {_kind_of(items)}")
+    if not items:
+        return None
+    start = to_int64(indices[0]) if indices else 0
+    end = to_int64(indices[1]) if len(indices) > 1 else len(items)
+    if not 0 <= start <= end <= len(items):
+        raise ValueError("reflect.Value.Slice: slice index out of bounds")
+    return list(items[start:end])
+
+
 def _div(a: Any, b: Any) -> int:
     x, y = to_int64(a), to_int64(b)
     if y == 0:
@@ -531,6 +544,7 @@ FUNCS: dict[str, Callable[..., Any]] = {
     "concat": _concat,
     "reverse": lambda s: s[::-1],
     "sortAlpha": _sort_alpha,
+    "slice": _slice,
     "until": _until,
     "seq": _seq,
     # numbers
