@@ -109,6 +109,10 @@ class CaddyFixturesTests(SynchronousTestCase):
         """``markdown`` renders CommonMark with tables, strikethrough and heading ids as goldmark."""
         self.check("markdown.html")
 
+    def test_markdown_more(self) -> None:
+        """Heading ids from the source line (non-ASCII dropped, repeats numbered), code blocks, raw HTML."""
+        self.check("markdown_more.html")
+
     def test_front_matter(self) -> None:
         """``splitFrontMatter`` reads YAML, TOML and JSON front matter."""
         self.check("frontmatter.html")

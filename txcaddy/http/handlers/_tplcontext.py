@@ -184,27 +184,27 @@ _MD: Any = None
 
 
 def _heading_ids(state: Any) -> None:
-    """goldmark's ``WithAutoHeadingID``: ids from the heading text, made unique with ``-N``."""
-    seen: dict[str, int] = {}
+    """goldmark's ``WithAutoHeadingID``: from the heading's source text, ASCII letters and digits
+    lowered, spaces, ``-`` and ``_`` as ``-``, the rest dropped; repeats get ``-1``, ``-2``…"""
+    seen: set[str] = set()
     tokens = state.tokens
     for i, tok in enumerate(tokens):
         if tok.type != "heading_open" or tok.attrGet("id"):
             continue
-        text = tokens[i + 1].content if i + 1 < len(tokens) else ""
+        text = tokens[i + 1].content if i + 1 < len(tokens) else ""  # the heading's source line
         ident = []
-        for ch in text.strip():
-            if ch.isalnum():
+        for ch in text.strip(" \t\n\r"):
+            if ch.isascii() and ch.isalnum():
                 ident.append(ch.lower())
-            elif ch in " -":
+            elif ch in " \t\n\r-_":
                 ident.append("-")
-            elif ch == "_":
-                ident.append("_")
         slug = "".join(ident) or "heading"
         if slug in seen:
-            seen[slug] += 1
-            slug = f"{slug}-{seen[slug]}"
-        else:
-            seen[slug] = 0
+            n = 1
+            while f"{slug}-{n}" in seen:
+                n += 1
+            slug = f"{slug}-{n}"
+        seen.add(slug)
         tok.attrSet("id", slug)
 
 
