@@ -142,7 +142,8 @@ class ExecTests(SynchronousTestCase):
 
     def test_truth(self) -> None:
         """False, 0, nil, empty string/list/map and a missing value are false; objects true."""
-        self.assertEqual([is_true(v) for v in (False, 0, 0.0, None, "", [], {}, NO_VALUE)], [False] * 8)
+        falsy: list[Any] = [False, 0, 0.0, None, "", [], {}, NO_VALUE]
+        self.assertEqual([is_true(v) for v in falsy], [False] * 8)
         self.assertEqual([is_true(v) for v in (True, 1, "x", [0], {"": 0}, Obj())], [True] * 6)
 
     def test_range(self) -> None:

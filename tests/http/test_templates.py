@@ -20,6 +20,8 @@ from txcaddy.http.errors import HandlerError
 from txcaddy.http.handlers.templates import Templates
 from txcaddy.testing import FakeResponse, FakeServer, make_request, serve
 
+from .handlers.support import fixture_handlers
+
 SITE_DIR = Path(__file__).resolve().parent / "templates_site"
 SITE = SITE_DIR / "site"
 EXPECTED = SITE_DIR / "expected"
@@ -325,3 +327,17 @@ class HandlerTests(SynchronousTestCase):
         handler = Templates()
         self.assertEqual(handler.mime_types, ["text/html", "text/plain", "text/markdown"])
         self.assertEqual(handler.file_root.text, "{http.vars.root}")
+
+
+class AdapterFixturesTests(SynchronousTestCase):
+    """The handler JSON the Caddyfile adapter makes loads with its settings."""
+
+    def test_adapter_fixtures_load(self) -> None:
+        """Each ``templates`` object of the adapter fixtures builds a handler carrying its options."""
+        loaded = []
+        for where, config in fixture_handlers("templates"):
+            handler = LoadContext().load_handler(config)
+            self.assertIsInstance(handler, Templates, where)
+            loaded.append((handler.file_root.text, handler.mime_types, handler.delimiters))
+        self.assertIn(("/srv/templates", ["text/html", "text/plain"], ("[[", "]]")), loaded)
+        self.assertIn(("{http.vars.root}", ["text/html", "text/plain", "text/markdown"], ("", "")), loaded)

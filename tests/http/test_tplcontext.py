@@ -4,7 +4,13 @@ from __future__ import annotations
 
 from twisted.trial.unittest import SynchronousTestCase
 
-from txcaddy.http.handlers._tplcontext import extract_front_matter, humanize_bytes, humanize_time, markdown, strip_html
+from txcaddy.http.handlers._tplcontext import (
+    extract_front_matter,
+    humanize_bytes,
+    humanize_time,
+    markdown,
+    strip_html,
+)
 
 
 class ContextFunctionTests(SynchronousTestCase):

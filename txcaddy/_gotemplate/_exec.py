@@ -60,14 +60,6 @@ class _Continue(Exception):
     pass
 
 
-class _Fail(Exception):
-    """An error raised below a node; ``walk`` adds the location."""
-
-    def __init__(self, message: str, cause: BaseException | None = None) -> None:
-        super().__init__(message)
-        self.cause = cause
-
-
 def is_true(value: Any) -> bool:
     """Go's truth: false, 0, nil, an empty string, slice or map are false; structs are true."""
     if value is None or value is NO_VALUE:
@@ -107,8 +99,7 @@ class _State:
             f"template: {name}:{line}:{col}: executing {quote(self.tree.name)} at <{_context(node)}>: {message}", cause
         )
 
-    def fail(self, message: str, cause: BaseException | None = None) -> ExecError:
-        return self.error(message, cause)
+    fail = error
 
     # -- variables --------------------------------------------------------------------------
 
@@ -685,6 +676,4 @@ def execute(templates: dict[str, Tree], funcs: dict[str, Callable[..., Any]], na
         state.walk(data, tree.root)
     except RecursionError:
         raise ExecError(f"template: {tree.parse_name}: exceeded maximum template depth ({MAX_DEPTH})") from None
-    except _Fail as e:  # pragma: no cover
-        raise ExecError(str(e), e.cause) from None
     return "".join(out)
