@@ -185,6 +185,12 @@ class CaddyFixturesTests(SynchronousTestCase):
         self.check("and_noargs.html")
 
 
+# Cases where txcaddy knowingly differs (docs/templates.md): only the status is compared.
+KNOWN_DIFFERENCES = {
+    "/cases/b_yaml_bad.html": "YAML errors are PyYAML's words, not yaml.v3's",
+}
+
+
 class CaddyCasesTests(SynchronousTestCase):
     """Each ``cases/*.html`` page (one construct or one error) renders or fails as in Caddy."""
 
@@ -202,6 +208,8 @@ class CaddyCasesTests(SynchronousTestCase):
             else:
                 got = (response.status, response.body.decode()) if error is None else (error.status, str(error))
                 want = (record["status"], record["body"])
+            if record["path"] in KNOWN_DIFFERENCES:
+                got, want = got[0], want[0]
             if got != want:
                 mismatches.append(f"{record['path']}:\n  got  {got!r}\n  want {want!r}")
         self.assertEqual(mismatches, [], "\n".join(mismatches))

@@ -213,6 +213,8 @@ class _State:
         value: Any = _MISSING
         for cmd in pipe.cmds:
             value = self.command(dot, cmd, value)
+        if value is None:
+            value = NO_VALUE  # a nil interface{} result is Go's invalid value: <no value>
         for var in pipe.decl:
             if pipe.is_assign:
                 self.set_var(var.idents[0], value)
@@ -286,7 +288,7 @@ class _State:
         return self.field(dot, idents[-1], node, args, final, receiver)
 
     def field(self, dot: Any, name: str, node: Node, args: list[Node], final: Any, receiver: Any) -> Any:
-        self.node = node
+        # no self.node here: Go reports a field error at the node evaluated last
         if receiver is NO_VALUE:
             return NO_VALUE
         if receiver is None:
@@ -487,7 +489,7 @@ def _eq2(a: Any, b: Any) -> bool:
     ka, kb = _basic_kind(a), _basic_kind(b)
     if ka == "other" or kb == "other":
         if ka == "nil" or kb == "nil":
-            return a is b
+            return a is b or getattr(a if kb == "nil" else b, "go_nil", False)
         raise _CompareError("invalid type for comparison")
     if ka != kb:
         if ka == "nil" or kb == "nil":

@@ -12,7 +12,7 @@ from typing import Any
 from txcaddy._go.fmt import sprint as go_sprint
 from txcaddy._go.strconv import format_float_g, quote
 
-__all__ = ["NO_VALUE", "go_type", "sprint", "sprint_value", "sprintf", "sprintln"]
+__all__ = ["NO_VALUE", "NilSlice", "go_type", "sprint", "sprint_value", "sprintf", "sprintln"]
 
 
 class _NoValue:
@@ -26,6 +26,12 @@ class _NoValue:
 
 
 NO_VALUE: Any = _NoValue()
+
+
+class NilSlice(list):  # type: ignore[type-arg]
+    """A nil Go slice (``[]any(nil)``): empty, prints ``[]``, equals ``nil``, marshals as ``null``."""
+
+    go_nil = True
 
 
 def go_type(value: Any) -> str:
@@ -88,6 +94,8 @@ def _pad(text: str, width: int | None, minus: bool, zero: bool = False) -> str:
 
 
 def _bad(verb: str, value: Any) -> str:
+    if value is None:
+        return f"%!{verb}(<nil>)"
     return f"%!{verb}({go_type(value)}={sprint_value(value)})"
 
 
@@ -147,6 +155,8 @@ def _format_one(verb: str, value: Any, flags: str, width: int | None, prec: int 
         if "#" in flags and isinstance(value, str):
             return _pad(quote(value), width, minus)
         return _pad(sprint_value(value), width, minus)
+    if value is None and verb not in "vT":
+        return _bad(verb, value)
     if verb not in "vT" and isinstance(value, (list, tuple)):
         return _pad("[" + " ".join(_format_one(verb, v, flags, None, prec) for v in value) + "]", width, minus)
     if verb not in "vT" and isinstance(value, dict):

@@ -670,6 +670,9 @@ class _Parser:
         if kind == "range":
             self.range_depth -= 1
         else_body: ListNode | None = None
+        if end.what == "{{else if}}" and kind != "if":
+            # Go 1.19 has "else if" in if only; elsewhere the "if" is a stray keyword
+            raise self.error("unexpected <if> in input", self.peek_non_space().pos)
         if end.what == "{{else if}}":
             # {{else if x}} is {{else}}{{if x}}…{{end}}{{end}}, sharing one {{end}}
             self.next_non_space()  # "if"

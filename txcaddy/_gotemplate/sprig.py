@@ -358,6 +358,8 @@ def _to_go_json(v: Any, indent: str | None = None) -> str:
 def _jsonable(v: Any) -> Any:
     if v is NO_VALUE:
         return None
+    if getattr(v, "go_nil", False):
+        return None
     if isinstance(v, dict):
         return gojson.Map({str(k): _jsonable(x) for k, x in v.items()})
     if isinstance(v, (list, tuple)):
@@ -372,6 +374,15 @@ def _from_json(v: str) -> Any:
         return {}
 
 
+def _must_compile(regex: str) -> Any:
+    """Go's ``regexp.MustCompile``: its panic text is the error."""
+    try:
+        return compile_regexp(regex)
+    except ValueError as e:
+        shown = f"`{regex}`" if "`" not in regex and regex.isprintable() else go_quote(regex)
+        raise ValueError(f"regexp: Compile({shown}): {e}") from None
+
+
 def _regex_match(regex: str, s: str) -> bool:
     try:
         return compile_regexp(regex).search(s) is not None
@@ -380,25 +391,25 @@ def _regex_match(regex: str, s: str) -> bool:
 
 
 def _regex_find(regex: str, s: str) -> str:
-    m = compile_regexp(regex).search(s)
+    m = _must_compile(regex).search(s)
     return m.group(0) if m else ""
 
 
 def _regex_find_all(regex: str, s: str, n: int) -> list[str]:
-    found = [m.group(0) for m in compile_regexp(regex).finditer(s)]
+    found = [m.group(0) for m in _must_compile(regex).finditer(s)]
     return found if n < 0 else found[:n]
 
 
 def _regex_replace_all(regex: str, s: str, repl: str) -> str:
-    return replace_all_string(compile_regexp(regex), s, repl)
+    return replace_all_string(_must_compile(regex), s, repl)
 
 
 def _regex_replace_all_literal(regex: str, s: str, repl: str) -> str:
-    return compile_regexp(regex).sub(lambda m: repl, s)
+    return _must_compile(regex).sub(lambda m: repl, s)
 
 
 def _regex_split(regex: str, s: str, n: int) -> list[str]:
-    parts = compile_regexp(regex).split(s, maxsplit=0 if n < 0 else max(n - 1, 0))
+    parts = _must_compile(regex).split(s, maxsplit=0 if n < 0 else max(n - 1, 0))
     return parts if n != 0 else []
 
 

@@ -26,6 +26,7 @@ from txcaddy._go.net import AddrError, split_host_port
 from txcaddy._go.path import clean
 from txcaddy._go.url import parse_query, path_escape
 from txcaddy._gotemplate import ExecError, Template
+from txcaddy._gotemplate._fmt import NilSlice
 from txcaddy._gotemplate.sprig import FUNCS as SPRIG_FUNCS
 from txcaddy._gotemplate.sprig import strval
 from txcaddy.config.placeholders import lookup, to_string
@@ -369,7 +370,7 @@ class TemplateContext:
         self.Root = root
         self._request = request
         self.Req = GoRequest(request)
-        self.Args: list[Any] = []
+        self.Args: list[Any] = NilSlice()
         self.RespHeader = WrappedHeader(response_headers)
         self._handler = handler
         self._delimiters = delimiters
@@ -458,8 +459,8 @@ class TemplateContext:
         try:
             with open(full, "rb") as f:
                 data = f.read()
-        except IsADirectoryError:
-            return ""
+        except IsADirectoryError as e:  # http.Dir opens a directory; reading it fails
+            raise ValueError(path_error("read", full, e)) from None
         except OSError as e:
             raise ValueError(path_error("open", full, e)) from None
         return data.decode("utf-8", "surrogateescape")
