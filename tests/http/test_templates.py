@@ -209,7 +209,7 @@ class CaddyCasesTests(SynchronousTestCase):
                 got = (response.status, response.body.decode()) if error is None else (error.status, str(error))
                 want = (record["status"], record["body"])
             if record["path"] in KNOWN_DIFFERENCES:
-                got, want = got[0], want[0]
+                got, want = (got[0], ""), (want[0], "")
             if got != want:
                 mismatches.append(f"{record['path']}:\n  got  {got!r}\n  want {want!r}")
         self.assertEqual(mismatches, [], "\n".join(mismatches))

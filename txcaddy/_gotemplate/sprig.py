@@ -341,11 +341,18 @@ def _now() -> GoTime:
     return GoTime(_time.time())
 
 
+_B64 = frozenset("ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789+/")
+
+
 def _b64dec(v: str) -> str:
+    """Sprig returns the decoder's error text as the result (Go's ``CorruptInputError``)."""
     try:
         return _from_bytes(base64.b64decode(_bytes(v), validate=True))
-    except ValueError as e:
-        return f"illegal base64 data: {e}"
+    except ValueError:
+        body = v.rstrip("=")
+        bad = next((i for i, ch in enumerate(body) if ch not in _B64), None)
+        offset = bad if bad is not None else len(body) - len(body) % 4
+        return f"illegal base64 data at input byte {offset}"
 
 
 def _to_go_json(v: Any, indent: str | None = None) -> str:
