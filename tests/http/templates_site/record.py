@@ -76,7 +76,9 @@ def main() -> None:
             with open(log_path, "rb") as f:
                 f.seek(before)
                 entries = [json.loads(line) for line in f.read().splitlines() if line.startswith(b"{")]
-            logged = [e.get("msg", "") for e in entries if e.get("logger") == "http.log.error"]
+            # the site's absolute path, where Caddy's errors name a file, as {SITE}
+            logged = [e.get("msg", "").replace(str(HERE / "site"), "{SITE}")
+                      for e in entries if e.get("logger") == "http.log.error"]
             record = {"path": "/" + page, "status": resp.status, "headers": headers, "body": body, "log": logged}
             (HERE / "expected" / f"{name}.json").write_text(json.dumps(record, indent=1, ensure_ascii=False) + "\n")
             print(page, resp.status, file=sys.stderr)
