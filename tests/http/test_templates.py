@@ -18,6 +18,8 @@ from txcaddy.config.loader import LoadContext
 from txcaddy.errors import ConfigError
 from txcaddy.http.errors import HandlerError
 from txcaddy.http.handlers.templates import Templates
+from txcaddy.http.routing import Route, RouteList
+from txcaddy.http.server import HTTPServer
 from txcaddy.testing import FakeResponse, FakeServer, make_request, serve
 
 from .handlers.support import fixture_handlers
@@ -349,3 +351,22 @@ class AdapterFixturesTests(SynchronousTestCase):
             loaded.append((handler.file_root.text, handler.mime_types, handler.delimiters))
         self.assertIn(("/srv/templates", ["text/html", "text/plain"], ("[[", "]]")), loaded)
         self.assertIn(("{http.vars.root}", ["text/html", "text/plain", "text/markdown"], ("", "")), loaded)
+
+
+class RealServerTests(SynchronousTestCase):
+    """Through txcaddy's ``HTTPServer``: ``httpInclude`` goes through the server's own routes."""
+
+    def test_http_include_and_errors_through_the_server(self) -> None:
+        """An httpInclude page renders; a broken page is an empty 500; the next request is fine."""
+        server = HTTPServer("srv0", [":80"], RouteList([Route([site_handler()])]))
+        results = []
+        for path in ("/httpinclude_ok.html", "/cases/nil_cmd.html", "/cases/eq_multi.html"):
+            response = FakeResponse()
+            server.handle(make_request("GET", path, HEADERS, host=None, server=server), response)
+            results.append((response.status, response.body, response.headers.get("Content-Length")))
+        expected = json.loads((EXPECTED / "httpinclude_ok.html.json").read_text())["body"].encode()
+        self.assertEqual(results, [
+            (200, expected, str(len(expected))),
+            (500, b"", None),
+            (200, b"true true true", "14"),
+        ])
