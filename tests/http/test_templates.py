@@ -117,6 +117,10 @@ class CaddyFixturesTests(SynchronousTestCase):
         """Heading ids from the source line (non-ASCII dropped, repeats numbered), code blocks, raw HTML."""
         self.check("markdown_more.html")
 
+    def test_markdown_site(self) -> None:
+        """Caddy's documented Markdown-site pattern: include, splitFrontMatter, default, markdown."""
+        self.check("markdown_site.html")
+
     def test_front_matter(self) -> None:
         """``splitFrontMatter`` reads YAML, TOML and JSON front matter."""
         self.check("frontmatter.html")

@@ -24,7 +24,7 @@ HEADERS = {"Host": "example.test", "User-Agent": "fixture-agent", "Cookie": "fla
 COMPARED = ["Content-Type", "Content-Length", "X-Templated", "X-Multi", "Etag", "Last-Modified", "Accept-Ranges"]
 PAGES = [
     "basic.html", "sprig.html", "context.html?q=search&x=1", "include.html", "import.html",
-    "markdown.html", "markdown_more.html", "frontmatter.html", "plain.txt", "style.css", "delims/page.html",
+    "markdown.html", "markdown_more.html", "markdown_site.html", "frontmatter.html", "plain.txt", "style.css", "delims/page.html",
     "parse_error.html", "exec_error.html", "field_error.html", "undefined_func.html",
     "include_missing.html", "http_error.html", "httpinclude.html", "wrongargs.html", "and_noargs.html",
     "httpinclude_ok.html", "httpinclude_self.html", "httpinclude_404.html",
