@@ -60,3 +60,15 @@ class SprigTests(SynchronousTestCase):
         """``date`` takes a Go layout (this machine's zone), ``dateInZone`` UTC."""
         self.assertEqual(run('{{ dateInZone "2006-01-02 15:04:05 Mon Jan" 1700000000 "UTC" }}'), "2023-11-14 22:13:20 Tue Nov")
         self.assertRegex(run('{{ now | date "2006" }}'), r"^20\d\d$")
+
+
+class TimeParameterTests(SynchronousTestCase):
+    """Functions that take a Go ``time.Time`` refuse a number, as Go does."""
+
+    def test_time_functions(self) -> None:
+        """``unixEpoch`` wants a ``time.Time``: a constant is Go's ``can't handle`` error."""
+        self.assertRegex(run('{{ now | htmlDate }} {{ unixEpoch now }} {{ ago now }} {{ duration "61" }} {{ duration 61 }}'),
+                         r"^20\d\d-\d\d-\d\d \d{10} 0s 1m1s 0s$")
+        self.assertEqual(run("{{ htmlDate 1700000000 }}"), "2023-11-14")
+        self.assertRaisesRegex(ExecError, r"at <1700000000>: can't handle 1700000000 for arg of type time.Time",
+                               run, "{{ unixEpoch 1700000000 }}")

@@ -339,6 +339,8 @@ class _State:
             raise self.fail(f"expected integer; found {node}")
         if kind == "bool" and not isinstance(value, bool):
             raise self.fail(f"expected bool; found {node}")
+        if kind == "time.Time":
+            raise self.fail(f"can't handle {node} for arg of type time.Time")
 
     def check_value(self, value: Any, kind: str) -> None:
         """Go's ``validateType``: a value must have the parameter's type."""
@@ -348,6 +350,7 @@ class _State:
             "string": isinstance(value, str),
             "int": isinstance(value, int) and not isinstance(value, bool),
             "bool": isinstance(value, bool),
+            "time.Time": getattr(value, "go_type_name", "") == "time.Time",
         }.get(kind, True)
         if not ok:
             raise self.fail(f"wrong type for value; expected {kind}; got {go_type(value)}")

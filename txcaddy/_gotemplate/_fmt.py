@@ -38,6 +38,9 @@ def go_type(value: Any) -> str:
     """The Go type name a value stands for, in error messages and ``%T``."""
     if value is None or value is NO_VALUE:
         return "<nil>"
+    named = getattr(value, "go_type_name", None)
+    if named is not None:
+        return str(named)
     if isinstance(value, bool):
         return "bool"
     if isinstance(value, int):

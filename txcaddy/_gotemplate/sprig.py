@@ -26,7 +26,7 @@ from txcaddy._go.path import split as path_split
 from txcaddy._go.regexp import compile_regexp, replace_all_string
 from txcaddy._go.strconv import quote as go_quote
 from txcaddy._go.strings import to_lower, to_upper, trim_space
-from txcaddy._go.time import Time, compile_layout, format_layout
+from txcaddy._go.time import Time, compile_layout, duration_string, format_layout
 from txcaddy._go.unicode import is_space
 from txcaddy._gotemplate._exec import typed
 from txcaddy._gotemplate._fmt import NO_VALUE, go_type, sprint_value
@@ -337,6 +337,17 @@ def _date_in_zone(fmt: str, date: Any, zone: str) -> str:
     return format_layout(compile_layout(fmt), _to_time(date), zone != "UTC")
 
 
+def _duration(sec: Any) -> str:
+    """Sprig's ``duration``: a string of seconds or an int64; a template's int is neither (0s)."""
+    n = 0
+    if isinstance(sec, str):
+        try:
+            n = int(sec)
+        except ValueError:
+            n = 0
+    return duration_string(n * 1_000_000_000)
+
+
 def _now() -> GoTime:
     return GoTime(_time.time())
 
@@ -588,7 +599,10 @@ FUNCS: dict[str, Callable[..., Any]] = {
     "dateInZone": _date_in_zone,
     "date_in_zone": _date_in_zone,
     "htmlDate": lambda date: _date("2006-01-02", date),
-    "unixEpoch": lambda date: str(int(_to_time(date))),
+    "htmlDateInZone": lambda date, zone: _date_in_zone("2006-01-02", date, zone),
+    "unixEpoch": lambda date: str(int(float(date) // 1)),
+    "ago": lambda date: duration_string(int(round(_time.time() - _to_time(date))) * 1_000_000_000),
+    "duration": _duration,
     # encodings
     "toJson": _to_go_json,
     "toPrettyJson": lambda v: _to_go_json(v, "  "),
@@ -629,7 +643,7 @@ _PARAMS: dict[str, tuple[str, ...]] = {
     "dir": (_S,), "ext": (_S,), "clean": (_S,), "isAbs": (_S,), "env": (_S,), "expandenv": (_S,),
     "fromJson": (_S,), "date": (_S,), "dateInZone": (_S, "any", _S), "date_in_zone": (_S, "any", _S),
     "atoi": (_S,), "fail": (_S,), "required": (_S,), "kindIs": (_S,), "typeIs": (_S,), "hasKey": ("any", _S),
-    "get": ("any", _S), "set": ("any", _S), "unset": ("any", _S), "pluck": (_S,), "ternary": ("any", "any", "bool"),
+    "htmlDateInZone": ("any", _S), "unixEpoch": ("time.Time",), "get": ("any", _S), "set": ("any", _S), "unset": ("any", _S), "pluck": (_S,), "ternary": ("any", "any", "bool"),
 }
 FUNCS.update({name: typed(FUNCS[name], *kinds) for name, kinds in _PARAMS.items()})
 
