@@ -99,6 +99,22 @@ class GoURL:
         return self.String()
 
 
+class GoCookie:
+    """An ``*http.Cookie`` from a request: ``Name``, ``Value``; prints as ``name=value``."""
+
+    go_type_name = "*http.Cookie"
+
+    def __init__(self, name: str, value: str) -> None:
+        self.Name = name
+        self.Value = value
+
+    def String(self) -> str:  # noqa: N802
+        return f"{self.Name}={self.Value}"
+
+    def __str__(self) -> str:
+        return self.String()
+
+
 class GoRequest:
     """An ``*http.Request`` with the fields and methods templates use (``.Req.URL.Path``)."""
 
@@ -116,14 +132,15 @@ class GoRequest:
         else:
             path, raw, query = request.path, request.raw_path, request.query
         self.URL = GoURL("", "", path, raw, query)
-        self.Header = GoHeader({name: list(values) for name, values in request.headers.lists()})
+        # Go's server moves Host out of the header map into Request.Host
+        self.Header = GoHeader({name: list(values) for name, values in request.headers.lists() if name != "Host"})
         self.ContentLength = 0
 
-    def Cookie(self, name: str) -> Any:  # noqa: N802
+    def Cookie(self, name: str) -> GoCookie:  # noqa: N802
         value = request_cookie(self._request.headers, name)
         if value is None:
             raise ValueError("http: named cookie not present")
-        return {"Name": name, "Value": value}
+        return GoCookie(name, value)
 
     def FormValue(self, name: str) -> str:  # noqa: N802
         return self.URL.Query().Get(name)
