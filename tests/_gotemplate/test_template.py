@@ -260,3 +260,19 @@ class BuiltinTests(SynchronousTestCase):
     def test_funcs_override_builtins(self) -> None:
         """Added functions take precedence over built-ins, as in Go (Sprig's ``slice``)."""
         self.assertEqual(run("{{ len 1 }}", len=lambda x: "mine"), "mine")
+
+
+class TemplateSetTests(SynchronousTestCase):
+    """The set of named templates across several parses."""
+
+    def test_empty_definition_keeps_the_old(self) -> None:
+        """A later empty ``define`` does not replace a template, as Go's ``associate``."""
+        tpl = Template("m").parse('{{ define "a" }}A{{ end }}{{ template "a" }}')
+        tpl.parse('{{ define "a" }} {{ end }}')
+        self.assertEqual(tpl.execute(None), "A")
+
+    def test_execute_by_name(self) -> None:
+        """Any template of the set runs by name; an unknown one is Go's error."""
+        tpl = Template("m").parse('{{ define "a" }}<{{ . }}>{{ end }}main')
+        self.assertEqual(tpl.execute(3, "a"), "<3>")
+        self.assertRaisesRegex(ExecError, 'no template "zz" associated with template "m"', tpl.execute, None, "zz")

@@ -62,8 +62,8 @@ class Template:
         trees = parse(self.name, text, self.left, self.right, names)
         for name, tree in trees.items():
             old = self.trees.get(name)
-            if old is not None and tree.is_empty() and name == self.name:
-                continue  # an empty body never replaces a template (Go's AddParseTree rule)
+            if old is not None and tree.is_empty():
+                continue  # an empty tree never replaces a template (Go's associate rule)
             self.trees[name] = tree
         return self
 
