@@ -122,6 +122,11 @@ class ExecTests(SynchronousTestCase):
         """A field an object lacks names the type."""
         self.assertRaisesRegex(ExecError, r"can't evaluate field Nope in type main.Obj", run, "{{ .Nope }}", Obj())
 
+    def test_unexported_names(self) -> None:
+        """Lower-case names are not fields of objects (Python's own attributes stay hidden)."""
+        self.assertRaisesRegex(ExecError, r"can't evaluate field __class__ in type main.Obj", run, "{{ .__class__ }}", Obj())
+        self.assertRaisesRegex(ExecError, r"can't evaluate field name in type main.Obj", run, "{{ .name }}", Obj())
+
     def test_nil_pointer(self) -> None:
         """A field of nil is Go's nil pointer error."""
         self.assertRaisesRegex(ExecError, r"nil pointer evaluating interface \{\}.b", run, "{{ .a.b }}", {"a": None})

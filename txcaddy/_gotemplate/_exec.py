@@ -298,7 +298,8 @@ class _State:
             if has_args:
                 raise self.fail(f"{name} is not a method but has arguments")
             return receiver.get(name, NO_VALUE)
-        if not name.startswith("_") and not isinstance(receiver, (str, int, float, bool, list, tuple, bytes)) and (
+        # only Go's exported names (an upper-case first letter) reach Python attributes
+        if name[:1].isupper() and not isinstance(receiver, (str, int, float, bool, list, tuple, bytes)) and (
             not isinstance(receiver, dict) or hasattr(type(receiver), name)
         ):
             getter = getattr(receiver, "go_field", None)
