@@ -11,6 +11,7 @@ cannot leave the root).
 
 from __future__ import annotations
 
+import datetime
 import email.utils
 import json
 import math
@@ -24,11 +25,12 @@ from txcaddy._go.fs import path_error
 from txcaddy._go.http import remote_addr, request_cookie
 from txcaddy._go.net import AddrError, split_host_port
 from txcaddy._go.path import clean
+from txcaddy._go.time import compile_layout, format_layout
 from txcaddy._go.url import parse_query, path_escape
 from txcaddy._gotemplate import ExecError, Template
 from txcaddy._gotemplate._fmt import NilSlice
 from txcaddy._gotemplate.sprig import FUNCS as SPRIG_FUNCS
-from txcaddy._gotemplate.sprig import strval
+from txcaddy._gotemplate.sprig import GoTime, strval
 from txcaddy.config.placeholders import lookup, to_string
 from txcaddy.http.errors import HandlerError
 from txcaddy.http.headers import Headers
@@ -243,17 +245,80 @@ def markdown(text: Any) -> str:
     return str(_MD.render(strval(text)))
 
 
+class Int64(int):
+    """A TOML integer: Go's BurntSushi decoder gives ``int64`` (``printf "%T"`` says so)."""
+
+    go_type_name = "int64"
+
+
+class UTCTime(GoTime):
+    """A date from front matter: a ``time.Time`` in UTC, printed as Go prints it."""
+
+    __slots__ = ()
+
+    def __str__(self) -> str:
+        return format_layout(_TIME_STRING, float(self), False)
+
+
+_TIME_STRING = compile_layout("2006-01-02 15:04:05.999999999 -0700 MST")
+
+
+def _go_values(value: Any, toml: bool = False) -> Any:
+    """Decoded front matter as Go's decoders give it: dates as ``time.Time``, TOML ints as int64."""
+    if isinstance(value, dict):
+        return {str(k) if not isinstance(k, str) else k: _go_values(v, toml) for k, v in value.items()}
+    if isinstance(value, list):
+        return [_go_values(v, toml) for v in value]
+    if isinstance(value, datetime.datetime):
+        if value.tzinfo is None:
+            value = value.replace(tzinfo=datetime.UTC)
+        return UTCTime(value.timestamp())
+    if isinstance(value, datetime.date):
+        return UTCTime(datetime.datetime(value.year, value.month, value.day, tzinfo=datetime.UTC).timestamp())
+    if toml and isinstance(value, int) and not isinstance(value, bool):
+        return Int64(value)
+    return value
+
+
+_YAML_LOADER: Any = None
+
+
+def _yaml_loader() -> Any:
+    """PyYAML's safe loader with YAML 1.2's booleans (only true/false), as Go's yaml.v3."""
+    global _YAML_LOADER
+    if _YAML_LOADER is None:
+        import re
+
+        import yaml
+
+        class Loader(yaml.SafeLoader):
+            pass
+
+        resolvers = {}
+        for first, entries in yaml.SafeLoader.yaml_implicit_resolvers.items():
+            resolvers[first] = [(tag, regexp) for tag, regexp in entries if tag != "tag:yaml.org,2002:bool"]
+        Loader.yaml_implicit_resolvers = resolvers
+        Loader.add_implicit_resolver(
+            "tag:yaml.org,2002:bool", re.compile(r"^(?:true|True|TRUE|false|False|FALSE)$"), list("tTfF"))
+        _YAML_LOADER = Loader
+    return _YAML_LOADER
+
+
 def _yaml(text: str) -> dict[str, Any]:
     try:
         import yaml
     except ImportError:
         raise ValueError("YAML front matter needs the PyYAML package") from None
-    value = yaml.safe_load(text)
+    value = yaml.load(text, Loader=_yaml_loader())  # noqa: S506 (a safe loader)
     if value is None:
         return {}
     if not isinstance(value, dict):
         raise ValueError(f"yaml: cannot unmarshal {type(value).__name__} into map")
-    return value
+    return dict(_go_values(value))
+
+
+def _toml(text: str) -> dict[str, Any]:
+    return dict(_go_values(tomllib.loads(text), toml=True))
 
 
 def _json_front(text: str) -> dict[str, Any]:
@@ -263,7 +328,7 @@ def _json_front(text: str) -> dict[str, Any]:
 
 _FRONT_MATTER: list[tuple[str, list[str], Callable[[str], dict[str, Any]]]] = [
     ("---", ["---"], _yaml),
-    ("+++", ["+++"], tomllib.loads),
+    ("+++", ["+++"], _toml),
     ("{", ["}"], _json_front),
 ]
 
@@ -366,8 +431,6 @@ def _parse_time(layout: str, text: str) -> float:
     fmt = layout
     for go, py in _LAYOUT_TOKENS:
         fmt = fmt.replace(go, py)
-    import datetime
-
     value = datetime.datetime.strptime(text, fmt)
     if value.tzinfo is None:
         value = value.replace(tzinfo=datetime.UTC)
