@@ -43,6 +43,7 @@ BUILTIN_MODULES = (
     "txcaddy.http.handlers.map",
     "txcaddy.http.handlers.push",
     "txcaddy.http.handlers.authentication",
+    "txcaddy.http.handlers.templates",
     "txcaddy.reverseproxy.transport",
     "txcaddy.reverseproxy.handler",
     "txcaddy.reverseproxy.handle_response",
