@@ -127,6 +127,24 @@ class TracingHandlerTests(SynchronousTestCase):
         self.assertEqual(seen["traceparent"], [f"00-{PARENT_TRACE}-{span.context.span_id:016x}-01"])
         self.assertEqual(seen["tracestate"], "vendor=x")
 
+    def test_baggage_passes_on_and_unsampled_parents_are_not_exported(self) -> None:
+        """``baggage`` reaches the next handlers; a parent not sampled gives no exported span."""
+        seen: dict[str, Any] = {}
+
+        def next(request: Any, response: Any) -> None:
+            seen["traceparent"] = request.headers.get("traceparent")
+            seen["baggage"] = request.headers.get("baggage")
+            respond(200)(request, response)
+
+        request = make_request(headers={
+            "traceparent": f"00-{PARENT_TRACE}-{PARENT_SPAN}-00", "baggage": "user=alice"})
+        serve(self.load(CADDY_TRACING), request, next=next)
+        self.assertEqual(self.memory.spans(), ())
+        self.assertEqual(seen["baggage"], "user=alice")
+        self.assertTrue(seen["traceparent"].startswith(f"00-{PARENT_TRACE}-"))
+        self.assertTrue(seen["traceparent"].endswith("-00"))
+        self.assertNotIn(PARENT_SPAN, seen["traceparent"])
+
     def test_server_error_sets_error_status(self) -> None:
         """A 5xx response makes the span status ERROR; a 4xx leaves it unset (server span)."""
         handler = self.load(CADDY_TRACING)
