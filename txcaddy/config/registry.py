@@ -42,6 +42,7 @@ BUILTIN_MODULES = (
     "txcaddy.http.handlers.encode",
     "txcaddy.http.handlers.map",
     "txcaddy.http.handlers.push",
+    "txcaddy.http.handlers.tracing",
     "txcaddy.http.handlers.authentication",
     "txcaddy.http.handlers.templates",
     "txcaddy.reverseproxy.transport",
