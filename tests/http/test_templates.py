@@ -88,7 +88,12 @@ class CaddyFixturesTests(SynchronousTestCase):
             body, expected = _sort_listing(body), _sort_listing(expected)
         self.assertEqual(body, expected)
         for name_ in COMPARED:
-            self.assertEqual(response.headers.get_all(name_), record["headers"].get(name_, []), name_)
+            actual, recorded = response.headers.get_all(name_), record["headers"].get(name_, [])
+            if name_ in ("Etag", "Last-Modified"):
+                # Both come from the file's mtime, which is the checkout's, not the recording's.
+                self.assertEqual(len(actual), len(recorded), name_)
+            else:
+                self.assertEqual(actual, recorded, name_)
 
     def test_basic(self) -> None:
         """Actions, trim markers, variables, control structures, built-ins and printf verbs."""
