@@ -7,6 +7,7 @@ answered by a responder on another loopback port (``ACMEServers.targets``).
 from __future__ import annotations
 
 import datetime
+import hashlib
 import json
 import os
 import socket
@@ -34,10 +35,13 @@ from txcaddy.interfaces import IHandler
 from txcaddy.service import CaddyService
 from txcaddy.tls import _x509
 from txcaddy.tls._acmeserver import (
+    ACME_IDENTIFIER_OID,
+    ACMEProblem,
     ACMEServer,
     ACMEState,
     ChallengeTargets,
     Reply,
+    check_tls_alpn01,
     key_authorization,
 )
 from txcaddy.tls.acmeserver import ACMEServerHandler, ACMEServers, load_acme_server
@@ -187,6 +191,28 @@ class ProtocolTests(SynchronousTestCase):
         self.assertEqual(order["status"], "invalid")
         self.assertEqual(order["error"]["type"], "urn:ietf:params:acme:error:connection")
 
+    def test_dns01(self) -> None:
+        """dns-01 looks up ``_acme-challenge.<name>`` TXT for the key authorization's digest; wildcards get only dns-01."""
+        kid = self.account()
+        looked_up: list[str] = []
+        records: list[bytes] = []
+
+        def lookup(name: str) -> Deferred[list[bytes]]:
+            looked_up.append(name)
+            return succeed(records)
+
+        self.server.txt_lookup = lookup
+        order_url, _, authz = self._order(kid, "*.wild.example.test")
+        self.assertEqual((authz["identifier"]["value"], authz["wildcard"]), ("wild.example.test", True))
+        [challenge] = authz["challenges"]
+        self.assertEqual(challenge["type"], "dns-01")
+        digest = hashlib.sha256(key_authorization(challenge["token"], self.key).encode()).digest()
+        records.append(josepy.encode_b64jose(digest).encode())
+        _, body = self.post(challenge["url"].removeprefix(ROOT), {}, kid=kid)
+        self.assertEqual((body["status"], looked_up), ("valid", ["_acme-challenge.wild.example.test"]))
+        _, order = self.post(order_url.removeprefix(ROOT), None, kid=kid)
+        self.assertEqual(order["status"], "ready")
+
     def test_wrong_key_authorization(self) -> None:
         """A served body that is not the key authorization fails with ``incorrectResponse``."""
         kid = self.account()
@@ -214,6 +240,34 @@ class ProtocolTests(SynchronousTestCase):
         self.clock.advance(24 * 3600 + 1)
         _, order = self.post(order_url.removeprefix(ROOT), None, kid=kid)
         self.assertEqual(order["status"], "invalid")
+
+
+class TLSALPNCheckTests(SynchronousTestCase):
+    def certificate(self, names: list[str], digest: bytes, critical: bool = True) -> bytes:
+        key = ec.generate_private_key(ec.SECP256R1())
+        now = datetime.datetime.now(datetime.UTC)
+        return (x509.CertificateBuilder().subject_name(x509.Name([])).issuer_name(x509.Name([]))
+                .public_key(key.public_key()).serial_number(1).not_valid_before(now)
+                .not_valid_after(now + datetime.timedelta(days=1))
+                .add_extension(x509.SubjectAlternativeName([x509.DNSName(n) for n in names]), critical=True)
+                .add_extension(x509.UnrecognizedExtension(ACME_IDENTIFIER_OID, b"\x04\x20" + digest), critical=critical)
+                .sign(key, hashes.SHA256()).public_bytes(serialization.Encoding.DER))
+
+    def test_checks(self) -> None:
+        """RFC 8737: the right certificate passes; wrong ALPN, name, digest or a non-critical extension fail."""
+        digest = hashlib.sha256(b"tok.thumb").digest()
+        check_tls_alpn01("a.test", "tok.thumb", "acme-tls/1", self.certificate(["a.test"], digest))
+        failing = [
+            ("h2", self.certificate(["a.test"], digest)),
+            ("acme-tls/1", self.certificate(["b.test"], digest)),
+            ("acme-tls/1", self.certificate(["a.test", "b.test"], digest)),
+            ("acme-tls/1", self.certificate(["a.test"], bytes(32))),
+            ("acme-tls/1", self.certificate(["a.test"], digest, critical=False)),
+        ]
+        for alpn, der in failing:
+            with self.assertRaises(ACMEProblem) as caught:
+                check_tls_alpn01("a.test", "tok.thumb", alpn, der)
+            self.assertEqual(caught.exception.kind, "incorrectResponse")
 
 
 class LoadTests(SynchronousTestCase):
@@ -254,8 +308,8 @@ class Responder(resource.Resource):
         return self.tokens[token].encode()
 
 
-class EndToEndTests(TestCase):
-    """A txcaddy service serving ``acme_server`` on 127.0.0.1, and the ``acme`` client."""
+class ServiceCase(TestCase):
+    """A txcaddy service serving ``acme_server`` on 127.0.0.1 (``localhost``), a challenge responder."""
 
     timeout = 60
 
@@ -315,6 +369,11 @@ class EndToEndTests(TestCase):
             return "", type(e).__name__
         return order.fullchain_pem, order.body.status.name
 
+
+
+class EndToEndTests(ServiceCase):
+    """Certbot's ``acme`` client against the service."""
+
     @inlineCallbacks
     def test_obtain_certificate(self) -> Any:
         """The ``acme`` client gets a chain whose leaf names the identifier, signed by the local intermediate."""
@@ -355,3 +414,68 @@ class EndToEndTests(TestCase):
 class _Refusing(dict[str, str]):
     def __setitem__(self, key: str, value: str) -> None:
         pass
+
+
+class OwnIssuerTests(ServiceCase):
+    """txcaddy's own ACME issuer (``tls { ca …; ca_root … }``) against the ``acme_server`` of another service."""
+
+    def validated(self, servers: ACMEServers) -> list[str]:
+        """The types of the challenges the CA found valid."""
+        return [c.type for a in servers.state("local").authzs.values() for c in a.challenges if c.status == "valid"]
+
+    @inlineCallbacks
+    def test_txcaddy_issuer_obtains(self) -> Any:
+        """A second service gets ``issued.example.test`` from the first over http-01 on its own HTTP port."""
+        storage = os.path.abspath(self.mktemp())
+        http_port = free_port()
+        servers = self.service.runtime.get(ACMEServers)
+        servers.targets.http_port = http_port  # the second service answers http-01 there
+        caddyfile = (
+            f"{{\n\thttp_port {http_port}\n\thttps_port {free_port()}\n\tadmin off\n"
+            f"\tstorage file_system {{\n\t\troot {storage}\n\t}}\n}}\n"
+            f"issued.example.test {{\n\ttls {{\n\t\tca {self.directory}\n\t\tca_root {self.root}\n\t}}\n"
+            "\trespond hi\n}\n"
+        )
+        other: CaddyService = fromCaddyfile(caddyfile, reactor=default_reactor())
+        other.startService()
+        self.addCleanup(other.stopService)
+        assert other.tls is not None and other.tls.manager is not None
+        yield other.tls.manager.ready
+        found = [os.path.join(d, f) for d, _, files in os.walk(os.path.join(storage, "certificates"))
+                 for f in files if f == "issued.example.test.crt"]
+        self.assertEqual(len(found), 1, found)
+        self.assertEqual(self.validated(servers), ["http-01"])
+        self.assertIn("localhost", found[0])  # the issuer directory is named after the ACME CA's host
+        with open(found[0], "rb") as f:
+            leaf, issuer = x509.load_pem_x509_certificates(f.read())
+        self.assertEqual(issuer, self.intermediate())
+        san = leaf.extensions.get_extension_for_class(x509.SubjectAlternativeName).value
+        self.assertEqual(san.get_values_for_type(x509.DNSName), ["issued.example.test"])
+
+    @inlineCallbacks
+    def test_txcaddy_issuer_tls_alpn(self) -> Any:
+        """With http-01 disabled the second service answers tls-alpn-01 in its handshakes, and gets the certificate."""
+        storage = os.path.abspath(self.mktemp())
+        https_port = free_port()
+        servers = self.service.runtime.get(ACMEServers)
+        servers.targets.http_port = free_port()  # nothing there: only tls-alpn-01 can succeed
+        servers.targets.tls_alpn_port = https_port
+        caddyfile = (
+            f"{{\n\thttp_port {free_port()}\n\thttps_port {https_port}\n\tadmin off\n"
+            f"\tstorage file_system {{\n\t\troot {storage}\n\t}}\n}}\n"
+            f"issued.example.test {{\n\ttls {{\n\t\tissuer acme {{\n\t\t\tdir {self.directory}\n"
+            f"\t\t\ttrusted_roots {self.root}\n\t\t\tdisable_http_challenge\n\t\t}}\n\t}}\n"
+            "\trespond hi\n}\n"
+        )
+        other: CaddyService = fromCaddyfile(caddyfile, reactor=default_reactor())
+        other.startService()
+        self.addCleanup(other.stopService)
+        assert other.tls is not None and other.tls.manager is not None
+        yield other.tls.manager.ready
+        found = [os.path.join(d, f) for d, _, files in os.walk(os.path.join(storage, "certificates"))
+                 for f in files if f == "issued.example.test.crt"]
+        self.assertEqual(len(found), 1, found)
+        with open(found[0], "rb") as f:
+            leaf, issuer = x509.load_pem_x509_certificates(f.read())
+        self.assertEqual(issuer, self.intermediate())
+        self.assertEqual(self.validated(servers), ["tls-alpn-01"])

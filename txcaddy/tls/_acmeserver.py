@@ -16,8 +16,9 @@ orders, which ACME clients do on their own.
 
 Challenges are validated as RFC 8555 §8 says: ``http-01`` fetches
 ``http://<identifier>/.well-known/acme-challenge/<token>``, ``dns-01`` looks up the
-TXT records of ``_acme-challenge.<identifier>``, ``tls-alpn-01`` is offered but its
-validation is not implemented (it fails the challenge with a clear error). Where the
+TXT records of ``_acme-challenge.<identifier>``, ``tls-alpn-01`` (RFC 8737) connects
+with ALPN ``acme-tls/1`` and checks the self-signed certificate's SAN and
+``acmeIdentifier`` extension. Redirects are not followed for ``http-01``. Where the
 validation connects is ``ChallengeTargets`` (port, and a hosts-file style override),
 which is what tests use to validate names on loopback ports.
 """
@@ -47,7 +48,7 @@ from txcaddy.tls import _x509
 log = Logger(namespace="txcaddy.acme_server")
 
 __all__ = [
-    "ACMEProblem", "ACMEServer", "ACMEState", "ChallengeTargets", "Reply", "key_authorization",
+    "ACMEProblem", "ACMEServer", "ACMEState", "ChallengeTargets", "Reply", "check_tls_alpn01", "key_authorization",
 ]
 
 ERROR_PREFIX = "urn:ietf:params:acme:error:"
@@ -191,6 +192,30 @@ def _new_id() -> str:
 Signer = Callable[[], tuple[x509.Certificate, Any]]
 HTTPGet = Callable[[str, int, str, str], Deferred[bytes]]  # (address, port, host, path) -> body
 TXTLookup = Callable[[str], Deferred[list[bytes]]]
+# (address, port, server name) -> (the negotiated ALPN protocol, the peer certificate's DER)
+TLSALPNGet = Callable[[str, int, str], Deferred[tuple[str | None, bytes]]]
+ACME_IDENTIFIER_OID = x509.ObjectIdentifier("1.3.6.1.5.5.7.1.31")
+
+
+def check_tls_alpn01(identifier: str, key_auth: str, alpn: str | None, der: bytes) -> None:
+    """RFC 8737 §3: ``acme-tls/1`` negotiated; the certificate names exactly ``identifier`` and
+    carries a critical ``acmeIdentifier`` whose value is SHA-256 of the key authorization."""
+    if alpn != "acme-tls/1":
+        raise ACMEProblem("incorrectResponse", f"tls-alpn-01: ALPN protocol {alpn!r}, not acme-tls/1", 403)
+    try:
+        certificate = x509.load_der_x509_certificate(der)
+        san = certificate.extensions.get_extension_for_class(x509.SubjectAlternativeName).value
+        extension = certificate.extensions.get_extension_for_oid(ACME_IDENTIFIER_OID)
+    except (ValueError, x509.ExtensionNotFound) as e:
+        raise ACMEProblem("incorrectResponse", f"tls-alpn-01: unusable certificate: {e}", 403) from None
+    names = [n.lower() for n in san.get_values_for_type(x509.DNSName)]
+    names += [str(ip) for ip in san.get_values_for_type(x509.IPAddress)]
+    if names != [identifier]:
+        raise ACMEProblem("incorrectResponse", f"tls-alpn-01: the certificate names {names}, not {identifier!r}", 403)
+    value = extension.value
+    raw = value.value if isinstance(value, x509.UnrecognizedExtension) else b""
+    if not extension.critical or raw != b"\x04\x20" + hashlib.sha256(key_auth.encode()).digest():
+        raise ACMEProblem("incorrectResponse", "tls-alpn-01: the acmeIdentifier does not match", 403)
 
 
 class ACMEServer:
@@ -209,6 +234,7 @@ class ACMEServer:
         lifetime: float,
         http_get: HTTPGet,
         txt_lookup: TXTLookup | None,
+        tls_alpn_get: TLSALPNGet | None = None,
         targets: ChallengeTargets,
         clock: Callable[[], float] = time.time,
     ) -> None:
@@ -218,6 +244,7 @@ class ACMEServer:
         self.lifetime = lifetime
         self.http_get = http_get
         self.txt_lookup = txt_lookup
+        self.tls_alpn_get = tls_alpn_get
         self.targets = targets
         self.clock = clock
 
@@ -539,7 +566,12 @@ class ACMEServer:
                                       403)
 
             return self.txt_lookup("_acme-challenge." + identifier).addCallback(found)
-        raise ACMEProblem("connection", f"{kind} validation is not implemented by txcaddy's acme_server")
+        if kind == "tls-alpn-01" and self.tls_alpn_get is not None:
+            ip = _x509.parse_ip(identifier)
+            server_name = ip.reverse_pointer if ip is not None else identifier  # RFC 8738 §6
+            got = self.tls_alpn_get(self.targets.address(identifier), self.targets.tls_alpn_port, server_name)
+            return got.addCallback(lambda result: check_tls_alpn01(identifier, key_auth, *result))
+        raise ACMEProblem("connection", f"{kind} validation is not available")
 
     def _finalize(self, order: Order, payload: dict[str, Any]) -> None:
         self._refresh_order(order)

@@ -17,6 +17,8 @@ config makes the service run the ``pki`` app, as Caddy's ``ctx.App("pki")`` does
 
 from __future__ import annotations
 
+import socket
+import ssl
 from typing import Any
 
 from twisted.internet.defer import Deferred
@@ -122,7 +124,7 @@ class ACMEServerHandler:
         self.reactor = reactor
         self.server = ACMEServer(
             ca_id, servers.state(ca_id), self._signer, lifetime=lifetime, http_get=self._http_get,
-            txt_lookup=self._txt_lookup, targets=servers.targets, clock=reactor.seconds,
+            txt_lookup=self._txt_lookup, tls_alpn_get=self._tls_alpn_get, targets=servers.targets, clock=reactor.seconds,
         )
 
     def _signer(self) -> Any:
@@ -151,6 +153,23 @@ class ACMEServerHandler:
         d.addCallback(got)
         d.addTimeout(VALIDATION_TIMEOUT, self.reactor)
         return d
+
+    def _tls_alpn_get(self, address: str, port: int, server_name: str) -> Deferred[tuple[str | None, bytes]]:
+        """Handshake with ALPN ``acme-tls/1`` and SNI ``server_name`` (in the reactor's thread
+        pool: the standard library's blocking TLS client, never verifying: RFC 8737's
+        certificate is self-signed by design)."""
+        from twisted.internet.threads import deferToThreadPool
+
+        def handshake() -> tuple[str | None, bytes]:
+            context = ssl.SSLContext(ssl.PROTOCOL_TLS_CLIENT)
+            context.check_hostname = False
+            context.verify_mode = ssl.CERT_NONE
+            context.set_alpn_protocols(["acme-tls/1"])
+            with socket.create_connection((address, port), timeout=VALIDATION_TIMEOUT) as raw, \
+                    context.wrap_socket(raw, server_hostname=server_name) as tls:
+                return tls.selected_alpn_protocol(), tls.getpeercert(binary_form=True) or b""
+
+        return deferToThreadPool(self.reactor, self.reactor.getThreadPool(), handshake)
 
     def _txt_lookup(self, name: str) -> Deferred[list[bytes]]:
         from twisted.names import client, dns
