@@ -54,7 +54,7 @@ __all__ = [
 ERROR_PREFIX = "urn:ietf:params:acme:error:"
 NONCE_LIMIT = 10000  # outstanding nonces kept; the oldest are forgotten first
 ORDER_LIFETIME = 24 * 3600.0  # smallstep: orders and authorizations expire after a day
-ALLOWED_ALGS = frozenset({"RS256", "RS384", "RS512", "ES256", "ES384", "ES512", "PS256", "PS384", "PS512", "EdDSA"})
+ALLOWED_ALGS = frozenset({"RS256", "RS384", "RS512", "ES256", "ES384", "ES512", "PS256", "PS384", "PS512"})
 MAX_BODY = 1 << 20
 
 
@@ -367,7 +367,6 @@ class ACMEServer:
             payload, _, key = self._verify(root, url, body, new_account=True)
             return self._new_account(root, self._payload(payload), key)
         if rest in ("revoke-cert", "key-change"):
-            self._verify(root, url, body, new_account=rest == "revoke-cert")
             raise ACMEProblem("malformed", f"{rest} is not supported by this server", 501)
         if not (rest == "new-order" or (len(parts) in _POST_PATHS.get(parts[0], ()))):
             raise ACMEProblem("malformed", f"no such endpoint {rest!r}", 404)
