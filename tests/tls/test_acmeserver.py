@@ -395,6 +395,22 @@ class EndToEndTests(ServiceCase):
         self.assertEqual(status, "ValidationError")
 
     @inlineCallbacks
+    def test_directory_and_pass_through(self) -> Any:
+        """The directory names URLs on the request's host and port; paths outside ``/acme/`` go to the next handler."""
+        base = f"https://localhost:{self.https_port}"
+
+        def get(path: str) -> requests.Response:
+            return requests.get(base + path, verify=self.root, timeout=10)
+
+        directory = yield deferToThread(get, "/acme/local/directory")
+        self.assertEqual(directory.json()["newOrder"], base + "/acme/local/new-order")
+        nonce = yield deferToThread(get, "/acme/local/new-nonce")
+        self.assertEqual((nonce.status_code, nonce.headers["Cache-Control"]), (204, "no-store"))
+        self.assertEqual(nonce.headers["Link"], f'<{base}/acme/local/directory>;rel="index"')
+        other = yield deferToThread(get, "/elsewhere")
+        self.assertEqual((other.status_code, other.content, "Replay-Nonce" in other.headers), (200, b"", False))
+
+    @inlineCallbacks
     def test_bad_nonce_over_https(self) -> Any:
         """Over HTTPS a made-up nonce is a 400 ``badNonce`` problem document."""
         url = f"https://localhost:{self.https_port}/acme/local/new-account"
