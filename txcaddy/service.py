@@ -398,11 +398,16 @@ class CaddyService(MultiService):
         """
         assert new.tls is not None
         apps = new.config.get("apps") or {}
-        if not (new.tls.managed or apps.get("pki") or new.tls.uses_on_demand()):
+        want_pki = new.context.want_pki
+        if not (new.tls.managed or apps.get("pki") or want_pki or new.tls.uses_on_demand()):
             return
         new.storage = storage_from_config(new.config.get("storage"), self.reactor)
-        for service in new.tls.services(new.storage, apps.get("pki"), self.reactor, self.reactor):
+        pki_config = apps.get("pki")
+        if pki_config is None and want_pki:
+            pki_config = {}  # the default CA, run because a handler uses it (Caddy's ctx.App("pki"))
+        for service in new.tls.services(new.storage, pki_config, self.reactor, self.reactor):
             service.setServiceParent(new.services)
+        new.context.pki = new.tls.pki
 
     # -- listeners --------------------------------------------------------------------------
 

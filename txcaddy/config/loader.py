@@ -69,6 +69,10 @@ class LoadContext:
         # Services modules need while the config runs (health checkers, ...): the
         # service tree adopts them.
         self.services: list[Any] = []
+        # A module that needs the ``pki`` app at run time (``acme_server``) sets ``want_pki``;
+        # the service then runs the app and puts it in ``pki`` once built (after the HTTP app).
+        self.want_pki = False
+        self.pki: Any = None
 
     def on_unload(self, hook: Callable[[], Any]) -> None:
         """Run ``hook()`` when this config is unloaded (it may return a Deferred)."""

@@ -51,6 +51,7 @@ BUILTIN_MODULES = (
     "txcaddy.reverseproxy.selection",
     "txcaddy.reverseproxy.upstreams",
     "txcaddy.metrics.handler",
+    "txcaddy.tls.acmeserver",
 )
 
 _loaded = False
