@@ -1,0 +1,236 @@
+"""``php_fastcgi`` and ``transport fastcgi`` end to end: txcaddy from a Caddyfile in front of
+a real php-fpm (Debian's ``php8.2-fpm``) on loopback TCP and on a unix socket."""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+import socket
+from typing import Any
+
+import treq
+from twisted.internet.defer import Deferred, inlineCallbacks
+from twisted.internet.protocol import Factory, Protocol
+from twisted.logger import globalLogPublisher
+from twisted.trial.unittest import TestCase
+
+from tests._net import listen_local, port_number
+from tests.reverseproxy._backends import site, start_proxy
+from tests.reverseproxy._phpfpm import PHPFPM
+
+
+def _free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return int(s.getsockname()[1])
+
+
+class PHPTestCase(TestCase):
+    timeout = 60
+
+    @inlineCallbacks
+    def setUp(self) -> Any:
+        self.fpm = PHPFPM(self.mktemp())
+        yield self.fpm.start()
+        self.addCleanup(self.fpm.stop)
+
+    def proxy(self, directives: str) -> str:
+        return start_proxy(self, site(f"\troot * {self.fpm.root}\n" + directives))
+
+    @inlineCallbacks
+    def get(self, url: str, method: str = "GET", **kwargs: Any) -> Any:
+        response = yield treq.request(method, url, persistent=False, allow_redirects=False,
+                                      **kwargs)
+        body = yield response.content()
+        return response, body
+
+
+class PHPFastCGITests(PHPTestCase):
+    @inlineCallbacks
+    def test_script_over_tcp_and_unix(self) -> Any:
+        """A .php script runs through both pools; its headers and body come back."""
+        for dial in (self.fpm.tcp_dial, self.fpm.unix_dial):
+            base = self.proxy(f"\tphp_fastcgi {dial}")
+            response, body = yield self.get(base + "/index.php?x=1")
+            self.assertEqual(response.code, 200)
+            self.assertEqual(response.headers.getRawHeaders("X-Script"), ["index"])
+            self.assertEqual(body, b"index REQUEST_URI=/index.php?x=1 SCRIPT_NAME=/index.php")
+
+    @inlineCallbacks
+    def test_pretty_url_falls_back_to_index(self) -> Any:
+        """A path with no file runs index.php, which sees the original REQUEST_URI."""
+        base = self.proxy(f"\tphp_fastcgi {self.fpm.tcp_dial}")
+        response, body = yield self.get(base + "/blog/2024/hello?page=2")
+        self.assertEqual(response.code, 200)
+        self.assertEqual(body, b"index REQUEST_URI=/blog/2024/hello?page=2 SCRIPT_NAME=/index.php")
+
+    @inlineCallbacks
+    def test_directory_redirect_and_index(self) -> Any:
+        """A directory without its slash is redirected; with it, its index.php runs."""
+        base = self.proxy(f"\tphp_fastcgi {self.fpm.tcp_dial}")
+        response, _ = yield self.get(base + "/sub")
+        self.assertEqual(response.code, 308)
+        self.assertEqual(response.headers.getRawHeaders("Location"), ["/sub/"])
+        response, body = yield self.get(base + "/sub/")
+        self.assertEqual(body, b"sub index /sub/index.php")
+
+    @inlineCallbacks
+    def test_environment(self) -> Any:
+        """The CGI variables Caddy sets: script paths, PATH_INFO, REQUEST_URI, SERVER_*, REMOTE_*, HTTP_*."""
+        base = self.proxy(f"\tphp_fastcgi {self.fpm.tcp_dial} {{\n\t\tenv APP_MODE testing\n\t}}")
+        port = base.rsplit(":", 1)[1]
+        response, body = yield self.get(base + "/env.php/extra/info?a=b%20c",
+                                        headers={"X-Custom-Thing": ["one", "two"]})
+        server = json.loads(body)["server"]
+        root = os.path.realpath(self.fpm.root)
+        expected = {
+            "SCRIPT_FILENAME": root + "/env.php",
+            "SCRIPT_NAME": "/env.php",
+            "PATH_INFO": "/extra/info",
+            "PATH_TRANSLATED": root + "/extra/info",
+            "DOCUMENT_ROOT": root,
+            "DOCUMENT_URI": "/env.php",
+            "REQUEST_URI": "/env.php/extra/info?a=b%20c",
+            "QUERY_STRING": "a=b%20c",
+            "REQUEST_METHOD": "GET",
+            "REQUEST_SCHEME": "http",
+            "GATEWAY_INTERFACE": "CGI/1.1",
+            "SERVER_PROTOCOL": "HTTP/1.1",
+            "SERVER_NAME": "127.0.0.1",
+            "SERVER_PORT": port,
+            "HTTP_HOST": f"127.0.0.1:{port}",
+            "REMOTE_ADDR": "127.0.0.1",
+            "HTTP_X_CUSTOM_THING": "one, two",
+            "HTTP_X_FORWARDED_FOR": "127.0.0.1",
+            "HTTP_X_FORWARDED_PROTO": "http",
+            "APP_MODE": "testing",
+            "CONTENT_LENGTH": "0",
+        }
+        self.assertEqual({k: server.get(k) for k in expected}, expected)
+        self.assertTrue(server["REMOTE_PORT"].isdigit())
+        self.assertNotIn("HTTPS", server)
+
+    @inlineCallbacks
+    def test_post_form(self) -> Any:
+        """A form POST reaches $_POST with its content type."""
+        base = self.proxy(f"\tphp_fastcgi {self.fpm.unix_dial}")
+        response, body = yield self.get(
+            base + "/env.php", method="POST", data=b"name=caddy&n=2",
+            headers={"Content-Type": ["application/x-www-form-urlencoded"]})
+        data = json.loads(body)
+        self.assertEqual(data["post"], {"name": "caddy", "n": "2"})
+        self.assertEqual(data["server"]["CONTENT_LENGTH"], "14")
+
+    @inlineCallbacks
+    def test_upload_50_mb(self) -> Any:
+        """A 50 MB request body streams through to PHP intact (length and SHA-256)."""
+        base = self.proxy(f"\tphp_fastcgi {self.fpm.tcp_dial}")
+        block = hashlib.sha256(b"seed").digest() * 2048  # 64 KiB
+        payload = block * 800  # 50 MiB
+        response, body = yield self.get(
+            base + "/upload.php", method="PUT", data=payload,
+            headers={"Content-Type": ["application/octet-stream"]})
+        self.assertEqual(response.code, 200)
+        self.assertEqual(body.decode(), f"{len(payload)} {hashlib.sha256(payload).hexdigest()}")
+
+    @inlineCallbacks
+    def test_slow_script_streams(self) -> Any:
+        """The first chunk of a script still running reaches the client before the script ends."""
+        base = self.proxy(f"\tphp_fastcgi {self.fpm.tcp_dial}")
+        response = yield treq.get(base + "/stream.php", persistent=False)
+        self.assertEqual(response.code, 200)
+        seen: list[bytes] = []
+        first: Deferred[None] = Deferred()
+
+        def on_chunk(data: bytes) -> None:
+            seen.append(data)
+            if b"first\n" in b"".join(seen) and not first.called:
+                first.callback(None)
+
+        done = treq.collect(response, on_chunk)
+        yield first
+        # The script waits for this file: it is still running while we hold its first chunk.
+        self.assertNotIn(b"second", b"".join(seen))
+        with open(os.path.join(self.fpm.root, "go"), "w"):
+            pass
+        yield done
+        self.assertEqual(b"".join(seen), b"first\nsecond\n")
+
+    @inlineCallbacks
+    def test_php_500_and_stderr_logged(self) -> Any:
+        """A script's 500 is relayed with its body; what it wrote to stderr is logged."""
+        events: list[dict[str, Any]] = []
+        globalLogPublisher.addObserver(events.append)
+        self.addCleanup(globalLogPublisher.removeObserver, events.append)
+        base = self.proxy(f"\tphp_fastcgi {self.fpm.tcp_dial} {{\n\t\tcapture_stderr\n\t}}")
+        response, body = yield self.get(base + "/fail.php")
+        self.assertEqual(response.code, 500)
+        self.assertEqual(body, b"it failed")
+        logged = [e for e in events if "boom from php" in str(e.get("stderr", ""))]
+        self.assertEqual(len(logged), 1)
+        self.assertEqual(logged[0]["log_level"].name, "error")
+
+    @inlineCallbacks
+    def test_redirect_from_php(self) -> Any:
+        """A Location header from PHP becomes a 302 (PHP sets the Status)."""
+        base = self.proxy(f"\tphp_fastcgi {self.fpm.tcp_dial}")
+        response, _ = yield self.get(base + "/redirect.php")
+        self.assertEqual(response.code, 302)
+        self.assertEqual(response.headers.getRawHeaders("Location"), ["/elsewhere"])
+
+    @inlineCallbacks
+    def test_static_files_are_not_php(self) -> Any:
+        """With a file_server after php_fastcgi, a non-.php file is served as a file."""
+        base = self.proxy(f"\tphp_fastcgi {self.fpm.tcp_dial}\n\tfile_server")
+        response, body = yield self.get(base + "/static.txt")
+        self.assertEqual((response.code, body), (200, b"plain text file\n"))
+
+    @inlineCallbacks
+    def test_keep_alive_reuses_the_connection(self) -> Any:
+        """Sequential requests run over one kept FastCGI connection (FCGI_KEEP_CONN)."""
+        base = self.proxy(f"\tphp_fastcgi {self.fpm.tcp_dial}")
+        ports = set()
+        for _ in range(4):
+            _, body = yield self.get(base + "/env.php")
+            ports.add(json.loads(body)["server"].get("REMOTE_PORT"))
+        # REMOTE_PORT is the client's; the upstream connection is seen through php-fpm's pid
+        self.assertEqual(len(ports), 4)
+        _, body = yield self.get(base + "/env.php")
+        self.assertEqual(json.loads(body)["server"]["REQUEST_METHOD"], "GET")
+
+
+class FastCGIFailureTests(TestCase):
+    timeout = 30
+
+    @inlineCallbacks
+    def test_fpm_down_is_502(self) -> Any:
+        """Nothing listening at the FastCGI address: 502."""
+        base = start_proxy(self, site(f"\troot * {self.mktemp()}\n"
+                                      f"\treverse_proxy 127.0.0.1:{_free_port()} {{\n"
+                                      "\t\ttransport fastcgi\n\t}"))
+        response = yield treq.get(base + "/x.php", persistent=False)
+        yield response.content()
+        self.assertEqual(response.code, 502)
+
+    @inlineCallbacks
+    def test_garbage_is_502_logged_and_serving_goes_on(self) -> Any:
+        """A server answering non-FastCGI bytes gives a clean 502, is logged, and the proxy keeps serving."""
+        events: list[dict[str, Any]] = []
+        globalLogPublisher.addObserver(events.append)
+        self.addCleanup(globalLogPublisher.removeObserver, events.append)
+
+        class Garbage(Protocol):
+            def dataReceived(self, data: bytes) -> None:
+                self.transport.write(b"HTTP/1.1 200 OK\r\n\r\nnot fastcgi at all")
+
+        port = listen_local(Factory.forProtocol(Garbage))
+        self.addCleanup(port.stopListening)
+        base = start_proxy(self, site(
+            f"\treverse_proxy 127.0.0.1:{port_number(port)} {{\n\t\ttransport fastcgi\n\t}}\n"))
+        for _ in range(2):
+            response = yield treq.get(base + "/x.php", persistent=False)
+            yield response.content()
+            self.assertEqual(response.code, 502)
+        logged = [e for e in events if "invalid response" in e.get("log_format", "")]
+        self.assertEqual(len(logged), 2)
