@@ -6,18 +6,23 @@ from __future__ import annotations
 import hashlib
 import json
 import os
+import shutil
+import signal
 import socket
 from typing import Any
 
 import treq
 from twisted.internet.defer import Deferred, inlineCallbacks
 from twisted.internet.protocol import Factory, Protocol
+from twisted.internet.task import deferLater
 from twisted.logger import globalLogPublisher
-from twisted.trial.unittest import TestCase
+from twisted.protocols import portforward
+from twisted.trial.unittest import SkipTest, TestCase
 
 from tests._net import listen_local, port_number
 from tests.reverseproxy._backends import site, start_proxy
-from tests.reverseproxy._phpfpm import PHPFPM
+from tests.reverseproxy._phpfpm import PHPFPM, _Watcher
+from txcaddy._reactor import default_reactor
 
 
 def _free_port() -> int:
@@ -188,16 +193,24 @@ class PHPFastCGITests(PHPTestCase):
 
     @inlineCallbacks
     def test_keep_alive_reuses_the_connection(self) -> Any:
-        """Sequential requests run over one kept FastCGI connection (FCGI_KEEP_CONN)."""
-        base = self.proxy(f"\tphp_fastcgi {self.fpm.tcp_dial}")
-        ports = set()
-        for _ in range(4):
-            _, body = yield self.get(base + "/env.php")
-            ports.add(json.loads(body)["server"].get("REMOTE_PORT"))
-        # REMOTE_PORT is the client's; the upstream connection is seen through php-fpm's pid
-        self.assertEqual(len(ports), 4)
-        _, body = yield self.get(base + "/env.php")
-        self.assertEqual(json.loads(body)["server"]["REQUEST_METHOD"], "GET")
+        """Sequential requests run over one kept FastCGI connection (FCGI_KEEP_CONN).
+
+        A counting TCP relay between txcaddy and php-fpm sees the connections.
+        """
+        accepted: list[object] = []
+
+        class Counting(portforward.ProxyFactory):
+            def buildProtocol(self, addr: Any) -> Any:
+                accepted.append(addr)
+                return super().buildProtocol(addr)
+
+        relay = listen_local(Counting("127.0.0.1", self.fpm.port))
+        self.addCleanup(relay.stopListening)
+        base = self.proxy(f"\tphp_fastcgi 127.0.0.1:{port_number(relay)}")
+        for n in range(5):
+            _, body = yield self.get(base + f"/index.php?n={n}")
+            self.assertEqual(body, f"index REQUEST_URI=/index.php?n={n} SCRIPT_NAME=/index.php".encode())
+        self.assertEqual(len(accepted), 1)
 
 
 class FastCGIFailureTests(TestCase):
@@ -234,3 +247,68 @@ class FastCGIFailureTests(TestCase):
             self.assertEqual(response.code, 502)
         logged = [e for e in events if "invalid response" in e.get("log_format", "")]
         self.assertEqual(len(logged), 2)
+
+
+class MatchesCaddyTests(PHPTestCase):
+    timeout = 60
+    maxDiff = None
+
+    @inlineCallbacks
+    def start_caddy(self, caddyfile: str) -> Any:
+        """Run Debian's caddy 2.6.2 with ``caddyfile`` (admin off); stop it by PID afterwards."""
+        caddy = shutil.which("caddy")
+        if caddy is None:
+            raise SkipTest("caddy is not installed (apt-get install caddy)")
+        path = os.path.join(self.mktemp() + "-caddy")
+        os.makedirs(path)
+        with open(os.path.join(path, "Caddyfile"), "w") as f:
+            f.write(caddyfile)
+        watcher = _Watcher()
+        reactor = default_reactor()
+        process = reactor.spawnProcess(
+            watcher, caddy, [caddy, "run", "--config", "Caddyfile", "--adapter", "caddyfile"],
+            env=dict(os.environ, HOME=path, XDG_DATA_HOME=path, XDG_CONFIG_HOME=path), path=path)
+
+        def stop() -> Deferred[None]:
+            os.kill(process.pid, signal.SIGTERM)
+            return watcher.ended
+
+        self.addCleanup(stop)
+        port = int(caddyfile.split("http://127.0.0.1:", 1)[1].split(" ", 1)[0])
+        for _ in range(200):
+            try:
+                with socket.create_connection(("127.0.0.1", port), timeout=1):
+                    return f"http://127.0.0.1:{port}"
+            except OSError:
+                yield deferLater(reactor, 0.05, lambda: None)
+        raise RuntimeError(f"caddy did not start: {watcher.output!r}")
+
+    @inlineCallbacks
+    def test_environment_matches_caddy(self) -> Any:
+        """For the same requests, PHP sees the same $_SERVER through txcaddy as through Caddy 2.6.2."""
+        directives = (f"\troot * {self.fpm.root}\n\tphp_fastcgi {self.fpm.tcp_dial} {{\n"
+                      "\t\tenv APP_METHOD {http.request.method}\n\t}\n")
+        caddy_port = _free_port()
+        caddy = yield self.start_caddy(
+            f"{{\n\tadmin off\n}}\nhttp://127.0.0.1:{caddy_port} {{\n{directives}}}\n")
+        ours = self.proxy(f"\tphp_fastcgi {self.fpm.tcp_dial} {{\n"
+                          "\t\tenv APP_METHOD {http.request.method}\n\t}")
+        requests = [
+            ("GET", "/env.php/extra/info?q=1%202&r", None, {}),
+            ("GET", "/no/such/page?x=y&dump=1", None, {"X-Multi": ["a", "b"]}),
+            ("OPTIONS", "/?dump=1", None, {}),
+            ("POST", "/env.php", b"a=1&b=2", {"Content-Type": ["application/x-www-form-urlencoded"]}),
+            ("DELETE", "/env.php?id=3", None, {"Cookie": ["k=v"]}),
+        ]
+        inherited = set(os.environ)
+        for method, path, data, headers in requests:
+            seen = []
+            for base in (caddy, ours):
+                _, body = yield self.get(base + path, method=method, data=data,
+                                         headers=dict(headers, **{"User-Agent": ["same"]}))
+                server = json.loads(body)["server"]
+                port = base.rsplit(":", 1)[1]
+                seen.append({k: v.replace(port, "PORT") if isinstance(v, str) else v
+                             for k, v in server.items()
+                             if k not in inherited and k not in ("REMOTE_PORT",)})
+            self.assertEqual(seen[1], seen[0], f"{method} {path}")

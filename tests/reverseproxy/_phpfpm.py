@@ -22,6 +22,12 @@ PHP_FPM = shutil.which("php-fpm8.2") or (
 
 SCRIPTS = {
     "index.php": """<?php
+if (isset($_GET['dump'])) {
+    $vars = $_SERVER;
+    unset($vars['REQUEST_TIME'], $vars['REQUEST_TIME_FLOAT'], $vars['argv'], $vars['argc']);
+    echo json_encode(['server' => $vars]);
+    exit;
+}
 header('X-Script: index');
 echo "index REQUEST_URI=" . $_SERVER['REQUEST_URI'] . " SCRIPT_NAME=" . $_SERVER['SCRIPT_NAME'];
 """,

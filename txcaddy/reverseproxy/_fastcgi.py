@@ -252,7 +252,7 @@ def _head_end(data: bytes) -> tuple[int, int]:
 # -- the CGI/1.1 environment (fastcgi.go: buildEnv) ----------------------------------------------
 
 _TLS_PROTOCOLS = {"tls1.0": "TLSv1", "tls1.1": "TLSv1.1", "tls1.2": "TLSv1.2", "tls1.3": "TLSv1.3"}
-SERVER_SOFTWARE = "Caddy/v2.6.2"
+SERVER_SOFTWARE = "Caddy/2.6.2"  # what Debian's caddy 2.6.2 sends
 
 
 def _split_pos(path: str, split_path: list[str]) -> int:
@@ -344,6 +344,11 @@ def build_env(
         by_name[lower].append(value)
     if not host_header and request is not None:
         host_header = request.host
+    declared = request.headers.first("Content-Length") if request is not None else None
+    if declared is not None and b"content-length" not in by_name:
+        # Go keeps the client's Content-Length among the request's header fields.
+        by_name[b"content-length"] = [declared.encode("latin-1")]
+        names.append(b"content-length")
     content_type = b", ".join(by_name.get(b"content-type", [])).decode("latin-1")
     req_host, req_port = _split_host_port(host_header)
     tls = getattr(request, "tls", None)
@@ -356,17 +361,13 @@ def build_env(
         orig, proto = target.decode("latin-1"), "HTTP/1.1"
 
     method_text = method.decode("latin-1")
-    if request is not None and request.headers.first("Content-Length") is not None:
-        declared = request.headers.first("Content-Length") or ""
-    else:
-        declared = ""
     # client.go: the length Go's request has (-1 for a chunked body), else the header.
     if body_length == CHUNKED:
         length = "-1"
     elif body_length:
         length = str(body_length)
     else:
-        length = declared if declared.strip().isdigit() else "0"
+        length = declared if declared is not None and declared.strip().isdigit() else "0"
     if method_text in ("HEAD", "OPTIONS"):
         length = "0"
 
