@@ -15,9 +15,10 @@ import treq
 from twisted.internet.defer import Deferred, inlineCallbacks
 from twisted.internet.protocol import Factory, Protocol
 from twisted.internet.task import deferLater
-from twisted.logger import globalLogPublisher
+from twisted.logger import ILogObserver, LogEvent, globalLogPublisher
 from twisted.protocols import portforward
 from twisted.trial.unittest import SkipTest, TestCase
+from zope.interface import provider
 
 from tests._net import listen_local, port_number
 from tests.reverseproxy._backends import site, start_proxy
@@ -31,14 +32,26 @@ def _free_port() -> int:
         return int(s.getsockname()[1])
 
 
+def _observe(test: TestCase) -> list[LogEvent]:
+    """Collect the log events emitted during ``test``."""
+    events: list[LogEvent] = []
+
+    @provider(ILogObserver)
+    def observer(event: LogEvent) -> None:
+        events.append(event)
+
+    globalLogPublisher.addObserver(observer)
+    test.addCleanup(globalLogPublisher.removeObserver, observer)
+    return events
+
+
 class PHPTestCase(TestCase):
     timeout = 60
 
-    @inlineCallbacks
-    def setUp(self) -> Any:
+    async def setUp(self) -> None:  # type: ignore[override]
         self.fpm = PHPFPM(self.mktemp())
-        yield self.fpm.start()
         self.addCleanup(self.fpm.stop)
+        await self.fpm.start()
 
     def proxy(self, directives: str) -> str:
         return start_proxy(self, site(f"\troot * {self.fpm.root}\n" + directives))
@@ -165,9 +178,7 @@ class PHPFastCGITests(PHPTestCase):
     @inlineCallbacks
     def test_php_500_and_stderr_logged(self) -> Any:
         """A script's 500 is relayed with its body; what it wrote to stderr is logged."""
-        events: list[dict[str, Any]] = []
-        globalLogPublisher.addObserver(events.append)
-        self.addCleanup(globalLogPublisher.removeObserver, events.append)
+        events = _observe(self)
         base = self.proxy(f"\tphp_fastcgi {self.fpm.tcp_dial} {{\n\t\tcapture_stderr\n\t}}")
         response, body = yield self.get(base + "/fail.php")
         self.assertEqual(response.code, 500)
@@ -229,12 +240,11 @@ class FastCGIFailureTests(TestCase):
     @inlineCallbacks
     def test_garbage_is_502_logged_and_serving_goes_on(self) -> Any:
         """A server answering non-FastCGI bytes gives a clean 502, is logged, and the proxy keeps serving."""
-        events: list[dict[str, Any]] = []
-        globalLogPublisher.addObserver(events.append)
-        self.addCleanup(globalLogPublisher.removeObserver, events.append)
+        events = _observe(self)
 
         class Garbage(Protocol):
             def dataReceived(self, data: bytes) -> None:
+                assert self.transport is not None
                 self.transport.write(b"HTTP/1.1 200 OK\r\n\r\nnot fastcgi at all")
 
         port = listen_local(Factory.forProtocol(Garbage))
@@ -264,7 +274,7 @@ class MatchesCaddyTests(PHPTestCase):
         with open(os.path.join(path, "Caddyfile"), "w") as f:
             f.write(caddyfile)
         watcher = _Watcher()
-        reactor = default_reactor()
+        reactor: Any = default_reactor()
         process = reactor.spawnProcess(
             watcher, caddy, [caddy, "run", "--config", "Caddyfile", "--adapter", "caddyfile"],
             env=dict(os.environ, HOME=path, XDG_DATA_HOME=path, XDG_CONFIG_HOME=path), path=path)

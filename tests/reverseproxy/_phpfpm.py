@@ -135,7 +135,7 @@ class PHPFPM:
         args = [PHP_FPM, "-F", "-n", "-y", os.path.join(self.base, "fpm.conf"), "-p", self.base]
         if os.geteuid() == 0:
             args.append("-R")
-        reactor = default_reactor()
+        reactor: Any = default_reactor()
         self.process = reactor.spawnProcess(self.watcher, PHP_FPM, args, env=dict(os.environ))
         for _ in range(200):
             if self._accepts():
