@@ -183,6 +183,8 @@ class PHPFastCGITests(PHPTestCase):
         response, body = yield self.get(base + "/fail.php")
         self.assertEqual(response.code, 500)
         self.assertEqual(body, b"it failed")
+        # as Caddy 2.6.2, the CGI Status field is passed on too
+        self.assertEqual(response.headers.getRawHeaders("Status"), ["500 Internal Server Error"])
         logged = [e for e in events if "boom from php" in str(e.get("stderr", ""))]
         self.assertEqual(len(logged), 1)
         self.assertEqual(logged[0]["log_level"].name, "error")
