@@ -284,6 +284,35 @@ class ConnectionTests(SynchronousTestCase):
         exchange.resumeProducing()
         self.assertEqual((collector.body, collector.finished), (b"onetwo", True))
 
+    def test_pause_inside_one_read(self) -> None:
+        """A consumer pausing on the first of several records in one read gets the rest, in order, on resume."""
+        fcgi = self.transport()
+        exchange, collector, _, _ = self.start(fcgi)
+        proto, wire = self.connect()
+
+        def body_data(data: bytes) -> None:
+            collector.chunks.append(data)
+            if len(collector.chunks) == 1:
+                exchange.pauseProducing()
+
+        collector.body_data = body_data  # type: ignore[method-assign]
+        proto.dataReceived(record(STDOUT, 1, b"\r\na") + record(STDOUT, 1, b"b")
+                           + record(STDOUT, 1, b"c") + end_request())
+        self.assertEqual((collector.body, collector.finished), (b"a", False))
+        exchange.resumeProducing()
+        self.assertEqual((collector.body, collector.finished), (b"abc", True))
+        self.assertEqual(fcgi.pool.idle_count(ADDR), 1)
+
+    def test_extra_bytes_after_end_not_kept(self) -> None:
+        """Records after FCGI_END_REQUEST mean the connection is not reused."""
+        fcgi = self.transport()
+        _, collector, _, _ = self.start(fcgi)
+        proto, wire = self.connect()
+        proto.dataReceived(record(STDOUT, 1, b"\r\nok") + end_request() + record(STDOUT, 1, b"x"))
+        self.assertEqual((collector.body, collector.finished), (b"ok", True))
+        self.assertEqual(fcgi.pool.idle_count(ADDR), 0)
+        self.assertTrue(wire.disconnecting)
+
     def test_stderr_logged(self) -> None:
         """stderr from the script is logged once the response ends (error level for a 5xx)."""
         fcgi = self.transport(capture_stderr=True)

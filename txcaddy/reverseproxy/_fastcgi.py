@@ -26,7 +26,8 @@ from __future__ import annotations
 
 import os
 import struct
-from collections.abc import Callable, Iterable, Iterator
+from collections import deque
+from collections.abc import Callable, Iterable
 from typing import Any
 from urllib.parse import unquote
 
@@ -173,25 +174,28 @@ class RecordParser:
     def __init__(self) -> None:
         self.buffer = b""
 
-    def feed(self, data: bytes) -> Iterator[tuple[int, int, bytes]]:
-        """The complete records in what arrived so far; raises ``FastCGIError`` on garbage."""
+    def feed(self, data: bytes) -> list[tuple[int, int, bytes]]:
+        """The complete records in what arrived so far; raises ``FastCGIError`` on garbage.
+
+        An incomplete record at the end is kept for the next call (``buffer``).
+        """
         buffer = self.buffer + data if self.buffer else data
         offset = 0
         size = len(buffer)
-        try:
-            while size - offset >= HEADER_LEN:
-                version, rtype, request_id, length, padding = _HEADER.unpack_from(buffer, offset)
-                if version != VERSION_1 or not BEGIN_REQUEST <= rtype <= UNKNOWN_TYPE:
-                    raise FastCGIError(
-                        f"invalid FastCGI record header (version {version}, type {rtype})")
-                end = offset + HEADER_LEN + length
-                if size < end + padding:
-                    break
-                content = buffer[offset + HEADER_LEN:end]
-                offset = end + padding
-                yield rtype, request_id, content
-        finally:
-            self.buffer = buffer[offset:]
+        out = []
+        while size - offset >= HEADER_LEN:
+            version, rtype, request_id, length, padding = _HEADER.unpack_from(buffer, offset)
+            if version != VERSION_1 or not BEGIN_REQUEST <= rtype <= UNKNOWN_TYPE:
+                self.buffer = b""
+                raise FastCGIError(
+                    f"invalid FastCGI record header (version {version}, type {rtype})")
+            end = offset + HEADER_LEN + length
+            if size < end + padding:
+                break
+            out.append((rtype, request_id, buffer[offset + HEADER_LEN:end]))
+            offset = end + padding
+        self.buffer = buffer[offset:] if offset < size else b""
+        return out
 
 
 # -- the CGI response head (client.go: textproto.ReadMIMEHeader, then ``Status``) ---------------
@@ -485,7 +489,8 @@ class FastCGIConnection(PooledConnection):
         self.stderr_size = 0
         self.ended = False
         self.pauses: set[str] = set()
-        self.held = b""  # bytes read while paused
+        #: Records received but not handled yet (reading is paused).
+        self.pending: deque[tuple[int, int, bytes]] = deque()
         self.read_timer: Any = None
         self.write_timer: Any = None
         self.idle_timer: Any = None
@@ -587,10 +592,10 @@ class FastCGIConnection(PooledConnection):
     def connectionLost(self, reason: Failure = connectionDone) -> None:
         self.lost_reason = reason
         self.closed()
-        if self.exchange is not None and self.held:
-            data, self.held = self.held, b""
+        if self.exchange is not None and self.pending:
+            # Records held back by a pause arrived before the close: handle them first.
             self.pauses.clear()
-            self._received(data)
+            self._process()
         exchange = self.exchange
         if exchange is None:
             self.host.idle_lost(self)
@@ -627,9 +632,8 @@ class FastCGIConnection(PooledConnection):
         if not self.pauses and self.exchange is not None:
             if self.transport is not None:
                 self.transport.resumeProducing()
-            if self.held:
-                data, self.held = self.held, b""
-                self._received(data)
+            if self.pending:
+                self._process()
 
     def _flush_body(self) -> None:
         exchange = self.exchange
@@ -651,16 +655,28 @@ class FastCGIConnection(PooledConnection):
             if self.transport is not None:
                 self.transport.abortConnection()
             return
-        if self.pauses:
-            self.held += data
-            return
-        self._received(data)
-
-    def _received(self, data: bytes) -> None:
         try:
-            for rtype, request_id, content in self.parser.feed(data):
+            self.pending.extend(self.parser.feed(data))
+        except FastCGIError as error:
+            self._invalid(error)
+            return
+        if not self.pauses:
+            self._process()
+
+    def _invalid(self, error: FastCGIError) -> None:
+        _log.warn("FastCGI server {address} sent an invalid response: {error}",
+                  address=str(self.host.address), error=str(error))
+        self.pending.clear()
+        self.fail(error)
+
+    def _process(self) -> None:
+        """Handle the received records until the response ends or reading is paused."""
+        pending = self.pending
+        try:
+            while pending and not self.pauses:
                 if self.exchange is None:
                     raise FastCGIError("data after the end of the request")
+                rtype, request_id, content = pending.popleft()
                 if request_id != REQUEST_ID:
                     if request_id == 0:
                         continue  # a management record: not ours to answer
@@ -675,13 +691,8 @@ class FastCGIConnection(PooledConnection):
                     return
                 else:
                     raise FastCGIError(f"unexpected FastCGI record type {rtype}")
-                if self.pauses and self.parser.buffer:
-                    self.held, self.parser.buffer = self.parser.buffer + self.held, b""
-                    return
         except FastCGIError as error:
-            _log.warn("FastCGI server {address} sent an invalid response: {error}",
-                      address=str(self.host.address), error=str(error))
-            self.fail(error)
+            self._invalid(error)
 
     def _stdout(self, content: bytes) -> None:
         if not content:
@@ -735,11 +746,10 @@ class FastCGIConnection(PooledConnection):
             self._head(self.head_buffer)
             self.head_buffer = b""
         self.ended = True
-        if self.parser.buffer:
-            self.parser.buffer = b""
-            self.keep = False
-        else:
-            self.keep = True
+        # Anything after the end of the request leaves the connection in no known state.
+        self.keep = not self.pending and not self.parser.buffer
+        self.pending.clear()
+        self.parser.buffer = b""
         exchange = self.exchange
         if exchange is not None and exchange._consumer is not None and not self.body_buffer:
             self._finish()
@@ -760,8 +770,7 @@ class FastCGIConnection(PooledConnection):
         # php-fpm pins a worker to a kept connection: keep it only while no other request
         # to this server waits for a worker.
         reusable = (self.keep and self.pool.keep_conn and exchange.body_done and self.connected
-                    and not self.held and not self.pool.waiting.get(self.host.key))
-        self.held = b""
+                    and not self.pool.waiting.get(self.host.key))
         if not reusable and self.transport is not None:
             self.transport.loseConnection()
         self.host.connection_done(self, reusable=reusable)
