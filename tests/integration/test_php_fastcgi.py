@@ -12,7 +12,7 @@ import socket
 from typing import Any
 
 import treq
-from twisted.internet.defer import Deferred, inlineCallbacks
+from twisted.internet.defer import Deferred, DeferredList, inlineCallbacks
 from twisted.internet.protocol import Factory, Protocol
 from twisted.internet.task import deferLater
 from twisted.logger import ILogObserver, LogEvent, globalLogPublisher
@@ -224,6 +224,29 @@ class PHPFastCGITests(PHPTestCase):
             _, body = yield self.get(base + f"/index.php?n={n}")
             self.assertEqual(body, f"index REQUEST_URI=/index.php?n={n} SCRIPT_NAME=/index.php".encode())
         self.assertEqual(len(accepted), 1)
+
+
+class WorkerTests(PHPTestCase):
+    @inlineCallbacks
+    def test_more_requests_than_workers(self) -> Any:
+        """Eight concurrent requests to a pool of two php-fpm workers all complete."""
+        base = self.proxy(f"\tphp_fastcgi {self.fpm.tcp_dial}")
+        results = yield DeferredList([self.get(base + f"/index.php?n={n}") for n in range(8)],
+                                     consumeErrors=True)
+        bodies = sorted(result[1][1] for result in results if result[0])
+        self.assertEqual(bodies, sorted(
+            f"index REQUEST_URI=/index.php?n={n} SCRIPT_NAME=/index.php".encode() for n in range(8)))
+
+    @inlineCallbacks
+    def test_three_transports_two_workers(self) -> Any:
+        """Three php_fastcgi handlers keeping connections to two workers never starve each other."""
+        dial = self.fpm.tcp_dial
+        base = self.proxy("".join(f"\thandle /{name}/* {{\n\t\tphp_fastcgi {dial}\n\t}}\n"
+                                  for name in "abc"))
+        for _ in range(2):
+            for name in "abc":
+                _, body = yield self.get(base + f"/{name}/page")
+                self.assertEqual(body, f"index REQUEST_URI=/{name}/page SCRIPT_NAME=/index.php".encode())
 
 
 class FastCGIFailureTests(TestCase):

@@ -386,6 +386,19 @@ class ConnectionTests(SynchronousTestCase):
         self.assertTrue(first_wire.disconnecting)
         self.assertEqual(fcgi.pool.idle_count(ADDR), 0)
 
+    def test_new_connection_frees_a_worker_held_by_another_pool(self) -> None:
+        """A request on a new connection closes an idle connection of another pool to the same server."""
+        first = self.transport()
+        self.start(first)
+        proto, wire = self.connect(0)
+        proto.dataReceived(record(STDOUT, 1, b"\r\nx") + end_request())
+        self.assertEqual(first.pool.idle_count(ADDR), 1)
+        second = self.transport()
+        self.start(second)
+        self.connect(1)
+        self.assertEqual(first.pool.idle_count(ADDR), 0)
+        self.assertTrue(wire.disconnecting)
+
     def test_nul_in_path_is_400(self) -> None:
         """A NUL byte in the path is refused with 400 before anything is dialled."""
         fcgi = self.transport()

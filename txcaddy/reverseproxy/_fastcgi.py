@@ -14,10 +14,9 @@ retries, health checks, ``handle_response`` and the streaming relay work unchang
 The connection plugs into ``_pool.UpstreamPool`` as an ``IUpstreamConnection`` and its
 exchange is an ``_exchange.Exchange`` (``IExchange``) whose body framing is FastCGI
 ``STDIN`` records.  Differences from Caddy 2.6.2, which dials a new connection per request:
-connections are kept (``FCGI_KEEP_CONN``) in the pool.  php-fpm pins one worker to each kept
-connection, so a connection that finishes while another of the same upstream is still
-waiting for its first response byte is closed rather than kept idle (a request queued
-behind idle kept connections would otherwise wait for them to time out).
+connections are kept (``FCGI_KEEP_CONN``) in the pool.  php-fpm pins one worker to each open
+connection, so a new connection may find no free worker: ``_Workers`` closes idle connections
+(of every FastCGI pool) for it, and connections that finish while it waits are not kept.
 ``read_timeout`` and ``write_timeout`` are Caddy's: deadlines set once when the request
 starts (the whole response must have been read, the whole request written, by then).
 """
@@ -26,6 +25,7 @@ from __future__ import annotations
 
 import os
 import struct
+import weakref
 from collections import deque
 from collections.abc import Callable, Iterable
 from typing import Any
@@ -500,6 +500,7 @@ class FastCGIConnection(PooledConnection):
         self.lost_reason: Failure | None = None
         self.requests = 0
         self.responded = False
+        self.worker_wait = False  # counted in ``pool.workers.waiting``
 
     # -- lifecycle ------------------------------------------------------------------------
 
@@ -518,7 +519,10 @@ class FastCGIConnection(PooledConnection):
         self.ended = False
         self.responded = False
         self.requests += 1
-        self.pool.waiting[self.host.key] = self.pool.waiting.get(self.host.key, 0) + 1
+        if self.requests == 1:
+            # A new connection: php-fpm may have no free worker for it yet.
+            self.worker_wait = True
+            self.pool.workers.waiting_started(self.host.address.key)
         reactor = self.pool.reactor
         if self.pool.read_timeout:
             self.read_timer = reactor.callLater(self.pool.read_timeout, self._read_timed_out)
@@ -533,12 +537,9 @@ class FastCGIConnection(PooledConnection):
             self._unwait()
 
     def _unwait(self) -> None:
-        key = self.host.key
-        count = self.pool.waiting.get(key, 0) - 1
-        if count > 0:
-            self.pool.waiting[key] = count
-        else:
-            self.pool.waiting.pop(key, None)
+        if self.worker_wait:
+            self.worker_wait = False
+            self.pool.workers.waiting_ended(self.host.address.key)
 
     def request_written(self) -> None:
         self._stop("write_timer")
@@ -567,8 +568,7 @@ class FastCGIConnection(PooledConnection):
 
     def _end_exchange(self) -> FastCGIExchange | None:
         exchange, self.exchange = self.exchange, None
-        if exchange is not None and not self.responded:
-            self._unwait()
+        self._unwait()
         self.responded = False
         self.state = _IDLE
         self._stop("read_timer")
@@ -770,7 +770,7 @@ class FastCGIConnection(PooledConnection):
         # php-fpm pins a worker to a kept connection: keep it only while no other request
         # to this server waits for a worker.
         reusable = (self.keep and self.pool.keep_conn and exchange.body_done and self.connected
-                    and not self.pool.waiting.get(self.host.key))
+                    and not self.pool.workers.waiting.get(self.host.address.key))
         if not reusable and self.transport is not None:
             self.transport.loseConnection()
         self.host.connection_done(self, reusable=reusable)
@@ -790,6 +790,49 @@ class FastCGIConnection(PooledConnection):
             _log.warn("stderr", stderr=text, status=status)
 
 
+class _Workers:
+    """The FastCGI pools of one reactor, and per upstream address how many requests wait on a
+    new connection for their first response byte.
+
+    php-fpm gives each connection a worker for as long as it stays open: a kept idle
+    connection, in any pool (two sites proxying to one php-fpm), holds a worker that a new
+    connection may be waiting for.  So a request starting on a new connection closes one idle
+    connection to the same address, and while such requests wait, finished connections are
+    closed rather than kept.
+    """
+
+    _by_reactor: weakref.WeakKeyDictionary[Any, _Workers] = weakref.WeakKeyDictionary()
+
+    def __init__(self) -> None:
+        self.pools: weakref.WeakSet[FastCGIPool] = weakref.WeakSet()
+        self.waiting: dict[Any, int] = {}
+
+    @classmethod
+    def of(cls, reactor: Any) -> _Workers:
+        try:
+            return cls._by_reactor[reactor]
+        except KeyError:
+            workers = cls._by_reactor[reactor] = cls()
+            return workers
+        except TypeError:  # a reactor that takes no weak reference: one registry per pool
+            return cls()
+
+    def waiting_started(self, key: Any) -> None:
+        self.waiting[key] = self.waiting.get(key, 0) + 1
+        for pool in list(self.pools):
+            host = pool._hosts.get(key)
+            if host is not None and host.idle:
+                host._retire(host.idle[0])  # the oldest: its worker can take the new one
+                return
+
+    def waiting_ended(self, key: Any) -> None:
+        count = self.waiting.get(key, 0) - 1
+        if count > 0:
+            self.waiting[key] = count
+        else:
+            self.waiting.pop(key, None)
+
+
 class FastCGIPool(UpstreamPool):
     """The shared pool with FastCGI connections and the FastCGI transport's timeouts."""
 
@@ -801,8 +844,9 @@ class FastCGIPool(UpstreamPool):
         self.write_timeout = write_timeout
         self.keep_conn = keep_conn
         self.capture_stderr = capture_stderr
-        #: Exchanges per host key that wait for their first response byte.
-        self.waiting: dict[Any, int] = {}
+        #: What every FastCGI pool on this reactor knows of php-fpm's workers.
+        self.workers = _Workers.of(reactor)
+        self.workers.pools.add(self)
 
     def submit(self, address: UpstreamAddress, exchange: FastCGIExchange) -> None:
         key = address.key
