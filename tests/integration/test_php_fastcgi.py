@@ -4,6 +4,7 @@ a real php-fpm (Debian's ``php8.2-fpm``) on loopback TCP and on a unix socket.""
 from __future__ import annotations
 
 import hashlib
+import io
 import json
 import os
 import shutil
@@ -18,6 +19,8 @@ from twisted.internet.task import deferLater
 from twisted.logger import ILogObserver, LogEvent, globalLogPublisher
 from twisted.protocols import portforward
 from twisted.trial.unittest import SkipTest, TestCase
+from twisted.web.client import FileBodyProducer
+from twisted.web.iweb import UNKNOWN_LENGTH
 from zope.interface import provider
 
 from tests._net import listen_local, port_number
@@ -149,6 +152,17 @@ class PHPFastCGITests(PHPTestCase):
         response, body = yield self.get(
             base + "/upload.php", method="PUT", data=payload,
             headers={"Content-Type": ["application/octet-stream"]})
+        self.assertEqual(response.code, 200)
+        self.assertEqual(body.decode(), f"{len(payload)} {hashlib.sha256(payload).hexdigest()}")
+
+    @inlineCallbacks
+    def test_chunked_upload(self) -> Any:
+        """A chunked request body reaches PHP whole, with its length (Caddy 2.6.2 hangs here)."""
+        base = self.proxy(f"\tphp_fastcgi {self.fpm.unix_dial}")
+        payload = b"0123456789abcdef" * 20000
+        producer = FileBodyProducer(io.BytesIO(payload))
+        producer.length = UNKNOWN_LENGTH
+        response, body = yield self.get(base + "/upload.php", method="POST", data=producer)
         self.assertEqual(response.code, 200)
         self.assertEqual(body.decode(), f"{len(payload)} {hashlib.sha256(payload).hexdigest()}")
 

@@ -271,6 +271,23 @@ class ConnectionTests(SynchronousTestCase):
         self.assertEqual(records_of(wire.value())[-1], (STDIN, 1, b""))
         self.assertIn((b"CONTENT_LENGTH", b"6"), decode_pairs(stream(wire.value(), PARAMS)))
 
+    def test_chunked_body_read_whole_then_sent_with_its_length(self) -> None:
+        """A chunked request body is read first (nothing dialled), then sent with CONTENT_LENGTH."""
+        fcgi = self.transport()
+        exchange, collector, _, _ = self.start(fcgi, b"POST", body_length=CHUNKED)
+        self.assertTrue(exchange.body_wanted)
+        exchange.write(b"abc")
+        exchange.write(b"defg")
+        self.assertEqual(self.reactor.tcpClients, [])
+        exchange.finish_body()
+        proto, wire = self.connect()
+        self.assertIn((b"CONTENT_LENGTH", b"7"), decode_pairs(stream(wire.value(), PARAMS)))
+        self.assertEqual(stream(wire.value(), STDIN), b"abcdefg")
+        self.assertEqual(records_of(wire.value())[-1], (STDIN, 1, b""))
+        proto.dataReceived(record(STDOUT, 1, b"\r\nok") + end_request())
+        self.assertEqual(collector.body, b"ok")
+        self.assertEqual(fcgi.pool.idle_count(ADDR), 1)
+
     def test_backpressure_pauses_reading(self) -> None:
         """Pausing the exchange pauses the socket; body bytes wait until it resumes."""
         fcgi = self.transport()

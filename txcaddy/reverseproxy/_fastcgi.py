@@ -434,9 +434,34 @@ class FastCGIExchange(Exchange):
     """
 
     discard_body = False
+    #: A chunked body being read whole (php-fpm needs its length up front), else None.
+    _spool: list[bytes] | None = None
+    #: Sends the spooled request once its body is complete (set with ``_spool``).
+    _send_spooled: Callable[[FastCGIExchange, int], None] | None = None
+
+    @property
+    def body_wanted(self) -> bool:
+        """Spooling takes the body at once; otherwise the connection must be ready for it."""
+        return self._spool is not None or super().body_wanted
+
+    def registerProducer(self, producer: Any, streaming: bool) -> None:
+        if self._spool is not None:
+            self._body_producer = producer  # read at the client's pace, never paused here
+            self._body_streaming = streaming
+            return
+        super().registerProducer(producer, streaming)
+
+    def unregisterProducer(self) -> None:
+        if self._spool is not None:
+            self._body_producer = None
+            return
+        super().unregisterProducer()
 
     def write(self, data: bytes) -> None:
         if self.body_done or not data:
+            return
+        if self._spool is not None:
+            self._spool.append(data)
             return
         if self.body_length != CHUNKED:
             if len(data) > self.body_remaining:
@@ -450,7 +475,18 @@ class FastCGIExchange(Exchange):
     def finish_body(self, trailers: RawHeaders | None = None) -> None:
         if self.body_done:
             return
-        if self.body_length == CHUNKED:
+        if self._spool is not None:
+            spool, self._spool = self._spool, None
+            self._body_producer = None
+            body = b"".join(spool)
+            send, self._send_spooled = self._send_spooled, None
+            assert send is not None
+            self.body_length = len(body)
+            self.body_done = True
+            self._pending.extend(stream_records(STDIN, REQUEST_ID, body))
+            self._pending.append(record(STDIN, REQUEST_ID))
+            send(self, len(body))
+        elif self.body_length == CHUNKED:
             self._body_complete()
         else:
             self.abort(UpstreamProtocolError("request body shorter than its Content-Length"))
@@ -946,6 +982,27 @@ class FastCGITransport:
         except OSError as error:
             return self._failed(method, UpstreamError(f"building environment: {error}"))
         no_body = method in (b"HEAD", b"OPTIONS")
+        if body_length == CHUNKED and not no_body:
+            # php-fpm reads CONTENT_LENGTH bytes of stdin and hangs on Caddy's "-1": read the
+            # body whole first, then send it with its length (as nginx does).
+            exchange = FastCGIExchange(self.pool, None,  # type: ignore[arg-type]
+                                       b"", body_length, method, on_informational)
+            exchange._pending = []
+            exchange._spool = []
+
+            def send(spooled: FastCGIExchange, length: int) -> None:
+                try:
+                    env = build_env(self, request, method, target, headers, length)
+                except OSError as error:
+                    spooled._fail(Failure(UpstreamError(f"building environment: {error}")))
+                    return
+                head = begin_request(REQUEST_ID, self.pool.keep_conn) + encode_params(REQUEST_ID, env)
+                spooled._head_bytes = head
+                spooled._pending.insert(0, head)
+                self.pool.submit(address, spooled)
+
+            exchange._send_spooled = send
+            return exchange
         head = [begin_request(REQUEST_ID, self.pool.keep_conn), encode_params(REQUEST_ID, env)]
         if not body_length:
             head.append(record(STDIN, REQUEST_ID))
