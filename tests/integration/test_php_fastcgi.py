@@ -133,6 +133,19 @@ class PHPFastCGITests(PHPTestCase):
         self.assertNotIn("HTTPS", server)
 
     @inlineCallbacks
+    def test_resolve_root_symlink(self) -> Any:
+        """With resolve_root_symlink, DOCUMENT_ROOT and SCRIPT_FILENAME are the real directory."""
+        link = os.path.abspath(self.mktemp())
+        os.symlink(self.fpm.root, link)
+        for option, expected in (("", link), ("\t\tresolve_root_symlink\n", self.fpm.root)):
+            base = start_proxy(self, site(f"\troot * {link}\n\tphp_fastcgi {self.fpm.tcp_dial} {{\n"
+                                          f"{option}\t}}"))
+            _, body = yield self.get(base + "/env.php")
+            server = json.loads(body)["server"]
+            self.assertEqual((server["DOCUMENT_ROOT"], server["SCRIPT_FILENAME"]),
+                             (expected, expected + "/env.php"))
+
+    @inlineCallbacks
     def test_post_form(self) -> Any:
         """A form POST reaches $_POST with its content type."""
         base = self.proxy(f"\tphp_fastcgi {self.fpm.unix_dial}")
@@ -202,6 +215,24 @@ class PHPFastCGITests(PHPTestCase):
         logged = [e for e in events if "boom from php" in str(e.get("stderr", ""))]
         self.assertEqual(len(logged), 1)
         self.assertEqual(logged[0]["log_level"].name, "error")
+
+    @inlineCallbacks
+    def test_head_request(self) -> Any:
+        """HEAD runs the script for its headers; no body comes back."""
+        base = self.proxy(f"\tphp_fastcgi {self.fpm.unix_dial}")
+        response, body = yield self.get(base + "/index.php", method="HEAD")
+        self.assertEqual((response.code, body), (200, b""))
+        self.assertEqual(response.headers.getRawHeaders("X-Script"), ["index"])
+        # the kept connection serves the next request
+        response, body = yield self.get(base + "/index.php")
+        self.assertTrue(body.startswith(b"index "))
+
+    @inlineCallbacks
+    def test_unix_socket_down(self) -> Any:
+        """A unix socket nobody listens on: 502."""
+        base = self.proxy(f"\tphp_fastcgi unix/{self.fpm.socket_dir}/missing.sock")
+        response, _ = yield self.get(base + "/index.php")
+        self.assertEqual(response.code, 502)
 
     @inlineCallbacks
     def test_redirect_from_php(self) -> Any:
