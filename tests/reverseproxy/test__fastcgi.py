@@ -13,9 +13,11 @@ from twisted.logger import ILogObserver, LogEvent, globalLogPublisher
 from twisted.python.failure import Failure
 from twisted.trial.unittest import SynchronousTestCase
 from zope.interface import provider
+from zope.interface.verify import verifyObject
 
 from tests.reverseproxy._client import Collector
 from txcaddy.errors import ConfigError
+from txcaddy.interfaces import IExchange, IUpstreamConnection, IUpstreamTransport
 from txcaddy.reverseproxy._fastcgi import (
     BEGIN_REQUEST,
     END_REQUEST,
@@ -227,6 +229,15 @@ class ConnectionTests(SynchronousTestCase):
 
         exchange.when_head(got_head, failures.append)
         return exchange, collector, heads, failures
+
+    def test_interfaces(self) -> None:
+        """The transport, its connection and its exchange provide the proxy's interfaces."""
+        fcgi = self.transport()
+        exchange, _, _, _ = self.start(fcgi)
+        self.connect()
+        self.assertTrue(verifyObject(IUpstreamTransport, fcgi))
+        self.assertTrue(verifyObject(IUpstreamConnection, exchange._conn))
+        self.assertTrue(verifyObject(IExchange, exchange))
 
     def test_request_and_response(self) -> None:
         """BEGIN_REQUEST with KEEP_CONN, the params, an empty stdin; stdout becomes head and body."""
