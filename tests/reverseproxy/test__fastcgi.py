@@ -128,8 +128,9 @@ class HeadTests(SynchronousTestCase):
         """A header line without a colon, or a non-numeric Status, is refused."""
         with self.assertRaises(FastCGIError):
             parse_cgi_head(b"not a header")
-        with self.assertRaises(FastCGIError):
-            parse_cgi_head(b"Status: abc")
+        for bad in (b"Status: abc", b"Status: 20", b"Status: 1000 Big"):
+            with self.assertRaises(FastCGIError):
+                parse_cgi_head(bad)
 
 
 class EnvTests(SynchronousTestCase):

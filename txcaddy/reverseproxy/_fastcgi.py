@@ -231,7 +231,7 @@ def parse_cgi_head(block: bytes) -> ResponseHead:
     for name, value in headers:
         if name == b"Status":
             code, _, text = value.partition(b" ")
-            if not code.isdigit():
+            if not code.isdigit() or not 100 <= int(code) <= 999:
                 raise FastCGIError(f"invalid Status header {value[:40]!r}")
             status = int(code)
             reason = text
