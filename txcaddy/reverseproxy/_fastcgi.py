@@ -478,6 +478,8 @@ class FastCGIExchange(Exchange):
         if self._spool is not None:
             spool, self._spool = self._spool, None
             self._body_producer = None
+            if self.finished:
+                return  # aborted while the body was read: nothing is sent
             body = b"".join(spool)
             send, self._send_spooled = self._send_spooled, None
             assert send is not None
