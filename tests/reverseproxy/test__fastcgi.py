@@ -3,6 +3,7 @@ environment, and one connection driven over a StringTransport on a MemoryReactor
 
 from __future__ import annotations
 
+import os
 import struct
 from typing import Any
 
@@ -187,6 +188,18 @@ class EnvTests(SynchronousTestCase):
         env = self.env(method="POST", body_length=CHUNKED)
         self.assertEqual(env["CONTENT_TYPE"], "application/x-www-form-urlencoded")
         self.assertEqual(env["CONTENT_LENGTH"], "-1")
+
+    def test_without_a_client_request(self) -> None:
+        """An active health check's request (no client request) gets global placeholders only."""
+        transport = FastCGITransport(MemoryReactorClock(), root="{http.vars.root}",
+                                     split_path=[".php"], env={"HOME_DIR": "{env.HOME}"})
+        env = {k.decode(): v.decode() for k, v in build_env(
+            transport, None, b"GET", b"/ping.php?full", [(b"Host", b"10.0.0.1:9000")], None)}
+        self.assertEqual(env["DOCUMENT_ROOT"], os.path.abspath("."))
+        self.assertEqual(env["SCRIPT_NAME"], "/ping.php")
+        self.assertEqual(env["REQUEST_URI"], "/ping.php?full")
+        self.assertEqual(env["HOME_DIR"], os.environ.get("HOME", ""))
+        self.assertEqual((env["SERVER_NAME"], env["SERVER_PORT"]), ("10.0.0.1", "9000"))
 
     def test_config_loading(self) -> None:
         """The JSON options load; an unknown field is refused."""

@@ -38,7 +38,7 @@ from twisted.python.failure import Failure
 from zope.interface import implementer
 
 from txcaddy._go.http import remote_addr
-from txcaddy.config.placeholders import Template
+from txcaddy.config.placeholders import Template, replace_all_global
 from txcaddy.config.registry import module
 from txcaddy.config.schema import BOOL, DURATION, STRING, STRINGS, MapOf, Obj
 from txcaddy.config.values import duration_seconds
@@ -307,7 +307,10 @@ def build_env(
         ip, port = remote[:at], remote[at + 1:]
     ip = ip.replace("[", "", 1).replace("]", "", 1)
 
-    root = transport.root.render(request, None, empty_unknown=True, empty=".")
+    if request is None:  # an active health check: only the global placeholders are known
+        root = replace_all_global(transport.root.text) or "."
+    else:
+        root = transport.root.render(request, None, empty_unknown=True, empty=".")
     root = os.path.abspath(root)
     if transport.resolve_root_symlink:
         root = os.path.realpath(root)
@@ -414,7 +417,8 @@ def build_env(
         if cipher:
             env["SSL_CIPHER"] = str(cipher)
     for key, text in transport.env:
-        env[key] = text.render(request, None, empty_unknown=True)
+        env[key] = (text.render(request, None, empty_unknown=True) if request is not None
+                    else replace_all_global(text.text))
     for lower in names:
         key = "HTTP_" + lower.decode("latin-1").upper().replace("-", "_").replace(" ", "_")
         env[key] = b", ".join(by_name[lower]).decode("latin-1")
