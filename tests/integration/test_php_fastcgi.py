@@ -271,6 +271,28 @@ class PHPFastCGITests(PHPTestCase):
         self.assertEqual(len(accepted), 1)
 
 
+class HealthCheckTests(PHPTestCase):
+    @inlineCallbacks
+    def test_active_health_check_through_fastcgi(self) -> Any:
+        """Active health checks run a script through php-fpm: a 500 from it takes the upstream down (503)."""
+        base = self.proxy(
+            f"\treverse_proxy {self.fpm.tcp_dial} {{\n\t\ttransport fastcgi {{\n"
+            f"\t\t\tsplit .php\n\t\t\troot {self.fpm.root}\n\t\t\tcapture_stderr\n\t\t}}\n"
+            "\t\thealth_uri /fail.php\n\t\thealth_interval 50ms\n\t}")
+        events = _observe(self)
+        reactor: Any = default_reactor()
+        codes = []
+        for _ in range(100):  # the first check runs at once; allow it a few turns
+            response, _ = yield self.get(base + "/index.php")
+            codes.append(response.code)
+            if response.code == 503:
+                break
+            yield deferLater(reactor, 0.02, lambda: None)
+        self.assertEqual(codes[-1], 503)
+        # the check ran fail.php in php-fpm: its stderr was logged
+        self.assertTrue(any("boom from php" in str(e.get("stderr", "")) for e in events))
+
+
 class WorkerTests(PHPTestCase):
     @inlineCallbacks
     def test_more_requests_than_workers(self) -> Any:
