@@ -280,15 +280,18 @@ class HealthCheckTests(PHPTestCase):
             f"\t\t\tsplit .php\n\t\t\troot {self.fpm.root}\n\t\t\tcapture_stderr\n\t\t}}\n"
             "\t\thealth_uri /fail.php\n\t\thealth_interval 50ms\n\t}")
         events = _observe(self)
-        reactor: Any = default_reactor()
-        codes = []
-        for _ in range(100):  # the first check runs at once; allow it a few turns
-            response, _ = yield self.get(base + "/index.php")
-            codes.append(response.code)
-            if response.code == 503:
-                break
-            yield deferLater(reactor, 0.02, lambda: None)
-        self.assertEqual(codes[-1], 503)
+        down: Deferred[None] = Deferred()
+
+        @provider(ILogObserver)
+        def on_down(event: LogEvent) -> None:
+            if event.get("log_format", "").startswith("host is down") and not down.called:
+                down.callback(None)
+
+        globalLogPublisher.addObserver(on_down)
+        self.addCleanup(globalLogPublisher.removeObserver, on_down)
+        yield down
+        response, _ = yield self.get(base + "/index.php")
+        self.assertEqual(response.code, 503)
         # the check ran fail.php in php-fpm: its stderr was logged
         self.assertTrue(any("boom from php" in str(e.get("stderr", "")) for e in events))
 

@@ -515,6 +515,14 @@ class FastCGIConnection(PooledConnection):
 
     Reports each exchange's end to its ``HostPool`` like the HTTP/1.1 connection; the
     response's stdout becomes the head then the body, stderr is collected and logged.
+
+    States: ``_IDLE`` (no exchange; any byte received drops the connection) → ``start`` →
+    ``_HEAD`` (stdout is collected until the blank line ending the CGI headers) → ``_BODY``
+    (stdout is the body: to the consumer, or kept while there is none) → ``FCGI_END_REQUEST``
+    → ``_IDLE``, kept in the pool or closed.  A failure, a timeout or the connection's loss in
+    any state ends the exchange and the connection.  Reading stops while ``pauses`` is not
+    empty (``"no-consumer"``: nobody takes the body yet; ``"consumer"``: the client is slow);
+    records already received wait in ``pending``.
     """
 
     transport: Any = None
