@@ -35,6 +35,7 @@ from txcaddy.reverseproxy._fastcgi import (
     encode_params,
     parse_cgi_head,
     record,
+    stream_pieces,
     stream_records,
 )
 from txcaddy.reverseproxy.errors import (
@@ -80,6 +81,14 @@ class RecordTests(SynchronousTestCase):
         self.assertEqual(stream_records(STDIN, 1, b""), [])
         with self.assertRaises(ValueError):
             record(STDIN, 1, b"x" * 65536)
+
+    def test_pieces_are_the_same_records(self) -> None:
+        """The gathering-write pieces join into exactly the records, for short and long data."""
+        for size in (1, 8, 65528, 65529, 200_001):
+            data = bytes(range(256)) * (size // 256) + b"x" * (size % 256)
+            self.assertEqual(b"".join(stream_pieces(STDIN, 1, data)),
+                             b"".join(stream_records(STDIN, 1, data)))
+        self.assertEqual(stream_pieces(STDIN, 1, b""), [])
 
     def test_pair_lengths(self) -> None:
         """Lengths under 128 take one byte; longer ones four with the top bit set."""

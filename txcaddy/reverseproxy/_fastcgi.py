@@ -64,6 +64,7 @@ __all__ = [
     "encode_pair",
     "parse_cgi_head",
     "record",
+    "stream_pieces",
     "stream_records",
 ]
 
@@ -119,6 +120,25 @@ def stream_records(rtype: int, request_id: int, data: bytes) -> list[bytes]:
     view = memoryview(data)
     return [record(rtype, request_id, bytes(view[i:i + MAX_CONTENT]))
             for i in range(0, len(data), MAX_CONTENT)]
+
+
+def stream_pieces(rtype: int, request_id: int, data: bytes) -> list[bytes]:
+    """``stream_records`` as pieces for one gathering write: headers, the data, padding.
+
+    The data is not copied into the records (a 64 KiB body chunk per read otherwise is).
+    """
+    size = len(data)
+    if not size:
+        return []
+    pieces: list[bytes] = []
+    for start in range(0, size, MAX_CONTENT):
+        length = min(MAX_CONTENT, size - start)
+        padding = -length % 8
+        pieces.append(_HEADER.pack(VERSION_1, rtype, request_id, length, padding))
+        pieces.append(data if length == size else data[start:start + length])
+        if padding:
+            pieces.append(b"\0" * padding)
+    return pieces
 
 
 def _length(n: int) -> bytes:
@@ -472,7 +492,7 @@ class FastCGIExchange(Exchange):
                 raise ValueError("request body longer than its Content-Length")
             self.body_remaining -= len(data)
         if not self.discard_body:
-            self._send(stream_records(STDIN, REQUEST_ID, data))
+            self._send(stream_pieces(STDIN, REQUEST_ID, data))
         if self.body_length != CHUNKED and self.body_remaining == 0:
             self._body_complete()
 
