@@ -30,6 +30,7 @@ from txcaddy.errors import ConfigError
 from txcaddy.reverseproxy._h2connection import H2Exchange
 from txcaddy.reverseproxy.transport import (
     DialError,
+    FastCGITransport,
     HTTPTransport,
     ResponseHeaderTimeout,
     UpstreamAddress,
@@ -204,7 +205,7 @@ class TransportConfigTests(SynchronousTestCase):
             self.assertRaises(ConfigError, load_transport, config)
 
     def test_registered_module(self) -> None:
-        """The transport loads as ``http.reverse_proxy.transport.http``; fastcgi is refused."""
+        """``http.reverse_proxy.transport.http`` and ``.fastcgi`` load as their transports."""
         from txcaddy.config.loader import LoadContext
 
         context = LoadContext(reactor=MemoryReactorClock())
@@ -212,10 +213,10 @@ class TransportConfigTests(SynchronousTestCase):
             "http.reverse_proxy.transport", {"protocol": "http", "dial_timeout": "1s"}, "protocol")
         self.assertIsInstance(transport, HTTPTransport)
         self.assertEqual(transport.pool.dial_timeout, 1.0)
-        error = self.assertRaises(
-            ConfigError, context.load_module, "http.reverse_proxy.transport",
-            {"protocol": "fastcgi", "root": "/srv"}, "protocol")
-        self.assertIn("not supported", str(error))
+        fastcgi = context.load_module(
+            "http.reverse_proxy.transport", {"protocol": "fastcgi", "root": "/srv"}, "protocol")
+        self.assertIsInstance(fastcgi, FastCGITransport)
+        self.assertEqual(fastcgi.root.text, "/srv")
 
 
 class VersionsTests(SynchronousTestCase):

@@ -327,10 +327,3 @@ class HTTPTransport:
 ))
 def load_http_transport(config: dict[str, Any], context: Any) -> HTTPTransport:
     return HTTPTransport.from_config(config, context.reactor, log=context.log)
-
-
-@module("http.reverse_proxy.transport.fastcgi")
-def load_fastcgi_transport(config: dict[str, Any], context: Any) -> Any:
-    raise ConfigError(
-        "reverse_proxy: transport fastcgi (and php_fastcgi) is not supported by txcaddy; "
-        "run the application behind an HTTP server and proxy to that")

@@ -2,7 +2,7 @@
 
 Implementation: ``_transport`` (the ``http`` transport module and its options), ``_pool`` (the
 protocol-blind connection pool), ``_h1connection`` (the HTTP/1.1 connection and pool),
-``_h1response`` (its response parser), ``_h2connection`` (HTTP/2 connections, h2c), ``_alpn``
+``_h1response`` (its response parser), ``_fastcgi`` (the ``fastcgi`` transport), ``_h2connection`` (HTTP/2 connections, h2c), ``_alpn``
 (TLS connections that become HTTP/2 or HTTP/1.1 by ALPN), ``_exchange`` (one request/response), ``_dial``
 (addresses, connecting, TLS handshake deadlines), ``_tls`` and ``_resolver``; the failures are
 in ``errors``.  The interfaces are ``txcaddy.interfaces.IUpstreamTransport``, ``IExchange``
@@ -29,6 +29,7 @@ from txcaddy.reverseproxy._exchange import (
     ResponseBodyConsumer,
     ResponseHead,
 )
+from txcaddy.reverseproxy._fastcgi import FastCGITransport
 from txcaddy.reverseproxy._h1connection import ConnectionPool
 from txcaddy.reverseproxy._pool import SURPLUS_LINGER
 from txcaddy.reverseproxy._transport import HTTPTransport
@@ -50,6 +51,7 @@ __all__ = [
     "ConnectionPool",
     "DialError",
     "Exchange",
+    "FastCGITransport",
     "HTTPTransport",
     "RawHeaders",
     "ResponseBodyConsumer",
