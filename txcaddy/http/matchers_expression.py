@@ -37,7 +37,6 @@ import re
 from collections.abc import Callable
 from typing import Any
 
-import cel
 from twisted.logger import Logger
 from zope.interface import implementer
 
@@ -49,6 +48,14 @@ from txcaddy.http.routing import MATCHER_ERROR_VAR
 from txcaddy.interfaces import IRequestMatcher
 
 __all__ = ["MatchExpression", "expand_placeholders"]
+
+def _cel() -> Any:
+    """The CEL bindings, imported on first use: with what they import (prompt_toolkit…) they
+    cost ~10 MB of RSS, which a config without an ``expression`` matcher does not pay."""
+    import cel
+
+    return cel
+
 
 # The bindings also report each failed Python function through the stdlib "cel" logger; the
 # matcher logs the evaluation error itself, once, so that copy is dropped.
@@ -285,7 +292,7 @@ class MatchExpression:
         self._request: Any = None  # the request being matched (the reactor thread only)
         self._matchers: dict[tuple[str, str], Any] = {}
         try:
-            self._program = cel.compile(self.expanded)
+            self._program = _cel().compile(self.expanded)
         except ValueError as e:
             raise ConfigError(f"expression {expression!r}: compiling CEL program: {e}") from None
         for name, is_method, arguments in _calls(self.expanded):
@@ -293,7 +300,7 @@ class MatchExpression:
                 raise ConfigError(f"expression {expression!r}: compiling CEL program: undeclared reference to '{name}'")
             if name in _MATCHER_FUNCTIONS and not is_method:
                 self._prepare(name, arguments)
-        env = cel.Context()
+        env = _cel().Context()
         env.add_variable("request", "http.Request")  # an opaque stand-in: the functions read self._request
         env.add_function("caddyPlaceholder", self._placeholder)
         for name, function in _STRING_EXTENSION.items():
@@ -305,7 +312,7 @@ class MatchExpression:
     def _prepare(self, name: str, arguments: str) -> None:
         """Build a matcher whose arguments are constants now, so a bad one fails the load."""
         try:
-            values = cel.compile(f"[{arguments}]").execute(cel.Context())
+            values = _cel().compile(f"[{arguments}]").execute(_cel().Context())
         except Exception:
             return  # not constant (placeholders): built when evaluated
         try:
