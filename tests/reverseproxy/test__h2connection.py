@@ -405,6 +405,75 @@ class NeverConnects:
         return Deferred(lambda d: d.errback(CancelledError()))
 
 
+class LaterEndpoint:
+    """Connects when the test says so (``finish``), or fails (``fail``)."""
+
+    def __init__(self, case: H2TestCase) -> None:
+        self.case = case
+        self.dials: list[tuple[Any, Deferred[Any]]] = []
+
+    def connect(self, factory: Any) -> Deferred[Any]:
+        d: Deferred[Any] = Deferred()
+        self.dials.append((factory, d))
+        return d
+
+    def finish(self, index: int) -> None:
+        factory, d = self.dials[index]
+        proto = factory.buildProtocol(None)
+        proto.makeConnection(StringTransport())
+        self.case.peers.append(Peer(proto, self.case.max_streams))
+        d.callback(proto)
+
+
+class DialSharingTests(H2TestCase):
+    """Requests that find no connection wait for the one being dialled (Go's http2 pool)."""
+
+    def setUp(self) -> None:
+        super().setUp()
+        self.endpoint = LaterEndpoint(self)
+        self.pool = H2Pool(self.clock, dial_timeout=None, endpoint_factory=lambda a: self.endpoint)
+
+    def test_requests_ride_one_dial(self) -> None:
+        """Three requests made while one dial is under way: one connection, three streams."""
+        results = [self.request() for _ in range(3)]
+        self.assertEqual(len(self.endpoint.dials), 1)
+        self.endpoint.finish(0)
+        (peer,) = self.peers
+        peer.pump()
+        self.assertEqual(sorted(peer.requests()), [1, 3, 5])
+        for sid in peer.requests():
+            peer.respond(sid, b"ok")
+        self.assertEqual([(b"".join(c.data), c.reason) for _, _, c in results], [(b"ok", None)] * 3)
+        self.assertEqual(self.pool.open_count(ADDR), 1)
+
+    def test_riders_beyond_the_assumed_streams_dial_again(self) -> None:
+        """A dial takes as many riders as the streams assumed before SETTINGS; the next dials."""
+        self.pool.dial_riders = 1
+        for _ in range(3):
+            self.request()
+        self.assertEqual(len(self.endpoint.dials), 2)
+
+    def test_failed_dial_fails_its_riders(self) -> None:
+        """A dial that fails fails every request waiting for it with the same DialError."""
+        results = [self.request() for _ in range(2)]
+        self.endpoint.dials[0][1].errback(Failure(ConnectionDone("refused")))
+        for _, heads, _ in results:
+            self.assertIsInstance(heads[0].value, DialError)
+        self.assertEqual(self.pool.open_count(ADDR), 0)
+
+    def test_cancelled_rider_is_not_sent(self) -> None:
+        """A request cancelled while it waited for the dial never opens a stream."""
+        first = self.request()
+        second, heads, _ = self.request()
+        second.abort()
+        self.endpoint.finish(0)
+        (peer,) = self.peers
+        peer.pump()
+        self.assertEqual(sorted(peer.requests()), [1])
+        self.assertIsInstance(heads[0].value, CancelledError)
+        self.assertIs(first[0].finished, False)
+
+
 class TimeoutTests(H2TestCase):
     """The transport's timeouts on h2 connections, driven by a Clock."""
 

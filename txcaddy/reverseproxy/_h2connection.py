@@ -703,6 +703,9 @@ class H2Pool(UpstreamPool):
         self.read_timeout = read_timeout
         self.write_timeout = write_timeout
         self.keep_alive = keep_alive
+        # Requests that miss a connection wait for the one being dialled, up to the streams
+        # it is assumed to take (one of them is the dialling request's).
+        self.dial_riders = INITIAL_MAX_STREAMS - 1
 
     def request(
         self,
