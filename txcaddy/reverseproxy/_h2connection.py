@@ -18,12 +18,13 @@ above a GOAWAY's last stream id) never reached it: it fails with ``StreamRefused
 
 from __future__ import annotations
 
+import struct
 from collections import deque
 from collections.abc import Callable
 from typing import Any
 
 from h2.config import H2Configuration
-from h2.connection import ConnectionState, H2Connection
+from h2.connection import AllowedStreamIDs, ConnectionInputs, ConnectionState, H2Connection
 from h2.errors import ErrorCodes
 from h2.events import (
     ConnectionTerminated,
@@ -36,14 +37,17 @@ from h2.events import (
     TrailersReceived,
     WindowUpdated,
 )
-from h2.exceptions import ProtocolError, StreamClosedError
+from h2.exceptions import ProtocolError, StreamClosedError, TooManyStreamsError
 from h2.settings import SettingCodes
+from h2.stream import StreamInputs
+from hpack import NeverIndexedHeaderTuple
 from twisted.internet.defer import CancelledError, Deferred
 from twisted.internet.protocol import connectionDone
 from twisted.logger import Logger
 from twisted.python.failure import Failure
 from zope.interface import implementer
 
+from txcaddy._twisted import send_now
 from txcaddy.interfaces import IUpstreamConnection
 from txcaddy.reverseproxy._dial import Dial, UpstreamAddress
 from txcaddy.reverseproxy._exchange import CHUNKED, Exchange, RawHeaders, ResponseHead
@@ -71,6 +75,74 @@ CONNECTION_WINDOW = 16 << 20
 _DROPPED = frozenset((
     b"connection", b"keep-alive", b"proxy-connection", b"transfer-encoding", b"upgrade",
     b"content-length", b"host"))
+
+
+# Fields hpack must never index (h2's outbound normalisation marks them the same way).
+_SECRET = frozenset((b"authorization", b"proxy-authorization"))
+_FRAME_HEAD = struct.Struct(">BHBBL").pack
+
+
+def _frame_head(length: int, kind: int, flags: int, stream_id: int) -> bytes:
+    """The 9-byte frame header (RFC 9113 §4.1)."""
+    return _FRAME_HEAD(length >> 16, length & 0xFFFF, kind, flags, stream_id)
+
+
+class _ClientConnection(H2Connection):
+    """``h2``'s client connection with direct sends of a request's HEADERS and DATA.
+
+    ``send_headers`` and ``send_data`` build hyperframe objects only to serialise them, and
+    ``send_headers`` re-validates and re-normalises fields that ``h2_request_headers`` built
+    (lower-case names, no connection-specific fields, pseudo-fields first) and counts the open
+    streams by walking every stream h2 keeps. These make the same state transitions and window
+    accounting and write the frame bytes directly; the stream count is walked only when it
+    could reach the limit (the walk also drops closed streams). Trailers and everything else
+    still go through h2's own methods. They rely on h2 4's state machines, like the server's
+    ``_ServerConnection`` (``txcaddy.http._h2``).
+    """
+
+    def send_request_headers(self, stream_id: int, fields: RawHeaders, end: bool,
+                             method: bytes, authority: bytes) -> None:
+        """``send_headers`` opening a new stream with the fields of ``h2_request_headers``."""
+        limit = self.remote_settings.max_concurrent_streams
+        if len(self.streams) >= limit:
+            open_now = self.open_outbound_streams
+            if open_now + 1 > limit:
+                raise TooManyStreamsError(f"Max outbound streams is {limit}, {open_now} open")
+        self.state_machine.process_input(ConnectionInputs.SEND_HEADERS)
+        stream = self._begin_new_stream(stream_id, AllowedStreamIDs.ODD)
+        stream.state_machine.process_input(StreamInputs.SEND_HEADERS)
+        block = self.encoder.encode(fields)
+        if end:
+            stream.state_machine.process_input(StreamInputs.SEND_END_STREAM)
+        stream._authority = authority
+        stream.request_method = method
+        size = self.max_outbound_frame_size
+        out = self._data_to_send
+        if len(block) <= size:
+            out += _frame_head(len(block), 0x1, 0x4 | (0x1 if end else 0), stream_id)
+            out += block
+            return
+        out += _frame_head(size, 0x1, 0x1 if end else 0, stream_id)  # HEADERS, CONTINUATIONs
+        out += block[:size]
+        for start in range(size, len(block), size):
+            piece = block[start:start + size]
+            out += _frame_head(len(piece), 0x9, 0x4 if start + size >= len(block) else 0,
+                               stream_id)
+            out += piece
+
+    def send_request_data(self, stream_id: int, data: bytes, end: bool) -> None:
+        """``send_data`` for a piece the caller checked against both windows and the frame size."""
+        stream = self._get_stream_by_id(stream_id)
+        self.state_machine.process_input(ConnectionInputs.SEND_DATA)
+        stream.state_machine.process_input(StreamInputs.SEND_DATA)
+        if end:
+            stream.state_machine.process_input(StreamInputs.SEND_END_STREAM)
+        size = len(data)
+        stream.outbound_flow_control_window -= size
+        self.outbound_flow_control_window -= size
+        out = self._data_to_send
+        out += _frame_head(size, 0x0, 0x1 if end else 0, stream_id)
+        out += data
 
 
 class StreamRefused(DialError):
@@ -177,11 +249,16 @@ class H2Exchange(Exchange):
                 chunk = outbox[0]
                 if len(chunk) <= room:
                     outbox.popleft()
-                    h2.send_data(sid, chunk)
+                    # The last piece of a body without trailers carries END_STREAM itself.
+                    end = not outbox and self._end_pending and not self._trailers_out
+                    h2.send_request_data(sid, chunk, end)
+                    if end:
+                        self._end_sent = True
+                        self._request_written()
                 else:
                     outbox[0] = chunk[room:]
-                    h2.send_data(sid, chunk[:room])
-            if not outbox and self._end_pending:
+                    h2.send_request_data(sid, chunk[:room], False)
+            if not outbox and self._end_pending and not self._end_sent:
                 self._end_sent = True
                 if self._trailers_out:
                     h2.send_headers(sid, self._trailers_out, end_stream=True)
@@ -352,7 +429,7 @@ class HTTP2Connection(PooledConnection):
     def __init__(self, pool: H2Pool, host: HostPool) -> None:
         self.pool = pool
         self.host = host
-        self.h2 = H2Connection(H2Configuration(client_side=True, header_encoding=None))
+        self.h2 = _ClientConnection(H2Configuration(client_side=True, header_encoding=None))
         self.streams: dict[int, H2Exchange] = {}
         self.settings_received = False
         self.going_away = False
@@ -415,7 +492,7 @@ class HTTP2Connection(PooledConnection):
     def flush(self) -> None:
         data = self.h2.data_to_send()
         if data and self.transport is not None:
-            self.transport.write(data)
+            send_now(self.transport, data)  # sent with the rest of this reactor turn's writes
 
     def max_streams(self) -> int:
         if not self.settings_received:
@@ -425,8 +502,14 @@ class HTTP2Connection(PooledConnection):
 
     def has_room(self) -> bool:
         """Whether another stream may be opened now."""
-        busy = max(len(self.streams), self.h2.open_outbound_streams)
-        return self.connected and not self.going_away and busy < self.max_streams()
+        limit = self.max_streams()
+        busy = len(self.streams)
+        h2 = self.h2
+        if len(h2.streams) >= limit:
+            # h2 may count a stream we are done with as open still; walking its streams
+            # (which also drops the closed ones) is needed only when the count could matter.
+            busy = max(busy, h2.open_outbound_streams)
+        return self.connected and not self.going_away and busy < limit
 
     def start(self, exchange: H2Exchange) -> None:  # type: ignore[override]
         """Open a stream for ``exchange`` (the pool gives it only while there is room)."""
@@ -444,7 +527,8 @@ class HTTP2Connection(PooledConnection):
         sid = h2.get_next_available_stream_id()
         self.streams[sid] = exchange
         end = exchange._end_pending and not exchange._outbox and not exchange._trailers_out
-        h2.send_headers(sid, exchange.request_headers, end_stream=end)
+        fields = exchange.request_headers
+        h2.send_request_headers(sid, fields, end, fields[0][1], fields[2][1])
         if end:
             exchange._end_sent = True
             exchange._request_written()
@@ -744,6 +828,10 @@ def h2_request_headers(address: UpstreamAddress, method: bytes, target: bytes,
             if b"trailers" not in value.lower():
                 continue
             value = b"trailers"  # the only TE value HTTP/2 allows
+        value = value.strip()  # as h2's outbound normalisation did
+        if lower in _SECRET or (lower == b"cookie" and len(value) < 20):
+            fields.append(NeverIndexedHeaderTuple(lower, value))
+            continue
         fields.append((lower, value))
     if not authority:
         host_text = f"[{address.host}]" if ":" in address.host else address.host
