@@ -25,6 +25,7 @@ from txcaddy.reverseproxy.errors import (
     DialError,
     ResponseHeaderTimeout,
     UpstreamConnectionLost,
+    UpstreamProtocolError,
     UpstreamReadTimeout,
     UpstreamWriteTimeout,
 )
@@ -403,6 +404,63 @@ class NeverConnects:
 
     def connect(self, factory: Any) -> Any:
         return Deferred(lambda d: d.errback(CancelledError()))
+
+
+class CheckedResponseTests(H2TestCase):
+    """Response fields are checked by our one pass (h2's inbound validation is off)."""
+
+    def _answer(self, fields: list[tuple[bytes, bytes]], trailers: Any = None) -> list[Any]:
+        _, heads, consumer = self.request()
+        (peer,) = self.peers
+        peer.pump()
+        peer.server.config.validate_outbound_headers = False  # the upstream misbehaves
+        peer.server.config.normalize_outbound_headers = False
+        peer.server.send_headers(1, fields, end_stream=trailers is None)
+        peer.pump()
+        if trailers is not None:
+            peer.server.send_headers(1, trailers, end_stream=True)
+            peer.pump()
+        return [heads, consumer]
+
+    def test_upper_case_field_name_is_a_protocol_error(self) -> None:
+        """A response field name with upper case fails the exchange as a protocol error."""
+        heads, _ = self._answer([(b":status", b"200"), (b"X-Bad", b"1")])
+        self.assertIsInstance(heads[0].value, UpstreamProtocolError)
+
+    def test_missing_status_is_a_protocol_error(self) -> None:
+        """A response head without :status fails the exchange."""
+        heads, _ = self._answer([(b"content-type", b"text/plain")])
+        self.assertIsInstance(heads[0].value, UpstreamProtocolError)
+
+    def test_value_with_newline_is_a_protocol_error(self) -> None:
+        """A field value with CR or LF fails the exchange."""
+        heads, _ = self._answer([(b":status", b"200"), (b"x", b"a\r\nb: c")])
+        self.assertIsInstance(heads[0].value, UpstreamProtocolError)
+
+    def test_pseudo_field_in_trailers_fails_the_body(self) -> None:
+        """Trailers carrying a pseudo-field end the body with a protocol error."""
+        heads, consumer = self._answer([(b":status", b"200")], [(b":status", b"200")])
+        self.assertEqual(heads[0].status, 200)
+        self.assertIsInstance(consumer.reason.value, UpstreamProtocolError)
+
+    def test_well_formed_response_passes(self) -> None:
+        """A well-formed head and trailers reach the consumer unchanged."""
+        heads, consumer = self._answer([(b":status", b"200"), (b"x-a", b"")],
+                                       [(b"grpc-status", b"0")])
+        self.assertEqual((heads[0].status, heads[0].headers), (200, [(b"x-a", b"")]))
+        self.assertEqual((consumer.trailers, consumer.reason), ([(b"grpc-status", b"0")], None))
+
+    def test_credentials_are_never_indexed(self) -> None:
+        """Authorization and short cookies are not put in the HPACK table (as h2 did)."""
+        self.pool.request(ADDR, b"GET", b"/", [(b"Authorization", b"Basic eDp5"),
+                                              (b"Cookie", b"a=b"), (b"X-Other", b"v")], None)
+        (peer,) = self.peers
+        peer.pump()
+        names = [name for name, _ in peer.conn.h2.encoder.header_table.dynamic_entries]
+        self.assertIn(b"x-other", names)
+        self.assertNotIn(b"authorization", names)
+        self.assertNotIn(b"cookie", names)
+        self.assertEqual(peer.requests()[1][b"authorization"], b"Basic eDp5")
 
 
 class LaterEndpoint:

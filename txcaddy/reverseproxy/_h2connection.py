@@ -18,6 +18,7 @@ above a GOAWAY's last stream id) never reached it: it fails with ``StreamRefused
 
 from __future__ import annotations
 
+import re
 import struct
 from collections import deque
 from collections.abc import Callable
@@ -80,6 +81,41 @@ _DROPPED = frozenset((
 # Fields hpack must never index (h2's outbound normalisation marks them the same way).
 _SECRET = frozenset((b"authorization", b"proxy-authorization"))
 _FRAME_HEAD = struct.Struct(">BHBBL").pack
+# Fields that mean something only to an HTTP/1.1 connection, malformed in a response.
+_CONNECTION_SPECIFIC = frozenset((
+    b"connection", b"keep-alive", b"proxy-connection", b"transfer-encoding", b"upgrade"))
+#: A received field name: no controls, space, upper case, DEL, non-ASCII or colon (RFC 9113 §8.2.1).
+_FIELD_NAME = re.compile(rb"[^\x00-\x20A-Z\x7f-\xff:]+").fullmatch
+#: What makes a received field value malformed: NUL, CR, LF, or whitespace at either end.
+_BAD_FIELD_VALUE = re.compile(rb"[\x00\n\r]|\A[ \t]|[ \t]\Z").search
+
+
+def _malformed_response(fields: RawHeaders, trailers: bool) -> str | None:
+    """Why a response head (or trailer section) is malformed (RFC 9113 §8.1, §8.2), or None.
+
+    One pass doing what h2's inbound validation does with a chain of generators per field:
+    pseudo-fields (only ``:status``, once, first; none in trailers), lower-case token-ish
+    names, no connection-specific fields, ``TE`` only ``trailers``, values without NUL, CR,
+    LF or surrounding whitespace.
+    """
+    status = False
+    regular = False
+    for name, value in fields:
+        if name[:1] == b":":
+            if trailers or regular or status or name != b":status":
+                return f"pseudo-header field {name!r} not allowed here"
+            status = True
+        else:
+            regular = True
+            if not _FIELD_NAME(name) or name in _CONNECTION_SPECIFIC:
+                return f"field name {name!r} not allowed"
+            if name == b"te" and value.lower() != b"trailers":
+                return f"TE {value!r} not allowed"
+        if value and _BAD_FIELD_VALUE(value):
+            return f"malformed value of {name!r}"
+    if not trailers and not status:
+        return "no :status in the response"
+    return None
 
 
 def _frame_head(length: int, kind: int, flags: int, stream_id: int) -> bytes:
@@ -99,6 +135,23 @@ class _ClientConnection(H2Connection):
     still go through h2's own methods. They rely on h2 4's state machines, like the server's
     ``_ServerConnection`` (``txcaddy.http._h2``).
     """
+
+    def _receive_headers_frame(self, frame: Any) -> Any:
+        # Inbound fields are checked here in one pass (``_malformed_response``), h2's own
+        # validation being off; a malformed block is a connection error, as in h2.
+        frames, events = super()._receive_headers_frame(frame)
+        event: Any
+        for event in events:
+            kind = type(event)
+            if kind is ResponseReceived or kind is InformationalResponseReceived:
+                error = _malformed_response(event.headers, False)
+            elif kind is TrailersReceived:
+                error = _malformed_response(event.headers, True)
+            else:
+                continue
+            if error is not None:
+                raise ProtocolError(f"malformed response header block: {error}")
+        return frames, events
 
     def send_request_headers(self, stream_id: int, fields: RawHeaders, end: bool,
                              method: bytes, authority: bytes) -> None:
@@ -429,7 +482,9 @@ class HTTP2Connection(PooledConnection):
     def __init__(self, pool: H2Pool, host: HostPool) -> None:
         self.pool = pool
         self.host = host
-        self.h2 = _ClientConnection(H2Configuration(client_side=True, header_encoding=None))
+        self.h2 = _ClientConnection(H2Configuration(
+            client_side=True, header_encoding=None,
+            validate_inbound_headers=False, normalize_inbound_headers=False))
         self.streams: dict[int, H2Exchange] = {}
         self.settings_received = False
         self.going_away = False
