@@ -234,7 +234,7 @@ class _ServerConnection(h2.connection.H2Connection):
     # methods; setup.cfg keeps h2 below 5.
 
     def send_response_headers(self, stream_id: int, fields: list[tuple[bytes, bytes]], end: bool) -> None:
-        """``send_headers`` for a final (non-1xx) response head on an open stream."""
+        """``send_headers`` for a final (non-1xx) response head, or trailers, on an open stream."""
         stream = self._get_stream_by_id(stream_id)
         self.state_machine.process_input(_CONN_SEND_HEADERS)
         stream.state_machine.process_input(_STREAM_SEND_HEADERS)
@@ -1058,7 +1058,9 @@ class HTTP2Protocol(Protocol):
             trailers = response.trailers if response is not None else None
             try:
                 if trailers:
-                    conn.send_headers(stream.id, _fields(trailers), end_stream=True)
+                    # Trailers make the same state transition as a head (h2 tells them apart
+                    # by the stream's state), so the direct write serves them too.
+                    conn.send_response_headers(stream.id, _fields(trailers), True)
                 else:
                     conn.end_stream(stream.id)
             except h2.exceptions.ProtocolError as error:
