@@ -317,6 +317,17 @@ class MultiplexingTests(H2TestCase):
         self.assertEqual(sorted(peer.requests()), [1, 3])
         self.assertEqual(self.pool.open_count(ADDR), 2)
 
+    def test_ended_streams_leave_h2s_table(self) -> None:
+        """A stream that ended both ways is dropped from h2's streams at once (no sweep needed)."""
+        self.request()
+        self.request()
+        (peer,) = self.peers
+        peer.pump()
+        peer.respond(1, b"ok")
+        self.assertEqual(sorted(peer.conn.h2.streams), [3])
+        peer.respond(3, b"ok")
+        self.assertEqual(peer.conn.h2.streams, {})
+
     def test_five_requests_three_connections(self) -> None:
         """Five concurrent requests to an upstream allowing 2 streams: three connections, all
         answered (Go's client: a new connection when none can take a stream)."""

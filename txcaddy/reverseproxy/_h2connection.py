@@ -195,6 +195,18 @@ class _ClientConnection(H2Connection):
                 raise ProtocolError(f"malformed response header block: {error}")
         return frames, events
 
+    def forget_closed(self, stream_id: int) -> None:
+        """Drop a closed stream from ``streams`` now, as h2's open-stream count would later.
+
+        h2 keeps closed streams in ``streams`` until it next counts the open ones (walking them
+        all); dropping ours as they end keeps that count cheap (``has_room``). Frames arriving
+        later for the stream are handled from ``_closed_streams``, as after h2's own sweep.
+        """
+        stream = self.streams.get(stream_id)
+        if stream is not None and stream.closed:
+            del self.streams[stream_id]
+            self._closed_streams[stream_id] = stream.closed_by
+
     def send_request_headers(self, stream_id: int, fields: RawHeaders, end: bool,
                              method: bytes, authority: bytes) -> None:
         """``send_headers`` opening a new stream with the fields of ``h2_request_headers``."""
@@ -672,6 +684,7 @@ class HTTP2Connection(PooledConnection):
                 except (StreamClosedError, ProtocolError):
                     pass
                 self.flush()
+            self.h2.forget_closed(sid)
             self._after_stream()
 
     def _after_stream(self) -> None:
@@ -800,6 +813,7 @@ class HTTP2Connection(PooledConnection):
             return
         exchange._unacknowledged()  # h2 gives the connection window back for a reset stream
         del self.streams[stream_id]
+        self.h2.forget_closed(stream_id)
         if code == ErrorCodes.REFUSED_STREAM:
             if exchange._rewind_refused():
                 # Refused before it was processed (often: more streams than the upstream's
