@@ -328,6 +328,22 @@ class MultiplexingTests(H2TestCase):
         peer.respond(3, b"ok")
         self.assertEqual(peer.conn.h2.streams, {})
 
+    def test_frames_on_a_reset_stream_keep_the_connection(self) -> None:
+        """DATA arriving on a stream we reset is answered with RST_STREAM; others go on."""
+        first, _, _ = self.request()
+        (peer,) = self.peers
+        peer.pump()
+        peer.server.send_headers(1, [(b":status", b"200")])
+        first.abort()  # our RST_STREAM crosses the upstream's response
+        peer.server.send_data(1, b"late")
+        peer.conn.dataReceived(peer.server.data_to_send())
+        _, heads, consumer = self.request()
+        peer.pump()
+        resets = [e.stream_id for e in peer.events if isinstance(e, StreamReset)]
+        self.assertEqual(resets[:1], [1])
+        peer.respond(3, b"ok")
+        self.assertEqual((heads[0].status, b"".join(consumer.data)), (200, b"ok"))
+
     def test_five_requests_three_connections(self) -> None:
         """Five concurrent requests to an upstream allowing 2 streams: three connections, all
         answered (Go's client: a new connection when none can take a stream)."""

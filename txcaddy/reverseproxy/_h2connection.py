@@ -39,10 +39,16 @@ from h2.events import (
     TrailersReceived,
     WindowUpdated,
 )
-from h2.exceptions import ProtocolError, StreamClosedError, TooManyStreamsError
+from h2.exceptions import (
+    ProtocolError,
+    StreamClosedError,
+    StreamIDTooLowError,
+    TooManyStreamsError,
+)
 from h2.settings import SettingCodes
 from h2.stream import StreamInputs
 from hpack import NeverIndexedHeaderTuple
+from hyperframe.frame import RstStreamFrame
 from twisted.internet.defer import CancelledError, Deferred
 from twisted.internet.protocol import connectionDone
 from twisted.logger import Logger
@@ -172,6 +178,32 @@ class _ClientConnection(H2Connection):
     def __init__(self, config: H2Configuration) -> None:
         super().__init__(config=config)
         self.huffman_cache: dict[bytes, bytes] = {}
+
+    def _receive_frame(self, frame: Any) -> Any:
+        # h2's own, less its first line: a trace log call whose argument, ``repr(frame)``, is
+        # built for every frame (data included) even though the logger drops it: 2-5 % of a
+        # proxied gRPC call. The errors are handled as h2 handles them.
+        try:
+            frames, events = self._frame_dispatch_table[frame.__class__](frame)
+        except StreamClosedError as error:
+            if not self._stream_is_closed_by_reset(error.stream_id):
+                raise
+            # A frame on a stream we reset: answer with RST_STREAM, a stream error only.
+            reset = RstStreamFrame(error.stream_id)
+            reset.error_code = error.error_code
+            self._prepare_for_sending([reset])
+            return error._events
+        except StreamIDTooLowError as error:
+            if self._stream_is_closed_by_reset(error.stream_id):
+                reset = RstStreamFrame(error.stream_id)
+                reset.error_code = ErrorCodes.STREAM_CLOSED
+                self._prepare_for_sending([reset])
+                return []
+            if self._stream_is_closed_by_end(error.stream_id):
+                raise StreamClosedError(error.stream_id) from error
+            raise
+        self._prepare_for_sending(frames)
+        return events
 
     def _receive_headers_frame(self, frame: Any) -> Any:
         # Inbound fields are checked here in one pass (``_malformed_response``), h2's own
