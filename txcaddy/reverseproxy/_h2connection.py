@@ -56,6 +56,7 @@ from twisted.python.failure import Failure
 from zope.interface import implementer
 
 from txcaddy._twisted import send_now
+from txcaddy.http._h2 import IndexedHeaderTable
 from txcaddy.interfaces import IUpstreamConnection
 from txcaddy.reverseproxy._dial import Dial, UpstreamAddress
 from txcaddy.reverseproxy._exchange import CHUNKED, Exchange, RawHeaders, ResponseHead
@@ -177,6 +178,7 @@ class _ClientConnection(H2Connection):
 
     def __init__(self, config: H2Configuration) -> None:
         super().__init__(config=config)
+        self.encoder.header_table = IndexedHeaderTable()
         self.huffman_cache: dict[bytes, bytes] = {}
 
     def _receive_frame(self, frame: Any) -> Any:
