@@ -14,6 +14,12 @@ windows allow (the body's producer is paused meanwhile), and response bytes are 
 both ways (gRPC's ``grpc-status``).  A stream the upstream refused (``REFUSED_STREAM``, or
 above a GOAWAY's last stream id) never reached it: it fails with ``StreamRefused``, a
 ``DialError``, so the handler may retry it like a failed dial.
+
+Requests that find no connection with room wait for one being dialled (``H2Pool.dial_riders``,
+as Go's http2 pool dials once per address) instead of dialling one each.  The hot path avoids
+``h2``'s generic machinery where it costs most and does the same work (``_ClientConnection``):
+request HEADERS/DATA are written as bytes, response fields are checked in one pass, ended
+streams leave ``h2``'s table at once; docs/performance.md has the measurements.
 """
 
 from __future__ import annotations
