@@ -1010,3 +1010,42 @@ class HpackDecodeTests(SynchronousTestCase):
             decoded = list(hpack.Decoder().decode(block, raw=False))
             self.assertEqual(decoded[4], ("user-agent", "caddy test é"))
             self.assertTrue(all(type(name) is bytes for name, _ in hpack.Decoder().decode(block, raw=True)))
+
+
+class IndexedHeaderTableTests(SynchronousTestCase):
+    """``IndexedHeaderTable`` answers every search as hpack's own table does."""
+
+    def test_same_results_as_hpacks_table(self) -> None:
+        """Random adds, searches and resizes give hpack's results and entries, step by step."""
+        import random
+
+        from hpack.table import HeaderTable
+
+        from txcaddy.http._h2 import IndexedHeaderTable
+
+        rng = random.Random(7)
+        names = [b"x-a", b"content-type", b":path", b"cookie", b"accept"] + [b"n%d" % i for i in range(20)]
+        for _ in range(50):
+            ours, theirs = IndexedHeaderTable(), HeaderTable()
+            for _ in range(400):
+                if rng.random() < 0.05:
+                    ours.maxsize = theirs.maxsize = rng.choice([0, 100, 4096])
+                name = rng.choice(names)
+                value = b"v%d" % rng.randint(0, rng.choice([3, 50])) * rng.randint(1, 8)
+                self.assertEqual(ours.search(name, value), theirs.search(name, value))
+                if rng.random() < 0.6:
+                    ours.add(name, value)
+                    theirs.add(name, value)
+                self.assertEqual(list(ours.dynamic_entries), list(theirs.dynamic_entries))
+
+    def test_found_entry_index(self) -> None:
+        """A field added twice is found at its newest position; an evicted one is not."""
+        from txcaddy.http._h2 import IndexedHeaderTable
+
+        table = IndexedHeaderTable()
+        table.add(b"x-a", b"1")
+        table.add(b"x-b", b"2")
+        self.assertEqual(table.search(b"x-a", b"1"), (63, b"x-a", b"1"))
+        self.assertEqual(table.search(b"x-a", b"9"), (63, b"x-a", None))
+        table.maxsize = 40  # room for one entry: x-a is evicted
+        self.assertIsNone(table.search(b"x-a", b"1"))

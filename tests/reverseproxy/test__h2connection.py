@@ -18,6 +18,7 @@ from twisted.internet.testing import StringTransport
 from twisted.python.failure import Failure
 from twisted.trial.unittest import SynchronousTestCase
 
+from txcaddy.reverseproxy import _h2connection
 from txcaddy.reverseproxy._dial import UpstreamAddress
 from txcaddy.reverseproxy._exchange import ResponseBodyConsumer
 from txcaddy.reverseproxy._h2connection import H2Pool, HTTP2Connection, StreamRefused
@@ -25,6 +26,7 @@ from txcaddy.reverseproxy.errors import (
     DialError,
     ResponseHeaderTimeout,
     UpstreamConnectionLost,
+    UpstreamProtocolError,
     UpstreamReadTimeout,
     UpstreamWriteTimeout,
 )
@@ -315,6 +317,33 @@ class MultiplexingTests(H2TestCase):
         self.assertEqual(sorted(peer.requests()), [1, 3])
         self.assertEqual(self.pool.open_count(ADDR), 2)
 
+    def test_ended_streams_leave_h2s_table(self) -> None:
+        """A stream that ended both ways is dropped from h2's streams at once (no sweep needed)."""
+        self.request()
+        self.request()
+        (peer,) = self.peers
+        peer.pump()
+        peer.respond(1, b"ok")
+        self.assertEqual(sorted(peer.conn.h2.streams), [3])
+        peer.respond(3, b"ok")
+        self.assertEqual(peer.conn.h2.streams, {})
+
+    def test_frames_on_a_reset_stream_keep_the_connection(self) -> None:
+        """DATA arriving on a stream we reset is answered with RST_STREAM; others go on."""
+        first, _, _ = self.request()
+        (peer,) = self.peers
+        peer.pump()
+        peer.server.send_headers(1, [(b":status", b"200")])
+        first.abort()  # our RST_STREAM crosses the upstream's response
+        peer.server.send_data(1, b"late")
+        peer.conn.dataReceived(peer.server.data_to_send())
+        _, heads, consumer = self.request()
+        peer.pump()
+        resets = [e.stream_id for e in peer.events if isinstance(e, StreamReset)]
+        self.assertEqual(resets[:1], [1])
+        peer.respond(3, b"ok")
+        self.assertEqual((heads[0].status, b"".join(consumer.data)), (200, b"ok"))
+
     def test_five_requests_three_connections(self) -> None:
         """Five concurrent requests to an upstream allowing 2 streams: three connections, all
         answered (Go's client: a new connection when none can take a stream)."""
@@ -403,6 +432,150 @@ class NeverConnects:
 
     def connect(self, factory: Any) -> Any:
         return Deferred(lambda d: d.errback(CancelledError()))
+
+
+class CheckedResponseTests(H2TestCase):
+    """Response fields are checked by our one pass (h2's inbound validation is off)."""
+
+    def _answer(self, fields: list[tuple[bytes, bytes]], trailers: Any = None) -> list[Any]:
+        _, heads, consumer = self.request()
+        (peer,) = self.peers
+        peer.pump()
+        peer.server.config.validate_outbound_headers = False  # the upstream misbehaves
+        peer.server.config.normalize_outbound_headers = False
+        peer.server.send_headers(1, fields, end_stream=trailers is None)
+        peer.pump()
+        if trailers is not None:
+            peer.server.send_headers(1, trailers, end_stream=True)
+            peer.pump()
+        return [heads, consumer]
+
+    def test_upper_case_field_name_is_a_protocol_error(self) -> None:
+        """A response field name with upper case fails the exchange as a protocol error."""
+        heads, _ = self._answer([(b":status", b"200"), (b"X-Bad", b"1")])
+        self.assertIsInstance(heads[0].value, UpstreamProtocolError)
+
+    def test_missing_status_is_a_protocol_error(self) -> None:
+        """A response head without :status fails the exchange."""
+        heads, _ = self._answer([(b"content-type", b"text/plain")])
+        self.assertIsInstance(heads[0].value, UpstreamProtocolError)
+
+    def test_value_with_newline_is_a_protocol_error(self) -> None:
+        """A field value with CR or LF fails the exchange."""
+        heads, _ = self._answer([(b":status", b"200"), (b"x", b"a\r\nb: c")])
+        self.assertIsInstance(heads[0].value, UpstreamProtocolError)
+
+    def test_pseudo_field_in_trailers_fails_the_body(self) -> None:
+        """Trailers carrying a pseudo-field end the body with a protocol error."""
+        heads, consumer = self._answer([(b":status", b"200")], [(b":status", b"200")])
+        self.assertEqual(heads[0].status, 200)
+        self.assertIsInstance(consumer.reason.value, UpstreamProtocolError)
+
+    def test_well_formed_response_passes(self) -> None:
+        """A well-formed head and trailers reach the consumer unchanged."""
+        heads, consumer = self._answer([(b":status", b"200"), (b"x-a", b"")],
+                                       [(b"grpc-status", b"0")])
+        self.assertEqual((heads[0].status, heads[0].headers), (200, [(b"x-a", b"")]))
+        self.assertEqual((consumer.trailers, consumer.reason), ([(b"grpc-status", b"0")], None))
+
+    def test_huffman_strings_remembered_per_connection(self) -> None:
+        """Huffman-coded response strings decode the same from the connection's bounded cache."""
+        self.patch(_h2connection, "HUFFMAN_CACHE_SIZE", 2)
+        fields = [(b":status", b"200"), (b"x-a", b"application/grpc"), (b"x-b", b"nginx/1.22.1")]
+        for sid in (1, 3):
+            _, heads, _ = self.request()
+            (peer,) = self.peers
+            peer.pump()
+            peer.server.encoder.header_table.maxsize = 0  # literals every time, as nginx sends
+            peer.server.send_headers(sid, fields, end_stream=True)
+            peer.pump()
+            self.assertEqual(heads[0].headers, [(b"x-a", b"application/grpc"),
+                                                (b"x-b", b"nginx/1.22.1"),
+                                                (b"content-length", b"0")])
+        cache = peer.conn.h2.huffman_cache
+        self.assertTrue(0 < len(cache) <= 2)
+        self.assertIsNone(_h2connection._huffman_cache)
+
+    def test_credentials_are_never_indexed(self) -> None:
+        """Authorization and short cookies are not put in the HPACK table (as h2 did)."""
+        self.pool.request(ADDR, b"GET", b"/", [(b"Authorization", b"Basic eDp5"),
+                                              (b"Cookie", b"a=b"), (b"X-Other", b"v")], None)
+        (peer,) = self.peers
+        peer.pump()
+        names = [name for name, _ in peer.conn.h2.encoder.header_table.dynamic_entries]
+        self.assertIn(b"x-other", names)
+        self.assertNotIn(b"authorization", names)
+        self.assertNotIn(b"cookie", names)
+        self.assertEqual(peer.requests()[1][b"authorization"], b"Basic eDp5")
+
+
+class LaterEndpoint:
+    """Connects when the test says so (``finish``), or fails (``fail``)."""
+
+    def __init__(self, case: H2TestCase) -> None:
+        self.case = case
+        self.dials: list[tuple[Any, Deferred[Any]]] = []
+
+    def connect(self, factory: Any) -> Deferred[Any]:
+        d: Deferred[Any] = Deferred()
+        self.dials.append((factory, d))
+        return d
+
+    def finish(self, index: int) -> None:
+        factory, d = self.dials[index]
+        proto = factory.buildProtocol(None)
+        proto.makeConnection(StringTransport())
+        self.case.peers.append(Peer(proto, self.case.max_streams))
+        d.callback(proto)
+
+
+class DialSharingTests(H2TestCase):
+    """Requests that find no connection wait for the one being dialled (Go's http2 pool)."""
+
+    def setUp(self) -> None:
+        super().setUp()
+        self.endpoint = LaterEndpoint(self)
+        self.pool = H2Pool(self.clock, dial_timeout=None, endpoint_factory=lambda a: self.endpoint)
+
+    def test_requests_ride_one_dial(self) -> None:
+        """Three requests made while one dial is under way: one connection, three streams."""
+        results = [self.request() for _ in range(3)]
+        self.assertEqual(len(self.endpoint.dials), 1)
+        self.endpoint.finish(0)
+        (peer,) = self.peers
+        peer.pump()
+        self.assertEqual(sorted(peer.requests()), [1, 3, 5])
+        for sid in peer.requests():
+            peer.respond(sid, b"ok")
+        self.assertEqual([(b"".join(c.data), c.reason) for _, _, c in results], [(b"ok", None)] * 3)
+        self.assertEqual(self.pool.open_count(ADDR), 1)
+
+    def test_riders_beyond_the_assumed_streams_dial_again(self) -> None:
+        """A dial takes as many riders as the streams assumed before SETTINGS; the next dials."""
+        self.pool.dial_riders = 1
+        for _ in range(3):
+            self.request()
+        self.assertEqual(len(self.endpoint.dials), 2)
+
+    def test_failed_dial_fails_its_riders(self) -> None:
+        """A dial that fails fails every request waiting for it with the same DialError."""
+        results = [self.request() for _ in range(2)]
+        self.endpoint.dials[0][1].errback(Failure(ConnectionDone("refused")))
+        for _, heads, _ in results:
+            self.assertIsInstance(heads[0].value, DialError)
+        self.assertEqual(self.pool.open_count(ADDR), 0)
+
+    def test_cancelled_rider_is_not_sent(self) -> None:
+        """A request cancelled while it waited for the dial never opens a stream."""
+        first = self.request()
+        second, heads, _ = self.request()
+        second.abort()
+        self.endpoint.finish(0)
+        (peer,) = self.peers
+        peer.pump()
+        self.assertEqual(sorted(peer.requests()), [1])
+        self.assertIsInstance(heads[0].value, CancelledError)
+        self.assertIs(first[0].finished, False)
 
 
 class TimeoutTests(H2TestCase):

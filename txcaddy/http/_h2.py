@@ -71,6 +71,7 @@ import h2.frame_buffer
 import h2.settings
 import h2.stream
 import hpack.hpack
+import hpack.table
 import hyperframe.exceptions
 from h2.errors import ErrorCodes
 from hyperframe.frame import Frame, GoAwayFrame
@@ -234,7 +235,7 @@ class _ServerConnection(h2.connection.H2Connection):
     # methods; setup.cfg keeps h2 below 5.
 
     def send_response_headers(self, stream_id: int, fields: list[tuple[bytes, bytes]], end: bool) -> None:
-        """``send_headers`` for a final (non-1xx) response head on an open stream."""
+        """``send_headers`` for a final (non-1xx) response head, or trailers, on an open stream."""
         stream = self._get_stream_by_id(stream_id)
         self.state_machine.process_input(_CONN_SEND_HEADERS)
         stream.state_machine.process_input(_STREAM_SEND_HEADERS)
@@ -286,6 +287,69 @@ def _decoded_field(field: Any, raw: bool, _copy: Any = hpack.hpack._unicode_if_n
 
 
 hpack.hpack._unicode_if_needed = _decoded_field  # type: ignore[assignment]  # same contract
+
+
+class IndexedHeaderTable(hpack.table.HeaderTable):
+    """hpack's encoder table, finding dynamic entries through dicts instead of a linear scan.
+
+    ``HeaderTable.search`` walks the whole dynamic table for every field it encodes (a few
+    % of a proxied HTTP/2 request on each side). Entries are numbered as they are added; the
+    table always holds the newest ones, so an entry numbered ``n`` is at position
+    ``added - n`` while that is below the table's length. Search results are the same as
+    hpack's: a static exact match, else the newest dynamic exact match, else a static name
+    match, else the newest dynamic name match.
+    """
+
+    def __init__(self) -> None:
+        super().__init__()
+        self._added = 0
+        self._fields: dict[tuple[bytes, bytes], int] = {}  # field -> number of its newest entry
+        self._names: dict[bytes, int] = {}  # name -> number of its newest entry
+
+    def add(self, name: bytes, value: bytes) -> None:
+        size = hpack.table.table_entry_size(name, value)
+        if size > self._maxsize:  # larger than the table: it empties (as hpack's add)
+            self.dynamic_entries.clear()
+            self._current_size = 0
+            return
+        self.dynamic_entries.appendleft((name, value))
+        self._current_size += size
+        self._shrink()
+        self._added = added = self._added + 1
+        self._fields[(name, value)] = added
+        self._names[name] = added
+        if len(self._fields) > 4 * len(self.dynamic_entries) + 64:
+            self._reindex()
+
+    def _reindex(self) -> None:
+        """Forget numbers of evicted entries (the dicts would grow with every new field)."""
+        fields: dict[tuple[bytes, bytes], int] = {}
+        names: dict[bytes, int] = {}
+        number = self._added
+        for name, value in self.dynamic_entries:  # newest first
+            fields.setdefault((name, value), number)
+            names.setdefault(name, number)
+            number -= 1
+        self._fields = fields
+        self._names = names
+
+    def search(self, name: bytes, value: bytes) -> tuple[int, bytes, bytes | None] | None:
+        static = self.STATIC_TABLE_MAPPING.get(name)
+        if static is not None:
+            index = static[1].get(value)
+            if index is not None:
+                return index, name, value
+        length = len(self.dynamic_entries)
+        offset = self.STATIC_TABLE_LENGTH + 1
+        number = self._fields.get((name, value))
+        if number is not None and self._added - number < length:
+            return offset + self._added - number, name, value
+        if static is not None:
+            return static[0], name, None
+        number = self._names.get(name)
+        if number is not None and self._added - number < length:
+            return offset + self._added - number, name, None
+        return None
 
 _CONN_SEND_HEADERS = h2.connection.ConnectionInputs.SEND_HEADERS
 _CONN_SEND_DATA = h2.connection.ConnectionInputs.SEND_DATA
@@ -540,6 +604,7 @@ class HTTP2Protocol(Protocol):
             validate_inbound_headers=False, normalize_inbound_headers=False,
         )
         self.conn = _ServerConnection(config)
+        self.conn.encoder.header_table = IndexedHeaderTable()
         self.conn.incoming_buffer = _FrameBuffer(server=True)
 
     # -- connection ---------------------------------------------------------------------
@@ -1058,7 +1123,9 @@ class HTTP2Protocol(Protocol):
             trailers = response.trailers if response is not None else None
             try:
                 if trailers:
-                    conn.send_headers(stream.id, _fields(trailers), end_stream=True)
+                    # Trailers make the same state transition as a head (h2 tells them apart
+                    # by the stream's state), so the direct write serves them too.
+                    conn.send_response_headers(stream.id, _fields(trailers), True)
                 else:
                     conn.end_stream(stream.id)
             except h2.exceptions.ProtocolError as error:

@@ -23,7 +23,12 @@ from twisted.internet.protocol import Factory
 from twisted.python.failure import Failure
 
 from txcaddy._twisted import connection_under, unwrap_endpoint_protocol
-from txcaddy.reverseproxy.errors import DialError, TLSHandshakeError, TLSHandshakeTimeout
+from txcaddy.reverseproxy.errors import (
+    DialError,
+    TLSHandshakeError,
+    TLSHandshakeTimeout,
+    UpstreamError,
+)
 
 if TYPE_CHECKING:
     from txcaddy.reverseproxy._exchange import Exchange
@@ -118,12 +123,13 @@ class Dial:
     ``handshake_timed_out`` and ``handshake_failed`` while ``conn.dial`` is set.
     """
 
-    __slots__ = ("host", "exchange", "timer", "timed_out", "handshake_timer",
+    __slots__ = ("host", "exchange", "riders", "timer", "timed_out", "handshake_timer",
                  "handshake_expired")
 
     def __init__(self, host: HostPool, exchange: Exchange) -> None:
         self.host = host
         self.exchange = exchange
+        self.riders: list[Exchange] = []  # exchanges waiting for this connection (HTTP/2)
         self.timer: Any = None
         self.timed_out = False
         self.handshake_timer: Any = None
@@ -173,11 +179,17 @@ class Dial:
                     timeout, self.handshake_timed_out, conn)
 
     def _ready(self, conn: Connection) -> None:
+        host = self.host
+        riders = host.dial_over(self)
         if self.exchange.finished:
             # The caller gave up while we were dialing: keep the connection for others.
-            self.host.connection_done(conn, reusable=True)
-            return
-        conn.start(self.exchange)
+            host.connection_done(conn, reusable=True)
+        else:
+            conn.start(self.exchange)
+        for exchange in riders:
+            # The new connection offered itself (shared) while it has room; beyond, a new dial.
+            if not exchange.finished:
+                host.submit(exchange)
 
     def _failed(self, reason: Failure) -> None:
         self._cancel_timer()
@@ -186,7 +198,15 @@ class Dial:
             msg = f"dial {host.address}: i/o timeout after {host.pool.dial_timeout}s"
         else:
             msg = f"dial {host.address}: {reason.getErrorMessage()}"
-        host.dial_failed(self.exchange, DialError(msg))
+        self._fail_all(DialError(msg))
+
+    def _fail_all(self, error: UpstreamError) -> None:
+        """The dial failed: its exchange and every rider fail with ``error`` (as in Go)."""
+        host = self.host
+        riders = host.dial_over(self)
+        host.dial_failed(self.exchange, error)
+        for exchange in riders:
+            exchange.abort(error)
 
     def _cancel_handshake_timer(self) -> None:
         timer, self.handshake_timer = self.handshake_timer, None
@@ -211,7 +231,7 @@ class Dial:
         else:
             error = TLSHandshakeError(
                 f"TLS handshake with {host.address}: {tls_failure_text(reason)}")
-        host.dial_failed(self.exchange, error)
+        self._fail_all(error)
 
 
 def tls_failure_text(reason: Failure) -> str:

@@ -58,6 +58,7 @@ class HostPool:
         self.open = 0
         self.waiters: deque[Exchange] = deque()
         self.shared: list[Connection] = []  # busy, with room for another exchange
+        self.dialing: list[Dial] = []  # dials others may ride (``UpstreamPool.dial_riders``)
 
     def connection_available(self, conn: Connection) -> None:
         """The busy (multiplexing) ``conn`` can take another exchange: a waiter's, or later."""
@@ -86,6 +87,15 @@ class HostPool:
                 conn.start(exchange)
                 return
             self.open -= 1
+        riders = self.pool.dial_riders
+        if riders:
+            # A multiplexing protocol: wait for a connection being dialled (Go's http2 pool
+            # dials once per address and lets every request that missed wait for it) instead
+            # of dialling one per request while the first is not yet up.
+            for dial in self.dialing:
+                if len(dial.riders) < riders:
+                    dial.riders.append(exchange)
+                    return
         limit = self.pool.max_conns_per_host
         if limit > 0 and self.open >= limit:
             self.waiters.append(exchange)
@@ -94,7 +104,17 @@ class HostPool:
 
     def _dial(self, exchange: Exchange) -> None:
         self.open += 1
-        Dial(self, exchange).start()
+        dial = Dial(self, exchange)
+        if self.pool.dial_riders:
+            self.dialing.append(dial)
+        dial.start()
+
+    def dial_over(self, dial: Dial) -> list[Exchange]:
+        """``dial`` connected or failed: it takes no more riders; those it has, still waiting."""
+        if dial in self.dialing:
+            self.dialing.remove(dial)
+        riders, dial.riders = dial.riders, []
+        return [exchange for exchange in riders if not exchange.finished]
 
     def dial_failed(self, exchange: Exchange, error: UpstreamError) -> None:
         """The dial for ``exchange`` failed: it fails with ``error`` and its slot frees."""
@@ -113,6 +133,11 @@ class HostPool:
         """``exchange`` was given up while waiting for a slot."""
         if exchange in self.waiters:
             self.waiters.remove(exchange)
+            return
+        for dial in self.dialing:
+            if exchange in dial.riders:
+                dial.riders.remove(exchange)
+                return
 
     def connection_done(self, conn: Connection, reusable: bool) -> None:
         """An exchange ended on ``conn`` (the last one, for a multiplexed one); reuse or retire it."""
@@ -252,6 +277,9 @@ class UpstreamPool:
         self.dial_timeout = dial_timeout
         self.max_idle_conns = max_idle_conns
         self.tls_handshake_timeout = tls_handshake_timeout
+        #: Exchanges that may wait for a connection being dialled instead of dialling their
+        #: own (0: none, each dials; a multiplexing protocol sets its assumed stream count).
+        self.dial_riders = 0
         self.tcp_keepalive = tcp_keepalive
         self.read_size = read_size
         self.endpoint_factory: Callable[[UpstreamAddress], Any] = (
