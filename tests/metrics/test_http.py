@@ -199,6 +199,36 @@ class AsyncTests(SynchronousTestCase):
                           samples[("caddy_http_requests_in_flight", basic)],
                           samples[("caddy_http_requests_total", basic)]), (1, 0, 1))
 
+    def test_observations_on_a_bound_fall_in_its_bucket(self) -> None:
+        """A value equal to a bucket's bound counts in that bucket (le), one above it in the next."""
+        for body, advance in ((b"x" * 256, 0.005), (b"x" * 257, 0.0051)):
+            self.server.handle(make_request(), FakeResponse())
+            self.clock.advance(advance)
+            self.handler.finish(body)
+        samples = _samples(self.metrics.registry)
+        full = (("code", "200"), ("handler", "reverse_proxy"), ("method", "GET"), ("server", "srv0"))
+
+        def bucket(name: str, le: str) -> float:
+            return samples[(name + "_bucket", (*full[:2], ("le", le), *full[2:]))]
+
+        self.assertEqual((bucket("caddy_http_response_size_bytes", "256.0"),
+                          bucket("caddy_http_response_size_bytes", "1024.0")), (1, 2))
+        self.assertEqual((bucket("caddy_http_request_duration_seconds", "0.005"),
+                          bucket("caddy_http_request_duration_seconds", "0.01")), (1, 2))
+        self.assertEqual((bucket("caddy_http_response_duration_seconds", "0.005"),
+                          bucket("caddy_http_response_duration_seconds", "0.01")), (1, 2))
+
+    def test_request_size_observed_as_request_size_computes_it(self) -> None:
+        """The request size observed is ``request_size`` of the request (URL, method, proto, fields, body)."""
+        request = make_request("POST", "/a?b=1", {"X-Y": "zz"}, body=b"12345", host="h.test")
+        expected = request_size(request)
+        self.server.handle(request, FakeResponse())
+        self.handler.finish(b"")
+        samples = _samples(self.metrics.registry)
+        full = (("code", "200"), ("handler", "reverse_proxy"), ("method", "POST"), ("server", "srv0"))
+        self.assertEqual(samples[("caddy_http_request_size_bytes_sum", full)], expected)
+        self.assertEqual(expected, len("/a?b=1") + 4 + 8 + len("X-Yzz") + 6 + 5)
+
     def test_wrapped_handlers_reached_through_next_count_once_each(self) -> None:
         """A handler reached through ``next`` counts on its own Deferred, the outer one through the server's."""
         routes = RouteList([Route([_Next(), self.handler])])

@@ -223,13 +223,14 @@ class _Timing:
             series = owner.series
             found = series.by_status.get((status, self.method)) or series.status_series(status, self.method)
             self.found = found
-            found.ttfb[bisect_left(_bounds, elapsed)] += 1
+            found.ttfb[0 if elapsed <= _bounds[0] else bisect_left(_bounds, elapsed)] += 1
             found.ttfb_sum += elapsed
         return status
 
     def done(
         self, result: Any = None,
         _durations: tuple[float, ...] = DURATION_BUCKETS, _sizes: tuple[float, ...] = SIZE_BUCKETS,
+        _fast_duration: float = DURATION_BUCKETS[0], _fast_size: float = SIZE_BUCKETS[0],
     ) -> Any:
         """The handler finished without an error: count it and observe the histograms."""
         owner = self.owner
@@ -241,19 +242,33 @@ class _Timing:
         series.in_flight -= 1
         series.requests += 1
         found = self.found
+        request = self.request
         response = self.response
+        self.request = self.response = None  # type: ignore[assignment]  # the response holds us (on_head)
         if found is None:  # no head written (falling through): Caddy reads the status 0 as 200
             status = response.status
             found = series.by_status.get((status, self.method)) or series.status_series(status, self.method)
-        found.duration[bisect_left(_durations, elapsed)] += 1
+        # Most observations fall in the first bucket: a comparison rather than a bisection.
+        found.duration[0 if elapsed <= _fast_duration else bisect_left(_durations, elapsed)] += 1
         found.duration_sum += elapsed
-        size = request_size(self.request)
-        found.request_size[bisect_left(_sizes, size)] += 1
+        # request_size(), inlined: this runs on every request.
+        size = len(request.raw_path) + len(request.method) + len(request.proto) + len(request.host)
+        if request.query:
+            size += 1 + len(request.query)
+        for name, values in request.headers.lists():
+            if name == "Host":  # Go keeps the Host out of the header map
+                continue
+            size += len(name)
+            for value in values:
+                size += len(value)
+        length = request.body.length
+        if length:  # None (unknown) and 0 add nothing
+            size += length
+        found.request_size[0 if size <= _fast_size else bisect_left(_sizes, size)] += 1
         found.request_size_sum += size
         size = response.size
-        found.response_size[bisect_left(_sizes, size)] += 1
+        found.response_size[0 if size <= _fast_size else bisect_left(_sizes, size)] += 1
         found.response_size_sum += size
-        self.request = self.response = None  # type: ignore[assignment]
         return result
 
     def failed(self, failure: Any = None) -> Any:
