@@ -6,7 +6,9 @@ loop, upstream client, pool), not the kernel's.  Prints the best of ``--rounds``
 ``--requests`` keep-alive requests in microseconds of this process's CPU time per request
 (other load on the machine then counts less, though it still slows the caches).
 
-    python3 tools/inprocess_bench.py [--requests 20000] [--rounds 5] [--close] [--calls]
+    python3 tools/inprocess_bench.py [--requests 20000] [--rounds 5] [--close] [--calls] [--metrics]
+
+``--metrics`` measures the same server with ``servers { metrics }`` (the HTTP series counted).
 
 ``--calls`` counts the Python function calls per request instead (with ``cProfile``): a
 number that does not depend on the machine's load, to check that a change leaves the
@@ -60,15 +62,17 @@ class _Upstream:
 def _handler(routes: Any) -> ReverseProxyHandler:
     for route in routes.routes:
         for handler in route.handlers:
+            handler = getattr(handler, "handler", handler)  # under ``metrics``: the wrapped one
             if isinstance(handler, ReverseProxyHandler):
                 return handler
     raise SystemExit("no reverse_proxy handler")
 
 
-def run(requests: int, close: bool, calls: bool = False) -> float:
+def run(requests: int, close: bool, calls: bool = False, metrics: bool = False) -> float:
     reactor = MemoryServingReactor()
+    options = "{\n\tservers {\n\t\tmetrics\n\t}\n}\n" if metrics else ""
     service = fromCaddyfile(
-        "http://:18081 {\n\tbind 127.0.0.1\n\treverse_proxy 127.0.0.1:9000\n}\n", reactor=reactor)
+        options + "http://:18081 {\n\tbind 127.0.0.1\n\treverse_proxy 127.0.0.1:9000\n}\n", reactor=reactor)
     assert service.http is not None
     server = next(iter(service.http.servers.values()))
     upstream = _Upstream()
@@ -125,11 +129,19 @@ def main() -> None:
     parser.add_argument("--rounds", type=int, default=5)
     parser.add_argument("--close", action="store_true")
     parser.add_argument("--calls", action="store_true")
+    parser.add_argument("--metrics", action="store_true", help="the server with the ``metrics`` option")
+    parser.add_argument("--profile", action="store_true", help="print a cProfile of the requests")
     args = parser.parse_args()
     if args.calls:
-        print(f"{run(args.requests, args.close, calls=True):.2f} function calls/request")
+        print(f"{run(args.requests, args.close, calls=True, metrics=args.metrics):.2f} function calls/request")
         return
-    results = [run(args.requests, args.close) for _ in range(args.rounds)]
+    if args.profile:
+        import cProfile
+
+        cProfile.runctx("run(args.requests, args.close, metrics=args.metrics)", globals(), locals(),
+                        sort="tottime")
+        return
+    results = [run(args.requests, args.close, metrics=args.metrics) for _ in range(args.rounds)]
     print(f"best {min(results):.1f} us/request  (rounds: {', '.join(f'{r:.1f}' for r in results)})")
 
 

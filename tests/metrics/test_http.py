@@ -12,6 +12,7 @@ from twisted.trial.unittest import SynchronousTestCase
 from txcaddy.config.loader import LoadContext, Runtime
 from txcaddy.http.app import load_http_app
 from txcaddy.http.routing import Route, RouteList
+from txcaddy.http.server import HTTPServer
 from txcaddy.metrics import InstrumentedHandler, Metrics, render_metrics, request_size
 from txcaddy.metrics._http import HTTPMetrics, instrument_routes, sanitize_code, sanitize_method
 from txcaddy.testing import FakeResponse, make_request
@@ -141,6 +142,13 @@ class _Later:
         d.callback(None)
 
 
+class _Next:
+    """A handler that goes on with ``next`` and returns what it returns (like ``header``)."""
+
+    def serve(self, request: Any, response: Any, next: Any) -> Any:
+        return next(request, response)
+
+
 class AsyncTests(SynchronousTestCase):
     def setUp(self) -> None:
         self.clock = Clock()
@@ -149,19 +157,19 @@ class AsyncTests(SynchronousTestCase):
         self.handler = _Later()
         routes = RouteList([Route([self.handler])])
         self.routes = instrument_routes(routes, [{"handle": [{"handler": "reverse_proxy"}]}], "srv0", self.http)
+        self.server = HTTPServer("srv0", [":8080"], self.routes)
 
     def test_in_flight_until_the_deferred_fires_and_duration_from_the_clock(self) -> None:
         """In flight counts while the handler's Deferred is pending; the duration and TTFB follow the clock."""
         response = FakeResponse()
-        result = self.routes.serve(make_request(), response, lambda rq, rs: None)
-        assert isinstance(result, Deferred)
+        self.server.handle(make_request(), response)
         samples = _samples(self.metrics.registry)
         basic = (("handler", "reverse_proxy"), ("server", "srv0"))
         self.assertEqual(samples[("caddy_http_requests_in_flight", basic)], 1)
         self.assertEqual(samples[("caddy_http_requests_total", basic)], 0)
         self.clock.advance(0.3)
         self.handler.finish(b"x" * 2000)
-        self.assertIsNone(self.successResultOf(result))
+        self.assertTrue(response.finished)
         samples = _samples(self.metrics.registry)
         self.assertEqual(samples[("caddy_http_requests_in_flight", basic)], 0)
         self.assertEqual(samples[("caddy_http_requests_total", basic)], 1)
@@ -178,17 +186,65 @@ class AsyncTests(SynchronousTestCase):
                           bucket("caddy_http_response_size_bytes", "4096.0")), (0, 1))
 
     def test_failed_deferred_counts_an_error(self) -> None:
-        """A Deferred failing counts an error, leaves nothing in flight, and the failure goes on."""
+        """A Deferred failing counts an error and leaves nothing in flight; the server answers 500."""
         response = FakeResponse()
-        result = self.routes.serve(make_request(), response, lambda rq, rs: None)
-        assert isinstance(result, Deferred)
+        self.server.handle(make_request(), response)
         _, d = self.handler.pending.pop()
         d.errback(RuntimeError("upstream gone"))
-        self.failureResultOf(result, RuntimeError)
+        self.flushLoggedErrors(RuntimeError)
+        self.assertEqual(response.status, 500)
         samples = _samples(self.metrics.registry)
         basic = (("handler", "reverse_proxy"), ("server", "srv0"))
         self.assertEqual((samples[("caddy_http_request_errors_total", basic)],
-                          samples[("caddy_http_requests_in_flight", basic)]), (1, 0))
+                          samples[("caddy_http_requests_in_flight", basic)],
+                          samples[("caddy_http_requests_total", basic)]), (1, 0, 1))
+
+    def test_observations_on_a_bound_fall_in_its_bucket(self) -> None:
+        """A value equal to a bucket's bound counts in that bucket (le), one above it in the next."""
+        for body, advance in ((b"x" * 256, 0.005), (b"x" * 257, 0.0051)):
+            self.server.handle(make_request(), FakeResponse())
+            self.clock.advance(advance)
+            self.handler.finish(body)
+        samples = _samples(self.metrics.registry)
+        full = (("code", "200"), ("handler", "reverse_proxy"), ("method", "GET"), ("server", "srv0"))
+
+        def bucket(name: str, le: str) -> float:
+            return samples[(name + "_bucket", (*full[:2], ("le", le), *full[2:]))]
+
+        self.assertEqual((bucket("caddy_http_response_size_bytes", "256.0"),
+                          bucket("caddy_http_response_size_bytes", "1024.0")), (1, 2))
+        self.assertEqual((bucket("caddy_http_request_duration_seconds", "0.005"),
+                          bucket("caddy_http_request_duration_seconds", "0.01")), (1, 2))
+        self.assertEqual((bucket("caddy_http_response_duration_seconds", "0.005"),
+                          bucket("caddy_http_response_duration_seconds", "0.01")), (1, 2))
+
+    def test_request_size_observed_as_request_size_computes_it(self) -> None:
+        """The request size observed is ``request_size`` of the request (URL, method, proto, fields, body)."""
+        request = make_request("POST", "/a?b=1", {"X-Y": "zz"}, body=b"12345", host="h.test")
+        expected = request_size(request)
+        self.server.handle(request, FakeResponse())
+        self.handler.finish(b"")
+        samples = _samples(self.metrics.registry)
+        full = (("code", "200"), ("handler", "reverse_proxy"), ("method", "POST"), ("server", "srv0"))
+        self.assertEqual(samples[("caddy_http_request_size_bytes_sum", full)], expected)
+        self.assertEqual(expected, len("/a?b=1") + 4 + 8 + len("X-Yzz") + 6 + 5)
+
+    def test_wrapped_handlers_reached_through_next_count_once_each(self) -> None:
+        """A handler reached through ``next`` counts on its own Deferred, the outer one through the server's."""
+        routes = RouteList([Route([_Next(), self.handler])])
+        config = [{"handle": [{"handler": "headers"}, {"handler": "reverse_proxy"}]}]
+        server = HTTPServer("srv0", [":8080"], instrument_routes(routes, config, "srv0", self.http))
+        response = FakeResponse()
+        server.handle(make_request(), response)
+        self.clock.advance(0.3)
+        self.handler.finish(b"x")
+        samples = _samples(self.metrics.registry)
+        for name in ("headers", "reverse_proxy"):
+            basic = (("handler", name), ("server", "srv0"))
+            self.assertEqual((samples[("caddy_http_requests_total", basic)],
+                              samples[("caddy_http_requests_in_flight", basic)]), (1, 0))
+            full = (("code", "200"), ("handler", name), ("method", "GET"), ("server", "srv0"))
+            self.assertEqual(samples[("caddy_http_request_duration_seconds_count", full)], 1)
 
 
 class HelperTests(SynchronousTestCase):

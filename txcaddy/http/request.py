@@ -118,6 +118,12 @@ _DISCARD = _Discard()  # stateless: one serves every body thrown away or finishe
 class Request:
     """An HTTP request being served."""
 
+    #: What the server tells when the handler chain's Deferred fires: an object with
+    #: ``done()`` and ``failed()``, called before the server's own bookkeeping. Set by
+    #: the outermost ``metrics`` wrapper (``txcaddy.metrics._http``) so it needs no
+    #: Deferred callbacks of its own; a class attribute, so other requests pay nothing.
+    chain_end: Any = None
+
     def __init__(
         self,
         method: str,

@@ -107,9 +107,15 @@ class HTTPServer:
         return True
 
     def _chain_result(self, _: Any, request: Request, response: Response) -> None:
+        chain_end = request.chain_end
+        if chain_end is not None:
+            chain_end.done()
         self._chain_done(request, response)
 
     def _chain_error(self, failure: Failure, request: Request, response: Response) -> None:
+        chain_end = request.chain_end
+        if chain_end is not None:
+            chain_end.failed()
         self._failed(request, response, cast(BaseException, failure.value))  # an errback's failure has a value
 
     def _chain_done(self, request: Request, response: Response) -> None:

@@ -30,7 +30,6 @@ from prometheus_client.metrics_core import (
 )
 from prometheus_client.utils import floatToGoString
 from twisted.internet.defer import Deferred
-from twisted.python.failure import Failure
 from zope.interface import implementer
 
 from txcaddy.http.request import Request
@@ -61,6 +60,7 @@ def request_size(request: Request) -> int:
     size = len(request.raw_path) + len(request.method) + len(request.proto) + len(request.host)
     if request.query:
         size += 1 + len(request.query)
+    # A plain loop: faster than joining or summing with generators for a handful of fields.
     for name, values in request.headers.lists():
         if name == "Host":  # Go keeps the Host out of the header map
             continue
@@ -197,15 +197,22 @@ def _add(
 
 
 class _Timing:
-    """One request through one instrumented handler: observes the time to the head."""
+    """One request through one instrumented handler: its start, method and series.
 
-    __slots__ = ("owner", "method", "start", "found")
+    Made once per request and used as both the ``on_head`` callback (the time to
+    the head) and the callbacks of the handler's Deferred, so the per-request path
+    builds no closures and no callback argument tuples.
+    """
 
-    def __init__(self, owner: InstrumentedHandler, method: str, start: float) -> None:
+    __slots__ = ("owner", "method", "start", "found", "request", "response")
+
+    def __init__(self, owner: InstrumentedHandler, request: Request, response: Response, start: float) -> None:
         self.owner: InstrumentedHandler | None = owner  # None once the handler is done
-        self.method = method
+        self.method = request.method
         self.start = start
         self.found: StatusSeries | None = None  # the series of the status the head went out with
+        self.request = request
+        self.response = response
 
     def __call__(self, response: Response, status: int, _bounds: tuple[float, ...] = DURATION_BUCKETS) -> int:
         # Response.on_head callback: runs just before the head is sent. A head written
@@ -213,10 +220,69 @@ class _Timing:
         owner = self.owner
         if owner is not None and self.found is None:
             elapsed = owner.clock() - self.start
-            found = self.found = owner.series.status_series(status, self.method)
-            found.ttfb[bisect_left(_bounds, elapsed)] += 1
+            series = owner.series
+            found = series.by_status.get((status, self.method)) or series.status_series(status, self.method)
+            self.found = found
+            found.ttfb[0 if elapsed <= _bounds[0] else bisect_left(_bounds, elapsed)] += 1
             found.ttfb_sum += elapsed
         return status
+
+    def done(
+        self, result: Any = None,
+        _durations: tuple[float, ...] = DURATION_BUCKETS, _sizes: tuple[float, ...] = SIZE_BUCKETS,
+        _fast_duration: float = DURATION_BUCKETS[0], _fast_size: float = SIZE_BUCKETS[0],
+    ) -> Any:
+        """The handler finished without an error: count it and observe the histograms."""
+        owner = self.owner
+        if owner is None:  # already counted
+            return result
+        elapsed = owner.clock() - self.start
+        self.owner = None
+        series = owner.series
+        series.in_flight -= 1
+        series.requests += 1
+        found = self.found
+        request = self.request
+        response = self.response
+        self.request = self.response = None  # type: ignore[assignment]  # the response holds us (on_head)
+        if found is None:  # no head written (falling through): Caddy reads the status 0 as 200
+            status = response.status
+            found = series.by_status.get((status, self.method)) or series.status_series(status, self.method)
+        # Most observations fall in the first bucket: a comparison rather than a bisection.
+        found.duration[0 if elapsed <= _fast_duration else bisect_left(_durations, elapsed)] += 1
+        found.duration_sum += elapsed
+        # request_size(), inlined: this runs on every request.
+        size = len(request.raw_path) + len(request.method) + len(request.proto) + len(request.host)
+        if request.query:
+            size += 1 + len(request.query)
+        for name, values in request.headers.lists():
+            if name == "Host":  # Go keeps the Host out of the header map
+                continue
+            size += len(name)
+            for value in values:
+                size += len(value)
+        length = request.body.length
+        if length:  # None (unknown) and 0 add nothing
+            size += length
+        found.request_size[0 if size <= _fast_size else bisect_left(_sizes, size)] += 1
+        found.request_size_sum += size
+        size = response.size
+        found.response_size[0 if size <= _fast_size else bisect_left(_sizes, size)] += 1
+        found.response_size_sum += size
+        return result
+
+    def failed(self, failure: Any = None) -> Any:
+        """The handler raised or its Deferred failed: an error, nothing observed."""
+        owner = self.owner
+        if owner is None:  # already counted
+            return failure
+        series = owner.series
+        self.owner = None
+        self.request = self.response = None  # type: ignore[assignment]
+        series.in_flight -= 1
+        series.requests += 1
+        series.errors += 1
+        return failure
 
 
 @implementer(IHandler)
@@ -231,57 +297,28 @@ class InstrumentedHandler:
         self.clock = clock
 
     def serve(self, request: Request, response: Response, next: Any) -> Any:
-        series = self.series
-        series.in_flight += 1
-        timing = _Timing(self, request.method, self.clock())
+        self.series.in_flight += 1
+        timing = _Timing(self, request, response, self.clock())
         if not response.head_sent:
             response.on_head(timing)
+        # The first wrapped handler of a request returns the Deferred the server itself
+        # waits on (``HTTPServer._chain_result``/``_chain_error``): it has the server tell
+        # it, rather than add a callback pair of its own. Handlers it runs through
+        # ``next`` find the place taken and add theirs.
+        outermost = request.chain_end is None
+        if outermost:
+            request.chain_end = timing
         try:
             result = self.handler.serve(request, response, next)
         except BaseException:
-            timing.owner = None
-            series.in_flight -= 1
-            series.requests += 1
-            series.errors += 1
+            timing.failed()
             raise
         if isinstance(result, Deferred):
-            return result.addCallbacks(
-                self._done, self._failed, callbackArgs=(request, response, timing), errbackArgs=(timing,))
-        self._observe(request, response, timing)
+            if outermost:
+                return result
+            return result.addCallbacks(timing.done, timing.failed)
+        timing.done()
         return None
-
-    def _done(self, result: Any, request: Request, response: Response, timing: _Timing) -> Any:
-        self._observe(request, response, timing)
-        return result
-
-    def _failed(self, failure: Failure, timing: _Timing) -> Failure:
-        timing.owner = None
-        series = self.series
-        series.in_flight -= 1
-        series.requests += 1
-        series.errors += 1
-        return failure
-
-    def _observe(
-        self, request: Request, response: Response, timing: _Timing,
-        _durations: tuple[float, ...] = DURATION_BUCKETS, _sizes: tuple[float, ...] = SIZE_BUCKETS,
-    ) -> None:
-        elapsed = self.clock() - timing.start
-        timing.owner = None
-        series = self.series
-        series.in_flight -= 1
-        series.requests += 1
-        found = timing.found
-        if found is None:  # no head written (falling through): Caddy reads the status 0 as 200
-            found = series.status_series(response.status, timing.method)
-        found.duration[bisect_left(_durations, elapsed)] += 1
-        found.duration_sum += elapsed
-        size = request_size(request)
-        found.request_size[bisect_left(_sizes, size)] += 1
-        found.request_size_sum += size
-        size = response.size
-        found.response_size[bisect_left(_sizes, size)] += 1
-        found.response_size_sum += size
 
     def __repr__(self) -> str:
         return f"<InstrumentedHandler {self.series.handler} {self.handler!r}>"
