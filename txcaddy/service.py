@@ -50,7 +50,7 @@ from txcaddy.config.configschema import check_config
 from txcaddy.config.loader import LoadContext, Runtime
 from txcaddy.config.source import read_config_text
 from txcaddy.errors import ConfigError, ConfigWarning
-from txcaddy.http._h2 import HTTPFactory
+from txcaddy.http._httpfactory import HTTPFactory
 from txcaddy.http.app import HTTPApp, load_http_app
 from txcaddy.interfaces import IStorage
 from txcaddy.logs import LogSystem

@@ -16,7 +16,8 @@ from twisted.trial.unittest import SynchronousTestCase
 from zope.interface import implementer
 
 from txcaddy.http._h1 import HTTP11Protocol
-from txcaddy.http._h2 import PREFACE, HTTP2Protocol, HTTPFactory
+from txcaddy.http._h2 import PREFACE, HTTP2Protocol
+from txcaddy.http._httpfactory import HTTPFactory
 from txcaddy.http.handlers.static import load_static_response
 from txcaddy.http.headers import Headers
 from txcaddy.http.routing import MatcherSet, Route, RouteList

@@ -19,7 +19,7 @@ from tests.reverseproxy._backends import site, start_proxy
 from tests.reverseproxy._client import Collector, TrackedFactory
 from tests.tls.test__client import shared_pki
 from txcaddy._reactor import default_reactor
-from txcaddy.http._h2 import HTTPFactory
+from txcaddy.http._httpfactory import HTTPFactory
 from txcaddy.http.routing import Route, RouteList
 from txcaddy.http.server import HTTPServer
 from txcaddy.interfaces import IHandler

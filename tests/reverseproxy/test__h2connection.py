@@ -18,7 +18,7 @@ from twisted.internet.testing import StringTransport
 from twisted.python.failure import Failure
 from twisted.trial.unittest import SynchronousTestCase
 
-from txcaddy.reverseproxy import _h2connection
+from txcaddy.reverseproxy import _h2client
 from txcaddy.reverseproxy._dial import UpstreamAddress
 from txcaddy.reverseproxy._exchange import ResponseBodyConsumer
 from txcaddy.reverseproxy._h2connection import H2Pool, HTTP2Connection, StreamRefused
@@ -480,7 +480,7 @@ class CheckedResponseTests(H2TestCase):
 
     def test_huffman_strings_remembered_per_connection(self) -> None:
         """Huffman-coded response strings decode the same from the connection's bounded cache."""
-        self.patch(_h2connection, "HUFFMAN_CACHE_SIZE", 2)
+        self.patch(_h2client, "HUFFMAN_CACHE_SIZE", 2)
         fields = [(b":status", b"200"), (b"x-a", b"application/grpc"), (b"x-b", b"nginx/1.22.1")]
         for sid in (1, 3):
             _, heads, _ = self.request()
@@ -494,7 +494,7 @@ class CheckedResponseTests(H2TestCase):
                                                 (b"content-length", b"0")])
         cache = peer.conn.h2.huffman_cache
         self.assertTrue(0 < len(cache) <= 2)
-        self.assertIsNone(_h2connection._huffman_cache)
+        self.assertIsNone(_h2client._huffman_cache)
 
     def test_credentials_are_never_indexed(self) -> None:
         """Authorization and short cookies are not put in the HPACK table (as h2 did)."""

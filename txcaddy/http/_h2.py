@@ -49,56 +49,61 @@ aborted if the peer does not read it within ``GOAWAY_TIMEOUT``:
 
 ``Upgrade: h2c`` is taken by the HTTP/1.1 protocol, which hands the connection
 and the request (as stream 1) to an ``HTTP2Protocol`` made by
-``HTTPFactory.upgrade_h2c`` (Go's ``x/net/http2/h2c``).
+``HTTPFactory.upgrade_h2c`` (Go's ``x/net/http2/h2c``; ``_httpfactory``).
+
+The wire-level pieces (``h2`` subclasses, frames, HPACK) are in ``_h2frames``, field
+checks in ``_h2fields``, a stream and its response in ``_h2stream``.
 
 Not here yet: extended CONNECT (WebSocket over h2), server push.
 """
 
+
 from __future__ import annotations
 
 import base64
-import re
-import struct
 import time
-from collections import deque
 from typing import Any
 
 import h2.config
 import h2.connection
 import h2.events
 import h2.exceptions
-import h2.frame_buffer
 import h2.settings
-import h2.stream
-import hpack.hpack
-import hpack.table
 import hyperframe.exceptions
 from h2.errors import ErrorCodes
-from hyperframe.frame import Frame, GoAwayFrame
+from hyperframe.frame import GoAwayFrame
 from twisted.internet.interfaces import IPushProducer, ISSLTransport
-from twisted.internet.protocol import Factory, Protocol
+from twisted.internet.protocol import Protocol
 from twisted.logger import Logger
 from twisted.python.failure import Failure
 from zope.interface import implementer
 
 from txcaddy._twisted import no_delay
-from txcaddy.http._h1 import HTTP11Protocol, _unmapped
-from txcaddy.http._h1head import DATE
+from txcaddy.http._budget import _Budget
+from txcaddy.http._h1 import _unmapped
+from txcaddy.http._h2fields import (
+    _CONNECTION_SPECIFIC,
+    _fields,
+    _malformed_trailers,
+    _request_fields,
+)
+from txcaddy.http._h2frames import (
+    CONNECTION_WINDOW,
+    INITIAL_WINDOW_SIZE,
+    MAX_CONCURRENT_STREAMS,
+    MAX_FRAME_SIZE,
+    MAX_HEADER_LIST_SIZE,
+    PREFACE,  # noqa: F401  # re-exported: this module was its home (tests)
+    IndexedHeaderTable,
+    _decoded_field,  # noqa: F401  # re-exported: this module was its home (tests)
+    _FrameBuffer,
+    _ServerConnection,
+)
+from txcaddy.http._h2stream import H2Response, _Stream
 from txcaddy.http.headers import Headers
 from txcaddy.http.request import Request, RequestBody
-from txcaddy.http.response import Response
 from txcaddy.interfaces import IHTTPServer, IServerConnection
 from txcaddy.tls.context import TLSState
-
-#: The connection preface a client speaking HTTP/2 by prior knowledge starts with.
-PREFACE = b"PRI * HTTP/2.0\r\n\r\nSM\r\n\r\n"
-
-# Go's server values (x/net/http2/server.go), which Caddy does not change.
-MAX_CONCURRENT_STREAMS = 250
-INITIAL_WINDOW_SIZE = 1 << 20
-MAX_FRAME_SIZE = 1 << 20
-MAX_HEADER_LIST_SIZE = (1 << 20) + 320
-CONNECTION_WINDOW = 1 << 20
 
 # Response bytes queued on one stream beyond what the peer's window admits
 # before the response's producer is paused.
@@ -113,447 +118,6 @@ EMPTY_DATA_LIMIT = 1_000
 EMPTY_DATA_WINDOW = 10.0
 PREFACE_TIMEOUT = 10.0
 GOAWAY_TIMEOUT = 1.0
-
-_NO_BODY_STATUSES = frozenset({204, 304})
-# Fields that mean something only to an HTTP/1.1 connection (RFC 9113 §8.2.2).
-_CONNECTION_SPECIFIC = frozenset({
-    "connection", "keep-alive", "proxy-connection", "transfer-encoding", "upgrade",
-})
-_CONNECTION_SPECIFIC_RAW = frozenset(name.encode("ascii") for name in _CONNECTION_SPECIFIC)
-#: A field name as Go's server takes it: a token (RFC 9110 §5.6.2), lowercase (RFC 9113 §8.2.1).
-_FIELD_NAME = re.compile(rb"[!#$%&'*+\-.^_`|~0-9a-z]+").fullmatch
-#: What makes a field value malformed: control characters but HTAB (Go's ``ValidHeaderFieldValue``;
-#: RFC 9113 forbids NUL, CR and LF), or whitespace at either end (RFC 9113 §8.2.1).
-_BAD_FIELD_VALUE = re.compile(rb"[\x00-\x08\x0a-\x1f\x7f]|\A[ \t]|[ \t]\Z").search
-
-
-def _malformed_trailers(fields: Any) -> str | None:
-    """Why a trailer section is malformed (RFC 9113 §8.1: no pseudo-header fields), or None."""
-    for name, value in fields:
-        if name[:1] == b":":
-            return f"pseudo-header field {name!r} in trailers"
-        if not _FIELD_NAME(name) or name in _CONNECTION_SPECIFIC_RAW:
-            return f"field name {name!r} not allowed"
-        if value and _BAD_FIELD_VALUE(value):
-            return f"malformed value of {name!r}"
-    return None
-
-
-class _Budget:
-    """At most ``limit`` events within any ``window`` seconds of the clock."""
-
-    __slots__ = ("limit", "window", "times")
-
-    def __init__(self, limit: int, window: float) -> None:
-        self.limit = limit
-        self.window = window
-        self.times: deque[float] = deque()
-
-    def spend(self, now: float) -> bool:
-        """Count one event; False once more than ``limit`` fell within the window."""
-        times = self.times
-        times.append(now)
-        horizon = now - self.window
-        while times[0] <= horizon:
-            times.popleft()
-        return len(times) <= self.limit
-
-
-class _FrameBuffer(h2.frame_buffer.FrameBuffer):
-    """``h2``'s frame reader, refusing a header block larger than the header list may be.
-
-    ``h2`` keeps every HEADERS/CONTINUATION frame of a block until END_HEADERS
-    (up to 64 frames of up to 1 MiB each). An encoded block longer than
-    ``MAX_HEADER_LIST_SIZE`` cannot decode to a list within it (each field
-    costs 32 bytes in the list, more than its HPACK framing), so it is refused
-    as it grows, not after 64 MiB.
-    """
-
-    def _update_header_buffer(self, f: Frame | None) -> Frame | None:
-        result = super()._update_header_buffer(f)
-        buffered = self._headers_buffer
-        if buffered and sum(len(frame.data) for frame in buffered) > MAX_HEADER_LIST_SIZE:
-            raise h2.exceptions.ProtocolError("header block larger than MAX_HEADER_LIST_SIZE")
-        return result
-
-
-class _ServerConnection(h2.connection.H2Connection):
-    """``h2``'s connection, refusing one stream over the limit instead of the whole connection.
-
-    ``h2`` answers a HEADERS frame beyond MAX_CONCURRENT_STREAMS with a
-    connection error (GOAWAY), which kills every stream. Go resets only that
-    stream: PROTOCOL_ERROR once the client acknowledged our SETTINGS (it knew
-    better), REFUSED_STREAM before. Handlers still running for streams that
-    are no longer open (``orphans``: reset by the client, or by us) count
-    toward the limit too, as Go counts running handlers; a stream refused for
-    them gets REFUSED_STREAM. The header block is decoded either way, so the
-    HPACK state stays in step.
-    """
-
-    def __init__(self, config: h2.config.H2Configuration) -> None:
-        super().__init__(config=config)
-        self.orphans = 0  # handlers still running for streams no longer open
-        self.refused = 0  # streams refused, for the protocol's rapid-reset budget
-        self._admitting = False
-
-    @property
-    def open_inbound_streams(self) -> int:
-        # h2 reads this only to refuse an inbound stream; the check is ours (below).
-        if self._admitting:
-            return 0
-        return super().open_inbound_streams
-
-    def _receive_headers_frame(self, frame: Any) -> Any:
-        if frame.stream_id in self.streams:
-            return super()._receive_headers_frame(frame)
-        # h2 counts open streams by walking all it keeps (and drops the closed ones then): only
-        # worth it when the count could reach the limit. (3 % of a proxied request's CPU with
-        # 100 streams in flight.)
-        known = len(self.streams)
-        open_now = known if known + self.orphans < MAX_CONCURRENT_STREAMS else self.open_inbound_streams
-        self._admitting = True
-        try:
-            frames, events = super()._receive_headers_frame(frame)
-        finally:
-            self._admitting = False
-        if open_now + 1 > MAX_CONCURRENT_STREAMS:
-            acked = self.local_settings.max_concurrent_streams == MAX_CONCURRENT_STREAMS
-            code = ErrorCodes.PROTOCOL_ERROR if acked else ErrorCodes.REFUSED_STREAM
-        elif open_now + self.orphans + 1 > MAX_CONCURRENT_STREAMS:
-            code = ErrorCodes.REFUSED_STREAM
-        else:
-            return frames, events
-        self.reset_stream(frame.stream_id, code)
-        self.refused += 1
-        return frames, [e for e in events if getattr(e, "stream_id", None) != frame.stream_id]
-
-    # The two sends of every response, without h2's frame objects. h2's ``send_headers`` and
-    # ``send_data`` build hyperframe objects (flags sets, padding and priority mixins) only to
-    # serialise them at once, and re-scan the fields; these make the same state transitions and
-    # window accounting and write the frame bytes directly (~4 % of a proxied HTTP/2 request).
-    # They rely on h2 4's state machines (``state_machine.process_input``), like h2's own
-    # methods; setup.cfg keeps h2 below 5.
-
-    def send_response_headers(self, stream_id: int, fields: list[tuple[bytes, bytes]], end: bool) -> None:
-        """``send_headers`` for a final (non-1xx) response head, or trailers, on an open stream."""
-        stream = self._get_stream_by_id(stream_id)
-        self.state_machine.process_input(_CONN_SEND_HEADERS)
-        stream.state_machine.process_input(_STREAM_SEND_HEADERS)
-        block = self.encoder.encode(fields)
-        if end:
-            stream.state_machine.process_input(_STREAM_SEND_END_STREAM)
-        size = self.max_outbound_frame_size
-        out = self._data_to_send
-        if len(block) <= size:
-            out += _frame_head(len(block), 0x1, 0x4 | (0x1 if end else 0), stream_id)
-            out += block
-            return
-        out += _frame_head(size, 0x1, 0x1 if end else 0, stream_id)  # HEADERS, then CONTINUATIONs
-        out += block[:size]
-        for start in range(size, len(block), size):
-            piece = block[start:start + size]
-            last = start + size >= len(block)
-            out += _frame_head(len(piece), 0x9, 0x4 if last else 0, stream_id)
-            out += piece
-
-    def send_response_data(self, stream_id: int, data: bytes, end: bool) -> None:
-        """``send_data`` for a piece the caller checked against both windows and the frame size."""
-        stream = self._get_stream_by_id(stream_id)
-        self.state_machine.process_input(_CONN_SEND_DATA)
-        stream.state_machine.process_input(_STREAM_SEND_DATA)
-        if end:
-            stream.state_machine.process_input(_STREAM_SEND_END_STREAM)
-        size = len(data)
-        stream.outbound_flow_control_window -= size
-        self.outbound_flow_control_window -= size
-        out = self._data_to_send
-        out += _frame_head(size, 0x0, 0x1 if end else 0, stream_id)
-        out += data
-
-
-def _decoded_field(field: Any, raw: bool, _copy: Any = hpack.hpack._unicode_if_needed) -> Any:
-    """hpack's ``_unicode_if_needed`` without the copy of a field already made of bytes.
-
-    hpack's decoder passes every decoded field through that function, which for ``raw=True``
-    (all h2 asks for) rebuilds the same ``HeaderTuple`` from ``bytes(name)`` and
-    ``bytes(value)``: two Python-level tuple constructions per field, 8 % of the CPU of an
-    HTTP/2 request in the server (measured). Fields whose name and value are bytes already
-    are returned as they are; anything else (memoryview slices of literals, ``raw=False``)
-    still goes through hpack's own function. Installed when this module is imported.
-    """
-    if raw and type(field[0]) is bytes and type(field[1]) is bytes:
-        return field
-    return _copy(field, raw)
-
-
-hpack.hpack._unicode_if_needed = _decoded_field  # type: ignore[assignment]  # same contract
-
-
-class IndexedHeaderTable(hpack.table.HeaderTable):
-    """hpack's encoder table, finding dynamic entries through dicts instead of a linear scan.
-
-    ``HeaderTable.search`` walks the whole dynamic table for every field it encodes (a few
-    % of a proxied HTTP/2 request on each side). Entries are numbered as they are added; the
-    table always holds the newest ones, so an entry numbered ``n`` is at position
-    ``added - n`` while that is below the table's length. Search results are the same as
-    hpack's: a static exact match, else the newest dynamic exact match, else a static name
-    match, else the newest dynamic name match.
-    """
-
-    def __init__(self) -> None:
-        super().__init__()
-        self._added = 0
-        self._fields: dict[tuple[bytes, bytes], int] = {}  # field -> number of its newest entry
-        self._names: dict[bytes, int] = {}  # name -> number of its newest entry
-
-    def add(self, name: bytes, value: bytes) -> None:
-        size = hpack.table.table_entry_size(name, value)
-        if size > self._maxsize:  # larger than the table: it empties (as hpack's add)
-            self.dynamic_entries.clear()
-            self._current_size = 0
-            return
-        self.dynamic_entries.appendleft((name, value))
-        self._current_size += size
-        self._shrink()
-        self._added = added = self._added + 1
-        self._fields[(name, value)] = added
-        self._names[name] = added
-        if len(self._fields) > 4 * len(self.dynamic_entries) + 64:
-            self._reindex()
-
-    def _reindex(self) -> None:
-        """Forget numbers of evicted entries (the dicts would grow with every new field)."""
-        fields: dict[tuple[bytes, bytes], int] = {}
-        names: dict[bytes, int] = {}
-        number = self._added
-        for name, value in self.dynamic_entries:  # newest first
-            fields.setdefault((name, value), number)
-            names.setdefault(name, number)
-            number -= 1
-        self._fields = fields
-        self._names = names
-
-    def search(self, name: bytes, value: bytes) -> tuple[int, bytes, bytes | None] | None:
-        static = self.STATIC_TABLE_MAPPING.get(name)
-        if static is not None:
-            index = static[1].get(value)
-            if index is not None:
-                return index, name, value
-        length = len(self.dynamic_entries)
-        offset = self.STATIC_TABLE_LENGTH + 1
-        number = self._fields.get((name, value))
-        if number is not None and self._added - number < length:
-            return offset + self._added - number, name, value
-        if static is not None:
-            return static[0], name, None
-        number = self._names.get(name)
-        if number is not None and self._added - number < length:
-            return offset + self._added - number, name, None
-        return None
-
-_CONN_SEND_HEADERS = h2.connection.ConnectionInputs.SEND_HEADERS
-_CONN_SEND_DATA = h2.connection.ConnectionInputs.SEND_DATA
-_STREAM_SEND_HEADERS = h2.stream.StreamInputs.SEND_HEADERS
-_STREAM_SEND_DATA = h2.stream.StreamInputs.SEND_DATA
-_STREAM_SEND_END_STREAM = h2.stream.StreamInputs.SEND_END_STREAM
-_FRAME_HEAD = struct.Struct(">BHBBL").pack
-
-
-def _frame_head(length: int, kind: int, flags: int, stream_id: int) -> bytes:
-    """The 9-byte frame header (RFC 9113 §4.1)."""
-    return _FRAME_HEAD(length >> 16, length & 0xFFFF, kind, flags, stream_id)
-
-
-class _Stream:
-    """One request/response exchange on the connection, and its flow control.
-
-    It is the request body's producer: pausing it stops reopening the peer's
-    window for this stream.
-    """
-
-    __slots__ = (
-        "id", "protocol", "request", "response", "body", "unacked", "paused", "pending",
-        "pending_size", "end_pending", "producer", "streaming", "producer_paused",
-        "closed", "remote_ended", "expect_continue", "_pulling", "handler_running", "orphaned",
-        "stalled_since",
-    )
-
-    def __init__(self, stream_id: int, protocol: HTTP2Protocol) -> None:
-        self.id = stream_id
-        self.protocol = protocol
-        self.request: Request | None = None
-        self.response: H2Response | None = None
-        self.body: RequestBody | None = None
-        self.unacked = 0  # received body bytes not yet acknowledged to the peer
-        self.paused = False  # the body's consumer asked for no more
-        self.pending: list[bytes] = []  # response bytes waiting for the peer's window
-        self.pending_size = 0
-        self.end_pending = False  # the response ended; END_STREAM (or trailers) after pending
-        self.producer: Any = None  # the response's registered producer
-        self.streaming = True
-        self.producer_paused = False
-        self.closed = False  # reset, or both sides ended
-        self.remote_ended = False
-        self.expect_continue = False
-        self._pulling = False
-        self.handler_running = True  # until the server's handlers return
-        self.orphaned = False  # counted in the connection's orphans
-        self.stalled_since: float | None = None  # response bytes queued and none sent since
-
-    # -- IPushProducer for the request body ----------------------------------------
-
-    def pauseProducing(self) -> None:
-        self.paused = True
-
-    def resumeProducing(self) -> None:
-        self.paused = False
-        self.acknowledge()
-
-    def stopProducing(self) -> None:
-        self.protocol._reset(self, ErrorCodes.CANCEL)
-
-    def body_drained(self) -> None:
-        """The body's consumer took what was kept (or it was discarded)."""
-        if self.expect_continue:
-            self.expect_continue = False
-            response = self.response
-            if response is not None and not response.head_sent and not self.remote_ended and not self.closed:
-                self.protocol._send_headers(self, [(b":status", b"100")], False)
-        self.acknowledge()
-
-    def acknowledge(self) -> None:
-        """Reopen the peer's window for what the consumer took."""
-        if self.paused or not self.unacked or self.body is None or self.body.buffered:
-            return
-        size, self.unacked = self.unacked, 0
-        self.protocol._acknowledge(self, size)
-
-
-class H2Response(Response):
-    """A response sent as HEADERS, DATA and (trailers) HEADERS frames on one stream.
-
-    As in ``H1Response``, the head is held until the body passes 2 KiB or the
-    response ends, so a short response gets a ``content-length``.
-    """
-
-    HOLD_LIMIT = 2048
-
-    def __init__(self, protocol: HTTP2Protocol, stream: _Stream, head_only: bool) -> None:
-        super().__init__()
-        self._protocol = protocol
-        self._stream = stream
-        self._head_only = head_only
-        self._body_allowed = True
-        self._holding = False
-        self._held: list[bytes] = []
-        self._held_size = 0
-
-    def _send_head(self, status: int) -> None:
-        self._body_allowed = not (self._head_only or status in _NO_BODY_STATUSES)
-        self._holding = True
-
-    def _emit_head(self, content_length: int | None) -> bool:
-        """Send the HEADERS frame (with END_STREAM when nothing follows); True if it ended the stream."""
-        self._holding = False
-        stream = self._stream
-        status = self.status
-        headers = self.headers
-        if status in _NO_BODY_STATUSES:
-            headers.delete_canonical(("Content-Length",))
-        elif headers.values_of("Content-Length") is None and content_length is not None:
-            if content_length > 0 or not self._head_only:
-                headers.set("Content-Length", str(content_length))
-        fields = [(b":status", str(status).encode("ascii"))]
-        fields.extend(_fields(headers))
-        if headers.values_of("Date") is None:  # Go's server dates every response, as _h1 does
-            fields.append((b"date", DATE.line(self._protocol.clock())[6:-2].encode("ascii")))
-        held, self._held = self._held, []
-        end = content_length is not None and (not held or not self._body_allowed) and not self.trailers
-        self._protocol._send_headers(stream, fields, end, final=True)
-        if end:
-            stream.end_pending = False
-            return True
-        if held and self._body_allowed:
-            for data in held:
-                self._protocol._queue(stream, data)
-        return False
-
-    def flush(self) -> None:
-        """Send the head and anything held back now (streamed responses)."""
-        if self._holding and not self._stream.closed:
-            self._emit_head(None)
-
-    def _send_body(self, data: bytes) -> None:
-        if self._stream.closed:
-            return
-        if self._holding:
-            self._held.append(data)
-            self._held_size += len(data)
-            if self._held_size > self.HOLD_LIMIT:
-                self._emit_head(None)
-            return
-        if self._body_allowed:
-            self._protocol._queue(self._stream, data)
-
-    def _send_end(self) -> None:
-        stream = self._stream
-        if stream.closed:
-            return
-        stream.end_pending = True
-        if self._holding:
-            if self._emit_head(self._held_size):
-                self._protocol._response_done(stream)
-            return  # else the held body was queued, and the stream ends after it
-        self._protocol._flush(stream)
-
-    def register_producer(self, producer: Any, streaming: bool) -> None:
-        self.flush()
-        stream = self._stream
-        stream.producer = producer
-        stream.streaming = streaming
-        stream.producer_paused = False
-        if stream.closed:
-            producer.stopProducing()
-            return
-        if streaming:
-            self._protocol._pace(stream)
-        else:
-            self._protocol._pull(stream)
-
-    def unregister_producer(self) -> None:
-        self._stream.producer = None
-
-    def abort_connection(self) -> None:
-        """Cut this stream off (RST_STREAM), as Go's h2 server does for ``ErrAbortHandler``."""
-        self._protocol._reset(self._stream, ErrorCodes.INTERNAL_ERROR)
-
-    def handler_done(self) -> None:
-        """The handlers returned: a reset stream's handler stops counting toward the stream limit."""
-        self._protocol._handler_done(self._stream)
-
-    def write_informational(self, status: int, headers: Headers | None = None) -> None:
-        """Send a 1xx response (103 Early Hints, 100 Continue) before the final one."""
-        if self.head_sent or self._stream.closed or not 100 <= status < 200 or status == 101:
-            return
-        fields = [(b":status", str(status).encode("ascii"))]
-        if headers is not None:
-            fields.extend(_fields(headers))
-        self._protocol._send_headers(self._stream, fields, False)
-
-
-def _fields(headers: Headers) -> list[tuple[bytes, bytes]]:
-    """Header fields as HTTP/2 wants them: lowercase names, no connection-specific ones."""
-    out = []
-    for name, values in headers.lists():
-        lower = name.lower()
-        if lower in _CONNECTION_SPECIFIC:
-            continue
-        key = lower.encode("latin-1")
-        for value in values:
-            if lower == "te" and value.strip().lower() != "trailers":
-                continue
-            out.append((key, value.encode("latin-1")))
-    return out
 
 
 @implementer(IPushProducer, IServerConnection)
@@ -596,7 +160,7 @@ class HTTP2Protocol(Protocol):
         self._queued_control = 0  # PING/SETTINGS ACKs made while the transport is paused
         # Outbound fields come from _fields (lowercase names, no connection-specific fields):
         # h2 need not check and normalise them again. Inbound fields are checked in one pass
-        # while the request is built (``_request_received``, ``_malformed_trailers``): h2's
+        # while the request is built (``_request_fields``, ``_malformed_trailers``): h2's
         # chain of generators cost ~7 % of the CPU of a proxied HTTP/2 request.
         config = h2.config.H2Configuration(
             client_side=False, header_encoding=None,
@@ -859,60 +423,7 @@ class HTTP2Protocol(Protocol):
         if self.closing:
             self.conn.reset_stream(stream_id, ErrorCodes.REFUSED_STREAM)
             return
-        method = path = authority = scheme = b""
-        pairs: list[tuple[bytes, bytes]] = []
-        cookies: list[bytes] = []
-        host: bytes | None = None
-        error: str | None = None
-        regular = False
-        for name, value in event.headers:
-            if value and _BAD_FIELD_VALUE(value):
-                error = f"malformed value of {name!r}"
-                break
-            if name[:1] == b":":
-                if regular:
-                    error = f"pseudo-header field {name!r} after a regular one"
-                    break
-                if name == b":method" and not method:
-                    method = value
-                elif name == b":path" and not path:
-                    path = value
-                elif name == b":authority" and not authority:
-                    authority = value
-                elif name == b":scheme" and not scheme:
-                    scheme = value
-                else:
-                    error = f"pseudo-header field {name!r} repeated or unknown"
-                    break
-                continue
-            regular = True
-            if not _FIELD_NAME(name):
-                error = f"field name {name!r} not allowed"
-                break
-            if name == b"cookie":
-                cookies.append(value)  # HTTP/2 may split them; Go joins them again
-                continue
-            if name in _CONNECTION_SPECIFIC_RAW or (name == b"te" and value != b"trailers"):
-                error = f"connection-specific field {name!r}"
-                break
-            if name == b"host":
-                host = value
-            pairs.append((name, value))
-        if error is None:
-            # RFC 9113 §8.3.1 and §8.5: every request has :method; CONNECT has :authority and
-            # neither :scheme nor :path; others have both, :path not empty. A Host field must
-            # name the same authority (h2's rule; it keeps routing and the upstream in step).
-            if not method:
-                error = "no :method"
-            elif method == b"CONNECT":
-                if scheme or path or not authority:
-                    error = "CONNECT needs :authority alone"
-            elif not scheme or not path:
-                error = "no :scheme or :path"
-            if error is None and host is not None and authority and host != authority:
-                error = "Host and :authority differ"
-            if error is None and not authority and host is None:
-                error = "no :authority or Host"
+        method, path, authority, scheme, pairs, error = _request_fields(event.headers)
         if error is not None:
             # A malformed request is a stream error (RFC 9113 §8.1.1), as in Go's server; it
             # costs us what a reset stream does, so it counts toward the rapid-reset budget.
@@ -925,8 +436,6 @@ class HTTP2Protocol(Protocol):
         self._last_stream = max(self._last_stream, stream_id)
         stream = _Stream(stream_id, self)
         self._streams[stream_id] = stream
-        if cookies:
-            pairs.append((b"cookie", b"; ".join(cookies)))
         headers = Headers.from_raw(pairs)
         if authority:
             headers.set("Host", authority.decode("latin-1"))
@@ -1278,85 +787,3 @@ class HTTP2Protocol(Protocol):
     def stopProducing(self) -> None:
         if self.transport is not None:
             self.transport.loseConnection()
-
-
-class _Negotiating(Protocol):
-    """The protocol of a connection that may turn out to be HTTP/2.
-
-    It serves HTTP/1.1 from the start (the idle timer and the server's
-    connection set see an ordinary connection) and decides at the first bytes:
-    TLS that negotiated ``h2`` with ALPN, or a cleartext connection opening
-    with the h2c preface (when allowed), goes to an ``HTTP2Protocol``; anything
-    else stays with the ``HTTP11Protocol``. Afterwards the chosen protocol's
-    bound methods replace this object's, so the transport calls it directly.
-    """
-
-    def __init__(self, factory: HTTPFactory, addr: Any) -> None:
-        self.factory = factory
-        self._addr = addr
-        self._h1 = HTTP11Protocol(factory.server, factory.reactor, factory.tls, peer=addr)
-        self._h1.factory = factory
-        if factory.h2c:
-            self._h1.upgrade_h2c = factory.upgrade_h2c
-        self._buffer = b""
-
-    def makeConnection(self, transport: Any) -> None:
-        self.transport = transport
-        self.connected = 1
-        self._h1.makeConnection(transport)
-        self.connectionLost = self._h1.connectionLost  # type: ignore[method-assign]
-
-    def dataReceived(self, data: bytes) -> None:
-        transport = self.transport
-        h2_wanted = False
-        if ISSLTransport.providedBy(transport):
-            h2_wanted = self.factory.h2 and getattr(transport, "negotiatedProtocol", None) == b"h2"
-        elif self.factory.h2c:
-            data = self._buffer + data
-            if len(data) < len(PREFACE) and PREFACE.startswith(data):
-                self._buffer = data  # maybe the preface, not all there yet
-                return
-            self._buffer = b""
-            h2_wanted = data.startswith(PREFACE)
-        h1 = self._h1
-        if not h2_wanted:
-            self.dataReceived = h1.dataReceived  # type: ignore[method-assign]
-            h1.dataReceived(data)
-            return
-        factory = self.factory
-        h2_protocol = HTTP2Protocol(factory.server, factory.reactor, factory.tls, peer=self._addr)
-        h2_protocol.factory = factory
-        self.dataReceived = h2_protocol.dataReceived  # type: ignore[method-assign]
-        self.connectionLost = h2_protocol.connectionLost  # type: ignore[method-assign]
-        h2_protocol.makeConnection(transport)
-        h1.hand_over()
-        h2_protocol.dataReceived(data)
-
-
-class HTTPFactory(Factory):
-    """Builds the protocol for each connection of one server: HTTP/1.1, or HTTP/2 when chosen.
-
-    ``h2``: serve HTTP/2 on TLS connections that negotiated it with ALPN;
-    ``h2c``: serve HTTP/2 on cleartext connections that start with its preface.
-    With neither, every connection is a plain ``HTTP11Protocol``.
-    """
-
-    def __init__(self, server: IHTTPServer, reactor: Any = None, tls: Any = None, *, h2: bool = False, h2c: bool = False) -> None:
-        self.server = server
-        self.reactor = reactor
-        self.tls = tls
-        self.h2 = h2
-        self.h2c = h2c
-
-    def upgrade_h2c(self, request: Request, settings: bytes) -> HTTP2Protocol:
-        """The HTTP/2 protocol a cleartext ``Upgrade: h2c`` request switches to."""
-        protocol = HTTP2Protocol(self.server, self.reactor, self.tls, upgrade=(request, settings))
-        protocol.factory = self
-        return protocol
-
-    def buildProtocol(self, addr: Any) -> Protocol:
-        if not (self.h2 or self.h2c):
-            protocol: Protocol = HTTP11Protocol(self.server, self.reactor, self.tls, peer=addr)
-            protocol.factory = self
-            return protocol
-        return _Negotiating(self, addr)

@@ -32,7 +32,8 @@ from txcaddy.interfaces import IExchange, IUpstreamConnection
 from txcaddy.reverseproxy._dial import UpstreamAddress
 from txcaddy.reverseproxy._exchange import Exchange, RawHeaders, ResponseHead
 from txcaddy.reverseproxy._h1connection import ConnectionPool, HTTP11Connection
-from txcaddy.reverseproxy._h2connection import H2Exchange, HTTP2Connection, h2_request_headers
+from txcaddy.reverseproxy._h2client import h2_request_headers
+from txcaddy.reverseproxy._h2connection import H2Exchange, HTTP2Connection
 from txcaddy.reverseproxy._pool import HostPool
 
 #: What a connection that may become HTTP/2 offers.
