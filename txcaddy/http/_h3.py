@@ -58,7 +58,7 @@ from twisted.logger import Logger
 from twisted.python.failure import Failure
 from zope.interface import implementer
 
-from txcaddy.http._h1 import _unmapped
+from txcaddy.http._h1parse import _unmapped
 from txcaddy.http._h2 import _Budget
 from txcaddy.http._h3stream import H3Response, _Stream
 from txcaddy.http.headers import Headers
