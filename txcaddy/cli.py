@@ -16,7 +16,8 @@ from the storage the config names, as the server would (no server needs to run),
 
 The other verbs follow ``cmd/commandfuncs.go`` (``list-modules``, ``environ``),
 ``modules/caddyhttp/caddyauth/command.go`` (``hash-password``) and the one-line
-servers' ``command.go`` files (configs in ``txcaddy._quickstart``).  Config discovery
+servers' ``command.go`` files (configs in ``txcaddy._quickstart``); the first three live
+in ``txcaddy._commands``.  Config discovery
 for ``run`` and ``validate`` is ``cmd/main.go: LoadConfig``: without ``--config``,
 ``./Caddyfile`` when there is one, else an empty config; ``--config -`` reads stdin.
 """
@@ -24,13 +25,8 @@ for ``run`` and ``validate`` is ``cmd/main.go: LoadConfig``: without ``--config`
 from __future__ import annotations
 
 import argparse
-import base64
-import getpass
-import hashlib
 import json
-import multiprocessing
 import os
-import platform
 import signal
 import socket
 import stat
@@ -56,6 +52,7 @@ from twisted.python.failure import Failure
 from zope.interface import provider
 
 from txcaddy import _quickstart, _systemd
+from txcaddy._commands import VERSION, cmd_environ, cmd_hash_password, cmd_list_modules
 from txcaddy._go.fs import path_error
 from txcaddy._process import tune_server_process
 from txcaddy._reactor import default_reactor
@@ -70,9 +67,7 @@ from txcaddy.errors import ConfigError, ConfigWarning
 from txcaddy.service import CaddyService
 from txcaddy.tls import internalca, truststore
 from txcaddy.tls.errors import KeyNotFound
-from txcaddy.tls.storage import default_storage_root, storage_from_config
-
-VERSION = "0.1.0"
+from txcaddy.tls.storage import storage_from_config
 
 run_trust_command: truststore.Runner = subprocess.run
 """How ``trust``/``untrust`` run certutil, tee, sudo... (tests put a recorder here)."""
@@ -395,139 +390,6 @@ def cmd_version(args: argparse.Namespace, out: TextIO, err: TextIO) -> int:
     return 0
 
 
-#: Modules txcaddy implements outside the module registry (apps, the adapter, storage, TLS).
-BUILTIN_MODULE_IDS = (
-    "caddy.adapters.caddyfile",
-    "caddy.storage.file_system",
-    "http",
-    "pki",
-    "tls",
-    "tls.certificates.automate",
-    "tls.certificates.load_files",
-    "tls.certificates.load_pem",
-    "tls.certificates.load_storage",
-    "tls.issuance.acme",
-    "tls.issuance.internal",
-    "tls.issuance.zerossl",
-)
-
-
-def _module_package(factory: Any) -> tuple[str, str]:
-    """The Python package a module's code comes from, and that distribution's version."""
-    from importlib import metadata
-
-    if factory is None:  # implemented by txcaddy outside the registry
-        return "txcaddy", VERSION
-    name = getattr(factory, "__module__", None) or type(factory).__module__
-    top = name.split(".", 1)[0]
-    for dist in metadata.packages_distributions().get(top, []):
-        try:
-            return top, metadata.version(dist)
-        except metadata.PackageNotFoundError:
-            continue
-    return top, VERSION if top == "txcaddy" else "(unknown)"
-
-
-def cmd_list_modules(args: argparse.Namespace, out: TextIO, err: TextIO) -> int:
-    """Module IDs, standard (txcaddy's own) then non-standard (plugins), with Caddy's counts."""
-    from txcaddy.config import registry
-
-    registry._load_builtins_and_plugins()
-    modules: dict[str, Any] = dict.fromkeys(BUILTIN_MODULE_IDS)
-    modules.update(registry.MODULES)
-    standard: list[tuple[str, str, str]] = []
-    nonstandard: list[tuple[str, str, str]] = []
-    for module_id in sorted(modules):
-        package, version = _module_package(modules[module_id])
-        (standard if package == "txcaddy" else nonstandard).append((module_id, package, version))
-
-    def show(module_id: str, package: str, version: str) -> None:
-        line = module_id
-        if args.versions:
-            line += " " + version
-        if args.packages:
-            line += " " + package
-        print(line, file=out)
-
-    if not args.skip_standard:
-        for entry in standard:
-            show(*entry)
-        print(f"\n  Standard modules: {len(standard)}", file=out)
-    if nonstandard:
-        if standard and not args.skip_standard:
-            print(file=out)
-        for entry in nonstandard:
-            show(*entry)
-    print(f"\n  Non-standard modules: {len(nonstandard)}", file=out)
-    print("\n  Unknown modules: 0", file=out)
-    return 0
-
-
-def cmd_environ(args: argparse.Namespace, out: TextIO, err: TextIO) -> int:
-    """Caddy's ``environ``: where it keeps things, the runtime, then every environment variable."""
-    data = default_storage_root(os.environ)
-    xdg_config = os.environ.get("XDG_CONFIG_HOME", "")
-    home = os.environ.get("HOME", "")
-    config_dir = os.path.join(xdg_config or os.path.join(home or ".", ".config"), "caddy")
-    try:
-        cwd = os.getcwd()
-    except OSError as e:
-        cwd = f"<error: {e}>"
-    lines = [
-        f"caddy.HomeDir={home or '.'}",
-        f"caddy.AppDataDir={data}",
-        f"caddy.AppConfigDir={config_dir}",
-        f"caddy.ConfigAutosavePath={os.path.join(config_dir, 'autosave.json')}",
-        f"caddy.Version={VERSION}",
-        f"runtime.GOOS={sys.platform}",
-        f"runtime.GOARCH={platform.machine()}",
-        f"runtime.Compiler={platform.python_implementation()}",
-        f"runtime.NumCPU={multiprocessing.cpu_count()}",
-        f"runtime.GOMAXPROCS={len(os.sched_getaffinity(0)) if hasattr(os, 'sched_getaffinity') else 1}",
-        f"runtime.Version={platform.python_version()}",
-        f"os.Getwd={cwd}",
-        "",
-    ]
-    lines += [f"{key}={value}" for key, value in os.environ.items()]
-    print("\n".join(lines), file=out)
-    return 0
-
-
-def _read_plaintext(err: TextIO) -> bytes:
-    """The password from the terminal (asked twice, not echoed) or one line of stdin."""
-    stdin = sys.stdin
-    if stdin.isatty():
-        first = getpass.getpass("Enter password: ", stream=err)
-        second = getpass.getpass("Confirm password: ", stream=err)
-        if first != second:
-            raise ConfigError("password does not match")
-        plaintext = first.encode()
-    else:
-        reader = getattr(stdin, "buffer", None)
-        line = reader.readline() if reader is not None else stdin.readline().encode()
-        if not line.endswith(b"\n"):
-            raise ConfigError("EOF")  # Go's bufio.ReadBytes('\n') without a newline
-        plaintext = line[:-1]
-    if not plaintext:
-        raise ConfigError("plaintext is required")
-    return plaintext
-
-
-def cmd_hash_password(args: argparse.Namespace, out: TextIO, err: TextIO) -> int:
-    """bcrypt (cost 14, ``$2a$`` as Go writes it) or scrypt (deprecated; base64 of the key)."""
-    plaintext = args.plaintext.encode() if args.plaintext else _read_plaintext(err)
-    if args.algorithm == "bcrypt":
-        import bcrypt
-
-        # Go's bcrypt (Caddy 2.6.2) uses the first 72 bytes; Python's refuses longer input.
-        hashed = bcrypt.hashpw(plaintext[:72], bcrypt.gensalt(14, prefix=b"2a")).decode()
-    elif args.algorithm == "scrypt":
-        key = hashlib.scrypt(plaintext, salt=args.salt.encode(), n=32768, r=8, p=1, maxmem=64 << 20, dklen=32)
-        hashed = base64.b64encode(key).decode()
-    else:
-        raise ConfigError(f"unrecognized hash algorithm: {args.algorithm}")
-    print(hashed, file=out)
-    return 0
 
 
 def cmd_reverse_proxy(args: argparse.Namespace, out: TextIO, err: TextIO) -> int:

@@ -20,23 +20,25 @@ from tests.reverseproxy._client import Collector
 from txcaddy.errors import ConfigError
 from txcaddy.interfaces import IExchange, IUpstreamConnection, IUpstreamTransport
 from txcaddy.reverseproxy._fastcgi import (
-    BEGIN_REQUEST,
-    END_REQUEST,
-    PARAMS,
-    STDERR,
-    STDIN,
-    STDOUT,
     FastCGIError,
     FastCGITransport,
     RecordParser,
     build_env,
-    decode_pairs,
     encode_pair,
     encode_params,
     parse_cgi_head,
     record,
     stream_pieces,
     stream_records,
+)
+from txcaddy.reverseproxy._fastcgirecords import (
+    BEGIN_REQUEST,
+    END_REQUEST,
+    PARAMS,
+    STDERR,
+    STDIN,
+    STDOUT,
+    decode_pairs,
 )
 from txcaddy.reverseproxy.errors import (
     UpstreamConnectionLost,

@@ -18,7 +18,7 @@ from typing import Any
 from txcaddy._go.strconv import quote
 from txcaddy._go.url import query_escape
 from txcaddy._gotemplate._fmt import NO_VALUE, go_type, sprint, sprint_value, sprintf, sprintln
-from txcaddy._gotemplate._parse import (
+from txcaddy._gotemplate._nodes import (
     ActionNode,
     BranchNode,
     BreakNode,

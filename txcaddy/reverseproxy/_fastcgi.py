@@ -23,13 +23,11 @@ starts (the whole response must have been read, the whole request written, by th
 
 from __future__ import annotations
 
-import os
 import struct
 import weakref
 from collections import deque
-from collections.abc import Callable, Iterable
+from collections.abc import Callable
 from typing import Any
-from urllib.parse import unquote
 
 from twisted.internet.defer import Deferred
 from twisted.internet.protocol import connectionDone
@@ -37,8 +35,7 @@ from twisted.logger import Logger
 from twisted.python.failure import Failure
 from zope.interface import implementer
 
-from txcaddy._go.http import remote_addr
-from txcaddy.config.placeholders import Template, replace_all_global
+from txcaddy.config.placeholders import Template
 from txcaddy.config.registry import module
 from txcaddy.config.schema import BOOL, DURATION, STRING, STRINGS, MapOf, Obj
 from txcaddy.config.values import duration_seconds
@@ -46,6 +43,26 @@ from txcaddy.errors import ConfigError
 from txcaddy.interfaces import IUpstreamConnection, IUpstreamTransport
 from txcaddy.reverseproxy._dial import UpstreamAddress
 from txcaddy.reverseproxy._exchange import CHUNKED, Exchange, RawHeaders, ResponseHead
+from txcaddy.reverseproxy._fastcgienv import build_env
+from txcaddy.reverseproxy._fastcgirecords import (
+    _MAX_HEAD,
+    END_REQUEST,
+    REQUEST_COMPLETE,
+    REQUEST_ID,
+    STDERR,
+    STDIN,
+    STDOUT,
+    FastCGIError,
+    RecordParser,
+    _head_end,
+    begin_request,
+    encode_pair,
+    encode_params,
+    parse_cgi_head,
+    record,
+    stream_pieces,
+    stream_records,
+)
 from txcaddy.reverseproxy._pool import HostPool, PooledConnection, UpstreamPool
 from txcaddy.reverseproxy.errors import (
     UpstreamConnectionLost,
@@ -70,381 +87,6 @@ __all__ = [
 
 _WHERE = "reverse_proxy transport fastcgi"
 _log = Logger(namespace="txcaddy.reverseproxy.fastcgi")
-
-# -- the record layer (FastCGI 1.0, section 3 and 8) ----------------------------------------
-
-VERSION_1 = 1
-BEGIN_REQUEST = 1
-ABORT_REQUEST = 2
-END_REQUEST = 3
-PARAMS = 4
-STDIN = 5
-STDOUT = 6
-STDERR = 7
-DATA = 8
-GET_VALUES = 9
-GET_VALUES_RESULT = 10
-UNKNOWN_TYPE = 11
-RESPONDER = 1
-KEEP_CONN = 1
-REQUEST_COMPLETE = 0
-
-_HEADER = struct.Struct(">BBHHBx")
-HEADER_LEN = 8
-#: The most content one record carries (a multiple of 8, so no padding is needed).
-MAX_CONTENT = 65528
-#: The request id every exchange uses: one request at a time per connection.
-REQUEST_ID = 1
-
-
-class FastCGIError(UpstreamProtocolError):
-    """The FastCGI server sent something that is not valid FastCGI (answered 502)."""
-
-
-def record(rtype: int, request_id: int, content: bytes = b"") -> bytes:
-    """One record: the 8-byte header, ``content`` (at most 65535 bytes) and padding to 8."""
-    length = len(content)
-    if length > 0xFFFF:
-        raise ValueError("a FastCGI record carries at most 65535 bytes")
-    padding = -length % 8
-    return _HEADER.pack(VERSION_1, rtype, request_id, length, padding) + content + b"\0" * padding
-
-
-def stream_records(rtype: int, request_id: int, data: bytes) -> list[bytes]:
-    """``data`` on a stream (``PARAMS``, ``STDIN``) as records; empty data gives no record.
-
-    The stream's end (an empty record) is written separately.
-    """
-    if len(data) <= MAX_CONTENT:
-        return [record(rtype, request_id, data)] if data else []
-    view = memoryview(data)
-    return [record(rtype, request_id, bytes(view[i:i + MAX_CONTENT]))
-            for i in range(0, len(data), MAX_CONTENT)]
-
-
-def stream_pieces(rtype: int, request_id: int, data: bytes) -> list[bytes]:
-    """``stream_records`` as pieces for one gathering write: headers, the data, padding.
-
-    The data is not copied into the records (a 64 KiB body chunk per read otherwise is).
-    """
-    size = len(data)
-    if not size:
-        return []
-    pieces: list[bytes] = []
-    for start in range(0, size, MAX_CONTENT):
-        length = min(MAX_CONTENT, size - start)
-        padding = -length % 8
-        pieces.append(_HEADER.pack(VERSION_1, rtype, request_id, length, padding))
-        pieces.append(data if length == size else data[start:start + length])
-        if padding:
-            pieces.append(b"\0" * padding)
-    return pieces
-
-
-def _length(n: int) -> bytes:
-    return bytes((n,)) if n < 128 else struct.pack(">I", n | 0x80000000)
-
-
-def encode_pair(name: bytes, value: bytes) -> bytes:
-    """One name-value pair: 1-byte lengths below 128, else 4-byte lengths with the top bit set."""
-    return _length(len(name)) + _length(len(value)) + name + value
-
-
-def encode_params(request_id: int, pairs: Iterable[tuple[bytes, bytes]]) -> bytes:
-    """The whole ``PARAMS`` stream, its closing empty record included."""
-    body = b"".join(encode_pair(n, v) for n, v in pairs)
-    return b"".join(stream_records(PARAMS, request_id, body)) + record(PARAMS, request_id)
-
-
-def decode_pairs(data: bytes) -> list[tuple[bytes, bytes]]:
-    """The name-value pairs of a ``PARAMS`` (or ``GET_VALUES``) stream's content."""
-    pairs = []
-    i = 0
-    lengths = [0, 0]
-    try:
-        while i < len(data):
-            for k in (0, 1):
-                if data[i] < 128:
-                    lengths[k] = data[i]
-                    i += 1
-                else:
-                    lengths[k] = struct.unpack_from(">I", data, i)[0] & 0x7FFFFFFF
-                    i += 4
-            end = i + lengths[0] + lengths[1]
-            if end > len(data):
-                raise FastCGIError("truncated name-value pair")
-            pairs.append((data[i:i + lengths[0]], data[i + lengths[0]:end]))
-            i = end
-    except (IndexError, struct.error) as error:
-        raise FastCGIError("truncated name-value pair") from error
-    return pairs
-
-
-def begin_request(request_id: int, keep_conn: bool) -> bytes:
-    """``FCGI_BEGIN_REQUEST`` for the Responder role."""
-    return record(BEGIN_REQUEST, request_id,
-                  struct.pack(">HB5x", RESPONDER, KEEP_CONN if keep_conn else 0))
-
-
-class RecordParser:
-    """Splits received bytes into ``(type, request_id, content)`` records (padding dropped)."""
-
-    __slots__ = ("buffer",)
-
-    def __init__(self) -> None:
-        self.buffer = b""
-
-    def feed(self, data: bytes) -> list[tuple[int, int, bytes]]:
-        """The complete records in what arrived so far; raises ``FastCGIError`` on garbage.
-
-        An incomplete record at the end is kept for the next call (``buffer``).
-        """
-        buffer = self.buffer + data if self.buffer else data
-        offset = 0
-        size = len(buffer)
-        out = []
-        while size - offset >= HEADER_LEN:
-            version, rtype, request_id, length, padding = _HEADER.unpack_from(buffer, offset)
-            if version != VERSION_1 or not BEGIN_REQUEST <= rtype <= UNKNOWN_TYPE:
-                self.buffer = b""
-                raise FastCGIError(
-                    f"invalid FastCGI record header (version {version}, type {rtype})")
-            end = offset + HEADER_LEN + length
-            if size < end + padding:
-                break
-            out.append((rtype, request_id, buffer[offset + HEADER_LEN:end]))
-            offset = end + padding
-        self.buffer = buffer[offset:] if offset < size else b""
-        return out
-
-
-# -- the CGI response head (client.go: textproto.ReadMIMEHeader, then ``Status``) ---------------
-
-_MAX_HEAD = 1 << 20
-
-
-def _canonical(name: bytes) -> bytes:
-    """Go's ``CanonicalMIMEHeaderKey`` for a valid token (``content-type`` → ``Content-Type``)."""
-    return b"-".join(part[:1].upper() + part[1:].lower() for part in name.split(b"-"))
-
-
-def parse_cgi_head(block: bytes) -> ResponseHead:
-    """The response head of a CGI header block (lines, without the blank line ending it).
-
-    ``Status: 404 Not Found`` gives the code (200 without it); like Caddy 2.6.2 the
-    ``Status`` field stays among the headers.  Continuation lines are folded as Go does.
-    """
-    headers: RawHeaders = []
-    for line in block.replace(b"\r\n", b"\n").split(b"\n"):
-        if not line:
-            continue
-        if line[:1] in (b" ", b"\t") and headers:
-            name, value = headers[-1]
-            headers[-1] = (name, value + b" " + line.strip())
-            continue
-        name, sep, value = line.partition(b":")
-        if not sep or not name or name != name.strip() or b" " in name:
-            raise FastCGIError(f"malformed CGI header line {line[:80]!r}")
-        headers.append((_canonical(name), value.strip(b" \t")))
-    status = 200
-    reason = b"OK"
-    for name, value in headers:
-        if name == b"Status":
-            code, _, text = value.partition(b" ")
-            if not code.isdigit() or not 100 <= int(code) <= 999:
-                raise FastCGIError(f"invalid Status header {value[:40]!r}")
-            status = int(code)
-            reason = text
-            break
-    return ResponseHead(b"HTTP/1.1", status, reason, headers)
-
-
-def _head_end(data: bytes) -> tuple[int, int]:
-    """Where the header block ends and the body starts in ``data``, or (-1, -1)."""
-    best = (-1, -1)
-    for sep in (b"\r\n\r\n", b"\n\n", b"\n\r\n"):
-        at = data.find(sep)
-        if at != -1 and (best[0] == -1 or at < best[0]):
-            best = (at, at + len(sep))
-    if data.startswith(b"\r\n"):
-        return 0, 2
-    if data.startswith(b"\n"):
-        return 0, 1
-    return best
-
-
-# -- the CGI/1.1 environment (fastcgi.go: buildEnv) ----------------------------------------------
-
-_TLS_PROTOCOLS = {"tls1.0": "TLSv1", "tls1.1": "TLSv1.1", "tls1.2": "TLSv1.2", "tls1.3": "TLSv1.3"}
-SERVER_SOFTWARE = "Caddy/2.6.2"  # what Debian's caddy 2.6.2 sends
-
-
-def _split_pos(path: str, split_path: list[str]) -> int:
-    if not split_path:
-        return 0
-    lower = path.lower()
-    for split in split_path:
-        at = lower.find(split.lower())
-        if at > -1:
-            return at + len(split)
-    return -1
-
-
-def _split_host_port(host: str) -> tuple[str, str]:
-    """Go's ``net.SplitHostPort``, falling back to the whole host without a port."""
-    if host.startswith("["):
-        end = host.find("]")
-        if end > 0 and host[end + 1:end + 2] == ":" and host[end + 2:]:
-            return host[1:end], host[end + 2:]
-        return host, ""
-    if host.count(":") == 1:
-        name, _, port = host.partition(":")
-        if port:
-            return name, port
-    return host, ""
-
-
-def build_env(
-    transport: FastCGITransport,
-    request: Any,
-    method: bytes,
-    target: bytes,
-    headers: RawHeaders,
-    body_length: int | None,
-) -> list[tuple[bytes, bytes]]:
-    """The CGI/1.1 variables for one request, in Caddy's order (its ``buildEnv`` and client).
-
-    ``target`` is the path and query the proxy sends (after rewrites); ``request`` the
-    client's request (remote address, TLS, the original URI, vars and placeholders);
-    ``headers`` what goes upstream (each becomes ``HTTP_*``).
-    """
-    from txcaddy.http.handlers._filematch import sanitized_path_join
-
-    remote = remote_addr(request) if request is not None else ""
-    ip, port = remote, ""
-    if ":" in remote:
-        at = remote.rfind(":")
-        ip, port = remote[:at], remote[at + 1:]
-    ip = ip.replace("[", "", 1).replace("]", "", 1)
-
-    if request is None:  # an active health check: only the global placeholders are known
-        root = replace_all_global(transport.root.text) or "."
-    else:
-        root = transport.root.render(request, None, empty_unknown=True, empty=".")
-    root = os.path.abspath(root)
-    if transport.resolve_root_symlink:
-        root = os.path.realpath(root)
-        if not os.path.exists(root):
-            raise FileNotFoundError(f"lstat {root}: no such file or directory")
-
-    raw_path, _, query = target.decode("latin-1").partition("?")
-    fpath = unquote(raw_path, errors="surrogateescape") if "%" in raw_path else raw_path
-    script_name = fpath
-    doc_uri = fpath
-    path_info = ""
-    split = _split_pos(fpath, transport.split_path)
-    if split > -1:
-        doc_uri = fpath[:split]
-        path_info = fpath[split:]
-        if path_info and script_name.endswith(path_info):
-            script_name = script_name[:-len(path_info)]
-    placeholders = getattr(request, "placeholders", {})
-    if not path_info:
-        remainder = placeholders.get("http.matchers.file.remainder")
-        if isinstance(remainder, str):
-            path_info = remainder
-    script_filename = sanitized_path_join(root, script_name)
-    if script_name and not script_name.startswith("/"):
-        script_name = "/" + script_name
-
-    host_header = ""
-    by_name: dict[bytes, list[bytes]] = {}
-    names: list[bytes] = []
-    for name, value in headers:
-        lower = name.lower()
-        if lower == b"host":
-            host_header = value.decode("latin-1")
-            continue
-        if lower not in by_name:
-            by_name[lower] = []
-            names.append(lower)
-        by_name[lower].append(value)
-    if not host_header and request is not None:
-        host_header = request.host
-    declared = request.headers.first("Content-Length") if request is not None else None
-    if declared is not None and b"content-length" not in by_name:
-        # Go keeps the client's Content-Length among the request's header fields.
-        by_name[b"content-length"] = [declared.encode("latin-1")]
-        names.append(b"content-length")
-    content_type = b", ".join(by_name.get(b"content-type", [])).decode("latin-1")
-    req_host, req_port = _split_host_port(host_header)
-    tls = getattr(request, "tls", None)
-    scheme = "https" if tls is not None else "http"
-    auth_user = placeholders.get("http.auth.user.id", "")
-    if request is not None:
-        orig = request.orig_raw_path + ("?" + request.orig_query if request.orig_query else "")
-        proto = request.proto
-    else:
-        orig, proto = target.decode("latin-1"), "HTTP/1.1"
-
-    method_text = method.decode("latin-1")
-    # client.go: the length Go's request has (-1 for a chunked body), else the header.
-    if body_length == CHUNKED:
-        length = "-1"
-    elif body_length:
-        length = str(body_length)
-    else:
-        length = declared if declared is not None and declared.strip().isdigit() else "0"
-    if method_text in ("HEAD", "OPTIONS"):
-        length = "0"
-
-    env: dict[str, str] = {
-        "AUTH_TYPE": "",
-        "CONTENT_LENGTH": length,
-        "CONTENT_TYPE": content_type,
-        "GATEWAY_INTERFACE": "CGI/1.1",
-        "PATH_INFO": path_info,
-        "QUERY_STRING": query,
-        "REMOTE_ADDR": ip,
-        "REMOTE_HOST": ip,
-        "REMOTE_PORT": port,
-        "REMOTE_IDENT": "",
-        "REMOTE_USER": auth_user if isinstance(auth_user, str) else str(auth_user),
-        "REQUEST_METHOD": method_text,
-        "REQUEST_SCHEME": scheme,
-        "SERVER_NAME": req_host,
-        "SERVER_PROTOCOL": proto,
-        "SERVER_SOFTWARE": SERVER_SOFTWARE,
-        "DOCUMENT_ROOT": root,
-        "DOCUMENT_URI": doc_uri,
-        "HTTP_HOST": host_header,
-        "REQUEST_URI": orig,
-        "SCRIPT_FILENAME": script_filename,
-        "SCRIPT_NAME": script_name,
-    }
-    if method_text not in ("GET", "HEAD", "OPTIONS") and not content_type:
-        env["CONTENT_TYPE"] = "application/x-www-form-urlencoded"
-    if path_info:
-        env["PATH_TRANSLATED"] = sanitized_path_join(root, path_info)
-    env["SERVER_PORT"] = req_port or ("80" if scheme == "http" else "443")
-    if tls is not None:
-        env["HTTPS"] = "on"
-        version = str(getattr(tls, "version", "") or "")
-        protocol = _TLS_PROTOCOLS.get(version.lower(), version if version.startswith("TLS") else "")
-        if protocol:
-            env["SSL_PROTOCOL"] = protocol
-        cipher = getattr(tls, "cipher_suite", "")
-        if cipher:
-            env["SSL_CIPHER"] = str(cipher)
-    for key, text in transport.env:
-        env[key] = (text.render(request, None, empty_unknown=True) if request is not None
-                    else replace_all_global(text.text))
-    for lower in names:
-        key = "HTTP_" + lower.decode("latin-1").upper().replace("-", "_").replace(" ", "_")
-        env[key] = b", ".join(by_name[lower]).decode("latin-1")
-    return [(k.encode("utf-8", "surrogateescape"), v.encode("utf-8", "surrogateescape"))
-            for k, v in env.items()]
-
 
 # -- the exchange and the connection ---------------------------------------------------------------
 
