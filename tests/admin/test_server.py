@@ -391,7 +391,7 @@ class PKIProvisionedTests(AdminTestCase):
         """/pki/ca/local answers the CA's names and PEMs; /certificates the chain."""
         storage = os.path.abspath(self.mktemp())
         self.start(site_config(storage={"module": "file_system", "root": storage},
-                               apps={"pki": {"certificate_authorities": {"local": {}}},
+                               apps={"pki": {"certificate_authorities": {"local": {"install_trust": False}}},
                                      "http": site_config()["apps"]["http"]}))
         assert self.service.tls is not None and self.service.tls.pki is not None and self.service.storage is not None
         yield self.service.tls.pki.provision(self.service.storage)
