@@ -313,6 +313,26 @@ class LimitTests(SynchronousTestCase):
         h.pump(client)
         self.assertEqual(small.status, 200)
 
+    def test_malformed_request_resets_only_its_stream(self) -> None:
+        """A request aioquic lets through but the HTTP/2 server's one-pass checks refuse (a Host
+        differing from :authority, a control character in a value) is reset with
+        H3_MESSAGE_ERROR without reaching the server; the connection still serves other
+        requests. (What aioquic refuses itself, e.g. a connection-specific field, closes the
+        connection: aioquic's choice, docs/http2.md.)"""
+        h = Harness(self)
+        client = h.client()
+        for extra in ([(b"host", b"other.example")], [(b"x-v", b"a\x01b")]):
+            _, bad = client.request(b"GET", b"/", headers=extra)
+            h.pump(client)
+            self.assertEqual((bad.reset, h.server.requests), (0x10E, []), extra)
+        _, good = client.request(b"GET", b"/ok", headers=[(b"cookie", b"a=1"), (b"cookie", b"b=2")])
+        h.pump(client)
+        [(request, response)] = h.server.requests
+        self.assertEqual((request.path, request.headers.values_of("Cookie")), ("/ok", ["a=1; b=2"]))
+        response.finish()
+        h.pump(client)
+        self.assertEqual(good.status, 200)
+
 
 class CertificateTests(SynchronousTestCase):
     def test_certificate_chosen_by_sni(self) -> None:

@@ -58,8 +58,9 @@ from twisted.logger import Logger
 from twisted.python.failure import Failure
 from zope.interface import implementer
 
+from txcaddy.http._budget import _Budget
 from txcaddy.http._h1parse import _unmapped
-from txcaddy.http._h2 import _Budget
+from txcaddy.http._h2fields import _malformed_trailers, _request_fields
 from txcaddy.http._h3stream import H3Response, _Stream
 from txcaddy.http.headers import Headers
 from txcaddy.http.request import Request, RequestBody
@@ -320,6 +321,9 @@ class HTTP3Connection:
             if stream is None:
                 self._request_received(event)
             elif stream.request is not None:
+                if _malformed_trailers(event.headers) is not None:
+                    self._cancel(stream, ErrorCode.H3_MESSAGE_ERROR)
+                    return
                 stream.request.trailers = Headers.from_raw(list(event.headers))  # request trailers
                 if event.stream_ended:
                     self._stream_ended(stream)
@@ -353,28 +357,20 @@ class HTTP3Connection:
             self.quic.stop_stream(stream_id, ErrorCode.H3_REQUEST_REJECTED)
             return
         self._heading.pop(stream_id, None)
+        # The same one-pass checks as HTTP/2's (RFC 9114 §4.2-4.3 repeat RFC 9113's rules); a
+        # malformed request is a stream error, H3_MESSAGE_ERROR (RFC 9114 §4.1.2).
+        method, path, authority, _, pairs, error = _request_fields(event.headers)
+        if error is not None:
+            self.log.debug("HTTP/3 malformed request from {remote}: {error}", remote=self._remote, error=error)
+            for action in (self.quic.reset_stream, self.quic.stop_stream):
+                action(stream_id, ErrorCode.H3_MESSAGE_ERROR)
+            self._transmit()
+            return
         stream = _Stream(stream_id, self)
         self._streams[stream_id] = stream
-        method = path = authority = ""
-        pairs: list[tuple[bytes, bytes]] = []
-        cookies: list[bytes] = []
-        for name, value in event.headers:
-            if name[:1] == b":":
-                if name == b":method":
-                    method = value.decode("latin-1")
-                elif name == b":path":
-                    path = value.decode("latin-1")
-                elif name == b":authority":
-                    authority = value.decode("latin-1")
-            elif name == b"cookie":
-                cookies.append(value)
-            else:
-                pairs.append((name, value))
-        if cookies:
-            pairs.append((b"cookie", b"; ".join(cookies)))
         headers = Headers.from_raw(pairs)
         if authority:
-            headers.set("Host", authority)
+            headers.set("Host", authority.decode("latin-1"))
         ended = event.stream_ended
         stream.remote_ended = ended
         length: int | None = 0 if ended else None
@@ -390,8 +386,8 @@ class HTTP3Connection:
             self._tls = self._tls_state()
         host = self.listener.host
         request = Request(
-            method,
-            path or authority,
+            method.decode("latin-1"),
+            (path or authority).decode("latin-1"),  # CONNECT has no :path
             headers,
             proto="HTTP/3.0",
             remote=self._remote,
@@ -402,7 +398,7 @@ class HTTP3Connection:
             clock=self.clock,
         )
         stream.request = request
-        response = H3Response(self, stream, method == "HEAD")
+        response = H3Response(self, stream, method == b"HEAD")
         stream.response = response
         if ended:
             body.finish()

@@ -14,17 +14,14 @@ from typing import TYPE_CHECKING, Any
 from aioquic.h3.connection import ErrorCode
 
 from txcaddy.http._h1head import DATE
+from txcaddy.http._h2fields import _fields  # the same rules (RFC 9114 §4.2 as RFC 9113 §8.2.2)
+from txcaddy.http._h2stream import _NO_BODY_STATUSES
 from txcaddy.http.headers import Headers
 from txcaddy.http.request import Request, RequestBody
 from txcaddy.http.response import Response
 
 if TYPE_CHECKING:
     from txcaddy.http._h3 import HTTP3Connection
-
-_NO_BODY_STATUSES = frozenset({204, 304})
-_CONNECTION_SPECIFIC = frozenset({
-    "connection", "keep-alive", "proxy-connection", "transfer-encoding", "upgrade",
-})
 
 
 class _Stream:
@@ -179,17 +176,3 @@ class H3Response(Response):
         self._connection._send_headers(self._stream, fields, False)
         self._connection._transmit()
 
-
-def _fields(headers: Headers) -> list[tuple[bytes, bytes]]:
-    """Header fields as HTTP/3 wants them: lowercase names, no connection-specific ones."""
-    out = []
-    for name, values in headers.lists():
-        lower = name.lower()
-        if lower in _CONNECTION_SPECIFIC:
-            continue
-        key = lower.encode("latin-1")
-        for value in values:
-            if lower == "te" and value.strip().lower() != "trailers":
-                continue
-            out.append((key, value.encode("latin-1")))
-    return out
