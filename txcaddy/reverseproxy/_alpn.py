@@ -30,7 +30,7 @@ from zope.interface import implementer
 
 from txcaddy.interfaces import IExchange, IUpstreamConnection
 from txcaddy.reverseproxy._dial import UpstreamAddress
-from txcaddy.reverseproxy._exchange import Exchange, RawHeaders, ResponseHead
+from txcaddy.reverseproxy._exchange import _PENDING, Exchange, HeadWaiters, RawHeaders, ResponseHead
 from txcaddy.reverseproxy._h1connection import ConnectionPool, HTTP11Connection
 from txcaddy.reverseproxy._h2client import h2_request_headers
 from txcaddy.reverseproxy._h2connection import H2Exchange, HTTP2Connection
@@ -39,11 +39,10 @@ from txcaddy.reverseproxy._pool import HostPool
 #: What a connection that may become HTTP/2 offers.
 ALPN_H2_H1 = (b"h2", b"http/1.1")
 
-_PENDING = object()
 
 
 @implementer(IExchange, IPushProducer)
-class AlpnExchange:
+class AlpnExchange(HeadWaiters):
     """A request waiting for a connection whose protocol is not known yet.
 
     Until a connection takes it, it records the caller's calls; then it builds the exchange
@@ -102,16 +101,6 @@ class AlpnExchange:
             inner.deliver_body(self._consumer)
         return inner
 
-    def _report_head(self, result: Any) -> None:
-        self._head_result = result
-        waiters, self._head_waiters = self._head_waiters, []
-        failed = isinstance(result, Failure)
-        for on_head, on_failure in waiters:
-            if failed:
-                on_failure(result)
-            else:
-                on_head(result)
-
     # -- IExchange -------------------------------------------------------------------------
 
     @property
@@ -130,24 +119,8 @@ class AlpnExchange:
     def finished(self) -> bool:
         return self.inner.finished if self.inner is not None else self._finished
 
-    def when_head(self, on_head: Callable[[ResponseHead], Any],
-                  on_failure: Callable[[Failure], Any]) -> None:
-        result = self._head_result
-        if result is _PENDING:
-            self._head_waiters.append((on_head, on_failure))
-        elif isinstance(result, Failure):
-            on_failure(result)
-        else:
-            on_head(result)
-
-    @property
-    def head(self) -> Deferred[ResponseHead]:
-        d = self._head_deferred
-        if d is None:
-            d = self._head_deferred = Deferred(
-                lambda _d: self.abort(CancelledError("request cancelled")))
-            self.when_head(d.callback, d.errback)
-        return d
+    def _cancel(self, _d: Deferred[ResponseHead]) -> None:
+        self.abort(CancelledError("request cancelled"))
 
     def write(self, data: bytes) -> None:
         if self.inner is not None:

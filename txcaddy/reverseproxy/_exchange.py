@@ -74,8 +74,53 @@ class ResponseBodyConsumer:
         """The body ended: None when complete, else why it was cut off."""
 
 
+class HeadWaiters:
+    """The final response head (or the failure) for whoever waits for it.
+
+    Plain callbacks (no Deferred per proxied request); ``head`` is a Deferred view made on
+    demand. Subclasses set ``_head_result = _PENDING``, ``_head_waiters = []`` and
+    ``_head_deferred = None`` in their ``__init__`` and define ``_cancel(deferred)``.
+    """
+
+    _head_result: Any
+    _head_waiters: list[tuple[Callable[[ResponseHead], Any], Callable[[Failure], Any]]]
+    _head_deferred: Deferred[ResponseHead] | None
+
+    def _cancel(self, _d: Deferred[ResponseHead]) -> None:
+        raise NotImplementedError
+
+    def when_head(self, on_head: Callable[[ResponseHead], Any], on_failure: Callable[[Failure], Any]) -> None:
+        """Call ``on_head(head)`` with the final response head, or ``on_failure(failure)``."""
+        result = self._head_result
+        if result is _PENDING:
+            self._head_waiters.append((on_head, on_failure))
+        elif isinstance(result, Failure):
+            on_failure(result)
+        else:
+            on_head(result)
+
+    @property
+    def head(self) -> Deferred[ResponseHead]:
+        """The final response head as a Deferred (cancelling it aborts the exchange)."""
+        d = self._head_deferred
+        if d is None:
+            d = self._head_deferred = Deferred(self._cancel)
+            self.when_head(d.callback, d.errback)
+        return d
+
+    def _report_head(self, result: Any) -> None:
+        self._head_result = result
+        waiters, self._head_waiters = self._head_waiters, []
+        failed = isinstance(result, Failure)
+        for on_head, on_failure in waiters:
+            if failed:
+                on_failure(result)
+            else:
+                on_head(result)
+
+
 @implementer(IExchange, IPushProducer)
-class Exchange:
+class Exchange(HeadWaiters):
     """One request/response on an upstream connection.
 
     The caller writes the request body through it (it is an IConsumer), waits on ``head``,
@@ -126,35 +171,6 @@ class Exchange:
         #: Over: the response ended, or the exchange failed or was aborted.
         self.finished = False
         self._done_reason: Failure | None = None
-
-    def when_head(self, on_head: Callable[[ResponseHead], Any], on_failure: Callable[[Failure], Any]) -> None:
-        """Call ``on_head(head)`` with the final response head, or ``on_failure(failure)``."""
-        result = self._head_result
-        if result is _PENDING:
-            self._head_waiters.append((on_head, on_failure))
-        elif isinstance(result, Failure):
-            on_failure(result)
-        else:
-            on_head(result)
-
-    @property
-    def head(self) -> Deferred[ResponseHead]:
-        """The final response head as a Deferred (cancelling it aborts the exchange)."""
-        d = self._head_deferred
-        if d is None:
-            d = self._head_deferred = Deferred(self._cancel)
-            self.when_head(d.callback, d.errback)
-        return d
-
-    def _report_head(self, result: Any) -> None:
-        self._head_result = result
-        waiters, self._head_waiters = self._head_waiters, []
-        failed = isinstance(result, Failure)
-        for on_head, on_failure in waiters:
-            if failed:
-                on_failure(result)
-            else:
-                on_head(result)
 
     @property
     def body_wanted(self) -> bool:
