@@ -745,8 +745,6 @@ class HTTP11Protocol(Protocol):
             self.transport.loseConnection()
 
 
-
-
 class HTTP11Factory(Factory):
     """Builds an ``HTTP11Protocol`` per connection for one server."""
 
