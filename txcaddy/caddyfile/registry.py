@@ -18,7 +18,8 @@ from txcaddy.caddyfile.helper import (
     MatcherFunc,
 )
 
-# Caddy 2.6.2's default order of HTTP handler directives (httpcaddyfile/directives.go).
+# Caddy 2.6.2's default order of HTTP handler directives (httpcaddyfile/directives.go),
+# plus txcaddy's own handlers where they belong.
 DEFAULT_DIRECTIVE_ORDER: tuple[str, ...] = (
     "tracing",
     "map",
@@ -49,6 +50,11 @@ DEFAULT_DIRECTIVE_ORDER: tuple[str, ...] = (
     "metrics",
     "reverse_proxy",
     "php_fastcgi",
+    # txcaddy's own terminal handlers (Python applications), beside the other
+    # handlers that answer the request themselves:
+    "wsgi",
+    "asgi",
+    "twisted_resource",
     "file_server",
     "acme_server",
 )
