@@ -159,8 +159,41 @@ class StorageFromConfigTests(SynchronousTestCase):
 
     def test_unknown_module(self) -> None:
         """Another module fails as Caddy fails on a module it was not built with."""
-        error = self.assertRaises(ConfigError, storage_from_config, {"module": "redis"}, Clock())
-        self.assertEqual(str(error), "loading storage module: loading module 'redis': unknown module: caddy.storage.redis")
+        error = self.assertRaises(ConfigError, storage_from_config, {"module": "nosuch"}, Clock())
+        self.assertEqual(str(error), "loading storage module: loading module 'nosuch': unknown module: caddy.storage.nosuch")
+
+    def _register(self, factory: Any, schema: Any = None) -> None:
+        from txcaddy.config import registry
+
+        registry.known("caddy.storage.")  # the built-ins and plugins first
+        registry.MODULES["caddy.storage.test_memory"] = factory
+        if schema is not None:
+            registry.SCHEMAS["caddy.storage.test_memory"] = schema
+        self.addCleanup(registry.MODULES.pop, "caddy.storage.test_memory", None)
+        self.addCleanup(registry.SCHEMAS.pop, "caddy.storage.test_memory", None)
+
+    def test_registered_module(self) -> None:
+        """A ``caddy.storage.*`` module from the registry gets its JSON (without ``module``) and the clock."""
+        seen: list[Any] = []
+        clock = Clock()
+
+        def factory(config: dict[str, Any], context: Any) -> MemoryStorage:
+            seen.append((config, context.reactor))
+            return MemoryStorage(clock)
+
+        self._register(factory)
+        storage = storage_from_config({"module": "test_memory", "size": 3}, clock)
+        self.assertIsInstance(storage, MemoryStorage)
+        self.assertEqual(seen, [({"size": 3}, clock)])
+
+    def test_registered_module_schema(self) -> None:
+        """A registered storage module's schema refuses a mistyped field before the factory runs."""
+        from txcaddy.config.schema import INT, Obj
+
+        self._register(lambda config, context: self.fail("built"), Obj({"size": INT}, strict=True))
+        error = self.assertRaises(ConfigError, storage_from_config, {"module": "test_memory", "size": "x"}, Clock())
+        self.assertIn("loading module 'test_memory': decoding module config: caddy.storage.test_memory:", str(error))
+        self.assertIn("storage.size", str(error))
 
     def test_unknown_field(self) -> None:
         """An unknown field of ``file_system`` is refused, as Caddy's strict decoding does."""

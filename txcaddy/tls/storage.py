@@ -236,9 +236,11 @@ def storage_from_config(
 ) -> IStorage:
     """The storage a Caddy JSON config's top-level ``storage`` object names.
 
-    None is Caddy's default, the file system under ``default_storage_root``.  Only
-    ``file_system`` is a storage module for now; other names fail as Caddy fails on a module
-    it was not built with (a later plugin point).
+    None is Caddy's default, the file system under ``default_storage_root``.  Any other
+    module comes from the module registry as ``caddy.storage.<name>`` (built in or a
+    plugin): its factory gets the JSON without ``module`` and a ``LoadContext`` whose
+    ``reactor`` is ``clock``, and returns an ``IStorage``.  Unknown names fail as Caddy
+    fails on a module it was not built with.
     """
     if config is None:
         return FileStorage(default_storage_root(environ), clock)
@@ -249,7 +251,7 @@ def storage_from_config(
         raise ConfigError(f"loading storage module: module name not specified with key 'module' in {dict(config)!r}")
     where = f"loading storage module: loading module '{name}'"
     if name != "file_system":
-        raise ConfigError(f"{where}: unknown module: caddy.storage.{name}")
+        return _registered_storage(name, config, clock, where)
     fields = {k: v for k, v in config.items() if k != "module"}
     unknown = sorted(set(fields) - {"root"})
     if unknown:
@@ -264,6 +266,25 @@ def storage_from_config(
         )
     # An empty root is certmagic's FileStorage{Path: ""}: the working directory.
     return FileStorage(root, clock)
+
+
+def _registered_storage(name: str, config: Mapping[str, Any], clock: IReactorTime, where: str) -> IStorage:
+    """A storage module from the registry, its JSON checked against its schema first."""
+    from txcaddy.config import registry, schema
+    from txcaddy.config.loader import LoadContext
+
+    module_id = f"caddy.storage.{name}"
+    if name not in registry.known("caddy.storage."):
+        raise ConfigError(f"{where}: unknown module: {module_id}")
+    fields = {k: v for k, v in config.items() if k != "module"}
+    spec = registry.schema_for(module_id)
+    if spec is not None:
+        try:
+            schema.check(spec, fields, "storage")
+        except ConfigError as e:
+            raise ConfigError(f"{where}: decoding module config: {module_id}: {e}") from None
+    storage: IStorage = registry.lookup(module_id)(fields, LoadContext(reactor=clock))
+    return storage
 
 
 # -- keys to paths ---------------------------------------------------------------------------
