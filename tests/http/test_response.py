@@ -91,3 +91,37 @@ class WrapperTests(SynchronousTestCase):
         inner.flush = lambda: flushed.append(True)  # type: ignore[method-assign]
         ResponseWrapper(inner).flush()
         self.assertEqual(flushed, [True])
+
+
+class StampHeadTests(SynchronousTestCase):
+    def test_head_time_read_when_the_head_is_sent(self) -> None:
+        """``stamp_head`` reads the clock once, as the head goes out, after the ``on_head`` callbacks."""
+        now = [1.0]
+        response = FakeResponse()
+        response.stamp_head(lambda: now[0])
+
+        def later(_: Any, status: int) -> int:
+            now[0] = 2.5
+            return status
+
+        response.on_head(later)
+        self.assertIsNone(response.head_time)
+        response.write(b"x")
+        now[0] = 9.0
+        response.finish()
+        self.assertEqual(response.head_time, 2.5)
+
+    def test_unstamped_response_keeps_no_time(self) -> None:
+        """Without ``stamp_head`` no clock is read and ``head_time`` stays None."""
+        response = FakeResponse()
+        response.write_head(204)
+        self.assertIsNone(response.head_time)
+
+    def test_wrapper_stamps_the_wrapped_response(self) -> None:
+        """Through a wrapper, the wrapped response is stamped and its time read back."""
+        inner = FakeResponse()
+        wrapper = ResponseWrapper(inner)
+        wrapper.stamp_head(lambda: 7.0)
+        wrapper.write_head(200)
+        self.assertEqual(inner.head_time, 7.0)
+        self.assertEqual(wrapper.head_time, 7.0)

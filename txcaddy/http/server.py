@@ -109,13 +109,13 @@ class HTTPServer:
     def _chain_result(self, _: Any, request: Request, response: Response) -> None:
         chain_end = request.chain_end
         if chain_end is not None:
-            chain_end.done()
+            chain_end.done(request, response)
         self._chain_done(request, response)
 
     def _chain_error(self, failure: Failure, request: Request, response: Response) -> None:
         chain_end = request.chain_end
         if chain_end is not None:
-            chain_end.failed()
+            chain_end.failed(request, response)
         self._failed(request, response, cast(BaseException, failure.value))  # an errback's failure has a value
 
     def _chain_done(self, request: Request, response: Response) -> None:

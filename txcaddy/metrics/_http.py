@@ -196,98 +196,65 @@ def _add(
     family.add_metric(labels, buckets, total)
 
 
-class _Timing:
-    """One request through one instrumented handler: its start, method and series.
+def _observe(
+    series: HandlerSeries, request: Request, response: Response, start: float, now: float,
+    _durations: tuple[float, ...] = DURATION_BUCKETS, _sizes: tuple[float, ...] = SIZE_BUCKETS,
+    _fast_duration: float = DURATION_BUCKETS[0], _fast_size: float = SIZE_BUCKETS[0],
+) -> None:
+    """A request through a handler of ``series`` finished without an error: count and observe it."""
+    series.in_flight -= 1
+    series.requests += 1
+    method = request.method
+    status = response.status  # 0 when no head was written: Caddy reads it as 200
+    found = series.by_status.get((status, method)) or series.status_series(status, method)
+    head_time = response.head_time
+    # The time to the head, when the head went out while this handler ran (a head the
+    # server writes after the chain, an error status, is not the handler's).
+    if head_time is not None and head_time >= start and response.head_sent:
+        elapsed = head_time - start
+        found.ttfb[0 if elapsed <= _fast_duration else bisect_left(_durations, elapsed)] += 1
+        found.ttfb_sum += elapsed
+    elapsed = now - start
+    # Most observations fall in the first bucket: a comparison rather than a bisection.
+    found.duration[0 if elapsed <= _fast_duration else bisect_left(_durations, elapsed)] += 1
+    found.duration_sum += elapsed
+    # request_size(), inlined: this runs on every request.
+    size = len(request.raw_path) + len(method) + len(request.proto) + len(request.host)
+    if request.query:
+        size += 1 + len(request.query)
+    for name, values in request.headers.lists():
+        if name == "Host":  # Go keeps the Host out of the header map
+            continue
+        size += len(name)
+        for value in values:
+            size += len(value)
+    length = request.body.length
+    if length:  # None (unknown) and 0 add nothing
+        size += length
+    found.request_size[0 if size <= _fast_size else bisect_left(_sizes, size)] += 1
+    found.request_size_sum += size
+    size = response.size
+    found.response_size[0 if size <= _fast_size else bisect_left(_sizes, size)] += 1
+    found.response_size_sum += size
 
-    Made once per request and used as both the ``on_head`` callback (the time to
-    the head) and the callbacks of the handler's Deferred, so the per-request path
-    builds no closures and no callback argument tuples.
-    """
 
-    __slots__ = ("owner", "method", "start", "found", "request", "response")
-
-    def __init__(self, owner: InstrumentedHandler, request: Request, response: Response, start: float) -> None:
-        self.owner: InstrumentedHandler | None = owner  # None once the handler is done
-        self.method = request.method
-        self.start = start
-        self.found: StatusSeries | None = None  # the series of the status the head went out with
-        self.request = request
-        self.response = response
-
-    def __call__(self, response: Response, status: int, _bounds: tuple[float, ...] = DURATION_BUCKETS) -> int:
-        # Response.on_head callback: runs just before the head is sent. A head written
-        # after the handler is done (the server's error status) is not the handler's.
-        owner = self.owner
-        if owner is not None and self.found is None:
-            elapsed = owner.clock() - self.start
-            series = owner.series
-            found = series.by_status.get((status, self.method)) or series.status_series(status, self.method)
-            self.found = found
-            found.ttfb[0 if elapsed <= _bounds[0] else bisect_left(_bounds, elapsed)] += 1
-            found.ttfb_sum += elapsed
-        return status
-
-    def done(
-        self, result: Any = None,
-        _durations: tuple[float, ...] = DURATION_BUCKETS, _sizes: tuple[float, ...] = SIZE_BUCKETS,
-        _fast_duration: float = DURATION_BUCKETS[0], _fast_size: float = SIZE_BUCKETS[0],
-    ) -> Any:
-        """The handler finished without an error: count it and observe the histograms."""
-        owner = self.owner
-        if owner is None:  # already counted
-            return result
-        elapsed = owner.clock() - self.start
-        self.owner = None
-        series = owner.series
-        series.in_flight -= 1
-        series.requests += 1
-        found = self.found
-        request = self.request
-        response = self.response
-        self.request = self.response = None  # type: ignore[assignment]  # the response holds us (on_head)
-        if found is None:  # no head written (falling through): Caddy reads the status 0 as 200
-            status = response.status
-            found = series.by_status.get((status, self.method)) or series.status_series(status, self.method)
-        # Most observations fall in the first bucket: a comparison rather than a bisection.
-        found.duration[0 if elapsed <= _fast_duration else bisect_left(_durations, elapsed)] += 1
-        found.duration_sum += elapsed
-        # request_size(), inlined: this runs on every request.
-        size = len(request.raw_path) + len(request.method) + len(request.proto) + len(request.host)
-        if request.query:
-            size += 1 + len(request.query)
-        for name, values in request.headers.lists():
-            if name == "Host":  # Go keeps the Host out of the header map
-                continue
-            size += len(name)
-            for value in values:
-                size += len(value)
-        length = request.body.length
-        if length:  # None (unknown) and 0 add nothing
-            size += length
-        found.request_size[0 if size <= _fast_size else bisect_left(_sizes, size)] += 1
-        found.request_size_sum += size
-        size = response.size
-        found.response_size[0 if size <= _fast_size else bisect_left(_sizes, size)] += 1
-        found.response_size_sum += size
-        return result
-
-    def failed(self, failure: Any = None) -> Any:
-        """The handler raised or its Deferred failed: an error, nothing observed."""
-        owner = self.owner
-        if owner is None:  # already counted
-            return failure
-        series = owner.series
-        self.owner = None
-        self.request = self.response = None  # type: ignore[assignment]
-        series.in_flight -= 1
-        series.requests += 1
-        series.errors += 1
-        return failure
+def _count_error(series: HandlerSeries) -> None:
+    """The handler raised or its Deferred failed: an error, nothing observed."""
+    series.in_flight -= 1
+    series.requests += 1
+    series.errors += 1
 
 
 @implementer(IHandler)
 class InstrumentedHandler:
-    """A top-level handler of a server with ``metrics``, counted under (server, handler)."""
+    """A top-level handler of a server with ``metrics``, counted under (server, handler).
+
+    No object is made per request: the start time travels as a callback argument, or,
+    for the outermost wrapped handler of a request, on the request itself
+    (``metrics_start``), the server telling this handler when the chain ends
+    (``Request.chain_end``) rather than it adding Deferred callbacks of its own.
+    The time to the head is stamped by the response (``Response.stamp_head``).
+    """
 
     __slots__ = ("handler", "series", "clock")
 
@@ -297,28 +264,55 @@ class InstrumentedHandler:
         self.clock = clock
 
     def serve(self, request: Request, response: Response, next: Any) -> Any:
-        self.series.in_flight += 1
-        timing = _Timing(self, request, response, self.clock())
+        clock = self.clock
+        series = self.series
+        series.in_flight += 1
+        start = clock()
         if not response.head_sent:
-            response.on_head(timing)
-        # The first wrapped handler of a request returns the Deferred the server itself
-        # waits on (``HTTPServer._chain_result``/``_chain_error``): it has the server tell
-        # it, rather than add a callback pair of its own. Handlers it runs through
-        # ``next`` find the place taken and add theirs.
+            response.stamp_head(clock)
         outermost = request.chain_end is None
         if outermost:
-            request.chain_end = timing
+            request.chain_end = self
+            request.metrics_start = start
         try:
             result = self.handler.serve(request, response, next)
         except BaseException:
-            timing.failed()
+            if outermost:
+                request.metrics_start = None
+            _count_error(series)
             raise
         if isinstance(result, Deferred):
             if outermost:
-                return result
-            return result.addCallbacks(timing.done, timing.failed)
-        timing.done()
+                return result  # the server calls done()/failed() when it fires
+            return result.addCallbacks(
+                self._done, self._failed, callbackArgs=(request, response, start))
+        if outermost:
+            request.metrics_start = None
+        _observe(series, request, response, start, clock())
         return None
+
+    # The server's ``chain_end`` calls, for the outermost wrapped handler of a request.
+
+    def done(self, request: Request, response: Response) -> None:
+        start = request.metrics_start
+        if start is not None:  # not counted yet
+            request.metrics_start = None
+            _observe(self.series, request, response, start, self.clock())
+
+    def failed(self, request: Request, response: Response) -> None:
+        if request.metrics_start is not None:
+            request.metrics_start = None
+            _count_error(self.series)
+
+    # Deferred callbacks, for wrapped handlers run through ``next`` by another one.
+
+    def _done(self, result: Any, request: Request, response: Response, start: float) -> Any:
+        _observe(self.series, request, response, start, self.clock())
+        return result
+
+    def _failed(self, failure: Any) -> Any:
+        _count_error(self.series)
+        return failure
 
     def __repr__(self) -> str:
         return f"<InstrumentedHandler {self.series.handler} {self.handler!r}>"
