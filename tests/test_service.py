@@ -194,8 +194,8 @@ class LazyImportTests(SynchronousTestCase):
 
     def test_plain_proxy_config_imports_no_optional_library(self) -> None:
         """Building a service for a plain HTTP proxy imports neither the CEL bindings, the markdown
-        and YAML libraries, OpenTelemetry, aioquic, nor certbot's ACME client (each costs MBs of
-        RSS in every worker)."""
+        and YAML libraries, OpenTelemetry, aioquic, certbot's ACME library (client or the JWS the
+        acme_server handler reads), nor twisted.web's client (each costs MBs of RSS in every worker)."""
         import subprocess
         import sys
 
@@ -205,12 +205,14 @@ class LazyImportTests(SynchronousTestCase):
             "fromCaddyfile('{\\n\\tadmin off\\n}\\nhttp://127.0.0.1:1 {\\n\\treverse_proxy 127.0.0.1:2\\n}\\n')\n"
             "print(' '.join(sorted({name.split('.')[0] for name in sys.modules})))\n"
             "print('acme.client' in sys.modules)\n"
+            "print('twisted.web.client' in sys.modules)\n"
         )
         root = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
         done = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True, timeout=120,
                               cwd=root, env={**os.environ, "PYTHONPATH": root})
         self.assertEqual(done.returncode, 0, done.stderr)
-        top_level, acme_client = done.stdout.splitlines()
-        for heavy in ("cel", "markdown_it", "yaml", "opentelemetry", "aioquic", "grpc"):
+        top_level, acme_client, web_client = done.stdout.splitlines()
+        for heavy in ("cel", "markdown_it", "yaml", "opentelemetry", "aioquic", "grpc", "acme", "josepy"):
             self.assertNotIn(heavy, top_level.split(), heavy)
         self.assertEqual(acme_client, "False")
+        self.assertEqual(web_client, "False")

@@ -19,12 +19,10 @@ from __future__ import annotations
 
 import socket
 import ssl
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from twisted.internet.defer import Deferred
 from twisted.python.failure import Failure
-from twisted.web.client import Agent, readBody
-from twisted.web.http_headers import Headers as TwistedHeaders
 from zope.interface import implementer
 
 from txcaddy.config.registry import module
@@ -33,17 +31,24 @@ from txcaddy.errors import ConfigError
 from txcaddy.http.request import Request
 from txcaddy.http.response import Response
 from txcaddy.interfaces import IHandler
-from txcaddy.tls._acmeserver import (
-    MAX_BODY,
-    ACMEProblem,
-    ACMEServer,
-    ACMEState,
-    ChallengeTargets,
-    Reply,
-)
 from txcaddy.tls.internalca import DEFAULT_CA_ID
 
+if TYPE_CHECKING:
+    from txcaddy.tls._acmeserver import ACMEState, ChallengeTargets, Reply
+
+# The protocol (``_acmeserver``: josepy, acme's JWS) and twisted.web's client are imported
+# when an acme_server is configured, not with the module registry: most servers have none,
+# and those imports cost about 5 MB of memory per process.
+
 __all__ = ["ACMEServerHandler", "ACMEServers", "ChallengeTargets", "DEFAULT_PATH_PREFIX", "DEFAULT_LIFETIME"]
+
+
+def __getattr__(name: str) -> Any:
+    if name == "ChallengeTargets":  # re-exported, imported on first use
+        from txcaddy.tls._acmeserver import ChallengeTargets
+
+        return ChallengeTargets
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
 
 DEFAULT_PATH_PREFIX = "/acme/"
 DEFAULT_LIFETIME = 12 * 3600.0
@@ -55,12 +60,16 @@ class ACMEServers:
     validations connect (``targets``; tests point it at loopback ports)."""
 
     def __init__(self) -> None:
+        from txcaddy.tls._acmeserver import ChallengeTargets
+
         self.states: dict[str, ACMEState] = {}
-        self.targets = ChallengeTargets()
+        self.targets: ChallengeTargets = ChallengeTargets()
 
     def state(self, ca_id: str) -> ACMEState:
         state = self.states.get(ca_id)
         if state is None:
+            from txcaddy.tls._acmeserver import ACMEState
+
             state = self.states[ca_id] = ACMEState()
         return state
 
@@ -69,13 +78,16 @@ class _Collect:
     """An ``IBodyConsumer`` gathering the (small) JWS body, up to ``MAX_BODY`` bytes."""
 
     def __init__(self) -> None:
+        from txcaddy.tls._acmeserver import MAX_BODY
+
         self.chunks: list[bytes] = []
         self.size = 0
+        self.limit = MAX_BODY + 1
         self.done: Deferred[bytes] = Deferred()
 
     def body_data(self, data: bytes) -> None:
         self.size += len(data)
-        if self.size <= MAX_BODY + 1:
+        if self.size <= self.limit:
             self.chunks.append(data)
 
     def body_trailers(self, trailers: Any) -> None:
@@ -122,12 +134,16 @@ class ACMEServerHandler:
             from twisted.internet import reactor as global_reactor
             reactor = global_reactor
         self.reactor = reactor
+        from txcaddy.tls._acmeserver import ACMEServer
+
         self.server = ACMEServer(
             ca_id, servers.state(ca_id), self._signer, lifetime=lifetime, http_get=self._http_get,
             txt_lookup=self._txt_lookup, tls_alpn_get=self._tls_alpn_get, targets=servers.targets, clock=reactor.seconds,
         )
 
     def _signer(self) -> Any:
+        from txcaddy.tls._acmeserver import ACMEProblem
+
         pki = getattr(self.context, "pki", None)
         if pki is None:
             raise ACMEProblem("serverInternal", "the pki app is not running", 500)
@@ -138,6 +154,11 @@ class ACMEServerHandler:
 
     def _http_get(self, address: str, port: int, host: str, path: str) -> Deferred[bytes]:
         """GET ``path`` from ``address:port`` with ``Host: host`` (redirects are not followed)."""
+        from twisted.web.client import Agent, readBody
+        from twisted.web.http_headers import Headers as TwistedHeaders
+
+        from txcaddy.tls._acmeserver import ACMEProblem
+
         hostport = f"[{address}]" if ":" in address else address
         url = f"http://{hostport}:{port}{path}".encode("ascii")
         headers = TwistedHeaders({b"Host": [host.encode("idna") if not host.isascii() else host.encode()],
