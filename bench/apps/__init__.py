@@ -1,0 +1,1 @@
+"""Hello-world applications for the app-server comparison (``bench/apps/targets.json``)."""
