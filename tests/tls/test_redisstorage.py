@@ -11,11 +11,13 @@ from typing import Any
 from twisted.internet.defer import CancelledError, Deferred, maybeDeferred
 from twisted.internet.task import Clock, deferLater
 from twisted.trial.unittest import SynchronousTestCase, TestCase
+from zope.interface.verify import verifyObject
 
 from txcaddy._reactor import default_reactor
 from txcaddy.caddyfile.adapter import adapt
 from txcaddy.caddyfile.errors import ConfigError as CaddyfileError
 from txcaddy.errors import ConfigError
+from txcaddy.interfaces import IStorage
 from txcaddy.tls.certificates import CertificateCache
 from txcaddy.tls.errors import KeyNotFound
 from txcaddy.tls.manager import RETRY_INTERVALS, AutomationPolicy, CertificateManager
@@ -89,6 +91,10 @@ class RedisStorageTests(_Server, SynchronousTestCase):
         self.clock = Clock()
         self.clock.advance(START)
         self.storage = self.redis_storage(self.clock)
+
+    def test_provides_istorage(self) -> None:
+        """``RedisStorage`` provides ``IStorage``."""
+        self.assertTrue(verifyObject(IStorage, self.storage))
 
     def test_values_are_hashes_under_the_prefix(self) -> None:
         """A value is the hash ``<key_prefix>/<key>`` with its bytes and the clock's time."""

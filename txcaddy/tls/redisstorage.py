@@ -490,6 +490,9 @@ class RedisStorage:
         return bool(self._client.set(rkey, token, px=ttl_ms, nx=True))
 
     def _keep(self, name: str, rkey: str, token: str) -> None:
+        previous = self._held.get(rkey)
+        if previous is not None and previous.renewer.running:  # lost to expiry, now taken again
+            previous.renewer.stop()
         renewer = LoopingCall(self._renew, rkey)
         renewer.clock = self._clock
         self._held[rkey] = _Held(name, token, renewer)
