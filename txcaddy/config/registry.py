@@ -52,6 +52,7 @@ BUILTIN_MODULES = (
     "txcaddy.reverseproxy.upstreams",
     "txcaddy.metrics.handler",
     "txcaddy.tls.acmeserver",
+    "txcaddy.tls.redisstorage",
 )
 
 _loaded = False

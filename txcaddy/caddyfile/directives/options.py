@@ -33,6 +33,7 @@ from txcaddy.caddyfile.helper import App, JSONObject
 from txcaddy.caddyfile.jsonenc import GoMap, ModuleObject, module_object
 from txcaddy.caddyfile.registry import global_option
 from txcaddy.config.values import parse_caddy_duration
+from txcaddy.tls.redisstorage import parse_caddyfile as parse_redis_storage
 
 DEFAULT_ADMIN_LISTEN = "localhost:2019"
 DEFAULT_CA_ID = "local"
@@ -169,7 +170,7 @@ def _parse_file_storage(d: Dispenser) -> JSONObject:
     return {"root": root}
 
 
-STORAGE_MODULES = {"file_system": _parse_file_storage}
+STORAGE_MODULES = {"file_system": _parse_file_storage, "redis": parse_redis_storage}
 
 
 def _module_option(
