@@ -283,3 +283,19 @@ class MemoryServingReactor(MemoryReactorClock):
                   maxPacketSize: int = 8192) -> IListeningPort:
         self.udpPorts.append((port, protocol, interface, maxPacketSize))
         return _MemoryUDPPort(IPv4Address("UDP", interface or "0.0.0.0", port))
+
+
+# The in-memory clients and fake upstreams (txcaddy/_testing/), public here.
+from txcaddy._testing._client import (  # noqa: E402 - after the fakes they build on
+    CaddyfileClient as CaddyfileClient,
+)
+from txcaddy._testing._client import ConfigClient as ConfigClient  # noqa: E402
+from txcaddy._testing._client import MemoryClient as MemoryClient  # noqa: E402
+from txcaddy._testing._client import OpenRequest as OpenRequest  # noqa: E402
+from txcaddy._testing._client import ResponseNotReady as ResponseNotReady  # noqa: E402
+from txcaddy._testing._upstreams import FakeNetwork as FakeNetwork  # noqa: E402
+from txcaddy._testing._upstreams import FakeUpstream as FakeUpstream  # noqa: E402
+from txcaddy._testing._upstreams import Reply as Reply  # noqa: E402
+from txcaddy._testing._upstreams import UpstreamRequest as UpstreamRequest  # noqa: E402
+from txcaddy._testing._upstreams import UpstreamTunnel as UpstreamTunnel  # noqa: E402
+from txcaddy._testing._wire import ClientResponse as ClientResponse  # noqa: E402

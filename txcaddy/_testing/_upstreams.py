@@ -48,13 +48,21 @@ def dial_string(address: Any) -> str:
 
 
 class Reply:
-    """What a ``FakeUpstream`` answers: a status, header fields, a body, after ``delay`` seconds."""
+    """What a ``FakeUpstream`` answers: a status, header fields, a body, after ``delay`` seconds.
+
+    A ``Content-Length`` is added when the fields have no framing, as a real backend sends.
+    """
 
     def __init__(self, status: int = 200, headers: HeaderInput = None, body: bytes | str = b"", *,
                  delay: float = 0.0, trailers: HeaderInput = None) -> None:
         self.status = status
         self.headers = raw_headers(headers)
         self.body = body.encode() if isinstance(body, str) else body
+        names = {name.lower() for name, _ in self.headers}
+        if b"content-length" not in names and b"transfer-encoding" not in names and status >= 200:
+            # What a real backend sends (Go's server does for a short body); framing decides
+            # whether the proxy answers with a length or chunked.
+            self.headers.append((b"Content-Length", str(len(self.body)).encode()))
         self.delay = delay
         self.trailers = raw_headers(trailers) if trailers is not None else None
 
