@@ -299,3 +299,6 @@ from txcaddy._testing._upstreams import Reply as Reply  # noqa: E402
 from txcaddy._testing._upstreams import UpstreamRequest as UpstreamRequest  # noqa: E402
 from txcaddy._testing._upstreams import UpstreamTunnel as UpstreamTunnel  # noqa: E402
 from txcaddy._testing._wire import ClientResponse as ClientResponse  # noqa: E402
+from txcaddy._testing._websocket import UpstreamWebSocket as UpstreamWebSocket  # noqa: E402
+from txcaddy._testing._websocket import WebSocketClient as WebSocketClient  # noqa: E402
+from txcaddy._testing._websocket import WebSocketUpstream as WebSocketUpstream  # noqa: E402
