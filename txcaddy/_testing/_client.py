@@ -240,6 +240,11 @@ class MemoryClient:
         if start:
             self.service.startService()
 
+    @property
+    def warnings(self) -> list[Any]:
+        """What loading the config warned about (``ConfigWarning``s: deprecated spellings...)."""
+        return list(self.service.warnings)
+
     def upstream(self, address: str) -> FakeUpstream:
         """The ``FakeUpstream`` at dial address ``address``, added when there is none yet."""
         return self.network.find(address) or self.network.add(address)
