@@ -16,6 +16,18 @@ header fields, body bytes, whether it finished), and ``FakeServer`` is an
 no socket.
 ``MemoryStorage`` (from ``txcaddy.tls.storage``) is an ``IStorage`` in memory, with the file
 storage's key layout and in-process locks, for code that keeps certificates or takes locks.
+
+For a whole config (docs/testing.md; treq's ``StubTreq`` is the model)::
+
+    client = CaddyfileClient(caddyfile_text, upstreams={"localhost:3000": FakeUpstream(body="hi")})
+    assert client.get("https://example.com/").text == "hi"
+    assert client.upstream("localhost:3000").last.path == "/"
+
+``CaddyfileClient``/``ConfigClient`` serve the config in memory through txcaddy's own HTTP/1.1
+server protocol; every ``reverse_proxy`` dials ``FakeUpstream``s through a ``FakeNetwork``;
+``client.clock`` drives health checks, retries and timeouts; ``client.open`` streams, and
+``client.websocket`` with a ``WebSocketUpstream`` exchanges WebSocket messages.  They live
+in ``txcaddy/_testing/`` and are public here.
 """
 
 from __future__ import annotations
@@ -32,9 +44,23 @@ from twisted.python.failure import Failure
 from zope.interface import implementer
 
 from txcaddy._reactor import IServingReactor
+from txcaddy._testing._client import CaddyfileClient as CaddyfileClient
+from txcaddy._testing._client import ConfigClient as ConfigClient
+from txcaddy._testing._client import MemoryClient as MemoryClient
+from txcaddy._testing._client import OpenRequest as OpenRequest
+from txcaddy._testing._client import ResponseNotReady as ResponseNotReady
 from txcaddy._testing._exchange import FakeExchange as FakeExchange
 from txcaddy._testing._exchange import FakeUpstreamTransport as FakeUpstreamTransport
 from txcaddy._testing._exchange import respond_with as respond_with
+from txcaddy._testing._upstreams import FakeNetwork as FakeNetwork
+from txcaddy._testing._upstreams import FakeUpstream as FakeUpstream
+from txcaddy._testing._upstreams import Reply as Reply
+from txcaddy._testing._upstreams import UpstreamRequest as UpstreamRequest
+from txcaddy._testing._upstreams import UpstreamTunnel as UpstreamTunnel
+from txcaddy._testing._websocket import UpstreamWebSocket as UpstreamWebSocket
+from txcaddy._testing._websocket import WebSocketClient as WebSocketClient
+from txcaddy._testing._websocket import WebSocketUpstream as WebSocketUpstream
+from txcaddy._testing._wire import ClientResponse as ClientResponse
 from txcaddy.http.errors import HandlerError
 from txcaddy.http.headers import Headers
 from txcaddy.http.request import Request, RequestBody
@@ -283,22 +309,3 @@ class MemoryServingReactor(MemoryReactorClock):
                   maxPacketSize: int = 8192) -> IListeningPort:
         self.udpPorts.append((port, protocol, interface, maxPacketSize))
         return _MemoryUDPPort(IPv4Address("UDP", interface or "0.0.0.0", port))
-
-
-# The in-memory clients and fake upstreams (txcaddy/_testing/), public here.
-from txcaddy._testing._client import (  # noqa: E402 - after the fakes they build on
-    CaddyfileClient as CaddyfileClient,
-)
-from txcaddy._testing._client import ConfigClient as ConfigClient  # noqa: E402
-from txcaddy._testing._client import MemoryClient as MemoryClient  # noqa: E402
-from txcaddy._testing._client import OpenRequest as OpenRequest  # noqa: E402
-from txcaddy._testing._client import ResponseNotReady as ResponseNotReady  # noqa: E402
-from txcaddy._testing._upstreams import FakeNetwork as FakeNetwork  # noqa: E402
-from txcaddy._testing._upstreams import FakeUpstream as FakeUpstream  # noqa: E402
-from txcaddy._testing._upstreams import Reply as Reply  # noqa: E402
-from txcaddy._testing._upstreams import UpstreamRequest as UpstreamRequest  # noqa: E402
-from txcaddy._testing._upstreams import UpstreamTunnel as UpstreamTunnel  # noqa: E402
-from txcaddy._testing._wire import ClientResponse as ClientResponse  # noqa: E402
-from txcaddy._testing._websocket import UpstreamWebSocket as UpstreamWebSocket  # noqa: E402
-from txcaddy._testing._websocket import WebSocketClient as WebSocketClient  # noqa: E402
-from txcaddy._testing._websocket import WebSocketUpstream as WebSocketUpstream  # noqa: E402

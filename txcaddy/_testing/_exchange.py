@@ -51,7 +51,7 @@ class FakeExchange:
     coming up (the request body starts to flow); ``respond`` and ``fail`` answer.
     """
 
-    def __init__(self, transport: FakeUpstreamTransport, address: Any, method: bytes, target: bytes,
+    def __init__(self, transport: Any, address: Any, method: bytes, target: bytes,
                  headers: list[tuple[bytes, bytes]], body_length: int | None,
                  on_informational: Callable[[Any], None] | None = None, request: Any = None) -> None:
         self.transport = transport

@@ -12,10 +12,16 @@ import base64
 import hashlib
 import os
 import struct
-from collections.abc import Callable, Iterable
+from collections.abc import Callable, Iterable, Mapping
 from typing import Any
 
-from txcaddy._testing._upstreams import FakeUpstream, HeaderInput, Reply, UpstreamRequest, UpstreamTunnel
+from txcaddy._testing._upstreams import (
+    FakeUpstream,
+    HeaderInput,
+    Reply,
+    UpstreamRequest,
+    UpstreamTunnel,
+)
 
 GUID = b"258EAFA5-E914-47DA-95CA-C5AB0DC85B11"
 TEXT, BINARY, CLOSE, PING, PONG = 0x1, 0x2, 0x8, 0x9, 0xA
@@ -65,7 +71,7 @@ class FrameReader:
     def feed(self, data: bytes) -> list[tuple[int, bytes]]:
         """Parse ``data``; returns the frames it completed."""
         self._buffer += data
-        done = []
+        done: list[tuple[int, bytes]] = []
         while True:
             frame = self._next()
             if frame is None:
@@ -146,7 +152,7 @@ class WebSocketClient:
         if wanted:
             fields.append(("Sec-WebSocket-Protocol", ", ".join(wanted)))
         if headers is not None:
-            fields += list(headers.items() if isinstance(headers, dict) else headers)
+            fields += list(headers.items() if isinstance(headers, Mapping) else headers)
         request = client.open("GET", url, fields)
         request.result()
         return cls(request, key)
