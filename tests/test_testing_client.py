@@ -99,6 +99,18 @@ class ClientTests(SynchronousTestCase):
         self.assertEqual(client.get("http://localhost:8080/", headers={"Content-Length": "nope"}).status, 400)
         self.assertEqual(client.get("http://localhost:8080/").body, b"x")
 
+    def test_plain_clock(self) -> None:
+        """A plain Clock is enough: health checks run when it is advanced, nothing is bound."""
+        clock = Clock()
+        upstream = FakeUpstream()
+        client = self.client(":8080 {\n\treverse_proxy localhost:3000 {\n\t\thealth_uri /up\n"
+                             "\t\thealth_interval 5s\n\t}\n}\n", upstreams={"localhost:3000": upstream}, clock=clock)
+        self.assertIs(client.clock, clock)
+        self.assertEqual(client.get("http://localhost:8080/").status, 200)
+        clock.advance(5)
+        self.assertEqual(len(upstream.health_checks), 2)
+        self.assertEqual(client.service.boundAddresses(), {})
+
     def test_no_listener(self) -> None:
         """A URL whose port has no listener is refused as a closed port is."""
         self.assertRaises(ConnectionRefusedError, self.client().get, "http://localhost:9999/")

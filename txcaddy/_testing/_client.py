@@ -54,10 +54,15 @@ class _FakeTransports(TransportRegistry):
 
 
 class _MemoryService(CaddyService):
-    """A ``CaddyService`` that manages no certificates (no storage, no ACME, no CA)."""
+    """A ``CaddyService`` that binds no listener and manages no certificates (no storage, no
+    ACME, no CA): the client builds each connection's protocol itself, so a plain ``Clock``
+    is reactor enough."""
 
     def _add_certificate_services(self, new: Any) -> None:
         return None
+
+    def _install_listeners(self, apps: Any) -> list[Any]:
+        return []
 
 
 class _ClientTransport(StringTransport):
@@ -212,8 +217,9 @@ class OpenRequest:
 class MemoryClient:
     """What ``CaddyfileClient`` and ``ConfigClient`` share: requests to a config in memory.
 
-    ``clock`` is the service's reactor (a ``MemoryServingReactor``, a ``Clock``): advance it to
-    run health checks, retries and timeouts.  ``network`` is the ``FakeNetwork`` behind every
+    ``clock`` is the service's reactor (a ``Clock``; by default a ``MemoryServingReactor``, which
+    is one and provides every reactor interface a module may ask for): advance it to run
+    health checks, retries and timeouts.  ``network`` is the ``FakeNetwork`` behind every
     ``reverse_proxy``; ``upstream(address)`` gets (or adds) the ``FakeUpstream`` at a dial
     address.  ``base_url`` is where a bare path goes (``client.get("/x")``).
     """
