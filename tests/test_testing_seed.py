@@ -294,6 +294,18 @@ class TransportTests(SeedTestCase):
         client = self.caddyfile("13-custom-transport.corrected", localhost_3000=upstream)
         self.assertEqual(client.get("https://example.com/").text, "ok")
 
+    def test_response_header_timeout(self) -> None:
+        """13 corrected: an upstream silent for response_header_timeout (30s) gets the client a 504."""
+        upstream = FakeUpstream(body="too late", delay=60)
+        client = self.caddyfile("13-custom-transport.corrected", localhost_3000=upstream)
+        request = client.open("GET", "https://example.com/")
+        client.clock.advance(29)
+        self.assertIsNone(request.response.status)
+        client.clock.advance(1)
+        self.assertEqual(request.result().status, 504)
+        client.clock.advance(30)  # the late answer goes nowhere
+        self.assertEqual(request.response.body, b"")
+
     def test_custom_transport_misspelled(self) -> None:
         """13 as written: Go's field names are accepted as aliases with a warning each."""
         client = self.caddyfile("13-custom-transport", localhost_3000=FakeUpstream(body="ok"))

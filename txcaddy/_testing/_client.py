@@ -40,14 +40,15 @@ class ResponseNotReady(AssertionError):
 
 
 class _FakeTransports(TransportRegistry):
-    """Every ``reverse_proxy`` of the config gets the client's ``FakeNetwork``."""
+    """Every ``reverse_proxy`` of the config gets the client's ``FakeNetwork``, seen through
+    its transport module (built, so its options are checked and apply, but never dialling)."""
 
     def __init__(self, network: FakeNetwork) -> None:
         super().__init__()
         self.network = network
 
     def acquire(self, key: str, build: Any) -> Any:
-        return self.network
+        return self.network.view(build())
 
     def release(self, key: str) -> Any:
         return None

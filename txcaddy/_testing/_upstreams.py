@@ -22,7 +22,7 @@ from zope.interface import implementer
 from txcaddy._testing._exchange import FakeExchange
 from txcaddy.http.headers import Headers
 from txcaddy.interfaces import IUpstreamTransport
-from txcaddy.reverseproxy.errors import DialError
+from txcaddy.reverseproxy.errors import DialError, ResponseHeaderTimeout
 
 HeaderInput = Union[Mapping[str, str], Iterable[tuple[Any, Any]], None]
 
@@ -296,6 +296,45 @@ class FakeNetwork:
         exchange.on_request_complete = lambda _: upstream._received(recorded)
         exchange.connect()
         return exchange
+
+    def close_idle(self) -> Deferred[None]:
+        return succeed(None)
+
+    def view(self, transport: Any) -> NetworkView:
+        """This network as seen through a loaded transport module (its options, its timeouts)."""
+        return NetworkView(self, transport)
+
+
+@implementer(IUpstreamTransport)
+class NetworkView:
+    """A ``FakeNetwork`` behind one ``reverse_proxy``'s transport: the transport module the config
+    names is loaded (so its options are checked) but never dials; its ``compression`` and
+    ``response_header_timeout`` (on the clock) apply to the fake upstreams."""
+
+    def __init__(self, network: FakeNetwork, transport: Any) -> None:
+        self.network = network
+        self.transport = transport
+        self.compression = bool(getattr(transport, "compression", False))
+        self.unsupported_reason = getattr(transport, "unsupported_reason", None)
+        pool = getattr(transport, "pool", None)
+        self.response_header_timeout: float | None = getattr(pool, "response_header_timeout", None)
+
+    def request(self, address: Any, method: bytes, target: bytes, headers: Any, body_length: int | None = None,
+                on_informational: Callable[[Any], None] | None = None, request: Any = None) -> Any:
+        exchange = self.network.request(address, method, target, headers, body_length, on_informational, request)
+        timeout = self.response_header_timeout
+        if timeout and exchange.recorded is not None:
+            timer = self.network.clock.callLater(timeout, self._timed_out, exchange, timeout)
+
+            def stop(_: object) -> None:
+                if timer.active():
+                    timer.cancel()
+
+            exchange.when_head(stop, stop)
+        return exchange
+
+    def _timed_out(self, exchange: Any, timeout: float) -> None:
+        exchange.fail(ResponseHeaderTimeout(f"no response head from the upstream in {timeout}s"))
 
     def close_idle(self) -> Deferred[None]:
         return succeed(None)
