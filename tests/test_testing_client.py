@@ -79,6 +79,15 @@ class InterfaceTests(SynchronousTestCase):
         self.assertTrue(verifyObject(IExchange, exchange))
         self.assertEqual(network.upstreams["127.0.0.1:3000"].requests[0].path, "/")
 
+    def test_view_is_an_upstream_transport(self) -> None:
+        """The network seen through a loaded transport provides IUpstreamTransport with its options."""
+        client = CaddyfileClient(":8080 {\n\treverse_proxy localhost:3000 {\n\t\ttransport http {\n"
+                                 "\t\t\tresponse_header_timeout 7s\n\t\t}\n\t}\n}\n")
+        self.addCleanup(client.close)
+        [view] = client.network.views
+        self.assertTrue(verifyObject(IUpstreamTransport, view))
+        self.assertEqual(view.response_header_timeout, 7.0)
+
     def test_exports(self) -> None:
         """The kit's names are importable from txcaddy.testing."""
         for name in ("CaddyfileClient", "ConfigClient", "FakeUpstream", "FakeNetwork", "Reply", "UpstreamRequest",

@@ -263,6 +263,7 @@ class FakeNetwork:
         self.clock = clock
         self.upstreams: dict[str, FakeUpstream] = {}
         self.dials: list[str] = []  # every address dialled, in order
+        self.views: list[NetworkView] = []  # one per reverse_proxy loaded (its transport's view)
         for address, upstream in (upstreams or {}).items():
             self.add(address, upstream)
 
@@ -302,7 +303,9 @@ class FakeNetwork:
 
     def view(self, transport: Any) -> NetworkView:
         """This network as seen through a loaded transport module (its options, its timeouts)."""
-        return NetworkView(self, transport)
+        view = NetworkView(self, transport)
+        self.views.append(view)
+        return view
 
 
 @implementer(IUpstreamTransport)
