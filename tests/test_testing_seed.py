@@ -85,6 +85,14 @@ class BasicTests(SeedTestCase):
         upstream = FakeUpstream(body="app")
         self.check_basic(self.json_config("01-basic", localhost_3000=upstream), upstream)
 
+    def test_caddyfile_path(self) -> None:
+        """CaddyfileClient takes the path of a Caddyfile as well as its text."""
+        seed("01-basic.Caddyfile")
+        client = CaddyfileClient(os.path.join(SEEDS, "01-basic.Caddyfile"), upstreams=["localhost:3000"])
+        self.addCleanup(client.close)
+        self.assertEqual(client.get("https://example.com/p").status, 200)
+        self.assertEqual(client.upstream("localhost:3000").last.path, "/p")
+
     def test_unix_socket(self) -> None:
         """02: the upstream at unix//run/app.sock gets the request."""
         upstream = FakeUpstream(body="over unix")

@@ -14,6 +14,7 @@ opened); HTTP/2 and HTTP/3 are not spoken.
 from __future__ import annotations
 
 import json
+import os
 from collections.abc import Iterable, Mapping
 from typing import Any
 from urllib.parse import urlsplit
@@ -374,10 +375,15 @@ class MemoryClient:
 
 
 class CaddyfileClient(MemoryClient):
-    """A client for a Caddyfile (its text) served in memory; see ``MemoryClient``."""
+    """A client for a Caddyfile (its text, or the path of a file) served in memory; see ``MemoryClient``."""
 
     def __init__(self, caddyfile: str, *, environ: Mapping[str, str] | None = None, **kw: Any) -> None:
-        config, warnings = adapt(caddyfile, "Caddyfile", environ)
+        filename = "Caddyfile"
+        if "\n" not in caddyfile and os.path.isfile(caddyfile):
+            filename = caddyfile
+            with open(caddyfile) as f:
+                caddyfile = f.read()
+        config, warnings = adapt(caddyfile, filename, environ)
         super().__init__(plain_json(config), warnings, **kw)
 
 
