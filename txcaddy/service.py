@@ -233,7 +233,8 @@ class CaddyService(MultiService):
     Children: one ``ListenerService`` per listener socket (kept across reloads while the
     address stays), the QUIC listeners, and the current config's services.
 
-    @ivar runtime: the state this service keeps across the configs it loads.
+    @ivar runtime: the state this service keeps across the configs it loads (``runtime=``
+        gives one made beforehand: txcaddy.testing provides its fake transports through it).
     @ivar fast_io: whether it runs txcaddy's fast reactor path while started.
     @ivar on_reload: called with ``(success: bool)`` after each reload attempt (the hook the
         ``caddy_config_last_reload_successful`` metric uses).
@@ -254,6 +255,7 @@ class CaddyService(MultiService):
         stop: Callable[[], Any] | None = None,
         autosave: str | None = None,
         inherited: Sequence[_systemd.InheritedSocket] | None = None,
+        runtime: Runtime | None = None,
     ) -> None:
         super().__init__()
         self.reactor = default_reactor(reactor)
@@ -261,7 +263,7 @@ class CaddyService(MultiService):
         self.inherited = list(_systemd.process_sockets() if inherited is None else inherited)
         self.autosave = autosave
         self.fast_io = fast_io
-        self.runtime = Runtime()
+        self.runtime = runtime if runtime is not None else Runtime()
         self.challenges = Challenges()  # the ACME challenges in flight (kept across configs)
         self.on_reload: list[Callable[[bool], Any]] = [self._record_reload]
         self.before_reload: list[Callable[[], Any]] = []  # called as a reload begins (sd_notify)

@@ -16,29 +16,57 @@ header fields, body bytes, whether it finished), and ``FakeServer`` is an
 no socket.
 ``MemoryStorage`` (from ``txcaddy.tls.storage``) is an ``IStorage`` in memory, with the file
 storage's key layout and in-process locks, for code that keeps certificates or takes locks.
+
+For a whole config (docs/testing.md; treq's ``StubTreq`` is the model)::
+
+    client = CaddyfileClient(caddyfile_text, upstreams={"localhost:3000": FakeUpstream(body="hi")})
+    assert client.get("https://example.com/").text == "hi"
+    assert client.upstream("localhost:3000").last.path == "/"
+
+``CaddyfileClient``/``ConfigClient`` serve the config in memory through txcaddy's own HTTP/1.1
+server protocol; every ``reverse_proxy`` dials ``FakeUpstream``s through a ``FakeNetwork``;
+``client.clock`` drives health checks, retries and timeouts; ``client.open`` streams, and
+``client.websocket`` with a ``WebSocketUpstream`` exchanges WebSocket messages.  They live
+in ``txcaddy/_testing/`` and are public here.
 """
 
 from __future__ import annotations
 
-from collections.abc import Callable, Iterable, Mapping
+from collections.abc import Iterable, Mapping
 from typing import Any
 
 from twisted.internet.address import IPv4Address
-from twisted.internet.defer import CancelledError, Deferred, maybeDeferred, succeed
-from twisted.internet.interfaces import IAddress, IListeningPort, IPushProducer
+from twisted.internet.defer import Deferred, maybeDeferred
+from twisted.internet.interfaces import IAddress, IListeningPort
 from twisted.internet.protocol import DatagramProtocol
 from twisted.internet.testing import MemoryReactorClock, StringTransport
 from twisted.python.failure import Failure
 from zope.interface import implementer
 
 from txcaddy._reactor import IServingReactor
+from txcaddy._testing._client import CaddyfileClient as CaddyfileClient
+from txcaddy._testing._client import ConfigClient as ConfigClient
+from txcaddy._testing._client import MemoryClient as MemoryClient
+from txcaddy._testing._client import OpenRequest as OpenRequest
+from txcaddy._testing._client import ResponseNotReady as ResponseNotReady
+from txcaddy._testing._exchange import FakeExchange as FakeExchange
+from txcaddy._testing._exchange import FakeUpstreamTransport as FakeUpstreamTransport
+from txcaddy._testing._exchange import respond_with as respond_with
+from txcaddy._testing._upstreams import FakeNetwork as FakeNetwork
+from txcaddy._testing._upstreams import FakeUpstream as FakeUpstream
+from txcaddy._testing._upstreams import Reply as Reply
+from txcaddy._testing._upstreams import UpstreamRequest as UpstreamRequest
+from txcaddy._testing._upstreams import UpstreamTunnel as UpstreamTunnel
+from txcaddy._testing._websocket import UpstreamWebSocket as UpstreamWebSocket
+from txcaddy._testing._websocket import WebSocketClient as WebSocketClient
+from txcaddy._testing._websocket import WebSocketUpstream as WebSocketUpstream
+from txcaddy._testing._wire import ClientResponse as ClientResponse
 from txcaddy.http.errors import HandlerError
 from txcaddy.http.headers import Headers
 from txcaddy.http.request import Request, RequestBody
 from txcaddy.http.response import Response
 from txcaddy.http.routing import finish_chain
-from txcaddy.interfaces import IExchange, IHTTPServer, IServerConnection, IUpstreamTransport
-from txcaddy.reverseproxy.transport import ResponseHead
+from txcaddy.interfaces import IHTTPServer, IServerConnection
 from txcaddy.tls.storage import MemoryStorage as MemoryStorage  # re-exported: a public fake
 
 
@@ -248,259 +276,6 @@ class FakeServer:
         for connection in list(self.connections):
             connection.close_when_idle()
         return d
-
-
-# -- the upstream side of reverse_proxy: a transport without sockets -------------------------
-#
-#     transport = FakeUpstreamTransport(respond_with(200, [(b"Content-Type", b"text/plain")], b"hi"))
-#     handler = ReverseProxyHandler(clock=Clock(), transport=transport, upstreams=[...], policy=...)
-#     response = serve(handler, make_request("GET", "/"))
-#     assert response.body == b"hi" and transport.exchanges[0].target == b"/"
-#
-# Without a responder every exchange waits: the test answers it (``respond``, ``fail``) when it
-# wants, and can look at what reached the upstream in between.
-
-
-def respond_with(status: int = 200, headers: Iterable[tuple[bytes, bytes]] = (), body: bytes = b"",
-                 trailers: Iterable[tuple[bytes, bytes]] | None = None) -> Callable[[FakeExchange], None]:
-    """A responder for ``FakeUpstreamTransport`` answering every request the same way."""
-    canned = list(headers)
-    canned_trailers = list(trailers) if trailers is not None else None
-
-    def respond(exchange: FakeExchange) -> None:
-        exchange.respond(status, canned, body, trailers=canned_trailers)
-
-    return respond
-
-
-@implementer(IExchange, IPushProducer)
-class FakeExchange:
-    """One request a ``FakeUpstreamTransport`` got, answered by the test (``IExchange``).
-
-    It records the request (``address``, ``method``, ``target``, ``headers`` as bytes pairs,
-    ``body``, ``body_done``, ``trailers``) and the caller's handling of the response
-    (``consumer``, ``paused``, ``aborted``).  ``connect`` stands for the upstream connection
-    coming up (the request body starts to flow); ``respond`` and ``fail`` answer.
-    """
-
-    def __init__(self, transport: FakeUpstreamTransport, address: Any, method: bytes, target: bytes,
-                 headers: list[tuple[bytes, bytes]], body_length: int | None,
-                 on_informational: Callable[[Any], None] | None = None, request: Any = None) -> None:
-        self.transport = transport
-        self.address = address
-        self.method = method
-        self.target = target
-        self.headers = headers
-        self.body_length = body_length
-        self.on_informational = on_informational
-        self.request = request
-        self.body = bytearray()
-        self.body_done = body_length is None
-        self.trailers: list[tuple[bytes, bytes]] | None = None
-        self.producer: Any = None
-        self.consumer: Any = None
-        self.paused = False
-        self.aborted: BaseException | None = None
-        self.response: Any = None
-        self.sent_anything = False
-        self.body_wanted = False
-        self.finished = False
-        #: Called with the exchange once the request (body included) is complete.
-        self.on_request_complete: Callable[[FakeExchange], None] | None = None
-        self.upstream_transport: StringTransport | None = None
-        self._head: Any = None  # the ResponseHead, or a Failure
-        self._head_waiters: list[tuple[Callable[[Any], Any], Callable[[Failure], Any]]] = []
-        self._body: list[bytes] = []
-        self._body_trailers: list[tuple[bytes, bytes]] | None = None
-        self._ended = False  # the fake upstream sent the whole body
-        self._failure: Failure | None = None  # the body was cut off
-
-    # -- the test's side ----------------------------------------------------------------
-
-    def connect(self) -> None:
-        """The upstream connection is up: the request body starts to flow."""
-        self.sent_anything = self.body_wanted = True
-        if self.producer is not None:
-            self.producer.resumeProducing()
-        self._maybe_complete()
-
-    def informational(self, status: int, headers: Iterable[tuple[bytes, bytes]] = ()) -> None:
-        """Send a 1xx head (103 Early Hints, ...)."""
-        if self.on_informational is not None:
-            self.on_informational(ResponseHead(b"HTTP/1.1", status, b"", list(headers)))
-
-    def respond(self, status: int, headers: Iterable[tuple[bytes, bytes]] = (), body: bytes = b"",
-                trailers: Iterable[tuple[bytes, bytes]] | None = None, *, complete: bool = True) -> None:
-        """Answer: the head now, the body (and trailers) once the caller asks for it.
-
-        ``complete=False`` leaves the body open: add to it with ``send_body``, end it with
-        ``end_body``, or cut it off with ``fail``.
-        """
-        self.sent_anything = True
-        if body:
-            self._body.append(body)
-        self._body_trailers = list(trailers) if trailers is not None else None
-        self._ended = complete
-        self.response = ResponseHead(b"HTTP/1.1", status, b"", list(headers))
-        self._report(self.response)
-        self._flush()
-
-    def send_body(self, data: bytes) -> None:
-        """More of the response body."""
-        self._body.append(data)
-        self._flush()
-
-    def end_body(self, trailers: Iterable[tuple[bytes, bytes]] | None = None) -> None:
-        """The response body is complete."""
-        if trailers is not None:
-            self._body_trailers = list(trailers)
-        self._ended = True
-        self._flush()
-
-    def fail(self, error: BaseException) -> None:
-        """The upstream failed (``error`` is usually an ``UpstreamError``)."""
-        self._end(Failure(error))
-
-    # -- IExchange: the request ---------------------------------------------------------
-
-    def registerProducer(self, producer: Any, streaming: bool) -> None:
-        self.producer = producer
-
-    def unregisterProducer(self) -> None:
-        self.producer = None
-
-    def write(self, data: bytes) -> None:
-        self.body += data
-
-    def finish_body(self, trailers: Any = None) -> None:
-        self.body_done = True
-        self.trailers = list(trailers) if trailers else None
-        self._maybe_complete()
-
-    # -- IExchange: the response --------------------------------------------------------
-
-    def when_head(self, on_head: Callable[[Any], Any], on_failure: Callable[[Failure], Any]) -> None:
-        head = self._head
-        if head is None:
-            self._head_waiters.append((on_head, on_failure))
-        elif isinstance(head, Failure):
-            on_failure(head)
-        else:
-            on_head(head)
-
-    @property
-    def head(self) -> Deferred[Any]:
-        d: Deferred[Any] = Deferred(lambda _: self.abort())
-        self.when_head(d.callback, d.errback)
-        return d
-
-    def deliver_body(self, consumer: Any) -> None:
-        self.consumer = consumer
-        self._flush()
-
-    def switch_protocol(self, protocol: Any) -> None:
-        """After a 101: ``protocol`` is connected to ``upstream_transport`` (a StringTransport)."""
-        if self.response is None or self.response.status != 101:
-            raise RuntimeError("switch_protocol is only valid after a 101 response")
-        self.upstream_transport = StringTransport()
-        protocol.makeConnection(self.upstream_transport)
-
-    def abort(self, reason: BaseException | None = None) -> None:
-        if self.finished or self._failure is not None:
-            return
-        self.aborted = reason if reason is not None else CancelledError("exchange aborted")
-        self._end(Failure(self.aborted))
-
-    def pauseProducing(self) -> None:
-        self.paused = True
-
-    def resumeProducing(self) -> None:
-        self.paused = False
-        self._flush()
-
-    def stopProducing(self) -> None:
-        self.abort(CancelledError("response consumer stopped"))
-
-    # -- internals ----------------------------------------------------------------------
-
-    def _maybe_complete(self) -> None:
-        complete, self.on_request_complete = self.on_request_complete, None
-        if complete is not None:
-            if self.body_done and self.body_wanted:
-                complete(self)
-            else:
-                self.on_request_complete = complete
-
-    def _report(self, result: Any) -> None:
-        self._head = result
-        waiters, self._head_waiters = self._head_waiters, []
-        for on_head, on_failure in waiters:
-            if isinstance(result, Failure):
-                on_failure(result)
-            else:
-                on_head(result)
-
-    def _flush(self) -> None:
-        consumer = self.consumer
-        if consumer is None or self.finished:
-            return
-        while self._body and not self.paused:
-            consumer.body_data(self._body.pop(0))
-        if self._failure is not None:
-            self.finished = True
-            self.consumer = None
-            consumer.body_finished(self._failure)
-        elif self._ended and not self._body:
-            self.finished = True
-            self.consumer = None
-            if self._body_trailers:
-                consumer.body_trailers(self._body_trailers)
-            consumer.body_finished(None)
-
-    def _end(self, failure: Failure) -> None:
-        if self.finished or self._failure is not None:
-            return
-        if self.producer is not None:
-            producer, self.producer = self.producer, None
-            producer.stopProducing()
-        if self._head is None:
-            self.finished = True
-            self._report(failure)
-            return
-        self._failure = failure  # the body is cut off: its consumer hears it after what came
-        self._flush()
-
-
-@implementer(IUpstreamTransport)
-class FakeUpstreamTransport:
-    """An ``IUpstreamTransport`` for proxy routes without sockets (treq's ``StubTreq`` idea).
-
-    Every request becomes a ``FakeExchange`` in ``exchanges``.  With a ``responder`` (see
-    ``respond_with``) each exchange is connected at once and answered by
-    ``responder(exchange)`` when its request is complete; without one it waits for the test.
-    """
-
-    def __init__(self, responder: Callable[[FakeExchange], None] | None = None, *,
-                 compression: bool = False, unsupported_reason: str | None = None) -> None:
-        self.responder = responder
-        self.compression = compression
-        self.unsupported_reason = unsupported_reason
-        self.exchanges: list[FakeExchange] = []
-        self.idle_closed = 0  # how many times close_idle was called
-
-    def request(self, address: Any, method: bytes, target: bytes, headers: Any, body_length: int | None = None,
-                on_informational: Callable[[Any], None] | None = None, request: Any = None) -> FakeExchange:
-        exchange = FakeExchange(self, address, method, target, list(headers), body_length,
-                                on_informational, request)
-        self.exchanges.append(exchange)
-        if self.responder is not None:
-            exchange.on_request_complete = self.responder
-            exchange.connect()
-        return exchange
-
-    def close_idle(self) -> Deferred[None]:
-        self.idle_closed += 1
-        return succeed(None)
 
 
 @implementer(IListeningPort)

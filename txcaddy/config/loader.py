@@ -50,6 +50,11 @@ class Runtime:
             part = self._parts[kind] = kind()
         return part  # type: ignore[no-any-return]
 
+    def provide(self, kind: type[_State], part: _State) -> None:
+        """Make ``part`` this runtime's ``kind`` before any module asks (``txcaddy.testing``
+        puts a fake transport registry in, so proxy routes dial no socket)."""
+        self._parts[kind] = part
+
 
 class LoadContext:
     """What module factories get besides their own JSON.

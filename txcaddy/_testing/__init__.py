@@ -1,0 +1,1 @@
+"""Private parts of ``txcaddy.testing`` (import from there, not from here)."""
