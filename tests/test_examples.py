@@ -77,11 +77,11 @@ class AppExampleTests(TestCase):
             ("/static/style.css", b"font-family"),
             ("/api/users", b'[{"id": 1, "name": "Ada"}, {"id": 2, "name": "Grace"}]'),
         ]
+        host: dict[bytes | str, bytes | str] = {"Host": f"localhost:{web}"}
         for path, expected in cases:
-            response = yield treq.get(base + path, headers={"Host": f"localhost:{web}"}, persistent=False)
+            response = yield treq.get(base + path, headers=host, persistent=False)
             body = yield response.content()
             self.assertEqual(response.code, 200, path)
             self.assertIn(expected, body, path)
-        response = yield treq.post(base + "/upload", data=b"x" * 300000, headers={"Host": f"localhost:{web}"},
-                                   persistent=False)
+        response = yield treq.post(base + "/upload", data=b"x" * 300000, headers=host, persistent=False)
         self.assertEqual((yield response.content()), b"received 300000 bytes\n")

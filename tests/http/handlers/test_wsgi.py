@@ -14,7 +14,13 @@ from tests.http.handlers import _pyapps
 from txcaddy.config.loader import LoadContext
 from txcaddy.errors import ConfigError
 from txcaddy.http.errors import HandlerError
-from txcaddy.http.handlers.wsgi import INPUT_BUFFER, ClientDisconnected, WSGIHandler, build_environ, load_wsgi
+from txcaddy.http.handlers.wsgi import (
+    INPUT_BUFFER,
+    ClientDisconnected,
+    WSGIHandler,
+    build_environ,
+    load_wsgi,
+)
 from txcaddy.http.request import Request, RequestBody
 from txcaddy.testing import FakeResponse, FakeTLS, make_request
 

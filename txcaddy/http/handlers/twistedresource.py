@@ -160,7 +160,7 @@ class _BridgedRequest(_WebRequest):
     def process(self) -> None:
         # twisted.web.server.Request.process without the Server/Date fields (txcaddy's
         # response has its own Date) and with the prefix handle_path removed as prepath.
-        self.site = self.channel.site
+        self.site = self.bridge.handler.site
         prefix = self.bridge.prefix
         self.prepath = [unquote_to_bytes(p) for p in prefix[1:].split("/")] if prefix else []
         rest = self.path[len(prefix.encode("latin-1")):] if prefix else self.path
