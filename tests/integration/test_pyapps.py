@@ -140,6 +140,9 @@ class TwistedResourceTests(_Served):
         self.assertEqual((response.code, body), (200, b"hello al"))
         response, body = yield self.fetch("GET", base + "/later/a/b")
         self.assertEqual(body, b"later:later|a/b")
+        response, body = yield self.fetch("GET", base + "/file")
+        with open(_pyapps.__file__, "rb") as f:
+            self.assertEqual((response.code, body), (200, f.read()))  # static.File through its producer
         response, body = yield self.fetch("POST", base + "/hello", data=b"x" * 100000)
         self.assertEqual(body, b"posted " + b"x" * 100000)
 

@@ -11,7 +11,7 @@ from typing import Any
 from twisted.internet import reactor
 from twisted.web.resource import Resource
 from twisted.web.server import NOT_DONE_YET
-from twisted.web.static import Data
+from twisted.web.static import Data, File
 
 #: Set by tests that hold the ``blocking`` app until they release it.
 gate = threading.Event()
@@ -207,12 +207,13 @@ class _Broken(Resource):
 
 
 def web_root() -> Resource:
-    """A resource tree: /hello, /later (NOT_DONE_YET), /data (static Data), /broken."""
+    """A resource tree: /hello, /later (NOT_DONE_YET), /data (static Data), /file (static File), /broken."""
     root = Resource()
     root.putChild(b"hello", _Hello())
     root.putChild(b"later", _Later())
     root.putChild(b"data", Data(b"static data", "text/plain"))
     root.putChild(b"broken", _Broken())
+    root.putChild(b"file", File(__file__))
     return root
 
 
