@@ -98,15 +98,21 @@ class LoadTests(SynchronousTestCase):
         return load_wsgi(config, context), context
 
     def test_import(self) -> None:
-        """module:name and module:factory() name the app; the pool is a service and stops on unload."""
+        """module:name and module:factory() name the app; the pool starts as a service and stops on unload."""
         handler, context = self.load({"app": f"{APPS}:echo_environ", "threads": 3, "root_path": "/p"})
         self.assertIs(handler.app, _pyapps.echo_environ)
         self.assertEqual((handler.pool.threads, handler.root_path), (3, "/p"))
-        self.assertEqual(len(context.services), 1)
+        (service,) = context.services
+        self.assertFalse(handler.pool.pool.started)
+        service.startService()
+        self.assertTrue(handler.pool.pool.started)
+        service.stopService()
+        self.assertTrue(handler.pool.pool.started)  # still serving while the old config drains
         handler2, _ = self.load({"app": f"{APPS}:make_app()"})
         self.assertIs(handler2.app, _pyapps.echo_environ)
-        context.unload()
+        self.successResultOf(context.unload())
         self.assertTrue(handler.pool.stopped)
+        self.assertFalse(handler.pool.pool.started)
 
     def test_import_errors(self) -> None:
         """A missing module or attribute, or a spec without a colon, is a ConfigError naming it."""

@@ -331,7 +331,12 @@ class _DaemonThreadPool(ThreadPool):
 
 
 class _PoolService(Service):
-    """Starts and stops a ``WSGIPool`` with the config's other services."""
+    """Starts a ``WSGIPool`` with the config's other services.
+
+    Stopping is left to the config's unload hook: the service tree stops a
+    replaced config's services before its servers drain, and the requests still
+    in flight (or queued) then must keep their threads.
+    """
 
     def __init__(self, pool: WSGIPool) -> None:
         self.pool = pool
@@ -340,18 +345,14 @@ class _PoolService(Service):
         super().startService()
         self.pool.start()
 
-    def stopService(self) -> None:
-        super().stopService()
-        self.pool.stop()
-
 
 class WSGIPool:
     """A handler's threads and who may use them: ``threads`` calls at once, ``queue`` waiting.
 
     Lives on the reactor thread. Started with the config (it is a service of the
     load context, and starts on first use when nothing started it); stopped when
-    the config is unloaded: waiting requests then get a 503, running calls finish
-    and their threads end after them.
+    the config is unloaded (after its servers drained): requests still waiting
+    then get a 503, running calls finish and their threads end after them.
     """
 
     def __init__(self, reactor: Any, threads: int, queue: int, name: str) -> None:
