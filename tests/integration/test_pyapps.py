@@ -5,10 +5,13 @@ from __future__ import annotations
 import hashlib
 import json
 import os
+import socket
 from typing import Any
 
 import treq
+from twisted.internet import reactor
 from twisted.internet.defer import inlineCallbacks
+from twisted.internet.task import deferLater
 from twisted.trial.unittest import TestCase
 from twisted.web.client import ResponseFailed
 
@@ -40,7 +43,7 @@ class _Served(TestCase):
 class FlaskTests(_Served):
     def setUp(self) -> None:
         self.base = self.start(
-            f"\thandle_path /app/* {{\n\t\twsgi {APPS}:flask_app() {{\n\t\t\tthreads 2\n\t\t\tqueue 1\n\t\t}}\n\t}}\n"
+            f"\thandle_path /app/* {{\n\t\twsgi {APPS}:flask_app() {{\n\t\t\tthreads 2\n\t\t}}\n\t}}\n"
             "\thandle_errors {\n\t\trespond \"error {http.error.status_code}\"\n\t}\n"
         )
 
@@ -73,22 +76,28 @@ class FlaskTests(_Served):
         self.assertEqual(response.code, 500)
         self.assertEqual(len(self.flushLoggedErrors(RuntimeError)), 0)  # Flask answered it itself
 
+
+class PoolExhaustionTests(_Served):
     @inlineCallbacks
-    def test_pool_exhaustion(self) -> Any:
-        """2 threads busy and 1 waiting: the next request is a 503 through handle_errors; the rest finish."""
+    def test_full_pool_is_503(self) -> Any:
+        """1 thread busy and no queue: the next request is a 503 through handle_errors; the first then finishes."""
         _pyapps.gate.clear()
         self.addCleanup(_pyapps.gate.set)
-        waiting = [treq.get(self.base + "/app/wait", persistent=False) for _ in range(3)]
-        from twisted.internet import reactor
-        from twisted.internet.task import deferLater
-
-        yield deferLater(reactor, 0.5, lambda: None)
-        response, body = yield self.fetch("GET", self.base + "/app/wait")
+        _pyapps.seen["entered"] = 0
+        base = self.start(
+            f"\twsgi {APPS}:flask_app() {{\n\t\tthreads 1\n\t\tqueue 0\n\t}}\n"
+            "\thandle_errors {\n\t\trespond \"error {http.error.status_code}\"\n\t}\n"
+        )
+        first = treq.get(base + "/wait", persistent=False)
+        for _ in range(500):  # until the first request holds the only thread
+            if _pyapps.seen["entered"]:
+                break
+            yield deferLater(reactor, 0.01, lambda: None)
+        response, body = yield self.fetch("GET", base + "/wait")
         self.assertEqual((response.code, body), (503, b"error 503"))
         _pyapps.gate.set()
-        for d in waiting:
-            response = yield d
-            self.assertEqual((yield response.content()), b"waited")
+        response = yield first
+        self.assertEqual((yield response.content()), b"waited")
 
 
 class PlainWSGITests(_Served):
@@ -118,6 +127,27 @@ class PlainWSGITests(_Served):
         environ = json.loads(body)
         self.assertEqual((environ["PATH_INFO"], environ["QUERY_STRING"], environ["REMOTE_ADDR"], environ["HTTP_X_TEST"],
                           environ["wsgi.url_scheme"]), ("/p", "x=1", "127.0.0.1", "t", "http"))
+
+    @inlineCallbacks
+    def test_client_disconnect_stops_the_app(self) -> Any:
+        """A client that leaves mid-stream: the app stops before its last chunk and close() is called."""
+        base = self.start(f"\twsgi {APPS}:stream\n")
+        port = int(base.rsplit(":", 1)[1])
+        _pyapps.seen.pop("closed", None)
+        _pyapps.seen.pop("sent", None)
+        with socket.create_connection(("127.0.0.1", port)) as client:
+            client.sendall(b"GET / HTTP/1.1\r\nHost: 127.0.0.1\r\n\r\n")
+            for _ in range(500):  # until the app has produced something
+                if _pyapps.seen.get("sent"):
+                    break
+                yield deferLater(reactor, 0.01, lambda: None)
+            # closed without reading: the app is paused by then (the client read nothing)
+        for _ in range(500):
+            if _pyapps.seen.get("closed"):
+                break
+            yield deferLater(reactor, 0.01, lambda: None)
+        self.assertTrue(_pyapps.seen["closed"])
+        self.assertLess(_pyapps.seen["sent"], 50)
 
     def test_import_error_is_config_error(self) -> None:
         """A module that cannot be imported fails the config load, naming the module."""

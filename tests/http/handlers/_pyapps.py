@@ -166,6 +166,7 @@ def flask_app() -> Any:
 
     @app.route("/wait")
     def wait() -> Any:
+        seen["entered"] = seen.get("entered", 0) + 1
         gate.wait(10)
         return "waited"
 
