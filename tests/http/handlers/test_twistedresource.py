@@ -51,6 +51,14 @@ class SynchronousRenderTests(SynchronousTestCase):
         self.assertEqual(e.exception.status, 500)
         self.assertEqual(len(self.flushLoggedErrors(ZeroDivisionError)), 1)
 
+    def test_malformed_form_body(self) -> None:
+        """A multipart body twisted.web cannot parse is a 400 HandlerError, the connection left alone."""
+        request = make_request("POST", "/hello", headers={"Content-Type": "multipart/form-data; boundary=zz"},
+                               body=b"not multipart at all")
+        with self.assertRaises(HandlerError) as e:
+            serve(self.handler, request)
+        self.assertEqual(e.exception.status, 400)
+
     def test_client_gone(self) -> None:
         """A client that leaves during a NOT_DONE_YET render fires the request's notifyFinish with an error."""
         events: list[str] = []

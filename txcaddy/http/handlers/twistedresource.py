@@ -145,6 +145,10 @@ class _Channel:
     def requestDone(self, request: Any) -> None:
         self._bridge.complete()
 
+    def _respondToBadRequestAndDisconnect(self) -> None:
+        """twisted.web's answer to a form body it cannot parse: a 400 here."""
+        self._bridge.fail(HandlerError(400, "malformed form body"))
+
     def loseConnection(self) -> None:
         self.transport.loseConnection()
 
@@ -219,7 +223,11 @@ class _Bridge:
             self.content.close()
             self._fire(None)  # the client is gone: nobody to answer
             return
-        self._render()
+        try:
+            self._render()
+        except Exception as e:  # never into the connection's protocol, which delivered the body
+            _log.failure("twisted_resource {name} failed on {uri}", Failure(), name=self.name, uri=self.request.uri)
+            self._fire(HandlerError(500, f"twisted_resource {self.name}: {type(e).__name__}: {e}", cause=e))
 
     def _render(self) -> None:
         request = self.request
