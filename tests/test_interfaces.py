@@ -84,6 +84,9 @@ CONFIGS: dict[str, Any] = {
     "http.matchers.expression": "true",
     "http.reverse_proxy.selection_policies.header": {"field": "X-Key"},
     "http.reverse_proxy.selection_policies.query": {"key": "k"},
+    # the Python-app handlers import their app when they load: the bundled example's
+    "http.handlers.wsgi": {"app": "txcaddy.examples.app.webapp:app"},
+    "http.handlers.twisted_resource": {"resource": "txcaddy.examples.app.api:root"},
 }
 
 # Registered only so that a config naming them gets a clear error: they never load.

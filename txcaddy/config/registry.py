@@ -45,6 +45,8 @@ BUILTIN_MODULES = (
     "txcaddy.http.handlers.tracing",
     "txcaddy.http.handlers.authentication",
     "txcaddy.http.handlers.templates",
+    "txcaddy.http.handlers.wsgi",
+    "txcaddy.http.handlers.twistedresource",
     "txcaddy.reverseproxy.transport",
     "txcaddy.reverseproxy.handler",
     "txcaddy.reverseproxy.handle_response",

@@ -8,6 +8,7 @@ from txcaddy.caddyfile.directives import (  # noqa: F401  (imported to register)
     matchers,
     misc,
     options,
+    pyapps,
     reverseproxy,
     rewrite,
     serveroptions,

@@ -1,0 +1,1 @@
+"""Bundled example configs (``Caddyfile``) and the small apps they serve (``app/``)."""
