@@ -156,6 +156,16 @@ _ACTIVE: _SendBatch | None = None
 _CLOSED = Failure(ConnectionDone())  # one for every fast close, as Twisted keeps its own
 
 
+def fast_io_supported(reactor: Any) -> bool:
+    """Whether ``reactor`` polls through ``doIteration``, which the fast path wraps.
+
+    The asyncio reactor does not: asyncio's own loop polls, so a batch would never be sent.
+    """
+    from twisted.internet.asyncioreactor import AsyncioSelectorReactor
+
+    return not isinstance(reactor, AsyncioSelectorReactor)
+
+
 def install_fast_io(reactor: Any) -> _SendBatch:
     """Turn the fast path on for ``reactor`` (counted: undo each call with ``uninstall_fast_io``).
 

@@ -45,6 +45,7 @@ BUILTIN_MODULES = (
     "txcaddy.http.handlers.tracing",
     "txcaddy.http.handlers.authentication",
     "txcaddy.http.handlers.templates",
+    "txcaddy.http.handlers.asgi",
     "txcaddy.reverseproxy.transport",
     "txcaddy.reverseproxy.handler",
     "txcaddy.reverseproxy.handle_response",
