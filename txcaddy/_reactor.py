@@ -51,13 +51,28 @@ def default_reactor(reactor: IServingReactor | None = None) -> IServingReactor:
 
 
 def uses_asgi(config: object) -> bool:
-    """Whether a Caddy JSON ``config`` has an ``asgi`` handler anywhere (it needs asyncio)."""
-    if isinstance(config, dict):
-        if config.get("handler") == "asgi":
+    """Whether a Caddy config has an ``asgi`` handler anywhere (it needs the asyncio reactor).
+
+    ``config`` is JSON data, or what the Caddyfile adapter returns (its own map and route
+    types), read through its JSON encoding.
+    """
+    import json
+
+    from txcaddy.caddyfile.jsonenc import encode
+
+    text = encode(config)
+    if '"asgi"' not in text:
+        return False
+    return _has_asgi(json.loads(text))
+
+
+def _has_asgi(value: object) -> bool:
+    if isinstance(value, dict):
+        if value.get("handler") == "asgi":
             return True
-        return any(uses_asgi(value) for value in config.values())
-    if isinstance(config, list):
-        return any(uses_asgi(value) for value in config)
+        return any(_has_asgi(item) for item in value.values())
+    if isinstance(value, list):
+        return any(_has_asgi(item) for item in value)
     return False
 
 

@@ -25,6 +25,7 @@ import sys
 from collections import deque
 from collections.abc import Awaitable, Callable, MutableMapping
 from typing import Any
+from weakref import WeakKeyDictionary
 
 from twisted.application.service import Service
 from twisted.internet.defer import Deferred, succeed
@@ -52,6 +53,8 @@ _WS_GUID = b"258EAFA5-E914-47DA-95CA-C5AB0DC85B11"
 _WS_CLOSE_WAIT = 5.0  # seconds to wait for the client's close frame after ours
 
 _log = Logger(namespace="txcaddy.asgi")
+#: The lifespans of each config being loaded (its ``LoadContext``), by app and mode.
+_LIFESPANS: WeakKeyDictionary[Any, dict[tuple[str, str], Lifespan]] = WeakKeyDictionary()
 
 
 def import_app(spec: str) -> ASGIApp:
@@ -103,7 +106,7 @@ class Lifespan(Service):
         self.app = app
         self.loop = loop
         self.mode = mode
-        self.name = name
+        self.app_name = name
         self.state: dict[str, Any] = {}
         self.ready: Deferred[None] = Deferred()
         self.failed: BaseException | None = None
@@ -138,15 +141,15 @@ class Lifespan(Service):
             if not self._startup_answered:
                 if self.mode == "auto":
                     _log.info("ASGI app {app} does not support lifespan ({error}); going on",
-                              app=self.name, error=repr(e))
+                              app=self.app_name, error=repr(e))
                     self._startup(None)
                 else:
-                    self._startup(RuntimeError(f"ASGI lifespan startup of {self.name} raised {e!r}"))
+                    self._startup(RuntimeError(f"ASGI lifespan startup of {self.app_name} raised {e!r}"))
             else:
-                _log.error("ASGI app {app} raised in lifespan: {error!r}", app=self.name, error=e)
+                _log.error("ASGI app {app} raised in lifespan: {error!r}", app=self.app_name, error=e)
         finally:
             if not self._startup_answered:
-                self._startup(RuntimeError(f"ASGI app {self.name} returned before lifespan startup completed")
+                self._startup(RuntimeError(f"ASGI app {self.app_name} returned before lifespan startup completed")
                               if self.mode == "on" else None)
             done = self._shutdown_done
             if done is not None and not done.done():
@@ -157,10 +160,10 @@ class Lifespan(Service):
         if kind == "lifespan.startup.complete":
             self._startup(None)
         elif kind == "lifespan.startup.failed":
-            self._startup(RuntimeError(f"ASGI lifespan startup of {self.name} failed: {message.get('message', '')}"))
+            self._startup(RuntimeError(f"ASGI lifespan startup of {self.app_name} failed: {message.get('message', '')}"))
         elif kind in ("lifespan.shutdown.complete", "lifespan.shutdown.failed"):
             if kind == "lifespan.shutdown.failed":
-                _log.error("ASGI lifespan shutdown of {app} failed: {message}", app=self.name,
+                _log.error("ASGI lifespan shutdown of {app} failed: {message}", app=self.app_name,
                            message=message.get("message", ""))
             if self._shutdown_done is not None and not self._shutdown_done.done():
                 self._shutdown_done.set_result(None)
@@ -458,6 +461,7 @@ class _WebSocketSession:
         self.accepted = False
         self.done = False  # closed (by either side) or refused
         self._queued = 0
+        self._partial: list[Any] = []
 
     async def receive(self) -> Message:
         message = await self.inbox.get()
@@ -471,7 +475,15 @@ class _WebSocketSession:
     def message(self, event: Any) -> None:
         from wsproto.events import TextMessage
 
+        if not event.message_finished:
+            # A fragment (or a large frame in parts): the app gets whole messages.
+            self._partial.append(event.data)
+            return
         data = event.data
+        if self._partial:
+            self._partial.append(data)
+            data = "".join(self._partial) if isinstance(data, str) else b"".join(self._partial)
+            self._partial = []
         if isinstance(event, TextMessage):
             self.inbox.put_nowait({"type": "websocket.receive", "text": data})
         else:
@@ -618,11 +630,16 @@ class ASGIHandler:
 
         def failed(failure: Failure) -> None:
             cycle.app_finished()
+            if cycle.complete:
+                # Answered, then raised (Starlette's error middleware sends its 500 and re-raises).
+                _log.failure("ASGI app {app} raised after its response", failure, app=self.name)
+                return
             if response.head_sent:
                 _log.failure("ASGI app {app} raised after the response started", failure, app=self.name)
                 response.unregister_producer()
                 response.abort_connection()
                 return
+            _log.failure("ASGI app {app} raised", failure, app=self.name)
             raise HandlerError(500, f"ASGI app {self.name} raised {failure.value!r}", failure.value)
 
         return d.addCallbacks(done, failed)
@@ -645,6 +662,7 @@ class ASGIHandler:
         def failed(failure: Failure) -> None:
             if not session.accepted:
                 if not response.head_sent:
+                    _log.failure("ASGI app {app} raised", failure, app=self.name)
                     raise HandlerError(500, f"ASGI app {self.name} raised {failure.value!r}", failure.value)
                 return
             _log.failure("ASGI app {app} raised on a WebSocket", failure, app=self.name)
@@ -683,9 +701,13 @@ def load_asgi(config: dict[str, Any], context: Any) -> ASGIHandler:
             "itself), or install twisted.internet.asyncioreactor before the reactor is imported")
     app = import_app(spec)
     loop = reactor._asyncioEventloop
-    lifespan = Lifespan(app, loop, mode, spec)
-    runtime = getattr(context, "runtime", None)
-    lifespan.on_failure = lambda error: (runtime.fatal(error) if runtime is not None and runtime.fatal else None)
-    context.services.append(lifespan)
-    context.on_unload(lifespan.shutdown)
+    # One lifespan per app in a config, however many routes serve it (as one uvicorn would).
+    lifespans = _LIFESPANS.setdefault(context, {})
+    lifespan = lifespans.get((spec, mode))
+    if lifespan is None:
+        lifespan = lifespans[spec, mode] = Lifespan(app, loop, mode, spec)
+        runtime = getattr(context, "runtime", None)
+        lifespan.on_failure = lambda error: (runtime.fatal(error) if runtime is not None and runtime.fatal else None)
+        context.services.append(lifespan)
+        context.on_unload(lifespan.shutdown)
     return ASGIHandler(app, spec, loop, reactor, lifespan, root_path)

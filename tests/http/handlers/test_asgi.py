@@ -1,0 +1,365 @@
+"""The ``asgi`` handler: a Starlette app served by a real ``txcaddy run`` child process.
+
+The handler needs Twisted's asyncio reactor, and the suite runs in one process on the
+default reactor: so the server runs as a child (``txcaddy run`` installs the asyncio reactor
+for a config with an ``asgi`` handler), and these tests talk to it over loopback sockets with
+blocking clients (``http.client``; ``wsproto`` as the WebSocket client). The app
+(``_asgiapp.py``) prints markers that the tests wait for. What needs no loop (the reactor
+check, import errors) is tested in-process.
+"""
+
+from __future__ import annotations
+
+import http.client
+import json
+import os
+import select
+import signal
+import socket
+import subprocess
+import sys
+import time
+from typing import Any
+
+from twisted.internet.task import Clock
+from twisted.trial.unittest import SynchronousTestCase
+
+from txcaddy.config.loader import LoadContext
+from txcaddy.errors import ConfigError
+from txcaddy.http.handlers.asgi import import_app, load_asgi
+
+ROOT = os.path.dirname(os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__)))))
+HERE = os.path.dirname(os.path.abspath(__file__))
+TIMEOUT = 30.0
+TWISTD = "import sys; from twisted.scripts.twistd import run; sys.argv = ['twistd'] + sys.argv[1:]; run()"
+
+
+def _free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return int(s.getsockname()[1])
+
+
+class Server:
+    """A child ``txcaddy run`` (or twistd) on a Caddyfile; its output read up to the markers awaited."""
+
+    def __init__(self, testcase: SynchronousTestCase, site: str, argv: list[str] | None = None,
+                 env: dict[str, str] | None = None, wait: bool = True) -> None:
+        self.port = _free_port()
+        workdir = os.path.abspath(testcase.mktemp())
+        os.makedirs(workdir)
+        with open(os.path.join(workdir, "Caddyfile"), "w") as f:
+            # admin off: no child binds localhost:2019, whatever else runs.
+            f.write(f"{{\n\tadmin off\n}}\nhttp://127.0.0.1:{self.port} {{\n\tbind 127.0.0.1\n{site}\n}}\n")
+        environment = dict(os.environ, PYTHONPATH=os.pathsep.join([HERE, ROOT]),
+                           XDG_CONFIG_HOME=os.path.join(workdir, "config"), **(env or {}))
+        argv = argv or ["-m", "txcaddy.cli", "run", "--config", "Caddyfile"]
+        self.process = subprocess.Popen([sys.executable, *argv], cwd=workdir, env=environment,
+                                        stdout=subprocess.PIPE, stderr=subprocess.STDOUT)
+        self.output = b""
+        testcase.addCleanup(self.kill)
+        if wait:
+            self.wait_for(b"listening on [")
+
+    def wait_for(self, marker: bytes, timeout: float = TIMEOUT) -> None:
+        """Read the child's output until ``marker`` appears in it."""
+        deadline = time.monotonic() + timeout
+        stdout = self.process.stdout
+        assert stdout is not None
+        while marker not in self.output:
+            ready, _, _ = select.select([stdout], [], [], max(deadline - time.monotonic(), 0))
+            if not ready:
+                raise AssertionError(f"no {marker!r} within {timeout}s; output: {self.output.decode()}")
+            chunk = os.read(stdout.fileno(), 65536)
+            if not chunk:
+                raise AssertionError(f"the child ended before {marker!r}: {self.output.decode()}")
+            self.output += chunk
+
+    def finish(self, timeout: float = TIMEOUT) -> int:
+        """Wait for the child's end, keeping its output; its exit status."""
+        stdout = self.process.stdout
+        assert stdout is not None
+        deadline = time.monotonic() + timeout
+        while True:
+            ready, _, _ = select.select([stdout], [], [], max(deadline - time.monotonic(), 0))
+            if not ready:
+                raise AssertionError(f"the child did not end; output: {self.output.decode()}")
+            chunk = os.read(stdout.fileno(), 65536)
+            if not chunk:
+                break
+            self.output += chunk
+        return self.process.wait(timeout)
+
+    def stop(self) -> int:
+        """SIGTERM the child and wait for its end."""
+        self.process.send_signal(signal.SIGTERM)
+        return self.finish()
+
+    def kill(self) -> None:
+        if self.process.poll() is None:
+            self.process.kill()
+            self.process.wait()
+        if self.process.stdout is not None:
+            self.process.stdout.close()
+
+    def connection(self) -> http.client.HTTPConnection:
+        return http.client.HTTPConnection("127.0.0.1", self.port, timeout=TIMEOUT)
+
+    def get(self, path: str, headers: dict[str, str] | None = None) -> tuple[int, dict[str, str], bytes]:
+        conn = self.connection()
+        try:
+            conn.request("GET", path, headers=headers or {})
+            response = conn.getresponse()
+            return response.status, dict(response.getheaders()), response.read()
+        finally:
+            conn.close()
+
+
+SITE = """\
+\thandle_path /api/* {
+\t\tasgi _asgiapp:app
+\t}
+\tasgi _asgiapp:app
+\thandle_errors {
+\t\trespond "error page {err.status_code}" {err.status_code}
+\t}"""
+
+
+class _WebSocketClient:
+    """A blocking WebSocket client on ``wsproto``: the handshake, then messages both ways."""
+
+    def __init__(self, port: int, path: str, subprotocols: list[str] | None = None) -> None:
+        from wsproto import WSConnection
+        from wsproto.connection import ConnectionType
+        from wsproto.events import Request
+
+        self.sock = socket.create_connection(("127.0.0.1", port), timeout=TIMEOUT)
+        self.ws = WSConnection(ConnectionType.CLIENT)
+        self.sock.sendall(self.ws.send(Request(host="127.0.0.1", target=path, subprotocols=subprotocols or [])))
+        self.events: list[Any] = []
+
+    def next_event(self) -> Any:
+        while not self.events:
+            data = self.sock.recv(65536)
+            self.ws.receive_data(data or None)
+            self.events.extend(self.ws.events())
+            if not data and not self.events:
+                raise AssertionError("the server closed the connection")
+        return self.events.pop(0)
+
+    def send(self, event: Any) -> None:
+        self.sock.sendall(self.ws.send(event))
+
+    def close(self) -> None:
+        self.sock.close()
+
+
+class ASGIHTTPTests(SynchronousTestCase):
+    """HTTP requests through the handler to Starlette."""
+
+    server: Server
+
+    def setUp(self) -> None:
+        self.server = Server(self, SITE)
+
+    def test_routing_scope_and_lifespan_state(self) -> None:
+        """A request reaches its Starlette route with the ASGI scope filled in and the lifespan's state."""
+        status, _, body = self.server.get("/hello?q=1", {"X-Test": "yes"})
+        self.assertEqual(status, 200)
+        answer = json.loads(body)
+        self.assertEqual(answer, {
+            "greeting": "hello", "path": "/hello", "root_path": "", "raw_path": "/hello",
+            "route_path": "/hello", "query": "1", "method": "GET", "http_version": "1.1",
+            "scheme": "http", "client": "127.0.0.1", "server_port": self.server.port,
+            "x_test": "yes", "asgi": "3.0",
+        })
+
+    def test_handle_path_becomes_root_path(self) -> None:
+        """What handle_path strips is the scope's root_path; path keeps it in front, as uvicorn's."""
+        status, _, body = self.server.get("/api/hello?q=2")
+        self.assertEqual(status, 200)
+        answer = json.loads(body)
+        self.assertEqual((answer["root_path"], answer["path"], answer["route_path"], answer["query"]),
+                         ("/api", "/api/hello", "/api/hello", "2"))
+
+    def test_unknown_route_is_starlettes_404(self) -> None:
+        """The app answers routes it does not have itself (the handler is terminal)."""
+        status, _, body = self.server.get("/nothing-here")
+        self.assertEqual((status, body), (404, b"Not Found"))
+
+    def test_streaming_response_arrives_before_the_app_finishes(self) -> None:
+        """A StreamingResponse's first chunk reaches the client while the app still waits."""
+        conn = self.server.connection()
+        conn.request("GET", "/stream")
+        response = conn.getresponse()
+        self.assertEqual(response.getheader("Transfer-Encoding"), "chunked")
+        self.assertEqual(response.readline(), b"first\n")
+        self.assertEqual(self.server.get("/release")[2], b"released")
+        self.assertEqual(response.read(), b"second\n")
+        conn.close()
+
+    def test_large_upload_is_streamed_to_the_app(self) -> None:
+        """An 8 MiB upload reaches the app whole, in many chunks as it arrives."""
+        size = 8 * 1024 * 1024
+        conn = self.server.connection()
+        conn.request("POST", "/upload", body=b"x" * size, headers={"Content-Type": "application/octet-stream"})
+        response = conn.getresponse()
+        answer = json.loads(response.read())
+        conn.close()
+        self.assertEqual(answer["size"], size)
+        self.assertGreater(answer["chunks"], 8)
+
+    def test_client_disconnect_reaches_the_app(self) -> None:
+        """A client that goes away mid-request makes the app's receive return http.disconnect."""
+        with socket.create_connection(("127.0.0.1", self.server.port), timeout=TIMEOUT) as s:
+            s.sendall(b"GET /wait HTTP/1.1\r\nHost: 127.0.0.1\r\n\r\n")
+            self.server.wait_for(b"WAITING /wait")  # the app has it before the client leaves
+        self.server.wait_for(b"DISCONNECTED /wait")
+
+    def test_app_error_runs_handle_errors(self) -> None:
+        """An app that raises before answering gives a 500 through handle_errors, and is logged."""
+        status, _, body = self.server.get("/raw-boom")
+        self.assertEqual((status, body), (500, b"error page 500"))
+        self.server.wait_for(b"the raw app failed")
+        self.assertEqual(self.server.get("/hello")[0], 200)
+
+    def test_error_answered_by_the_app_is_kept(self) -> None:
+        """Starlette answers its own 500 and re-raises: the client gets that answer, the error is logged."""
+        conn = self.server.connection()
+        conn.request("GET", "/boom")
+        response = conn.getresponse()
+        self.assertEqual((response.status, response.read()), (500, b"Internal Server Error"))
+        self.server.wait_for(b"the app failed")
+        # The same connection goes on: the answer was complete.
+        conn.request("GET", "/hello")
+        self.assertEqual(conn.getresponse().status, 200)
+        conn.close()
+
+    def test_websocket_echo(self) -> None:
+        """A WebSocket is upgraded and echoes text and bytes; the app's close code reaches the client."""
+        from wsproto.events import AcceptConnection, BytesMessage, CloseConnection, TextMessage
+
+        client = _WebSocketClient(self.server.port, "/ws", ["echo"])
+        try:
+            accepted = client.next_event()
+            self.assertIsInstance(accepted, AcceptConnection)
+            self.assertEqual(accepted.subprotocol, "echo")
+            client.send(TextMessage(data="hi"))
+            self.assertEqual(client.next_event().data, "echo:hi")
+            client.send(BytesMessage(data=b"\x01\x02\x03" * 30000))
+            received = b""
+            while len(received) < 90000:
+                event = client.next_event()
+                self.assertIsInstance(event, BytesMessage)
+                received += event.data
+            self.assertEqual(received, b"\x03\x02\x01" * 30000)
+            client.send(TextMessage(data="bye"))
+            closing = client.next_event()
+            self.assertIsInstance(closing, CloseConnection)
+            self.assertEqual(closing.code, 4000)
+        finally:
+            client.close()
+
+    def test_websocket_client_close_reaches_the_app(self) -> None:
+        """The client's close frame is the app's websocket.disconnect with its code."""
+        from wsproto.events import AcceptConnection, CloseConnection
+
+        client = _WebSocketClient(self.server.port, "/ws")
+        try:
+            self.assertIsInstance(client.next_event(), AcceptConnection)
+            client.send(CloseConnection(code=1000))
+            self.assertIsInstance(client.next_event(), CloseConnection)
+        finally:
+            client.close()
+        self.server.wait_for(b"WS closed 1000")
+
+    def test_websocket_refused_is_403(self) -> None:
+        """A WebSocket the app closes before accepting is answered 403, as the ASGI spec says."""
+        status, _, _ = self.server.get("/refuse", {
+            "Connection": "Upgrade", "Upgrade": "websocket", "Sec-WebSocket-Version": "13",
+            "Sec-WebSocket-Key": "dGhlIHNhbXBsZSBub25jZQ=="})
+        self.assertEqual(status, 403)
+
+
+class ASGILifespanTests(SynchronousTestCase):
+    """Lifespan startup and shutdown, and the process's answer to failures."""
+
+    def test_startup_before_serving_and_shutdown_on_stop(self) -> None:
+        """Startup runs once for the config (two routes, one app), shutdown on SIGTERM; exit 0."""
+        server = Server(self, SITE)
+        server.wait_for(b"LIFESPAN startup")
+        self.assertEqual(server.get("/hello")[0], 200)
+        self.assertEqual(server.stop(), 0)
+        self.assertEqual(server.output.count(b"LIFESPAN startup"), 1)
+        self.assertEqual(server.output.count(b"LIFESPAN shutdown"), 1)
+        self.assertLess(server.output.index(b"LIFESPAN startup"), server.output.index(b"LIFESPAN shutdown"))
+
+    def test_startup_failure_stops_the_server(self) -> None:
+        """A failing lifespan startup with lifespan on makes txcaddy run exit 1 with the error."""
+        server = Server(self, "\tasgi _asgiapp:app {\n\t\tlifespan on\n\t}", env={"ASGI_FAIL_STARTUP": "1"},
+                        wait=False)
+        self.assertEqual(server.finish(), 1)
+        self.assertIn(b"the database is not there", server.output)
+
+    def test_auto_lifespan_tolerates_apps_without_it(self) -> None:
+        """With the default lifespan (auto), an app that raises on the lifespan scope still serves."""
+        server = Server(self, "\tasgi _asgiapp:no_lifespan")
+        status, _, body = server.get("/")
+        self.assertEqual((status, body), (200, b"bare app"))
+
+    def test_import_error_is_a_config_error(self) -> None:
+        """An app module that cannot be imported stops txcaddy run with an error naming it."""
+        server = Server(self, "\tasgi no_such_module_here:app", wait=False)
+        self.assertEqual(server.finish(), 1)
+        self.assertIn(b"Error: ", server.output)
+        self.assertIn(b"no_such_module_here", server.output)
+
+    def test_twistd_installs_the_asyncio_reactor(self) -> None:
+        """twistd caddy with an asgi handler runs on the asyncio reactor without being told."""
+        server = Server(self, "\tasgi _asgiapp:app",
+                        argv=["-c", TWISTD, "-n", "--pidfile=", "caddy", "-c", "Caddyfile"])
+        status, _, body = server.get("/hello")
+        self.assertEqual(status, 200)
+        self.assertEqual(json.loads(body)["greeting"], "hello")
+
+    def test_twistd_with_another_reactor_is_refused(self) -> None:
+        """twistd --reactor=poll with an asgi handler fails with a message naming --reactor=asyncio."""
+        server = Server(self, "\tasgi _asgiapp:app",
+                        argv=["-c", TWISTD, "--reactor=poll", "-n", "--pidfile=", "caddy", "-c", "Caddyfile"],
+                        wait=False)
+        self.assertEqual(server.finish(), 1)
+        self.assertIn(b"--reactor=asyncio", server.output)
+
+
+class ASGILoadTests(SynchronousTestCase):
+    """Loading the handler in this process (no asyncio loop needed)."""
+
+    def test_needs_the_asyncio_reactor(self) -> None:
+        """Loading under another reactor is a ConfigError that says how to run it."""
+        with self.assertRaises(ConfigError) as caught:
+            load_asgi({"app": "_asgiapp:app"}, LoadContext(reactor=Clock()))
+        self.assertIn("asyncio reactor", str(caught.exception))
+        self.assertIn("--reactor=asyncio", str(caught.exception))
+
+    def test_import_error_names_the_module(self) -> None:
+        """An app that cannot be imported is a ConfigError naming its module."""
+        with self.assertRaises(ConfigError) as caught:
+            import_app("no_such_module_here.sub:app")
+        self.assertIn("'no_such_module_here.sub'", str(caught.exception))
+
+    def test_missing_attribute_names_it(self) -> None:
+        """A module without the app's attribute is a ConfigError naming both."""
+        with self.assertRaises(ConfigError) as caught:
+            import_app("json:no_app_here")
+        self.assertIn("'json'", str(caught.exception))
+        self.assertIn("no_app_here", str(caught.exception))
+
+    def test_app_must_name_an_attribute(self) -> None:
+        """An app without ':attribute' is refused."""
+        self.assertRaises(ConfigError, import_app, "json")
+
+    def test_bad_lifespan_is_refused(self) -> None:
+        """lifespan takes auto, on or off only."""
+        with self.assertRaises(ConfigError) as caught:
+            load_asgi({"app": "json:loads", "lifespan": "maybe"}, LoadContext(reactor=Clock()))
+        self.assertIn("lifespan", str(caught.exception))
