@@ -363,3 +363,180 @@ class ASGILoadTests(SynchronousTestCase):
         with self.assertRaises(ConfigError) as caught:
             load_asgi({"app": "json:loads", "lifespan": "maybe"}, LoadContext(reactor=Clock()))
         self.assertIn("lifespan", str(caught.exception))
+
+
+class _Producer:
+    """Records what the handler asks of the client connection's reading."""
+
+    def __init__(self) -> None:
+        self.calls: list[str] = []
+
+    def pauseProducing(self) -> None:  # noqa: N802 - Twisted's name
+        self.calls.append("pause")
+
+    def resumeProducing(self) -> None:  # noqa: N802 - Twisted's name
+        self.calls.append("resume")
+
+
+class ASGIFlowTests(SynchronousTestCase):
+    """The handler's receive and send on a bare asyncio loop (no reactor): flow control and ends."""
+
+    def setUp(self) -> None:
+        import asyncio
+
+        from txcaddy.http.handlers.asgi import ASGIHandler, Lifespan
+
+        self.loop = asyncio.new_event_loop()
+        self.addCleanup(self.loop.close)
+        self.Handler = ASGIHandler
+        self.Lifespan = Lifespan
+
+    def spin(self) -> None:
+        """Run the loop until nothing is ready (the app waits on something)."""
+        import asyncio
+
+        for _ in range(20):
+            self.loop.run_until_complete(asyncio.sleep(0))
+
+    def serve(self, app: Any, request: Any, response: Any) -> Any:
+        lifespan = self.Lifespan(app, self.loop, "off", "test:app")
+        lifespan.startService()
+        handler = self.Handler(app, "test:app", self.loop, Clock(), lifespan)
+        return handler.serve(request, response, None)
+
+    def streaming_request(self, producer: _Producer) -> Any:
+        from txcaddy.http.headers import Headers
+        from txcaddy.http.request import Request, RequestBody
+
+        body = RequestBody(None, producer=producer)
+        request = Request("POST", "/up", Headers([("Host", "x")]), body=body)
+        return request, body
+
+    def test_request_body_pauses_the_client_while_the_app_does_not_read(self) -> None:
+        """Past 64 KiB queued, reading from the client pauses; the app's reads resume it, in order."""
+        import asyncio
+
+        from txcaddy.testing import FakeResponse
+
+        gate = asyncio.Event()
+        got: list[bytes] = []
+
+        async def app(scope: Any, receive: Any, send: Any) -> None:
+            got.append((await receive())["body"])
+            await gate.wait()
+            while True:
+                message = await receive()
+                got.append(message["body"])
+                if not message["more_body"]:
+                    break
+            await send({"type": "http.response.start", "status": 200, "headers": []})
+            await send({"type": "http.response.body", "body": b"%d" % sum(map(len, got))})
+
+        producer = _Producer()
+        request, body = self.streaming_request(producer)
+        response = FakeResponse()
+        done = self.serve(app, request, response)
+        body.feed(b"a" * 1000)
+        self.spin()
+        for _ in range(100):
+            body.feed(b"b" * 1000)
+        self.assertEqual(producer.calls, ["pause"])
+        gate.set()
+        self.spin()
+        self.assertEqual(producer.calls, ["pause", "resume"])
+        body.feed(b"c" * 10)
+        body.finish()
+        self.spin()
+        self.assertTrue(done.called)
+        self.assertEqual(b"".join(got), b"a" * 1000 + b"b" * 100000 + b"c" * 10)
+        self.assertEqual(response.body, b"101010")
+
+    def test_send_waits_while_the_client_is_paused(self) -> None:
+        """A paused response holds the app's send until the client resumes it."""
+        from txcaddy.testing import FakeResponse, make_request
+
+        sent: list[int] = []
+
+        async def app(scope: Any, receive: Any, send: Any) -> None:
+            await send({"type": "http.response.start", "status": 200, "headers": [(b"x-a", b"1")]})
+            for i in range(3):
+                await send({"type": "http.response.body", "body": b"%d" % i, "more_body": True})
+                sent.append(i)
+            await send({"type": "http.response.body", "body": b"end"})
+
+        response = FakeResponse()
+        done = self.serve(app, make_request(), response)
+        self.spin()
+        self.assertEqual(sent, [0, 1, 2])
+        # Now the same with the client paused after the first chunk.
+        sent.clear()
+        response = FakeResponse()
+        original_write = response._send_body
+
+        def write_and_pause(data: bytes) -> None:
+            original_write(data)
+            if data == b"0":
+                response.producer.pauseProducing()
+
+        response._send_body = write_and_pause  # type: ignore[method-assign]
+        done = self.serve(app, make_request(), response)
+        self.spin()
+        self.assertEqual((sent, response.body, done.called), ([], b"0", False))
+        response.producer.resumeProducing()
+        self.spin()
+        self.assertEqual((sent, response.body, response.finished), ([0, 1, 2], b"012end", True))
+        self.assertEqual(response.headers.get("X-A"), "1")
+        self.assertTrue(done.called)
+
+    def test_client_gone_is_http_disconnect(self) -> None:
+        """When the client goes away, the app's pending receive returns http.disconnect."""
+        from txcaddy.testing import FakeResponse, make_request
+
+        seen: list[str] = []
+
+        async def app(scope: Any, receive: Any, send: Any) -> None:
+            while True:
+                message = await receive()
+                seen.append(message["type"])
+                if message["type"] == "http.disconnect":
+                    return
+
+        response = FakeResponse()
+        done = self.serve(app, make_request(), response)
+        self.spin()
+        self.assertEqual(seen, ["http.request"])
+        response.connection_lost(ConnectionResetError())
+        self.spin()
+        self.assertEqual(seen, ["http.request", "http.disconnect"])
+        self.assertTrue(done.called)
+
+    def test_error_mid_stream_aborts_the_connection(self) -> None:
+        """An app that raises after its response started gets the connection aborted, no 500."""
+        from txcaddy.testing import FakeResponse, make_request
+
+        async def app(scope: Any, receive: Any, send: Any) -> None:
+            await send({"type": "http.response.start", "status": 200, "headers": []})
+            await send({"type": "http.response.body", "body": b"part", "more_body": True})
+            raise RuntimeError("mid-stream")
+
+        response = FakeResponse()
+        done = self.serve(app, make_request(), response)
+        self.spin()
+        self.assertTrue(done.called)
+        self.assertEqual((response.status, response.body, response.aborted), (200, b"part", True))
+        self.flushLoggedErrors(RuntimeError)
+
+    def test_no_response_is_a_500_handler_error(self) -> None:
+        """An app that returns without answering is a HandlerError 500 (handle_errors applies)."""
+        from txcaddy.http.errors import HandlerError
+        from txcaddy.testing import FakeResponse, make_request
+
+        async def app(scope: Any, receive: Any, send: Any) -> None:
+            return None
+
+        response = FakeResponse()
+        done = self.serve(app, make_request(), response)
+        self.spin()
+        failure = self.failureResultOf(done, HandlerError)
+        self.assertEqual(failure.value.status, 500)
+        self.assertFalse(response.head_sent)
