@@ -25,7 +25,7 @@ import sys
 from collections import deque
 from collections.abc import Awaitable, Callable, MutableMapping
 from typing import Any
-from weakref import WeakKeyDictionary
+from weakref import WeakKeyDictionary, ref
 
 from twisted.application.service import Service
 from twisted.internet.defer import Deferred, succeed
@@ -384,10 +384,11 @@ class _WebSocketProtocol(Protocol):
                         self._write(self.ws.send(event.response()))
                     self.session.closed(event.code)
                     self.transport.loseConnection()  # type: ignore[union-attr]
-        except RemoteProtocolError as e:
+        except RemoteProtocolError:
+            # A client that breaks the protocol: 1002 to the app, and the connection closed.
             self.session.closed(1002)
-            self.transport.write(e.event_hint and self.ws.send(e.event_hint) or b"")  # type: ignore[union-attr]
-            self.transport.loseConnection()  # type: ignore[union-attr]
+            if self.transport is not None:
+                self.transport.loseConnection()
 
     def _write(self, data: bytes) -> None:
         if data and self.transport is not None:
@@ -671,6 +672,19 @@ class ASGIHandler:
         return d.addCallbacks(done, failed)
 
 
+class _ASGIRuntime:
+    """What the ``asgi`` modules keep per service (``Runtime.get``): the first config that had one."""
+
+    def __init__(self) -> None:
+        self._first: Any = None  # a weak reference to that config's LoadContext
+
+    def first(self, context: Any) -> bool:
+        """Whether ``context`` is (or now becomes) the first config with an ``asgi`` handler."""
+        if self._first is None:
+            self._first = ref(context)
+        return self._first() is context
+
+
 def _lifespan_mode(value: Any) -> str:
     if value is None or value == "":
         return "auto"
@@ -704,10 +718,13 @@ def load_asgi(config: dict[str, Any], context: Any) -> ASGIHandler:
     # One lifespan per app in a config, however many routes serve it (as one uvicorn would).
     lifespans = _LIFESPANS.setdefault(context, {})
     lifespan = lifespans.get((spec, mode))
+    runtime = getattr(context, "runtime", None)
     if lifespan is None:
         lifespan = lifespans[spec, mode] = Lifespan(app, loop, mode, spec)
-        runtime = getattr(context, "runtime", None)
-        lifespan.on_failure = lambda error: (runtime.fatal(error) if runtime is not None and runtime.fatal else None)
+        if runtime is not None and runtime.get(_ASGIRuntime).first(context):
+            # The config the process starts with: a failed startup stops the process (as uvicorn
+            # exits). A later one (a reload) only logs it and answers 503 for that app.
+            lifespan.on_failure = lambda error: runtime.fatal(error) if runtime.fatal else None
         context.services.append(lifespan)
         context.on_unload(lifespan.shutdown)
     return ASGIHandler(app, spec, loop, reactor, lifespan, root_path)
