@@ -78,9 +78,10 @@ def _has_asgi(value: object) -> bool:
 
 def is_asyncio_reactor(reactor: object) -> bool:
     """Whether ``reactor`` is Twisted's asyncio reactor (its loop is asyncio's, shared with coroutines)."""
-    from twisted.internet.asyncioreactor import AsyncioSelectorReactor
+    import sys
 
-    return isinstance(reactor, AsyncioSelectorReactor)
+    module = sys.modules.get("twisted.internet.asyncioreactor")  # not imported: not that reactor
+    return module is not None and isinstance(reactor, module.AsyncioSelectorReactor)
 
 
 def install_asyncio_reactor(config: object, how: str = "txcaddy run") -> None:

@@ -36,6 +36,7 @@ from __future__ import annotations
 
 import select
 import socket
+import sys
 from collections.abc import Sequence
 from typing import Any
 
@@ -161,9 +162,10 @@ def fast_io_supported(reactor: Any) -> bool:
 
     The asyncio reactor does not: asyncio's own loop polls, so a batch would never be sent.
     """
-    from twisted.internet.asyncioreactor import AsyncioSelectorReactor
-
-    return not isinstance(reactor, AsyncioSelectorReactor)
+    # Not imported: not that reactor (and no import now, which may be after twistd --uid
+    # dropped the rights to read the module).
+    module = sys.modules.get("twisted.internet.asyncioreactor")
+    return module is None or not isinstance(reactor, module.AsyncioSelectorReactor)
 
 
 def install_fast_io(reactor: Any) -> _SendBatch:

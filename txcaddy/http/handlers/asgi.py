@@ -714,6 +714,11 @@ def load_asgi(config: dict[str, Any], context: Any) -> ASGIHandler:
             f"{type(reactor).__name__}: run `twistd --reactor=asyncio caddy ...` (`txcaddy run` picks it "
             "itself), or install twisted.internet.asyncioreactor before the reactor is imported")
     app = import_app(spec)
+    # The WebSocket code's imports, now: later (after twistd --uid dropped privileges) the
+    # modules may not be readable.
+    importlib.import_module("wsproto.connection")
+    importlib.import_module("wsproto.events")
+    importlib.import_module("wsproto.utilities")
     loop = reactor._asyncioEventloop
     # One lifespan per app in a config, however many routes serve it (as one uvicorn would).
     lifespans = _LIFESPANS.setdefault(context, {})
