@@ -46,11 +46,9 @@ class Server:
     def __init__(self, testcase: SynchronousTestCase, site: str, argv: list[str] | None = None,
                  env: dict[str, str] | None = None, wait: bool = True) -> None:
         self.port = _free_port()
-        workdir = os.path.abspath(testcase.mktemp())
+        workdir = self.workdir = os.path.abspath(testcase.mktemp())
         os.makedirs(workdir)
-        with open(os.path.join(workdir, "Caddyfile"), "w") as f:
-            # admin off: no child binds localhost:2019, whatever else runs.
-            f.write(f"{{\n\tadmin off\n}}\nhttp://127.0.0.1:{self.port} {{\n\tbind 127.0.0.1\n{site}\n}}\n")
+        self.write_site(site)
         environment = dict(os.environ, PYTHONPATH=os.pathsep.join([HERE, ROOT]),
                            XDG_CONFIG_HOME=os.path.join(workdir, "config"), **(env or {}))
         argv = argv or ["-m", "txcaddy.cli", "run", "--config", "Caddyfile"]
@@ -60,6 +58,12 @@ class Server:
         testcase.addCleanup(self.kill)
         if wait:
             self.wait_for(b"listening on [")
+
+    def write_site(self, site: str) -> None:
+        """Write the Caddyfile: ``site`` on this server's port."""
+        with open(os.path.join(self.workdir, "Caddyfile"), "w") as f:
+            # admin off: no child binds localhost:2019, whatever else runs.
+            f.write(f"{{\n\tadmin off\n}}\nhttp://127.0.0.1:{self.port} {{\n\tbind 127.0.0.1\n{site}\n}}\n")
 
     def wait_for(self, marker: bytes, timeout: float = TIMEOUT) -> None:
         """Read the child's output until ``marker`` appears in it."""
@@ -293,6 +297,35 @@ class ASGILifespanTests(SynchronousTestCase):
         self.assertEqual(server.output.count(b"LIFESPAN startup"), 1)
         self.assertEqual(server.output.count(b"LIFESPAN shutdown"), 1)
         self.assertLess(server.output.index(b"LIFESPAN startup"), server.output.index(b"LIFESPAN shutdown"))
+
+    def test_reload_starts_the_new_config_and_shuts_the_old_down(self) -> None:
+        """A reload (SIGUSR1) runs the new config's startup, then the old config's shutdown."""
+        server = Server(self, "\tasgi _asgiapp:app")
+        server.wait_for(b"LIFESPAN startup")
+        server.write_site("\tasgi _asgiapp:app {\n\t\troot_path /mount\n\t}")
+        server.process.send_signal(signal.SIGUSR1)
+        server.wait_for(b"LIFESPAN shutdown")
+        self.assertEqual(server.output.count(b"LIFESPAN startup"), 2)
+        self.assertLess(server.output.rindex(b"LIFESPAN startup"), server.output.index(b"LIFESPAN shutdown"))
+        status, _, body = server.get("/hello")
+        self.assertEqual((status, json.loads(body)["root_path"]), (200, "/mount"))
+
+    def test_stop_closes_websockets_with_1001(self) -> None:
+        """Stopping the server sends open WebSockets a 1001 close; the app sees it and the server exits 0."""
+        from wsproto.events import AcceptConnection, CloseConnection
+
+        server = Server(self, "\tasgi _asgiapp:app")
+        client = _WebSocketClient(server.port, "/ws")
+        self.addCleanup(client.close)
+        self.assertIsInstance(client.next_event(), AcceptConnection)
+        server.process.send_signal(signal.SIGTERM)
+        closing = client.next_event()
+        self.assertIsInstance(closing, CloseConnection)
+        self.assertEqual(closing.code, 1001)
+        client.send(closing.response())
+        self.assertEqual(server.finish(), 0)
+        self.assertIn(b"WS closed 1001", server.output)
+        self.assertIn(b"LIFESPAN shutdown", server.output)
 
     def test_startup_failure_stops_the_server(self) -> None:
         """A failing lifespan startup with lifespan on makes txcaddy run exit 1 with the error."""
@@ -540,3 +573,60 @@ class ASGIFlowTests(SynchronousTestCase):
         failure = self.failureResultOf(done, HandlerError)
         self.assertEqual(failure.value.status, 500)
         self.assertFalse(response.head_sent)
+
+    def test_requests_wait_for_lifespan_startup(self) -> None:
+        """Requests that arrive during startup are served once it completes, each its own answer."""
+        import asyncio
+
+        from txcaddy.testing import FakeResponse, make_request
+
+        started = asyncio.Event()
+
+        async def app(scope: Any, receive: Any, send: Any) -> None:
+            if scope["type"] == "lifespan":
+                await receive()
+                await started.wait()
+                scope["state"]["n"] = 7
+                await send({"type": "lifespan.startup.complete"})
+                await receive()
+                await send({"type": "lifespan.shutdown.complete"})
+                return
+            await send({"type": "http.response.start", "status": 200, "headers": []})
+            await send({"type": "http.response.body", "body": scope["path"].encode() + b"%d" % scope["state"]["n"]})
+
+        lifespan = self.Lifespan(app, self.loop, "on", "test:app")
+        handler = self.Handler(app, "test:app", self.loop, Clock(), lifespan)
+        lifespan.startService()
+        self.spin()
+        responses = [FakeResponse(), FakeResponse()]
+        done = [handler.serve(make_request("GET", f"/{i}"), responses[i], None) for i in range(2)]
+        self.spin()
+        self.assertEqual([r.head_sent for r in responses], [False, False])
+        started.set()
+        self.spin()
+        self.assertEqual([r.body for r in responses], [b"/07", b"/17"])
+        self.assertTrue(all(d.called for d in done))
+        shutdown = lifespan.stopService()
+        self.spin()
+        self.assertTrue(shutdown.called)
+
+    def test_failed_startup_answers_503(self) -> None:
+        """After lifespan.startup.failed, requests get a 503 HandlerError, and on_failure is told."""
+        from txcaddy.http.errors import HandlerError
+        from txcaddy.testing import FakeResponse, make_request
+
+        async def app(scope: Any, receive: Any, send: Any) -> None:
+            await receive()
+            await send({"type": "lifespan.startup.failed", "message": "no database"})
+
+        errors: list[BaseException] = []
+        lifespan = self.Lifespan(app, self.loop, "auto", "test:app")
+        lifespan.on_failure = errors.append
+        handler = self.Handler(app, "test:app", self.loop, Clock(), lifespan)
+        lifespan.startService()
+        waiting = handler.serve(make_request(), FakeResponse(), None)
+        self.spin()
+        self.assertEqual(self.failureResultOf(waiting, HandlerError).value.status, 503)
+        later = handler.serve(make_request(), FakeResponse(), None)
+        self.assertEqual(self.failureResultOf(later, HandlerError).value.status, 503)
+        self.assertEqual([str(e) for e in errors], ["ASGI lifespan startup of test:app failed: no database"])

@@ -28,7 +28,7 @@ from typing import Any
 from weakref import WeakKeyDictionary, ref
 
 from twisted.application.service import Service
-from twisted.internet.defer import Deferred, succeed
+from twisted.internet.defer import Deferred, fail, succeed
 from twisted.internet.protocol import Protocol
 from twisted.logger import Logger
 from twisted.python.failure import Failure
@@ -567,12 +567,25 @@ class ASGIHandler:
 
     def serve(self, request: Any, response: Any, next: Any) -> Deferred[None]:
         ready = self.lifespan.ready
-        if ready.called and self.lifespan.failed is None:
+        if ready.called:
+            if self.lifespan.failed is not None:
+                return fail(self._not_started())
             return self._serve(request, response)
+        # Lifespan startup still running: the request waits for it.
         d: Deferred[None] = Deferred()
-        ready.addCallbacks(lambda _: self._serve(request, response).chainDeferred(d),
-                           lambda f: d.errback(HandlerError(503, f"ASGI app {self.name} did not start", f.value)))
+
+        def go(result: Any) -> Any:
+            if self.lifespan.failed is not None:
+                d.errback(self._not_started())
+            else:
+                self._serve(request, response).chainDeferred(d)
+            return result  # ready's own result, unchanged for the other waiters
+
+        ready.addBoth(go)
         return d
+
+    def _not_started(self) -> HandlerError:
+        return HandlerError(503, f"ASGI app {self.name} did not start", self.lifespan.failed)
 
     def scope(self, request: Any, kind: str) -> Scope:
         """The ASGI connection scope of ``request`` (``http`` or ``websocket``)."""
