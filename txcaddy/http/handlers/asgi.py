@@ -117,9 +117,10 @@ class Lifespan(Service):
         self._task: asyncio.Task[None] | None = None
         self.on_failure: Callable[[BaseException], None] | None = None
 
-    def stopService(self) -> Deferred[None]:  # noqa: N802 - Twisted's name
+    def stopService(self) -> None:  # noqa: N802 - Twisted's name
+        # Nothing here: the shutdown is the config's unload hook, which runs once the
+        # connections have drained (the service stops before that, with the listeners).
         Service.stopService(self)
-        return self.shutdown()
 
     def startService(self) -> None:  # noqa: N802 - Twisted's name
         Service.startService(self)
