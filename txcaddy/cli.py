@@ -92,6 +92,7 @@ def cmd_adapt(args: argparse.Namespace, out: TextIO, err: TextIO) -> int:
 def cmd_validate(args: argparse.Namespace, out: TextIO, err: TextIO) -> int:
     config, warnings = discover_config(args.config, args.adapter)
     _print_warnings(warnings, err)
+    install_asyncio_reactor(config, "txcaddy validate")  # an asgi handler loads only on it
     validate_config(config)
     print("Valid configuration", file=out)
     return 0

@@ -347,6 +347,19 @@ class ASGILifespanTests(SynchronousTestCase):
         self.assertIn(b"Error: ", server.output)
         self.assertIn(b"no_such_module_here", server.output)
 
+    def test_validate_loads_the_app(self) -> None:
+        """txcaddy validate accepts a config with an asgi handler (on the asyncio reactor) and
+        reports an app that cannot be imported."""
+        good = Server(self, "\tasgi _asgiapp:app", argv=["-m", "txcaddy.cli", "validate", "--config", "Caddyfile"],
+                      wait=False)
+        self.assertEqual(good.finish(), 0, good.output)
+        self.assertIn(b"Valid configuration", good.output)
+        self.assertNotIn(b"LIFESPAN startup", good.output)  # validating starts nothing
+        bad = Server(self, "\tasgi _asgiapp:nothing", argv=["-m", "txcaddy.cli", "validate", "--config", "Caddyfile"],
+                     wait=False)
+        self.assertEqual(bad.finish(), 1)
+        self.assertIn(b"module '_asgiapp' has no attribute 'nothing'", bad.output)
+
     def test_twistd_installs_the_asyncio_reactor(self) -> None:
         """twistd caddy with an asgi handler runs on the asyncio reactor without being told."""
         server = Server(self, "\tasgi _asgiapp:app",
