@@ -387,6 +387,34 @@ class ASGILoadTests(SynchronousTestCase):
         self.assertIn("asyncio reactor", str(caught.exception))
         self.assertIn("--reactor=asyncio", str(caught.exception))
 
+    def test_uses_asgi_finds_nested_handlers(self) -> None:
+        """An asgi handler anywhere (in a subroute, from the Caddyfile adapter) is found; others are not."""
+        from txcaddy._reactor import uses_asgi
+        from txcaddy.caddyfile.adapter import adapt
+
+        nested, _ = adapt(":80 {\n\thandle /a/* {\n\t\tasgi m:app\n\t}\n}\n", "Caddyfile")
+        self.assertTrue(uses_asgi(nested))
+        self.assertTrue(uses_asgi({"apps": {"http": {"servers": {"s": {"routes": [
+            {"handle": [{"handler": "subroute", "routes": [{"handle": [{"handler": "asgi", "app": "m:a"}]}]}]}]}}}}}))
+        plain, _ = adapt(":80 {\n\trespond asgi\n}\n", "Caddyfile")
+        self.assertFalse(uses_asgi(plain))
+
+    def test_another_installed_reactor_is_a_config_error(self) -> None:
+        """With a reactor other than asyncio's already installed, a config with asgi is refused."""
+        from twisted.internet import reactor
+
+        from txcaddy._reactor import install_asyncio_reactor, is_asyncio_reactor
+
+        config = {"apps": {"http": {"servers": {"s": {"routes": [{"handle": [{"handler": "asgi", "app": "m:a"}]}]}}}}}
+        install_asyncio_reactor({"apps": {}}, "twistd")  # no asgi: nothing to do, on any reactor
+        if is_asyncio_reactor(reactor):
+            install_asyncio_reactor(config, "twistd")  # already the right one (trial --reactor=asyncio)
+            return
+        with self.assertRaises(ConfigError) as caught:
+            install_asyncio_reactor(config, "twistd")
+        self.assertIn("--reactor=asyncio", str(caught.exception))
+        self.assertIn(type(reactor).__name__, str(caught.exception))
+
     def test_import_error_names_the_module(self) -> None:
         """An app that cannot be imported is a ConfigError naming its module."""
         with self.assertRaises(ConfigError) as caught:
