@@ -562,6 +562,30 @@ class ASGIFlowTests(SynchronousTestCase):
         self.assertEqual(response.headers.get("X-A"), "1")
         self.assertTrue(done.called)
 
+    def test_receive_after_the_body_waits_for_the_end(self) -> None:
+        """After the last body message, receive waits; once the response is complete it is http.disconnect."""
+        import asyncio
+
+        from txcaddy.testing import FakeResponse, make_request
+
+        seen: list[tuple[str, bytes, bool]] = []
+
+        async def app(scope: Any, receive: Any, send: Any) -> None:
+            message = await receive()
+            seen.append((message["type"], message["body"], message["more_body"]))
+            waiting = asyncio.ensure_future(receive())
+            await asyncio.sleep(0)
+            seen.append(("waiting", b"", waiting.done()))
+            await send({"type": "http.response.start", "status": 200, "headers": []})
+            await send({"type": "http.response.body", "body": b"ok"})
+            seen.append(((await waiting)["type"], b"", False))
+
+        done = self.serve(app, make_request("POST", "/", body=b"data"), FakeResponse())
+        self.spin()
+        self.assertEqual(seen, [("http.request", b"data", False), ("waiting", b"", False),
+                                ("http.disconnect", b"", False)])
+        self.assertTrue(done.called)
+
     def test_client_gone_is_http_disconnect(self) -> None:
         """When the client goes away, the app's pending receive returns http.disconnect."""
         from txcaddy.testing import FakeResponse, make_request

@@ -206,6 +206,7 @@ class _HTTPCycle:
         self._body: deque[bytes] = deque()
         self._queued = 0
         self._body_done = False
+        self._end_sent = False  # the message with more_body False went to the app
         self._body_error: Failure | None = None
         self._delivering = False
         self._reading_paused = False
@@ -231,17 +232,17 @@ class _HTTPCycle:
                 if self._reading_paused and self._queued < _BODY_HIGH:
                     self._resume_reading()
                 more = bool(self._body) or not self._body_done
+                if not more:
+                    self._end_sent = True
                 return {"type": "http.request", "body": chunk, "more_body": more}
             if self.disconnected or self._body_error is not None:
                 return {"type": "http.disconnect"}
-            if self._body_done:
-                if not self._sent_empty_end:
-                    self._sent_empty_end = True
-                    return {"type": "http.request", "body": b"", "more_body": False}
+            if self._body_done and not self._end_sent:
+                self._end_sent = True
+                return {"type": "http.request", "body": b"", "more_body": False}
+            # The body is over (or not here yet): wait for more, or for the client to leave.
             waiter = self._waiter = self.loop.create_future()
             await waiter
-
-    _sent_empty_end = False
 
     def _wake(self) -> None:
         waiter, self._waiter = self._waiter, None
@@ -267,7 +268,7 @@ class _HTTPCycle:
         self._body_done = True
         self._body_error = reason
         if reason is not None:
-            self._sent_empty_end = True  # a cut-off body ends in http.disconnect
+            self._end_sent = True  # a cut-off body ends in http.disconnect
         self._wake()
 
     def _resume_reading(self) -> None:
