@@ -56,6 +56,25 @@ async def stream(request: Request) -> Response:
     return StreamingResponse(chunks(), media_type="text/plain")
 
 
+BIG_CHUNKS = 2048  # of 64 KiB: 128 MiB
+_big_sent = 0
+
+
+async def big(request: Request) -> Response:
+    async def chunks() -> AsyncIterator[bytes]:
+        global _big_sent
+        _big_sent = 0
+        for _ in range(BIG_CHUNKS):
+            yield b"z" * 65536
+            _big_sent += 1
+
+    return StreamingResponse(chunks(), media_type="application/octet-stream")
+
+
+async def big_sent(request: Request) -> Response:
+    return PlainTextResponse(str(_big_sent))
+
+
 async def release(request: Request) -> Response:
     _release.set()
     return PlainTextResponse("released")
@@ -95,6 +114,7 @@ async def refuse(websocket: WebSocket) -> None:
 
 _starlette = Starlette(routes=[
     Route("/hello", hello), Route("/stream", stream), Route("/release", release),
+    Route("/big", big), Route("/big-sent", big_sent),
     Route("/upload", upload, methods=["POST"]), Route("/boom", boom),
     WebSocketRoute("/ws", echo), WebSocketRoute("/refuse", refuse),
 ], lifespan=lifespan)

@@ -202,6 +202,25 @@ class ASGIHTTPTests(SynchronousTestCase):
         self.assertEqual(response.read(), b"second\n")
         conn.close()
 
+    def test_slow_client_holds_the_app_back(self) -> None:
+        """A client that does not read stops the app's sends (backpressure), and then gets all 128 MiB."""
+        with socket.create_connection(("127.0.0.1", self.server.port), timeout=TIMEOUT) as s:
+            s.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 65536)
+            s.sendall(b"GET /big HTTP/1.1\r\nHost: 127.0.0.1\r\nConnection: close\r\n\r\n")
+            # Wait until the app stops getting ahead (its count stays the same), bounded.
+            counts = [-2, -1]
+            deadline = time.monotonic() + TIMEOUT
+            while counts[-1] != counts[-2] and time.monotonic() < deadline:
+                time.sleep(0.2)
+                counts.append(int(self.server.get("/big-sent")[2]))
+            stalled = counts[-1]
+            self.assertLess(stalled, 512, counts)  # under 32 MiB of 128 MiB sent while nobody reads
+            received = 0
+            while data := s.recv(1 << 20):
+                received += len(data)
+        self.assertGreater(received, 2048 * 65536)
+        self.assertEqual(int(self.server.get("/big-sent")[2]), 2048)
+
     def test_large_upload_is_streamed_to_the_app(self) -> None:
         """An 8 MiB upload reaches the app whole, in many chunks as it arrives."""
         size = 8 * 1024 * 1024
