@@ -714,3 +714,47 @@ class ASGIFlowTests(SynchronousTestCase):
         later = handler.serve(make_request(), FakeResponse(), None)
         self.assertEqual(self.failureResultOf(later, HandlerError).value.status, 503)
         self.assertEqual([str(e) for e in errors], ["ASGI lifespan startup of test:app failed: no database"])
+
+    def test_websocket_reading_pauses_while_the_app_does_not_receive(self) -> None:
+        """Past 64 KiB of messages waiting for the app, the connection stops reading; receiving resumes it."""
+        import asyncio
+
+        from wsproto.connection import Connection, ConnectionType
+        from wsproto.events import BytesMessage, CloseConnection
+
+        from txcaddy.testing import FakeResponse, make_request
+
+        gate = asyncio.Event()
+        got: list[int] = []
+
+        async def app(scope: Any, receive: Any, send: Any) -> None:
+            assert (await receive())["type"] == "websocket.connect"
+            await send({"type": "websocket.accept"})
+            await gate.wait()
+            while True:
+                message = await receive()
+                if message["type"] == "websocket.disconnect":
+                    return
+                got.append(len(message["bytes"]))
+
+        request = make_request("GET", "/ws", {"Connection": "Upgrade", "Upgrade": "websocket",
+                                              "Sec-WebSocket-Key": "dGhlIHNhbXBsZSBub25jZQ==",
+                                              "Sec-WebSocket-Version": "13"})
+        response = FakeResponse()
+        self.serve(app, request, response)
+        self.spin()
+        self.assertEqual(response.status, 101)
+        self.assertEqual(response.headers.get("Sec-WebSocket-Accept"), "s3pPLMBiTxaQ9kYGzzhZRbK+xOo=")
+        transport = response.switched_transport
+        assert transport is not None
+        client = Connection(ConnectionType.CLIENT)  # frames as a client sends them, after the handshake
+        frames = b"".join(client.send(BytesMessage(data=b"m" * 1000)) for _ in range(100))
+        response.switched_to.dataReceived(frames)
+        self.assertEqual(transport.producerState, "paused")
+        gate.set()
+        self.spin()
+        self.assertEqual(transport.producerState, "producing")
+        self.assertEqual(got, [1000] * 100)
+        response.switched_to.dataReceived(client.send(CloseConnection(code=1000)))
+        self.spin()
+        self.assertTrue(transport.disconnecting)
