@@ -36,6 +36,7 @@ from __future__ import annotations
 
 import select
 import socket
+import sys
 from collections.abc import Sequence
 from typing import Any
 
@@ -154,6 +155,17 @@ _BATCHES: dict[Any, _SendBatch] = {}
 #: reactor with the fast path on get plain writes (correct, not batched).
 _ACTIVE: _SendBatch | None = None
 _CLOSED = Failure(ConnectionDone())  # one for every fast close, as Twisted keeps its own
+
+
+def fast_io_supported(reactor: Any) -> bool:
+    """Whether ``reactor`` polls through ``doIteration``, which the fast path wraps.
+
+    The asyncio reactor does not: asyncio's own loop polls, so a batch would never be sent.
+    """
+    # Not imported: not that reactor (and no import now, which may be after twistd --uid
+    # dropped the rights to read the module).
+    module = sys.modules.get("twisted.internet.asyncioreactor")
+    return module is None or not isinstance(reactor, module.AsyncioSelectorReactor)
 
 
 def install_fast_io(reactor: Any) -> _SendBatch:

@@ -55,7 +55,7 @@ from txcaddy import _quickstart, _systemd
 from txcaddy._commands import VERSION, cmd_environ, cmd_hash_password, cmd_list_modules
 from txcaddy._go.fs import path_error
 from txcaddy._process import tune_server_process
-from txcaddy._reactor import default_reactor
+from txcaddy._reactor import default_reactor, install_asyncio_reactor
 from txcaddy.admin import _persist as persist
 from txcaddy.admin._server import DEFAULT_ADMIN_LISTEN
 from txcaddy.caddyfile.adapter import adapt
@@ -92,6 +92,7 @@ def cmd_adapt(args: argparse.Namespace, out: TextIO, err: TextIO) -> int:
 def cmd_validate(args: argparse.Namespace, out: TextIO, err: TextIO) -> int:
     config, warnings = discover_config(args.config, args.adapter)
     _print_warnings(warnings, err)
+    install_asyncio_reactor(config, "txcaddy validate")  # an asgi handler loads only on it
     validate_config(config)
     print("Valid configuration", file=out)
     return 0
@@ -197,7 +198,9 @@ def serving(
     autosave: str | None = None,
 ) -> CaddyService:
     """A service that owns the process (fast reactor path), telling systemd when it is ready;
-    ``run`` adds the admin endpoint and ``autosave.json`` (the one-line servers have neither, as Caddy's)."""
+    ``run`` adds the admin endpoint and ``autosave.json`` (the one-line servers have neither, as Caddy's).
+    A config with an ``asgi`` handler gets Twisted's asyncio reactor."""
+    install_asyncio_reactor(config)
     service = CaddyService(config, warnings=warnings, reactor=default_reactor(), fast_io=True, admin=admin,
                            autosave=autosave)
     _systemd.attach_notifier(service)
@@ -227,6 +230,14 @@ def serve(
 
     if reload_args is not None:
         install_reload_signal(service, reload_args)
+
+    def fatal(error: BaseException) -> None:
+        # A module that cannot serve after all (an ASGI app's lifespan startup failed).
+        failures.append(error)
+        if reactor.running:
+            reactor.stop()
+
+    service.runtime.fatal = fatal
     reactor.callWhenRunning(start)
     reactor.addSystemEventTrigger("before", "shutdown", lambda: service.running and service.stopService())
     reactor.run()

@@ -670,7 +670,7 @@ class CaddyService(MultiService):
             self.log.warn("{config_warning}", config_warning=str(warning))
         if self.logs is not None:
             self.logs.start()  # open the log files first: a bad one fails the start
-        if self.fast_io and self.runtime.send_batch is None:
+        if self.fast_io and self.runtime.send_batch is None and _twisted.fast_io_supported(self.reactor):
             self.runtime.send_batch = _twisted.install_fast_io(self.reactor)
         super().startService()
         record_config_reload(self.runtime.get(Metrics), True, self.reactor.seconds())

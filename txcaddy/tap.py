@@ -20,7 +20,7 @@ from twisted.python import usage
 
 from txcaddy import _systemd
 from txcaddy._process import tune_server_process
-from txcaddy._reactor import IServingReactor, default_reactor
+from txcaddy._reactor import IServingReactor, default_reactor, install_asyncio_reactor
 from txcaddy.admin import _persist as persist
 from txcaddy.config.source import load_config
 from txcaddy.errors import ConfigError
@@ -41,6 +41,9 @@ class Options(usage.Options):
     def postOptions(self) -> None:
         try:
             config, warnings = load_config(self["config"], self["adapter"])
+            # An asgi handler needs the asyncio reactor: installed now unless twistd's
+            # --reactor chose another one (a ConfigError then).
+            install_asyncio_reactor(config, "twistd")
             # Build the whole tree now so that any config error is one clear line before
             # twistd starts anything, not a traceback later.
             # twistd owns the process: the service runs txcaddy's fast reactor path.
@@ -68,4 +71,15 @@ def makeService(options: Options) -> IService:
     if isinstance(options, Options):
         install_reload_signal(options.service, argparse.Namespace(config=options["config"], adapter=options["adapter"]))
     _systemd.attach_notifier(options.service)
+
+    def fatal(error: BaseException) -> None:
+        # A module that cannot serve after all (an ASGI app's lifespan startup failed): stop.
+        from twisted.logger import Logger
+
+        Logger(namespace="txcaddy").critical("stopping: {error}", error=str(error))
+        reactor = options.service.reactor
+        if getattr(reactor, "running", False):
+            reactor.stop()
+
+    options.service.runtime.fatal = fatal
     return options.service

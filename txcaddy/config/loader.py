@@ -37,11 +37,15 @@ class Runtime:
 
     @ivar send_batch: the reactor's batch of sends (``_twisted.install_fast_io``) while the
         service runs with ``fast_io``, else None.
+    @ivar fatal: set by what owns the process (``txcaddy run``, ``twistd caddy``): called with
+        an exception when a module cannot serve after all (an ASGI app's lifespan startup
+        failed), to stop the process; None when embedded.
     """
 
     def __init__(self) -> None:
         self._parts: dict[type[Any], Any] = {}
         self.send_batch: Any = None
+        self.fatal: Callable[[BaseException], None] | None = None
 
     def get(self, kind: type[_State]) -> _State:
         """This runtime's one ``kind()``, made on first use."""

@@ -47,6 +47,7 @@ BUILTIN_MODULES = (
     "txcaddy.http.handlers.templates",
     "txcaddy.http.handlers.wsgi",
     "txcaddy.http.handlers.twistedresource",
+    "txcaddy.http.handlers.asgi",
     "txcaddy.reverseproxy.transport",
     "txcaddy.reverseproxy.handler",
     "txcaddy.reverseproxy.handle_response",
