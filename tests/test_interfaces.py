@@ -92,6 +92,10 @@ CONFIGS: dict[str, Any] = {
 # Registered only so that a config naming them gets a clear error: they never load.
 REFUSED: set[str] = set()
 
+# Modules that load only under Twisted's asyncio reactor (a clear error elsewhere): the test
+# checks that error, and ``test_asgi_handler_provides_ihandler`` the object itself.
+NEEDS_ASYNCIO = {"http.handlers.asgi": {"app": "bench.apps.hello:asgi_app"}}
+
 # Every interface of txcaddy.interfaces that some test verifies an implementation of
 # (here or in tests/test_testing.py). A new interface goes here with its test.
 VERIFIED = {
@@ -130,6 +134,10 @@ class RegisteredModuleTests(SynchronousTestCase):
             if module_id in REFUSED:
                 self.assertRaises(ConfigError, factory, {}, self.context)
                 continue
+            if module_id in NEEDS_ASYNCIO:
+                error = self.assertRaises(ConfigError, factory, NEEDS_ASYNCIO[module_id], self.context)
+                self.assertIn("asyncio reactor", str(error))
+                continue
             runtime = factory(CONFIGS.get(module_id, {}), self.context)
             try:
                 verifyObject(interface, runtime)
@@ -139,6 +147,18 @@ class RegisteredModuleTests(SynchronousTestCase):
     def test_handlers_provide_ihandler(self) -> None:
         """Every registered ``http.handlers.*`` module loads into an ``IHandler``."""
         self.assertNamespaceProvides("http.handlers.")
+
+    def test_asgi_handler_provides_ihandler(self) -> None:
+        """The ``asgi`` handler (built on an asyncio loop of its own) provides ``IHandler``."""
+        import asyncio
+
+        from bench.apps.hello import asgi_app
+        from txcaddy.http.handlers.asgi import ASGIHandler, Lifespan
+
+        loop = asyncio.new_event_loop()
+        self.addCleanup(loop.close)
+        handler = ASGIHandler(asgi_app, "hello", loop, MemoryReactorClock(), Lifespan(asgi_app, loop, "off", "hello"))
+        self.assertTrue(verifyObject(IHandler, handler))
 
     def test_matchers_provide_irequestmatcher(self) -> None:
         """Every registered ``http.matchers.*`` module loads into an ``IRequestMatcher``."""

@@ -7,7 +7,7 @@ servers Python teams run today with txcaddy serving the very same app.
 
 from __future__ import annotations
 
-from collections.abc import Callable, Iterable
+from collections.abc import Awaitable, Callable, Iterable, MutableMapping
 from typing import Any
 
 from bench.backend import SMALL_BODY
@@ -22,7 +22,11 @@ def wsgi_app(environ: dict[str, Any], start_response: Callable[..., Any]) -> Ite
     return [SMALL_BODY]
 
 
-async def asgi_app(scope: dict[str, Any], receive: Callable[..., Any], send: Callable[..., Any]) -> None:
+async def asgi_app(
+    scope: MutableMapping[str, Any],
+    receive: Callable[[], Awaitable[MutableMapping[str, Any]]],
+    send: Callable[[MutableMapping[str, Any]], Awaitable[None]],
+) -> None:
     """ASGI 3: 200 with the small body on every path (lifespan events acknowledged)."""
     if scope["type"] == "lifespan":
         while True:
