@@ -105,7 +105,9 @@ class LoadContext:
         self.path.append(name)
         try:
             self._check(f"{namespace}.{name}", body)
-            return factory(body, self)
+            loaded = factory(body, self)
+            registry.check_provides(f"{namespace}.{name}", loaded, self._where())
+            return loaded
         except ConfigError:
             raise
         except (ValueError, TypeError, KeyError) as e:
@@ -132,7 +134,9 @@ class LoadContext:
             self.path.append(f"match.{name}")
             try:
                 self._check(f"http.matchers.{name}", value)
-                matchers.append(factory(value, self))
+                loaded = factory(value, self)
+                registry.check_provides(f"http.matchers.{name}", loaded, self._where())
+                matchers.append(loaded)
             except ConfigError:
                 raise
             except (ValueError, TypeError, KeyError) as e:
