@@ -102,11 +102,12 @@ class LoadContext:
             raise ConfigError(f"{self._where()}: module name missing: expected a '{inline_key}' field")
         factory = registry.lookup(f"{namespace}.{name}")
         body = {k: v for k, v in config.items() if k != inline_key}
+        where = self._where()
         self.path.append(name)
         try:
             self._check(f"{namespace}.{name}", body)
             loaded = factory(body, self)
-            registry.check_provides(f"{namespace}.{name}", loaded, self._where())
+            registry.check_provides(f"{namespace}.{name}", loaded, where)
             return loaded
         except ConfigError:
             raise
@@ -131,11 +132,12 @@ class LoadContext:
         matchers = []
         for name, value in config.items():
             factory = registry.lookup(f"http.matchers.{name}")
+            where = self._where()
             self.path.append(f"match.{name}")
             try:
                 self._check(f"http.matchers.{name}", value)
                 loaded = factory(value, self)
-                registry.check_provides(f"http.matchers.{name}", loaded, self._where())
+                registry.check_provides(f"http.matchers.{name}", loaded, where)
                 matchers.append(loaded)
             except ConfigError:
                 raise
