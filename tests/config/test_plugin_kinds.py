@@ -202,7 +202,7 @@ class StorageTests(KindsTestCase):
         done: list[Any] = []
         ca.provision(storage).addBoth(done.append)
         self.assertEqual(done, [None])
-        root = storage.items[ca.storage_keys.root_certificate]
+        root = self.plugin().STORES["certs"].items[ca.storage_keys.root_certificate]
         self.assertTrue(root.startswith(b"-----BEGIN CERTIFICATE-----"))
 
     def test_storage_from_json(self) -> None:
