@@ -59,7 +59,8 @@ class PluginFolderMixin:
         _resolvers.reset_placeholder_providers()
 
     def _forget(self, module: str) -> None:
-        for module_id in list(registry.PLUGINS):
+        ids = set(registry.PLUGINS) | {p.moduleID for p in registry._discovered or ()}
+        for module_id in ids:
             registry.MODULES.pop(module_id, None)
             registry.SCHEMAS.pop(module_id, None)
             caddyfile_registry.UNMARSHALLERS.pop(module_id, None)
@@ -70,6 +71,7 @@ class PluginFolderMixin:
                 caddyfile_registry.MATCHERS.pop(name, None)
         registry.PLUGINS.clear()
         registry._loaded = False
+        registry._discovered = None
         _resolvers.reset_placeholder_providers()
         sys.modules.pop(module, None)
 

@@ -196,9 +196,10 @@ def load_plugins() -> None:
     """
     from txcaddy.config import registry as modules
 
-    for module_id, plugin in modules.plugins().items():
+    for plugin in modules.discovered_plugins():  # without importing the runtime modules
         hook = getattr(plugin, "caddyfile", None)
-        if hook is None:
+        module_id = getattr(plugin, "moduleID", None)
+        if hook is None or not isinstance(module_id, str):
             continue
         namespace, _, name = module_id.rpartition(".")
         if namespace == "http.handlers":

@@ -104,6 +104,19 @@ def module(module_id: str, schema: Spec | None = None) -> Callable[[ModuleFactor
     return deco
 
 
+_discovered: list[Any] | None = None
+
+
+def discovered_plugins() -> list[Any]:
+    """The installed ``ICaddyModule`` plugins, without importing the built-in modules (the
+    Caddyfile adapter needs only the plugins' hooks). Looked for afresh until the registry
+    is loaded (``_loaded``), then kept: a later adapt sees what the loader saw."""
+    global _discovered
+    if _discovered is None or not _loaded:
+        _discovered = list(getPlugins(ICaddyModule))
+    return _discovered
+
+
 def _load_builtins_and_plugins() -> None:
     global _loaded
     if _loaded:
@@ -111,7 +124,7 @@ def _load_builtins_and_plugins() -> None:
     _loaded = True
     for name in BUILTIN_MODULES:
         importlib.import_module(name)
-    for plugin in getPlugins(ICaddyModule):
+    for plugin in discovered_plugins():
         module_id = plugin.moduleID
         if module_id not in MODULES:
             MODULES[module_id] = plugin.load
