@@ -107,15 +107,14 @@ class ICaddyModule(Interface):
     # ``("before" | "after", "<directive>")`` (Caddy 2.7's ``RegisterDirectiveOrder``); without
     # it the directive is used inside ``route`` or placed with the ``order`` global option.
 
-    #: The interface each namespace's runtime objects must provide; a plugin module whose
-    #: ``load`` returns something else is refused with a ``ConfigError`` (see
-    #: ``txcaddy.config.registry.NAMESPACE_INTERFACES``).
-
     def load(config, context):  # noqa: N805
         """Build the runtime object from the module's JSON ``config`` (a dict).
 
         ``context`` is the ``LoadContext``: it loads nested modules and
-        gives access to the reactor and the logger.
+        gives access to the reactor and the logger. The object must provide
+        its namespace's interface (``IHandler`` for ``http.handlers``, ...:
+        ``txcaddy.config.registry.NAMESPACE_INTERFACES``), else the config is
+        refused with a ``ConfigError``.
         """
 
 
