@@ -118,9 +118,10 @@ def discovered_plugins() -> list[Any]:
 
 
 def _load_builtins_and_plugins() -> None:
-    global _loaded
+    global _loaded, _discovered
     if _loaded:
         return
+    _discovered = None  # (re)loading looks for plugins afresh
     _loaded = True
     for name in BUILTIN_MODULES:
         importlib.import_module(name)
