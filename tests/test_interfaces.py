@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import os
 import re
+import sys
 from typing import Any
 
 from twisted.internet.task import Clock
@@ -35,6 +36,9 @@ from txcaddy.interfaces import (
     IExchange,
     IHandler,
     IHTTPServer,
+    ILogEncoder,
+    ILogWriter,
+    IPlaceholderProvider,
     IRequest,
     IRequestMatcher,
     IResponse,
@@ -72,10 +76,15 @@ NAMESPACES = {
     "http.matchers.": IRequestMatcher,
     "http.reverse_proxy.selection_policies.": ISelectionPolicy,
     "http.reverse_proxy.upstreams.": IUpstreamSource,
+    "caddy.logging.writers.": ILogWriter,
+    "caddy.logging.encoders.": ILogEncoder,
 }
 
 # The smallest config of each module that needs more than ``{}`` to load.
 CONFIGS: dict[str, Any] = {
+    "caddy.logging.encoders.filter": {"wrap": {"format": "json"}},
+    "caddy.logging.writers.file": {"filename": "access.log"},
+    "caddy.logging.writers.net": {"address": "udp/127.0.0.1:9"},
     "http.matchers.host": ["example.com"],
     "http.matchers.method": ["GET"],
     "http.matchers.not": [{}],
@@ -114,6 +123,9 @@ VERIFIED = {
     IUpstreamConnection,
     IUpstreamSource,
     IUpstreamTransport,
+    ILogEncoder,
+    ILogWriter,
+    IPlaceholderProvider,
 }
 
 
@@ -129,6 +141,8 @@ class RegisteredModuleTests(SynchronousTestCase):
         names = registry.known(prefix)
         self.assertNotEqual(names, [], f"no module registered under {prefix}")
         for name in names:
+            if "." in name:
+                continue  # a nested namespace (caddy.logging.encoders.filter.*)
             module_id = prefix + name
             factory = registry.lookup(module_id)
             if module_id in REFUSED:
@@ -172,6 +186,14 @@ class RegisteredModuleTests(SynchronousTestCase):
         """Every registered dynamic upstreams module loads into an ``IUpstreamSource``."""
         self.assertNamespaceProvides("http.reverse_proxy.upstreams.")
 
+    def test_log_writers_provide_ilogwriter(self) -> None:
+        """Every registered log writer loads into an ``ILogWriter``."""
+        self.assertNamespaceProvides("caddy.logging.writers.")
+
+    def test_log_encoders_provide_ilogencoder(self) -> None:
+        """Every registered log encoder loads into an ``ILogEncoder``."""
+        self.assertNamespaceProvides("caddy.logging.encoders.")
+
 
 class PluginExampleTests(SynchronousTestCase):
     """The plugin of docs/plugins.md provides the interfaces the page says it does."""
@@ -190,6 +212,34 @@ class PluginExampleTests(SynchronousTestCase):
     def test_handler_provides_ihandler(self) -> None:
         """The handler the example's module loads provides ``IHandler``."""
         self.assertTrue(verifyObject(IHandler, self.namespace["hello"].load({}, LoadContext())))
+
+
+class PluginPackageExampleTests(SynchronousTestCase):
+    """The installable example of docs/plugins.md (docs/examples/plugin) provides what it says."""
+
+    def setUp(self) -> None:
+        root = os.path.join(os.path.dirname(__file__), "..", "docs", "examples", "plugin")
+        sys.path.insert(0, root)
+        self.addCleanup(sys.path.remove, root)
+        self.addCleanup(sys.modules.pop, "txcaddy_example", None)
+        self.namespace: dict[str, Any] = {"__name__": "txcaddy_example_plugin"}
+        with open(os.path.join(root, "twisted", "plugins", "txcaddy_example_plugin.py")) as f:
+            exec(f.read(), self.namespace)  # noqa: S102 - our own docs
+
+    def test_modules_and_their_objects(self) -> None:
+        """Its module objects provide ``ICaddyModule`` and load an ``IHandler`` and an ``ISelectionPolicy``."""
+        greet, pinned = self.namespace["GreetModule"], self.namespace["PinnedModule"]
+        self.assertTrue(verifyObject(ICaddyModule, greet))
+        self.assertTrue(verifyObject(ICaddyModule, pinned))
+        self.assertTrue(verifyObject(IHandler, greet.load({"name": "x"}, LoadContext())))
+        self.assertTrue(verifyObject(ISelectionPolicy, pinned.load({"dial": "a:1"}, LoadContext())))
+
+    def test_placeholder_provider(self) -> None:
+        """Its placeholder plugin provides ``IPlaceholderProvider`` and counts path segments."""
+        provider = self.namespace["ExamplePlaceholders"]
+        self.assertTrue(verifyObject(IPlaceholderProvider, provider))
+        self.assertEqual(provider.resolve(make_request("GET", "/a/b/"), "path_depth"), 2)
+        self.assertIsNone(provider.resolve(make_request("GET", "/"), "nope"))
 
 
 class HTTPSideTests(SynchronousTestCase):

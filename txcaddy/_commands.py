@@ -59,6 +59,27 @@ def _module_package(factory: Any) -> tuple[str, str]:
     return top, VERSION if top == "txcaddy" else "(unknown)"
 
 
+def _plugin_package(plugin: Any) -> tuple[str, str]:
+    """The distribution that installed a plugin's ``twisted/plugins/<name>.py`` and its
+    version; a plugin outside any distribution (a folder on ``sys.path``) gives its Python
+    module's name and ``(unknown)``.  (``twisted`` itself is never the answer, although every
+    plugin lives in ``twisted.plugins``.)"""
+    from importlib import metadata
+
+    name = getattr(plugin, "__module__", None) or type(plugin).__module__
+    module = sys.modules.get(name)
+    path = os.path.realpath(getattr(module, "__file__", None) or "")
+    for dist_name in metadata.packages_distributions().get("twisted", []):
+        try:
+            dist = metadata.distribution(dist_name)
+        except metadata.PackageNotFoundError:
+            continue
+        for file in dist.files or ():
+            if str(file).startswith("twisted/plugins/") and os.path.realpath(str(dist.locate_file(file))) == path:
+                return dist.metadata["Name"], dist.version
+    return name, "(unknown)"
+
+
 def cmd_list_modules(args: argparse.Namespace, out: TextIO, err: TextIO) -> int:
     """Module IDs, standard (txcaddy's own) then non-standard (plugins), with Caddy's counts."""
     from txcaddy.config import registry
@@ -66,10 +87,14 @@ def cmd_list_modules(args: argparse.Namespace, out: TextIO, err: TextIO) -> int:
     registry._load_builtins_and_plugins()
     modules: dict[str, Any] = dict.fromkeys(BUILTIN_MODULE_IDS)
     modules.update(registry.MODULES)
+    plugins = registry.plugins()
     standard: list[tuple[str, str, str]] = []
     nonstandard: list[tuple[str, str, str]] = []
     for module_id in sorted(modules):
-        package, version = _module_package(modules[module_id])
+        if module_id in plugins:
+            package, version = _plugin_package(plugins[module_id])
+        else:
+            package, version = _module_package(modules[module_id])
         (standard if package == "txcaddy" else nonstandard).append((module_id, package, version))
 
     def show(module_id: str, package: str, version: str) -> None:

@@ -89,14 +89,32 @@ class ICaddyModule(Interface):
 
     moduleID = Attribute("The Caddy module ID, e.g. 'http.handlers.hello'.")
 
-    # Optional: ``schema``, a ``txcaddy.config.schema.Spec`` for the module's JSON, checked
-    # before ``load`` (not declared as an Attribute so that existing plugins still verify).
+    # Optional attributes (not declared as Attributes so that plugins without them still verify):
+    #
+    # ``schema``: a ``txcaddy.config.schema.Spec`` for the module's JSON, checked before ``load``.
+    #
+    # ``caddyfile``: the module's Caddyfile unmarshaller, registered when the Caddyfile adapter
+    # loads plugins (``txcaddy.caddyfile.registry.load_plugins``), so that the plugin's own
+    # module never imports txcaddy's registries.  What it gets and returns depends on the
+    # namespace: for ``http.handlers.<name>`` it is a handler directive (a ``Helper`` on the
+    # directive's name → the handler's JSON object), for ``http.matchers.<name>`` a matcher
+    # (a ``Dispenser`` over the matcher's tokens → its JSON value), and for every other
+    # namespace (selection policies, upstream sources, storage, log writers and encoders, ...)
+    # a module unmarshaller (a ``Dispenser`` whose first token is the module's name → the
+    # module's JSON object without its name key), Caddy's ``UnmarshalCaddyfile``.
+    #
+    # ``directive_order``: for a handler, where its directive goes in the default order, as
+    # ``("before" | "after", "<directive>")`` (Caddy 2.7's ``RegisterDirectiveOrder``); without
+    # it the directive is used inside ``route`` or placed with the ``order`` global option.
 
     def load(config, context):  # noqa: N805
         """Build the runtime object from the module's JSON ``config`` (a dict).
 
         ``context`` is the ``LoadContext``: it loads nested modules and
-        gives access to the reactor and the logger.
+        gives access to the reactor and the logger. The object must provide
+        its namespace's interface (``IHandler`` for ``http.handlers``, ...:
+        ``txcaddy.config.registry.NAMESPACE_INTERFACES``), else the config is
+        refused with a ``ConfigError``.
         """
 
 
@@ -478,3 +496,50 @@ class ICertificateIssuer(Interface):
 
         Never blocks the reactor: network and signing work that takes time runs in a thread.
         """
+
+
+# -- more plugin kinds ---------------------------------------------------------------------
+
+
+class ILogWriter(Interface):
+    """Where a log's encoded lines go: a ``caddy.logging.writers.*`` module (Caddy's
+    ``WriterOpener``). ``txcaddy.logs._writers`` has the built-in ones."""
+
+    key = Attribute(
+        "A string naming the destination: logs whose writers have the same key share one "
+        "writer (opened once), as Caddy shares a file between logs.")
+
+    def open():  # noqa: N805
+        """Get ready to write (open the file, connect); called once before the first write."""
+
+    def write(data):  # noqa: N805
+        """Write one encoded log line (bytes, newline included). Called on the reactor
+        thread: never block for long."""
+
+    def close():  # noqa: N805
+        """Release what ``open`` took; called when the config that opened it is unloaded."""
+
+
+class ILogEncoder(Interface):
+    """Turns a log entry into bytes: a ``caddy.logging.encoders.*`` module (Caddy's
+    ``zapcore.Encoder``). ``txcaddy.logs._encoders`` has ``json``, ``console``, ``filter``."""
+
+    def encode(entry):  # noqa: N805
+        """The line (bytes, ending in a newline) for ``entry``, a
+        ``txcaddy.logs.Entry`` (``level``, ``time``, ``logger``, ``message``, ``fields``:
+        a list of ``(name, value)`` pairs)."""
+
+
+class IPlaceholderProvider(Interface):
+    """A plugin that gives values to placeholders under its own prefix (``{geo.country}``).
+
+    Publish an object providing this and ``twisted.plugin.IPlugin`` from a ``twisted/plugins``
+    folder. The placeholder code asks providers only for names nothing built in knows, and only
+    when a template is built (at config load), so installing none costs requests nothing.
+    """
+
+    prefix = Attribute("The first dotted part(s) of the names it provides: 'geo' gives {geo.*}.")
+
+    def resolve(request, name):  # noqa: N805
+        """The value of ``{<prefix>.<name>}`` for ``request`` (an ``IRequest``), or None when
+        it has none (the placeholder is then unknown, as Caddy treats a missing value)."""

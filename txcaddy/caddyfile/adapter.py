@@ -13,6 +13,7 @@ from collections.abc import Mapping
 from typing import Any
 
 from txcaddy.caddyfile import directives as _directives  # noqa: F401  (registers them)
+from txcaddy.caddyfile import registry
 from txcaddy.caddyfile.errors import ConfigError, ConfigWarning
 from txcaddy.caddyfile.formatter import formatting_difference
 from txcaddy.caddyfile.httptype import HTTPServerType
@@ -26,6 +27,7 @@ def adapt(
     text: str, filename: str = "Caddyfile", environ: Mapping[str, str] | None = None
 ) -> tuple[dict[str, Any], list[ConfigWarning]]:
     """Adapt Caddyfile text; ``environ`` (default: os.environ) feeds ``{$VAR}``."""
+    registry.load_plugins()  # plugins' directives and unmarshallers, before any parsing
     blocks = parse(filename, text, environ)
     server_type = HTTPServerType()
     try:

@@ -3,12 +3,22 @@
 Each directive family lives in ``txcaddy/caddyfile/directives/<family>.py``
 and registers itself here at import time; third-party packages can do the
 same. The names and the default order are Caddy 2.6.2's.
+
+Plugins (``ICaddyModule`` objects, ``docs/plugins.md``) need not import this
+module: ``load_plugins``, which the adapter calls before it parses, registers
+each plugin's ``caddyfile`` hook as a handler directive, a matcher or a module
+unmarshaller (``register_unmarshaller``, what ``lb_policy <name>``,
+``dynamic <name>``, ``storage <name>``, ``output <name>`` and ``format <name>``
+consult for names they do not know, as Caddy's ``UnmarshalModule`` asks the
+module itself).
 """
 
 from __future__ import annotations
 
 from collections.abc import Callable
+from typing import Any
 
+from txcaddy.caddyfile.dispenser import Dispenser
 from txcaddy.caddyfile.helper import (
     ConfigValue,
     DirectiveFunc,
@@ -62,6 +72,15 @@ DEFAULT_DIRECTIVE_ORDER: tuple[str, ...] = (
 DIRECTIVES: dict[str, DirectiveFunc] = {}
 GLOBAL_OPTIONS: dict[str, GlobalOptionFunc] = {}
 MATCHERS: dict[str, MatcherFunc] = {}
+
+#: A module's Caddyfile unmarshaller: a Dispenser whose first token is the module's
+#: name (call ``d.next()`` to reach it) → the module's JSON object without its name key.
+ModuleUnmarshaller = Callable[[Dispenser], Any]
+
+#: Unmarshallers by full module ID (``http.reverse_proxy.selection_policies.my_policy``),
+#: for modules the built-in parsers do not know: plugins', and built-in modules that
+#: register their syntax here rather than in a parser table.
+UNMARSHALLERS: dict[str, ModuleUnmarshaller] = {}
 
 
 def register_directive(name: str, func: DirectiveFunc) -> None:
@@ -142,3 +161,55 @@ def matcher(name: str) -> Callable[[MatcherFunc], MatcherFunc]:
         return func
 
     return deco
+
+
+def register_unmarshaller(module_id: str, func: ModuleUnmarshaller) -> None:
+    """Register the Caddyfile syntax of module ``module_id`` (any namespace but handlers
+    and matchers, which have their own registries)."""
+    if module_id in UNMARSHALLERS:
+        raise ValueError(f"Caddyfile unmarshaller for {module_id} already registered")
+    UNMARSHALLERS[module_id] = func
+
+
+def register_directive_order(name: str, position: str, other: str) -> None:
+    """Put directive ``name`` just ``before`` or ``after`` directive ``other`` in the default
+    order (Caddy 2.7's ``RegisterDirectiveOrder``), so that it needs no ``order`` option."""
+    global DEFAULT_DIRECTIVE_ORDER
+    if position not in ("before", "after"):
+        raise ValueError(f"directive order position must be 'before' or 'after', not {position!r}")
+    order = list(DEFAULT_DIRECTIVE_ORDER)
+    if name in order:
+        raise ValueError(f"directive {name} is already ordered")
+    if other not in order:
+        raise ValueError(f"directive {other} is not in the default order")
+    index = order.index(other) + (1 if position == "after" else 0)
+    order.insert(index, name)
+    DEFAULT_DIRECTIVE_ORDER = tuple(order)
+
+
+def load_plugins() -> None:
+    """Register the Caddyfile hooks of the installed plugin modules (the adapter calls this
+    before parsing; registering twice is harmless, and built-in syntax always wins).
+
+    A plugin's ``caddyfile`` attribute is its unmarshaller (``ICaddyModule``'s notes);
+    ``directive_order``, on a handler, places its directive in the default order.
+    """
+    from txcaddy.config import registry as modules
+
+    for plugin in modules.discovered_plugins():  # without importing the runtime modules
+        hook = getattr(plugin, "caddyfile", None)
+        module_id = getattr(plugin, "moduleID", None)
+        if hook is None or not isinstance(module_id, str):
+            continue
+        namespace, _, name = module_id.rpartition(".")
+        if namespace == "http.handlers":
+            if name not in DIRECTIVES:
+                register_handler_directive(name, hook)
+                order = getattr(plugin, "directive_order", None)
+                if order is not None and name not in DEFAULT_DIRECTIVE_ORDER:
+                    register_directive_order(name, *order)
+        elif namespace == "http.matchers":
+            if name not in MATCHERS:
+                register_matcher(name, hook)
+        elif module_id not in UNMARSHALLERS:
+            register_unmarshaller(module_id, hook)

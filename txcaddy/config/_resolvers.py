@@ -626,6 +626,60 @@ def _layered(key: str, static: Resolver, computed: Resolver | None) -> Resolver:
 
     return layered
 
+
+#: The installed ``IPlaceholderProvider`` plugins, found on first need (a name nothing
+#: built in knows, at template build time): None until then. Longest prefix first.
+_providers: list[Any] | None = None
+
+
+def placeholder_providers() -> list[Any]:
+    """The ``IPlaceholderProvider`` plugins, found once (``reset_placeholder_providers``
+    forgets them, and the resolvers built with them, for tests)."""
+    global _providers
+    if _providers is None:
+        from twisted.plugin import getPlugins
+
+        from txcaddy.errors import ConfigError
+        from txcaddy.interfaces import IPlaceholderProvider
+
+        found = []
+        for provider in getPlugins(IPlaceholderProvider):
+            prefix = getattr(provider, "prefix", None)
+            if not isinstance(prefix, str) or not prefix or not callable(getattr(provider, "resolve", None)):
+                raise ConfigError(
+                    f"placeholder plugin {provider!r} must have a non-empty string 'prefix' and "
+                    "a resolve(request, name) method (IPlaceholderProvider)"
+                )
+            found.append(provider)
+        found.sort(key=lambda p: -len(p.prefix))
+        _providers = found
+    return _providers
+
+
+def reset_placeholder_providers() -> None:
+    """Forget the providers found and every resolver built so far."""
+    global _providers
+    _providers = None
+    _resolver_cache.clear()
+
+
+def _plugin_resolver(key: str) -> Resolver | None:
+    """A plugin's value source for ``{<prefix>.<name>}``, None when no plugin claims ``key``."""
+    for provider in placeholder_providers():
+        prefix = provider.prefix + "."
+        if key.startswith(prefix) and len(key) > len(prefix):
+            return _plugin_value(provider.resolve, key[len(prefix):])
+    return None
+
+
+def _plugin_value(resolve: Callable[[Any, str], Any], name: str) -> Resolver:
+    def plugin_value(request: Any, response: Any) -> Any:
+        value = resolve(request, name)
+        return UNKNOWN if value is None else value
+
+    return plugin_value
+
+
 _resolver_cache: dict[str, Resolver] = {}
 
 
@@ -636,7 +690,11 @@ def resolver(key: str) -> Resolver:
         return cached
     found = global_resolver(key)
     if found is None:
-        found = _layered(key, _static_resolver(key), _request_resolver(key))
+        computed = _request_resolver(key)
+        if computed is None:
+            # only names nothing built in knows, and only here, at template build time
+            computed = _plugin_resolver(key)
+        found = _layered(key, _static_resolver(key), computed)
 
     if len(_resolver_cache) < 8192:
         _resolver_cache[key] = found

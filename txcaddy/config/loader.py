@@ -111,10 +111,13 @@ class LoadContext:
             raise ConfigError(f"{self._where()}: module name missing: expected a '{inline_key}' field")
         factory = registry.lookup(f"{namespace}.{name}")
         body = {k: v for k, v in config.items() if k != inline_key}
+        where = self._where()
         self.path.append(name)
         try:
             self._check(f"{namespace}.{name}", body)
-            return factory(body, self)
+            loaded = factory(body, self)
+            registry.check_provides(f"{namespace}.{name}", loaded, where)
+            return loaded
         except ConfigError:
             raise
         except (ValueError, TypeError, KeyError) as e:
@@ -138,10 +141,13 @@ class LoadContext:
         matchers = []
         for name, value in config.items():
             factory = registry.lookup(f"http.matchers.{name}")
+            where = self._where()
             self.path.append(f"match.{name}")
             try:
                 self._check(f"http.matchers.{name}", value)
-                matchers.append(factory(value, self))
+                loaded = factory(value, self)
+                registry.check_provides(f"http.matchers.{name}", loaded, where)
+                matchers.append(loaded)
             except ConfigError:
                 raise
             except (ValueError, TypeError, KeyError) as e:

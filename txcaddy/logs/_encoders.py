@@ -8,11 +8,14 @@ from json.encoder import c_make_encoder  # type: ignore[attr-defined]
 from json.encoder import encode_basestring as _c_json_string
 from typing import Any
 
+from zope.interface import implementer
+
 from txcaddy._go.strconv import format_float_f, format_float_g
 from txcaddy._go.time import compile_layout, duration_string, format_layout
 from txcaddy.config.registry import module
 from txcaddy.config.schema import BOOL, STRING, MapOf, Module, Obj, Spec
 from txcaddy.errors import ConfigError
+from txcaddy.interfaces import ILogEncoder
 from txcaddy.logs._values import Duration, Entry, Plain, StringArray
 
 # -- zap's formats ----------------------------------------------------------------------------
@@ -156,6 +159,7 @@ def _plain_json_encoder(separator: str, colon: str) -> Callable[[Any], str]:
     return lambda value: "".join(iterencode(value, 0))
 
 
+@implementer(ILogEncoder)
 class JSONLogEncoder(_ZapEncoder):
     """``caddy.logging.encoders.json``: one JSON object per line."""
 
@@ -176,6 +180,7 @@ class JSONLogEncoder(_ZapEncoder):
         return line.encode("utf-8", "replace")
 
 
+@implementer(ILogEncoder)
 class ConsoleLogEncoder(_ZapEncoder):
     """``caddy.logging.encoders.console``: tab-separated time, level, logger, message, then JSON."""
 
@@ -199,6 +204,7 @@ class ConsoleLogEncoder(_ZapEncoder):
         return line.encode("utf-8", "replace")
 
 
+@implementer(ILogEncoder)
 class FilterLogEncoder:
     """``caddy.logging.encoders.filter``: field filters in front of another encoder.
 

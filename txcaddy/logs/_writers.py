@@ -20,6 +20,7 @@ from twisted.internet.defer import Deferred
 from twisted.internet.endpoints import HostnameEndpoint, UNIXClientEndpoint
 from twisted.internet.protocol import DatagramProtocol, Factory, Protocol
 from twisted.logger import Logger
+from zope.interface import implementer
 
 from txcaddy._go.net import parse_ip
 from txcaddy._reactor import IServingReactor, default_reactor
@@ -29,9 +30,11 @@ from txcaddy.config.registry import module
 from txcaddy.config.schema import BOOL, DURATION, INT, STRING, Obj
 from txcaddy.config.values import parse_caddy_duration
 from txcaddy.errors import ConfigError
+from txcaddy.interfaces import ILogWriter
 
 _log = Logger(namespace="txcaddy.logs")  # the namespace the single module had
 
+@implementer(ILogWriter)
 class StdWriter:
     """``stdout`` / ``stderr``: the process's file descriptor, as Caddy (twistd may have
     replaced ``sys.stdout``/``sys.stderr`` with log redirectors)."""
@@ -61,6 +64,7 @@ class StdWriter:
         return self.name
 
 
+@implementer(ILogWriter)
 class DiscardWriter:
     key = "discard"
 
@@ -81,6 +85,7 @@ _BACKUP_TIME = "%Y-%m-%dT%H-%M-%S"
 MEGABYTE = 1024 * 1024
 
 
+@implementer(ILogWriter)
 class FileWriter:
     """``file``: appends lines to a file, rolling it by size as Caddy 2.6.2's (lumberjack v2.0.0) does.
 
@@ -306,6 +311,7 @@ class _NetProtocol(Protocol):
         self.writer._lost(self)
 
 
+@implementer(ILogWriter)
 class NetWriter:
     """``net``: lines to a TCP or Unix socket, or UDP datagrams.
 

@@ -284,6 +284,7 @@ def _registered_storage(name: str, config: Mapping[str, Any], clock: IReactorTim
         except ConfigError as e:
             raise ConfigError(f"{where}: decoding module config: {module_id}: {e}") from None
     storage: IStorage = registry.lookup(module_id)(fields, LoadContext(reactor=clock))
+    registry.check_provides(module_id, storage)
     return storage
 
 

@@ -9,6 +9,7 @@ from __future__ import annotations
 from collections.abc import Callable, Mapping
 from typing import Any
 
+from txcaddy.caddyfile import registry
 from txcaddy.caddyfile.dispenser import Dispenser
 from txcaddy.caddyfile.errors import ConfigError
 from txcaddy.caddyfile.helper import Helper
@@ -25,11 +26,16 @@ def unmarshal_module(
     namespace to their Caddyfile parsers, which get the new Dispenser and
     ``extra``; any other name is reported as Caddy reports an unregistered module.
     ``d`` may be a directive's Helper, which reads its tokens through its Dispenser.
+    A name not in ``parsers`` may have an unmarshaller in ``registry.UNMARSHALLERS`` (a
+    plugin's, or a built-in module's registered there); it gets the Dispenser alone.
     """
     module_id = f"{namespace}.{name}"
     parser = parsers.get(name)
     if parser is None:
-        raise d.err(f"getting module named '{module_id}': module not registered: {module_id}")
+        registered = registry.UNMARSHALLERS.get(module_id)
+        if registered is None:
+            raise d.err(f"getting module named '{module_id}': module not registered: {module_id}")
+        return registered(d.new_from_next_segment())
     return parser(d.new_from_next_segment(), *extra)
 
 
