@@ -21,7 +21,7 @@ import sys
 from typing import Any, cast
 
 from twisted.internet.protocol import Protocol
-from twisted.logger import ILogObserver, LogLevel, formatEvent, globalLogBeginner
+from twisted.logger import ILogObserver, Logger, LogLevel, formatEvent, globalLogBeginner
 from twisted.python.failure import Failure
 
 from txcaddy import _systemd
@@ -34,6 +34,8 @@ __all__ = ["WorkerControl", "main"]
 
 class WorkerControl(Protocol):
     """The worker's end of the control channel, and the service it runs."""
+
+    log = Logger(namespace="txcaddy.worker")
 
     def __init__(self, reactor: Any) -> None:
         self.reactor = reactor
@@ -103,8 +105,10 @@ class WorkerControl(Protocol):
         if self.service is None:
             return
         host = self.service.runtime.get(HostRegistry).get(address)
-        if host is not None:
+        if host is not None and host.unhealthy == healthy:
             host.unhealthy = not healthy
+            self.log.info("upstream {address} marked {state} by the supervisor", address=address,
+                          state="up" if healthy else "down")
 
     def serve(self, message: dict[str, Any]) -> None:
         from txcaddy.service import CaddyService, WorkerMode

@@ -97,7 +97,7 @@ class WorkerProcess(ProcessProtocol):
     """One worker process: its control channel, its output, its readiness and its end.
 
     @ivar ready: fires when the worker reports ``ready``; fails when it ends first.
-    @ivar ended: fires with the exit reason when the process is gone.
+    @ivar ended: fires when the process is gone (its exit reason is ``reason``).
     """
 
     def __init__(self, pool: WorkerPool, slot: int, generation: int) -> None:
@@ -105,7 +105,8 @@ class WorkerProcess(ProcessProtocol):
         self.slot = slot
         self.generation = generation
         self.ready: Deferred[WorkerProcess] = Deferred()
-        self.ended: Deferred[Failure] = Deferred()
+        self.ended: Deferred[None] = Deferred()
+        self.reason: Failure | None = None
         self.stopping = False
         self.gone = False
         self._decoder = LineDecoder()
@@ -155,9 +156,10 @@ class WorkerProcess(ProcessProtocol):
 
     def processEnded(self, reason: Failure) -> None:  # noqa: N802 - Twisted's name
         self.gone = True
+        self.reason = reason
         if not self.ready.called:
             self.ready.errback(Failure(RuntimeError(f"worker {self.slot} exited before it was ready")))
-        self.ended.callback(reason)
+        self.ended.callback(None)
         self.pool._ended(self, reason)
 
 
@@ -212,7 +214,8 @@ class WorkerPool(Service):
 
     # -- spawning --------------------------------------------------------------------------
 
-    def _spawn(self, slot: int, generation: int, config: dict[str, Any], sockets: dict[str, int]) -> WorkerProcess:
+    def _spawn(self, slot: int, generation: int, config: dict[str, Any], sockets: dict[str, int],
+               restart: bool = False) -> WorkerProcess:
         worker = WorkerProcess(self, slot, generation)
         child_fds: dict[int, Any] = {0: "w", 1: "r", 2: "r", CONTROL_FD: "r"}
         listeners: dict[str, int] = {}
@@ -223,11 +226,12 @@ class WorkerPool(Service):
                                   childFDs=child_fds)
         worker.send("config", config=config, listeners=listeners, marks=self._marks(), slot=slot)
         self.backoff.setdefault(slot, Backoff(self.reactor)).started()
-        log.info("worker {slot} started (pid {pid})", slot=slot, pid=worker.pid)
+        log.info("worker {slot} {what} (pid {pid})", slot=slot, pid=worker.pid,
+                 what="restarted" if restart else "started")
         return worker
 
-    def _spawn_current(self, slot: int) -> WorkerProcess:
-        worker = self._spawn(slot, self.generation, self._config(), self._sockets())
+    def _spawn_current(self, slot: int, restart: bool = False) -> WorkerProcess:
+        worker = self._spawn(slot, self.generation, self._config(), self._sockets(), restart)
         self.workers[slot] = worker
         return worker
 
@@ -235,13 +239,15 @@ class WorkerPool(Service):
         super().startService()
         self._stopping = False
         self.generation += 1
-        started = [self._spawn_current(slot).ready for slot in range(1, self.count + 1)]
-        DeferredList(started, fireOnOneErrback=True, consumeErrors=True).addCallbacks(
-            lambda _: self._first_ready(), lambda f: log.error("a worker did not start: {e}", e=str(f.value)))
+        for slot in range(1, self.count + 1):
+            self._spawn_current(slot).ready.addErrback(lambda _: None)  # a death is handled by ``_ended``
 
-    def _first_ready(self) -> None:
-        log.info("{count} workers ready", count=self.count)
-        if not self.ready.called:
+    def _check_ready(self) -> None:
+        """``ready`` fires the first time every slot has a ready worker (restarts included)."""
+        if self.ready.called or len(self.workers) < self.count:
+            return
+        if all(w.ready.called and not w.gone for w in self.workers.values()):
+            log.info("{count} workers ready", count=self.count)
             self.ready.callback(None)
 
     # -- messages --------------------------------------------------------------------------
@@ -250,7 +256,9 @@ class WorkerPool(Service):
         kind = message["type"]
         if kind == "ready":
             if not worker.ready.called:
+                log.info("worker {slot} ready (pid {pid})", slot=worker.slot, pid=worker.pid)
                 worker.ready.callback(worker)
+                self._check_ready()
         elif kind == "log":
             self._emit_log(str(message.get("logger", "")), str(message.get("level", "info")),
                            str(message.get("message", "")), unwire_fields(message.get("fields") or []),
@@ -258,7 +266,7 @@ class WorkerPool(Service):
         elif kind == "event":
             level = LogLevel.levelWithName(str(message.get("level", "info")))
             Logger(namespace=str(message.get("namespace") or "txcaddy.worker")).emit(
-                level, "{worker_text}", worker_text=message.get("text", ""), worker=worker.slot)
+                level, "[worker {worker}] {worker_text}", worker_text=message.get("text", ""), worker=worker.slot)
         else:
             log.warn("worker {slot}: unknown control message {kind}", slot=worker.slot, kind=kind)
 
@@ -286,7 +294,7 @@ class WorkerPool(Service):
         self._restarts.pop(slot, None)
         if self._stopping or self.workers.get(slot) is not dead:
             return
-        self._spawn_current(slot)
+        self._spawn_current(slot, restart=True).ready.addErrback(lambda _: None)  # see startService
 
     # -- rolling ---------------------------------------------------------------------------
 
