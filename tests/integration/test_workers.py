@@ -21,6 +21,7 @@ import treq
 from twisted.internet.defer import Deferred, DeferredList, inlineCallbacks
 from twisted.internet.protocol import Factory, Protocol
 from twisted.trial.unittest import TestCase
+from twisted.web.http_headers import Headers
 from twisted.web.resource import Resource
 from twisted.web.server import Site
 
@@ -137,7 +138,7 @@ class WorkersTests(TestCase):
     @inlineCallbacks
     def post_load(self, config: dict[str, Any]) -> Any:
         response = yield treq.post(f"http://127.0.0.1:{self.admin}/load", json.dumps(config).encode(),
-                                   headers={"Content-Type": ["application/json"]}, persistent=False)
+                                   headers=Headers({"Content-Type": ["application/json"]}), persistent=False)
         body = yield response.content()
         return response.code, body
 
