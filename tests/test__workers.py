@@ -238,3 +238,22 @@ class PoolTests(SynchronousTestCase):
         self.successResultOf(stopped)
         self.reactor.advance(60)
         self.assertEqual(len(self.reactor.processes), 2)
+
+    def test_one_roll_at_a_time(self) -> None:
+        """A roll asked for while one is under way fails at once and spawns nothing."""
+        self.ready_all(self.reactor.processes)
+        self.pool.roll()
+        self.assertTrue(self.pool.rolling)
+        self.failureResultOf(self.pool.roll(), ConfigError)
+        self.assertEqual(len(self.reactor.processes), 4)
+
+    def test_stop_during_a_roll_stops_the_new_workers_too(self) -> None:
+        """Stopping while a roll waits for its new workers tells those to stop as well."""
+        self.ready_all(self.reactor.processes)
+        rolled = self.pool.roll()
+        stopped = self.pool.stopService()
+        self.assertEqual([p.messages()[-1]["type"] for p in self.reactor.processes], ["stop"] * 4)
+        for process in self.reactor.processes:
+            process.end(0)
+        self.successResultOf(stopped)
+        self.failureResultOf(rolled, ConfigError)

@@ -209,7 +209,7 @@ class WorkerPool(Service):
         self.backoff: dict[int, Backoff] = {}
         self._restarts: dict[int, Any] = {}
         self._stopping = False
-        self._rolling = False
+        self.starting: list[WorkerProcess] = []  # a roll's new workers, not ready yet
         self.ready: Deferred[None] = Deferred()  # the first generation is ready
 
     # -- spawning --------------------------------------------------------------------------
@@ -272,7 +272,7 @@ class WorkerPool(Service):
 
     def broadcast(self, kind: str, **fields: Any) -> None:
         """Send a message to every live worker, the draining ones included."""
-        for worker in [*self.workers.values(), *self.retiring]:
+        for worker in [*self.workers.values(), *self.retiring, *self.starting]:
             worker.send(kind, **fields)
 
     # -- deaths and restarts ---------------------------------------------------------------
@@ -298,16 +298,21 @@ class WorkerPool(Service):
 
     # -- rolling ---------------------------------------------------------------------------
 
+    @property
+    def rolling(self) -> bool:
+        """Whether a roll is under way (a reload must wait for it to end)."""
+        return bool(self.starting)
+
     def roll(self) -> Deferred[None]:
         """Replace every worker by one serving the current config (``config()``): the new ones
         first, the old ones told to stop once all new ones are ready.  Fails, leaving the old
         workers serving, when a new worker ends or times out before it is ready."""
-        if self._rolling:
+        if self.rolling:
             return fail(ConfigError("a reload is already in progress (the workers are rolling)"))
-        self._rolling = True
         self.generation += 1
         config, sockets = self._config(), self._sockets()
         new = {slot: self._spawn(slot, self.generation, config, sockets) for slot in range(1, self.count + 1)}
+        self.starting = list(new.values())
         waiting = [w.ready for w in new.values()]
         done: Deferred[None] = Deferred()
         def too_slow() -> None:
@@ -320,7 +325,10 @@ class WorkerPool(Service):
         def all_ready(_: Any) -> None:
             if timer.active():
                 timer.cancel()
-            self._rolling = False
+            self.starting = []
+            if self._stopping:  # stopped meanwhile: ``stopService`` told these to stop too
+                done.errback(ConfigError("the server is stopping"))
+                return
             old = list(self.workers.values())
             for slot in list(self._restarts):
                 self._restarts.pop(slot).cancel()
@@ -334,7 +342,7 @@ class WorkerPool(Service):
         def failed(failure: Failure) -> None:
             if timer.active():
                 timer.cancel()
-            self._rolling = False
+            self.starting = []
             for worker in new.values():
                 worker.stopping = True
                 worker.kill()
@@ -354,7 +362,7 @@ class WorkerPool(Service):
             if call.active():
                 call.cancel()
         self._restarts.clear()
-        live = [w for w in [*self.workers.values(), *self.retiring] if not w.gone]
+        live = [w for w in [*self.workers.values(), *self.retiring, *self.starting] if not w.gone]
         if not live:
             return succeed(None)
         for worker in live:
@@ -375,5 +383,5 @@ class WorkerPool(Service):
 
     def kill_all(self) -> None:
         """Kill every worker now (tests; a supervisor that must exit at once)."""
-        for worker in [*self.workers.values(), *self.retiring]:
+        for worker in [*self.workers.values(), *self.retiring, *self.starting]:
             worker.kill()

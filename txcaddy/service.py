@@ -664,6 +664,8 @@ class CaddyService(MultiService):
         use...) when it could not load or start, and then the running config is left exactly
         as it was.
         """
+        if self.pool is not None and self.pool.rolling:
+            return fail(ConfigError("a reload is already in progress (the workers are rolling)"))
         for begin in self.before_reload:
             begin()
         try:
