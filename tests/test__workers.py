@@ -257,3 +257,19 @@ class PoolTests(SynchronousTestCase):
             process.end(0)
         self.successResultOf(stopped)
         self.failureResultOf(rolled, ConfigError)
+
+
+class BeforeTests(SynchronousTestCase):
+    def test_first_workers_wait_for_before(self) -> None:
+        """With ``before`` (the local CA's provisioning) the first workers are spawned only
+        once it has fired."""
+        from twisted.internet.defer import Deferred
+
+        reactor = FakeReactor()
+        gate: Deferred[None] = Deferred()
+        pool = WorkerPool(reactor, 2, config=dict, sockets=dict, marks=dict, emit_log=lambda *a: None,
+                          grace_period=lambda: 1.0, environ={}, argv=["python"], before=lambda: gate)
+        pool.startService()
+        self.assertEqual(reactor.processes, [])
+        gate.callback(None)
+        self.assertEqual(len(reactor.processes), 2)

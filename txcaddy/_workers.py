@@ -193,6 +193,7 @@ class WorkerPool(Service):
         grace_period: Callable[[], float],
         environ: Mapping[str, str] | None = None,
         argv: list[str] | None = None,
+        before: Callable[[], Deferred[Any] | None] | None = None,
     ) -> None:
         self.reactor = reactor
         self.count = count
@@ -203,6 +204,8 @@ class WorkerPool(Service):
         self._grace_period = grace_period
         self.environ = os.environ if environ is None else environ
         self.argv = argv or [sys.executable, "-m", "txcaddy._worker"]
+        # What the first workers wait for (the supervisor's local CA, which they load).
+        self._before = before
         self.generation = 0
         self.workers: dict[int, WorkerProcess] = {}
         self.retiring: list[WorkerProcess] = []
@@ -239,6 +242,19 @@ class WorkerPool(Service):
         super().startService()
         self._stopping = False
         self.generation += 1
+        waiting = self._before() if self._before is not None else None
+        if waiting is None:
+            self._spawn_all()
+            return
+
+        def then(result: Any) -> Any:
+            if self.running and not self.workers:
+                self._spawn_all()
+            return result
+
+        waiting.addBoth(then)
+
+    def _spawn_all(self) -> None:
         for slot in range(1, self.count + 1):
             self._spawn_current(slot).ready.addErrback(lambda _: None)  # a death is handled by ``_ended``
 

@@ -605,10 +605,21 @@ class CaddyService(MultiService):
             marks=self._marks,
             emit_log=self._emit_worker_log,
             grace_period=lambda: self._apps.grace_period(),
+            before=self._local_ca_ready,
         )
         self.pool.setName("workers")
         self.pool.setServiceParent(self)
         self.runtime.get(HostRegistry).watchers.append(self._host_marked)
+
+    def _local_ca_ready(self) -> Deferred[Any] | None:
+        """The running PKI app's provisioning (its root in storage), which the first workers
+        wait for: they load that root rather than make their own."""
+        from txcaddy.tls.internalca import PKIService
+
+        for service in self._apps.services:
+            if isinstance(service, PKIService) and service.ready is not None:
+                return service.ready
+        return None
 
     def _worker_sockets(self) -> dict[str, int]:
         """Endpoint description -> the fd of the bound listener the workers accept on."""

@@ -65,7 +65,9 @@ class _Backend(Resource):
         return self.name
 
 
-class WorkersTests(TestCase):
+class WorkersCase(TestCase):
+    """Starts the server and loads it; the tests are in the subclasses."""
+
     timeout = 120
 
     def setUp(self) -> None:
@@ -142,7 +144,9 @@ class WorkersTests(TestCase):
         body = yield response.content()
         return response.code, body
 
-    # -- tests ------------------------------------------------------------------------------
+
+
+class WorkersTests(WorkersCase):
 
     @inlineCallbacks
     def test_requests_reach_every_worker_and_logs_reach_the_supervisor(self) -> Any:
@@ -283,3 +287,56 @@ class WorkersTests(TestCase):
             messages.append(sock.recv(4096))
         self.assertEqual(messages[-1], b"READY=1")
         self.assertIn("2 workers ready", self.child.text())
+
+
+def _https_get(port: int) -> tuple[bytes, list[str]]:
+    """GET https://localhost:PORT/ (any certificate); the body and the certificate's DNS names."""
+    import ssl
+
+    from cryptography import x509
+
+    context = ssl.create_default_context()
+    context.check_hostname = False
+    context.verify_mode = ssl.CERT_NONE
+    with socket.create_connection(("127.0.0.1", port), timeout=30) as raw:
+        with context.wrap_socket(raw, server_hostname="localhost") as tls:
+            tls.sendall(b"GET / HTTP/1.1\r\nHost: localhost\r\nConnection: close\r\n\r\n")
+            data = b""
+            while chunk := tls.recv(65536):
+                data += chunk
+            der = tls.getpeercert(binary_form=True)
+    assert der is not None
+    names = x509.load_der_x509_certificate(der).extensions.get_extension_for_class(
+        x509.SubjectAlternativeName).value.get_values_for_type(x509.DNSName)
+    return data.partition(b"\r\n\r\n")[2], names
+
+
+class WorkersHTTPSTests(WorkersCase):
+    @inlineCallbacks
+    def test_workers_serve_the_certificate_the_supervisor_obtained(self) -> Any:
+        """With ``tls internal`` only the supervisor obtains the certificate; both workers
+        serve it (loaded from storage, at start or when the supervisor says it was stored)."""
+        from twisted.internet.threads import deferToThread
+
+        from txcaddy.caddyfile.adapter import adapt
+        from txcaddy.caddyfile.jsonenc import encode
+
+        caddyfile = (
+            f"{{\n\tadmin 127.0.0.1:{self.admin}\n\tworkers 2\n\tskip_install_trust\n"
+            f"\tauto_https disable_redirects\n}}\n"
+            f"https://localhost:{self.port} {{\n\ttls internal\n\trespond \"secure {{env.TXCADDY_WORKER}}\"\n}}\n"
+        )
+        config, _ = adapt(caddyfile, "Caddyfile")
+        yield self.start(json.loads(encode(config)))
+        yield self.child.wait_for("certificate obtained successfully for localhost")
+        seen: set[bytes] = set()
+        for _ in range(40):
+            replies = yield DeferredList([deferToThread(_https_get, self.port) for _ in range(8)],
+                                         fireOnOneErrback=True, consumeErrors=True)
+            for _, (body, names) in replies:
+                self.assertEqual(names, ["localhost"])
+                seen.add(body)
+            if len(seen) == 2:
+                break
+        self.assertEqual(seen, {b"secure 1", b"secure 2"})
+        self.assertEqual(self.child.text().count("obtaining certificate for localhost"), 1, self.child.text())
