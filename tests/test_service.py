@@ -182,6 +182,53 @@ class ProcessOwnersTests(SynchronousTestCase):
         self.assertTrue(service.fast_io)
 
 
+class WorkersSettingTests(SynchronousTestCase):
+    """``workers``: where the number comes from, and what it changes in the service."""
+
+    def caddyfile(self, options: str = "") -> str:
+        path = self.mktemp()
+        with open(path, "w") as f:
+            f.write(f'{{\n\tadmin off\n{options}}}\nhttp://127.0.0.1:0 {{\n\tbind 127.0.0.1\n\trespond "hi"\n}}\n')
+        return os.path.abspath(path)
+
+    def test_default_is_one_process(self) -> None:
+        """Without the setting the service is one process: no pool, listeners accept."""
+        service = cli.run_service(argparse.Namespace(config=self.caddyfile(), adapter=None))
+        self.assertEqual((service.workers, service.supervising, service.pool), (1, False, None))
+        self.assertTrue(all(child.accept for child in service._listeners.values()))
+
+    def test_config_option_and_flags(self) -> None:
+        """The Caddyfile's ``workers`` sets it; ``--workers`` (twistd and run) wins over it."""
+        service = cli.run_service(argparse.Namespace(config=self.caddyfile("\tworkers 3\n"), adapter=None))
+        self.assertEqual((service.workers, service.pool.count), (3, 3))
+        self.assertFalse(any(child.accept for child in service._listeners.values()))
+        service = cli.run_service(argparse.Namespace(config=self.caddyfile("\tworkers 3\n"), adapter=None,
+                                                     workers="2"))
+        self.assertEqual(service.workers, 2)
+        options = tap.Options()
+        options.parseOptions(["-c", self.caddyfile(), "--workers", "auto"])
+        self.assertEqual(options.service.workers, len(os.sched_getaffinity(0)))
+        self.assertEqual(options.service.supervising, options.service.workers > 1)
+
+    def test_bad_flag_is_a_config_error(self) -> None:
+        """``twistd caddy --workers 0`` fails before anything starts, with exit status 1."""
+        options = tap.Options()
+        with self.assertRaises(SystemExit) as raised:
+            options.parseOptions(["-c", self.caddyfile(), "--workers", "0"])
+        self.assertEqual(raised.exception.code, 1)
+
+    def test_supervisor_holds_the_socket_without_accepting(self) -> None:
+        """A supervisor binds its listeners but the reactor never reads them (workers accept)."""
+        service = CaddyService({"workers": 2, "apps": {"http": {"servers": {"s": {
+            "listen": ["127.0.0.1:0"], "routes": []}}}}}, reactor=reactor, inherited=[])
+        (child,) = service._listeners.values()
+        child.privilegedStartService()
+        self.addCleanup(child.stopService)
+        port: Any = child.port
+        self.assertNotIn(port, reactor.getReaders())
+        self.assertEqual(list(service._worker_sockets().values()), [port.fileno()])
+
+
 def _turn() -> Deferred[None]:
     """A Deferred that fires on the next reactor iteration."""
     d: Deferred[None] = Deferred()
