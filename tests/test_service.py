@@ -14,6 +14,7 @@ from twisted.internet.protocol import Factory
 from twisted.trial.unittest import SynchronousTestCase, TestCase
 
 from txcaddy import _twisted, cli, tap
+from txcaddy._reactor import default_reactor
 from txcaddy.reverseproxy.hosts import HostRegistry
 from txcaddy.service import CaddyService, ListenerService, fromCaddyfile, fromConfig
 
@@ -220,7 +221,7 @@ class WorkersSettingTests(SynchronousTestCase):
     def test_supervisor_holds_the_socket_without_accepting(self) -> None:
         """A supervisor binds its listeners but the reactor never reads them (workers accept)."""
         service = CaddyService({"workers": 2, "apps": {"http": {"servers": {"s": {
-            "listen": ["127.0.0.1:0"], "routes": []}}}}}, reactor=reactor, inherited=[])
+            "listen": ["127.0.0.1:0"], "routes": []}}}}}, reactor=default_reactor(), inherited=[])
         (child,) = service._listeners.values()
         child.privilegedStartService()
         self.addCleanup(child.stopService)
