@@ -230,6 +230,36 @@ class WorkersSettingTests(SynchronousTestCase):
         self.assertEqual(list(service._worker_sockets().values()), [port.fileno()])
 
 
+class _FailingPool:
+    """A worker pool whose new workers never start."""
+
+    running = True
+    rolling = False
+    count = 2
+
+    def roll(self) -> Deferred[None]:
+        from txcaddy.errors import ConfigError
+
+        return fail(ConfigError("starting the workers with the new config: exited"))
+
+
+class RollTests(SynchronousTestCase):
+    def test_failed_roll_puts_the_supervisor_back_on_the_served_config(self) -> None:
+        """When the new workers cannot start, the reload fails and the supervisor's config
+        (what the admin API shows) is again the one the old workers serve."""
+        def config(body: str) -> dict[str, Any]:
+            return {"workers": 2, "apps": {"http": {"servers": {"s": {"listen": ["127.0.0.1:0"], "routes": [
+                {"handle": [{"handler": "static_response", "body": body}]}]}}}}}
+
+        service = CaddyService(config("old"), reactor=default_reactor(), inherited=[])
+        service.pool = _FailingPool()
+        results: list[bool] = []
+        service.on_reload.append(results.append)
+        self.failureResultOf(service.reload(config("new")))
+        self.assertEqual(service.config, config("old"))
+        self.assertEqual(results[-1], False)
+
+
 def _turn() -> Deferred[None]:
     """A Deferred that fires on the next reactor iteration."""
     d: Deferred[None] = Deferred()

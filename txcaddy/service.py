@@ -679,6 +679,7 @@ class CaddyService(MultiService):
             return fail(ConfigError("a reload is already in progress (the workers are rolling)"))
         for begin in self.before_reload:
             begin()
+        previous = (self.raw_config, self.warnings)
         try:
             self._reload(plain_json(config), list(warnings or []))
         except BaseException as e:
@@ -686,13 +687,17 @@ class CaddyService(MultiService):
                 hook(False)
             return fail(e)
         if self.pool is not None and self.pool.running:
-            return self._roll()
+            return self._roll(previous)
         for hook in self.on_reload:
             hook(True)
         return succeed(None)
 
-    def _roll(self) -> Deferred[None]:
-        """Workers: start new ones with the config just loaded, stop the old ones once ready."""
+    def _roll(self, previous: tuple[dict[str, Any], list[ConfigWarning]]) -> Deferred[None]:
+        """Workers: start new ones with the config just loaded, stop the old ones once ready.
+
+        When the new workers cannot start, the old ones keep serving and this process goes
+        back to ``previous`` (the config they serve), so the admin API shows what is served.
+        """
         from txcaddy._workers import parse_workers
 
         wanted = self.config.get("workers")
@@ -706,6 +711,12 @@ class CaddyService(MultiService):
 
         def failed(failure: Any) -> Any:
             self.log.error("reload: {error}; the old workers keep serving", error=str(failure.value))
+            if not self.pool.running:
+                return failure
+            try:
+                self._reload(plain_json(previous[0]), list(previous[1]))
+            except Exception as e:  # noqa: BLE001 - logged: the workers serve regardless
+                self.log.error("reload: going back to the running config: {error}", error=str(e))
             for hook in self.on_reload:
                 hook(False)
             return failure
