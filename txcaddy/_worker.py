@@ -26,6 +26,7 @@ from twisted.python.failure import Failure
 
 from txcaddy import _systemd
 from txcaddy._control import LineDecoder, encode_message, wire_fields
+from txcaddy._process import freeze_startup_objects, tune_allocator
 from txcaddy._reactor import default_reactor
 from txcaddy._workers import CONTROL_FD, WORKER_ENV
 
@@ -127,6 +128,7 @@ class WorkerControl(Protocol):
         for address, healthy in (message.get("marks") or {}).items():
             self.mark(address, healthy)
         self.service.startService()
+        freeze_startup_objects()  # as ``txcaddy run`` does once its config is loaded
         manager = self.service.tls.manager if self.service.tls is not None else None
         if manager is not None and manager.running:
             manager.ready.addBoth(lambda _: self.send("ready"))
@@ -149,6 +151,7 @@ class WorkerControl(Protocol):
 def main() -> int:
     from twisted.internet.stdio import StandardIO
 
+    tune_allocator()
     reactor: Any = default_reactor()
     control = WorkerControl(reactor)
     cast(Any, StandardIO)(control, stdin=0, stdout=CONTROL_FD, reactor=reactor)
