@@ -879,3 +879,24 @@ class ServiceTests(TestCase):
              {"Server": ["Caddy"], "Content-Type": ["text/plain; charset=utf-8"]}),
         )
         self.assertGreater(entry["duration"], 0)
+
+
+class ForwardTests(SynchronousTestCase):
+    def test_forwarding_system_writes_nothing_and_hands_entries_on(self) -> None:
+        """With ``forward`` set (a worker process), entries the logs want go to it with their
+        time, no writer is opened, and ``enabled`` still follows the configured logs."""
+        import io
+
+        from txcaddy.logs import LogSystem
+
+        out = io.StringIO()
+        system = LogSystem.from_config({"logs": {"default": {"level": "WARN"}}}, stderr=out, clock=lambda: 7.0)
+        sent: list[tuple[Any, ...]] = []
+        system.forward = lambda *entry: sent.append(entry)
+        system.start()
+        self.assertTrue(system.enabled("http.log.error", "error"))
+        self.assertFalse(system.enabled("http.log.error", "info"))
+        system.emit("http.log.error", "error", "boom", [("status", 502)])
+        system.stop()
+        self.assertEqual(sent, [("http.log.error", "error", "boom", [("status", 502)], 7.0)])
+        self.assertEqual(out.getvalue(), "")

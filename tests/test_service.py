@@ -14,6 +14,7 @@ from twisted.internet.protocol import Factory
 from twisted.trial.unittest import SynchronousTestCase, TestCase
 
 from txcaddy import _twisted, cli, tap
+from txcaddy._reactor import default_reactor
 from txcaddy.reverseproxy.hosts import HostRegistry
 from txcaddy.service import CaddyService, ListenerService, fromCaddyfile, fromConfig
 
@@ -180,6 +181,83 @@ class ProcessOwnersTests(SynchronousTestCase):
         """The service txcaddy run builds runs with fast_io."""
         service = cli.run_service(argparse.Namespace(config=self.caddyfile(), adapter=None))
         self.assertTrue(service.fast_io)
+
+
+class WorkersSettingTests(SynchronousTestCase):
+    """``workers``: where the number comes from, and what it changes in the service."""
+
+    def caddyfile(self, options: str = "") -> str:
+        path = self.mktemp()
+        with open(path, "w") as f:
+            f.write(f'{{\n\tadmin off\n{options}}}\nhttp://127.0.0.1:0 {{\n\tbind 127.0.0.1\n\trespond "hi"\n}}\n')
+        return os.path.abspath(path)
+
+    def test_default_is_one_process(self) -> None:
+        """Without the setting the service is one process: no pool, listeners accept."""
+        service = cli.run_service(argparse.Namespace(config=self.caddyfile(), adapter=None))
+        self.assertEqual((service.workers, service.supervising, service.pool), (1, False, None))
+        self.assertTrue(all(child.accept for child in service._listeners.values()))
+
+    def test_config_option_and_flags(self) -> None:
+        """The Caddyfile's ``workers`` sets it; ``--workers`` (twistd and run) wins over it."""
+        service = cli.run_service(argparse.Namespace(config=self.caddyfile("\tworkers 3\n"), adapter=None))
+        self.assertEqual((service.workers, service.pool.count), (3, 3))
+        self.assertFalse(any(child.accept for child in service._listeners.values()))
+        service = cli.run_service(argparse.Namespace(config=self.caddyfile("\tworkers 3\n"), adapter=None,
+                                                     workers="2"))
+        self.assertEqual(service.workers, 2)
+        options = tap.Options()
+        options.parseOptions(["-c", self.caddyfile(), "--workers", "auto"])
+        self.assertEqual(options.service.workers, len(os.sched_getaffinity(0)))
+        self.assertEqual(options.service.supervising, options.service.workers > 1)
+
+    def test_bad_flag_is_a_config_error(self) -> None:
+        """``twistd caddy --workers 0`` fails before anything starts, with exit status 1."""
+        options = tap.Options()
+        with self.assertRaises(SystemExit) as raised:
+            options.parseOptions(["-c", self.caddyfile(), "--workers", "0"])
+        self.assertEqual(raised.exception.code, 1)
+
+    def test_supervisor_holds_the_socket_without_accepting(self) -> None:
+        """A supervisor binds its listeners but the reactor never reads them (workers accept)."""
+        service = CaddyService({"workers": 2, "apps": {"http": {"servers": {"s": {
+            "listen": ["127.0.0.1:0"], "routes": []}}}}}, reactor=default_reactor(), inherited=[])
+        (child,) = service._listeners.values()
+        child.privilegedStartService()
+        self.addCleanup(child.stopService)
+        port: Any = child.port
+        self.assertNotIn(port, reactor.getReaders())
+        self.assertEqual(list(service._worker_sockets().values()), [port.fileno()])
+
+
+class _FailingPool:
+    """A worker pool whose new workers never start."""
+
+    running = True
+    rolling = False
+    count = 2
+
+    def roll(self) -> Deferred[None]:
+        from txcaddy.errors import ConfigError
+
+        return fail(ConfigError("starting the workers with the new config: exited"))
+
+
+class RollTests(SynchronousTestCase):
+    def test_failed_roll_puts_the_supervisor_back_on_the_served_config(self) -> None:
+        """When the new workers cannot start, the reload fails and the supervisor's config
+        (what the admin API shows) is again the one the old workers serve."""
+        def config(body: str) -> dict[str, Any]:
+            return {"workers": 2, "apps": {"http": {"servers": {"s": {"listen": ["127.0.0.1:0"], "routes": [
+                {"handle": [{"handler": "static_response", "body": body}]}]}}}}}
+
+        service = CaddyService(config("old"), reactor=default_reactor(), inherited=[])
+        service.pool = _FailingPool()
+        results: list[bool] = []
+        service.on_reload.append(results.append)
+        self.failureResultOf(service.reload(config("new")))
+        self.assertEqual(service.config, config("old"))
+        self.assertEqual(results[-1], False)
 
 
 def _turn() -> Deferred[None]:

@@ -91,7 +91,12 @@ class NotifyService(Service):
 
     def startService(self) -> None:
         super().startService()
-        notify("READY=1", self.environ)
+        # With workers (``workers N``) the parent is serving once every worker is ready.
+        serving = getattr(self.parent, "whenServing", None)
+        if serving is None:
+            notify("READY=1", self.environ)
+        else:
+            serving().addCallback(lambda _: notify("READY=1", self.environ) if self.running else None)
 
     def stopService(self) -> Deferred[None] | None:
         notify("STOPPING=1", self.environ)

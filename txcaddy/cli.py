@@ -56,6 +56,7 @@ from txcaddy._commands import VERSION, cmd_environ, cmd_hash_password, cmd_list_
 from txcaddy._go.fs import path_error
 from txcaddy._process import tune_server_process
 from txcaddy._reactor import default_reactor, install_asyncio_reactor
+from txcaddy._workers import parse_workers
 from txcaddy.admin import _persist as persist
 from txcaddy.admin._server import DEFAULT_ADMIN_LISTEN
 from txcaddy.caddyfile.adapter import adapt
@@ -156,7 +157,9 @@ def run_service(args: argparse.Namespace) -> CaddyService:
             raise ConfigError(f"reading autosaved config {autosave}: {e}") from None
     if config is None:
         config, warnings = discover_config(args.config, args.adapter)
-    return serving(config, warnings, admin=True, autosave=autosave)
+    workers = getattr(args, "workers", None)
+    count = None if workers is None else parse_workers(workers, "--workers")
+    return serving(config, warnings, admin=True, autosave=autosave, workers=count)
 
 
 def reload_from_file(service: CaddyService, args: argparse.Namespace) -> Deferred[None]:
@@ -195,14 +198,14 @@ def install_reload_signal(service: CaddyService, args: argparse.Namespace) -> No
 
 def serving(
     config: dict[str, Any], warnings: list[ConfigWarning] | None = None, *, admin: bool = False,
-    autosave: str | None = None,
+    autosave: str | None = None, workers: int | None = None,
 ) -> CaddyService:
     """A service that owns the process (fast reactor path), telling systemd when it is ready;
     ``run`` adds the admin endpoint and ``autosave.json`` (the one-line servers have neither, as Caddy's).
     A config with an ``asgi`` handler gets Twisted's asyncio reactor."""
     install_asyncio_reactor(config)
     service = CaddyService(config, warnings=warnings, reactor=default_reactor(), fast_io=True, admin=admin,
-                           autosave=autosave)
+                           autosave=autosave, workers=workers)
     _systemd.attach_notifier(service)
     return service
 
@@ -609,6 +612,8 @@ def build_parser() -> argparse.ArgumentParser:
     run.add_argument("--config", "-c", default="", help="config file (default: ./Caddyfile if there is one)")
     run.add_argument("--adapter", "-a", default=None, help="caddyfile or json")
     run.add_argument("--resume", action="store_true", help="load the autosaved config instead of --config")
+    run.add_argument("--workers", default=None,
+                     help="worker processes: a number or auto (default: the config's workers, else 1)")
     run.add_argument("--pingback", default="", help="echo stdin to this address once started (used by start)")
     run.set_defaults(func=cmd_run)
 

@@ -14,13 +14,21 @@ modules close on unload (upstream connection pools) before it fires.
 The service owns its ``Runtime`` (the state Caddy keeps in package variables:
 upstream hosts, DNS answers) and, when asked for (``fast_io=True``; ``twistd caddy``
 and ``txcaddy run`` ask), txcaddy's fast reactor path (``_twisted.install_fast_io``).
+
+With ``workers N`` (N > 1) the service is a **supervisor**: it binds the listeners but never
+accepts on them, and a ``WorkerPool`` child (``txcaddy._workers``) runs N worker processes
+that serve on those sockets; a reload rolls them.  A worker's own ``CaddyService`` is built
+with a ``WorkerMode``: it adopts the inherited sockets, hands its log entries to the
+supervisor, runs no active health checks and obtains no managed certificate (the
+supervisor does both, once, and pushes the results).  See docs/scaling.md.
 """
 
 from __future__ import annotations
 
 import json
 import os
-from collections.abc import Callable, Generator, Iterator, Sequence
+from collections.abc import Callable, Generator, Iterator, Mapping, Sequence
+from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any, cast
 
 from twisted.application.internet import StreamServerEndpointService
@@ -80,9 +88,14 @@ class ListenerService(StreamServerEndpointService):
     @ivar port: the listening port while running, else None.
     """
 
-    def __init__(self, endpoint: IStreamServerEndpoint, factory: IProtocolFactory, address: str) -> None:
+    def __init__(
+        self, endpoint: IStreamServerEndpoint, factory: IProtocolFactory, address: str, accept: bool = True,
+    ) -> None:
         super().__init__(endpoint, factory)
         self.address = address
+        # False in a supervisor (``workers N``): the socket is bound and held for the workers,
+        # which accept on it; this process never does.
+        self.accept = accept
         self.server_name = ""  # the HTTP server it serves (changes when a reload renames it)
         self.port: IListeningPort | None = None
 
@@ -94,6 +107,8 @@ class ListenerService(StreamServerEndpointService):
 
     def _bound(self, port: IListeningPort | None) -> IListeningPort | None:
         self.port = port
+        if not self.accept and port is not None:
+            cast(Any, port).stopReading()  # bound synchronously: nothing was accepted yet
         return port
 
     def stopService(self) -> Deferred[None]:
@@ -194,6 +209,19 @@ class SwitchingFactory(Factory):
         return self.target.buildProtocol(addr)
 
 
+@dataclass
+class WorkerMode:
+    """What makes a ``CaddyService`` a worker process's (``txcaddy._worker``).
+
+    @ivar sockets: endpoint description -> the inherited listening socket to adopt there.
+    @ivar forward_log: takes each log entry ``(logger, level, message, fields, time)`` to the
+        supervisor, whose log outputs write it.
+    """
+
+    sockets: Mapping[str, _systemd.InheritedSocket] = field(default_factory=dict)
+    forward_log: Callable[[str, str, str, list[tuple[str, Any]], float], Any] | None = None
+
+
 class _AppServices(MultiService):
     """The services of one config (health checkers, PKI, certificate manager), started and
     stopped together; iterating a ``CaddyService`` shows them as its own children."""
@@ -256,9 +284,20 @@ class CaddyService(MultiService):
         autosave: str | None = None,
         inherited: Sequence[_systemd.InheritedSocket] | None = None,
         runtime: Runtime | None = None,
+        workers: int | None = None,
+        worker: WorkerMode | None = None,
     ) -> None:
         super().__init__()
         self.reactor = default_reactor(reactor)
+        config = plain_json(config)
+        # ``workers N``: the argument (``--workers``) wins over the config's ``workers`` key.
+        from txcaddy._workers import parse_workers
+
+        self.worker_mode = worker
+        self.workers = 1 if worker is not None else (
+            parse_workers(config.get("workers", 1)) if workers is None else workers)
+        self.supervising = self.workers > 1
+        self.pool: Any = None
         # systemd socket activation: listeners bound where an inherited socket is adopt it.
         self.inherited = list(_systemd.process_sockets() if inherited is None else inherited)
         self.autosave = autosave
@@ -273,7 +312,7 @@ class CaddyService(MultiService):
         self._retiring: list[Deferred[Any]] = []
         self._retiring_servers: set[Any] = set()  # old servers still finishing (WebSockets...)
         self._reloading = False
-        apps = self._build(plain_json(config), list(warnings or []))
+        apps = self._build(config, list(warnings or []))
         self._apps = apps
         self._install_listeners(apps)
         apps.services.setServiceParent(self)
@@ -281,6 +320,8 @@ class CaddyService(MultiService):
         if admin:
             self.admin = AdminService(self, stop or self.reactor.stop)
             self.admin.setServiceParent(self)
+        if self.supervising:
+            self._start_pool()
 
     def __iter__(self) -> Iterator[Service]:
         """The children, with the current config's services in place of their group."""
@@ -343,12 +384,18 @@ class CaddyService(MultiService):
 
     def _load(self, new: _Apps) -> None:
         check_config(new.config)  # every value's type, before any module reads it
+        if "workers" in new.config:
+            from txcaddy._workers import parse_workers
+
+            parse_workers(new.config["workers"])
         apps = new.config.get("apps") or {}
         unknown = sorted(set(apps) - {"http", "tls", "pki"})
         if unknown:
             raise ConfigError(f"loading app modules: module not registered: {unknown[0]}")
         context = new.context
         new.logs = LogSystem.from_config(new.config.get("logging"), context)
+        if self.worker_mode is not None:
+            new.logs.forward = self.worker_mode.forward_log
         new.tls = TLSApp.load(apps.get("tls"), self.challenges)
         http_config = apps.get("http")
         if http_config:
@@ -372,7 +419,11 @@ class CaddyService(MultiService):
                             )
                         serving = tls_factory
                     new.listeners.setdefault(listener.endpoint, (name, listener.address, serving))
-                    if listener.tls and "h3" in protocols:
+                    if listener.tls and "h3" in protocols and (self.supervising or self.worker_mode):
+                        if self.supervising:
+                            self.log.warn("HTTP/3 is not served on {address} with workers > 1 "
+                                          "(see docs/scaling.md)", address=listener.address)
+                    elif listener.tls and "h3" in protocols:
                         udp = _udp_address(listener.endpoint)
                         if udp is None:
                             self.log.warn("HTTP/3 is not served on {address}: not an IP listener",
@@ -380,13 +431,22 @@ class CaddyService(MultiService):
                         else:
                             new.h3.setdefault(f"udp/{udp[1]}/{udp[0]}",
                                               (name, server, server_config, listener, protocols))
+        from txcaddy.reverseproxy.health import ActiveHealthChecker
+
         for service in context.services:
+            if self.worker_mode is not None and isinstance(service, ActiveHealthChecker):
+                continue  # the supervisor checks, once, and pushes its marks
             service.setServiceParent(new.services)
         self._add_certificate_services(new)
 
     def _endpoint(self, description: str) -> IStreamServerEndpoint:
         """The endpoint for a listener: an inherited socket bound there (systemd), else a new one."""
         inherited = _systemd.match_endpoint(description, self.inherited)
+        if self.worker_mode is not None:
+            adopted = self.worker_mode.sockets.get(description)
+            if adopted is None:
+                raise ConfigError(f"worker: no socket from the supervisor for listener {description}")
+            return _systemd.AdoptedEndpoint(self.reactor, adopted)
         if inherited is None:
             return serverFromString(self.reactor, description)
         self.log.info("{description} adopts inherited socket fd {fd}", description=description, fd=inherited.fd)
@@ -408,8 +468,15 @@ class CaddyService(MultiService):
         if pki_config is None and want_pki:
             pki_config = {}  # the default CA, run because a handler uses it (Caddy's ctx.App("pki"))
         for service in new.tls.services(new.storage, pki_config, self.reactor, self.reactor):
+            if self.worker_mode is not None and hasattr(service, "trust_installer"):
+                service.trust_installer = None  # the supervisor installs the root, once
             service.setServiceParent(new.services)
         new.context.pki = new.tls.pki
+        manager = new.tls.manager
+        if manager is not None and self.worker_mode is not None:
+            manager.follower = True  # loads what the supervisor's manager stores
+        elif manager is not None and self.supervising:
+            manager.on_stored.append(self._certificate_stored)
 
     # -- listeners --------------------------------------------------------------------------
 
@@ -422,7 +489,8 @@ class CaddyService(MultiService):
                 cast(SwitchingFactory, child.factory).target = factory
                 child.server_name = name  # the server may have another name now
                 continue
-            child = ListenerService(self._endpoint(endpoint), SwitchingFactory(factory), address)
+            child = ListenerService(self._endpoint(endpoint), SwitchingFactory(factory), address,
+                                    accept=not self.supervising)
             child.setName(f"{name} {endpoint}")
             child.server_name = name
             self._listeners[endpoint] = child
@@ -524,6 +592,75 @@ class CaddyService(MultiService):
                 out.setdefault(child.server_name, []).append(child.port.getHost())
         return out
 
+    # -- workers (the supervisor's side) ----------------------------------------------------
+
+    def _start_pool(self) -> None:
+        """Add the ``WorkerPool`` (after the listeners: they are bound when it starts) and
+        push the active health marks to it."""
+        from txcaddy._workers import WorkerPool
+        from txcaddy.reverseproxy.hosts import HostRegistry
+
+        self.pool = WorkerPool(
+            self.reactor, self.workers,
+            config=lambda: self.raw_config,
+            sockets=self._worker_sockets,
+            marks=self._marks,
+            emit_log=self._emit_worker_log,
+            grace_period=lambda: self._apps.grace_period(),
+            before=self._local_ca_ready,
+        )
+        self.pool.setName("workers")
+        self.pool.setServiceParent(self)
+        self.runtime.get(HostRegistry).watchers.append(self._host_marked)
+
+    def _local_ca_ready(self) -> Deferred[Any] | None:
+        """The running PKI app's provisioning (its root in storage), which the first workers
+        wait for: they load that root rather than make their own."""
+        from txcaddy.tls.internalca import PKIService
+
+        for service in self._apps.services:
+            if isinstance(service, PKIService) and service.ready is not None:
+                return service.ready
+        return None
+
+    def _worker_sockets(self) -> dict[str, int]:
+        """Endpoint description -> the fd of the bound listener the workers accept on."""
+        return {endpoint: cast(Any, child.port).fileno()
+                for endpoint, child in self._listeners.items() if child.port is not None}
+
+    def _marks(self) -> dict[str, bool]:
+        """The hosts the active health checks marked down (a new worker starts with them)."""
+        from txcaddy.reverseproxy.hosts import HostRegistry
+
+        return {host.address: False for host in self.runtime.get(HostRegistry).all() if host.unhealthy}
+
+    def _host_marked(self, host: Any) -> None:
+        if self.pool is not None:
+            self.pool.broadcast("health", address=host.address, healthy=not host.unhealthy)
+
+    def _certificate_stored(self, name: str) -> None:
+        if self.pool is not None:
+            self.pool.broadcast("certificates", names=[name])
+
+    def _emit_worker_log(self, logger: str, level: str, message: str, fields: list[tuple[str, Any]],
+                         when: float) -> None:
+        """A worker's log entry, written by this process's log outputs (one stream)."""
+        if self.logs is not None:
+            self.logs.emit(logger, level, message, fields, when)
+
+    def whenServing(self) -> Deferred[None]:  # noqa: N802 - Twisted's naming
+        """Fires once requests are served: at once, or with workers once all are ready."""
+        if self.pool is None:
+            return succeed(None)
+        waiting: Deferred[None] = Deferred()
+
+        def ready(result: Any) -> Any:
+            waiting.callback(None)
+            return result
+
+        self.pool.ready.addBoth(ready)
+        return waiting
+
     # -- reload -----------------------------------------------------------------------------
 
     def reload(self, config: dict[str, Any], warnings: list[ConfigWarning] | None = None) -> Deferred[None]:
@@ -540,17 +677,53 @@ class CaddyService(MultiService):
         use...) when it could not load or start, and then the running config is left exactly
         as it was.
         """
+        if self.pool is not None and self.pool.rolling:
+            return fail(ConfigError("a reload is already in progress (the workers are rolling)"))
         for begin in self.before_reload:
             begin()
+        previous = (self.raw_config, self.warnings)
         try:
             self._reload(plain_json(config), list(warnings or []))
         except BaseException as e:
             for hook in self.on_reload:
                 hook(False)
             return fail(e)
+        if self.pool is not None and self.pool.running:
+            return self._roll(previous)
         for hook in self.on_reload:
             hook(True)
         return succeed(None)
+
+    def _roll(self, previous: tuple[dict[str, Any], list[ConfigWarning]]) -> Deferred[None]:
+        """Workers: start new ones with the config just loaded, stop the old ones once ready.
+
+        When the new workers cannot start, the old ones keep serving and this process goes
+        back to ``previous`` (the config they serve), so the admin API shows what is served.
+        """
+        from txcaddy._workers import parse_workers
+
+        wanted = self.config.get("workers")
+        if wanted is not None and parse_workers(wanted) != self.pool.count:
+            self.log.warn("workers: the number of workers changes only when the server restarts")
+
+        def rolled(result: Any) -> Any:
+            for hook in self.on_reload:
+                hook(True)
+            return result
+
+        def failed(failure: Any) -> Any:
+            self.log.error("reload: {error}; the old workers keep serving", error=str(failure.value))
+            if not self.pool.running:
+                return failure
+            try:
+                self._reload(plain_json(previous[0]), list(previous[1]))
+            except Exception as e:  # noqa: BLE001 - logged: the workers serve regardless
+                self.log.error("reload: going back to the running config: {error}", error=str(e))
+            for hook in self.on_reload:
+                hook(False)
+            return failure
+
+        return cast(Deferred[None], self.pool.roll().addCallbacks(rolled, failed))
 
     def _record_reload(self, success: bool) -> None:
         """``caddy_config_last_reload_successful`` and its timestamp follow every reload."""

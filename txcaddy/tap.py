@@ -21,6 +21,7 @@ from twisted.python import usage
 from txcaddy import _systemd
 from txcaddy._process import tune_server_process
 from txcaddy._reactor import IServingReactor, default_reactor, install_asyncio_reactor
+from txcaddy._workers import parse_workers
 from txcaddy.admin import _persist as persist
 from txcaddy.config.source import load_config
 from txcaddy.errors import ConfigError
@@ -36,10 +37,13 @@ class Options(usage.Options):
     optParameters = [
         ["config", "c", "Caddyfile", "The config file to load."],
         ["adapter", "a", None, "The config adapter: caddyfile or json."],
+        ["workers", "w", None,
+         "Worker processes: a number or auto (one per CPU); default: the config's workers, else 1."],
     ]
 
     def postOptions(self) -> None:
         try:
+            workers = None if self["workers"] is None else parse_workers(self["workers"], "--workers")
             config, warnings = load_config(self["config"], self["adapter"])
             # An asgi handler needs the asyncio reactor: installed now unless twistd's
             # --reactor chose another one (a ConfigError then).
@@ -49,7 +53,7 @@ class Options(usage.Options):
             # twistd owns the process: the service runs txcaddy's fast reactor path.
             self.service = CaddyService(
                 config, warnings=warnings, reactor=self.reactor, fast_io=True, admin=True,
-                autosave=persist.autosave_path())
+                autosave=persist.autosave_path(), workers=workers)
         except ConfigError as e:
             print(f"Error: {e}", file=sys.stderr)
             raise SystemExit(1) from None

@@ -183,3 +183,22 @@ class GoHelpersTests(SynchronousTestCase):
         with self.assertRaises(ValueError) as caught:
             parse_bytes("1.2.3mb")
         self.assertEqual(str(caught.exception), 'strconv.ParseFloat: parsing "1.2.3": invalid syntax')
+
+
+class WorkersOptionTests(SynchronousTestCase):
+    def test_number_or_auto(self) -> None:
+        """``workers`` takes a positive number (an int in the JSON) or ``auto``."""
+        self.assertEqual(option("workers 4"), 4)
+        self.assertEqual(option("workers auto"), "auto")
+
+    def test_refuses_other_values(self) -> None:
+        """Zero, words and extra arguments are errors."""
+        for text in ("workers 0", "workers many", "workers", "workers 2 3"):
+            self.assertRaises(ConfigError, option, text)
+
+    def test_top_level_json_key(self) -> None:
+        """The adapted config carries it as txcaddy's top-level ``workers`` key."""
+        from txcaddy.caddyfile.adapter import adapt
+
+        config, _ = adapt("{\n\tworkers 3\n}\nhttp://example.com {\n\trespond ok\n}\n", "Caddyfile")
+        self.assertEqual(config["workers"], 3)

@@ -229,3 +229,18 @@ class ConfigTests(SynchronousTestCase):
         check_config(config)
         self.assertEqual(config["apps"]["http"]["servers"]["srv0"]["routes"][0], {"handle": [
             {"handler": "static_response", "body": "hi"}]})
+
+
+class WorkersKeyTests(SynchronousTestCase):
+    def test_workers_is_a_known_top_level_key(self) -> None:
+        """txcaddy's ``workers`` key passes the top-level check that refuses unknown keys."""
+        check_config({"workers": 2})
+        check_config({"workers": "auto"})
+        self.assertRaises(ConfigError, check_config, {"worker": 2})
+
+    def test_bad_workers_value_fails_the_load(self) -> None:
+        """A service refuses a config whose ``workers`` is not a positive number or auto."""
+        from txcaddy.service import CaddyService
+
+        for bad in (0, "lots", True):
+            self.assertRaises(ConfigError, CaddyService, {"workers": bad}, inherited=[])

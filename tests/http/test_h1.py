@@ -253,6 +253,32 @@ class ProtocolTests(SynchronousTestCase):
         self.protocol.connectionLost(None)
         self.successResultOf(drained)
 
+    def test_drain_serves_a_fresh_connections_first_request(self) -> None:
+        """A connection that has sent nothing yet when the drain starts is not closed at once:
+        its first request is served with ``Connection: close`` (Go's 5 s for new connections)."""
+        drained = self.server.drain(10, self.clock)
+        self.clock.advance(4)
+        self.assertFalse(self.transport.disconnecting)
+        out = self.send(b"GET /late HTTP/1.1\r\nHost: x\r\n\r\n")
+        self.assertTrue(out.startswith(b"HTTP/1.1 200"), out)
+        self.assertIn(b"\r\nConnection: close\r\n", out)
+        self.assertTrue(self.transport.disconnecting)
+        self.protocol.connectionLost(None)
+        self.successResultOf(drained)
+
+    def test_drain_closes_a_silent_fresh_connection_after_its_grace(self) -> None:
+        """A fresh connection that sends nothing is closed 5 s into the drain; an idle
+        connection that has served a request is closed at once."""
+        self.server.drain(10, self.clock)
+        self.clock.advance(4.9)
+        self.assertFalse(self.transport.disconnecting)
+        self.clock.advance(0.1)
+        self.assertTrue(self.transport.disconnecting)
+        self.setUp()
+        self.send(b"GET /x HTTP/1.1\r\nHost: x\r\n\r\n")
+        self.server.drain(10, self.clock)
+        self.assertTrue(self.transport.disconnecting)
+
     def test_drain_forces_close_after_grace(self) -> None:
         """drain closes a connection whose response is still pending once the grace period ends."""
         self.send(b"GET /held HTTP/1.1\r\nHost: x\r\n\r\n")

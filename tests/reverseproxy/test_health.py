@@ -515,3 +515,28 @@ class RobustnessTests(CheckerTestCase):
         self.clock.advance(1)
         self.assertEqual(len(calls), 4)
         self.assertFalse(good.host.unhealthy)
+
+
+class MarkWatcherTests(CheckerTestCase):
+    def test_registry_watchers_hear_each_flip_once(self) -> None:
+        """Each change of a registry host's active mark is told to the registry's watchers
+        (a supervisor pushes it to its workers); a repeated verdict is not."""
+        from txcaddy.reverseproxy.hosts import HostRegistry
+
+        registry = HostRegistry()
+        heard: list[tuple[str, bool]] = []
+        registry.watchers.append(lambda host: heard.append((host.address, host.unhealthy)))
+        host = registry.acquire("10.0.0.1:80")
+        checker = ActiveHealthChecker(_active({"uri": "/", "interval": 1 * SECOND}), [Upstream("10.0.0.1:80", host)],
+                                      self.transport, self.clock, Logger(observer=_observer(self.events)))
+        checker.startService()
+        self.exchanges[-1].respond(500)
+        self.clock.advance(1)
+        self.exchanges[-1].respond(500)
+        self.clock.advance(1)
+        self.exchanges[-1].respond(200)
+        self.assertEqual(heard, [("10.0.0.1:80", True), ("10.0.0.1:80", False)])
+        self.clock.advance(1)
+        self.exchanges[-1].respond(500)
+        checker.stopService()  # nobody checks it any more: up again, and told
+        self.assertEqual(heard[-2:], [("10.0.0.1:80", True), ("10.0.0.1:80", False)])

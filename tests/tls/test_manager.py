@@ -291,3 +291,43 @@ class ObtainTests(ManagerTestCase):
             [], self.clock)
         self.assertEqual(manager.policy_for("printer.local").issuers, [internal])
         self.assertEqual(manager.policy_for("example.com").issuers, [catch_all])
+
+
+class WorkerTests(ManagerTestCase):
+    """The manager in a worker process (``workers N``) and the supervisor's hook."""
+
+    def test_follower_loads_but_never_obtains_or_renews(self) -> None:
+        """A follower serves what storage holds, orders nothing for a missing name nor for
+        a certificate in its renewal window, and runs no maintenance."""
+        old = self.store("old.example", self.issuer, age=70 * DAY)
+        manager = self.manager(["old.example", "missing.example"])
+        manager.follower = True
+        manager.startService()
+        self.successResultOf(manager.ready)
+        self.clock.advance(30 * DAY)
+        self.assertEqual(self.issuer.calls, [])
+        served = self.cache.matching("old.example")
+        self.assertEqual(served.hash if served else None, old.hash)
+        self.assertIsNone(self.cache.matching("missing.example"))
+
+    def test_reload_names_replaces_the_cached_certificate(self) -> None:
+        """Told that a name's certificate was stored, a follower serves the stored one in
+        place of the one it cached."""
+        self.store("example.com", self.issuer, age=70 * DAY)
+        manager = self.manager(["example.com"])
+        manager.follower = True
+        manager.startService()
+        newer = self.store("example.com", self.issuer, age=0)
+        self.successResultOf(manager.reload_names(["example.com"]))
+        served = self.cache.matching("example.com")
+        self.assertEqual(served.hash if served else None, newer.hash)
+        self.assertEqual(len(self.cache), 1)
+
+    def test_on_stored_is_told_each_obtained_name(self) -> None:
+        """The supervisor's hook hears each name whose certificate was obtained and stored."""
+        told: list[str] = []
+        manager = self.manager(["example.com"])
+        manager.on_stored.append(told.append)
+        manager.startService()
+        self.successResultOf(manager.ready)
+        self.assertEqual(told, ["example.com"])

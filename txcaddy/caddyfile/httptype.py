@@ -435,6 +435,8 @@ class HTTPServerType:
         storage = storage_json(options.get("storage"))
         if storage is not None:
             config["storage"] = storage
+        if "workers" in options:
+            config["workers"] = options["workers"]  # txcaddy's own top-level key
         if apps:
             config["apps"] = apps
         return config

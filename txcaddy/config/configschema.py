@@ -23,6 +23,9 @@ CONFIG: Spec = Obj(
         ),
         "logging": LOGGING,
         "storage": Module("caddy.storage", "module", {"file_system": Obj({"root": STRING}, strict=True)}),
+        # txcaddy's own: ``workers N | "auto"`` (docs/scaling.md); its value is checked by
+        # ``txcaddy._workers.parse_workers``.
+        "workers": ANY,
         "apps": Obj({"http": HTTP_APP, "tls": TLS_APP, "pki": PKI_APP}),
     },
     strict=True, name="caddy.Config",

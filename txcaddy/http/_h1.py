@@ -63,6 +63,10 @@ BODY_BUFFER_LIMIT = 256 * 1024
 # keep the connection (as Go does); more than that closes it.
 DISCARD_LIMIT = 256 * 1024
 DEFAULT_MAX_HEADER_BYTES = 1024 * 1024  # Go's http.DefaultMaxHeaderBytes
+# Go's ``http.Server.Shutdown`` closes a connection that has not sent its first request
+# only once it is 5 s old: the request may be on its way (accepted just before the stop: a
+# worker rolled out by a reload), and a client does not retry on a fresh connection.
+FRESH_CONNECTION_GRACE = 5.0
 
 _NO_BODY_STATUSES = frozenset({204, 304})
 
@@ -250,6 +254,8 @@ class HTTP11Protocol(Protocol):
         self._tls_pending = False  # a TLS transport whose state is read at the first request
         self.max_header_bytes = getattr(server, "max_header_bytes", 0) or DEFAULT_MAX_HEADER_BYTES
         self.closing = False
+        self._requested = False  # a request head has arrived on this connection
+        self._fresh_call: Any = None  # a graceful stop's wait for a fresh connection's first request
         self._parser: httptools.HttpRequestParser | None = _new_parser(self)
         self._exchanges: deque[_Exchange] = deque()
         self._parsing: _Exchange | None = None  # the exchange whose request is being read
@@ -296,6 +302,10 @@ class HTTP11Protocol(Protocol):
 
     def connectionLost(self, reason: Any = None) -> None:
         self._stop_idle_timer()
+        if self._fresh_call is not None:
+            if self._fresh_call.active():
+                self._fresh_call.cancel()
+            self._fresh_call = None
         # The parser calls back into this protocol (a reference cycle per connection that
         # only the garbage collector would free); nothing more is parsed from here on.
         self.closing = True
@@ -347,7 +357,14 @@ class HTTP11Protocol(Protocol):
         A connection handed to another protocol (a tunnel) is closed now, as Caddy
         closes its upgraded connections when it stops: through the protocol's
         ``close_gracefully()`` (WebSocket tunnels send a 1001 close frame first).
+        A connection that has not sent a request yet gets ``FRESH_CONNECTION_GRACE`` seconds
+        for its first one, which is served and answered with ``Connection: close``.
         """
+        if not self._requested and self.idle and not self.closing and self.reactor is not None \
+                and self.transport is not None:
+            if self._fresh_call is None:
+                self._fresh_call = self.reactor.callLater(FRESH_CONNECTION_GRACE, self._fresh_expired)
+            return
         self.closing = True
         switched = self._switched
         if switched is not None:
@@ -359,6 +376,11 @@ class HTTP11Protocol(Protocol):
             return
         if self.idle and self.transport is not None:
             self.transport.loseConnection()
+
+    def _fresh_expired(self) -> None:
+        self._fresh_call = None
+        self._requested = True  # no longer given the benefit of the doubt
+        self.close_when_idle()
 
     # -- idle timeout ---------------------------------------------------------------------
 
@@ -487,6 +509,12 @@ class HTTP11Protocol(Protocol):
             # that arrives on it is served.
             self._parsing = None
             return
+        if not self._requested:
+            self._requested = True
+            if self._fresh_call is not None:  # stopping: this first request is the last
+                self._fresh_call.cancel()
+                self._fresh_call = None
+                self.closing = True
         parser = self._parser
         if parser is None:  # lost while this data was parsed
             return

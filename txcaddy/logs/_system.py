@@ -170,6 +170,9 @@ class LogSystem:
         self.publisher = LogPublisher(*self.logs)
         self.running = False
         self._wanted: dict[tuple[str, str], bool] = {}
+        # A worker process (``workers N``) hands its entries to the supervisor, whose own logs
+        # write them: then this system opens no writer and only decides what is wanted.
+        self.forward: Callable[[str, str, str, list[tuple[str, Any]], float], Any] | None = None
 
     @property
     def writers(self) -> list[Any]:
@@ -180,6 +183,9 @@ class LogSystem:
 
     def start(self) -> None:
         """Open the writers (a file that cannot be opened fails here, loudly)."""
+        if self.forward is not None:
+            self.running = True
+            return
         opened = []
         try:
             for writer in self.writers:
@@ -193,6 +199,8 @@ class LogSystem:
 
     def stop(self) -> None:
         self.running = False
+        if self.forward is not None:
+            return
         for writer in self.writers:
             try:
                 writer.close()
@@ -215,6 +223,9 @@ class LogSystem:
     def emit(self, logger: str, level: str, message: str, fields: list[tuple[str, Any]], when: float | None = None) -> None:
         """Publish one entry as a ``twisted.logger`` event to the configured logs."""
         if not self.running:
+            return
+        if self.forward is not None:
+            self.forward(logger, level, message, fields, self.clock() if when is None else when)
             return
         self.publisher(
             {

@@ -352,7 +352,8 @@ class ActiveHealthChecker(Service):
             if state.checkers <= 0:
                 # Nobody checks this host any more: it must not stay down for good.
                 host.active_checks = None
-                host.unhealthy = False
+                if host.unhealthy:
+                    host.mark(False)
 
     # -- rounds ----------------------------------------------------------------------------
 
@@ -450,14 +451,14 @@ class ActiveHealthChecker(Service):
             state.fails = 0
             state.passes += 1
             if host.unhealthy and state.passes >= self.config.passes:
-                host.unhealthy = False
+                host.mark(False)
                 state.passes = 0
                 self.log.info("host is up: {host}", host=host_addr)
         else:
             state.passes = 0
             state.fails += 1
             if not host.unhealthy and state.fails >= self.config.fails:
-                host.unhealthy = True
+                host.mark(True)
                 state.fails = 0
                 self.log.warn("host is down: {host}", host=host_addr)
 

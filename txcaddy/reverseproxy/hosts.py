@@ -18,7 +18,7 @@ from typing import Any
 class Host:
     """State of one upstream address, shared by every handler that dials it."""
 
-    __slots__ = ("address", "num_requests", "fails", "unhealthy", "users", "active_checks")
+    __slots__ = ("address", "num_requests", "fails", "unhealthy", "users", "active_checks", "registry")
 
     def __init__(self, address: str) -> None:
         self.address = address
@@ -28,6 +28,15 @@ class Host:
         self.users = 0  # handlers holding this host (the registry's reference count)
         # The active checkers' bookkeeping (``health._ActiveChecks``) while any checks this host.
         self.active_checks: Any = None
+        self.registry: HostRegistry | None = None  # the registry holding it, told of marks
+
+    def mark(self, unhealthy: bool) -> None:
+        """Set the active health flag and tell the registry's watchers (a supervisor pushes
+        the mark to its worker processes)."""
+        self.unhealthy = unhealthy
+        if self.registry is not None:
+            for watcher in list(self.registry.watchers):
+                watcher(self)
 
     def count_request(self, delta: int) -> None:
         self.num_requests = max(0, self.num_requests + delta)
@@ -49,11 +58,14 @@ class HostRegistry:
 
     def __init__(self) -> None:
         self._hosts: dict[str, Host] = {}
+        # Called with each host whose active health mark changes (``Host.mark``).
+        self.watchers: list[Any] = []
 
     def acquire(self, address: str) -> Host:
         host = self._hosts.get(address)
         if host is None:
             host = self._hosts[address] = Host(address)
+            host.registry = self
         host.users += 1
         return host
 

@@ -130,6 +130,11 @@ class CertificateManager(Service):
         self._stopped = False
         self._on_demand: dict[str, list[Deferred[Certificate]]] = {}
         self._wait_for = wait_for  # e.g. the PKI app's provisioning, which the internal issuer needs
+        # A worker process (``workers N``) only loads what the supervisor's manager stored:
+        # it never obtains nor renews the managed names (on-demand TLS still obtains).
+        self.follower = False
+        # Called with each name whose certificate was obtained or renewed and stored.
+        self.on_stored: list[Callable[[str], Any]] = []
 
     # -- service -----------------------------------------------------------------------
 
@@ -147,6 +152,8 @@ class CertificateManager(Service):
             log.info("enabling automatic TLS certificate management for {domains}", domains=self.names)
         first = [self._manage(name) for name in self.names]
         DeferredList(first, consumeErrors=True).addCallback(lambda _: self._fire_ready())
+        if self.follower:
+            return
         loop = self._maintenance = LoopingCall(self.renew_due)
         loop.clock = self.clock
         loop.start(self.renew_interval, now=False).addErrback(
@@ -203,13 +210,35 @@ class CertificateManager(Service):
             found = None
         if found is not None:
             self.cache.add(found)
+            if self.follower:
+                return
             if self._due(found, policy):
                 self._start_attempts(name, found)
+            return
+        if self.follower:
             return
         self._start_attempts(name, None)
         attempts = self._attempts.get(name)
         if attempts is not None:
             await attempts.first_attempt_done()
+
+    def reload_names(self, names: Sequence[str]) -> Deferred[Any]:
+        """Load the certificates of ``names`` from storage again, in place of the cached ones
+        (a worker told that the supervisor stored new ones)."""
+        return DeferredList([ensureDeferred(self._reload_name(name)) for name in names], consumeErrors=True)
+
+    async def _reload_name(self, name: str) -> None:
+        try:
+            found = await self._load_from_storage(name, self.policy_for(name))
+        except Exception:
+            log.failure("loading the certificate of {name} from storage", Failure(), name=name)
+            return
+        if found is None:
+            return
+        old = [c for c in self.cache.all_matching(name) if c.managed and name in c.names]
+        self.cache.replace(old[0] if old else None, found)
+        for stale in old[1:]:
+            self.cache.remove(stale)
 
     def _due(self, certificate: Certificate, policy: AutomationPolicy) -> bool:
         jitter = self._jitter.setdefault(certificate.hash, self._rng.random() * RENEWAL_JITTER)
@@ -287,6 +316,8 @@ class CertificateManager(Service):
             attempts.attempted()
             if self._attempts.get(name) is attempts:
                 del self._attempts[name]
+            for hook in list(self.on_stored):
+                hook(name)
             log.info("certificate {action} successfully for {name}, valid until {not_after}",
                      action="renewed" if old is not None else "obtained", name=name,
                      not_after=certificate.leaf.not_valid_after_utc.isoformat())

@@ -106,6 +106,26 @@ def parse_opt_single_string(d: Dispenser, existing: Any) -> str:
     return value
 
 
+@global_option("workers")
+def parse_opt_workers(d: Dispenser, existing: Any) -> int | str:
+    """``workers <n>|auto``: txcaddy's worker processes (Caddy has no such option)."""
+    from txcaddy._workers import parse_workers
+
+    d.next()
+    if not d.next():
+        raise d.arg_err()
+    value = d.val()
+    if d.next():
+        raise d.arg_err()
+    if value == "auto":
+        return value
+    try:
+        parse_workers(value)
+    except ConfigError as e:
+        raise d.err(str(e)) from None
+    return int(value)
+
+
 @global_option("order")
 def parse_opt_order(d: Dispenser, existing: Any) -> list[str]:
     """``order <directive> first|last|before <other>|after <other>``.
