@@ -5,6 +5,7 @@ from __future__ import annotations
 import gc
 import platform
 import sys
+from types import SimpleNamespace
 from typing import Any
 
 from twisted.trial.unittest import SynchronousTestCase
@@ -30,10 +31,11 @@ class TuneAllocatorTests(SynchronousTestCase):
         self.patch(tap, "tune_server_process", lambda: calls.append(True))
 
         class FakeOptions:
-            service = object()
+            service = SimpleNamespace(runtime=SimpleNamespace(fatal=None), reactor=None)
 
         self.assertIs(tap.makeService(FakeOptions()), FakeOptions.service)  # type: ignore[arg-type]
         self.assertEqual(calls, [True])
+        self.assertTrue(callable(FakeOptions.service.runtime.fatal))  # a failed ASGI startup stops twistd
 
 
 class FreezeTests(SynchronousTestCase):

@@ -224,8 +224,11 @@ class FakeServerTests(SynchronousTestCase):
 
     def test_drain_closes_idle_connections(self) -> None:
         """``drain`` asks connections to close when idle and fires once the last one is gone."""
-        server = FakeServer()
+        server = FakeServer(Greeting())
         protocol, transport = self.connect(server)
+        # Idle after a request (a connection yet to send its first one gets a grace period).
+        protocol.dataReceived(b"GET / HTTP/1.1\r\nHost: a\r\n\r\n")
+        self.assertFalse(transport.disconnecting)
         done: list[None] = []
         server.drain(10.0, None).addCallback(done.append)
         self.assertTrue(transport.disconnecting)
