@@ -1,4 +1,7 @@
-"""``twisted_resource``: mount a twisted.web ``IResource`` (a klein app too) as a handler.
+"""``twisted_resource``'s implementation: mount a twisted.web ``IResource`` (a klein app too).
+
+Imported by ``twistedresource`` only when a config uses the handler: ``twisted.web.server``
+(MBs of RSS) stays out of every process that does not.
 
 txcaddy's own handler (Caddy has none; DESIGN.md §3 promises it so that the
 Twisted web ecosystem keeps working). txcaddy serves HTTP with its own
@@ -35,16 +38,13 @@ from twisted.web.server import Request as _WebRequest
 from twisted.web.server import Site
 from zope.interface import implementer
 
-from txcaddy.config.registry import module
-from txcaddy.config.schema import STRING, Obj
 from txcaddy.errors import ConfigError
 from txcaddy.http.errors import HandlerError
-from txcaddy.http.handlers._pyimport import import_app
 from txcaddy.http.request import Request
 from txcaddy.http.response import Response
 from txcaddy.interfaces import IBodyConsumer, IHandler
 
-__all__ = ["TwistedResourceHandler", "load_twisted_resource", "resource_from"]
+__all__ = ["TwistedResourceHandler", "resource_from"]
 
 #: Request body bytes kept in memory before the spool moves to a temporary file.
 SPOOL_MEMORY = 1024 * 1024
@@ -317,12 +317,3 @@ class TwistedResourceHandler:
         bridge = _Bridge(self, request, response)
         request.body.deliver(bridge)
         return bridge.done
-
-
-@module("http.handlers.twisted_resource", schema=Obj({"resource": STRING}))
-def load_twisted_resource(config: dict[str, Any], context: Any) -> TwistedResourceHandler:
-    """Import and build the resource now: a missing module is a config error."""
-    spec = config.get("resource")
-    if not spec:
-        raise ConfigError("twisted_resource: resource is required ('module:factory')")
-    return TwistedResourceHandler(resource_from(import_app(spec, "twisted_resource"), "twisted_resource"), spec)
