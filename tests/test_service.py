@@ -273,7 +273,8 @@ class LazyImportTests(SynchronousTestCase):
     def test_plain_proxy_config_imports_no_optional_library(self) -> None:
         """Building a service for a plain HTTP proxy imports neither the CEL bindings, the markdown
         and YAML libraries, OpenTelemetry, aioquic, certbot's ACME library (client or the JWS the
-        acme_server handler reads), nor twisted.web's client (each costs MBs of RSS in every worker)."""
+        acme_server handler reads), nor any of twisted.web (the admin API's server, twisted_resource's bridge
+        or the client; each costs MBs of RSS in every worker)."""
         import subprocess
         import sys
 
@@ -284,13 +285,15 @@ class LazyImportTests(SynchronousTestCase):
             "print(' '.join(sorted({name.split('.')[0] for name in sys.modules})))\n"
             "print('acme.client' in sys.modules)\n"
             "print('twisted.web.client' in sys.modules)\n"
+            "print(sorted(name for name in sys.modules if name.startswith('twisted.web')))\n"
         )
         root = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
         done = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True, timeout=120,
                               cwd=root, env={**os.environ, "PYTHONPATH": root})
         self.assertEqual(done.returncode, 0, done.stderr)
-        top_level, acme_client, web_client = done.stdout.splitlines()
+        top_level, acme_client, web_client, web_modules = done.stdout.splitlines()
         for heavy in ("cel", "markdown_it", "yaml", "opentelemetry", "aioquic", "grpc", "acme", "josepy"):
             self.assertNotIn(heavy, top_level.split(), heavy)
         self.assertEqual(acme_client, "False")
         self.assertEqual(web_client, "False")
+        self.assertEqual(web_modules, "[]")  # no admin API, no twisted_resource: no twisted.web at all
