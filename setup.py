@@ -24,6 +24,7 @@ COMPILED = [
     "txcaddy/http/server.py",
     "txcaddy/reverseproxy/_call.py",
     "txcaddy/reverseproxy/_exchange.py",
+    "txcaddy/reverseproxy/_h1rhead.py",
     "txcaddy/reverseproxy/handler.py",
     "txcaddy/reverseproxy/headers.py",
     "txcaddy/reverseproxy/hosts.py",
