@@ -26,3 +26,34 @@ class PackagingTests(SynchronousTestCase):
         (requirement,) = [r for r in self.options["install_requires"] if r.startswith("twisted")]
         major = int(twisted.__version__.split(".")[0])
         self.assertIn(f"<{major + 1}", requirement)
+
+
+class CompiledBuildTests(SynchronousTestCase):
+    """setup.py's optional mypyc build (TXCADDY_MYPYC=1) stays opt-in."""
+
+    def _run_setup(self) -> object:
+        from setuptools._distutils.core import run_setup
+
+        here = os.getcwd()
+        os.chdir(CHECKOUT)  # setup.py reads setup.cfg from the working directory
+        self.addCleanup(os.chdir, here)
+        return run_setup(os.path.join(CHECKOUT, "setup.py"), ["--name"], stop_after="init")
+
+    def test_default_build_is_pure_python(self) -> None:
+        """Without TXCADDY_MYPYC=1 setup.py declares no C extension to build."""
+        self.patch(os, "environ", {k: v for k, v in os.environ.items() if k != "TXCADDY_MYPYC"})
+        dist = self._run_setup()
+        self.assertFalse(getattr(dist, "ext_modules", None))
+
+    def test_compiled_modules_exist(self) -> None:
+        """Every module the compiled build names is a source file of the package."""
+        import ast
+
+        with open(os.path.join(CHECKOUT, "setup.py")) as f:
+            tree = ast.parse(f.read())
+        (compiled,) = [ast.literal_eval(node.value) for node in tree.body
+                       if isinstance(node, ast.Assign) and getattr(node.targets[0], "id", "") == "COMPILED"]
+        self.assertTrue(compiled)
+        for path in compiled:
+            self.assertTrue(path.startswith("txcaddy/") and path.endswith(".py"), path)
+            self.assertTrue(os.path.isfile(os.path.join(CHECKOUT, path)), path)

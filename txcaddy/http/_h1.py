@@ -36,7 +36,7 @@ from twisted.internet.interfaces import IProtocol, IPushProducer, ISSLTransport
 from twisted.internet.protocol import Factory, Protocol
 from twisted.logger import Logger
 from twisted.python.failure import Failure
-from zope.interface import implementer
+from zope.interface import classImplements
 
 from txcaddy._go.http import status_text
 from txcaddy._twisted import lose_connection, no_delay, send_now, send_sequence_now
@@ -231,7 +231,6 @@ class H1Response(Response):
         self._protocol._switch_protocols(self, protocol)
 
 
-@implementer(IPushProducer, IServerConnection)
 class HTTP11Protocol(Protocol):
     """An HTTP/1.1 connection to one client."""
 
@@ -771,6 +770,9 @@ class HTTP11Protocol(Protocol):
     def stopProducing(self) -> None:
         if self.transport is not None:
             self.transport.loseConnection()
+
+
+classImplements(HTTP11Protocol, IPushProducer, IServerConnection)
 
 
 class HTTP11Factory(Factory):

@@ -44,7 +44,7 @@ class Headers:
                 fields[name] = [raw_value.decode("latin-1")]
             else:
                 values.append(raw_value.decode("latin-1"))
-        new = cls.__new__(cls)
+        new = cls()
         new._fields = fields
         return new
 
@@ -142,7 +142,7 @@ class Headers:
         or removed on the result, never appended to (``add``), which would change this
         object too; ``copy()`` the result first for that.
         """
-        new = Headers.__new__(Headers)
+        new = Headers()
         new._fields = {name: values for name, values in self._fields.items() if name not in names}
         return new
 

@@ -16,7 +16,7 @@ from typing import Any
 from urllib.parse import unquote
 
 from twisted.python.failure import Failure
-from zope.interface import implementer
+from zope.interface import classImplements, implementer
 
 from txcaddy._go.url import path_escape
 from txcaddy.http.headers import Headers
@@ -99,7 +99,6 @@ class RequestBody:
         self.deliver(_DISCARD)
 
 
-@implementer(IBodyConsumer)
 class _Discard:
     def body_data(self, data: bytes) -> None:
         pass
@@ -111,9 +110,15 @@ class _Discard:
         pass
 
 
+classImplements(_Discard, IBodyConsumer)
+
+
 _DISCARD = _Discard()  # stateless: one serves every body thrown away or finished
 
 
+# A regular class even under mypyc (the decorator keeps it one): other modules keep their
+# per-request state as attributes on it (the access log, the metrics), which a compiled
+# native class would refuse.
 @implementer(IRequest)
 class Request:
     """An HTTP request being served."""

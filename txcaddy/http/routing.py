@@ -9,10 +9,11 @@ route ends the list; in a ``group`` only the first matching route runs.
 from __future__ import annotations
 
 from collections.abc import Callable, Sequence
+from functools import partial
 from typing import Any
 
 from twisted.internet.defer import Deferred, maybeDeferred
-from zope.interface import implementer
+from zope.interface import classImplements
 
 from txcaddy.config.registry import module
 from txcaddy.config.schema import ROUTES, Obj
@@ -103,13 +104,15 @@ class RouteList:
             if route.terminal:
                 after = next
             else:
-                resume_at = index
-
-                def after(rq: Request, rs: Response, _i: int = resume_at) -> Any:
-                    return self._serve_from(_i, rq, rs, next)
-
+                # A partial, not a closure: compiled by mypyc, a closure's environment and
+                # the function it holds would be a reference cycle per request.
+                after = partial(self._resume, index, next)
             return _run_handlers(route.handlers, 0, request, response, after)
         return next(request, response)
+
+    def _resume(self, index: int, next: Next, request: Request, response: Response) -> Any:
+        """Continue with the route at ``index`` (what a non-terminal route's handlers call)."""
+        return self._serve_from(index, request, response, next)
 
 
 def _run_handlers(handlers: tuple[Any, ...], i: int, request: Request, response: Response, after: Next) -> Any:
@@ -118,11 +121,8 @@ def _run_handlers(handlers: tuple[Any, ...], i: int, request: Request, response:
         if i == last:  # the route's last handler continues with what follows the route
             return handlers[i].serve(request, response, after)
         return after(request, response)
-
-    def next_handler(rq: Request, rs: Response) -> Any:
-        return _run_handlers(handlers, i + 1, rq, rs, after)
-
-    return handlers[i].serve(request, response, next_handler)
+    # (a partial rather than a closure: see RouteList._serve_from)
+    return handlers[i].serve(request, response, partial(_run_handlers, handlers, i + 1, after=after))
 
 
 def run_with_errors(routes: RouteList, errors: RouteList | None, request: Request, response: Response, next: Next) -> Any:
@@ -141,7 +141,6 @@ def run_with_errors(routes: RouteList, errors: RouteList | None, request: Reques
     return maybeDeferred(routes.serve, request, response, next).addErrback(handle)
 
 
-@implementer(IHandler)
 class Subroute:
     """``http.handlers.subroute``: a nested route list with optional error routes."""
 
@@ -151,6 +150,9 @@ class Subroute:
 
     def serve(self, request: Request, response: Response, next: Next) -> Any:
         return run_with_errors(self.routes, self.errors, request, response, next)
+
+
+classImplements(Subroute, IHandler)
 
 
 @module("http.handlers.subroute", schema=Obj({"routes": ROUTES, "errors": Obj({"routes": ROUTES})}, strict=True))

@@ -13,7 +13,7 @@ from typing import Any, cast
 from twisted.internet.defer import Deferred, maybeDeferred
 from twisted.logger import Logger
 from twisted.python.failure import Failure
-from zope.interface import implementer
+from zope.interface import classImplements
 
 from txcaddy.http.errors import AbortConnection, HandlerError, release_frames
 from txcaddy.http.request import Request
@@ -24,7 +24,6 @@ from txcaddy.interfaces import IHTTPServer
 DEFAULT_IDLE_TIMEOUT = 5 * 60.0  # Caddy's default idle timeout
 
 
-@implementer(IHTTPServer)
 class HTTPServer:
     """Routes, error routes, limits and live connections of one server."""
 
@@ -245,6 +244,9 @@ class HTTPServer:
             transport = protocol.transport
             if transport is not None:
                 getattr(transport, "abortConnection", transport.loseConnection)()
+
+
+classImplements(HTTPServer, IHTTPServer)
 
 
 def _host_is_server_name(request: Request) -> bool:

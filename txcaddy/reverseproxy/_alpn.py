@@ -88,7 +88,7 @@ class AlpnExchange(HeadWaiters):
         else:
             inner = pool.new_exchange(self.host, self.method, self.target, self.headers,
                                       self.body_length, self.on_informational)
-        inner.alpn_owner = self  # type: ignore[attr-defined]
+        inner.alpn_owner = self
         self.inner = inner
         if self._producer is not None:
             inner.registerProducer(self._producer, self._streaming)

@@ -46,7 +46,6 @@ from txcaddy.reverseproxy.streaming import (
 from txcaddy.reverseproxy.transport import (
     CHUNKED,
     DialError,
-    Exchange,
     ResponseHead,
     ResponseHeaderTimeout,
 )
@@ -155,7 +154,9 @@ class _ProxyCall:
         self.error: BaseException | None = None
         self.pump: RequestBodyPump | None = None
         self.buffered: BufferedBody | None = None
-        self.exchange: Exchange | None = None
+        # an IExchange: an Exchange, or another transport's (ALPN, test doubles); not
+        # annotated as Exchange, which a mypyc build would check at run time
+        self.exchange: Any = None
         self.upstream: Upstream | None = None
         self.gone = False
         self.done = False
@@ -493,7 +494,7 @@ class _ProxyCall:
         self._relay(head, status)
         return done
 
-    def _switch_protocols(self, head: ResponseHead, exchange: Exchange, upstream: Upstream) -> None:
+    def _switch_protocols(self, head: ResponseHead, exchange: Any, upstream: Upstream) -> None:
         """A 101: check the protocol and join the connections (Caddy's handleUpgradeResponse)."""
         upstream.host.count_request(-1)
         self.upstream = None

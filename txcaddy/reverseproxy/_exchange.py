@@ -15,11 +15,12 @@ from __future__ import annotations
 from collections.abc import Callable
 from typing import TYPE_CHECKING, Any
 
+from mypy_extensions import mypyc_attr
 from twisted.internet.defer import CancelledError, Deferred
 from twisted.internet.interfaces import IPushProducer
 from twisted.logger import Logger
 from twisted.python.failure import Failure
-from zope.interface import implementer
+from zope.interface import classImplements
 
 from txcaddy._twisted import send_sequence_now
 from txcaddy.interfaces import IBodyConsumer, IExchange
@@ -60,7 +61,7 @@ class ResponseHead:
         return f"ResponseHead({self.status} {self.reason!r}, {len(self.headers)} headers)"
 
 
-@implementer(IBodyConsumer)
+@mypyc_attr(allow_interpreted_subclasses=True)  # the h2 transport's and tests' consumers
 class ResponseBodyConsumer:
     """A do-nothing ``IBodyConsumer`` to subclass (``Exchange.deliver_body`` feeds one)."""
 
@@ -74,6 +75,10 @@ class ResponseBodyConsumer:
         """The body ended: None when complete, else why it was cut off."""
 
 
+classImplements(ResponseBodyConsumer, IBodyConsumer)
+
+
+@mypyc_attr(allow_interpreted_subclasses=True)  # H2Exchange, FastCGIExchange, AlpnExchange
 class HeadWaiters:
     """The final response head (or the failure) for whoever waits for it.
 
@@ -119,7 +124,7 @@ class HeadWaiters:
                 on_head(result)
 
 
-@implementer(IExchange, IPushProducer)
+@mypyc_attr(allow_interpreted_subclasses=True)  # H2Exchange, FastCGIExchange, AlpnExchange
 class Exchange(HeadWaiters):
     """One request/response on an upstream connection.
 
@@ -159,6 +164,9 @@ class Exchange(HeadWaiters):
         self.close_after = False
         #: This exchange was already re-sent once after a stale connection.
         self.retried = False
+        #: The ``AlpnExchange`` this one runs for (declared here: a compiled Exchange takes
+        #: no attribute it does not declare).
+        self.alpn_owner: Any = None
         self._head_bytes = head_bytes
         self._pending: list[bytes] = [head_bytes]
         self._held = False  # body withheld until 100 Continue (expect_continue_timeout)
@@ -390,4 +398,7 @@ class Exchange(HeadWaiters):
                 # leave both (and the request they belong to) to the garbage collector.
                 consumer, self._consumer = self._consumer, None
                 consumer.body_finished(None)
+
+
+classImplements(Exchange, IExchange, IPushProducer)
 

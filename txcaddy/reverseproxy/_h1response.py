@@ -15,7 +15,8 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING, Any
 
-from txcaddy.reverseproxy._exchange import RawHeaders, ResponseHead
+from txcaddy.reverseproxy._exchange import RawHeaders
+from txcaddy.reverseproxy._h1rhead import parse_head
 from txcaddy.reverseproxy.errors import UpstreamProtocolError
 
 if TYPE_CHECKING:
@@ -24,10 +25,6 @@ if TYPE_CHECKING:
     from txcaddy.reverseproxy._h1connection import ConnectionPool
     from txcaddy.reverseproxy._pool import HostPool
 
-_SPACE_BYTES = frozenset(b" \t\r\n\x0b\x0c")  # what bytes.strip() removes
-# Lengths of the response fields the parser looks at (content-length, transfer-encoding,
-# connection): other names are not lower-cased at all.
-_NOTICED_LENGTHS = frozenset({14, 17, 10})
 _NO_BODY_STATUSES = frozenset((204, 304))
 
 # Parser states: waiting for a head; a body by Content-Length; chunked (size line, data, the
@@ -189,47 +186,9 @@ class ResponseParser:
                     f"server response headers exceeded {limit} bytes; aborted")
             self.buffer = data
             return None
-        raw = data[:end]
+        head, content_length, transfer_encoding, connection_close = parse_head(data[:end], skip == 4)
         rest = data[end + skip:]
-        if skip == 4 and raw.count(b"\n") == raw.count(b"\r\n"):
-            lines = raw.split(b"\r\n")  # the usual CRLF head: no per-line stripping
-        else:
-            lines = [line.rstrip(b"\r") for line in raw.split(b"\n")]
-        status_line = lines[0]
-        version, _, tail = status_line.partition(b" ")
-        code, _, reason = tail.partition(b" ")
-        if version not in (b"HTTP/1.1", b"HTTP/1.0") or len(code) != 3 or not code.isdigit():
-            raise UpstreamProtocolError(f"malformed status line {status_line[:60]!r}")
-        status = int(code)
-        headers: RawHeaders = []
-        content_length: bytes | None = None
-        transfer_encoding: bytes | None = None
-        connection_close = version == b"HTTP/1.0"
-        space = _SPACE_BYTES
-        for index in range(1, len(lines)):
-            line = lines[index]
-            name, sep, value = line.partition(b":")
-            if not sep or not name or name[0] in space or name[-1] in space:
-                raise UpstreamProtocolError(f"malformed header line {line[:60]!r}")
-            value = value.strip(b" \t")
-            headers.append((name, value))
-            if len(name) not in _NOTICED_LENGTHS:
-                continue
-            lower = name.lower()
-            if lower == b"content-length":
-                if content_length is not None and content_length != value:
-                    raise UpstreamProtocolError("conflicting Content-Length headers")
-                content_length = value
-            elif lower == b"transfer-encoding":
-                transfer_encoding = (
-                    value if transfer_encoding is None else transfer_encoding + b"," + value)
-            elif lower == b"connection":
-                tokens = {t.strip().lower() for t in value.split(b",")}
-                if b"close" in tokens:
-                    connection_close = True
-                elif b"keep-alive" in tokens and version == b"HTTP/1.0":
-                    connection_close = False
-        head = ResponseHead(version, status, reason, headers)
+        status = head.status
         exchange = self.exchange
         if 100 <= status < 200 and status != 101:
             if status == 100 and exchange._held:

@@ -22,7 +22,7 @@ import json
 from typing import Any
 
 from twisted.internet.defer import Deferred
-from zope.interface import implementer
+from zope.interface import classImplements
 
 from txcaddy._reactor import default_reactor
 from txcaddy.config.placeholders import Template
@@ -113,8 +113,7 @@ class _Target:
         """The target for this request (placeholders filled in)."""
         if self.template is None:
             return self
-        target = _Target.__new__(_Target)
-        target.template = None
+        target = _Target("")
         target._parse(self.template.render(request, None, empty_unknown=True))
         return target
 
@@ -126,7 +125,6 @@ class _Target:
         return self.hostport if self.network == "tcp" else f"{self.network}/{self.hostport}"
 
 
-@implementer(IHandler)
 class ReverseProxyHandler:
     """The configured proxy; one ``_ProxyCall`` per client request does the work.
 
@@ -210,6 +208,9 @@ class ReverseProxyHandler:
             elif not any_set_matches(self.retry_match, request):
                 return False
         return True
+
+
+classImplements(ReverseProxyHandler, IHandler)
 
 
 

@@ -14,6 +14,8 @@ from __future__ import annotations
 
 from typing import Any
 
+from mypy_extensions import mypyc_attr
+
 
 class Host:
     """State of one upstream address, shared by every handler that dials it."""
@@ -81,6 +83,7 @@ class HostRegistry:
         return list(self._hosts.values())
 
 
+@mypyc_attr(allow_interpreted_subclasses=True)  # upstreams.py's dynamic upstreams
 class Upstream:
     """One upstream of a handler's pool.
 

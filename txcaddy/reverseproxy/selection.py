@@ -30,7 +30,7 @@ import random
 from collections.abc import Sequence
 from typing import TYPE_CHECKING, Any
 
-from zope.interface import implementer
+from zope.interface import classImplements
 
 from txcaddy._go.fnv import MASK32, PRIME32, fnv1a_32
 from txcaddy._go.http import request_cookie, valid_cookie_name
@@ -127,7 +127,6 @@ def cookie_value(secret: str, dial: str) -> str:
 # -- the policies ---------------------------------------------------------------------
 
 
-@implementer(ISelectionPolicy)
 class RandomSelection:
     """``random``: any available upstream, uniformly."""
 
@@ -143,7 +142,9 @@ class RandomSelection:
         return self.rng.choice(available)
 
 
-@implementer(ISelectionPolicy)
+classImplements(RandomSelection, ISelectionPolicy)
+
+
 class RandomChoiceSelection:
     """``random_choose N``: the least loaded of N upstreams drawn at random.
 
@@ -166,7 +167,9 @@ class RandomChoiceSelection:
         return _least_loaded(available, self.rng)
 
 
-@implementer(ISelectionPolicy)
+classImplements(RandomChoiceSelection, ISelectionPolicy)
+
+
 class LeastConnSelection:
     """``least_conn``: the available upstream with the fewest requests in flight."""
 
@@ -179,7 +182,9 @@ class LeastConnSelection:
         return _least_loaded([u for u in pool if u.available()], self.rng)
 
 
-@implementer(ISelectionPolicy)
+classImplements(LeastConnSelection, ISelectionPolicy)
+
+
 class RoundRobinSelection:
     """``round_robin``: each upstream in turn, skipping unavailable ones.
 
@@ -207,7 +212,9 @@ class RoundRobinSelection:
         return None
 
 
-@implementer(ISelectionPolicy)
+classImplements(RoundRobinSelection, ISelectionPolicy)
+
+
 class WeightedRoundRobinSelection:
     """``weighted_round_robin w1 w2 …`` (Caddy 2.7; zero weights from 2.9).
 
@@ -261,7 +268,9 @@ class WeightedRoundRobinSelection:
         return candidates[slot % len(candidates)]
 
 
-@implementer(ISelectionPolicy)
+classImplements(WeightedRoundRobinSelection, ISelectionPolicy)
+
+
 class FirstSelection:
     """``first``: the first available upstream in configured order (failover)."""
 
@@ -274,7 +283,9 @@ class FirstSelection:
         return None
 
 
-@implementer(ISelectionPolicy)
+classImplements(FirstSelection, ISelectionPolicy)
+
+
 class IPHashSelection:
     """``ip_hash``: hash of the connecting peer's IP address."""
 
@@ -285,7 +296,9 @@ class IPHashSelection:
         return hash_choice(pool, _wire_bytes(remote[0] if remote else ""))
 
 
-@implementer(ISelectionPolicy)
+classImplements(IPHashSelection, ISelectionPolicy)
+
+
 class ClientIPHashSelection:
     """``client_ip_hash`` (Caddy 2.7): hash of the client IP, which is the peer's
     address unless the server trusts a proxy that said otherwise."""
@@ -305,7 +318,9 @@ class ClientIPHashSelection:
         return hash_choice(pool, _wire_bytes(address))
 
 
-@implementer(ISelectionPolicy)
+classImplements(ClientIPHashSelection, ISelectionPolicy)
+
+
 class URIHashSelection:
     """``uri_hash``: hash of the request target as the client sent it."""
 
@@ -315,7 +330,9 @@ class URIHashSelection:
         return hash_choice(pool, _wire_bytes(request.request_uri))
 
 
-@implementer(ISelectionPolicy)
+classImplements(URIHashSelection, ISelectionPolicy)
+
+
 class HeaderHashSelection:
     """``header <field>``: hash of the field's first value; ``Host`` is the request's host.
 
@@ -338,7 +355,9 @@ class HeaderHashSelection:
         return hash_choice(pool, _wire_bytes(value))
 
 
-@implementer(ISelectionPolicy)
+classImplements(HeaderHashSelection, ISelectionPolicy)
+
+
 class QueryHashSelection:
     """``query <key>`` (Caddy 2.7): hash of the key's query values joined with commas.
 
@@ -363,7 +382,9 @@ class QueryHashSelection:
         return hash_choice(pool, joined.encode("utf-8", "surrogateescape"))
 
 
-@implementer(ISelectionPolicy)
+classImplements(QueryHashSelection, ISelectionPolicy)
+
+
 class CookieHashSelection:
     """``cookie [<name> [<secret>]]``: sticky sessions.
 
@@ -419,10 +440,13 @@ class CookieHashSelection:
         return chosen
 
 
+classImplements(CookieHashSelection, ISelectionPolicy)
+
+
 # -- loading from JSON ----------------------------------------------------------------
 
 
-def load_selection_policy(config: dict[str, Any] | None, context: Any) -> ISelectionPolicy:
+def load_selection_policy(config: Any, context: Any) -> ISelectionPolicy:
     """The policy a handler's ``load_balancing.selection_policy`` describes.
 
     None (no ``selection_policy``) gives txcaddy's default, round-robin from
