@@ -22,6 +22,7 @@ COMPILED = [
     "txcaddy/http/request.py",
     "txcaddy/http/routing.py",
     "txcaddy/http/server.py",
+    "txcaddy/metrics/_http.py",
     "txcaddy/reverseproxy/_call.py",
     "txcaddy/reverseproxy/_exchange.py",
     "txcaddy/reverseproxy/_h1rhead.py",
