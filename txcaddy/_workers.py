@@ -145,7 +145,11 @@ class WorkerProcess(ProcessProtocol):
                 self.kill()
                 return
             for message in messages:
-                self.pool._message(self, message)
+                try:
+                    self.pool._message(self, message)
+                except Exception as e:  # noqa: BLE001 - one bad message must not close the channel
+                    log.error("worker {slot}: bad {kind} control message: {error!r}", slot=self.slot,
+                              kind=message.get("type"), error=e)
             return
         # stdout/stderr: what the worker printed before its logging was set up (tracebacks).
         buffered = self._text.get(childFD, b"") + data
@@ -236,7 +240,23 @@ class WorkerPool(Service):
     def _spawn_current(self, slot: int, restart: bool = False) -> WorkerProcess:
         worker = self._spawn(slot, self.generation, self._config(), self._sockets(), restart)
         self.workers[slot] = worker
+        # A worker that hangs before ``ready`` would hold its slot (and ``ready``) forever:
+        # killed, it is restarted with the backoff like any other death.
+        timer = self.reactor.callLater(READY_TIMEOUT, self._too_slow, worker)
+
+        def settled(result: Any) -> Any:
+            if timer.active():
+                timer.cancel()
+            return result
+
+        worker.ready.addBoth(settled)
         return worker
+
+    def _too_slow(self, worker: WorkerProcess) -> None:
+        if not worker.ready.called and not worker.gone and not worker.stopping:
+            log.error("worker {slot} (pid {pid}) not ready after {timeout}s; killing it",
+                      slot=worker.slot, pid=worker.pid, timeout=READY_TIMEOUT)
+            worker.kill()
 
     def startService(self) -> None:  # noqa: N802 - Twisted's name
         super().startService()
