@@ -211,6 +211,24 @@ class PoolTests(SynchronousTestCase):
         self.reactor.advance(READY_TIMEOUT * 2)
         self.assertEqual(self.reactor.processes[2].signals, [])
 
+    def test_roll_restarts_a_new_worker_that_died_after_its_ready(self) -> None:
+        """A new worker that said ready and then died before the rest of its generation was
+        ready is started again once the roll completes, not left dead in its slot."""
+        self.ready_all(list(self.reactor.processes))
+        self.config = {"n": 2}
+        rolled = self.pool.roll()
+        first, second = self.reactor.processes[2:]
+        first.say("ready")
+        first.end(9)
+        second.say("ready")
+        self.successResultOf(rolled)
+        self.assertEqual(len(self.reactor.processes), 4)
+        self.reactor.advance(10)
+        self.assertEqual(len(self.reactor.processes), 5)
+        restarted = self.reactor.processes[4]
+        self.assertEqual((restarted.env["TXCADDY_WORKER"], restarted.messages()[0]["config"]), ("1", {"n": 2}))
+        self.assertIs(self.pool.workers[1].transport, restarted)
+
     def test_roll_replaces_workers_once_the_new_ones_are_ready(self) -> None:
         """A roll spawns a new generation with the current config; the old workers are told
         to stop only once every new one is ready, and the roll fires then."""

@@ -321,6 +321,9 @@ class WorkerPool(Service):
         if self._stopping or worker.stopping or not self.running:
             del self.workers[worker.slot]
             return
+        self._schedule_restart(worker, reason)
+
+    def _schedule_restart(self, worker: WorkerProcess, reason: Failure) -> None:
         delay = self.backoff[worker.slot].next_delay()
         log.warn("worker {slot} (pid {pid}) died ({reason}); starting it again in {delay}s",
                  slot=worker.slot, pid=worker.pid, reason=str(reason.value), delay=delay)
@@ -369,6 +372,11 @@ class WorkerPool(Service):
             for slot in list(self._restarts):
                 self._restarts.pop(slot).cancel()
             self.workers = new
+            for worker in new.values():
+                if worker.gone and worker.reason is not None:
+                    # Died after its ready, while the rest of its generation was starting:
+                    # ``_ended`` ignored it then (not yet in ``workers``).
+                    self._schedule_restart(worker, worker.reason)
             self.retiring.extend(old)
             for worker in old:
                 worker.stop()
