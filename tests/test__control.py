@@ -46,6 +46,14 @@ class MessageTests(SynchronousTestCase):
         decoder = LineDecoder(max_line=10)
         self.assertRaises(ValueError, decoder.feed, b"x" * 11)
 
+    def test_decoder_refuses_deeply_nested_json(self) -> None:
+        """JSON nested past the parser's recursion limit is a ValueError, not a RecursionError."""
+        self.assertRaises(ValueError, LineDecoder().feed, b"[" * 100_000 + b"\n")
+
+    def test_decoder_refuses_a_whole_line_over_the_limit(self) -> None:
+        """A complete line longer than the limit raises, even when it came in one read."""
+        self.assertRaises(ValueError, LineDecoder(max_line=10).feed, b'{"type":"ready","x":"yyyy"}\n')
+
 
 class WireTests(SynchronousTestCase):
     def test_log_value_types_survive(self) -> None:

@@ -180,6 +180,55 @@ class PoolTests(SynchronousTestCase):
         self.assertEqual(fields, [("duration", 5)])
         self.assertIsInstance(fields[0][1], Duration)
 
+    def test_malformed_message_fields_do_not_break_the_channel(self) -> None:
+        """A message with fields of the wrong shape is logged and skipped; the messages after
+        it on the same channel are still handled."""
+        process = self.reactor.processes[0]
+        errors = self.flushLoggedErrors  # nothing may escape to the reactor
+        process.say("log", logger="x", level="info", message="m", fields="not a list", time="soon")
+        process.say("event", level="no-such-level", text="t")
+        process.say("log", logger="http.log.access", level="info", message="ok", fields=[], time=1.0)
+        process.say("ready")
+        self.assertEqual([entry[2] for entry in self.logged], ["ok"])
+        self.assertTrue(self.pool.workers[1].ready.called)
+        self.assertEqual(process.signals, [])
+        self.assertEqual(errors(), [])
+
+    def test_worker_that_never_becomes_ready_is_killed_and_restarted(self) -> None:
+        """A first-generation worker silent for READY_TIMEOUT is killed, then started again."""
+        first, second = self.reactor.processes
+        second.say("ready")
+        self.reactor.advance(READY_TIMEOUT - 1)
+        self.assertEqual(first.signals, [])
+        self.reactor.advance(1)
+        self.assertEqual(first.signals, ["KILL"])
+        self.assertEqual(second.signals, [])
+        first.end(9)
+        self.reactor.advance(0.1)
+        self.assertEqual(len(self.reactor.processes), 3)
+        self.reactor.processes[2].say("ready")
+        self.successResultOf(self.pool.ready)
+        self.reactor.advance(READY_TIMEOUT * 2)
+        self.assertEqual(self.reactor.processes[2].signals, [])
+
+    def test_roll_restarts_a_new_worker_that_died_after_its_ready(self) -> None:
+        """A new worker that said ready and then died before the rest of its generation was
+        ready is started again once the roll completes, not left dead in its slot."""
+        self.ready_all(list(self.reactor.processes))
+        self.config = {"n": 2}
+        rolled = self.pool.roll()
+        first, second = self.reactor.processes[2:]
+        first.say("ready")
+        first.end(9)
+        second.say("ready")
+        self.successResultOf(rolled)
+        self.assertEqual(len(self.reactor.processes), 4)
+        self.reactor.advance(10)
+        self.assertEqual(len(self.reactor.processes), 5)
+        restarted = self.reactor.processes[4]
+        self.assertEqual((restarted.env["TXCADDY_WORKER"], restarted.messages()[0]["config"]), ("1", {"n": 2}))
+        self.assertIs(self.pool.workers[1].transport, restarted)
+
     def test_roll_replaces_workers_once_the_new_ones_are_ready(self) -> None:
         """A roll spawns a new generation with the current config; the old workers are told
         to stop only once every new one is ready, and the roll fires then."""

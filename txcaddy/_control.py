@@ -60,7 +60,12 @@ class LineDecoder:
         for line in lines:
             if not line.strip():
                 continue
-            message = json.loads(line)
+            if len(line) > self.max_line:
+                raise ValueError("control line too long")
+            try:
+                message = json.loads(line)
+            except RecursionError:  # nested deeper than the parser goes: no message of ours
+                raise ValueError(f"control line nested too deep: {line[:80]!r}") from None
             if not isinstance(message, dict) or not isinstance(message.get("type"), str):
                 raise ValueError(f"not a control message: {line[:80]!r}")
             out.append(message)

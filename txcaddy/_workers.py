@@ -145,7 +145,11 @@ class WorkerProcess(ProcessProtocol):
                 self.kill()
                 return
             for message in messages:
-                self.pool._message(self, message)
+                try:
+                    self.pool._message(self, message)
+                except Exception as e:  # noqa: BLE001 - one bad message must not close the channel
+                    log.error("worker {slot}: bad {kind} control message: {error!r}", slot=self.slot,
+                              kind=message.get("type"), error=e)
             return
         # stdout/stderr: what the worker printed before its logging was set up (tracebacks).
         buffered = self._text.get(childFD, b"") + data
@@ -236,7 +240,23 @@ class WorkerPool(Service):
     def _spawn_current(self, slot: int, restart: bool = False) -> WorkerProcess:
         worker = self._spawn(slot, self.generation, self._config(), self._sockets(), restart)
         self.workers[slot] = worker
+        # A worker that hangs before ``ready`` would hold its slot (and ``ready``) forever:
+        # killed, it is restarted with the backoff like any other death.
+        timer = self.reactor.callLater(READY_TIMEOUT, self._too_slow, worker)
+
+        def settled(result: Any) -> Any:
+            if timer.active():
+                timer.cancel()
+            return result
+
+        worker.ready.addBoth(settled)
         return worker
+
+    def _too_slow(self, worker: WorkerProcess) -> None:
+        if not worker.ready.called and not worker.gone and not worker.stopping:
+            log.error("worker {slot} (pid {pid}) not ready after {timeout}s; killing it",
+                      slot=worker.slot, pid=worker.pid, timeout=READY_TIMEOUT)
+            worker.kill()
 
     def startService(self) -> None:  # noqa: N802 - Twisted's name
         super().startService()
@@ -301,6 +321,9 @@ class WorkerPool(Service):
         if self._stopping or worker.stopping or not self.running:
             del self.workers[worker.slot]
             return
+        self._schedule_restart(worker, reason)
+
+    def _schedule_restart(self, worker: WorkerProcess, reason: Failure) -> None:
         delay = self.backoff[worker.slot].next_delay()
         log.warn("worker {slot} (pid {pid}) died ({reason}); starting it again in {delay}s",
                  slot=worker.slot, pid=worker.pid, reason=str(reason.value), delay=delay)
@@ -349,6 +372,11 @@ class WorkerPool(Service):
             for slot in list(self._restarts):
                 self._restarts.pop(slot).cancel()
             self.workers = new
+            for worker in new.values():
+                if worker.gone and worker.reason is not None:
+                    # Died after its ready, while the rest of its generation was starting:
+                    # ``_ended`` ignored it then (not yet in ``workers``).
+                    self._schedule_restart(worker, worker.reason)
             self.retiring.extend(old)
             for worker in old:
                 worker.stop()

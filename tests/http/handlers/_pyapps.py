@@ -234,3 +234,24 @@ def klein_app() -> Any:
         return json.dumps({"name": name, "prepath": [p.decode() for p in request.prepath]})
 
     return app
+
+
+def long_content_length(environ: dict[str, Any], start_response: Any) -> Iterator[bytes]:
+    """Declares a Content-Length of 3, then yields more than that (and records how far it got)."""
+    seen["long_yields"] = 0
+    start_response("200 OK", [("Content-Length", "3")])
+    for chunk in (b"he", b"llo", b"world"):
+        seen["long_yields"] += 1
+        yield chunk
+
+
+def short_content_length(environ: dict[str, Any], start_response: Any) -> list[bytes]:
+    """Declares a Content-Length of 10, then sends 5 bytes."""
+    start_response("200 OK", [("Content-Length", "10")])
+    return [b"hello"]
+
+
+def bad_content_length(environ: dict[str, Any], start_response: Any) -> list[bytes]:
+    """Declares a Content-Length that is not a number."""
+    start_response("200 OK", [("Content-Length", "ten")])
+    return [b"hello"]

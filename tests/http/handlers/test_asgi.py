@@ -643,6 +643,71 @@ class ASGIFlowTests(SynchronousTestCase):
         self.assertEqual((response.status, response.body, response.aborted), (200, b"part", True))
         self.flushLoggedErrors(RuntimeError)
 
+    def test_send_after_the_response_completed_raises(self) -> None:
+        """A body sent after the response completed raises in the app (nothing is written)."""
+        from txcaddy.testing import FakeResponse, make_request
+
+        raised: list[str] = []
+
+        async def app(scope: Any, receive: Any, send: Any) -> None:
+            await send({"type": "http.response.start", "status": 200, "headers": []})
+            await send({"type": "http.response.body", "body": b"done"})
+            try:
+                await send({"type": "http.response.body", "body": b"more"})
+            except RuntimeError as e:
+                raised.append(str(e))
+
+        response = FakeResponse()
+        done = self.serve(app, make_request(), response)
+        self.spin()
+        self.assertTrue(done.called)
+        self.assertEqual((response.body, response.ended), (b"done", True))
+        self.assertEqual(len(raised), 1)
+        self.assertIn("completed", raised[0])
+
+    def test_invalid_start_message_is_a_clean_500(self) -> None:
+        """A start message with a bad header raises at once, and the 500 carries none of its fields."""
+        from txcaddy.http.errors import HandlerError
+        from txcaddy.testing import FakeResponse, make_request
+
+        raised: list[BaseException] = []
+
+        async def app(scope: Any, receive: Any, send: Any) -> None:
+            try:
+                await send({"type": "http.response.start", "status": 200,
+                            "headers": [(b"x-ok", b"1"), ("x-str", "not bytes")]})
+            except TypeError as e:
+                raised.append(e)
+                raise
+
+        response = FakeResponse()
+        done = self.serve(app, make_request(), response)
+        self.spin()
+        self.assertEqual(self.failureResultOf(done, HandlerError).value.status, 500)
+        self.assertEqual(len(raised), 1)
+        self.assertIsNone(response.headers.get("X-Ok"))
+        self.flushLoggedErrors(TypeError)
+
+    def test_non_numeric_status_raises_at_start(self) -> None:
+        """A status that is no integer raises from the start message itself."""
+        from txcaddy.testing import FakeResponse, make_request
+
+        raised: list[str] = []
+
+        async def app(scope: Any, receive: Any, send: Any) -> None:
+            try:
+                await send({"type": "http.response.start", "status": "abc", "headers": []})
+            except (TypeError, ValueError) as e:
+                raised.append(type(e).__name__)
+            await send({"type": "http.response.start", "status": 204, "headers": []})
+            await send({"type": "http.response.body", "body": b""})
+
+        response = FakeResponse()
+        done = self.serve(app, make_request(), response)
+        self.spin()
+        self.assertTrue(done.called)
+        self.assertEqual((raised, response.status), (["TypeError"], 204))
+
     def test_no_response_is_a_500_handler_error(self) -> None:
         """An app that returns without answering is a HandlerError 500 (handle_errors applies)."""
         from txcaddy.http.errors import HandlerError
@@ -758,3 +823,27 @@ class ASGIFlowTests(SynchronousTestCase):
         response.switched_to.dataReceived(client.send(CloseConnection(code=1000)))
         self.spin()
         self.assertTrue(transport.disconnecting)
+
+    def test_websocket_client_gone_before_accept_is_a_disconnect(self) -> None:
+        """A client that leaves before the app accepted gives the app websocket.disconnect
+        (1006) instead of a receive that never returns."""
+        from txcaddy.testing import FakeResponse, make_request
+
+        seen: list[Any] = []
+
+        async def app(scope: Any, receive: Any, send: Any) -> None:
+            seen.append((await receive())["type"])
+            message = await receive()
+            seen.append((message["type"], message.get("code")))
+
+        request = make_request("GET", "/ws", {"Connection": "Upgrade", "Upgrade": "websocket",
+                                              "Sec-WebSocket-Key": "dGhlIHNhbXBsZSBub25jZQ==",
+                                              "Sec-WebSocket-Version": "13"})
+        response = FakeResponse()
+        done = self.serve(app, request, response)
+        self.spin()
+        self.assertEqual(seen, ["websocket.connect"])
+        response.connection_lost(ConnectionResetError())
+        self.spin()
+        self.assertEqual(seen, ["websocket.connect", ("websocket.disconnect", 1006)])
+        self.assertTrue(done.called)

@@ -181,6 +181,44 @@ class HandlerTests(TestCase):
         self.assertEqual(len(self.flushLoggedErrors(ZeroDivisionError)), 1)
 
     @inlineCallbacks
+    def test_body_past_content_length_is_cut(self) -> Any:
+        """Bytes past the app's own Content-Length are not sent (they would frame the next
+        response on a keep-alive connection), and its iterable is not read further."""
+        response = FakeResponse()
+        yield self.handler("long_content_length").serve(make_request(), response, None)
+        self.assertEqual((response.body, response.ended, response.headers.get("Content-Length")),
+                         (b"hel", True, "3"))
+        self.assertEqual(_pyapps.seen["long_yields"], 2)
+
+    @inlineCallbacks
+    def test_body_short_of_content_length_fails(self) -> Any:
+        """A body shorter than the app's Content-Length is not finished as if complete: the
+        handler fails after the head (the server cuts the connection)."""
+        response = FakeResponse()
+        with self.assertRaises(HandlerError) as e:
+            yield self.handler("short_content_length").serve(make_request(), response, None)
+        self.assertIn("Content-Length", str(e.exception))
+        self.assertEqual((response.body, response.ended), (b"hello", False))
+        self.flushLoggedErrors()
+
+    @inlineCallbacks
+    def test_head_request_with_content_length_is_complete(self) -> Any:
+        """A HEAD answer declaring a Content-Length with a body that never goes out finishes normally."""
+        response = FakeResponse()
+        yield self.handler("short_content_length").serve(make_request("HEAD", "/"), response, None)
+        self.assertTrue(response.ended)
+
+    @inlineCallbacks
+    def test_bad_content_length_is_a_500(self) -> Any:
+        """A Content-Length that is no number is the app's error: a 500, nothing sent."""
+        response = FakeResponse()
+        with self.assertRaises(HandlerError) as e:
+            yield self.handler("bad_content_length").serve(make_request(), response, None)
+        self.assertEqual(e.exception.status, 500)
+        self.assertFalse(response.head_sent)
+        self.assertEqual(len(self.flushLoggedErrors(ValueError)), 1)
+
+    @inlineCallbacks
     def test_pool_exhaustion(self) -> Any:
         """With 1 thread and a queue of 1, a third request is a 503 at once; the others then finish."""
         _pyapps.gate.clear()

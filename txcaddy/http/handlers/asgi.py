@@ -195,6 +195,26 @@ class Lifespan(Service):
         return Deferred.fromFuture(done)
 
 
+def _start_fields(message: Message) -> tuple[int, list[tuple[str, str]]]:
+    """The status and header fields of an ``http.response.start``; TypeError or ValueError
+    for a message the spec does not allow (a status that is no int, a field that is not two bytes)."""
+    status = message.get("status")
+    if not isinstance(status, int) or isinstance(status, bool):
+        raise TypeError(f"http.response.start: status must be an int, got {status!r}")
+    if not 100 <= status <= 999:
+        raise ValueError(f"http.response.start: status {status} out of range")
+    fields = []
+    for pair in message.get("headers") or ():
+        try:
+            name, value = pair
+        except (TypeError, ValueError):
+            raise TypeError(f"http.response.start: a header must be a [name, value] pair, got {pair!r}") from None
+        if not isinstance(name, bytes | bytearray) or not isinstance(value, bytes | bytearray):
+            raise TypeError(f"http.response.start: header names and values must be bytes, got {pair!r}")
+        fields.append((bytes(name).decode("latin-1"), bytes(value).decode("latin-1")))
+    return status, fields
+
+
 @implementer(IBodyConsumer)
 class _HTTPCycle:
     """One HTTP request through the app: its ``receive`` and ``send``, and the response's producer."""
@@ -214,6 +234,8 @@ class _HTTPCycle:
         self._writable: asyncio.Future[None] | None = None  # send waiting for the client
         self._paused = False
         self.started: Message | None = None
+        self._status = 200
+        self._fields: list[tuple[str, str]] = []
         self.complete = False
         self.app_done = False
         self.disconnected = False
@@ -293,14 +315,19 @@ class _HTTPCycle:
         if kind == "http.response.start":
             if self.started is not None:
                 raise RuntimeError("http.response.start sent twice")
+            # Checked here, in the app's send: a bad message raises where the app sent it,
+            # and nothing of it reaches the response (a 500 would carry its fields).
+            self._status, self._fields = _start_fields(message)
             self.started = message
             return
         if kind != "http.response.body":
             raise RuntimeError(f"unexpected ASGI message {kind!r} for an HTTP request")
         if self.started is None:
             raise RuntimeError("http.response.body before http.response.start")
-        if self.complete or response.lost is not None:
-            return  # the client is gone (or the response complete): dropped, as uvicorn does
+        if self.complete:
+            raise RuntimeError("http.response.body sent after the response completed")
+        if response.lost is not None:
+            return  # the client is gone: dropped, as uvicorn does
         if not response.head_sent:
             self._write_head()
         body = message.get("body", b"")
@@ -317,14 +344,13 @@ class _HTTPCycle:
             await writable
 
     def _write_head(self) -> None:
-        start = self.started
-        assert start is not None
+        assert self.started is not None
         response = self.response
         headers = response.headers
-        for name, value in start.get("headers", ()):
-            headers.add(bytes(name).decode("latin-1"), bytes(value).decode("latin-1"))
+        for name, value in self._fields:
+            headers.add(name, value)
         response.register_producer(self, True)
-        response.write_head(int(start.get("status", 200)))
+        response.write_head(self._status)
 
     # -- IPushProducer: the client's connection paces ``send`` ------------------------------
 
@@ -662,6 +688,14 @@ class ASGIHandler:
 
     def _serve_websocket(self, request: Any, response: Any) -> Deferred[None]:
         session = _WebSocketSession(request, response, self.loop, self.clock)
+
+        def gone_before_accept() -> None:
+            # Before the upgrade the connection is the response's: its loss would never
+            # reach the app, whose receive would wait forever.
+            if response.lost is not None and not session.accepted:
+                session.closed(1006)
+
+        response.on_finish(gone_before_accept)
         task: asyncio.Future[None] = asyncio.ensure_future(
             self.app(self.scope(request, "websocket"), session.receive, session.send), loop=self.loop)
         d: Deferred[None] = Deferred.fromFuture(task)

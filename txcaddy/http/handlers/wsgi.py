@@ -439,6 +439,8 @@ class _WSGICall:
         self._status: int | None = None
         self._headers: list[tuple[str, str]] = []
         self._head_passed = False
+        self._length: int | None = None  # the app's Content-Length
+        self._sent = 0  # body bytes passed on, at most ``_length``
         response.on_finish(self._response_over)
 
     # -- app thread ----------------------------------------------------------------------
@@ -459,6 +461,8 @@ class _WSGICall:
         try:
             for chunk in result:
                 self._write(chunk)
+                if self._length is not None and self._sent >= self._length:
+                    break  # all the app declared was sent: the rest is not read (PEP 3333)
             if self._status is None:
                 raise RuntimeError("the WSGI app returned without calling start_response")
         finally:
@@ -480,8 +484,16 @@ class _WSGICall:
         for pair in headers:
             if not (isinstance(pair, tuple) and len(pair) == 2 and all(isinstance(v, str) for v in pair)):
                 raise TypeError(f"WSGI header fields must be (str, str) tuples, got {pair!r}")
+        lengths = {value.strip() for name, value in headers if name.lower() == "content-length"}
+        length = None
+        if lengths:
+            text = lengths.pop()
+            if lengths or not text.isascii() or not text.isdigit():
+                raise ValueError(f"bad Content-Length from the WSGI app: {[*lengths, text]!r}")
+            length = int(text)
         self._status = int(status[:3])
         self._headers = list(headers)
+        self._length = length
         return self._write
 
     def _write(self, data: bytes) -> None:
@@ -489,8 +501,13 @@ class _WSGICall:
             raise TypeError(f"a WSGI app must give bytes, got {type(data).__name__}")
         if self._status is None:
             raise AssertionError("the WSGI app wrote before calling start_response")
+        if self._length is not None:
+            # More than the app declared would frame the next response on a kept-alive
+            # connection: what is past its Content-Length is dropped.
+            data = data[: max(0, self._length - self._sent)]
         if not data:
             return  # the head waits for the first non-empty chunk (PEP 3333)
+        self._sent += len(data)
         head = None
         if not self._head_passed:
             self._head_passed = True
@@ -555,6 +572,12 @@ class _WSGICall:
         else:
             self.done.errback(error)
 
+    def _short(self) -> bool:
+        """Whether the body ended short of the app's Content-Length (the app thread is done)."""
+        status = self._status or 200
+        return (self._length is not None and self._sent < self._length and self.request.method != "HEAD"
+                and status >= 200 and status not in (204, 304))
+
     def _finished(self, outcome: Failure | None, head: tuple[int, list[tuple[str, str]]] | None) -> None:
         self.handler.pool.call_done()
         self.input.close()
@@ -562,6 +585,9 @@ class _WSGICall:
             self._producing = False
             if self.response.lost is None:
                 self.response.unregister_producer()
+        if outcome is None and self._short():
+            outcome = Failure(RuntimeError(
+                f"the WSGI app sent {self._sent} bytes of the {self._length} its Content-Length declared"))
         if outcome is None:
             if not self.gone:
                 if head is not None:
