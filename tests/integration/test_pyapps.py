@@ -9,9 +9,7 @@ import socket
 from typing import Any
 
 import treq
-from twisted.internet import reactor
-from twisted.internet.defer import inlineCallbacks
-from twisted.internet.task import deferLater
+from twisted.internet.defer import Deferred, inlineCallbacks
 from twisted.trial.unittest import TestCase
 from twisted.web.client import ResponseFailed
 
@@ -88,11 +86,10 @@ class PoolExhaustionTests(_Served):
             f"\twsgi {APPS}:flask_app() {{\n\t\tthreads 1\n\t\tqueue 0\n\t}}\n"
             "\thandle_errors {\n\t\trespond \"error {http.error.status_code}\"\n\t}\n"
         )
+        entered = _pyapps.reached["entered"] = Deferred()
+        self.addCleanup(_pyapps.reached.clear)
         first = treq.get(base + "/wait", persistent=False)
-        for _ in range(500):  # until the first request holds the only thread
-            if _pyapps.seen["entered"]:
-                break
-            yield deferLater(reactor, 0.01, lambda: None)
+        yield entered  # the first request holds the only thread
         response, body = yield self.fetch("GET", base + "/wait")
         self.assertEqual((response.code, body), (503, b"error 503"))
         _pyapps.gate.set()
@@ -135,17 +132,14 @@ class PlainWSGITests(_Served):
         port = int(base.rsplit(":", 1)[1])
         _pyapps.seen.pop("closed", None)
         _pyapps.seen.pop("sent", None)
+        sent = _pyapps.reached["sent"] = Deferred()
+        closed = _pyapps.reached["closed"] = Deferred()
+        self.addCleanup(_pyapps.reached.clear)
         with socket.create_connection(("127.0.0.1", port)) as client:
             client.sendall(b"GET / HTTP/1.1\r\nHost: 127.0.0.1\r\n\r\n")
-            for _ in range(500):  # until the app has produced something
-                if _pyapps.seen.get("sent"):
-                    break
-                yield deferLater(reactor, 0.01, lambda: None)
-            # closed without reading: the app is paused by then (the client read nothing)
-        for _ in range(500):
-            if _pyapps.seen.get("closed"):
-                break
-            yield deferLater(reactor, 0.01, lambda: None)
+            yield sent  # the app has produced something
+            # closed without reading
+        yield closed  # the disconnect stopped the app, which closed its iterable
         self.assertTrue(_pyapps.seen["closed"])
         self.assertLess(_pyapps.seen["sent"], 50)
 

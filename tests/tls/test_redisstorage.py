@@ -6,10 +6,11 @@ from __future__ import annotations
 import atexit
 import random
 import threading
+import time
 from typing import Any
 
 from twisted.internet.defer import CancelledError, Deferred, maybeDeferred
-from twisted.internet.task import Clock, deferLater
+from twisted.internet.task import Clock
 from twisted.trial.unittest import SynchronousTestCase, TestCase
 from zope.interface.verify import verifyObject
 
@@ -280,13 +281,44 @@ class RealReactorTests(_Server, TestCase):
         await storage.unlock("n")
 
     async def test_renewed_lock_outlives_its_ttl(self) -> None:
-        """A holder's renewals keep a 0.3 s lock for a second; the waiter gets it on unlock."""
-        run = thread_runner(REACTOR)
+        """A holder's renewal moves a 0.3 s lock's expiry on in Redis; the waiter gets it only on unlock."""
+        threads = thread_runner(REACTOR)
+        answered: list[Deferred[None]] = []
+
+        def run(f: Any, *args: Any) -> Deferred[Any]:
+            """The storages' calls, each answer also waking whoever waits in ``next_answer``."""
+            def woken(result: Any) -> Any:
+                waiters, answered[:] = answered[:], []
+                for waiter in waiters:
+                    waiter.callback(None)
+                return result
+
+            return threads(f, *args).addBoth(woken)
+
+        def next_answer() -> Deferred[None]:
+            waiter: Deferred[None] = Deferred()
+            answered.append(waiter)
+            return waiter
+
         first = self.redis_storage(REACTOR, run=run, lock_ttl=0.3, renew_interval=0.1)
         second = self.redis_storage(REACTOR, run=run, lock_ttl=0.3, renew_interval=0.1)
+        client = self.server.client()
+        rkey = first.lock_redis_key("n")
         await first.lock("n")
+        token = client.get(rkey)
+
+        def expiry() -> float:
+            """When Redis will drop the lock key, on this process' monotonic clock."""
+            return time.monotonic() + client.pttl(rkey) / 1000
+
+        first_expiry = expiry()
         waiting = second.lock("n")
-        await deferLater(REACTOR, 1.0)
+        # The storages' own timers (first's renewals every 0.1 s, second's polls) drive this;
+        # after each answer, Redis' PTTL says whether the expiry was pushed past the first one.
+        while expiry() < first_expiry + 0.05 and client.get(rkey) == token and not waiting.called:
+            await next_answer()
+        self.assertEqual(client.get(rkey), token)  # still the holder's, renewed before it expired
+        self.assertGreater(expiry(), first_expiry + 0.05)
         self.assertFalse(waiting.called)
         await first.unlock("n")
         await waiting

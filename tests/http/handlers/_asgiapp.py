@@ -60,15 +60,32 @@ BIG_CHUNKS = 2048  # of 64 KiB: 128 MiB
 _big_sent = 0
 
 
-async def big(request: Request) -> Response:
-    async def chunks() -> AsyncIterator[bytes]:
+class _Big(Response):
+    """128 MiB in 64 KiB sends; the first send that has to wait for the client prints
+    ``BIG held back after <n>`` (n: the chunks sent before it), the backpressure event."""
+
+    async def __call__(self, scope: Any, receive: Any, send: Any) -> None:
         global _big_sent
         _big_sent = 0
+        held = False
+        await send({"type": "http.response.start", "status": 200,
+                    "headers": [(b"content-type", b"application/octet-stream")]})
         for _ in range(BIG_CHUNKS):
-            yield b"z" * 65536
+            sending = asyncio.ensure_future(send({"type": "http.response.body", "body": b"z" * 65536,
+                                                  "more_body": True}))
+            # One loop turn (no time passes): the send's task runs first, to its end or to the
+            # wait for the client, so "not done" here means the handler holds the app back.
+            await asyncio.sleep(0)
+            if not held and not sending.done():
+                held = True
+                mark(f"BIG held back after {_big_sent}")
+            await sending
             _big_sent += 1
+        await send({"type": "http.response.body", "body": b""})
 
-    return StreamingResponse(chunks(), media_type="application/octet-stream")
+
+async def big(request: Request) -> Response:
+    return _Big()
 
 
 async def big_sent(request: Request) -> Response:

@@ -17,6 +17,16 @@ from twisted.web.static import Data, File
 gate = threading.Event()
 #: What the apps record for tests to look at (the close() calls, what a streaming app wrote).
 seen: dict[str, Any] = {}
+#: Deferreds a test puts here to hear when an app reaches a point ("entered", "sent", "closed"):
+#: the app fires it on the reactor thread, once, so the test waits on the event itself.
+reached: dict[str, Any] = {}
+
+
+def _reach(point: str) -> None:
+    """Fire the Deferred a test waits on for ``point`` (from any thread)."""
+    waiter = reached.pop(point, None)
+    if waiter is not None:
+        reactor.callFromThread(waiter.callback, None)  # type: ignore[attr-defined]
 
 
 def echo_environ(environ: dict[str, Any], start_response: Any) -> list[bytes]:
@@ -65,10 +75,12 @@ class _Streamed:
         for i in range(self.count):
             self.sent += 1
             seen["sent"] = self.sent
+            _reach("sent")
             yield bytes([65 + i % 26]) * self.size
 
     def close(self) -> None:
         seen["closed"] = True
+        _reach("closed")
 
 
 def stream(environ: dict[str, Any], start_response: Any) -> _Streamed:
@@ -167,6 +179,7 @@ def flask_app() -> Any:
     @app.route("/wait")
     def wait() -> Any:
         seen["entered"] = seen.get("entered", 0) + 1
+        _reach("entered")
         gate.wait(10)
         return "waited"
 

@@ -65,12 +65,12 @@ class Server:
             # admin off: no child binds localhost:2019, whatever else runs.
             f.write(f"{{\n\tadmin off\n}}\nhttp://127.0.0.1:{self.port} {{\n\tbind 127.0.0.1\n{site}\n}}\n")
 
-    def wait_for(self, marker: bytes, timeout: float = TIMEOUT) -> None:
-        """Read the child's output until ``marker`` appears in it."""
+    def wait_for(self, marker: bytes, timeout: float = TIMEOUT, start: int = 0) -> None:
+        """Read the child's output until ``marker`` appears in it (from offset ``start`` on)."""
         deadline = time.monotonic() + timeout
         stdout = self.process.stdout
         assert stdout is not None
-        while marker not in self.output:
+        while self.output.find(marker, start) < 0:
             ready, _, _ = select.select([stdout], [], [], max(deadline - time.monotonic(), 0))
             if not ready:
                 raise AssertionError(f"no {marker!r} within {timeout}s; output: {self.output.decode()}")
@@ -207,14 +207,11 @@ class ASGIHTTPTests(SynchronousTestCase):
         with socket.create_connection(("127.0.0.1", self.server.port), timeout=TIMEOUT) as s:
             s.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 65536)
             s.sendall(b"GET /big HTTP/1.1\r\nHost: 127.0.0.1\r\nConnection: close\r\n\r\n")
-            # Wait until the app stops getting ahead (its count stays the same), bounded.
-            counts = [-2, -1]
-            deadline = time.monotonic() + TIMEOUT
-            while counts[-1] != counts[-2] and time.monotonic() < deadline:
-                time.sleep(0.2)
-                counts.append(int(self.server.get("/big-sent")[2]))
-            stalled = counts[-1]
-            self.assertLess(stalled, 512, counts)  # under 32 MiB of 128 MiB sent while nobody reads
+            # The app says when a send first has to wait for this client (the handler held it back).
+            self.server.wait_for(b"BIG held back after ")
+            self.server.wait_for(b"\n", start=self.server.output.index(b"BIG held back after "))
+            stalled = int(self.server.output.split(b"BIG held back after ", 1)[1].split(b"\n", 1)[0])
+            self.assertLess(stalled, 512)  # under 32 MiB of 128 MiB sent while nobody reads
             received = 0
             while data := s.recv(1 << 20):
                 received += len(data)

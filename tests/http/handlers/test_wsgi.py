@@ -6,7 +6,7 @@ import threading
 from typing import Any
 
 from twisted.internet import reactor
-from twisted.internet.defer import inlineCallbacks
+from twisted.internet.defer import Deferred, inlineCallbacks
 from twisted.internet.task import deferLater
 from twisted.trial.unittest import SynchronousTestCase, TestCase
 
@@ -32,20 +32,34 @@ class _Producer:
 
     def __init__(self) -> None:
         self.events: list[str] = []
+        #: Fires when the handler resumes reading (the app read below the buffer's limit).
+        self.resumed: Deferred[None] = Deferred()
 
     def pauseProducing(self) -> None:
         self.events.append("pause")
 
     def resumeProducing(self) -> None:
         self.events.append("resume")
+        if not self.resumed.called:
+            self.resumed.callback(None)
 
 
 class _PausingResponse(FakeResponse):
     """A client that takes nothing: the producer is paused as soon as it is registered."""
 
+    def __init__(self) -> None:
+        super().__init__()
+        #: Fires (on the reactor thread, inside the handler's hand-off) when the first chunk is written.
+        self.first_chunk: Deferred[None] = Deferred()
+
     def register_producer(self, producer: Any, streaming: bool) -> None:
         super().register_producer(producer, streaming)
         producer.pauseProducing()
+
+    def write(self, data: bytes) -> None:
+        super().write(data)
+        if not self.first_chunk.called:
+            self.first_chunk.callback(None)
 
 
 class EnvironTests(SynchronousTestCase):
@@ -250,22 +264,17 @@ class HandlerTests(TestCase):
     def test_request_body_backpressure(self) -> Any:
         """wsgi.input keeps a bounded buffer: the client is paused past it and resumed as the app reads."""
         producer = _Producer()
-        body = RequestBody(None, producer=producer)
+        taken: Deferred[None] = Deferred()  # the app's first read hands the body to wsgi.input
+        body = RequestBody(None, on_drain=lambda: taken.callback(None), producer=producer)
         request = Request("POST", "/", make_request().headers, body=body)
         response = FakeResponse()
         d = self.handler("digest_body").serve(request, response, None)
         # nothing is taken before the app reads; then a large piece pauses the client
-        for _ in range(50):
-            if body._consumer is not None:
-                break
-            yield deferLater(reactor, 0.01, lambda: None)
+        yield taken
         data = b"x" * (INPUT_BUFFER * 4)
         body.feed(data)
-        self.assertEqual(producer.events[:1], ["pause"])
-        for _ in range(200):
-            if "resume" in producer.events:
-                break
-            yield deferLater(reactor, 0.01, lambda: None)
+        self.assertEqual(producer.events, ["pause"])
+        yield producer.resumed  # the app thread read it down below the limit
         self.assertEqual(producer.events, ["pause", "resume"])
         body.feed(b"yz")
         body.finish()
@@ -287,18 +296,18 @@ class HandlerTests(TestCase):
         response = _PausingResponse()
         handler = self.handler("stream")
         d = handler.serve(make_request(), response, None)
-        for _ in range(200):
-            if response.chunks:
-                break
-            yield deferLater(reactor, 0.01, lambda: None)
-        yield deferLater(reactor, 0.3, lambda: None)
+        yield response.first_chunk
+        # The write ran inside the app thread's blockingCallFromThread: one reactor turn (no time)
+        # lets that call return to the app thread, which must then wait while the client is paused.
+        yield deferLater(reactor, 0, lambda: None)
         self.assertFalse(response.finished)
-        self.assertEqual(len(response.chunks), 1)  # the app waits while the client is paused
-        self.assertIn(_pyapps.seen["sent"], (1, 2))
+        self.assertEqual(len(response.chunks), 1)
         response.connection_lost(ClientDisconnected("gone"))
         yield d
+        # It never got past the first chunk: its write waited, and the disconnect failed it
+        # (an app let on would have made its second chunk before finding the client gone).
+        self.assertEqual((_pyapps.seen["sent"], len(response.chunks)), (1, 1))
         self.assertTrue(_pyapps.seen["closed"])
-        self.assertLess(_pyapps.seen["sent"], 50)
         self.assertFalse(response.ended)
 
     @inlineCallbacks
