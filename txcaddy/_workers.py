@@ -183,6 +183,10 @@ def _spawn_environ(slot: int, environ: Mapping[str, str]) -> dict[str, str]:
 class WorkerPool(Service):
     """N worker processes serving the supervisor's config on its listening sockets.
 
+    ``sockets(slot)`` maps each listener's endpoint to the fd that worker ``slot`` accepts
+    on: the same fd for every slot (one shared queue), or the slot's own ``SO_REUSEPORT``
+    socket (``txcaddy._reuseport``), which a restarted worker of that slot adopts again.
+
     @ivar count: how many workers serve at once.
     @ivar workers: the current generation's workers by slot (1..count).
     @ivar retiring: workers of older generations still draining.
@@ -191,7 +195,7 @@ class WorkerPool(Service):
     def __init__(
         self, reactor: Any, count: int, *,
         config: Callable[[], dict[str, Any]],
-        sockets: Callable[[], dict[str, int]],
+        sockets: Callable[[int], dict[str, int]],
         marks: Callable[[], dict[str, bool]],
         emit_log: Callable[[str, str, str, list[tuple[str, Any]], float], Any],
         grace_period: Callable[[], float],
@@ -238,7 +242,7 @@ class WorkerPool(Service):
         return worker
 
     def _spawn_current(self, slot: int, restart: bool = False) -> WorkerProcess:
-        worker = self._spawn(slot, self.generation, self._config(), self._sockets(), restart)
+        worker = self._spawn(slot, self.generation, self._config(), self._sockets(slot), restart)
         self.workers[slot] = worker
         # A worker that hangs before ``ready`` would hold its slot (and ``ready``) forever:
         # killed, it is restarted with the backoff like any other death.
@@ -349,8 +353,9 @@ class WorkerPool(Service):
         if self.rolling:
             return fail(ConfigError("a reload is already in progress (the workers are rolling)"))
         self.generation += 1
-        config, sockets = self._config(), self._sockets()
-        new = {slot: self._spawn(slot, self.generation, config, sockets) for slot in range(1, self.count + 1)}
+        config = self._config()
+        new = {slot: self._spawn(slot, self.generation, config, self._sockets(slot))
+               for slot in range(1, self.count + 1)}
         self.starting = list(new.values())
         waiting = [w.ready for w in new.values()]
         done: Deferred[None] = Deferred()
