@@ -111,10 +111,15 @@ class WorkerProcess(ProcessProtocol):
         self.gone = False
         self._decoder = LineDecoder()
         self._text = {1: b"", 2: b""}
+        self._pid: int | None = None
 
     @property
     def pid(self) -> int | None:
-        return getattr(self.transport, "pid", None)
+        """The process id (kept once the process is reaped, when Twisted forgets it)."""
+        pid = getattr(self.transport, "pid", None)
+        if pid is not None:
+            self._pid = pid
+        return self._pid
 
     def send(self, kind: str, **fields: Any) -> None:
         if self.transport is not None and not self.gone:
@@ -320,6 +325,8 @@ class WorkerPool(Service):
     def _ended(self, worker: WorkerProcess, reason: Failure) -> None:
         if worker in self.retiring:
             self.retiring.remove(worker)
+            log.info("worker {slot} (pid {pid}) of generation {generation} stopped", slot=worker.slot,
+                     pid=worker.pid, generation=worker.generation)
         if self.workers.get(worker.slot) is not worker:
             return
         if self._stopping or worker.stopping or not self.running:
