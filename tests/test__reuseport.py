@@ -6,7 +6,7 @@ from __future__ import annotations
 import socket
 from typing import Any
 
-from twisted.internet.endpoints import TCP4ServerEndpoint, UNIXServerEndpoint
+from twisted.internet.endpoints import TCP4ServerEndpoint, TCP6ServerEndpoint, UNIXServerEndpoint
 from twisted.internet.error import CannotListenError
 from twisted.internet.protocol import Factory, Protocol
 from twisted.trial.unittest import SynchronousTestCase
@@ -96,4 +96,7 @@ class EndpointTests(SynchronousTestCase):
         wildcard = reuseport_endpoint(reactor, TCP4ServerEndpoint(reactor, 80), 2)
         assert wildcard is not None
         self.assertEqual(wildcard.interface, "0.0.0.0")
+        six = reuseport_endpoint(reactor, TCP6ServerEndpoint(reactor, 443), 2)
+        assert six is not None
+        self.assertEqual((six.family, six.interface, six.port), (socket.AF_INET6, "::", 443))
         self.assertIsNone(reuseport_endpoint(reactor, UNIXServerEndpoint(reactor, "/tmp/x.sock"), 2))

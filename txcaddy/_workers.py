@@ -10,7 +10,9 @@ the admin API, the certificate manager and the active health checks, once.  The
 ``WorkerPool`` here spawns N ``python -m txcaddy._worker`` processes with
 ``reactor.spawnProcess``, passing each listening socket as a child fd (one shared accept
 queue per socket: a worker that dies leaves the queue to the others, where with
-``SO_REUSEPORT`` its own queue and the connections in it would be lost).  It talks to them
+``SO_REUSEPORT`` its own queue and the connections in it would be lost; the opt-in
+``TXCADDY_WORKER_SOCKETS=reuseport`` gives each slot its own socket instead, held by the
+supervisor, see ``txcaddy._reuseport``).  It talks to them
 over the control channel (``txcaddy._control``): the config at start, health marks and
 "certificates stored" afterwards; they answer ``ready`` and send their log entries.
 

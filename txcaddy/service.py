@@ -17,7 +17,8 @@ and ``txcaddy run`` ask), txcaddy's fast reactor path (``_twisted.install_fast_i
 
 With ``workers N`` (N > 1) the service is a **supervisor**: it binds the listeners but never
 accepts on them, and a ``WorkerPool`` child (``txcaddy._workers``) runs N worker processes
-that serve on those sockets; a reload rolls them.  A worker's own ``CaddyService`` is built
+that serve on those sockets (or, with ``TXCADDY_WORKER_SOCKETS=reuseport``, each on its
+slot's own ``SO_REUSEPORT`` socket: ``txcaddy._reuseport``); a reload rolls them.  A worker's own ``CaddyService`` is built
 with a ``WorkerMode``: it adopts the inherited sockets, hands its log entries to the
 supervisor, runs no active health checks and obtains no managed certificate (the
 supervisor does both, once, and pushes the results).  See docs/scaling.md.
