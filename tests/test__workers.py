@@ -115,7 +115,7 @@ class PoolTests(SynchronousTestCase):
         self.marks: dict[str, bool] = {"10.0.0.9:80": False}
         self.pool = WorkerPool(
             self.reactor, 2,
-            config=lambda: self.config, sockets=lambda: {"tcp:80": 7, "tcp:443": 8}, marks=lambda: self.marks,
+            config=lambda: self.config, sockets=lambda slot: {"tcp:80": 7, "tcp:443": 8}, marks=lambda: self.marks,
             emit_log=lambda *entry: self.logged.append(entry), grace_period=lambda: 10.0,
             environ={"PATH": "/bin", "NOTIFY_SOCKET": "/run/x", "LISTEN_FDS": "1"}, argv=["python", "-m", "w"],
         )
@@ -316,9 +316,30 @@ class BeforeTests(SynchronousTestCase):
 
         reactor = FakeReactor()
         gate: Deferred[None] = Deferred()
-        pool = WorkerPool(reactor, 2, config=dict, sockets=dict, marks=dict, emit_log=lambda *a: None,
+        pool = WorkerPool(reactor, 2, config=dict, sockets=lambda slot: {}, marks=dict, emit_log=lambda *a: None,
                           grace_period=lambda: 1.0, environ={}, argv=["python"], before=lambda: gate)
         pool.startService()
         self.assertEqual(reactor.processes, [])
         gate.callback(None)
         self.assertEqual(len(reactor.processes), 2)
+
+
+class PerSlotSocketsTests(SynchronousTestCase):
+    def test_each_slot_gets_its_own_socket_again_when_restarted_and_rolled(self) -> None:
+        """With per-slot sockets (``SO_REUSEPORT``) worker N gets fd ``sockets(N)`` at start,
+        the same one when it is restarted after a death, and again in a roll's new generation."""
+        reactor = FakeReactor()
+        pool = WorkerPool(reactor, 2, config=dict, sockets=lambda slot: {"tcp:80": 20 + slot}, marks=dict,
+                          emit_log=lambda *a: None, grace_period=lambda: 1.0, environ={}, argv=["python"])
+        pool.startService()
+        first, second = reactor.processes
+        self.assertEqual((first.child_fds[FIRST_SOCKET_FD], second.child_fds[FIRST_SOCKET_FD]), (21, 22))
+        for process in (first, second):
+            process.say("ready")
+        first.end(9)
+        reactor.advance(0.1)
+        restarted = reactor.processes[2]
+        self.assertEqual((restarted.env["TXCADDY_WORKER"], restarted.child_fds[FIRST_SOCKET_FD]), ("1", 21))
+        pool.roll()
+        rolled = {p.env["TXCADDY_WORKER"]: p.child_fds[FIRST_SOCKET_FD] for p in reactor.processes[3:]}
+        self.assertEqual(rolled, {"1": 21, "2": 22})

@@ -10,7 +10,9 @@ the admin API, the certificate manager and the active health checks, once.  The
 ``WorkerPool`` here spawns N ``python -m txcaddy._worker`` processes with
 ``reactor.spawnProcess``, passing each listening socket as a child fd (one shared accept
 queue per socket: a worker that dies leaves the queue to the others, where with
-``SO_REUSEPORT`` its own queue and the connections in it would be lost).  It talks to them
+``SO_REUSEPORT`` its own queue and the connections in it would be lost; the opt-in
+``TXCADDY_WORKER_SOCKETS=reuseport`` gives each slot its own socket instead, held by the
+supervisor, see ``txcaddy._reuseport``).  It talks to them
 over the control channel (``txcaddy._control``): the config at start, health marks and
 "certificates stored" afterwards; they answer ``ready`` and send their log entries.
 
@@ -111,10 +113,15 @@ class WorkerProcess(ProcessProtocol):
         self.gone = False
         self._decoder = LineDecoder()
         self._text = {1: b"", 2: b""}
+        self._pid: int | None = None
 
     @property
     def pid(self) -> int | None:
-        return getattr(self.transport, "pid", None)
+        """The process id (kept once the process is reaped, when Twisted forgets it)."""
+        pid = getattr(self.transport, "pid", None)
+        if pid is not None:
+            self._pid = pid
+        return self._pid
 
     def send(self, kind: str, **fields: Any) -> None:
         if self.transport is not None and not self.gone:
@@ -183,6 +190,10 @@ def _spawn_environ(slot: int, environ: Mapping[str, str]) -> dict[str, str]:
 class WorkerPool(Service):
     """N worker processes serving the supervisor's config on its listening sockets.
 
+    ``sockets(slot)`` maps each listener's endpoint to the fd that worker ``slot`` accepts
+    on: the same fd for every slot (one shared queue), or the slot's own ``SO_REUSEPORT``
+    socket (``txcaddy._reuseport``), which a restarted worker of that slot adopts again.
+
     @ivar count: how many workers serve at once.
     @ivar workers: the current generation's workers by slot (1..count).
     @ivar retiring: workers of older generations still draining.
@@ -191,7 +202,7 @@ class WorkerPool(Service):
     def __init__(
         self, reactor: Any, count: int, *,
         config: Callable[[], dict[str, Any]],
-        sockets: Callable[[], dict[str, int]],
+        sockets: Callable[[int], dict[str, int]],
         marks: Callable[[], dict[str, bool]],
         emit_log: Callable[[str, str, str, list[tuple[str, Any]], float], Any],
         grace_period: Callable[[], float],
@@ -238,7 +249,7 @@ class WorkerPool(Service):
         return worker
 
     def _spawn_current(self, slot: int, restart: bool = False) -> WorkerProcess:
-        worker = self._spawn(slot, self.generation, self._config(), self._sockets(), restart)
+        worker = self._spawn(slot, self.generation, self._config(), self._sockets(slot), restart)
         self.workers[slot] = worker
         # A worker that hangs before ``ready`` would hold its slot (and ``ready``) forever:
         # killed, it is restarted with the backoff like any other death.
@@ -316,6 +327,8 @@ class WorkerPool(Service):
     def _ended(self, worker: WorkerProcess, reason: Failure) -> None:
         if worker in self.retiring:
             self.retiring.remove(worker)
+            log.info("worker {slot} (pid {pid}) of generation {generation} stopped", slot=worker.slot,
+                     pid=worker.pid, generation=worker.generation)
         if self.workers.get(worker.slot) is not worker:
             return
         if self._stopping or worker.stopping or not self.running:
@@ -349,8 +362,9 @@ class WorkerPool(Service):
         if self.rolling:
             return fail(ConfigError("a reload is already in progress (the workers are rolling)"))
         self.generation += 1
-        config, sockets = self._config(), self._sockets()
-        new = {slot: self._spawn(slot, self.generation, config, sockets) for slot in range(1, self.count + 1)}
+        config = self._config()
+        new = {slot: self._spawn(slot, self.generation, config, self._sockets(slot))
+               for slot in range(1, self.count + 1)}
         self.starting = list(new.values())
         waiting = [w.ready for w in new.values()]
         done: Deferred[None] = Deferred()

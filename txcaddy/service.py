@@ -17,7 +17,8 @@ and ``txcaddy run`` ask), txcaddy's fast reactor path (``_twisted.install_fast_i
 
 With ``workers N`` (N > 1) the service is a **supervisor**: it binds the listeners but never
 accepts on them, and a ``WorkerPool`` child (``txcaddy._workers``) runs N worker processes
-that serve on those sockets; a reload rolls them.  A worker's own ``CaddyService`` is built
+that serve on those sockets (or, with ``TXCADDY_WORKER_SOCKETS=reuseport``, each on its
+slot's own ``SO_REUSEPORT`` socket: ``txcaddy._reuseport``); a reload rolls them.  A worker's own ``CaddyService`` is built
 with a ``WorkerMode``: it adopts the inherited sockets, hands its log entries to the
 supervisor, runs no active health checks and obtains no managed certificate (the
 supervisor does both, once, and pushes the results).  See docs/scaling.md.
@@ -117,6 +118,11 @@ class ListenerService(StreamServerEndpointService):
             Service.stopService(self)
             return succeed(None)
         stopped: Deferred[None] = super().stopService()
+        # An ``SO_REUSEPORT`` group (``_reuseport``): the sockets held for the other worker
+        # slots close with the listener (the workers' own copies close as they stop).
+        close = getattr(self.endpoint, "close", None)
+        if close is not None:
+            close()
         self._waitingForPort = None  # a later start binds again
         return stopped
 
@@ -286,6 +292,7 @@ class CaddyService(MultiService):
         runtime: Runtime | None = None,
         workers: int | None = None,
         worker: WorkerMode | None = None,
+        worker_sockets: str | None = None,
     ) -> None:
         super().__init__()
         self.reactor = default_reactor(reactor)
@@ -297,6 +304,13 @@ class CaddyService(MultiService):
         self.workers = 1 if worker is not None else (
             parse_workers(config.get("workers", 1)) if workers is None else workers)
         self.supervising = self.workers > 1
+        # How the workers share a TCP listener: one inherited socket (``shared``), or one
+        # ``SO_REUSEPORT`` socket per slot (``reuseport``, TXCADDY_WORKER_SOCKETS); see _reuseport.
+        from txcaddy._reuseport import SOCKETS_ENV, worker_sockets_mode
+
+        self.worker_sockets = (
+            worker_sockets_mode({SOCKETS_ENV: worker_sockets}) if worker_sockets is not None
+            else worker_sockets_mode() if self.supervising else "shared")
         self.pool: Any = None
         # systemd socket activation: listeners bound where an inherited socket is adopt it.
         self.inherited = list(_systemd.process_sockets() if inherited is None else inherited)
@@ -448,7 +462,12 @@ class CaddyService(MultiService):
                 raise ConfigError(f"worker: no socket from the supervisor for listener {description}")
             return _systemd.AdoptedEndpoint(self.reactor, adopted)
         if inherited is None:
-            return serverFromString(self.reactor, description)
+            endpoint = serverFromString(self.reactor, description)
+            if self.supervising and self.worker_sockets == "reuseport":
+                from txcaddy._reuseport import reuseport_endpoint
+
+                return reuseport_endpoint(self.reactor, endpoint, self.workers) or endpoint
+            return endpoint
         self.log.info("{description} adopts inherited socket fd {fd}", description=description, fd=inherited.fd)
         return _systemd.AdoptedEndpoint(self.reactor, inherited)
 
@@ -623,10 +642,18 @@ class CaddyService(MultiService):
                 return service.ready
         return None
 
-    def _worker_sockets(self) -> dict[str, int]:
-        """Endpoint description -> the fd of the bound listener the workers accept on."""
-        return {endpoint: cast(Any, child.port).fileno()
-                for endpoint, child in self._listeners.items() if child.port is not None}
+    def _worker_sockets(self, slot: int) -> dict[str, int]:
+        """Endpoint description -> the fd of the bound listener worker ``slot`` accepts on:
+        the one shared socket, or the slot's own in an ``SO_REUSEPORT`` group."""
+        from txcaddy._reuseport import ReusePortEndpoint
+
+        out: dict[str, int] = {}
+        for endpoint, child in self._listeners.items():
+            if child.port is None:
+                continue
+            own = child.endpoint.fd_for(slot) if isinstance(child.endpoint, ReusePortEndpoint) else None
+            out[endpoint] = own if own is not None else cast(Any, child.port).fileno()
+        return out
 
     def _marks(self) -> dict[str, bool]:
         """The hosts the active health checks marked down (a new worker starts with them)."""
