@@ -227,7 +227,7 @@ class WorkersSettingTests(SynchronousTestCase):
         self.addCleanup(child.stopService)
         port: Any = child.port
         self.assertNotIn(port, reactor.getReaders())
-        self.assertEqual(list(service._worker_sockets().values()), [port.fileno()])
+        self.assertEqual(list(service._worker_sockets(1).values()), [port.fileno()])
 
 
 class _FailingPool:

@@ -167,6 +167,59 @@ class StorageKeyTests(SynchronousTestCase):
         self.assertEqual(ca_storage_keys(" My CA:1+*x/../é ").root_key, "pki/authorities/my_ca-1_plus_wildcard_x/root.key")
 
 
+class SlowStorage(MemoryStorage):
+    """Stores complete only when the clock advances (a shared, remote storage), and the lock
+    is a real one: a second ``lock`` waits for ``unlock``."""
+
+    def __init__(self, clock: Clock) -> None:
+        super().__init__()
+        self.clock = clock
+        self.locks: dict[str, list[Deferred[None]]] = {}
+
+    def store(self, key: str, value: bytes) -> Deferred[None]:
+        done: Deferred[None] = Deferred()
+
+        def write() -> None:
+            MemoryStorage.store(self, key, value)
+            done.callback(None)
+
+        self.clock.callLater(1, write)
+        return done
+
+    def lock(self, name: str) -> Deferred[None]:
+        if name not in self.locks:
+            self.locks[name] = []
+            return succeed(None)
+        waiter: Deferred[None] = Deferred()
+        self.locks[name].append(waiter)
+        return waiter
+
+    def unlock(self, name: str) -> Deferred[None]:
+        waiters = self.locks.get(name, [])
+        if waiters:
+            waiters.pop(0).callback(None)
+        else:
+            self.locks.pop(name, None)
+        return succeed(None)
+
+
+class SharedStorageTests(SynchronousTestCase):
+    def test_instances_starting_together_make_one_ca(self) -> None:
+        """Two instances provisioning the same CA on one slow shared storage end with one root
+        and one intermediate: the second waits for the first's lock and loads what it stored."""
+        clock = _clock()
+        storage = SlowStorage(clock)
+        first, second = CertificateAuthority(clock=clock), CertificateAuthority(clock=clock)
+        done = [first.provision(storage), second.provision(storage)]
+        for _ in range(20):
+            clock.advance(1)
+        for d in done:
+            _result(d)
+        self.assertEqual(first.root_certificate, second.root_certificate)
+        self.assertEqual(first.intermediate_certificate, second.intermediate_certificate)
+        self.assertEqual(storage.stored.count(PREFIX + "root.crt"), 1)
+
+
 class RootTests(SynchronousTestCase):
     def setUp(self) -> None:
         self.clock = _clock()

@@ -323,14 +323,27 @@ class CertificateAuthority:
 
     async def _provision(self, storage: IStorage) -> None:
         where = f"apps.pki.certificate_authorities.{self.id}"
-        if self.root is not None:
+        if self.root is not None and self.intermediate is not None:
             root = _load_key_pair(self.root, f"{where}.root")
-        else:
-            root = await self._load_or_generate_root(storage)
-        if self.intermediate is not None:
             intermediate = _load_key_pair(self.intermediate, f"{where}.intermediate")
-        else:
-            intermediate = await self._load_or_generate_intermediate(storage, root)
+            self._root, self._intermediate = root, intermediate
+            return
+        # Under the storage's lock: instances sharing a storage (a fleet, workers) that start
+        # together would otherwise each make a root, or one would read a root certificate
+        # whose key another has not stored yet. (Caddy 2.6.2 takes no lock here.)
+        lock = f"pki_ca_{self.id}"
+        await storage.lock(lock)
+        try:
+            if self.root is not None:
+                root = _load_key_pair(self.root, f"{where}.root")
+            else:
+                root = await self._load_or_generate_root(storage)
+            if self.intermediate is not None:
+                intermediate = _load_key_pair(self.intermediate, f"{where}.intermediate")
+            else:
+                intermediate = await self._load_or_generate_intermediate(storage, root)
+        finally:
+            await storage.unlock(lock)
         self._root, self._intermediate = root, intermediate
 
     async def _load_or_generate_root(self, storage: IStorage) -> tuple[x509.Certificate, PrivateKey]:
