@@ -41,26 +41,6 @@ class ResponseParsingTests(PoolTestCase):
         self.assertTrue(body2.finished)
         self.assertFalse(transport.disconnecting)
 
-    def test_large_body_read_in_larger_pieces(self) -> None:
-        """A body of at least 512 KiB is read from the socket in 256 KiB pieces until it ends;
-        the connection then reads at its own size again, for a small answer too."""
-        from txcaddy.reverseproxy._h1response import LARGE_BODY, LARGE_READ_SIZE
-
-        _, body, _, _ = self.start()
-        proto, transport = self.connect()
-        transport.bufferSize = 65536  # type: ignore[attr-defined]  # as a TCP transport has
-        proto.dataReceived(b"HTTP/1.1 200 OK\r\nContent-Length: %d\r\n\r\n" % LARGE_BODY)
-        self.assertEqual(transport.bufferSize, LARGE_READ_SIZE)  # type: ignore[attr-defined]
-        proto.dataReceived(b"x" * (LARGE_BODY - 1))
-        self.assertEqual(transport.bufferSize, LARGE_READ_SIZE)  # type: ignore[attr-defined]
-        proto.dataReceived(b"x")
-        self.assertTrue(body.finished)
-        self.assertEqual(len(body.body), LARGE_BODY)
-        self.assertEqual(transport.bufferSize, 65536)  # type: ignore[attr-defined]
-        _, body2, _, _ = self.start()
-        proto.dataReceived(b"HTTP/1.1 200 OK\r\nContent-Length: %d\r\n\r\n" % (LARGE_BODY - 1))
-        self.assertEqual(transport.bufferSize, 65536)  # type: ignore[attr-defined]
-
     def test_connection_close_not_reused(self) -> None:
         """``Connection: close`` from the upstream retires the connection after the response."""
         _, body, _, _ = self.start()

@@ -351,8 +351,6 @@ class HTTP11Connection(ResponseParser, PooledConnection):
         exchange = self.exchange
         self.state = IDLE
         self.remaining = 0
-        if self.normal_read_size:
-            self._read_normal()
         if exchange is None:
             return
         self._release()

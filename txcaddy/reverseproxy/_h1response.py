@@ -15,7 +15,6 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING, Any
 
-from txcaddy._twisted import connection_under
 from txcaddy.reverseproxy._exchange import RawHeaders
 from txcaddy.reverseproxy._h1rhead import parse_head
 from txcaddy.reverseproxy.errors import UpstreamProtocolError
@@ -27,13 +26,6 @@ if TYPE_CHECKING:
     from txcaddy.reverseproxy._pool import HostPool
 
 _NO_BODY_STATUSES = frozenset((204, 304))
-
-#: A response whose Content-Length is at least ``LARGE_BODY`` is read from the socket in pieces
-#: of ``LARGE_READ_SIZE`` (Twisted's default is 64 KiB) until it ends: a quarter of the reads,
-#: callbacks and writes per byte (a 1 MiB answer measured 1.17x Caddy's rate instead of 0.88x,
-#: docs/performance.md); smaller answers keep the small reads and the memory they need.
-LARGE_BODY = 512 * 1024
-LARGE_READ_SIZE = 256 * 1024
 
 # Parser states: waiting for a head; a body by Content-Length; chunked (size line, data, the
 # CRLF after the data, trailers); a body until the connection closes; no exchange; the
@@ -66,9 +58,6 @@ class ResponseParser:
     buffer: bytes
     remaining: int
     trailers: RawHeaders
-    transport: Any
-    #: The read size to go back to after a large body (0: not raised).
-    normal_read_size: int = 0
     keep_alive: bool
     responded: bool
     pauses: set[str]
@@ -183,23 +172,6 @@ class ResponseParser:
             else:
                 return
 
-    def _read_large(self) -> None:
-        """Read this response's body in ``LARGE_READ_SIZE`` pieces (``_read_normal`` undoes it)."""
-        raw = connection_under(self.transport)
-        size = getattr(raw, "bufferSize", None)
-        if isinstance(size, int) and size < LARGE_READ_SIZE:
-            self.normal_read_size = size
-            raw.bufferSize = LARGE_READ_SIZE
-
-    def _read_normal(self) -> None:
-        """Back to the connection's own read size once a large body ended."""
-        size = self.normal_read_size
-        if size:
-            self.normal_read_size = 0
-            raw = connection_under(self.transport)
-            if raw is not None:
-                raw.bufferSize = size
-
     def _parse_head(self, data: bytes) -> bytes | None:
         """Parse one complete head (final or 1xx) from ``data``; None if more is needed."""
         end = data.find(b"\r\n\r\n")
@@ -251,8 +223,6 @@ class ResponseParser:
                 raise UpstreamProtocolError("invalid Content-Length")
             self.remaining = int(content_length)
             body = "length" if self.remaining else "none"
-            if self.remaining >= LARGE_BODY:
-                self._read_large()
         else:
             body = "eof"
         if body == "none":
