@@ -138,6 +138,36 @@ class WorkersCase(TestCase):
         return bodies, errors
 
     @inlineCallbacks
+    def answered_by(self, wanted: set[bytes]) -> Any:
+        """Fresh connections, 8 at a time, until every body in ``wanted`` has come back
+        (bounded: 50 rounds); none may fail, and only those bodies may come."""
+        seen: set[bytes] = set()
+        for _ in range(50):
+            bodies, errors = yield self.hammer(8, 16)
+            self.assertEqual(errors, [])
+            seen.update(bodies)
+            if wanted <= seen:
+                break
+        self.assertEqual(seen, wanted)
+
+    @inlineCallbacks
+    def kill_under_load(self, slot: int) -> Any:
+        """SIGKILL to worker ``slot`` as request 60 of a bounded loop (300, 10 at a time)
+        starts: no connection is refused and at most the requests in flight fail; fires with
+        (the killed pid, the restarted worker's pid) once the new one is ready."""
+        (victim,) = self.pids(slot)
+        concurrency = 10
+        bodies, errors = yield self.hammer(concurrency, 300, at=(60, lambda: os.kill(victim, 9)))
+        self.assertFalse([e for e in errors if "Refused" in e], errors)
+        self.assertLessEqual(len(errors), concurrency, errors)
+        self.assertGreaterEqual(len(bodies), 300 - concurrency)
+        yield self.child.wait_for(f"worker {slot} restarted (pid")
+        (fresh,) = self.pids(slot, "restarted")
+        self.assertNotEqual(fresh, victim)
+        yield self.child.wait_for(f"worker {slot} ready (pid {fresh})")
+        return victim, fresh
+
+    @inlineCallbacks
     def post_load(self, config: dict[str, Any]) -> Any:
         response = yield treq.post(f"http://127.0.0.1:{self.admin}/load", json.dumps(config).encode(),
                                    headers=Headers({"Content-Type": ["application/json"]}), persistent=False)
@@ -153,14 +183,7 @@ class WorkersTests(WorkersCase):
         """Concurrent requests are served by both workers (``{env.TXCADDY_WORKER}`` is 1 and
         2), and their access log entries come out of the supervisor's log."""
         yield self.start(self.config(_static("worker {env.TXCADDY_WORKER}")))
-        seen: set[bytes] = set()
-        for _ in range(50):
-            bodies, errors = yield self.hammer(8, 16)
-            self.assertEqual(errors, [])
-            seen.update(bodies)
-            if len(seen) == 2:
-                break
-        self.assertEqual(seen, {b"worker 1", b"worker 2"})
+        yield self.answered_by({b"worker 1", b"worker 2"})
         yield self.child.wait_for('"logger":"http.log.access')
         self.assertIn('"status":200', self.child.text())
 
@@ -169,24 +192,8 @@ class WorkersTests(WorkersCase):
         """SIGKILL to a worker under load: no connection is refused, at most the requests in
         flight fail, and the worker is started again and serves."""
         yield self.start(self.config(_static("worker {env.TXCADDY_WORKER}")))
-        (victim,) = self.pids(1)
-        concurrency = 10
-        bodies, errors = yield self.hammer(concurrency, 300, at=(60, lambda: os.kill(victim, 9)))
-        self.assertFalse([e for e in errors if "Refused" in e], errors)
-        self.assertLessEqual(len(errors), concurrency, errors)
-        self.assertGreaterEqual(len(bodies), 300 - concurrency)
-        yield self.child.wait_for("worker 1 restarted (pid")
-        (fresh,) = self.pids(1, "restarted")
-        self.assertNotEqual(fresh, victim)
-        yield self.child.wait_for(f"worker 1 ready (pid {fresh})")
-        seen: set[bytes] = set()
-        for _ in range(50):
-            more, errors = yield self.hammer(8, 16)
-            self.assertEqual(errors, [])
-            seen.update(more)
-            if b"worker 1" in seen:
-                break
-        self.assertIn(b"worker 1", seen)
+        yield self.kill_under_load(1)
+        yield self.answered_by({b"worker 1", b"worker 2"})
 
     @inlineCallbacks
     def test_rolling_reload_loses_no_request(self) -> Any:

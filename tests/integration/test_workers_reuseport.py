@@ -63,41 +63,18 @@ class ReusePortWorkersTests(WorkersCase):
         self.assertEqual(len(sockets), 2)
         self.assertEqual({self.listening_socket(one), self.listening_socket(two)}, sockets)
         self.assertEqual(socket_inodes(self.process.pid) & sockets, sockets)
-        seen: set[bytes] = set()
-        for _ in range(50):
-            bodies, errors = yield self.hammer(8, 16)
-            self.assertEqual(errors, [])
-            seen.update(bodies)
-            if len(seen) == 2:
-                break
-        self.assertEqual(seen, {b"worker 1", b"worker 2"})
+        yield self.answered_by({b"worker 1", b"worker 2"})
 
     @inlineCallbacks
     def test_killed_worker_refuses_no_connection_and_comes_back_on_its_socket(self) -> Any:
         """SIGKILL to worker 1 under a bounded request loop: no connection is refused, at most
         the requests in flight fail, and worker 1 is restarted on the same socket and serves."""
         yield self.start(self.config(_static("worker {env.TXCADDY_WORKER}")), env=REUSEPORT)
-        (victim,) = self.pids(1)
-        its_socket = self.listening_socket(victim)
-        concurrency = 10
-        bodies, errors = yield self.hammer(concurrency, 300, at=(60, lambda: os.kill(victim, 9)))
-        self.assertFalse([e for e in errors if "Refused" in e], errors)
-        self.assertLessEqual(len(errors), concurrency, errors)
-        self.assertGreaterEqual(len(bodies), 300 - concurrency)
-        yield self.child.wait_for("worker 1 restarted (pid")
-        (fresh,) = self.pids(1, "restarted")
-        self.assertNotEqual(fresh, victim)
-        yield self.child.wait_for(f"worker 1 ready (pid {fresh})")
+        its_socket = self.listening_socket(self.pids(1)[0])
+        _, fresh = yield self.kill_under_load(1)
         self.assertEqual(self.listening_socket(fresh), its_socket)
         self.assertEqual(len(listening_inodes(self.port)), 2)
-        seen: set[bytes] = set()
-        for _ in range(50):
-            more, errors = yield self.hammer(8, 16)
-            self.assertEqual(errors, [])
-            seen.update(more)
-            if b"worker 1" in seen:
-                break
-        self.assertIn(b"worker 1", seen)
+        yield self.answered_by({b"worker 1", b"worker 2"})
 
     @inlineCallbacks
     def test_reload_moves_the_listener_to_a_new_group(self) -> Any:

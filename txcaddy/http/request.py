@@ -124,9 +124,10 @@ class Request:
     """An HTTP request being served."""
 
     #: What the server tells when the handler chain's Deferred fires: an object with
-    #: ``done(request, response)`` and ``failed(request, response)``, called before the server's own bookkeeping. Set by
-    #: the outermost ``metrics`` wrapper (``txcaddy.metrics._http``) so it needs no
-    #: Deferred callbacks of its own; a class attribute, so other requests pay nothing.
+    #: ``done(request, response)`` and ``failed(request, response)``, called before the
+    #: server's own bookkeeping. Set by the outermost ``metrics`` wrapper
+    #: (``txcaddy.metrics._http``) so it needs no Deferred callbacks of its own; a class
+    #: attribute, so other requests pay nothing.
     chain_end: Any = None
     #: When the outermost ``metrics`` wrapper started (its clock), until it has counted the request.
     metrics_start: float | None = None

@@ -107,7 +107,7 @@ class RouteList:
                 # A partial, not a closure: compiled by mypyc, a closure's environment and
                 # the function it holds would be a reference cycle per request.
                 after = partial(self._resume, index, next)
-            return _run_handlers(route.handlers, 0, request, response, after)
+            return _run_handlers(route.handlers, 0, after, request, response)
         return next(request, response)
 
     def _resume(self, index: int, next: Next, request: Request, response: Response) -> Any:
@@ -115,14 +115,15 @@ class RouteList:
         return self._serve_from(index, request, response, next)
 
 
-def _run_handlers(handlers: tuple[Any, ...], i: int, request: Request, response: Response, after: Next) -> Any:
+def _run_handlers(handlers: tuple[Any, ...], i: int, after: Next, request: Request, response: Response) -> Any:
     last = len(handlers) - 1
     if i >= last:
         if i == last:  # the route's last handler continues with what follows the route
             return handlers[i].serve(request, response, after)
         return after(request, response)
-    # (a partial rather than a closure: see RouteList._serve_from)
-    return handlers[i].serve(request, response, partial(_run_handlers, handlers, i + 1, after=after))
+    # (a partial rather than a closure: see RouteList._serve_from; positional arguments only,
+    # so calling it builds no keyword dict)
+    return handlers[i].serve(request, response, partial(_run_handlers, handlers, i + 1, after))
 
 
 def run_with_errors(routes: RouteList, errors: RouteList | None, request: Request, response: Response, next: Next) -> Any:
