@@ -47,19 +47,23 @@ def fast_io(testcase: SynchronousTestCase) -> Any:
     return batch
 
 
+def serve_one(testcase: TestCase, script: Callable[[Any], None]) -> Deferred[bytes]:
+    """Serve one connection with ``script``; fire with every byte the client got before EOF."""
+    server = Factory.forProtocol(lambda: _Writer(script))
+    port = listen_local(server)
+    testcase.addCleanup(port.stopListening)
+    done: Deferred[bytes] = Deferred()
+    client = ClientFactory.forProtocol(lambda: _Collect(done))
+    connect("127.0.0.1", port_number(port), client)
+    return done
+
+
 class BatchedSendTests(TestCase):
     def setUp(self) -> None:
         self.batch = fast_io(self)
 
     def exchange(self, script: Callable[[Any], None]) -> Deferred[bytes]:
-        """Serve one connection with ``script``; fire with every byte the client got before EOF."""
-        server = Factory.forProtocol(lambda: _Writer(script))
-        port = listen_local(server)
-        self.addCleanup(port.stopListening)
-        done: Deferred[bytes] = Deferred()
-        client = ClientFactory.forProtocol(lambda: _Collect(done))
-        connect("127.0.0.1", port_number(port), client)
-        return done
+        return serve_one(self, script)
 
     async def test_batched_data_then_fast_close(self) -> None:
         """Batched writes then a fast close deliver every byte, in order, before EOF."""
@@ -525,6 +529,55 @@ class TLSBatchTests(TestCase):
         self.assertEqual(records, 3)
 
 
+class DirectIOTests(TestCase):
+    """``ready_for_direct_io``: a socket may be written behind Twisted's back once all that
+    was written through Twisted or the batch has left."""
+
+    def exchange(self, script: Callable[[Any], None]) -> Deferred[bytes]:
+        return serve_one(self, script)
+
+    async def test_batched_data_leaves_first(self) -> None:
+        """With the fast path, the transport's batched bytes are sent before it says yes."""
+        batch = fast_io(self)
+
+        def script(transport: Any) -> None:
+            _twisted.send_now(transport, b"head ")
+            self.assertTrue(_twisted.ready_for_direct_io(transport))
+            self.assertNotIn(transport, batch.pending)
+            transport.socket.send(b"direct")
+            transport.loseConnection()
+
+        self.assertEqual(await self.exchange(script), b"head direct")
+
+    async def test_twisted_buffer_leaves_first(self) -> None:
+        """Without it, what Twisted holds is sent at once (not at the next writable event)."""
+        def script(transport: Any) -> None:
+            transport.write(b"queued ")
+            self.assertTrue(_twisted.ready_for_direct_io(transport))
+            self.assertEqual((transport._tempDataLen, transport.dataBuffer), (0, b""))
+            transport.socket.send(b"direct")
+            transport.loseConnection()
+
+        self.assertEqual(await self.exchange(script), b"queued direct")
+
+    async def test_a_closing_connection_is_not_ready(self) -> None:
+        """A connection closing after its batch, or aborted, is left alone."""
+        fast_io(self)
+        answers: list[bool] = []
+
+        def script(transport: Any) -> None:
+            _twisted.send_now(transport, b"last")
+            _twisted.lose_connection(transport)
+            answers.append(_twisted.ready_for_direct_io(transport))
+
+        self.assertEqual(await self.exchange(script), b"last")
+        self.assertEqual(answers, [False])
+
+    def test_other_transports_are_not_ready(self) -> None:
+        """Test doubles and TLS transports are never written directly."""
+        self.assertFalse(_twisted.ready_for_direct_io(StringTransport()))
+
+
 class PrivateTwistedNamesTests(SynchronousTestCase):
     """The private parts of Twisted that _twisted.py relies on are still there, with their shape.
 
@@ -573,7 +626,8 @@ class PrivateTwistedNamesTests(SynchronousTestCase):
         transport = tcp.Server(accepted, Protocol(), address, listening, 1, books)
         for name, kind in [("_tempDataLen", int), ("_tempDataBuffer", list), ("dataBuffer", bytes),
                            ("_writeDisconnected", bool), ("TLS", bool), ("connected", int),
-                           ("disconnecting", int), ("bufferSize", int), ("socket", socket.socket)]:
+                           ("disconnecting", int), ("bufferSize", int), ("socket", socket.socket),
+                           ("producerPaused", bool)]:
             self.require(transport, name, kind)
         self.require(transport, "producer")
         self.require(transport, "reactor")
@@ -581,7 +635,7 @@ class PrivateTwistedNamesTests(SynchronousTestCase):
         for name in ("_aborting",):
             self.require(type(transport), name, bool)  # a class default, set per instance on abort
         for name in ("writeSequence", "startWriting", "stopReading", "connectionLost", "fileno",
-                     "loseConnection", "abortConnection", "setTcpNoDelay"):
+                     "loseConnection", "abortConnection", "setTcpNoDelay", "doWrite"):
             self.require(transport, name)
 
     def test_epoll_reactor_internals(self) -> None:

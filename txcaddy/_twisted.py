@@ -434,6 +434,28 @@ def send_now(transport: Any, data: bytes) -> None:
             batch.add(transport, [data])
 
 
+def ready_for_direct_io(transport: Any) -> bool:
+    """Whether bytes may now go to or come from ``transport``'s socket behind Twisted's back.
+
+    True for a plain TCP or UNIX connection that is open and has nothing left to send: what
+    this iteration batched for it, or what Twisted holds for it, is sent first when the
+    socket takes it. (The kernel-copied response bodies use it.)
+    """
+    if type(transport) not in _DIRECT or transport.TLS or transport._aborting:
+        return False
+    batch = _ACTIVE
+    if batch is not None and transport in batch.pending:
+        if transport in batch.closing:
+            return False
+        _send(transport, batch.pending.pop(transport))
+    if (transport._tempDataLen or transport.dataBuffer) and transport.connected \
+            and not transport.disconnecting:
+        # Twisted's write waits for the next writable event: send now (an error is left
+        # for that event to find; a producer paused by a full buffer is resumed if it empties).
+        transport.doWrite()
+    return _idle(transport)
+
+
 def send_sequence_now(transport: Any, chunks: Sequence[bytes]) -> None:
     """``transport.writeSequence(chunks)`` the same way (one gathering send)."""
     if chunks:

@@ -39,7 +39,13 @@ from twisted.python.failure import Failure
 from zope.interface import classImplements
 
 from txcaddy._go.http import status_text
-from txcaddy._twisted import lose_connection, no_delay, send_now, send_sequence_now
+from txcaddy._twisted import (
+    lose_connection,
+    no_delay,
+    ready_for_direct_io,
+    send_now,
+    send_sequence_now,
+)
 from txcaddy.http._h1head import DATE, asks_close, head_bytes, status_line
 from txcaddy.http._h1parse import (
     _BadRequest,
@@ -177,6 +183,21 @@ class H1Response(Response):
             send_sequence_now(transport, [b"%x\r\n" % len(data), data, b"\r\n"])
         else:
             send_now(transport, data)
+
+    def direct_body_transport(self, remaining: int) -> Any:
+        """The socket transport once the head and all written so far are sent, for a body
+        framed by a ``Content-Length`` that ``remaining`` more bytes complete (not chunked,
+        not dropped as for HEAD/204/304)."""
+        protocol = self._protocol
+        transport = protocol.transport
+        if (self._holding or self._chunked or not self._body_allowed or self.finished
+                or transport is None or protocol._switched is not None
+                or not protocol._exchanges or protocol._exchanges[0].response is not self):
+            return None
+        declared = self.headers.values_of("Content-Length")
+        if not declared or declared[0] != str(self.size + remaining):
+            return None
+        return transport if ready_for_direct_io(transport) else None
 
     def _send_end(self) -> None:
         if self._protocol.transport is None:

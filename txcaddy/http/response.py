@@ -118,6 +118,16 @@ class Response(ABC):
         """Hand the connection to ``protocol`` after a 101: only protocols that can switch can."""
         raise RuntimeError("this response cannot switch protocols")
 
+    def direct_body_transport(self, remaining: int) -> Any:
+        """The client's plain socket transport, if the last ``remaining`` bytes of the body may
+        be written to it as they are, behind the response's back (``size`` counted by the
+        writer); else None.
+
+        Only a response whose protocol sends the body unframed says yes (HTTP/1.x with a
+        ``Content-Length``); a wrapper never does, since it must see what is written.
+        """
+        return None
+
     def abort_connection(self) -> None:  # noqa: B027 (a default for protocols without it)
         """Close the client connection after what was written: a protocol without one does nothing."""
 

@@ -324,6 +324,14 @@ class Exchange(HeadWaiters):
         if conn is not None and conn.exchange is self:
             conn.resume("no-consumer")
 
+    def copy_body_to(self, response: Any) -> None:
+        """Have the rest of the body spliced to ``response``'s client by the kernel, bypassing
+        the consumer, where it can be (``_kernelcopy``: only where no one needs to see the
+        bytes); else the body keeps flowing to the consumer."""
+        conn = self._conn
+        if conn is not None and conn.exchange is self:
+            conn.copy_body_to(response)
+
     def switch_protocol(self, protocol: Any) -> None:
         """After a 101: give the raw upstream connection to ``protocol``."""
         conn = self._conn

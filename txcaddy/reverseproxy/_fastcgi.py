@@ -166,6 +166,9 @@ class FastCGIExchange(Exchange):
     def switch_protocol(self, protocol: Any) -> None:
         raise RuntimeError("FastCGI responses never switch protocols")
 
+    def copy_body_to(self, response: Any) -> None:
+        """Not done: its body arrives in STDOUT records, not as the socket's bytes."""
+
 
 # Connection states.
 _IDLE, _HEAD, _BODY = 0, 1, 2

@@ -38,6 +38,7 @@ from txcaddy.reverseproxy._h1response import (
     UNFINISHED,
     ResponseParser,
 )
+from txcaddy.reverseproxy._kernelcopy import KernelCopy, copy_body
 from txcaddy.reverseproxy._pool import SURPLUS_LINGER, HostPool, PooledConnection, UpstreamPool
 from txcaddy.reverseproxy.errors import (
     ResponseHeaderTimeout,
@@ -124,6 +125,9 @@ class HTTP11Connection(ResponseParser, PooledConnection):
         self.dial: Dial | None = None  # waiting for the TLS handshake
         self.handshake_ok = False
         self.lost_reason: Failure | None = None
+        self.kernel_copy: KernelCopy | None = None  # splicing the current body (_kernelcopy)
+        self.parsing = False  # inside dataReceived's parse
+        self.copy_to: Any = None  # the response asked for kernel copy during the parse
 
     # -- lifecycle ----------------------------------------------------------------------
 
@@ -219,6 +223,8 @@ class HTTP11Connection(ResponseParser, PooledConnection):
 
     def fail(self, exc: BaseException) -> None:
         """Abort the current exchange with ``exc`` and drop the connection."""
+        if self.kernel_copy is not None:
+            self.kernel_copy.stop()
         if self.state == SWITCHED:
             if self.transport is not None:
                 self.transport.abortConnection()
@@ -237,6 +243,8 @@ class HTTP11Connection(ResponseParser, PooledConnection):
 
     def connectionLost(self, reason: Failure = connectionDone) -> None:
         self.lost_reason = reason
+        if self.kernel_copy is not None:
+            self.kernel_copy.stop()
         self._cancel_timer()
         self._stop_read_timer()
         self.stop_write_timer()
@@ -304,6 +312,20 @@ class HTTP11Connection(ResponseParser, PooledConnection):
                     data, self.buffer = self.buffer, b""
                     self.dataReceived(data)
 
+    def copy_body_to(self, response: Any) -> None:
+        """Splice the rest of a ``Content-Length`` body to ``response``'s client (``_kernelcopy``)
+        where that can be done; else (and until then) the body goes through ``dataReceived``.
+
+        Asked during a parse (the head's callbacks), it starts once the bytes in hand are
+        delivered.
+        """
+        if self.state != LENGTH or self.exchange is None:
+            return
+        if self.parsing:
+            self.copy_to = response
+        else:
+            copy_body(self, response)
+
     def hand_over(self, protocol: Any) -> None:
         self.switched_to = protocol
         protocol.makeConnection(self.transport)
@@ -333,12 +355,19 @@ class HTTP11Connection(ResponseParser, PooledConnection):
         if self.pauses:
             self.buffer += data
             return
+        self.parsing = True
         try:
             self._parse(data)
         except UpstreamProtocolError as exc:
+            self.parsing = False
             self.fail(exc)
             return
+        self.parsing = False
         state = self.state
+        if self.copy_to is not None:
+            response, self.copy_to = self.copy_to, None
+            if state == LENGTH and self.exchange is not None and copy_body(self, response):
+                return
         if state in UNFINISHED and self.exchange is not None and (
                 state != LENGTH or self.remaining <= _QUICK_ACK_REMAINING):
             # Near the end of a response the upstream may wait for this ACK to send the

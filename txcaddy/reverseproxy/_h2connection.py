@@ -298,6 +298,9 @@ class H2Exchange(Exchange):
     def switch_protocol(self, protocol: Any) -> None:
         raise RuntimeError("an HTTP/2 stream cannot switch protocols (no 101 over HTTP/2)")
 
+    def copy_body_to(self, response: Any) -> None:
+        """Not done: its body arrives in DATA frames, not as the socket's bytes."""
+
     def pauseProducing(self) -> None:
         self._paused = True
 

@@ -233,6 +233,12 @@ class ResponseRelay:
             self._producing = True
             response.register_producer(self._producer, True)
         exchange.deliver_body(consumer)
+        if self._producing and consumer is self and not self._sniff:
+            # A long body that no one here looks at: the kernel may move the rest of it
+            # (only an HTTP/1.1 exchange can; see _kernelcopy).
+            copy_body_to = getattr(exchange, "copy_body_to", None)
+            if copy_body_to is not None:
+                copy_body_to(response)
 
     def body_data(self, data: bytes) -> None:
         if self._sniff:
