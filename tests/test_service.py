@@ -297,3 +297,76 @@ class LazyImportTests(SynchronousTestCase):
         self.assertEqual(acme_client, "False")
         self.assertEqual(web_client, "False")
         self.assertEqual(web_modules, "[]")  # no admin API, no twisted_resource: no twisted.web at all
+
+
+class LazyProtocolImportTests(SynchronousTestCase):
+    """HTTP/2, ``twisted.names`` and prometheus_client are imported only by configs that need them
+    (together 3 to 4 MB of RSS in every process)."""
+
+    _LIBRARIES = ("h2", "hpack", "hyperframe", "twisted.names", "prometheus_client", "zstandard")
+
+    def _imported_after_start(self, caddyfile: str) -> set[str]:
+        """Which of ``_LIBRARIES`` a fresh interpreter imported to build, start and stop a service
+        for ``caddyfile``."""
+        import subprocess
+        import sys
+
+        script = (
+            "import sys\n"
+            "from twisted.internet import reactor\n"
+            "from txcaddy.service import fromCaddyfile\n"
+            f"service = fromCaddyfile({caddyfile!r}, reactor=reactor)\n"
+            "service.startService()\n"
+            "service.stopService()\n"
+            f"print(' '.join(name for name in {self._LIBRARIES!r} if name in sys.modules))\n"
+        )
+        root = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+        done = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True, timeout=120,
+                              cwd=root, env={**os.environ, "PYTHONPATH": root})
+        self.assertEqual(done.returncode, 0, done.stderr)
+        return set(done.stdout.split())
+
+    def test_plain_proxy_imports_none(self) -> None:
+        """A plain HTTP reverse proxy, with or without the admin API, imports none of them."""
+        site = "http://127.0.0.1:0 {\n\treverse_proxy 127.0.0.1:2\n}\n"
+        self.assertEqual(self._imported_after_start("{\n\tadmin off\n}\n" + site), set())
+        self.assertEqual(self._imported_after_start("{\n\tadmin localhost:0\n}\n" + site), set())
+
+    def test_h2c_imports_h2(self) -> None:
+        """A server with h2c imports the HTTP/2 stack (but not the others)."""
+        imported = self._imported_after_start(
+            "{\n\tadmin off\n\tservers {\n\t\tprotocols h1 h2 h2c\n\t}\n}\n"
+            "http://127.0.0.1:0 {\n\trespond ok\n}\n")
+        self.assertEqual(imported, {"h2", "hpack", "hyperframe"})
+
+    def test_h2c_upstream_imports_h2(self) -> None:
+        """A reverse_proxy speaking h2c to its upstream imports the HTTP/2 stack."""
+        imported = self._imported_after_start(
+            "{\n\tadmin off\n}\nhttp://127.0.0.1:0 {\n\treverse_proxy h2c://127.0.0.1:2\n}\n")
+        self.assertEqual(imported, {"h2", "hpack", "hyperframe"})
+
+    def test_dynamic_upstreams_import_twisted_names(self) -> None:
+        """``dynamic a`` imports ``twisted.names`` for its resolver."""
+        imported = self._imported_after_start(
+            "{\n\tadmin off\n}\nhttp://127.0.0.1:0 {\n\treverse_proxy {\n"
+            "\t\tdynamic a app.invalid 8080\n\t}\n}\n")
+        self.assertEqual(imported, {"twisted.names"})
+
+    def test_transport_resolver_imports_twisted_names(self) -> None:
+        """A transport with ``resolvers`` imports ``twisted.names``."""
+        imported = self._imported_after_start(
+            "{\n\tadmin off\n}\nhttp://127.0.0.1:0 {\n\treverse_proxy app.invalid:2 {\n"
+            "\t\ttransport http {\n\t\t\tresolvers 127.0.0.1\n\t\t}\n\t}\n}\n")
+        self.assertEqual(imported, {"twisted.names"})
+
+    def test_metrics_handler_imports_prometheus_client(self) -> None:
+        """The ``metrics`` handler imports prometheus_client (its registry is made at load)."""
+        imported = self._imported_after_start(
+            "{\n\tadmin off\n}\nhttp://127.0.0.1:0 {\n\tmetrics /metrics\n}\n")
+        self.assertEqual(imported, {"prometheus_client"})
+
+    def test_zstd_imports_zstandard(self) -> None:
+        """``encode zstd`` imports zstandard."""
+        imported = self._imported_after_start(
+            "{\n\tadmin off\n}\nhttp://127.0.0.1:0 {\n\tencode zstd\n\trespond ok\n}\n")
+        self.assertEqual(imported, {"zstandard"})

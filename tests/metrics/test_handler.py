@@ -105,6 +105,34 @@ class RenderTests(SynchronousTestCase):
         self.assertEqual(values[("caddy_config_last_reload_success_timestamp_seconds", ())], 100.0)
 
 
+class LateRegistryTests(SynchronousTestCase):
+    """The registry is made on first use; what happened before shows as if it had been there."""
+
+    def _families(self, metrics: Metrics) -> list[str]:
+        return [family.name for family in text_string_to_metric_families(render_metrics(metrics.registry)[0].decode())]
+
+    def test_same_exposition_as_an_early_registry(self) -> None:
+        """Reloads and collectors recorded before the registry exists are in it, in the same order
+        as when the registry was there first; later reloads still update the gauges."""
+        early = Metrics()
+        early.registry  # noqa: B018 - made first
+        late = Metrics()
+        for metrics in (early, late):
+            metrics.upstreams()
+            metrics.http(lambda: 0.0).series("srv0", "static_response").requests += 1
+            record_config_reload(metrics, True, 50.0)
+            record_config_reload(metrics, False, 60.0)
+        self.assertIsNone(late._registry)
+        self.assertEqual(self._families(late), self._families(early))
+        values = _values(render_metrics(late.registry)[0].decode())
+        self.assertEqual(values[("caddy_config_last_reload_successful", ())], 0)
+        self.assertEqual(values[("caddy_config_last_reload_success_timestamp_seconds", ())], 50.0)
+        record_config_reload(late, True, 70.0)
+        values = _values(render_metrics(late.registry)[0].decode())
+        self.assertEqual(values[("caddy_config_last_reload_successful", ())], 1)
+        self.assertEqual(values[("caddy_config_last_reload_success_timestamp_seconds", ())], 70.0)
+
+
 class UpstreamsHealthyTests(SynchronousTestCase):
     def _load(self, runtime: Runtime, config: dict[str, Any]) -> tuple[Any, LoadContext]:
         context = LoadContext(reactor=Clock(), runtime=runtime)

@@ -2,12 +2,12 @@
 
 Go marshals struct fields in declaration order and *maps* with sorted keys;
 adapters build plain dicts in struct order and wrap Go maps in ``GoMap`` so
-that they are sorted; ``ModuleObject`` and ``weak_string`` are Caddy's.
+that they are sorted; ``ModuleObject`` and ``weak_string`` are Caddy's. ``decimal`` is imported
+only for an integer beyond float64's exact range.
 """
 
 from __future__ import annotations
 
-from decimal import Decimal
 from typing import Any
 
 from txcaddy._go.json import AnyMap, Map, marshal
@@ -46,6 +46,8 @@ def _through_any(value: Any) -> Any:
     if isinstance(value, (list, tuple)):
         return [_through_any(item) for item in value]
     if isinstance(value, int) and not isinstance(value, bool) and abs(value) > _FLOAT64_EXACT:
+        from decimal import Decimal  # imported on first use (module docstring)
+
         return int(Decimal(repr(float(value))))
     return value
 

@@ -4,20 +4,28 @@ TLS connections that negotiated ``h2`` with ALPN, and (when allowed) cleartext c
 opening with the HTTP/2 preface (h2c by prior knowledge, RFC 9113 §3.3), get an
 ``HTTP2Protocol``; everything else an ``HTTP11Protocol``, which may still switch with
 ``Upgrade: h2c`` (Go's ``x/net/http2/h2c``, as Caddy serves h2c).
+
+``_h2`` (and with it ``h2``, ``hpack`` and ``hyperframe``, 1.3 MB) is imported by the first
+factory that serves HTTP/2 (h2 over TLS, or h2c): a server without it does not carry it.
 """
 
 from __future__ import annotations
 
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from twisted.internet.interfaces import ISSLTransport
 from twisted.internet.protocol import Factory, Protocol
 
 from txcaddy.http._h1 import HTTP11Protocol
-from txcaddy.http._h2 import HTTP2Protocol
-from txcaddy.http._h2frames import PREFACE
 from txcaddy.http.request import Request
 from txcaddy.interfaces import IHTTPServer
+
+if TYPE_CHECKING:
+    from txcaddy.http._h2 import HTTP2Protocol
+
+#: The connection preface of HTTP/2 by prior knowledge (RFC 9113 §3.4), as ``_h2frames.PREFACE``;
+#: not imported from there, which would load ``h2`` for every server.
+PREFACE = b"PRI * HTTP/2.0\r\n\r\nSM\r\n\r\n"
 
 
 class _Negotiating(Protocol):
@@ -63,6 +71,9 @@ class _Negotiating(Protocol):
             self.dataReceived = h1.dataReceived  # type: ignore[method-assign]
             h1.dataReceived(data)
             return
+        # loaded by HTTPFactory(): see the module docstring
+        from txcaddy.http._h2 import HTTP2Protocol
+
         factory = self.factory
         h2_protocol = HTTP2Protocol(factory.server, factory.reactor, factory.tls, peer=self._addr)
         h2_protocol.factory = factory
@@ -87,9 +98,15 @@ class HTTPFactory(Factory):
         self.tls = tls
         self.h2 = h2
         self.h2c = h2c
+        if h2 or h2c:
+            # Imported here, not by a connection: see the module docstring.
+            import txcaddy.http._h2  # noqa: F401
 
     def upgrade_h2c(self, request: Request, settings: bytes) -> HTTP2Protocol:
         """The HTTP/2 protocol a cleartext ``Upgrade: h2c`` request switches to."""
+        # loaded by HTTPFactory(): see the module docstring
+        from txcaddy.http._h2 import HTTP2Protocol
+
         protocol = HTTP2Protocol(self.server, self.reactor, self.tls, upgrade=(request, settings))
         protocol.factory = self
         return protocol

@@ -12,7 +12,8 @@ otherwise the duration, the request and response sizes are observed under
 The series are counted in plain Python numbers (the reactor is one thread) and
 turned into prometheus_client metric families only when scraped. Whether a
 server is instrumented is decided once at config load: servers without
-``metrics`` run their handlers unwrapped.
+``metrics`` run their handlers unwrapped. prometheus_client is imported by ``collect``, at the
+first scrape: counting needs none of it.
 """
 
 from __future__ import annotations
@@ -20,15 +21,8 @@ from __future__ import annotations
 import time
 from bisect import bisect_left
 from collections.abc import Callable, Iterator, Sequence
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
-from prometheus_client.metrics_core import (
-    CounterMetricFamily,
-    GaugeMetricFamily,
-    HistogramMetricFamily,
-    Metric,
-)
-from prometheus_client.utils import floatToGoString
 from twisted.internet.defer import Deferred
 from zope.interface import implementer
 
@@ -36,6 +30,9 @@ from txcaddy.http.request import Request
 from txcaddy.http.response import Response
 from txcaddy.http.routing import Route, RouteList
 from txcaddy.interfaces import IHandler
+
+if TYPE_CHECKING:
+    from prometheus_client.metrics_core import HistogramMetricFamily, Metric
 
 #: client_golang's ``DefBuckets`` (seconds) and ``ExponentialBuckets(256, 4, 8)`` (bytes).
 DURATION_BUCKETS = (0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0)
@@ -146,6 +143,16 @@ class HTTPMetrics:
         return []  # families only appear once something is instrumented
 
     def collect(self) -> Iterator[Metric]:
+        # imported on first use (module docstring)
+        from prometheus_client.metrics_core import (
+            CounterMetricFamily,
+            GaugeMetricFamily,
+            HistogramMetricFamily,
+        )
+        from prometheus_client.utils import floatToGoString
+
+        duration_bounds = [floatToGoString(bound) for bound in (*DURATION_BUCKETS, float("inf"))]
+        size_bounds = [floatToGoString(bound) for bound in (*SIZE_BUCKETS, float("inf"))]
         basic = ["server", "handler"]
         in_flight = GaugeMetricFamily(
             "caddy_http_requests_in_flight", "Number of requests currently handled by this server.", labels=basic)
@@ -174,25 +181,26 @@ class HTTPMetrics:
                     continue
                 seen.add(id(status_series))
                 labels = [*names, sanitize_code(status), sanitize_method(method)]
-                _add(duration, labels, status_series.duration, status_series.duration_sum, DURATION_BUCKETS)
+                _add(duration, labels, status_series.duration, status_series.duration_sum, duration_bounds)
                 _add(request_size, labels, status_series.request_size, status_series.request_size_sum,
-                     SIZE_BUCKETS)
+                     size_bounds)
                 _add(response_size, labels, status_series.response_size, status_series.response_size_sum,
-                     SIZE_BUCKETS)
-                _add(ttfb, labels, status_series.ttfb, status_series.ttfb_sum, DURATION_BUCKETS)
+                     size_bounds)
+                _add(ttfb, labels, status_series.ttfb, status_series.ttfb_sum, duration_bounds)
         yield from (in_flight, errors, requests, duration, request_size, response_size, ttfb)
 
 
 def _add(
-    family: HistogramMetricFamily, labels: list[str], counts: list[int], total: float, bounds: Sequence[float]
+    family: HistogramMetricFamily, labels: list[str], counts: list[int], total: float, bounds: Sequence[str]
 ) -> None:
+    """Add one histogram series; ``bounds`` are its buckets' ``le`` labels, ``+Inf`` last."""
     if not any(counts):
         return  # like a client_golang vector child, a series exists once observed
     cumulative = 0
     buckets: list[tuple[str, float]] = []
-    for bound, count in zip((*bounds, float("inf")), counts, strict=True):
+    for bound, count in zip(bounds, counts, strict=True):
         cumulative += count
-        buckets.append((floatToGoString(bound), cumulative))
+        buckets.append((bound, cumulative))
     family.add_metric(labels, buckets, total)
 
 

@@ -5,15 +5,17 @@ handler is provisioned and every 10 s after. Here the value is read from the
 upstreams' live health state when scraped, so it is never stale; a pool drops out
 once its config is unloaded (Caddy keeps the last value of removed upstreams).
 1 unless an active health check marked the upstream down or passive checks
-counted too many failures, as ``Upstream.healthy()`` says.
+counted too many failures, as ``Upstream.healthy()`` says. prometheus_client is imported at the
+first scrape (``collect``): every ``reverse_proxy`` makes this collector.
 """
 
 from __future__ import annotations
 
 from collections.abc import Iterator, Sequence
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
-from prometheus_client.metrics_core import GaugeMetricFamily, Metric
+if TYPE_CHECKING:
+    from prometheus_client.metrics_core import Metric
 
 
 class UpstreamsHealthy:
@@ -33,6 +35,9 @@ class UpstreamsHealthy:
         return []
 
     def collect(self) -> Iterator[Metric]:
+        # imported on first use (module docstring)
+        from prometheus_client.metrics_core import GaugeMetricFamily
+
         family = GaugeMetricFamily(
             "caddy_reverse_proxy_upstreams_healthy", "Health status of reverse proxy upstreams.", labels=["upstream"])
         values: dict[str, float] = {}

@@ -10,9 +10,8 @@ counted in ``promhttp_metric_handler_requests_total{code}`` and
 
 from __future__ import annotations
 
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
-from prometheus_client import CollectorRegistry, Counter, Gauge
 from zope.interface import implementer
 
 from txcaddy.config.registry import module
@@ -21,6 +20,9 @@ from txcaddy.http.request import Request
 from txcaddy.http.response import Response
 from txcaddy.interfaces import IHandler
 from txcaddy.metrics import Metrics, gzip_body, render_metrics
+
+if TYPE_CHECKING:
+    from prometheus_client import CollectorRegistry, Counter, Gauge
 
 
 @implementer(IHandler)

@@ -3,6 +3,7 @@
 Caddy gives Go's dialer a resolver that asks those servers (after the hosts file).  We do the
 same with ``twisted.names``: an ``IHostnameResolver`` over a names client, and a reactor view
 that hands it to ``HostnameEndpoint`` (which takes its resolver from the reactor).
+``twisted.names`` (0.65 MB) is imported on first use: only a transport with ``resolver`` needs it.
 """
 
 from __future__ import annotations
@@ -18,11 +19,9 @@ from twisted.internet.interfaces import (
     IHostResolution,
     IReactorPluggableNameResolver,
 )
-from twisted.names import dns, hosts, resolve
 from zope.interface import implementer
 
 from txcaddy.errors import ConfigError
-from txcaddy.reverseproxy._dnslookup import FailFastResolver
 
 _NETWORKS = ("tcp", "tcp4", "tcp6", "udp", "udp4", "udp6")
 
@@ -83,6 +82,11 @@ class NamesHostnameResolver:
     def for_servers(cls, servers: list[tuple[str, int]], reactor: Any,
                     hosts_file: bytes = b"/etc/hosts") -> NamesHostnameResolver:
         """The hosts file first, then the given DNS servers in order, no cache (as Go's)."""
+        # imported on first use (module docstring)
+        from twisted.names import hosts, resolve
+
+        from txcaddy.reverseproxy._dnslookup import FailFastResolver
+
         return cls(resolve.ResolverChain([
             hosts.Resolver(file=hosts_file),
             FailFastResolver(servers=servers, reactor=reactor),  # a closed port fails at once
@@ -105,6 +109,8 @@ class NamesHostnameResolver:
             lookups.append(self.resolver.lookupAddress(hostName))
         if want6:
             lookups.append(self.resolver.lookupIPV6Address(hostName))
+
+        from twisted.names import dns  # imported on first use (module docstring)
 
         def deliver(results: list[tuple[bool, Any]]) -> None:
             for ok, result in results:

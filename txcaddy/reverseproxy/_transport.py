@@ -11,12 +11,14 @@ HTTP/2 connections (``_h2connection``); upgrade requests (WebSocket) still use H
 With ``"2"`` in ``versions`` (the default), TLS upstreams are offered ALPN ``h2, http/1.1`` and
 served over whichever they pick, in one pool (``_alpn``); upgrade requests are dialled offering
 only ``http/1.1``, in the HTTP/1.1 pool (Go's ``onlyH1``).  Without ``"2"``, TLS upstreams get HTTP/1.1.
+``_alpn`` and ``_h2connection`` (which load ``h2``, 1.3 MB) are imported only by a transport that
+makes one of those pools.
 """
 
 from __future__ import annotations
 
 from collections.abc import Callable
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from twisted.internet.defer import Deferred, DeferredList
 from twisted.logger import Logger
@@ -28,11 +30,9 @@ from txcaddy.config.schema import ANY, BOOL, DURATION, INT, STRING, STRINGS, Obj
 from txcaddy.config.values import duration_seconds
 from txcaddy.errors import ConfigError
 from txcaddy.interfaces import IUpstreamTransport
-from txcaddy.reverseproxy._alpn import ALPN_H2_H1, AlpnPool
 from txcaddy.reverseproxy._dial import DEFAULT_READ_SIZE, UpstreamAddress
 from txcaddy.reverseproxy._exchange import Exchange, RawHeaders, ResponseHead
 from txcaddy.reverseproxy._h1connection import ConnectionPool
-from txcaddy.reverseproxy._h2connection import H2Pool
 from txcaddy.reverseproxy._pool import SURPLUS_LINGER
 from txcaddy.reverseproxy._resolver import (
     NamesHostnameResolver,
@@ -40,6 +40,10 @@ from txcaddy.reverseproxy._resolver import (
     parse_resolver_addresses,
 )
 from txcaddy.tls.context import UpstreamTLS
+
+if TYPE_CHECKING:
+    from txcaddy.reverseproxy._alpn import AlpnPool
+    from txcaddy.reverseproxy._h2connection import H2Pool
 
 _WHERE = "reverse_proxy transport http"
 _FIELDS = frozenset((
@@ -113,13 +117,22 @@ class HTTPTransport:
         self.versions = versions
         self.h2c = "h2c" in versions
         if self.h2c and h2_pool is None:
+            # imported on first use (module docstring)
+            from txcaddy.reverseproxy._h2connection import H2Pool
+
             h2_pool = H2Pool(pool.reactor, dial_timeout=pool.dial_timeout,
                              endpoint_factory=pool.endpoint_factory)
         self.h2_pool = h2_pool if self.h2c else None
         #: HTTPS connections offering ALPN h2 (``"2"`` in ``versions``), or None.
         self.alpn_pool: AlpnPool | None = None
+        #: The ALPN protocols the ``alpn_pool``'s connections offer.
+        self._alpn_protocols: tuple[bytes, ...] = ()
         if "2" in versions and tls_config is not None:
+            # imported on first use (module docstring)
+            from txcaddy.reverseproxy._alpn import ALPN_H2_H1, AlpnPool
+
             self.alpn_pool = alpn_pool or AlpnPool(pool.reactor, **pool.options)
+            self._alpn_protocols = ALPN_H2_H1
         self.unsupported_reason: str | None = None
         self.log = log or Logger(namespace="txcaddy.reverseproxy")
 
@@ -242,6 +255,9 @@ class HTTPTransport:
         )
         h2_pool = None
         if "h2c" in versions:
+            # imported on first use (module docstring)
+            from txcaddy.reverseproxy._h2connection import H2Pool
+
             h2_pool = H2Pool(
                 reactor,
                 response_header_timeout=pool.response_header_timeout,
@@ -289,7 +305,7 @@ class HTTPTransport:
                                                  for name, _ in headers):
                 return alpn_pool.request(  # type: ignore[return-value]
                     address, method, target, headers, body_length, on_informational,
-                    tls=tls.creator_for(host, request, ALPN_H2_H1))
+                    tls=tls.creator_for(host, request, self._alpn_protocols))
             creator = tls.creator_for(host, request)
             return self.pool.request(address, method, target, headers, body_length,
                                      on_informational, tls=creator)

@@ -9,7 +9,8 @@ for ``refresh``; while an answer is fresh it is returned as it is, so the proxy
 goes on without a Deferred. On a miss or after expiry one lookup runs and
 every request that needs the same name meanwhile waits for it. The caches
 outlive config reloads, as Caddy's package-level maps do. The DNS side (caches,
-SRV ordering, resolvers) is in ``_dnslookup.py``.
+SRV ordering, resolvers) is in ``_dnscache.py`` and ``_dnslookup.py``; the latter (with
+``twisted.names``, 0.65 MB) is imported on first use, as most configs have no dynamic upstreams.
 
 ``UpstreamProvider`` is the handler's side: it turns a source's answer into
 this handler's ``Upstream``s (sharing per-address ``Host`` state with every
@@ -29,7 +30,6 @@ from typing import Any
 from twisted.internet.abstract import isIPAddress, isIPv6Address
 from twisted.internet.defer import Deferred, DeferredList, fail, succeed
 from twisted.logger import Logger
-from twisted.names import dns
 from twisted.python.failure import Failure
 from zope.interface import implementer
 
@@ -41,15 +41,13 @@ from txcaddy.config.schema import BOOL, DURATION, STRING, STRINGS, ListOf, Modul
 from txcaddy.config.values import duration_seconds, integer, string
 from txcaddy.errors import ConfigError
 from txcaddy.interfaces import IUpstreamSource
-from txcaddy.reverseproxy._dnslookup import (
+from txcaddy.reverseproxy._dnscache import (
     LOOKUP_TIMEOUT,
     DNSCaches,
     DNSLookupError,
     LookupCache,
     _target_of,
-    make_resolver,
     order_srv_records,
-    srv_records,
 )
 from txcaddy.reverseproxy._resolver import parse_resolver_addresses
 from txcaddy.reverseproxy.hosts import HostRegistry, Upstream
@@ -169,6 +167,9 @@ class SRVUpstreams:
         return d.addCallback(self._upstreams, name)
 
     def _upstreams(self, answer: Any, name: str) -> list[Upstream]:
+        # imported on first use (module docstring)
+        from txcaddy.reverseproxy._dnslookup import srv_records
+
         records = srv_records(answer, name)
         return [Upstream(join_host_port(target, port)) for target, port in
                 ((_target_of(r), r.port) for r in order_srv_records(records, self.rng))]
@@ -230,6 +231,9 @@ class AUpstreams:
 
     @staticmethod
     def _upstreams(results: list[tuple[bool, Any]], name: str, port: str) -> Any:
+        # imported on first use (module docstring)
+        from twisted.names import dns
+
         addresses: list[str] = []
         errors = []
         for ok, answer in results:
@@ -413,6 +417,9 @@ class UpstreamProvider:
             return fail()
 
         def first(answer: Any) -> str:
+            # imported on first use (module docstring)
+            from txcaddy.reverseproxy._dnslookup import srv_records
+
             record = order_srv_records(srv_records(answer, name), self.rng)[0]
             return join_host_port(_target_of(record), record.port)
 
@@ -484,6 +491,13 @@ def _check_fields(config: dict[str, Any], known: frozenset[str], what: str) -> N
 
 def _string(config: dict[str, Any], key: str, what: str) -> str:
     return string(config.get(key), f"dynamic {what} upstreams: {key}")
+
+
+def make_resolver(servers: list[tuple[str, int]] | None, reactor: Any, *, hosts_file: bool) -> Any:
+    """``_dnslookup.make_resolver``, imported on first use (module docstring)."""
+    from txcaddy.reverseproxy import _dnslookup
+
+    return _dnslookup.make_resolver(servers, reactor, hosts_file=hosts_file)
 
 
 def _common(config: dict[str, Any], context: Any, what: str, hosts_file: bool) -> dict[str, Any]:

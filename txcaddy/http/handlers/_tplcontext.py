@@ -6,7 +6,7 @@ with Go's field names), ``.Args``, ``.RespHeader.Add/Set/Del``, ``.OriginalReq``
 ``readFile``, ``listFiles``, ``fileExists``, ``stripHTML``, ``markdown``, ``splitFrontMatter``,
 ``env``, ``placeholder``/``ph``, ``httpError``, ``humanize``, ``pathEscape``. Files are read
 under the handler's root as Go's ``http.Dir`` does (the name cleaned as if absolute, so ``..``
-cannot leave the root).
+cannot leave the root). ``tomllib`` is imported by the first TOML front matter.
 """
 
 from __future__ import annotations
@@ -17,7 +17,6 @@ import json
 import math
 import os
 import time
-import tomllib
 from collections.abc import Callable
 from typing import Any
 
@@ -318,6 +317,8 @@ def _yaml(text: str) -> dict[str, Any]:
 
 
 def _toml(text: str) -> dict[str, Any]:
+    import tomllib  # imported on first use (module docstring)
+
     return dict(_go_values(tomllib.loads(text), toml=True))
 
 

@@ -15,7 +15,7 @@ A port of Caddy 2.6.2's ``encode.go``:
   until that decision.
 
 Encoders are modules too (``http.encoders.gzip``, ``http.encoders.zstd``), so
-a plugin can add one.
+a plugin can add one. ``zstandard`` is imported by the first zstd encoder: most configs have none.
 """
 
 from __future__ import annotations
@@ -23,7 +23,6 @@ from __future__ import annotations
 import zlib
 from typing import Any
 
-import zstandard
 from twisted.internet.defer import Deferred
 from zope.interface import implementer
 
@@ -144,6 +143,8 @@ class ZstdEncoding:
     accept_encoding = "zstd"
 
     def __init__(self) -> None:
+        import zstandard  # imported on first use (module docstring); ImportError: see load_zstd
+
         self._zstd = zstandard
         params = zstandard.ZstdCompressionParameters.from_level(3, window_log=17)
         self._compressor = zstandard.ZstdCompressor(compression_params=params)
