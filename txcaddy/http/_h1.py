@@ -255,7 +255,14 @@ class H1Response(Response):
 class HTTP11Protocol(Protocol):
     """An HTTP/1.1 connection to one client."""
 
-    log = Logger()
+    @property
+    def log(self) -> Logger:
+        """A logger for this connection, made when something is logged.
+
+        (Not a class attribute ``Logger()``: the compiled build makes class attributes
+        per instance, a ``Logger`` and a look at the caller's frame per connection.)
+        """
+        return Logger(namespace="txcaddy.http._h1.HTTP11Protocol", source=self)
     # A TCP or TLS transport: an ITransport that is also the IConsumer and IPushProducer
     # used for flow control, which no one Twisted interface names; None when gone.
     transport: Any
