@@ -103,6 +103,22 @@ class ProtocolTests(SynchronousTestCase):
         self.transport.clear()
         return out
 
+    def test_rejections_are_logged_by_the_connection(self) -> None:
+        """A rejected request is logged under the protocol's namespace, with the connection as
+        the source (the logger is made when used: one per connection would cost every client)."""
+        from typing import cast
+
+        from twisted.logger import ILogObserver, globalLogPublisher
+
+        events: list[dict[str, Any]] = []
+        observer = cast(ILogObserver, events.append)
+        globalLogPublisher.addObserver(observer)
+        self.addCleanup(globalLogPublisher.removeObserver, observer)
+        self.assertTrue(self.send(b"GET / HTTP/1.1\r\nHost: x\r\nno colon\r\n\r\n").startswith(b"HTTP/1.1 400 "))
+        (event,) = [e for e in events if e.get("log_format", "").startswith("rejecting request")]
+        self.assertEqual(event["log_namespace"], "txcaddy.http._h1.HTTP11Protocol")
+        self.assertIs(event["log_source"], self.protocol)
+
     def test_tcp_no_delay_like_go(self) -> None:
         """Go turns Nagle's algorithm off on every accepted TCP connection; so do we."""
         from tests._transports import TCPStringTransport
