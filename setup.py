@@ -30,6 +30,7 @@ COMPILED = [
     "txcaddy/reverseproxy/headers.py",
     "txcaddy/reverseproxy/hosts.py",
     "txcaddy/reverseproxy/selection.py",
+    "txcaddy/reverseproxy/streaming.py",
 ]
 
 if os.environ.get("TXCADDY_MYPYC") == "1":

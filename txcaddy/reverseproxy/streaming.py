@@ -14,11 +14,11 @@ that much later.
 from __future__ import annotations
 
 from collections.abc import Callable
-from typing import Any
+from typing import Any, cast
 
 from twisted.internet.interfaces import IPushProducer
 from twisted.python.failure import Failure
-from zope.interface import implementer
+from zope.interface import classImplements
 
 from txcaddy._go.http import detect_content_type
 from txcaddy.http.headers import Headers
@@ -32,7 +32,6 @@ from txcaddy.reverseproxy.transport import RawHeaders
 __all__ = ["RequestBodyPump", "BufferedBody", "ResponseRelay", "effective_flush_interval"]
 
 
-@implementer(IPushProducer, IBodyConsumer)
 class RequestBodyPump:
     """Feeds a client's request body into an upstream exchange.
 
@@ -51,7 +50,7 @@ class RequestBodyPump:
         self.started = False
         self._client = body.producer
         self._paused = False
-        exchange.registerProducer(self, True)
+        exchange.registerProducer(cast(IPushProducer, self), True)  # (classImplements, below)
         if exchange.body_wanted:
             # The exchange got an idle connection at once: the upstream is ready now.
             self.resumeProducing()
@@ -102,7 +101,6 @@ class RequestBodyPump:
             exchange.abort(reason.value)
 
 
-@implementer(IBodyConsumer)
 class BufferedBody:
     """A request body read into memory first (``buffer_requests``).
 
@@ -181,7 +179,6 @@ def effective_flush_interval(configured: float, content_type: str, content_lengt
     return configured
 
 
-@implementer(IBodyConsumer)
 class ResponseRelay:
     """Copies an upstream response body onto the client response as it arrives.
 
@@ -289,3 +286,9 @@ class ResponseRelay:
         done, self._done = self._done, None
         if done is not None:
             done(reason)
+
+
+# (Declared after the classes: the compiled build's native classes take no class decorator.)
+classImplements(RequestBodyPump, IPushProducer, IBodyConsumer)
+classImplements(BufferedBody, IBodyConsumer)
+classImplements(ResponseRelay, IBodyConsumer)
