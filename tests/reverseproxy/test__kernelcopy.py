@@ -192,6 +192,18 @@ class KernelCopyTests(TestCase):
         return done
 
     @inlineCallbacks
+    def stalled_copy(self) -> Any:
+        """A ``LARGE`` download to a client that reads nothing, once the copy waits for it:
+        fires with (backend, client, copy)."""
+        backend = self.backend(body=LARGE)
+        port = self.proxy(f"\treverse_proxy {backend.address}")
+        client = _Client()
+        yield self.connect(port, client)
+        client.transport.pauseProducing()  # type: ignore[union-attr]
+        yield self.until(lambda: self.copies and self.copies[0].writing)
+        return backend, client, self.copies[0]
+
+    @inlineCallbacks
     def _fetch_twice(self, fast_io: bool) -> Any:
         backend = self.backend()
         log = os.path.abspath(self.mktemp())
@@ -258,13 +270,7 @@ class KernelCopyTests(TestCase):
     def test_a_client_that_does_not_read_pauses_the_upstream(self) -> Any:
         """Backpressure: while the client takes nothing, the copy stops reading the upstream
         and waits for the client's socket; then the whole body arrives."""
-        backend = self.backend(body=LARGE)
-        port = self.proxy(f"\treverse_proxy {backend.address}")
-        client = _Client()
-        yield self.connect(port, client)
-        client.transport.pauseProducing()  # type: ignore[union-attr]
-        yield self.until(lambda: self.copies and self.copies[0].writing)
-        copy = self.copies[0]
+        _, client, copy = yield self.stalled_copy()
         self.assertFalse(copy.reading)
         self.assertGreater(copy.remaining, 0)
         client.transport.resumeProducing()  # type: ignore[union-attr]
@@ -276,13 +282,7 @@ class KernelCopyTests(TestCase):
     def test_client_gone_mid_body_drops_the_upstream_and_frees_everything(self) -> Any:
         """A client that goes away mid-body: the upstream connection is closed (it still has
         body to send), and the duplicated descriptors and the pipe are released."""
-        backend = self.backend(body=LARGE)
-        port = self.proxy(f"\treverse_proxy {backend.address}")
-        client = _Client()
-        yield self.connect(port, client)
-        client.transport.pauseProducing()  # type: ignore[union-attr]
-        yield self.until(lambda: self.copies and self.copies[0].writing)
-        copy = self.copies[0]
+        backend, client, copy = yield self.stalled_copy()
         held = {_inode(copy.upstream.fd), _inode(copy.downstream.fd), _inode(copy.pipe[0])}
         client.transport.abortConnection()  # type: ignore[union-attr]
         yield client.closed
