@@ -324,6 +324,36 @@ class KernelCopyTests(TestCase):
         self.flushLoggedErrors()
 
     @inlineCallbacks
+    def test_out_of_descriptors_goes_the_usual_way(self) -> Any:
+        """No descriptors left to duplicate: the body goes through Python, whole."""
+        self.patch(_kernelcopy, "_duplicates", lambda upstream, client: None)
+        backend = self.backend()
+        port = self.proxy(f"\treverse_proxy {backend.address}")
+        client = _Client()
+        yield self.connect(port, client)
+        bodies = yield client.done
+        self.assertTrue(bodies[0] == BODY)
+        self.assertEqual(self.copies, [])
+
+    def test_duplicates_keep_nothing_when_the_second_fails(self) -> None:
+        """The first duplicate is closed again when the second cannot be made."""
+        made: list[int] = []
+        real = os.dup
+
+        def dup(fd: int) -> int:
+            if made:
+                raise OSError(24, "Too many open files")
+            made.append(real(fd))
+            return made[-1]
+
+        self.patch(os, "dup", dup)
+        read_end, write_end = os.pipe()
+        self.addCleanup(os.close, read_end)
+        self.addCleanup(os.close, write_end)
+        self.assertIsNone(_kernelcopy._duplicates(read_end, write_end))
+        self.assertRaises(OSError, os.fstat, made[0])
+
+    @inlineCallbacks
     def _refused(self, refuse: Any) -> Any:
         real = _kernelcopy._SPLICE
 

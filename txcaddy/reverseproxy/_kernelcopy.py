@@ -120,7 +120,7 @@ class KernelCopy:
     """
 
     def __init__(self, conn: HTTP11Connection, client: Any, response: Response,
-                 pipe: tuple[int, int]) -> None:
+                 pipe: tuple[int, int], fds: tuple[int, int]) -> None:
         self.conn = conn
         self.client = client
         self.response = response
@@ -130,8 +130,8 @@ class KernelCopy:
         self.remaining = conn.remaining
         self.moved = False  # bytes left the upstream's socket
         self.sent = False  # bytes reached the client's socket
-        self.upstream = _Descriptor(os.dup(conn.transport.fileno()), self._readable, self._upstream_lost)
-        self.downstream = _Descriptor(os.dup(client.fileno()), self._writable, self._client_lost)
+        self.upstream = _Descriptor(fds[0], self._readable, self._upstream_lost)
+        self.downstream = _Descriptor(fds[1], self._writable, self._client_lost)
         self.reading = False
         self.writing = False
         self.active = True
@@ -288,8 +288,25 @@ def copy_body(conn: HTTP11Connection, response: Response) -> bool:
     pipe = _take_pipe()
     if pipe is None:
         return False
-    KernelCopy(conn, client, response, pipe).start()
+    fds = _duplicates(conn.transport.fileno(), client.fileno())
+    if fds is None:
+        _return_pipe(pipe, empty=True)
+        return False
+    KernelCopy(conn, client, response, pipe, fds).start()
     return True
+
+
+def _duplicates(upstream: int, client: int) -> tuple[int, int] | None:
+    """Duplicates of both sockets' descriptors, or None (out of descriptors: nothing kept)."""
+    try:
+        first = os.dup(upstream)
+    except OSError:
+        return None
+    try:
+        return first, os.dup(client)
+    except OSError:
+        os.close(first)
+        return None
 
 
 __all__ = ["copy_body", "KernelCopy", "MIN_BODY"]
