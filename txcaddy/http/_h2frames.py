@@ -25,8 +25,9 @@ import hpack.table
 from h2.errors import ErrorCodes
 from hyperframe.frame import Frame
 
-#: The connection preface a client speaking HTTP/2 by prior knowledge starts with.
-PREFACE = b"PRI * HTTP/2.0\r\n\r\nSM\r\n\r\n"
+# The connection preface of HTTP/2 by prior knowledge: defined where connections are told
+# apart, which must not load h2.
+from txcaddy.http._httpfactory import PREFACE  # noqa: F401 (re-exported)
 
 # Go's server values (x/net/http2/server.go), which Caddy does not change.
 MAX_CONCURRENT_STREAMS = 250

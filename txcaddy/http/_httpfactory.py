@@ -23,8 +23,8 @@ from txcaddy.interfaces import IHTTPServer
 if TYPE_CHECKING:
     from txcaddy.http._h2 import HTTP2Protocol
 
-#: The connection preface of HTTP/2 by prior knowledge (RFC 9113 §3.4), as ``_h2frames.PREFACE``;
-#: not imported from there, which would load ``h2`` for every server.
+#: The connection preface of HTTP/2 by prior knowledge (RFC 9113 §3.4); defined here, not in
+#: ``_h2frames`` (which re-exports it), so that telling connections apart does not load ``h2``.
 PREFACE = b"PRI * HTTP/2.0\r\n\r\nSM\r\n\r\n"
 
 
