@@ -236,6 +236,18 @@ class PoolTests(PoolTestCase):
         self.assertNotEqual(UpstreamAddress.parse("a:1").key, UpstreamAddress.parse("a:2").key)
 
 
+class ConnectedFlagTests(PoolTestCase):
+    """``connected`` is a bool from ``makeConnection`` on (the compiled build refuses Twisted's 1)."""
+
+    def test_connected_is_true_then_false(self) -> None:
+        """A dialled connection reads ``connected is True``; after its loss, ``False``."""
+        self.start()
+        proto, _transport = self.connect()
+        self.assertIs(proto.connected, True)
+        proto.connectionLost(Failure(ConnectionDone()))
+        self.assertIs(proto.connected, False)
+
+
 class CloseIdleTests(PoolTestCase):
     """``close_idle`` at unload: every idle connection closed, a Deferred for when they are."""
 

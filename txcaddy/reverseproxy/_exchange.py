@@ -27,7 +27,6 @@ from txcaddy.interfaces import IBodyConsumer, IExchange
 from txcaddy.reverseproxy.errors import UpstreamProtocolError
 
 if TYPE_CHECKING:
-    from txcaddy.reverseproxy._h1connection import ConnectionPool, HTTP11Connection
     from txcaddy.reverseproxy._pool import HostPool
 
 RawHeaders = list[tuple[bytes, bytes]]
@@ -135,7 +134,7 @@ class Exchange(HeadWaiters):
 
     def __init__(
         self,
-        pool: ConnectionPool,
+        pool: Any,  # the HTTP/1.1, HTTP/2 or FastCGI pool (all three make Exchanges)
         host: HostPool | None,
         head_bytes: bytes,
         body_length: int | None,
@@ -174,7 +173,9 @@ class Exchange(HeadWaiters):
         self._continue_timer: Any = None
         self._body_producer: Any = None
         self._body_streaming = False
-        self._conn: HTTP11Connection | None = None
+        # The HTTP11Connection, or a FastCGIConnection (the same methods; not a subclass, so
+        # not annotated as one: the compiled build would check).
+        self._conn: Any = None
         self._consumer: Any = None
         #: Over: the response ended, or the exchange failed or was aborted.
         self.finished = False
@@ -250,7 +251,7 @@ class Exchange(HeadWaiters):
         if conn is not None and not self._held:
             conn.request_written()
 
-    def _attach(self, conn: HTTP11Connection) -> None:
+    def _attach(self, conn: Any) -> None:
         self._conn = conn
         self.sent_anything = True
         transport = conn.transport

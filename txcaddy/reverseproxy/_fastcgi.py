@@ -243,7 +243,7 @@ class FastCGIConnection(PooledConnection):
             self.read_timer = reactor.callLater(self.pool.read_timeout, self._read_timed_out)
         if self.pool.write_timeout and not exchange.body_done:
             self.write_timer = reactor.callLater(self.pool.write_timeout, self._write_timed_out)
-        exchange._attach(self)  # type: ignore[arg-type]  # the same connection interface
+        exchange._attach(self)  # the same connection interface
 
     def _responding(self) -> None:
         """The first byte of the response arrived: no longer waiting for a worker."""

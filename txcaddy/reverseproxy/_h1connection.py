@@ -18,12 +18,13 @@ from __future__ import annotations
 from collections.abc import Callable
 from typing import Any
 
+from mypy_extensions import mypyc_attr
 from twisted.internet.error import ConnectionDone
 from twisted.internet.interfaces import IHandshakeListener, IPushProducer
 from twisted.internet.protocol import connectionDone
 from twisted.logger import Logger
 from twisted.python.failure import Failure
-from zope.interface import implementer
+from zope.interface import classImplements, implementer
 
 from txcaddy._twisted import quick_ack
 from txcaddy.interfaces import IUpstreamConnection
@@ -91,8 +92,8 @@ class _WriteDeadline:
 
 
 
-@implementer(IUpstreamConnection, IHandshakeListener)
-class HTTP11Connection(ResponseParser, PooledConnection):
+@mypyc_attr(allow_interpreted_subclasses=True)
+class HTTP11Connection(PooledConnection, ResponseParser):
     """One upstream HTTP/1.1 connection: runs one exchange at a time, parses its response.
 
     The pool holds it idle (``state`` ``IDLE``, ``exchange`` None) between exchanges; it
@@ -404,6 +405,10 @@ class HTTP11Connection(ResponseParser, PooledConnection):
         self.host.connection_done(self, reusable=reusable)
 
 
+classImplements(HTTP11Connection, IUpstreamConnection, IHandshakeListener)
+
+
+@mypyc_attr(allow_interpreted_subclasses=True)
 class ConnectionPool(UpstreamPool):
     """Keep-alive HTTP/1.1 connections per upstream address (and TLS server name).
 

@@ -8,20 +8,22 @@ the connection closes, passing each piece straight to the exchange's ``IBodyCons
 of body bytes beyond the slice a boundary needs.
 
 ``ResponseParser`` is a mixin of the connection protocol (``HTTP11Connection``): the parse loop
-runs as the connection's own methods, without a call layer per read.
+runs as the connection's own methods, without a call layer per read.  It is a mypyc *trait*
+(a no-op in pure Python) so that the compiled build can make ``HTTP11Connection``, which also
+derives from ``PooledConnection``, a native class: native classes take one base plus traits.
 """
 
 from __future__ import annotations
 
 from typing import TYPE_CHECKING, Any
 
-from txcaddy.reverseproxy._exchange import RawHeaders
+from mypy_extensions import mypyc_attr, trait
+
+from txcaddy.reverseproxy._exchange import Exchange, RawHeaders
 from txcaddy.reverseproxy._h1rhead import parse_head
 from txcaddy.reverseproxy.errors import UpstreamProtocolError
 
 if TYPE_CHECKING:
-    from collections.abc import Callable
-
     from txcaddy.reverseproxy._h1connection import ConnectionPool
     from txcaddy.reverseproxy._pool import HostPool
 
@@ -35,6 +37,8 @@ HEAD, LENGTH, CHUNK_SIZE, CHUNK_DATA, CHUNK_CRLF, TRAILERS, EOF, IDLE, SWITCHED 
 UNFINISHED = frozenset((LENGTH, CHUNK_SIZE, CHUNK_DATA, CHUNK_CRLF, TRAILERS, EOF))
 
 
+@trait
+@mypyc_attr(allow_interpreted_subclasses=True)
 class ResponseParser:
     """Parses responses on one connection into its current exchange.
 
@@ -53,7 +57,7 @@ class ResponseParser:
     # Exchange (None between exchanges: the parse loop stops then).
     pool: ConnectionPool
     host: HostPool
-    exchange: Any
+    exchange: Exchange | None
     state: int
     buffer: bytes
     remaining: int
@@ -61,10 +65,20 @@ class ResponseParser:
     keep_alive: bool
     responded: bool
     pauses: set[str]
-    _cancel_timer: Callable[[], None]
-    _stop_read_timer: Callable[[], None]
-    _response_done: Callable[[], None]
-    pause: Callable[[str], None]
+
+    # The connection's own steps the parse takes (declared here as methods, not attributes:
+    # the compiled build calls them through the trait's method table).
+    def _cancel_timer(self) -> None:
+        """The response head arrived: stop the response-header timer."""
+
+    def _stop_read_timer(self) -> None:
+        """No more read deadline (the connection left HTTP)."""
+
+    def _response_done(self) -> None:
+        """The response is complete: finish the exchange, release the connection."""
+
+    def pause(self, why: str) -> None:
+        """Stop reading from the upstream for ``why``."""
 
     def _deliver_counted(self, consumer: Any, data: bytes) -> bytes:
         """Pass on at most ``self.remaining`` body bytes; return what follows them."""
@@ -190,6 +204,7 @@ class ResponseParser:
         rest = data[end + skip:]
         status = head.status
         exchange = self.exchange
+        assert exchange is not None  # _parse returns between exchanges
         if 100 <= status < 200 and status != 101:
             if status == 100 and exchange._held:
                 exchange._release_body()

@@ -354,6 +354,12 @@ class PooledConnection(Protocol):
     idle_timer: Any = None
     _closed_waiters: list[Deferred[None]] | None = None
 
+    def makeConnection(self, transport: Any) -> None:
+        """Twisted's, with ``connected`` a bool (the compiled build checks it is one)."""
+        self.connected = True
+        self.transport = transport
+        self.connectionMade()
+
     def prepare_socket(self, pool: Any) -> None:
         """``TCP_NODELAY``, and the pool's TCP keep-alive and read size (best effort)."""
         no_delay(self.transport)
