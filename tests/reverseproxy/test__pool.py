@@ -10,6 +10,7 @@ from twisted.internet.error import ConnectionDone, ConnectionLost, ConnectionRef
 from twisted.python.failure import Failure
 
 from tests.reverseproxy._client import ADDR, HOST, PoolTestCase
+from txcaddy.reverseproxy._h1connection import HTTP11Connection
 from txcaddy.reverseproxy._pool import SURPLUS_LINGER
 from txcaddy.reverseproxy.transport import (
     CHUNKED,
@@ -242,10 +243,12 @@ class ConnectedFlagTests(PoolTestCase):
     def test_connected_is_true_then_false(self) -> None:
         """A dialled connection reads ``connected is True``; after its loss, ``False``."""
         self.start()
-        proto, _transport = self.connect()
-        self.assertIs(proto.connected, True)
-        proto.connectionLost(Failure(ConnectionDone()))
-        self.assertIs(proto.connected, False)
+        wrapper, _transport = self.connect()
+        conn = wrapper._wrappedProtocol  # the endpoint's wrapper forwards to the connection
+        self.assertIsInstance(conn, HTTP11Connection)
+        self.assertIs(conn.connected, True)
+        wrapper.connectionLost(Failure(ConnectionDone()))
+        self.assertIs(conn.connected, False)
 
 
 class CloseIdleTests(PoolTestCase):
