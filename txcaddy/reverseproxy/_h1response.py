@@ -15,6 +15,7 @@ derives from ``PooledConnection``, a native class: native classes take one base 
 
 from __future__ import annotations
 
+from abc import abstractmethod
 from typing import TYPE_CHECKING, Any
 
 from mypy_extensions import mypyc_attr, trait
@@ -66,17 +67,22 @@ class ResponseParser:
     responded: bool
     pauses: set[str]
 
-    # The connection's own steps the parse takes (declared here as methods, not attributes:
-    # the compiled build calls them through the trait's method table).
+    # The connection's own steps the parse takes: abstract, the connection implements them
+    # (methods rather than callable attributes: the compiled build calls them through the
+    # trait's method table).
+    @abstractmethod
     def _cancel_timer(self) -> None:
         """The response head arrived: stop the response-header timer."""
 
+    @abstractmethod
     def _stop_read_timer(self) -> None:
         """No more read deadline (the connection left HTTP)."""
 
+    @abstractmethod
     def _response_done(self) -> None:
         """The response is complete: finish the exchange, release the connection."""
 
+    @abstractmethod
     def pause(self, why: str) -> None:
         """Stop reading from the upstream for ``why``."""
 
